@@ -1,0 +1,394 @@
+//! The Kinesis Data Streams operations as domain calls. `protocols` decodes a wire request
+//! (JSON, later CBOR and the binary protocol) into these inputs, calls a [`KinesisApi`]
+//! implementation, and encodes the outputs. `io::Engine` is the real implementation; tests may
+//! use an in-memory model.
+//!
+//! Streams are always named by `stream_name` here: `protocols` resolves a `StreamARN` to a name
+//! (and checks that it names this appliance's region and account) before calling.
+
+use crate::error::KinesisError;
+use crate::hash_key::HashRange;
+use crate::sequence_number::SequenceNumber;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamStatus {
+    Creating,
+    Deleting,
+    Active,
+    Updating,
+}
+
+impl StreamStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "CREATING",
+            Self::Deleting => "DELETING",
+            Self::Active => "ACTIVE",
+            Self::Updating => "UPDATING",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamMode {
+    Provisioned,
+    OnDemand,
+}
+
+impl StreamMode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioned => "PROVISIONED",
+            Self::OnDemand => "ON_DEMAND",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncryptionType {
+    None,
+    Kms,
+}
+
+impl EncryptionType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::Kms => "KMS",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardIteratorType {
+    AtSequenceNumber,
+    AfterSequenceNumber,
+    TrimHorizon,
+    Latest,
+    AtTimestamp,
+}
+
+impl ShardIteratorType {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "AT_SEQUENCE_NUMBER" => Self::AtSequenceNumber,
+            "AFTER_SEQUENCE_NUMBER" => Self::AfterSequenceNumber,
+            "TRIM_HORIZON" => Self::TrimHorizon,
+            "LATEST" => Self::Latest,
+            "AT_TIMESTAMP" => Self::AtTimestamp,
+            _ => return None,
+        })
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AtSequenceNumber => "AT_SEQUENCE_NUMBER",
+            Self::AfterSequenceNumber => "AFTER_SEQUENCE_NUMBER",
+            Self::TrimHorizon => "TRIM_HORIZON",
+            Self::Latest => "LATEST",
+            Self::AtTimestamp => "AT_TIMESTAMP",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// One shard as DescribeStream / ListShards show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardDescription {
+    pub shard_id: String,
+    pub parent_shard_id: Option<String>,
+    pub adjacent_parent_shard_id: Option<String>,
+    pub hash_key_range: HashRange,
+    pub starting_sequence_number: String,
+    /// Present once the shard is closed.
+    pub ending_sequence_number: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildShard {
+    pub shard_id: String,
+    pub parent_shards: Vec<String>,
+    pub hash_key_range: HashRange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateStreamInput {
+    pub stream_name: String,
+    /// `None` with `StreamMode::OnDemand` (4 shards) or when the client left it out.
+    pub shard_count: Option<u32>,
+    pub stream_mode: Option<StreamMode>,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteStreamInput {
+    pub stream_name: String,
+    pub enforce_consumer_deletion: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescribeStreamInput {
+    pub stream_name: String,
+    /// Already checked to be 1..=10000; the server caps at 100.
+    pub limit: Option<u32>,
+    pub exclusive_start_shard_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamDescription {
+    pub stream_name: String,
+    pub stream_arn: String,
+    pub stream_status: StreamStatus,
+    pub stream_mode: StreamMode,
+    pub shards: Vec<ShardDescription>,
+    pub has_more_shards: bool,
+    pub retention_period_hours: u32,
+    pub stream_creation_timestamp_ms: u64,
+    pub shard_level_metrics: Vec<String>,
+    pub encryption_type: EncryptionType,
+    pub key_id: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamDescriptionSummary {
+    pub stream_name: String,
+    pub stream_arn: String,
+    pub stream_status: StreamStatus,
+    pub stream_mode: StreamMode,
+    pub retention_period_hours: u32,
+    pub stream_creation_timestamp_ms: u64,
+    pub shard_level_metrics: Vec<String>,
+    pub encryption_type: EncryptionType,
+    pub key_id: Option<String>,
+    pub open_shard_count: u32,
+    pub consumer_count: u32,
+    pub max_record_size_kib: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListStreamsInput {
+    pub limit: Option<u32>,
+    pub exclusive_start_stream_name: Option<String>,
+    pub next_token: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub stream_name: String,
+    pub stream_arn: String,
+    pub stream_status: StreamStatus,
+    pub stream_mode: StreamMode,
+    pub stream_creation_timestamp_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListStreamsOutput {
+    pub stream_names: Vec<String>,
+    pub has_more_streams: bool,
+    pub next_token: Option<String>,
+    pub stream_summaries: Vec<StreamSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShardFilter {
+    AfterShardId(String),
+    AtTrimHorizon,
+    FromTrimHorizon,
+    AtLatest,
+    AtTimestamp(u64),
+    FromTimestamp(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListShardsInput {
+    /// Exactly one of `stream_name` and `next_token` is set (protocols checks this).
+    pub stream_name: Option<String>,
+    pub next_token: Option<String>,
+    pub exclusive_start_shard_id: Option<String>,
+    pub max_results: Option<u32>,
+    pub stream_creation_timestamp_ms: Option<u64>,
+    pub shard_filter: Option<ShardFilter>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListShardsOutput {
+    pub shards: Vec<ShardDescription>,
+    pub next_token: Option<String>,
+}
+
+/// One record to append. `explicit_hash_key` was already parsed and range-checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutRecordsEntry {
+    pub data: Vec<u8>,
+    pub partition_key: String,
+    pub explicit_hash_key: Option<u128>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutRecordsInput {
+    pub stream_name: String,
+    pub records: Vec<PutRecordsEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutRecordsResultEntry {
+    pub shard_id: String,
+    pub sequence_number: SequenceNumber,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutRecordsOutput {
+    pub encryption_type: EncryptionType,
+    /// Same length and order as the input records. A failed entry carries the error whose kind
+    /// becomes `ErrorCode` (`ProvisionedThroughputExceededException` or `InternalFailure`).
+    pub records: Vec<Result<PutRecordsResultEntry, KinesisError>>,
+}
+
+impl PutRecordsOutput {
+    pub fn failed_record_count(&self) -> usize {
+        self.records.iter().filter(|r| r.is_err()).count()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetShardIteratorInput {
+    pub stream_name: String,
+    /// As the client sent it (messages echo it); the implementation parses it.
+    pub shard_id: String,
+    pub shard_iterator_type: ShardIteratorType,
+    pub starting_sequence_number: Option<String>,
+    pub timestamp_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetRecordsInput {
+    pub shard_iterator: String,
+    /// Already checked to be 1..=10000; `None` means 10000.
+    pub limit: Option<u32>,
+}
+
+/// A record as a read returns it, borrowing from the read buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub sequence_number: SequenceNumber,
+    pub approximate_arrival_timestamp_ms: u64,
+    pub partition_key: &'a str,
+    pub data: &'a [u8],
+}
+
+/// The records of one read. Implementations keep the validated read buffers alive and hand out
+/// borrowed views, so a response can be encoded without copying record data again.
+pub trait RecordBatch {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn for_each_record(&self, f: &mut dyn FnMut(RecordView<'_>));
+}
+
+/// An owned record, for models and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedRecord {
+    pub sequence_number: SequenceNumber,
+    pub approximate_arrival_timestamp_ms: u64,
+    pub partition_key: String,
+    pub data: Vec<u8>,
+}
+
+impl RecordBatch for Vec<OwnedRecord> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn for_each_record(&self, f: &mut dyn FnMut(RecordView<'_>)) {
+        for r in self {
+            f(RecordView {
+                sequence_number: r.sequence_number,
+                approximate_arrival_timestamp_ms: r.approximate_arrival_timestamp_ms,
+                partition_key: &r.partition_key,
+                data: &r.data,
+            });
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GetRecordsOutput<R> {
+    pub records: R,
+    /// `None` at the end of a closed shard.
+    pub next_shard_iterator: Option<String>,
+    pub millis_behind_latest: u64,
+    pub child_shards: Vec<ChildShard>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListTagsForStreamInput {
+    pub stream_name: String,
+    pub exclusive_start_tag_key: Option<String>,
+    /// Already checked to be 1..=50; `None` means 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListTagsForStreamOutput {
+    pub tags: Vec<Tag>,
+    pub has_more_tags: bool,
+}
+
+/// The Kinesis Data Streams operations of a single appliance. Every method has no default:
+/// each one is a capability the implementation must state it has.
+#[allow(async_fn_in_trait)]
+pub trait KinesisApi {
+    type Records: RecordBatch;
+
+    /// Region and account id that ARNs and messages name.
+    fn region(&self) -> &str;
+    fn account_id(&self) -> &str;
+
+    async fn create_stream(&self, input: CreateStreamInput) -> Result<(), KinesisError>;
+    async fn delete_stream(&self, input: DeleteStreamInput) -> Result<(), KinesisError>;
+    async fn describe_stream(
+        &self,
+        input: DescribeStreamInput,
+    ) -> Result<StreamDescription, KinesisError>;
+    async fn describe_stream_summary(
+        &self,
+        stream_name: String,
+    ) -> Result<StreamDescriptionSummary, KinesisError>;
+    async fn list_streams(&self, input: ListStreamsInput)
+    -> Result<ListStreamsOutput, KinesisError>;
+    async fn list_shards(&self, input: ListShardsInput) -> Result<ListShardsOutput, KinesisError>;
+    /// PutRecord is a PutRecords of one entry whose single failure becomes the call's error.
+    async fn put_records(&self, input: PutRecordsInput) -> Result<PutRecordsOutput, KinesisError>;
+    async fn get_shard_iterator(&self, input: GetShardIteratorInput)
+    -> Result<String, KinesisError>;
+    async fn get_records(
+        &self,
+        input: GetRecordsInput,
+    ) -> Result<GetRecordsOutput<Self::Records>, KinesisError>;
+    async fn add_tags_to_stream(&self, stream_name: String, tags: Vec<Tag>)
+    -> Result<(), KinesisError>;
+    async fn remove_tags_from_stream(
+        &self,
+        stream_name: String,
+        tag_keys: Vec<String>,
+    ) -> Result<(), KinesisError>;
+    async fn list_tags_for_stream(
+        &self,
+        input: ListTagsForStreamInput,
+    ) -> Result<ListTagsForStreamOutput, KinesisError>;
+    async fn increase_stream_retention_period(
+        &self,
+        stream_name: String,
+        retention_period_hours: u32,
+    ) -> Result<(), KinesisError>;
+    async fn decrease_stream_retention_period(
+        &self,
+        stream_name: String,
+        retention_period_hours: u32,
+    ) -> Result<(), KinesisError>;
+}
