@@ -10,9 +10,12 @@ pub mod catalog;
 pub mod error;
 pub mod hash_key;
 pub mod limits;
+pub mod next_token;
 pub mod sequence_number;
 pub mod shard_id;
 pub mod shard_iterator;
+pub mod tag_rules;
+pub mod time_format;
 
 pub use api::KinesisApi;
 pub use error::{ErrorKind, KinesisError};
