@@ -1,1 +1,10 @@
-//! placeholder
+//! io: the storage engine. Owns executors and CPU placement, shard ownership, cross-core
+//! routing, segment files (io_uring, O_DIRECT), indexes, recovery, retention and catalog
+//! persistence. Must not touch HTTP, JSON on the wire, CBOR or SigV4. Its public API shows no
+//! glommio type, so the runtime could be swapped.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod catalog_store;
+pub mod log;
+pub mod engine;

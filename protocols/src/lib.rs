@@ -1,1 +1,49 @@
-//! placeholder
+//! protocols: the wire formats. Owns the Kinesis JSON 1.1 protocol (envelope rules, request
+//! decoding and validation, response encoding, the AWS error mapping), and later CBOR, SigV4,
+//! event-stream framing and the binary protocol. It is a pure codec and dispatcher: it maps wire
+//! requests onto `sluice_core::KinesisApi` calls and must not touch sockets, executors, files or
+//! storage internals. The server binary carries bytes between HTTP and [`handle_kinesis`].
+
+#![forbid(unsafe_code)]
+
+pub mod json;
+pub mod kinesis;
+
+#[cfg(test)]
+mod tests;
+
+pub use kinesis::handle_kinesis;
+
+/// An HTTP request as the Kinesis front end needs it, borrowed from the server's request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    /// The `X-Amz-Target` header.
+    pub target: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    /// An `Authorization` header or an `X-Amz-Algorithm` query parameter is present. Signatures
+    /// are not verified yet; only their presence is required.
+    pub has_auth: bool,
+    pub origin: Option<&'a str>,
+    /// `Access-Control-Request-Headers`, echoed on a CORS preflight.
+    pub access_control_request_headers: Option<&'a str>,
+    /// `Access-Control-Request-Method`, echoed on a CORS preflight.
+    pub access_control_request_method: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// The response to send. Header names are ASCII; the server adds `Content-Length`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}

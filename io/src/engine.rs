@@ -1,0 +1,895 @@
+//! The engine: one glommio executor per shard core, each owning the logs (and so the shards)
+//! whose `log_id % cores` is its index, plus the catalog shared by all cores.
+//!
+//! Invariants:
+//! - A shard's records live in exactly one log, `Shard::log_id`, chosen when the shard is created
+//!   and never changed. Only the core that owns that log appends to or reads from it; every other
+//!   core sends it a message (`CoreMessage`) over the cross-core mesh and awaits the reply.
+//! - The catalog is the single source of truth for streams and shards. Every change is persisted
+//!   (write, fsync, rename, fsync directory) before the call that made it is acknowledged.
+//! - `run` finishes recovery of every log on every core before any front end starts serving.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_channel::oneshot;
+use futures_util::future::join_all;
+use glommio::{LocalExecutorBuilder, Placement};
+use sluice_core::api::*;
+use sluice_core::catalog::{Catalog, CatalogConfig, RemovedStream, Shard, StartingPoint, Stream};
+use sluice_core::hash_key::partition_key_hash;
+use sluice_core::limits::GET_RECORDS_BYTES_MAX;
+use sluice_core::shard_id::format_shard_id;
+use sluice_core::{KinesisError, SequenceNumber};
+
+use crate::catalog_store::{CatalogStore, CatalogStoreError};
+use crate::log::{AppendRecord, Durability, Log, LogConfig, LogRead, ShardKey};
+
+/// Everything the engine needs to start.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    /// Number of shard cores (executors).
+    pub cores: usize,
+    /// Pin executor i to CPU i (production); tests run unpinned so parallel servers share CPUs.
+    pub pin_cores: bool,
+    pub durability: Durability,
+    pub catalog: CatalogConfig,
+    /// Preallocated size of each segment file.
+    pub segment_bytes: u64,
+    /// Largest single group commit.
+    pub commit_bytes_max: usize,
+    /// glommio io memory per executor.
+    pub io_memory_bytes: usize,
+}
+
+impl EngineConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            pin_cores: true,
+            durability: Durability::Fsync,
+            catalog: CatalogConfig::default(),
+            segment_bytes: 256 * 1024 * 1024,
+            commit_bytes_max: 4 * 1024 * 1024,
+            io_memory_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path} is not usable: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Catalog(#[from] CatalogStoreError),
+    #[error("could not start executor for core {core}: {message}")]
+    Executor { core: usize, message: String },
+    #[error("recovery of log {log_id} failed: {message}")]
+    Recovery { log_id: u32, message: String },
+    #[error("--cores must be at least 1")]
+    NoCores,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// A request sent to the core that owns a log. Everything in it is `Send`.
+enum CoreMessage {
+    Append {
+        log_id: u32,
+        shard: OwnedShardKey,
+        records: Vec<AppendRecord>,
+        reply: oneshot::Sender<Result<(u64, u64), String>>,
+    },
+    Read {
+        log_id: u32,
+        shard: OwnedShardKey,
+        position: u64,
+        limit: usize,
+        bytes_max: usize,
+        reply: oneshot::Sender<Result<RemoteRead, String>>,
+    },
+    Locate {
+        log_id: u32,
+        shard: OwnedShardKey,
+        query: Locate,
+        reply: oneshot::Sender<Location>,
+    },
+    DropShards {
+        keys: Vec<(u32, OwnedShardKey)>,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Locate {
+    /// First retained record (arrival ≥ the given ms).
+    TrimHorizon(u64),
+    /// First record with arrival ≥ the given ms.
+    Timestamp(u64),
+    Tip,
+}
+
+/// Where a `Locate` landed.
+#[derive(Clone, Copy, Debug)]
+struct Location {
+    position: u64,
+}
+
+#[derive(Clone, Debug)]
+struct OwnedShardKey {
+    stream_name: String,
+    stream_created_ms: u64,
+    shard_index: u32,
+}
+
+impl OwnedShardKey {
+    fn to_key(&self) -> ShardKey {
+        ShardKey {
+            stream_name: Rc::from(self.stream_name.as_str()),
+            stream_created_ms: self.stream_created_ms,
+            shard_index: self.shard_index,
+        }
+    }
+}
+
+/// Records read on another core, copied into one buffer so they can cross threads.
+pub struct RemoteRead {
+    records: Vec<(u64, u64, std::ops::Range<usize>, std::ops::Range<usize>)>,
+    buffer: Vec<u8>,
+    next_position: u64,
+    last_arrival_ms: Option<u64>,
+}
+
+impl RemoteRead {
+    fn from_log_read(read: &LogRead, next_position: u64, last_arrival_ms: Option<u64>) -> Self {
+        let mut buffer = Vec::with_capacity(read.data_bytes() + read.len() * 16);
+        let mut records = Vec::with_capacity(read.len());
+        read.for_each(&mut |position, arrival_ms, partition_key, data| {
+            let k = buffer.len()..buffer.len() + partition_key.len();
+            buffer.extend_from_slice(partition_key.as_bytes());
+            let d = buffer.len()..buffer.len() + data.len();
+            buffer.extend_from_slice(data);
+            records.push((position, arrival_ms, k, d));
+        });
+        Self { records, buffer, next_position, last_arrival_ms }
+    }
+}
+
+/// State shared by every core.
+struct Shared {
+    cores: usize,
+    catalog_config: CatalogConfig,
+    catalog: RwLock<Catalog>,
+    /// Serialises catalog changes with their persistence.
+    catalog_store: Mutex<CatalogStore>,
+    inboxes: Vec<async_channel::Sender<CoreMessage>>,
+}
+
+/// The logs one core owns.
+struct CoreState {
+    core_id: usize,
+    logs: HashMap<u32, Rc<Log>>,
+}
+
+/// A per-core handle on the engine. Cheap to clone; not `Send` (it lives on its core).
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    local: Rc<CoreState>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("core_id", &self.local.core_id).finish()
+    }
+}
+
+fn log_dir(data_dir: &Path, log_id: u32) -> PathBuf {
+    data_dir.join("log").join(log_id.to_string())
+}
+
+/// Log ids that already exist on disk.
+fn existing_log_ids(data_dir: &Path) -> std::io::Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    let dir = data_dir.join("log");
+    if !dir.exists() {
+        return Ok(ids);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(id) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Starts the engine: opens the catalog, spawns one executor per core, recovers that core's
+/// logs, then runs `per_core(engine)` on every core (the front ends). Blocks until every
+/// executor exits, which in practice is never; returns an error if startup fails anywhere.
+pub fn run<F, Fut>(config: EngineConfig, per_core: F) -> Result<(), StartError>
+where
+    F: Fn(Engine) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    if config.cores == 0 {
+        return Err(StartError::NoCores);
+    }
+    for dir in [config.data_dir.clone(), config.data_dir.join("log"), config.data_dir.join("catalog")] {
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
+    }
+    let probe = config.data_dir.join(".write-probe");
+    std::fs::write(&probe, b"probe")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+
+    let (store, catalog) = CatalogStore::open(&config.data_dir.join("catalog"), config.catalog.clone())?;
+    let existing = existing_log_ids(&config.data_dir)
+        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+
+    let mut receivers = Vec::with_capacity(config.cores);
+    let mut inboxes = Vec::with_capacity(config.cores);
+    for _ in 0..config.cores {
+        let (tx, rx) = async_channel::bounded(4096);
+        inboxes.push(tx);
+        receivers.push(rx);
+    }
+    let shared = Arc::new(Shared {
+        cores: config.cores,
+        catalog_config: config.catalog.clone(),
+        catalog: RwLock::new(catalog),
+        catalog_store: Mutex::new(store),
+        inboxes,
+    });
+    let per_core = Arc::new(per_core);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), StartError>>();
+
+    let mut handles = Vec::with_capacity(config.cores);
+    for (core_id, inbox) in receivers.into_iter().enumerate() {
+        let placement = if config.pin_cores { Placement::Fixed(core_id) } else { Placement::Unbound };
+        let shared = shared.clone();
+        let per_core = per_core.clone();
+        let config = config.clone();
+        let ready_tx = ready_tx.clone();
+        let mut log_ids: Vec<u32> =
+            existing.iter().copied().filter(|id| *id as usize % config.cores == core_id).collect();
+        let own = u32::try_from(core_id).expect("core count fits u32");
+        if !log_ids.contains(&own) {
+            log_ids.push(own);
+        }
+        let handle = LocalExecutorBuilder::new(placement)
+            .name(&format!("sluice-core-{core_id}"))
+            .io_memory(config.io_memory_bytes)
+            .spawn(move || async move {
+                let mut logs = HashMap::new();
+                for log_id in log_ids {
+                    let log_config = LogConfig {
+                        dir: log_dir(&config.data_dir, log_id),
+                        log_id,
+                        segment_bytes: config.segment_bytes,
+                        commit_bytes_max: config.commit_bytes_max,
+                        durability: config.durability,
+                    };
+                    match Log::open(log_config).await {
+                        Ok(log) => {
+                            logs.insert(log_id, log);
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(StartError::Recovery { log_id, message: e.to_string() }));
+                            return;
+                        }
+                    }
+                }
+                let local = Rc::new(CoreState { core_id, logs });
+                let engine = Engine { shared, local };
+                let _ = ready_tx.send(Ok(()));
+                drop(ready_tx);
+                glommio::spawn_local(serve_inbox(engine.clone(), inbox)).detach();
+                glommio::spawn_local(housekeeping(engine.clone())).detach();
+                per_core(engine).await;
+            })
+            .map_err(|e| StartError::Executor { core: core_id, message: e.to_string() })?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..config.cores {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(StartError::Executor { core: 0, message: "executor exited during startup".into() });
+            }
+        }
+    }
+    for (core, handle) in handles.into_iter().enumerate() {
+        handle.join().map_err(|e| StartError::Executor { core, message: e.to_string() })?;
+    }
+    Ok(())
+}
+
+/// Answers messages from other cores. Each message runs as its own task so that appends from
+/// many cores join the same group commit.
+async fn serve_inbox(engine: Engine, inbox: async_channel::Receiver<CoreMessage>) {
+    while let Ok(message) = inbox.recv().await {
+        let engine = engine.clone();
+        glommio::spawn_local(async move { engine.handle_message(message).await }).detach();
+    }
+}
+
+/// Periodic work of each core: core 0 reaps deleted streams; every core trims whole segments
+/// past retention.
+async fn housekeeping(engine: Engine) {
+    let mut ticks: u64 = 0;
+    loop {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        ticks += 1;
+        if engine.local.core_id == 0 {
+            engine.reap_deleted_streams().await;
+        }
+        if ticks % 60 == 0 {
+            engine.enforce_retention().await;
+        }
+    }
+}
+
+/// A shard resolved for a data-plane call: everything needed without holding the catalog lock.
+#[derive(Clone, Debug)]
+struct ShardTarget {
+    key: OwnedShardKey,
+    log_id: u32,
+    shard_created_s: u64,
+    retention_ms: u64,
+    closed_at_position: Option<u64>,
+}
+
+impl ShardTarget {
+    fn new(stream: &Stream, shard: &Shard) -> Self {
+        Self {
+            key: OwnedShardKey {
+                stream_name: stream.name.clone(),
+                stream_created_ms: stream.created_ms,
+                shard_index: shard.index,
+            },
+            log_id: shard.log_id,
+            shard_created_s: shard.created_s,
+            retention_ms: u64::from(stream.retention_period_hours) * 3_600_000,
+            closed_at_position: shard.closed_at_position,
+        }
+    }
+}
+
+impl Engine {
+    pub fn core_id(&self) -> usize {
+        self.local.core_id
+    }
+
+    pub fn cores(&self) -> usize {
+        self.shared.cores
+    }
+
+    fn owner(&self, log_id: u32) -> usize {
+        log_id as usize % self.shared.cores
+    }
+
+    fn local_log(&self, log_id: u32) -> Option<&Rc<Log>> {
+        self.local.logs.get(&log_id)
+    }
+
+    fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        // A poisoned lock means a panic while mutating the catalog; with panic=abort that cannot
+        // be observed, and in tests the state is still structurally valid.
+        self.shared.catalog.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a catalog change and persists it before returning. The in-memory catalog is only
+    /// replaced once the new state is durable.
+    fn mutate_catalog<T>(
+        &self,
+        change: impl FnOnce(&mut Catalog) -> Result<T, KinesisError>,
+    ) -> Result<T, KinesisError> {
+        let mut store = self.shared.catalog_store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = self.catalog_read().clone();
+        let out = change(&mut next)?;
+        store.save(&next).map_err(|e| {
+            tracing::error!(error = %e, "Catalog could not be persisted; the change was not applied.");
+            KinesisError::internal("The catalog could not be persisted.")
+        })?;
+        *self.shared.catalog.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(out)
+    }
+
+    async fn send(&self, core: usize, message: CoreMessage) -> Result<(), KinesisError> {
+        self.shared.inboxes[core]
+            .send(message)
+            .await
+            .map_err(|_| KinesisError::internal("A shard core is not running."))
+    }
+
+    async fn append(&self, target: &ShardTarget, records: Vec<AppendRecord>) -> Result<(u64, u64), KinesisError> {
+        let owner = self.owner(target.log_id);
+        if owner == self.local.core_id {
+            let log = self
+                .local_log(target.log_id)
+                .ok_or_else(|| KinesisError::internal("The shard's log is not open on its core."))?;
+            let appended = log.append(&target.key.to_key(), records).await.map_err(|e| {
+                tracing::warn!(log_id = target.log_id, error = %e, "Append failed.");
+                KinesisError::internal("The record could not be stored.")
+            })?;
+            Ok((appended.first_position, appended.arrival_ms))
+        } else {
+            let (reply, rx) = oneshot::channel();
+            self.send(owner, CoreMessage::Append { log_id: target.log_id, shard: target.key.clone(), records, reply })
+                .await?;
+            rx.await
+                .map_err(|_| KinesisError::internal("A shard core dropped the request."))?
+                .map_err(|_| KinesisError::internal("The record could not be stored."))
+        }
+    }
+
+    async fn locate(&self, target: &ShardTarget, query: Locate) -> Result<Location, KinesisError> {
+        let owner = self.owner(target.log_id);
+        if owner == self.local.core_id {
+            let log = self
+                .local_log(target.log_id)
+                .ok_or_else(|| KinesisError::internal("The shard's log is not open on its core."))?;
+            Ok(locate_local(log, &target.key.to_key(), query))
+        } else {
+            let (reply, rx) = oneshot::channel();
+            self.send(owner, CoreMessage::Locate { log_id: target.log_id, shard: target.key.clone(), query, reply })
+                .await?;
+            rx.await.map_err(|_| KinesisError::internal("A shard core dropped the request."))
+        }
+    }
+
+    async fn read(
+        &self,
+        target: &ShardTarget,
+        position: u64,
+        limit: usize,
+    ) -> Result<(EngineRecords, u64, Option<u64>), KinesisError> {
+        let owner = self.owner(target.log_id);
+        if owner == self.local.core_id {
+            let log = self
+                .local_log(target.log_id)
+                .ok_or_else(|| KinesisError::internal("The shard's log is not open on its core."))?;
+            let key = target.key.to_key();
+            let read = log.read(&key, position, limit, GET_RECORDS_BYTES_MAX).await.map_err(|e| {
+                tracing::warn!(log_id = target.log_id, error = %e, "Read failed.");
+                KinesisError::internal("The records could not be read.")
+            })?;
+            let tip = log.tip(&key);
+            Ok((
+                EngineRecords::Local { read, shard_created_s: target.shard_created_s, shard_index: target.key.shard_index },
+                tip.next_position,
+                tip.last_arrival_ms,
+            ))
+        } else {
+            let (reply, rx) = oneshot::channel();
+            self.send(
+                owner,
+                CoreMessage::Read {
+                    log_id: target.log_id,
+                    shard: target.key.clone(),
+                    position,
+                    limit,
+                    bytes_max: GET_RECORDS_BYTES_MAX,
+                    reply,
+                },
+            )
+            .await?;
+            let remote = rx
+                .await
+                .map_err(|_| KinesisError::internal("A shard core dropped the request."))?
+                .map_err(|_| KinesisError::internal("The records could not be read."))?;
+            let next_position = remote.next_position;
+            let last_arrival_ms = remote.last_arrival_ms;
+            Ok((
+                EngineRecords::Remote {
+                    read: remote,
+                    shard_created_s: target.shard_created_s,
+                    shard_index: target.key.shard_index,
+                },
+                next_position,
+                last_arrival_ms,
+            ))
+        }
+    }
+
+    async fn handle_message(&self, message: CoreMessage) {
+        match message {
+            CoreMessage::Append { log_id, shard, records, reply } => {
+                let result = match self.local_log(log_id) {
+                    Some(log) => log
+                        .append(&shard.to_key(), records)
+                        .await
+                        .map(|a| (a.first_position, a.arrival_ms))
+                        .map_err(|e| e.to_string()),
+                    None => Err(format!("log {log_id} is not open on core {}", self.local.core_id)),
+                };
+                let _ = reply.send(result);
+            }
+            CoreMessage::Read { log_id, shard, position, limit, bytes_max, reply } => {
+                let result = match self.local_log(log_id) {
+                    Some(log) => {
+                        let key = shard.to_key();
+                        match log.read(&key, position, limit, bytes_max).await {
+                            Ok(read) => {
+                                let tip = log.tip(&key);
+                                Ok(RemoteRead::from_log_read(&read, tip.next_position, tip.last_arrival_ms))
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    None => Err(format!("log {log_id} is not open on core {}", self.local.core_id)),
+                };
+                let _ = reply.send(result);
+            }
+            CoreMessage::Locate { log_id, shard, query, reply } => {
+                let location = match self.local_log(log_id) {
+                    Some(log) => locate_local(log, &shard.to_key(), query),
+                    None => Location { position: 0 },
+                };
+                let _ = reply.send(location);
+            }
+            CoreMessage::DropShards { keys } => {
+                let mut by_log: HashMap<u32, Vec<ShardKey>> = HashMap::new();
+                for (log_id, key) in keys {
+                    by_log.entry(log_id).or_default().push(key.to_key());
+                }
+                for (log_id, keys) in by_log {
+                    if let Some(log) = self.local_log(log_id) {
+                        log.drop_shards(&keys).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reap_deleted_streams(&self) {
+        let now = now_ms();
+        let due = {
+            let catalog = self.catalog_read();
+            catalog.streams.values().any(|s| {
+                matches!(s.lifecycle, sluice_core::catalog::Lifecycle::Deleting { gone_at_ms } if gone_at_ms <= now)
+            })
+        };
+        if !due {
+            return;
+        }
+        let removed: Vec<RemovedStream> = match self.mutate_catalog(|c| Ok(c.reap(now))) {
+            Ok(removed) => removed,
+            Err(_) => return,
+        };
+        let mut per_core: Vec<Vec<(u32, OwnedShardKey)>> = vec![Vec::new(); self.shared.cores];
+        for stream in removed {
+            for shard in stream.shards {
+                per_core[self.owner(shard.log_id)].push((
+                    shard.log_id,
+                    OwnedShardKey {
+                        stream_name: stream.name.clone(),
+                        stream_created_ms: stream.created_ms,
+                        shard_index: shard.index,
+                    },
+                ));
+            }
+        }
+        for (core, keys) in per_core.into_iter().enumerate() {
+            if !keys.is_empty() {
+                let _ = self.send(core, CoreMessage::DropShards { keys }).await;
+            }
+        }
+    }
+
+    async fn enforce_retention(&self) {
+        let now = now_ms();
+        let retention: HashMap<(String, u64), u64> = {
+            let catalog = self.catalog_read();
+            catalog
+                .streams
+                .values()
+                .map(|s| ((s.name.clone(), s.created_ms), u64::from(s.retention_period_hours) * 3_600_000))
+                .collect()
+        };
+        let lookup = |key: &ShardKey| retention.get(&(key.stream_name.to_string(), key.stream_created_ms)).copied();
+        for (log_id, log) in &self.local.logs {
+            match log.enforce_retention(&lookup, now).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(log_id, removed, "Trimmed segments past retention."),
+                Err(e) => tracing::warn!(log_id, error = %e, "Retention pass failed."),
+            }
+        }
+    }
+
+    /// Chooses the log for a new shard: the core with the fewest open shards, so ownership
+    /// stays balanced.
+    fn placement(catalog: &Catalog, cores: usize) -> Vec<u32> {
+        let mut load = vec![0u32; cores];
+        for stream in catalog.streams.values() {
+            for shard in &stream.shards {
+                if shard.closed_at_position.is_none() {
+                    load[shard.log_id as usize % cores] += 1;
+                }
+            }
+        }
+        load
+    }
+
+    fn resolve_target(&self, stream: &Stream, shard: &Shard) -> ShardTarget {
+        ShardTarget::new(stream, shard)
+    }
+}
+
+fn locate_local(log: &Log, key: &ShardKey, query: Locate) -> Location {
+    let position = match query {
+        Locate::TrimHorizon(retain_after_ms) => log.first_retained_position(key, retain_after_ms),
+        Locate::Timestamp(ms) => log.position_at_timestamp(key, ms),
+        Locate::Tip => log.tip(key).next_position,
+    };
+    Location { position }
+}
+
+/// The records of one GetRecords: zero-copy views into the owning core's read buffers when the
+/// shard is local, or one copied buffer when it came from another core.
+pub enum EngineRecords {
+    Local { read: LogRead, shard_created_s: u64, shard_index: u32 },
+    Remote { read: RemoteRead, shard_created_s: u64, shard_index: u32 },
+}
+
+impl RecordBatch for EngineRecords {
+    fn len(&self) -> usize {
+        match self {
+            Self::Local { read, .. } => read.len(),
+            Self::Remote { read, .. } => read.records.len(),
+        }
+    }
+
+    fn for_each_record(&self, f: &mut dyn FnMut(RecordView<'_>)) {
+        match self {
+            Self::Local { read, shard_created_s, shard_index } => {
+                read.for_each(&mut |position, arrival_ms, partition_key, data| {
+                    f(RecordView {
+                        sequence_number: SequenceNumber::new(*shard_created_s, *shard_index, position, arrival_ms / 1000),
+                        approximate_arrival_timestamp_ms: arrival_ms,
+                        partition_key,
+                        data,
+                    })
+                });
+            }
+            Self::Remote { read, shard_created_s, shard_index } => {
+                for (position, arrival_ms, k, d) in &read.records {
+                    let partition_key = std::str::from_utf8(&read.buffer[k.clone()]).unwrap_or("");
+                    f(RecordView {
+                        sequence_number: SequenceNumber::new(*shard_created_s, *shard_index, *position, arrival_ms / 1000),
+                        approximate_arrival_timestamp_ms: *arrival_ms,
+                        partition_key,
+                        data: &read.buffer[d.clone()],
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl EngineRecords {
+    fn last_position(&self) -> Option<u64> {
+        match self {
+            Self::Local { read, .. } => read.last_position(),
+            Self::Remote { read, .. } => read.records.last().map(|r| r.0),
+        }
+    }
+
+    fn last_arrival_ms(&self) -> Option<u64> {
+        let mut last = None;
+        self.for_each_record(&mut |r| last = Some(r.approximate_arrival_timestamp_ms));
+        last
+    }
+}
+
+impl KinesisApi for Engine {
+    type Records = EngineRecords;
+
+    fn region(&self) -> &str {
+        &self.shared.catalog_config.region
+    }
+
+    fn account_id(&self) -> &str {
+        &self.shared.catalog_config.account_id
+    }
+
+    async fn create_stream(&self, input: CreateStreamInput) -> Result<(), KinesisError> {
+        let cores = self.shared.cores;
+        self.mutate_catalog(|catalog| {
+            let mut load = Engine::placement(catalog, cores);
+            catalog.create_stream(input, now_ms(), &mut |_shard_index| {
+                let (core, _) = load
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, n)| **n)
+                    .expect("at least one core");
+                load[core] += 1;
+                u32::try_from(core).expect("core count fits u32")
+            })
+        })
+    }
+
+    async fn delete_stream(&self, input: DeleteStreamInput) -> Result<(), KinesisError> {
+        self.mutate_catalog(|catalog| catalog.delete_stream(input, now_ms()))
+    }
+
+    async fn describe_stream(&self, input: DescribeStreamInput) -> Result<StreamDescription, KinesisError> {
+        self.catalog_read().describe_stream(input, now_ms())
+    }
+
+    async fn describe_stream_summary(&self, stream_name: String) -> Result<StreamDescriptionSummary, KinesisError> {
+        self.catalog_read().describe_stream_summary(&stream_name, now_ms())
+    }
+
+    async fn list_streams(&self, input: ListStreamsInput) -> Result<ListStreamsOutput, KinesisError> {
+        self.catalog_read().list_streams(input, now_ms())
+    }
+
+    async fn list_shards(&self, input: ListShardsInput) -> Result<ListShardsOutput, KinesisError> {
+        self.catalog_read().list_shards(input, now_ms())
+    }
+
+    async fn put_records(&self, input: PutRecordsInput) -> Result<PutRecordsOutput, KinesisError> {
+        let count = input.records.len();
+        // Route every record to its shard under the catalog lock, then release it before any I/O.
+        let mut groups: Vec<(ShardTarget, Vec<usize>, Vec<AppendRecord>)> = Vec::new();
+        {
+            let catalog = self.catalog_read();
+            let stream = catalog.stream_for_write(&input.stream_name, now_ms())?;
+            let mut group_of_shard: HashMap<u32, usize> = HashMap::new();
+            for (i, entry) in input.records.into_iter().enumerate() {
+                let hash_key = entry.explicit_hash_key.unwrap_or_else(|| partition_key_hash(&entry.partition_key));
+                let shard = stream.shard_for_hash_key(hash_key);
+                let g = *group_of_shard.entry(shard.index).or_insert_with(|| {
+                    groups.push((self.resolve_target(stream, shard), Vec::new(), Vec::new()));
+                    groups.len() - 1
+                });
+                groups[g].1.push(i);
+                groups[g].2.push(AppendRecord { partition_key: entry.partition_key, data: entry.data });
+            }
+        }
+        let mut results: Vec<Option<Result<PutRecordsResultEntry, KinesisError>>> = vec![None; count];
+        let appends = groups.into_iter().map(|(target, indexes, records)| async move {
+            let outcome = self.append(&target, records).await;
+            (target, indexes, outcome)
+        });
+        for (target, indexes, outcome) in join_all(appends).await {
+            for (k, i) in indexes.into_iter().enumerate() {
+                results[i] = Some(match &outcome {
+                    Ok((first_position, arrival_ms)) => Ok(PutRecordsResultEntry {
+                        shard_id: format_shard_id(target.key.shard_index),
+                        sequence_number: SequenceNumber::new(
+                            target.shard_created_s,
+                            target.key.shard_index,
+                            first_position + k as u64,
+                            arrival_ms / 1000,
+                        ),
+                    }),
+                    Err(e) => Err(e.clone()),
+                });
+            }
+        }
+        Ok(PutRecordsOutput {
+            encryption_type: EncryptionType::None,
+            records: results
+                .into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(KinesisError::internal("Internal service failure."))))
+                .collect(),
+        })
+    }
+
+    async fn get_shard_iterator(&self, input: GetShardIteratorInput) -> Result<String, KinesisError> {
+        let now = now_ms();
+        let (target, start) = {
+            let catalog = self.catalog_read();
+            let (stream, shard, start) = catalog.shard_iterator_start(&input, now)?;
+            (self.resolve_target(stream, shard), start)
+        };
+        let retain_after = now.saturating_sub(target.retention_ms);
+        let position = match start {
+            StartingPoint::TrimHorizon => self.locate(&target, Locate::TrimHorizon(retain_after)).await?.position,
+            StartingPoint::Latest => self.locate(&target, Locate::Tip).await?.position,
+            StartingPoint::At(p) => p,
+            StartingPoint::After(p) => p.saturating_add(1),
+            StartingPoint::Timestamp(ms) => {
+                self.locate(&target, Locate::Timestamp(ms.max(retain_after))).await?.position
+            }
+        };
+        let catalog = self.catalog_read();
+        let stream = catalog
+            .streams
+            .get(&target.key.stream_name)
+            .filter(|s| s.created_ms == target.key.stream_created_ms)
+            .ok_or_else(|| KinesisError::stream_not_found(&target.key.stream_name, &catalog.config.account_id))?;
+        let shard = stream.shard(target.key.shard_index).ok_or_else(|| {
+            KinesisError::shard_not_found(
+                &format_shard_id(target.key.shard_index),
+                &stream.name,
+                &catalog.config.account_id,
+            )
+        })?;
+        Ok(catalog.shard_iterator(stream, shard, position, now))
+    }
+
+    async fn get_records(&self, input: GetRecordsInput) -> Result<GetRecordsOutput<EngineRecords>, KinesisError> {
+        let now = now_ms();
+        let (target, iterator_position) = {
+            let catalog = self.catalog_read();
+            let (stream, shard, iterator) = catalog.resolve_shard_iterator(&input.shard_iterator, now)?;
+            (self.resolve_target(stream, shard), iterator.position)
+        };
+        let limit = input.limit.unwrap_or(sluice_core::limits::GET_RECORDS_LIMIT_MAX) as usize;
+        let retain_after = now.saturating_sub(target.retention_ms);
+        let trim = self.locate(&target, Locate::TrimHorizon(retain_after)).await?.position;
+        let position = iterator_position.max(trim);
+        let (records, tip, tip_arrival_ms) = self.read(&target, position, limit).await?;
+        let next_position = records.last_position().map_or(position, |p| p + 1);
+        let millis_behind_latest = if next_position >= tip {
+            0
+        } else {
+            match (records.last_arrival_ms(), tip_arrival_ms) {
+                (Some(last), Some(tip_ms)) => tip_ms.saturating_sub(last),
+                _ => 0,
+            }
+        };
+        let shard_ended = target.closed_at_position.is_some_and(|end| next_position >= end);
+        let next_shard_iterator = if shard_ended {
+            None
+        } else {
+            let catalog = self.catalog_read();
+            let stream = catalog.streams.get(&target.key.stream_name).filter(|s| s.created_ms == target.key.stream_created_ms);
+            match stream.and_then(|s| s.shard(target.key.shard_index).map(|sh| (s, sh))) {
+                Some((stream, shard)) => Some(catalog.shard_iterator(stream, shard, next_position, now)),
+                None => {
+                    return Err(KinesisError::shard_not_found(
+                        &format_shard_id(target.key.shard_index),
+                        &target.key.stream_name,
+                        &catalog.config.account_id,
+                    ));
+                }
+            }
+        };
+        Ok(GetRecordsOutput { records, next_shard_iterator, millis_behind_latest, child_shards: Vec::new() })
+    }
+
+    async fn add_tags_to_stream(&self, stream_name: String, tags: Vec<Tag>) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.add_tags_to_stream(&stream_name, tags, now_ms()))
+    }
+
+    async fn remove_tags_from_stream(&self, stream_name: String, tag_keys: Vec<String>) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.remove_tags_from_stream(&stream_name, tag_keys, now_ms()))
+    }
+
+    async fn list_tags_for_stream(&self, input: ListTagsForStreamInput) -> Result<ListTagsForStreamOutput, KinesisError> {
+        self.catalog_read().list_tags_for_stream(input, now_ms())
+    }
+
+    async fn increase_stream_retention_period(
+        &self,
+        stream_name: String,
+        retention_period_hours: u32,
+    ) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.increase_stream_retention_period(&stream_name, retention_period_hours, now_ms()))
+    }
+
+    async fn decrease_stream_retention_period(
+        &self,
+        stream_name: String,
+        retention_period_hours: u32,
+    ) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.decrease_stream_retention_period(&stream_name, retention_period_hours, now_ms()))
+    }
+}

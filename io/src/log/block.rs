@@ -1,0 +1,458 @@
+//! The on-disk block and chunk codec of the per-core log (see `docs/segment-format.md`).
+//!
+//! A block is what one group commit writes: a 64-byte header, then one chunk per shard that
+//! had records in the commit, padded with zeros to a multiple of [`BLOCK_ALIGN`] so the next
+//! block starts 4 KiB-aligned and every block can be written with O_DIRECT. Each chunk starts
+//! 16-byte aligned inside its block, and so does its rkyv payload, so a payload read into a
+//! 4 KiB-aligned buffer can be accessed in place.
+//!
+//! This module is pure (no io_uring, no files): it encodes into and decodes from byte slices,
+//! so it can be tested (and run under Miri) on its own. All integers are little-endian.
+//!
+//! Invariants:
+//! - `crc` in the block header is CRC32C over the header (with the `crc` field zeroed) and the
+//!   body; `crc` in a chunk header is CRC32C over the whole chunk (with its `crc` field zeroed).
+//!   Both are computed at encode time and checked after every read.
+//! - `chunk_len`, the payload offset and the payload length are multiples of 16 or are padded
+//!   to one; a chunk never crosses the end of the block body.
+
+use std::ops::Range;
+
+/// O_DIRECT alignment of block starts and lengths inside a segment file.
+pub const BLOCK_ALIGN: usize = 4096;
+/// Alignment of chunks and of their rkyv payloads inside a block.
+pub const CHUNK_ALIGN: usize = 16;
+/// Bytes of the block header.
+pub const HEADER_LEN: usize = 64;
+/// Bytes of the fixed part of a chunk header (the stream name follows it).
+pub const CHUNK_HEADER_LEN: usize = 48;
+/// First eight bytes of every block.
+pub const MAGIC: [u8; 8] = *b"SLUICEBK";
+/// Bumped on any change to the header, chunk or archived record layout.
+pub const FORMAT_VERSION: u16 = 1;
+
+const _: () = assert!(HEADER_LEN.is_multiple_of(CHUNK_ALIGN));
+const _: () = assert!(CHUNK_HEADER_LEN.is_multiple_of(CHUNK_ALIGN));
+const _: () = assert!(BLOCK_ALIGN.is_multiple_of(CHUNK_ALIGN));
+
+const CRC_FIELD: Range<usize> = 36..40;
+const CHUNK_CRC_FIELD: Range<usize> = 4..8;
+
+/// One record as stored inside a chunk payload.
+///
+/// WARNING: this struct is part of the on-disk format. Do not add, remove, reorder or retype
+/// fields without bumping [`FORMAT_VERSION`] and adding a compatibility fixture for the old
+/// version.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub partition_key: String,
+    pub data: Vec<u8>,
+}
+
+/// The rkyv root of a chunk payload: the records of one shard in one block, in position order.
+///
+/// WARNING: this struct is part of the on-disk format. Do not add, remove, reorder or retype
+/// fields without bumping [`FORMAT_VERSION`] and adding a compatibility fixture for the old
+/// version.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    pub records: Vec<StoredRecord>,
+}
+
+/// Rounds `len` up to a multiple of `align` (a power of two).
+pub const fn align_up(len: usize, align: usize) -> usize {
+    (len + align - 1) & !(align - 1)
+}
+
+/// What a chunk says about itself, borrowed from the block bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkHeader<'a> {
+    pub chunk_len: usize,
+    pub crc: u32,
+    pub stream_name: &'a str,
+    pub shard_index: u32,
+    pub stream_created_ms: u64,
+    pub first_position: u64,
+    pub arrival_ms: u64,
+    pub record_count: u32,
+    /// Payload range relative to the chunk start.
+    pub payload: Range<usize>,
+}
+
+/// A chunk to encode: identifies the shard and carries an already serialized rkyv payload.
+#[derive(Debug)]
+pub struct ChunkInput<'a> {
+    pub stream_name: &'a str,
+    pub stream_created_ms: u64,
+    pub shard_index: u32,
+    pub first_position: u64,
+    pub arrival_ms: u64,
+    pub record_count: u32,
+    pub payload: &'a [u8],
+}
+
+/// Bytes a chunk takes inside a block, including alignment padding.
+pub fn chunk_encoded_len(stream_name_len: usize, payload_len: usize) -> usize {
+    CHUNK_HEADER_LEN + align_up(stream_name_len, CHUNK_ALIGN) + align_up(payload_len, CHUNK_ALIGN)
+}
+
+/// The decoded block header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockHeader {
+    pub chunk_count: u32,
+    pub block_seq: u64,
+    pub body_len: u32,
+    pub log_id: u32,
+    pub prev_crc: u32,
+    pub crc: u32,
+    pub arrival_ms: u64,
+}
+
+impl BlockHeader {
+    /// Header plus body, before padding.
+    pub fn block_len(&self) -> usize {
+        HEADER_LEN + self.body_len as usize
+    }
+
+    /// Bytes the block occupies in its segment.
+    pub fn padded_len(&self) -> usize {
+        align_up(self.block_len(), BLOCK_ALIGN)
+    }
+}
+
+/// Why a header is not the header of a block of this format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderProblem {
+    TooShort,
+    /// All-zero bytes: preallocated space that no block was ever written to.
+    Zeroed,
+    BadMagic,
+    UnsupportedVersion(u16),
+    BadHeaderLen(u16),
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(b)
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+/// Parses the first [`HEADER_LEN`] bytes of `bytes` as a block header. Checks the magic and
+/// version only; the caller checks the sequence number, the chain and the CRC.
+pub fn parse_header(bytes: &[u8]) -> Result<BlockHeader, HeaderProblem> {
+    if bytes.len() < HEADER_LEN {
+        return Err(HeaderProblem::TooShort);
+    }
+    let header = &bytes[..HEADER_LEN];
+    if header[..8] != MAGIC {
+        if header.iter().all(|b| *b == 0) {
+            return Err(HeaderProblem::Zeroed);
+        }
+        return Err(HeaderProblem::BadMagic);
+    }
+    let version = u16_at(header, 8);
+    if version != FORMAT_VERSION {
+        return Err(HeaderProblem::UnsupportedVersion(version));
+    }
+    let header_len = u16_at(header, 10);
+    if header_len as usize != HEADER_LEN {
+        return Err(HeaderProblem::BadHeaderLen(header_len));
+    }
+    Ok(BlockHeader {
+        chunk_count: u32_at(header, 12),
+        block_seq: u64_at(header, 16),
+        body_len: u32_at(header, 24),
+        log_id: u32_at(header, 28),
+        prev_crc: u32_at(header, 32),
+        crc: u32_at(header, 36),
+        arrival_ms: u64_at(header, 40),
+    })
+}
+
+/// CRC32C of `bytes` as if the four bytes at `crc_field` were zero.
+fn crc_with_zeroed_field(bytes: &[u8], crc_field: Range<usize>) -> u32 {
+    let crc = crc32c::crc32c(&bytes[..crc_field.start]);
+    let crc = crc32c::crc32c_append(crc, &[0u8; 4]);
+    crc32c::crc32c_append(crc, &bytes[crc_field.end..])
+}
+
+/// Computes the CRC of a block (header + body, unpadded) as stored in its header.
+pub fn block_crc(block: &[u8]) -> u32 {
+    crc_with_zeroed_field(block, CRC_FIELD)
+}
+
+/// Computes the CRC of a chunk as stored in its header.
+pub fn chunk_crc(chunk: &[u8]) -> u32 {
+    crc_with_zeroed_field(chunk, CHUNK_CRC_FIELD)
+}
+
+/// Encoded size of a block holding `chunks`, before padding.
+pub fn block_len(chunks: &[ChunkInput<'_>]) -> usize {
+    HEADER_LEN
+        + chunks
+            .iter()
+            .map(|c| chunk_encoded_len(c.stream_name.len(), c.payload.len()))
+            .sum::<usize>()
+}
+
+/// The identity of a block being encoded.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockIdentity {
+    pub log_id: u32,
+    pub block_seq: u64,
+    pub prev_crc: u32,
+    pub arrival_ms: u64,
+}
+
+/// Encodes a block into `out`, which must be exactly `align_up(block_len(chunks), BLOCK_ALIGN)`
+/// bytes long (its previous contents do not matter; padding is zeroed here). Returns the block
+/// CRC and each chunk's offset from the block start.
+pub fn encode_block(
+    out: &mut [u8],
+    identity: BlockIdentity,
+    chunks: &[ChunkInput<'_>],
+) -> (u32, Vec<u32>) {
+    let unpadded = block_len(chunks);
+    assert_eq!(out.len(), align_up(unpadded, BLOCK_ALIGN));
+    let body_len = u32::try_from(unpadded - HEADER_LEN).expect("a block body fits u32 bytes");
+    let chunk_count = u32::try_from(chunks.len()).expect("a block's chunk count fits u32");
+
+    let mut offsets = Vec::with_capacity(chunks.len());
+    let mut at = HEADER_LEN;
+    for chunk in chunks {
+        let len = chunk_encoded_len(chunk.stream_name.len(), chunk.payload.len());
+        offsets.push(u32::try_from(at).expect("a chunk offset fits u32"));
+        encode_chunk(&mut out[at..at + len], chunk);
+        at += len;
+    }
+    debug_assert_eq!(at, unpadded);
+    out[unpadded..].fill(0);
+
+    let header = &mut out[..HEADER_LEN];
+    header[..8].copy_from_slice(&MAGIC);
+    header[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    header[10..12].copy_from_slice(&(HEADER_LEN as u16).to_le_bytes());
+    header[12..16].copy_from_slice(&chunk_count.to_le_bytes());
+    header[16..24].copy_from_slice(&identity.block_seq.to_le_bytes());
+    header[24..28].copy_from_slice(&body_len.to_le_bytes());
+    header[28..32].copy_from_slice(&identity.log_id.to_le_bytes());
+    header[32..36].copy_from_slice(&identity.prev_crc.to_le_bytes());
+    header[36..40].fill(0);
+    header[40..48].copy_from_slice(&identity.arrival_ms.to_le_bytes());
+    header[48..64].fill(0);
+    let crc = block_crc(&out[..unpadded]);
+    out[CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
+    (crc, offsets)
+}
+
+fn encode_chunk(out: &mut [u8], chunk: &ChunkInput<'_>) {
+    let name_len = u16::try_from(chunk.stream_name.len()).expect("a stream name fits u16 bytes");
+    let payload_len = u32::try_from(chunk.payload.len()).expect("a chunk payload fits u32 bytes");
+    let chunk_len = u32::try_from(out.len()).expect("a chunk fits u32 bytes");
+    out[0..4].copy_from_slice(&chunk_len.to_le_bytes());
+    out[4..8].fill(0);
+    out[8..10].copy_from_slice(&name_len.to_le_bytes());
+    out[10..12].fill(0);
+    out[12..16].copy_from_slice(&chunk.shard_index.to_le_bytes());
+    out[16..24].copy_from_slice(&chunk.stream_created_ms.to_le_bytes());
+    out[24..32].copy_from_slice(&chunk.first_position.to_le_bytes());
+    out[32..40].copy_from_slice(&chunk.arrival_ms.to_le_bytes());
+    out[40..44].copy_from_slice(&chunk.record_count.to_le_bytes());
+    out[44..48].copy_from_slice(&payload_len.to_le_bytes());
+    let name_end = CHUNK_HEADER_LEN + chunk.stream_name.len();
+    out[CHUNK_HEADER_LEN..name_end].copy_from_slice(chunk.stream_name.as_bytes());
+    let payload_start = CHUNK_HEADER_LEN + align_up(chunk.stream_name.len(), CHUNK_ALIGN);
+    out[name_end..payload_start].fill(0);
+    let payload_end = payload_start + chunk.payload.len();
+    out[payload_start..payload_end].copy_from_slice(chunk.payload);
+    out[payload_end..].fill(0);
+    let crc = chunk_crc(out);
+    out[CHUNK_CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Why a chunk header cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkProblem {
+    Truncated,
+    BadLength,
+    BadStreamName,
+}
+
+/// Decodes the chunk header at the start of `bytes` (which may extend past the chunk).
+pub fn parse_chunk(bytes: &[u8]) -> Result<ChunkHeader<'_>, ChunkProblem> {
+    if bytes.len() < CHUNK_HEADER_LEN {
+        return Err(ChunkProblem::Truncated);
+    }
+    let chunk_len = u32_at(bytes, 0) as usize;
+    let name_len = u16_at(bytes, 8) as usize;
+    let payload_len = u32_at(bytes, 44) as usize;
+    if chunk_len > bytes.len() || !chunk_len.is_multiple_of(CHUNK_ALIGN) {
+        return Err(ChunkProblem::BadLength);
+    }
+    if chunk_encoded_len(name_len, payload_len) != chunk_len {
+        return Err(ChunkProblem::BadLength);
+    }
+    let stream_name = std::str::from_utf8(&bytes[CHUNK_HEADER_LEN..CHUNK_HEADER_LEN + name_len])
+        .map_err(|_| ChunkProblem::BadStreamName)?;
+    let payload_start = CHUNK_HEADER_LEN + align_up(name_len, CHUNK_ALIGN);
+    Ok(ChunkHeader {
+        chunk_len,
+        crc: u32_at(bytes, 4),
+        stream_name,
+        shard_index: u32_at(bytes, 12),
+        stream_created_ms: u64_at(bytes, 16),
+        first_position: u64_at(bytes, 24),
+        arrival_ms: u64_at(bytes, 32),
+        record_count: u32_at(bytes, 40),
+        payload: payload_start..payload_start + payload_len,
+    })
+}
+
+/// Decodes every chunk header of a CRC-checked block (`block` = header + body, unpadded).
+pub fn parse_chunks<'a>(
+    block: &'a [u8],
+    header: &BlockHeader,
+) -> Result<Vec<(usize, ChunkHeader<'a>)>, ChunkProblem> {
+    let mut chunks = Vec::with_capacity(header.chunk_count as usize);
+    let mut at = HEADER_LEN;
+    for _ in 0..header.chunk_count {
+        let chunk = parse_chunk(&block[at..])?;
+        let len = chunk.chunk_len;
+        chunks.push((at, chunk));
+        at += len;
+    }
+    if at != block.len() {
+        return Err(ChunkProblem::BadLength);
+    }
+    Ok(chunks)
+}
+
+/// Serializes records into an rkyv chunk payload.
+pub fn serialize_payload(chunk: &StoredChunk) -> rkyv::util::AlignedVec {
+    rkyv::to_bytes::<rkyv::rancor::Error>(chunk)
+        .expect("serializing owned strings and byte vectors into memory cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_payload(n: usize) -> rkyv::util::AlignedVec {
+        serialize_payload(&StoredChunk {
+            records: (0..n)
+                .map(|i| StoredRecord {
+                    partition_key: format!("key-{i}"),
+                    data: vec![i as u8; i * 7],
+                })
+                .collect(),
+        })
+    }
+
+    fn encode(chunks: &[ChunkInput<'_>]) -> (Vec<u8>, u32, Vec<u32>) {
+        let mut out = vec![0xAAu8; align_up(block_len(chunks), BLOCK_ALIGN)];
+        let (crc, offsets) = encode_block(
+            &mut out,
+            BlockIdentity {
+                log_id: 7,
+                block_seq: 42,
+                prev_crc: 99,
+                arrival_ms: 1234,
+            },
+            chunks,
+        );
+        (out, crc, offsets)
+    }
+
+    #[test]
+    fn a_block_round_trips_through_encode_and_parse() {
+        let p1 = sample_payload(3);
+        let p2 = sample_payload(5);
+        let chunks = [
+            ChunkInput {
+                stream_name: "orders",
+                stream_created_ms: 11,
+                shard_index: 2,
+                first_position: 100,
+                arrival_ms: 1234,
+                record_count: 3,
+                payload: &p1,
+            },
+            ChunkInput {
+                stream_name: "clicks-and-more",
+                stream_created_ms: 12,
+                shard_index: 0,
+                first_position: 0,
+                arrival_ms: 1234,
+                record_count: 5,
+                payload: &p2,
+            },
+        ];
+        let (out, crc, offsets) = encode(&chunks);
+        assert_eq!(out.len() % BLOCK_ALIGN, 0);
+        let header = parse_header(&out).expect("valid header");
+        assert_eq!(header.block_seq, 42);
+        assert_eq!(header.log_id, 7);
+        assert_eq!(header.prev_crc, 99);
+        assert_eq!(header.crc, crc);
+        let block = &out[..header.block_len()];
+        assert_eq!(block_crc(block), crc);
+        let parsed = parse_chunks(block, &header).expect("valid chunks");
+        assert_eq!(parsed.len(), 2);
+        for ((offset, chunk), (input, expected_offset)) in
+            parsed.iter().zip(chunks.iter().zip(&offsets))
+        {
+            assert_eq!(*offset, *expected_offset as usize);
+            assert_eq!(offset % CHUNK_ALIGN, 0);
+            assert_eq!(chunk.stream_name, input.stream_name);
+            assert_eq!(chunk.first_position, input.first_position);
+            assert_eq!(chunk.record_count, input.record_count);
+            let bytes = &block[*offset..*offset + chunk.chunk_len];
+            assert_eq!(chunk_crc(bytes), chunk.crc);
+            assert_eq!(chunk.payload.start % CHUNK_ALIGN, 0);
+            assert_eq!(&bytes[chunk.payload.clone()], input.payload);
+        }
+        assert!(out[header.block_len()..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_in_a_block_changes_its_crc() {
+        let p = sample_payload(4);
+        let chunks = [ChunkInput {
+            stream_name: "s",
+            stream_created_ms: 1,
+            shard_index: 0,
+            first_position: 0,
+            arrival_ms: 5,
+            record_count: 4,
+            payload: &p,
+        }];
+        let (out, crc, _) = encode(&chunks);
+        let len = parse_header(&out).expect("valid header").block_len();
+        for at in (0..len).step_by(3) {
+            if CRC_FIELD.contains(&at) {
+                continue;
+            }
+            let mut copy = out[..len].to_vec();
+            copy[at] ^= 0x10;
+            assert_ne!(block_crc(&copy), crc, "flip at {at} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn zeroed_space_is_recognised_as_never_written() {
+        assert_eq!(parse_header(&[0u8; 4096]), Err(HeaderProblem::Zeroed));
+        let mut garbage = [0u8; 64];
+        garbage[3] = 1;
+        assert_eq!(parse_header(&garbage), Err(HeaderProblem::BadMagic));
+    }
+}
