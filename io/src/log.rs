@@ -50,6 +50,8 @@ pub const BLOCK_CACHE_BYTES_DEFAULT: usize = 32 << 20;
 /// Commits bigger than this are cut into several blocks written concurrently: this disk needs
 /// writes of at least 256 KiB with several in flight to reach its bandwidth (perf.md §2a).
 pub const BLOCK_BYTES_TARGET: usize = 1 << 20;
+/// Chunks a read fetches from disk concurrently.
+const READ_AHEAD_CHUNKS: usize = 32;
 /// Recovery reads segments in windows of this many bytes.
 const RECOVERY_WINDOW_BYTES: usize = 1 << 20;
 
@@ -137,6 +139,8 @@ pub struct LogStats {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenLogError {
+    #[error("invalid log configuration: {reason}")]
+    InvalidConfig { reason: String },
     #[error("cannot create or list log directory {dir}")]
     Directory {
         dir: PathBuf,
@@ -270,6 +274,12 @@ pub enum RetentionError {
         segment_id: u64,
         source: std::io::Error,
     },
+}
+
+/// A chunk being fetched for a read: from the block cache, or by a disk read in flight.
+enum Fetch {
+    Cached(Rc<DmaBuffer>),
+    Reading(glommio::Task<glommio::Result<ReadResult, ()>>),
 }
 
 /// Read buffers a [`LogRead`] borrows its records from.
@@ -527,13 +537,19 @@ impl Log {
         config: LogConfig,
         cache_bytes_max: usize,
     ) -> Result<Rc<Log>, OpenLogError> {
-        assert!(config.segment_bytes > 0, "segment_bytes is positive");
-        assert_eq!(
-            config.segment_bytes % BLOCK_ALIGN as u64,
-            0,
-            "segment_bytes is 4 KiB-aligned"
-        );
-        assert!(config.commit_bytes_max > 0, "commit_bytes_max is positive");
+        if config.segment_bytes == 0 || !config.segment_bytes.is_multiple_of(BLOCK_ALIGN as u64) {
+            return Err(OpenLogError::InvalidConfig {
+                reason: format!(
+                    "segment_bytes must be a positive multiple of 4096, not {}",
+                    config.segment_bytes
+                ),
+            });
+        }
+        if config.commit_bytes_max == 0 {
+            return Err(OpenLogError::InvalidConfig {
+                reason: "commit_bytes_max must be positive".to_owned(),
+            });
+        }
         let mut state = recover(config).await?;
         state.cache.bytes_max = cache_bytes_max;
         let state = Rc::new(RefCell::new(state));
@@ -615,88 +631,112 @@ impl Log {
         let tip = self.tip(shard);
         let mut out = LogRead::empty(tip);
         let mut next = position;
-        while out.len < limit {
-            let found = {
+        'batches: while out.len < limit {
+            // Chunks expected to cover the rest of `limit`, fetched concurrently: a shard's
+            // chunks lie in different blocks, so a catch-up read would otherwise pay one disk
+            // round trip per chunk.
+            let batch: Vec<(ChunkRef, Fetch)> = {
                 let state = self.state.borrow();
                 let Some(index) = state.shards.get(shard) else {
                     break;
                 };
-                let Some(at) = index.chunk_for(next) else {
+                let Some(first) = index.chunk_for(next) else {
                     break;
                 };
-                let chunk = *index.chunk(at).expect("chunk_for returns a stored chunk");
-                let cached = state.cache.get(&(chunk.segment_id, chunk.block_offset));
-                let file = state
-                    .segments
-                    .get(&chunk.segment_id)
-                    .expect("an indexed chunk's segment is open")
-                    .file
-                    .clone();
-                (chunk, cached, file)
-            };
-            let (chunk, cached, file) = found;
-            let (bytes, range) = match cached {
-                Some(block) => {
-                    let start = chunk.chunk_offset as usize;
-                    (
-                        ReadBytes::Cached(block),
-                        start..start + chunk.chunk_len as usize,
-                    )
+                let mut batch = Vec::new();
+                let mut covered = 0usize;
+                let mut at = first;
+                while batch.len() < READ_AHEAD_CHUNKS && covered < limit - out.len {
+                    let Some(chunk) = index.chunk(at) else { break };
+                    let chunk = *chunk;
+                    covered += chunk
+                        .end_position()
+                        .saturating_sub(next.max(chunk.first_position))
+                        as usize;
+                    let fetch = match state.cache.get(&(chunk.segment_id, chunk.block_offset)) {
+                        Some(block) => Fetch::Cached(block),
+                        None => {
+                            let file = state
+                                .segments
+                                .get(&chunk.segment_id)
+                                .expect("an indexed chunk's segment is open")
+                                .file
+                                .clone();
+                            let offset = chunk.block_offset + u64::from(chunk.chunk_offset);
+                            let len = chunk.chunk_len as usize;
+                            Fetch::Reading(glommio::spawn_local(async move {
+                                file.read_at(offset, len).await
+                            }))
+                        }
+                    };
+                    batch.push((chunk, fetch));
+                    at += 1;
                 }
-                None => {
-                    let offset = chunk.block_offset + u64::from(chunk.chunk_offset);
-                    let read = file
-                        .read_at(offset, chunk.chunk_len as usize)
-                        .await
-                        .map_err(|error| ReadError::Io {
+                batch
+            };
+            for (chunk, fetch) in batch {
+                let offset = chunk.block_offset + u64::from(chunk.chunk_offset);
+                let (bytes, range) = match fetch {
+                    Fetch::Cached(block) => {
+                        let start = chunk.chunk_offset as usize;
+                        (
+                            ReadBytes::Cached(block),
+                            start..start + chunk.chunk_len as usize,
+                        )
+                    }
+                    Fetch::Reading(task) => {
+                        let read = task.await.map_err(|error| ReadError::Io {
                             segment_id: chunk.segment_id,
                             offset,
                             source: error.into(),
                         })?;
-                    (ReadBytes::Disk(read), 0..chunk.chunk_len as usize)
-                }
-            };
-            let payload = validate_chunk(&bytes, range, shard, &chunk)?;
-            let archived = rkyv::access::<ArchivedStoredChunk, rkyv::rancor::Error>(
-                &bytes.as_slice()[payload.clone()],
-            )
-            .map_err(|error| ReadError::ArchiveInvalid {
-                segment_id: chunk.segment_id,
-                offset: chunk.block_offset + u64::from(chunk.chunk_offset),
-                reason: error.to_string(),
-            })?;
-            if archived.records.len() != chunk.record_count as usize {
-                return Err(ReadError::ChunkMismatch {
+                        (ReadBytes::Disk(read), 0..chunk.chunk_len as usize)
+                    }
+                };
+                let payload = validate_chunk(&bytes, range, shard, &chunk)?;
+                let archived = rkyv::access::<ArchivedStoredChunk, rkyv::rancor::Error>(
+                    &bytes.as_slice()[payload.clone()],
+                )
+                .map_err(|error| ReadError::ArchiveInvalid {
                     segment_id: chunk.segment_id,
-                    offset: chunk.block_offset + u64::from(chunk.chunk_offset),
-                });
-            }
-            let skip = (next.max(chunk.first_position) - chunk.first_position) as usize;
-            let mut take = 0;
-            let mut full = false;
-            for record in archived.records.iter().skip(skip) {
-                let len = record.data.len();
-                if out.len >= limit || (out.len > 0 && out.data_bytes + len > bytes_max) {
-                    full = true;
-                    break;
+                    offset,
+                    reason: error.to_string(),
+                })?;
+                if archived.records.len() != chunk.record_count as usize {
+                    return Err(ReadError::ChunkMismatch {
+                        segment_id: chunk.segment_id,
+                        offset,
+                    });
                 }
-                out.len += 1;
-                out.data_bytes += len;
-                take += 1;
-            }
-            if take > 0 {
-                out.pieces.push(Piece {
-                    bytes,
-                    payload,
-                    chunk_first_position: chunk.first_position,
-                    skip,
-                    take,
-                    arrival_ms: chunk.arrival_ms,
-                });
-            }
-            next = chunk.first_position + (skip + take) as u64;
-            if full {
-                break;
+                let skip = (next.max(chunk.first_position) - chunk.first_position) as usize;
+                let mut take = 0;
+                let mut full = false;
+                for record in archived.records.iter().skip(skip) {
+                    let len = record.data.len();
+                    if out.len >= limit || (out.len > 0 && out.data_bytes + len > bytes_max) {
+                        full = true;
+                        break;
+                    }
+                    out.len += 1;
+                    out.data_bytes += len;
+                    take += 1;
+                }
+                if take > 0 {
+                    out.pieces.push(Piece {
+                        bytes,
+                        payload,
+                        chunk_first_position: chunk.first_position,
+                        skip,
+                        take,
+                        arrival_ms: chunk.arrival_ms,
+                    });
+                }
+                next = chunk.first_position + (skip + take) as u64;
+                if full {
+                    // Reads still in flight are cancelled when their tasks drop; glommio keeps
+                    // their buffers alive until the kernel is done with them.
+                    break 'batches;
+                }
             }
         }
         Ok(out)
@@ -2045,6 +2085,47 @@ mod tests {
                 .await
                 .expect("log reopens");
             assert_eq!(read_all(&log, &s, 0).await, all);
+        });
+    }
+
+    #[test]
+    fn a_segment_size_that_is_not_4_kib_aligned_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        run(async move {
+            let error = Log::open(config(&path, 10_000, Durability::Write))
+                .await
+                .expect_err("refused");
+            assert!(
+                matches!(error, OpenLogError::InvalidConfig { .. }),
+                "{error}"
+            );
+        });
+    }
+
+    #[test]
+    fn once_poisoned_the_log_refuses_appends_but_still_serves_what_it_wrote() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        run(async move {
+            let log = Log::open(config(&path, 1 << 20, Durability::Fsync))
+                .await
+                .expect("log opens");
+            let s = shard("p", 0);
+            let batch = records(3, 10, 1);
+            log.append(&s, batch.clone()).await.expect("append");
+            // A failed write or fsync sets this; the disk cannot be made to fail on demand here.
+            log.state.borrow_mut().poisoned = Some(1);
+            let error = log
+                .append(&s, records(1, 1, 2))
+                .await
+                .expect_err("poisoned log refuses");
+            assert!(
+                matches!(error, AppendError::Poisoned { segment_id: 1 }),
+                "{error}"
+            );
+            assert_eq!(log.tip(&s).next_position, 3);
+            assert_eq!(read_all(&log, &s, 0).await, expected(&[batch]));
         });
     }
 

@@ -338,8 +338,17 @@ pub fn parse_chunks<'a>(
 }
 
 /// Serializes records into an rkyv chunk payload.
+/// The buffer starts at an estimate of the archive size so serialization does not copy the
+/// records again each time the buffer would otherwise double.
 pub fn serialize_payload(chunk: &StoredChunk) -> rkyv::util::AlignedVec {
-    rkyv::to_bytes::<rkyv::rancor::Error>(chunk)
+    let estimate = 16
+        + chunk
+            .records
+            .iter()
+            .map(|r| r.partition_key.len() + r.data.len() + 24)
+            .sum::<usize>();
+    let buffer = rkyv::util::AlignedVec::with_capacity(estimate);
+    rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(chunk, buffer)
         .expect("serializing owned strings and byte vectors into memory cannot fail")
 }
 
