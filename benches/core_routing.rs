@@ -28,16 +28,22 @@ fn routing(c: &mut Criterion) {
     });
     for shard_count in [4u32, 64, 1000] {
         let ranges = HashRange::even_split(shard_count);
-        assert!(keys.iter().all(|k| ranges[shard_for(&ranges, partition_key_hash(k))].contains(partition_key_hash(k))));
-        group.bench_with_input(BenchmarkId::new("hash_and_lookup", shard_count), &ranges, |b, ranges| {
-            b.iter(|| {
-                let mut acc = 0usize;
-                for k in &keys {
-                    acc += shard_for(ranges, partition_key_hash(black_box(k)));
-                }
-                acc
-            })
-        });
+        assert!(keys.iter().all(|k| {
+            ranges[shard_for(&ranges, partition_key_hash(k))].contains(partition_key_hash(k))
+        }));
+        group.bench_with_input(
+            BenchmarkId::new("hash_and_lookup", shard_count),
+            &ranges,
+            |b, ranges| {
+                b.iter(|| {
+                    let mut acc = 0usize;
+                    for k in &keys {
+                        acc += shard_for(ranges, partition_key_hash(black_box(k)));
+                    }
+                    acc
+                })
+            },
+        );
     }
     group.finish();
 }

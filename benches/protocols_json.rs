@@ -20,7 +20,10 @@ use sluice_protocols::kinesis::decode::{self, Home, Obj};
 use sluice_protocols::kinesis::encode;
 use sluice_protocols::{HttpRequest, handle_kinesis};
 
-const HOME: Home<'static> = Home { region: "us-east-1", account_id: "000000000000" };
+const HOME: Home<'static> = Home {
+    region: "us-east-1",
+    account_id: "000000000000",
+};
 const RECORDS: usize = 500;
 
 fn put_records_body(data_bytes: usize) -> Vec<u8> {
@@ -110,7 +113,9 @@ fn get_records_encode(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("get_records_encode");
     group.throughput(Throughput::Elements(COUNT as u64));
-    group.bench_function("hand_written/10000x100B", |b| b.iter(|| encode::get_records(black_box(&output))));
+    group.bench_function("hand_written/10000x100B", |b| {
+        b.iter(|| encode::get_records(black_box(&output)))
+    });
     group.bench_function("serde_json/10000x100B", |b| {
         b.iter(|| serde_json::to_vec(&serde_get_records(black_box(&output))).expect("serialisable"))
     });
@@ -141,10 +146,16 @@ impl KinesisApi for NullApi {
     async fn delete_stream(&self, _: DeleteStreamInput) -> Result<(), KinesisError> {
         unsupported()
     }
-    async fn describe_stream(&self, _: DescribeStreamInput) -> Result<StreamDescription, KinesisError> {
+    async fn describe_stream(
+        &self,
+        _: DescribeStreamInput,
+    ) -> Result<StreamDescription, KinesisError> {
         unsupported()
     }
-    async fn describe_stream_summary(&self, _: String) -> Result<StreamDescriptionSummary, KinesisError> {
+    async fn describe_stream_summary(
+        &self,
+        _: String,
+    ) -> Result<StreamDescriptionSummary, KinesisError> {
         unsupported()
     }
     async fn list_streams(&self, _: ListStreamsInput) -> Result<ListStreamsOutput, KinesisError> {
@@ -165,12 +176,18 @@ impl KinesisApi for NullApi {
                 })
             })
             .collect();
-        Ok(PutRecordsOutput { encryption_type: EncryptionType::None, records })
+        Ok(PutRecordsOutput {
+            encryption_type: EncryptionType::None,
+            records,
+        })
     }
     async fn get_shard_iterator(&self, _: GetShardIteratorInput) -> Result<String, KinesisError> {
         unsupported()
     }
-    async fn get_records(&self, _: GetRecordsInput) -> Result<GetRecordsOutput<Self::Records>, KinesisError> {
+    async fn get_records(
+        &self,
+        _: GetRecordsInput,
+    ) -> Result<GetRecordsOutput<Self::Records>, KinesisError> {
         unsupported()
     }
     async fn add_tags_to_stream(&self, _: String, _: Vec<Tag>) -> Result<(), KinesisError> {
@@ -179,13 +196,24 @@ impl KinesisApi for NullApi {
     async fn remove_tags_from_stream(&self, _: String, _: Vec<String>) -> Result<(), KinesisError> {
         unsupported()
     }
-    async fn list_tags_for_stream(&self, _: ListTagsForStreamInput) -> Result<ListTagsForStreamOutput, KinesisError> {
+    async fn list_tags_for_stream(
+        &self,
+        _: ListTagsForStreamInput,
+    ) -> Result<ListTagsForStreamOutput, KinesisError> {
         unsupported()
     }
-    async fn increase_stream_retention_period(&self, _: String, _: u32) -> Result<(), KinesisError> {
+    async fn increase_stream_retention_period(
+        &self,
+        _: String,
+        _: u32,
+    ) -> Result<(), KinesisError> {
         unsupported()
     }
-    async fn decrease_stream_retention_period(&self, _: String, _: u32) -> Result<(), KinesisError> {
+    async fn decrease_stream_retention_period(
+        &self,
+        _: String,
+        _: u32,
+    ) -> Result<(), KinesisError> {
         unsupported()
     }
 }
@@ -213,5 +241,10 @@ fn put_records_handle(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, put_records_decode, get_records_encode, put_records_handle);
+criterion_group!(
+    benches,
+    put_records_decode,
+    get_records_encode,
+    put_records_handle
+);
 criterion_main!(benches);

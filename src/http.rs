@@ -76,32 +76,47 @@ fn accept_error_is_transient(error: &glommio::GlommioError<()>) -> bool {
     use std::io::ErrorKind;
     match error {
         glommio::GlommioError::IoError(e) => {
-            matches!(e.kind(), ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted)
-                || matches!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN)
-                )
+            matches!(
+                e.kind(),
+                ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted
+            ) || matches!(
+                e.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EAGAIN)
+            )
         }
         _ => false,
     }
 }
 
-async fn serve_connection<A: KinesisApi + Clone + 'static>(stream: glommio::net::TcpStream, api: A) {
+async fn serve_connection<A: KinesisApi + Clone + 'static>(
+    stream: glommio::net::TcpStream,
+    api: A,
+) {
     let io = TokioIo::new(stream.compat());
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let api = api.clone();
         async move { Ok::<_, Infallible>(respond(&api, request).await) }
     });
-    if let Err(error) = Builder::new(GlommioExec).serve_connection(io, service).await {
+    if let Err(error) = Builder::new(GlommioExec)
+        .serve_connection(io, service)
+        .await
+    {
         // Clients reset connections all the time; that is not worth more than a debug line.
         tracing::debug!(%error, "HTTP connection ended with an error.");
     }
 }
 
-fn plain(status: StatusCode, content_type: &'static str, body: &'static [u8]) -> Response<Full<Bytes>> {
+fn plain(
+    status: StatusCode,
+    content_type: &'static str,
+    body: &'static [u8],
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body)));
     *response.status_mut() = status;
-    response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     response
 }
 
@@ -135,16 +150,20 @@ async fn respond<A: KinesisApi>(api: &A, request: Request<Incoming>) -> Response
     };
 
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let has_query_auth = parts
-        .uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|pair| pair.split('=').next() == Some("X-Amz-Algorithm")));
+    let has_query_auth = parts.uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.split('=').next() == Some("X-Amz-Algorithm"))
+    });
     let kinesis_request = HttpRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
         target: header("x-amz-target"),
         content_type: header("content-type"),
         has_auth: parts.headers.contains_key(hyper::header::AUTHORIZATION) || has_query_auth,
+        authorization: header("authorization"),
+        query: parts.uri.query(),
+        has_date: parts.headers.contains_key("x-amz-date")
+            || parts.headers.contains_key(hyper::header::DATE),
         origin: header("origin"),
         access_control_request_headers: header("access-control-request-headers"),
         access_control_request_method: header("access-control-request-method"),
@@ -153,10 +172,14 @@ async fn respond<A: KinesisApi>(api: &A, request: Request<Incoming>) -> Response
     let reply = handle_kinesis(api, kinesis_request).await;
 
     let mut response = Response::new(Full::new(Bytes::from(reply.body)));
-    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     for (name, value) in reply.headers {
-        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::try_from(value)) {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::try_from(value),
+        ) {
             (Ok(name), Ok(value)) => {
                 headers.append(name, value);
             }
@@ -202,13 +225,22 @@ mod tests {
         async fn delete_stream(&self, _: DeleteStreamInput) -> Result<(), KinesisError> {
             unsupported()
         }
-        async fn describe_stream(&self, _: DescribeStreamInput) -> Result<StreamDescription, KinesisError> {
+        async fn describe_stream(
+            &self,
+            _: DescribeStreamInput,
+        ) -> Result<StreamDescription, KinesisError> {
             unsupported()
         }
-        async fn describe_stream_summary(&self, _: String) -> Result<StreamDescriptionSummary, KinesisError> {
+        async fn describe_stream_summary(
+            &self,
+            _: String,
+        ) -> Result<StreamDescriptionSummary, KinesisError> {
             unsupported()
         }
-        async fn list_streams(&self, _: ListStreamsInput) -> Result<ListStreamsOutput, KinesisError> {
+        async fn list_streams(
+            &self,
+            _: ListStreamsInput,
+        ) -> Result<ListStreamsOutput, KinesisError> {
             Ok(ListStreamsOutput {
                 stream_names: vec!["only".to_owned()],
                 has_more_streams: false,
@@ -222,30 +254,52 @@ mod tests {
         async fn put_records(&self, _: PutRecordsInput) -> Result<PutRecordsOutput, KinesisError> {
             unsupported()
         }
-        async fn get_shard_iterator(&self, _: GetShardIteratorInput) -> Result<String, KinesisError> {
+        async fn get_shard_iterator(
+            &self,
+            _: GetShardIteratorInput,
+        ) -> Result<String, KinesisError> {
             unsupported()
         }
-        async fn get_records(&self, _: GetRecordsInput) -> Result<GetRecordsOutput<Self::Records>, KinesisError> {
+        async fn get_records(
+            &self,
+            _: GetRecordsInput,
+        ) -> Result<GetRecordsOutput<Self::Records>, KinesisError> {
             unsupported()
         }
         async fn add_tags_to_stream(&self, _: String, _: Vec<Tag>) -> Result<(), KinesisError> {
             unsupported()
         }
-        async fn remove_tags_from_stream(&self, _: String, _: Vec<String>) -> Result<(), KinesisError> {
+        async fn remove_tags_from_stream(
+            &self,
+            _: String,
+            _: Vec<String>,
+        ) -> Result<(), KinesisError> {
             unsupported()
         }
-        async fn list_tags_for_stream(&self, _: ListTagsForStreamInput) -> Result<ListTagsForStreamOutput, KinesisError> {
+        async fn list_tags_for_stream(
+            &self,
+            _: ListTagsForStreamInput,
+        ) -> Result<ListTagsForStreamOutput, KinesisError> {
             unsupported()
         }
-        async fn increase_stream_retention_period(&self, _: String, _: u32) -> Result<(), KinesisError> {
+        async fn increase_stream_retention_period(
+            &self,
+            _: String,
+            _: u32,
+        ) -> Result<(), KinesisError> {
             unsupported()
         }
-        async fn decrease_stream_retention_period(&self, _: String, _: u32) -> Result<(), KinesisError> {
+        async fn decrease_stream_retention_period(
+            &self,
+            _: String,
+            _: u32,
+        ) -> Result<(), KinesisError> {
             unsupported()
         }
     }
 
-    const LIST_STREAMS_BODY: &str = r#"{"StreamNames":["only"],"HasMoreStreams":false,"StreamSummaries":[]}"#;
+    const LIST_STREAMS_BODY: &str =
+        r#"{"StreamNames":["only"],"HasMoreStreams":false,"StreamSummaries":[]}"#;
 
     /// Runs `client` against a server on a fresh executor and returns what it returned.
     fn with_server<T: Send + 'static, F: Future<Output = T> + 'static>(
@@ -254,9 +308,11 @@ mod tests {
         glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .io_memory(1 << 20)
             .spawn(move || async move {
-                let listener = glommio::net::TcpListener::bind("127.0.0.1:0").expect("loopback bind works");
+                let listener =
+                    glommio::net::TcpListener::bind("127.0.0.1:0").expect("loopback bind works");
                 let addr = listener.local_addr().expect("bound socket has an address");
-                let server = glommio::spawn_local(serve(listener, OneStream(std::marker::PhantomData)));
+                let server =
+                    glommio::spawn_local(serve(listener, OneStream(std::marker::PhantomData)));
                 let result = client(addr).await;
                 drop(server.cancel());
                 result
@@ -267,10 +323,18 @@ mod tests {
     }
 
     async fn http1_exchange(addr: std::net::SocketAddr, request: String) -> String {
-        let mut stream = glommio::net::TcpStream::connect(addr).await.expect("connects");
-        stream.write_all(request.as_bytes()).await.expect("request written");
+        let mut stream = glommio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("request written");
         let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.expect("response read");
+        stream
+            .read_to_end(&mut response)
+            .await
+            .expect("response read");
         String::from_utf8(response).expect("response is text")
     }
 
@@ -281,16 +345,23 @@ mod tests {
             let kinesis = http1_exchange(
                 addr,
                 format!(
-                    "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\nContent-Type: application/x-amz-json-1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=host, Signature=c\r\nContent-Length: {}\r\n\r\n{body}",
+                    "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\nContent-Type: application/x-amz-json-1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=host, Signature=c\r\nX-Amz-Date: 20260101T000000Z\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 ),
             )
             .await;
-            let health = http1_exchange(addr, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_owned()).await;
+            let health = http1_exchange(
+                addr,
+                "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_owned(),
+            )
+            .await;
             (kinesis, health)
         });
         assert!(kinesis.starts_with("HTTP/1.1 200 OK\r\n"), "{kinesis}");
-        assert!(kinesis.to_ascii_lowercase().contains("x-amzn-requestid: "), "{kinesis}");
+        assert!(
+            kinesis.to_ascii_lowercase().contains("x-amzn-requestid: "),
+            "{kinesis}"
+        );
         assert!(kinesis.ends_with(LIST_STREAMS_BODY), "{kinesis}");
         assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
         assert!(health.ends_with(r#"{"status":"ok"}"#), "{health}");
@@ -314,7 +385,9 @@ mod tests {
     #[test]
     fn h2c_with_prior_knowledge_is_served_on_the_same_port() {
         let (status, body) = with_server(|addr| async move {
-            let stream = glommio::net::TcpStream::connect(addr).await.expect("connects");
+            let stream = glommio::net::TcpStream::connect(addr)
+                .await
+                .expect("connects");
             let (mut sender, connection) =
                 hyper::client::conn::http2::handshake(GlommioExec, TokioIo::new(stream.compat()))
                     .await
@@ -323,12 +396,24 @@ mod tests {
             let request = Request::post("http://localhost/")
                 .header("x-amz-target", "Kinesis_20131202.ListStreams")
                 .header("content-type", "application/x-amz-json-1.1")
-                .header("authorization", "AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=host, Signature=c")
+                .header("x-amz-date", "20260101T000000Z")
+                .header(
+                    "authorization",
+                    "AWS4-HMAC-SHA256 Credential=a/b, SignedHeaders=host, Signature=c",
+                )
                 .body(Full::new(Bytes::from_static(b"{}")))
                 .expect("valid request");
-            let response = sender.send_request(request).await.expect("response arrives");
+            let response = sender
+                .send_request(request)
+                .await
+                .expect("response arrives");
             let status = response.status();
-            let body = response.into_body().collect().await.expect("body arrives").to_bytes();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body arrives")
+                .to_bytes();
             (status, body)
         });
         assert_eq!(status, StatusCode::OK);

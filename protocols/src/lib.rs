@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod binary;
 pub mod json;
 pub mod kinesis;
 
@@ -23,8 +24,16 @@ pub struct HttpRequest<'a> {
     pub target: Option<&'a str>,
     pub content_type: Option<&'a str>,
     /// An `Authorization` header or an `X-Amz-Algorithm` query parameter is present. Signatures
-    /// are not verified yet; only their presence is required.
+    /// are not verified yet; only their presence (and, when `authorization` or `query` are
+    /// given, their completeness) is required.
     pub has_auth: bool,
+    /// The `Authorization` header, to check that it names a credential, signature and signed
+    /// headers.
+    pub authorization: Option<&'a str>,
+    /// The raw query string, for presigned (query-string) authentication.
+    pub query: Option<&'a str>,
+    /// An `X-Amz-Date` or `Date` header is present.
+    pub has_date: bool,
     pub origin: Option<&'a str>,
     /// `Access-Control-Request-Headers`, echoed on a CORS preflight.
     pub access_control_request_headers: Option<&'a str>,
@@ -44,6 +53,9 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// The value of header `name` (case-insensitive), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }

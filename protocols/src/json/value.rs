@@ -109,7 +109,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(JsonValue::Bool(v))
     }
     fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(JsonValue::Number(if v >= 0 { Number::Unsigned(v as u64) } else { Number::Signed(v) }))
+        Ok(JsonValue::Number(if v >= 0 {
+            Number::Unsigned(v as u64)
+        } else {
+            Number::Signed(v)
+        }))
     }
     fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
         Ok(JsonValue::Number(Number::Unsigned(v)))
@@ -193,7 +197,10 @@ mod tests {
     #[test]
     fn unescaped_strings_borrow_from_the_body_and_escaped_ones_are_owned() {
         let v = parse(DOC.as_bytes()).expect("valid JSON");
-        assert!(matches!(v.get("a"), Some(JsonValue::String(Cow::Borrowed("y")))));
+        assert!(matches!(
+            v.get("a"),
+            Some(JsonValue::String(Cow::Borrowed("y")))
+        ));
         let c = v.get("c").expect("c is present");
         assert!(matches!(c.get("d"), Some(JsonValue::String(Cow::Owned(s))) if s == "e\"f"));
     }
@@ -201,7 +208,9 @@ mod tests {
     #[test]
     fn numbers_keep_their_kind() {
         let v = parse(DOC.as_bytes()).expect("valid JSON");
-        let Some(JsonValue::Array(items)) = v.get("b") else { panic!("b is an array") };
+        let Some(JsonValue::Array(items)) = v.get("b") else {
+            panic!("b is an array")
+        };
         assert_eq!(items[0], JsonValue::Number(Number::Unsigned(1)));
         assert_eq!(items[1], JsonValue::Number(Number::Signed(-2)));
         assert_eq!(items[2], JsonValue::Number(Number::Float(3.5)));

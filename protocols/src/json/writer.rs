@@ -94,7 +94,15 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_so_serde_json_reads_them_back() {
-        for input in ["plain", "quo\"te", "back\\slash", "nl\n tab\t cr\r", "\u{1}\u{1f}", "ünï©ødé 🎉", ""] {
+        for input in [
+            "plain",
+            "quo\"te",
+            "back\\slash",
+            "nl\n tab\t cr\r",
+            "\u{1}\u{1f}",
+            "ünï©ødé 🎉",
+            "",
+        ] {
             let text = s(|o| write_str(o, input));
             let back: String = serde_json::from_str(&text).expect("valid JSON string");
             assert_eq!(back, input, "{text}");
@@ -103,8 +111,14 @@ mod tests {
 
     #[test]
     fn timestamps_have_a_three_digit_millisecond_fraction() {
-        assert_eq!(s(|o| write_timestamp_ms(o, 1_704_164_645_678)), "1704164645.678");
-        assert_eq!(s(|o| write_timestamp_ms(o, 1_704_164_645_007)), "1704164645.007");
+        assert_eq!(
+            s(|o| write_timestamp_ms(o, 1_704_164_645_678)),
+            "1704164645.678"
+        );
+        assert_eq!(
+            s(|o| write_timestamp_ms(o, 1_704_164_645_007)),
+            "1704164645.007"
+        );
         assert_eq!(s(|o| write_timestamp_ms(o, 0)), "0.000");
     }
 

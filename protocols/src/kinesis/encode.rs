@@ -2,6 +2,11 @@
 //! directly into one preallocated buffer. Optional members are left out rather than sent as
 //! `null`, as AWS does. Timestamps are epoch seconds with a millisecond fraction; hash keys and
 //! sequence numbers are decimal strings.
+//!
+//! Why hand-written: `benches/protocols_json.rs` encodes a GetRecords of 10,000 × 100 B records
+//! at 4.8 M records/s this way, against 1.6 M with serde_json and 2.0 M with sonic-rs over serde
+//! structs (same machine and caveats as the parser numbers in `decode.rs`). The serde versions
+//! pay for an intermediate struct with owned base64 and sequence-number strings per record.
 
 use sluice_core::api::{
     ChildShard, GetRecordsOutput, ListShardsOutput, ListStreamsOutput, ListTagsForStreamOutput,
@@ -225,7 +230,11 @@ pub fn list_shards(o: &ListShardsOutput) -> Vec<u8> {
     out
 }
 
-pub fn put_record(shard_id: &str, sequence_number: SequenceNumber, encryption_type: &str) -> Vec<u8> {
+pub fn put_record(
+    shard_id: &str,
+    sequence_number: SequenceNumber,
+    encryption_type: &str,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
     out.extend_from_slice(b"{\"ShardId\":");
     write_str(&mut out, shard_id);
@@ -284,7 +293,8 @@ fn record_bytes_estimate(r: &RecordView<'_>) -> usize {
 
 pub fn get_records<R: RecordBatch>(o: &GetRecordsOutput<R>) -> Vec<u8> {
     let mut capacity = 160 + o.next_shard_iterator.as_ref().map_or(0, String::len);
-    o.records.for_each_record(&mut |r| capacity += record_bytes_estimate(&r));
+    o.records
+        .for_each_record(&mut |r| capacity += record_bytes_estimate(&r));
     let mut out = Vec::with_capacity(capacity);
     out.extend_from_slice(b"{\"Records\":[");
     let mut first = true;

@@ -72,7 +72,10 @@ mod tests {
 
     fn body(e: KinesisError) -> (u16, String) {
         let (status, b) = error_body(&e);
-        (status, String::from_utf8(b).expect("error bodies are UTF-8"))
+        (
+            status,
+            String::from_utf8(b).expect("error bodies are UTF-8"),
+        )
     }
 
     #[test]
@@ -98,8 +101,15 @@ mod tests {
     #[test]
     fn serialization_exception_uses_a_capital_message_member() {
         assert_eq!(
-            body(KinesisError::new(ErrorKind::Serialization, "Expected list or null")),
-            (400, r#"{"__type":"SerializationException","Message":"Expected list or null"}"#.to_owned())
+            body(KinesisError::new(
+                ErrorKind::Serialization,
+                "Expected list or null"
+            )),
+            (
+                400,
+                r#"{"__type":"SerializationException","Message":"Expected list or null"}"#
+                    .to_owned()
+            )
         );
         assert_eq!(
             body(KinesisError::new(ErrorKind::Serialization, "")),

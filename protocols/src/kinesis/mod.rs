@@ -23,7 +23,6 @@ pub const CONTENT_TYPE_JSON: &str = "application/x-amz-json-1.1";
 pub const CONTENT_TYPE_CBOR: &str = "application/x-amz-cbor-1.1";
 /// The legacy content type AWS still recognises but answers with an `Output` envelope.
 const CONTENT_TYPE_PLAIN_JSON: &str = "application/json";
-const CONTENT_TYPE_XML: &str = "application/xml";
 const CORS_EXPOSE_HEADERS: &str =
     "x-amzn-RequestId,x-amzn-ErrorType,x-amz-request-id,x-amz-id-2,x-amzn-ErrorMessage,Date";
 const CORS_MAX_AGE_S: &str = "172800";
@@ -137,7 +136,10 @@ pub const MODEL_OPERATIONS: [&str; 57] = [
 fn request_id() -> String {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
-    uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// AWS's extended request id: base64 of 72 random bytes.
@@ -155,7 +157,11 @@ struct Reply {
 impl Reply {
     fn finish(mut self, status: u16, content_type: &str, body: Vec<u8>) -> HttpResponse {
         self.headers.push(("Content-Type", content_type.to_owned()));
-        HttpResponse { status, headers: self.headers, body }
+        HttpResponse {
+            status,
+            headers: self.headers,
+            body,
+        }
     }
 
     fn json(self, status: u16, body: Vec<u8>) -> HttpResponse {
@@ -168,9 +174,18 @@ impl Reply {
     }
 
     /// The XML error AWS sends when it cannot tell which service or protocol was meant.
+    /// AWS sends these without any `Content-Type`.
     fn xml_error(self, type_name: &str, message: &str) -> HttpResponse {
         let body = format!("<{type_name}>\n  <Message>{message}</Message>\n</{type_name}>\n");
-        self.finish(403, CONTENT_TYPE_XML, body.into_bytes())
+        self.untyped(403, body.into_bytes())
+    }
+
+    fn untyped(self, status: u16, body: Vec<u8>) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: self.headers,
+            body,
+        }
     }
 
     /// `{"__type": type_name}` in the request's protocol: JSON for the JSON content type, CBOR
@@ -225,19 +240,33 @@ pub async fn handle_kinesis<A: KinesisApi>(api: &A, req: HttpRequest<'_>) -> Htt
                 headers.push(("Access-Control-Allow-Methods", m.to_owned()));
             }
             headers.push(("Access-Control-Max-Age", CORS_MAX_AGE_S.to_owned()));
-            return Reply { headers }.json(200, Vec::new());
+            // AWS answers a preflight with no body and no Content-Type.
+            return Reply { headers }.untyped(200, Vec::new());
         }
-        headers.push(("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS.to_owned()));
+        headers.push((
+            "Access-Control-Expose-Headers",
+            CORS_EXPOSE_HEADERS.to_owned(),
+        ));
     }
     let reply = Reply { headers };
 
     if req.method != "POST" {
-        return reply.xml_error("AccessDeniedException", "Unable to determine service/operation name to be authorized");
+        return reply.xml_error(
+            "AccessDeniedException",
+            "Unable to determine service/operation name to be authorized",
+        );
     }
 
-    let content_type = req.content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
+    let content_type = req
+        .content_type
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim();
     let is_json = content_type == CONTENT_TYPE_JSON;
-    let content_valid = is_json || content_type == CONTENT_TYPE_CBOR || content_type == CONTENT_TYPE_PLAIN_JSON;
+    let content_valid =
+        is_json || content_type == CONTENT_TYPE_CBOR || content_type == CONTENT_TYPE_PLAIN_JSON;
     let (service, operation_name) = match req.target.unwrap_or("").split_once('.') {
         Some((s, o)) => (s, o),
         None => (req.target.unwrap_or(""), ""),
@@ -246,22 +275,21 @@ pub async fn handle_kinesis<A: KinesisApi>(api: &A, req: HttpRequest<'_>) -> Htt
     let in_model = MODEL_OPERATIONS.contains(&operation_name);
 
     if req.body.is_empty() {
-        let type_name =
-            if service_valid && in_model { "SerializationException" } else { "UnknownOperationException" };
+        let type_name = if service_valid && in_model {
+            "SerializationException"
+        } else {
+            "UnknownOperationException"
+        };
         return reply.bare_type(is_json, type_name);
     }
     if !content_valid {
         if service.is_empty() || operation_name.is_empty() {
-            return reply
-                .xml_error("AccessDeniedException", "Unable to determine service/operation name to be authorized");
+            return reply.xml_error(
+                "AccessDeniedException",
+                "Unable to determine service/operation name to be authorized",
+            );
         }
-        let mut reply = reply;
-        reply.headers.push(("Content-Type", CONTENT_TYPE_XML.to_owned()));
-        return HttpResponse {
-            status: 404,
-            headers: reply.headers,
-            body: b"<UnknownOperationException/>\n".to_vec(),
-        };
+        return reply.untyped(404, b"<UnknownOperationException/>\n".to_vec());
     }
     if content_type == CONTENT_TYPE_CBOR {
         // CBOR bodies (the Java SDK's default) are not decoded yet; say so in the protocol the
@@ -288,7 +316,9 @@ pub async fn handle_kinesis<A: KinesisApi>(api: &A, req: HttpRequest<'_>) -> Htt
         } else {
             (404, "UnknownOperationException")
         };
-        let body = format!(r#"{{"Output":{{"__type":"com.amazon.coral.service#{type_name}"}},"Version":"1.0"}}"#);
+        let body = format!(
+            r#"{{"Output":{{"__type":"com.amazon.coral.service#{type_name}"}},"Version":"1.0"}}"#
+        );
         return reply.finish(status, CONTENT_TYPE_PLAIN_JSON, body.into_bytes());
     }
     let Some(document) = document else {
@@ -297,8 +327,8 @@ pub async fn handle_kinesis<A: KinesisApi>(api: &A, req: HttpRequest<'_>) -> Htt
     if !service_valid || !in_model {
         return reply.error(&KinesisError::new(ErrorKind::UnknownOperation, ""));
     }
-    if !req.has_auth {
-        return reply.error(&KinesisError::new(ErrorKind::MissingAuthenticationToken, "Missing Authentication Token"));
+    if let Err(error) = check_auth(&req) {
+        return reply.error(&error);
     }
     let Some(operation) = Operation::parse(operation_name) else {
         return reply.error(&KinesisError::new(ErrorKind::UnknownOperation, ""));
@@ -310,25 +340,120 @@ pub async fn handle_kinesis<A: KinesisApi>(api: &A, req: HttpRequest<'_>) -> Htt
     }
 }
 
+/// AWS's checks on the presence and shape of SigV4 authentication, before any signature is
+/// verified: exactly one of header or query authentication, and each with all its parts.
+fn check_auth(req: &HttpRequest<'_>) -> Result<(), KinesisError> {
+    let header_auth = req.authorization.is_some();
+    let query_params = || {
+        req.query
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+    };
+    let query_auth = query_params().any(|(k, _)| k == "X-Amz-Algorithm");
+    if header_auth && query_auth {
+        return Err(KinesisError::new(
+            ErrorKind::InvalidSignature,
+            "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header.",
+        ));
+    }
+    if !header_auth && !query_auth && !req.has_auth {
+        return Err(KinesisError::new(
+            ErrorKind::MissingAuthenticationToken,
+            "Missing Authentication Token",
+        ));
+    }
+    let mut message = String::new();
+    if let Some(authorization) = req.authorization {
+        // The first token names the algorithm; the rest are `Name=value` parts separated by
+        // commas and/or spaces. A later repeat of a name wins.
+        let parts: Vec<(&str, &str)> = authorization
+            .split([',', ' '])
+            .skip(1)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                let mut pieces = t.trim().split('=');
+                (pieces.next().unwrap_or(""), pieces.next().unwrap_or(""))
+            })
+            .collect();
+        let has = |name: &str| {
+            parts
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == name)
+                .is_some_and(|(_, v)| !v.is_empty())
+        };
+        for name in ["Credential", "Signature", "SignedHeaders"] {
+            if !has(name) {
+                message.push_str(&format!(
+                    "Authorization header requires '{name}' parameter. "
+                ));
+            }
+        }
+        if !req.has_date {
+            message.push_str("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ");
+        }
+        if !message.is_empty() {
+            message.push_str("Authorization=");
+            message.push_str(authorization);
+        }
+    } else if query_auth {
+        for name in [
+            "X-Amz-Algorithm",
+            "X-Amz-Credential",
+            "X-Amz-Signature",
+            "X-Amz-SignedHeaders",
+            "X-Amz-Date",
+        ] {
+            if !query_params().any(|(k, v)| k == name && !v.is_empty()) {
+                message.push_str(&format!(
+                    "AWS query-string parameters must include '{name}'. "
+                ));
+            }
+        }
+        if !message.is_empty() {
+            message.push_str("Re-examine the query-string parameters.");
+        }
+    }
+    if message.is_empty() {
+        Ok(())
+    } else {
+        Err(KinesisError::new(ErrorKind::IncompleteSignature, message))
+    }
+}
+
 /// Decodes the input of `operation`, calls the API and encodes its output. Operations without
 /// output answer an empty body.
-pub async fn dispatch<A: KinesisApi>(api: &A, operation: Operation, body: Obj<'_, '_>) -> Result<Vec<u8>, KinesisError> {
-    let home = Home { region: api.region(), account_id: api.account_id() };
+pub async fn dispatch<A: KinesisApi>(
+    api: &A,
+    operation: Operation,
+    body: Obj<'_, '_>,
+) -> Result<Vec<u8>, KinesisError> {
+    let home = Home {
+        region: api.region(),
+        account_id: api.account_id(),
+    };
     match operation {
         Operation::CreateStream => {
             api.create_stream(decode::create_stream(body)?).await?;
             Ok(Vec::new())
         }
         Operation::DeleteStream => {
-            api.delete_stream(decode::delete_stream(home, body)?).await?;
+            api.delete_stream(decode::delete_stream(home, body)?)
+                .await?;
             Ok(Vec::new())
         }
         Operation::DescribeStream => {
-            let output = api.describe_stream(decode::describe_stream(home, body)?).await?;
+            let output = api
+                .describe_stream(decode::describe_stream(home, body)?)
+                .await?;
             Ok(encode::describe_stream(&output))
         }
         Operation::DescribeStreamSummary => {
-            let output = api.describe_stream_summary(decode::stream_only(home, body)?).await?;
+            let output = api
+                .describe_stream_summary(decode::stream_only(home, body)?)
+                .await?;
             Ok(encode::describe_stream_summary(&output))
         }
         Operation::ListStreams => {
@@ -343,22 +468,32 @@ pub async fn dispatch<A: KinesisApi>(api: &A, operation: Operation, body: Obj<'_
             let output = api.put_records(decode::put_record(home, body)?).await?;
             let encryption_type = output.encryption_type;
             let single = output.records.into_iter().next().ok_or_else(|| {
-                KinesisError::internal("PutRecords returned no result for the single PutRecord entry")
+                KinesisError::internal(
+                    "PutRecords returned no result for the single PutRecord entry",
+                )
             })?;
             let entry = single?;
-            Ok(encode::put_record(&entry.shard_id, entry.sequence_number, encryption_type_str(encryption_type)))
+            Ok(encode::put_record(
+                &entry.shard_id,
+                entry.sequence_number,
+                encryption_type_str(encryption_type),
+            ))
         }
         Operation::PutRecords => {
             let input = decode::put_records(home, body)?;
             let n = input.records.len();
             let output = api.put_records(input).await?;
             if output.records.len() != n {
-                return Err(KinesisError::internal("PutRecords returned a different number of results"));
+                return Err(KinesisError::internal(
+                    "PutRecords returned a different number of results",
+                ));
             }
             Ok(encode::put_records(&output))
         }
         Operation::GetShardIterator => {
-            let iterator = api.get_shard_iterator(decode::get_shard_iterator(home, body)?).await?;
+            let iterator = api
+                .get_shard_iterator(decode::get_shard_iterator(home, body)?)
+                .await?;
             Ok(encode::get_shard_iterator(&iterator))
         }
         Operation::GetRecords => {
@@ -382,12 +517,14 @@ pub async fn dispatch<A: KinesisApi>(api: &A, operation: Operation, body: Obj<'_
         }
         Operation::IncreaseStreamRetentionPeriod => {
             let (stream_name, hours) = decode::retention_period(home, body)?;
-            api.increase_stream_retention_period(stream_name, hours).await?;
+            api.increase_stream_retention_period(stream_name, hours)
+                .await?;
             Ok(Vec::new())
         }
         Operation::DecreaseStreamRetentionPeriod => {
             let (stream_name, hours) = decode::retention_period(home, body)?;
-            api.decrease_stream_retention_period(stream_name, hours).await?;
+            api.decrease_stream_retention_period(stream_name, hours)
+                .await?;
             Ok(Vec::new())
         }
     }

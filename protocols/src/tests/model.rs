@@ -52,9 +52,15 @@ impl Model {
         format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}")
     }
 
-    fn with_stream<T>(&self, name: &str, f: impl FnOnce(&mut ModelStream) -> Result<T, KinesisError>) -> Result<T, KinesisError> {
+    fn with_stream<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut ModelStream) -> Result<T, KinesisError>,
+    ) -> Result<T, KinesisError> {
         let mut streams = self.streams.borrow_mut();
-        let stream = streams.get_mut(name).ok_or_else(|| KinesisError::stream_not_found(name, ACCOUNT))?;
+        let stream = streams
+            .get_mut(name)
+            .ok_or_else(|| KinesisError::stream_not_found(name, ACCOUNT))?;
         f(stream)
     }
 
@@ -69,8 +75,13 @@ impl Model {
                     parent_shard_id: None,
                     adjacent_parent_shard_id: None,
                     hash_key_range: *r,
-                    starting_sequence_number: SequenceNumber::new(s.created_ms / 1000, index, 0, s.created_ms / 1000)
-                        .to_string(),
+                    starting_sequence_number: SequenceNumber::new(
+                        s.created_ms / 1000,
+                        index,
+                        0,
+                        s.created_ms / 1000,
+                    )
+                    .to_string(),
                     ending_sequence_number: None,
                 }
             })
@@ -117,7 +128,10 @@ impl KinesisApi for Model {
             .ok_or_else(|| KinesisError::stream_not_found(&input.stream_name, ACCOUNT))
     }
 
-    async fn describe_stream(&self, input: DescribeStreamInput) -> Result<StreamDescription, KinesisError> {
+    async fn describe_stream(
+        &self,
+        input: DescribeStreamInput,
+    ) -> Result<StreamDescription, KinesisError> {
         self.with_stream(&input.stream_name, |s| {
             Ok(StreamDescription {
                 stream_name: input.stream_name.clone(),
@@ -135,7 +149,10 @@ impl KinesisApi for Model {
         })
     }
 
-    async fn describe_stream_summary(&self, stream_name: String) -> Result<StreamDescriptionSummary, KinesisError> {
+    async fn describe_stream_summary(
+        &self,
+        stream_name: String,
+    ) -> Result<StreamDescriptionSummary, KinesisError> {
         self.with_stream(&stream_name, |s| {
             Ok(StreamDescriptionSummary {
                 stream_name: stream_name.clone(),
@@ -154,11 +171,17 @@ impl KinesisApi for Model {
         })
     }
 
-    async fn list_streams(&self, input: ListStreamsInput) -> Result<ListStreamsOutput, KinesisError> {
+    async fn list_streams(
+        &self,
+        input: ListStreamsInput,
+    ) -> Result<ListStreamsOutput, KinesisError> {
         let streams = self.streams.borrow();
         let limit = input.limit.unwrap_or(100).min(100) as usize;
         let after = input.exclusive_start_stream_name.unwrap_or_default();
-        let names: Vec<&String> = streams.keys().filter(|n| n.as_str() > after.as_str()).collect();
+        let names: Vec<&String> = streams
+            .keys()
+            .filter(|n| n.as_str() > after.as_str())
+            .collect();
         let page: Vec<String> = names.iter().take(limit).map(|n| (*n).clone()).collect();
         Ok(ListStreamsOutput {
             has_more_streams: names.len() > page.len(),
@@ -178,8 +201,15 @@ impl KinesisApi for Model {
     }
 
     async fn list_shards(&self, input: ListShardsInput) -> Result<ListShardsOutput, KinesisError> {
-        let name = input.stream_name.ok_or_else(|| KinesisError::invalid_argument("model has no NextTokens"))?;
-        self.with_stream(&name, |s| Ok(ListShardsOutput { shards: Self::describe_shards(s), next_token: None }))
+        let name = input
+            .stream_name
+            .ok_or_else(|| KinesisError::invalid_argument("model has no NextTokens"))?;
+        self.with_stream(&name, |s| {
+            Ok(ListShardsOutput {
+                shards: Self::describe_shards(s),
+                next_token: None,
+            })
+        })
     }
 
     async fn put_records(&self, input: PutRecordsInput) -> Result<PutRecordsOutput, KinesisError> {
@@ -215,16 +245,25 @@ impl KinesisApi for Model {
         })
     }
 
-    async fn get_shard_iterator(&self, input: GetShardIteratorInput) -> Result<String, KinesisError> {
+    async fn get_shard_iterator(
+        &self,
+        input: GetShardIteratorInput,
+    ) -> Result<String, KinesisError> {
         let now = self.now_ms.get();
         self.with_stream(&input.stream_name, |s| {
             let index = parse_shard_id(&input.shard_id)
                 .filter(|&i| (i as usize) < s.shards.len())
-                .ok_or_else(|| KinesisError::shard_not_found(&input.shard_id, &input.stream_name, ACCOUNT))?;
+                .ok_or_else(|| {
+                    KinesisError::shard_not_found(&input.shard_id, &input.stream_name, ACCOUNT)
+                })?;
             let position = match input.shard_iterator_type {
                 ShardIteratorType::TrimHorizon => 0,
                 ShardIteratorType::Latest => s.shards[index as usize].len() as u64,
-                _ => return Err(KinesisError::invalid_argument("model supports TRIM_HORIZON and LATEST")),
+                _ => {
+                    return Err(KinesisError::invalid_argument(
+                        "model supports TRIM_HORIZON and LATEST",
+                    ));
+                }
             };
             Ok(ShardIterator {
                 issued_ms: now,
@@ -237,15 +276,23 @@ impl KinesisApi for Model {
         })
     }
 
-    async fn get_records(&self, input: GetRecordsInput) -> Result<GetRecordsOutput<Self::Records>, KinesisError> {
-        let iterator = ShardIterator::decode(&input.shard_iterator).ok_or_else(KinesisError::invalid_shard_iterator)?;
+    async fn get_records(
+        &self,
+        input: GetRecordsInput,
+    ) -> Result<GetRecordsOutput<Self::Records>, KinesisError> {
+        let iterator = ShardIterator::decode(&input.shard_iterator)
+            .ok_or_else(KinesisError::invalid_shard_iterator)?;
         let now = self.now_ms.get();
         self.with_stream(&iterator.stream_name, |s| {
             let shard = &s.shards[iterator.shard_index as usize];
             let start = (iterator.position as usize).min(shard.len());
             let end = (start + input.limit.unwrap_or(10_000) as usize).min(shard.len());
             let records = shard[start..end].to_vec();
-            let next = ShardIterator { issued_ms: now, position: end as u64, ..iterator.clone() };
+            let next = ShardIterator {
+                issued_ms: now,
+                position: end as u64,
+                ..iterator.clone()
+            };
             Ok(GetRecordsOutput {
                 records,
                 next_shard_iterator: Some(next.encode()),
@@ -255,14 +302,22 @@ impl KinesisApi for Model {
         })
     }
 
-    async fn add_tags_to_stream(&self, stream_name: String, tags: Vec<Tag>) -> Result<(), KinesisError> {
+    async fn add_tags_to_stream(
+        &self,
+        stream_name: String,
+        tags: Vec<Tag>,
+    ) -> Result<(), KinesisError> {
         self.with_stream(&stream_name, |s| {
             s.tags.extend(tags.into_iter().map(|t| (t.key, t.value)));
             Ok(())
         })
     }
 
-    async fn remove_tags_from_stream(&self, stream_name: String, tag_keys: Vec<String>) -> Result<(), KinesisError> {
+    async fn remove_tags_from_stream(
+        &self,
+        stream_name: String,
+        tag_keys: Vec<String>,
+    ) -> Result<(), KinesisError> {
         self.with_stream(&stream_name, |s| {
             for k in tag_keys {
                 s.tags.remove(&k);
@@ -271,21 +326,34 @@ impl KinesisApi for Model {
         })
     }
 
-    async fn list_tags_for_stream(&self, input: ListTagsForStreamInput) -> Result<ListTagsForStreamOutput, KinesisError> {
+    async fn list_tags_for_stream(
+        &self,
+        input: ListTagsForStreamInput,
+    ) -> Result<ListTagsForStreamOutput, KinesisError> {
         self.with_stream(&input.stream_name, |s| {
             let after = input.exclusive_start_tag_key.clone().unwrap_or_default();
             let all: Vec<Tag> = s
                 .tags
                 .iter()
                 .filter(|(k, _)| k.as_str() > after.as_str())
-                .map(|(k, v)| Tag { key: k.clone(), value: v.clone() })
+                .map(|(k, v)| Tag {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
                 .collect();
             let limit = input.limit.unwrap_or(50) as usize;
-            Ok(ListTagsForStreamOutput { has_more_tags: all.len() > limit, tags: all.into_iter().take(limit).collect() })
+            Ok(ListTagsForStreamOutput {
+                has_more_tags: all.len() > limit,
+                tags: all.into_iter().take(limit).collect(),
+            })
         })
     }
 
-    async fn increase_stream_retention_period(&self, stream_name: String, hours: u32) -> Result<(), KinesisError> {
+    async fn increase_stream_retention_period(
+        &self,
+        stream_name: String,
+        hours: u32,
+    ) -> Result<(), KinesisError> {
         self.with_stream(&stream_name, |s| {
             if hours > 8760 {
                 return Err(KinesisError::invalid_argument(format!(
@@ -297,7 +365,11 @@ impl KinesisApi for Model {
         })
     }
 
-    async fn decrease_stream_retention_period(&self, stream_name: String, hours: u32) -> Result<(), KinesisError> {
+    async fn decrease_stream_retention_period(
+        &self,
+        stream_name: String,
+        hours: u32,
+    ) -> Result<(), KinesisError> {
         self.with_stream(&stream_name, |s| {
             if hours < 24 {
                 return Err(KinesisError::invalid_argument(format!(

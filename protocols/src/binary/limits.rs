@@ -1,0 +1,47 @@
+//! Every bound of the binary protocol, named in one place. The decoder enforces them on input,
+//! the encoder on output, so neither side can make the other allocate without bound.
+
+/// The four bytes a client hello opens with.
+pub const MAGIC: [u8; 4] = *b"SLCE";
+
+/// The protocol versions this codec speaks, oldest first.
+pub const PROTOCOL_VERSIONS: &[u16] = &[1];
+
+/// The bytes of the frame header: length (u32), opcode (u16), flags (u16), request id (u64).
+pub const HEADER_BYTES: usize = 16;
+
+/// The largest frame, header included. A PutBatch of the Kinesis 5 MiB maximum fits with room to
+/// spare, and a Read response is capped by [`READ_BYTES_MAX`] below this.
+pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Records in one PutBatch frame.
+pub const PUT_BATCH_RECORDS_MAX: usize = 10_000;
+
+/// Records in one Read response or RecordsEvent frame (the Kinesis GetRecords limit).
+pub const READ_RECORDS_MAX: u32 = 10_000;
+
+/// Partition key and data bytes in one Read response. Together with the per-record overhead of
+/// at most [`READ_RECORDS_MAX`] records it keeps a response below [`FRAME_BYTES_MAX`].
+pub const READ_BYTES_MAX: u32 = 8 * 1024 * 1024;
+
+/// Credits one subscription may hold at once (a Subscribe's initial credits plus every Credit
+/// frame not yet consumed).
+pub const SUBSCRIPTION_CREDITS_MAX: u32 = 1_000_000;
+
+/// Protocol versions a client hello may offer.
+pub const HELLO_VERSIONS_MAX: usize = 16;
+
+/// Per-core ports a server hello may list (one per core).
+pub const HELLO_PORTS_MAX: usize = 1024;
+
+/// Bytes in any length-prefixed string (stream names, partition keys, messages): the `u16`
+/// length prefix.
+pub const STRING_BYTES_MAX: usize = u16::MAX as usize;
+
+/// Bytes of one record's data. The Kinesis record limit is 1 MiB for key plus data; the wire
+/// allows the frame to carry it, and the server applies `sluice_core::limits`.
+pub const RECORD_DATA_BYTES_MAX: usize = FRAME_BYTES_MAX - HEADER_BYTES;
+
+const _: () = assert!(HEADER_BYTES == 4 + 2 + 2 + 8);
+const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!((READ_BYTES_MAX as usize) < FRAME_BYTES_MAX);
