@@ -18,7 +18,7 @@ const TMP_NAME: &str = "catalog.json.tmp";
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogStoreError {
-    #[error("catalog I/O on {path}: {source}")]
+    #[error("catalog I/O on {path}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("catalog {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },

@@ -65,7 +65,7 @@ impl EngineConfig {
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("data directory {path} is not usable: {source}")]
+    #[error("data directory {path} is not usable")]
     DataDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Catalog(#[from] CatalogStoreError),

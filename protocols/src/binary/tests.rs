@@ -417,7 +417,9 @@ proptest! {
     #[test]
     fn records_writer_output_equals_encoding_the_collected_frame(t in texts(), sel in selection(), event in any::<bool>()) {
         let expected_body = body(&t, if event { 16 } else { 15 }, &sel);
-        let (Body::ReadOk(records) | Body::RecordsEvent(records)) = &expected_body else { unreachable!() };
+        let (Body::ReadOk(records) | Body::RecordsEvent(records)) = &expected_body else {
+            panic!("choices 15 and 16 are records bodies")
+        };
         let mut out = vec![0xAA];
         let mut writer = if event {
             RecordsWriter::records_event(&mut out, 9, records.shard_created_s, records.shard_index)

@@ -1,0 +1,567 @@
+//! One TCP connection to a server: the handshake, a writer task that coalesces queued frames
+//! into few writes, and a reader task that matches responses to requests by request id (so
+//! requests pipeline and may be answered out of order) and routes pushed records to their
+//! subscription.
+//!
+//! When the connection ends, every request still waiting fails with `ConnectionLost` (or
+//! `Protocol` if the server broke the protocol) and every subscription ends with the same
+//! error; [`Connection::is_closed`] then tells the endpoint to reconnect for the next request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use sluice_core::sequence_number::SequenceNumber;
+use sluice_protocols::binary::limits::{MAGIC, PROTOCOL_VERSIONS};
+use sluice_protocols::binary::{
+    Body, Frame, FrameDecoder, WireClientHello, WireRecords, WireSequenceNumber, WireStatus,
+    encode_frame,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use crate::error::ClientError;
+use crate::types::{
+    Record, Records, ServerInfo, Shard, ShardMap, ShardMapEntry, StreamDescription,
+};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK_BYTES: usize = 256 * 1024;
+/// The writer stops coalescing queued frames into one write past this many bytes.
+const WRITE_COALESCE_BYTES_MAX: usize = 1024 * 1024;
+
+/// An owned answer to one request.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Pong,
+    CreateStreamOk,
+    DescribeStream(StreamDescription),
+    ListStreams {
+        stream_names: Vec<String>,
+        has_more_streams: bool,
+    },
+    ShardMap(ShardMap),
+    PutBatch(Vec<Result<SequenceNumber, WireStatus>>),
+    Read(Records),
+    SubscribeOk,
+    UnsubscribeOk,
+}
+
+/// What a subscription's receiver gets.
+#[derive(Debug)]
+pub(crate) enum SubscriptionItem {
+    Records(Records),
+    /// The last item; `Ok` when the shard was closed and fully delivered.
+    Ended(Result<(), ClientError>),
+}
+
+type ReplySender = oneshot::Sender<Result<Reply, ClientError>>;
+
+#[derive(Clone, Debug)]
+enum CloseReason {
+    Lost,
+    Protocol(String),
+}
+
+#[derive(Default)]
+struct Shared {
+    closed: Option<CloseReason>,
+    pending: HashMap<u64, ReplySender>,
+    subscriptions: HashMap<u64, mpsc::UnboundedSender<SubscriptionItem>>,
+}
+
+struct State {
+    addr: SocketAddr,
+    shared: Mutex<Shared>,
+}
+
+impl State {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding this lock leaves only maps of senders behind, which stay valid.
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn error(&self, reason: &CloseReason) -> ClientError {
+        match reason {
+            CloseReason::Lost => ClientError::ConnectionLost { addr: self.addr },
+            CloseReason::Protocol(reason) => ClientError::Protocol {
+                addr: self.addr,
+                reason: reason.clone(),
+            },
+        }
+    }
+
+    /// Marks the connection closed and fails everything waiting on it.
+    fn close(&self, reason: CloseReason) {
+        let (pending, subscriptions) = {
+            let mut shared = self.lock();
+            if shared.closed.is_none() {
+                shared.closed = Some(reason.clone());
+            }
+            (
+                std::mem::take(&mut shared.pending),
+                std::mem::take(&mut shared.subscriptions),
+            )
+        };
+        for (_, sender) in pending {
+            let _ = sender.send(Err(self.error(&reason)));
+        }
+        for (_, sender) in subscriptions {
+            let _ = sender.send(SubscriptionItem::Ended(Err(self.error(&reason))));
+        }
+    }
+}
+
+/// A live (or recently live) connection. Dropping the last handle closes the socket.
+pub(crate) struct Connection {
+    state: Arc<State>,
+    server: ServerInfo,
+    next_request_id: AtomicU64,
+    outbound: mpsc::UnboundedSender<Vec<u8>>,
+    reader: AbortHandle,
+    writer: AbortHandle,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer.abort();
+        self.state.close(CloseReason::Lost);
+    }
+}
+
+/// A request sent and awaiting its answer.
+pub(crate) struct PendingReply {
+    state: Arc<State>,
+    request_id: u64,
+    receiver: oneshot::Receiver<Result<Reply, ClientError>>,
+}
+
+impl PendingReply {
+    pub(crate) async fn wait(self, timeout: Option<Duration>) -> Result<Reply, ClientError> {
+        let addr = self.state.addr;
+        let received = match timeout {
+            None => self.receiver.await,
+            Some(timeout) => match tokio::time::timeout(timeout, self.receiver).await {
+                Ok(received) => received,
+                Err(_) => {
+                    self.state.lock().pending.remove(&self.request_id);
+                    return Err(ClientError::Timeout { timeout });
+                }
+            },
+        };
+        received.unwrap_or(Err(ClientError::ConnectionLost { addr }))
+    }
+}
+
+impl Connection {
+    /// Connects, says hello, and starts the reader and writer tasks.
+    pub(crate) async fn open(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+    ) -> Result<Arc<Connection>, ClientError> {
+        let connect = async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|source| ClientError::Connect { addr, source })?;
+            // Frames are coalesced by the writer task, so Nagle's delay would only add latency.
+            stream
+                .set_nodelay(true)
+                .map_err(|source| ClientError::Connect { addr, source })?;
+            let (mut read, mut write) = stream.into_split();
+            let (server, decoder) = handshake(addr, &mut read, &mut write).await?;
+            Ok::<_, ClientError>((read, write, server, decoder))
+        };
+        let (read, write, server, decoder) = tokio::time::timeout(connect_timeout, connect)
+            .await
+            .map_err(|_| ClientError::Connect {
+                addr,
+                source: std::io::ErrorKind::TimedOut.into(),
+            })??;
+        let state = Arc::new(State {
+            addr,
+            shared: Mutex::new(Shared::default()),
+        });
+        let (outbound, queue) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_loop(write, queue, state.clone()));
+        let reader = tokio::spawn(read_loop(
+            read,
+            decoder,
+            state.clone(),
+            writer.abort_handle(),
+        ));
+        Ok(Arc::new(Connection {
+            state,
+            server,
+            next_request_id: AtomicU64::new(1),
+            outbound,
+            reader: reader.abort_handle(),
+            writer: writer.abort_handle(),
+        }))
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.state.addr
+    }
+
+    pub(crate) fn server(&self) -> &ServerInfo {
+        &self.server
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().closed.is_some()
+    }
+
+    fn request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Encodes the frame `make` builds for a fresh request id, registers for its answer, and
+    /// queues it for writing.
+    pub(crate) fn start<'a>(
+        &self,
+        make: impl FnOnce(u64) -> Frame<'a>,
+    ) -> Result<PendingReply, ClientError> {
+        self.start_inner(make, false).map(|(pending, _)| pending)
+    }
+
+    /// Like [`Connection::start`] for a Subscribe: the subscription is registered before the
+    /// frame leaves, so no pushed record can arrive before its receiver exists.
+    pub(crate) fn start_subscription<'a>(
+        &self,
+        make: impl FnOnce(u64) -> Frame<'a>,
+    ) -> Result<(PendingReply, u64, mpsc::UnboundedReceiver<SubscriptionItem>), ClientError> {
+        let (pending, receiver) = self.start_inner(make, true)?;
+        let receiver = receiver.expect("a subscription registers a receiver");
+        let subscription_id = pending.request_id;
+        Ok((pending, subscription_id, receiver))
+    }
+
+    fn start_inner<'a>(
+        &self,
+        make: impl FnOnce(u64) -> Frame<'a>,
+        subscribe: bool,
+    ) -> Result<
+        (
+            PendingReply,
+            Option<mpsc::UnboundedReceiver<SubscriptionItem>>,
+        ),
+        ClientError,
+    > {
+        let request_id = self.request_id();
+        let mut bytes = Vec::new();
+        encode_frame(&make(request_id), &mut bytes)?;
+        let (sender, receiver) = oneshot::channel();
+        let subscription = {
+            let mut shared = self.state.lock();
+            if let Some(reason) = &shared.closed {
+                return Err(self.state.error(reason));
+            }
+            shared.pending.insert(request_id, sender);
+            subscribe.then(|| {
+                let (items, receiver) = mpsc::unbounded_channel();
+                shared.subscriptions.insert(request_id, items);
+                receiver
+            })
+        };
+        if self.outbound.send(bytes).is_err() {
+            let mut shared = self.state.lock();
+            shared.pending.remove(&request_id);
+            shared.subscriptions.remove(&request_id);
+            return Err(ClientError::ConnectionLost { addr: self.addr() });
+        }
+        Ok((
+            PendingReply {
+                state: self.state.clone(),
+                request_id,
+                receiver,
+            },
+            subscription,
+        ))
+    }
+
+    /// Queues a frame that gets no answer (Credit).
+    pub(crate) fn send_oneway(&self, frame: &Frame<'_>) -> Result<(), ClientError> {
+        let mut bytes = Vec::new();
+        encode_frame(frame, &mut bytes)?;
+        self.outbound
+            .send(bytes)
+            .map_err(|_| ClientError::ConnectionLost { addr: self.addr() })
+    }
+
+    /// Forgets a subscription locally: later pushes for it are dropped.
+    pub(crate) fn forget_subscription(&self, subscription_id: u64) {
+        self.state.lock().subscriptions.remove(&subscription_id);
+    }
+}
+
+async fn handshake(
+    addr: SocketAddr,
+    read: &mut OwnedReadHalf,
+    write: &mut OwnedWriteHalf,
+) -> Result<(ServerInfo, FrameDecoder), ClientError> {
+    let hello = Frame {
+        request_id: 0,
+        body: Body::Hello(WireClientHello {
+            magic: MAGIC,
+            versions: PROTOCOL_VERSIONS.to_vec(),
+        }),
+    };
+    let mut bytes = Vec::new();
+    encode_frame(&hello, &mut bytes)?;
+    let handshake_error = |reason: String| ClientError::Handshake { addr, reason };
+    write
+        .write_all(&bytes)
+        .await
+        .map_err(|e| handshake_error(format!("sending hello: {e}")))?;
+    let mut decoder = FrameDecoder::new();
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(Frame {
+                body: Body::HelloOk(server),
+                ..
+            })) => {
+                if !PROTOCOL_VERSIONS.contains(&server.version) {
+                    return Err(handshake_error(format!(
+                        "server chose version {} which we did not offer",
+                        server.version
+                    )));
+                }
+                let info = ServerInfo {
+                    version: server.version,
+                    core_count: server.core_count,
+                    core_id: server.core_id,
+                    core_ports: server.core_ports,
+                };
+                return Ok((info, decoder));
+            }
+            Ok(Some(Frame {
+                body: Body::Error(error),
+                ..
+            })) => {
+                return Err(handshake_error(format!(
+                    "server refused the hello with {}: {}",
+                    error.status, error.message
+                )));
+            }
+            Ok(Some(frame)) => {
+                return Err(handshake_error(format!(
+                    "expected a hello, got {:?}",
+                    frame.body.opcode_and_flags()
+                )));
+            }
+            Ok(None) => {}
+            Err(error) => return Err(handshake_error(error.to_string())),
+        }
+        let n = read
+            .read(&mut chunk)
+            .await
+            .map_err(|e| handshake_error(format!("reading hello: {e}")))?;
+        if n == 0 {
+            return Err(handshake_error(
+                "server closed the connection during the handshake".into(),
+            ));
+        }
+        decoder.push(&chunk[..n]);
+    }
+}
+
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    state: Arc<State>,
+) {
+    let mut buffer = Vec::new();
+    while let Some(first) = queue.recv().await {
+        buffer.clear();
+        buffer.extend_from_slice(&first);
+        // Everything queued meanwhile goes out in the same write: pipelined requests cost one
+        // system call per burst rather than one per frame.
+        while buffer.len() < WRITE_COALESCE_BYTES_MAX {
+            match queue.try_recv() {
+                Ok(more) => buffer.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = write.write_all(&buffer).await {
+            tracing::debug!(addr = %state.addr, %error, "Write failed; closing the connection.");
+            state.close(CloseReason::Lost);
+            return;
+        }
+    }
+}
+
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    mut decoder: FrameDecoder,
+    state: Arc<State>,
+    writer: AbortHandle,
+) {
+    let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+    let reason = 'connection: loop {
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    if let Err(reason) = dispatch(&state, frame) {
+                        break 'connection CloseReason::Protocol(reason);
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => break 'connection CloseReason::Protocol(error.to_string()),
+            }
+        }
+        match read.read(&mut chunk).await {
+            Ok(0) => break CloseReason::Lost,
+            Ok(n) => decoder.push(&chunk[..n]),
+            Err(error) => {
+                tracing::debug!(addr = %state.addr, %error, "Read failed; closing the connection.");
+                break CloseReason::Lost;
+            }
+        }
+    };
+    writer.abort();
+    state.close(reason);
+}
+
+/// Hands one decoded frame to whoever waits for it. An error is a protocol violation that ends
+/// the connection.
+fn dispatch(state: &State, frame: Frame<'_>) -> Result<(), String> {
+    let request_id = frame.request_id;
+    let reply = match frame.body {
+        Body::RecordsEvent(records) => {
+            let records = owned_records(&records)?;
+            let mut shared = state.lock();
+            if let Some(items) = shared.subscriptions.get(&request_id)
+                && items.send(SubscriptionItem::Records(records)).is_err()
+            {
+                shared.subscriptions.remove(&request_id);
+            }
+            return Ok(());
+        }
+        Body::SubscriptionEnded(ended) => {
+            let result = if ended.status.is_ok() {
+                Ok(())
+            } else {
+                Err(ClientError::Server {
+                    status: ended.status,
+                    message: ended.message.to_owned(),
+                })
+            };
+            if let Some(items) = state.lock().subscriptions.remove(&request_id) {
+                let _ = items.send(SubscriptionItem::Ended(result));
+            }
+            return Ok(());
+        }
+        Body::Error(error) => {
+            // A refused Subscribe opens no subscription.
+            state.lock().subscriptions.remove(&request_id);
+            Err(ClientError::Server {
+                status: error.status,
+                message: error.message.to_owned(),
+            })
+        }
+        Body::Pong => Ok(Reply::Pong),
+        Body::CreateStreamOk => Ok(Reply::CreateStreamOk),
+        Body::DescribeStreamOk(d) => {
+            let shards = d
+                .shards
+                .iter()
+                .map(|s| {
+                    Ok(Shard {
+                        shard_index: s.shard_index,
+                        parent_shard_index: s.parent_shard_index,
+                        adjacent_parent_shard_index: s.adjacent_parent_shard_index,
+                        hash_range: s.hash_range.try_into().map_err(|e| format!("{e}"))?,
+                        core_id: s.core_id,
+                        starting_sequence_number: sequence_number(s.starting_sequence_number)?,
+                        ending_sequence_number: s
+                            .ending_sequence_number
+                            .map(sequence_number)
+                            .transpose()?,
+                    })
+                })
+                .collect::<Result<_, String>>()?;
+            Ok(Reply::DescribeStream(StreamDescription {
+                stream_name: d.stream_name.to_owned(),
+                stream_status: d.stream_status.into(),
+                stream_mode: d.stream_mode.into(),
+                retention_period_hours: d.retention_period_hours,
+                stream_creation_timestamp_ms: d.stream_creation_timestamp_ms,
+                shards,
+            }))
+        }
+        Body::ListStreamsOk(l) => Ok(Reply::ListStreams {
+            stream_names: l.stream_names.iter().map(|s| (*s).to_owned()).collect(),
+            has_more_streams: l.has_more_streams,
+        }),
+        Body::GetShardMapOk(m) => {
+            let shards = m
+                .shards
+                .iter()
+                .map(|e| {
+                    Ok(ShardMapEntry {
+                        shard_index: e.shard_index,
+                        hash_range: e.hash_range.try_into().map_err(|e| format!("{e}"))?,
+                        core_id: e.core_id,
+                    })
+                })
+                .collect::<Result<_, String>>()?;
+            Ok(Reply::ShardMap(ShardMap::new(shards)))
+        }
+        Body::PutBatchOk(r) => Ok(Reply::PutBatch(
+            r.records
+                .iter()
+                .map(|r| match r {
+                    Ok(s) => sequence_number(*s).map(Ok),
+                    Err(status) => Ok(Err(*status)),
+                })
+                .collect::<Result<_, String>>()?,
+        )),
+        Body::ReadOk(records) => Ok(Reply::Read(owned_records(&records)?)),
+        Body::SubscribeOk => Ok(Reply::SubscribeOk),
+        Body::UnsubscribeOk => Ok(Reply::UnsubscribeOk),
+        Body::HelloOk(_) => return Err("a second hello".into()),
+        other => {
+            return Err(format!(
+                "a request frame {:?} from the server",
+                other.opcode_and_flags()
+            ));
+        }
+    };
+    if let Some(sender) = state.lock().pending.remove(&request_id) {
+        // The requester may have timed out or gone away; its answer is then dropped.
+        let _ = sender.send(reply);
+    }
+    Ok(())
+}
+
+fn sequence_number(wire: WireSequenceNumber) -> Result<SequenceNumber, String> {
+    SequenceNumber::try_from(wire).map_err(|e| e.to_string())
+}
+
+fn owned_records(batch: &WireRecords<'_>) -> Result<Records, String> {
+    let records = batch
+        .records
+        .iter()
+        .map(|r| {
+            Ok(Record {
+                sequence_number: sequence_number(batch.sequence_number(r))?,
+                approximate_arrival_timestamp_ms: r.approximate_arrival_timestamp_ms,
+                partition_key: r.partition_key.to_owned(),
+                data: r.data.to_vec(),
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Records {
+        shard_index: batch.shard_index,
+        records,
+        next_position: batch.next_position,
+        millis_behind_latest: batch.millis_behind_latest,
+    })
+}
