@@ -41,7 +41,7 @@ perf() { taskset -c 1 target/release/sluice-perf "$@" 2>/dev/null; }
 for run in $(seq "$RUNS"); do
   for target in sluice:$SLUICE_PORT kinesalite:$KINESALITE_PORT; do
     name=${target%%:*}; port=${target##*:}; ep=http://127.0.0.1:$port
-    perf --endpoint "$ep" --stream "pr$run" put-records --record-bytes 100 --batch 500 --connections 4 --seconds "$SECONDS_PER_RUN" >"$OUT/$name-put-records-$run.json"
+    perf --endpoint "$ep" --stream "pr$run" put-records --record-bytes 100 --batch 500 --connections 8 --seconds "$SECONDS_PER_RUN" >"$OUT/$name-put-records-$run.json"
     perf --endpoint "$ep" --stream "p1$run" put-record --record-bytes 100 --rate 200 --count 2000 >"$OUT/$name-put-record-$run.json"
     perf --endpoint "$ep" --stream "gr$run" get-records --preload 100000 --record-bytes 100 >"$OUT/$name-get-records-$run.json"
   done
@@ -58,7 +58,7 @@ def row(label, scenario, get, fmt, higher_is_better=True):
     s = med([get(r) for r in load("sluice", scenario)]); k = med([get(r) for r in load("kinesalite", scenario)])
     ratio = (s / k) if higher_is_better else (k / s)
     rows.append(f"| {label} | {fmt(s)} | {fmt(k)} | {ratio:,.1f}x |")
-row("PutRecords 500 x 100 B, 4 connections: records/s", "put-records", lambda r: r["records_per_s"], lambda v: f"{v:,.0f}")
+row("PutRecords 500 x 100 B, 8 connections: records/s", "put-records", lambda r: r["records_per_s"], lambda v: f"{v:,.0f}")
 row("PutRecords payload MB/s", "put-records", lambda r: r["payload_mb_per_s"], lambda v: f"{v:,.1f}")
 row("PutRecords call p50 (ms)", "put-records", lambda r: r["call_latency"]["p50_ms"], lambda v: f"{v:.2f}", False)
 row("PutRecord at 200/s: p50 (ms)", "put-record", lambda r: r["latency"]["p50_ms"], lambda v: f"{v:.3f}", False)

@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// glommio I/O memory per core [default: 8388608].
     #[arg(long, value_name = "BYTES")]
     pub io_memory_bytes: Option<usize>,
+    /// Microseconds an idle core keeps polling before it sleeps; trades CPU for latency [default: 0].
+    #[arg(long, value_name = "US")]
+    pub idle_spin_us: Option<u64>,
     /// Region named in ARNs and messages [default: us-east-1].
     #[arg(long)]
     pub region: Option<String>,
@@ -92,6 +95,7 @@ struct FileSettings {
     update_delay_ms: Option<u64>,
     segment_bytes: Option<u64>,
     io_memory_bytes: Option<usize>,
+    idle_spin_us: Option<u64>,
     region: Option<String>,
     account_id: Option<String>,
     shard_limit: Option<u32>,
@@ -149,6 +153,9 @@ impl Settings {
         }
         if let Some(bytes) = args.io_memory_bytes.or(file.io_memory_bytes) {
             engine.io_memory_bytes = bytes;
+        }
+        if let Some(us) = args.idle_spin_us.or(file.idle_spin_us) {
+            engine.idle_spin_us = us;
         }
         let mut catalog = CatalogConfig::default();
         if let Some(region) = args.region.or(file.region) {
