@@ -89,6 +89,10 @@ pub struct Stream {
     pub shards: Vec<Shard>,
     pub shard_level_metrics: Vec<String>,
     pub max_record_size_kib: u32,
+    /// Control-plane state added after the first catalog format (pending reshards, consumers,
+    /// encryption, policies…); older catalog files load with its defaults.
+    #[serde(default)]
+    pub control: crate::control::StreamControl,
 }
 
 /// `StreamMode` as persisted.
@@ -123,6 +127,9 @@ pub struct RemovedStream {
 pub struct Catalog {
     pub config: CatalogConfig,
     pub streams: BTreeMap<String, Stream>,
+    /// Account-level settings (UpdateAccountSettings); older catalog files load with defaults.
+    #[serde(default)]
+    pub account: crate::control::AccountSettings,
 }
 
 /// Shards are dated this long before the CreateStream call, as AWS does (kinesalite's tests
@@ -139,6 +146,11 @@ const SHARD_INDEX_PARSE_MAX: u64 = i32::MAX as u64;
 impl Stream {
     pub fn status(&self, now_ms: u64) -> StreamStatus {
         match self.lifecycle {
+            // A reshard only takes effect when storage completes it (see `reshard`); until then
+            // the stream stays UPDATING even past its window.
+            Lifecycle::Updating { .. } if self.control.pending_reshard.is_some() => {
+                StreamStatus::Updating
+            }
             Lifecycle::Creating { active_at_ms } if now_ms < active_at_ms => StreamStatus::Creating,
             Lifecycle::Updating { active_at_ms } if now_ms < active_at_ms => StreamStatus::Updating,
             Lifecycle::Creating { .. } | Lifecycle::Updating { .. } | Lifecycle::Active => {
@@ -207,7 +219,12 @@ impl Stream {
     pub fn describe_shard(&self, shard: &Shard) -> ShardDescription {
         let starting = SequenceNumber::new(shard.created_s, shard.index, 0, shard.created_s);
         let ending = shard.closed_at_position.map(|_| {
-            let closed_s = self.shard_closed_s(shard.index).unwrap_or(shard.created_s);
+            // Children are dated one second after their parent closed (see `reshard`), so the
+            // parent's last second is the one before theirs.
+            let closed_s = self
+                .shard_closed_s(shard.index)
+                .map_or(shard.created_s, |children_s| children_s.saturating_sub(1))
+                .max(shard.created_s);
             SequenceNumber::new(
                 shard.created_s,
                 shard.index,
@@ -226,7 +243,7 @@ impl Stream {
         }
     }
 
-    fn is_readable(&self, now_ms: u64) -> bool {
+    pub(crate) fn is_readable(&self, now_ms: u64) -> bool {
         matches!(self.status(now_ms), StreamStatus::Active | StreamStatus::Updating)
     }
 }
@@ -283,7 +300,7 @@ fn parse_legacy_sequence_number(text: &str) -> Option<LegacySequenceNumber> {
     Some(LegacySequenceNumber { shard_created_s, shard_index })
 }
 
-fn validation_error(message: String) -> KinesisError {
+pub(crate) fn validation_error(message: String) -> KinesisError {
     KinesisError::new(ErrorKind::Validation, format!("1 validation error detected: {message}"))
 }
 
@@ -309,7 +326,7 @@ fn validate_stream_name(name: &str) -> Result<(), KinesisError> {
     Ok(())
 }
 
-fn next_token_error(error: NextTokenError) -> KinesisError {
+pub(crate) fn next_token_error(error: NextTokenError) -> KinesisError {
     match error {
         NextTokenError::Expired => KinesisError::new(
             ErrorKind::ExpiredNextToken,
@@ -323,29 +340,38 @@ fn next_token_error(error: NextTokenError) -> KinesisError {
 }
 
 /// Page size: the caller's value, else the maximum, and never more than the maximum.
-fn page_size(requested: Option<u32>, max: u32) -> usize {
+pub(crate) fn page_size(requested: Option<u32>, max: u32) -> usize {
     requested.unwrap_or(max).clamp(1, max) as usize
 }
 
-/// Whether ListShards' `filter` keeps `shard`.
-fn shard_filter_keeps(stream: &Stream, shard: &Shard, filter: &ShardFilter) -> bool {
+/// Whether ListShards' `filter` keeps `shard`, as AWS documents the filters: AT_LATEST keeps
+/// open shards; AT_TIMESTAMP keeps shards open at that time; FROM_TIMESTAMP keeps open shards
+/// and those closed at or after that time; the TRIM_HORIZON forms are the same taken at the trim
+/// horizon (now minus the retention period), which FROM_TIMESTAMP is also raised to.
+fn shard_filter_keeps(stream: &Stream, shard: &Shard, filter: &ShardFilter, now_ms: u64) -> bool {
     let created_ms = shard.created_s.saturating_mul(1000);
     let closed_ms = stream.shard_closed_s(shard.index).map(|s| s.saturating_mul(1000));
+    let retention_ms = u64::from(stream.retention_period_hours) * 3_600_000;
+    let trim_horizon_ms = now_ms.saturating_sub(retention_ms);
+    let open_at = |at_ms: u64| {
+        // A time before the stream existed means "from the start": the first shards.
+        let earliest_ms =
+            stream.shards.iter().map(|s| s.created_s.saturating_mul(1000)).min().unwrap_or(0);
+        let at_ms = at_ms.max(earliest_ms);
+        created_ms <= at_ms && closed_ms.is_none_or(|closed| closed >= at_ms)
+    };
+    let open_since = |from_ms: u64| {
+        closed_ms.is_none_or(|closed| closed >= from_ms.max(trim_horizon_ms))
+    };
     match filter {
         ShardFilter::AfterShardId(shard_id) => {
             parse_shard_id_like_aws(shard_id).is_none_or(|after| shard.index > after)
         }
-        // The catalog trims nothing: every shard, open or closed, is still within reach.
-        ShardFilter::AtTrimHorizon | ShardFilter::FromTrimHorizon => true,
+        ShardFilter::AtTrimHorizon => open_at(trim_horizon_ms),
+        ShardFilter::FromTrimHorizon => open_since(trim_horizon_ms),
         ShardFilter::AtLatest => shard.closed_at_position.is_none(),
-        ShardFilter::AtTimestamp(at_ms) => {
-            // A time before the stream existed means "from the start": the first shards.
-            let earliest_ms =
-                stream.shards.iter().map(|s| s.created_s.saturating_mul(1000)).min().unwrap_or(0);
-            let at_ms = (*at_ms).max(earliest_ms);
-            created_ms <= at_ms && closed_ms.is_none_or(|closed| closed >= at_ms)
-        }
-        ShardFilter::FromTimestamp(from_ms) => closed_ms.is_none_or(|closed| closed >= *from_ms),
+        ShardFilter::AtTimestamp(at_ms) => open_at(*at_ms),
+        ShardFilter::FromTimestamp(from_ms) => open_since(*from_ms),
     }
 }
 
@@ -388,7 +414,7 @@ fn too_many_tags(account: &str, stream_name: &str) -> KinesisError {
 
 impl Catalog {
     pub fn new(config: CatalogConfig) -> Self {
-        Self { config, streams: BTreeMap::new() }
+        Self { config, streams: BTreeMap::new(), account: Default::default() }
     }
 
     /// The stream called `stream_name`, unless it is gone.
@@ -398,7 +424,7 @@ impl Catalog {
             .filter(|stream| stream.name == stream_name && !stream.is_gone(now_ms))
     }
 
-    fn live_stream_mut(&mut self, stream_name: &str, now_ms: u64) -> Option<&mut Stream> {
+    pub(crate) fn live_stream_mut(&mut self, stream_name: &str, now_ms: u64) -> Option<&mut Stream> {
         self.streams
             .get_mut(stream_name)
             .filter(|stream| stream.name == stream_name && !stream.is_gone(now_ms))
@@ -408,7 +434,7 @@ impl Catalog {
         KinesisError::stream_not_found(stream_name, &self.config.account_id)
     }
 
-    fn found(&self, stream_name: &str, now_ms: u64) -> Result<&Stream, KinesisError> {
+    pub(crate) fn found(&self, stream_name: &str, now_ms: u64) -> Result<&Stream, KinesisError> {
         self.live_stream(stream_name, now_ms).ok_or_else(|| self.not_found(stream_name))
     }
 
@@ -424,7 +450,7 @@ impl Catalog {
 
     /// Whether DescribeStream shows the shards: not while CREATING, and not while DELETING a
     /// stream that was deleted before it ever became ACTIVE (AWS shows `Shards: []` then too).
-    fn shards_visible(&self, stream: &Stream, now_ms: u64) -> bool {
+    pub(crate) fn shards_visible(&self, stream: &Stream, now_ms: u64) -> bool {
         match stream.lifecycle {
             Lifecycle::Creating { active_at_ms } => now_ms >= active_at_ms,
             Lifecycle::Deleting { gone_at_ms } => {
@@ -527,6 +553,7 @@ impl Catalog {
             shards,
             shard_level_metrics: Vec::new(),
             max_record_size_kib: 1024,
+            control: crate::control::StreamControl::default(),
         };
         self.streams.insert(name, stream);
         Ok(())
@@ -537,12 +564,17 @@ impl Catalog {
         input: DeleteStreamInput,
         now_ms: u64,
     ) -> Result<(), KinesisError> {
-        // There are no consumers yet, so `enforce_consumer_deletion` changes nothing.
         let gone_at_ms = now_ms.saturating_add(self.config.delete_delay_ms);
         let account = self.config.account_id.clone();
         let stream = self
             .live_stream_mut(&input.stream_name, now_ms)
             .ok_or_else(|| KinesisError::stream_not_found(&input.stream_name, &account))?;
+        if stream.control.consumer_count(now_ms) > 0 {
+            if !input.enforce_consumer_deletion {
+                return Err(crate::consumer::stream_has_consumers(&account, &stream.name));
+            }
+            stream.control.deregister_all_consumers(now_ms, gone_at_ms);
+        }
         // Deleting again keeps the first deadline, so repeated calls cannot keep a stream alive.
         if !matches!(stream.lifecycle, Lifecycle::Deleting { .. }) {
             stream.lifecycle = Lifecycle::Deleting { gone_at_ms };
@@ -578,8 +610,8 @@ impl Catalog {
             retention_period_hours: stream.retention_period_hours,
             stream_creation_timestamp_ms: stream.created_ms,
             shard_level_metrics: stream.shard_level_metrics.clone(),
-            encryption_type: EncryptionType::None,
-            key_id: None,
+            encryption_type: stream.control.encryption_type(),
+            key_id: stream.control.encryption_key_id.clone(),
         })
     }
 
@@ -600,10 +632,10 @@ impl Catalog {
             retention_period_hours: stream.retention_period_hours,
             stream_creation_timestamp_ms: stream.created_ms,
             shard_level_metrics: stream.shard_level_metrics.clone(),
-            encryption_type: EncryptionType::None,
-            key_id: None,
+            encryption_type: stream.control.encryption_type(),
+            key_id: stream.control.encryption_key_id.clone(),
             open_shard_count,
-            consumer_count: 0,
+            consumer_count: stream.control.consumer_count(now_ms),
             max_record_size_kib: stream.max_record_size_kib,
         })
     }
@@ -723,7 +755,13 @@ impl Catalog {
         let limit = page_size(input.max_results, limits::LIST_SHARDS_MAX);
         let mut remaining = stream.shards.iter().filter(|shard| {
             after.is_none_or(|after| shard.index > after)
-                && filter.as_ref().is_none_or(|filter| shard_filter_keeps(stream, shard, filter))
+                // No filter means FROM_TRIM_HORIZON, AWS's default.
+                && shard_filter_keeps(
+                    stream,
+                    shard,
+                    filter.as_ref().unwrap_or(&ShardFilter::FromTrimHorizon),
+                    now_ms,
+                )
         });
         let page: Vec<&Shard> = remaining.by_ref().take(limit).collect();
         let next_token = match page.last() {
@@ -1354,9 +1392,10 @@ mod tests {
         let end =
             description.shards[0].ending_sequence_number.as_deref().expect("shard 0 is closed");
         let end = SequenceNumber::parse(end).expect("ours");
+        // The children are dated one second after the parent's last second, as AWS does.
         assert_eq!(
             end,
-            SequenceNumber::new(created_s, 0, sequence_number::POSITION_MAX, T0 / 1000 + 60)
+            SequenceNumber::new(created_s, 0, sequence_number::POSITION_MAX, T0 / 1000 + 59)
         );
         assert_eq!(description.shards[2].parent_shard_id.as_deref(), Some("shardId-000000000000"));
     }
@@ -1639,7 +1678,8 @@ mod tests {
             "shardId-000000000002",
             "shardId-000000000003",
         ];
-        assert_eq!(list(ShardFilter::AtTrimHorizon), all);
+        // The trim horizon (24 hours back) predates the stream: the shards open at its start.
+        assert_eq!(list(ShardFilter::AtTrimHorizon), all[..2].to_vec());
         assert_eq!(list(ShardFilter::FromTrimHorizon), all);
         assert_eq!(list(ShardFilter::AtLatest), all[1..].to_vec());
         assert_eq!(

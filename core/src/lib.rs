@@ -7,10 +7,14 @@
 
 pub mod api;
 pub mod catalog;
+pub mod consumer;
+pub mod control;
 pub mod error;
 pub mod hash_key;
 pub mod limits;
 pub mod next_token;
+pub mod reshard;
+pub mod resource;
 pub mod sequence_number;
 pub mod shard_id;
 pub mod shard_iterator;

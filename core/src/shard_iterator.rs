@@ -50,7 +50,7 @@ impl ShardIterator {
     /// `None` for anything that is not an iterator we issued.
     pub fn decode(token: &str) -> Option<Self> {
         let bytes = STANDARD.decode(token).ok()?;
-        if bytes.len() < DECODED_MIN || (bytes.len() - DECODED_MIN) % 16 != 0 {
+        if bytes.len() < DECODED_MIN || !(bytes.len() - DECODED_MIN).is_multiple_of(16) {
             return None;
         }
         if bytes[..8] != PREFIX {
@@ -127,7 +127,7 @@ mod tests {
             let token = it.encode();
             prop_assert!(token.len() <= 512);
             let decoded_len = STANDARD.decode(&token).map(|b| b.len()).unwrap_or(0);
-            prop_assert!(decoded_len >= 152 && (decoded_len - 152) % 16 == 0);
+            prop_assert!(decoded_len >= 152 && (decoded_len - 152).is_multiple_of(16));
             prop_assert_eq!(ShardIterator::decode(&token), Some(it));
         }
     }
