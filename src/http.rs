@@ -1,7 +1,8 @@
 //! The HTTP front end on one glommio executor: accepts connections, serves HTTP/1.1 and
 //! cleartext HTTP/2 with prior knowledge on the same port (the JS SDK v3 speaks h2c for every
 //! Kinesis call; boto3, the CLI and the Rust SDK speak HTTP/1.1), collects each request body,
-//! and hands it to `sluice_protocols::handle_kinesis`.
+//! and hands it to `sluice_protocols::kinesis::handle_kinesis_with`, which also verifies SigV4
+//! signatures when [`ServeOptions::auth`] says so.
 //!
 //! hyper runs over glommio's futures-io sockets through tokio-util's compat layer; no tokio
 //! runtime exists. hyper's HTTP/2 spawns per-stream tasks through [`GlommioExec`], which puts
@@ -9,7 +10,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
@@ -19,7 +21,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto::Builder;
 use sluice_core::KinesisApi;
-use sluice_protocols::{HttpRequest, handle_kinesis};
+use sluice_protocols::HttpRequest;
+use sluice_protocols::kinesis::handle_kinesis_with;
+use sluice_protocols::sigv4::AuthConfig;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 
 /// Bodies above this are refused with 413 before or while reading them. AWS's front end (as
@@ -46,9 +50,26 @@ where
     }
 }
 
-/// Accepts connections on `listener` and serves each on the current glommio executor. Returns
-/// only when the listener fails with an error that retrying cannot fix.
+/// How the HTTP front end treats requests, shared by every core's listener.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// Which SigV4 credentials are accepted; the default accepts any well-formed signature.
+    pub auth: Arc<AuthConfig>,
+}
+
+/// Accepts connections on `listener` and serves each on the current glommio executor, accepting
+/// any well-formed SigV4 authentication. Returns only when the listener fails with an error that
+/// retrying cannot fix.
 pub async fn serve<A: KinesisApi + Clone + 'static>(listener: glommio::net::TcpListener, api: A) {
+    serve_with(listener, api, ServeOptions::default()).await;
+}
+
+/// [`serve`] with explicit options (signature verification).
+pub async fn serve_with<A: KinesisApi + Clone + 'static>(
+    listener: glommio::net::TcpListener,
+    api: A,
+    options: ServeOptions,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -68,7 +89,7 @@ pub async fn serve<A: KinesisApi + Clone + 'static>(listener: glommio::net::TcpL
             tracing::debug!(%error, "Could not set TCP_NODELAY.");
         }
         let api = api.clone();
-        glommio::spawn_local(serve_connection(stream, api)).detach();
+        glommio::spawn_local(serve_connection(stream, api, options.auth.clone())).detach();
     }
 }
 
@@ -91,11 +112,13 @@ fn accept_error_is_transient(error: &glommio::GlommioError<()>) -> bool {
 async fn serve_connection<A: KinesisApi + Clone + 'static>(
     stream: glommio::net::TcpStream,
     api: A,
+    auth: Arc<AuthConfig>,
 ) {
     let io = TokioIo::new(stream.compat());
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let api = api.clone();
-        async move { Ok::<_, Infallible>(respond(&api, request).await) }
+        let auth = auth.clone();
+        async move { Ok::<_, Infallible>(respond(&api, &auth, request).await) }
     });
     if let Err(error) = Builder::new(GlommioExec)
         .serve_connection(io, service)
@@ -125,7 +148,11 @@ fn too_large() -> Response<Full<Bytes>> {
 }
 
 /// One request: `GET /health`, or a Kinesis call.
-async fn respond<A: KinesisApi>(api: &A, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond<A: KinesisApi>(
+    api: &A,
+    auth: &AuthConfig,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if request.method() == hyper::Method::GET && request.uri().path() == "/health" {
         return plain(StatusCode::OK, "application/json", br#"{"status":"ok"}"#);
     }
@@ -154,6 +181,25 @@ async fn respond<A: KinesisApi>(api: &A, request: Request<Incoming>) -> Response
         q.split('&')
             .any(|pair| pair.split('=').next() == Some("X-Amz-Algorithm"))
     });
+    // Signature verification signs headers of the client's choosing, so it needs all of them.
+    // HTTP/2 carries the host in `:authority`, which hyper keeps in the URI rather than the
+    // header map; SDKs sign it as `host`.
+    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    let mut all_headers: Vec<(&str, &[u8])> = Vec::new();
+    if auth.verifies() {
+        all_headers.reserve(parts.headers.len() + 1);
+        all_headers.extend(
+            parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        );
+        if !parts.headers.contains_key(hyper::header::HOST)
+            && let Some(authority) = &authority
+        {
+            all_headers.push(("host", authority.as_bytes()));
+        }
+    }
     let kinesis_request = HttpRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -167,9 +213,10 @@ async fn respond<A: KinesisApi>(api: &A, request: Request<Incoming>) -> Response
         origin: header("origin"),
         access_control_request_headers: header("access-control-request-headers"),
         access_control_request_method: header("access-control-request-method"),
+        headers: &all_headers,
         body: &body,
     };
-    let reply = handle_kinesis(api, kinesis_request).await;
+    let reply = handle_kinesis_with(api, kinesis_request, auth, SystemTime::now()).await;
 
     let mut response = Response::new(Full::new(Bytes::from(reply.body)));
     *response.status_mut() =
@@ -418,5 +465,335 @@ mod tests {
         });
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, LIST_STREAMS_BODY.as_bytes());
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // SigV4 verification through the real HTTP stack, with requests signed by AWS's own signer
+    // and by the real aws-sdk-kinesis client.
+
+    mod sigv4 {
+        use std::io::{Read as _, Write as _};
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        use aws_credential_types::Credentials;
+        use aws_sigv4::http_request::{
+            SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
+        };
+        use aws_smithy_runtime_api::client::identity::Identity;
+
+        use super::*;
+
+        const KEY: &str = "AKIDHTTPTEST";
+        const SECRET: &str = "http-test-secret";
+        const LIST_STREAMS: &[u8] = b"{}";
+
+        /// A server verifying signatures, on its own executor thread until dropped.
+        struct Running {
+            addr: std::net::SocketAddr,
+            stop: Arc<AtomicBool>,
+            thread: Option<glommio::ExecutorJoinHandle<()>>,
+        }
+
+        impl Drop for Running {
+            fn drop(&mut self) {
+                self.stop.store(true, Ordering::SeqCst);
+                if let Some(thread) = self.thread.take() {
+                    let _ = thread.join();
+                }
+            }
+        }
+
+        fn start_verifying() -> Running {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (tx, rx) = std::sync::mpsc::channel();
+            let stop_flag = stop.clone();
+            let thread = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                .io_memory(1 << 20)
+                .spawn(move || async move {
+                    let listener = glommio::net::TcpListener::bind("127.0.0.1:0")
+                        .expect("loopback bind works");
+                    tx.send(listener.local_addr().expect("bound"))
+                        .expect("test waits for the address");
+                    let options = ServeOptions {
+                        auth: Arc::new(AuthConfig::verify([(KEY, SECRET)])),
+                    };
+                    let server = glommio::spawn_local(serve_with(
+                        listener,
+                        OneStream(std::marker::PhantomData),
+                        options,
+                    ));
+                    while !stop_flag.load(Ordering::SeqCst) {
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
+                    drop(server.cancel());
+                })
+                .expect("executor starts");
+            let addr = rx.recv().expect("server reports its address");
+            Running {
+                addr,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        /// A ListStreams request signed by aws-sigv4 as of `at`: its path and query, and its
+        /// headers.
+        fn signed_list_streams(
+            addr: std::net::SocketAddr,
+            secret: &str,
+            location: SignatureLocation,
+            at: SystemTime,
+        ) -> (String, Vec<(String, String)>) {
+            let identity: Identity = Credentials::new(KEY, secret, None, None, "test").into();
+            let mut settings = SigningSettings::default();
+            settings.signature_location = location;
+            if location == SignatureLocation::QueryParams {
+                settings.expires_in = Some(Duration::from_secs(300));
+            }
+            let params = aws_sigv4::sign::v4::SigningParams::builder()
+                .identity(&identity)
+                .region("us-east-1")
+                .name("kinesis")
+                .time(at)
+                .settings(settings)
+                .build()
+                .expect("complete signing params")
+                .into();
+            let host = addr.to_string();
+            let base = vec![
+                ("host".to_owned(), host.clone()),
+                (
+                    "content-type".to_owned(),
+                    "application/x-amz-json-1.1".to_owned(),
+                ),
+                (
+                    "x-amz-target".to_owned(),
+                    "Kinesis_20131202.ListStreams".to_owned(),
+                ),
+            ];
+            let uri = format!("http://{host}/");
+            let signable = SignableRequest::new(
+                "POST",
+                uri.as_str(),
+                base.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+                SignableBody::Bytes(LIST_STREAMS),
+            )
+            .expect("signable");
+            let (instructions, _) = sign(signable, &params).expect("signs").into_parts();
+            let mut request = http::Request::builder()
+                .method("POST")
+                .uri(uri.as_str())
+                .body(())
+                .expect("valid request");
+            for (n, v) in &base {
+                request.headers_mut().insert(
+                    http::HeaderName::from_bytes(n.as_bytes()).expect("valid name"),
+                    v.parse().expect("valid value"),
+                );
+            }
+            instructions.apply_to_request_http1x(&mut request);
+            let path = request
+                .uri()
+                .path_and_query()
+                .expect("has a path")
+                .to_string();
+            let headers = request
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.to_str().expect("ASCII").to_owned()))
+                .collect();
+            (path, headers)
+        }
+
+        /// Sends an HTTP/1.1 request with blocking std sockets; returns status line and body.
+        fn exchange(
+            addr: std::net::SocketAddr,
+            path: &str,
+            headers: &[(String, String)],
+            body: &[u8],
+        ) -> (String, String) {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connects");
+            let mut head = format!("POST {path} HTTP/1.1\r\nConnection: close\r\n");
+            for (n, v) in headers {
+                head.push_str(&format!("{n}: {v}\r\n"));
+            }
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            stream.write_all(head.as_bytes()).expect("head written");
+            stream.write_all(body).expect("body written");
+            let mut response = String::new();
+            stream.read_to_string(&mut response).expect("response read");
+            let status = response.lines().next().unwrap_or("").to_owned();
+            let body = response
+                .split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_owned())
+                .unwrap_or_default();
+            (status, body)
+        }
+
+        fn error_type_and_message(body: &str) -> (String, String) {
+            let v: serde_json::Value = serde_json::from_str(body).expect("JSON error body");
+            (
+                v["__type"].as_str().unwrap_or("").to_owned(),
+                v["message"].as_str().unwrap_or("").to_owned(),
+            )
+        }
+
+        #[test]
+        fn correctly_signed_header_and_presigned_requests_pass() {
+            let server = start_verifying();
+            for location in [SignatureLocation::Headers, SignatureLocation::QueryParams] {
+                let (path, headers) =
+                    signed_list_streams(server.addr, SECRET, location, SystemTime::now());
+                let (status, body) = exchange(server.addr, &path, &headers, LIST_STREAMS);
+                assert_eq!(status, "HTTP/1.1 200 OK", "{location:?}: {body}");
+                assert_eq!(body, LIST_STREAMS_BODY, "{location:?}");
+            }
+        }
+
+        #[test]
+        fn a_wrong_secret_a_stale_date_and_a_tampered_body_are_each_refused() {
+            let server = start_verifying();
+            let (path, headers) = signed_list_streams(
+                server.addr,
+                "not-the-secret",
+                SignatureLocation::Headers,
+                SystemTime::now(),
+            );
+            let (status, body) = exchange(server.addr, &path, &headers, LIST_STREAMS);
+            assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+            assert_eq!(
+                error_type_and_message(&body),
+                (
+                    "InvalidSignatureException".to_owned(),
+                    sluice_protocols::sigv4::SIGNATURE_MISMATCH.to_owned()
+                )
+            );
+
+            let stale = SystemTime::now() - Duration::from_secs(20 * 60);
+            let (path, headers) =
+                signed_list_streams(server.addr, SECRET, SignatureLocation::Headers, stale);
+            let (status, body) = exchange(server.addr, &path, &headers, LIST_STREAMS);
+            assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+            let (kind, message) = error_type_and_message(&body);
+            assert_eq!(kind, "InvalidSignatureException");
+            assert!(message.starts_with("Signature expired: "), "{message}");
+            assert!(message.ends_with(" - 15 min.)"), "{message}");
+
+            let (path, headers) = signed_list_streams(
+                server.addr,
+                SECRET,
+                SignatureLocation::Headers,
+                SystemTime::now(),
+            );
+            let (status, body) = exchange(server.addr, &path, &headers, b"{ }");
+            assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+            assert_eq!(
+                error_type_and_message(&body).0,
+                "InvalidSignatureException",
+                "{body}"
+            );
+        }
+
+        #[test]
+        fn the_real_sdk_passes_with_the_right_secret_and_is_refused_otherwise() {
+            use aws_sdk_kinesis::error::ProvideErrorMetadata as _;
+
+            let server = start_verifying();
+            let endpoint = format!("http://{}", server.addr);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(async {
+                let client = |key: &str, secret: &str| {
+                    let config = aws_sdk_kinesis::Config::builder()
+                        .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+                        .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+                        .endpoint_url(endpoint.clone())
+                        .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+                            key, secret, None, None, "test",
+                        ))
+                        .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+                        .build();
+                    aws_sdk_kinesis::Client::from_conf(config)
+                };
+                let listed = client(KEY, SECRET)
+                    .list_streams()
+                    .send()
+                    .await
+                    .expect("the right secret passes");
+                assert_eq!(listed.stream_names(), ["only"]);
+
+                let error = client(KEY, "wrong")
+                    .list_streams()
+                    .send()
+                    .await
+                    .expect_err("a wrong secret is refused");
+                assert_eq!(error.code(), Some("InvalidSignatureException"));
+                assert_eq!(
+                    error.message(),
+                    Some(sluice_protocols::sigv4::SIGNATURE_MISMATCH)
+                );
+
+                let error = client("AKIDUNKNOWN", SECRET)
+                    .list_streams()
+                    .send()
+                    .await
+                    .expect_err("an unknown key is refused");
+                assert_eq!(error.code(), Some("UnrecognizedClientException"));
+                assert_eq!(
+                    error.message(),
+                    Some("The security token included in the request is invalid.")
+                );
+            });
+        }
+
+        #[test]
+        fn h2c_requests_verify_with_the_host_taken_from_the_authority() {
+            let server = start_verifying();
+            let (path, headers) = signed_list_streams(
+                server.addr,
+                SECRET,
+                SignatureLocation::Headers,
+                SystemTime::now(),
+            );
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let (status, body) = runtime.block_on(async {
+                let stream = tokio::net::TcpStream::connect(server.addr)
+                    .await
+                    .expect("connects");
+                let (mut sender, connection) = hyper::client::conn::http2::handshake(
+                    hyper_util::rt::TokioExecutor::new(),
+                    TokioIo::new(stream),
+                )
+                .await
+                .expect("h2c handshake");
+                tokio::spawn(connection);
+                let mut request = Request::post(format!("http://{}{path}", server.addr));
+                for (n, v) in &headers {
+                    // HTTP/2 sends the host as :authority (from the URI), not as a header.
+                    if n != "host" {
+                        request = request.header(n.as_str(), v.as_str());
+                    }
+                }
+                let request = request
+                    .body(Full::new(Bytes::from_static(LIST_STREAMS)))
+                    .expect("valid request");
+                let response = sender.send_request(request).await.expect("response");
+                let status = response.status();
+                let body = response
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes();
+                (status, body)
+            });
+            assert_eq!(status, StatusCode::OK, "{body:?}");
+            assert_eq!(body, LIST_STREAMS_BODY.as_bytes());
+        }
     }
 }

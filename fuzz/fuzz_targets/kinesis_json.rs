@@ -86,6 +86,7 @@ fuzz_target!(|data: &[u8]| {
         origin: None,
         access_control_request_headers: None,
         access_control_request_method: None,
+        headers: &[],
         body,
     };
     let response = futures_lite::future::block_on(handle_kinesis(&Refuse, request));

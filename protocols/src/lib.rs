@@ -7,8 +7,10 @@
 #![forbid(unsafe_code)]
 
 pub mod binary;
+pub mod cbor;
 pub mod json;
 pub mod kinesis;
+pub mod sigv4;
 
 #[cfg(test)]
 mod tests;
@@ -39,6 +41,10 @@ pub struct HttpRequest<'a> {
     pub access_control_request_headers: Option<&'a str>,
     /// `Access-Control-Request-Method`, echoed on a CORS preflight.
     pub access_control_request_method: Option<&'a str>,
+    /// Every request header as received (names in any case, repeats kept in order), for
+    /// SigV4 verification, which signs headers the client chooses. May be empty when
+    /// signatures are not verified.
+    pub headers: &'a [(&'a str, &'a [u8])],
     pub body: &'a [u8],
 }
 

@@ -5,6 +5,10 @@
 //! answers a wrong type with a `SerializationException` whose text names that type. A typed
 //! serde derive would lose that information in its generic error, so we parse into this small
 //! tree and walk it by hand (see `kinesis::decode`).
+//!
+//! CBOR requests (`crate::cbor`) decode into the same tree so that both protocols share one
+//! validation path; they add the two variants JSON cannot express, byte strings and tagged
+//! timestamps.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -51,6 +55,11 @@ pub enum JsonValue<'a> {
     /// Members in document order. A duplicate key keeps both entries; lookups take the last one,
     /// as most JSON parsers AWS's SDKs talk to do.
     Object(Vec<(Cow<'a, str>, JsonValue<'a>)>),
+    /// A CBOR byte string (blobs in `x-amz-cbor-1.1`). JSON never produces it.
+    Bytes(Cow<'a, [u8]>),
+    /// A CBOR tag-1 timestamp, in epoch **milliseconds** as the Java SDK sends it (not the RFC
+    /// 8949 seconds). JSON never produces it.
+    TimestampMs(Number),
 }
 
 impl<'a> JsonValue<'a> {

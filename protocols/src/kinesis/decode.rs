@@ -1,4 +1,7 @@
-//! Request decoding and validation for the Kinesis JSON 1.1 protocol.
+//! Request decoding and validation for the Kinesis JSON 1.1 and CBOR 1.1 protocols. Both parse
+//! into the same document tree ([`JsonValue`]; CBOR adds byte strings and tagged timestamps), so
+//! everything below applies to both; [`Obj::new_cbor`] only changes how an untagged timestamp
+//! number reads (milliseconds rather than seconds).
 //!
 //! AWS checks a request in three passes, and so do we:
 //! 1. **Types.** Every member present must have its JSON type (string, number, list, ...). The
@@ -60,6 +63,10 @@ pub struct Home<'a> {
 const NUMBER_CLASS: &str = "class com.amazon.coral.value.json.numbers.TruncatingBigNumber";
 const LIST_HERE: &str = "Start of list found where not expected";
 const MAP_HERE: &str = "Start of structure or map found where not expected.";
+/// How the type errors name CBOR's byte strings and tagged timestamps, the Java classes a CBOR
+/// front end would hold them in.
+const BYTES_CLASS: &str = "class java.nio.HeapByteBuffer";
+const DATE_CLASS: &str = "class java.util.Date";
 
 fn serialization(message: impl Into<String>) -> KinesisError {
     KinesisError::new(ErrorKind::Serialization, message)
@@ -69,14 +76,33 @@ type Members<'v, 'a> = &'v [(Cow<'a, str>, JsonValue<'a>)];
 
 /// The members of the request body. Any JSON object is accepted; a body that is not an object
 /// was refused before decoding.
+///
+/// `cbor` says which protocol the tree came from. It changes one thing: an untagged number sent
+/// for a timestamp member is epoch seconds in JSON 1.1 but epoch milliseconds in the Java SDK's
+/// CBOR (whose tagged timestamps are milliseconds too).
 #[derive(Clone, Copy)]
 pub struct Obj<'v, 'a> {
     value: &'v JsonValue<'a>,
+    cbor: bool,
 }
 
 impl<'v, 'a> Obj<'v, 'a> {
+    /// A JSON 1.1 request body.
     pub fn new(value: &'v JsonValue<'a>) -> Self {
-        Self { value }
+        Self { value, cbor: false }
+    }
+
+    /// A CBOR 1.1 request body.
+    pub fn new_cbor(value: &'v JsonValue<'a>) -> Self {
+        Self { value, cbor: true }
+    }
+
+    /// A nested structure of this body, in the same protocol.
+    fn nested(&self, v: &'v JsonValue<'a>) -> Result<Obj<'v, 'a>, KinesisError> {
+        as_structure(v).map(|value| Obj {
+            value,
+            cbor: self.cbor,
+        })
     }
 
     fn get(&self, key: &str) -> Option<&'v JsonValue<'a>> {
@@ -100,7 +126,9 @@ impl<'v, 'a> Obj<'v, 'a> {
 
     /// A timestamp member: epoch seconds (with a fraction) as a number, returned in ms.
     fn timestamp_ms(&self, key: &str) -> Result<Option<u64>, KinesisError> {
-        self.get(key).map(as_timestamp_ms).transpose()
+        self.get(key)
+            .map(|v| as_timestamp_ms(v, self.cbor))
+            .transpose()
     }
 
     fn blob(&self, key: &str) -> Result<Option<Vec<u8>>, KinesisError> {
@@ -126,13 +154,13 @@ impl<'v, 'a> Obj<'v, 'a> {
     }
 
     fn structure(&self, key: &str) -> Result<Option<Obj<'v, 'a>>, KinesisError> {
-        self.get(key).map(as_structure).transpose()
+        self.get(key).map(|v| self.nested(v)).transpose()
     }
 }
 
-fn as_structure<'v, 'a>(v: &'v JsonValue<'a>) -> Result<Obj<'v, 'a>, KinesisError> {
+fn as_structure<'v, 'a>(v: &'v JsonValue<'a>) -> Result<&'v JsonValue<'a>, KinesisError> {
     match v {
-        JsonValue::Object(_) => Ok(Obj::new(v)),
+        JsonValue::Object(_) => Ok(v),
         JsonValue::Array(_) => Err(serialization(LIST_HERE)),
         _ => Err(serialization("Expected null")),
     }
@@ -146,6 +174,12 @@ fn as_string<'v>(v: &'v JsonValue<'_>) -> Result<&'v str, KinesisError> {
         )),
         JsonValue::Number(_) => Err(serialization(format!(
             "{NUMBER_CLASS} can not be converted to an String"
+        ))),
+        JsonValue::Bytes(_) => Err(serialization(format!(
+            "{BYTES_CLASS} can not be converted to an String"
+        ))),
+        JsonValue::TimestampMs(_) => Err(serialization(format!(
+            "{DATE_CLASS} can not be converted to an String"
         ))),
         JsonValue::Array(_) => Err(serialization(LIST_HERE)),
         JsonValue::Object(_) => Err(serialization(MAP_HERE)),
@@ -161,6 +195,12 @@ fn as_number(v: &JsonValue<'_>, java_type: &str) -> Result<Number, KinesisError>
         ))),
         JsonValue::String(_) => Err(serialization(format!(
             "class java.lang.String can not be converted to an {java_type}"
+        ))),
+        JsonValue::Bytes(_) => Err(serialization(format!(
+            "{BYTES_CLASS} can not be converted to an {java_type}"
+        ))),
+        JsonValue::TimestampMs(_) => Err(serialization(format!(
+            "{DATE_CLASS} can not be converted to an {java_type}"
         ))),
         JsonValue::Array(_) => Err(serialization(LIST_HERE)),
         JsonValue::Object(_) => Err(serialization(MAP_HERE)),
@@ -180,20 +220,28 @@ fn as_boolean(v: &JsonValue<'_>) -> Result<bool, KinesisError> {
             "'{}' can not be converted to an Boolean",
             s.to_uppercase()
         ))),
+        JsonValue::Bytes(_) => Err(serialization(format!(
+            "{BYTES_CLASS} can not be converted to an Boolean"
+        ))),
+        JsonValue::TimestampMs(_) => Err(serialization(format!(
+            "{DATE_CLASS} can not be converted to an Boolean"
+        ))),
         JsonValue::Array(_) => Err(serialization(LIST_HERE)),
         JsonValue::Object(_) => Err(serialization(MAP_HERE)),
         JsonValue::Null => unreachable!("lookups treat null as absent"),
     }
 }
 
-fn as_timestamp_ms(v: &JsonValue<'_>) -> Result<u64, KinesisError> {
+fn as_timestamp_ms(v: &JsonValue<'_>, cbor: bool) -> Result<u64, KinesisError> {
     const TARGET: &str = "milliseconds since epoch";
     match v {
-        JsonValue::Number(n) => {
-            let ms = (n.as_f64() * 1000.0).round();
-            // `as` saturates: negative times become 0, absurd ones u64::MAX.
-            Ok(ms as u64)
-        }
+        // `as` saturates: negative times become 0, absurd ones u64::MAX.
+        JsonValue::TimestampMs(n) => Ok(n.as_f64().round() as u64),
+        JsonValue::Number(n) if cbor => Ok(n.as_f64().round() as u64),
+        JsonValue::Number(n) => Ok((n.as_f64() * 1000.0).round() as u64),
+        JsonValue::Bytes(_) => Err(serialization(format!(
+            "{BYTES_CLASS} can not be converted to {TARGET}"
+        ))),
         JsonValue::Bool(_) => Err(serialization(format!(
             "class java.lang.Boolean can not be converted to {TARGET}"
         ))),
@@ -209,6 +257,10 @@ fn as_timestamp_ms(v: &JsonValue<'_>) -> Result<u64, KinesisError> {
 fn as_blob(v: &JsonValue<'_>) -> Result<Vec<u8>, KinesisError> {
     match v {
         JsonValue::String(s) => decode_base64(s),
+        JsonValue::Bytes(b) => Ok(b.to_vec()),
+        JsonValue::TimestampMs(_) => Err(serialization(format!(
+            "{DATE_CLASS} can not be converted to a Blob"
+        ))),
         JsonValue::Bool(_) => Err(serialization(
             "class java.lang.Boolean can not be converted to a Blob",
         )),
@@ -920,7 +972,7 @@ pub fn put_records(home: Home<'_>, body: Obj<'_, '_>) -> Result<PutRecordsInput,
             });
             continue;
         }
-        let entry = as_structure(item)?;
+        let entry = body.nested(item)?;
         raw.push(RawEntry {
             partition_key: entry.string("PartitionKey")?,
             explicit_hash_key: entry.string("ExplicitHashKey")?,

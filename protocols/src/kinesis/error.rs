@@ -45,24 +45,42 @@ pub fn error_body(error: &KinesisError) -> (u16, Vec<u8>) {
     let mut out = Vec::with_capacity(48 + type_name.len() + error.message.len());
     out.extend_from_slice(b"{\"__type\":");
     writer::write_str(&mut out, type_name);
-    match error.kind {
-        // AWS sends the server fault and a bare unknown operation without any message.
-        ErrorKind::InternalFailure | ErrorKind::UnknownOperation => {}
-        _ if status == 500 => {}
-        // SerializationException is produced by a different layer of AWS's front end, which
-        // spells the member with a capital M; SDKs read either spelling.
-        ErrorKind::Serialization => {
-            if !error.message.is_empty() {
-                out.extend_from_slice(b",\"Message\":");
-                writer::write_str(&mut out, &error.message);
-            }
-        }
-        _ => {
-            out.extend_from_slice(b",\"message\":");
-            writer::write_str(&mut out, &error.message);
-        }
+    if let Some(member) = message_member(error, status) {
+        out.push(b',');
+        writer::write_str(&mut out, member);
+        out.push(b':');
+        writer::write_str(&mut out, &error.message);
     }
     out.push(b'}');
+    (status, out)
+}
+
+/// Which message member an error body carries, if any: AWS sends the server fault and a bare
+/// unknown operation without one, and SerializationException (produced by a different layer of
+/// AWS's front end) spells it with a capital M; SDKs read either spelling.
+fn message_member(error: &KinesisError, status: u16) -> Option<&'static str> {
+    match error.kind {
+        ErrorKind::InternalFailure | ErrorKind::UnknownOperation => None,
+        _ if status == 500 => None,
+        ErrorKind::Serialization if error.message.is_empty() => None,
+        ErrorKind::Serialization => Some("Message"),
+        _ => Some("message"),
+    }
+}
+
+/// The CBOR error body (a map with `__type` and the message, as in JSON) and HTTP status.
+pub fn error_body_cbor(error: &KinesisError) -> (u16, Vec<u8>) {
+    use crate::cbor::{write_head, write_text};
+    let (type_name, status) = error_shape(error.kind);
+    let member = message_member(error, status);
+    let mut out = Vec::with_capacity(48 + type_name.len() + error.message.len());
+    write_head(&mut out, 5, if member.is_some() { 2 } else { 1 });
+    write_text(&mut out, "__type");
+    write_text(&mut out, type_name);
+    if let Some(member) = member {
+        write_text(&mut out, member);
+        write_text(&mut out, &error.message);
+    }
     (status, out)
 }
 
