@@ -43,6 +43,14 @@ pub struct ServeArgs {
     /// HTTP listen address for the Kinesis APIs [default: 127.0.0.1:4567].
     #[arg(long, value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// Shared listen address of the binary protocol, or `off` [default: 127.0.0.1:4568, or an
+    /// ephemeral port when --http-addr asks for one (port 0)].
+    #[arg(long, value_name = "ADDR|off")]
+    pub binary_addr: Option<BinaryAddr>,
+    /// Core i of the binary protocol also listens alone on this port + i; 0 picks a free port
+    /// per core [default: 0].
+    #[arg(long, value_name = "PORT")]
+    pub binary_core_port_base: Option<u16>,
     /// Number of shard cores (executors) [default: all CPUs].
     #[arg(long, value_name = "N")]
     pub cores: Option<usize>,
@@ -87,6 +95,8 @@ pub struct ServeArgs {
 struct FileSettings {
     data_dir: Option<PathBuf>,
     http_addr: Option<SocketAddr>,
+    binary_addr: Option<BinaryAddr>,
+    binary_core_port_base: Option<u16>,
     cores: Option<usize>,
     durability: Option<DurabilityArg>,
     pin_cores: Option<bool>,
@@ -101,9 +111,47 @@ struct FileSettings {
     shard_limit: Option<u32>,
 }
 
+/// `--binary-addr`: a socket address, or `off` to serve no binary protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryAddr {
+    Off,
+    Listen(SocketAddr),
+}
+
+impl std::str::FromStr for BinaryAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        text.parse()
+            .map(Self::Listen)
+            .map_err(|_| format!("{text:?} is neither a socket address (IP:PORT) nor `off`"))
+    }
+}
+
+impl<'de> Deserialize<'de> for BinaryAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where the binary protocol listens.
+#[derive(Clone, Copy, Debug)]
+pub struct BinarySettings {
+    /// The shared port every core accepts on (SO_REUSEPORT).
+    pub addr: SocketAddr,
+    /// Core i's own port is `core_port_base + i`; 0 means each core picks a free port.
+    pub core_port_base: u16,
+}
+
 #[derive(Debug)]
 pub struct Settings {
     pub http_addr: SocketAddr,
+    /// `None` when the binary protocol is off.
+    pub binary: Option<BinarySettings>,
     engine: EngineConfig,
     durability: DurabilityArg,
 }
@@ -124,6 +172,16 @@ impl Settings {
             .http_addr
             .or(file.http_addr)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 4567)));
+        // A caller asking for an ephemeral HTTP port (every test harness) must not collide on
+        // the fixed binary port either, so the binary default follows it.
+        let binary_default_port = if http_addr.port() == 0 { 0 } else { 4568 };
+        let binary = match args.binary_addr.or(file.binary_addr) {
+            Some(BinaryAddr::Off) => None,
+            Some(BinaryAddr::Listen(addr)) => Some(addr),
+            None => Some(SocketAddr::from(([127, 0, 0, 1], binary_default_port))),
+        };
+        let core_port_base = args.binary_core_port_base.or(file.binary_core_port_base).unwrap_or(0);
+        let binary = binary.map(|addr| BinarySettings { addr, core_port_base });
         let durability = args.durability.or(file.durability).unwrap_or(DurabilityArg::Fsync);
         let mut engine = EngineConfig::new(data_dir);
         if let Some(cores) = args.cores.or(file.cores) {
@@ -181,7 +239,18 @@ impl Settings {
             catalog.update_delay_ms = ms;
         }
         engine.catalog = catalog;
-        Ok(Self { http_addr, engine, durability })
+        if let Some(binary) = &binary
+            && binary.core_port_base != 0
+        {
+            let last = usize::from(binary.core_port_base) + engine.cores - 1;
+            anyhow::ensure!(
+                last <= usize::from(u16::MAX),
+                "--binary-core-port-base {} leaves no port for core {} (the last port would be {last})",
+                binary.core_port_base,
+                engine.cores - 1
+            );
+        }
+        Ok(Self { http_addr, binary, engine, durability })
     }
 
     pub fn engine_config(&self) -> EngineConfig {

@@ -1,7 +1,8 @@
 //! sluice: the appliance binary. Parses the command line and the optional TOML config, checks
-//! that the data directory and the listen address are usable, then starts the engine and a
-//! Kinesis HTTP front end on every core. Holds no business logic.
+//! that the data directory and the listen addresses are usable, then starts the engine and, on
+//! every core, a Kinesis HTTP front end and a binary-protocol front end. Holds no business logic.
 
+mod binary;
 mod config;
 mod http;
 
@@ -61,6 +62,22 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         probe.local_addr().context("cannot read the bound address")?
     };
 
+    // The binary protocol's shared port is probed like the HTTP port. Fixed per-core ports are
+    // probed too, so a clash is one clear error instead of a core failing after startup.
+    let binary = match settings.binary {
+        None => None,
+        Some(binary) => {
+            let addr = probe_binary_port(binary.addr, "binary protocol")?;
+            if binary.core_port_base != 0 {
+                for core_id in 0..settings.engine_config().cores {
+                    let core_addr = binary::core_addr(addr, binary.core_port_base, core_id);
+                    probe_binary_port(core_addr, &format!("binary protocol, core {core_id}"))?;
+                }
+            }
+            Some((addr, binary.core_port_base))
+        }
+    };
+
     let engine_config = settings.engine_config();
     let cores = engine_config.cores;
     let summary = format!(
@@ -70,24 +87,95 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         engine_config.data_dir.display()
     );
     let bound = Arc::new(AtomicUsize::new(0));
+    let core_ports = Arc::new(binary::CorePorts::new(cores));
     sluice_io::engine::run(engine_config, move |engine| {
         let bound = bound.clone();
         let summary = summary.clone();
+        let core_ports = core_ports.clone();
         async move {
+            let core_id = engine.core_id();
             let listener = match glommio::net::TcpListener::bind(http_addr) {
                 Ok(listener) => listener,
                 Err(e) => {
-                    eprintln!("error: cannot listen on {http_addr} on core {}: {e}", engine.core_id());
+                    eprintln!("error: cannot listen on {http_addr} on core {core_id}: {e}");
                     std::process::exit(1);
                 }
             };
+            let binary_listeners = binary.map(|(addr, core_port_base)| {
+                let bind = |addr: SocketAddr| match glommio::net::TcpListener::bind(addr) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        eprintln!("error: cannot listen on {addr} (binary protocol) on core {core_id}: {e}");
+                        std::process::exit(1);
+                    }
+                };
+                let shared = bind(addr);
+                let own = bind(binary::core_addr(addr, core_port_base, core_id));
+                let own_port = own.local_addr().map(|a| a.port()).unwrap_or(0);
+                core_ports.set(core_id, own_port);
+                (shared, own)
+            });
             if bound.fetch_add(1, Ordering::SeqCst) + 1 == cores {
+                let binary_summary = match binary {
+                    Some((addr, _)) => {
+                        let ports: Vec<String> = core_ports.get().iter().map(u16::to_string).collect();
+                        format!(", binary on {addr}, binary core ports {}", ports.join(" "))
+                    }
+                    None => ", binary off".to_owned(),
+                };
                 let mut stdout = std::io::stdout().lock();
-                let _ = writeln!(stdout, "sluice: serving Kinesis on http://{http_addr} ({summary})");
+                let _ = writeln!(stdout, "sluice: serving Kinesis on http://{http_addr} ({summary}{binary_summary})");
                 let _ = stdout.flush();
+            }
+            if let Some((shared, own)) = binary_listeners {
+                glommio::spawn_local(binary::serve(Some(shared), own, engine.clone(), core_ports)).detach();
             }
             http::serve(listener, engine).await;
         }
     })?;
     Ok(())
 }
+
+/// Checks that nothing listens on `addr` and resolves port 0 to a concrete port.
+///
+/// Two leftovers of a killed predecessor make a plain bind fail on a fixed port although the
+/// executors' SO_REUSEPORT binds would succeed: its connections linger in TIME_WAIT, and its
+/// listening socket outlives the process for a moment while the kernel tears down the
+/// io_uring that still held an accept on it. Refusing to restart after a crash would be wrong,
+/// so when the plain bind fails a listener counts as a clash only if it still accepts
+/// connections after [`PROBE_GRACE`].
+fn probe_binary_port(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr> {
+    let in_use = || format!("cannot listen on {addr} ({what}): is another server using that port?");
+    let target = if addr.ip().is_unspecified() {
+        let loopback: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        };
+        SocketAddr::new(loopback, addr.port())
+    } else {
+        addr
+    };
+    let started = std::time::Instant::now();
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(probe) => return probe.local_addr().context("cannot read the bound address"),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 => {
+                let accepted = std::net::TcpStream::connect_timeout(&target, PROBE_CONNECT_TIMEOUT).is_ok();
+                if !accepted {
+                    return Ok(addr);
+                }
+                if started.elapsed() > PROBE_GRACE {
+                    return Err(error).with_context(in_use);
+                }
+                std::thread::sleep(PROBE_RETRY);
+            }
+            Err(error) => return Err(error).with_context(in_use),
+        }
+    }
+}
+
+/// How long a listener found on a binary port may take to go away (a killed predecessor's).
+const PROBE_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+const PROBE_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+const PROBE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);

@@ -8,26 +8,31 @@
 //! - The catalog is the single source of truth for streams and shards. Every change is persisted
 //!   (write, fsync, rename, fsync directory) before the call that made it is acknowledged.
 //! - `run` finishes recovery of every log on every core before any front end starts serving.
+//! - Reads for the binary protocol ([`Engine::read_cursor`], [`Engine::read_wait`]) resolve
+//!   their start with the same catalog code as GetShardIterator and read with the same trim and
+//!   continuation rules as GetRecords, so both protocols see the same records at the same
+//!   positions. A waiting read waits on the owning core for the log's commit notifier
+//!   (`Log::wait_for_records`); nothing polls.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_channel::oneshot;
 use futures_util::future::join_all;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice_core::api::*;
 use sluice_core::catalog::{Catalog, CatalogConfig, RemovedStream, Shard, StartingPoint, Stream};
-use sluice_core::hash_key::partition_key_hash;
+use sluice_core::hash_key::{HashRange, partition_key_hash};
 use sluice_core::limits::GET_RECORDS_BYTES_MAX;
 use sluice_core::shard_id::format_shard_id;
 use sluice_core::{KinesisError, SequenceNumber};
 
 use crate::catalog_store::{CatalogStore, CatalogStoreError};
-use crate::log::{AppendRecord, Durability, Log, LogConfig, LogRead, ShardKey};
+use crate::log::{AppendRecord, Durability, Log, LogConfig, LogRead, ShardKey, ShardTip};
 
 /// Everything the engine needs to start.
 #[derive(Clone, Debug)]
@@ -110,6 +115,26 @@ enum CoreMessage {
     DropShards {
         keys: Vec<(u32, OwnedShardKey)>,
     },
+    /// A binary-protocol read: clamp to the retained records, optionally wait (until
+    /// `wait_until`) for a record at the position, then read.
+    ReadFrom {
+        log_id: u32,
+        shard: OwnedShardKey,
+        request: OwnerRead,
+        reply: oneshot::Sender<Result<(RemoteRead, u64), String>>,
+    },
+}
+
+/// What the owning core does for [`Engine::read_cursor`] and [`Engine::read_wait`].
+#[derive(Clone, Copy, Debug)]
+struct OwnerRead {
+    position: u64,
+    limit: usize,
+    bytes_max: usize,
+    /// Records that arrived before this are past retention and skipped, as GetRecords does.
+    retain_after_ms: u64,
+    /// Wait until a record exists at the (clamped) position or this instant passes.
+    wait_until: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -153,6 +178,10 @@ pub struct RemoteRead {
 }
 
 impl RemoteRead {
+    fn empty() -> Self {
+        Self { records: Vec::new(), buffer: Vec::new(), next_position: 0, last_arrival_ms: None }
+    }
+
     fn from_log_read(read: &LogRead, next_position: u64, last_arrival_ms: Option<u64>) -> Self {
         let mut buffer = Vec::with_capacity(read.data_bytes() + read.len() * 16);
         let mut records = Vec::with_capacity(read.len());
@@ -344,7 +373,7 @@ async fn housekeeping(engine: Engine) {
         if engine.local.core_id == 0 {
             engine.reap_deleted_streams().await;
         }
-        if ticks % 60 == 0 {
+        if ticks.is_multiple_of(60) {
             engine.enforce_retention().await;
         }
     }
@@ -549,6 +578,35 @@ impl Engine {
                 };
                 let _ = reply.send(location);
             }
+            CoreMessage::ReadFrom { log_id, shard, request, mut reply } => {
+                let Some(log) = self.local_log(log_id).cloned() else {
+                    let _ = reply.send(Err(format!("log {log_id} is not open on core {}", self.local.core_id)));
+                    return;
+                };
+                let key = shard.to_key();
+                // A reader on another core that gave up (its subscription ended) cancels the
+                // reply; stop waiting for it then rather than at the deadline.
+                let position = {
+                    let cancelled = async {
+                        reply.cancellation().await;
+                        None
+                    };
+                    futures_lite::future::or(
+                        async { Some(wait_on_owner(&log, &key, &request).await) },
+                        cancelled,
+                    )
+                    .await
+                };
+                let Some(position) = position else { return };
+                let result = match log.read(&key, position, request.limit, request.bytes_max).await {
+                    Ok(read) => {
+                        let tip = log.tip(&key);
+                        Ok((RemoteRead::from_log_read(&read, tip.next_position, tip.last_arrival_ms), position))
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(result);
+            }
             CoreMessage::DropShards { keys } => {
                 let mut by_log: HashMap<u32, Vec<ShardKey>> = HashMap::new();
                 for (log_id, key) in keys {
@@ -636,6 +694,328 @@ impl Engine {
         ShardTarget::new(stream, shard)
     }
 }
+
+/// Where a binary-protocol read or subscription starts. The first five are GetShardIterator's
+/// iterator types and are resolved by the same code; `AtPosition` is a record index as a
+/// previous read's `next_position` gave it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadStart {
+    TrimHorizon,
+    Latest,
+    AtTimestamp { timestamp_ms: u64 },
+    AtSequenceNumber(SequenceNumber),
+    AfterSequenceNumber(SequenceNumber),
+    AtPosition(u64),
+}
+
+/// A shard opened for reading, and the position the next read starts at. Reads advance it.
+/// Holds no lock and no reference to the log, so it may live as long as a subscription.
+#[derive(Clone, Debug)]
+pub struct ShardCursor {
+    target: ShardTarget,
+    position: u64,
+}
+
+impl ShardCursor {
+    pub fn shard_index(&self) -> u32 {
+        self.target.key.shard_index
+    }
+
+    /// The shard's creation time in seconds: the first field of its sequence numbers.
+    pub fn shard_created_s(&self) -> u64 {
+        self.target.shard_created_s
+    }
+
+    /// Where the next read starts.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Moves the cursor, e.g. back to just after the last record a caller actually delivered
+    /// when it sent only a prefix of a read.
+    pub fn set_position(&mut self, position: u64) {
+        self.position = position;
+    }
+
+    /// The core that owns the shard (`log_id % cores`).
+    pub fn core_id(&self, cores: usize) -> usize {
+        self.target.log_id as usize % cores
+    }
+}
+
+/// The result of [`Engine::read_cursor`] / [`Engine::read_wait`].
+pub struct ShardRead {
+    pub records: EngineRecords,
+    /// Where to continue; `None` once a closed shard has been read to its end.
+    pub next_position: Option<u64>,
+    pub millis_behind_latest: u64,
+}
+
+impl std::fmt::Debug for ShardRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardRead")
+            .field("records", &self.records.len())
+            .field("next_position", &self.next_position)
+            .field("millis_behind_latest", &self.millis_behind_latest)
+            .finish()
+    }
+}
+
+/// One shard of a stream and the core that owns it, for client-side routing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardPlacement {
+    pub shard_index: u32,
+    pub hash_range: HashRange,
+    /// `log_id % cores`: the core whose executor appends to and reads the shard.
+    pub core_id: usize,
+    /// Open shards take writes; closed ones (resharded) are only read.
+    pub open: bool,
+}
+
+impl Engine {
+    /// Every shard of `stream_name` (open and closed, in index order) with its owning core.
+    /// ResourceNotFound, with the HTTP API's message, if the stream does not exist.
+    pub fn shard_map(&self, stream_name: &str) -> Result<Vec<ShardPlacement>, KinesisError> {
+        let catalog = self.catalog_read();
+        let stream = catalog
+            .live_stream(stream_name, now_ms())
+            .ok_or_else(|| KinesisError::stream_not_found(stream_name, &catalog.config.account_id))?;
+        Ok(stream
+            .shards
+            .iter()
+            .map(|shard| ShardPlacement {
+                shard_index: shard.index,
+                hash_range: shard.hash_range,
+                core_id: self.owner(shard.log_id),
+                open: shard.closed_at_position.is_none(),
+            })
+            .collect())
+    }
+
+    /// Opens `shard_index` of `stream_name` at `start`. Validation (stream and shard exist and
+    /// are readable, a sequence number belongs to this shard, a timestamp is not in the future)
+    /// and the resolution of the start are GetShardIterator's, errors and messages included.
+    pub async fn open_cursor(
+        &self,
+        stream_name: &str,
+        shard_index: u32,
+        start: ReadStart,
+    ) -> Result<ShardCursor, KinesisError> {
+        let now = now_ms();
+        let (iterator_type, starting_sequence_number, timestamp_ms) = match start {
+            ReadStart::TrimHorizon | ReadStart::AtPosition(_) => (ShardIteratorType::TrimHorizon, None, None),
+            ReadStart::Latest => (ShardIteratorType::Latest, None, None),
+            ReadStart::AtTimestamp { timestamp_ms } => (ShardIteratorType::AtTimestamp, None, Some(timestamp_ms)),
+            ReadStart::AtSequenceNumber(s) => (ShardIteratorType::AtSequenceNumber, Some(s.to_string()), None),
+            ReadStart::AfterSequenceNumber(s) => (ShardIteratorType::AfterSequenceNumber, Some(s.to_string()), None),
+        };
+        let input = GetShardIteratorInput {
+            stream_name: stream_name.to_owned(),
+            shard_id: format_shard_id(shard_index),
+            shard_iterator_type: iterator_type,
+            starting_sequence_number,
+            timestamp_ms,
+        };
+        let (target, point) = {
+            let catalog = self.catalog_read();
+            let (stream, shard, point) = catalog.shard_iterator_start(&input, now)?;
+            let point = match start {
+                ReadStart::AtPosition(position) => StartingPoint::At(position),
+                _ => point,
+            };
+            (self.resolve_target(stream, shard), point)
+        };
+        let position = self.resolve_starting_point(&target, point, now).await?;
+        Ok(ShardCursor { target, position })
+    }
+
+    /// Reads up to `limit` records (and about `bytes_max` data bytes, at least one record) from
+    /// the cursor's position and advances the cursor past them. Records past retention are
+    /// skipped as GetRecords skips them. Runs on the owning core (forwarded if need be).
+    pub async fn read_cursor(
+        &self,
+        cursor: &mut ShardCursor,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<ShardRead, KinesisError> {
+        self.read_cursor_inner(cursor, limit, bytes_max, None).await
+    }
+
+    /// Like [`Engine::read_cursor`], but when no record exists at the cursor's position yet it
+    /// waits, on the owning core, for the commit that stores one, or until `timeout` passes
+    /// (then the read is empty). A closed shard read to its end answers at once with
+    /// `next_position: None`.
+    pub async fn read_wait(
+        &self,
+        cursor: &mut ShardCursor,
+        limit: usize,
+        bytes_max: usize,
+        timeout: Duration,
+    ) -> Result<ShardRead, KinesisError> {
+        self.read_cursor_inner(cursor, limit, bytes_max, Some(Instant::now() + timeout)).await
+    }
+
+    /// [`Engine::open_cursor`] then [`Engine::read_cursor`]: one read from a start position.
+    pub async fn read_from(
+        &self,
+        stream_name: &str,
+        shard_index: u32,
+        start: ReadStart,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<(ShardCursor, ShardRead), KinesisError> {
+        let mut cursor = self.open_cursor(stream_name, shard_index, start).await?;
+        let read = self.read_cursor(&mut cursor, limit, bytes_max).await?;
+        Ok((cursor, read))
+    }
+
+    /// Re-reads the cursor's shard from the catalog: the stream may have been deleted (then
+    /// the shard "does not exist", as GetRecords says) or the shard closed by a reshard.
+    fn refresh_target(&self, target: &mut ShardTarget, now: u64) -> Result<(), KinesisError> {
+        let catalog = self.catalog_read();
+        let not_found = || {
+            KinesisError::shard_not_found(
+                &format_shard_id(target.key.shard_index),
+                &target.key.stream_name,
+                &catalog.config.account_id,
+            )
+        };
+        let stream = catalog
+            .live_stream(&target.key.stream_name, now)
+            .filter(|s| s.created_ms == target.key.stream_created_ms)
+            .filter(|s| matches!(s.status(now), StreamStatus::Active | StreamStatus::Updating))
+            .ok_or_else(not_found)?;
+        let shard = stream.shard(target.key.shard_index).ok_or_else(not_found)?;
+        *target = ShardTarget::new(stream, shard);
+        Ok(())
+    }
+
+    async fn read_cursor_inner(
+        &self,
+        cursor: &mut ShardCursor,
+        limit: usize,
+        bytes_max: usize,
+        wait_until: Option<Instant>,
+    ) -> Result<ShardRead, KinesisError> {
+        let now = now_ms();
+        self.refresh_target(&mut cursor.target, now)?;
+        let target = &cursor.target;
+        if target.closed_at_position.is_some_and(|end| cursor.position >= end) {
+            return Ok(ShardRead {
+                records: EngineRecords::Remote {
+                    read: RemoteRead::empty(),
+                    shard_created_s: target.shard_created_s,
+                    shard_index: target.key.shard_index,
+                },
+                next_position: None,
+                millis_behind_latest: 0,
+            });
+        }
+        let request = OwnerRead {
+            position: cursor.position,
+            limit: limit.max(1),
+            bytes_max,
+            retain_after_ms: now.saturating_sub(target.retention_ms),
+            // A closed shard gets no more records: waiting for them would only burn the timeout.
+            wait_until: wait_until.filter(|_| target.closed_at_position.is_none()),
+        };
+        let (records, position, tip) = self.read_on_owner(target, request).await?;
+        let next_position = records.last_position().map_or(position, |p| p + 1);
+        let millis_behind_latest = if next_position >= tip.next_position {
+            0
+        } else {
+            match (records.last_arrival_ms(), tip.last_arrival_ms) {
+                (Some(last), Some(tip_ms)) => tip_ms.saturating_sub(last),
+                _ => 0,
+            }
+        };
+        cursor.position = next_position;
+        let shard_ended = target.closed_at_position.is_some_and(|end| next_position >= end);
+        Ok(ShardRead {
+            records,
+            next_position: (!shard_ended).then_some(next_position),
+            millis_behind_latest,
+        })
+    }
+
+    /// Runs an [`OwnerRead`] on the shard's core: returns the records, the position the read
+    /// actually started at (after the retention clamp) and the shard's tip.
+    async fn read_on_owner(
+        &self,
+        target: &ShardTarget,
+        request: OwnerRead,
+    ) -> Result<(EngineRecords, u64, ShardTip), KinesisError> {
+        let owner = self.owner(target.log_id);
+        let read_failed = |e: &dyn std::fmt::Display| {
+            tracing::warn!(log_id = target.log_id, error = %e, "Read failed.");
+            KinesisError::internal("The records could not be read.")
+        };
+        if owner == self.local.core_id {
+            let log = self
+                .local_log(target.log_id)
+                .ok_or_else(|| KinesisError::internal("The shard's log is not open on its core."))?
+                .clone();
+            let key = target.key.to_key();
+            let position = wait_on_owner(&log, &key, &request).await;
+            let read =
+                log.read(&key, position, request.limit, request.bytes_max).await.map_err(|e| read_failed(&e))?;
+            let tip = log.tip(&key);
+            Ok((
+                EngineRecords::Local { read, shard_created_s: target.shard_created_s, shard_index: target.key.shard_index },
+                position,
+                tip,
+            ))
+        } else {
+            let (reply, rx) = oneshot::channel();
+            self.send(owner, CoreMessage::ReadFrom { log_id: target.log_id, shard: target.key.clone(), request, reply })
+                .await?;
+            let (remote, position) = rx
+                .await
+                .map_err(|_| KinesisError::internal("A shard core dropped the request."))?
+                .map_err(|e| read_failed(&e))?;
+            let tip = ShardTip { next_position: remote.next_position, last_arrival_ms: remote.last_arrival_ms };
+            Ok((
+                EngineRecords::Remote {
+                    read: remote,
+                    shard_created_s: target.shard_created_s,
+                    shard_index: target.key.shard_index,
+                },
+                position,
+                tip,
+            ))
+        }
+    }
+
+    /// Turns a validated starting point into a position, as GetShardIterator does.
+    async fn resolve_starting_point(
+        &self,
+        target: &ShardTarget,
+        start: StartingPoint,
+        now: u64,
+    ) -> Result<u64, KinesisError> {
+        let retain_after = now.saturating_sub(target.retention_ms);
+        Ok(match start {
+            StartingPoint::TrimHorizon => self.locate(target, Locate::TrimHorizon(retain_after)).await?.position,
+            StartingPoint::Latest => self.locate(target, Locate::Tip).await?.position,
+            StartingPoint::At(p) => p,
+            StartingPoint::After(p) => p.saturating_add(1),
+            StartingPoint::Timestamp(ms) => self.locate(target, Locate::Timestamp(ms.max(retain_after))).await?.position,
+        })
+    }
+}
+
+/// On the owning core: clamps the position to the retained records and, if asked, waits for a
+/// record to exist there. Returns the position to read from.
+async fn wait_on_owner(log: &Rc<Log>, key: &ShardKey, request: &OwnerRead) -> u64 {
+    let position = request.position.max(log.first_retained_position(key, request.retain_after_ms));
+    if let Some(deadline) = request.wait_until {
+        let wait = log.wait_for_records(key, position);
+        let timer = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+        futures_lite::future::or(wait, timer).await;
+    }
+    position
+}
+
 
 fn locate_local(log: &Log, key: &ShardKey, query: Locate) -> Location {
     let position = match query {
@@ -806,16 +1186,7 @@ impl KinesisApi for Engine {
             let (stream, shard, start) = catalog.shard_iterator_start(&input, now)?;
             (self.resolve_target(stream, shard), start)
         };
-        let retain_after = now.saturating_sub(target.retention_ms);
-        let position = match start {
-            StartingPoint::TrimHorizon => self.locate(&target, Locate::TrimHorizon(retain_after)).await?.position,
-            StartingPoint::Latest => self.locate(&target, Locate::Tip).await?.position,
-            StartingPoint::At(p) => p,
-            StartingPoint::After(p) => p.saturating_add(1),
-            StartingPoint::Timestamp(ms) => {
-                self.locate(&target, Locate::Timestamp(ms.max(retain_after))).await?.position
-            }
-        };
+        let position = self.resolve_starting_point(&target, start, now).await?;
         let catalog = self.catalog_read();
         let stream = catalog
             .streams

@@ -17,6 +17,9 @@
 //!   written (and, under [`Durability::Fsync`], synced).
 //! - Once a write or sync fails the log is poisoned: the state of the disk is unknown, so every
 //!   later append fails with [`AppendError::Poisoned`] (redb's rule).
+//! - Waiters registered with [`Log::wait_for_records`] are woken by the committer right after
+//!   the commit that moved their shard's tip past their position became visible, so tailing
+//!   readers never poll.
 //! - Retention deletes a prefix of segments, never the one being written. Before deleting the
 //!   last segment that mentions a live shard it writes an empty marker chunk for that shard into
 //!   the active segment, so recovery still learns the shard's next position.
@@ -26,10 +29,13 @@ mod shard_index;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_channel::oneshot;
@@ -462,6 +468,76 @@ struct State {
     poisoned: Option<u64>,
     cache: BlockCache,
     stats: LogStats,
+    /// Readers waiting for each shard's tip to move, woken after each commit touching the
+    /// shard. Entries are weak so that a waiter that gave up (timed out, was cancelled) costs
+    /// nothing but a dead pointer, pruned when the next waiter of that shard registers.
+    waiters: HashMap<ShardKey, Vec<Weak<WaitSlot>>>,
+}
+
+/// Where a waiting reader leaves its waker.
+#[derive(Default)]
+struct WaitSlot {
+    waker: RefCell<Option<Waker>>,
+}
+
+impl WaitSlot {
+    fn wake(&self) {
+        if let Some(waker) = self.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Takes the waiters of `shards` out of `state`; the caller wakes them once it has released
+/// the state, so a woken task never finds the state borrowed.
+fn take_waiters<'s>(
+    state: &mut State,
+    shards: impl IntoIterator<Item = &'s ShardKey>,
+) -> Vec<Rc<WaitSlot>> {
+    if state.waiters.is_empty() {
+        return Vec::new();
+    }
+    let mut woken = Vec::new();
+    for shard in shards {
+        if let Some(slots) = state.waiters.remove(shard) {
+            woken.extend(slots.iter().filter_map(Weak::upgrade));
+        }
+    }
+    woken
+}
+
+/// The future of [`Log::wait_for_records`].
+struct WaitForRecords {
+    state: Rc<RefCell<State>>,
+    shard: ShardKey,
+    position: u64,
+    /// Registered with the log after the first `Pending`.
+    slot: Option<Rc<WaitSlot>>,
+}
+
+impl Future for WaitForRecords {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut state = this.state.borrow_mut();
+        if tip_of(state.shards.get(&this.shard)).next_position > this.position {
+            return Poll::Ready(());
+        }
+        let slot = this.slot.get_or_insert_with(Rc::default);
+        *slot.waker.borrow_mut() = Some(cx.waker().clone());
+        // (Re-)register: the committer removes a shard's list when it wakes it, so a waiter
+        // that was woken but found its position still not reached must enter the new list.
+        let slots = state.waiters.entry(this.shard.clone()).or_default();
+        slots.retain(|weak| weak.strong_count() > 0);
+        if !slots
+            .iter()
+            .any(|weak| std::ptr::eq(weak.as_ptr(), Rc::as_ptr(slot)))
+        {
+            slots.push(Rc::downgrade(slot));
+        }
+        Poll::Pending
+    }
 }
 
 impl State {
@@ -602,6 +678,24 @@ impl Log {
     pub fn tip(&self, shard: &ShardKey) -> ShardTip {
         let state = self.state.borrow();
         tip_of(state.shards.get(shard))
+    }
+
+    /// Resolves once `shard` holds a record at `position` or later, that is once
+    /// `tip(shard).next_position > position`: at once if it already does, else right after
+    /// the commit that makes it so (durable under `Durability::Fsync`). There is no timeout
+    /// and no polling; callers race it against their own deadline. Dropping the future
+    /// unregisters it. The future does not borrow the log.
+    pub fn wait_for_records(
+        &self,
+        shard: &ShardKey,
+        position: u64,
+    ) -> impl Future<Output = ()> + 'static + use<> {
+        WaitForRecords {
+            state: self.state.clone(),
+            shard: shard.clone(),
+            position,
+            slot: None,
+        }
     }
 
     /// TRIM_HORIZON: the first stored record with arrival `>= retain_after_ms`, else the tip.
@@ -745,10 +839,16 @@ impl Log {
     /// Forgets these shards (their stream was deleted); their chunks become garbage that
     /// retention removes with the segments holding them.
     pub async fn drop_shards(&self, shards: &[ShardKey]) {
-        let mut state = self.state.borrow_mut();
-        for shard in shards {
-            state.shards.remove(shard);
-        }
+        let woken = {
+            let mut state = self.state.borrow_mut();
+            for shard in shards {
+                state.shards.remove(shard);
+            }
+            take_waiters(&mut state, shards)
+        };
+        // Waiters re-check their shard; they keep waiting (until their own deadline) for
+        // records that will not come, which their callers notice in the catalog.
+        woken.iter().for_each(|slot| slot.wake());
     }
 
     /// Deletes the oldest segments (never the active one) whose every chunk is older than its
@@ -1343,7 +1443,7 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
         return;
     }
 
-    {
+    let woken = {
         let mut guard = state_rc.borrow_mut();
         let state = &mut *guard;
         let segment = state
@@ -1384,6 +1484,17 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
             .flat_map(|b| b.chunks.iter())
             .map(|(_, c)| u64::from(c.record_count))
             .sum::<u64>();
+        take_waiters(
+            state,
+            encoded
+                .iter()
+                .flat_map(|b| b.chunks.iter())
+                .map(|(shard, _)| shard),
+        )
+    };
+    // The new positions are indexed (and durable), so tailing readers may read them now.
+    for slot in &woken {
+        slot.wake();
     }
     for (pending, result) in batch.into_iter().zip(results) {
         let appended = result.unwrap_or(Appended {
@@ -1728,6 +1839,7 @@ async fn recover(config: LogConfig) -> Result<State, OpenLogError> {
         poisoned: None,
         cache: BlockCache::default(),
         stats: LogStats::default(),
+        waiters: HashMap::new(),
     };
 
     if ids.is_empty() {
@@ -1925,6 +2037,57 @@ mod tests {
             .step_by(BLOCK_ALIGN)
             .filter(|&at| block::parse_header(&bytes[at..]).is_ok())
             .collect()
+    }
+
+    #[test]
+    fn a_waiter_wakes_after_the_commit_that_passes_its_position_and_not_before() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        run(async move {
+            let log = Log::open(config(&path, 1 << 20, Durability::Fsync))
+                .await
+                .expect("log opens");
+            let a = shard("orders", 0);
+            let b = shard("orders", 1);
+            log.append(&a, records(2, 10, 1)).await.expect("append");
+            // Positions already stored resolve at once.
+            log.wait_for_records(&a, 1).await;
+
+            let woke = Rc::new(std::cell::Cell::new(false));
+            let waiter = {
+                let woke = woke.clone();
+                let wait = log.wait_for_records(&a, 2);
+                glommio::spawn_local(async move {
+                    wait.await;
+                    woke.set(true);
+                })
+            };
+            // A commit of another shard, and time passing, do not wake it.
+            log.append(&b, records(1, 10, 2)).await.expect("append");
+            glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+            assert!(!woke.get(), "no record at position 2 exists yet");
+
+            log.append(&a, records(1, 10, 3)).await.expect("append");
+            glommio::timer::timeout(std::time::Duration::from_secs(5), async {
+                waiter.await;
+                Ok(())
+            })
+            .await
+            .expect("the commit wakes the waiter");
+            assert!(woke.get());
+            assert_eq!(log.tip(&a).next_position, 3);
+            // Dropped waiters leave no live registration behind.
+            drop(log.wait_for_records(&a, 10));
+            let live: usize = log
+                .state
+                .borrow()
+                .waiters
+                .values()
+                .flatten()
+                .filter(|w| w.strong_count() > 0)
+                .count();
+            assert_eq!(live, 0);
+        });
     }
 
     fn both_modes_round_trip(durability: Durability) {

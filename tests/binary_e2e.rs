@@ -1,0 +1,1243 @@
+//! The binary protocol end to end: the real `sluice` binary on loopback, driven by the real
+//! `sluice-client` (and, where a test must see individual frames or send broken ones, by a raw
+//! socket speaking the codec of `sluice_protocols::binary`).
+//!
+//! Guards against: operations that work against the client's fake server but not the real one;
+//! records whose bytes or sequence numbers differ between the two protocols; subscriptions that
+//! poll instead of being pushed, ignore credits or keep pushing after Unsubscribe; requests lost
+//! when a shard lives on another core; a client that cannot find the server again after a
+//! crash; and frame errors answered with the wrong status code or not at all.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use common::{Server, even_hash_ranges, read_shard_to_end, shard_id, stream_not_found_message};
+use sluice_client::{
+    Client, ClientConfig, ClientError, PutRecord, ReadLimits, Records, Route, SequenceNumber,
+    StartPosition, StatusCode,
+};
+use sluice_protocols::binary::limits::{MAGIC, PROTOCOL_VERSIONS};
+use sluice_protocols::binary::{
+    Body, Frame, FrameDecoder, WireClientHello, WireCreateStream, WireCredit, WirePutBatch,
+    WirePutRecord, WireRead, WireRoute, WireStartPosition, WireSubscribe, WireUnsubscribe,
+    encode_frame,
+};
+
+/// How long a test waits for an answer that must come.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a test watches for frames that must not come.
+const QUIET_PERIOD: Duration = Duration::from_millis(400);
+
+/// The first of `count` consecutive free loopback ports below the kernel's ephemeral range
+/// (32768 and up here), so that no server binding port 0 and no client socket of a test
+/// running in parallel takes them between this check and the server's bind, or while the
+/// server restarts.
+fn free_ports(count: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let salt = (std::process::id() % 997) as u16 * 11;
+    loop {
+        let base = 20_000 + (salt + NEXT.fetch_add(count + 1, Ordering::Relaxed)) % 12_000;
+        let free = (base..base + count)
+            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if free {
+            return base;
+        }
+    }
+}
+
+/// Starts a server whose binary protocol listens on a port chosen here, and returns it with
+/// that address.
+fn start_server(cores: usize) -> (Server, SocketAddr) {
+    let port = free_ports(1);
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .expect("a socket address");
+    let server = Server::options()
+        .flag("--binary-addr", addr)
+        .flag("--cores", cores)
+        .start();
+    (server, addr)
+}
+
+fn client_config() -> ClientConfig {
+    ClientConfig {
+        request_timeout: Some(ANSWER_TIMEOUT),
+        ..ClientConfig::default()
+    }
+}
+
+async fn connect(addr: SocketAddr) -> Client {
+    Client::connect_with(addr, client_config())
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {addr} failed: {e}"))
+}
+
+fn status_of(error: &ClientError) -> u16 {
+    error
+        .status()
+        .unwrap_or_else(|| panic!("expected a server status, got {error:?}"))
+        .0
+}
+
+/// Reads a shard from `start` until a read comes back empty.
+async fn read_all(client: &Client, stream: &str, shard_index: u32) -> Vec<sluice_client::Record> {
+    let mut records = Vec::new();
+    let mut start = StartPosition::TrimHorizon;
+    loop {
+        let page = client
+            .read(
+                stream,
+                shard_index,
+                start,
+                ReadLimits {
+                    records_max: 37,
+                    bytes_max: 1 << 20,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("Read of shard {shard_index} failed: {e}"));
+        if page.records.is_empty() {
+            return records;
+        }
+        records.extend(page.records);
+        start = StartPosition::AtPosition(page.next_position.expect("an open shard continues"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stream_operation_answers_as_the_protocol_specifies() {
+    let (_server, addr) = start_server(1);
+    let client = connect(addr).await;
+    let info = client.server_info();
+    assert_eq!(info.version, 1);
+    assert_eq!(info.core_count, 1);
+    assert_eq!(info.core_id, 0);
+    assert_eq!(info.core_ports.len(), 1);
+    assert_ne!(info.core_ports[0], 0, "core 0 publishes its own port");
+
+    client.ping().await.expect("Ping answers");
+    client
+        .create_stream("ops", 3)
+        .await
+        .expect("CreateStream succeeds");
+    let error = client
+        .create_stream("ops", 3)
+        .await
+        .expect_err("the stream exists");
+    assert_eq!(status_of(&error), StatusCode::ResourceInUse.code());
+    let error = client
+        .create_stream("bad name!", 1)
+        .await
+        .expect_err("the name is invalid");
+    assert!(
+        [
+            StatusCode::InvalidArgument.code(),
+            StatusCode::Validation.code()
+        ]
+        .contains(&status_of(&error)),
+        "{error:?}"
+    );
+
+    let description = client
+        .describe_stream("ops")
+        .await
+        .expect("DescribeStream succeeds");
+    assert_eq!(description.stream_name, "ops");
+    assert_eq!(
+        description.stream_status,
+        sluice_core::api::StreamStatus::Active,
+        "ACTIVE on answer"
+    );
+    assert_eq!(description.retention_period_hours, 24);
+    let ranges = even_hash_ranges(3);
+    assert_eq!(description.shards.len(), 3);
+    for (i, shard) in description.shards.iter().enumerate() {
+        assert_eq!(shard.shard_index as usize, i);
+        assert_eq!(
+            (shard.hash_range.starting, shard.hash_range.ending),
+            ranges[i]
+        );
+        assert_eq!(shard.core_id, 0);
+        assert!(shard.is_open());
+        assert_eq!(shard.starting_sequence_number.shard_index as usize, i);
+    }
+
+    client
+        .create_stream("ops-2", 1)
+        .await
+        .expect("CreateStream succeeds");
+    let names = client.list_streams().await.expect("ListStreams succeeds");
+    assert!(
+        names.contains(&"ops".to_owned()) && names.contains(&"ops-2".to_owned()),
+        "{names:?}"
+    );
+
+    let map = client.shard_map("ops").await.expect("GetShardMap succeeds");
+    assert_eq!(map.shards().len(), 3);
+    for (entry, range) in map.shards().iter().zip(&ranges) {
+        assert_eq!((entry.hash_range.starting, entry.hash_range.ending), *range);
+        assert_eq!(entry.core_id, 0);
+    }
+
+    let error = client
+        .describe_stream("missing")
+        .await
+        .expect_err("no such stream");
+    assert_eq!(status_of(&error), StatusCode::ResourceNotFound.code());
+    match &error {
+        ClientError::Server { message, .. } => {
+            assert_eq!(message, &stream_not_found_message("missing"))
+        }
+        other => panic!("expected a server error, got {other:?}"),
+    }
+    let error = client
+        .shard_map("missing")
+        .await
+        .expect_err("no such stream");
+    assert_eq!(status_of(&error), StatusCode::ResourceNotFound.code());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_batch_records_read_back_byte_for_byte_from_every_start_position() {
+    let (_server, addr) = start_server(1);
+    let client = connect(addr).await;
+    client
+        .create_stream("rt", 2)
+        .await
+        .expect("CreateStream succeeds");
+    let ranges = even_hash_ranges(2);
+
+    let payloads: Vec<Vec<u8>> = (0..60u32)
+        .map(|i| match i % 4 {
+            0 => Vec::new(),
+            1 => (0..=255u8).collect(),
+            2 => vec![i as u8; 5000],
+            _ => format!("record {i}").into_bytes(),
+        })
+        .collect();
+    let keys: Vec<String> = (0..60).map(|i| format!("key-{i}")).collect();
+    let records: Vec<PutRecord<'_>> = payloads
+        .iter()
+        .zip(&keys)
+        .enumerate()
+        .map(|(i, (data, key))| match i % 3 {
+            0 => PutRecord::new(key, data),
+            1 => PutRecord {
+                route: Route::ExplicitHashKey(ranges[1].0 + i as u128),
+                partition_key: key,
+                data,
+            },
+            _ => PutRecord {
+                route: Route::ShardIndex(0),
+                partition_key: "",
+                data,
+            },
+        })
+        .collect();
+    let results = client
+        .put_batch("rt", &records)
+        .await
+        .expect("PutBatch succeeds");
+    assert_eq!(results.len(), records.len());
+    let sequence_numbers: Vec<SequenceNumber> = results
+        .iter()
+        .map(|r| r.expect("every record is stored"))
+        .collect();
+    for (i, s) in sequence_numbers.iter().enumerate() {
+        let expected_shard = match i % 3 {
+            0 => common::shard_index_for(common::hash_key_of(&keys[i]), 2) as u32,
+            1 => 1,
+            _ => 0,
+        };
+        assert_eq!(
+            s.shard_index, expected_shard,
+            "record {i} went to the wrong shard"
+        );
+    }
+
+    for shard in 0..2u32 {
+        let read = read_all(&client, "rt", shard).await;
+        let expected: Vec<usize> = (0..60)
+            .filter(|i| sequence_numbers[*i].shard_index == shard)
+            .collect();
+        assert_eq!(read.len(), expected.len(), "shard {shard}");
+        for (record, i) in read.iter().zip(&expected) {
+            assert_eq!(record.sequence_number, sequence_numbers[*i]);
+            assert_eq!(record.data, payloads[*i], "record {i}'s bytes");
+            let key = if i % 3 == 2 { "" } else { keys[*i].as_str() };
+            assert_eq!(record.partition_key, key);
+        }
+    }
+
+    // Every start position lands where GetShardIterator's would.
+    let on_zero: Vec<SequenceNumber> = sequence_numbers
+        .iter()
+        .copied()
+        .filter(|s| s.shard_index == 0)
+        .collect();
+    let limits = ReadLimits {
+        records_max: 1,
+        bytes_max: 1 << 20,
+    };
+    let first = |page: Records| page.records.first().map(|r| r.sequence_number);
+    let at = client
+        .read("rt", 0, StartPosition::AtSequenceNumber(on_zero[3]), limits)
+        .await
+        .expect("read");
+    assert_eq!(first(at), Some(on_zero[3]));
+    let after = client
+        .read(
+            "rt",
+            0,
+            StartPosition::AfterSequenceNumber(on_zero[3]),
+            limits,
+        )
+        .await
+        .expect("read");
+    assert_eq!(first(after), Some(on_zero[4]));
+    let position = client
+        .read(
+            "rt",
+            0,
+            StartPosition::AtPosition(on_zero[5].position),
+            limits,
+        )
+        .await
+        .expect("read");
+    assert_eq!(first(position), Some(on_zero[5]));
+    let latest = client
+        .read("rt", 0, StartPosition::Latest, limits)
+        .await
+        .expect("read");
+    assert!(latest.records.is_empty());
+    assert_eq!(latest.next_position, Some(on_zero.len() as u64));
+    let timestamp = client
+        .read(
+            "rt",
+            0,
+            StartPosition::AtTimestamp { timestamp_ms: 0 },
+            limits,
+        )
+        .await
+        .expect("read");
+    assert_eq!(first(timestamp), Some(on_zero[0]));
+
+    // The byte budget counts key plus data, and one record always comes back.
+    let budget = client
+        .read(
+            "rt",
+            1,
+            StartPosition::TrimHorizon,
+            ReadLimits {
+                records_max: 100,
+                bytes_max: 1,
+            },
+        )
+        .await
+        .expect("read");
+    assert_eq!(budget.records.len(), 1);
+
+    // The budget counts partition keys too: two records of 2 + 5000 bytes exceed 10,003
+    // bytes although their data alone does not, so one comes back and the next read resumes
+    // at the second.
+    client
+        .create_stream("budget", 1)
+        .await
+        .expect("CreateStream succeeds");
+    let big = vec![7u8; 5000];
+    let three = [
+        PutRecord::new("kk", &big),
+        PutRecord::new("kk", &big),
+        PutRecord::new("kk", &big),
+    ];
+    client.put_batch("budget", &three).await.expect("put");
+    let tight = ReadLimits {
+        records_max: 10,
+        bytes_max: 10_003,
+    };
+    let page = client
+        .read("budget", 0, StartPosition::TrimHorizon, tight)
+        .await
+        .expect("read");
+    assert_eq!(page.records.len(), 1);
+    assert_eq!(page.next_position, Some(1));
+    let page = client
+        .read(
+            "budget",
+            0,
+            StartPosition::AtPosition(1),
+            ReadLimits {
+                records_max: 10,
+                bytes_max: 10_004,
+            },
+        )
+        .await
+        .expect("read");
+    let positions: Vec<u64> = page.records.iter().map(|r| r.position()).collect();
+    assert_eq!(positions, vec![1, 2]);
+
+    // A sequence number of another shard is refused as GetShardIterator refuses it.
+    let error = client
+        .read("rt", 1, StartPosition::AtSequenceNumber(on_zero[0]), limits)
+        .await
+        .expect_err("the number belongs to shard 0");
+    assert_eq!(status_of(&error), StatusCode::InvalidArgument.code());
+
+    // A record routed to a shard that does not exist fails alone.
+    let mixed = [
+        PutRecord {
+            route: Route::ShardIndex(9),
+            partition_key: "",
+            data: b"nowhere",
+        },
+        PutRecord::new("fine", b"stored"),
+    ];
+    let results = client
+        .put_batch("rt", &mixed)
+        .await
+        .expect("PutBatch answers");
+    assert_eq!(results[0], Err(StatusCode::InvalidArgument.into()));
+    assert!(results[1].is_ok());
+
+    // Limits refuse the whole batch, as PutRecords does.
+    let big = vec![0u8; 1024 * 1024];
+    let error = client
+        .put_batch(
+            "rt",
+            &[PutRecord::new("k", &big), PutRecord::new("ok", b"x")],
+        )
+        .await
+        .expect_err("key plus data exceed 1 MiB");
+    assert_eq!(status_of(&error), StatusCode::InvalidArgument.code());
+    let long_key = "k".repeat(257);
+    let error = client
+        .put_batch("rt", &[PutRecord::new(&long_key, b"x")])
+        .await
+        .expect_err("key too long");
+    assert_eq!(status_of(&error), StatusCode::InvalidArgument.code());
+    let error = client
+        .put_batch("rt", &[PutRecord::new("", b"x")])
+        .await
+        .expect_err("empty key");
+    assert_eq!(status_of(&error), StatusCode::InvalidArgument.code());
+    let error = client
+        .put_batch("nope", &[PutRecord::new("k", b"x")])
+        .await
+        .expect_err("no stream");
+    assert_eq!(status_of(&error), StatusCode::ResourceNotFound.code());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_written_over_either_protocol_read_back_over_the_other_with_the_same_sequence_numbers()
+ {
+    let (server, addr) = start_server(1);
+    let http = server.client();
+    let binary = connect(addr).await;
+    common::create_active_stream(&http, "cross", 2).await;
+
+    // HTTP in, binary out.
+    let mut http_sequence_numbers = Vec::new();
+    for i in 0..20 {
+        let output = http
+            .put_record()
+            .stream_name("cross")
+            .partition_key(format!("http-{i}"))
+            .data(Blob::new(format!("over http {i}")))
+            .send()
+            .await
+            .expect("PutRecord succeeds");
+        http_sequence_numbers.push((
+            output.shard_id().to_owned(),
+            output.sequence_number().to_owned(),
+        ));
+    }
+    let mut binary_view = Vec::new();
+    for shard in 0..2 {
+        for record in read_all(&binary, "cross", shard).await {
+            binary_view.push((
+                shard_id(shard as usize),
+                record.sequence_number.to_string(),
+                record.data,
+            ));
+        }
+    }
+    binary_view
+        .sort_by(|a, b| common::sequence_number_key(&a.1).cmp(&common::sequence_number_key(&b.1)));
+    let mut sent = http_sequence_numbers.clone();
+    sent.sort_by(|a, b| common::sequence_number_key(&a.1).cmp(&common::sequence_number_key(&b.1)));
+    assert_eq!(binary_view.len(), 20);
+    for ((shard, sequence_number, data), (sent_shard, sent_sequence_number)) in
+        binary_view.iter().zip(&sent)
+    {
+        assert_eq!(shard, sent_shard);
+        assert_eq!(sequence_number, sent_sequence_number);
+        let i = http_sequence_numbers
+            .iter()
+            .position(|(_, s)| s == sequence_number)
+            .expect("sent");
+        assert_eq!(data, format!("over http {i}").as_bytes());
+    }
+
+    // Binary in, HTTP out.
+    let payloads: Vec<Vec<u8>> = (0..20)
+        .map(|i| vec![i as u8, 0xff, 0x00, i as u8])
+        .collect();
+    let keys: Vec<String> = (0..20).map(|i| format!("bin-{i}")).collect();
+    let records: Vec<PutRecord<'_>> = keys
+        .iter()
+        .zip(&payloads)
+        .map(|(k, d)| PutRecord::new(k, d))
+        .collect();
+    let results = binary
+        .put_batch("cross", &records)
+        .await
+        .expect("PutBatch succeeds");
+    let mut http_view = Vec::new();
+    for shard in 0..2 {
+        http_view.extend(read_shard_to_end(&http, "cross", &shard_id(shard)).await);
+    }
+    for (i, result) in results.iter().enumerate() {
+        let sequence_number = result.expect("stored").to_string();
+        let read = http_view
+            .iter()
+            .find(|r| r.sequence_number == sequence_number)
+            .unwrap_or_else(|| panic!("record {i} ({sequence_number}) is missing over HTTP"));
+        assert_eq!(read.data, payloads[i]);
+        assert_eq!(read.partition_key, keys[i]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_is_pushed_records_put_after_it_opened_without_asking_again() {
+    let (_server, addr) = start_server(1);
+    let consumer = connect(addr).await;
+    let producer = connect(addr).await;
+    consumer
+        .create_stream("push", 1)
+        .await
+        .expect("CreateStream succeeds");
+    producer
+        .put_batch("push", &[PutRecord::new("old", b"before")])
+        .await
+        .expect("put");
+
+    let mut subscription = consumer
+        .subscribe("push", 0, StartPosition::Latest)
+        .await
+        .expect("Subscribe succeeds");
+    let mut delays = Vec::new();
+    for i in 0..20u32 {
+        let data = format!("pushed {i}");
+        let sent = Instant::now();
+        let results = producer
+            .put_batch("push", &[PutRecord::new("k", data.as_bytes())])
+            .await
+            .expect("put");
+        let event = tokio::time::timeout(ANSWER_TIMEOUT, subscription.next())
+            .await
+            .expect("the record is pushed")
+            .expect("the subscription is open")
+            .expect("no error");
+        delays.push(sent.elapsed());
+        assert_eq!(event.records.len(), 1, "one record per event here");
+        assert_eq!(event.records[0].data, data.as_bytes());
+        assert_eq!(Ok(event.records[0].sequence_number), results[0]);
+        assert_eq!(event.next_position, Some(u64::from(i) + 2));
+    }
+    delays.sort();
+    eprintln!(
+        "put -> push delivery (put round trip included), debug build: p50 {:?}, max {:?}",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1]
+    );
+    assert!(
+        delays[delays.len() / 2] < Duration::from_millis(250),
+        "records must be pushed as they commit, well under a second: {delays:?}"
+    );
+    subscription
+        .unsubscribe()
+        .await
+        .expect("Unsubscribe succeeds");
+}
+
+/// A raw connection that sees every frame, for flow control and frame errors.
+struct Raw {
+    stream: TcpStream,
+    decoder: FrameDecoder,
+}
+
+/// An owned summary of one received frame.
+#[derive(Debug)]
+struct Got {
+    request_id: u64,
+    opcode: u16,
+    flags: u16,
+    /// Error responses and SubscriptionEnded.
+    status: Option<u16>,
+    message: String,
+    /// (position, data) of records frames.
+    records: Vec<(u64, Vec<u8>)>,
+}
+
+#[derive(Debug)]
+enum Recv {
+    Frame(Got),
+    Timeout,
+    Closed,
+}
+
+impl Raw {
+    fn connect(addr: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(addr).expect("the binary port accepts");
+        stream.set_nodelay(true).expect("nodelay");
+        Raw {
+            stream,
+            decoder: FrameDecoder::new(),
+        }
+    }
+
+    fn send(&mut self, frame: &Frame<'_>) {
+        let mut bytes = Vec::new();
+        encode_frame(frame, &mut bytes).expect("the test's frames encode");
+        self.send_raw(&bytes);
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("the server reads");
+    }
+
+    fn hello(&mut self) {
+        self.send(&Frame {
+            request_id: 0,
+            body: Body::Hello(WireClientHello {
+                magic: MAGIC,
+                versions: PROTOCOL_VERSIONS.to_vec(),
+            }),
+        });
+        match self.recv(ANSWER_TIMEOUT) {
+            Recv::Frame(got) if got.opcode == 1 && got.flags == 1 => {}
+            other => panic!("expected a server hello, got {other:?}"),
+        }
+    }
+
+    fn recv(&mut self, timeout: Duration) -> Recv {
+        let deadline = Instant::now() + timeout;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => return Recv::Frame(owned(frame)),
+                Ok(None) => {}
+                Err(error) => panic!("the server sent an undecodable frame: {error}"),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Recv::Timeout;
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .expect("set timeout");
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Recv::Closed,
+                Ok(n) => self.decoder.push(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Recv::Timeout;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Recv::Closed,
+                Err(e) => panic!("reading from the server failed: {e}"),
+            }
+        }
+    }
+
+    fn expect_frame(&mut self) -> Got {
+        match self.recv(ANSWER_TIMEOUT) {
+            Recv::Frame(got) => got,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// The error status answered to `request_id`.
+    fn expect_error(&mut self, request_id: u64) -> u16 {
+        let got = self.expect_frame();
+        assert_eq!(got.request_id, request_id, "{got:?}");
+        assert_eq!(got.flags, 3, "an error response: {got:?}");
+        got.status.expect("an error carries a status")
+    }
+
+    fn expect_closed(&mut self) {
+        match self.recv(ANSWER_TIMEOUT) {
+            Recv::Closed => {}
+            other => panic!("expected the server to close the connection, got {other:?}"),
+        }
+    }
+
+    /// Every records frame arriving within `period`, flattened.
+    fn records_within(&mut self, period: Duration) -> Vec<(u64, Vec<u8>)> {
+        let deadline = Instant::now() + period;
+        let mut records = Vec::new();
+        loop {
+            match self.recv(deadline.saturating_duration_since(Instant::now())) {
+                Recv::Frame(got) if got.opcode == 0x43 => records.extend(got.records),
+                Recv::Frame(got) => panic!("unexpected frame {got:?}"),
+                Recv::Timeout => return records,
+                Recv::Closed => panic!("the server closed the connection"),
+            }
+        }
+    }
+}
+
+fn owned(frame: Frame<'_>) -> Got {
+    let (opcode, flags) = frame.body.opcode_and_flags();
+    let mut got = Got {
+        request_id: frame.request_id,
+        opcode,
+        flags,
+        status: None,
+        message: String::new(),
+        records: Vec::new(),
+    };
+    match frame.body {
+        Body::Error(e) => {
+            got.status = Some(e.status.0);
+            got.message = e.message.to_owned();
+        }
+        Body::SubscriptionEnded(e) => {
+            got.status = Some(e.status.0);
+            got.message = e.message.to_owned();
+        }
+        Body::ReadOk(r) | Body::RecordsEvent(r) => {
+            got.records = r
+                .records
+                .iter()
+                .map(|x| (x.position, x.data.to_vec()))
+                .collect();
+        }
+        _ => {}
+    }
+    got
+}
+
+fn put_frame(request_id: u64, stream_name: &str, datas: &[Vec<u8>]) -> Vec<u8> {
+    let records = datas
+        .iter()
+        .map(|data| WirePutRecord {
+            route: WireRoute::ShardIndex(0),
+            partition_key: "",
+            data,
+        })
+        .collect();
+    let mut bytes = Vec::new();
+    encode_frame(
+        &Frame {
+            request_id,
+            body: Body::PutBatch(WirePutBatch {
+                stream_name,
+                records,
+            }),
+        },
+        &mut bytes,
+    )
+    .expect("encodes");
+    bytes
+}
+
+#[test]
+fn a_subscription_pushes_no_more_records_than_its_credits_and_none_after_unsubscribe() {
+    let (_server, addr) = start_server(1);
+    let mut raw = Raw::connect(addr);
+    raw.hello();
+    raw.send(&Frame {
+        request_id: 1,
+        body: Body::CreateStream(WireCreateStream {
+            stream_name: "fc",
+            shard_count: 1,
+        }),
+    });
+    assert_eq!(raw.expect_frame().request_id, 1);
+
+    raw.send(&Frame {
+        request_id: 7,
+        body: Body::Subscribe(WireSubscribe {
+            stream_name: "fc",
+            shard_index: 0,
+            start: WireStartPosition::TrimHorizon,
+            credits: 5,
+        }),
+    });
+    let ok = raw.expect_frame();
+    assert_eq!(
+        (ok.request_id, ok.opcode, ok.flags),
+        (7, 0x40, 1),
+        "SubscribeOk: {ok:?}"
+    );
+
+    let datas: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 3]).collect();
+    raw.send_raw(&put_frame(2, "fc", &datas));
+    // The put's answer and exactly five records arrive, in order; then nothing.
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    let mut pushed = Vec::new();
+    let mut put_answered = false;
+    while (!put_answered || pushed.len() < 5) && Instant::now() < deadline {
+        match raw.recv(deadline.saturating_duration_since(Instant::now())) {
+            Recv::Frame(got) if got.request_id == 2 => put_answered = true,
+            Recv::Frame(got) if got.opcode == 0x43 => {
+                assert_eq!(got.request_id, 7);
+                pushed.extend(got.records);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(put_answered);
+    pushed.extend(raw.records_within(QUIET_PERIOD));
+    assert_eq!(pushed.len(), 5, "five credits, five records");
+    for (i, (position, data)) in pushed.iter().enumerate() {
+        assert_eq!(*position, i as u64);
+        assert_eq!(data, &datas[i]);
+    }
+
+    raw.send(&Frame {
+        request_id: 0,
+        body: Body::Credit(WireCredit {
+            subscription_id: 7,
+            credits: 3,
+        }),
+    });
+    let mut more = Vec::new();
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    while more.len() < 3 && Instant::now() < deadline {
+        more.extend(raw.records_within(Duration::from_millis(100)));
+    }
+    more.extend(raw.records_within(QUIET_PERIOD));
+    let positions: Vec<u64> = more.iter().map(|r| r.0).collect();
+    assert_eq!(
+        positions,
+        vec![5, 6, 7],
+        "three more credits, the next three records"
+    );
+
+    raw.send(&Frame {
+        request_id: 0,
+        body: Body::Credit(WireCredit {
+            subscription_id: 7,
+            credits: 1000,
+        }),
+    });
+    raw.send(&Frame {
+        request_id: 9,
+        body: Body::Unsubscribe(WireUnsubscribe { subscription_id: 7 }),
+    });
+    // Records already on the wire may precede the answer; none follow it.
+    loop {
+        let got = raw.expect_frame();
+        if got.request_id == 9 {
+            assert_eq!((got.opcode, got.flags), (0x42, 1), "UnsubscribeOk: {got:?}");
+            break;
+        }
+        assert_eq!(got.opcode, 0x43, "{got:?}");
+    }
+    raw.send_raw(&put_frame(3, "fc", &datas[..2]));
+    assert_eq!(raw.expect_frame().request_id, 3);
+    assert!(
+        raw.records_within(QUIET_PERIOD).is_empty(),
+        "no push after UnsubscribeOk"
+    );
+
+    raw.send(&Frame {
+        request_id: 10,
+        body: Body::Unsubscribe(WireUnsubscribe { subscription_id: 7 }),
+    });
+    assert_eq!(raw.expect_error(10), StatusCode::UnknownSubscription.code());
+}
+
+#[test]
+fn a_subscribe_reusing_an_open_subscription_id_is_refused() {
+    let (_server, addr) = start_server(1);
+    let mut raw = Raw::connect(addr);
+    raw.hello();
+    raw.send(&Frame {
+        request_id: 1,
+        body: Body::CreateStream(WireCreateStream {
+            stream_name: "dup",
+            shard_count: 1,
+        }),
+    });
+    assert_eq!(raw.expect_frame().request_id, 1);
+    let subscribe = Frame {
+        request_id: 5,
+        body: Body::Subscribe(WireSubscribe {
+            stream_name: "dup",
+            shard_index: 0,
+            start: WireStartPosition::Latest,
+            credits: 10,
+        }),
+    };
+    raw.send(&subscribe);
+    assert_eq!(raw.expect_frame().flags, 1, "the first Subscribe succeeds");
+    raw.send(&subscribe);
+    assert_eq!(raw.expect_error(5), StatusCode::SubscriptionExists.code());
+    // A subscription of a missing shard is refused with the HTTP API's status.
+    raw.send(&Frame {
+        request_id: 6,
+        body: Body::Subscribe(WireSubscribe {
+            stream_name: "dup",
+            shard_index: 4,
+            start: WireStartPosition::Latest,
+            credits: 10,
+        }),
+    });
+    assert_eq!(raw.expect_error(6), StatusCode::ResourceNotFound.code());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_subscription_delivers_every_record_and_ends_on_unsubscribe() {
+    let (_server, addr) = start_server(1);
+    let config = ClientConfig {
+        subscription_credits: 8,
+        ..client_config()
+    };
+    let client = Client::connect_with(addr, config).await.expect("connects");
+    client
+        .create_stream("sub", 1)
+        .await
+        .expect("CreateStream succeeds");
+    let mut subscription = client
+        .subscribe("sub", 0, StartPosition::TrimHorizon)
+        .await
+        .expect("Subscribe");
+    let datas: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    let records: Vec<PutRecord<'_>> = datas.iter().map(|d| PutRecord::new("k", d)).collect();
+    client.put_batch("sub", &records).await.expect("put");
+    let mut received = Vec::new();
+    while received.len() < 100 {
+        let event = tokio::time::timeout(ANSWER_TIMEOUT, subscription.next())
+            .await
+            .expect("records keep coming as credits are granted back")
+            .expect("open")
+            .expect("no error");
+        assert!(
+            event.records.len() <= 8,
+            "never more than the credit window"
+        );
+        received.extend(event.records.into_iter().map(|r| r.data));
+    }
+    assert_eq!(received, datas);
+    subscription
+        .unsubscribe()
+        .await
+        .expect("Unsubscribe succeeds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_cores_a_shard_aware_client_reaches_each_core_on_its_own_port() {
+    let (_server, addr) = start_server(2);
+    let config = ClientConfig {
+        shard_aware: true,
+        ..client_config()
+    };
+    let smart = Client::connect_with(addr, config).await.expect("connects");
+    let plain = connect(addr).await;
+    let info = smart.server_info();
+    assert_eq!(info.core_count, 2);
+    assert_eq!(info.core_ports.len(), 2);
+    assert!(info.core_ports.iter().all(|p| *p != 0), "{info:?}");
+    for (core_id, port) in info.core_ports.iter().enumerate() {
+        let direct = connect(SocketAddr::new(addr.ip(), *port)).await;
+        assert_eq!(
+            usize::from(direct.server_info().core_id),
+            core_id,
+            "port {port} is core {core_id}'s"
+        );
+    }
+
+    smart
+        .create_stream("routed", 4)
+        .await
+        .expect("CreateStream succeeds");
+    let map = smart
+        .shard_map("routed")
+        .await
+        .expect("GetShardMap succeeds");
+    let cores: std::collections::BTreeSet<u16> = map.shards().iter().map(|s| s.core_id).collect();
+    assert_eq!(cores.len(), 2, "shards are spread over both cores: {map:?}");
+
+    // Subscriptions through the shared port follow shards on either core.
+    let mut subscriptions = Vec::new();
+    for shard in 0..4 {
+        subscriptions.push((
+            shard,
+            plain
+                .subscribe("routed", shard, StartPosition::Latest)
+                .await
+                .expect("Subscribe"),
+        ));
+    }
+
+    let keys: Vec<String> = (0..400).map(|i| format!("key-{i}")).collect();
+    let datas: Vec<Vec<u8>> = (0..400u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let records: Vec<PutRecord<'_>> = keys
+        .iter()
+        .zip(&datas)
+        .map(|(k, d)| PutRecord::new(k, d))
+        .collect();
+    let smart_results = smart
+        .put_batch("routed", &records)
+        .await
+        .expect("PutBatch succeeds");
+    let plain_results = plain
+        .put_batch("routed", &records[..100])
+        .await
+        .expect("PutBatch succeeds");
+    for (i, result) in smart_results.iter().chain(&plain_results).enumerate() {
+        let sequence_number = result.expect("stored");
+        let expected = map
+            .shard_for_partition_key(&keys[i % 400])
+            .expect("mapped")
+            .shard_index;
+        assert_eq!(sequence_number.shard_index, expected);
+    }
+
+    let mut total = 0;
+    for shard in 0..4 {
+        let via_smart = read_all(&smart, "routed", shard).await;
+        let via_plain = read_all(&plain, "routed", shard).await;
+        assert_eq!(
+            via_smart, via_plain,
+            "both ports read the same records of shard {shard}"
+        );
+        total += via_smart.len();
+    }
+    assert_eq!(total, 500);
+
+    let mut pushed = 0;
+    for (shard, subscription) in &mut subscriptions {
+        let expected = smart_results
+            .iter()
+            .chain(&plain_results)
+            .filter(|r| r.expect("stored").shard_index == *shard)
+            .count();
+        let mut got = 0;
+        while got < expected {
+            let event = tokio::time::timeout(ANSWER_TIMEOUT, subscription.next())
+                .await
+                .expect("pushed across cores")
+                .expect("open")
+                .expect("no error");
+            got += event.records.len();
+        }
+        assert_eq!(got, expected);
+        pushed += got;
+    }
+    assert_eq!(pushed, 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reconnects_after_the_server_is_killed_and_restarted_on_the_same_ports() {
+    let binary_port = free_ports(2);
+    let core_port = binary_port + 1;
+    let addr: SocketAddr = format!("127.0.0.1:{binary_port}").parse().expect("address");
+    let mut server = Server::options()
+        .flag("--binary-addr", addr)
+        .flag("--binary-core-port-base", core_port)
+        .start();
+    let config = ClientConfig {
+        shard_aware: true,
+        ..client_config()
+    };
+    let client = Client::connect_with(addr, config).await.expect("connects");
+    assert_eq!(client.server_info().core_ports, vec![core_port]);
+    client
+        .create_stream("again", 1)
+        .await
+        .expect("CreateStream succeeds");
+    let first = client
+        .put_batch("again", &[PutRecord::new("k", b"before the crash")])
+        .await
+        .expect("put");
+
+    server.restart();
+    let second = client
+        .put_batch("again", &[PutRecord::new("k", b"after the crash")])
+        .await
+        .expect("the next request reconnects and succeeds");
+    let first = first[0].expect("stored");
+    let second = second[0].expect("stored");
+    assert_eq!(second.position, first.position + 1);
+    let records = read_all(&client, "again", 0).await;
+    let datas: Vec<&[u8]> = records.iter().map(|r| r.data.as_slice()).collect();
+    assert_eq!(
+        datas,
+        vec![&b"before the crash"[..], &b"after the crash"[..]]
+    );
+    assert_eq!(records[0].sequence_number, first);
+}
+
+#[test]
+fn bad_frames_are_answered_with_the_documented_status_codes() {
+    let (_server, addr) = start_server(1);
+
+    // A request before the hello: HandshakeRequired, then the server hangs up.
+    let mut raw = Raw::connect(addr);
+    raw.send(&Frame {
+        request_id: 4,
+        body: Body::Ping,
+    });
+    assert_eq!(raw.expect_error(4), StatusCode::HandshakeRequired.code());
+    raw.expect_closed();
+
+    // A hello with the wrong magic: BadFrame, closed.
+    let mut raw = Raw::connect(addr);
+    raw.send(&Frame {
+        request_id: 0,
+        body: Body::Hello(WireClientHello {
+            magic: *b"NOPE",
+            versions: vec![1],
+        }),
+    });
+    assert_eq!(raw.expect_error(0), StatusCode::BadFrame.code());
+    raw.expect_closed();
+
+    // No common version: UnsupportedVersion, closed.
+    let mut raw = Raw::connect(addr);
+    raw.send(&Frame {
+        request_id: 0,
+        body: Body::Hello(WireClientHello {
+            magic: MAGIC,
+            versions: vec![7, 9],
+        }),
+    });
+    assert_eq!(raw.expect_error(0), StatusCode::UnsupportedVersion.code());
+    raw.expect_closed();
+
+    let mut raw = Raw::connect(addr);
+    raw.hello();
+    // An unknown opcode: UnknownOperation by request id; the connection carries on.
+    let mut unknown = Vec::new();
+    unknown.extend_from_slice(&16u32.to_le_bytes());
+    unknown.extend_from_slice(&0x0999u16.to_le_bytes());
+    unknown.extend_from_slice(&0u16.to_le_bytes());
+    unknown.extend_from_slice(&11u64.to_le_bytes());
+    raw.send_raw(&unknown);
+    let got = raw.expect_frame();
+    assert_eq!(
+        (got.request_id, got.opcode, got.status),
+        (11, 0x0999, Some(StatusCode::UnknownOperation.code()))
+    );
+
+    // A payload that ends early: BadFrame by request id; carries on.
+    let mut truncated = Vec::new();
+    truncated.extend_from_slice(&(16u32 + 3).to_le_bytes());
+    truncated.extend_from_slice(&0x0010u16.to_le_bytes());
+    truncated.extend_from_slice(&0u16.to_le_bytes());
+    truncated.extend_from_slice(&12u64.to_le_bytes());
+    truncated.extend_from_slice(&[1, 0, b's']);
+    raw.send_raw(&truncated);
+    assert_eq!(raw.expect_error(12), StatusCode::BadFrame.code());
+
+    // Reserved flag bits: BadFrame.
+    let mut flagged = Vec::new();
+    flagged.extend_from_slice(&16u32.to_le_bytes());
+    flagged.extend_from_slice(&0x0002u16.to_le_bytes());
+    flagged.extend_from_slice(&0x0100u16.to_le_bytes());
+    flagged.extend_from_slice(&13u64.to_le_bytes());
+    raw.send_raw(&flagged);
+    assert_eq!(raw.expect_error(13), StatusCode::BadFrame.code());
+
+    // A second hello: BadFrame.
+    raw.send(&Frame {
+        request_id: 14,
+        body: Body::Hello(WireClientHello {
+            magic: MAGIC,
+            versions: vec![1],
+        }),
+    });
+    assert_eq!(raw.expect_error(14), StatusCode::BadFrame.code());
+
+    // A sound frame with values out of range: the HTTP API's InvalidArgument.
+    raw.send(&Frame {
+        request_id: 15,
+        body: Body::CreateStream(WireCreateStream {
+            stream_name: "bf",
+            shard_count: 1,
+        }),
+    });
+    assert_eq!(raw.expect_frame().request_id, 15);
+    raw.send(&Frame {
+        request_id: 16,
+        body: Body::Read(WireRead {
+            stream_name: "bf",
+            shard_index: 0,
+            start: WireStartPosition::TrimHorizon,
+            records_max: 0,
+            bytes_max: 100,
+        }),
+    });
+    assert_eq!(raw.expect_error(16), StatusCode::InvalidArgument.code());
+
+    // Still alive after all of that.
+    raw.send(&Frame {
+        request_id: 17,
+        body: Body::Ping,
+    });
+    let pong = raw.expect_frame();
+    assert_eq!((pong.request_id, pong.opcode, pong.flags), (17, 2, 1));
+
+    // A length past the limit leaves no frame boundary: FrameTooLarge with id 0, closed.
+    let mut huge = Vec::new();
+    huge.extend_from_slice(&(64u32 << 20).to_le_bytes());
+    huge.extend_from_slice(&0x0002u16.to_le_bytes());
+    huge.extend_from_slice(&0u16.to_le_bytes());
+    huge.extend_from_slice(&18u64.to_le_bytes());
+    raw.send_raw(&huge);
+    assert_eq!(raw.expect_error(0), StatusCode::FrameTooLarge.code());
+    raw.expect_closed();
+
+    // A length below the header: BadFrame with id 0, closed.
+    let mut raw = Raw::connect(addr);
+    raw.hello();
+    let mut short = Vec::new();
+    short.extend_from_slice(&8u32.to_le_bytes());
+    short.extend_from_slice(&[0u8; 12]);
+    raw.send_raw(&short);
+    assert_eq!(raw.expect_error(0), StatusCode::BadFrame.code());
+    raw.expect_closed();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_stream_ends_its_subscriptions_with_resource_not_found() {
+    let (server, addr) = start_server(1);
+    let client = connect(addr).await;
+    client
+        .create_stream("doomed", 1)
+        .await
+        .expect("CreateStream succeeds");
+    let mut subscription = client
+        .subscribe("doomed", 0, StartPosition::Latest)
+        .await
+        .expect("Subscribe succeeds");
+    server
+        .client()
+        .delete_stream()
+        .stream_name("doomed")
+        .send()
+        .await
+        .expect("DeleteStream succeeds");
+    let ended = tokio::time::timeout(ANSWER_TIMEOUT, subscription.next())
+        .await
+        .expect("the subscription ends soon after the delete")
+        .expect("it ends with the error that ended it");
+    let error = ended.expect_err("a deleted stream is an error, not a closed shard");
+    assert_eq!(status_of(&error), StatusCode::ResourceNotFound.code());
+    assert!(
+        subscription.next().await.is_none(),
+        "nothing follows SubscriptionEnded"
+    );
+}
