@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// Microseconds an idle core keeps polling before it sleeps; trades CPU for latency [default: 0].
     #[arg(long, value_name = "US")]
     pub idle_spin_us: Option<u64>,
+    /// An access key the HTTP API accepts, as ACCESS_KEY_ID:SECRET (repeatable). With at least
+    /// one, every request's SigV4 signature is verified; without any, any signature is accepted
+    /// on a loopback address and the server refuses to start on any other.
+    #[arg(long = "credentials", value_name = "ID:SECRET")]
+    pub credentials: Vec<String>,
     /// Region named in ARNs and messages [default: us-east-1].
     #[arg(long)]
     pub region: Option<String>,
@@ -106,6 +111,8 @@ struct FileSettings {
     segment_bytes: Option<u64>,
     io_memory_bytes: Option<usize>,
     idle_spin_us: Option<u64>,
+    #[serde(default)]
+    credentials: Vec<FileCredential>,
     region: Option<String>,
     account_id: Option<String>,
     shard_limit: Option<u32>,
@@ -147,8 +154,18 @@ pub struct BinarySettings {
     pub core_port_base: u16,
 }
 
+/// One `[[credentials]]` table of the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCredential {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
 #[derive(Debug)]
 pub struct Settings {
+    /// (access key id, secret) pairs the HTTP API verifies signatures against.
+    pub credentials: Vec<(String, String)>,
     pub http_addr: SocketAddr,
     /// `None` when the binary protocol is off.
     pub binary: Option<BinarySettings>,
@@ -250,7 +267,18 @@ impl Settings {
                 engine.cores - 1
             );
         }
-        Ok(Self { http_addr, binary, engine, durability })
+        let mut credentials = Vec::new();
+        for text in &args.credentials {
+            let (id, secret) = text
+                .split_once(':')
+                .filter(|(id, secret)| !id.is_empty() && !secret.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("--credentials takes ACCESS_KEY_ID:SECRET"))?;
+            credentials.push((id.to_owned(), secret.to_owned()));
+        }
+        if args.credentials.is_empty() {
+            credentials.extend(file.credentials.into_iter().map(|c| (c.access_key_id, c.secret_access_key)));
+        }
+        Ok(Self { credentials, http_addr, binary, engine, durability })
     }
 
     pub fn engine_config(&self) -> EngineConfig {

@@ -86,12 +86,19 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         settings.durability_name(),
         engine_config.data_dir.display()
     );
+    // SigV4: verify against the configured keys; with none, accept any signature on loopback and
+    // refuse to serve any other address.
+    let auth = Arc::new(sluice_protocols::sigv4::AuthConfig::for_listener(
+        http_addr,
+        settings.credentials.clone(),
+    )?);
     let bound = Arc::new(AtomicUsize::new(0));
     let core_ports = Arc::new(binary::CorePorts::new(cores));
     sluice_io::engine::run(engine_config, move |engine| {
         let bound = bound.clone();
         let summary = summary.clone();
         let core_ports = core_ports.clone();
+        let auth = auth.clone();
         async move {
             let core_id = engine.core_id();
             let listener = match glommio::net::TcpListener::bind(http_addr) {
@@ -130,7 +137,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             if let Some((shared, own)) = binary_listeners {
                 glommio::spawn_local(binary::serve(Some(shared), own, engine.clone(), core_ports)).detach();
             }
-            http::serve(listener, engine).await;
+            http::serve_with(listener, engine, http::ServeOptions { auth: auth.clone() }).await;
         }
     })?;
     Ok(())

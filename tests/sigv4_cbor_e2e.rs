@@ -3,10 +3,9 @@
 //! signed by AWS's own signer (`aws-sigv4`), and sent over plain HTTP/1.1.
 //!
 //! The CBOR tests run against the default loopback server, which accepts any well-formed
-//! signature. The verification tests need the server started with credentials
-//! (`--credentials ACCESS_KEY_ID:SECRET`), which the binary does not take yet; they are
-//! `#[ignore]`d until then. The same checks run in-process, through the real HTTP stack, in
-//! `src/http.rs` (`http::tests::sigv4`).
+//! signature. The verification tests start the server with `--credentials ACCESS_KEY_ID:SECRET`,
+//! so every signature is checked. The same checks also run in-process, through the real HTTP
+//! stack, in `src/http.rs` (`http::tests::sigv4`).
 
 mod common;
 
@@ -266,7 +265,6 @@ fn empty_map() -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "needs the --credentials setting wired into main/config (issue 4 item 5)"]
 fn the_right_signature_passes_and_a_wrong_secret_a_stale_date_and_a_tampered_body_are_refused() {
     let server = verifying_server();
     let endpoint = server.endpoint();
@@ -296,7 +294,6 @@ fn the_right_signature_passes_and_a_wrong_secret_a_stale_date_and_a_tampered_bod
 }
 
 #[test]
-#[ignore = "needs the --credentials setting wired into main/config (issue 4 item 5)"]
 fn the_sdk_with_the_configured_secret_passes_and_with_another_is_refused() {
     use aws_sdk_kinesis::error::ProvideErrorMetadata as _;
 
