@@ -1,306 +1,260 @@
-//! sluice-perf: a small load generator for any Kinesis-compatible HTTP endpoint (Sluice,
-//! kinesalite, kinesis-mock). It prebuilds request bodies so that the client, not JSON
-//! encoding, is cheap, and measures:
+//! sluice-perf: the load generator for Sluice and any Kinesis-compatible endpoint.
 //!
-//! - `put-records`: closed-loop PutRecords throughput (records/s, payload MB/s) with several
-//!   connections, plus per-call latency;
-//! - `put-record`: single-record PutRecord latency at a fixed open-loop rate, corrected for
-//!   coordinated omission (latency is taken from the time a call was *due*, not when it was
-//!   sent);
-//! - `get-records`: GetRecords throughput draining every shard from TRIM_HORIZON.
+//! Each run takes scenario files (`perf/scenarios/*.toml`, format in `scenario.rs`) and a
+//! protocol: Kinesis HTTP JSON (any endpoint: Sluice, kinesalite, kinesis-local) or Sluice's
+//! binary protocol (through `sluice-client`). For each scenario it creates a fresh stream,
+//! drives the load (closed loop, or open loop with coordinated-omission correction), prints a
+//! live progress line to stderr once per second and a result table at the end, and writes
+//! `<out>/<label>-<scenario>-<protocol>.{json,hgrm,svg}`. The JSON summary is also printed on
+//! stdout, one object per line.
 //!
-//! Output is one JSON object on stdout (and a human summary on stderr).
+//! ```text
+//! sluice-perf run --endpoint http://127.0.0.1:4567 perf/scenarios/producer_throughput.toml
+//! sluice-perf run --protocol binary --binary-addr 127.0.0.1:4568 --smoke perf/scenarios/*.toml
+//! sluice-perf plot --title 'PutRecord latency' --out put.svg sluice=a.hgrm kinesalite=b.hgrm
+//! ```
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+mod cpu;
+mod drive;
+mod report;
+mod scenario;
+mod target;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use base64::Engine as _;
-use bytes::Bytes;
 use clap::Parser;
-use hdrhistogram::Histogram;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use rand::Rng as _;
 use serde_json::{Value, json};
 
+use crate::drive::Run;
+use crate::report::{Progress, Recorder, latency_summary};
+use crate::scenario::{Protocol, Scenario};
+use crate::target::Target;
+
 #[derive(Debug, Parser)]
-#[command(name = "sluice-perf", about = "Kinesis HTTP load generator")]
-struct Args {
-    /// Endpoint, e.g. http://127.0.0.1:4567
+#[command(name = "sluice-perf", about = "Load generator for Sluice and Kinesis-compatible endpoints")]
+enum Command {
+    /// Run scenario files against a server.
+    Run(Args),
+    /// Draw several .hgrm files (e.g. one per server) as one latency-by-percentile SVG.
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PlotArgs {
     #[arg(long)]
+    title: String,
+    /// The SVG file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Curves as LABEL=FILE.hgrm.
+    #[arg(required = true)]
+    curves: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct Args {
+    /// Scenario files (TOML).
+    #[arg(required = true)]
+    scenarios: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "http")]
+    protocol: Protocol,
+    /// Kinesis HTTP endpoint (for `--protocol http`).
+    #[arg(long, default_value = "http://127.0.0.1:4567")]
     endpoint: String,
-    #[arg(long, default_value = "perf")]
-    stream: String,
-    #[arg(long, default_value_t = 4)]
-    shards: u32,
-    /// Create the stream first (deleting any old one).
-    #[arg(long, default_value_t = true)]
-    create: bool,
-    #[command(subcommand)]
-    scenario: Scenario,
+    /// Binary protocol address (for `--protocol binary`).
+    #[arg(long, default_value = "127.0.0.1:4568")]
+    binary_addr: String,
+    /// Directory for the .json, .hgrm and .svg files.
+    #[arg(long, default_value = "perf/results/latest")]
+    out: PathBuf,
+    /// Prefix of the output file names, e.g. the server's name and the run number.
+    #[arg(long, default_value = "run")]
+    label: String,
+    /// Run every scenario for a fraction of a second with tiny counts.
+    #[arg(long)]
+    smoke: bool,
+    /// Override the scenario's measured duration (seconds).
+    #[arg(long)]
+    duration_s: Option<f64>,
+    /// Override the scenario's warm-up (seconds).
+    #[arg(long)]
+    warmup_s: Option<f64>,
+    /// Override an open-loop scenario's rate (requests per second).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// The server's process id, to report its CPU utilisation over the measured window
+    /// (read from /proc, so only for a server on this machine).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Override a read scenario's preloaded record count.
+    #[arg(long)]
+    preload_records: Option<usize>,
+    /// Worker threads of the client runtime; 1 runs everything on the calling thread.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
 }
 
-#[derive(Debug, clap::Subcommand)]
-enum Scenario {
-    PutRecords {
-        #[arg(long, default_value_t = 100)]
-        record_bytes: usize,
-        #[arg(long, default_value_t = 500)]
-        batch: usize,
-        #[arg(long, default_value_t = 4)]
-        connections: usize,
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-    },
-    PutRecord {
-        #[arg(long, default_value_t = 100)]
-        record_bytes: usize,
-        /// Calls per second (open loop).
-        #[arg(long, default_value_t = 500)]
-        rate: u64,
-        #[arg(long, default_value_t = 2000)]
-        count: u64,
-    },
-    GetRecords {
-        /// Records to preload before reading (PutRecords of 500).
-        #[arg(long, default_value_t = 200_000)]
-        preload: usize,
-        #[arg(long, default_value_t = 100)]
-        record_bytes: usize,
-    },
-}
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-#[derive(Clone)]
-struct Kinesis {
-    client: HttpClient,
-    endpoint: String,
-}
-
-impl Kinesis {
-    async fn call(&self, operation: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
-        let request = hyper::Request::post(&self.endpoint)
-            .header("x-amz-target", format!("Kinesis_20131202.{operation}"))
-            .header("content-type", "application/x-amz-json-1.1")
-            // Neither Sluice (in this release) nor the emulators verify signatures, but all of
-            // them require one to be present.
-            .header(
-                "authorization",
-                "AWS4-HMAC-SHA256 Credential=AKIDPERF/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000",
-            )
-            .header("x-amz-date", "20260101T000000Z")
-            .body(Full::new(body))?;
-        let response = self.client.request(request).await?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, body))
-    }
-
-    async fn json(&self, operation: &str, body: Value) -> anyhow::Result<Value> {
-        let (status, bytes) = self.call(operation, Bytes::from(body.to_string())).await?;
-        let value: Value = if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes)? };
-        if status != 200 {
-            bail!("{operation} answered {status}: {value}");
-        }
-        Ok(value)
-    }
-}
-
-fn summary(h: &Histogram<u64>) -> Value {
-    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    json!({
-        "count": h.len(),
-        "p50_ms": ms(0.50), "p90_ms": ms(0.90), "p99_ms": ms(0.99), "p99_9_ms": ms(0.999),
-        "p99_99_ms": ms(0.9999), "max_ms": h.max() as f64 / 1000.0,
-    })
-}
-
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
-    Ok(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?)
-}
-
-fn put_records_body(stream: &str, batch: usize, record_bytes: usize, rng: &mut impl rand::Rng) -> Bytes {
-    let mut data = vec![0u8; record_bytes];
-    let records: Vec<Value> = (0..batch)
-        .map(|_| {
-            rng.fill(&mut data[..]);
-            let key: u128 = rng.random();
-            json!({"Data": base64::engine::general_purpose::STANDARD.encode(&data), "PartitionKey": format!("{key:032x}")})
-        })
-        .collect();
-    Bytes::from(json!({"StreamName": stream, "Records": records}).to_string())
-}
-
-async fn prepare_stream(k: &Kinesis, stream: &str, shards: u32) -> anyhow::Result<()> {
-    let _ = k.json("DeleteStream", json!({"StreamName": stream})).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match k.json("CreateStream", json!({"StreamName": stream, "ShardCount": shards})).await {
-            Ok(_) => break,
-            Err(e) if Instant::now() < deadline && e.to_string().contains("ResourceInUse") => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    loop {
-        let d = k.json("DescribeStreamSummary", json!({"StreamName": stream})).await?;
-        if d["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE" {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("stream {stream} did not become ACTIVE");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
-    let k = Kinesis { client, endpoint: args.endpoint.clone() };
-    if args.create {
-        prepare_stream(&k, &args.stream, args.shards).await.context("preparing the stream")?;
-    }
-    let result = match args.scenario {
-        Scenario::PutRecords { record_bytes, batch, connections, seconds } => {
-            let mut rng = rand::rng();
-            let bodies: Arc<Vec<Bytes>> =
-                Arc::new((0..16).map(|_| put_records_body(&args.stream, batch, record_bytes, &mut rng)).collect());
-            let stop = Arc::new(AtomicBool::new(false));
-            let records = Arc::new(AtomicU64::new(0));
-            let failed = Arc::new(AtomicU64::new(0));
-            let mut tasks = Vec::new();
-            let started = Instant::now();
-            for c in 0..connections {
-                let (k, bodies, stop, records, failed) =
-                    (k.clone(), bodies.clone(), stop.clone(), records.clone(), failed.clone());
-                tasks.push(tokio::spawn(async move {
-                    let mut h = new_histogram()?;
-                    let mut i = c;
-                    while !stop.load(Ordering::Relaxed) {
-                        let t = Instant::now();
-                        let (status, body) = k.call("PutRecords", bodies[i % bodies.len()].clone()).await?;
-                        h.record(t.elapsed().as_micros() as u64)?;
-                        if status != 200 {
-                            bail!("PutRecords answered {status}: {}", String::from_utf8_lossy(&body));
-                        }
-                        let v: Value = serde_json::from_slice(&body)?;
-                        let f = v["FailedRecordCount"].as_u64().unwrap_or(0);
-                        failed.fetch_add(f, Ordering::Relaxed);
-                        records.fetch_add(batch as u64 - f, Ordering::Relaxed);
-                        i += connections;
-                    }
-                    anyhow::Ok(h)
-                }));
-            }
-            tokio::time::sleep(Duration::from_secs(seconds)).await;
-            stop.store(true, Ordering::Relaxed);
-            let mut h = new_histogram()?;
-            for t in tasks {
-                h.add(t.await??)?;
-            }
-            let elapsed = started.elapsed().as_secs_f64();
-            let n = records.load(Ordering::Relaxed);
-            json!({
-                "scenario": "put-records", "record_bytes": record_bytes, "batch": batch, "connections": connections,
-                "seconds": elapsed, "records": n, "failed": failed.load(Ordering::Relaxed),
-                "records_per_s": n as f64 / elapsed, "payload_mb_per_s": n as f64 * record_bytes as f64 / elapsed / 1e6,
-                "call_latency": summary(&h),
-            })
-        }
-        Scenario::PutRecord { record_bytes, rate, count } => {
-            let mut rng = rand::rng();
-            let data = base64::engine::general_purpose::STANDARD.encode(vec![7u8; record_bytes]);
-            let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
-            let start = tokio::time::Instant::now();
-            let mut h = new_histogram()?;
-            let mut service = new_histogram()?;
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<anyhow::Result<(u64, u64)>>();
-            for i in 0..count {
-                let due = start + interval * i as u32;
-                // tokio's timer wheel has 1 ms granularity; sleep to just before the due time and
-                // spin the rest so the send time is accurate to microseconds.
-                tokio::time::sleep_until(due.checked_sub(Duration::from_millis(2)).unwrap_or(due)).await;
-                while tokio::time::Instant::now() < due {
-                    tokio::task::yield_now().await;
-                }
-                let key: u64 = rng.random();
-                let body = Bytes::from(
-                    json!({"StreamName": args.stream, "Data": data, "PartitionKey": format!("{key:x}")}).to_string(),
-                );
-                let (k, tx) = (k.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let sent = Instant::now();
-                    let r = k.call("PutRecord", body).await.and_then(|(status, body)| {
-                        if status != 200 {
-                            bail!("PutRecord answered {status}: {}", String::from_utf8_lossy(&body));
-                        }
-                        Ok((due.elapsed().as_micros() as u64, sent.elapsed().as_micros() as u64))
-                    });
-                    let _ = tx.send(r);
-                });
-            }
-            drop(tx);
-            while let Some(r) = rx.recv().await {
-                let (intended, measured) = r?;
-                h.record(intended.max(1))?;
-                service.record(measured.max(1))?;
-            }
-            // `latency` counts from when each call was due (coordinated-omission corrected; it
-            // includes the client timer's lateness, up to ~1 ms with tokio's timer wheel);
-            // `service_time` counts from when the request was actually sent.
-            json!({"scenario": "put-record", "record_bytes": record_bytes, "rate": rate, "latency": summary(&h), "service_time": summary(&service)})
-        }
-        Scenario::GetRecords { preload, record_bytes } => {
-            let mut rng = rand::rng();
-            let mut loaded = 0;
-            while loaded < preload {
-                let body = put_records_body(&args.stream, 500.min(preload - loaded), record_bytes, &mut rng);
-                let (status, b) = k.call("PutRecords", body).await?;
-                if status != 200 {
-                    bail!("preload PutRecords answered {status}: {}", String::from_utf8_lossy(&b));
-                }
-                loaded += 500.min(preload - loaded);
-            }
-            let d = k.json("ListShards", json!({"StreamName": args.stream})).await?;
-            let shards: Vec<String> = d["Shards"]
-                .as_array()
-                .map(|a| a.iter().filter_map(|s| s["ShardId"].as_str().map(str::to_owned)).collect())
-                .unwrap_or_default();
-            let started = Instant::now();
-            let mut read = 0u64;
-            let mut h = new_histogram()?;
-            for shard in shards {
-                let it = k
-                    .json(
-                        "GetShardIterator",
-                        json!({"StreamName": args.stream, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"}),
-                    )
-                    .await?;
-                let mut iterator = it["ShardIterator"].as_str().map(str::to_owned);
-                while let Some(current) = iterator {
-                    let t = Instant::now();
-                    let r = k.json("GetRecords", json!({"ShardIterator": current, "Limit": 10000})).await?;
-                    h.record(t.elapsed().as_micros() as u64)?;
-                    let n = r["Records"].as_array().map_or(0, Vec::len) as u64;
-                    read += n;
-                    iterator = if n == 0 { None } else { r["NextShardIterator"].as_str().map(str::to_owned) };
-                }
-            }
-            let elapsed = started.elapsed().as_secs_f64();
-            json!({"scenario": "get-records", "records": read, "seconds": elapsed, "records_per_s": read as f64 / elapsed, "call_latency": summary(&h)})
-        }
+fn main() -> anyhow::Result<()> {
+    let args = match Command::parse() {
+        Command::Run(args) => args,
+        Command::Plot(plot) => return plot_files(&plot),
     };
-    eprintln!("{}", serde_json::to_string_pretty(&result)?);
-    println!("{result}");
+    let runtime = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?
+    };
+    runtime.block_on(run_all(args))
+}
+
+async fn run_all(args: Args) -> anyhow::Result<()> {
+    drive::epoch();
+    let mut failures = Vec::new();
+    for path in &args.scenarios {
+        let mut scenario =
+            Scenario::load_file(path)?.with_overrides(args.duration_s, args.warmup_s, args.rate);
+        if let Some(n) = args.preload_records {
+            scenario.preload_records = n;
+        }
+        if args.smoke {
+            scenario = scenario.smoke();
+        }
+        scenario.validate()?;
+        if !scenario.protocols.contains(&args.protocol) {
+            bail!("scenario {} does not run over {}", scenario.name, args.protocol.as_str());
+        }
+        match run_one(&args, &scenario).await {
+            Ok(summary) => {
+                eprint!("{}", report::table(&summary));
+                println!("{summary}");
+            }
+            Err(e) => {
+                eprintln!("[{}] failed: {e:#}", scenario.name);
+                failures.push(format!("{}: {e:#}", scenario.name));
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{} scenario(s) failed:\n{}", failures.len(), failures.join("\n"));
+    }
+    Ok(())
+}
+
+fn unique_stream_name(scenario: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() % 1_000_000_000).unwrap_or(0);
+    format!("perf-{scenario}-{}-{millis}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+async fn run_one(args: &Args, scenario: &Scenario) -> anyhow::Result<Value> {
+    let target = Target::connect(args.protocol, &args.endpoint, &args.binary_addr).await?;
+    let stream = unique_stream_name(&scenario.name);
+    let shards = target.create_stream(&stream, scenario.shards).await?;
+    let run = Run { scenario, protocol: args.protocol, target: target.clone(), stream: stream.clone() };
+    let result = measure(args, &run, &shards).await;
+    target.delete_stream(&stream).await;
+    result
+}
+
+async fn measure(args: &Args, run: &Run<'_>, shards: &[target::ShardRef]) -> anyhow::Result<Value> {
+    let scenario = run.scenario;
+    let preloaded = drive::preload(run).await.context("preloading")?;
+    let started_unix_s = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let started = Instant::now();
+    let scenario_warmup = scenario.warmup();
+    let rec = Recorder::new(started + scenario_warmup);
+    let label = format!("{}/{}", scenario.name, args.protocol.as_str());
+    let progress = Progress::start(label, rec.clone(), started, !args.quiet);
+    // CPU time is sampled when the warm-up ends and when the run does.
+    let server_pid = args.server_pid;
+    let first_sample = tokio::spawn(async move {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(started + scenario_warmup)).await;
+        cpu::Sample::take(server_pid)
+    });
+    let outcome = drive::execute(run, shards, rec.clone()).await?;
+    let last_sample = cpu::Sample::take(server_pid);
+    drop(progress);
+    let (client_cpu_pct, server_cpu_pct) = match first_sample.await {
+        Ok(first) => first.utilisation(&last_sample),
+        Err(_) => (None, None),
+    };
+
+    let records = rec.records_ok.load(Ordering::Relaxed);
+    let requests = rec.requests.load(Ordering::Relaxed);
+    let bytes = rec.payload_bytes.load(Ordering::Relaxed);
+    let secs = outcome.measured_s.max(1e-9);
+    let histogram = rec.total();
+    let mut summary = json!({
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "goal": scenario.goal,
+        "protocol": args.protocol.as_str(),
+        "endpoint": match args.protocol { Protocol::Http => args.endpoint.clone(), Protocol::Binary => args.binary_addr.clone() },
+        "label": args.label,
+        "smoke": args.smoke,
+        "config": scenario,
+        "started_unix_s": started_unix_s,
+        "measured_s": outcome.measured_s,
+        "records": records,
+        "records_failed": rec.records_failed.load(Ordering::Relaxed),
+        "requests": requests,
+        "errors": rec.errors.load(Ordering::Relaxed),
+        "first_error": rec.first_error(),
+        "records_per_s": records as f64 / secs,
+        "requests_per_s": requests as f64 / secs,
+        "payload_mb_per_s": bytes as f64 / secs / 1e6,
+        "latency": latency_summary(&histogram),
+        "latency_meaning": outcome.latency_meaning,
+        "client_cpu_pct": client_cpu_pct,
+        "server_cpu_pct": server_cpu_pct,
+    });
+    if let Some(service) = &outcome.service {
+        summary["service_time"] = latency_summary(&service.total());
+    }
+    if let Some(acks) = &outcome.acks {
+        summary["records_acked"] = json!(acks.records_ok.load(Ordering::Relaxed));
+        summary["ack_errors"] = json!(acks.errors.load(Ordering::Relaxed));
+        summary["ack_latency"] = latency_summary(&acks.total());
+        if summary["first_error"].is_null() {
+            summary["first_error"] = json!(acks.first_error());
+        }
+        summary["errors"] = json!(rec.errors.load(Ordering::Relaxed) + acks.errors.load(Ordering::Relaxed));
+    }
+    if let Some((expected, seen)) = outcome.deliveries {
+        summary["deliveries_expected"] = json!(expected);
+        summary["deliveries_seen"] = json!(seen);
+    }
+    if scenario.kind == scenario::Kind::Read {
+        summary["preloaded_records"] = json!(preloaded);
+    }
+    summary["goal_value"] = report::lookup(&summary, &scenario.goal.metric).clone();
+    let stem = format!("{}-{}-{}", args.label, scenario.name, args.protocol.as_str());
+    let title = format!("{} over {}: {}", scenario.name, args.protocol.as_str(), outcome.latency_meaning);
+    summary["files"] = json!({
+        "json": args.out.join(format!("{stem}.json")),
+        "hgrm": args.out.join(format!("{stem}.hgrm")),
+        "svg": args.out.join(format!("{stem}.svg")),
+    });
+    report::write_files(&args.out, &stem, &summary, &histogram, &title, &format!("{} {}", args.label, args.protocol.as_str()))?;
+    Ok(summary)
+}
+
+fn plot_files(plot: &PlotArgs) -> anyhow::Result<()> {
+    let mut curves = Vec::new();
+    for spec in &plot.curves {
+        let (label, path) = spec.split_once('=').with_context(|| format!("curve {spec:?} is not LABEL=FILE.hgrm"))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        curves.push(report::Curve { label: label.to_owned(), points: report::parse_hgrm(&text) });
+    }
+    if let Some(dir) = plot.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&plot.out, report::svg(&plot.title, &curves)).with_context(|| format!("writing {}", plot.out.display()))?;
     Ok(())
 }
