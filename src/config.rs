@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// Account-wide open-shard limit [default: 500].
     #[arg(long, value_name = "N")]
     pub shard_limit: Option<u32>,
+    /// Streams that get their own `stream` label in `GET /metrics` per core; further streams are
+    /// counted under `stream="_other"` [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub metrics_streams_max: Option<usize>,
 }
 
 /// The config file: the same settings as the flags.

@@ -4,25 +4,36 @@
 //! and hands it to `sluice_protocols::kinesis::handle_kinesis_with`, which also verifies SigV4
 //! signatures when [`ServeOptions::auth`] says so.
 //!
+//! SubscribeToShard is the one call whose answer streams: it is routed to
+//! `sluice_protocols::kinesis::subscribe`, and its event-stream frames go out through
+//! [`EventBody`] as the subscription produces them (chunked on HTTP/1.1, DATA frames on h2c).
+//! `GET /metrics` answers Prometheus text rendered by [`ServeOptions::metrics`].
+//!
 //! hyper runs over glommio's futures-io sockets through tokio-util's compat layer; no tokio
 //! runtime exists. hyper's HTTP/2 spawns per-stream tasks through [`GlommioExec`], which puts
 //! them on the current executor, so nothing here needs `Send`.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto::Builder;
 use sluice_core::KinesisApi;
+use sluice_core::subscribe::Subscription;
 use sluice_protocols::HttpRequest;
 use sluice_protocols::kinesis::handle_kinesis_with;
+use sluice_protocols::kinesis::subscribe::{
+    EventStream, SubscribeReply, handle_subscribe_to_shard, is_subscribe_to_shard,
+};
 use sluice_protocols::sigv4::AuthConfig;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 
@@ -51,15 +62,31 @@ where
 }
 
 /// How the HTTP front end treats requests, shared by every core's listener.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ServeOptions {
     /// Which SigV4 credentials are accepted; the default accepts any well-formed signature.
     pub auth: Arc<AuthConfig>,
+    /// What `GET /metrics` answers: Prometheus text, rendered at scrape time. `None` answers 404.
+    /// Per core, like the engine handle it usually captures.
+    pub metrics: Option<std::rc::Rc<dyn Fn() -> String>>,
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("auth", &self.auth)
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
 }
 
 /// Accepts connections on `listener` and serves each on the current glommio executor, accepting
 /// any well-formed SigV4 authentication. Returns only when the listener fails with an error that
 /// retrying cannot fix.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the binary always passes options")
+)]
 pub async fn serve<A: KinesisApi + Clone + 'static>(listener: glommio::net::TcpListener, api: A) {
     serve_with(listener, api, ServeOptions::default()).await;
 }
@@ -89,7 +116,7 @@ pub async fn serve_with<A: KinesisApi + Clone + 'static>(
             tracing::debug!(%error, "Could not set TCP_NODELAY.");
         }
         let api = api.clone();
-        glommio::spawn_local(serve_connection(stream, api, options.auth.clone())).detach();
+        glommio::spawn_local(serve_connection(stream, api, options.clone())).detach();
     }
 }
 
@@ -112,13 +139,13 @@ fn accept_error_is_transient(error: &glommio::GlommioError<()>) -> bool {
 async fn serve_connection<A: KinesisApi + Clone + 'static>(
     stream: glommio::net::TcpStream,
     api: A,
-    auth: Arc<AuthConfig>,
+    options: ServeOptions,
 ) {
     let io = TokioIo::new(stream.compat());
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let api = api.clone();
-        let auth = auth.clone();
-        async move { Ok::<_, Infallible>(respond(&api, &auth, request).await) }
+        let options = options.clone();
+        async move { Ok::<_, Infallible>(respond(&api, &options, request).await) }
     });
     if let Err(error) = Builder::new(GlommioExec)
         .serve_connection(io, service)
@@ -129,12 +156,117 @@ async fn serve_connection<A: KinesisApi + Clone + 'static>(
     }
 }
 
-fn plain(
+/// A response body: a whole buffer, or the frames of a SubscribeToShard event stream, sent as
+/// they are produced (chunked on HTTP/1.1, DATA frames on HTTP/2).
+pub enum ResponseBody<S> {
+    Full(Full<Bytes>),
+    Events(EventBody<S>),
+}
+
+impl<S> From<Full<Bytes>> for ResponseBody<S> {
+    fn from(body: Full<Bytes>) -> Self {
+        Self::Full(body)
+    }
+}
+
+impl<S: Subscription + 'static> Body for ResponseBody<S> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Self::Full(full) => Pin::new(full).poll_frame(cx),
+            Self::Events(events) => Pin::new(events).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Full(full) => full.is_end_stream(),
+            Self::Events(events) => events.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(full) => full.size_hint(),
+            Self::Events(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// The frame being produced: the stream moves into the future that awaits its next frame and
+/// comes back with it, so the body needs no self-reference.
+type NextFrame<S> = Pin<Box<dyn Future<Output = (EventStream<S>, Option<Vec<u8>>)>>>;
+
+enum EventBodyState<S> {
+    Idle(Box<EventStream<S>>),
+    Waiting(NextFrame<S>),
+    Done,
+}
+
+/// A streaming body over an [`EventStream`]. Dropping it (the client went away) drops the
+/// subscription at once, wherever it was waiting.
+pub struct EventBody<S> {
+    state: EventBodyState<S>,
+}
+
+impl<S: Subscription + 'static> EventBody<S> {
+    pub fn new(events: EventStream<S>) -> Self {
+        Self {
+            state: EventBodyState::Idle(Box::new(events)),
+        }
+    }
+}
+
+impl<S: Subscription + 'static> Body for EventBody<S> {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        loop {
+            match std::mem::replace(&mut this.state, EventBodyState::Done) {
+                EventBodyState::Done => return Poll::Ready(None),
+                EventBodyState::Idle(events) => {
+                    let mut events = *events;
+                    this.state = EventBodyState::Waiting(Box::pin(async move {
+                        let frame = events.next_frame().await;
+                        (events, frame)
+                    }));
+                }
+                EventBodyState::Waiting(mut next) => match next.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        this.state = EventBodyState::Waiting(next);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((events, Some(frame))) => {
+                        this.state = EventBodyState::Idle(Box::new(events));
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(frame)))));
+                    }
+                    Poll::Ready((_, None)) => return Poll::Ready(None),
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, EventBodyState::Done)
+    }
+}
+
+fn plain<S>(
     status: StatusCode,
     content_type: &'static str,
-    body: &'static [u8],
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body)));
+    body: impl Into<Bytes>,
+) -> Response<ResponseBody<S>> {
+    let mut response = Response::new(ResponseBody::Full(Full::new(body.into())));
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -143,18 +275,55 @@ fn plain(
     response
 }
 
-fn too_large() -> Response<Full<Bytes>> {
-    plain(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", b"")
+fn too_large<S>() -> Response<ResponseBody<S>> {
+    plain(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", Bytes::new())
 }
 
-/// One request: `GET /health`, or a Kinesis call.
+/// Copies a protocols reply's status and headers onto `response`.
+fn apply_head<B>(
+    response: &mut Response<B>,
+    status: u16,
+    reply_headers: Vec<(&'static str, String)>,
+) {
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    for (name, value) in reply_headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::try_from(value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => tracing::warn!(name, "Dropped a response header that is not valid HTTP."),
+        }
+    }
+}
+
+/// One request: `GET /health`, `GET /metrics`, or a Kinesis call.
 async fn respond<A: KinesisApi>(
     api: &A,
-    auth: &AuthConfig,
+    options: &ServeOptions,
     request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+) -> Response<ResponseBody<A::Subscription>> {
+    let auth = &*options.auth;
     if request.method() == hyper::Method::GET && request.uri().path() == "/health" {
-        return plain(StatusCode::OK, "application/json", br#"{"status":"ok"}"#);
+        return plain(
+            StatusCode::OK,
+            "application/json",
+            &br#"{"status":"ok"}"#[..],
+        );
+    }
+    if request.method() == hyper::Method::GET && request.uri().path() == "/metrics" {
+        return match &options.metrics {
+            Some(render) => plain(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                render(),
+            ),
+            None => plain(StatusCode::NOT_FOUND, "text/plain", Bytes::new()),
+        };
     }
 
     let declared_length = request
@@ -172,7 +341,7 @@ async fn respond<A: KinesisApi>(
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
         Err(error) => {
             tracing::debug!(%error, "Reading a request body failed.");
-            return plain(StatusCode::BAD_REQUEST, "text/plain", b"");
+            return plain(StatusCode::BAD_REQUEST, "text/plain", Bytes::new());
         }
     };
 
@@ -216,23 +385,25 @@ async fn respond<A: KinesisApi>(
         headers: &all_headers,
         body: &body,
     };
-    let reply = handle_kinesis_with(api, kinesis_request, auth, SystemTime::now()).await;
-
-    let mut response = Response::new(Full::new(Bytes::from(reply.body)));
-    *response.status_mut() =
-        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let headers = response.headers_mut();
-    for (name, value) in reply.headers {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::try_from(value),
-        ) {
-            (Ok(name), Ok(value)) => {
-                headers.append(name, value);
+    if is_subscribe_to_shard(kinesis_request.target) {
+        return match handle_subscribe_to_shard(api, kinesis_request, auth, SystemTime::now()).await
+        {
+            SubscribeReply::Complete(reply) => {
+                let mut response =
+                    Response::new(ResponseBody::Full(Full::new(Bytes::from(reply.body))));
+                apply_head(&mut response, reply.status, reply.headers);
+                response
             }
-            _ => tracing::warn!(name, "Dropped a response header that is not valid HTTP."),
-        }
+            SubscribeReply::Stream { head, events } => {
+                let mut response = Response::new(ResponseBody::Events(EventBody::new(events)));
+                apply_head(&mut response, head.status, head.headers);
+                response
+            }
+        };
     }
+    let reply = handle_kinesis_with(api, kinesis_request, auth, SystemTime::now()).await;
+    let mut response = Response::new(ResponseBody::Full(Full::new(Bytes::from(reply.body))));
+    apply_head(&mut response, reply.status, reply.headers);
     response
 }
 
@@ -341,6 +512,168 @@ mod tests {
             _: String,
             _: u32,
         ) -> Result<(), KinesisError> {
+            unsupported()
+        }
+        async fn put_record(
+            &self,
+            _: sluice_core::api::PutRecordInput,
+        ) -> Result<sluice_core::api::PutRecordOutput, sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn split_shard(
+            &self,
+            _: sluice_core::api::SplitShardInput,
+        ) -> Result<(), sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn merge_shards(
+            &self,
+            _: sluice_core::api::MergeShardsInput,
+        ) -> Result<(), sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn update_shard_count(
+            &self,
+            _: sluice_core::api::UpdateShardCountInput,
+        ) -> Result<sluice_core::api::UpdateShardCountOutput, sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn update_stream_mode(
+            &self,
+            _: sluice_core::api::UpdateStreamModeInput,
+        ) -> Result<(), sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn describe_limits(
+            &self,
+        ) -> Result<sluice_core::api::DescribeLimitsOutput, sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn enable_enhanced_monitoring(
+            &self,
+            _: String,
+            _: Vec<String>,
+        ) -> Result<sluice_core::api::EnhancedMonitoringOutput, sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn disable_enhanced_monitoring(
+            &self,
+            _: String,
+            _: Vec<String>,
+        ) -> Result<sluice_core::api::EnhancedMonitoringOutput, sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn update_max_record_size(
+            &self,
+            _: String,
+            _: u32,
+        ) -> Result<(), sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn start_stream_encryption(
+            &self,
+            _: sluice_core::api::StreamEncryptionInput,
+        ) -> Result<(), sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn stop_stream_encryption(
+            &self,
+            _: sluice_core::api::StreamEncryptionInput,
+        ) -> Result<(), sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn update_stream_warm_throughput(
+            &self,
+            _: String,
+            _: u32,
+        ) -> Result<sluice_core::api::UpdateStreamWarmThroughputOutput, sluice_core::KinesisError>
+        {
+            unsupported()
+        }
+        async fn describe_account_settings(
+            &self,
+        ) -> Result<
+            Option<sluice_core::api::MinimumThroughputBillingCommitment>,
+            sluice_core::KinesisError,
+        > {
+            unsupported()
+        }
+        async fn update_account_settings(
+            &self,
+            _: bool,
+        ) -> Result<
+            Option<sluice_core::api::MinimumThroughputBillingCommitment>,
+            sluice_core::KinesisError,
+        > {
+            unsupported()
+        }
+        async fn register_stream_consumer(
+            &self,
+            _: sluice_core::api::RegisterStreamConsumerInput,
+        ) -> Result<sluice_core::api::ConsumerDescription, sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn deregister_stream_consumer(
+            &self,
+            _: sluice_core::api::ConsumerRef,
+        ) -> Result<(), sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn describe_stream_consumer(
+            &self,
+            _: sluice_core::api::ConsumerRef,
+        ) -> Result<sluice_core::api::ConsumerDescription, sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn list_stream_consumers(
+            &self,
+            _: sluice_core::api::ListStreamConsumersInput,
+        ) -> Result<sluice_core::api::ListStreamConsumersOutput, sluice_core::KinesisError>
+        {
+            unsupported()
+        }
+        async fn put_resource_policy(
+            &self,
+            _: String,
+            _: String,
+        ) -> Result<(), sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn get_resource_policy(
+            &self,
+            _: String,
+        ) -> Result<String, sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn delete_resource_policy(&self, _: String) -> Result<(), sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn tag_resource(
+            &self,
+            _: String,
+            _: Vec<sluice_core::api::Tag>,
+        ) -> Result<(), sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn untag_resource(
+            &self,
+            _: String,
+            _: Vec<String>,
+        ) -> Result<(), sluice_core::KinesisError> {
+            unsupported()
+        }
+        async fn list_tags_for_resource(
+            &self,
+            _: String,
+        ) -> Result<Vec<sluice_core::api::Tag>, sluice_core::KinesisError> {
+            unsupported()
+        }
+
+        type Subscription = sluice_core::subscribe::NoSubscription;
+        async fn subscribe_to_shard(
+            &self,
+            _: sluice_core::subscribe::SubscribeToShardInput,
+        ) -> Result<Self::Subscription, KinesisError> {
             unsupported()
         }
     }
@@ -516,6 +849,7 @@ mod tests {
                         .expect("test waits for the address");
                     let options = ServeOptions {
                         auth: Arc::new(AuthConfig::verify([(KEY, SECRET)])),
+                        ..ServeOptions::default()
                     };
                     let server = glommio::spawn_local(serve_with(
                         listener,

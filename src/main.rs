@@ -43,6 +43,9 @@ fn main() {
 }
 
 fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+    if let Some(max) = args.metrics_streams_max {
+        sluice_io::metrics::set_stream_labels_max(max);
+    }
     let settings = Settings::resolve(args)?;
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -137,7 +140,12 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             if let Some((shared, own)) = binary_listeners {
                 glommio::spawn_local(binary::serve(Some(shared), own, engine.clone(), core_ports)).detach();
             }
-            http::serve_with(listener, engine, http::ServeOptions { auth: auth.clone() }).await;
+            let metrics_engine = engine.clone();
+            let options = http::ServeOptions {
+                auth: auth.clone(),
+                metrics: Some(std::rc::Rc::new(move || metrics_engine.render_metrics())),
+            };
+            http::serve_with(listener, engine, options).await;
         }
     })?;
     Ok(())

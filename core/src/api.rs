@@ -10,6 +10,22 @@ use crate::error::KinesisError;
 use crate::hash_key::HashRange;
 use crate::sequence_number::SequenceNumber;
 
+// The inputs and outputs of the control-plane operations are defined next to the catalog code
+// that implements them; they are re-exported here so that every implementor of `KinesisApi`
+// finds its whole vocabulary in this module.
+pub use crate::consumer::{
+    ConsumerDescription, ConsumerRef, ConsumerStatus, ListStreamConsumersInput,
+    ListStreamConsumersOutput, RegisterStreamConsumerInput,
+};
+pub use crate::control::{
+    BillingCommitmentStatus, DescribeLimitsOutput, EnhancedMonitoringOutput,
+    MinimumThroughputBillingCommitment, StreamEncryptionInput, UpdateStreamModeInput,
+    UpdateStreamWarmThroughputOutput, WarmThroughput,
+};
+pub use crate::reshard::{
+    MergeShardsInput, SplitShardInput, UpdateShardCountInput, UpdateShardCountOutput,
+};
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamStatus {
     Creating,
@@ -235,6 +251,22 @@ pub struct PutRecordsInput {
     pub records: Vec<PutRecordsEntry>,
 }
 
+/// PutRecord: one entry, plus the optional `SequenceNumberForOrdering`, which must be a sequence
+/// number of this stream (already checked against the model's decimal pattern).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutRecordInput {
+    pub stream_name: String,
+    pub record: PutRecordsEntry,
+    pub sequence_number_for_ordering: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutRecordOutput {
+    pub shard_id: String,
+    pub sequence_number: SequenceNumber,
+    pub encryption_type: EncryptionType,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutRecordsResultEntry {
     pub shard_id: String,
@@ -247,6 +279,62 @@ pub struct PutRecordsOutput {
     /// Same length and order as the input records. A failed entry carries the error whose kind
     /// becomes `ErrorCode` (`ProvisionedThroughputExceededException` or `InternalFailure`).
     pub records: Vec<Result<PutRecordsResultEntry, KinesisError>>,
+}
+
+/// A PutRecords call's payload limit on a stream whose records may exceed 1 MiB (the limit of
+/// the model's documentation for large-record streams).
+pub const PUT_RECORDS_LARGE_BYTES_MAX: usize = 10 * 1024 * 1024;
+
+/// The record-size rules of PutRecord (`single`) and PutRecords for a stream whose maximum
+/// record size (UpdateMaxRecordSize) is `max_record_bytes`. A Data blob over the maximum is
+/// refused the way the model's own length constraint is (ValidationException); partition key
+/// plus data over it is an InvalidArgument. PutRecords carries at most 5 MiB in all, 10 MiB on
+/// a stream that allows records over 1 MiB.
+pub fn check_record_sizes(
+    max_record_bytes: usize,
+    records: &[PutRecordsEntry],
+    single: bool,
+) -> Result<(), KinesisError> {
+    for (i, entry) in records.iter().enumerate() {
+        let n = entry.data.len();
+        if n > max_record_bytes {
+            let path = if single {
+                "data".to_owned()
+            } else {
+                format!("records.{}.member.data", i + 1)
+            };
+            return Err(KinesisError::new(
+                crate::error::ErrorKind::Validation,
+                format!(
+                    "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim={n} cap={n}]' at '{path}' failed to satisfy constraint: Member must have length less than or equal to {max_record_bytes}"
+                ),
+            ));
+        }
+        let total = entry.partition_key.len() + n;
+        if total > max_record_bytes {
+            return Err(KinesisError::invalid_argument(format!(
+                "The record size ({total} bytes of partition key and data) exceeds the maximum record size of {max_record_bytes} bytes."
+            )));
+        }
+    }
+    if !single {
+        let (limit, text) = if max_record_bytes > crate::limits::RECORD_BYTES_MAX {
+            (PUT_RECORDS_LARGE_BYTES_MAX, "Records size exceeds 10 MB limit")
+        } else {
+            (
+                crate::limits::PUT_RECORDS_BYTES_MAX,
+                "Records size exceeds 5 MB limit",
+            )
+        };
+        let total: usize = records
+            .iter()
+            .map(|r| r.partition_key.len() + r.data.len())
+            .sum();
+        if total > limit {
+            return Err(KinesisError::invalid_argument(text));
+        }
+    }
+    Ok(())
 }
 
 impl PutRecordsOutput {
@@ -391,4 +479,96 @@ pub trait KinesisApi {
         stream_name: String,
         retention_period_hours: u32,
     ) -> Result<(), KinesisError>;
+
+    /// PutRecord. Implementations check `SequenceNumberForOrdering` (a number that is not one
+    /// of this stream's is InvalidArgument) and then append like a PutRecords of one entry,
+    /// whose single failure becomes the call's error.
+    async fn put_record(&self, input: PutRecordInput) -> Result<PutRecordOutput, KinesisError>;
+
+    // Resharding. Each call only starts the reshard (the stream goes UPDATING); storage
+    // completes it once the UPDATING window has passed.
+    async fn split_shard(&self, input: SplitShardInput) -> Result<(), KinesisError>;
+    async fn merge_shards(&self, input: MergeShardsInput) -> Result<(), KinesisError>;
+    async fn update_shard_count(
+        &self,
+        input: UpdateShardCountInput,
+    ) -> Result<UpdateShardCountOutput, KinesisError>;
+
+    // Stream settings.
+    async fn update_stream_mode(&self, input: UpdateStreamModeInput) -> Result<(), KinesisError>;
+    async fn describe_limits(&self) -> Result<DescribeLimitsOutput, KinesisError>;
+    async fn enable_enhanced_monitoring(
+        &self,
+        stream_name: String,
+        shard_level_metrics: Vec<String>,
+    ) -> Result<EnhancedMonitoringOutput, KinesisError>;
+    async fn disable_enhanced_monitoring(
+        &self,
+        stream_name: String,
+        shard_level_metrics: Vec<String>,
+    ) -> Result<EnhancedMonitoringOutput, KinesisError>;
+    async fn update_max_record_size(
+        &self,
+        stream_name: String,
+        max_record_size_kib: u32,
+    ) -> Result<(), KinesisError>;
+    async fn start_stream_encryption(&self, input: StreamEncryptionInput)
+    -> Result<(), KinesisError>;
+    async fn stop_stream_encryption(&self, input: StreamEncryptionInput) -> Result<(), KinesisError>;
+    async fn update_stream_warm_throughput(
+        &self,
+        stream_name: String,
+        warm_throughput_mibps: u32,
+    ) -> Result<UpdateStreamWarmThroughputOutput, KinesisError>;
+
+    // Account settings.
+    async fn describe_account_settings(
+        &self,
+    ) -> Result<Option<MinimumThroughputBillingCommitment>, KinesisError>;
+    /// `enable` is the requested `MinimumThroughputBillingCommitment.Status` (ENABLED or not).
+    async fn update_account_settings(
+        &self,
+        enable: bool,
+    ) -> Result<Option<MinimumThroughputBillingCommitment>, KinesisError>;
+
+    // Enhanced fan-out consumers (registration; delivery is SubscribeToShard).
+    async fn register_stream_consumer(
+        &self,
+        input: RegisterStreamConsumerInput,
+    ) -> Result<ConsumerDescription, KinesisError>;
+    async fn deregister_stream_consumer(&self, consumer: ConsumerRef) -> Result<(), KinesisError>;
+    async fn describe_stream_consumer(
+        &self,
+        consumer: ConsumerRef,
+    ) -> Result<ConsumerDescription, KinesisError>;
+    async fn list_stream_consumers(
+        &self,
+        input: ListStreamConsumersInput,
+    ) -> Result<ListStreamConsumersOutput, KinesisError>;
+
+    // Operations on a resource named by ARN (a stream or a consumer).
+    async fn put_resource_policy(
+        &self,
+        resource_arn: String,
+        policy: String,
+    ) -> Result<(), KinesisError>;
+    async fn get_resource_policy(&self, resource_arn: String) -> Result<String, KinesisError>;
+    async fn delete_resource_policy(&self, resource_arn: String) -> Result<(), KinesisError>;
+    async fn tag_resource(&self, resource_arn: String, tags: Vec<Tag>) -> Result<(), KinesisError>;
+    async fn untag_resource(
+        &self,
+        resource_arn: String,
+        tag_keys: Vec<String>,
+    ) -> Result<(), KinesisError>;
+    async fn list_tags_for_resource(&self, resource_arn: String) -> Result<Vec<Tag>, KinesisError>;
+
+    /// What a SubscribeToShard call streams; see `crate::subscribe`.
+    type Subscription: crate::subscribe::Subscription + 'static;
+    /// SubscribeToShard: every error it returns is found before streaming starts (consumer,
+    /// shard, starting position, a live subscription within the takeover window); the
+    /// subscription then yields the events.
+    async fn subscribe_to_shard(
+        &self,
+        input: crate::subscribe::SubscribeToShardInput,
+    ) -> Result<Self::Subscription, KinesisError>;
 }

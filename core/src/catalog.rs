@@ -1010,7 +1010,14 @@ impl Catalog {
                 StartingPoint::At(self.starting_position(stream, shard, &shard_id, text)?)
             }
             (ShardIteratorType::AfterSequenceNumber, Some(text)) => {
-                StartingPoint::After(self.starting_position(stream, shard, &shard_id, text)?)
+                let position = self.starting_position(stream, shard, &shard_id, text)?;
+                // The shard's StartingSequenceNumber names the place before its first record (a
+                // consumer that saw nothing yet resumes after it), not record 0 itself.
+                if text == stream.describe_shard(shard).starting_sequence_number {
+                    StartingPoint::At(0)
+                } else {
+                    StartingPoint::After(position)
+                }
             }
         };
         Ok((stream, shard, start))
@@ -1934,6 +1941,30 @@ mod tests {
             message(iterator_input("0", ShardIteratorType::Latest, None)),
             Ok(StartingPoint::Latest)
         );
+    }
+
+    #[test]
+    fn after_the_shards_starting_sequence_number_starts_at_its_first_record() {
+        let mut catalog = Catalog::new(CatalogConfig { create_delay_ms: 0, ..CatalogConfig::default() });
+        let now = 1_700_000_000_000;
+        catalog
+            .create_stream(
+                CreateStreamInput { stream_name: "s".into(), shard_count: Some(1), stream_mode: None, tags: vec![] },
+                now,
+                &mut |_| 0,
+            )
+            .expect("create");
+        let stream = catalog.streams.get("s").expect("stream");
+        let starting = stream.describe_shard(&stream.shards[0]).starting_sequence_number;
+        let input = GetShardIteratorInput {
+            stream_name: "s".into(),
+            shard_id: "shardId-000000000000".into(),
+            shard_iterator_type: ShardIteratorType::AfterSequenceNumber,
+            starting_sequence_number: Some(starting),
+            timestamp_ms: None,
+        };
+        let (_, _, start) = catalog.shard_iterator_start(&input, now + 1000).expect("valid");
+        assert_eq!(start, StartingPoint::At(0));
     }
 
     #[test]

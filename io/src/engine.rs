@@ -13,8 +13,20 @@
 //!   continuation rules as GetRecords, so both protocols see the same records at the same
 //!   positions. A waiting read waits on the owning core for the log's commit notifier
 //!   (`Log::wait_for_records`); nothing polls.
+//! - Resharding (see `core::reshard`): core 0 completes due reshards. It first seals every
+//!   closing shard on its owning core ([`CoreMessage::Seal`]): from then on appends to that shard
+//!   fail with [`AppendFailure::Sealed`] and the seal waits until every append accepted before it
+//!   is committed (or failed), so the tip it reports is final. Only then is the reshard completed
+//!   in the catalog at those tips. A writer whose append met a seal routes the records again
+//!   once the catalog shows the children, so a record racing a reshard lands exactly once:
+//!   before the seal in the parent, or after it in a child.
+//! - A record's sequence number carries its arrival second, but never one before its shard's
+//!   creation second: children are dated one second after their parents close, and a record
+//!   that reaches a child within that second is numbered as if it arrived then, so numbers grow
+//!   along the lineage as AWS's do.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -26,6 +38,7 @@ use futures_util::future::join_all;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice_core::api::*;
 use sluice_core::catalog::{Catalog, CatalogConfig, RemovedStream, Shard, StartingPoint, Stream};
+use sluice_core::reshard::DueReshard;
 use sluice_core::hash_key::{HashRange, partition_key_hash};
 use sluice_core::limits::GET_RECORDS_BYTES_MAX;
 use sluice_core::shard_id::format_shard_id;
@@ -86,7 +99,7 @@ pub enum StartError {
     NoCores,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -96,7 +109,12 @@ enum CoreMessage {
         log_id: u32,
         shard: OwnedShardKey,
         records: Vec<AppendRecord>,
-        reply: oneshot::Sender<Result<(u64, u64), String>>,
+        reply: oneshot::Sender<Result<(u64, u64), AppendFailure>>,
+    },
+    /// Seals shards this core owns for a reshard and answers their final tips, in order.
+    Seal {
+        shards: Vec<(u32, OwnedShardKey)>,
+        reply: oneshot::Sender<Vec<u64>>,
     },
     Read {
         log_id: u32,
@@ -123,6 +141,16 @@ enum CoreMessage {
         request: OwnerRead,
         reply: oneshot::Sender<Result<(RemoteRead, u64), String>>,
     },
+}
+
+/// Why an append on the owning core did not happen.
+#[derive(Clone, Debug)]
+enum AppendFailure {
+    /// The shard was sealed by a reshard: route the records (handed back) again once the
+    /// reshard completes.
+    Sealed(Vec<AppendRecord>),
+    /// The log refused or failed the append.
+    Failed(String),
 }
 
 /// What the owning core does for [`Engine::read_cursor`] and [`Engine::read_wait`].
@@ -197,7 +225,7 @@ impl RemoteRead {
 }
 
 /// State shared by every core.
-struct Shared {
+pub(crate) struct Shared {
     cores: usize,
     catalog_config: CatalogConfig,
     catalog: RwLock<Catalog>,
@@ -210,12 +238,58 @@ struct Shared {
 struct CoreState {
     core_id: usize,
     logs: HashMap<u32, Rc<Log>>,
+    /// Shards sealed by a reshard on this core: appends to them fail with `Sealed`. Kept for the
+    /// life of the process; after a restart the catalog, which records them closed, routes no
+    /// write to them.
+    sealed: RefCell<HashSet<ShardKey>>,
+    /// Appends accepted for a shard and not yet committed or failed, and the seals waiting for
+    /// that count to reach zero.
+    in_flight: RefCell<HashMap<ShardKey, InFlight>>,
+}
+
+#[derive(Default)]
+struct InFlight {
+    appends: usize,
+    drained: Vec<oneshot::Sender<()>>,
+}
+
+impl CoreState {
+    fn new(core_id: usize, logs: HashMap<u32, Rc<Log>>) -> Self {
+        Self { core_id, logs, sealed: RefCell::default(), in_flight: RefCell::default() }
+    }
+
+    fn begin_append(&self, key: &ShardKey) {
+        self.in_flight.borrow_mut().entry(key.clone()).or_default().appends += 1;
+    }
+
+    fn end_append(&self, key: &ShardKey) {
+        let mut in_flight = self.in_flight.borrow_mut();
+        let entry = in_flight.get_mut(key).expect("an append in flight was counted");
+        assert!(entry.appends > 0);
+        entry.appends -= 1;
+        if entry.appends == 0 {
+            let entry = in_flight.remove(key).expect("looked up just before");
+            for waiter in entry.drained {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// A receiver that resolves once no append accepted for `key` is still in flight; `None`
+    /// when none is.
+    fn drained(&self, key: &ShardKey) -> Option<oneshot::Receiver<()>> {
+        let mut in_flight = self.in_flight.borrow_mut();
+        let entry = in_flight.get_mut(key)?;
+        let (tx, rx) = oneshot::channel();
+        entry.drained.push(tx);
+        Some(rx)
+    }
 }
 
 /// A per-core handle on the engine. Cheap to clone; not `Send` (it lives on its core).
 #[derive(Clone)]
 pub struct Engine {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     local: Rc<CoreState>,
 }
 
@@ -327,12 +401,15 @@ where
                         }
                     }
                 }
-                let local = Rc::new(CoreState { core_id, logs });
+                let local = Rc::new(CoreState::new(core_id, logs));
                 let engine = Engine { shared, local };
                 let _ = ready_tx.send(Ok(()));
                 drop(ready_tx);
                 glommio::spawn_local(serve_inbox(engine.clone(), inbox)).detach();
                 glommio::spawn_local(housekeeping(engine.clone())).detach();
+                if core_id == 0 {
+                    glommio::spawn_local(reshard_loop(engine.clone())).detach();
+                }
                 per_core(engine).await;
             })
             .map_err(|e| StartError::Executor { core: core_id, message: e.to_string() })?;
@@ -358,6 +435,7 @@ where
 /// many cores join the same group commit.
 async fn serve_inbox(engine: Engine, inbox: async_channel::Receiver<CoreMessage>) {
     while let Ok(message) = inbox.recv().await {
+        crate::metrics::queue_popped();
         let engine = engine.clone();
         glommio::spawn_local(async move { engine.handle_message(message).await }).detach();
     }
@@ -378,6 +456,30 @@ async fn housekeeping(engine: Engine) {
         }
     }
 }
+
+/// How often core 0 looks for reshards whose UPDATING window has passed. The window is the
+/// operator's (`--update-delay-ms`, 500 ms by default); this only bounds how long past it a
+/// reshard waits.
+const RESHARD_TICK: Duration = Duration::from_millis(50);
+
+/// Core 0 completes due reshards (see the module doc).
+async fn reshard_loop(engine: Engine) {
+    loop {
+        glommio::timer::sleep(RESHARD_TICK).await;
+        engine.complete_due_reshards().await;
+    }
+}
+
+/// Records of one write routed to one shard: the target, each record's index in the call and
+/// hash key (to route it again if the shard was sealed), and the records themselves.
+type RoutedGroup = (ShardTarget, Vec<(usize, u128)>, Vec<AppendRecord>);
+
+/// How long a write whose shard was sealed waits for the reshard to complete before it gives
+/// up with InternalFailure, and how often it looks. Completion is one catalog write after the
+/// seal, a few milliseconds, and happens only during a reshard, so a short sleep-and-retry is
+/// enough; the catalog has no change notifier to wait on.
+const SEALED_WAIT_MAX: Duration = Duration::from_secs(10);
+const SEALED_RETRY_INTERVAL: Duration = Duration::from_millis(2);
 
 /// A shard resolved for a data-plane call: everything needed without holding the catalog lock.
 #[derive(Clone, Debug)]
@@ -422,7 +524,7 @@ impl Engine {
         self.local.logs.get(&log_id)
     }
 
-    fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+    pub(crate) fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
         // A poisoned lock means a panic while mutating the catalog; with panic=abort that cannot
         // be observed, and in tests the state is still structurally valid.
         self.shared.catalog.read().unwrap_or_else(|e| e.into_inner())
@@ -446,31 +548,87 @@ impl Engine {
     }
 
     async fn send(&self, core: usize, message: CoreMessage) -> Result<(), KinesisError> {
+        crate::metrics::queue_pushed(core);
         self.shared.inboxes[core]
             .send(message)
             .await
             .map_err(|_| KinesisError::internal("A shard core is not running."))
     }
 
-    async fn append(&self, target: &ShardTarget, records: Vec<AppendRecord>) -> Result<(u64, u64), KinesisError> {
+    async fn append(
+        &self,
+        target: &ShardTarget,
+        records: Vec<AppendRecord>,
+    ) -> Result<Result<(u64, u64), AppendFailure>, KinesisError> {
         let owner = self.owner(target.log_id);
         if owner == self.local.core_id {
-            let log = self
-                .local_log(target.log_id)
-                .ok_or_else(|| KinesisError::internal("The shard's log is not open on its core."))?;
-            let appended = log.append(&target.key.to_key(), records).await.map_err(|e| {
-                tracing::warn!(log_id = target.log_id, error = %e, "Append failed.");
-                KinesisError::internal("The record could not be stored.")
-            })?;
-            Ok((appended.first_position, appended.arrival_ms))
+            Ok(self.append_on_owner(target.log_id, target.key.to_key(), records).await)
         } else {
             let (reply, rx) = oneshot::channel();
             self.send(owner, CoreMessage::Append { log_id: target.log_id, shard: target.key.clone(), records, reply })
                 .await?;
-            rx.await
-                .map_err(|_| KinesisError::internal("A shard core dropped the request."))?
-                .map_err(|_| KinesisError::internal("The record could not be stored."))
+            rx.await.map_err(|_| KinesisError::internal("A shard core dropped the request."))
         }
+    }
+
+    /// Appends on the core that owns `log_id`. The seal check and the in-flight count happen
+    /// before the first await, so a seal on this core orders strictly before or after the
+    /// append. The append itself runs as a detached task that keeps the count until the log
+    /// has answered, even when the caller goes away, so a seal never reports a tip that an
+    /// accepted append later moves.
+    fn append_on_owner(
+        &self,
+        log_id: u32,
+        key: ShardKey,
+        records: Vec<AppendRecord>,
+    ) -> impl Future<Output = Result<(u64, u64), AppendFailure>> + 'static + use<> {
+        let started = if self.local.sealed.borrow().contains(&key) {
+            Err(AppendFailure::Sealed(records))
+        } else {
+            match self.local_log(log_id) {
+                None => Err(AppendFailure::Failed(format!("log {log_id} is not open on core {}", self.local.core_id))),
+                Some(log) => {
+                    let log = log.clone();
+                    let local = self.local.clone();
+                    local.begin_append(&key);
+                    Ok(glommio::spawn_local(async move {
+                        let appended = log.append(&key, records).await;
+                        local.end_append(&key);
+                        appended
+                    })
+                    .detach())
+                }
+            }
+        };
+        async move {
+            match started?.await {
+                Some(Ok(appended)) => Ok((appended.first_position, appended.arrival_ms)),
+                Some(Err(e)) => {
+                    tracing::warn!(log_id, error = %e, "Append failed.");
+                    Err(AppendFailure::Failed(e.to_string()))
+                }
+                None => Err(AppendFailure::Failed("the append task was cancelled".to_owned())),
+            }
+        }
+    }
+
+    /// Seals `keys` (all owned by this core) and returns their final tips, in order.
+    async fn seal_on_owner(&self, keys: Vec<(u32, OwnedShardKey)>) -> Vec<u64> {
+        let keys: Vec<(u32, ShardKey)> = keys.into_iter().map(|(log_id, key)| (log_id, key.to_key())).collect();
+        {
+            let mut sealed = self.local.sealed.borrow_mut();
+            for (_, key) in &keys {
+                sealed.insert(key.clone());
+            }
+        }
+        let mut tips = Vec::with_capacity(keys.len());
+        for (log_id, key) in &keys {
+            if let Some(drained) = self.local.drained(key) {
+                let _ = drained.await;
+            }
+            tips.push(self.local_log(*log_id).map_or(0, |log| log.tip(key).next_position));
+        }
+        tips
     }
 
     async fn locate(&self, target: &ShardTarget, query: Locate) -> Result<Location, KinesisError> {
@@ -545,15 +703,12 @@ impl Engine {
     async fn handle_message(&self, message: CoreMessage) {
         match message {
             CoreMessage::Append { log_id, shard, records, reply } => {
-                let result = match self.local_log(log_id) {
-                    Some(log) => log
-                        .append(&shard.to_key(), records)
-                        .await
-                        .map(|a| (a.first_position, a.arrival_ms))
-                        .map_err(|e| e.to_string()),
-                    None => Err(format!("log {log_id} is not open on core {}", self.local.core_id)),
-                };
+                let result = self.append_on_owner(log_id, shard.to_key(), records).await;
                 let _ = reply.send(result);
+            }
+            CoreMessage::Seal { shards, reply } => {
+                let tips = self.seal_on_owner(shards).await;
+                let _ = reply.send(tips);
             }
             CoreMessage::Read { log_id, shard, position, limit, bytes_max, reply } => {
                 let result = match self.local_log(log_id) {
@@ -688,6 +843,179 @@ impl Engine {
             }
         }
         load
+    }
+
+    /// Completes every reshard whose UPDATING window has passed (core 0's `reshard_loop`).
+    async fn complete_due_reshards(&self) {
+        let due = self.catalog_read().due_reshards(now_ms());
+        for reshard in due {
+            if let Err(error) = self.complete_reshard(&reshard).await {
+                tracing::warn!(stream_name = %reshard.stream_name, %error, "Reshard not completed; will retry.");
+            }
+        }
+    }
+
+    /// Seals the shards `due` closes on their owning cores, then completes the reshard in the
+    /// catalog at their tips, placing each new shard on the core with the fewest open shards.
+    async fn complete_reshard(&self, due: &DueReshard) -> Result<(), KinesisError> {
+        let cores = self.shared.cores;
+        let mut per_core: Vec<Vec<(u32, OwnedShardKey)>> = vec![Vec::new(); cores];
+        for closing in &due.closing {
+            per_core[self.owner(closing.log_id)].push((
+                closing.log_id,
+                OwnedShardKey {
+                    stream_name: due.stream_name.clone(),
+                    stream_created_ms: due.stream_created_ms,
+                    shard_index: closing.shard_index,
+                },
+            ));
+        }
+        let seals = per_core.into_iter().enumerate().filter(|(_, shards)| !shards.is_empty()).map(
+            |(core, shards)| async move {
+                let indexes: Vec<u32> = shards.iter().map(|(_, key)| key.shard_index).collect();
+                let tips = if core == self.local.core_id {
+                    self.seal_on_owner(shards).await
+                } else {
+                    let (reply, rx) = oneshot::channel();
+                    self.send(core, CoreMessage::Seal { shards, reply }).await?;
+                    rx.await.map_err(|_| KinesisError::internal("A shard core dropped the request."))?
+                };
+                Ok::<_, KinesisError>(indexes.into_iter().zip(tips).collect::<Vec<_>>())
+            },
+        );
+        let mut tips: HashMap<u32, u64> = HashMap::new();
+        for sealed in join_all(seals).await {
+            tips.extend(sealed?);
+        }
+        let now = now_ms();
+        let completed = self.mutate_catalog(|catalog| {
+            let mut load = Engine::placement(catalog, cores);
+            for closing in &due.closing {
+                let core = self.owner(closing.log_id);
+                load[core] = load[core].saturating_sub(1);
+            }
+            Ok(catalog.complete_reshard(
+                &due.stream_name,
+                due.stream_created_ms,
+                now,
+                &|index| *tips.get(&index).expect("due_reshards names every open shard the reshard closes"),
+                &mut |_shard_index| {
+                    let (core, _) =
+                        load.iter().enumerate().min_by_key(|(_, n)| **n).expect("at least one core");
+                    load[core] += 1;
+                    u32::try_from(core).expect("core count fits u32")
+                },
+            ))
+        })?;
+        if let Some(completed) = completed {
+            tracing::info!(
+                stream_name = %due.stream_name,
+                closed = completed.closed.len(),
+                opened = completed.opened.len(),
+                "Reshard completed."
+            );
+        }
+        Ok(())
+    }
+
+    /// Routes and appends `records` (already size-checked), routing again the ones whose shard
+    /// a reshard sealed meanwhile. Results are in input order.
+    async fn append_entries(
+        &self,
+        stream_name: &str,
+        records: Vec<PutRecordsEntry>,
+    ) -> Result<Vec<Result<PutRecordsResultEntry, KinesisError>>, KinesisError> {
+        let count = records.len();
+        let mut results: Vec<Option<Result<PutRecordsResultEntry, KinesisError>>> = vec![None; count];
+        let mut pending: Vec<(usize, u128, AppendRecord)> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let hash_key = entry.explicit_hash_key.unwrap_or_else(|| partition_key_hash(&entry.partition_key));
+                (i, hash_key, AppendRecord { partition_key: entry.partition_key, data: entry.data })
+            })
+            .collect();
+        let deadline = Instant::now() + SEALED_WAIT_MAX;
+        while !pending.is_empty() {
+            // Route every record to its shard under the catalog lock, then release it before
+            // any I/O.
+            let mut groups: Vec<RoutedGroup> = Vec::new();
+            {
+                let catalog = self.catalog_read();
+                let stream = match catalog.stream_for_write(stream_name, now_ms()) {
+                    Ok(stream) => stream,
+                    // The stream went away while records waited for a reshard: those records
+                    // fail, the ones already stored keep their results.
+                    Err(error) if results.iter().any(Option::is_some) => {
+                        for (i, _, _) in pending.drain(..) {
+                            results[i] = Some(Err(error.clone()));
+                        }
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                };
+                let mut group_of_shard: HashMap<u32, usize> = HashMap::new();
+                for (i, hash_key, record) in pending.drain(..) {
+                    let shard = stream.shard_for_hash_key(hash_key);
+                    let g = *group_of_shard.entry(shard.index).or_insert_with(|| {
+                        groups.push((self.resolve_target(stream, shard), Vec::new(), Vec::new()));
+                        groups.len() - 1
+                    });
+                    groups[g].1.push((i, hash_key));
+                    groups[g].2.push(record);
+                }
+            }
+            let appends = groups.into_iter().map(|(target, indexes, records)| async move {
+                let outcome = self.append(&target, records).await;
+                (target, indexes, outcome)
+            });
+            for (target, indexes, outcome) in join_all(appends).await {
+                match outcome {
+                    Ok(Ok((first_position, arrival_ms))) => {
+                        for (k, (i, _)) in indexes.into_iter().enumerate() {
+                            results[i] = Some(Ok(PutRecordsResultEntry {
+                                shard_id: format_shard_id(target.key.shard_index),
+                                sequence_number: sequence_number_of(
+                                    target.shard_created_s,
+                                    target.key.shard_index,
+                                    first_position + k as u64,
+                                    arrival_ms,
+                                ),
+                            }));
+                        }
+                    }
+                    Ok(Err(AppendFailure::Sealed(records))) => {
+                        pending.extend(indexes.into_iter().zip(records).map(|((i, hash_key), record)| (i, hash_key, record)));
+                    }
+                    Ok(Err(AppendFailure::Failed(reason))) => {
+                        tracing::debug!(stream_name, %reason, "Append failed on the shard's core.");
+                        for (i, _) in indexes {
+                            results[i] = Some(Err(KinesisError::internal("Internal service failure.")));
+                        }
+                    }
+                    Err(_) => {
+                        for (i, _) in indexes {
+                            results[i] = Some(Err(KinesisError::internal("Internal service failure.")));
+                        }
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                if Instant::now() >= deadline {
+                    tracing::warn!(stream_name, records = pending.len(), "Writes to sealed shards gave up waiting for the reshard.");
+                    for (i, _, _) in pending.drain(..) {
+                        results[i] = Some(Err(KinesisError::internal("Internal service failure.")));
+                    }
+                    break;
+                }
+                // The reshard that sealed these shards completes with one catalog write.
+                glommio::timer::sleep(SEALED_RETRY_INTERVAL).await;
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(KinesisError::internal("Internal service failure."))))
+            .collect())
     }
 
     fn resolve_target(&self, stream: &Stream, shard: &Shard) -> ShardTarget {
@@ -1026,6 +1354,37 @@ fn locate_local(log: &Log, key: &ShardKey, query: Locate) -> Location {
     Location { position }
 }
 
+/// The sequence number of the record at `position`: its arrival second, but never one before
+/// the shard's creation second (see the module doc).
+fn sequence_number_of(shard_created_s: u64, shard_index: u32, position: u64, arrival_ms: u64) -> SequenceNumber {
+    SequenceNumber::new(shard_created_s, shard_index, position, (arrival_ms / 1000).max(shard_created_s))
+}
+
+/// The record size limit a write is checked against: the stream's, or the default one when the
+/// stream does not exist, so that an oversized record is a ValidationException whatever the
+/// stream, as the model's length constraint always was.
+fn max_record_bytes(stream: Option<&&Stream>) -> usize {
+    stream.map_or(sluice_core::limits::RECORD_BYTES_MAX, |s| s.max_record_bytes())
+}
+
+/// PutRecord's SequenceNumberForOrdering must be a sequence number of this stream: ours, naming
+/// one of its shards as created. Any later record of the shard gets a greater number anyway, so
+/// nothing else is needed to honour the ordering.
+fn check_sequence_number_for_ordering(stream: &Stream, text: &str, account_id: &str) -> Result<(), KinesisError> {
+    let ours = SequenceNumber::parse(text)
+        .ok()
+        .and_then(|s| stream.shard(s.shard_index).filter(|shard| shard.created_s == s.shard_created_s))
+        .is_some();
+    if ours {
+        Ok(())
+    } else {
+        Err(KinesisError::invalid_argument(format!(
+            "ExclusiveMinimumSequenceNumber {text} used in PutRecord on stream {} under account {account_id} is invalid.",
+            stream.name
+        )))
+    }
+}
+
 /// The records of one GetRecords: zero-copy views into the owning core's read buffers when the
 /// shard is local, or one copied buffer when it came from another core.
 pub enum EngineRecords {
@@ -1046,7 +1405,7 @@ impl RecordBatch for EngineRecords {
             Self::Local { read, shard_created_s, shard_index } => {
                 read.for_each(&mut |position, arrival_ms, partition_key, data| {
                     f(RecordView {
-                        sequence_number: SequenceNumber::new(*shard_created_s, *shard_index, position, arrival_ms / 1000),
+                        sequence_number: sequence_number_of(*shard_created_s, *shard_index, position, arrival_ms),
                         approximate_arrival_timestamp_ms: arrival_ms,
                         partition_key,
                         data,
@@ -1057,7 +1416,7 @@ impl RecordBatch for EngineRecords {
                 for (position, arrival_ms, k, d) in &read.records {
                     let partition_key = std::str::from_utf8(&read.buffer[k.clone()]).unwrap_or("");
                     f(RecordView {
-                        sequence_number: SequenceNumber::new(*shard_created_s, *shard_index, *position, arrival_ms / 1000),
+                        sequence_number: sequence_number_of(*shard_created_s, *shard_index, *position, *arrival_ms),
                         approximate_arrival_timestamp_ms: *arrival_ms,
                         partition_key,
                         data: &read.buffer[d.clone()],
@@ -1131,52 +1490,16 @@ impl KinesisApi for Engine {
     }
 
     async fn put_records(&self, input: PutRecordsInput) -> Result<PutRecordsOutput, KinesisError> {
-        let count = input.records.len();
-        // Route every record to its shard under the catalog lock, then release it before any I/O.
-        let mut groups: Vec<(ShardTarget, Vec<usize>, Vec<AppendRecord>)> = Vec::new();
-        {
+        let encryption_type = {
             let catalog = self.catalog_read();
-            let stream = catalog.stream_for_write(&input.stream_name, now_ms())?;
-            let mut group_of_shard: HashMap<u32, usize> = HashMap::new();
-            for (i, entry) in input.records.into_iter().enumerate() {
-                let hash_key = entry.explicit_hash_key.unwrap_or_else(|| partition_key_hash(&entry.partition_key));
-                let shard = stream.shard_for_hash_key(hash_key);
-                let g = *group_of_shard.entry(shard.index).or_insert_with(|| {
-                    groups.push((self.resolve_target(stream, shard), Vec::new(), Vec::new()));
-                    groups.len() - 1
-                });
-                groups[g].1.push(i);
-                groups[g].2.push(AppendRecord { partition_key: entry.partition_key, data: entry.data });
-            }
-        }
-        let mut results: Vec<Option<Result<PutRecordsResultEntry, KinesisError>>> = vec![None; count];
-        let appends = groups.into_iter().map(|(target, indexes, records)| async move {
-            let outcome = self.append(&target, records).await;
-            (target, indexes, outcome)
-        });
-        for (target, indexes, outcome) in join_all(appends).await {
-            for (k, i) in indexes.into_iter().enumerate() {
-                results[i] = Some(match &outcome {
-                    Ok((first_position, arrival_ms)) => Ok(PutRecordsResultEntry {
-                        shard_id: format_shard_id(target.key.shard_index),
-                        sequence_number: SequenceNumber::new(
-                            target.shard_created_s,
-                            target.key.shard_index,
-                            first_position + k as u64,
-                            arrival_ms / 1000,
-                        ),
-                    }),
-                    Err(e) => Err(e.clone()),
-                });
-            }
-        }
-        Ok(PutRecordsOutput {
-            encryption_type: EncryptionType::None,
-            records: results
-                .into_iter()
-                .map(|r| r.unwrap_or_else(|| Err(KinesisError::internal("Internal service failure."))))
-                .collect(),
-        })
+            let stream = catalog.stream_for_write(&input.stream_name, now_ms());
+            check_record_sizes(max_record_bytes(stream.as_ref().ok()), &input.records, false)?;
+            stream?.control.encryption_type()
+        };
+        let sizes = crate::metrics::entry_sizes(&input.records);
+        let records = self.append_entries(&input.stream_name, input.records).await?;
+        crate::metrics::record_writes(&input.stream_name, crate::metrics::WriteCall::PutRecords, &sizes, &records);
+        Ok(PutRecordsOutput { encryption_type, records })
     }
 
     async fn get_shard_iterator(&self, input: GetShardIteratorInput) -> Result<String, KinesisError> {
@@ -1225,7 +1548,14 @@ impl KinesisApi for Engine {
             }
         };
         let shard_ended = target.closed_at_position.is_some_and(|end| next_position >= end);
+        let mut child_shards = Vec::new();
         let next_shard_iterator = if shard_ended {
+            let catalog = self.catalog_read();
+            if let Some(stream) =
+                catalog.streams.get(&target.key.stream_name).filter(|s| s.created_ms == target.key.stream_created_ms)
+            {
+                child_shards = stream.child_shards(target.key.shard_index);
+            }
             None
         } else {
             let catalog = self.catalog_read();
@@ -1241,7 +1571,8 @@ impl KinesisApi for Engine {
                 }
             }
         };
-        Ok(GetRecordsOutput { records, next_shard_iterator, millis_behind_latest, child_shards: Vec::new() })
+        crate::metrics::record_get_records(&target.key.stream_name, target.key.shard_index, &records, now);
+        Ok(GetRecordsOutput { records, next_shard_iterator, millis_behind_latest, child_shards })
     }
 
     async fn add_tags_to_stream(&self, stream_name: String, tags: Vec<Tag>) -> Result<(), KinesisError> {
@@ -1270,5 +1601,207 @@ impl KinesisApi for Engine {
         retention_period_hours: u32,
     ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.decrease_stream_retention_period(&stream_name, retention_period_hours, now_ms()))
+    }
+
+    async fn put_record(&self, input: PutRecordInput) -> Result<PutRecordOutput, KinesisError> {
+        let records = vec![input.record];
+        let encryption_type = {
+            let catalog = self.catalog_read();
+            let stream = catalog.stream_for_write(&input.stream_name, now_ms());
+            check_record_sizes(max_record_bytes(stream.as_ref().ok()), &records, true)?;
+            let stream = stream?;
+            if let Some(ordering) = &input.sequence_number_for_ordering {
+                check_sequence_number_for_ordering(stream, ordering, &catalog.config.account_id)?;
+            }
+            stream.control.encryption_type()
+        };
+        let sizes = crate::metrics::entry_sizes(&records);
+        let results = self.append_entries(&input.stream_name, records).await?;
+        crate::metrics::record_writes(&input.stream_name, crate::metrics::WriteCall::PutRecord, &sizes, &results);
+        let entry = results
+            .into_iter()
+            .next()
+            .expect("one record in, one result out")?;
+        Ok(PutRecordOutput { shard_id: entry.shard_id, sequence_number: entry.sequence_number, encryption_type })
+    }
+
+    async fn split_shard(&self, input: SplitShardInput) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.split_shard(input, now_ms()))
+    }
+
+    async fn merge_shards(&self, input: MergeShardsInput) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.merge_shards(input, now_ms()))
+    }
+
+    async fn update_shard_count(&self, input: UpdateShardCountInput) -> Result<UpdateShardCountOutput, KinesisError> {
+        self.mutate_catalog(|c| c.update_shard_count(input, now_ms()))
+    }
+
+    async fn update_stream_mode(&self, input: UpdateStreamModeInput) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.update_stream_mode(input, now_ms()))
+    }
+
+    async fn describe_limits(&self) -> Result<DescribeLimitsOutput, KinesisError> {
+        Ok(self.catalog_read().describe_limits(now_ms()))
+    }
+
+    async fn enable_enhanced_monitoring(
+        &self,
+        stream_name: String,
+        shard_level_metrics: Vec<String>,
+    ) -> Result<EnhancedMonitoringOutput, KinesisError> {
+        self.mutate_catalog(|c| c.enable_enhanced_monitoring(&stream_name, &shard_level_metrics, now_ms()))
+    }
+
+    async fn disable_enhanced_monitoring(
+        &self,
+        stream_name: String,
+        shard_level_metrics: Vec<String>,
+    ) -> Result<EnhancedMonitoringOutput, KinesisError> {
+        self.mutate_catalog(|c| c.disable_enhanced_monitoring(&stream_name, &shard_level_metrics, now_ms()))
+    }
+
+    async fn update_max_record_size(&self, stream_name: String, max_record_size_kib: u32) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.update_max_record_size(&stream_name, max_record_size_kib, now_ms()))
+    }
+
+    async fn start_stream_encryption(&self, input: StreamEncryptionInput) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.start_stream_encryption(input, now_ms()))
+    }
+
+    async fn stop_stream_encryption(&self, input: StreamEncryptionInput) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.stop_stream_encryption(input, now_ms()))
+    }
+
+    async fn update_stream_warm_throughput(
+        &self,
+        stream_name: String,
+        warm_throughput_mibps: u32,
+    ) -> Result<UpdateStreamWarmThroughputOutput, KinesisError> {
+        self.mutate_catalog(|c| c.update_stream_warm_throughput(&stream_name, warm_throughput_mibps, now_ms()))
+    }
+
+    async fn describe_account_settings(&self) -> Result<Option<MinimumThroughputBillingCommitment>, KinesisError> {
+        Ok(self.catalog_read().describe_account_settings(now_ms()))
+    }
+
+    async fn update_account_settings(
+        &self,
+        enable: bool,
+    ) -> Result<Option<MinimumThroughputBillingCommitment>, KinesisError> {
+        self.mutate_catalog(|c| Ok(c.update_account_settings(enable, now_ms())))
+    }
+
+    async fn register_stream_consumer(
+        &self,
+        input: RegisterStreamConsumerInput,
+    ) -> Result<ConsumerDescription, KinesisError> {
+        self.mutate_catalog(|c| c.register_stream_consumer(input, now_ms()))
+    }
+
+    async fn deregister_stream_consumer(&self, consumer: ConsumerRef) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.deregister_stream_consumer(&consumer, now_ms()))
+    }
+
+    async fn describe_stream_consumer(&self, consumer: ConsumerRef) -> Result<ConsumerDescription, KinesisError> {
+        self.catalog_read().describe_stream_consumer(&consumer, now_ms())
+    }
+
+    async fn list_stream_consumers(
+        &self,
+        input: ListStreamConsumersInput,
+    ) -> Result<ListStreamConsumersOutput, KinesisError> {
+        self.catalog_read().list_stream_consumers(input, now_ms())
+    }
+
+    async fn put_resource_policy(&self, resource_arn: String, policy: String) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.put_resource_policy(&resource_arn, policy, now_ms()))
+    }
+
+    async fn get_resource_policy(&self, resource_arn: String) -> Result<String, KinesisError> {
+        self.catalog_read().get_resource_policy(&resource_arn, now_ms())
+    }
+
+    async fn delete_resource_policy(&self, resource_arn: String) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.delete_resource_policy(&resource_arn, now_ms()))
+    }
+
+    async fn tag_resource(&self, resource_arn: String, tags: Vec<Tag>) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.tag_resource(&resource_arn, tags, now_ms()))
+    }
+
+    async fn untag_resource(&self, resource_arn: String, tag_keys: Vec<String>) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| c.untag_resource(&resource_arn, tag_keys, now_ms()))
+    }
+
+    async fn list_tags_for_resource(&self, resource_arn: String) -> Result<Vec<Tag>, KinesisError> {
+        self.catalog_read().list_tags_for_resource(&resource_arn, now_ms())
+    }
+
+    type Subscription = crate::efo::EngineSubscription;
+
+    async fn subscribe_to_shard(
+        &self,
+        input: sluice_core::subscribe::SubscribeToShardInput,
+    ) -> Result<Self::Subscription, KinesisError> {
+        self.subscribe(input).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(n: usize) -> Vec<AppendRecord> {
+        (0..n).map(|i| AppendRecord { partition_key: format!("k{i}"), data: vec![1; 10] }).collect()
+    }
+
+    /// The seal of a reshard must report a tip that no accepted append moves afterwards, or a
+    /// record acknowledged to its writer would land past the parent's closing position and never
+    /// be read. So a seal waits for the appends already accepted on the shard, and refuses the
+    /// ones that come after it (handing their records back for rerouting).
+    #[test]
+    fn a_seal_waits_for_appends_in_flight_and_refuses_later_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = EngineConfig::new(dir.path().join("data"));
+        config.cores = 1;
+        config.pin_cores = false;
+        config.segment_bytes = 1 << 20;
+        config.catalog.create_delay_ms = 0;
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        run(config, move |engine| {
+            let done_tx = done_tx.clone();
+            async move {
+                let input = CreateStreamInput {
+                    stream_name: "s".into(),
+                    shard_count: Some(1),
+                    stream_mode: None,
+                    tags: Vec::new(),
+                };
+                engine.create_stream(input).await.expect("stream created");
+                let target = {
+                    let catalog = engine.catalog_read();
+                    let stream = catalog.live_stream("s", now_ms()).expect("stream exists");
+                    engine.resolve_target(stream, stream.shard(0).expect("shard 0"))
+                };
+                let first = engine.append_on_owner(target.log_id, target.key.to_key(), records(2)).await;
+                assert!(matches!(first, Ok((0, _))), "{first:?}");
+                // Accepted (counted in flight) but not yet committed when the seal arrives.
+                let in_flight = engine.append_on_owner(target.log_id, target.key.to_key(), records(3));
+                let tips = engine.seal_on_owner(vec![(target.log_id, target.key.clone())]).await;
+                let (first_position, _) = in_flight.await.expect("an append accepted before the seal is stored");
+                assert_eq!(first_position, 2);
+                assert_eq!(tips, vec![5], "the tip includes the append that was in flight");
+                match engine.append_on_owner(target.log_id, target.key.to_key(), records(4)).await {
+                    Err(AppendFailure::Sealed(back)) => assert_eq!(back.len(), 4, "the records come back"),
+                    other => panic!("an append after the seal must be refused, got {other:?}"),
+                }
+                let again = engine.seal_on_owner(vec![(target.log_id, target.key.clone())]).await;
+                assert_eq!(again, vec![5], "sealing again reports the same tip");
+                done_tx.send(()).expect("the test waits");
+            }
+        })
+        .expect("the engine runs");
+        done_rx.recv_timeout(Duration::from_secs(1)).expect("the test body ran");
     }
 }

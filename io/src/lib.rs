@@ -7,4 +7,6 @@
 
 pub mod catalog_store;
 pub mod log;
+pub mod metrics;
+pub mod efo;
 pub mod engine;

@@ -933,7 +933,9 @@ impl Log {
                 }
                 state.cache.remove_segment(segment_id);
                 state.stats.segments_removed += 1;
-                state.stats.segment_count = state.segments.len();
+                let segments_now = state.segments.len();
+                crate::metrics::segments_changed(state.stats.segment_count, segments_now);
+                state.stats.segment_count = segments_now;
                 segment
             };
             segment
@@ -1345,7 +1347,9 @@ async fn ensure_space(state_rc: &Rc<RefCell<State>>, total: u64) -> Result<(), A
     );
     state.active_segment_id = new_id;
     state.write_offset = 0;
-    state.stats.segment_count = state.segments.len();
+    let segments_now = state.segments.len();
+    crate::metrics::segments_changed(state.stats.segment_count, segments_now);
+    state.stats.segment_count = segments_now;
     Ok(())
 }
 
@@ -1425,7 +1429,10 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
     }
     let mut synced = false;
     if failure.is_none() && durability == Durability::Fsync {
-        match file.fdatasync().await {
+        let fsync_started = std::time::Instant::now();
+        let synced_result = file.fdatasync().await;
+        crate::metrics::observe_fsync(fsync_started.elapsed());
+        match synced_result {
             Ok(()) => synced = true,
             Err(error) => {
                 failure = Some(AppendError::FsyncFailed {
@@ -1479,11 +1486,13 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
         state.stats.bytes_written += bytes_written;
         state.stats.fsyncs += u64::from(synced);
         state.stats.appends += results.iter().filter(|r| r.is_some()).count() as u64;
-        state.stats.records += encoded
+        let committed_records = encoded
             .iter()
             .flat_map(|b| b.chunks.iter())
             .map(|(_, c)| u64::from(c.record_count))
             .sum::<u64>();
+        state.stats.records += committed_records;
+        crate::metrics::observe_group_commit(committed_records as usize);
         take_waiters(
             state,
             encoded
@@ -1864,7 +1873,9 @@ async fn recover(config: LogConfig) -> Result<State, OpenLogError> {
                 shard_arrival_max: HashMap::new(),
             },
         );
-        state.stats.segment_count = 1;
+        let segments_now = 1;
+        crate::metrics::segments_changed(state.stats.segment_count, segments_now);
+        state.stats.segment_count = segments_now;
         return Ok(state);
     }
 
@@ -1935,7 +1946,9 @@ async fn recover(config: LogConfig) -> Result<State, OpenLogError> {
     }
     state.next_block_seq = cursor.expected_block_seq;
     state.prev_crc = cursor.prev_crc.unwrap_or(0);
-    state.stats.segment_count = state.segments.len();
+    let segments_now = state.segments.len();
+    crate::metrics::segments_changed(state.stats.segment_count, segments_now);
+    state.stats.segment_count = segments_now;
     for index in state.shards.values_mut() {
         index.assigned_next = index.next_position;
     }

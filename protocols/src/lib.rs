@@ -8,6 +8,7 @@
 
 pub mod binary;
 pub mod cbor;
+pub mod eventstream;
 pub mod json;
 pub mod kinesis;
 pub mod sigv4;

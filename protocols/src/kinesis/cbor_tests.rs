@@ -149,12 +149,12 @@ fn cbor_doc(name: &str) -> crate::json::JsonValue<'static> {
 fn cbor2_vectors_decode_into_the_same_inputs_json_would_give() {
     let put = decode::put_record(HOME, Obj::new_cbor(&cbor_doc("put_record"))).expect("valid");
     assert_eq!(put.stream_name, "cbor-stream");
-    assert_eq!(put.records[0].data, DATA);
-    assert_eq!(put.records[0].partition_key, "pk");
+    assert_eq!(put.record.data, DATA);
+    assert_eq!(put.record.partition_key, "pk");
     let indefinite =
         decode::put_record(HOME, Obj::new_cbor(&cbor_doc("put_record_indefinite"))).expect("valid");
     assert_eq!(indefinite.stream_name, put.stream_name);
-    assert_eq!(indefinite.records[0].data, put.records[0].data);
+    assert_eq!(indefinite.record.data, put.record.data);
 
     let puts = decode::put_records(HOME, Obj::new_cbor(&cbor_doc("put_records"))).expect("valid");
     assert_eq!(puts.records.len(), 2);
@@ -175,7 +175,7 @@ fn cbor2_vectors_decode_into_the_same_inputs_json_would_give() {
     // Base64 text for a blob is still accepted, as Jackson would read it.
     let text_data =
         decode::put_record(HOME, Obj::new_cbor(&cbor_doc("put_record_text_data"))).expect("valid");
-    assert_eq!(text_data.records[0].data, b"\x00\x01hello");
+    assert_eq!(text_data.record.data, b"\x00\x01hello");
     let float =
         decode::create_stream(Obj::new_cbor(&cbor_doc("float_shard_count"))).expect("valid");
     assert_eq!(float.shard_count, Some(2));

@@ -40,9 +40,12 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use sluice_core::api::{
-    CreateStreamInput, DeleteStreamInput, DescribeStreamInput, GetRecordsInput,
-    GetShardIteratorInput, ListShardsInput, ListStreamsInput, ListTagsForStreamInput,
-    PutRecordsEntry, PutRecordsInput, ShardFilter, ShardIteratorType, StreamMode, Tag,
+    ConsumerRef, CreateStreamInput, DeleteStreamInput, DescribeStreamInput, EncryptionType,
+    GetRecordsInput, GetShardIteratorInput, ListShardsInput, ListStreamConsumersInput,
+    ListStreamsInput, ListTagsForStreamInput, MergeShardsInput, PutRecordInput, PutRecordsEntry,
+    PutRecordsInput, RegisterStreamConsumerInput, ShardFilter, ShardIteratorType,
+    SplitShardInput, StreamEncryptionInput, StreamMode, Tag, UpdateShardCountInput,
+    UpdateStreamModeInput,
 };
 use sluice_core::hash_key::{ParseHashKeyError, parse_hash_key};
 use sluice_core::{ErrorKind, KinesisError, limits};
@@ -555,8 +558,10 @@ const TAG_KEYS_MAX: usize = 50;
 /// The model's TagMap bound for one call; how many tags a stream may hold (50) is the
 /// implementation's rule.
 const TAG_MAP_ENTRIES_MAX: usize = 200;
-/// The model's own cap on a Data blob (the default maximum record size).
-const DATA_BYTES_MAX: usize = limits::RECORD_BYTES_MAX;
+/// The model's own cap on a Data blob: the largest maximum record size UpdateMaxRecordSize can
+/// set. The stream's own maximum (1 MiB unless raised) is checked by the implementation, with
+/// the same ValidationException text (see `sluice_core::api::check_record_sizes`).
+const DATA_BYTES_MAX: usize = 10 * 1024 * 1024;
 /// AWS echoes list members it cannot print as this Java object name.
 const PUT_RECORDS_ENTRY_SHOWN: &str =
     "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310";
@@ -689,10 +694,9 @@ fn explicit_hash_key(text: &str) -> Result<u128, KinesisError> {
 
 fn record_too_large(partition_key: &str, data_len: usize) -> Option<KinesisError> {
     let total = partition_key.len() + data_len;
-    (total > limits::RECORD_BYTES_MAX).then(|| {
+    (total > DATA_BYTES_MAX).then(|| {
         KinesisError::invalid_argument(format!(
-            "The record size ({total} bytes of partition key and data) exceeds the maximum record size of {} bytes.",
-            limits::RECORD_BYTES_MAX
+            "The record size ({total} bytes of partition key and data) exceeds the maximum record size of {DATA_BYTES_MAX} bytes."
         ))
     })
 }
@@ -909,7 +913,7 @@ pub fn list_shards(home: Home<'_>, body: Obj<'_, '_>) -> Result<ListShardsInput,
     })
 }
 
-pub fn put_record(home: Home<'_>, body: Obj<'_, '_>) -> Result<PutRecordsInput, KinesisError> {
+pub fn put_record(home: Home<'_>, body: Obj<'_, '_>) -> Result<PutRecordInput, KinesisError> {
     let ordering = body.string("SequenceNumberForOrdering")?;
     let partition_key = body.string("PartitionKey")?;
     let hash_key = body.string("ExplicitHashKey")?;
@@ -943,13 +947,14 @@ pub fn put_record(home: Home<'_>, body: Obj<'_, '_>) -> Result<PutRecordsInput, 
     if let Some(e) = record_too_large(partition_key, data.len()) {
         return Err(e);
     }
-    Ok(PutRecordsInput {
+    Ok(PutRecordInput {
         stream_name: resolve_stream(home, name, arn)?,
-        records: vec![PutRecordsEntry {
+        record: PutRecordsEntry {
             data,
             partition_key: partition_key.to_owned(),
             explicit_hash_key,
-        }],
+        },
+        sequence_number_for_ordering: ordering.map(str::to_owned),
     })
 }
 
@@ -1069,9 +1074,10 @@ pub fn put_records(home: Home<'_>, body: Obj<'_, '_>) -> Result<PutRecordsInput,
             explicit_hash_key,
         });
     }
-    if total_bytes > limits::PUT_RECORDS_BYTES_MAX {
+    // The 5 MiB limit of a stream with the default record size is the implementation's check.
+    if total_bytes > sluice_core::api::PUT_RECORDS_LARGE_BYTES_MAX {
         return Err(KinesisError::invalid_argument(
-            "Records size exceeds 5 MB limit",
+            "Records size exceeds 10 MB limit",
         ));
     }
     Ok(PutRecordsInput {
@@ -1253,4 +1259,436 @@ pub fn retention_period(home: Home<'_>, body: Obj<'_, '_>) -> Result<(String, u3
     v.finish()?;
     let hours = to_u32(hours).expect("validated as not null");
     Ok((resolve_stream(home, name, arn)?, hours))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resharding, stream settings, account settings, consumers and operations on resource ARNs.
+//
+// These follow the same three passes. Their model constraints come from botocore 1.44.8's
+// `service-2.json`; the member order inside each pass is alphabetical, the order kinesalite
+// recorded for SplitShard and MergeShards.
+
+const SCALING_TYPES: [&str; 1] = ["UNIFORM_SCALING"];
+const ENCRYPTION_TYPES: [&str; 2] = ["NONE", "KMS"];
+const BILLING_COMMITMENT_STATUSES: [&str; 2] = ["ENABLED", "DISABLED"];
+const KEY_ID_CHARS_MAX: usize = 2048;
+const METRICS_NAMES_MAX: usize = 7;
+const CONSUMER_ARN_PATTERN: &str = "^(arn):aws.*:kinesis:.*:\\d{12}:.*stream\\/[a-zA-Z0-9_.-]+\\/consumer\\/[a-zA-Z0-9_.-]+:[0-9]+";
+const RESOURCE_ARN_PATTERN: &str = "arn:aws.*:kinesis:.*:\\d{12}:.*(stream|channel|queue)/\\S+";
+
+/// The model's ConsumerARN pattern (the `.*` before `stream/` is taken as empty, which is what
+/// every ARN this appliance issues has).
+fn is_consumer_arn(s: &str) -> bool {
+    sluice_core::consumer::ConsumerArn::parse(s).is_some_and(|arn| {
+        arn.account_id.len() == 12 && arn.account_id.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// The model's ResourceARN pattern: a Kinesis ARN of a 12-digit account whose resource is a
+/// stream, channel or queue path.
+fn is_resource_arn(s: &str) -> bool {
+    let mut parts = s.splitn(6, ':');
+    let (Some(scheme), Some(partition), Some(service), Some(_), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let kind_ok = ["stream/", "channel/", "queue/"].iter().any(|kind| {
+        resource.match_indices(kind).any(|(at, _)| {
+            let rest = &resource[at + kind.len()..];
+            !rest.is_empty() && !rest.chars().any(char::is_whitespace)
+        })
+    });
+    scheme == "arn"
+        && partition.starts_with("aws")
+        && service == "kinesis"
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && kind_ok
+}
+
+/// A list of strings (null items skipped), for TagKeys and ShardLevelMetrics.
+fn string_list<'v>(items: Option<&'v [JsonValue<'_>]>) -> Result<Vec<&'v str>, KinesisError> {
+    let mut out = Vec::with_capacity(items.map_or(0, <[_]>::len));
+    for item in items.unwrap_or_default() {
+        if !matches!(item, JsonValue::Null) {
+            out.push(as_string(item)?);
+        }
+    }
+    Ok(out)
+}
+
+impl Violations {
+    /// A list's length against the model's `min`/`max`, echoing the list as AWS prints it.
+    fn list_len(&mut self, items: Option<&[&str]>, path: &str, min: usize, max: usize) {
+        let Some(items) = items else { return };
+        let shown = || format!("[{}]", items.join(", "));
+        if items.len() < min {
+            self.push(
+                Shown::Owned(shown()),
+                path,
+                &format!("Member must have length greater than or equal to {min}"),
+            );
+        }
+        if items.len() > max {
+            self.push(
+                Shown::Owned(shown()),
+                path,
+                &format!("Member must have length less than or equal to {max}"),
+            );
+        }
+    }
+
+    fn shard_id(&mut self, v: Option<&str>, path: &str) {
+        self.not_null(v, path);
+        self.stream_name(v, path);
+    }
+
+    fn resource_arn(&mut self, v: Option<&str>) {
+        self.not_null(v, "resourceARN");
+        self.pattern(v, "resourceARN", is_resource_arn, RESOURCE_ARN_PATTERN);
+        self.str_len(v, "resourceARN", Some(1), Some(STREAM_ARN_CHARS_MAX));
+    }
+
+    fn consumer_arn(&mut self, v: Option<&str>) {
+        self.pattern(v, "consumerARN", is_consumer_arn, CONSUMER_ARN_PATTERN);
+        self.str_len(v, "consumerARN", Some(1), Some(STREAM_ARN_CHARS_MAX));
+    }
+}
+
+pub fn split_shard(home: Home<'_>, body: Obj<'_, '_>) -> Result<SplitShardInput, KinesisError> {
+    let key = body.string("NewStartingHashKey")?;
+    let shard = body.string("ShardToSplit")?;
+    let name = body.string("StreamName")?;
+    let arn = body.string("StreamARN")?;
+    let mut v = Violations::default();
+    v.not_null(key, "newStartingHashKey");
+    v.pattern(key, "newStartingHashKey", is_hash_key, HASH_KEY_PATTERN);
+    v.shard_id(shard, "shardToSplit");
+    stream_members(&mut v, name, arn);
+    v.finish()?;
+    Ok(SplitShardInput {
+        stream_name: resolve_stream(home, name, arn)?,
+        shard_to_split: shard.expect("validated as not null").to_owned(),
+        new_starting_hash_key: key.expect("validated as not null").to_owned(),
+    })
+}
+
+pub fn merge_shards(home: Home<'_>, body: Obj<'_, '_>) -> Result<MergeShardsInput, KinesisError> {
+    let adjacent = body.string("AdjacentShardToMerge")?;
+    let shard = body.string("ShardToMerge")?;
+    let name = body.string("StreamName")?;
+    let arn = body.string("StreamARN")?;
+    let mut v = Violations::default();
+    v.shard_id(adjacent, "adjacentShardToMerge");
+    v.shard_id(shard, "shardToMerge");
+    stream_members(&mut v, name, arn);
+    v.finish()?;
+    Ok(MergeShardsInput {
+        stream_name: resolve_stream(home, name, arn)?,
+        shard_to_merge: shard.expect("validated as not null").to_owned(),
+        adjacent_shard_to_merge: adjacent.expect("validated as not null").to_owned(),
+    })
+}
+
+pub fn update_shard_count(
+    home: Home<'_>,
+    body: Obj<'_, '_>,
+) -> Result<UpdateShardCountInput, KinesisError> {
+    let scaling_type = body.string("ScalingType")?;
+    let name = body.string("StreamName")?;
+    let arn = body.string("StreamARN")?;
+    let target = body.integer("TargetShardCount")?;
+    let mut v = Violations::default();
+    v.not_null(scaling_type, "scalingType");
+    v.one_of(scaling_type, "scalingType", &SCALING_TYPES);
+    stream_members(&mut v, name, arn);
+    v.not_null(target, "targetShardCount");
+    v.range(target, "targetShardCount", 1, None);
+    v.finish()?;
+    Ok(UpdateShardCountInput {
+        stream_name: resolve_stream(home, name, arn)?,
+        target_shard_count: to_u32(target).expect("validated as not null"),
+    })
+}
+
+pub fn update_stream_mode(
+    home: Home<'_>,
+    body: Obj<'_, '_>,
+) -> Result<UpdateStreamModeInput, KinesisError> {
+    let arn = body.string("StreamARN")?;
+    let details = body.structure("StreamModeDetails")?;
+    let mode = details.map(|d| d.string("StreamMode")).transpose()?.flatten();
+    let warm = body.integer("WarmThroughputMiBps")?;
+    let mut v = Violations::default();
+    v.not_null(arn, "streamARN");
+    v.stream_arn(arn);
+    v.not_null(details.map(|_| ()), "streamModeDetails");
+    if details.is_some() {
+        v.not_null(mode, "streamModeDetails.streamMode");
+        v.one_of(mode, "streamModeDetails.streamMode", &STREAM_MODES);
+    }
+    v.range(warm, "warmThroughputMiBps", 0, None);
+    v.finish()?;
+    Ok(UpdateStreamModeInput {
+        stream_name: resolve_stream(home, None, arn)?,
+        stream_mode: match mode {
+            Some("ON_DEMAND") => StreamMode::OnDemand,
+            _ => StreamMode::Provisioned,
+        },
+        warm_throughput_mibps: to_u32(warm),
+    })
+}
+
+/// Enable- and DisableEnhancedMonitoring: the stream and the metric names. The names' enum is
+/// checked by the implementation, which reports AWS's set-valued constraint text.
+pub fn enhanced_monitoring(
+    home: Home<'_>,
+    body: Obj<'_, '_>,
+) -> Result<(String, Vec<String>), KinesisError> {
+    let items = body.list("ShardLevelMetrics")?;
+    let metrics = string_list(items)?;
+    let name = body.string("StreamName")?;
+    let arn = body.string("StreamARN")?;
+    let mut v = Violations::default();
+    v.not_null(items, "shardLevelMetrics");
+    v.list_len(
+        items.map(|_| metrics.as_slice()),
+        "shardLevelMetrics",
+        1,
+        METRICS_NAMES_MAX,
+    );
+    stream_members(&mut v, name, arn);
+    v.finish()?;
+    Ok((
+        resolve_stream(home, name, arn)?,
+        metrics.into_iter().map(str::to_owned).collect(),
+    ))
+}
+
+pub fn update_max_record_size(
+    home: Home<'_>,
+    body: Obj<'_, '_>,
+) -> Result<(String, u32), KinesisError> {
+    let arn = body.string("StreamARN")?;
+    let kib = body.integer("MaxRecordSizeInKiB")?;
+    let mut v = Violations::default();
+    // The model leaves StreamARN optional for the reserved StreamId, which this appliance does
+    // not issue, so the ARN is what names the stream.
+    v.not_null(arn, "streamARN");
+    v.stream_arn(arn);
+    v.not_null(kib, "maxRecordSizeInKiB");
+    v.range(
+        kib,
+        "maxRecordSizeInKiB",
+        i64::from(sluice_core::control::MAX_RECORD_SIZE_KIB_MIN),
+        Some(i64::from(sluice_core::control::MAX_RECORD_SIZE_KIB_MAX)),
+    );
+    v.finish()?;
+    Ok((
+        resolve_stream(home, None, arn)?,
+        to_u32(kib).expect("validated as not null"),
+    ))
+}
+
+/// Start- and StopStreamEncryption.
+pub fn stream_encryption(
+    home: Home<'_>,
+    body: Obj<'_, '_>,
+) -> Result<StreamEncryptionInput, KinesisError> {
+    let encryption_type = body.string("EncryptionType")?;
+    let key_id = body.string("KeyId")?;
+    let name = body.string("StreamName")?;
+    let arn = body.string("StreamARN")?;
+    let mut v = Violations::default();
+    v.not_null(encryption_type, "encryptionType");
+    v.one_of(encryption_type, "encryptionType", &ENCRYPTION_TYPES);
+    v.not_null(key_id, "keyId");
+    v.str_len(key_id, "keyId", Some(1), Some(KEY_ID_CHARS_MAX));
+    stream_members(&mut v, name, arn);
+    v.finish()?;
+    Ok(StreamEncryptionInput {
+        stream_name: resolve_stream(home, name, arn)?,
+        encryption_type: match encryption_type {
+            Some("KMS") => EncryptionType::Kms,
+            _ => EncryptionType::None,
+        },
+        key_id: key_id.expect("validated as not null").to_owned(),
+    })
+}
+
+pub fn update_stream_warm_throughput(
+    home: Home<'_>,
+    body: Obj<'_, '_>,
+) -> Result<(String, u32), KinesisError> {
+    let name = body.string("StreamName")?;
+    let arn = body.string("StreamARN")?;
+    let warm = body.integer("WarmThroughputMiBps")?;
+    let mut v = Violations::default();
+    stream_members(&mut v, name, arn);
+    v.not_null(warm, "warmThroughputMiBps");
+    v.range(warm, "warmThroughputMiBps", 0, None);
+    v.finish()?;
+    Ok((
+        resolve_stream(home, name, arn)?,
+        to_u32(warm).expect("validated as not null"),
+    ))
+}
+
+/// UpdateAccountSettings: whether the requested commitment status is ENABLED.
+pub fn update_account_settings(body: Obj<'_, '_>) -> Result<bool, KinesisError> {
+    let commitment = body.structure("MinimumThroughputBillingCommitment")?;
+    let status = commitment
+        .map(|c| c.string("Status"))
+        .transpose()?
+        .flatten();
+    let mut v = Violations::default();
+    v.not_null(commitment.map(|_| ()), "minimumThroughputBillingCommitment");
+    if commitment.is_some() {
+        v.not_null(status, "minimumThroughputBillingCommitment.status");
+        v.one_of(
+            status,
+            "minimumThroughputBillingCommitment.status",
+            &BILLING_COMMITMENT_STATUSES,
+        );
+    }
+    v.finish()?;
+    Ok(status == Some("ENABLED"))
+}
+
+pub fn register_stream_consumer(
+    home: Home<'_>,
+    body: Obj<'_, '_>,
+) -> Result<RegisterStreamConsumerInput, KinesisError> {
+    let consumer_name = body.string("ConsumerName")?;
+    let arn = body.string("StreamARN")?;
+    let tag_members = body.map("Tags")?;
+    let tags = tags_of(tag_members)?;
+    let mut v = Violations::default();
+    v.not_null(consumer_name, "consumerName");
+    v.stream_name(consumer_name, "consumerName");
+    v.not_null(arn, "streamARN");
+    v.stream_arn(arn);
+    v.tag_map(tag_members, &tags, "tags");
+    v.finish()?;
+    Ok(RegisterStreamConsumerInput {
+        stream_name: resolve_stream(home, None, arn)?,
+        consumer_name: consumer_name.expect("validated as not null").to_owned(),
+        tags,
+    })
+}
+
+/// Describe- and DeregisterStreamConsumer: a consumer by ConsumerARN, or by StreamARN plus
+/// ConsumerName.
+pub fn consumer_ref(home: Home<'_>, body: Obj<'_, '_>) -> Result<ConsumerRef, KinesisError> {
+    let consumer_arn = body.string("ConsumerARN")?;
+    let consumer_name = body.string("ConsumerName")?;
+    let arn = body.string("StreamARN")?;
+    let mut v = Violations::default();
+    v.consumer_arn(consumer_arn);
+    v.stream_name(consumer_name, "consumerName");
+    v.stream_arn(arn);
+    v.finish()?;
+    if let Some(consumer_arn) = consumer_arn {
+        return Ok(ConsumerRef::Arn(consumer_arn.to_owned()));
+    }
+    match (arn, consumer_name) {
+        (Some(arn), Some(consumer_name)) => Ok(ConsumerRef::Name {
+            stream_name: resolve_stream(home, None, Some(arn))?,
+            consumer_name: consumer_name.to_owned(),
+        }),
+        _ => Err(KinesisError::invalid_argument(
+            "Either ConsumerARN or both ConsumerName and StreamARN must be provided.",
+        )),
+    }
+}
+
+pub fn list_stream_consumers(
+    home: Home<'_>,
+    body: Obj<'_, '_>,
+) -> Result<ListStreamConsumersInput, KinesisError> {
+    let max_results = body.integer("MaxResults")?;
+    let next_token = body.string("NextToken")?;
+    let arn = body.string("StreamARN")?;
+    let created_ms = body.timestamp_ms("StreamCreationTimestamp")?;
+    let mut v = Violations::default();
+    v.range(max_results, "maxResults", 1, Some(LIST_LIMIT_MAX));
+    v.str_len(next_token, "nextToken", Some(1), Some(NEXT_TOKEN_CHARS_MAX));
+    v.not_null(arn, "streamARN");
+    v.stream_arn(arn);
+    v.finish()?;
+    Ok(ListStreamConsumersInput {
+        stream_name: resolve_stream(home, None, arn)?,
+        next_token: next_token.map(str::to_owned),
+        max_results: to_u32(max_results),
+        stream_creation_timestamp_ms: created_ms,
+    })
+}
+
+/// Get-, Delete- and ListTagsForResource: just the ResourceARN.
+pub fn resource_arn(body: Obj<'_, '_>) -> Result<String, KinesisError> {
+    let arn = body.string("ResourceARN")?;
+    let mut v = Violations::default();
+    v.resource_arn(arn);
+    v.finish()?;
+    Ok(arn.expect("validated as not null").to_owned())
+}
+
+pub fn put_resource_policy(body: Obj<'_, '_>) -> Result<(String, String), KinesisError> {
+    let policy = body.string("Policy")?;
+    let arn = body.string("ResourceARN")?;
+    let mut v = Violations::default();
+    v.not_null(policy, "policy");
+    v.resource_arn(arn);
+    v.finish()?;
+    Ok((
+        arn.expect("validated as not null").to_owned(),
+        policy.expect("validated as not null").to_owned(),
+    ))
+}
+
+pub fn tag_resource(body: Obj<'_, '_>) -> Result<(String, Vec<Tag>), KinesisError> {
+    let arn = body.string("ResourceARN")?;
+    let tag_members = body.map("Tags")?;
+    let tags = tags_of(tag_members)?;
+    let mut v = Violations::default();
+    v.resource_arn(arn);
+    v.not_null(tag_members, "tags");
+    v.tag_map(tag_members, &tags, "tags");
+    v.finish()?;
+    Ok((arn.expect("validated as not null").to_owned(), tags))
+}
+
+pub fn untag_resource(body: Obj<'_, '_>) -> Result<(String, Vec<String>), KinesisError> {
+    let arn = body.string("ResourceARN")?;
+    let items = body.list("TagKeys")?;
+    let keys = string_list(items)?;
+    let mut v = Violations::default();
+    v.resource_arn(arn);
+    v.not_null(items, "tagKeys");
+    v.list_len(items.map(|_| keys.as_slice()), "tagKeys", 1, TAG_KEYS_MAX);
+    if items.is_some()
+        && !keys
+            .iter()
+            .all(|k| (1..=limits::TAG_KEY_CHARS_MAX).contains(&k.chars().count()))
+    {
+        v.push(
+            Shown::Owned(format!("[{}]", keys.join(", "))),
+            "tagKeys",
+            &format!(
+                "Member must satisfy constraint: [Member must have length less than or equal to {}, Member must have length greater than or equal to 1]",
+                limits::TAG_KEY_CHARS_MAX
+            ),
+        );
+    }
+    v.finish()?;
+    Ok((
+        arn.expect("validated as not null").to_owned(),
+        keys.into_iter().map(str::to_owned).collect(),
+    ))
 }

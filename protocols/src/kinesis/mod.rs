@@ -16,7 +16,9 @@
 pub mod decode;
 pub mod encode;
 pub mod encode_cbor;
+pub mod encode_control;
 pub mod error;
+pub mod subscribe;
 
 #[cfg(test)]
 mod cbor_tests;
@@ -68,6 +70,32 @@ pub enum Operation {
     ListTagsForStream,
     IncreaseStreamRetentionPeriod,
     DecreaseStreamRetentionPeriod,
+    SplitShard,
+    MergeShards,
+    UpdateShardCount,
+    UpdateStreamMode,
+    DescribeLimits,
+    EnableEnhancedMonitoring,
+    DisableEnhancedMonitoring,
+    UpdateMaxRecordSize,
+    StartStreamEncryption,
+    StopStreamEncryption,
+    UpdateStreamWarmThroughput,
+    DescribeAccountSettings,
+    UpdateAccountSettings,
+    RegisterStreamConsumer,
+    DeregisterStreamConsumer,
+    DescribeStreamConsumer,
+    ListStreamConsumers,
+    PutResourcePolicy,
+    GetResourcePolicy,
+    DeleteResourcePolicy,
+    TagResource,
+    UntagResource,
+    ListTagsForResource,
+    /// An operation of the model that a single-node appliance cannot honour (see
+    /// [`UNSUPPORTED_OPERATIONS`]); answered with an error naming why.
+    Unsupported(&'static str),
 }
 
 impl Operation {
@@ -88,10 +116,66 @@ impl Operation {
             "ListTagsForStream" => Self::ListTagsForStream,
             "IncreaseStreamRetentionPeriod" => Self::IncreaseStreamRetentionPeriod,
             "DecreaseStreamRetentionPeriod" => Self::DecreaseStreamRetentionPeriod,
-            _ => return None,
+            "SplitShard" => Self::SplitShard,
+            "MergeShards" => Self::MergeShards,
+            "UpdateShardCount" => Self::UpdateShardCount,
+            "UpdateStreamMode" => Self::UpdateStreamMode,
+            "DescribeLimits" => Self::DescribeLimits,
+            "EnableEnhancedMonitoring" => Self::EnableEnhancedMonitoring,
+            "DisableEnhancedMonitoring" => Self::DisableEnhancedMonitoring,
+            "UpdateMaxRecordSize" => Self::UpdateMaxRecordSize,
+            "StartStreamEncryption" => Self::StartStreamEncryption,
+            "StopStreamEncryption" => Self::StopStreamEncryption,
+            "UpdateStreamWarmThroughput" => Self::UpdateStreamWarmThroughput,
+            "DescribeAccountSettings" => Self::DescribeAccountSettings,
+            "UpdateAccountSettings" => Self::UpdateAccountSettings,
+            "RegisterStreamConsumer" => Self::RegisterStreamConsumer,
+            "DeregisterStreamConsumer" => Self::DeregisterStreamConsumer,
+            "DescribeStreamConsumer" => Self::DescribeStreamConsumer,
+            "ListStreamConsumers" => Self::ListStreamConsumers,
+            "PutResourcePolicy" => Self::PutResourcePolicy,
+            "GetResourcePolicy" => Self::GetResourcePolicy,
+            "DeleteResourcePolicy" => Self::DeleteResourcePolicy,
+            "TagResource" => Self::TagResource,
+            "UntagResource" => Self::UntagResource,
+            "ListTagsForResource" => Self::ListTagsForResource,
+            other => match UNSUPPORTED_OPERATIONS.iter().find(|(op, _)| *op == other) {
+                Some((op, _)) => Self::Unsupported(op),
+                None => return None,
+            },
         })
     }
 }
+
+/// The operations of the current model that Sluice answers with an error, and why. They all
+/// belong to Kinesis features that live outside a stream store: delivery channels to S3 / S3
+/// Tables, SQS-like queues over streams with their dead-letter queues, and on-demand record
+/// placement strategies. No peer emulator implements them either.
+pub const UNSUPPORTED_OPERATIONS: [(&str, &str); 18] = [
+    ("AcknowledgeDeadLetterQueueRecords", QUEUES_UNSUPPORTED),
+    ("AcknowledgeQueueRecords", QUEUES_UNSUPPORTED),
+    ("CreateChannel", CHANNELS_UNSUPPORTED),
+    ("CreateQueue", QUEUES_UNSUPPORTED),
+    ("DeleteChannel", CHANNELS_UNSUPPORTED),
+    ("DeleteQueue", QUEUES_UNSUPPORTED),
+    ("DescribeChannel", CHANNELS_UNSUPPORTED),
+    ("DescribeQueue", QUEUES_UNSUPPORTED),
+    ("ListChannels", CHANNELS_UNSUPPORTED),
+    ("ListQueues", QUEUES_UNSUPPORTED),
+    ("ReceiveDeadLetterQueueRecords", QUEUES_UNSUPPORTED),
+    ("ReceiveQueueRecords", QUEUES_UNSUPPORTED),
+    ("RestoreDeadLetterQueueRecords", QUEUES_UNSUPPORTED),
+    ("UpdateChannel", CHANNELS_UNSUPPORTED),
+    ("UpdateDeadLetterQueueRecordsVisibility", QUEUES_UNSUPPORTED),
+    ("UpdateQueue", QUEUES_UNSUPPORTED),
+    ("UpdateQueueRecordsVisibility", QUEUES_UNSUPPORTED),
+    (
+        "UpdateStreamRecordDistributionStrategy",
+        "Sluice does not support record distribution strategies: every stream places records by partition key (USER_PARTITION_KEY), and the appliance has no on-demand capacity to rebalance.",
+    ),
+];
+const CHANNELS_UNSUPPORTED: &str = "Sluice does not support channels: it is a single-node stream store and has no delivery to Amazon S3 or S3 Tables. Read the stream with GetRecords or SubscribeToShard instead.";
+const QUEUES_UNSUPPORTED: &str = "Sluice does not support queues or dead-letter queues: it is a single-node stream store without the queue service. Read the stream with GetRecords or SubscribeToShard instead.";
 
 /// Every operation of the current Kinesis model (botocore 1.44.8), served or not. A name from
 /// this list that [`Operation::parse`] does not know is answered `UnknownOperationException` after
@@ -563,20 +647,13 @@ pub async fn dispatch<A: KinesisApi>(
             Ok(encode_in!(protocol, list_shards(&output)))
         }
         Operation::PutRecord => {
-            let output = api.put_records(decode::put_record(home, body)?).await?;
-            let encryption_type = output.encryption_type;
-            let single = output.records.into_iter().next().ok_or_else(|| {
-                KinesisError::internal(
-                    "PutRecords returned no result for the single PutRecord entry",
-                )
-            })?;
-            let entry = single?;
+            let output = api.put_record(decode::put_record(home, body)?).await?;
             Ok(encode_in!(
                 protocol,
                 put_record(
-                    &entry.shard_id,
-                    entry.sequence_number,
-                    encryption_type_str(encryption_type),
+                    &output.shard_id,
+                    output.sequence_number,
+                    encryption_type_str(output.encryption_type),
                 )
             ))
         }
@@ -628,7 +705,164 @@ pub async fn dispatch<A: KinesisApi>(
                 .await?;
             Ok(Vec::new())
         }
+        _ => dispatch_control(api, operation, body, protocol, home).await,
     }
+}
+
+/// The control-plane operations whose outputs `encode_control` writes.
+async fn dispatch_control<A: KinesisApi>(
+    api: &A,
+    operation: Operation,
+    body: Obj<'_, '_>,
+    protocol: Protocol,
+    home: Home<'_>,
+) -> Result<Vec<u8>, KinesisError> {
+    use encode_control as out;
+    let doc = match operation {
+        Operation::SplitShard => {
+            api.split_shard(decode::split_shard(home, body)?).await?;
+            None
+        }
+        Operation::MergeShards => {
+            api.merge_shards(decode::merge_shards(home, body)?).await?;
+            None
+        }
+        Operation::UpdateShardCount => {
+            let output = api
+                .update_shard_count(decode::update_shard_count(home, body)?)
+                .await?;
+            Some(out::update_shard_count(&output))
+        }
+        Operation::UpdateStreamMode => {
+            api.update_stream_mode(decode::update_stream_mode(home, body)?)
+                .await?;
+            None
+        }
+        Operation::DescribeLimits => Some(out::describe_limits(&api.describe_limits().await?)),
+        Operation::EnableEnhancedMonitoring => {
+            let (stream_name, metrics) = decode::enhanced_monitoring(home, body)?;
+            let output = api.enable_enhanced_monitoring(stream_name, metrics).await?;
+            Some(out::enhanced_monitoring(&output))
+        }
+        Operation::DisableEnhancedMonitoring => {
+            let (stream_name, metrics) = decode::enhanced_monitoring(home, body)?;
+            let output = api.disable_enhanced_monitoring(stream_name, metrics).await?;
+            Some(out::enhanced_monitoring(&output))
+        }
+        Operation::UpdateMaxRecordSize => {
+            let (stream_name, kib) = decode::update_max_record_size(home, body)?;
+            api.update_max_record_size(stream_name, kib).await?;
+            None
+        }
+        Operation::StartStreamEncryption => {
+            api.start_stream_encryption(decode::stream_encryption(home, body)?)
+                .await?;
+            None
+        }
+        Operation::StopStreamEncryption => {
+            api.stop_stream_encryption(decode::stream_encryption(home, body)?)
+                .await?;
+            None
+        }
+        Operation::UpdateStreamWarmThroughput => {
+            let (stream_name, mibps) = decode::update_stream_warm_throughput(home, body)?;
+            let output = api.update_stream_warm_throughput(stream_name, mibps).await?;
+            Some(out::update_stream_warm_throughput(&output))
+        }
+        Operation::DescribeAccountSettings => {
+            let commitment = api.describe_account_settings().await?;
+            Some(out::account_settings(commitment.as_ref()))
+        }
+        Operation::UpdateAccountSettings => {
+            let enable = decode::update_account_settings(body)?;
+            let commitment = api.update_account_settings(enable).await?;
+            Some(out::account_settings(commitment.as_ref()))
+        }
+        Operation::RegisterStreamConsumer => {
+            let output = api
+                .register_stream_consumer(decode::register_stream_consumer(home, body)?)
+                .await?;
+            Some(out::register_stream_consumer(&output))
+        }
+        Operation::DeregisterStreamConsumer => {
+            api.deregister_stream_consumer(decode::consumer_ref(home, body)?)
+                .await?;
+            None
+        }
+        Operation::DescribeStreamConsumer => {
+            let output = api
+                .describe_stream_consumer(decode::consumer_ref(home, body)?)
+                .await?;
+            Some(out::describe_stream_consumer(&output))
+        }
+        Operation::ListStreamConsumers => {
+            let output = api
+                .list_stream_consumers(decode::list_stream_consumers(home, body)?)
+                .await?;
+            Some(out::list_stream_consumers(&output))
+        }
+        Operation::PutResourcePolicy => {
+            let (arn, policy) = decode::put_resource_policy(body)?;
+            api.put_resource_policy(arn, policy).await?;
+            None
+        }
+        Operation::GetResourcePolicy => {
+            let policy = api.get_resource_policy(decode::resource_arn(body)?).await?;
+            Some(out::get_resource_policy(&policy))
+        }
+        Operation::DeleteResourcePolicy => {
+            api.delete_resource_policy(decode::resource_arn(body)?)
+                .await?;
+            None
+        }
+        Operation::TagResource => {
+            let (arn, tags) = decode::tag_resource(body)?;
+            api.tag_resource(arn, tags).await?;
+            None
+        }
+        Operation::UntagResource => {
+            let (arn, keys) = decode::untag_resource(body)?;
+            api.untag_resource(arn, keys).await?;
+            None
+        }
+        Operation::ListTagsForResource => {
+            let tags = api
+                .list_tags_for_resource(decode::resource_arn(body)?)
+                .await?;
+            Some(out::list_tags_for_resource(&tags))
+        }
+        Operation::Unsupported(name) => {
+            let why = UNSUPPORTED_OPERATIONS
+                .iter()
+                .find(|(op, _)| *op == name)
+                .map_or("Sluice does not support this operation.", |(_, why)| why);
+            return Err(KinesisError::invalid_argument(why));
+        }
+        Operation::CreateStream
+        | Operation::DeleteStream
+        | Operation::DescribeStream
+        | Operation::DescribeStreamSummary
+        | Operation::ListStreams
+        | Operation::ListShards
+        | Operation::PutRecord
+        | Operation::PutRecords
+        | Operation::GetShardIterator
+        | Operation::GetRecords
+        | Operation::AddTagsToStream
+        | Operation::RemoveTagsFromStream
+        | Operation::ListTagsForStream
+        | Operation::IncreaseStreamRetentionPeriod
+        | Operation::DecreaseStreamRetentionPeriod => {
+            unreachable!("dispatch serves the stream operations itself")
+        }
+    };
+    Ok(match doc {
+        None => Vec::new(),
+        Some(doc) => match protocol {
+            Protocol::Json => out::to_json(&doc),
+            Protocol::Cbor => out::to_cbor(&doc),
+        },
+    })
 }
 
 const fn encryption_type_str(e: EncryptionType) -> &'static str {

@@ -1,7 +1,7 @@
 //! End-to-end tests of the Kinesis front end (`handle_kinesis`) against an in-memory model, plus
 //! decoder and encoder tests that pin AWS's exact texts and shapes.
 
-mod model;
+pub(crate) mod model;
 
 use futures_lite::future::block_on;
 use serde_json::{Value, json};
@@ -274,14 +274,9 @@ fn xml_errors_and_preflights_carry_no_content_type() {
 }
 
 #[test]
-fn unknown_targets_and_unserved_model_operations_are_unknown_operation_exceptions() {
+fn unknown_targets_are_unknown_operation_exceptions() {
     let model = Model::default();
-    for target in [
-        "Kinesis_20131202.Nope",
-        "Foo.ListStreams",
-        "Kinesis_20131202.SplitShard",
-        "garbage",
-    ] {
+    for target in ["Kinesis_20131202.Nope", "Foo.ListStreams", "garbage"] {
         let r = send(&model, request(target, b"{}"));
         assert_eq!(
             (r.status, r.body.as_slice()),
@@ -1277,4 +1272,286 @@ proptest::proptest! {
             proptest::prop_assert_eq!(got.explicit_hash_key, *hash);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resharding, settings, consumers, policies and tags by ARN.
+
+fn arn(stream_name: &str) -> String {
+    format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{stream_name}")
+}
+
+#[test]
+fn split_and_merge_list_every_missing_member_in_aws_order() {
+    let model = Model::default();
+    assert_eq!(
+        validation(&model, "SplitShard", json!({})),
+        "3 validation errors detected: Value null at 'newStartingHashKey' failed to satisfy constraint: Member must not be null; Value null at 'shardToSplit' failed to satisfy constraint: Member must not be null; Value null at 'streamName' failed to satisfy constraint: Member must not be null"
+    );
+    assert_eq!(
+        validation(&model, "MergeShards", json!({"StreamName": "s", "ShardToMerge": "a b"})),
+        "2 validation errors detected: Value null at 'adjacentShardToMerge' failed to satisfy constraint: Member must not be null; Value 'a b' at 'shardToMerge' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+    );
+    assert_eq!(
+        validation(
+            &model,
+            "UpdateShardCount",
+            json!({"StreamName": "s", "TargetShardCount": 0, "ScalingType": "NOPE"})
+        ),
+        "2 validation errors detected: Value 'NOPE' at 'scalingType' failed to satisfy constraint: Member must satisfy enum value set: [UNIFORM_SCALING]; Value '0' at 'targetShardCount' failed to satisfy constraint: Member must have value greater than or equal to 1"
+    );
+}
+
+#[test]
+fn resharding_reaches_the_api_and_update_shard_count_answers_its_counts() {
+    let model = model_with_stream("s", 2);
+    let (status, body) = call(
+        &model,
+        "SplitShard",
+        json!({"StreamName": "s", "ShardToSplit": "shardId-000000000000", "NewStartingHashKey": "1000"}),
+    );
+    assert_eq!((status, body), (200, Value::Null));
+    let (status, body) = call(
+        &model,
+        "UpdateShardCount",
+        json!({"StreamARN": arn("s"), "TargetShardCount": 4, "ScalingType": "UNIFORM_SCALING"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"StreamName": "s", "CurrentShardCount": 3, "TargetShardCount": 4, "StreamARN": arn("s")})
+    );
+    let (kind, message) = error_of(
+        &model,
+        "MergeShards",
+        json!({"StreamName": "nope", "ShardToMerge": "shardId-000000000000", "AdjacentShardToMerge": "shardId-000000000001"}),
+    );
+    assert_eq!(kind, "ResourceNotFoundException");
+    assert_eq!(message, format!("Stream nope under account {ACCOUNT} not found."));
+}
+
+#[test]
+fn update_stream_mode_needs_a_stream_arn_and_mode_details() {
+    let model = Model::default();
+    assert_eq!(
+        validation(&model, "UpdateStreamMode", json!({"StreamModeDetails": {}})),
+        "2 validation errors detected: Value null at 'streamARN' failed to satisfy constraint: Member must not be null; Value null at 'streamModeDetails.streamMode' failed to satisfy constraint: Member must not be null"
+    );
+    let model = model_with_stream("s", 1);
+    let (status, _) = call(
+        &model,
+        "UpdateStreamMode",
+        json!({"StreamARN": arn("s"), "StreamModeDetails": {"StreamMode": "ON_DEMAND"}}),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = call(&model, "DescribeLimits", json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(body["OnDemandStreamCount"], 1);
+    assert_eq!(body["OpenShardCount"], 1);
+    assert!(body["ShardLimit"].is_u64());
+    assert_eq!(body["OnDemandStreamCountLimit"], 50);
+}
+
+#[test]
+fn enhanced_monitoring_answers_current_and_desired_metrics() {
+    let model = model_with_stream("s", 1);
+    let (status, body) = call(
+        &model,
+        "EnableEnhancedMonitoring",
+        json!({"StreamName": "s", "ShardLevelMetrics": ["IncomingRecords"]}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"StreamName": "s", "CurrentShardLevelMetrics": [], "DesiredShardLevelMetrics": ["IncomingRecords"], "StreamARN": arn("s")})
+    );
+    assert_eq!(
+        validation(&model, "DisableEnhancedMonitoring", json!({"StreamName": "s", "ShardLevelMetrics": []})),
+        "1 validation error detected: Value '[]' at 'shardLevelMetrics' failed to satisfy constraint: Member must have length greater than or equal to 1"
+    );
+}
+
+#[test]
+fn stream_encryption_and_record_size_validate_their_members() {
+    let model = Model::default();
+    assert_eq!(
+        validation(&model, "StartStreamEncryption", json!({"StreamName": "s", "EncryptionType": "AES"})),
+        "2 validation errors detected: Value 'AES' at 'encryptionType' failed to satisfy constraint: Member must satisfy enum value set: [NONE, KMS]; Value null at 'keyId' failed to satisfy constraint: Member must not be null"
+    );
+    assert_eq!(
+        validation(&model, "UpdateMaxRecordSize", json!({"StreamARN": arn("s"), "MaxRecordSizeInKiB": 20000})),
+        "1 validation error detected: Value '20000' at 'maxRecordSizeInKiB' failed to satisfy constraint: Member must have value less than or equal to 10240"
+    );
+    let model = model_with_stream("s", 1);
+    let (status, _) = call(
+        &model,
+        "StartStreamEncryption",
+        json!({"StreamName": "s", "EncryptionType": "KMS", "KeyId": "alias/k"}),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &model,
+        "UpdateMaxRecordSize",
+        json!({"StreamARN": arn("s"), "MaxRecordSizeInKiB": 2048}),
+    );
+    assert_eq!(status, 200);
+    let data = base64_simd::STANDARD.encode_to_string(vec![1u8; 1_500_000]);
+    let (status, body) = call(
+        &model,
+        "PutRecord",
+        json!({"StreamName": "s", "PartitionKey": "k", "Data": data}),
+    );
+    assert_eq!(status, 200, "a raised record size admits 1.5 MB: {body}");
+}
+
+#[test]
+fn warm_throughput_and_account_settings_answer_their_shapes() {
+    let model = model_with_stream("s", 1);
+    let (status, body) = call(
+        &model,
+        "UpdateStreamWarmThroughput",
+        json!({"StreamName": "s", "WarmThroughputMiBps": 10}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"StreamARN": arn("s"), "StreamName": "s", "WarmThroughput": {"TargetMiBps": 10, "CurrentMiBps": 10}})
+    );
+    assert_eq!(call(&model, "DescribeAccountSettings", json!({})), (200, json!({})));
+    assert_eq!(
+        validation(&model, "UpdateAccountSettings", json!({"MinimumThroughputBillingCommitment": {"Status": "ON"}})),
+        "1 validation error detected: Value 'ON' at 'minimumThroughputBillingCommitment.status' failed to satisfy constraint: Member must satisfy enum value set: [ENABLED, DISABLED]"
+    );
+    let (status, body) = call(
+        &model,
+        "UpdateAccountSettings",
+        json!({"MinimumThroughputBillingCommitment": {"Status": "ENABLED"}}),
+    );
+    assert_eq!(status, 200);
+    let commitment = &body["MinimumThroughputBillingCommitment"];
+    assert_eq!(commitment["Status"], "ENABLED");
+    assert_eq!(
+        commitment["StartedAt"].as_f64(),
+        Some(model.now_ms.get() as f64 / 1000.0),
+        "timestamps are epoch seconds"
+    );
+    assert!(commitment.get("EndedAt").is_none());
+}
+
+#[test]
+fn consumers_answer_the_consumer_and_description_shapes_in_json_and_cbor() {
+    let model = model_with_stream("s", 1);
+    let (status, body) = call(
+        &model,
+        "RegisterStreamConsumer",
+        json!({"StreamARN": arn("s"), "ConsumerName": "c"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let consumer = &body["Consumer"];
+    let consumer_arn = consumer["ConsumerARN"].as_str().expect("ARN").to_owned();
+    assert_eq!(
+        consumer_arn,
+        format!("{}/consumer/c:{}", arn("s"), model.now_ms.get() / 1000)
+    );
+    assert_eq!(consumer["ConsumerStatus"], "ACTIVE");
+    assert!(consumer.get("StreamARN").is_none());
+
+    let described = crate::kinesis::encode_control::to_cbor(
+        &crate::kinesis::encode_control::describe_stream_consumer(
+            &block_on(sluice_core::KinesisApi::describe_stream_consumer(
+                &model,
+                sluice_core::api::ConsumerRef::Arn(consumer_arn.clone()),
+            ))
+            .expect("described"),
+        ),
+    );
+    let parsed = crate::cbor::parse(&described).expect("CBOR");
+    let description = parsed.get("ConsumerDescription").expect("description");
+    assert!(matches!(
+        description.get("ConsumerCreationTimestamp"),
+        Some(crate::json::JsonValue::TimestampMs(_))
+    ));
+
+    let (status, body) = call(&model, "ListStreamConsumers", json!({"StreamARN": arn("s")}));
+    assert_eq!(status, 200);
+    assert_eq!(body["Consumers"][0]["ConsumerARN"], consumer_arn.as_str());
+    assert_eq!(
+        validation(&model, "DescribeStreamConsumer", json!({"ConsumerARN": "arn:aws:kinesis:us-east-1:000000000000:stream/s/consumer/c"})),
+        "1 validation error detected: Value 'arn:aws:kinesis:us-east-1:000000000000:stream/s/consumer/c' at 'consumerARN' failed to satisfy constraint: Member must satisfy regular expression pattern: ^(arn):aws.*:kinesis:.*:\\d{12}:.*stream\\/[a-zA-Z0-9_.-]+\\/consumer\\/[a-zA-Z0-9_.-]+:[0-9]+"
+    );
+    let (status, _) = call(&model, "DeregisterStreamConsumer", json!({"StreamARN": arn("s"), "ConsumerName": "c"}));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn policies_and_tags_by_resource_arn_round_trip() {
+    let model = model_with_stream("s", 1);
+    let policy = r#"{"Statement":[]}"#;
+    assert_eq!(
+        call(&model, "PutResourcePolicy", json!({"ResourceARN": arn("s"), "Policy": policy})),
+        (200, Value::Null)
+    );
+    assert_eq!(
+        call(&model, "GetResourcePolicy", json!({"ResourceARN": arn("s")})),
+        (200, json!({"Policy": policy}))
+    );
+    assert_eq!(
+        validation(&model, "DeleteResourcePolicy", json!({})),
+        "1 validation error detected: Value null at 'resourceARN' failed to satisfy constraint: Member must not be null"
+    );
+    assert_eq!(
+        call(&model, "TagResource", json!({"ResourceARN": arn("s"), "Tags": {"b": "2", "a": "1"}})),
+        (200, Value::Null)
+    );
+    assert_eq!(
+        call(&model, "ListTagsForResource", json!({"ResourceARN": arn("s")})),
+        (200, json!({"Tags": [{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]}))
+    );
+    assert_eq!(
+        validation(&model, "UntagResource", json!({"ResourceARN": arn("s"), "TagKeys": []})),
+        "1 validation error detected: Value '[]' at 'tagKeys' failed to satisfy constraint: Member must have length greater than or equal to 1"
+    );
+    let (kind, message) = error_of(
+        &model,
+        "ListTagsForResource",
+        json!({"ResourceARN": format!("arn:aws:kinesis:{REGION}:{ACCOUNT}:channel/c")}),
+    );
+    assert_eq!(kind, "ResourceNotFoundException", "{message}");
+}
+
+#[test]
+fn put_record_checks_sequence_number_for_ordering() {
+    let model = model_with_stream("s", 1);
+    let (kind, message) = error_of(
+        &model,
+        "PutRecord",
+        json!({"StreamName": "s", "PartitionKey": "k", "Data": "AA==", "SequenceNumberForOrdering": "1"}),
+    );
+    assert_eq!(kind, "InvalidArgumentException");
+    assert_eq!(
+        message,
+        format!("ExclusiveMinimumSequenceNumber 1 used in PutRecord on stream s under account {ACCOUNT} is invalid.")
+    );
+}
+
+#[test]
+fn channel_and_queue_operations_are_refused_with_a_reason_after_authentication() {
+    let model = Model::default();
+    for (operation, _) in crate::kinesis::UNSUPPORTED_OPERATIONS {
+        let (kind, message) = error_of(&model, operation, json!({}));
+        assert_eq!(kind, "InvalidArgumentException", "{operation}");
+        assert!(message.starts_with("Sluice does not support"), "{operation}: {message}");
+    }
+    let unauthenticated = send(
+        &model,
+        HttpRequest {
+            has_auth: false,
+            ..request("Kinesis_20131202.CreateQueue", b"{}")
+        },
+    );
+    assert_eq!(unauthenticated.status, 400);
+    assert!(
+        String::from_utf8_lossy(&unauthenticated.body).contains("MissingAuthenticationToken"),
+        "authentication is checked first"
+    );
 }

@@ -1,11 +1,19 @@
 //! A small in-memory `KinesisApi` for exercising `handle_kinesis` end to end without storage.
 //! Streams are ACTIVE at once, shards split the hash space evenly, records live in vectors, and
-//! time is a fixed clock the test can move.
+//! time is a fixed clock the test can move. The control-plane operations beyond the basic
+//! stream calls (resharding, settings, consumers, policies, tags by ARN) run on a real
+//! `sluice_core::catalog::Catalog` kept alongside, with every delay at zero and reshards
+//! completed at once, so their outputs are the engine's.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use sluice_core::api::{
+    ConsumerDescription, ConsumerRef, DescribeLimitsOutput, PutRecordsEntry, check_record_sizes, EnhancedMonitoringOutput,
+    ListStreamConsumersInput, ListStreamConsumersOutput, MergeShardsInput,
+    MinimumThroughputBillingCommitment, PutRecordInput, PutRecordOutput,
+    RegisterStreamConsumerInput, SplitShardInput, StreamEncryptionInput, UpdateShardCountInput,
+    UpdateShardCountOutput, UpdateStreamModeInput, UpdateStreamWarmThroughputOutput,
     CreateStreamInput, DeleteStreamInput, DescribeStreamInput, EncryptionType, GetRecordsInput,
     GetRecordsOutput, GetShardIteratorInput, KinesisApi, ListShardsInput, ListShardsOutput,
     ListStreamsInput, ListStreamsOutput, ListTagsForStreamInput, ListTagsForStreamOutput,
@@ -13,6 +21,7 @@ use sluice_core::api::{
     ShardIteratorType, StreamDescription, StreamDescriptionSummary, StreamMode, StreamStatus,
     StreamSummary, Tag,
 };
+use sluice_core::catalog::{Catalog, CatalogConfig};
 use sluice_core::hash_key::{HashRange, partition_key_hash};
 use sluice_core::shard_id::{format_shard_id, parse_shard_id};
 use sluice_core::shard_iterator::ShardIterator;
@@ -35,6 +44,8 @@ pub struct Model {
     streams: RefCell<BTreeMap<String, ModelStream>>,
     /// When set, PutRecords fails this entry index with ProvisionedThroughputExceeded.
     pub throttle_entry: Cell<Option<usize>>,
+    /// Control-plane state of the same streams (see the module doc).
+    catalog: RefCell<Catalog>,
 }
 
 impl Default for Model {
@@ -43,6 +54,14 @@ impl Default for Model {
             now_ms: Cell::new(1_704_164_645_678),
             streams: RefCell::new(BTreeMap::new()),
             throttle_entry: Cell::new(None),
+            catalog: RefCell::new(Catalog::new(CatalogConfig {
+                region: REGION.to_owned(),
+                account_id: ACCOUNT.to_owned(),
+                create_delay_ms: 0,
+                delete_delay_ms: 0,
+                update_delay_ms: 0,
+                ..CatalogConfig::default()
+            })),
         }
     }
 }
@@ -62,6 +81,47 @@ impl Model {
             .get_mut(name)
             .ok_or_else(|| KinesisError::stream_not_found(name, ACCOUNT))?;
         f(stream)
+    }
+
+    /// Runs a catalog change, then completes any reshard it started (tips = records stored).
+    fn catalog_change<T>(
+        &self,
+        change: impl FnOnce(&mut Catalog, u64) -> Result<T, KinesisError>,
+    ) -> Result<T, KinesisError> {
+        let now = self.now_ms.get();
+        let mut catalog = self.catalog.borrow_mut();
+        let out = change(&mut catalog, now)?;
+        let streams = self.streams.borrow();
+        for due in catalog.due_reshards(now) {
+            let tips = |index: u32| {
+                streams
+                    .get(&due.stream_name)
+                    .and_then(|s| s.shards.get(index as usize))
+                    .map_or(0, |records| records.len() as u64)
+            };
+            catalog.complete_reshard(
+                &due.stream_name,
+                due.stream_created_ms,
+                now,
+                &tips,
+                &mut |index| index,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The engine's size rules, against the catalog stream's maximum record size.
+    fn check_sizes(
+        &self,
+        stream_name: &str,
+        records: &[PutRecordsEntry],
+        single: bool,
+    ) -> Result<(), KinesisError> {
+        let catalog = self.catalog.borrow();
+        let max = catalog
+            .live_stream(stream_name, self.now_ms.get())
+            .map_or(sluice_core::limits::RECORD_BYTES_MAX, |s| s.max_record_bytes());
+        check_record_sizes(max, records, single)
     }
 
     fn describe_shards(s: &ModelStream) -> Vec<ShardDescription> {
@@ -106,6 +166,9 @@ impl KinesisApi for Model {
             return Err(KinesisError::stream_exists(&input.stream_name, ACCOUNT));
         }
         let count = input.shard_count.unwrap_or(4);
+        self.catalog
+            .borrow_mut()
+            .create_stream(input.clone(), self.now_ms.get(), &mut |index| index)?;
         streams.insert(
             input.stream_name,
             ModelStream {
@@ -121,6 +184,11 @@ impl KinesisApi for Model {
     }
 
     async fn delete_stream(&self, input: DeleteStreamInput) -> Result<(), KinesisError> {
+        let now = self.now_ms.get();
+        let mut catalog = self.catalog.borrow_mut();
+        catalog.delete_stream(input.clone(), now)?;
+        catalog.reap(now);
+        drop(catalog);
         self.streams
             .borrow_mut()
             .remove(&input.stream_name)
@@ -213,6 +281,7 @@ impl KinesisApi for Model {
     }
 
     async fn put_records(&self, input: PutRecordsInput) -> Result<PutRecordsOutput, KinesisError> {
+        self.check_sizes(&input.stream_name, &input.records, false)?;
         let now = self.now_ms.get();
         let throttle = self.throttle_entry.get();
         self.with_stream(&input.stream_name, |s| {
@@ -379,5 +448,219 @@ impl KinesisApi for Model {
             s.retention_hours = hours;
             Ok(())
         })
+    }
+
+    type Subscription = sluice_core::subscribe::ScriptedSubscription;
+
+    /// One event with the records already in the shard from the starting position, then the
+    /// end of the subscription. The consumer ARN only has to parse and name a known stream.
+    async fn subscribe_to_shard(
+        &self,
+        input: sluice_core::subscribe::SubscribeToShardInput,
+    ) -> Result<Self::Subscription, KinesisError> {
+        use sluice_core::subscribe::{ScriptedSubscription, SubscribeToShardEventOut};
+        let arn = sluice_core::consumer::ConsumerArn::parse(&input.consumer_arn).ok_or_else(|| {
+            KinesisError::new(
+                sluice_core::ErrorKind::ResourceNotFound,
+                format!("Consumer {}, account {ACCOUNT} not found.", input.consumer_arn),
+            )
+        })?;
+        self.with_stream(&arn.stream_name, |s| {
+            let index = parse_shard_id(&input.shard_id)
+                .filter(|i| (*i as usize) < s.shards.len())
+                .ok_or_else(|| {
+                    KinesisError::shard_not_found(&input.shard_id, &arn.stream_name, ACCOUNT)
+                })?;
+            let shard = &s.shards[index as usize];
+            let position = input.starting_position.sequence_number.as_deref().map(|text| {
+                SequenceNumber::parse(text).map_or(0, |n| n.position as usize)
+            });
+            let start = match input.starting_position.kind {
+                ShardIteratorType::TrimHorizon | ShardIteratorType::AtTimestamp => 0,
+                ShardIteratorType::Latest => shard.len(),
+                ShardIteratorType::AtSequenceNumber => position.unwrap_or(0),
+                ShardIteratorType::AfterSequenceNumber => position.map_or(0, |p| p + 1),
+            }
+            .min(shard.len());
+            let records = shard[start..].to_vec();
+            let continuation = records.last().map_or_else(
+                || SequenceNumber::new(s.created_ms / 1000, index, start as u64, 0),
+                |r| r.sequence_number,
+            );
+            let event = SubscribeToShardEventOut {
+                records,
+                continuation_sequence_number: Some(continuation.to_string()),
+                millis_behind_latest: 0,
+                child_shards: Vec::new(),
+            };
+            Ok(ScriptedSubscription { events: [Ok(event)].into() })
+        })
+    }
+
+    async fn put_record(&self, input: PutRecordInput) -> Result<PutRecordOutput, KinesisError> {
+        if let Some(ordering) = &input.sequence_number_for_ordering
+            && SequenceNumber::parse(ordering).is_err()
+        {
+            return Err(KinesisError::invalid_argument(format!(
+                "ExclusiveMinimumSequenceNumber {ordering} used in PutRecord on stream {} under account {ACCOUNT} is invalid.",
+                input.stream_name
+            )));
+        }
+        self.check_sizes(&input.stream_name, std::slice::from_ref(&input.record), true)?;
+        let output = self
+            .put_records(PutRecordsInput {
+                stream_name: input.stream_name,
+                records: vec![input.record],
+            })
+            .await?;
+        let entry = output
+            .records
+            .into_iter()
+            .next()
+            .expect("one entry in, one result out")?;
+        Ok(PutRecordOutput {
+            shard_id: entry.shard_id,
+            sequence_number: entry.sequence_number,
+            encryption_type: output.encryption_type,
+        })
+    }
+
+    async fn split_shard(&self, input: SplitShardInput) -> Result<(), KinesisError> {
+        self.catalog_change(|c, now| c.split_shard(input, now))
+    }
+
+    async fn merge_shards(&self, input: MergeShardsInput) -> Result<(), KinesisError> {
+        self.catalog_change(|c, now| c.merge_shards(input, now))
+    }
+
+    async fn update_shard_count(
+        &self,
+        input: UpdateShardCountInput,
+    ) -> Result<UpdateShardCountOutput, KinesisError> {
+        self.catalog_change(|c, now| c.update_shard_count(input, now))
+    }
+
+    async fn update_stream_mode(&self, input: UpdateStreamModeInput) -> Result<(), KinesisError> {
+        self.catalog_change(|c, now| c.update_stream_mode(input, now))
+    }
+
+    async fn describe_limits(&self) -> Result<DescribeLimitsOutput, KinesisError> {
+        Ok(self.catalog.borrow().describe_limits(self.now_ms.get()))
+    }
+
+    async fn enable_enhanced_monitoring(
+        &self,
+        stream_name: String,
+        metrics: Vec<String>,
+    ) -> Result<EnhancedMonitoringOutput, KinesisError> {
+        self.catalog_change(|c, now| c.enable_enhanced_monitoring(&stream_name, &metrics, now))
+    }
+
+    async fn disable_enhanced_monitoring(
+        &self,
+        stream_name: String,
+        metrics: Vec<String>,
+    ) -> Result<EnhancedMonitoringOutput, KinesisError> {
+        self.catalog_change(|c, now| c.disable_enhanced_monitoring(&stream_name, &metrics, now))
+    }
+
+    async fn update_max_record_size(
+        &self,
+        stream_name: String,
+        kib: u32,
+    ) -> Result<(), KinesisError> {
+        self.catalog_change(|c, now| c.update_max_record_size(&stream_name, kib, now))
+    }
+
+    async fn start_stream_encryption(
+        &self,
+        input: StreamEncryptionInput,
+    ) -> Result<(), KinesisError> {
+        self.catalog_change(|c, now| c.start_stream_encryption(input, now))
+    }
+
+    async fn stop_stream_encryption(&self, input: StreamEncryptionInput) -> Result<(), KinesisError> {
+        self.catalog_change(|c, now| c.stop_stream_encryption(input, now))
+    }
+
+    async fn update_stream_warm_throughput(
+        &self,
+        stream_name: String,
+        mibps: u32,
+    ) -> Result<UpdateStreamWarmThroughputOutput, KinesisError> {
+        self.catalog_change(|c, now| c.update_stream_warm_throughput(&stream_name, mibps, now))
+    }
+
+    async fn describe_account_settings(
+        &self,
+    ) -> Result<Option<MinimumThroughputBillingCommitment>, KinesisError> {
+        Ok(self
+            .catalog
+            .borrow()
+            .describe_account_settings(self.now_ms.get()))
+    }
+
+    async fn update_account_settings(
+        &self,
+        enable: bool,
+    ) -> Result<Option<MinimumThroughputBillingCommitment>, KinesisError> {
+        self.catalog_change(|c, now| Ok(c.update_account_settings(enable, now)))
+    }
+
+    async fn register_stream_consumer(
+        &self,
+        input: RegisterStreamConsumerInput,
+    ) -> Result<ConsumerDescription, KinesisError> {
+        self.catalog_change(|c, now| c.register_stream_consumer(input, now))
+    }
+
+    async fn deregister_stream_consumer(&self, consumer: ConsumerRef) -> Result<(), KinesisError> {
+        self.catalog_change(|c, now| c.deregister_stream_consumer(&consumer, now))
+    }
+
+    async fn describe_stream_consumer(
+        &self,
+        consumer: ConsumerRef,
+    ) -> Result<ConsumerDescription, KinesisError> {
+        self.catalog
+            .borrow()
+            .describe_stream_consumer(&consumer, self.now_ms.get())
+    }
+
+    async fn list_stream_consumers(
+        &self,
+        input: ListStreamConsumersInput,
+    ) -> Result<ListStreamConsumersOutput, KinesisError> {
+        self.catalog
+            .borrow()
+            .list_stream_consumers(input, self.now_ms.get())
+    }
+
+    async fn put_resource_policy(&self, arn: String, policy: String) -> Result<(), KinesisError> {
+        self.catalog_change(|c, now| c.put_resource_policy(&arn, policy, now))
+    }
+
+    async fn get_resource_policy(&self, arn: String) -> Result<String, KinesisError> {
+        self.catalog
+            .borrow()
+            .get_resource_policy(&arn, self.now_ms.get())
+    }
+
+    async fn delete_resource_policy(&self, arn: String) -> Result<(), KinesisError> {
+        self.catalog_change(|c, now| c.delete_resource_policy(&arn, now))
+    }
+
+    async fn tag_resource(&self, arn: String, tags: Vec<Tag>) -> Result<(), KinesisError> {
+        self.catalog_change(|c, now| c.tag_resource(&arn, tags, now))
+    }
+
+    async fn untag_resource(&self, arn: String, keys: Vec<String>) -> Result<(), KinesisError> {
+        self.catalog_change(|c, now| c.untag_resource(&arn, keys, now))
+    }
+
+    async fn list_tags_for_resource(&self, arn: String) -> Result<Vec<Tag>, KinesisError> {
+        self.catalog
+            .borrow()
+            .list_tags_for_resource(&arn, self.now_ms.get())
     }
 }
