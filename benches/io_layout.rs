@@ -35,11 +35,19 @@ fn per_core_log(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(1));
     let dir = tempfile::tempdir().expect("temp dir for the bench log");
     let ex = executor();
-    let config = LogConfig { durability: Durability::Fsync, segment_bytes: 64 << 20, ..LogConfig::new(dir.path(), 0) };
+    let config = LogConfig {
+        durability: Durability::Fsync,
+        segment_bytes: 64 << 20,
+        ..LogConfig::new(dir.path(), 0)
+    };
     let log: Rc<Log> = ex.run(Log::open(config)).expect("bench log opens");
     for shards in SHARD_COUNTS {
         let keys: Vec<ShardKey> = (0..shards)
-            .map(|i| ShardKey { stream_name: Rc::from("layout"), stream_created_ms: 1, shard_index: i })
+            .map(|i| ShardKey {
+                stream_name: Rc::from("layout"),
+                stream_created_ms: 1,
+                shard_index: i,
+            })
             .collect();
         group.throughput(Throughput::Elements(u64::from(shards)));
         group.bench_function(BenchmarkId::from_parameter(shards), |b| {
@@ -50,7 +58,10 @@ fn per_core_log(c: &mut Criterion) {
                         .map(|key| {
                             let (log, key) = (log.clone(), key.clone());
                             glommio::spawn_local(async move {
-                                let record = AppendRecord { partition_key: "k".into(), data: vec![7; 100] };
+                                let record = AppendRecord {
+                                    partition_key: "k".into(),
+                                    data: vec![7; 100],
+                                };
                                 log.append(&key, vec![record]).await
                             })
                         })
@@ -91,7 +102,8 @@ fn per_shard_files(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(shards), |b| {
             b.iter(|| {
                 for file in &files {
-                    file.write_all_at(&block, offset).expect("per-shard write succeeds");
+                    file.write_all_at(&block, offset)
+                        .expect("per-shard write succeeds");
                     file.sync_data().expect("per-shard fdatasync succeeds");
                 }
                 offset = (offset + 4096) % (1 << 20);

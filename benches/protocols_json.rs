@@ -216,61 +216,127 @@ impl KinesisApi for NullApi {
     ) -> Result<(), KinesisError> {
         unsupported()
     }
-    async fn put_record(&self, _: sluice_core::api::PutRecordInput) -> Result<sluice_core::api::PutRecordOutput, sluice_core::KinesisError> {
+    async fn put_record(
+        &self,
+        _: sluice_core::api::PutRecordInput,
+    ) -> Result<sluice_core::api::PutRecordOutput, sluice_core::KinesisError> {
         unsupported()
     }
-    async fn split_shard(&self, _: sluice_core::api::SplitShardInput) -> Result<(), sluice_core::KinesisError> {
+    async fn split_shard(
+        &self,
+        _: sluice_core::api::SplitShardInput,
+    ) -> Result<(), sluice_core::KinesisError> {
         unsupported()
     }
-    async fn merge_shards(&self, _: sluice_core::api::MergeShardsInput) -> Result<(), sluice_core::KinesisError> {
+    async fn merge_shards(
+        &self,
+        _: sluice_core::api::MergeShardsInput,
+    ) -> Result<(), sluice_core::KinesisError> {
         unsupported()
     }
-    async fn update_shard_count(&self, _: sluice_core::api::UpdateShardCountInput) -> Result<sluice_core::api::UpdateShardCountOutput, sluice_core::KinesisError> {
+    async fn update_shard_count(
+        &self,
+        _: sluice_core::api::UpdateShardCountInput,
+    ) -> Result<sluice_core::api::UpdateShardCountOutput, sluice_core::KinesisError> {
         unsupported()
     }
-    async fn update_stream_mode(&self, _: sluice_core::api::UpdateStreamModeInput) -> Result<(), sluice_core::KinesisError> {
+    async fn update_stream_mode(
+        &self,
+        _: sluice_core::api::UpdateStreamModeInput,
+    ) -> Result<(), sluice_core::KinesisError> {
         unsupported()
     }
-    async fn describe_limits(&self) -> Result<sluice_core::api::DescribeLimitsOutput, sluice_core::KinesisError> {
+    async fn describe_limits(
+        &self,
+    ) -> Result<sluice_core::api::DescribeLimitsOutput, sluice_core::KinesisError> {
         unsupported()
     }
-    async fn enable_enhanced_monitoring(&self, _: String, _: Vec<String>) -> Result<sluice_core::api::EnhancedMonitoringOutput, sluice_core::KinesisError> {
+    async fn enable_enhanced_monitoring(
+        &self,
+        _: String,
+        _: Vec<String>,
+    ) -> Result<sluice_core::api::EnhancedMonitoringOutput, sluice_core::KinesisError> {
         unsupported()
     }
-    async fn disable_enhanced_monitoring(&self, _: String, _: Vec<String>) -> Result<sluice_core::api::EnhancedMonitoringOutput, sluice_core::KinesisError> {
+    async fn disable_enhanced_monitoring(
+        &self,
+        _: String,
+        _: Vec<String>,
+    ) -> Result<sluice_core::api::EnhancedMonitoringOutput, sluice_core::KinesisError> {
         unsupported()
     }
-    async fn update_max_record_size(&self, _: String, _: u32) -> Result<(), sluice_core::KinesisError> {
+    async fn update_max_record_size(
+        &self,
+        _: String,
+        _: u32,
+    ) -> Result<(), sluice_core::KinesisError> {
         unsupported()
     }
-    async fn start_stream_encryption(&self, _: sluice_core::api::StreamEncryptionInput) -> Result<(), sluice_core::KinesisError> {
+    async fn start_stream_encryption(
+        &self,
+        _: sluice_core::api::StreamEncryptionInput,
+    ) -> Result<(), sluice_core::KinesisError> {
         unsupported()
     }
-    async fn stop_stream_encryption(&self, _: sluice_core::api::StreamEncryptionInput) -> Result<(), sluice_core::KinesisError> {
+    async fn stop_stream_encryption(
+        &self,
+        _: sluice_core::api::StreamEncryptionInput,
+    ) -> Result<(), sluice_core::KinesisError> {
         unsupported()
     }
-    async fn update_stream_warm_throughput(&self, _: String, _: u32) -> Result<sluice_core::api::UpdateStreamWarmThroughputOutput, sluice_core::KinesisError> {
+    async fn update_stream_warm_throughput(
+        &self,
+        _: String,
+        _: u32,
+    ) -> Result<sluice_core::api::UpdateStreamWarmThroughputOutput, sluice_core::KinesisError> {
         unsupported()
     }
-    async fn describe_account_settings(&self) -> Result<Option<sluice_core::api::MinimumThroughputBillingCommitment>, sluice_core::KinesisError> {
+    async fn describe_account_settings(
+        &self,
+    ) -> Result<
+        Option<sluice_core::api::MinimumThroughputBillingCommitment>,
+        sluice_core::KinesisError,
+    > {
         unsupported()
     }
-    async fn update_account_settings(&self, _: bool) -> Result<Option<sluice_core::api::MinimumThroughputBillingCommitment>, sluice_core::KinesisError> {
+    async fn update_account_settings(
+        &self,
+        _: bool,
+    ) -> Result<
+        Option<sluice_core::api::MinimumThroughputBillingCommitment>,
+        sluice_core::KinesisError,
+    > {
         unsupported()
     }
-    async fn register_stream_consumer(&self, _: sluice_core::api::RegisterStreamConsumerInput) -> Result<sluice_core::api::ConsumerDescription, sluice_core::KinesisError> {
+    async fn register_stream_consumer(
+        &self,
+        _: sluice_core::api::RegisterStreamConsumerInput,
+    ) -> Result<sluice_core::api::ConsumerDescription, sluice_core::KinesisError> {
         unsupported()
     }
-    async fn deregister_stream_consumer(&self, _: sluice_core::api::ConsumerRef) -> Result<(), sluice_core::KinesisError> {
+    async fn deregister_stream_consumer(
+        &self,
+        _: sluice_core::api::ConsumerRef,
+    ) -> Result<(), sluice_core::KinesisError> {
         unsupported()
     }
-    async fn describe_stream_consumer(&self, _: sluice_core::api::ConsumerRef) -> Result<sluice_core::api::ConsumerDescription, sluice_core::KinesisError> {
+    async fn describe_stream_consumer(
+        &self,
+        _: sluice_core::api::ConsumerRef,
+    ) -> Result<sluice_core::api::ConsumerDescription, sluice_core::KinesisError> {
         unsupported()
     }
-    async fn list_stream_consumers(&self, _: sluice_core::api::ListStreamConsumersInput) -> Result<sluice_core::api::ListStreamConsumersOutput, sluice_core::KinesisError> {
+    async fn list_stream_consumers(
+        &self,
+        _: sluice_core::api::ListStreamConsumersInput,
+    ) -> Result<sluice_core::api::ListStreamConsumersOutput, sluice_core::KinesisError> {
         unsupported()
     }
-    async fn put_resource_policy(&self, _: String, _: String) -> Result<(), sluice_core::KinesisError> {
+    async fn put_resource_policy(
+        &self,
+        _: String,
+        _: String,
+    ) -> Result<(), sluice_core::KinesisError> {
         unsupported()
     }
     async fn get_resource_policy(&self, _: String) -> Result<String, sluice_core::KinesisError> {
@@ -279,13 +345,24 @@ impl KinesisApi for NullApi {
     async fn delete_resource_policy(&self, _: String) -> Result<(), sluice_core::KinesisError> {
         unsupported()
     }
-    async fn tag_resource(&self, _: String, _: Vec<sluice_core::api::Tag>) -> Result<(), sluice_core::KinesisError> {
+    async fn tag_resource(
+        &self,
+        _: String,
+        _: Vec<sluice_core::api::Tag>,
+    ) -> Result<(), sluice_core::KinesisError> {
         unsupported()
     }
-    async fn untag_resource(&self, _: String, _: Vec<String>) -> Result<(), sluice_core::KinesisError> {
+    async fn untag_resource(
+        &self,
+        _: String,
+        _: Vec<String>,
+    ) -> Result<(), sluice_core::KinesisError> {
         unsupported()
     }
-    async fn list_tags_for_resource(&self, _: String) -> Result<Vec<sluice_core::api::Tag>, sluice_core::KinesisError> {
+    async fn list_tags_for_resource(
+        &self,
+        _: String,
+    ) -> Result<Vec<sluice_core::api::Tag>, sluice_core::KinesisError> {
         unsupported()
     }
 
@@ -294,7 +371,9 @@ impl KinesisApi for NullApi {
         &self,
         _: sluice_core::subscribe::SubscribeToShardInput,
     ) -> Result<Self::Subscription, KinesisError> {
-        Err(KinesisError::internal("SubscribeToShard is not part of this stub"))
+        Err(KinesisError::internal(
+            "SubscribeToShard is not part of this stub",
+        ))
     }
 }
 

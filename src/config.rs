@@ -11,7 +11,11 @@ use sluice_io::engine::EngineConfig;
 use sluice_io::log::Durability;
 
 #[derive(Debug, clap::Parser)]
-#[command(name = "sluice", version, about = "A Kinesis-compatible streaming appliance")]
+#[command(
+    name = "sluice",
+    version,
+    about = "A Kinesis-compatible streaming appliance"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -78,6 +82,11 @@ pub struct ServeArgs {
     /// Microseconds an idle core keeps polling before it sleeps; trades CPU for latency [default: 0].
     #[arg(long, value_name = "US")]
     pub idle_spin_us: Option<u64>,
+    /// Enforce AWS's provisioned throughput per shard: 1 MiB/s or 1000 records/s written,
+    /// 2 MiB/s and 5 GetRecords calls/s read; excess is refused with
+    /// ProvisionedThroughputExceededException [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub throughput_limits: Option<bool>,
     /// An access key the HTTP API accepts, as ACCESS_KEY_ID:SECRET (repeatable). With at least
     /// one, every request's SigV4 signature is verified; without any, any signature is accepted
     /// on a loopback address and the server refuses to start on any other.
@@ -96,6 +105,13 @@ pub struct ServeArgs {
     /// counted under `stream="_other"` [default: 1000].
     #[arg(long, value_name = "N")]
     pub metrics_streams_max: Option<usize>,
+    /// PEM certificate chain for the HTTP listener; with --tls-key the listener speaks TLS only
+    /// (ALPN h2 and http/1.1) [default: no TLS].
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The config file: the same settings as the flags.
@@ -115,11 +131,14 @@ struct FileSettings {
     segment_bytes: Option<u64>,
     io_memory_bytes: Option<usize>,
     idle_spin_us: Option<u64>,
+    throughput_limits: Option<bool>,
     #[serde(default)]
     credentials: Vec<FileCredential>,
     region: Option<String>,
     account_id: Option<String>,
     shard_limit: Option<u32>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// `--binary-addr`: a socket address, or `off` to serve no binary protocol.
@@ -166,8 +185,17 @@ struct FileCredential {
     secret_access_key: String,
 }
 
+/// The PEM files the HTTP listener's TLS identity is read from.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 #[derive(Debug)]
 pub struct Settings {
+    /// `Some` when the HTTP listener speaks TLS.
+    pub tls: Option<TlsFiles>,
     /// (access key id, secret) pairs the HTTP API verifies signatures against.
     pub credentials: Vec<(String, String)>,
     pub http_addr: SocketAddr,
@@ -188,7 +216,14 @@ impl Settings {
             }
             None => FileSettings::default(),
         };
-        let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./sluice-data"));
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./sluice-data"));
+        // The engine's per-core log recovery does not resolve relative paths (a relative
+        // directory fails with "cannot create or list log directory"), so it gets an absolute one.
+        let data_dir = std::path::absolute(&data_dir)
+            .with_context(|| format!("cannot resolve the data directory {}", data_dir.display()))?;
         let http_addr = args
             .http_addr
             .or(file.http_addr)
@@ -201,9 +236,18 @@ impl Settings {
             Some(BinaryAddr::Listen(addr)) => Some(addr),
             None => Some(SocketAddr::from(([127, 0, 0, 1], binary_default_port))),
         };
-        let core_port_base = args.binary_core_port_base.or(file.binary_core_port_base).unwrap_or(0);
-        let binary = binary.map(|addr| BinarySettings { addr, core_port_base });
-        let durability = args.durability.or(file.durability).unwrap_or(DurabilityArg::Fsync);
+        let core_port_base = args
+            .binary_core_port_base
+            .or(file.binary_core_port_base)
+            .unwrap_or(0);
+        let binary = binary.map(|addr| BinarySettings {
+            addr,
+            core_port_base,
+        });
+        let durability = args
+            .durability
+            .or(file.durability)
+            .unwrap_or(DurabilityArg::Fsync);
         let mut engine = EngineConfig::new(data_dir);
         if let Some(cores) = args.cores.or(file.cores) {
             anyhow::ensure!(cores >= 1, "--cores must be at least 1");
@@ -211,7 +255,9 @@ impl Settings {
         }
         engine.pin_cores = args.pin_cores.or(file.pin_cores).unwrap_or(true);
         if engine.pin_cores {
-            let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let cpus = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
             anyhow::ensure!(
                 engine.cores <= cpus,
                 "--cores {} exceeds the {cpus} CPUs available for pinned executors (use --pin-cores false to oversubscribe)",
@@ -235,6 +281,9 @@ impl Settings {
         }
         if let Some(us) = args.idle_spin_us.or(file.idle_spin_us) {
             engine.idle_spin_us = us;
+        }
+        if let Some(on) = args.throughput_limits.or(file.throughput_limits) {
+            engine.throughput_limits = on;
         }
         let mut catalog = CatalogConfig::default();
         if let Some(region) = args.region.or(file.region) {
@@ -280,9 +329,35 @@ impl Settings {
             credentials.push((id.to_owned(), secret.to_owned()));
         }
         if args.credentials.is_empty() {
-            credentials.extend(file.credentials.into_iter().map(|c| (c.access_key_id, c.secret_access_key)));
+            credentials.extend(
+                file.credentials
+                    .into_iter()
+                    .map(|c| (c.access_key_id, c.secret_access_key)),
+            );
         }
-        Ok(Self { credentials, http_addr, binary, engine, durability })
+        // Half a TLS setting is a mistake, not a request for plain HTTP: serving cleartext to
+        // someone who meant to configure TLS would be the worse surprise.
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                anyhow::bail!("--tls-cert needs --tls-key (the private key of that certificate)")
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("--tls-key needs --tls-cert (the certificate of that key)")
+            }
+        };
+        Ok(Self {
+            tls,
+            credentials,
+            http_addr,
+            binary,
+            engine,
+            durability,
+        })
     }
 
     pub fn engine_config(&self) -> EngineConfig {

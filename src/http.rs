@@ -9,6 +9,11 @@
 //! [`EventBody`] as the subscription produces them (chunked on HTTP/1.1, DATA frames on h2c).
 //! `GET /metrics` answers Prometheus text rendered by [`ServeOptions::metrics`].
 //!
+//! With [`ServeOptions::tls`] the listener speaks TLS only (rustls): ALPN offers `h2` and
+//! `http/1.1`, and the negotiated protocol picks hyper's HTTP/2 or HTTP/1.1 side; a client that
+//! negotiates no ALPN protocol gets the same detection as cleartext connections. Cleartext
+//! requests on a TLS listener fail the handshake and the connection is closed.
+//!
 //! hyper runs over glommio's futures-io sockets through tokio-util's compat layer; no tokio
 //! runtime exists. hyper's HTTP/2 spawns per-stream tasks through [`GlommioExec`], which puts
 //! them on the current executor, so nothing here needs `Send`.
@@ -69,6 +74,8 @@ pub struct ServeOptions {
     /// What `GET /metrics` answers: Prometheus text, rendered at scrape time. `None` answers 404.
     /// Per core, like the engine handle it usually captures.
     pub metrics: Option<std::rc::Rc<dyn Fn() -> String>>,
+    /// `Some`: every connection is TLS, set up by this acceptor (see [`tls_acceptor`]).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for ServeOptions {
@@ -76,8 +83,103 @@ impl std::fmt::Debug for ServeOptions {
         f.debug_struct("ServeOptions")
             .field("auth", &self.auth)
             .field("metrics", &self.metrics.is_some())
+            .field("tls", &self.tls.is_some())
             .finish()
     }
+}
+
+/// ALPN protocol ids, in the server's order of preference.
+const ALPN_H2: &[u8] = b"h2";
+const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// How long a client may take to complete the TLS handshake before the connection is dropped,
+/// so idle or cleartext connections on a TLS port do not pin a task forever.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the TLS identity could not be loaded; each message names the file and is one line.
+/// Causes are folded into the message as text (not chained as sources), so `{:#}` prints each once.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read TLS certificate file {path}: {reason}")]
+    Cert { path: String, reason: String },
+    #[error("TLS certificate file {path} holds no PEM certificate")]
+    NoCert { path: String },
+    #[error("cannot read TLS private key file {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("TLS private key file {path} holds no PEM private key")]
+    NoKey { path: String },
+    #[error("TLS key {key} is not the private key of certificate {cert}")]
+    Mismatch { cert: String, key: String },
+    #[error("cannot use TLS certificate {cert} with key {key}: {reason}")]
+    Unusable {
+        cert: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The text of a PEM reading error, without the I/O error's repeated `Display`.
+fn pem_reason(error: rustls::pki_types::pem::Error) -> String {
+    match error {
+        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Builds the TLS acceptor of the HTTP listener from a PEM certificate chain (leaf first) and
+/// its PEM private key (PKCS#8, PKCS#1 or SEC1). Fails when either file is unreadable or holds
+/// no usable item, or when the key is not the certificate's.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, TlsSetupError> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let cert_path = cert.display().to_string();
+    let key_path = key.display().to_string();
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|items| items.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| TlsSetupError::Cert {
+            path: cert_path.clone(),
+            reason: pem_reason(error),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsSetupError::NoCert { path: cert_path });
+    }
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| match error {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsSetupError::NoKey {
+            path: key_path.clone(),
+        },
+        other => TlsSetupError::Key {
+            path: key_path.clone(),
+            reason: pem_reason(other),
+        },
+    })?;
+    // The provider is named rather than taken from the process default, because the test
+    // dependencies may enable a second rustls provider in the same build.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mismatch = |error| match error {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TlsSetupError::Mismatch {
+                cert: cert_path.clone(),
+                key: key_path.clone(),
+            }
+        }
+        other => TlsSetupError::Unusable {
+            cert: cert_path.clone(),
+            key: key_path.clone(),
+            reason: other.to_string(),
+        },
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(mismatch)?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(mismatch)?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Accepts connections on `listener` and serves each on the current glommio executor, accepting
@@ -141,16 +243,66 @@ async fn serve_connection<A: KinesisApi + Clone + 'static>(
     api: A,
     options: ServeOptions,
 ) {
-    let io = TokioIo::new(stream.compat());
+    let Some(acceptor) = options.tls.clone() else {
+        serve_http(
+            TokioIo::new(stream.compat()),
+            Protocol::Detect,
+            api,
+            options,
+        )
+        .await;
+        return;
+    };
+    let handshake = acceptor.accept(stream.compat());
+    let timeout = async {
+        glommio::timer::sleep(TLS_HANDSHAKE_TIMEOUT).await;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "the TLS handshake took too long",
+        ))
+    };
+    let tls = match futures_lite::future::or(handshake, timeout).await {
+        Ok(tls) => tls,
+        Err(error) => {
+            // Cleartext clients, scanners and clients that distrust the certificate end here.
+            tracing::debug!(%error, "TLS handshake failed.");
+            return;
+        }
+    };
+    let protocol = match tls.get_ref().1.alpn_protocol() {
+        Some(ALPN_H2) => Protocol::Http2,
+        Some(ALPN_HTTP11) => Protocol::Http1,
+        _ => Protocol::Detect,
+    };
+    serve_http(TokioIo::new(tls), protocol, api, options).await;
+}
+
+/// Which HTTP version a connection speaks: fixed by ALPN, or detected from the first bytes
+/// (HTTP/2 prior knowledge starts with the connection preface).
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    Detect,
+    Http1,
+    Http2,
+}
+
+async fn serve_http<A, I>(io: I, protocol: Protocol, api: A, options: ServeOptions)
+where
+    A: KinesisApi + Clone + 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+{
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let api = api.clone();
         let options = options.clone();
         async move { Ok::<_, Infallible>(respond(&api, &options, request).await) }
     });
-    if let Err(error) = Builder::new(GlommioExec)
-        .serve_connection(io, service)
-        .await
-    {
+    let builder = Builder::new(GlommioExec);
+    let builder = match protocol {
+        Protocol::Detect => builder,
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_only(),
+    };
+    if let Err(error) = builder.serve_connection(io, service).await {
         // Clients reset connections all the time; that is not worth more than a debug line.
         tracing::debug!(%error, "HTTP connection ended with an error.");
     }

@@ -60,9 +60,14 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     // every core then binds with SO_REUSEPORT.
     let http_addr: SocketAddr = {
         let probe = std::net::TcpListener::bind(settings.http_addr).with_context(|| {
-            format!("cannot listen on {}: is another server using that port?", settings.http_addr)
+            format!(
+                "cannot listen on {}: is another server using that port?",
+                settings.http_addr
+            )
         })?;
-        probe.local_addr().context("cannot read the bound address")?
+        probe
+            .local_addr()
+            .context("cannot read the bound address")?
     };
 
     // The binary protocol's shared port is probed like the HTTP port. Fixed per-core ports are
@@ -95,6 +100,13 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         http_addr,
         settings.credentials.clone(),
     )?);
+    // The TLS identity is read before any core starts, so a bad file is one `error:` line and
+    // no listener ever serves half-configured.
+    let tls = match &settings.tls {
+        Some(files) => Some(http::tls_acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let bound = Arc::new(AtomicUsize::new(0));
     let core_ports = Arc::new(binary::CorePorts::new(cores));
     sluice_io::engine::run(engine_config, move |engine| {
@@ -102,6 +114,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         let summary = summary.clone();
         let core_ports = core_ports.clone();
         let auth = auth.clone();
+        let tls = tls.clone();
         async move {
             let core_id = engine.core_id();
             let listener = match glommio::net::TcpListener::bind(http_addr) {
@@ -128,22 +141,28 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             if bound.fetch_add(1, Ordering::SeqCst) + 1 == cores {
                 let binary_summary = match binary {
                     Some((addr, _)) => {
-                        let ports: Vec<String> = core_ports.get().iter().map(u16::to_string).collect();
+                        let ports: Vec<String> =
+                            core_ports.get().iter().map(u16::to_string).collect();
                         format!(", binary on {addr}, binary core ports {}", ports.join(" "))
                     }
                     None => ", binary off".to_owned(),
                 };
                 let mut stdout = std::io::stdout().lock();
-                let _ = writeln!(stdout, "sluice: serving Kinesis on http://{http_addr} ({summary}{binary_summary})");
+                let _ = writeln!(
+                    stdout,
+                    "sluice: serving Kinesis on {scheme}://{http_addr} ({summary}{binary_summary})"
+                );
                 let _ = stdout.flush();
             }
             if let Some((shared, own)) = binary_listeners {
-                glommio::spawn_local(binary::serve(Some(shared), own, engine.clone(), core_ports)).detach();
+                glommio::spawn_local(binary::serve(Some(shared), own, engine.clone(), core_ports))
+                    .detach();
             }
             let metrics_engine = engine.clone();
             let options = http::ServeOptions {
                 auth: auth.clone(),
                 metrics: Some(std::rc::Rc::new(move || metrics_engine.render_metrics())),
+                tls,
             };
             http::serve_with(listener, engine, options).await;
         }
@@ -176,7 +195,8 @@ fn probe_binary_port(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr>
         match std::net::TcpListener::bind(addr) {
             Ok(probe) => return probe.local_addr().context("cannot read the bound address"),
             Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && addr.port() != 0 => {
-                let accepted = std::net::TcpStream::connect_timeout(&target, PROBE_CONNECT_TIMEOUT).is_ok();
+                let accepted =
+                    std::net::TcpStream::connect_timeout(&target, PROBE_CONNECT_TIMEOUT).is_ok();
                 if !accepted {
                     return Ok(addr);
                 }

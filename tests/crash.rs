@@ -17,7 +17,8 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use common::{
-    ReadRecord, Server, create_active_stream, read_shard_to_end, sequence_number_key, shard_id, wait_for_status,
+    ReadRecord, Server, create_active_stream, read_shard_to_end, sequence_number_key, shard_id,
+    wait_for_status,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -46,9 +47,15 @@ fn seed_for(test: &str) -> u64 {
     let seed = match std::env::var("SLUICE_CRASH_SEED") {
         Ok(text) => text.parse().expect("SLUICE_CRASH_SEED is a u64"),
         Err(_) => {
-            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_nanos();
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("clock after 1970")
+                .as_nanos();
             // Mix in the test name so parallel tests started in the same instant differ.
-            (nanos as u64) ^ test.bytes().fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(u64::from(b)))
+            (nanos as u64)
+                ^ test
+                    .bytes()
+                    .fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(u64::from(b)))
         }
     };
     eprintln!("{test}: seed {seed} (replay with SLUICE_CRASH_SEED={seed})");
@@ -74,14 +81,24 @@ fn id_of(data: &[u8]) -> Option<&str> {
     std::str::from_utf8(&data[..end]).ok()
 }
 
-async fn produce(client: Client, producer: u32, seed: u64, ledger: Arc<Mutex<Ledger>>, killed: Arc<AtomicBool>) {
+async fn produce(
+    client: Client,
+    producer: u32,
+    seed: u64,
+    ledger: Arc<Mutex<Ledger>>,
+    killed: Arc<AtomicBool>,
+) {
     let mut rng = StdRng::seed_from_u64(seed ^ (u64::from(producer) << 48));
     let mut counter = 0u64;
     loop {
         if killed.load(Ordering::SeqCst) {
             return;
         }
-        let batch = if rng.random_bool(0.25) { 1 } else { rng.random_range(1..=64) };
+        let batch = if rng.random_bool(0.25) {
+            1
+        } else {
+            rng.random_range(1..=64)
+        };
         let mut records = Vec::with_capacity(batch);
         for _ in 0..batch {
             let id = format!("p{producer}-{counter}");
@@ -95,55 +112,63 @@ async fn produce(client: Client, producer: u32, seed: u64, ledger: Arc<Mutex<Led
                 ledger.sent.insert(id.clone(), data.clone());
             }
         }
-        let outcome: Result<Vec<Option<(String, String)>>, String> = if batch == 1 && rng.random_bool(0.5) {
-            let (id, data) = &records[0];
-            client
-                .put_record()
-                .stream_name(STREAM)
-                .partition_key(id)
-                .data(Blob::new(data.clone()))
-                .send()
-                .await
-                .map(|out| vec![Some((out.shard_id().to_owned(), out.sequence_number().to_owned()))])
-                .map_err(|e| format!("{e:?}"))
-        } else {
-            let entries = records
-                .iter()
-                .map(|(id, data)| {
-                    PutRecordsRequestEntry::builder()
-                        .partition_key(id)
-                        .data(Blob::new(data.clone()))
-                        .build()
-                        .expect("data and partition key are set")
-                })
-                .collect();
-            client
-                .put_records()
-                .stream_name(STREAM)
-                .set_records(Some(entries))
-                .send()
-                .await
-                .map_err(|e| format!("{e:?}"))
-                .and_then(|out| {
-                    if out.records().len() != records.len() {
-                        return Err(format!(
-                            "PutRecords answered {} results for {} entries",
-                            out.records().len(),
-                            records.len()
-                        ));
-                    }
-                    Ok(out
-                        .records()
-                        .iter()
-                        .map(|r| match (r.shard_id(), r.sequence_number(), r.error_code()) {
-                            (Some(shard), Some(sequence_number), None) => {
-                                Some((shard.to_owned(), sequence_number.to_owned()))
-                            }
-                            _ => None,
-                        })
-                        .collect())
-                })
-        };
+        let outcome: Result<Vec<Option<(String, String)>>, String> =
+            if batch == 1 && rng.random_bool(0.5) {
+                let (id, data) = &records[0];
+                client
+                    .put_record()
+                    .stream_name(STREAM)
+                    .partition_key(id)
+                    .data(Blob::new(data.clone()))
+                    .send()
+                    .await
+                    .map(|out| {
+                        vec![Some((
+                            out.shard_id().to_owned(),
+                            out.sequence_number().to_owned(),
+                        ))]
+                    })
+                    .map_err(|e| format!("{e:?}"))
+            } else {
+                let entries = records
+                    .iter()
+                    .map(|(id, data)| {
+                        PutRecordsRequestEntry::builder()
+                            .partition_key(id)
+                            .data(Blob::new(data.clone()))
+                            .build()
+                            .expect("data and partition key are set")
+                    })
+                    .collect();
+                client
+                    .put_records()
+                    .stream_name(STREAM)
+                    .set_records(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| format!("{e:?}"))
+                    .and_then(|out| {
+                        if out.records().len() != records.len() {
+                            return Err(format!(
+                                "PutRecords answered {} results for {} entries",
+                                out.records().len(),
+                                records.len()
+                            ));
+                        }
+                        Ok(out
+                            .records()
+                            .iter()
+                            .map(
+                                |r| match (r.shard_id(), r.sequence_number(), r.error_code()) {
+                                    (Some(shard), Some(sequence_number), None) => {
+                                        Some((shard.to_owned(), sequence_number.to_owned()))
+                                    }
+                                    _ => None,
+                                },
+                            )
+                            .collect())
+                    })
+            };
         let mut ledger = ledger.lock().expect("ledger lock is never poisoned");
         match outcome {
             Ok(results) => {
@@ -158,7 +183,9 @@ async fn produce(client: Client, producer: u32, seed: u64, ledger: Arc<Mutex<Led
             }
             Err(error) => {
                 if !killed.load(Ordering::SeqCst) {
-                    ledger.errors_before_kill.push(format!("producer {producer}: {error}"));
+                    ledger
+                        .errors_before_kill
+                        .push(format!("producer {producer}: {error}"));
                 }
                 return;
             }
@@ -186,7 +213,8 @@ fn verify_recovered(ledger: &Ledger, shards: &BTreeMap<String, Vec<ReadRecord>>)
     for (shard, records) in shards {
         for pair in records.windows(2) {
             assert!(
-                sequence_number_key(&pair[0].sequence_number) < sequence_number_key(&pair[1].sequence_number),
+                sequence_number_key(&pair[0].sequence_number)
+                    < sequence_number_key(&pair[1].sequence_number),
                 "sequence numbers must strictly increase within {shard}: {} then {}",
                 pair[0].sequence_number,
                 pair[1].sequence_number
@@ -202,7 +230,10 @@ fn verify_recovered(ledger: &Ledger, shards: &BTreeMap<String, Vec<ReadRecord>>)
                 )
             });
             let sent = ledger.sent.get(id).unwrap_or_else(|| {
-                panic!("record {} on {shard} has id {id} that no producer sent", record.sequence_number)
+                panic!(
+                    "record {} on {shard} has id {id} that no producer sent",
+                    record.sequence_number
+                )
             });
             assert!(
                 record.data == *sent,
@@ -211,11 +242,20 @@ fn verify_recovered(ledger: &Ledger, shards: &BTreeMap<String, Vec<ReadRecord>>)
                 record.data.len(),
                 sent.len()
             );
-            assert_eq!(record.partition_key, id, "record {id} kept its partition key");
-            assert!(seen.insert(id.to_owned()), "record {id} appears more than once");
+            assert_eq!(
+                record.partition_key, id,
+                "record {id} kept its partition key"
+            );
+            assert!(
+                seen.insert(id.to_owned()),
+                "record {id} appears more than once"
+            );
             match ledger.acked.get(id) {
                 Some((acked_shard, acked_sequence_number)) => {
-                    assert_eq!(acked_shard, shard, "record {id} was acknowledged on {acked_shard}");
+                    assert_eq!(
+                        acked_shard, shard,
+                        "record {id} was acknowledged on {acked_shard}"
+                    );
                     assert_eq!(
                         &record.sequence_number, acked_sequence_number,
                         "record {id} must keep the sequence number it was acknowledged with"
@@ -223,7 +263,9 @@ fn verify_recovered(ledger: &Ledger, shards: &BTreeMap<String, Vec<ReadRecord>>)
                 }
                 None => extras += 1,
             }
-            let (producer, counter) = id.split_once('-').expect("ids look like p<producer>-<counter>");
+            let (producer, counter) = id
+                .split_once('-')
+                .expect("ids look like p<producer>-<counter>");
             let counter: u64 = counter.parse().expect("the counter is a number");
             if let Some(previous) = last_counter_per_producer.insert(producer.to_owned(), counter) {
                 assert!(
@@ -233,7 +275,11 @@ fn verify_recovered(ledger: &Ledger, shards: &BTreeMap<String, Vec<ReadRecord>>)
             }
         }
     }
-    let missing: Vec<&String> = ledger.acked.keys().filter(|id| !seen.contains(*id)).collect();
+    let missing: Vec<&String> = ledger
+        .acked
+        .keys()
+        .filter(|id| !seen.contains(*id))
+        .collect();
     assert!(
         missing.is_empty(),
         "{} acknowledged records were lost after kill -9, e.g. {:?}",
@@ -250,7 +296,11 @@ enum Rollover {
     NotRequired,
 }
 
-async fn kill_during_writes_and_verify(test: &str, options: common::ServerOptions, rollover: Rollover) {
+async fn kill_during_writes_and_verify(
+    test: &str,
+    options: common::ServerOptions,
+    rollover: Rollover,
+) {
     let seed = seed_for(test);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut server = options.start();
@@ -261,7 +311,13 @@ async fn kill_during_writes_and_verify(test: &str, options: common::ServerOption
     let killed = Arc::new(AtomicBool::new(false));
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|producer| {
-            tokio::spawn(produce(client.clone(), producer, seed, Arc::clone(&ledger), Arc::clone(&killed)))
+            tokio::spawn(produce(
+                client.clone(),
+                producer,
+                seed,
+                Arc::clone(&ledger),
+                Arc::clone(&killed),
+            ))
         })
         .collect();
 
@@ -295,11 +351,22 @@ async fn kill_during_writes_and_verify(test: &str, options: common::ServerOption
         "the server failed requests before the kill: {:?}",
         ledger.errors_before_kill
     );
-    assert!(ledger.acked.len() >= 100, "only {} records were acknowledged in {write_for:?}", ledger.acked.len());
+    assert!(
+        ledger.acked.len() >= 100,
+        "only {} records were acknowledged in {write_for:?}",
+        ledger.acked.len()
+    );
 
     let segments = segment_files(server.data_dir());
-    let logs: HashSet<PathBuf> = segments.iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
-    eprintln!("{test}: {} segment files in {} logs at the kill", segments.len(), logs.len());
+    let logs: HashSet<PathBuf> = segments
+        .iter()
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .collect();
+    eprintln!(
+        "{test}: {} segment files in {} logs at the kill",
+        segments.len(),
+        logs.len()
+    );
     if rollover == Rollover::Required {
         assert!(
             segments.len() > logs.len(),
@@ -313,7 +380,10 @@ async fn kill_during_writes_and_verify(test: &str, options: common::ServerOption
     server.restart();
     let client = server.client();
     wait_for_status(&client, STREAM, StreamStatus::Active).await;
-    eprintln!("{test}: restarted and ACTIVE in {:?}", restarted_at.elapsed());
+    eprintln!(
+        "{test}: restarted and ACTIVE in {:?}",
+        restarted_at.elapsed()
+    );
     let shards = read_all_shards(&client).await;
     let (recovered, extras) = verify_recovered(&ledger, &shards);
     eprintln!(
@@ -335,7 +405,8 @@ async fn kill_during_writes_and_verify(test: &str, options: common::ServerOption
     let shard = output.shard_id().to_owned();
     if let Some(last) = shards.get(&shard).and_then(|records| records.last()) {
         assert!(
-            sequence_number_key(&last.sequence_number) < sequence_number_key(output.sequence_number()),
+            sequence_number_key(&last.sequence_number)
+                < sequence_number_key(output.sequence_number()),
             "a write after recovery gets a sequence number above every recovered one on {shard}"
         );
     }
@@ -364,7 +435,10 @@ async fn acknowledged_records_survive_kill_9_under_fsync_on_one_core() {
 async fn acknowledged_records_survive_kill_9_under_fsync_on_two_cores_with_segment_rollover() {
     kill_during_writes_and_verify(
         "acknowledged_records_survive_kill_9_under_fsync_on_two_cores_with_segment_rollover",
-        Server::options().flag("--durability", "fsync").flag("--cores", 2).flag("--segment-bytes", 1024 * 1024),
+        Server::options()
+            .flag("--durability", "fsync")
+            .flag("--cores", 2)
+            .flag("--segment-bytes", 1024 * 1024),
         Rollover::Required,
     )
     .await;
@@ -387,7 +461,9 @@ async fn acknowledged_records_survive_kill_9_under_write_durability() {
 /// Every `*.seg` file under `<data-dir>/log`.
 fn segment_files(data_dir: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -409,7 +485,8 @@ const BLOCK_BYTES: usize = 4096;
 fn last_written_block(data_dir: &Path) -> (PathBuf, usize, Vec<u8>) {
     let mut candidates: Vec<(PathBuf, usize, Vec<u8>)> = Vec::new();
     for path in segment_files(data_dir) {
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("segment {} is readable: {e}", path.display()));
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("segment {} is readable: {e}", path.display()));
         let last = bytes
             .chunks(BLOCK_BYTES)
             .rposition(|block| block.iter().any(|&b| b != 0))
@@ -421,9 +498,12 @@ fn last_written_block(data_dir: &Path) -> (PathBuf, usize, Vec<u8>) {
     // Segment names are the block sequence number of their first block, zero-padded, so the
     // newest segment (of one log) has the greatest name.
     candidates.sort_by(|a, b| a.0.file_name().cmp(&b.0.file_name()));
-    let (path, offset, bytes) = candidates
-        .pop()
-        .unwrap_or_else(|| panic!("no segment under {} holds data", data_dir.join("log").display()));
+    let (path, offset, bytes) = candidates.pop().unwrap_or_else(|| {
+        panic!(
+            "no segment under {} holds data",
+            data_dir.join("log").display()
+        )
+    });
     (path, offset, bytes)
 }
 
@@ -434,15 +514,18 @@ fn last_written_block(data_dir: &Path) -> (PathBuf, usize, Vec<u8>) {
 #[tokio::test]
 async fn a_corrupted_last_block_is_dropped_whole_and_earlier_records_survive() {
     // One core, so there is one log; small segments, so the test reads little from disk.
-    let mut server = Server::options().flag("--segment-bytes", 1024 * 1024).start();
+    let mut server = Server::options()
+        .flag("--segment-bytes", 1024 * 1024)
+        .start();
     let client = server.client();
     create_active_stream(&client, "torn", 1).await;
     let shard = shard_id(0);
 
     let mut earlier: Vec<(String, Vec<u8>)> = Vec::new();
     for batch in 0..4 {
-        let payloads: Vec<Vec<u8>> =
-            (0..10).map(|i| format!("early-{batch}-{i}:{}", "e".repeat(50 + 20 * i)).into_bytes()).collect();
+        let payloads: Vec<Vec<u8>> = (0..10)
+            .map(|i| format!("early-{batch}-{i}:{}", "e".repeat(50 + 20 * i)).into_bytes())
+            .collect();
         let mut request = client.put_records().stream_name("torn");
         for data in &payloads {
             request = request.records(
@@ -456,7 +539,13 @@ async fn a_corrupted_last_block_is_dropped_whole_and_earlier_records_survive() {
         let output = request.send().await.expect("PutRecords succeeds");
         assert_eq!(output.failed_record_count(), Some(0));
         for (result, data) in output.records().iter().zip(payloads) {
-            earlier.push((result.sequence_number().expect("sequence number").to_owned(), data));
+            earlier.push((
+                result
+                    .sequence_number()
+                    .expect("sequence number")
+                    .to_owned(),
+                data,
+            ));
         }
     }
     for i in 0..3 {
@@ -478,7 +567,9 @@ async fn a_corrupted_last_block_is_dropped_whole_and_earlier_records_survive() {
         request = request.records(
             PutRecordsRequestEntry::builder()
                 .partition_key("k")
-                .data(Blob::new(format!("FINAL-{i}:{}", "f".repeat(80)).into_bytes()))
+                .data(Blob::new(
+                    format!("FINAL-{i}:{}", "f".repeat(80)).into_bytes(),
+                ))
                 .build()
                 .expect("data and key set"),
         );
@@ -493,32 +584,63 @@ async fn a_corrupted_last_block_is_dropped_whole_and_earlier_records_survive() {
     // commit starts a new 4 KiB-aligned block, so the last written block holds the final batch
     // and nothing else.
     let block = &bytes[block_offset..block_offset + BLOCK_BYTES];
-    assert_eq!(&block[..8], b"SLUICEBK", "the last written 4 KiB region starts a block (format changed?)");
+    assert_eq!(
+        &block[..8],
+        b"SLUICEBK",
+        "the last written 4 KiB region starts a block (format changed?)"
+    );
     let body_len = u32::from_le_bytes(block[24..28].try_into().expect("4 bytes")) as usize;
     let used = 64 + body_len;
-    assert!(body_len > 0 && used <= BLOCK_BYTES, "the final batch fits one block ({body_len} body bytes)");
+    assert!(
+        body_len > 0 && used <= BLOCK_BYTES,
+        "the final batch fits one block ({body_len} body bytes)"
+    );
     // Flip bytes in the body (the records), as a torn write of this block would leave them.
-    for position in [64 + body_len / 2, 64 + body_len / 2 + 1, 64 + body_len * 3 / 4, used - 1] {
+    for position in [
+        64 + body_len / 2,
+        64 + body_len / 2 + 1,
+        64 + body_len * 3 / 4,
+        used - 1,
+    ] {
         bytes[block_offset + position] ^= 0xA5;
     }
-    std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("cannot rewrite {}: {e}", path.display()));
-    eprintln!("corrupted {} at block offset {block_offset} ({used} bytes in use)", path.display());
+    std::fs::write(&path, &bytes)
+        .unwrap_or_else(|e| panic!("cannot rewrite {}: {e}", path.display()));
+    eprintln!(
+        "corrupted {} at block offset {block_offset} ({used} bytes in use)",
+        path.display()
+    );
 
     server.restart();
     let client = server.client();
     wait_for_status(&client, "torn", StreamStatus::Active).await;
     let records = read_shard_to_end(&client, "torn", &shard).await;
-    let final_present: Vec<&ReadRecord> = records.iter().filter(|r| r.data.starts_with(b"FINAL-")).collect();
+    let final_present: Vec<&ReadRecord> = records
+        .iter()
+        .filter(|r| r.data.starts_with(b"FINAL-"))
+        .collect();
     assert!(
         final_present.is_empty(),
         "records of the corrupted final batch must be absent, found {} of them: {:?}",
         final_present.len(),
-        final_present.iter().map(|r| String::from_utf8_lossy(&r.data[..r.data.len().min(12)]).into_owned()).collect::<Vec<_>>()
+        final_present
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.data[..r.data.len().min(12)]).into_owned())
+            .collect::<Vec<_>>()
     );
-    let recovered: Vec<(String, Vec<u8>)> =
-        records.iter().map(|r| (r.sequence_number.clone(), r.data.clone())).collect();
-    assert_eq!(recovered.len(), earlier.len(), "every record before the final batch survives");
-    assert!(recovered == earlier, "earlier records come back with their sequence numbers, byte for byte");
+    let recovered: Vec<(String, Vec<u8>)> = records
+        .iter()
+        .map(|r| (r.sequence_number.clone(), r.data.clone()))
+        .collect();
+    assert_eq!(
+        recovered.len(),
+        earlier.len(),
+        "every record before the final batch survives"
+    );
+    assert!(
+        recovered == earlier,
+        "earlier records come back with their sequence numbers, byte for byte"
+    );
 
     let mut after = Vec::new();
     for i in 0..5 {
@@ -539,15 +661,31 @@ async fn a_corrupted_last_block_is_dropped_whole_and_earlier_records_survive() {
         "new writes sort after the surviving records"
     );
     let records = read_shard_to_end(&client, "torn", &shard).await;
-    let all: Vec<(String, Vec<u8>)> = records.into_iter().map(|r| (r.sequence_number, r.data)).collect();
-    let expected: Vec<(String, Vec<u8>)> = earlier.iter().cloned().chain(after.iter().cloned()).collect();
-    assert!(all == expected, "after recovery the shard holds the earlier records then the new ones");
+    let all: Vec<(String, Vec<u8>)> = records
+        .into_iter()
+        .map(|r| (r.sequence_number, r.data))
+        .collect();
+    let expected: Vec<(String, Vec<u8>)> = earlier
+        .iter()
+        .cloned()
+        .chain(after.iter().cloned())
+        .collect();
+    assert!(
+        all == expected,
+        "after recovery the shard holds the earlier records then the new ones"
+    );
 
     // And the new tail itself survives another crash.
     server.restart();
     let client = server.client();
     wait_for_status(&client, "torn", StreamStatus::Active).await;
     let records = read_shard_to_end(&client, "torn", &shard).await;
-    let all: Vec<(String, Vec<u8>)> = records.into_iter().map(|r| (r.sequence_number, r.data)).collect();
-    assert!(all == expected, "a second restart after the torn-tail recovery keeps everything");
+    let all: Vec<(String, Vec<u8>)> = records
+        .into_iter()
+        .map(|r| (r.sequence_number, r.data))
+        .collect();
+    assert!(
+        all == expected,
+        "a second restart after the torn-tail recovery keeps everything"
+    );
 }

@@ -15,9 +15,9 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
 use common::{
-    ACCOUNT_ID, ReadRecord, Server, create_active_stream, even_hash_ranges, expect_error, hash_key_of,
-    read_from_iterator_to_end, read_shard_to_end, sequence_number_key, shard_id, shard_index_for,
-    stream_arn, stream_not_found_message, wait_for_status, wait_until_gone,
+    ACCOUNT_ID, ReadRecord, Server, create_active_stream, even_hash_ranges, expect_error,
+    hash_key_of, read_from_iterator_to_end, read_shard_to_end, sequence_number_key, shard_id,
+    shard_index_for, stream_arn, stream_not_found_message, wait_for_status, wait_until_gone,
 };
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,7 +34,11 @@ fn entry(data: impl Into<Vec<u8>>, partition_key: &str) -> PutRecordsRequestEntr
 }
 
 fn assert_sequence_number_shape(sequence_number: &str) {
-    assert_eq!(sequence_number.len(), 56, "sequence numbers are 56 digits: {sequence_number}");
+    assert_eq!(
+        sequence_number.len(),
+        56,
+        "sequence numbers are 56 digits: {sequence_number}"
+    );
     assert!(
         sequence_number.bytes().all(|b| b.is_ascii_digit()),
         "sequence numbers are decimal: {sequence_number}"
@@ -72,9 +76,14 @@ async fn iterator(
 async fn health_endpoint_answers_200() {
     let server = Server::start();
     let address = server.endpoint().trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("the server accepts connections");
+    let mut stream = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("the server accepts connections");
     stream
-        .write_all(format!("GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET /health HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .await
         .expect("the request can be written");
     let mut response = Vec::new();
@@ -83,18 +92,31 @@ async fn health_endpoint_answers_200() {
         .expect("/health answers within 10 s")
         .expect("the response can be read");
     let response = String::from_utf8_lossy(&response);
-    assert!(response.starts_with("HTTP/1.1 200"), "GET /health must answer 200, got: {response}");
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "GET /health must answer 200, got: {response}"
+    );
 }
 
 #[tokio::test]
 async fn serve_reports_an_occupied_port_as_one_error_line_and_fails() {
     // Hold a port without SO_REUSEPORT, so the server's bind must fail.
     let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port exists");
-    let address = holder.local_addr().expect("a bound listener has an address");
+    let address = holder
+        .local_addr()
+        .expect("a bound listener has an address");
     let data_dir = tempfile::tempdir().expect("the temp dir is writable");
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["serve", "--http-addr", &address.to_string(), "--cores", "1", "--pin-cores", "false"])
+            .args([
+                "serve",
+                "--http-addr",
+                &address.to_string(),
+                "--cores",
+                "1",
+                "--pin-cores",
+                "false",
+            ])
             .arg("--data-dir")
             .arg(data_dir.path().join("data"))
             .stdin(std::process::Stdio::null())
@@ -106,21 +128,32 @@ async fn serve_reports_an_occupied_port_as_one_error_line_and_fails() {
         .expect("sluice exits within 30 s when its port is taken")
         .expect("the blocking task does not panic");
     drop(holder);
-    assert!(!output.status.success(), "sluice must exit non-zero when its port is taken");
+    assert!(
+        !output.status.success(),
+        "sluice must exit non-zero when its port is taken"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.lines().any(|line| line.starts_with("error:")),
         "sluice must explain a failed start on a line starting with `error:`, stderr was: {stderr}"
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!stdout.contains("serving Kinesis"), "a failed start must not print the ready line: {stdout}");
+    assert!(
+        !stdout.contains("serving Kinesis"),
+        "a failed start must not print the ready line: {stdout}"
+    );
 }
 
 #[tokio::test]
 async fn create_stream_describes_shards_with_aws_even_hash_ranges() {
     let server = Server::start();
     let client = server.client();
-    for (stream_name, shard_count) in [("even-1", 1u32), ("even-2", 2), ("even-3", 3), ("even-5", 5)] {
+    for (stream_name, shard_count) in [
+        ("even-1", 1u32),
+        ("even-2", 2),
+        ("even-3", 3),
+        ("even-5", 5),
+    ] {
         create_active_stream(&client, stream_name, shard_count as i32).await;
         let description = client
             .describe_stream()
@@ -134,37 +167,75 @@ async fn create_stream_describes_shards_with_aws_even_hash_ranges() {
         assert_eq!(description.stream_arn(), stream_arn(stream_name));
         assert_eq!(description.stream_status(), &StreamStatus::Active);
         assert_eq!(description.retention_period_hours(), 24);
-        assert!(!description.has_more_shards(), "{shard_count} shards fit one page");
+        assert!(
+            !description.has_more_shards(),
+            "{shard_count} shards fit one page"
+        );
         let shards = description.shards();
         assert_eq!(shards.len(), shard_count as usize);
         let expected = even_hash_ranges(shard_count);
         for (index, shard) in shards.iter().enumerate() {
             assert_eq!(shard.shard_id(), shard_id(index));
-            let range = shard.hash_key_range().expect("every shard has a hash key range");
-            assert_eq!(range.starting_hash_key(), expected[index].0.to_string(), "{stream_name} {index}");
-            assert_eq!(range.ending_hash_key(), expected[index].1.to_string(), "{stream_name} {index}");
-            let sequence_range = shard.sequence_number_range().expect("every shard has a sequence range");
+            let range = shard
+                .hash_key_range()
+                .expect("every shard has a hash key range");
+            assert_eq!(
+                range.starting_hash_key(),
+                expected[index].0.to_string(),
+                "{stream_name} {index}"
+            );
+            assert_eq!(
+                range.ending_hash_key(),
+                expected[index].1.to_string(),
+                "{stream_name} {index}"
+            );
+            let sequence_range = shard
+                .sequence_number_range()
+                .expect("every shard has a sequence range");
             assert_sequence_number_shape(sequence_range.starting_sequence_number());
-            assert_eq!(sequence_range.ending_sequence_number(), None, "new shards are open");
+            assert_eq!(
+                sequence_range.ending_sequence_number(),
+                None,
+                "new shards are open"
+            );
             assert_eq!(shard.parent_shard_id(), None);
         }
     }
     // The literal boundaries AWS uses (kds.md §2.2), independent of the helper's arithmetic.
-    let two = client.describe_stream().stream_name("even-2").send().await.expect("describe succeeds");
+    let two = client
+        .describe_stream()
+        .stream_name("even-2")
+        .send()
+        .await
+        .expect("describe succeeds");
     let shards = two.stream_description().expect("description").shards();
     let first = shards[0].hash_key_range().expect("range");
     let second = shards[1].hash_key_range().expect("range");
     assert_eq!(first.starting_hash_key(), "0");
-    assert_eq!(first.ending_hash_key(), "170141183460469231731687303715884105727");
-    assert_eq!(second.starting_hash_key(), "170141183460469231731687303715884105728");
+    assert_eq!(
+        first.ending_hash_key(),
+        "170141183460469231731687303715884105727"
+    );
+    assert_eq!(
+        second.starting_hash_key(),
+        "170141183460469231731687303715884105728"
+    );
     assert_eq!(second.ending_hash_key(), HASH_KEY_MAX);
-    let three = client.describe_stream().stream_name("even-3").send().await.expect("describe succeeds");
+    let three = client
+        .describe_stream()
+        .stream_name("even-3")
+        .send()
+        .await
+        .expect("describe succeeds");
     let shards = three.stream_description().expect("description").shards();
     assert_eq!(
         shards[0].hash_key_range().expect("range").ending_hash_key(),
         "113427455640312821154458202477256070484"
     );
-    assert_eq!(shards[2].hash_key_range().expect("range").ending_hash_key(), HASH_KEY_MAX);
+    assert_eq!(
+        shards[2].hash_key_range().expect("range").ending_hash_key(),
+        HASH_KEY_MAX
+    );
 }
 
 #[tokio::test]
@@ -178,24 +249,45 @@ async fn create_stream_stays_creating_until_the_create_delay_has_passed() {
     for attempt in 0..5 {
         let name = format!("slow-{attempt}");
         let started = Instant::now();
-        client.create_stream().stream_name(&name).shard_count(2).send().await.expect("CreateStream succeeds");
+        client
+            .create_stream()
+            .stream_name(&name)
+            .shard_count(2)
+            .send()
+            .await
+            .expect("CreateStream succeeds");
         let summary = client
             .describe_stream_summary()
             .stream_name(&name)
             .send()
             .await
             .expect("a CREATING stream can be described");
-        let status = summary.stream_description_summary().expect("summary").stream_status().clone();
+        let status = summary
+            .stream_description_summary()
+            .expect("summary")
+            .stream_status()
+            .clone();
         if started.elapsed() < Duration::from_millis(400) {
-            assert_eq!(status, StreamStatus::Creating, "right after CreateStream the stream is CREATING");
+            assert_eq!(
+                status,
+                StreamStatus::Creating,
+                "right after CreateStream the stream is CREATING"
+            );
             observed = Some((name, started));
             break;
         }
     }
-    let (name, started) = observed.expect("in 5 attempts, one DescribeStreamSummary came within 400 ms");
+    let (name, started) =
+        observed.expect("in 5 attempts, one DescribeStreamSummary came within 400 ms");
     let name = name.as_str();
     // Writes to a CREATING stream fail with ResourceNotFound, as on AWS.
-    let put = client.put_record().stream_name(name).partition_key("k").data(Blob::new("x")).send().await;
+    let put = client
+        .put_record()
+        .stream_name(name)
+        .partition_key("k")
+        .data(Blob::new("x"))
+        .send()
+        .await;
     let put_returned_after = started.elapsed();
     match put {
         Err(error) => {
@@ -211,19 +303,47 @@ async fn create_stream_stays_creating_until_the_create_delay_has_passed() {
 
     let mut active_at = None;
     while started.elapsed() < Duration::from_secs(20) {
-        let summary = client.describe_stream_summary().stream_name(name).send().await.expect("describe");
-        let status = summary.stream_description_summary().expect("summary").stream_status().clone();
+        let summary = client
+            .describe_stream_summary()
+            .stream_name(name)
+            .send()
+            .await
+            .expect("describe");
+        let status = summary
+            .stream_description_summary()
+            .expect("summary")
+            .stream_status()
+            .clone();
         if status == StreamStatus::Active {
             active_at = Some(started.elapsed());
             break;
         }
-        assert_eq!(status, StreamStatus::Creating, "the only state before ACTIVE is CREATING");
+        assert_eq!(
+            status,
+            StreamStatus::Creating,
+            "the only state before ACTIVE is CREATING"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let active_at = active_at.expect("the stream becomes ACTIVE within 20 s");
-    assert!(active_at >= Duration::from_millis(500), "ACTIVE was seen {active_at:?} after CreateStream");
-    let description = client.describe_stream().stream_name(name).send().await.expect("describe");
-    assert_eq!(description.stream_description().expect("description").shards().len(), 2);
+    assert!(
+        active_at >= Duration::from_millis(500),
+        "ACTIVE was seen {active_at:?} after CreateStream"
+    );
+    let description = client
+        .describe_stream()
+        .stream_name(name)
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        description
+            .stream_description()
+            .expect("description")
+            .shards()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -231,9 +351,19 @@ async fn create_stream_rejects_an_existing_name_with_resource_in_use() {
     let server = Server::start();
     let client = server.client();
     create_active_stream(&client, "twice", 1).await;
-    let (code, message) = expect_error(client.create_stream().stream_name("twice").shard_count(1).send().await);
+    let (code, message) = expect_error(
+        client
+            .create_stream()
+            .stream_name("twice")
+            .shard_count(1)
+            .send()
+            .await,
+    );
     assert_eq!(code, "ResourceInUseException");
-    assert_eq!(message, format!("Stream twice under account {ACCOUNT_ID} already exists."));
+    assert_eq!(
+        message,
+        format!("Stream twice under account {ACCOUNT_ID} already exists.")
+    );
 }
 
 #[tokio::test]
@@ -256,8 +386,15 @@ async fn describe_stream_pages_with_limit_and_exclusive_start_shard_id() {
             .stream_description
             .expect("description");
         pages += 1;
-        let ids: Vec<String> = description.shards().iter().map(|s| s.shard_id().to_owned()).collect();
-        assert!(ids.len() <= 2, "Limit 2 returns at most 2 shards, got {ids:?}");
+        let ids: Vec<String> = description
+            .shards()
+            .iter()
+            .map(|s| s.shard_id().to_owned())
+            .collect();
+        assert!(
+            ids.len() <= 2,
+            "Limit 2 returns at most 2 shards, got {ids:?}"
+        );
         let more = description.has_more_shards();
         seen.extend(ids.iter().cloned());
         match (pages, more) {
@@ -308,11 +445,23 @@ async fn list_streams_pages_in_name_order_with_next_token_and_exclusive_start() 
         v
     };
 
-    let all = client.list_streams().send().await.expect("ListStreams succeeds");
-    assert_eq!(all.stream_names(), sorted.as_slice(), "ListStreams lists names in order");
+    let all = client
+        .list_streams()
+        .send()
+        .await
+        .expect("ListStreams succeeds");
+    assert_eq!(
+        all.stream_names(),
+        sorted.as_slice(),
+        "ListStreams lists names in order"
+    );
     assert!(!all.has_more_streams());
     let summaries = all.stream_summaries();
-    assert_eq!(summaries.len(), 5, "StreamSummaries has one entry per stream");
+    assert_eq!(
+        summaries.len(),
+        5,
+        "StreamSummaries has one entry per stream"
+    );
     for summary in summaries {
         assert_eq!(summary.stream_arn(), stream_arn(summary.stream_name()));
         assert_eq!(summary.stream_status(), &StreamStatus::Active);
@@ -331,7 +480,12 @@ async fn list_streams_pages_in_name_order_with_next_token_and_exclusive_start() 
         seen.extend(output.stream_names().iter().cloned());
         if page < 3 {
             assert!(output.has_more_streams(), "page {page} of 3 has more");
-            token = Some(output.next_token().expect("a page with more streams has a NextToken").to_owned());
+            token = Some(
+                output
+                    .next_token()
+                    .expect("a page with more streams has a NextToken")
+                    .to_owned(),
+            );
         } else {
             assert!(!output.has_more_streams(), "page 3 is the last");
             break;
@@ -347,7 +501,10 @@ async fn list_streams_pages_in_name_order_with_next_token_and_exclusive_start() 
         .send()
         .await
         .expect("ListStreams with ExclusiveStartStreamName succeeds");
-    assert_eq!(output.stream_names(), ["ls-c".to_owned(), "ls-d".to_owned()].as_slice());
+    assert_eq!(
+        output.stream_names(),
+        ["ls-c".to_owned(), "ls-d".to_owned()].as_slice()
+    );
     assert!(output.has_more_streams());
 }
 
@@ -357,17 +514,45 @@ async fn list_shards_pages_with_max_results_next_token_and_exclusive_start() {
     let client = server.client();
     create_active_stream(&client, "shards", 5).await;
 
-    let first = client.list_shards().stream_name("shards").max_results(2).send().await.expect("ListShards");
+    let first = client
+        .list_shards()
+        .stream_name("shards")
+        .max_results(2)
+        .send()
+        .await
+        .expect("ListShards");
     let ids = |output: &aws_sdk_kinesis::operation::list_shards::ListShardsOutput| -> Vec<String> {
-        output.shards().iter().map(|s| s.shard_id().to_owned()).collect()
+        output
+            .shards()
+            .iter()
+            .map(|s| s.shard_id().to_owned())
+            .collect()
     };
     assert_eq!(ids(&first), vec![shard_id(0), shard_id(1)]);
-    let token = first.next_token().expect("a first page of 2 out of 5 has a NextToken").to_owned();
+    let token = first
+        .next_token()
+        .expect("a first page of 2 out of 5 has a NextToken")
+        .to_owned();
     // A NextToken names the stream by itself; StreamName must not be sent with it.
-    let second = client.list_shards().next_token(&token).max_results(2).send().await.expect("ListShards page 2");
+    let second = client
+        .list_shards()
+        .next_token(&token)
+        .max_results(2)
+        .send()
+        .await
+        .expect("ListShards page 2");
     assert_eq!(ids(&second), vec![shard_id(2), shard_id(3)]);
-    let token = second.next_token().expect("page 2 of 3 has a NextToken").to_owned();
-    let third = client.list_shards().next_token(&token).max_results(2).send().await.expect("ListShards page 3");
+    let token = second
+        .next_token()
+        .expect("page 2 of 3 has a NextToken")
+        .to_owned();
+    let third = client
+        .list_shards()
+        .next_token(&token)
+        .max_results(2)
+        .send()
+        .await
+        .expect("ListShards page 3");
     assert_eq!(ids(&third), vec![shard_id(4)]);
     assert_eq!(third.next_token(), None, "the last page has no NextToken");
 
@@ -380,7 +565,12 @@ async fn list_shards_pages_with_max_results_next_token_and_exclusive_start() {
         .expect("ListShards with ExclusiveStartShardId");
     assert_eq!(ids(&after), vec![shard_id(3), shard_id(4)]);
 
-    let all = client.list_shards().stream_name("shards").send().await.expect("ListShards");
+    let all = client
+        .list_shards()
+        .stream_name("shards")
+        .send()
+        .await
+        .expect("ListShards");
     let expected = even_hash_ranges(5);
     for (index, shard) in all.shards().iter().enumerate() {
         let range = shard.hash_key_range().expect("range");
@@ -390,10 +580,18 @@ async fn list_shards_pages_with_max_results_next_token_and_exclusive_start() {
     assert_eq!(all.shards().len(), 5);
 
     let (code, message) = expect_error(
-        client.list_shards().stream_name("shards").next_token(&token).send().await,
+        client
+            .list_shards()
+            .stream_name("shards")
+            .next_token(&token)
+            .send()
+            .await,
     );
     assert_eq!(code, "InvalidArgumentException");
-    assert_eq!(message, "NextToken and StreamName cannot be provided together.");
+    assert_eq!(
+        message,
+        "NextToken and StreamName cannot be provided together."
+    );
 }
 
 #[tokio::test]
@@ -416,9 +614,16 @@ async fn put_record_routes_by_md5_of_the_partition_key() {
             .await
             .unwrap_or_else(|e| panic!("PutRecord with key {key:?} failed: {e:?}"));
         let expected = shard_id(shard_index_for(hash_key_of(key), 4));
-        assert_eq!(output.shard_id(), expected, "partition key {key:?} routes by MD5");
+        assert_eq!(
+            output.shard_id(),
+            expected,
+            "partition key {key:?} routes by MD5"
+        );
         assert_sequence_number_shape(output.sequence_number());
-        per_shard.entry(expected).or_default().push((output.sequence_number().to_owned(), key.clone()));
+        per_shard
+            .entry(expected)
+            .or_default()
+            .push((output.sequence_number().to_owned(), key.clone()));
     }
     assert!(per_shard.len() == 4, "62 keys reach all 4 shards");
     for (shard, written) in per_shard {
@@ -463,7 +668,11 @@ async fn put_record_routes_by_explicit_hash_key_at_the_exact_boundaries() {
             .send()
             .await
             .unwrap_or_else(|e| panic!("PutRecord with ExplicitHashKey {hash_key} failed: {e:?}"));
-        assert_eq!(output.shard_id(), shard_id(expected_index), "ExplicitHashKey {hash_key}");
+        assert_eq!(
+            output.shard_id(),
+            shard_id(expected_index),
+            "ExplicitHashKey {hash_key}"
+        );
     }
 }
 
@@ -482,7 +691,9 @@ async fn put_records_returns_per_entry_results_in_request_order() {
         let mut data: Vec<u8> = (0..len).map(|_| rng.random()).collect();
         data[0] = (i % 256) as u8;
         let key = format!("pk-{i}-{}", rng.random::<u32>());
-        let mut builder = PutRecordsRequestEntry::builder().data(Blob::new(data.clone())).partition_key(&key);
+        let mut builder = PutRecordsRequestEntry::builder()
+            .data(Blob::new(data.clone()))
+            .partition_key(&key);
         let shard_index = if i % 5 == 0 {
             // Every fifth entry names its shard with an explicit hash key inside the range.
             let target = i % 4;
@@ -509,16 +720,35 @@ async fn put_records_returns_per_entry_results_in_request_order() {
     assert_eq!(results.len(), 200, "one result per entry");
     let mut acked: HashMap<String, (String, String, Vec<u8>)> = HashMap::new();
     for (i, result) in results.iter().enumerate() {
-        assert_eq!(result.error_code(), None, "entry {i} failed: {:?}", result.error_message());
-        let shard = result.shard_id().expect("a successful entry names its shard");
-        assert_eq!(shard, expected_shards[i], "entry {i} went to the wrong shard");
-        let sequence_number = result.sequence_number().expect("a successful entry has a sequence number");
+        assert_eq!(
+            result.error_code(),
+            None,
+            "entry {i} failed: {:?}",
+            result.error_message()
+        );
+        let shard = result
+            .shard_id()
+            .expect("a successful entry names its shard");
+        assert_eq!(
+            shard, expected_shards[i],
+            "entry {i} went to the wrong shard"
+        );
+        let sequence_number = result
+            .sequence_number()
+            .expect("a successful entry has a sequence number");
         assert_sequence_number_shape(sequence_number);
         let previous = acked.insert(
             sequence_number.to_owned(),
-            (shard.to_owned(), payloads[i].0.clone(), payloads[i].1.clone()),
+            (
+                shard.to_owned(),
+                payloads[i].0.clone(),
+                payloads[i].1.clone(),
+            ),
         );
-        assert!(previous.is_none(), "sequence number {sequence_number} was given twice");
+        assert!(
+            previous.is_none(),
+            "sequence number {sequence_number} was given twice"
+        );
     }
     // Per shard, entries keep their request order: sequence numbers grow with the entry index.
     let mut last_per_shard: HashMap<&str, &str> = HashMap::new();
@@ -535,12 +765,16 @@ async fn put_records_returns_per_entry_results_in_request_order() {
     let mut found = 0;
     for index in 0..4 {
         for record in read_shard_to_end(&client, "batch", &shard_id(index)).await {
-            let (shard, key, data) = acked
-                .get(&record.sequence_number)
-                .unwrap_or_else(|| panic!("record {} was never acknowledged", record.sequence_number));
+            let (shard, key, data) = acked.get(&record.sequence_number).unwrap_or_else(|| {
+                panic!("record {} was never acknowledged", record.sequence_number)
+            });
             assert_eq!(shard, &shard_id(index));
             assert_eq!(&record.partition_key, key);
-            assert_eq!(&record.data, data, "record {} differs from what was put", record.sequence_number);
+            assert_eq!(
+                &record.data, data,
+                "record {} differs from what was put",
+                record.sequence_number
+            );
             found += 1;
         }
     }
@@ -554,7 +788,9 @@ async fn get_records_returns_exact_bytes_including_a_maximum_size_record() {
     create_active_stream(&client, "bytes", 1).await;
     let all_bytes: Vec<u8> = (0..=255u8).collect();
     let key = "max";
-    let largest: Vec<u8> = (0..(1024 * 1024 - key.len())).map(|i| (i * 31 % 251) as u8).collect();
+    let largest: Vec<u8> = (0..(1024 * 1024 - key.len()))
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
     let payloads: Vec<(String, Vec<u8>)> = vec![
         ("a".to_owned(), all_bytes.clone()),
         ("b".to_owned(), b"{\"json\":\"looking\"}\n".to_vec()),
@@ -576,12 +812,20 @@ async fn get_records_returns_exact_bytes_including_a_maximum_size_record() {
     }
     let read = read_shard_to_end(&client, "bytes", &shard_id(0)).await;
     assert_eq!(read.len(), payloads.len());
-    for ((record, (key, data)), sequence_number) in read.iter().zip(&payloads).zip(&sequence_numbers) {
+    for ((record, (key, data)), sequence_number) in
+        read.iter().zip(&payloads).zip(&sequence_numbers)
+    {
         assert_eq!(&record.sequence_number, sequence_number);
         assert_eq!(&record.partition_key, key);
         assert_eq!(record.data.len(), data.len());
-        assert!(record.data == *data, "record {key} must come back byte for byte");
-        assert!(record.approximate_arrival_timestamp.is_some(), "records carry an arrival timestamp");
+        assert!(
+            record.data == *data,
+            "record {key} must come back byte for byte"
+        );
+        assert!(
+            record.approximate_arrival_timestamp.is_some(),
+            "records carry an arrival timestamp"
+        );
     }
 }
 
@@ -608,13 +852,30 @@ async fn get_shard_iterator_supports_all_five_iterator_types() {
         sequence_numbers.push(output.sequence_number().to_owned());
     }
     let data_of = |records: &[ReadRecord]| -> Vec<String> {
-        records.iter().map(|r| String::from_utf8_lossy(&r.data).into_owned()).collect()
+        records
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+            .collect()
     };
-    let names = |range: std::ops::Range<usize>| -> Vec<String> { range.map(|i| format!("record-{i}")).collect() };
+    let names = |range: std::ops::Range<usize>| -> Vec<String> {
+        range.map(|i| format!("record-{i}")).collect()
+    };
 
-    let it = iterator(&client, "iterators", &shard, ShardIteratorType::TrimHorizon, None, None).await;
+    let it = iterator(
+        &client,
+        "iterators",
+        &shard,
+        ShardIteratorType::TrimHorizon,
+        None,
+        None,
+    )
+    .await;
     let all = read_from_iterator_to_end(&client, it).await;
-    assert_eq!(data_of(&all), names(0..6), "TRIM_HORIZON starts at the oldest record");
+    assert_eq!(
+        data_of(&all),
+        names(0..6),
+        "TRIM_HORIZON starts at the oldest record"
+    );
 
     let it = iterator(
         &client,
@@ -625,7 +886,11 @@ async fn get_shard_iterator_supports_all_five_iterator_types() {
         None,
     )
     .await;
-    assert_eq!(data_of(&read_from_iterator_to_end(&client, it).await), names(2..6), "AT_SEQUENCE_NUMBER");
+    assert_eq!(
+        data_of(&read_from_iterator_to_end(&client, it).await),
+        names(2..6),
+        "AT_SEQUENCE_NUMBER"
+    );
 
     let it = iterator(
         &client,
@@ -636,22 +901,64 @@ async fn get_shard_iterator_supports_all_five_iterator_types() {
         None,
     )
     .await;
-    assert_eq!(data_of(&read_from_iterator_to_end(&client, it).await), names(3..6), "AFTER_SEQUENCE_NUMBER");
+    assert_eq!(
+        data_of(&read_from_iterator_to_end(&client, it).await),
+        names(3..6),
+        "AFTER_SEQUENCE_NUMBER"
+    );
 
-    let arrival_of_3 = all[3].approximate_arrival_timestamp.expect("arrival timestamp");
-    let it = iterator(&client, "iterators", &shard, ShardIteratorType::AtTimestamp, None, Some(arrival_of_3)).await;
+    let arrival_of_3 = all[3]
+        .approximate_arrival_timestamp
+        .expect("arrival timestamp");
+    let it = iterator(
+        &client,
+        "iterators",
+        &shard,
+        ShardIteratorType::AtTimestamp,
+        None,
+        Some(arrival_of_3),
+    )
+    .await;
     assert_eq!(
         data_of(&read_from_iterator_to_end(&client, it).await),
         names(3..6),
         "AT_TIMESTAMP starts at the first record that arrived at or after the timestamp"
     );
     let long_ago = DateTime::from_secs(1_000_000_000);
-    let it = iterator(&client, "iterators", &shard, ShardIteratorType::AtTimestamp, None, Some(long_ago)).await;
-    assert_eq!(data_of(&read_from_iterator_to_end(&client, it).await), names(0..6), "AT_TIMESTAMP in the past");
+    let it = iterator(
+        &client,
+        "iterators",
+        &shard,
+        ShardIteratorType::AtTimestamp,
+        None,
+        Some(long_ago),
+    )
+    .await;
+    assert_eq!(
+        data_of(&read_from_iterator_to_end(&client, it).await),
+        names(0..6),
+        "AT_TIMESTAMP in the past"
+    );
 
-    let latest = iterator(&client, "iterators", &shard, ShardIteratorType::Latest, None, None).await;
-    let output = client.get_records().shard_iterator(&latest).send().await.expect("GetRecords at LATEST");
-    assert!(output.records().is_empty(), "LATEST starts after the newest record");
+    let latest = iterator(
+        &client,
+        "iterators",
+        &shard,
+        ShardIteratorType::Latest,
+        None,
+        None,
+    )
+    .await;
+    let output = client
+        .get_records()
+        .shard_iterator(&latest)
+        .send()
+        .await
+        .expect("GetRecords at LATEST");
+    assert!(
+        output.records().is_empty(),
+        "LATEST starts after the newest record"
+    );
     let next = output.next_shard_iterator().expect("open shard").to_owned();
     client
         .put_record()
@@ -661,7 +968,11 @@ async fn get_shard_iterator_supports_all_five_iterator_types() {
         .send()
         .await
         .expect("PutRecord succeeds");
-    assert_eq!(data_of(&read_from_iterator_to_end(&client, next).await), names(6..7), "LATEST sees new records");
+    assert_eq!(
+        data_of(&read_from_iterator_to_end(&client, next).await),
+        names(6..7),
+        "LATEST sees new records"
+    );
 
     // Type and sequence number must agree.
     let (code, _) = expect_error(
@@ -673,7 +984,10 @@ async fn get_shard_iterator_supports_all_five_iterator_types() {
             .send()
             .await,
     );
-    assert_eq!(code, "InvalidArgumentException", "AT_SEQUENCE_NUMBER needs a StartingSequenceNumber");
+    assert_eq!(
+        code, "InvalidArgumentException",
+        "AT_SEQUENCE_NUMBER needs a StartingSequenceNumber"
+    );
     let (code, message) = expect_error(
         client
             .get_shard_iterator()
@@ -717,34 +1031,86 @@ async fn get_records_honours_limit_next_shard_iterator_and_millis_behind_latest(
     for i in 1..10 {
         put(i).await;
     }
-    let mut iterator = iterator(&client, "limit", &shard_id(0), ShardIteratorType::TrimHorizon, None, None).await;
+    let mut iterator = iterator(
+        &client,
+        "limit",
+        &shard_id(0),
+        ShardIteratorType::TrimHorizon,
+        None,
+        None,
+    )
+    .await;
 
-    let first = client.get_records().shard_iterator(&iterator).limit(1).send().await.expect("GetRecords");
+    let first = client
+        .get_records()
+        .shard_iterator(&iterator)
+        .limit(1)
+        .send()
+        .await
+        .expect("GetRecords");
     assert_eq!(first.records().len(), 1);
-    let behind = first.millis_behind_latest().expect("GetRecords reports MillisBehindLatest");
-    assert!(behind > 0, "a reader 9 records and 300 ms behind the tip reports MillisBehindLatest > 0");
+    let behind = first
+        .millis_behind_latest()
+        .expect("GetRecords reports MillisBehindLatest");
+    assert!(
+        behind > 0,
+        "a reader 9 records and 300 ms behind the tip reports MillisBehindLatest > 0"
+    );
     iterator = first.next_shard_iterator().expect("open shard").to_owned();
 
     let mut seen = vec![String::from_utf8_lossy(first.records()[0].data().as_ref()).into_owned()];
     let mut page_sizes = Vec::new();
     loop {
-        let output = client.get_records().shard_iterator(&iterator).limit(4).send().await.expect("GetRecords");
-        assert!(output.records().len() <= 4, "Limit 4 returns at most 4 records");
+        let output = client
+            .get_records()
+            .shard_iterator(&iterator)
+            .limit(4)
+            .send()
+            .await
+            .expect("GetRecords");
+        assert!(
+            output.records().len() <= 4,
+            "Limit 4 returns at most 4 records"
+        );
         page_sizes.push(output.records().len());
-        seen.extend(output.records().iter().map(|r| String::from_utf8_lossy(r.data().as_ref()).into_owned()));
-        iterator = output.next_shard_iterator().expect("an open shard always has a NextShardIterator").to_owned();
+        seen.extend(
+            output
+                .records()
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.data().as_ref()).into_owned()),
+        );
+        iterator = output
+            .next_shard_iterator()
+            .expect("an open shard always has a NextShardIterator")
+            .to_owned();
         if output.records().is_empty() {
-            assert_eq!(output.millis_behind_latest(), Some(0), "a caught-up reader is 0 ms behind");
+            assert_eq!(
+                output.millis_behind_latest(),
+                Some(0),
+                "a caught-up reader is 0 ms behind"
+            );
             break;
         }
-        assert!(page_sizes.len() < 20, "reading 9 records with Limit 4 does not take 20 pages");
+        assert!(
+            page_sizes.len() < 20,
+            "reading 9 records with Limit 4 does not take 20 pages"
+        );
     }
-    assert_eq!(page_sizes, vec![4, 4, 1, 0], "9 records with Limit 4 come as 4, 4, 1");
+    assert_eq!(
+        page_sizes,
+        vec![4, 4, 1, 0],
+        "9 records with Limit 4 come as 4, 4, 1"
+    );
     assert_eq!(seen, (0..10).map(|i| format!("r{i}")).collect::<Vec<_>>());
 
     // The final iterator stays usable and sees later writes.
     put(10).await;
-    let output = client.get_records().shard_iterator(&iterator).send().await.expect("GetRecords");
+    let output = client
+        .get_records()
+        .shard_iterator(&iterator)
+        .send()
+        .await
+        .expect("GetRecords");
     assert_eq!(output.records().len(), 1);
     assert_eq!(output.records()[0].data().as_ref(), b"r10");
 }
@@ -785,12 +1151,16 @@ async fn tags_are_added_overwritten_listed_in_pages_and_removed() {
         }
     };
     let all = list(None, None).await;
-    let tags: BTreeMap<String, String> =
-        all.tags().iter().map(|t| (t.key().to_owned(), t.value().unwrap_or_default().to_owned())).collect();
-    let expected: BTreeMap<String, String> = [("cost-center", "42"), ("env", "prod"), ("team", "storage")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    let tags: BTreeMap<String, String> = all
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().unwrap_or_default().to_owned()))
         .collect();
+    let expected: BTreeMap<String, String> =
+        [("cost-center", "42"), ("env", "prod"), ("team", "storage")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
     assert_eq!(tags, expected);
     assert!(!all.has_more_tags());
 
@@ -848,21 +1218,45 @@ async fn retention_period_increases_and_decreases_within_aws_bounds() {
     assert_eq!(retention().await, 48);
 
     let (code, message) = expect_error(
-        client.decrease_stream_retention_period().stream_name("retained").retention_period_hours(12).send().await,
+        client
+            .decrease_stream_retention_period()
+            .stream_name("retained")
+            .retention_period_hours(12)
+            .send()
+            .await,
     );
     assert_eq!(code, "InvalidArgumentException");
-    assert_eq!(message, "Minimum allowed retention period is 24 hours. Requested retention period (12 hours) is too short.");
+    assert_eq!(
+        message,
+        "Minimum allowed retention period is 24 hours. Requested retention period (12 hours) is too short."
+    );
 
     let (code, message) = expect_error(
-        client.increase_stream_retention_period().stream_name("retained").retention_period_hours(8761).send().await,
+        client
+            .increase_stream_retention_period()
+            .stream_name("retained")
+            .retention_period_hours(8761)
+            .send()
+            .await,
     );
     assert_eq!(code, "InvalidArgumentException");
-    assert_eq!(message, "Maximum allowed retention period is 8760 hours. Requested retention period (8761 hours) is too long.");
+    assert_eq!(
+        message,
+        "Maximum allowed retention period is 8760 hours. Requested retention period (8761 hours) is too long."
+    );
 
     let (code, _) = expect_error(
-        client.increase_stream_retention_period().stream_name("retained").retention_period_hours(24).send().await,
+        client
+            .increase_stream_retention_period()
+            .stream_name("retained")
+            .retention_period_hours(24)
+            .send()
+            .await,
     );
-    assert_eq!(code, "InvalidArgumentException", "Increase to a shorter period is refused");
+    assert_eq!(
+        code, "InvalidArgumentException",
+        "Increase to a shorter period is refused"
+    );
 
     client
         .decrease_stream_retention_period()
@@ -888,17 +1282,30 @@ async fn delete_stream_makes_the_stream_not_found() {
         .send()
         .await
         .expect("PutRecord succeeds");
-    client.delete_stream().stream_name("doomed").send().await.expect("DeleteStream succeeds");
+    client
+        .delete_stream()
+        .stream_name("doomed")
+        .send()
+        .await
+        .expect("DeleteStream succeeds");
     wait_until_gone(&client, "doomed").await;
     let (code, message) = expect_error(client.describe_stream().stream_name("doomed").send().await);
     assert_eq!(code, "ResourceNotFoundException");
     assert_eq!(message, stream_not_found_message("doomed"));
     let listed = client.list_streams().send().await.expect("ListStreams");
-    assert!(listed.stream_names().is_empty(), "a deleted stream is not listed: {:?}", listed.stream_names());
+    assert!(
+        listed.stream_names().is_empty(),
+        "a deleted stream is not listed: {:?}",
+        listed.stream_names()
+    );
 
     // The name can be reused, and the new stream starts empty.
     create_active_stream(&client, "doomed", 1).await;
-    assert!(read_shard_to_end(&client, "doomed", &shard_id(0)).await.is_empty());
+    assert!(
+        read_shard_to_end(&client, "doomed", &shard_id(0))
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -907,28 +1314,78 @@ async fn operations_on_a_missing_stream_fail_with_resource_not_found() {
     let client = server.client();
     let expected = stream_not_found_message("ghost");
     let checks = [
-        ("DescribeStream", expect_error(client.describe_stream().stream_name("ghost").send().await)),
-        ("DescribeStreamSummary", expect_error(client.describe_stream_summary().stream_name("ghost").send().await)),
+        (
+            "DescribeStream",
+            expect_error(client.describe_stream().stream_name("ghost").send().await),
+        ),
+        (
+            "DescribeStreamSummary",
+            expect_error(
+                client
+                    .describe_stream_summary()
+                    .stream_name("ghost")
+                    .send()
+                    .await,
+            ),
+        ),
         (
             "PutRecord",
             expect_error(
-                client.put_record().stream_name("ghost").partition_key("k").data(Blob::new("x")).send().await,
+                client
+                    .put_record()
+                    .stream_name("ghost")
+                    .partition_key("k")
+                    .data(Blob::new("x"))
+                    .send()
+                    .await,
             ),
         ),
         (
             "PutRecords",
-            expect_error(client.put_records().stream_name("ghost").records(entry("x", "k")).send().await),
+            expect_error(
+                client
+                    .put_records()
+                    .stream_name("ghost")
+                    .records(entry("x", "k"))
+                    .send()
+                    .await,
+            ),
         ),
-        ("DeleteStream", expect_error(client.delete_stream().stream_name("ghost").send().await)),
-        ("ListShards", expect_error(client.list_shards().stream_name("ghost").send().await)),
-        ("ListTagsForStream", expect_error(client.list_tags_for_stream().stream_name("ghost").send().await)),
+        (
+            "DeleteStream",
+            expect_error(client.delete_stream().stream_name("ghost").send().await),
+        ),
+        (
+            "ListShards",
+            expect_error(client.list_shards().stream_name("ghost").send().await),
+        ),
+        (
+            "ListTagsForStream",
+            expect_error(
+                client
+                    .list_tags_for_stream()
+                    .stream_name("ghost")
+                    .send()
+                    .await,
+            ),
+        ),
         (
             "AddTagsToStream",
-            expect_error(client.add_tags_to_stream().stream_name("ghost").tags("a", "b").send().await),
+            expect_error(
+                client
+                    .add_tags_to_stream()
+                    .stream_name("ghost")
+                    .tags("a", "b")
+                    .send()
+                    .await,
+            ),
         ),
     ];
     for (operation, (code, message)) in checks {
-        assert_eq!(code, "ResourceNotFoundException", "{operation} on a missing stream");
+        assert_eq!(
+            code, "ResourceNotFoundException",
+            "{operation} on a missing stream"
+        );
         assert_eq!(message, expected, "{operation} on a missing stream");
     }
     let (code, message) = expect_error(
@@ -941,7 +1398,13 @@ async fn operations_on_a_missing_stream_fail_with_resource_not_found() {
             .await,
     );
     assert_eq!(code, "ResourceNotFoundException");
-    assert_eq!(message, format!("Shard {} in stream ghost under account {ACCOUNT_ID} does not exist", shard_id(0)));
+    assert_eq!(
+        message,
+        format!(
+            "Shard {} in stream ghost under account {ACCOUNT_ID} does not exist",
+            shard_id(0)
+        )
+    );
 
     create_active_stream(&client, "real", 2).await;
     let (code, message) = expect_error(
@@ -953,8 +1416,17 @@ async fn operations_on_a_missing_stream_fail_with_resource_not_found() {
             .send()
             .await,
     );
-    assert_eq!(code, "ResourceNotFoundException", "a missing shard of an existing stream");
-    assert_eq!(message, format!("Shard {} in stream real under account {ACCOUNT_ID} does not exist", shard_id(7)));
+    assert_eq!(
+        code, "ResourceNotFoundException",
+        "a missing shard of an existing stream"
+    );
+    assert_eq!(
+        message,
+        format!(
+            "Shard {} in stream real under account {ACCOUNT_ID} does not exist",
+            shard_id(7)
+        )
+    );
 }
 
 #[tokio::test]
@@ -963,15 +1435,30 @@ async fn get_records_rejects_garbage_iterators_with_invalid_argument() {
     let client = server.client();
     create_active_stream(&client, "iters", 1).await;
     use base64::Engine as _;
-    let random_bytes: Vec<u8> = (0..120u8).map(|b| b.wrapping_mul(37).wrapping_add(11)).collect();
+    let random_bytes: Vec<u8> = (0..120u8)
+        .map(|b| b.wrapping_mul(37).wrapping_add(11))
+        .collect();
     let base64_noise = base64::engine::general_purpose::STANDARD.encode(random_bytes);
-    let valid = iterator(&client, "iters", &shard_id(0), ShardIteratorType::TrimHorizon, None, None).await;
+    let valid = iterator(
+        &client,
+        "iters",
+        &shard_id(0),
+        ShardIteratorType::TrimHorizon,
+        None,
+        None,
+    )
+    .await;
     // A real iterator with one character changed in the middle must not decode as valid either.
     let mut tampered: Vec<char> = valid.chars().collect();
     let middle = tampered.len() / 2;
     tampered[middle] = if tampered[middle] == 'A' { 'B' } else { 'A' };
     let tampered: String = tampered.into_iter().collect();
-    for bad in ["garbage", "not-an-iterator!", base64_noise.as_str(), tampered.as_str()] {
+    for bad in [
+        "garbage",
+        "not-an-iterator!",
+        base64_noise.as_str(),
+        tampered.as_str(),
+    ] {
         let (code, message) = expect_error(client.get_records().shard_iterator(bad).send().await);
         assert_eq!(code, "InvalidArgumentException", "iterator {bad:?}");
         assert_eq!(message, "Invalid ShardIterator.", "iterator {bad:?}");
@@ -983,17 +1470,30 @@ async fn put_records_rejects_501_entries_with_validation_exception() {
     let server = Server::start();
     let client = server.client();
     create_active_stream(&client, "limits", 1).await;
-    let entries: Vec<PutRecordsRequestEntry> = (0..501).map(|i| entry(vec![1u8], &format!("k{i}"))).collect();
-    let (code, message) =
-        expect_error(client.put_records().stream_name("limits").set_records(Some(entries)).send().await);
+    let entries: Vec<PutRecordsRequestEntry> = (0..501)
+        .map(|i| entry(vec![1u8], &format!("k{i}")))
+        .collect();
+    let (code, message) = expect_error(
+        client
+            .put_records()
+            .stream_name("limits")
+            .set_records(Some(entries))
+            .send()
+            .await,
+    );
     assert_eq!(code, "ValidationException");
-    assert!(message.starts_with("1 validation error detected: "), "message: {message}");
+    assert!(
+        message.starts_with("1 validation error detected: "),
+        "message: {message}"
+    );
     assert!(
         message.contains("at 'records' failed to satisfy constraint: Member must have length less than or equal to 500"),
         "message: {message}"
     );
     // 500 is fine.
-    let entries: Vec<PutRecordsRequestEntry> = (0..500).map(|i| entry(vec![1u8], &format!("k{i}"))).collect();
+    let entries: Vec<PutRecordsRequestEntry> = (0..500)
+        .map(|i| entry(vec![1u8], &format!("k{i}")))
+        .collect();
     let output = client
         .put_records()
         .stream_name("limits")
@@ -1038,7 +1538,12 @@ async fn put_record_rejects_data_over_one_mebibyte_with_validation_exception() {
         message.contains("at 'records.2.member.data' failed to satisfy constraint: Member must have length less than or equal to 1048576"),
         "message: {message}"
     );
-    assert!(read_shard_to_end(&client, "big", &shard_id(0)).await.is_empty(), "a rejected request writes nothing");
+    assert!(
+        read_shard_to_end(&client, "big", &shard_id(0))
+            .await
+            .is_empty(),
+        "a rejected request writes nothing"
+    );
 }
 
 #[tokio::test]
@@ -1047,7 +1552,13 @@ async fn put_record_rejects_empty_and_257_character_partition_keys() {
     let client = server.client();
     create_active_stream(&client, "keys", 1).await;
     let (code, message) = expect_error(
-        client.put_record().stream_name("keys").partition_key("").data(Blob::new("x")).send().await,
+        client
+            .put_record()
+            .stream_name("keys")
+            .partition_key("")
+            .data(Blob::new("x"))
+            .send()
+            .await,
     );
     assert_eq!(code, "ValidationException");
     assert!(
@@ -1055,7 +1566,13 @@ async fn put_record_rejects_empty_and_257_character_partition_keys() {
         "message: {message}"
     );
     let (code, message) = expect_error(
-        client.put_record().stream_name("keys").partition_key("a".repeat(257)).data(Blob::new("x")).send().await,
+        client
+            .put_record()
+            .stream_name("keys")
+            .partition_key("a".repeat(257))
+            .data(Blob::new("x"))
+            .send()
+            .await,
     );
     assert_eq!(code, "ValidationException");
     assert!(
@@ -1063,9 +1580,17 @@ async fn put_record_rejects_empty_and_257_character_partition_keys() {
         "message: {message}"
     );
     let (code, _) = expect_error(
-        client.put_records().stream_name("keys").records(entry("x", &"b".repeat(257))).send().await,
+        client
+            .put_records()
+            .stream_name("keys")
+            .records(entry("x", &"b".repeat(257)))
+            .send()
+            .await,
     );
-    assert_eq!(code, "ValidationException", "PutRecords checks each entry's key too");
+    assert_eq!(
+        code, "ValidationException",
+        "PutRecords checks each entry's key too"
+    );
     client
         .put_record()
         .stream_name("keys")
@@ -1095,7 +1620,9 @@ async fn put_record_rejects_an_explicit_hash_key_above_2_pow_128_minus_1() {
     assert_eq!(code, "InvalidArgumentException");
     assert_eq!(
         message,
-        format!("Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {too_big}")
+        format!(
+            "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {too_big}"
+        )
     );
     let entry_with_bad_key = PutRecordsRequestEntry::builder()
         .data(Blob::new("x"))
@@ -1103,8 +1630,18 @@ async fn put_record_rejects_an_explicit_hash_key_above_2_pow_128_minus_1() {
         .explicit_hash_key(too_big)
         .build()
         .expect("data and key set");
-    let (code, _) = expect_error(client.put_records().stream_name("ehk").records(entry_with_bad_key).send().await);
-    assert_eq!(code, "InvalidArgumentException", "PutRecords checks each ExplicitHashKey");
+    let (code, _) = expect_error(
+        client
+            .put_records()
+            .stream_name("ehk")
+            .records(entry_with_bad_key)
+            .send()
+            .await,
+    );
+    assert_eq!(
+        code, "InvalidArgumentException",
+        "PutRecords checks each ExplicitHashKey"
+    );
 }
 
 #[tokio::test]
@@ -1114,11 +1651,39 @@ async fn stream_arn_names_the_stream_wherever_the_model_allows_it() {
     create_active_stream(&client, "by-arn", 2).await;
     let arn = stream_arn("by-arn");
 
-    let summary = client.describe_stream_summary().stream_arn(&arn).send().await.expect("DescribeStreamSummary by ARN");
-    assert_eq!(summary.stream_description_summary().expect("summary").stream_name(), "by-arn");
-    let description = client.describe_stream().stream_arn(&arn).send().await.expect("DescribeStream by ARN");
-    assert_eq!(description.stream_description().expect("description").shards().len(), 2);
-    let shards = client.list_shards().stream_arn(&arn).send().await.expect("ListShards by ARN");
+    let summary = client
+        .describe_stream_summary()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .expect("DescribeStreamSummary by ARN");
+    assert_eq!(
+        summary
+            .stream_description_summary()
+            .expect("summary")
+            .stream_name(),
+        "by-arn"
+    );
+    let description = client
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .expect("DescribeStream by ARN");
+    assert_eq!(
+        description
+            .stream_description()
+            .expect("description")
+            .shards()
+            .len(),
+        2
+    );
+    let shards = client
+        .list_shards()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .expect("ListShards by ARN");
     assert_eq!(shards.shards().len(), 2);
 
     let put = client
@@ -1154,13 +1719,37 @@ async fn stream_arn_names_the_stream_wherever_the_model_allows_it() {
         .send()
         .await
         .expect("GetRecords with StreamARN");
-    let data: Vec<&[u8]> = records.records().iter().map(|r| r.data().as_ref()).collect();
-    assert_eq!(data, vec![b"via-arn".as_slice(), b"via-arn-batch".as_slice()]);
+    let data: Vec<&[u8]> = records
+        .records()
+        .iter()
+        .map(|r| r.data().as_ref())
+        .collect();
+    assert_eq!(
+        data,
+        vec![b"via-arn".as_slice(), b"via-arn-batch".as_slice()]
+    );
 
-    client.add_tags_to_stream().stream_arn(&arn).tags("via", "arn").send().await.expect("AddTagsToStream by ARN");
-    let tags = client.list_tags_for_stream().stream_arn(&arn).send().await.expect("ListTagsForStream by ARN");
+    client
+        .add_tags_to_stream()
+        .stream_arn(&arn)
+        .tags("via", "arn")
+        .send()
+        .await
+        .expect("AddTagsToStream by ARN");
+    let tags = client
+        .list_tags_for_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .expect("ListTagsForStream by ARN");
     assert_eq!(tags.tags().len(), 1);
-    client.remove_tags_from_stream().stream_arn(&arn).tag_keys("via").send().await.expect("RemoveTags by ARN");
+    client
+        .remove_tags_from_stream()
+        .stream_arn(&arn)
+        .tag_keys("via")
+        .send()
+        .await
+        .expect("RemoveTags by ARN");
     client
         .increase_stream_retention_period()
         .stream_arn(&arn)
@@ -1169,12 +1758,22 @@ async fn stream_arn_names_the_stream_wherever_the_model_allows_it() {
         .await
         .expect("IncreaseStreamRetentionPeriod by ARN");
 
-    let (code, message) =
-        expect_error(client.describe_stream_summary().stream_arn(stream_arn("no-such-stream")).send().await);
+    let (code, message) = expect_error(
+        client
+            .describe_stream_summary()
+            .stream_arn(stream_arn("no-such-stream"))
+            .send()
+            .await,
+    );
     assert_eq!(code, "ResourceNotFoundException");
     assert_eq!(message, stream_not_found_message("no-such-stream"));
 
-    client.delete_stream().stream_arn(&arn).send().await.expect("DeleteStream by ARN");
+    client
+        .delete_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .expect("DeleteStream by ARN");
     wait_until_gone(&client, "by-arn").await;
 }
 
@@ -1195,16 +1794,35 @@ async fn two_cores_serve_many_shards_and_every_record_reads_back() {
                 let mut request = client.put_records().stream_name("wide");
                 for i in 0..50u32 {
                     let key = format!("p{producer}-b{batch}-r{i}");
-                    let data = format!("{key}:{}", "x".repeat(((producer + batch + i) % 97) as usize)).into_bytes();
+                    let data = format!(
+                        "{key}:{}",
+                        "x".repeat(((producer + batch + i) % 97) as usize)
+                    )
+                    .into_bytes();
                     request = request.records(entry(data.clone(), &key));
                     payloads.push((key, data));
                 }
-                let output = request.send().await.expect("PutRecords on two cores succeeds");
+                let output = request
+                    .send()
+                    .await
+                    .expect("PutRecords on two cores succeeds");
                 assert_eq!(output.failed_record_count(), Some(0));
                 for (result, (key, data)) in output.records().iter().zip(payloads) {
                     let shard = result.shard_id().expect("shard").to_owned();
-                    assert_eq!(shard, shard_id(shard_index_for(hash_key_of(&key), SHARDS)), "{key}");
-                    acked.push((result.sequence_number().expect("sequence number").to_owned(), shard, key, data));
+                    assert_eq!(
+                        shard,
+                        shard_id(shard_index_for(hash_key_of(&key), SHARDS)),
+                        "{key}"
+                    );
+                    acked.push((
+                        result
+                            .sequence_number()
+                            .expect("sequence number")
+                            .to_owned(),
+                        shard,
+                        key,
+                        data,
+                    ));
                 }
                 // Interleave single PutRecord calls with the batches.
                 let key = format!("p{producer}-single-{batch}");
@@ -1216,15 +1834,24 @@ async fn two_cores_serve_many_shards_and_every_record_reads_back() {
                     .send()
                     .await
                     .expect("PutRecord on two cores succeeds");
-                acked.push((output.sequence_number().to_owned(), output.shard_id().to_owned(), key.clone(), key.into_bytes()));
+                acked.push((
+                    output.sequence_number().to_owned(),
+                    output.shard_id().to_owned(),
+                    key.clone(),
+                    key.into_bytes(),
+                ));
             }
             acked
         }));
     }
     let mut acked: HashMap<String, (String, String, Vec<u8>)> = HashMap::new();
     for task in tasks {
-        for (sequence_number, shard, key, data) in task.await.expect("producer task does not panic") {
-            assert!(acked.insert(sequence_number, (shard, key, data)).is_none(), "sequence numbers are unique");
+        for (sequence_number, shard, key, data) in task.await.expect("producer task does not panic")
+        {
+            assert!(
+                acked.insert(sequence_number, (shard, key, data)).is_none(),
+                "sequence numbers are unique"
+            );
         }
     }
     assert_eq!(acked.len(), 4 * 10 * 51);
@@ -1232,25 +1859,41 @@ async fn two_cores_serve_many_shards_and_every_record_reads_back() {
     let mut readers = Vec::new();
     for index in 0..SHARDS as usize {
         let client = client.clone();
-        readers.push(tokio::spawn(async move { (index, read_shard_to_end(&client, "wide", &shard_id(index)).await) }));
+        readers.push(tokio::spawn(async move {
+            (
+                index,
+                read_shard_to_end(&client, "wide", &shard_id(index)).await,
+            )
+        }));
     }
     let mut found = 0;
     for reader in readers {
         let (index, records) = reader.await.expect("reader task does not panic");
         for pair in records.windows(2) {
-            assert!(sequence_number_key(&pair[0].sequence_number) < sequence_number_key(&pair[1].sequence_number));
+            assert!(
+                sequence_number_key(&pair[0].sequence_number)
+                    < sequence_number_key(&pair[1].sequence_number)
+            );
         }
         for record in records {
-            let (shard, key, data) = acked
-                .get(&record.sequence_number)
-                .unwrap_or_else(|| panic!("record {} on {} was never acknowledged", record.sequence_number, shard_id(index)));
+            let (shard, key, data) = acked.get(&record.sequence_number).unwrap_or_else(|| {
+                panic!(
+                    "record {} on {} was never acknowledged",
+                    record.sequence_number,
+                    shard_id(index)
+                )
+            });
             assert_eq!(shard, &shard_id(index));
             assert_eq!(&record.partition_key, key);
             assert_eq!(&record.data, data);
             found += 1;
         }
     }
-    assert_eq!(found, acked.len(), "every acknowledged record is read back exactly once");
+    assert_eq!(
+        found,
+        acked.len(),
+        "every acknowledged record is read back exactly once"
+    );
 }
 
 /// The 47 hex nibbles of a 56-digit decimal sequence number.
@@ -1258,7 +1901,10 @@ fn sequence_number_nibbles(sequence_number: &str) -> Vec<u8> {
     // Little-endian base-2^32 limbs; multiply by 10 and add each decimal digit.
     let mut limbs: Vec<u64> = vec![0];
     for digit in sequence_number.bytes() {
-        assert!(digit.is_ascii_digit(), "sequence numbers are decimal: {sequence_number}");
+        assert!(
+            digit.is_ascii_digit(),
+            "sequence numbers are decimal: {sequence_number}"
+        );
         let mut carry = u64::from(digit - b'0');
         for limb in &mut limbs {
             let value = *limb * 10 + carry;
@@ -1275,15 +1921,24 @@ fn sequence_number_nibbles(sequence_number: &str) -> Vec<u8> {
             nibbles.push(((limb >> (shift * 4)) & 0xf) as u8);
         }
     }
-    let first_nonzero = nibbles.iter().position(|&n| n != 0).unwrap_or(nibbles.len());
+    let first_nonzero = nibbles
+        .iter()
+        .position(|&n| n != 0)
+        .unwrap_or(nibbles.len());
     let nibbles = nibbles[first_nonzero..].to_vec();
-    assert_eq!(nibbles.len(), 47, "a sequence number is 47 hex nibbles: {sequence_number}");
+    assert_eq!(
+        nibbles.len(),
+        47,
+        "a sequence number is 47 hex nibbles: {sequence_number}"
+    );
     nibbles
 }
 
 /// The value of nibbles `range` as an integer.
 fn nibble_field(nibbles: &[u8], range: std::ops::Range<usize>) -> u64 {
-    nibbles[range].iter().fold(0u64, |value, &n| (value << 4) | u64::from(n))
+    nibbles[range]
+        .iter()
+        .fold(0u64, |value, &n| (value << 4) | u64::from(n))
 }
 
 /// Guards the AWS sequence-number layout that clients and kinesalite's suite inspect:
@@ -1298,19 +1953,47 @@ async fn sequence_numbers_follow_the_aws_layout() {
         .expect("clock after 1970")
         .as_secs();
     create_active_stream(&client, "layout", 3).await;
-    let description = client.describe_stream().stream_name("layout").send().await.expect("describe");
-    let shards = description.stream_description().expect("description").shards().to_vec();
+    let description = client
+        .describe_stream()
+        .stream_name("layout")
+        .send()
+        .await
+        .expect("describe");
+    let shards = description
+        .stream_description()
+        .expect("description")
+        .shards()
+        .to_vec();
     let mut creation_s = None;
     for (index, shard) in shards.iter().enumerate() {
-        let start = shard.sequence_number_range().expect("range").starting_sequence_number();
+        let start = shard
+            .sequence_number_range()
+            .expect("range")
+            .starting_sequence_number();
         let nibbles = sequence_number_nibbles(start);
         assert_eq!(nibbles[0], 2, "{start} starts with nibble 2");
         assert_eq!(nibbles[46], 2, "{start} ends with nibble 2");
-        assert_eq!(nibble_field(&nibbles, 10..11), index as u64 & 0xf, "index nibble of {start}");
-        assert_eq!(nibble_field(&nibbles, 38..46), index as u64, "shard index field of {start}");
-        assert_eq!(nibble_field(&nibbles, 27..29), 0, "the fixed 00 byte of {start}");
+        assert_eq!(
+            nibble_field(&nibbles, 10..11),
+            index as u64 & 0xf,
+            "index nibble of {start}"
+        );
+        assert_eq!(
+            nibble_field(&nibbles, 38..46),
+            index as u64,
+            "shard index field of {start}"
+        );
+        assert_eq!(
+            nibble_field(&nibbles, 27..29),
+            0,
+            "the fixed 00 byte of {start}"
+        );
         let created = nibble_field(&nibbles, 1..10);
-        assert_eq!(*creation_s.get_or_insert(created), created, "all shards of a new stream share a creation time");
+        assert_eq!(
+            *creation_s.get_or_insert(created),
+            created,
+            "all shards of a new stream share a creation time"
+        );
         assert!(
             created + 60 >= before_s && created <= before_s + 60,
             "shard creation time {created} is near the CreateStream call at {before_s}"
@@ -1328,9 +2011,20 @@ async fn sequence_numbers_follow_the_aws_layout() {
             .expect("PutRecord succeeds");
         assert_eq!(output.shard_id(), shard_id(1));
         let nibbles = sequence_number_nibbles(output.sequence_number());
-        assert_eq!(nibble_field(&nibbles, 11..27), position, "record {position} of the shard has that position");
-        assert_eq!(nibble_field(&nibbles, 38..46), 1, "the record's number names shard 1");
+        assert_eq!(
+            nibble_field(&nibbles, 11..27),
+            position,
+            "record {position} of the shard has that position"
+        );
+        assert_eq!(
+            nibble_field(&nibbles, 38..46),
+            1,
+            "the record's number names shard 1"
+        );
         let arrival = nibble_field(&nibbles, 29..38);
-        assert!(arrival + 60 >= before_s && arrival <= before_s + 120, "arrival second {arrival} is now-ish");
+        assert!(
+            arrival + 60 >= before_s && arrival <= before_s + 120,
+            "arrival second {arrival} is now-ish"
+        );
     }
 }

@@ -22,9 +22,13 @@ fn perf_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let sluice = Path::new(env!("CARGO_BIN_EXE_sluice"));
-        let dir = sluice.parent().expect("the sluice binary lives in a profile directory");
+        let dir = sluice
+            .parent()
+            .expect("the sluice binary lives in a profile directory");
         let mut build = Command::new(env!("CARGO"));
-        build.args(["build", "--quiet", "-p", "sluice-perf"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+        build
+            .args(["build", "--quiet", "-p", "sluice-perf"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
         match dir.file_name().and_then(|n| n.to_str()) {
             Some("debug") => {}
             Some("release") => {
@@ -35,7 +39,9 @@ fn perf_binary() -> &'static Path {
             }
             None => panic!("cannot tell the cargo profile from {}", dir.display()),
         }
-        let status = build.status().expect("cargo can be run to build sluice-perf");
+        let status = build
+            .status()
+            .expect("cargo can be run to build sluice-perf");
         assert!(status.success(), "building sluice-perf failed: {status}");
         let binary = dir.join("sluice-perf");
         assert!(binary.exists(), "cargo built no {}", binary.display());
@@ -44,27 +50,46 @@ fn perf_binary() -> &'static Path {
 }
 
 fn scenario_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("perf/scenarios").join(format!("{name}.toml"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("perf/scenarios")
+        .join(format!("{name}.toml"))
 }
 
 /// A loopback port that was free a moment ago (the OS hands out ephemeral ports in turn, so
 /// it is not handed out again at once).
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("loopback can be bound");
-    listener.local_addr().expect("a bound listener has an address").port()
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port()
 }
 
 /// Runs one scenario in smoke mode over `protocol` ("http" or "binary") against a fresh
 /// server; returns the summary and the output directory (kept alive by the returned guard).
 fn run_smoke(name: &str, protocol: &str) -> (Value, tempfile::TempDir) {
     let binary_addr = format!("127.0.0.1:{}", free_port());
-    let server = Server::options().flag("--binary-addr", &binary_addr).start();
+    let server = Server::options()
+        .flag("--binary-addr", &binary_addr)
+        .start();
     let out = tempfile::tempdir().expect("the temp dir is writable");
     let output = Command::new(perf_binary())
-        .args(["run", "--smoke", "--quiet", "--label", "smoke", "--protocol", protocol, "--endpoint"])
+        .args([
+            "run",
+            "--smoke",
+            "--quiet",
+            "--label",
+            "smoke",
+            "--protocol",
+            protocol,
+            "--endpoint",
+        ])
         .arg(server.endpoint())
         .args(["--binary-addr", &binary_addr])
-        .args(["--server-pid", &server.pid().expect("the server runs").to_string()])
+        .args([
+            "--server-pid",
+            &server.pid().expect("the server runs").to_string(),
+        ])
         .arg("--out")
         .arg(out.path())
         .arg(scenario_file(name))
@@ -78,11 +103,13 @@ fn run_smoke(name: &str, protocol: &str) -> (Value, tempfile::TempDir) {
         server.stderr_text()
     );
     let stdout = String::from_utf8(output.stdout).expect("the summary is UTF-8");
-    let printed: Value = serde_json::from_str(stdout.lines().last().expect("one summary line on stdout"))
-        .expect("stdout carries the JSON summary");
+    let printed: Value =
+        serde_json::from_str(stdout.lines().last().expect("one summary line on stdout"))
+            .expect("stdout carries the JSON summary");
     let stem = format!("smoke-{name}-{protocol}");
     let file: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.path().join(format!("{stem}.json"))).expect("the JSON summary file exists"),
+        &std::fs::read_to_string(out.path().join(format!("{stem}.json")))
+            .expect("the JSON summary file exists"),
     )
     .expect("the JSON summary file parses");
     assert_eq!(printed, file, "stdout and the file carry the same summary");
@@ -96,10 +123,17 @@ fn run_smoke(name: &str, protocol: &str) -> (Value, tempfile::TempDir) {
 fn check_common(summary: &Value, name: &str) {
     assert_eq!(summary["scenario"], name);
     assert_eq!(summary["smoke"], true);
-    assert_eq!(summary["errors"], 0, "no request failed: {}", summary["first_error"]);
+    assert_eq!(
+        summary["errors"], 0,
+        "no request failed: {}",
+        summary["first_error"]
+    );
     assert_eq!(summary["records_failed"], 0);
     let records = summary["records"].as_u64().expect("records is a count");
-    assert!(records > 0, "the scenario acknowledged (or delivered) records: {summary}");
+    assert!(
+        records > 0,
+        "the scenario acknowledged (or delivered) records: {summary}"
+    );
     assert!(summary["records_per_s"].as_f64().expect("a rate") > 0.0);
     let latency = &summary["latency"];
     let count = latency["count"].as_u64().expect("a latency count");
@@ -107,11 +141,22 @@ fn check_common(summary: &Value, name: &str) {
     let p50 = latency["p50_ms"].as_f64().expect("p50");
     let p99 = latency["p99_ms"].as_f64().expect("p99");
     let max = latency["max_ms"].as_f64().expect("max");
-    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "percentiles are ordered: {latency}");
-    assert!(!summary["goal_value"].is_null(), "the goal metric names a value of the summary");
+    assert!(
+        0.0 < p50 && p50 <= p99 && p99 <= max,
+        "percentiles are ordered: {latency}"
+    );
+    assert!(
+        !summary["goal_value"].is_null(),
+        "the goal metric names a value of the summary"
+    );
     for side in ["client_cpu_pct", "server_cpu_pct"] {
-        let pct = summary[side].as_f64().unwrap_or_else(|| panic!("{side} is reported: {summary}"));
-        assert!((0.0..=400.0).contains(&pct), "{side} is a utilisation: {pct}");
+        let pct = summary[side]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{side} is reported: {summary}"));
+        assert!(
+            (0.0..=400.0).contains(&pct),
+            "{side} is a utilisation: {pct}"
+        );
     }
 }
 
@@ -120,7 +165,10 @@ fn check_hgrm(path: &Path, summary: &Value) {
     let text = std::fs::read_to_string(path).expect("the .hgrm file exists");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("a header").split_whitespace().collect();
-    assert_eq!(header, ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]);
+    assert_eq!(
+        header,
+        ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+    );
     let mut rows = Vec::new();
     let mut footer = Vec::new();
     for line in lines.filter(|l| !l.trim().is_empty()) {
@@ -128,19 +176,27 @@ fn check_hgrm(path: &Path, summary: &Value) {
             footer.push(line);
             continue;
         }
-        let fields: Vec<f64> =
-            line.split_whitespace().map(|f| f.parse().expect("every row field is a number")).collect();
+        let fields: Vec<f64> = line
+            .split_whitespace()
+            .map(|f| f.parse().expect("every row field is a number"))
+            .collect();
         assert!(fields.len() == 3 || fields.len() == 4, "row {line:?}");
         rows.push(fields);
     }
     assert!(rows.len() >= 2);
     for pair in rows.windows(2) {
-        assert!(pair[0][0] <= pair[1][0] && pair[0][1] <= pair[1][1] && pair[0][2] <= pair[1][2], "rows ascend");
+        assert!(
+            pair[0][0] <= pair[1][0] && pair[0][1] <= pair[1][1] && pair[0][2] <= pair[1][2],
+            "rows ascend"
+        );
     }
     let last = rows.last().expect("rows");
     assert_eq!(last.len(), 3, "the 100% row has no 1/(1-p) column");
     assert_eq!(last[1], 1.0);
-    assert_eq!(last[2] as u64, summary["latency"]["count"].as_u64().expect("count"));
+    assert_eq!(
+        last[2] as u64,
+        summary["latency"]["count"].as_u64().expect("count")
+    );
     assert_eq!(footer.len(), 3);
     assert!(footer[0].starts_with("#[Mean    ="));
     assert!(footer[1].starts_with("#[Max     =") && footer[1].contains("Total count"));
@@ -152,39 +208,72 @@ fn check_svg(path: &Path) {
     assert!(text.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
     assert!(text.trim_end().ends_with("</svg>"));
     assert_eq!(text.matches("<polyline").count(), 1, "one latency curve");
-    assert_eq!(text.matches('<').count(), text.matches('>').count(), "tags are balanced");
+    assert_eq!(
+        text.matches('<').count(),
+        text.matches('>').count(),
+        "tags are balanced"
+    );
 }
 
 fn check_producer_throughput(summary: &Value) {
-    assert_eq!(summary["payload_mb_per_s"].as_f64().map(|v| v > 0.0), Some(true));
+    assert_eq!(
+        summary["payload_mb_per_s"].as_f64().map(|v| v > 0.0),
+        Some(true)
+    );
 }
 
 fn check_put_record_latency(summary: &Value) {
     assert_eq!(summary["config"]["batch"], 1);
     let corrected = summary["latency"]["max_ms"].as_f64().expect("max");
-    let service = summary["service_time"]["max_ms"].as_f64().expect("the open loop reports service times");
-    assert!(service <= corrected + 0.001, "latency from the due time is never below the service time");
+    let service = summary["service_time"]["max_ms"]
+        .as_f64()
+        .expect("the open loop reports service times");
+    assert!(
+        service <= corrected + 0.001,
+        "latency from the due time is never below the service time"
+    );
 }
 
 fn check_end_to_end_latency(summary: &Value) {
-    let expected = summary["deliveries_expected"].as_u64().expect("expected deliveries");
+    let expected = summary["deliveries_expected"]
+        .as_u64()
+        .expect("expected deliveries");
     assert!(expected > 0);
-    assert!(summary["deliveries_seen"].as_u64().expect("seen") >= expected, "{summary}");
+    assert!(
+        summary["deliveries_seen"].as_u64().expect("seen") >= expected,
+        "{summary}"
+    );
     assert!(summary["records_acked"].as_u64().expect("acked") > 0);
 }
 
 fn check_fanout_consumers(summary: &Value) {
     let acked = summary["records_acked"].as_u64().expect("acked");
-    let consumers = summary["config"]["consumers_per_shard"].as_u64().expect("consumers");
-    assert!(consumers > 1, "smoke mode keeps more than one consumer per shard");
-    assert_eq!(summary["deliveries_expected"].as_u64(), Some(acked * consumers));
-    assert!(summary["records"].as_u64().expect("delivered") >= acked * consumers, "{summary}");
+    let consumers = summary["config"]["consumers_per_shard"]
+        .as_u64()
+        .expect("consumers");
+    assert!(
+        consumers > 1,
+        "smoke mode keeps more than one consumer per shard"
+    );
+    assert_eq!(
+        summary["deliveries_expected"].as_u64(),
+        Some(acked * consumers)
+    );
+    assert!(
+        summary["records"].as_u64().expect("delivered") >= acked * consumers,
+        "{summary}"
+    );
 }
 
 fn check_get_records_throughput(summary: &Value) {
-    let preload = summary["config"]["preload_records"].as_u64().expect("preload");
+    let preload = summary["config"]["preload_records"]
+        .as_u64()
+        .expect("preload");
     assert_eq!(summary["preloaded_records"].as_u64(), Some(preload));
-    assert!(summary["records"].as_u64().expect("read") >= preload, "at least one full pass: {summary}");
+    assert!(
+        summary["records"].as_u64().expect("read") >= preload,
+        "at least one full pass: {summary}"
+    );
 }
 
 #[test]
@@ -223,7 +312,8 @@ fn fanout_consumers_runs_in_smoke_mode_over_http_and_each_consumer_gets_every_re
 }
 
 #[test]
-fn fanout_consumers_runs_in_smoke_mode_over_push_subscriptions_and_each_consumer_gets_every_record() {
+fn fanout_consumers_runs_in_smoke_mode_over_push_subscriptions_and_each_consumer_gets_every_record()
+{
     check_fanout_consumers(&run_smoke("fanout_consumers", "binary").0);
 }
 

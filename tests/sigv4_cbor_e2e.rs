@@ -16,7 +16,7 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_smithy_runtime_api::client::identity::Identity;
 use ciborium::value::Value as Cbor;
-use common::{Server, STATE_CHANGE_TIMEOUT, unique_stream_name};
+use common::{STATE_CHANGE_TIMEOUT, Server, unique_stream_name};
 
 const CBOR: &str = "application/x-amz-cbor-1.1";
 const KEY: &str = "AKIDE2ETEST";
@@ -40,7 +40,13 @@ fn host_of(endpoint: &str) -> &str {
 }
 
 /// Signs `body` for `op` as of `at` with `secret`, and returns the headers to send.
-fn signed_headers(endpoint: &str, op: &str, body: &[u8], secret: &str, at: SystemTime) -> Vec<(String, String)> {
+fn signed_headers(
+    endpoint: &str,
+    op: &str,
+    body: &[u8],
+    secret: &str,
+    at: SystemTime,
+) -> Vec<(String, String)> {
     let identity: Identity = Credentials::new(KEY, secret, None, None, "e2e").into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
         .identity(&identity)
@@ -75,7 +81,9 @@ fn signed_headers(endpoint: &str, op: &str, body: &[u8], secret: &str, at: Syste
 /// One HTTP/1.1 exchange over a fresh connection.
 fn post(endpoint: &str, headers: &[(String, String)], body: &[u8]) -> Response {
     let mut stream = std::net::TcpStream::connect(host_of(endpoint)).expect("connects");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout set");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout set");
     let mut head = String::from("POST / HTTP/1.1\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -85,7 +93,10 @@ fn post(endpoint: &str, headers: &[(String, String)], body: &[u8]) -> Response {
     stream.write_all(body).expect("body written");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("response read");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete head");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = head
         .split(' ')
@@ -94,9 +105,14 @@ fn post(endpoint: &str, headers: &[(String, String)], body: &[u8]) -> Response {
         .expect("a status code");
     let content_type = head.lines().find_map(|line| {
         let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("content-type").then(|| value.trim().to_owned())
+        name.eq_ignore_ascii_case("content-type")
+            .then(|| value.trim().to_owned())
     });
-    Response { status, content_type, body: raw[split + 4..].to_vec() }
+    Response {
+        status,
+        content_type,
+        body: raw[split + 4..].to_vec(),
+    }
 }
 
 fn call(endpoint: &str, op: &str, body: &Cbor) -> Response {
@@ -107,7 +123,12 @@ fn call(endpoint: &str, op: &str, body: &Cbor) -> Response {
 }
 
 fn map(pairs: Vec<(&str, Cbor)>) -> Cbor {
-    Cbor::Map(pairs.into_iter().map(|(k, v)| (Cbor::Text(k.to_owned()), v)).collect())
+    Cbor::Map(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (Cbor::Text(k.to_owned()), v))
+            .collect(),
+    )
 }
 
 fn text(s: &str) -> Cbor {
@@ -123,7 +144,10 @@ fn get<'v>(value: &'v Cbor, key: &str) -> &'v Cbor {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
 }
 
 /// Tag 1 around epoch milliseconds, as the Java SDK writes timestamps.
@@ -132,17 +156,35 @@ fn timestamp(ms: u64) -> Cbor {
 }
 
 fn create_active_cbor_stream(endpoint: &str, name: &str) {
-    let created = call(endpoint, "CreateStream", &map(vec![("StreamName", text(name)), ("ShardCount", Cbor::Integer(1.into()))]));
+    let created = call(
+        endpoint,
+        "CreateStream",
+        &map(vec![
+            ("StreamName", text(name)),
+            ("ShardCount", Cbor::Integer(1.into())),
+        ]),
+    );
     assert_eq!(created.status, 200, "{:?}", created.body);
-    assert!(created.body.is_empty(), "CreateStream answers an empty body");
+    assert!(
+        created.body.is_empty(),
+        "CreateStream answers an empty body"
+    );
     let deadline = Instant::now() + STATE_CHANGE_TIMEOUT;
     loop {
-        let summary = call(endpoint, "DescribeStreamSummary", &map(vec![("StreamName", text(name))])).cbor();
+        let summary = call(
+            endpoint,
+            "DescribeStreamSummary",
+            &map(vec![("StreamName", text(name))]),
+        )
+        .cbor();
         let status = get(get(&summary, "StreamDescriptionSummary"), "StreamStatus").clone();
         if status == text("ACTIVE") {
             return;
         }
-        assert!(Instant::now() < deadline, "stream never became ACTIVE: {summary:?}");
+        assert!(
+            Instant::now() < deadline,
+            "stream never became ACTIVE: {summary:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -159,13 +201,23 @@ fn iterator_at(endpoint: &str, name: &str, ms: u64) -> String {
         ]),
     );
     assert_eq!(response.status, 200, "{:?}", response.cbor());
-    get(&response.cbor(), "ShardIterator").as_text().expect("text").to_owned()
+    get(&response.cbor(), "ShardIterator")
+        .as_text()
+        .expect("text")
+        .to_owned()
 }
 
 fn records_from(endpoint: &str, iterator: &str) -> Vec<Cbor> {
-    let response = call(endpoint, "GetRecords", &map(vec![("ShardIterator", text(iterator))]));
+    let response = call(
+        endpoint,
+        "GetRecords",
+        &map(vec![("ShardIterator", text(iterator))]),
+    );
     assert_eq!(response.status, 200);
-    get(&response.cbor(), "Records").as_array().expect("a list").clone()
+    get(&response.cbor(), "Records")
+        .as_array()
+        .expect("a list")
+        .clone()
 }
 
 #[test]
@@ -181,12 +233,19 @@ fn cbor_requests_round_trip_binary_data_and_millisecond_timestamps_through_the_r
     let put = call(
         endpoint,
         "PutRecord",
-        &map(vec![("StreamName", text(&name)), ("Data", Cbor::Bytes(first.clone())), ("PartitionKey", text("pk"))]),
+        &map(vec![
+            ("StreamName", text(&name)),
+            ("Data", Cbor::Bytes(first.clone())),
+            ("PartitionKey", text("pk")),
+        ]),
     );
     assert_eq!(put.status, 200);
     let put = put.cbor();
     assert_eq!(get(&put, "ShardId"), &text("shardId-000000000000"));
-    let first_sequence_number = get(&put, "SequenceNumber").as_text().expect("a text sequence number").to_owned();
+    let first_sequence_number = get(&put, "SequenceNumber")
+        .as_text()
+        .expect("a text sequence number")
+        .to_owned();
     assert_eq!(first_sequence_number.len(), 56);
     std::thread::sleep(Duration::from_millis(30));
     let between = now_ms();
@@ -196,27 +255,43 @@ fn cbor_requests_round_trip_binary_data_and_millisecond_timestamps_through_the_r
         "PutRecords",
         &map(vec![
             ("StreamName", text(&name)),
-            ("Records", Cbor::Array(vec![map(vec![("Data", Cbor::Bytes(second.clone())), ("PartitionKey", text("pk"))])])),
+            (
+                "Records",
+                Cbor::Array(vec![map(vec![
+                    ("Data", Cbor::Bytes(second.clone())),
+                    ("PartitionKey", text("pk")),
+                ])]),
+            ),
         ]),
     );
     assert_eq!(put.status, 200);
-    assert_eq!(get(&put.cbor(), "FailedRecordCount"), &Cbor::Integer(0.into()));
+    assert_eq!(
+        get(&put.cbor(), "FailedRecordCount"),
+        &Cbor::Integer(0.into())
+    );
     let after = now_ms();
 
     // AT_TIMESTAMP before both puts reads both, with byte strings and tag-1 millisecond times.
     let records = records_from(endpoint, &iterator_at(endpoint, &name, before - 1));
     assert_eq!(records.len(), 2, "{records:?}");
     assert_eq!(get(&records[0], "Data"), &Cbor::Bytes(first));
-    assert_eq!(get(&records[0], "SequenceNumber"), &text(&first_sequence_number));
+    assert_eq!(
+        get(&records[0], "SequenceNumber"),
+        &text(&first_sequence_number)
+    );
     assert_eq!(get(&records[1], "Data"), &Cbor::Bytes(second.clone()));
     for record in &records {
         let Cbor::Tag(1, inner) = get(record, "ApproximateArrivalTimestamp") else {
             panic!("timestamps are tag 1: {record:?}");
         };
-        let ms = u64::try_from(i128::from(inner.as_integer().expect("an integer"))).expect("positive");
+        let ms =
+            u64::try_from(i128::from(inner.as_integer().expect("an integer"))).expect("positive");
         // Milliseconds, not seconds: within the window the test measured (one second of slack
         // for clock granularity).
-        assert!(before - 1000 <= ms && ms <= after + 1000, "{ms} not in {before}..{after}");
+        assert!(
+            before - 1000 <= ms && ms <= after + 1000,
+            "{ms} not in {before}..{after}"
+        );
     }
 
     // A millisecond timestamp between the two puts reads only the second record; read as
@@ -230,19 +305,35 @@ fn cbor_requests_round_trip_binary_data_and_millisecond_timestamps_through_the_r
 fn cbor_errors_come_back_as_cbor_maps_with_the_aws_texts() {
     let server = Server::start();
     let endpoint = server.endpoint();
-    let missing = call(endpoint, "DescribeStream", &map(vec![("StreamName", text("nope"))]));
+    let missing = call(
+        endpoint,
+        "DescribeStream",
+        &map(vec![("StreamName", text("nope"))]),
+    );
     assert_eq!(missing.status, 400);
     let error = missing.cbor();
     assert_eq!(get(&error, "__type"), &text("ResourceNotFoundException"));
-    assert_eq!(get(&error, "message"), &text(&common::stream_not_found_message("nope")));
+    assert_eq!(
+        get(&error, "message"),
+        &text(&common::stream_not_found_message("nope"))
+    );
 
-    let invalid = call(endpoint, "PutRecord", &map(vec![("StreamName", text("s")), ("Data", Cbor::Bytes(vec![1]))]));
+    let invalid = call(
+        endpoint,
+        "PutRecord",
+        &map(vec![
+            ("StreamName", text("s")),
+            ("Data", Cbor::Bytes(vec![1])),
+        ]),
+    );
     assert_eq!(invalid.status, 400);
     let error = invalid.cbor();
     assert_eq!(get(&error, "__type"), &text("ValidationException"));
     assert_eq!(
         get(&error, "message"),
-        &text("1 validation error detected: Value null at 'partitionKey' failed to satisfy constraint: Member must not be null")
+        &text(
+            "1 validation error detected: Value null at 'partitionKey' failed to satisfy constraint: Member must not be null"
+        )
     );
 }
 
@@ -250,10 +341,18 @@ fn cbor_errors_come_back_as_cbor_maps_with_the_aws_texts() {
 // Verification against configured credentials. These need the server's credentials setting.
 
 fn verifying_server() -> Server {
-    Server::options().flag("--credentials", format!("{KEY}:{SECRET}")).start()
+    Server::options()
+        .flag("--credentials", format!("{KEY}:{SECRET}"))
+        .start()
 }
 
-fn list_streams_with(endpoint: &str, secret: &str, at: SystemTime, body: &[u8], signed_body: &[u8]) -> Response {
+fn list_streams_with(
+    endpoint: &str,
+    secret: &str,
+    at: SystemTime,
+    body: &[u8],
+    signed_body: &[u8],
+) -> Response {
     let headers = signed_headers(endpoint, "ListStreams", signed_body, secret, at);
     post(endpoint, &headers, body)
 }
@@ -278,15 +377,28 @@ fn the_right_signature_passes_and_a_wrong_secret_a_stale_date_and_a_tampered_bod
     assert_eq!(wrong.status, 403);
     let text = String::from_utf8(wrong.body).expect("XML");
     assert!(text.contains("<InvalidSignatureException>"), "{text}");
-    assert!(text.contains("The request signature we calculated does not match"), "{text}");
+    assert!(
+        text.contains("The request signature we calculated does not match"),
+        "{text}"
+    );
 
-    let stale = list_streams_with(endpoint, SECRET, SystemTime::now() - Duration::from_secs(16 * 60), &body, &body);
+    let stale = list_streams_with(
+        endpoint,
+        SECRET,
+        SystemTime::now() - Duration::from_secs(16 * 60),
+        &body,
+        &body,
+    );
     assert_eq!(stale.status, 403);
     let text = String::from_utf8(stale.body).expect("XML");
     assert!(text.contains("Signature expired: "), "{text}");
 
     let mut tampered = Vec::new();
-    ciborium::ser::into_writer(&map(vec![("Limit", Cbor::Integer(1.into()))]), &mut tampered).expect("encodes");
+    ciborium::ser::into_writer(
+        &map(vec![("Limit", Cbor::Integer(1.into()))]),
+        &mut tampered,
+    )
+    .expect("encodes");
     let refused = list_streams_with(endpoint, SECRET, SystemTime::now(), &tampered, &body);
     assert_eq!(refused.status, 403);
     let text = String::from_utf8(refused.body).expect("XML");
@@ -305,12 +417,22 @@ fn the_sdk_with_the_configured_secret_passes_and_with_another_is_refused() {
                 .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
                 .region(aws_sdk_kinesis::config::Region::new(common::REGION))
                 .endpoint_url(server.endpoint())
-                .credentials_provider(aws_sdk_kinesis::config::Credentials::new(KEY, secret, None, None, "e2e"))
+                .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+                    KEY, secret, None, None, "e2e",
+                ))
                 .build();
             aws_sdk_kinesis::Client::from_conf(config)
         };
-        client(SECRET).list_streams().send().await.expect("the configured secret passes");
-        let error = client("wrong").list_streams().send().await.expect_err("another secret is refused");
+        client(SECRET)
+            .list_streams()
+            .send()
+            .await
+            .expect("the configured secret passes");
+        let error = client("wrong")
+            .list_streams()
+            .send()
+            .await
+            .expect_err("another secret is refused");
         assert_eq!(error.code(), Some("InvalidSignatureException"));
     });
 }

@@ -12,23 +12,49 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[
     ("sluice-core", "tokio", "core is pure: no runtime"),
     ("sluice-core", "rkyv", "core knows no storage encoding"),
     ("sluice-core", "sluice-io", "edges point down: core <- io"),
-    ("sluice-core", "sluice-protocols", "edges point down: core <- protocols"),
+    (
+        "sluice-core",
+        "sluice-protocols",
+        "edges point down: core <- protocols",
+    ),
     ("sluice-io", "hyper", "io knows no HTTP"),
     ("sluice-io", "h2", "io knows no HTTP"),
     ("sluice-io", "sonic-rs", "io knows no wire JSON"),
-    ("sluice-io", "sluice-protocols", "edges point down: io <- protocols"),
-    ("sluice-protocols", "glommio", "protocols is a runtime-free codec"),
+    (
+        "sluice-io",
+        "sluice-protocols",
+        "edges point down: io <- protocols",
+    ),
+    (
+        "sluice-protocols",
+        "glommio",
+        "protocols is a runtime-free codec",
+    ),
     ("sluice-protocols", "io-uring", "protocols knows no storage"),
-    ("sluice-protocols", "rkyv", "protocols knows no storage encoding"),
+    (
+        "sluice-protocols",
+        "rkyv",
+        "protocols knows no storage encoding",
+    ),
 ];
 
 fn metadata() -> serde_json::Value {
     let output = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(output.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON")
 }
 
@@ -51,7 +77,11 @@ fn no_crate_has_a_forbidden_dependency_edge() {
             violations.push(format!("{krate} -> {dependency}: {why}"));
         }
     }
-    assert!(violations.is_empty(), "forbidden edges:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "forbidden edges:\n{}",
+        violations.join("\n")
+    );
 }
 
 #[test]
@@ -61,7 +91,15 @@ fn every_library_crate_opens_with_a_doc_saying_what_it_owns() {
         let path = root.join(krate).join("src/lib.rs");
         let text = std::fs::read_to_string(&path).expect("lib.rs is readable");
         let first = text.lines().next().unwrap_or_default();
-        assert!(first.starts_with("//! "), "{} must open with a //! doc", path.display());
-        assert!(text.contains("Must not") || text.contains("must not"), "{} must say what it must not touch", path.display());
+        assert!(
+            first.starts_with("//! "),
+            "{} must open with a //! doc",
+            path.display()
+        );
+        assert!(
+            text.contains("Must not") || text.contains("must not"),
+            "{} must say what it must not touch",
+            path.display()
+        );
     }
 }

@@ -319,7 +319,10 @@ pub fn check_record_sizes(
     }
     if !single {
         let (limit, text) = if max_record_bytes > crate::limits::RECORD_BYTES_MAX {
-            (PUT_RECORDS_LARGE_BYTES_MAX, "Records size exceeds 10 MB limit")
+            (
+                PUT_RECORDS_LARGE_BYTES_MAX,
+                "Records size exceeds 10 MB limit",
+            )
         } else {
             (
                 crate::limits::PUT_RECORDS_BYTES_MAX,
@@ -447,19 +450,26 @@ pub trait KinesisApi {
         &self,
         stream_name: String,
     ) -> Result<StreamDescriptionSummary, KinesisError>;
-    async fn list_streams(&self, input: ListStreamsInput)
-    -> Result<ListStreamsOutput, KinesisError>;
+    async fn list_streams(
+        &self,
+        input: ListStreamsInput,
+    ) -> Result<ListStreamsOutput, KinesisError>;
     async fn list_shards(&self, input: ListShardsInput) -> Result<ListShardsOutput, KinesisError>;
     /// PutRecord is a PutRecords of one entry whose single failure becomes the call's error.
     async fn put_records(&self, input: PutRecordsInput) -> Result<PutRecordsOutput, KinesisError>;
-    async fn get_shard_iterator(&self, input: GetShardIteratorInput)
-    -> Result<String, KinesisError>;
+    async fn get_shard_iterator(
+        &self,
+        input: GetShardIteratorInput,
+    ) -> Result<String, KinesisError>;
     async fn get_records(
         &self,
         input: GetRecordsInput,
     ) -> Result<GetRecordsOutput<Self::Records>, KinesisError>;
-    async fn add_tags_to_stream(&self, stream_name: String, tags: Vec<Tag>)
-    -> Result<(), KinesisError>;
+    async fn add_tags_to_stream(
+        &self,
+        stream_name: String,
+        tags: Vec<Tag>,
+    ) -> Result<(), KinesisError>;
     async fn remove_tags_from_stream(
         &self,
         stream_name: String,
@@ -512,9 +522,14 @@ pub trait KinesisApi {
         stream_name: String,
         max_record_size_kib: u32,
     ) -> Result<(), KinesisError>;
-    async fn start_stream_encryption(&self, input: StreamEncryptionInput)
-    -> Result<(), KinesisError>;
-    async fn stop_stream_encryption(&self, input: StreamEncryptionInput) -> Result<(), KinesisError>;
+    async fn start_stream_encryption(
+        &self,
+        input: StreamEncryptionInput,
+    ) -> Result<(), KinesisError>;
+    async fn stop_stream_encryption(
+        &self,
+        input: StreamEncryptionInput,
+    ) -> Result<(), KinesisError>;
     async fn update_stream_warm_throughput(
         &self,
         stream_name: String,

@@ -186,7 +186,11 @@ impl Stream {
     }
 
     pub fn open_shard_count(&self) -> u32 {
-        let open = self.shards.iter().filter(|shard| shard.closed_at_position.is_none()).count();
+        let open = self
+            .shards
+            .iter()
+            .filter(|shard| shard.closed_at_position.is_none())
+            .count();
         u32::try_from(open).expect("a stream has fewer than 2^32 shards")
     }
 
@@ -244,7 +248,10 @@ impl Stream {
     }
 
     pub(crate) fn is_readable(&self, now_ms: u64) -> bool {
-        matches!(self.status(now_ms), StreamStatus::Active | StreamStatus::Updating)
+        matches!(
+            self.status(now_ms),
+            StreamStatus::Active | StreamStatus::Updating
+        )
     }
 }
 
@@ -263,7 +270,11 @@ pub fn parse_shard_id_like_aws(text: &str) -> Option<u32> {
     if significant.len() > 10 {
         return None;
     }
-    let index = if significant.is_empty() { 0 } else { significant.parse::<u64>().ok()? };
+    let index = if significant.is_empty() {
+        0
+    } else {
+        significant.parse::<u64>().ok()?
+    };
     if index > SHARD_INDEX_PARSE_MAX {
         return None;
     }
@@ -297,11 +308,17 @@ fn parse_legacy_sequence_number(text: &str) -> Option<LegacySequenceNumber> {
     }
     let shard_created_s = u64::try_from((value >> 88) & ((1 << 36) - 1)).expect("36 bits fit u64");
     let shard_index = u32::try_from(value & 0xffff).expect("16 bits fit u32");
-    Some(LegacySequenceNumber { shard_created_s, shard_index })
+    Some(LegacySequenceNumber {
+        shard_created_s,
+        shard_index,
+    })
 }
 
 pub(crate) fn validation_error(message: String) -> KinesisError {
-    KinesisError::new(ErrorKind::Validation, format!("1 validation error detected: {message}"))
+    KinesisError::new(
+        ErrorKind::Validation,
+        format!("1 validation error detected: {message}"),
+    )
 }
 
 /// The stream-name rule of the model (`[a-zA-Z0-9_.-]+`, 1..=128), re-checked here because a
@@ -318,7 +335,10 @@ fn validate_stream_name(name: &str) -> Result<(), KinesisError> {
             limits::STREAM_NAME_CHARS_MAX
         )));
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
         return Err(validation_error(format!(
             "Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
         )));
@@ -350,19 +370,24 @@ pub(crate) fn page_size(requested: Option<u32>, max: u32) -> usize {
 /// horizon (now minus the retention period), which FROM_TIMESTAMP is also raised to.
 fn shard_filter_keeps(stream: &Stream, shard: &Shard, filter: &ShardFilter, now_ms: u64) -> bool {
     let created_ms = shard.created_s.saturating_mul(1000);
-    let closed_ms = stream.shard_closed_s(shard.index).map(|s| s.saturating_mul(1000));
+    let closed_ms = stream
+        .shard_closed_s(shard.index)
+        .map(|s| s.saturating_mul(1000));
     let retention_ms = u64::from(stream.retention_period_hours) * 3_600_000;
     let trim_horizon_ms = now_ms.saturating_sub(retention_ms);
     let open_at = |at_ms: u64| {
         // A time before the stream existed means "from the start": the first shards.
-        let earliest_ms =
-            stream.shards.iter().map(|s| s.created_s.saturating_mul(1000)).min().unwrap_or(0);
+        let earliest_ms = stream
+            .shards
+            .iter()
+            .map(|s| s.created_s.saturating_mul(1000))
+            .min()
+            .unwrap_or(0);
         let at_ms = at_ms.max(earliest_ms);
         created_ms <= at_ms && closed_ms.is_none_or(|closed| closed >= at_ms)
     };
-    let open_since = |from_ms: u64| {
-        closed_ms.is_none_or(|closed| closed >= from_ms.max(trim_horizon_ms))
-    };
+    let open_since =
+        |from_ms: u64| closed_ms.is_none_or(|closed| closed >= from_ms.max(trim_horizon_ms));
     match filter {
         ShardFilter::AfterShardId(shard_id) => {
             parse_shard_id_like_aws(shard_id).is_none_or(|after| shard.index > after)
@@ -414,7 +439,11 @@ fn too_many_tags(account: &str, stream_name: &str) -> KinesisError {
 
 impl Catalog {
     pub fn new(config: CatalogConfig) -> Self {
-        Self { config, streams: BTreeMap::new(), account: Default::default() }
+        Self {
+            config,
+            streams: BTreeMap::new(),
+            account: Default::default(),
+        }
     }
 
     /// The stream called `stream_name`, unless it is gone.
@@ -424,7 +453,11 @@ impl Catalog {
             .filter(|stream| stream.name == stream_name && !stream.is_gone(now_ms))
     }
 
-    pub(crate) fn live_stream_mut(&mut self, stream_name: &str, now_ms: u64) -> Option<&mut Stream> {
+    pub(crate) fn live_stream_mut(
+        &mut self,
+        stream_name: &str,
+        now_ms: u64,
+    ) -> Option<&mut Stream> {
         self.streams
             .get_mut(stream_name)
             .filter(|stream| stream.name == stream_name && !stream.is_gone(now_ms))
@@ -435,7 +468,8 @@ impl Catalog {
     }
 
     pub(crate) fn found(&self, stream_name: &str, now_ms: u64) -> Result<&Stream, KinesisError> {
-        self.live_stream(stream_name, now_ms).ok_or_else(|| self.not_found(stream_name))
+        self.live_stream(stream_name, now_ms)
+            .ok_or_else(|| self.not_found(stream_name))
     }
 
     /// Open shards of every stream that still exists: the count the account shard limit is
@@ -455,7 +489,9 @@ impl Catalog {
             Lifecycle::Creating { active_at_ms } => now_ms >= active_at_ms,
             Lifecycle::Deleting { gone_at_ms } => {
                 let deleted_at_ms = gone_at_ms.saturating_sub(self.config.delete_delay_ms);
-                let active_at_ms = stream.created_ms.saturating_add(self.config.create_delay_ms);
+                let active_at_ms = stream
+                    .created_ms
+                    .saturating_add(self.config.create_delay_ms);
                 deleted_at_ms >= active_at_ms
             }
             Lifecycle::Active | Lifecycle::Updating { .. } => true,
@@ -494,9 +530,16 @@ impl Catalog {
             return Err(KinesisError::stream_exists(&name, &self.config.account_id));
         }
         let account = &self.config.account_id;
-        validate_new_tags(account, &name, input.tags.iter().map(|t| (&*t.key, &*t.value)))?;
-        let tags: BTreeMap<String, String> =
-            input.tags.into_iter().map(|tag| (tag.key, tag.value)).collect();
+        validate_new_tags(
+            account,
+            &name,
+            input.tags.iter().map(|t| (&*t.key, &*t.value)),
+        )?;
+        let tags: BTreeMap<String, String> = input
+            .tags
+            .into_iter()
+            .map(|tag| (tag.key, tag.value))
+            .collect();
         if tags.len() > limits::TAGS_PER_STREAM_MAX {
             return Err(too_many_tags(account, &name));
         }
@@ -520,8 +563,10 @@ impl Catalog {
         if let Some(old) = self.streams.remove(&name) {
             assert!(old.is_gone(now_ms));
             created_ms = created_ms.max(old.created_ms.saturating_add(1));
-            let retired_key =
-                format!("{RETIRED_KEY_PREFIX}{}{RETIRED_KEY_PREFIX}{}", old.name, old.created_ms);
+            let retired_key = format!(
+                "{RETIRED_KEY_PREFIX}{}{RETIRED_KEY_PREFIX}{}",
+                old.name, old.created_ms
+            );
             self.streams.insert(retired_key, old);
         }
 
@@ -541,7 +586,9 @@ impl Catalog {
             .collect();
         let lifecycle = match self.config.create_delay_ms {
             0 => Lifecycle::Active,
-            delay_ms => Lifecycle::Creating { active_at_ms: now_ms.saturating_add(delay_ms) },
+            delay_ms => Lifecycle::Creating {
+                active_at_ms: now_ms.saturating_add(delay_ms),
+            },
         };
         let stream = Stream {
             name: name.clone(),
@@ -571,7 +618,10 @@ impl Catalog {
             .ok_or_else(|| KinesisError::stream_not_found(&input.stream_name, &account))?;
         if stream.control.consumer_count(now_ms) > 0 {
             if !input.enforce_consumer_deletion {
-                return Err(crate::consumer::stream_has_consumers(&account, &stream.name));
+                return Err(crate::consumer::stream_has_consumers(
+                    &account,
+                    &stream.name,
+                ));
             }
             stream.control.deregister_all_consumers(now_ms, gone_at_ms);
         }
@@ -590,12 +640,20 @@ impl Catalog {
         let stream = self.found(&input.stream_name, now_ms)?;
         let limit = page_size(input.limit, limits::DESCRIBE_STREAM_SHARDS_MAX);
         // An id that does not parse starts from the beginning, as AWS does.
-        let after = input.exclusive_start_shard_id.as_deref().and_then(parse_shard_id_like_aws);
+        let after = input
+            .exclusive_start_shard_id
+            .as_deref()
+            .and_then(parse_shard_id_like_aws);
         let (shards, has_more_shards) = if self.shards_visible(stream, now_ms) {
-            let mut remaining =
-                stream.shards.iter().filter(|shard| after.is_none_or(|after| shard.index > after));
-            let page: Vec<ShardDescription> =
-                remaining.by_ref().take(limit).map(|shard| stream.describe_shard(shard)).collect();
+            let mut remaining = stream
+                .shards
+                .iter()
+                .filter(|shard| after.is_none_or(|after| shard.index > after));
+            let page: Vec<ShardDescription> = remaining
+                .by_ref()
+                .take(limit)
+                .map(|shard| stream.describe_shard(shard))
+                .collect();
             (page, remaining.next().is_some())
         } else {
             (Vec::new(), false)
@@ -622,8 +680,11 @@ impl Catalog {
     ) -> Result<StreamDescriptionSummary, KinesisError> {
         let stream = self.found(stream_name, now_ms)?;
         // Consistent with DescribeStream, which shows no shards while they are not visible.
-        let open_shard_count =
-            if self.shards_visible(stream, now_ms) { stream.open_shard_count() } else { 0 };
+        let open_shard_count = if self.shards_visible(stream, now_ms) {
+            stream.open_shard_count()
+        } else {
+            0
+        };
         Ok(StreamDescriptionSummary {
             stream_name: stream.name.clone(),
             stream_arn: stream.arn(&self.config.region, &self.config.account_id),
@@ -649,7 +710,9 @@ impl Catalog {
         // A NextToken wins over ExclusiveStartStreamName: it is the newer of the two cursors.
         let after = match &input.next_token {
             Some(token) => Some(
-                ListStreamsToken::decode(token, now_ms).map_err(next_token_error)?.last_stream_name,
+                ListStreamsToken::decode(token, now_ms)
+                    .map_err(next_token_error)?
+                    .last_stream_name,
             ),
             None => input.exclusive_start_stream_name.clone(),
         };
@@ -666,8 +729,11 @@ impl Catalog {
         let has_more_streams = remaining.next().is_some();
         let next_token = match page.last() {
             Some(last) if has_more_streams => Some(
-                ListStreamsToken { issued_ms: now_ms, last_stream_name: last.name.clone() }
-                    .encode(),
+                ListStreamsToken {
+                    issued_ms: now_ms,
+                    last_stream_name: last.name.clone(),
+                }
+                .encode(),
             ),
             _ => None,
         };
@@ -739,8 +805,10 @@ impl Catalog {
                 {
                     return Err(self.not_found(stream_name));
                 }
-                let after =
-                    input.exclusive_start_shard_id.as_deref().and_then(parse_shard_id_like_aws);
+                let after = input
+                    .exclusive_start_shard_id
+                    .as_deref()
+                    .and_then(parse_shard_id_like_aws);
                 (stream, after, input.shard_filter.clone())
             }
         };
@@ -778,7 +846,10 @@ impl Catalog {
             _ => None,
         };
         Ok(ListShardsOutput {
-            shards: page.into_iter().map(|shard| stream.describe_shard(shard)).collect(),
+            shards: page
+                .into_iter()
+                .map(|shard| stream.describe_shard(shard))
+                .collect(),
             next_token,
         })
     }
@@ -795,7 +866,11 @@ impl Catalog {
             .ok_or_else(|| KinesisError::stream_not_found(stream_name, &account))?;
         if !stream.is_readable(now_ms) {
             let status = stream.status(now_ms);
-            return Err(KinesisError::stream_not_active(stream_name, &account, status.as_str()));
+            return Err(KinesisError::stream_not_active(
+                stream_name,
+                &account,
+                status.as_str(),
+            ));
         }
         Ok(stream)
     }
@@ -808,8 +883,14 @@ impl Catalog {
     ) -> Result<(), KinesisError> {
         let account = self.config.account_id.clone();
         let stream = self.stream_for_tag_change(stream_name, now_ms)?;
-        validate_new_tags(&account, stream_name, tags.iter().map(|t| (&*t.key, &*t.value)))?;
-        let added = tags.iter().filter(|tag| !stream.tags.contains_key(&tag.key));
+        validate_new_tags(
+            &account,
+            stream_name,
+            tags.iter().map(|t| (&*t.key, &*t.value)),
+        )?;
+        let added = tags
+            .iter()
+            .filter(|tag| !stream.tags.contains_key(&tag.key));
         let mut new_keys: Vec<&str> = added.map(|tag| tag.key.as_str()).collect();
         new_keys.sort_unstable();
         new_keys.dedup();
@@ -830,7 +911,10 @@ impl Catalog {
     ) -> Result<(), KinesisError> {
         let account = self.config.account_id.clone();
         let stream = self.stream_for_tag_change(stream_name, now_ms)?;
-        if tag_keys.iter().any(|key| !tag_rules::has_only_tag_characters(key)) {
+        if tag_keys
+            .iter()
+            .any(|key| !tag_rules::has_only_tag_characters(key))
+        {
             return Err(KinesisError::invalid_argument(
                 "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.",
             ));
@@ -864,9 +948,15 @@ impl Catalog {
         let tags: Vec<Tag> = remaining
             .by_ref()
             .take(limit)
-            .map(|(key, value)| Tag { key: key.clone(), value: value.clone() })
+            .map(|(key, value)| Tag {
+                key: key.clone(),
+                value: value.clone(),
+            })
             .collect();
-        Ok(ListTagsForStreamOutput { tags, has_more_tags: remaining.next().is_some() })
+        Ok(ListTagsForStreamOutput {
+            tags,
+            has_more_tags: remaining.next().is_some(),
+        })
     }
 
     /// The stream a retention change applies to, after the bounds checks every retention call
@@ -883,7 +973,11 @@ impl Catalog {
             .ok_or_else(|| KinesisError::stream_not_found(stream_name, &account))?;
         let status = stream.status(now_ms);
         if status != StreamStatus::Active {
-            return Err(KinesisError::stream_not_active(stream_name, &account, status.as_str()));
+            return Err(KinesisError::stream_not_active(
+                stream_name,
+                &account,
+                status.as_str(),
+            ));
         }
         if retention_period_hours < limits::RETENTION_HOURS_MIN {
             return Err(KinesisError::invalid_argument(format!(
@@ -959,7 +1053,11 @@ impl Catalog {
         let account = &self.config.account_id;
         let stream_name = &input.stream_name;
         let Some(shard_index) = parse_shard_id_like_aws(&input.shard_id) else {
-            return Err(KinesisError::shard_unparsable(&input.shard_id, stream_name, account));
+            return Err(KinesisError::shard_unparsable(
+                &input.shard_id,
+                stream_name,
+                account,
+            ));
         };
         let shard_id = format_shard_id(shard_index);
         let shard_not_found = || KinesisError::shard_not_found(&shard_id, stream_name, account);
@@ -1107,7 +1205,9 @@ impl Catalog {
                 stream.created_ms == iterator.stream_created_ms && stream.is_readable(now_ms)
             })
             .ok_or_else(shard_not_found)?;
-        let shard = stream.shard(iterator.shard_index).ok_or_else(shard_not_found)?;
+        let shard = stream
+            .shard(iterator.shard_index)
+            .ok_or_else(shard_not_found)?;
         Ok((stream, shard, iterator))
     }
 
@@ -1157,7 +1257,10 @@ mod tests {
     const ACCOUNT: &str = "000000000000";
 
     fn config() -> CatalogConfig {
-        CatalogConfig { shard_limit: 10, ..CatalogConfig::default() }
+        CatalogConfig {
+            shard_limit: 10,
+            ..CatalogConfig::default()
+        }
     }
 
     fn create_input(name: &str, shard_count: Option<u32>) -> CreateStreamInput {
@@ -1171,7 +1274,11 @@ mod tests {
 
     fn create(catalog: &mut Catalog, name: &str, shard_count: u32, now_ms: u64) {
         catalog
-            .create_stream(create_input(name, Some(shard_count)), now_ms, &mut |index| index)
+            .create_stream(
+                create_input(name, Some(shard_count)),
+                now_ms,
+                &mut |index| index,
+            )
             .expect("test stream is created");
     }
 
@@ -1199,7 +1306,10 @@ mod tests {
 
     fn delete(catalog: &mut Catalog, name: &str, now_ms: u64) -> Result<(), KinesisError> {
         catalog.delete_stream(
-            DeleteStreamInput { stream_name: name.into(), enforce_consumer_deletion: false },
+            DeleteStreamInput {
+                stream_name: name.into(),
+                enforce_consumer_deletion: false,
+            },
             now_ms,
         )
     }
@@ -1273,7 +1383,10 @@ mod tests {
 
     #[test]
     fn a_zero_create_delay_makes_the_stream_active_at_once() {
-        let mut catalog = Catalog::new(CatalogConfig { create_delay_ms: 0, ..config() });
+        let mut catalog = Catalog::new(CatalogConfig {
+            create_delay_ms: 0,
+            ..config()
+        });
         create(&mut catalog, "s", 1, T0);
         assert_eq!(catalog.streams["s"].lifecycle, Lifecycle::Active);
     }
@@ -1290,9 +1403,16 @@ mod tests {
             .expect("created");
         assert_eq!(placed, vec![0, 1, 2]);
         let stream = &catalog.streams["s"];
-        assert_eq!(stream.shards.iter().map(|s| s.log_id).collect::<Vec<_>>(), vec![100, 101, 102]);
         assert_eq!(
-            stream.shards.iter().map(|s| s.hash_range).collect::<Vec<_>>(),
+            stream.shards.iter().map(|s| s.log_id).collect::<Vec<_>>(),
+            vec![100, 101, 102]
+        );
+        assert_eq!(
+            stream
+                .shards
+                .iter()
+                .map(|s| s.hash_range)
+                .collect::<Vec<_>>(),
             HashRange::even_split(3)
         );
         assert!(stream.shards.iter().all(|s| s.created_s == T0 / 1000 - 2));
@@ -1305,7 +1425,9 @@ mod tests {
     #[test]
     fn create_stream_without_a_shard_count_makes_an_on_demand_stream_of_four_shards() {
         let mut catalog = Catalog::new(config());
-        catalog.create_stream(create_input("s", None), T0, &mut |i| i).expect("created");
+        catalog
+            .create_stream(create_input("s", None), T0, &mut |i| i)
+            .expect("created");
         assert_eq!(catalog.streams["s"].mode, StreamModeRepr::OnDemand);
         assert_eq!(catalog.streams["s"].open_shard_count(), 4);
     }
@@ -1339,11 +1461,18 @@ mod tests {
     #[test]
     fn create_stream_rechecks_the_name_and_shard_count_rules() {
         let mut catalog = Catalog::new(config());
-        for (name, count) in
-            [("", Some(1)), ("a/b", Some(1)), (&*"a".repeat(129), Some(1)), ("ok", Some(0))]
-        {
+        for (name, count) in [
+            ("", Some(1)),
+            ("a/b", Some(1)),
+            (&*"a".repeat(129), Some(1)),
+            ("ok", Some(0)),
+        ] {
             let error = catalog.create_stream(create_input(name, count), T0, &mut |i| i);
-            assert_eq!(error.map_err(|e| e.kind), Err(ErrorKind::Validation), "{name:?}");
+            assert_eq!(
+                error.map_err(|e| e.kind),
+                Err(ErrorKind::Validation),
+                "{name:?}"
+            );
         }
         assert!(catalog.streams.is_empty());
     }
@@ -1352,16 +1481,31 @@ mod tests {
     fn create_stream_refuses_reserved_tag_keys_and_more_than_fifty_tags() {
         let mut catalog = Catalog::new(config());
         let mut input = create_input("s", Some(1));
-        input.tags = vec![Tag { key: "aws:owner".into(), value: "x".into() }];
+        input.tags = vec![Tag {
+            key: "aws:owner".into(),
+            value: "x".into(),
+        }];
         let error = catalog.create_stream(input, T0, &mut |i| i);
         assert_eq!(error.map_err(|e| e.kind), Err(ErrorKind::InvalidArgument));
         let mut input = create_input("s", Some(1));
-        input.tags = (0..51).map(|i| Tag { key: format!("k{i}"), value: String::new() }).collect();
+        input.tags = (0..51)
+            .map(|i| Tag {
+                key: format!("k{i}"),
+                value: String::new(),
+            })
+            .collect();
         let error = catalog.create_stream(input, T0, &mut |i| i);
         assert_eq!(error.map_err(|e| e.kind), Err(ErrorKind::InvalidArgument));
         let mut input = create_input("s", Some(1));
-        input.tags = (0..50).map(|i| Tag { key: format!("k{i}"), value: String::new() }).collect();
-        catalog.create_stream(input, T0, &mut |i| i).expect("fifty tags are allowed");
+        input.tags = (0..50)
+            .map(|i| Tag {
+                key: format!("k{i}"),
+                value: String::new(),
+            })
+            .collect();
+        catalog
+            .create_stream(input, T0, &mut |i| i)
+            .expect("fifty tags are allowed");
         assert_eq!(catalog.streams["s"].tags.len(), 50);
     }
 
@@ -1377,9 +1521,16 @@ mod tests {
         assert_eq!(active.stream_status, StreamStatus::Active);
         assert_eq!(
             shard_ids(&active.shards),
-            vec!["shardId-000000000000", "shardId-000000000001", "shardId-000000000002"]
+            vec![
+                "shardId-000000000000",
+                "shardId-000000000001",
+                "shardId-000000000002"
+            ]
         );
-        assert_eq!(active.stream_arn, "arn:aws:kinesis:us-east-1:000000000000:stream/s");
+        assert_eq!(
+            active.stream_arn,
+            "arn:aws:kinesis:us-east-1:000000000000:stream/s"
+        );
         assert_eq!(active.retention_period_hours, 24);
         assert_eq!(active.encryption_type, EncryptionType::None);
         assert!(active.shard_level_metrics.is_empty());
@@ -1396,15 +1547,20 @@ mod tests {
             SequenceNumber::parse(&description.shards[1].starting_sequence_number).expect("ours");
         assert_eq!(start, SequenceNumber::new(created_s, 1, 0, created_s));
         assert_eq!(description.shards[1].ending_sequence_number, None);
-        let end =
-            description.shards[0].ending_sequence_number.as_deref().expect("shard 0 is closed");
+        let end = description.shards[0]
+            .ending_sequence_number
+            .as_deref()
+            .expect("shard 0 is closed");
         let end = SequenceNumber::parse(end).expect("ours");
         // The children are dated one second after the parent's last second, as AWS does.
         assert_eq!(
             end,
             SequenceNumber::new(created_s, 0, sequence_number::POSITION_MAX, T0 / 1000 + 59)
         );
-        assert_eq!(description.shards[2].parent_shard_id.as_deref(), Some("shardId-000000000000"));
+        assert_eq!(
+            description.shards[2].parent_shard_id.as_deref(),
+            Some("shardId-000000000000")
+        );
     }
 
     #[test]
@@ -1420,7 +1576,10 @@ mod tests {
                 now,
             )
             .expect("described");
-        assert_eq!(shard_ids(&page.shards), vec!["shardId-000000000002", "shardId-000000000003"]);
+        assert_eq!(
+            shard_ids(&page.shards),
+            vec!["shardId-000000000002", "shardId-000000000003"]
+        );
         assert!(page.has_more_shards);
         let from_start = catalog
             .describe_stream(
@@ -1503,7 +1662,12 @@ mod tests {
         let (mut catalog, now) = active_catalog(1);
         delete(&mut catalog, "s", now).expect("deleted");
         delete(&mut catalog, "s", now + 400).expect("deleting again is accepted");
-        assert_eq!(catalog.streams["s"].lifecycle, Lifecycle::Deleting { gone_at_ms: now + 500 });
+        assert_eq!(
+            catalog.streams["s"].lifecycle,
+            Lifecycle::Deleting {
+                gone_at_ms: now + 500
+            }
+        );
     }
 
     #[test]
@@ -1512,7 +1676,10 @@ mod tests {
         delete(&mut catalog, "s", now).expect("deleted");
         let later = now + 500;
         create(&mut catalog, "s", 1, later);
-        assert_eq!(catalog.live_stream("s", later).map(|s| s.shards.len()), Some(1));
+        assert_eq!(
+            catalog.live_stream("s", later).map(|s| s.shards.len()),
+            Some(1)
+        );
         let listed = catalog
             .list_streams(
                 ListStreamsInput {
@@ -1535,7 +1702,9 @@ mod tests {
     fn describe_stream_summary_counts_open_shards() {
         let (mut catalog, now) = active_catalog(3);
         split_shard_zero(&mut catalog, T0 / 1000);
-        let summary = catalog.describe_stream_summary("s", now).expect("described");
+        let summary = catalog
+            .describe_stream_summary("s", now)
+            .expect("described");
         assert_eq!(summary.open_shard_count, 4);
         assert_eq!(summary.consumer_count, 0);
         assert_eq!(summary.max_record_size_kib, 1024);
@@ -1565,7 +1734,10 @@ mod tests {
         assert_eq!(first.stream_names, vec!["a", "b"]);
         assert!(first.has_more_streams);
         assert_eq!(first.stream_summaries[1].stream_name, "b");
-        assert_eq!(first.stream_summaries[1].stream_status, StreamStatus::Creating);
+        assert_eq!(
+            first.stream_summaries[1].stream_status,
+            StreamStatus::Creating
+        );
         let token = first.next_token.expect("more pages");
         let second = catalog
             .list_streams(
@@ -1588,7 +1760,10 @@ mod tests {
             },
             T0 + limits::NEXT_TOKEN_TTL_MS + 1,
         );
-        assert_eq!(expired.map_err(|e| e.kind), Err(ErrorKind::ExpiredNextToken));
+        assert_eq!(
+            expired.map_err(|e| e.kind),
+            Err(ErrorKind::ExpiredNextToken)
+        );
         let malformed = catalog.list_streams(
             ListStreamsInput {
                 limit: None,
@@ -1597,7 +1772,10 @@ mod tests {
             },
             T0,
         );
-        assert_eq!(malformed.map_err(|e| e.kind), Err(ErrorKind::InvalidArgument));
+        assert_eq!(
+            malformed.map_err(|e| e.kind),
+            Err(ErrorKind::InvalidArgument)
+        );
         let after_a = catalog
             .list_streams(
                 ListStreamsInput {
@@ -1615,12 +1793,20 @@ mod tests {
     #[test]
     fn list_shards_refuses_argument_mixes_with_aws_texts() {
         let (catalog, now) = active_catalog(2);
-        let neither = catalog.list_shards(list_shards_input(None, None), now).expect_err("refused");
-        assert_eq!(neither.message, "Either NextToken or StreamName should be provided.");
+        let neither = catalog
+            .list_shards(list_shards_input(None, None), now)
+            .expect_err("refused");
+        assert_eq!(
+            neither.message,
+            "Either NextToken or StreamName should be provided."
+        );
         let both = catalog
             .list_shards(list_shards_input(Some("s"), Some("x".into())), now)
             .expect_err("refused");
-        assert_eq!(both.message, "NextToken and StreamName cannot be provided together.");
+        assert_eq!(
+            both.message,
+            "NextToken and StreamName cannot be provided together."
+        );
         assert_eq!(both.kind, ErrorKind::InvalidArgument);
     }
 
@@ -1628,11 +1814,16 @@ mod tests {
     fn list_shards_needs_an_active_stream() {
         let mut catalog = Catalog::new(config());
         create(&mut catalog, "s", 2, T0);
-        let error =
-            catalog.list_shards(list_shards_input(Some("s"), None), T0).expect_err("creating");
-        assert_eq!(error, KinesisError::stream_not_active("s", ACCOUNT, "CREATING"));
-        let error =
-            catalog.list_shards(list_shards_input(Some("t"), None), T0).expect_err("missing");
+        let error = catalog
+            .list_shards(list_shards_input(Some("s"), None), T0)
+            .expect_err("creating");
+        assert_eq!(
+            error,
+            KinesisError::stream_not_active("s", ACCOUNT, "CREATING")
+        );
+        let error = catalog
+            .list_shards(list_shards_input(Some("t"), None), T0)
+            .expect_err("missing");
         assert_eq!(error, KinesisError::stream_not_found("t", ACCOUNT));
     }
 
@@ -1644,11 +1835,18 @@ mod tests {
         input.max_results = Some(2);
         input.shard_filter = Some(ShardFilter::AtLatest);
         let first = catalog.list_shards(input, now).expect("listed");
-        assert_eq!(shard_ids(&first.shards), vec!["shardId-000000000001", "shardId-000000000002"]);
+        assert_eq!(
+            shard_ids(&first.shards),
+            vec!["shardId-000000000001", "shardId-000000000002"]
+        );
         let token = first.next_token.expect("more shards");
-        let second =
-            catalog.list_shards(list_shards_input(None, Some(token.clone())), now).expect("listed");
-        assert_eq!(shard_ids(&second.shards), vec!["shardId-000000000003", "shardId-000000000004"]);
+        let second = catalog
+            .list_shards(list_shards_input(None, Some(token.clone())), now)
+            .expect("listed");
+        assert_eq!(
+            shard_ids(&second.shards),
+            vec!["shardId-000000000003", "shardId-000000000004"]
+        );
         assert_eq!(second.next_token, None);
 
         let mut with_start = list_shards_input(None, Some(token.clone()));
@@ -1659,14 +1857,20 @@ mod tests {
         );
         let expired =
             catalog.list_shards(list_shards_input(None, Some(token.clone())), now + 300_001);
-        assert_eq!(expired.map_err(|e| e.kind), Err(ErrorKind::ExpiredNextToken));
+        assert_eq!(
+            expired.map_err(|e| e.kind),
+            Err(ErrorKind::ExpiredNextToken)
+        );
 
         delete(&mut catalog, "s", now).expect("deleted");
         let recreated_at = now + 500;
         create(&mut catalog, "s", 3, recreated_at);
         let recreated =
             catalog.list_shards(list_shards_input(None, Some(token)), recreated_at + 500);
-        assert_eq!(recreated.map_err(|e| e.kind), Err(ErrorKind::ExpiredNextToken));
+        assert_eq!(
+            recreated.map_err(|e| e.kind),
+            Err(ErrorKind::ExpiredNextToken)
+        );
     }
 
     #[test]
@@ -1693,10 +1897,19 @@ mod tests {
             list(ShardFilter::AfterShardId("shardId-000000000001".into())),
             all[2..].to_vec()
         );
-        assert_eq!(list(ShardFilter::AtTimestamp(split_s * 1000 - 1)), all[..2].to_vec());
+        assert_eq!(
+            list(ShardFilter::AtTimestamp(split_s * 1000 - 1)),
+            all[..2].to_vec()
+        );
         assert_eq!(list(ShardFilter::AtTimestamp(0)), all[..2].to_vec());
-        assert_eq!(list(ShardFilter::AtTimestamp(split_s * 1000 + 1)), all[1..].to_vec());
-        assert_eq!(list(ShardFilter::FromTimestamp(split_s * 1000 + 1)), all[1..].to_vec());
+        assert_eq!(
+            list(ShardFilter::AtTimestamp(split_s * 1000 + 1)),
+            all[1..].to_vec()
+        );
+        assert_eq!(
+            list(ShardFilter::FromTimestamp(split_s * 1000 + 1)),
+            all[1..].to_vec()
+        );
         assert_eq!(list(ShardFilter::FromTimestamp(split_s * 1000)), all);
     }
 
@@ -1710,7 +1923,10 @@ mod tests {
             Err(ErrorKind::ResourceNotFound)
         );
         input.stream_creation_timestamp_ms = Some(T0);
-        assert_eq!(catalog.list_shards(input, now).map(|o| o.shards.len()), Ok(1));
+        assert_eq!(
+            catalog.list_shards(input, now).map(|o| o.shards.len()),
+            Ok(1)
+        );
     }
 
     #[test]
@@ -1732,7 +1948,10 @@ mod tests {
     fn tags_are_added_listed_in_key_order_and_removed() {
         let (mut catalog, now) = active_catalog(1);
         let tags = [("b", "2"), ("a", "1"), ("ü0 _.", "x"), ("c", "")]
-            .map(|(key, value)| Tag { key: key.into(), value: value.into() })
+            .map(|(key, value)| Tag {
+                key: key.into(),
+                value: value.into(),
+            })
             .to_vec();
         catalog.add_tags_to_stream("s", tags, now).expect("added");
         let list = |catalog: &Catalog, start: Option<&str>, limit: Option<u32>| {
@@ -1757,43 +1976,75 @@ mod tests {
         assert_eq!(
             page.tags,
             vec![
-                Tag { key: "b".into(), value: "2".into() },
-                Tag { key: "c".into(), value: String::new() }
+                Tag {
+                    key: "b".into(),
+                    value: "2".into()
+                },
+                Tag {
+                    key: "c".into(),
+                    value: String::new()
+                }
             ]
         );
         assert!(page.has_more_tags);
-        catalog.remove_tags_from_stream("s", vec!["a".into(), "zz".into()], now).expect("removed");
+        catalog
+            .remove_tags_from_stream("s", vec!["a".into(), "zz".into()], now)
+            .expect("removed");
         assert_eq!(list(&catalog, None, None).tags.len(), 3);
     }
 
     #[test]
     fn tag_changes_refuse_bad_characters_and_more_than_fifty_tags_with_aws_texts() {
         let (mut catalog, now) = active_catalog(1);
-        let tag = |key: &str, value: &str| vec![Tag { key: key.into(), value: value.into() }];
-        let error = catalog.add_tags_to_stream("s", tag("abc;def", "1"), now).expect_err("refused");
+        let tag = |key: &str, value: &str| {
+            vec![Tag {
+                key: key.into(),
+                value: value.into(),
+            }]
+        };
+        let error = catalog
+            .add_tags_to_stream("s", tag("abc;def", "1"), now)
+            .expect_err("refused");
         assert_eq!(
             error.message,
             "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @."
         );
-        let error = catalog.add_tags_to_stream("s", tag("a", "abc%def"), now).expect_err("refused");
+        let error = catalog
+            .add_tags_to_stream("s", tag("a", "abc%def"), now)
+            .expect_err("refused");
         assert_eq!(
             error.message,
             "Failed to add tags to stream s under account 000000000000 because some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'."
         );
-        let error =
-            catalog.remove_tags_from_stream("s", vec!["abc%def".into()], now).expect_err("refused");
+        let error = catalog
+            .remove_tags_from_stream("s", vec!["abc%def".into()], now)
+            .expect_err("refused");
         assert!(
             error
                 .message
                 .starts_with("Failed to remove tags from stream s under account 000000000000")
         );
-        let forty: Vec<Tag> =
-            (0..40).map(|i| Tag { key: format!("k{i}"), value: String::new() }).collect();
-        catalog.add_tags_to_stream("s", forty.clone(), now).expect("forty fit");
-        catalog.add_tags_to_stream("s", forty, now).expect("re-adding existing keys adds nothing");
-        let eleven: Vec<Tag> =
-            (0..11).map(|i| Tag { key: format!("n{i}"), value: String::new() }).collect();
-        let error = catalog.add_tags_to_stream("s", eleven, now).expect_err("fifty-one");
+        let forty: Vec<Tag> = (0..40)
+            .map(|i| Tag {
+                key: format!("k{i}"),
+                value: String::new(),
+            })
+            .collect();
+        catalog
+            .add_tags_to_stream("s", forty.clone(), now)
+            .expect("forty fit");
+        catalog
+            .add_tags_to_stream("s", forty, now)
+            .expect("re-adding existing keys adds nothing");
+        let eleven: Vec<Tag> = (0..11)
+            .map(|i| Tag {
+                key: format!("n{i}"),
+                value: String::new(),
+            })
+            .collect();
+        let error = catalog
+            .add_tags_to_stream("s", eleven, now)
+            .expect_err("fifty-one");
         assert_eq!(
             error.message,
             "Failed to add tags to stream s under account 000000000000 because a given stream cannot have more than 50 tags associated with it."
@@ -1808,11 +2059,23 @@ mod tests {
     fn tag_changes_need_an_active_or_updating_stream() {
         let mut catalog = Catalog::new(config());
         create(&mut catalog, "s", 1, T0);
-        let error =
-            catalog.add_tags_to_stream("s", vec![Tag { key: "a".into(), value: "b".into() }], T0);
-        assert_eq!(error, Err(KinesisError::stream_not_active("s", ACCOUNT, "CREATING")));
+        let error = catalog.add_tags_to_stream(
+            "s",
+            vec![Tag {
+                key: "a".into(),
+                value: "b".into(),
+            }],
+            T0,
+        );
+        assert_eq!(
+            error,
+            Err(KinesisError::stream_not_active("s", ACCOUNT, "CREATING"))
+        );
         let error = catalog.remove_tags_from_stream("s", vec!["a".into()], T0);
-        assert_eq!(error, Err(KinesisError::stream_not_active("s", ACCOUNT, "CREATING")));
+        assert_eq!(
+            error,
+            Err(KinesisError::stream_not_active("s", ACCOUNT, "CREATING"))
+        );
     }
 
     #[test]
@@ -1831,13 +2094,19 @@ mod tests {
             message(catalog.decrease_stream_retention_period("s", 25, now)),
             Err("Requested retention period (25 hours) for stream s can not be longer than existing retention period (24 hours). Use IncreaseRetentionPeriod API.".into())
         );
-        catalog.increase_stream_retention_period("s", 25, now).expect("increased");
-        catalog.increase_stream_retention_period("s", 25, now).expect("same value is fine");
+        catalog
+            .increase_stream_retention_period("s", 25, now)
+            .expect("increased");
+        catalog
+            .increase_stream_retention_period("s", 25, now)
+            .expect("same value is fine");
         assert_eq!(
             message(catalog.increase_stream_retention_period("s", 24, now)),
             Err("Requested retention period (24 hours) for stream s can not be shorter than existing retention period (25 hours). Use DecreaseRetentionPeriod API.".into())
         );
-        catalog.decrease_stream_retention_period("s", 24, now).expect("decreased");
+        catalog
+            .decrease_stream_retention_period("s", 24, now)
+            .expect("decreased");
         assert_eq!(catalog.streams["s"].retention_period_hours, 24);
         assert_eq!(
             catalog.increase_stream_retention_period("x", 25, now),
@@ -1858,7 +2127,12 @@ mod tests {
             catalog.stream_for_write("s", T0).map(|_| ()),
             Err(KinesisError::stream_not_found("s", ACCOUNT))
         );
-        assert_eq!(catalog.stream_for_write("s", T0 + 500).map(|s| s.name.as_str()), Ok("s"));
+        assert_eq!(
+            catalog
+                .stream_for_write("s", T0 + 500)
+                .map(|s| s.name.as_str()),
+            Ok("s")
+        );
         delete(&mut catalog, "s", T0 + 600).expect("deleted");
         assert_eq!(
             catalog.stream_for_write("s", T0 + 601).map(|_| ()),
@@ -1873,7 +2147,11 @@ mod tests {
         input.stream_name = "x".into();
         assert_eq!(
             catalog.shard_iterator_start(&input, now).map(|_| ()),
-            Err(KinesisError::shard_not_found("shardId-002147483647", "x", ACCOUNT))
+            Err(KinesisError::shard_not_found(
+                "shardId-002147483647",
+                "x",
+                ACCOUNT
+            ))
         );
         input.shard_id = "2147483648".into();
         assert_eq!(
@@ -1883,10 +2161,16 @@ mod tests {
         let input = iterator_input("shardId-5", ShardIteratorType::Latest, None);
         assert_eq!(
             catalog.shard_iterator_start(&input, now).map(|_| ()),
-            Err(KinesisError::shard_not_found("shardId-000000000005", "s", ACCOUNT))
+            Err(KinesisError::shard_not_found(
+                "shardId-000000000005",
+                "s",
+                ACCOUNT
+            ))
         );
         let input = iterator_input("anything-1", ShardIteratorType::TrimHorizon, None);
-        let (_, shard, start) = catalog.shard_iterator_start(&input, now).expect("shard 1 exists");
+        let (_, shard, start) = catalog
+            .shard_iterator_start(&input, now)
+            .expect("shard 1 exists");
         assert_eq!((shard.index, start), (1, StartingPoint::TrimHorizon));
     }
 
@@ -1897,7 +2181,11 @@ mod tests {
         let input = iterator_input("shardId-0", ShardIteratorType::Latest, None);
         assert_eq!(
             catalog.shard_iterator_start(&input, T0).map(|_| ()),
-            Err(KinesisError::shard_not_found("shardId-000000000000", "s", ACCOUNT))
+            Err(KinesisError::shard_not_found(
+                "shardId-000000000000",
+                "s",
+                ACCOUNT
+            ))
         );
     }
 
@@ -1912,14 +2200,20 @@ mod tests {
                 .map_err(|e| e.message)
         };
         assert_eq!(
-            message(iterator_input("0", ShardIteratorType::AtSequenceNumber, None)),
+            message(iterator_input(
+                "0",
+                ShardIteratorType::AtSequenceNumber,
+                None
+            )),
             Err(format!(
                 "{prefix} Request specified AT_SEQUENCE_NUMBER and no StartingSequenceNumber."
             ))
         );
         assert_eq!(
             message(iterator_input("0", ShardIteratorType::Latest, Some("5"))),
-            Err(format!("{prefix} Request specified LATEST and also a StartingSequenceNumber."))
+            Err(format!(
+                "{prefix} Request specified LATEST and also a StartingSequenceNumber."
+            ))
         );
         assert_eq!(
             message(iterator_input("0", ShardIteratorType::AtTimestamp, None)),
@@ -1945,17 +2239,27 @@ mod tests {
 
     #[test]
     fn after_the_shards_starting_sequence_number_starts_at_its_first_record() {
-        let mut catalog = Catalog::new(CatalogConfig { create_delay_ms: 0, ..CatalogConfig::default() });
+        let mut catalog = Catalog::new(CatalogConfig {
+            create_delay_ms: 0,
+            ..CatalogConfig::default()
+        });
         let now = 1_700_000_000_000;
         catalog
             .create_stream(
-                CreateStreamInput { stream_name: "s".into(), shard_count: Some(1), stream_mode: None, tags: vec![] },
+                CreateStreamInput {
+                    stream_name: "s".into(),
+                    shard_count: Some(1),
+                    stream_mode: None,
+                    tags: vec![],
+                },
                 now,
                 &mut |_| 0,
             )
             .expect("create");
         let stream = catalog.streams.get("s").expect("stream");
-        let starting = stream.describe_shard(&stream.shards[0]).starting_sequence_number;
+        let starting = stream
+            .describe_shard(&stream.shards[0])
+            .starting_sequence_number;
         let input = GetShardIteratorInput {
             stream_name: "s".into(),
             shard_id: "shardId-000000000000".into(),
@@ -1963,7 +2267,9 @@ mod tests {
             starting_sequence_number: Some(starting),
             timestamp_ms: None,
         };
-        let (_, _, start) = catalog.shard_iterator_start(&input, now + 1000).expect("valid");
+        let (_, _, start) = catalog
+            .shard_iterator_start(&input, now + 1000)
+            .expect("valid");
         assert_eq!(start, StartingPoint::At(0));
     }
 
@@ -2026,14 +2332,20 @@ mod tests {
         let stream = catalog.live_stream("s", now).expect("exists");
         let shard = stream.shard(1).expect("shard 1");
         let token = catalog.shard_iterator(stream, shard, 9, now);
-        let (_, resolved_shard, iterator) =
-            catalog.resolve_shard_iterator(&token, now + 300_000).expect("valid");
-        assert_eq!((resolved_shard.index, iterator.position, iterator.issued_ms), (1, 9, now));
+        let (_, resolved_shard, iterator) = catalog
+            .resolve_shard_iterator(&token, now + 300_000)
+            .expect("valid");
+        assert_eq!(
+            (resolved_shard.index, iterator.position, iterator.issued_ms),
+            (1, 9, now)
+        );
         assert_eq!(
             catalog.resolve_shard_iterator("bogus", now).map(|_| ()),
             Err(KinesisError::invalid_shard_iterator())
         );
-        let expired = catalog.resolve_shard_iterator(&token, now + 300_001).expect_err("expired");
+        let expired = catalog
+            .resolve_shard_iterator(&token, now + 300_001)
+            .expect_err("expired");
         assert_eq!(expired.kind, ErrorKind::ExpiredIterator);
         assert_eq!(
             expired.message,
@@ -2053,17 +2365,34 @@ mod tests {
             catalog.shard_iterator(stream, stream.shard(0).expect("shard 0"), 0, now)
         };
         delete(&mut catalog, "s", now).expect("deleted");
-        let missing = Err(KinesisError::shard_not_found("shardId-000000000000", "s", ACCOUNT));
-        assert_eq!(catalog.resolve_shard_iterator(&token, now + 600).map(|_| ()), missing);
+        let missing = Err(KinesisError::shard_not_found(
+            "shardId-000000000000",
+            "s",
+            ACCOUNT,
+        ));
+        assert_eq!(
+            catalog
+                .resolve_shard_iterator(&token, now + 600)
+                .map(|_| ()),
+            missing
+        );
         create(&mut catalog, "s", 2, now + 600);
-        assert_eq!(catalog.resolve_shard_iterator(&token, now + 1_200).map(|_| ()), missing);
+        assert_eq!(
+            catalog
+                .resolve_shard_iterator(&token, now + 1_200)
+                .map(|_| ()),
+            missing
+        );
     }
 
     #[test]
     fn shard_ids_parse_as_leniently_as_aws() {
         assert_eq!(parse_shard_id_like_aws("shardId-000000000001"), Some(1));
         assert_eq!(parse_shard_id_like_aws("shard-0"), Some(0));
-        assert_eq!(parse_shard_id_like_aws("-00002147483647"), Some(2_147_483_647));
+        assert_eq!(
+            parse_shard_id_like_aws("-00002147483647"),
+            Some(2_147_483_647)
+        );
         assert_eq!(parse_shard_id_like_aws("7"), Some(7));
         assert_eq!(parse_shard_id_like_aws("2147483648"), None);
         assert_eq!(parse_shard_id_like_aws("2.14E4"), None);
@@ -2076,7 +2405,14 @@ mod tests {
         let (mut catalog, now) = active_catalog(3);
         split_shard_zero(&mut catalog, T0 / 1000 + 5);
         catalog
-            .add_tags_to_stream("s", vec![Tag { key: "k".into(), value: "v".into() }], now)
+            .add_tags_to_stream(
+                "s",
+                vec![Tag {
+                    key: "k".into(),
+                    value: "v".into(),
+                }],
+                now,
+            )
             .expect("tagged");
         create(&mut catalog, "t", 1, now);
         delete(&mut catalog, "t", now).expect("deleted");

@@ -44,7 +44,10 @@ impl fmt::Display for KinesisError {
 
 impl KinesisError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn invalid_argument(message: impl Into<String>) -> Self {
@@ -95,7 +98,9 @@ impl KinesisError {
     pub fn shard_unparsable(shard_id: &str, stream_name: &str, account_id: &str) -> Self {
         Self::new(
             ErrorKind::ResourceNotFound,
-            format!("Could not find shard {shard_id} in stream {stream_name} under account {account_id}."),
+            format!(
+                "Could not find shard {shard_id} in stream {stream_name} under account {account_id}."
+            ),
         )
     }
 

@@ -6,14 +6,19 @@
 use md5::{Digest, Md5};
 
 /// An inclusive range of hash keys, `[starting, ending]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct HashRange {
     pub starting: u128,
     pub ending: u128,
 }
 
 impl HashRange {
-    pub const ALL: HashRange = HashRange { starting: 0, ending: u128::MAX };
+    pub const ALL: HashRange = HashRange {
+        starting: 0,
+        ending: u128::MAX,
+    };
 
     pub fn new(starting: u128, ending: u128) -> Self {
         assert!(starting <= ending);
@@ -32,14 +37,22 @@ impl HashRange {
         // floor(2^128 / n) computed without 2^128: (u128::MAX / n) is floor((2^128-1)/n), which
         // equals floor(2^128/n) unless n divides 2^128 (a power of two), where it is one less.
         let width = if n.is_power_of_two() {
-            if n == 1 { 0 } else { 1u128 << (128 - n.trailing_zeros()) }
+            if n == 1 {
+                0
+            } else {
+                1u128 << (128 - n.trailing_zeros())
+            }
         } else {
             u128::MAX / n
         };
         (0..n)
             .map(|i| {
                 let starting = if n == 1 { 0 } else { i * width };
-                let ending = if i + 1 == n { u128::MAX } else { (i + 1) * width - 1 };
+                let ending = if i + 1 == n {
+                    u128::MAX
+                } else {
+                    (i + 1) * width - 1
+                };
                 HashRange { starting, ending }
             })
             .collect()
@@ -66,7 +79,8 @@ pub fn parse_hash_key(text: &str) -> Result<u128, ParseHashKeyError> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ParseHashKeyError::NotDecimal);
     }
-    text.parse::<u128>().map_err(|_| ParseHashKeyError::OutOfRange)
+    text.parse::<u128>()
+        .map_err(|_| ParseHashKeyError::OutOfRange)
 }
 
 #[cfg(test)]
@@ -75,8 +89,14 @@ mod tests {
 
     #[test]
     fn partition_key_hash_matches_aws_test_vectors() {
-        assert_eq!(partition_key_hash("a"), 16955237001963240173058271559858726497);
-        assert_eq!(partition_key_hash(""), 281949768489412648962353822266799178366);
+        assert_eq!(
+            partition_key_hash("a"),
+            16955237001963240173058271559858726497
+        );
+        assert_eq!(
+            partition_key_hash(""),
+            281949768489412648962353822266799178366
+        );
     }
 
     #[test]
@@ -97,7 +117,10 @@ mod tests {
 
     #[test]
     fn parse_hash_key_rejects_values_past_two_to_the_128() {
-        assert_eq!(parse_hash_key("340282366920938463463374607431768211455"), Ok(u128::MAX));
+        assert_eq!(
+            parse_hash_key("340282366920938463463374607431768211455"),
+            Ok(u128::MAX)
+        );
         assert_eq!(
             parse_hash_key("340282366920938463463374607431768211456"),
             Err(ParseHashKeyError::OutOfRange)

@@ -67,7 +67,10 @@ impl ListStreamsToken {
         let last_stream_name = reader.str().ok_or(NextTokenError::Malformed)?;
         reader.finish()?;
         check_age(issued_ms, now_ms)?;
-        Ok(Self { issued_ms, last_stream_name })
+        Ok(Self {
+            issued_ms,
+            last_stream_name,
+        })
     }
 }
 
@@ -117,7 +120,13 @@ impl ListShardsToken {
         };
         reader.finish()?;
         check_age(issued_ms, now_ms)?;
-        Ok(Self { issued_ms, stream_name, stream_created_ms, last_shard_index, shard_filter })
+        Ok(Self {
+            issued_ms,
+            stream_name,
+            stream_created_ms,
+            last_shard_index,
+            shard_filter,
+        })
     }
 }
 
@@ -145,7 +154,9 @@ fn seal(mut out: Vec<u8>) -> String {
 
 /// Checks base64, magic, kind and CRC, and returns the issue time and a reader over the body.
 fn open(token: &str, kind: u8) -> Result<(u64, Reader), NextTokenError> {
-    let bytes = STANDARD.decode(token).map_err(|_| NextTokenError::Malformed)?;
+    let bytes = STANDARD
+        .decode(token)
+        .map_err(|_| NextTokenError::Malformed)?;
     if bytes.len() < MAGIC.len() + 1 + 8 + 4 {
         return Err(NextTokenError::Malformed);
     }
@@ -157,7 +168,10 @@ fn open(token: &str, kind: u8) -> Result<(u64, Reader), NextTokenError> {
     if sealed[..MAGIC.len()] != MAGIC || sealed[MAGIC.len()] != kind {
         return Err(NextTokenError::Malformed);
     }
-    let mut reader = Reader { bytes: sealed.to_vec(), at: MAGIC.len() + 1 };
+    let mut reader = Reader {
+        bytes: sealed.to_vec(),
+        at: MAGIC.len() + 1,
+    };
     let issued_ms = reader.u64().ok_or(NextTokenError::Malformed)?;
     Ok((issued_ms, reader))
 }
@@ -187,11 +201,13 @@ impl Reader {
     }
 
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes(b.try_into().expect("took four bytes")))
+        self.take(4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("took four bytes")))
     }
 
     fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("took eight bytes")))
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("took eight bytes")))
     }
 
     fn str(&mut self) -> Option<String> {
@@ -202,7 +218,11 @@ impl Reader {
 
     /// Trailing bytes mean the token is not one we built.
     fn finish(&self) -> Result<(), NextTokenError> {
-        if self.at == self.bytes.len() { Ok(()) } else { Err(NextTokenError::Malformed) }
+        if self.at == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(NextTokenError::Malformed)
+        }
     }
 }
 
@@ -213,7 +233,11 @@ mod tests {
 
     #[test]
     fn list_streams_tokens_expire_after_the_ttl() {
-        let token = ListStreamsToken { issued_ms: 1_000, last_stream_name: "a".into() }.encode();
+        let token = ListStreamsToken {
+            issued_ms: 1_000,
+            last_stream_name: "a".into(),
+        }
+        .encode();
         assert!(ListStreamsToken::decode(&token, 1_000 + NEXT_TOKEN_TTL_MS).is_ok());
         assert_eq!(
             ListStreamsToken::decode(&token, 1_001 + NEXT_TOKEN_TTL_MS),
@@ -223,21 +247,38 @@ mod tests {
 
     #[test]
     fn tokens_of_one_kind_are_refused_as_the_other() {
-        let token = ListStreamsToken { issued_ms: 5, last_stream_name: "a".into() }.encode();
-        assert_eq!(ListShardsToken::decode(&token, 5), Err(NextTokenError::Malformed));
+        let token = ListStreamsToken {
+            issued_ms: 5,
+            last_stream_name: "a".into(),
+        }
+        .encode();
+        assert_eq!(
+            ListShardsToken::decode(&token, 5),
+            Err(NextTokenError::Malformed)
+        );
     }
 
     #[test]
     fn damaged_tokens_are_malformed() {
-        let token = ListStreamsToken { issued_ms: 5, last_stream_name: "abc".into() }.encode();
+        let token = ListStreamsToken {
+            issued_ms: 5,
+            last_stream_name: "abc".into(),
+        }
+        .encode();
         let mut bytes = STANDARD.decode(&token).unwrap_or_default();
         bytes[13] ^= 0x20;
         assert_eq!(
             ListStreamsToken::decode(&STANDARD.encode(&bytes), 5),
             Err(NextTokenError::Malformed)
         );
-        assert_eq!(ListStreamsToken::decode("not base64!", 5), Err(NextTokenError::Malformed));
-        assert_eq!(ListStreamsToken::decode("", 5), Err(NextTokenError::Malformed));
+        assert_eq!(
+            ListStreamsToken::decode("not base64!", 5),
+            Err(NextTokenError::Malformed)
+        );
+        assert_eq!(
+            ListStreamsToken::decode("", 5),
+            Err(NextTokenError::Malformed)
+        );
     }
 
     fn any_filter() -> impl Strategy<Value = Option<ShardFilter>> {

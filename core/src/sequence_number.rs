@@ -46,7 +46,11 @@ impl U192 {
         for i in (0..nibbles).rev() {
             let nibble = (value >> (i * 4)) & 0xf;
             let [a, b, c] = self.0;
-            self.0 = [(a << 4) | (b >> 60), (b << 4) | (c >> 60), (c << 4) | nibble];
+            self.0 = [
+                (a << 4) | (b >> 60),
+                (b << 4) | (c >> 60),
+                (c << 4) | nibble,
+            ];
         }
     }
 
@@ -88,7 +92,12 @@ impl U192 {
 impl SequenceNumber {
     pub fn new(shard_created_s: u64, shard_index: u32, position: u64, arrival_s: u64) -> Self {
         assert!(position <= POSITION_MAX);
-        Self { shard_created_s, shard_index, position, arrival_s }
+        Self {
+            shard_created_s,
+            shard_index,
+            position,
+            arrival_s,
+        }
     }
 
     fn to_u192(self) -> U192 {
@@ -131,7 +140,8 @@ impl SequenceNumber {
         }
         Ok(Self {
             shard_created_s,
-            shard_index: u32::try_from(shard_index).map_err(|_| ParseSequenceNumberError::Foreign)?,
+            shard_index: u32::try_from(shard_index)
+                .map_err(|_| ParseSequenceNumberError::Foreign)?,
             position,
             arrival_s,
         })
@@ -173,7 +183,10 @@ mod tests {
     fn adjacent_shard_start_numbers_differ_by_two_to_the_144_plus_16() {
         let a = SequenceNumber::new(1_700_000_000, 1, 0, 1_700_000_000).to_string();
         let b = SequenceNumber::new(1_700_000_000, 2, 0, 1_700_000_000).to_string();
-        let (a, b) = (a.parse::<f64>().unwrap_or(0.0), b.parse::<f64>().unwrap_or(0.0));
+        let (a, b) = (
+            a.parse::<f64>().unwrap_or(0.0),
+            b.parse::<f64>().unwrap_or(0.0),
+        );
         let diff = b - a;
         let expected = 22300745198530623141535718272648361505980432f64;
         assert!((diff - expected).abs() / expected < 1e-9, "{diff}");
@@ -181,9 +194,18 @@ mod tests {
 
     #[test]
     fn foreign_numbers_are_refused() {
-        assert_eq!(SequenceNumber::parse("1"), Err(ParseSequenceNumberError::Foreign));
-        assert_eq!(SequenceNumber::parse("12a"), Err(ParseSequenceNumberError::NotDecimal));
-        assert_eq!(SequenceNumber::parse(&"9".repeat(129)), Err(ParseSequenceNumberError::Foreign));
+        assert_eq!(
+            SequenceNumber::parse("1"),
+            Err(ParseSequenceNumberError::Foreign)
+        );
+        assert_eq!(
+            SequenceNumber::parse("12a"),
+            Err(ParseSequenceNumberError::NotDecimal)
+        );
+        assert_eq!(
+            SequenceNumber::parse(&"9".repeat(129)),
+            Err(ParseSequenceNumberError::Foreign)
+        );
     }
 
     proptest! {

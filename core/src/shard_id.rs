@@ -13,7 +13,10 @@ pub fn parse_shard_id(text: &str) -> Option<u32> {
     if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse::<u64>().ok().and_then(|v| u32::try_from(v).ok())
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|v| u32::try_from(v).ok())
 }
 
 #[cfg(test)]

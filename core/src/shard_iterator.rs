@@ -77,7 +77,13 @@ impl ShardIterator {
             return None;
         }
         let stream_name = std::str::from_utf8(&bytes[37..name_end]).ok()?.to_owned();
-        Some(Self { issued_ms, stream_created_ms, stream_name, shard_index, position })
+        Some(Self {
+            issued_ms,
+            stream_created_ms,
+            stream_name,
+            shard_index,
+            position,
+        })
     }
 
     pub fn is_expired(&self, now_ms: u64) -> bool {

@@ -7,8 +7,9 @@
 //! split into 400-year eras of 146 097 days, then into years and a March-based month.
 
 const WEEKDAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTHS: [&str; 12] =
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 const SECONDS_PER_DAY: u64 = 86_400;
 /// Days from 0000-03-01 to 1970-01-01.
 const EPOCH_SHIFT_DAYS: u64 = 719_468;
@@ -35,7 +36,11 @@ pub fn civil_from_days(days: u64) -> CivilDate {
     // Months counted from March: 0 = March, …, 11 = February.
     let month_from_march = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
     let year = year_of_era + era * 400 + u64::from(month <= 2);
     CivilDate {
         year,
@@ -69,15 +74,27 @@ mod tests {
 
     #[test]
     fn java_date_matches_the_aws_expired_iterator_example() {
-        assert_eq!(java_date_utc(1_421_889_722_000), "Thu Jan 22 01:22:02 UTC 2015");
-        assert_eq!(java_date_utc(1_421_890_023_999), "Thu Jan 22 01:27:03 UTC 2015");
+        assert_eq!(
+            java_date_utc(1_421_889_722_000),
+            "Thu Jan 22 01:22:02 UTC 2015"
+        );
+        assert_eq!(
+            java_date_utc(1_421_890_023_999),
+            "Thu Jan 22 01:27:03 UTC 2015"
+        );
     }
 
     #[test]
     fn java_date_handles_the_epoch_leap_days_and_century_years() {
         assert_eq!(java_date_utc(0), "Thu Jan 01 00:00:00 UTC 1970");
-        assert_eq!(java_date_utc(951_868_799_000), "Tue Feb 29 23:59:59 UTC 2000");
-        assert_eq!(java_date_utc(4_107_542_400_000), "Mon Mar 01 00:00:00 UTC 2100");
+        assert_eq!(
+            java_date_utc(951_868_799_000),
+            "Tue Feb 29 23:59:59 UTC 2000"
+        );
+        assert_eq!(
+            java_date_utc(4_107_542_400_000),
+            "Mon Mar 01 00:00:00 UTC 2100"
+        );
     }
 
     proptest::proptest! {

@@ -19,7 +19,10 @@ const TMP_NAME: &str = "catalog.json.tmp";
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogStoreError {
     #[error("catalog I/O on {path}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("catalog {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
@@ -30,7 +33,10 @@ pub struct CatalogStore {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CatalogStoreError + '_ {
-    move |source| CatalogStoreError::Io { path: path.to_path_buf(), source }
+    move |source| CatalogStoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl CatalogStore {
@@ -45,7 +51,12 @@ impl CatalogStore {
             Err(e) => return Err(CatalogStoreError::Io { path, source: e }),
         };
         catalog.config = config;
-        Ok((Self { dir: dir.to_path_buf() }, catalog))
+        Ok((
+            Self {
+                dir: dir.to_path_buf(),
+            },
+            catalog,
+        ))
     }
 
     pub fn save(&mut self, catalog: &Catalog) -> Result<(), CatalogStoreError> {
@@ -66,15 +77,25 @@ impl CatalogStore {
         drop(file);
         let path = self.dir.join(FILE_NAME);
         std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err(&self.dir))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))?;
         Ok(())
     }
 }
 
 fn decode(path: &Path, bytes: &[u8]) -> Result<Catalog, CatalogStoreError> {
-    let corrupt = |reason: &str| CatalogStoreError::Corrupt { path: path.to_path_buf(), reason: reason.to_owned() };
-    let text = bytes.strip_suffix(b"\n").ok_or_else(|| corrupt("missing final newline"))?;
-    let split = text.iter().rposition(|&b| b == b'\n').ok_or_else(|| corrupt("missing checksum line"))?;
+    let corrupt = |reason: &str| CatalogStoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    let text = bytes
+        .strip_suffix(b"\n")
+        .ok_or_else(|| corrupt("missing final newline"))?;
+    let split = text
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .ok_or_else(|| corrupt("missing checksum line"))?;
     let (json, trailer) = (&text[..split], &text[split + 1..]);
     let stored = std::str::from_utf8(trailer)
         .ok()
@@ -83,7 +104,9 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<Catalog, CatalogStoreError> {
         .ok_or_else(|| corrupt("malformed checksum line"))?;
     let computed = crc32c::crc32c(json);
     if stored != computed {
-        return Err(corrupt(&format!("checksum mismatch: stored {stored:08x}, computed {computed:08x}")));
+        return Err(corrupt(&format!(
+            "checksum mismatch: stored {stored:08x}, computed {computed:08x}"
+        )));
     }
     serde_json::from_slice(json).map_err(|e| corrupt(&format!("undecodable JSON: {e}")))
 }
@@ -95,7 +118,8 @@ mod tests {
     #[test]
     fn a_saved_catalog_loads_back_and_a_flipped_byte_is_detected() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (mut store, mut catalog) = CatalogStore::open(dir.path(), CatalogConfig::default()).expect("open");
+        let (mut store, mut catalog) =
+            CatalogStore::open(dir.path(), CatalogConfig::default()).expect("open");
         catalog
             .create_stream(
                 sluice_core::api::CreateStreamInput {

@@ -38,9 +38,9 @@ use futures_util::future::join_all;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice_core::api::*;
 use sluice_core::catalog::{Catalog, CatalogConfig, RemovedStream, Shard, StartingPoint, Stream};
-use sluice_core::reshard::DueReshard;
 use sluice_core::hash_key::{HashRange, partition_key_hash};
 use sluice_core::limits::GET_RECORDS_BYTES_MAX;
+use sluice_core::reshard::DueReshard;
 use sluice_core::shard_id::format_shard_id;
 use sluice_core::{KinesisError, SequenceNumber};
 
@@ -66,13 +66,19 @@ pub struct EngineConfig {
     /// How long an idle executor polls before it parks. Waking a parked thread costs tens to
     /// hundreds of microseconds on a VM, which dominates a single durable put at low load.
     pub idle_spin_us: u64,
+    /// Enforce AWS's provisioned throughput per shard (1 MiB/s or 1 000 records/s written, 2 MiB/s
+    /// read); see [`crate::throttle`]. Off by default: an appliance usually wants all the
+    /// throughput its disk gives.
+    pub throughput_limits: bool,
 }
 
 impl EngineConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
-            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             pin_cores: true,
             durability: Durability::Fsync,
             catalog: CatalogConfig::default(),
@@ -80,6 +86,7 @@ impl EngineConfig {
             commit_bytes_max: 4 * 1024 * 1024,
             io_memory_bytes: 8 * 1024 * 1024,
             idle_spin_us: 0,
+            throughput_limits: false,
         }
     }
 }
@@ -88,7 +95,10 @@ impl EngineConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("data directory {path} is not usable")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Catalog(#[from] CatalogStoreError),
     #[error("could not start executor for core {core}: {message}")]
@@ -99,8 +109,23 @@ pub enum StartError {
     NoCores,
 }
 
+/// An error and all its sources on one line, so a start-up failure names its root cause.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// A request sent to the core that owns a log. Everything in it is `Send`.
@@ -122,7 +147,7 @@ enum CoreMessage {
         position: u64,
         limit: usize,
         bytes_max: usize,
-        reply: oneshot::Sender<Result<RemoteRead, String>>,
+        reply: oneshot::Sender<Result<RemoteRead, ReadRefused>>,
     },
     Locate {
         log_id: u32,
@@ -143,6 +168,15 @@ enum CoreMessage {
     },
 }
 
+/// Why a read on the owning core returned no records.
+#[derive(Clone, Debug)]
+enum ReadRefused {
+    /// The shard's read limits refused the call.
+    Throttled,
+    /// The log failed the read.
+    Failed(String),
+}
+
 /// Why an append on the owning core did not happen.
 #[derive(Clone, Debug)]
 enum AppendFailure {
@@ -151,6 +185,12 @@ enum AppendFailure {
     Sealed(Vec<AppendRecord>),
     /// The log refused or failed the append.
     Failed(String),
+    /// The shard's throughput limits admitted only the first `admitted` records, stored at
+    /// `appended` (first position, arrival ms) when there were any; the rest were refused.
+    Throttled {
+        appended: Option<(u64, u64)>,
+        admitted: usize,
+    },
 }
 
 /// What the owning core does for [`Engine::read_cursor`] and [`Engine::read_wait`].
@@ -207,7 +247,12 @@ pub struct RemoteRead {
 
 impl RemoteRead {
     fn empty() -> Self {
-        Self { records: Vec::new(), buffer: Vec::new(), next_position: 0, last_arrival_ms: None }
+        Self {
+            records: Vec::new(),
+            buffer: Vec::new(),
+            next_position: 0,
+            last_arrival_ms: None,
+        }
     }
 
     fn from_log_read(read: &LogRead, next_position: u64, last_arrival_ms: Option<u64>) -> Self {
@@ -220,7 +265,12 @@ impl RemoteRead {
             buffer.extend_from_slice(data);
             records.push((position, arrival_ms, k, d));
         });
-        Self { records, buffer, next_position, last_arrival_ms }
+        Self {
+            records,
+            buffer,
+            next_position,
+            last_arrival_ms,
+        }
     }
 }
 
@@ -245,6 +295,8 @@ struct CoreState {
     /// Appends accepted for a shard and not yet committed or failed, and the seals waiting for
     /// that count to reach zero.
     in_flight: RefCell<HashMap<ShardKey, InFlight>>,
+    /// Token buckets of the shards this core owns, when throughput limits are on.
+    throttles: Option<RefCell<HashMap<ShardKey, crate::throttle::ShardThrottle>>>,
 }
 
 #[derive(Default)]
@@ -254,17 +306,74 @@ struct InFlight {
 }
 
 impl CoreState {
-    fn new(core_id: usize, logs: HashMap<u32, Rc<Log>>) -> Self {
-        Self { core_id, logs, sealed: RefCell::default(), in_flight: RefCell::default() }
+    fn new(core_id: usize, logs: HashMap<u32, Rc<Log>>, throughput_limits: bool) -> Self {
+        let throttles = throughput_limits.then(RefCell::default);
+        Self {
+            core_id,
+            logs,
+            sealed: RefCell::default(),
+            in_flight: RefCell::default(),
+            throttles,
+        }
+    }
+
+    /// How many of `records`, from the first, the shard's write limits admit now (all of them
+    /// when limits are off).
+    fn admit_writes(&self, key: &ShardKey, records: &[AppendRecord]) -> usize {
+        let Some(throttles) = &self.throttles else {
+            return records.len();
+        };
+        let now = Instant::now();
+        let mut throttles = throttles.borrow_mut();
+        let shard = throttles
+            .entry(key.clone())
+            .or_insert_with(|| crate::throttle::ShardThrottle::new(now));
+        shard.admit_writes(
+            records.iter().map(|r| r.partition_key.len() + r.data.len()),
+            now,
+        )
+    }
+
+    /// Whether the shard's read limits let one more GetRecords call run now (always when limits
+    /// are off).
+    fn admit_read(&self, key: &ShardKey) -> bool {
+        let Some(throttles) = &self.throttles else {
+            return true;
+        };
+        let now = Instant::now();
+        throttles
+            .borrow_mut()
+            .entry(key.clone())
+            .or_insert_with(|| crate::throttle::ShardThrottle::new(now))
+            .admit_read_call(now)
+    }
+
+    /// Charges the data bytes a GetRecords call returned against the shard's read limit.
+    fn charge_read(&self, key: &ShardKey, read: &LogRead) {
+        let Some(throttles) = &self.throttles else {
+            return;
+        };
+        let mut bytes = 0usize;
+        read.for_each(&mut |_, _, _, data| bytes += data.len());
+        let now = Instant::now();
+        if let Some(shard) = throttles.borrow_mut().get_mut(key) {
+            shard.charge_read_bytes(bytes, now);
+        }
     }
 
     fn begin_append(&self, key: &ShardKey) {
-        self.in_flight.borrow_mut().entry(key.clone()).or_default().appends += 1;
+        self.in_flight
+            .borrow_mut()
+            .entry(key.clone())
+            .or_default()
+            .appends += 1;
     }
 
     fn end_append(&self, key: &ShardKey) {
         let mut in_flight = self.in_flight.borrow_mut();
-        let entry = in_flight.get_mut(key).expect("an append in flight was counted");
+        let entry = in_flight
+            .get_mut(key)
+            .expect("an append in flight was counted");
         assert!(entry.appends > 0);
         entry.appends -= 1;
         if entry.appends == 0 {
@@ -295,7 +404,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("core_id", &self.local.core_id).finish()
+        f.debug_struct("Engine")
+            .field("core_id", &self.local.core_id)
+            .finish()
     }
 }
 
@@ -312,7 +423,11 @@ fn existing_log_ids(data_dir: &Path) -> std::io::Result<Vec<u32>> {
     }
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
-        if let Some(id) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+        if let Some(id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        {
             ids.push(id);
         }
     }
@@ -331,18 +446,30 @@ where
     if config.cores == 0 {
         return Err(StartError::NoCores);
     }
-    for dir in [config.data_dir.clone(), config.data_dir.join("log"), config.data_dir.join("catalog")] {
-        std::fs::create_dir_all(&dir)
-            .map_err(|source| StartError::DataDir { path: dir.clone(), source })?;
+    for dir in [
+        config.data_dir.clone(),
+        config.data_dir.join("log"),
+        config.data_dir.join("catalog"),
+    ] {
+        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
     }
     let probe = config.data_dir.join(".write-probe");
     std::fs::write(&probe, b"probe")
         .and_then(|()| std::fs::remove_file(&probe))
-        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+        .map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
 
-    let (store, catalog) = CatalogStore::open(&config.data_dir.join("catalog"), config.catalog.clone())?;
-    let existing = existing_log_ids(&config.data_dir)
-        .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    let (store, catalog) =
+        CatalogStore::open(&config.data_dir.join("catalog"), config.catalog.clone())?;
+    let existing = existing_log_ids(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
 
     let mut receivers = Vec::with_capacity(config.cores);
     let mut inboxes = Vec::with_capacity(config.cores);
@@ -358,18 +485,33 @@ where
         catalog_store: Mutex::new(store),
         inboxes,
     });
+    // Data keys for streams under StartStreamEncryption (the stand-in for KMS).
+    let keys = crate::keystore::KeyStore::open(config.data_dir.join("keys")).map_err(|source| {
+        StartError::DataDir {
+            path: config.data_dir.join("keys"),
+            source,
+        }
+    })?;
     let per_core = Arc::new(per_core);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), StartError>>();
 
     let mut handles = Vec::with_capacity(config.cores);
     for (core_id, inbox) in receivers.into_iter().enumerate() {
-        let placement = if config.pin_cores { Placement::Fixed(core_id) } else { Placement::Unbound };
+        let placement = if config.pin_cores {
+            Placement::Fixed(core_id)
+        } else {
+            Placement::Unbound
+        };
         let shared = shared.clone();
+        let keys = keys.clone();
         let per_core = per_core.clone();
         let config = config.clone();
         let ready_tx = ready_tx.clone();
-        let mut log_ids: Vec<u32> =
-            existing.iter().copied().filter(|id| *id as usize % config.cores == core_id).collect();
+        let mut log_ids: Vec<u32> = existing
+            .iter()
+            .copied()
+            .filter(|id| *id as usize % config.cores == core_id)
+            .collect();
         let own = u32::try_from(core_id).expect("core count fits u32");
         if !log_ids.contains(&own) {
             log_ids.push(own);
@@ -393,15 +535,32 @@ where
                     };
                     match Log::open(log_config).await {
                         Ok(log) => {
+                            let catalog_of = shared.clone();
+                            log.set_encryption(
+                                keys.clone(),
+                                Rc::new(move |key: &ShardKey| {
+                                    let catalog = catalog_of
+                                        .catalog
+                                        .read()
+                                        .unwrap_or_else(|e| e.into_inner());
+                                    let stream = catalog.streams.get(&*key.stream_name)?;
+                                    (stream.created_ms == key.stream_created_ms)
+                                        .then(|| stream.control.encryption_key_id.clone())
+                                        .flatten()
+                                }),
+                            );
                             logs.insert(log_id, log);
                         }
                         Err(e) => {
-                            let _ = ready_tx.send(Err(StartError::Recovery { log_id, message: e.to_string() }));
+                            let _ = ready_tx.send(Err(StartError::Recovery {
+                                log_id,
+                                message: error_chain(&e),
+                            }));
                             return;
                         }
                     }
                 }
-                let local = Rc::new(CoreState::new(core_id, logs));
+                let local = Rc::new(CoreState::new(core_id, logs, config.throughput_limits));
                 let engine = Engine { shared, local };
                 let _ = ready_tx.send(Ok(()));
                 drop(ready_tx);
@@ -412,7 +571,10 @@ where
                 }
                 per_core(engine).await;
             })
-            .map_err(|e| StartError::Executor { core: core_id, message: e.to_string() })?;
+            .map_err(|e| StartError::Executor {
+                core: core_id,
+                message: e.to_string(),
+            })?;
         handles.push(handle);
     }
     drop(ready_tx);
@@ -421,12 +583,18 @@ where
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
             Err(_) => {
-                return Err(StartError::Executor { core: 0, message: "executor exited during startup".into() });
+                return Err(StartError::Executor {
+                    core: 0,
+                    message: "executor exited during startup".into(),
+                });
             }
         }
     }
     for (core, handle) in handles.into_iter().enumerate() {
-        handle.join().map_err(|e| StartError::Executor { core, message: e.to_string() })?;
+        handle.join().map_err(|e| StartError::Executor {
+            core,
+            message: e.to_string(),
+        })?;
     }
     Ok(())
 }
@@ -527,7 +695,10 @@ impl Engine {
     pub(crate) fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
         // A poisoned lock means a panic while mutating the catalog; with panic=abort that cannot
         // be observed, and in tests the state is still structurally valid.
-        self.shared.catalog.read().unwrap_or_else(|e| e.into_inner())
+        self.shared
+            .catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Applies a catalog change and persists it before returning. The in-memory catalog is only
@@ -536,14 +707,22 @@ impl Engine {
         &self,
         change: impl FnOnce(&mut Catalog) -> Result<T, KinesisError>,
     ) -> Result<T, KinesisError> {
-        let mut store = self.shared.catalog_store.lock().unwrap_or_else(|e| e.into_inner());
+        let mut store = self
+            .shared
+            .catalog_store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut next = self.catalog_read().clone();
         let out = change(&mut next)?;
         store.save(&next).map_err(|e| {
             tracing::error!(error = %e, "Catalog could not be persisted; the change was not applied.");
             KinesisError::internal("The catalog could not be persisted.")
         })?;
-        *self.shared.catalog.write().unwrap_or_else(|e| e.into_inner()) = next;
+        *self
+            .shared
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = next;
         Ok(out)
     }
 
@@ -562,12 +741,23 @@ impl Engine {
     ) -> Result<Result<(u64, u64), AppendFailure>, KinesisError> {
         let owner = self.owner(target.log_id);
         if owner == self.local.core_id {
-            Ok(self.append_on_owner(target.log_id, target.key.to_key(), records).await)
+            Ok(self
+                .append_on_owner(target.log_id, target.key.to_key(), records)
+                .await)
         } else {
             let (reply, rx) = oneshot::channel();
-            self.send(owner, CoreMessage::Append { log_id: target.log_id, shard: target.key.clone(), records, reply })
-                .await?;
-            rx.await.map_err(|_| KinesisError::internal("A shard core dropped the request."))
+            self.send(
+                owner,
+                CoreMessage::Append {
+                    log_id: target.log_id,
+                    shard: target.key.clone(),
+                    records,
+                    reply,
+                },
+            )
+            .await?;
+            rx.await
+                .map_err(|_| KinesisError::internal("A shard core dropped the request."))
         }
     }
 
@@ -580,13 +770,31 @@ impl Engine {
         &self,
         log_id: u32,
         key: ShardKey,
-        records: Vec<AppendRecord>,
+        mut records: Vec<AppendRecord>,
     ) -> impl Future<Output = Result<(u64, u64), AppendFailure>> + 'static + use<> {
-        let started = if self.local.sealed.borrow().contains(&key) {
+        let requested = records.len();
+        // Throughput limits are checked after the seal (a sealed shard takes no tokens) and
+        // before the append, on this core, which sees every write to the shard.
+        let sealed = self.local.sealed.borrow().contains(&key);
+        let admitted = if sealed {
+            requested
+        } else {
+            self.local.admit_writes(&key, &records)
+        };
+        records.truncate(admitted);
+        let started = if sealed {
             Err(AppendFailure::Sealed(records))
+        } else if admitted == 0 {
+            Err(AppendFailure::Throttled {
+                appended: None,
+                admitted: 0,
+            })
         } else {
             match self.local_log(log_id) {
-                None => Err(AppendFailure::Failed(format!("log {log_id} is not open on core {}", self.local.core_id))),
+                None => Err(AppendFailure::Failed(format!(
+                    "log {log_id} is not open on core {}",
+                    self.local.core_id
+                ))),
                 Some(log) => {
                     let log = log.clone();
                     let local = self.local.clone();
@@ -602,19 +810,28 @@ impl Engine {
         };
         async move {
             match started?.await {
+                Some(Ok(appended)) if admitted < requested => Err(AppendFailure::Throttled {
+                    appended: Some((appended.first_position, appended.arrival_ms)),
+                    admitted,
+                }),
                 Some(Ok(appended)) => Ok((appended.first_position, appended.arrival_ms)),
                 Some(Err(e)) => {
                     tracing::warn!(log_id, error = %e, "Append failed.");
                     Err(AppendFailure::Failed(e.to_string()))
                 }
-                None => Err(AppendFailure::Failed("the append task was cancelled".to_owned())),
+                None => Err(AppendFailure::Failed(
+                    "the append task was cancelled".to_owned(),
+                )),
             }
         }
     }
 
     /// Seals `keys` (all owned by this core) and returns their final tips, in order.
     async fn seal_on_owner(&self, keys: Vec<(u32, OwnedShardKey)>) -> Vec<u64> {
-        let keys: Vec<(u32, ShardKey)> = keys.into_iter().map(|(log_id, key)| (log_id, key.to_key())).collect();
+        let keys: Vec<(u32, ShardKey)> = keys
+            .into_iter()
+            .map(|(log_id, key)| (log_id, key.to_key()))
+            .collect();
         {
             let mut sealed = self.local.sealed.borrow_mut();
             for (_, key) in &keys {
@@ -626,7 +843,10 @@ impl Engine {
             if let Some(drained) = self.local.drained(key) {
                 let _ = drained.await;
             }
-            tips.push(self.local_log(*log_id).map_or(0, |log| log.tip(key).next_position));
+            tips.push(
+                self.local_log(*log_id)
+                    .map_or(0, |log| log.tip(key).next_position),
+            );
         }
         tips
     }
@@ -634,16 +854,40 @@ impl Engine {
     async fn locate(&self, target: &ShardTarget, query: Locate) -> Result<Location, KinesisError> {
         let owner = self.owner(target.log_id);
         if owner == self.local.core_id {
-            let log = self
-                .local_log(target.log_id)
-                .ok_or_else(|| KinesisError::internal("The shard's log is not open on its core."))?;
+            let log = self.local_log(target.log_id).ok_or_else(|| {
+                KinesisError::internal("The shard's log is not open on its core.")
+            })?;
             Ok(locate_local(log, &target.key.to_key(), query))
         } else {
             let (reply, rx) = oneshot::channel();
-            self.send(owner, CoreMessage::Locate { log_id: target.log_id, shard: target.key.clone(), query, reply })
-                .await?;
-            rx.await.map_err(|_| KinesisError::internal("A shard core dropped the request."))
+            self.send(
+                owner,
+                CoreMessage::Locate {
+                    log_id: target.log_id,
+                    shard: target.key.clone(),
+                    query,
+                    reply,
+                },
+            )
+            .await?;
+            rx.await
+                .map_err(|_| KinesisError::internal("A shard core dropped the request."))
         }
+    }
+
+    /// The ProvisionedThroughputExceeded answer of a GetRecords call the shard's read limits
+    /// refused; counted in the read metrics here, once per refused call.
+    fn read_throttled(&self, target: &ShardTarget) -> KinesisError {
+        crate::metrics::record_read_throttled(&target.key.stream_name, target.key.shard_index);
+        KinesisError::new(
+            sluice_core::error::ErrorKind::ProvisionedThroughputExceeded,
+            format!(
+                "Rate exceeded for shard {} in stream {} under account {}.",
+                format_shard_id(target.key.shard_index),
+                target.key.stream_name,
+                self.shared.catalog_config.account_id
+            ),
+        )
     }
 
     async fn read(
@@ -654,17 +898,28 @@ impl Engine {
     ) -> Result<(EngineRecords, u64, Option<u64>), KinesisError> {
         let owner = self.owner(target.log_id);
         if owner == self.local.core_id {
-            let log = self
-                .local_log(target.log_id)
-                .ok_or_else(|| KinesisError::internal("The shard's log is not open on its core."))?;
-            let key = target.key.to_key();
-            let read = log.read(&key, position, limit, GET_RECORDS_BYTES_MAX).await.map_err(|e| {
-                tracing::warn!(log_id = target.log_id, error = %e, "Read failed.");
-                KinesisError::internal("The records could not be read.")
+            let log = self.local_log(target.log_id).ok_or_else(|| {
+                KinesisError::internal("The shard's log is not open on its core.")
             })?;
+            let key = target.key.to_key();
+            if !self.local.admit_read(&key) {
+                return Err(self.read_throttled(target));
+            }
+            let read = log
+                .read(&key, position, limit, GET_RECORDS_BYTES_MAX)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(log_id = target.log_id, error = %e, "Read failed.");
+                    KinesisError::internal("The records could not be read.")
+                })?;
+            self.local.charge_read(&key, &read);
             let tip = log.tip(&key);
             Ok((
-                EngineRecords::Local { read, shard_created_s: target.shard_created_s, shard_index: target.key.shard_index },
+                EngineRecords::Local {
+                    read,
+                    shard_created_s: target.shard_created_s,
+                    shard_index: target.key.shard_index,
+                },
                 tip.next_position,
                 tip.last_arrival_ms,
             ))
@@ -685,7 +940,13 @@ impl Engine {
             let remote = rx
                 .await
                 .map_err(|_| KinesisError::internal("A shard core dropped the request."))?
-                .map_err(|_| KinesisError::internal("The records could not be read."))?;
+                .map_err(|refused| match refused {
+                    ReadRefused::Throttled => self.read_throttled(target),
+                    ReadRefused::Failed(reason) => {
+                        tracing::warn!(log_id = target.log_id, %reason, "Read failed on the shard's core.");
+                        KinesisError::internal("The records could not be read.")
+                    }
+                })?;
             let next_position = remote.next_position;
             let last_arrival_ms = remote.last_arrival_ms;
             Ok((
@@ -702,7 +963,12 @@ impl Engine {
 
     async fn handle_message(&self, message: CoreMessage) {
         match message {
-            CoreMessage::Append { log_id, shard, records, reply } => {
+            CoreMessage::Append {
+                log_id,
+                shard,
+                records,
+                reply,
+            } => {
                 let result = self.append_on_owner(log_id, shard.to_key(), records).await;
                 let _ = reply.send(result);
             }
@@ -710,32 +976,64 @@ impl Engine {
                 let tips = self.seal_on_owner(shards).await;
                 let _ = reply.send(tips);
             }
-            CoreMessage::Read { log_id, shard, position, limit, bytes_max, reply } => {
+            CoreMessage::Read {
+                log_id,
+                shard,
+                position,
+                limit,
+                bytes_max,
+                reply,
+            } => {
                 let result = match self.local_log(log_id) {
                     Some(log) => {
                         let key = shard.to_key();
-                        match log.read(&key, position, limit, bytes_max).await {
-                            Ok(read) => {
-                                let tip = log.tip(&key);
-                                Ok(RemoteRead::from_log_read(&read, tip.next_position, tip.last_arrival_ms))
+                        if self.local.admit_read(&key) {
+                            match log.read(&key, position, limit, bytes_max).await {
+                                Ok(read) => {
+                                    self.local.charge_read(&key, &read);
+                                    let tip = log.tip(&key);
+                                    Ok(RemoteRead::from_log_read(
+                                        &read,
+                                        tip.next_position,
+                                        tip.last_arrival_ms,
+                                    ))
+                                }
+                                Err(e) => Err(ReadRefused::Failed(e.to_string())),
                             }
-                            Err(e) => Err(e.to_string()),
+                        } else {
+                            Err(ReadRefused::Throttled)
                         }
                     }
-                    None => Err(format!("log {log_id} is not open on core {}", self.local.core_id)),
+                    None => Err(ReadRefused::Failed(format!(
+                        "log {log_id} is not open on core {}",
+                        self.local.core_id
+                    ))),
                 };
                 let _ = reply.send(result);
             }
-            CoreMessage::Locate { log_id, shard, query, reply } => {
+            CoreMessage::Locate {
+                log_id,
+                shard,
+                query,
+                reply,
+            } => {
                 let location = match self.local_log(log_id) {
                     Some(log) => locate_local(log, &shard.to_key(), query),
                     None => Location { position: 0 },
                 };
                 let _ = reply.send(location);
             }
-            CoreMessage::ReadFrom { log_id, shard, request, mut reply } => {
+            CoreMessage::ReadFrom {
+                log_id,
+                shard,
+                request,
+                mut reply,
+            } => {
                 let Some(log) = self.local_log(log_id).cloned() else {
-                    let _ = reply.send(Err(format!("log {log_id} is not open on core {}", self.local.core_id)));
+                    let _ = reply.send(Err(format!(
+                        "log {log_id} is not open on core {}",
+                        self.local.core_id
+                    )));
                     return;
                 };
                 let key = shard.to_key();
@@ -753,10 +1051,20 @@ impl Engine {
                     .await
                 };
                 let Some(position) = position else { return };
-                let result = match log.read(&key, position, request.limit, request.bytes_max).await {
+                let result = match log
+                    .read(&key, position, request.limit, request.bytes_max)
+                    .await
+                {
                     Ok(read) => {
                         let tip = log.tip(&key);
-                        Ok((RemoteRead::from_log_read(&read, tip.next_position, tip.last_arrival_ms), position))
+                        Ok((
+                            RemoteRead::from_log_read(
+                                &read,
+                                tip.next_position,
+                                tip.last_arrival_ms,
+                            ),
+                            position,
+                        ))
                     }
                     Err(e) => Err(e.to_string()),
                 };
@@ -818,10 +1126,19 @@ impl Engine {
             catalog
                 .streams
                 .values()
-                .map(|s| ((s.name.clone(), s.created_ms), u64::from(s.retention_period_hours) * 3_600_000))
+                .map(|s| {
+                    (
+                        (s.name.clone(), s.created_ms),
+                        u64::from(s.retention_period_hours) * 3_600_000,
+                    )
+                })
                 .collect()
         };
-        let lookup = |key: &ShardKey| retention.get(&(key.stream_name.to_string(), key.stream_created_ms)).copied();
+        let lookup = |key: &ShardKey| {
+            retention
+                .get(&(key.stream_name.to_string(), key.stream_created_ms))
+                .copied()
+        };
         for (log_id, log) in &self.local.logs {
             match log.enforce_retention(&lookup, now).await {
                 Ok(0) => {}
@@ -870,19 +1187,22 @@ impl Engine {
                 },
             ));
         }
-        let seals = per_core.into_iter().enumerate().filter(|(_, shards)| !shards.is_empty()).map(
-            |(core, shards)| async move {
+        let seals = per_core
+            .into_iter()
+            .enumerate()
+            .filter(|(_, shards)| !shards.is_empty())
+            .map(|(core, shards)| async move {
                 let indexes: Vec<u32> = shards.iter().map(|(_, key)| key.shard_index).collect();
                 let tips = if core == self.local.core_id {
                     self.seal_on_owner(shards).await
                 } else {
                     let (reply, rx) = oneshot::channel();
                     self.send(core, CoreMessage::Seal { shards, reply }).await?;
-                    rx.await.map_err(|_| KinesisError::internal("A shard core dropped the request."))?
+                    rx.await
+                        .map_err(|_| KinesisError::internal("A shard core dropped the request."))?
                 };
                 Ok::<_, KinesisError>(indexes.into_iter().zip(tips).collect::<Vec<_>>())
-            },
-        );
+            });
         let mut tips: HashMap<u32, u64> = HashMap::new();
         for sealed in join_all(seals).await {
             tips.extend(sealed?);
@@ -898,10 +1218,17 @@ impl Engine {
                 &due.stream_name,
                 due.stream_created_ms,
                 now,
-                &|index| *tips.get(&index).expect("due_reshards names every open shard the reshard closes"),
+                &|index| {
+                    *tips
+                        .get(&index)
+                        .expect("due_reshards names every open shard the reshard closes")
+                },
                 &mut |_shard_index| {
-                    let (core, _) =
-                        load.iter().enumerate().min_by_key(|(_, n)| **n).expect("at least one core");
+                    let (core, _) = load
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, n)| **n)
+                        .expect("at least one core");
                     load[core] += 1;
                     u32::try_from(core).expect("core count fits u32")
                 },
@@ -926,13 +1253,23 @@ impl Engine {
         records: Vec<PutRecordsEntry>,
     ) -> Result<Vec<Result<PutRecordsResultEntry, KinesisError>>, KinesisError> {
         let count = records.len();
-        let mut results: Vec<Option<Result<PutRecordsResultEntry, KinesisError>>> = vec![None; count];
+        let mut results: Vec<Option<Result<PutRecordsResultEntry, KinesisError>>> =
+            vec![None; count];
         let mut pending: Vec<(usize, u128, AppendRecord)> = records
             .into_iter()
             .enumerate()
             .map(|(i, entry)| {
-                let hash_key = entry.explicit_hash_key.unwrap_or_else(|| partition_key_hash(&entry.partition_key));
-                (i, hash_key, AppendRecord { partition_key: entry.partition_key, data: entry.data })
+                let hash_key = entry
+                    .explicit_hash_key
+                    .unwrap_or_else(|| partition_key_hash(&entry.partition_key));
+                (
+                    i,
+                    hash_key,
+                    AppendRecord {
+                        partition_key: entry.partition_key,
+                        data: entry.data,
+                    },
+                )
             })
             .collect();
         let deadline = Instant::now() + SEALED_WAIT_MAX;
@@ -965,10 +1302,12 @@ impl Engine {
                     groups[g].2.push(record);
                 }
             }
-            let appends = groups.into_iter().map(|(target, indexes, records)| async move {
-                let outcome = self.append(&target, records).await;
-                (target, indexes, outcome)
-            });
+            let appends = groups
+                .into_iter()
+                .map(|(target, indexes, records)| async move {
+                    let outcome = self.append(&target, records).await;
+                    (target, indexes, outcome)
+                });
             for (target, indexes, outcome) in join_all(appends).await {
                 match outcome {
                     Ok(Ok((first_position, arrival_ms))) => {
@@ -985,24 +1324,60 @@ impl Engine {
                         }
                     }
                     Ok(Err(AppendFailure::Sealed(records))) => {
-                        pending.extend(indexes.into_iter().zip(records).map(|((i, hash_key), record)| (i, hash_key, record)));
+                        pending.extend(
+                            indexes
+                                .into_iter()
+                                .zip(records)
+                                .map(|((i, hash_key), record)| (i, hash_key, record)),
+                        );
+                    }
+                    Ok(Err(AppendFailure::Throttled { appended, admitted })) => {
+                        let shard_id = format_shard_id(target.key.shard_index);
+                        for (k, (i, _)) in indexes.into_iter().enumerate() {
+                            results[i] = Some(match appended {
+                                Some((first_position, arrival_ms)) if k < admitted => {
+                                    Ok(PutRecordsResultEntry {
+                                        shard_id: shard_id.clone(),
+                                        sequence_number: sequence_number_of(
+                                            target.shard_created_s,
+                                            target.key.shard_index,
+                                            first_position + k as u64,
+                                            arrival_ms,
+                                        ),
+                                    })
+                                }
+                                _ => Err(KinesisError::new(
+                                    sluice_core::error::ErrorKind::ProvisionedThroughputExceeded,
+                                    format!(
+                                        "Rate exceeded for shard {shard_id} in stream {stream_name} under account {}.",
+                                        self.shared.catalog_config.account_id
+                                    ),
+                                )),
+                            });
+                        }
                     }
                     Ok(Err(AppendFailure::Failed(reason))) => {
                         tracing::debug!(stream_name, %reason, "Append failed on the shard's core.");
                         for (i, _) in indexes {
-                            results[i] = Some(Err(KinesisError::internal("Internal service failure.")));
+                            results[i] =
+                                Some(Err(KinesisError::internal("Internal service failure.")));
                         }
                     }
                     Err(_) => {
                         for (i, _) in indexes {
-                            results[i] = Some(Err(KinesisError::internal("Internal service failure.")));
+                            results[i] =
+                                Some(Err(KinesisError::internal("Internal service failure.")));
                         }
                     }
                 }
             }
             if !pending.is_empty() {
                 if Instant::now() >= deadline {
-                    tracing::warn!(stream_name, records = pending.len(), "Writes to sealed shards gave up waiting for the reshard.");
+                    tracing::warn!(
+                        stream_name,
+                        records = pending.len(),
+                        "Writes to sealed shards gave up waiting for the reshard."
+                    );
                     for (i, _, _) in pending.drain(..) {
                         results[i] = Some(Err(KinesisError::internal("Internal service failure.")));
                     }
@@ -1105,9 +1480,9 @@ impl Engine {
     /// ResourceNotFound, with the HTTP API's message, if the stream does not exist.
     pub fn shard_map(&self, stream_name: &str) -> Result<Vec<ShardPlacement>, KinesisError> {
         let catalog = self.catalog_read();
-        let stream = catalog
-            .live_stream(stream_name, now_ms())
-            .ok_or_else(|| KinesisError::stream_not_found(stream_name, &catalog.config.account_id))?;
+        let stream = catalog.live_stream(stream_name, now_ms()).ok_or_else(|| {
+            KinesisError::stream_not_found(stream_name, &catalog.config.account_id)
+        })?;
         Ok(stream
             .shards
             .iter()
@@ -1131,11 +1506,23 @@ impl Engine {
     ) -> Result<ShardCursor, KinesisError> {
         let now = now_ms();
         let (iterator_type, starting_sequence_number, timestamp_ms) = match start {
-            ReadStart::TrimHorizon | ReadStart::AtPosition(_) => (ShardIteratorType::TrimHorizon, None, None),
+            ReadStart::TrimHorizon | ReadStart::AtPosition(_) => {
+                (ShardIteratorType::TrimHorizon, None, None)
+            }
             ReadStart::Latest => (ShardIteratorType::Latest, None, None),
-            ReadStart::AtTimestamp { timestamp_ms } => (ShardIteratorType::AtTimestamp, None, Some(timestamp_ms)),
-            ReadStart::AtSequenceNumber(s) => (ShardIteratorType::AtSequenceNumber, Some(s.to_string()), None),
-            ReadStart::AfterSequenceNumber(s) => (ShardIteratorType::AfterSequenceNumber, Some(s.to_string()), None),
+            ReadStart::AtTimestamp { timestamp_ms } => {
+                (ShardIteratorType::AtTimestamp, None, Some(timestamp_ms))
+            }
+            ReadStart::AtSequenceNumber(s) => (
+                ShardIteratorType::AtSequenceNumber,
+                Some(s.to_string()),
+                None,
+            ),
+            ReadStart::AfterSequenceNumber(s) => (
+                ShardIteratorType::AfterSequenceNumber,
+                Some(s.to_string()),
+                None,
+            ),
         };
         let input = GetShardIteratorInput {
             stream_name: stream_name.to_owned(),
@@ -1180,7 +1567,8 @@ impl Engine {
         bytes_max: usize,
         timeout: Duration,
     ) -> Result<ShardRead, KinesisError> {
-        self.read_cursor_inner(cursor, limit, bytes_max, Some(Instant::now() + timeout)).await
+        self.read_cursor_inner(cursor, limit, bytes_max, Some(Instant::now() + timeout))
+            .await
     }
 
     /// [`Engine::open_cursor`] then [`Engine::read_cursor`]: one read from a start position.
@@ -1228,7 +1616,10 @@ impl Engine {
         let now = now_ms();
         self.refresh_target(&mut cursor.target, now)?;
         let target = &cursor.target;
-        if target.closed_at_position.is_some_and(|end| cursor.position >= end) {
+        if target
+            .closed_at_position
+            .is_some_and(|end| cursor.position >= end)
+        {
             return Ok(ShardRead {
                 records: EngineRecords::Remote {
                     read: RemoteRead::empty(),
@@ -1258,7 +1649,9 @@ impl Engine {
             }
         };
         cursor.position = next_position;
-        let shard_ended = target.closed_at_position.is_some_and(|end| next_position >= end);
+        let shard_ended = target
+            .closed_at_position
+            .is_some_and(|end| next_position >= end);
         Ok(ShardRead {
             records,
             next_position: (!shard_ended).then_some(next_position),
@@ -1285,23 +1678,40 @@ impl Engine {
                 .clone();
             let key = target.key.to_key();
             let position = wait_on_owner(&log, &key, &request).await;
-            let read =
-                log.read(&key, position, request.limit, request.bytes_max).await.map_err(|e| read_failed(&e))?;
+            let read = log
+                .read(&key, position, request.limit, request.bytes_max)
+                .await
+                .map_err(|e| read_failed(&e))?;
             let tip = log.tip(&key);
             Ok((
-                EngineRecords::Local { read, shard_created_s: target.shard_created_s, shard_index: target.key.shard_index },
+                EngineRecords::Local {
+                    read,
+                    shard_created_s: target.shard_created_s,
+                    shard_index: target.key.shard_index,
+                },
                 position,
                 tip,
             ))
         } else {
             let (reply, rx) = oneshot::channel();
-            self.send(owner, CoreMessage::ReadFrom { log_id: target.log_id, shard: target.key.clone(), request, reply })
-                .await?;
+            self.send(
+                owner,
+                CoreMessage::ReadFrom {
+                    log_id: target.log_id,
+                    shard: target.key.clone(),
+                    request,
+                    reply,
+                },
+            )
+            .await?;
             let (remote, position) = rx
                 .await
                 .map_err(|_| KinesisError::internal("A shard core dropped the request."))?
                 .map_err(|e| read_failed(&e))?;
-            let tip = ShardTip { next_position: remote.next_position, last_arrival_ms: remote.last_arrival_ms };
+            let tip = ShardTip {
+                next_position: remote.next_position,
+                last_arrival_ms: remote.last_arrival_ms,
+            };
             Ok((
                 EngineRecords::Remote {
                     read: remote,
@@ -1323,11 +1733,19 @@ impl Engine {
     ) -> Result<u64, KinesisError> {
         let retain_after = now.saturating_sub(target.retention_ms);
         Ok(match start {
-            StartingPoint::TrimHorizon => self.locate(target, Locate::TrimHorizon(retain_after)).await?.position,
+            StartingPoint::TrimHorizon => {
+                self.locate(target, Locate::TrimHorizon(retain_after))
+                    .await?
+                    .position
+            }
             StartingPoint::Latest => self.locate(target, Locate::Tip).await?.position,
             StartingPoint::At(p) => p,
             StartingPoint::After(p) => p.saturating_add(1),
-            StartingPoint::Timestamp(ms) => self.locate(target, Locate::Timestamp(ms.max(retain_after))).await?.position,
+            StartingPoint::Timestamp(ms) => {
+                self.locate(target, Locate::Timestamp(ms.max(retain_after)))
+                    .await?
+                    .position
+            }
         })
     }
 }
@@ -1335,7 +1753,9 @@ impl Engine {
 /// On the owning core: clamps the position to the retained records and, if asked, waits for a
 /// record to exist there. Returns the position to read from.
 async fn wait_on_owner(log: &Rc<Log>, key: &ShardKey, request: &OwnerRead) -> u64 {
-    let position = request.position.max(log.first_retained_position(key, request.retain_after_ms));
+    let position = request
+        .position
+        .max(log.first_retained_position(key, request.retain_after_ms));
     if let Some(deadline) = request.wait_until {
         let wait = log.wait_for_records(key, position);
         let timer = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
@@ -1343,7 +1763,6 @@ async fn wait_on_owner(log: &Rc<Log>, key: &ShardKey, request: &OwnerRead) -> u6
     }
     position
 }
-
 
 fn locate_local(log: &Log, key: &ShardKey, query: Locate) -> Location {
     let position = match query {
@@ -1356,24 +1775,44 @@ fn locate_local(log: &Log, key: &ShardKey, query: Locate) -> Location {
 
 /// The sequence number of the record at `position`: its arrival second, but never one before
 /// the shard's creation second (see the module doc).
-fn sequence_number_of(shard_created_s: u64, shard_index: u32, position: u64, arrival_ms: u64) -> SequenceNumber {
-    SequenceNumber::new(shard_created_s, shard_index, position, (arrival_ms / 1000).max(shard_created_s))
+fn sequence_number_of(
+    shard_created_s: u64,
+    shard_index: u32,
+    position: u64,
+    arrival_ms: u64,
+) -> SequenceNumber {
+    SequenceNumber::new(
+        shard_created_s,
+        shard_index,
+        position,
+        (arrival_ms / 1000).max(shard_created_s),
+    )
 }
 
 /// The record size limit a write is checked against: the stream's, or the default one when the
 /// stream does not exist, so that an oversized record is a ValidationException whatever the
 /// stream, as the model's length constraint always was.
 fn max_record_bytes(stream: Option<&&Stream>) -> usize {
-    stream.map_or(sluice_core::limits::RECORD_BYTES_MAX, |s| s.max_record_bytes())
+    stream.map_or(sluice_core::limits::RECORD_BYTES_MAX, |s| {
+        s.max_record_bytes()
+    })
 }
 
 /// PutRecord's SequenceNumberForOrdering must be a sequence number of this stream: ours, naming
 /// one of its shards as created. Any later record of the shard gets a greater number anyway, so
 /// nothing else is needed to honour the ordering.
-fn check_sequence_number_for_ordering(stream: &Stream, text: &str, account_id: &str) -> Result<(), KinesisError> {
+fn check_sequence_number_for_ordering(
+    stream: &Stream,
+    text: &str,
+    account_id: &str,
+) -> Result<(), KinesisError> {
     let ours = SequenceNumber::parse(text)
         .ok()
-        .and_then(|s| stream.shard(s.shard_index).filter(|shard| shard.created_s == s.shard_created_s))
+        .and_then(|s| {
+            stream
+                .shard(s.shard_index)
+                .filter(|shard| shard.created_s == s.shard_created_s)
+        })
         .is_some();
     if ours {
         Ok(())
@@ -1388,8 +1827,16 @@ fn check_sequence_number_for_ordering(stream: &Stream, text: &str, account_id: &
 /// The records of one GetRecords: zero-copy views into the owning core's read buffers when the
 /// shard is local, or one copied buffer when it came from another core.
 pub enum EngineRecords {
-    Local { read: LogRead, shard_created_s: u64, shard_index: u32 },
-    Remote { read: RemoteRead, shard_created_s: u64, shard_index: u32 },
+    Local {
+        read: LogRead,
+        shard_created_s: u64,
+        shard_index: u32,
+    },
+    Remote {
+        read: RemoteRead,
+        shard_created_s: u64,
+        shard_index: u32,
+    },
 }
 
 impl RecordBatch for EngineRecords {
@@ -1402,21 +1849,39 @@ impl RecordBatch for EngineRecords {
 
     fn for_each_record(&self, f: &mut dyn FnMut(RecordView<'_>)) {
         match self {
-            Self::Local { read, shard_created_s, shard_index } => {
+            Self::Local {
+                read,
+                shard_created_s,
+                shard_index,
+            } => {
                 read.for_each(&mut |position, arrival_ms, partition_key, data| {
                     f(RecordView {
-                        sequence_number: sequence_number_of(*shard_created_s, *shard_index, position, arrival_ms),
+                        sequence_number: sequence_number_of(
+                            *shard_created_s,
+                            *shard_index,
+                            position,
+                            arrival_ms,
+                        ),
                         approximate_arrival_timestamp_ms: arrival_ms,
                         partition_key,
                         data,
                     })
                 });
             }
-            Self::Remote { read, shard_created_s, shard_index } => {
+            Self::Remote {
+                read,
+                shard_created_s,
+                shard_index,
+            } => {
                 for (position, arrival_ms, k, d) in &read.records {
                     let partition_key = std::str::from_utf8(&read.buffer[k.clone()]).unwrap_or("");
                     f(RecordView {
-                        sequence_number: sequence_number_of(*shard_created_s, *shard_index, *position, *arrival_ms),
+                        sequence_number: sequence_number_of(
+                            *shard_created_s,
+                            *shard_index,
+                            *position,
+                            *arrival_ms,
+                        ),
                         approximate_arrival_timestamp_ms: *arrival_ms,
                         partition_key,
                         data: &read.buffer[d.clone()],
@@ -1473,15 +1938,25 @@ impl KinesisApi for Engine {
         self.mutate_catalog(|catalog| catalog.delete_stream(input, now_ms()))
     }
 
-    async fn describe_stream(&self, input: DescribeStreamInput) -> Result<StreamDescription, KinesisError> {
+    async fn describe_stream(
+        &self,
+        input: DescribeStreamInput,
+    ) -> Result<StreamDescription, KinesisError> {
         self.catalog_read().describe_stream(input, now_ms())
     }
 
-    async fn describe_stream_summary(&self, stream_name: String) -> Result<StreamDescriptionSummary, KinesisError> {
-        self.catalog_read().describe_stream_summary(&stream_name, now_ms())
+    async fn describe_stream_summary(
+        &self,
+        stream_name: String,
+    ) -> Result<StreamDescriptionSummary, KinesisError> {
+        self.catalog_read()
+            .describe_stream_summary(&stream_name, now_ms())
     }
 
-    async fn list_streams(&self, input: ListStreamsInput) -> Result<ListStreamsOutput, KinesisError> {
+    async fn list_streams(
+        &self,
+        input: ListStreamsInput,
+    ) -> Result<ListStreamsOutput, KinesisError> {
         self.catalog_read().list_streams(input, now_ms())
     }
 
@@ -1493,16 +1968,33 @@ impl KinesisApi for Engine {
         let encryption_type = {
             let catalog = self.catalog_read();
             let stream = catalog.stream_for_write(&input.stream_name, now_ms());
-            check_record_sizes(max_record_bytes(stream.as_ref().ok()), &input.records, false)?;
+            check_record_sizes(
+                max_record_bytes(stream.as_ref().ok()),
+                &input.records,
+                false,
+            )?;
             stream?.control.encryption_type()
         };
         let sizes = crate::metrics::entry_sizes(&input.records);
-        let records = self.append_entries(&input.stream_name, input.records).await?;
-        crate::metrics::record_writes(&input.stream_name, crate::metrics::WriteCall::PutRecords, &sizes, &records);
-        Ok(PutRecordsOutput { encryption_type, records })
+        let records = self
+            .append_entries(&input.stream_name, input.records)
+            .await?;
+        crate::metrics::record_writes(
+            &input.stream_name,
+            crate::metrics::WriteCall::PutRecords,
+            &sizes,
+            &records,
+        );
+        Ok(PutRecordsOutput {
+            encryption_type,
+            records,
+        })
     }
 
-    async fn get_shard_iterator(&self, input: GetShardIteratorInput) -> Result<String, KinesisError> {
+    async fn get_shard_iterator(
+        &self,
+        input: GetShardIteratorInput,
+    ) -> Result<String, KinesisError> {
         let now = now_ms();
         let (target, start) = {
             let catalog = self.catalog_read();
@@ -1515,7 +2007,9 @@ impl KinesisApi for Engine {
             .streams
             .get(&target.key.stream_name)
             .filter(|s| s.created_ms == target.key.stream_created_ms)
-            .ok_or_else(|| KinesisError::stream_not_found(&target.key.stream_name, &catalog.config.account_id))?;
+            .ok_or_else(|| {
+                KinesisError::stream_not_found(&target.key.stream_name, &catalog.config.account_id)
+            })?;
         let shard = stream.shard(target.key.shard_index).ok_or_else(|| {
             KinesisError::shard_not_found(
                 &format_shard_id(target.key.shard_index),
@@ -1526,16 +2020,25 @@ impl KinesisApi for Engine {
         Ok(catalog.shard_iterator(stream, shard, position, now))
     }
 
-    async fn get_records(&self, input: GetRecordsInput) -> Result<GetRecordsOutput<EngineRecords>, KinesisError> {
+    async fn get_records(
+        &self,
+        input: GetRecordsInput,
+    ) -> Result<GetRecordsOutput<EngineRecords>, KinesisError> {
         let now = now_ms();
         let (target, iterator_position) = {
             let catalog = self.catalog_read();
-            let (stream, shard, iterator) = catalog.resolve_shard_iterator(&input.shard_iterator, now)?;
+            let (stream, shard, iterator) =
+                catalog.resolve_shard_iterator(&input.shard_iterator, now)?;
             (self.resolve_target(stream, shard), iterator.position)
         };
-        let limit = input.limit.unwrap_or(sluice_core::limits::GET_RECORDS_LIMIT_MAX) as usize;
+        let limit = input
+            .limit
+            .unwrap_or(sluice_core::limits::GET_RECORDS_LIMIT_MAX) as usize;
         let retain_after = now.saturating_sub(target.retention_ms);
-        let trim = self.locate(&target, Locate::TrimHorizon(retain_after)).await?.position;
+        let trim = self
+            .locate(&target, Locate::TrimHorizon(retain_after))
+            .await?
+            .position;
         let position = iterator_position.max(trim);
         let (records, tip, tip_arrival_ms) = self.read(&target, position, limit).await?;
         let next_position = records.last_position().map_or(position, |p| p + 1);
@@ -1547,21 +2050,30 @@ impl KinesisApi for Engine {
                 _ => 0,
             }
         };
-        let shard_ended = target.closed_at_position.is_some_and(|end| next_position >= end);
+        let shard_ended = target
+            .closed_at_position
+            .is_some_and(|end| next_position >= end);
         let mut child_shards = Vec::new();
         let next_shard_iterator = if shard_ended {
             let catalog = self.catalog_read();
-            if let Some(stream) =
-                catalog.streams.get(&target.key.stream_name).filter(|s| s.created_ms == target.key.stream_created_ms)
+            if let Some(stream) = catalog
+                .streams
+                .get(&target.key.stream_name)
+                .filter(|s| s.created_ms == target.key.stream_created_ms)
             {
                 child_shards = stream.child_shards(target.key.shard_index);
             }
             None
         } else {
             let catalog = self.catalog_read();
-            let stream = catalog.streams.get(&target.key.stream_name).filter(|s| s.created_ms == target.key.stream_created_ms);
+            let stream = catalog
+                .streams
+                .get(&target.key.stream_name)
+                .filter(|s| s.created_ms == target.key.stream_created_ms);
             match stream.and_then(|s| s.shard(target.key.shard_index).map(|sh| (s, sh))) {
-                Some((stream, shard)) => Some(catalog.shard_iterator(stream, shard, next_position, now)),
+                Some((stream, shard)) => {
+                    Some(catalog.shard_iterator(stream, shard, next_position, now))
+                }
                 None => {
                     return Err(KinesisError::shard_not_found(
                         &format_shard_id(target.key.shard_index),
@@ -1571,19 +2083,40 @@ impl KinesisApi for Engine {
                 }
             }
         };
-        crate::metrics::record_get_records(&target.key.stream_name, target.key.shard_index, &records, now);
-        Ok(GetRecordsOutput { records, next_shard_iterator, millis_behind_latest, child_shards })
+        crate::metrics::record_get_records(
+            &target.key.stream_name,
+            target.key.shard_index,
+            &records,
+            now,
+        );
+        Ok(GetRecordsOutput {
+            records,
+            next_shard_iterator,
+            millis_behind_latest,
+            child_shards,
+        })
     }
 
-    async fn add_tags_to_stream(&self, stream_name: String, tags: Vec<Tag>) -> Result<(), KinesisError> {
+    async fn add_tags_to_stream(
+        &self,
+        stream_name: String,
+        tags: Vec<Tag>,
+    ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.add_tags_to_stream(&stream_name, tags, now_ms()))
     }
 
-    async fn remove_tags_from_stream(&self, stream_name: String, tag_keys: Vec<String>) -> Result<(), KinesisError> {
+    async fn remove_tags_from_stream(
+        &self,
+        stream_name: String,
+        tag_keys: Vec<String>,
+    ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.remove_tags_from_stream(&stream_name, tag_keys, now_ms()))
     }
 
-    async fn list_tags_for_stream(&self, input: ListTagsForStreamInput) -> Result<ListTagsForStreamOutput, KinesisError> {
+    async fn list_tags_for_stream(
+        &self,
+        input: ListTagsForStreamInput,
+    ) -> Result<ListTagsForStreamOutput, KinesisError> {
         self.catalog_read().list_tags_for_stream(input, now_ms())
     }
 
@@ -1592,7 +2125,9 @@ impl KinesisApi for Engine {
         stream_name: String,
         retention_period_hours: u32,
     ) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.increase_stream_retention_period(&stream_name, retention_period_hours, now_ms()))
+        self.mutate_catalog(|c| {
+            c.increase_stream_retention_period(&stream_name, retention_period_hours, now_ms())
+        })
     }
 
     async fn decrease_stream_retention_period(
@@ -1600,7 +2135,9 @@ impl KinesisApi for Engine {
         stream_name: String,
         retention_period_hours: u32,
     ) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.decrease_stream_retention_period(&stream_name, retention_period_hours, now_ms()))
+        self.mutate_catalog(|c| {
+            c.decrease_stream_retention_period(&stream_name, retention_period_hours, now_ms())
+        })
     }
 
     async fn put_record(&self, input: PutRecordInput) -> Result<PutRecordOutput, KinesisError> {
@@ -1617,12 +2154,21 @@ impl KinesisApi for Engine {
         };
         let sizes = crate::metrics::entry_sizes(&records);
         let results = self.append_entries(&input.stream_name, records).await?;
-        crate::metrics::record_writes(&input.stream_name, crate::metrics::WriteCall::PutRecord, &sizes, &results);
+        crate::metrics::record_writes(
+            &input.stream_name,
+            crate::metrics::WriteCall::PutRecord,
+            &sizes,
+            &results,
+        );
         let entry = results
             .into_iter()
             .next()
             .expect("one record in, one result out")?;
-        Ok(PutRecordOutput { shard_id: entry.shard_id, sequence_number: entry.sequence_number, encryption_type })
+        Ok(PutRecordOutput {
+            shard_id: entry.shard_id,
+            sequence_number: entry.sequence_number,
+            encryption_type,
+        })
     }
 
     async fn split_shard(&self, input: SplitShardInput) -> Result<(), KinesisError> {
@@ -1633,7 +2179,10 @@ impl KinesisApi for Engine {
         self.mutate_catalog(|c| c.merge_shards(input, now_ms()))
     }
 
-    async fn update_shard_count(&self, input: UpdateShardCountInput) -> Result<UpdateShardCountOutput, KinesisError> {
+    async fn update_shard_count(
+        &self,
+        input: UpdateShardCountInput,
+    ) -> Result<UpdateShardCountOutput, KinesisError> {
         self.mutate_catalog(|c| c.update_shard_count(input, now_ms()))
     }
 
@@ -1650,7 +2199,9 @@ impl KinesisApi for Engine {
         stream_name: String,
         shard_level_metrics: Vec<String>,
     ) -> Result<EnhancedMonitoringOutput, KinesisError> {
-        self.mutate_catalog(|c| c.enable_enhanced_monitoring(&stream_name, &shard_level_metrics, now_ms()))
+        self.mutate_catalog(|c| {
+            c.enable_enhanced_monitoring(&stream_name, &shard_level_metrics, now_ms())
+        })
     }
 
     async fn disable_enhanced_monitoring(
@@ -1658,18 +2209,32 @@ impl KinesisApi for Engine {
         stream_name: String,
         shard_level_metrics: Vec<String>,
     ) -> Result<EnhancedMonitoringOutput, KinesisError> {
-        self.mutate_catalog(|c| c.disable_enhanced_monitoring(&stream_name, &shard_level_metrics, now_ms()))
+        self.mutate_catalog(|c| {
+            c.disable_enhanced_monitoring(&stream_name, &shard_level_metrics, now_ms())
+        })
     }
 
-    async fn update_max_record_size(&self, stream_name: String, max_record_size_kib: u32) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.update_max_record_size(&stream_name, max_record_size_kib, now_ms()))
+    async fn update_max_record_size(
+        &self,
+        stream_name: String,
+        max_record_size_kib: u32,
+    ) -> Result<(), KinesisError> {
+        self.mutate_catalog(|c| {
+            c.update_max_record_size(&stream_name, max_record_size_kib, now_ms())
+        })
     }
 
-    async fn start_stream_encryption(&self, input: StreamEncryptionInput) -> Result<(), KinesisError> {
+    async fn start_stream_encryption(
+        &self,
+        input: StreamEncryptionInput,
+    ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.start_stream_encryption(input, now_ms()))
     }
 
-    async fn stop_stream_encryption(&self, input: StreamEncryptionInput) -> Result<(), KinesisError> {
+    async fn stop_stream_encryption(
+        &self,
+        input: StreamEncryptionInput,
+    ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.stop_stream_encryption(input, now_ms()))
     }
 
@@ -1678,10 +2243,14 @@ impl KinesisApi for Engine {
         stream_name: String,
         warm_throughput_mibps: u32,
     ) -> Result<UpdateStreamWarmThroughputOutput, KinesisError> {
-        self.mutate_catalog(|c| c.update_stream_warm_throughput(&stream_name, warm_throughput_mibps, now_ms()))
+        self.mutate_catalog(|c| {
+            c.update_stream_warm_throughput(&stream_name, warm_throughput_mibps, now_ms())
+        })
     }
 
-    async fn describe_account_settings(&self) -> Result<Option<MinimumThroughputBillingCommitment>, KinesisError> {
+    async fn describe_account_settings(
+        &self,
+    ) -> Result<Option<MinimumThroughputBillingCommitment>, KinesisError> {
         Ok(self.catalog_read().describe_account_settings(now_ms()))
     }
 
@@ -1703,8 +2272,12 @@ impl KinesisApi for Engine {
         self.mutate_catalog(|c| c.deregister_stream_consumer(&consumer, now_ms()))
     }
 
-    async fn describe_stream_consumer(&self, consumer: ConsumerRef) -> Result<ConsumerDescription, KinesisError> {
-        self.catalog_read().describe_stream_consumer(&consumer, now_ms())
+    async fn describe_stream_consumer(
+        &self,
+        consumer: ConsumerRef,
+    ) -> Result<ConsumerDescription, KinesisError> {
+        self.catalog_read()
+            .describe_stream_consumer(&consumer, now_ms())
     }
 
     async fn list_stream_consumers(
@@ -1714,12 +2287,17 @@ impl KinesisApi for Engine {
         self.catalog_read().list_stream_consumers(input, now_ms())
     }
 
-    async fn put_resource_policy(&self, resource_arn: String, policy: String) -> Result<(), KinesisError> {
+    async fn put_resource_policy(
+        &self,
+        resource_arn: String,
+        policy: String,
+    ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.put_resource_policy(&resource_arn, policy, now_ms()))
     }
 
     async fn get_resource_policy(&self, resource_arn: String) -> Result<String, KinesisError> {
-        self.catalog_read().get_resource_policy(&resource_arn, now_ms())
+        self.catalog_read()
+            .get_resource_policy(&resource_arn, now_ms())
     }
 
     async fn delete_resource_policy(&self, resource_arn: String) -> Result<(), KinesisError> {
@@ -1730,12 +2308,17 @@ impl KinesisApi for Engine {
         self.mutate_catalog(|c| c.tag_resource(&resource_arn, tags, now_ms()))
     }
 
-    async fn untag_resource(&self, resource_arn: String, tag_keys: Vec<String>) -> Result<(), KinesisError> {
+    async fn untag_resource(
+        &self,
+        resource_arn: String,
+        tag_keys: Vec<String>,
+    ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.untag_resource(&resource_arn, tag_keys, now_ms()))
     }
 
     async fn list_tags_for_resource(&self, resource_arn: String) -> Result<Vec<Tag>, KinesisError> {
-        self.catalog_read().list_tags_for_resource(&resource_arn, now_ms())
+        self.catalog_read()
+            .list_tags_for_resource(&resource_arn, now_ms())
     }
 
     type Subscription = crate::efo::EngineSubscription;
@@ -1753,7 +2336,12 @@ mod tests {
     use super::*;
 
     fn records(n: usize) -> Vec<AppendRecord> {
-        (0..n).map(|i| AppendRecord { partition_key: format!("k{i}"), data: vec![1; 10] }).collect()
+        (0..n)
+            .map(|i| AppendRecord {
+                partition_key: format!("k{i}"),
+                data: vec![1; 10],
+            })
+            .collect()
     }
 
     /// The seal of a reshard must report a tip that no accepted append moves afterwards, or a
@@ -1784,24 +2372,44 @@ mod tests {
                     let stream = catalog.live_stream("s", now_ms()).expect("stream exists");
                     engine.resolve_target(stream, stream.shard(0).expect("shard 0"))
                 };
-                let first = engine.append_on_owner(target.log_id, target.key.to_key(), records(2)).await;
+                let first = engine
+                    .append_on_owner(target.log_id, target.key.to_key(), records(2))
+                    .await;
                 assert!(matches!(first, Ok((0, _))), "{first:?}");
                 // Accepted (counted in flight) but not yet committed when the seal arrives.
-                let in_flight = engine.append_on_owner(target.log_id, target.key.to_key(), records(3));
-                let tips = engine.seal_on_owner(vec![(target.log_id, target.key.clone())]).await;
-                let (first_position, _) = in_flight.await.expect("an append accepted before the seal is stored");
+                let in_flight =
+                    engine.append_on_owner(target.log_id, target.key.to_key(), records(3));
+                let tips = engine
+                    .seal_on_owner(vec![(target.log_id, target.key.clone())])
+                    .await;
+                let (first_position, _) = in_flight
+                    .await
+                    .expect("an append accepted before the seal is stored");
                 assert_eq!(first_position, 2);
-                assert_eq!(tips, vec![5], "the tip includes the append that was in flight");
-                match engine.append_on_owner(target.log_id, target.key.to_key(), records(4)).await {
-                    Err(AppendFailure::Sealed(back)) => assert_eq!(back.len(), 4, "the records come back"),
+                assert_eq!(
+                    tips,
+                    vec![5],
+                    "the tip includes the append that was in flight"
+                );
+                match engine
+                    .append_on_owner(target.log_id, target.key.to_key(), records(4))
+                    .await
+                {
+                    Err(AppendFailure::Sealed(back)) => {
+                        assert_eq!(back.len(), 4, "the records come back")
+                    }
                     other => panic!("an append after the seal must be refused, got {other:?}"),
                 }
-                let again = engine.seal_on_owner(vec![(target.log_id, target.key.clone())]).await;
+                let again = engine
+                    .seal_on_owner(vec![(target.log_id, target.key.clone())])
+                    .await;
                 assert_eq!(again, vec![5], "sealing again reports the same tip");
                 done_tx.send(()).expect("the test waits");
             }
         })
         .expect("the engine runs");
-        done_rx.recv_timeout(Duration::from_secs(1)).expect("the test body ran");
+        done_rx
+            .recv_timeout(Duration::from_secs(1))
+            .expect("the test body ran");
     }
 }

@@ -6,7 +6,9 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod catalog_store;
-pub mod log;
-pub mod metrics;
 pub mod efo;
 pub mod engine;
+pub mod keystore;
+pub mod log;
+pub mod metrics;
+pub mod throttle;

@@ -46,7 +46,11 @@ pub struct Sample {
 
 impl Sample {
     pub fn take(server_pid: Option<u32>) -> Sample {
-        Sample { at: Instant::now(), own: own_cpu_s(), server: server_pid.and_then(process_cpu_s) }
+        Sample {
+            at: Instant::now(),
+            own: own_cpu_s(),
+            server: server_pid.and_then(process_cpu_s),
+        }
     }
 
     /// (client %, server %) from `self` to `later`.

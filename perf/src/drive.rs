@@ -83,14 +83,24 @@ pub struct Run<'a> {
 enum Source {
     Prebuilt(Arc<Vec<Arc<Batch>>>),
     /// Built per request, each record stamped with the request's due time.
-    Stamped { protocol: Protocol, stream: Arc<str>, batch: usize, record_bytes: usize },
+    Stamped {
+        protocol: Protocol,
+        stream: Arc<str>,
+        batch: usize,
+        record_bytes: usize,
+    },
 }
 
 impl Source {
     fn get(&self, i: usize, due: Instant) -> Arc<Batch> {
         match self {
             Source::Prebuilt(batches) => batches[i % batches.len()].clone(),
-            Source::Stamped { protocol, stream, batch, record_bytes } => {
+            Source::Stamped {
+                protocol,
+                stream,
+                batch,
+                record_bytes,
+            } => {
                 let mut rng = rand::rng();
                 let mut records = random_records(*batch, *record_bytes, &mut rng);
                 let stamp = nanos_since_epoch(due);
@@ -108,7 +118,13 @@ fn prebuilt(run: &Run<'_>, batch: usize) -> Source {
     let mut rng = rand::rng();
     let count = if batch == 1 { 1024 } else { PREBUILT_BATCHES };
     let batches = (0..count)
-        .map(|_| Arc::new(build_batch(run.protocol, &run.stream, random_records(batch, run.scenario.record_bytes, &mut rng))))
+        .map(|_| {
+            Arc::new(build_batch(
+                run.protocol,
+                &run.stream,
+                random_records(batch, run.scenario.record_bytes, &mut rng),
+            ))
+        })
         .collect();
     Source::Prebuilt(Arc::new(batches))
 }
@@ -128,7 +144,12 @@ async fn produce(
         Load::Closed { concurrency } => {
             let mut lanes = Vec::new();
             for lane in 0..concurrency {
-                let (target, stream, source, rec) = (run.target.clone(), run.stream.clone(), source.clone(), rec.clone());
+                let (target, stream, source, rec) = (
+                    run.target.clone(),
+                    run.stream.clone(),
+                    source.clone(),
+                    rec.clone(),
+                );
                 lanes.push(tokio::spawn(async move {
                     let mut i = lane;
                     while Instant::now() < end {
@@ -154,7 +175,10 @@ async fn produce(
                 lane.await.context("a producer lane panicked")?;
             }
         }
-        Load::Open { rate_per_s, max_in_flight } => {
+        Load::Open {
+            rate_per_s,
+            max_in_flight,
+        } => {
             let interval = Duration::from_secs_f64(1.0 / rate_per_s);
             let permits = Arc::new(Semaphore::new(max_in_flight));
             for i in 0usize.. {
@@ -165,9 +189,18 @@ async fn produce(
                 wait_until(due).await;
                 // Waiting for a permit delays the send, and the delay is charged: latency still
                 // counts from `due`.
-                let permit = permits.clone().acquire_owned().await.context("the permit semaphore is never closed")?;
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .context("the permit semaphore is never closed")?;
                 let batch = source.get(i, due);
-                let (target, stream, rec, service) = (run.target.clone(), run.stream.clone(), rec.clone(), service.clone());
+                let (target, stream, rec, service) = (
+                    run.target.clone(),
+                    run.stream.clone(),
+                    rec.clone(),
+                    service.clone(),
+                );
                 tokio::spawn(async move {
                     let sent = Instant::now();
                     match target.put(&stream, &batch).await {
@@ -195,7 +228,11 @@ async fn produce(
     Ok(())
 }
 
-pub async fn execute(run: &Run<'_>, shards: &[ShardRef], rec: Arc<Recorder>) -> anyhow::Result<Outcome> {
+pub async fn execute(
+    run: &Run<'_>,
+    shards: &[ShardRef],
+    rec: Arc<Recorder>,
+) -> anyhow::Result<Outcome> {
     let s = run.scenario;
     let start = Instant::now();
     let measure_from = rec.measure_from();
@@ -203,7 +240,15 @@ pub async fn execute(run: &Run<'_>, shards: &[ShardRef], rec: Arc<Recorder>) -> 
     match s.kind {
         Kind::Produce => {
             let service = matches!(s.load, Load::Open { .. }).then(|| Recorder::new(measure_from));
-            produce(run, prebuilt(run, s.batch), rec.clone(), service.clone(), start, end).await?;
+            produce(
+                run,
+                prebuilt(run, s.batch),
+                rec.clone(),
+                service.clone(),
+                start,
+                end,
+            )
+            .await?;
             let measured_s = measure_from.elapsed().as_secs_f64();
             Ok(Outcome {
                 measured_s,
@@ -222,7 +267,13 @@ pub async fn execute(run: &Run<'_>, shards: &[ShardRef], rec: Arc<Recorder>) -> 
     }
 }
 
-async fn end_to_end(run: &Run<'_>, shards: &[ShardRef], rec: Arc<Recorder>, start: Instant, end: Instant) -> anyhow::Result<Outcome> {
+async fn end_to_end(
+    run: &Run<'_>,
+    shards: &[ShardRef],
+    rec: Arc<Recorder>,
+    start: Instant,
+    end: Instant,
+) -> anyhow::Result<Outcome> {
     let s = run.scenario;
     let measure_from = rec.measure_from();
     let delivered = Arc::new(AtomicU64::new(0));
@@ -261,7 +312,9 @@ async fn end_to_end(run: &Run<'_>, shards: &[ShardRef], rec: Arc<Recorder>, star
                     tokio::spawn(async move {
                         while !stop.load(Ordering::Relaxed) {
                             match sub.next().await {
-                                Some(Ok(event)) => on_page(&binary_page(&event.records, None, 0).heads),
+                                Some(Ok(event)) => {
+                                    on_page(&binary_page(&event.records, None, 0).heads)
+                                }
                                 Some(Err(e)) => {
                                     rec.error(|| format!("subscription: {e:#}"));
                                     break;
@@ -273,8 +326,13 @@ async fn end_to_end(run: &Run<'_>, shards: &[ShardRef], rec: Arc<Recorder>, star
                 }
                 Target::Http(_) => {
                     let mut cursor = run.target.start_cursor(&run.stream, shard, true).await?;
-                    let (target, stream, shard, stop, rec) =
-                        (run.target.clone(), run.stream.clone(), shard.clone(), stop.clone(), rec.clone());
+                    let (target, stream, shard, stop, rec) = (
+                        run.target.clone(),
+                        run.stream.clone(),
+                        shard.clone(),
+                        stop.clone(),
+                        rec.clone(),
+                    );
                     let (limit, pause) = (s.read_limit, Duration::from_millis(s.poll_interval_ms));
                     tokio::spawn(async move {
                         while !stop.load(Ordering::Relaxed) {
@@ -312,7 +370,9 @@ async fn end_to_end(run: &Run<'_>, shards: &[ShardRef], rec: Arc<Recorder>, star
     // Every acknowledged measured record should reach every consumer of its shard.
     let expected_measured = acks.records_ok.load(Ordering::Relaxed) * s.consumers_per_shard as u64;
     let drain_deadline = Instant::now() + DRAIN_TIMEOUT;
-    while rec.records_ok.load(Ordering::Relaxed) < expected_measured && Instant::now() < drain_deadline {
+    while rec.records_ok.load(Ordering::Relaxed) < expected_measured
+        && Instant::now() < drain_deadline
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let measured_s = (end.min(Instant::now()) - measure_from).as_secs_f64();
@@ -347,7 +407,11 @@ pub async fn preload(run: &Run<'_>) -> anyhow::Result<u64> {
     let mut pending = std::collections::VecDeque::new();
     while loaded < s.preload_records {
         let n = PRELOAD_BATCH.min(s.preload_records - loaded);
-        let batch = build_batch(run.protocol, &run.stream, random_records(n, s.record_bytes, &mut rng));
+        let batch = build_batch(
+            run.protocol,
+            &run.stream,
+            random_records(n, s.record_bytes, &mut rng),
+        );
         let (target, stream, preload) = (run.target.clone(), run.stream.clone(), preload.clone());
         pending.push_back(tokio::spawn(async move {
             let (ok, failed) = target.put(&stream, &batch).await?;
@@ -365,13 +429,21 @@ pub async fn preload(run: &Run<'_>) -> anyhow::Result<u64> {
         p.await.context("a preload task panicked")??;
     }
     let stored = preload.records_ok.load(Ordering::Relaxed);
-    anyhow::ensure!(stored > 0 || s.preload_records == 0, "preloading stored no records");
+    anyhow::ensure!(
+        stored > 0 || s.preload_records == 0,
+        "preloading stored no records"
+    );
     Ok(stored)
 }
 
 /// Reads every shard from its start, over and over, until the measured time is up.
 /// `Load::Closed { concurrency }` is the number of readers per shard.
-async fn read(run: &Run<'_>, shards: &[ShardRef], rec: Arc<Recorder>, end: Instant) -> anyhow::Result<Outcome> {
+async fn read(
+    run: &Run<'_>,
+    shards: &[ShardRef],
+    rec: Arc<Recorder>,
+    end: Instant,
+) -> anyhow::Result<Outcome> {
     let s = run.scenario;
     let readers_per_shard = match s.load {
         Load::Closed { concurrency } => concurrency,
@@ -380,7 +452,12 @@ async fn read(run: &Run<'_>, shards: &[ShardRef], rec: Arc<Recorder>, end: Insta
     let mut readers = Vec::new();
     for shard in shards {
         for _ in 0..readers_per_shard {
-            let (target, stream, shard, rec) = (run.target.clone(), run.stream.clone(), shard.clone(), rec.clone());
+            let (target, stream, shard, rec) = (
+                run.target.clone(),
+                run.stream.clone(),
+                shard.clone(),
+                rec.clone(),
+            );
             let limit = s.read_limit;
             readers.push(tokio::spawn(async move {
                 let mut cursor: Option<Cursor> = None;
@@ -404,7 +481,11 @@ async fn read(run: &Run<'_>, shards: &[ShardRef], rec: Arc<Recorder>, end: Insta
                                 rec.request(page.records as u64, 0, page.bytes);
                             }
                             // Start over from the oldest record once the shard is drained.
-                            cursor = if page.records == 0 || page.caught_up { None } else { page.next };
+                            cursor = if page.records == 0 || page.caught_up {
+                                None
+                            } else {
+                                page.next
+                            };
                         }
                         Err(e) => {
                             rec.error(|| format!("{e:#}"));

@@ -34,7 +34,10 @@ use crate::scenario::{Protocol, Scenario};
 use crate::target::Target;
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice-perf", about = "Load generator for Sluice and Kinesis-compatible endpoints")]
+#[command(
+    name = "sluice-perf",
+    about = "Load generator for Sluice and Kinesis-compatible endpoints"
+)]
 enum Command {
     /// Run scenario files against a server.
     Run(Args),
@@ -106,9 +109,14 @@ fn main() -> anyhow::Result<()> {
         Command::Plot(plot) => return plot_files(&plot),
     };
     let runtime = if args.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads).enable_all().build()?
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()?
     };
     runtime.block_on(run_all(args))
 }
@@ -127,7 +135,11 @@ async fn run_all(args: Args) -> anyhow::Result<()> {
         }
         scenario.validate()?;
         if !scenario.protocols.contains(&args.protocol) {
-            bail!("scenario {} does not run over {}", scenario.name, args.protocol.as_str());
+            bail!(
+                "scenario {} does not run over {}",
+                scenario.name,
+                args.protocol.as_str()
+            );
         }
         match run_one(&args, &scenario).await {
             Ok(summary) => {
@@ -141,22 +153,38 @@ async fn run_all(args: Args) -> anyhow::Result<()> {
         }
     }
     if !failures.is_empty() {
-        bail!("{} scenario(s) failed:\n{}", failures.len(), failures.join("\n"));
+        bail!(
+            "{} scenario(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
     }
     Ok(())
 }
 
 fn unique_stream_name(scenario: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() % 1_000_000_000).unwrap_or(0);
-    format!("perf-{scenario}-{}-{millis}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() % 1_000_000_000)
+        .unwrap_or(0);
+    format!(
+        "perf-{scenario}-{}-{millis}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 async fn run_one(args: &Args, scenario: &Scenario) -> anyhow::Result<Value> {
     let target = Target::connect(args.protocol, &args.endpoint, &args.binary_addr).await?;
     let stream = unique_stream_name(&scenario.name);
     let shards = target.create_stream(&stream, scenario.shards).await?;
-    let run = Run { scenario, protocol: args.protocol, target: target.clone(), stream: stream.clone() };
+    let run = Run {
+        scenario,
+        protocol: args.protocol,
+        target: target.clone(),
+        stream: stream.clone(),
+    };
     let result = measure(args, &run, &shards).await;
     target.delete_stream(&stream).await;
     result
@@ -165,7 +193,10 @@ async fn run_one(args: &Args, scenario: &Scenario) -> anyhow::Result<Value> {
 async fn measure(args: &Args, run: &Run<'_>, shards: &[target::ShardRef]) -> anyhow::Result<Value> {
     let scenario = run.scenario;
     let preloaded = drive::preload(run).await.context("preloading")?;
-    let started_unix_s = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let started_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
     let started = Instant::now();
     let scenario_warmup = scenario.warmup();
     let rec = Recorder::new(started + scenario_warmup);
@@ -224,7 +255,8 @@ async fn measure(args: &Args, run: &Run<'_>, shards: &[target::ShardRef]) -> any
         if summary["first_error"].is_null() {
             summary["first_error"] = json!(acks.first_error());
         }
-        summary["errors"] = json!(rec.errors.load(Ordering::Relaxed) + acks.errors.load(Ordering::Relaxed));
+        summary["errors"] =
+            json!(rec.errors.load(Ordering::Relaxed) + acks.errors.load(Ordering::Relaxed));
     }
     if let Some((expected, seen)) = outcome.deliveries {
         summary["deliveries_expected"] = json!(expected);
@@ -234,27 +266,50 @@ async fn measure(args: &Args, run: &Run<'_>, shards: &[target::ShardRef]) -> any
         summary["preloaded_records"] = json!(preloaded);
     }
     summary["goal_value"] = report::lookup(&summary, &scenario.goal.metric).clone();
-    let stem = format!("{}-{}-{}", args.label, scenario.name, args.protocol.as_str());
-    let title = format!("{} over {}: {}", scenario.name, args.protocol.as_str(), outcome.latency_meaning);
+    let stem = format!(
+        "{}-{}-{}",
+        args.label,
+        scenario.name,
+        args.protocol.as_str()
+    );
+    let title = format!(
+        "{} over {}: {}",
+        scenario.name,
+        args.protocol.as_str(),
+        outcome.latency_meaning
+    );
     summary["files"] = json!({
         "json": args.out.join(format!("{stem}.json")),
         "hgrm": args.out.join(format!("{stem}.hgrm")),
         "svg": args.out.join(format!("{stem}.svg")),
     });
-    report::write_files(&args.out, &stem, &summary, &histogram, &title, &format!("{} {}", args.label, args.protocol.as_str()))?;
+    report::write_files(
+        &args.out,
+        &stem,
+        &summary,
+        &histogram,
+        &title,
+        &format!("{} {}", args.label, args.protocol.as_str()),
+    )?;
     Ok(summary)
 }
 
 fn plot_files(plot: &PlotArgs) -> anyhow::Result<()> {
     let mut curves = Vec::new();
     for spec in &plot.curves {
-        let (label, path) = spec.split_once('=').with_context(|| format!("curve {spec:?} is not LABEL=FILE.hgrm"))?;
+        let (label, path) = spec
+            .split_once('=')
+            .with_context(|| format!("curve {spec:?} is not LABEL=FILE.hgrm"))?;
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
-        curves.push(report::Curve { label: label.to_owned(), points: report::parse_hgrm(&text) });
+        curves.push(report::Curve {
+            label: label.to_owned(),
+            points: report::parse_hgrm(&text),
+        });
     }
     if let Some(dir) = plot.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&plot.out, report::svg(&plot.title, &curves)).with_context(|| format!("writing {}", plot.out.display()))?;
+    std::fs::write(&plot.out, report::svg(&plot.title, &curves))
+        .with_context(|| format!("writing {}", plot.out.display()))?;
     Ok(())
 }

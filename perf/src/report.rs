@@ -27,7 +27,8 @@ const LATENCY_NS_MAX: u64 = 120_000_000_000;
 const NS_PER_MS: f64 = 1e6;
 
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("1 ns .. 120 s at 3 significant digits are valid bounds")
+    Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3)
+        .expect("1 ns .. 120 s at 3 significant digits are valid bounds")
 }
 
 #[derive(Default)]
@@ -59,7 +60,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Recorder {
     pub fn new(measure_from: Instant) -> Arc<Recorder> {
         Arc::new(Recorder {
-            hist: Mutex::new(Histograms { total: Some(new_histogram()), interval: Some(new_histogram()) }),
+            hist: Mutex::new(Histograms {
+                total: Some(new_histogram()),
+                interval: Some(new_histogram()),
+            }),
             measure_from,
             records_ok: AtomicU64::new(0),
             records_failed: AtomicU64::new(0),
@@ -101,7 +105,8 @@ impl Recorder {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.records_ok.fetch_add(ok, Ordering::Relaxed);
         self.records_failed.fetch_add(failed, Ordering::Relaxed);
-        self.payload_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.payload_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// A request that failed as a whole. The first message is kept for the summary.
@@ -132,7 +137,12 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn start(label: String, recorder: Arc<Recorder>, started: Instant, enabled: bool) -> Progress {
+    pub fn start(
+        label: String,
+        recorder: Arc<Recorder>,
+        started: Instant,
+        enabled: bool,
+    ) -> Progress {
         let task = tokio::spawn(async move {
             if !enabled {
                 return;
@@ -147,7 +157,11 @@ impl Progress {
                 let now = Instant::now();
                 let rate = (records - last_records) as f64 / now.duration_since(last).as_secs_f64();
                 let interval = recorder.take_interval();
-                let phase = if now < recorder.measure_from() { " (warm-up)" } else { "" };
+                let phase = if now < recorder.measure_from() {
+                    " (warm-up)"
+                } else {
+                    ""
+                };
                 eprintln!(
                     "[{label}] {:5.1} s{phase}  {:>12} rec/s  acked {:>11}  failed {}  errors {}  p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms",
                     now.duration_since(started).as_secs_f64(),
@@ -188,7 +202,13 @@ pub fn group_thousands(v: f64) -> String {
 
 /// p50 … p99.99 and max of a histogram, in milliseconds.
 pub fn latency_summary(h: &Histogram<u64>) -> Value {
-    let ms = |q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / NS_PER_MS };
+    let ms = |q: f64| {
+        if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(q) as f64 / NS_PER_MS
+        }
+    };
     json!({
         "count": h.len(),
         "mean_ms": if h.is_empty() { 0.0 } else { h.mean() / NS_PER_MS },
@@ -200,7 +220,11 @@ pub fn latency_summary(h: &Histogram<u64>) -> Value {
 /// The Java `outputPercentileDistribution` text, values in milliseconds.
 pub fn hgrm(h: &Histogram<u64>) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let _ = writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
     if !h.is_empty() {
         let mut cumulative = 0u64;
         for v in h.iter_quantiles(5) {
@@ -208,18 +232,39 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
             let value = v.value_iterated_to() as f64 / NS_PER_MS;
             let q = v.quantile_iterated_to();
             if q < 1.0 {
-                let _ = writeln!(out, "{value:12.3} {q:2.12} {cumulative:10} {:14.2}", 1.0 / (1.0 - q));
+                let _ = writeln!(
+                    out,
+                    "{value:12.3} {q:2.12} {cumulative:10} {:14.2}",
+                    1.0 / (1.0 - q)
+                );
             } else {
                 let _ = writeln!(out, "{value:12.3} {q:2.12} {cumulative:10}");
             }
         }
     }
-    let (mean, stdev) = if h.is_empty() { (0.0, 0.0) } else { (h.mean() / NS_PER_MS, h.stdev() / NS_PER_MS) };
-    let _ = writeln!(out, "#[Mean    = {mean:12.3}, StdDeviation   = {stdev:12.3}]");
-    let _ = writeln!(out, "#[Max     = {:12.3}, Total count    = {:12}]", h.max() as f64 / NS_PER_MS, h.len());
+    let (mean, stdev) = if h.is_empty() {
+        (0.0, 0.0)
+    } else {
+        (h.mean() / NS_PER_MS, h.stdev() / NS_PER_MS)
+    };
+    let _ = writeln!(
+        out,
+        "#[Mean    = {mean:12.3}, StdDeviation   = {stdev:12.3}]"
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {:12.3}, Total count    = {:12}]",
+        h.max() as f64 / NS_PER_MS,
+        h.len()
+    );
     // Java's sub-bucket count: the power of two that covers 2 × 10^digits single-unit values.
     let sub_buckets = (2 * 10u64.pow(u32::from(h.sigfig()))).next_power_of_two();
-    let _ = writeln!(out, "#[Buckets = {:12}, SubBuckets     = {:12}]", h.buckets(), sub_buckets);
+    let _ = writeln!(
+        out,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        sub_buckets
+    );
     out
 }
 
@@ -233,9 +278,19 @@ pub fn curve(label: &str, h: &Histogram<u64>) -> Curve {
     let points = if h.is_empty() {
         Vec::new()
     } else {
-        h.iter_quantiles(5).map(|v| (v.quantile_iterated_to(), v.value_iterated_to() as f64 / NS_PER_MS)).collect()
+        h.iter_quantiles(5)
+            .map(|v| {
+                (
+                    v.quantile_iterated_to(),
+                    v.value_iterated_to() as f64 / NS_PER_MS,
+                )
+            })
+            .collect()
     };
-    Curve { label: label.to_owned(), points }
+    Curve {
+        label: label.to_owned(),
+        points,
+    }
 }
 
 /// The (quantile, milliseconds) rows of a `.hgrm` file; comment and header lines are skipped.
@@ -261,13 +316,22 @@ pub fn svg(title: &str, curves: &[Curve]) -> String {
     const TOP: f64 = 40.0;
     const BOTTOM: f64 = 60.0;
     const X_DECADES: f64 = 6.0;
-    const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
-    let y_max = curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)).fold(0.0f64, f64::max);
+    const COLORS: [&str; 6] = [
+        "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+    ];
+    let y_max = curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max);
     let y_top = nice_ceiling(y_max.max(0.001));
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
     let x_of = |q: f64| {
-        let inv = if q >= 1.0 { 10f64.powf(X_DECADES) } else { (1.0 / (1.0 - q)).min(10f64.powf(X_DECADES)) };
+        let inv = if q >= 1.0 {
+            10f64.powf(X_DECADES)
+        } else {
+            (1.0 / (1.0 - q)).min(10f64.powf(X_DECADES))
+        };
         LEFT + inv.log10() / X_DECADES * plot_w
     };
     let y_of = |ms: f64| TOP + plot_h - ms / y_top * plot_h;
@@ -277,23 +341,54 @@ pub fn svg(title: &str, curves: &[Curve]) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#, W / 2.0, escape(title));
-    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"].iter().enumerate() {
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
+        W / 2.0,
+        escape(title)
+    );
+    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"]
+        .iter()
+        .enumerate()
+    {
         let x = LEFT + i as f64 / X_DECADES * plot_w;
-        let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##, TOP + plot_h);
-        let _ = writeln!(s, r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#, TOP + plot_h + 18.0);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+            TOP + plot_h
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+            TOP + plot_h + 18.0
+        );
     }
     for i in 0..=5 {
         let ms = y_top * f64::from(i) / 5.0;
         let y = y_of(ms);
-        let _ = writeln!(s, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##, LEFT + plot_w);
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#, LEFT - 6.0, y + 4.0, trim_float(ms));
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
+            LEFT + plot_w
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LEFT - 6.0,
+            y + 4.0,
+            trim_float(ms)
+        );
     }
     let _ = writeln!(
         s,
         r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#333"/>"##
     );
-    let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#, LEFT + plot_w / 2.0, H - 14.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#,
+        LEFT + plot_w / 2.0,
+        H - 14.0
+    );
     let _ = writeln!(
         s,
         r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">latency (ms)</text>"#,
@@ -303,12 +398,32 @@ pub fn svg(title: &str, curves: &[Curve]) -> String {
     for (i, c) in curves.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         if !c.points.is_empty() {
-            let points: Vec<String> = c.points.iter().map(|&(q, ms)| format!("{:.1},{:.1}", x_of(q), y_of(ms))).collect();
-            let _ = writeln!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#, points.join(" "));
+            let points: Vec<String> = c
+                .points
+                .iter()
+                .map(|&(q, ms)| format!("{:.1},{:.1}", x_of(q), y_of(ms)))
+                .collect();
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                points.join(" ")
+            );
         }
         let ly = TOP + 16.0 + 16.0 * i as f64;
-        let _ = writeln!(s, r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="2"/>"#, LEFT + 10.0, ly - 4.0, LEFT + 30.0, ly - 4.0);
-        let _ = writeln!(s, r#"<text x="{:.1}" y="{ly:.1}">{}</text>"#, LEFT + 36.0, escape(&c.label));
+        let _ = writeln!(
+            s,
+            r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="2"/>"#,
+            LEFT + 10.0,
+            ly - 4.0,
+            LEFT + 30.0,
+            ly - 4.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{ly:.1}">{}</text>"#,
+            LEFT + 36.0,
+            escape(&c.label)
+        );
     }
     s.push_str("</svg>\n");
     s
@@ -330,11 +445,20 @@ fn trim_float(v: f64) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Writes `<stem>.json`, `<stem>.hgrm` and `<stem>.svg` into `dir`.
-pub fn write_files(dir: &Path, stem: &str, summary: &Value, h: &Histogram<u64>, title: &str, legend: &str) -> anyhow::Result<()> {
+pub fn write_files(
+    dir: &Path,
+    stem: &str,
+    summary: &Value,
+    h: &Histogram<u64>,
+    title: &str,
+    legend: &str,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let write = |ext: &str, text: String| {
         let path = dir.join(format!("{stem}.{ext}"));
@@ -349,12 +473,25 @@ pub fn write_files(dir: &Path, stem: &str, summary: &Value, h: &Histogram<u64>, 
 /// The terminal table for one result.
 pub fn table(summary: &Value) -> String {
     let l = &summary["latency"];
-    let f = |v: &Value| v.as_f64().map_or_else(|| "-".to_owned(), |x| format!("{x:.3}"));
+    let f = |v: &Value| {
+        v.as_f64()
+            .map_or_else(|| "-".to_owned(), |x| format!("{x:.3}"))
+    };
     let mut s = String::new();
     let _ = writeln!(
         s,
         "{:<24} {:<7} {:>12} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "scenario", "proto", "records", "rec/s", "MB/s", "p50", "p90", "p99", "p99.9", "p99.99", "max ms"
+        "scenario",
+        "proto",
+        "records",
+        "rec/s",
+        "MB/s",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "p99.99",
+        "max ms"
     );
     let _ = writeln!(
         s,
@@ -371,12 +508,24 @@ pub fn table(summary: &Value) -> String {
         f(&l["p99_99_ms"]),
         f(&l["max_ms"]),
     );
-    let cpu = |v: &Value| v.as_f64().map_or_else(|| "-".to_owned(), |x| format!("{x:.0} %"));
-    let _ = writeln!(s, "cpu: client {}  server {}", cpu(&summary["client_cpu_pct"]), cpu(&summary["server_cpu_pct"]));
+    let cpu = |v: &Value| {
+        v.as_f64()
+            .map_or_else(|| "-".to_owned(), |x| format!("{x:.0} %"))
+    };
+    let _ = writeln!(
+        s,
+        "cpu: client {}  server {}",
+        cpu(&summary["client_cpu_pct"]),
+        cpu(&summary["server_cpu_pct"])
+    );
     let _ = writeln!(
         s,
         "goal: {} {} = {}   errors: {}   latency: {}",
-        if summary["goal"]["maximize"] == true { "maximize" } else { "minimize" },
+        if summary["goal"]["maximize"] == true {
+            "maximize"
+        } else {
+            "minimize"
+        },
         summary["goal"]["metric"].as_str().unwrap_or("?"),
         summary["goal_value"],
         summary["errors"],
@@ -406,19 +555,35 @@ mod tests {
     fn the_hgrm_file_has_the_java_header_rows_and_footer() {
         let text = hgrm(&sample());
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]);
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            ["Value", "Percentile", "TotalCount", "1/(1-Percentile)"]
+        );
         assert_eq!(lines[1], "");
         let first: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(first.len(), 4);
         assert_eq!(first[1], "0.000000000000");
-        let rows: Vec<&&str> = lines.iter().filter(|l| !l.is_empty() && !l.starts_with('#')).skip(1).collect();
+        let rows: Vec<&&str> = lines
+            .iter()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .skip(1)
+            .collect();
         let last: Vec<&str> = rows.last().expect("rows").split_whitespace().collect();
         assert_eq!(last.len(), 3, "the 100% row has no 1/(1-p) column");
         assert_eq!(last[1], "1.000000000000");
         assert_eq!(last[2], "10000");
         assert!(lines.iter().any(|l| l.starts_with("#[Mean    =")));
-        assert!(lines.iter().any(|l| l.starts_with("#[Max     =") && l.contains("Total count    =        10000")));
-        assert!(lines.iter().any(|l| l.starts_with("#[Buckets =") && l.ends_with("SubBuckets     =         2048]")));
+        assert!(
+            lines.iter().any(
+                |l| l.starts_with("#[Max     =") && l.contains("Total count    =        10000")
+            )
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("#[Buckets =")
+                    && l.ends_with("SubBuckets     =         2048]"))
+        );
         // The values are milliseconds: the median of 1..10 ms is about 5 ms.
         let median = rows
             .iter()
@@ -431,7 +596,10 @@ mod tests {
 
     #[test]
     fn the_svg_plot_is_well_formed_and_draws_one_polyline_per_curve() {
-        let text = svg("a <title>", &[curve("one", &sample()), curve("two", &sample())]);
+        let text = svg(
+            "a <title>",
+            &[curve("one", &sample()), curve("two", &sample())],
+        );
         assert!(text.starts_with("<svg ") && text.trim_end().ends_with("</svg>"));
         assert_eq!(text.matches("<polyline").count(), 2);
         assert!(text.contains("a &lt;title&gt;"));

@@ -94,15 +94,22 @@ pub struct Goal {
 impl<'de> Deserialize<'de> for Goal {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let (direction, metric) = text
-            .split_once(' ')
-            .ok_or_else(|| serde::de::Error::custom("goal is \"maximize <metric>\" or \"minimize <metric>\""))?;
+        let (direction, metric) = text.split_once(' ').ok_or_else(|| {
+            serde::de::Error::custom("goal is \"maximize <metric>\" or \"minimize <metric>\"")
+        })?;
         let maximize = match direction {
             "maximize" => true,
             "minimize" => false,
-            other => return Err(serde::de::Error::custom(format!("goal direction {other:?} is neither maximize nor minimize"))),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "goal direction {other:?} is neither maximize nor minimize"
+                )));
+            }
         };
-        Ok(Goal { maximize, metric: metric.trim().to_owned() })
+        Ok(Goal {
+            maximize,
+            metric: metric.trim().to_owned(),
+        })
     }
 }
 
@@ -176,9 +183,13 @@ pub const STAMP_BYTES: usize = 16;
 
 impl Scenario {
     pub fn load_file(path: &Path) -> anyhow::Result<Scenario> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let scenario: Scenario = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        scenario.validate().with_context(|| format!("checking {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let scenario: Scenario =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        scenario
+            .validate()
+            .with_context(|| format!("checking {}", path.display()))?;
         Ok(scenario)
     }
 
@@ -187,20 +198,30 @@ impl Scenario {
             bail!("shards must be at least 1");
         }
         if self.batch == 0 || self.batch > HTTP_BATCH_MAX {
-            bail!("batch must be 1..={HTTP_BATCH_MAX} (the Kinesis PutRecords limit), got {}", self.batch);
+            bail!(
+                "batch must be 1..={HTTP_BATCH_MAX} (the Kinesis PutRecords limit), got {}",
+                self.batch
+            );
         }
         if !self.duration_s.is_finite() || self.duration_s <= 0.0 || self.warmup_s < 0.0 {
             bail!("duration_s must be positive and warmup_s not negative");
         }
         if self.kind == Kind::EndToEnd && self.record_bytes < STAMP_BYTES {
-            bail!("end_to_end records carry a {STAMP_BYTES}-byte timestamp, so record_bytes must be at least that");
+            bail!(
+                "end_to_end records carry a {STAMP_BYTES}-byte timestamp, so record_bytes must be at least that"
+            );
         }
         if self.kind == Kind::EndToEnd && self.consumers_per_shard == 0 {
             bail!("end_to_end needs at least one consumer per shard");
         }
         match &self.load {
-            Load::Closed { concurrency } if *concurrency == 0 => bail!("load.concurrency must be at least 1"),
-            Load::Open { rate_per_s, max_in_flight } if !rate_per_s.is_finite() || *rate_per_s <= 0.0 || *max_in_flight == 0 => {
+            Load::Closed { concurrency } if *concurrency == 0 => {
+                bail!("load.concurrency must be at least 1")
+            }
+            Load::Open {
+                rate_per_s,
+                max_in_flight,
+            } if !rate_per_s.is_finite() || *rate_per_s <= 0.0 || *max_in_flight == 0 => {
                 bail!("load.rate_per_s and load.max_in_flight must be positive")
             }
             _ => Ok(()),
@@ -228,16 +249,27 @@ impl Scenario {
         self.read_limit = self.read_limit.min(50);
         self.poll_interval_ms = self.poll_interval_ms.min(5);
         self.load = match self.load {
-            Load::Closed { concurrency } => Load::Closed { concurrency: concurrency.min(2) },
-            Load::Open { rate_per_s, max_in_flight } => {
-                Load::Open { rate_per_s: rate_per_s.min(200.0), max_in_flight: max_in_flight.min(64) }
-            }
+            Load::Closed { concurrency } => Load::Closed {
+                concurrency: concurrency.min(2),
+            },
+            Load::Open {
+                rate_per_s,
+                max_in_flight,
+            } => Load::Open {
+                rate_per_s: rate_per_s.min(200.0),
+                max_in_flight: max_in_flight.min(64),
+            },
         };
         self
     }
 
     /// Overrides from the command line.
-    pub fn with_overrides(mut self, duration_s: Option<f64>, warmup_s: Option<f64>, rate_per_s: Option<f64>) -> Scenario {
+    pub fn with_overrides(
+        mut self,
+        duration_s: Option<f64>,
+        warmup_s: Option<f64>,
+        rate_per_s: Option<f64>,
+    ) -> Scenario {
         if let Some(d) = duration_s {
             self.duration_s = d;
         }
@@ -263,14 +295,30 @@ mod tests {
             let path = entry.expect("directory entries are readable").path();
             if path.extension().is_some_and(|e| e == "toml") {
                 let scenario = Scenario::load_file(&path).expect("shipped scenarios are valid");
-                assert_eq!(path.file_stem().and_then(|s| s.to_str()), Some(scenario.name.as_str()));
-                scenario.clone().smoke().validate().expect("a smoke version of a valid scenario is valid");
+                assert_eq!(
+                    path.file_stem().and_then(|s| s.to_str()),
+                    Some(scenario.name.as_str())
+                );
+                scenario
+                    .clone()
+                    .smoke()
+                    .validate()
+                    .expect("a smoke version of a valid scenario is valid");
                 names.push(scenario.name);
             }
         }
         names.sort();
-        for expected in ["end_to_end_latency", "fanout_consumers", "get_records_throughput", "producer_throughput", "put_record_latency"] {
-            assert!(names.iter().any(|n| n == expected), "missing scenario {expected} in {names:?}");
+        for expected in [
+            "end_to_end_latency",
+            "fanout_consumers",
+            "get_records_throughput",
+            "producer_throughput",
+            "put_record_latency",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "missing scenario {expected} in {names:?}"
+            );
         }
     }
 
@@ -281,7 +329,13 @@ mod tests {
             goal: Goal,
         }
         let g: G = toml::from_str("goal = \"minimize latency.p99_ms\"").expect("valid goal");
-        assert_eq!(g.goal, Goal { maximize: false, metric: "latency.p99_ms".into() });
+        assert_eq!(
+            g.goal,
+            Goal {
+                maximize: false,
+                metric: "latency.p99_ms".into()
+            }
+        );
         assert!(toml::from_str::<G>("goal = \"shrink latency\"").is_err());
     }
 
@@ -294,6 +348,12 @@ mod tests {
         let smoke = s.smoke();
         assert!(smoke.duration_s < 1.0);
         assert_eq!(smoke.batch, 10);
-        assert_eq!(smoke.load, Load::Open { rate_per_s: 200.0, max_in_flight: 64 });
+        assert_eq!(
+            smoke.load,
+            Load::Open {
+                rate_per_s: 200.0,
+                max_in_flight: 64
+            }
+        );
     }
 }

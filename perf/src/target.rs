@@ -36,8 +36,13 @@ impl Kinesis {
     pub fn new(endpoint: &str) -> Kinesis {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let client = HyperClient::builder(TokioExecutor::new()).pool_max_idle_per_host(4096).build(connector);
-        Kinesis { client, endpoint: endpoint.to_owned() }
+        let client = HyperClient::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(4096)
+            .build(connector);
+        Kinesis {
+            client,
+            endpoint: endpoint.to_owned(),
+        }
     }
 
     pub async fn call(&self, operation: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
@@ -51,7 +56,11 @@ impl Kinesis {
             )
             .header("x-amz-date", "20260101T000000Z")
             .body(Full::new(body))?;
-        let response = self.client.request(request).await.with_context(|| format!("{operation} to {}", self.endpoint))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .with_context(|| format!("{operation} to {}", self.endpoint))?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
@@ -59,7 +68,11 @@ impl Kinesis {
 
     pub async fn json(&self, operation: &str, body: Value) -> anyhow::Result<Value> {
         let (status, bytes) = self.call(operation, Bytes::from(body.to_string())).await?;
-        let value: Value = if bytes.is_empty() { json!({}) } else { serde_json::from_slice(&bytes)? };
+        let value: Value = if bytes.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(&bytes)?
+        };
         if status != 200 {
             bail!("{operation} answered {status}: {value}");
         }
@@ -76,7 +89,11 @@ pub struct Batch {
 
 /// Random payload and a random 32-hex-digit partition key per record, as the AWS SDKs'
 /// typical producers send.
-pub fn random_records(count: usize, record_bytes: usize, rng: &mut impl rand::Rng) -> Vec<(String, Vec<u8>)> {
+pub fn random_records(
+    count: usize,
+    record_bytes: usize,
+    rng: &mut impl rand::Rng,
+) -> Vec<(String, Vec<u8>)> {
     (0..count)
         .map(|_| {
             let mut data = vec![0u8; record_bytes];
@@ -95,13 +112,23 @@ pub fn build_batch(protocol: Protocol, stream: &str, records: Vec<(String, Vec<u
                 let (key, data) = &records[0];
                 json!({"StreamName": stream, "Data": B64.encode(data), "PartitionKey": key})
             } else {
-                let list: Vec<Value> =
-                    records.iter().map(|(key, data)| json!({"Data": B64.encode(data), "PartitionKey": key})).collect();
+                let list: Vec<Value> = records
+                    .iter()
+                    .map(|(key, data)| json!({"Data": B64.encode(data), "PartitionKey": key}))
+                    .collect();
                 json!({"StreamName": stream, "Records": list})
             };
-            Batch { http_body: Bytes::from(body.to_string()), records: Vec::new(), len }
+            Batch {
+                http_body: Bytes::from(body.to_string()),
+                records: Vec::new(),
+                len,
+            }
         }
-        Protocol::Binary => Batch { http_body: Bytes::new(), records, len },
+        Protocol::Binary => Batch {
+            http_body: Bytes::new(),
+            records,
+            len,
+        },
     }
 }
 
@@ -148,8 +175,12 @@ fn base64_decoded_len(text: &str) -> usize {
 fn failed_record_count(body: &[u8]) -> Option<u64> {
     const KEY: &[u8] = b"\"FailedRecordCount\"";
     let at = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let digits: Vec<u8> =
-        body[at..].iter().copied().skip_while(|b| *b == b':' || b.is_ascii_whitespace()).take_while(u8::is_ascii_digit).collect();
+    let digits: Vec<u8> = body[at..]
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b':' || b.is_ascii_whitespace())
+        .take_while(u8::is_ascii_digit)
+        .collect();
     std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
@@ -160,14 +191,23 @@ pub enum Target {
 }
 
 impl Target {
-    pub async fn connect(protocol: Protocol, endpoint: &str, binary_addr: &str) -> anyhow::Result<Target> {
+    pub async fn connect(
+        protocol: Protocol,
+        endpoint: &str,
+        binary_addr: &str,
+    ) -> anyhow::Result<Target> {
         Ok(match protocol {
             Protocol::Http => Target::Http(Kinesis::new(endpoint)),
             Protocol::Binary => {
-                let config = ClientConfig { request_timeout: Some(Duration::from_secs(60)), ..ClientConfig::default() };
+                let config = ClientConfig {
+                    request_timeout: Some(Duration::from_secs(60)),
+                    ..ClientConfig::default()
+                };
                 let client = BinaryClient::connect_with(binary_addr.to_owned(), config)
                     .await
-                    .with_context(|| format!("connecting to the binary protocol at {binary_addr}"))?;
+                    .with_context(|| {
+                        format!("connecting to the binary protocol at {binary_addr}")
+                    })?;
                 Target::Binary(client)
             }
         })
@@ -179,9 +219,16 @@ impl Target {
         let deadline = Instant::now() + STREAM_READY_TIMEOUT;
         match self {
             Target::Http(k) => {
-                if k.json("DeleteStream", json!({"StreamName": stream})).await.is_ok() {
+                if k.json("DeleteStream", json!({"StreamName": stream}))
+                    .await
+                    .is_ok()
+                {
                     // Wait for the old stream to go, so CreateStream does not hit ResourceInUse.
-                    while k.json("DescribeStreamSummary", json!({"StreamName": stream})).await.is_ok() {
+                    while k
+                        .json("DescribeStreamSummary", json!({"StreamName": stream}))
+                        .await
+                        .is_ok()
+                    {
                         if Instant::now() > deadline {
                             bail!("old stream {stream} was not deleted in time");
                         }
@@ -189,43 +236,74 @@ impl Target {
                     }
                 }
                 loop {
-                    match k.json("CreateStream", json!({"StreamName": stream, "ShardCount": shards})).await {
+                    match k
+                        .json(
+                            "CreateStream",
+                            json!({"StreamName": stream, "ShardCount": shards}),
+                        )
+                        .await
+                    {
                         Ok(_) => break,
-                        Err(e) if Instant::now() < deadline && e.to_string().contains("ResourceInUse") => {
+                        Err(e)
+                            if Instant::now() < deadline
+                                && e.to_string().contains("ResourceInUse") =>
+                        {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                         Err(e) => return Err(e.context(format!("creating stream {stream}"))),
                     }
                 }
                 loop {
-                    let d = k.json("DescribeStreamSummary", json!({"StreamName": stream})).await?;
+                    let d = k
+                        .json("DescribeStreamSummary", json!({"StreamName": stream}))
+                        .await?;
                     if d["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE" {
                         break;
                     }
                     if Instant::now() > deadline {
-                        bail!("stream {stream} did not become ACTIVE within {STREAM_READY_TIMEOUT:?}");
+                        bail!(
+                            "stream {stream} did not become ACTIVE within {STREAM_READY_TIMEOUT:?}"
+                        );
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 let listed = k.json("ListShards", json!({"StreamName": stream})).await?;
                 let ids: Vec<ShardRef> = listed["Shards"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|s| s["ShardId"].as_str().map(|id| ShardRef::Id(id.to_owned()))).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| {
+                                s["ShardId"].as_str().map(|id| ShardRef::Id(id.to_owned()))
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if ids.len() != shards as usize {
-                    bail!("ListShards returned {} shards for a {shards}-shard stream", ids.len());
+                    bail!(
+                        "ListShards returned {} shards for a {shards}-shard stream",
+                        ids.len()
+                    );
                 }
                 Ok(ids)
             }
             Target::Binary(c) => {
-                c.create_stream(stream, shards).await.with_context(|| format!("creating stream {stream}"))?;
+                c.create_stream(stream, shards)
+                    .await
+                    .with_context(|| format!("creating stream {stream}"))?;
                 loop {
                     let d = c.describe_stream(stream).await?;
                     if d.stream_status == StreamStatus::Active {
-                        return Ok(d.shards.iter().filter(|s| s.is_open()).map(|s| ShardRef::Index(s.shard_index)).collect());
+                        return Ok(d
+                            .shards
+                            .iter()
+                            .filter(|s| s.is_open())
+                            .map(|s| ShardRef::Index(s.shard_index))
+                            .collect());
                     }
                     if Instant::now() > deadline {
-                        bail!("stream {stream} did not become ACTIVE within {STREAM_READY_TIMEOUT:?}");
+                        bail!(
+                            "stream {stream} did not become ACTIVE within {STREAM_READY_TIMEOUT:?}"
+                        );
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -245,17 +323,31 @@ impl Target {
     pub async fn put(&self, stream: &str, batch: &Batch) -> anyhow::Result<(u64, u64)> {
         match self {
             Target::Http(k) => {
-                let operation = if batch.len == 1 { "PutRecord" } else { "PutRecords" };
+                let operation = if batch.len == 1 {
+                    "PutRecord"
+                } else {
+                    "PutRecords"
+                };
                 let (status, body) = k.call(operation, batch.http_body.clone()).await?;
                 if status != 200 {
-                    bail!("{operation} answered {status}: {}", String::from_utf8_lossy(&body));
+                    bail!(
+                        "{operation} answered {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
                 }
-                let failed = if batch.len == 1 { 0 } else { failed_record_count(&body).unwrap_or(0) };
+                let failed = if batch.len == 1 {
+                    0
+                } else {
+                    failed_record_count(&body).unwrap_or(0)
+                };
                 Ok((batch.len as u64 - failed.min(batch.len as u64), failed))
             }
             Target::Binary(c) => {
-                let records: Vec<PutRecord<'_>> =
-                    batch.records.iter().map(|(key, data)| PutRecord::new(key.as_str(), data.as_slice())).collect();
+                let records: Vec<PutRecord<'_>> = batch
+                    .records
+                    .iter()
+                    .map(|(key, data)| PutRecord::new(key.as_str(), data.as_slice()))
+                    .collect();
                 let results = c.put_batch(stream, &records).await?;
                 let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
                 Ok((ok, results.len() as u64 - ok))
@@ -264,21 +356,36 @@ impl Target {
     }
 
     /// Where reading a shard from its oldest record (`latest = false`) or from its tip starts.
-    pub async fn start_cursor(&self, stream: &str, shard: &ShardRef, latest: bool) -> anyhow::Result<Cursor> {
+    pub async fn start_cursor(
+        &self,
+        stream: &str,
+        shard: &ShardRef,
+        latest: bool,
+    ) -> anyhow::Result<Cursor> {
         match (self, shard) {
             (Target::Http(k), ShardRef::Id(id)) => {
                 let kind = if latest { "LATEST" } else { "TRIM_HORIZON" };
                 let it = k
-                    .json("GetShardIterator", json!({"StreamName": stream, "ShardId": id, "ShardIteratorType": kind}))
+                    .json(
+                        "GetShardIterator",
+                        json!({"StreamName": stream, "ShardId": id, "ShardIteratorType": kind}),
+                    )
                     .await?;
-                let iterator = it["ShardIterator"].as_str().context("GetShardIterator returned no ShardIterator")?;
+                let iterator = it["ShardIterator"]
+                    .as_str()
+                    .context("GetShardIterator returned no ShardIterator")?;
                 Ok(Cursor::Iterator(iterator.to_owned()))
             }
             (Target::Binary(c), ShardRef::Index(index)) => {
                 if latest {
                     // Read nothing from LATEST to learn where the tip is now.
-                    let limits = ReadLimits { records_max: 1, ..ReadLimits::default() };
-                    let page = c.read(stream, *index, StartPosition::Latest, limits).await?;
+                    let limits = ReadLimits {
+                        records_max: 1,
+                        ..ReadLimits::default()
+                    };
+                    let page = c
+                        .read(stream, *index, StartPosition::Latest, limits)
+                        .await?;
                     Ok(Cursor::Position(page.next_position.unwrap_or(0)))
                 } else {
                     Ok(Cursor::Position(0))
@@ -288,15 +395,26 @@ impl Target {
         }
     }
 
-    pub async fn read(&self, stream: &str, shard: &ShardRef, cursor: &Cursor, limit: u32) -> anyhow::Result<Page> {
+    pub async fn read(
+        &self,
+        stream: &str,
+        shard: &ShardRef,
+        cursor: &Cursor,
+        limit: u32,
+    ) -> anyhow::Result<Page> {
         match (self, shard, cursor) {
             (Target::Http(k), _, Cursor::Iterator(iterator)) => {
-                let body = Bytes::from(json!({"ShardIterator": iterator, "Limit": limit}).to_string());
+                let body =
+                    Bytes::from(json!({"ShardIterator": iterator, "Limit": limit}).to_string());
                 let (status, bytes) = k.call("GetRecords", body).await?;
                 if status != 200 {
-                    bail!("GetRecords answered {status}: {}", String::from_utf8_lossy(&bytes));
+                    bail!(
+                        "GetRecords answered {status}: {}",
+                        String::from_utf8_lossy(&bytes)
+                    );
                 }
-                let out: GetRecordsOut<'_> = serde_json::from_slice(&bytes).context("parsing GetRecords")?;
+                let out: GetRecordsOut<'_> =
+                    serde_json::from_slice(&bytes).context("parsing GetRecords")?;
                 let mut heads = Vec::new();
                 let mut total = 0;
                 for r in &out.records {
@@ -309,7 +427,8 @@ impl Target {
                         heads.push(head);
                     }
                 }
-                let caught_up = out.records.is_empty() && out.millis_behind_latest.unwrap_or(0) == 0;
+                let caught_up =
+                    out.records.is_empty() && out.millis_behind_latest.unwrap_or(0) == 0;
                 Ok(Page {
                     records: out.records.len(),
                     bytes: total,
@@ -319,16 +438,29 @@ impl Target {
                 })
             }
             (Target::Binary(c), ShardRef::Index(index), Cursor::Position(position)) => {
-                let limits = ReadLimits { records_max: limit, ..ReadLimits::default() };
-                let page = c.read(stream, *index, StartPosition::AtPosition(*position), limits).await?;
-                Ok(binary_page(&page.records, page.next_position.map(Cursor::Position), page.millis_behind_latest))
+                let limits = ReadLimits {
+                    records_max: limit,
+                    ..ReadLimits::default()
+                };
+                let page = c
+                    .read(stream, *index, StartPosition::AtPosition(*position), limits)
+                    .await?;
+                Ok(binary_page(
+                    &page.records,
+                    page.next_position.map(Cursor::Position),
+                    page.millis_behind_latest,
+                ))
             }
             _ => bail!("cursor does not match the protocol"),
         }
     }
 }
 
-pub fn binary_page(records: &[sluice_client::Record], next: Option<Cursor>, millis_behind_latest: u64) -> Page {
+pub fn binary_page(
+    records: &[sluice_client::Record],
+    next: Option<Cursor>,
+    millis_behind_latest: u64,
+) -> Page {
     let mut heads = Vec::new();
     let mut total = 0;
     for r in records {
@@ -339,7 +471,13 @@ pub fn binary_page(records: &[sluice_client::Record], next: Option<Cursor>, mill
             heads.push(h);
         }
     }
-    Page { records: records.len(), bytes: total, heads, next, caught_up: records.is_empty() && millis_behind_latest == 0 }
+    Page {
+        records: records.len(),
+        bytes: total,
+        heads,
+        next,
+        caught_up: records.is_empty() && millis_behind_latest == 0,
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -363,8 +501,14 @@ mod tests {
 
     #[test]
     fn failed_record_count_is_read_from_the_front_of_a_put_records_answer() {
-        assert_eq!(failed_record_count(br#"{"FailedRecordCount":3,"Records":[]}"#), Some(3));
-        assert_eq!(failed_record_count(br#"{"Records":[], "FailedRecordCount" : 0}"#), Some(0));
+        assert_eq!(
+            failed_record_count(br#"{"FailedRecordCount":3,"Records":[]}"#),
+            Some(3)
+        );
+        assert_eq!(
+            failed_record_count(br#"{"Records":[], "FailedRecordCount" : 0}"#),
+            Some(0)
+        );
         assert_eq!(failed_record_count(br#"{"Records":[]}"#), None);
     }
 

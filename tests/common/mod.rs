@@ -59,14 +59,20 @@ impl Default for ServerOptions {
         ] {
             flags.insert(flag.to_owned(), value.to_owned());
         }
-        Self { flags, data_dir: None }
+        Self {
+            flags,
+            data_dir: None,
+        }
     }
 }
 
 impl ServerOptions {
     /// Sets (or replaces) one `--flag value` pair.
     pub fn flag(mut self, flag: &str, value: impl ToString) -> Self {
-        assert!(flag.starts_with("--"), "flags are spelled with two dashes: {flag}");
+        assert!(
+            flag.starts_with("--"),
+            "flags are spelled with two dashes: {flag}"
+        );
         self.flags.insert(flag.to_owned(), value.to_string());
         self
     }
@@ -85,7 +91,9 @@ impl ServerOptions {
 /// Where temporary data directories go: `SLUICE_TEST_DIR` if set (to run the suite on a real
 /// disk rather than the system temp dir), else the system temp dir.
 fn temp_base_dir() -> PathBuf {
-    std::env::var_os("SLUICE_TEST_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+    std::env::var_os("SLUICE_TEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 /// A running `sluice serve` child process.
@@ -145,7 +153,10 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        assert!(self.child.is_none(), "spawn is only called when no child runs");
+        assert!(
+            self.child.is_none(),
+            "spawn is only called when no child runs"
+        );
         let args = self.command_line();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(&args)
@@ -233,7 +244,10 @@ impl Server {
 
     /// Everything the server wrote to stderr so far (its last 64 KiB).
     pub fn stderr_text(&self) -> String {
-        let buf = self.stderr.lock().expect("stderr buffer lock is never poisoned");
+        let buf = self
+            .stderr
+            .lock()
+            .expect("stderr buffer lock is never poisoned");
         String::from_utf8_lossy(&buf).into_owned()
     }
 
@@ -292,19 +306,25 @@ fn drain_stderr(mut pipe: impl Read, buf: Arc<Mutex<Vec<u8>>>) {
     }
 }
 
-/// `sluice: serving Kinesis on http://127.0.0.1:41234 (...)` → `http://127.0.0.1:41234`.
+/// `sluice: serving Kinesis on http://127.0.0.1:41234 (...)` → `http://127.0.0.1:41234` (`https://` with TLS).
 pub fn parse_ready_line(line: &str) -> Option<String> {
     let rest = line.strip_prefix(READY_PREFIX)?;
     let url = rest.split_whitespace().next()?;
     let url = url.trim_end_matches([',', ')', ';']);
-    if !url.starts_with("http://") {
+    if !url.starts_with("http://") && !url.starts_with("https://") {
         return None;
     }
     Some(url.to_owned())
 }
 
 pub fn client_for(endpoint: &str) -> Client {
-    let credentials = Credentials::new("AKIDSLUICETEST", "sluice-test-secret", None, None, "sluice-tests");
+    let credentials = Credentials::new(
+        "AKIDSLUICETEST",
+        "sluice-test-secret",
+        None,
+        None,
+        "sluice-tests",
+    );
     let config = aws_sdk_kinesis::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
@@ -392,9 +412,16 @@ pub async fn wait_for_status(client: &Client, stream_name: &str, status: StreamS
 pub async fn wait_until_gone(client: &Client, stream_name: &str) {
     let started = Instant::now();
     loop {
-        match client.describe_stream_summary().stream_name(stream_name).send().await {
+        match client
+            .describe_stream_summary()
+            .stream_name(stream_name)
+            .send()
+            .await
+        {
             Ok(summary) => {
-                let status = summary.stream_description_summary().map(|s| s.stream_status().clone());
+                let status = summary
+                    .stream_description_summary()
+                    .map(|s| s.stream_status().clone());
                 assert!(
                     started.elapsed() < STATE_CHANGE_TIMEOUT,
                     "stream {stream_name} still exists ({status:?}) {STATE_CHANGE_TIMEOUT:?} after DeleteStream"
@@ -432,7 +459,11 @@ pub fn even_hash_ranges(shard_count: u32) -> Vec<(u128, u128)> {
     (0..n)
         .map(|i| {
             let start = i * width;
-            let end = if i == n - 1 { u128::MAX } else { (i + 1) * width - 1 };
+            let end = if i == n - 1 {
+                u128::MAX
+            } else {
+                (i + 1) * width - 1
+            };
             (start, end)
         })
         .collect()
@@ -461,7 +492,11 @@ pub struct ReadRecord {
 }
 
 /// Reads a shard from TRIM_HORIZON to its current end.
-pub async fn read_shard_to_end(client: &Client, stream_name: &str, shard_id: &str) -> Vec<ReadRecord> {
+pub async fn read_shard_to_end(
+    client: &Client,
+    stream_name: &str,
+    shard_id: &str,
+) -> Vec<ReadRecord> {
     let iterator = client
         .get_shard_iterator()
         .stream_name(stream_name)
@@ -527,5 +562,9 @@ pub fn sequence_number_key(sequence_number: &str) -> (usize, &str) {
 pub fn unique_stream_name(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -57,7 +57,7 @@ def pytest_sessionstart(session):
 def parse_ready_line(line: str) -> str:
     assert line.startswith(READY_PREFIX), line
     url = line[len(READY_PREFIX):].split()[0].rstrip(",);")
-    assert url.startswith("http://"), f"ready line does not name an http:// address: {line!r}"
+    assert url.startswith(("http://", "https://")), f"ready line does not name an http(s):// address: {line!r}"
     return url
 
 

@@ -15,8 +15,16 @@
 //!   Both are computed at encode time and checked after every read.
 //! - `chunk_len`, the payload offset and the payload length are multiples of 16 or are padded
 //!   to one; a chunk never crosses the end of the block body.
+//! - An encrypted chunk (flag [`CHUNK_FLAG_ENCRYPTED`], format version 2) stores, as its
+//!   payload, a 16-byte envelope (key reference, 96-bit nonce), the AES-256-GCM ciphertext of
+//!   the rkyv archive and the 16-byte tag. Everything of the chunk before the ciphertext (with
+//!   the `crc` field zeroed) is the associated data, so a ciphertext cannot be moved to another
+//!   shard, position or key. The CRC covers the stored (encrypted) bytes.
 
 use std::ops::Range;
+
+use aes_gcm::Nonce;
+use aes_gcm::aead::AeadInPlace;
 
 /// O_DIRECT alignment of block starts and lengths inside a segment file.
 pub const BLOCK_ALIGN: usize = 4096;
@@ -29,7 +37,18 @@ pub const CHUNK_HEADER_LEN: usize = 48;
 /// First eight bytes of every block.
 pub const MAGIC: [u8; 8] = *b"SLUICEBK";
 /// Bumped on any change to the header, chunk or archived record layout.
-pub const FORMAT_VERSION: u16 = 1;
+/// Version 2 added encrypted chunks; version 1 blocks (no chunk flags) are still read.
+pub const FORMAT_VERSION: u16 = 2;
+/// Oldest block format version this code reads.
+pub const MIN_FORMAT_VERSION: u16 = 1;
+/// Chunk flag: the payload is an encryption envelope around the rkyv archive.
+pub const CHUNK_FLAG_ENCRYPTED: u16 = 1;
+/// Bytes of the envelope before the ciphertext: key reference (4) and nonce (12).
+pub const ENVELOPE_LEN: usize = 16;
+/// Bytes of the AES-GCM tag after the ciphertext.
+pub const TAG_LEN: usize = 16;
+/// Bytes of an AES-GCM nonce.
+pub const NONCE_LEN: usize = 12;
 
 const _: () = assert!(HEADER_LEN.is_multiple_of(CHUNK_ALIGN));
 const _: () = assert!(CHUNK_HEADER_LEN.is_multiple_of(CHUNK_ALIGN));
@@ -75,8 +94,33 @@ pub struct ChunkHeader<'a> {
     pub first_position: u64,
     pub arrival_ms: u64,
     pub record_count: u32,
-    /// Payload range relative to the chunk start.
+    /// Chunk flags ([`CHUNK_FLAG_ENCRYPTED`]); always 0 in format version 1.
+    pub flags: u16,
+    /// Payload range relative to the chunk start (for an encrypted chunk: the envelope, the
+    /// ciphertext and the tag).
     pub payload: Range<usize>,
+}
+
+impl ChunkHeader<'_> {
+    pub fn is_encrypted(&self) -> bool {
+        self.flags & CHUNK_FLAG_ENCRYPTED != 0
+    }
+}
+
+/// How to encrypt one chunk: the key and a nonce never used before with it.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkEncryption<'a> {
+    pub key: &'a crate::keystore::DataKey,
+    pub nonce: [u8; NONCE_LEN],
+}
+
+/// Bytes a payload of `plain_len` bytes takes in a chunk (before alignment padding).
+pub const fn stored_payload_len(plain_len: usize, encrypted: bool) -> usize {
+    if encrypted {
+        ENVELOPE_LEN + plain_len + TAG_LEN
+    } else {
+        plain_len
+    }
 }
 
 /// A chunk to encode: identifies the shard and carries an already serialized rkyv payload.
@@ -88,7 +132,20 @@ pub struct ChunkInput<'a> {
     pub first_position: u64,
     pub arrival_ms: u64,
     pub record_count: u32,
+    /// The rkyv archive, in the clear.
     pub payload: &'a [u8],
+    /// Set to store `payload` encrypted.
+    pub encryption: Option<ChunkEncryption<'a>>,
+}
+
+impl ChunkInput<'_> {
+    /// Bytes this chunk takes inside a block, including alignment padding.
+    pub fn encoded_len(&self) -> usize {
+        chunk_encoded_len(
+            self.stream_name.len(),
+            stored_payload_len(self.payload.len(), self.encryption.is_some()),
+        )
+    }
 }
 
 /// Bytes a chunk takes inside a block, including alignment padding.
@@ -161,7 +218,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<BlockHeader, HeaderProblem> {
         return Err(HeaderProblem::BadMagic);
     }
     let version = u16_at(header, 8);
-    if version != FORMAT_VERSION {
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(HeaderProblem::UnsupportedVersion(version));
     }
     let header_len = u16_at(header, 10);
@@ -198,11 +255,7 @@ pub fn chunk_crc(chunk: &[u8]) -> u32 {
 
 /// Encoded size of a block holding `chunks`, before padding.
 pub fn block_len(chunks: &[ChunkInput<'_>]) -> usize {
-    HEADER_LEN
-        + chunks
-            .iter()
-            .map(|c| chunk_encoded_len(c.stream_name.len(), c.payload.len()))
-            .sum::<usize>()
+    HEADER_LEN + chunks.iter().map(ChunkInput::encoded_len).sum::<usize>()
 }
 
 /// The identity of a block being encoded.
@@ -230,7 +283,7 @@ pub fn encode_block(
     let mut offsets = Vec::with_capacity(chunks.len());
     let mut at = HEADER_LEN;
     for chunk in chunks {
-        let len = chunk_encoded_len(chunk.stream_name.len(), chunk.payload.len());
+        let len = chunk.encoded_len();
         offsets.push(u32::try_from(at).expect("a chunk offset fits u32"));
         encode_chunk(&mut out[at..at + len], chunk);
         at += len;
@@ -257,12 +310,18 @@ pub fn encode_block(
 
 fn encode_chunk(out: &mut [u8], chunk: &ChunkInput<'_>) {
     let name_len = u16::try_from(chunk.stream_name.len()).expect("a stream name fits u16 bytes");
-    let payload_len = u32::try_from(chunk.payload.len()).expect("a chunk payload fits u32 bytes");
+    let stored_len = stored_payload_len(chunk.payload.len(), chunk.encryption.is_some());
+    let payload_len = u32::try_from(stored_len).expect("a chunk payload fits u32 bytes");
     let chunk_len = u32::try_from(out.len()).expect("a chunk fits u32 bytes");
+    let flags = if chunk.encryption.is_some() {
+        CHUNK_FLAG_ENCRYPTED
+    } else {
+        0
+    };
     out[0..4].copy_from_slice(&chunk_len.to_le_bytes());
     out[4..8].fill(0);
     out[8..10].copy_from_slice(&name_len.to_le_bytes());
-    out[10..12].fill(0);
+    out[10..12].copy_from_slice(&flags.to_le_bytes());
     out[12..16].copy_from_slice(&chunk.shard_index.to_le_bytes());
     out[16..24].copy_from_slice(&chunk.stream_created_ms.to_le_bytes());
     out[24..32].copy_from_slice(&chunk.first_position.to_le_bytes());
@@ -273,8 +332,30 @@ fn encode_chunk(out: &mut [u8], chunk: &ChunkInput<'_>) {
     out[CHUNK_HEADER_LEN..name_end].copy_from_slice(chunk.stream_name.as_bytes());
     let payload_start = CHUNK_HEADER_LEN + align_up(chunk.stream_name.len(), CHUNK_ALIGN);
     out[name_end..payload_start].fill(0);
-    let payload_end = payload_start + chunk.payload.len();
-    out[payload_start..payload_end].copy_from_slice(chunk.payload);
+    let payload_end = payload_start + stored_len;
+    match &chunk.encryption {
+        None => out[payload_start..payload_end].copy_from_slice(chunk.payload),
+        Some(encryption) => {
+            let text_start = payload_start + ENVELOPE_LEN;
+            let text_end = text_start + chunk.payload.len();
+            out[payload_start..payload_start + 4]
+                .copy_from_slice(&encryption.key.key_ref.to_le_bytes());
+            out[payload_start + 4..text_start].copy_from_slice(&encryption.nonce);
+            out[text_start..text_end].copy_from_slice(chunk.payload);
+            // The crc field is still zero here, as the associated data requires.
+            let (aad, text) = out.split_at_mut(text_start);
+            let tag = encryption
+                .key
+                .cipher
+                .encrypt_in_place_detached(
+                    Nonce::from_slice(&encryption.nonce),
+                    aad,
+                    &mut text[..chunk.payload.len()],
+                )
+                .expect("AES-GCM encrypts any payload shorter than 64 GiB");
+            out[text_end..payload_end].copy_from_slice(&tag);
+        }
+    }
     out[payload_end..].fill(0);
     let crc = chunk_crc(out);
     out[CHUNK_CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
@@ -314,6 +395,7 @@ pub fn parse_chunk(bytes: &[u8]) -> Result<ChunkHeader<'_>, ChunkProblem> {
         first_position: u64_at(bytes, 24),
         arrival_ms: u64_at(bytes, 32),
         record_count: u32_at(bytes, 40),
+        flags: u16_at(bytes, 10),
         payload: payload_start..payload_start + payload_len,
     })
 }
@@ -335,6 +417,47 @@ pub fn parse_chunks<'a>(
         return Err(ChunkProblem::BadLength);
     }
     Ok(chunks)
+}
+
+/// Why an encrypted chunk could not be decrypted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecryptProblem {
+    #[error("the payload is too short for an encryption envelope")]
+    BadEnvelope,
+    #[error("data key {key_ref} is not in the key store")]
+    UnknownKey { key_ref: u32 },
+    #[error("authentication failed (wrong key, or the chunk was altered)")]
+    TagMismatch { key_ref: u32 },
+}
+
+/// Decrypts the payload of an encrypted chunk (`chunk` = the whole chunk, CRC already checked)
+/// into a new 16-byte-aligned buffer holding the rkyv archive.
+pub fn decrypt_payload(
+    chunk: &[u8],
+    header: &ChunkHeader<'_>,
+    key_of: &dyn Fn(u32) -> Option<std::sync::Arc<crate::keystore::DataKey>>,
+) -> Result<rkyv::util::AlignedVec, DecryptProblem> {
+    let payload = &chunk[header.payload.clone()];
+    if payload.len() < ENVELOPE_LEN + TAG_LEN {
+        return Err(DecryptProblem::BadEnvelope);
+    }
+    let key_ref = u32_at(payload, 0);
+    let key = key_of(key_ref).ok_or(DecryptProblem::UnknownKey { key_ref })?;
+    let text_start = header.payload.start + ENVELOPE_LEN;
+    let text_end = header.payload.end - TAG_LEN;
+    let mut aad = chunk[..text_start].to_vec();
+    aad[CHUNK_CRC_FIELD].fill(0);
+    let mut plain = rkyv::util::AlignedVec::with_capacity(text_end - text_start);
+    plain.extend_from_slice(&chunk[text_start..text_end]);
+    key.cipher
+        .decrypt_in_place_detached(
+            Nonce::from_slice(&payload[4..ENVELOPE_LEN]),
+            &aad,
+            &mut plain,
+            aes_gcm::Tag::from_slice(&chunk[text_end..header.payload.end]),
+        )
+        .map_err(|_| DecryptProblem::TagMismatch { key_ref })?;
+    Ok(plain)
 }
 
 /// Serializes records into an rkyv chunk payload.
@@ -395,6 +518,7 @@ mod tests {
                 arrival_ms: 1234,
                 record_count: 3,
                 payload: &p1,
+                encryption: None,
             },
             ChunkInput {
                 stream_name: "clicks-and-more",
@@ -404,6 +528,7 @@ mod tests {
                 arrival_ms: 1234,
                 record_count: 5,
                 payload: &p2,
+                encryption: None,
             },
         ];
         let (out, crc, offsets) = encode(&chunks);
@@ -444,6 +569,7 @@ mod tests {
             arrival_ms: 5,
             record_count: 4,
             payload: &p,
+            encryption: None,
         }];
         let (out, crc, _) = encode(&chunks);
         let len = parse_header(&out).expect("valid header").block_len();
@@ -454,6 +580,78 @@ mod tests {
             let mut copy = out[..len].to_vec();
             copy[at] ^= 0x10;
             assert_ne!(block_crc(&copy), crc, "flip at {at} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn an_encrypted_chunk_decrypts_only_with_its_key_and_its_own_header() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys = crate::keystore::KeyStore::open(dir.path()).expect("key store");
+        let key = keys.get_or_create("alias/aws/kinesis").expect("key");
+        let p = sample_payload(6);
+        let chunks = [ChunkInput {
+            stream_name: "secret",
+            stream_created_ms: 1,
+            shard_index: 3,
+            first_position: 10,
+            arrival_ms: 5,
+            record_count: 6,
+            payload: &p,
+            encryption: Some(ChunkEncryption {
+                key: &key,
+                nonce: [7; NONCE_LEN],
+            }),
+        }];
+        let (out, _, _) = encode(&chunks);
+        let header = parse_header(&out).expect("valid header");
+        assert_eq!(header.block_seq, 42);
+        let block = &out[..header.block_len()];
+        let parsed = parse_chunks(block, &header).expect("valid chunks");
+        let (at, chunk) = &parsed[0];
+        assert!(chunk.is_encrypted());
+        let raw = &block[*at..*at + chunk.chunk_len];
+        assert_eq!(chunk_crc(raw), chunk.crc);
+        assert!(
+            !raw.windows(p.len()).any(|w| w == &p[..]),
+            "payload stored in the clear"
+        );
+        let key_of = |key_ref: u32| keys.by_ref(key_ref);
+        let plain = decrypt_payload(raw, chunk, &key_of).expect("decrypts");
+        assert_eq!(&plain[..], &p[..]);
+
+        let no_keys = |_: u32| None;
+        assert_eq!(
+            decrypt_payload(raw, chunk, &no_keys).err(),
+            Some(DecryptProblem::UnknownKey {
+                key_ref: key.key_ref
+            })
+        );
+        // Any changed byte before or inside the ciphertext, header included, fails the tag.
+        let text_end = chunk.payload.end - TAG_LEN;
+        for at in (0..chunk.chunk_len).filter(|at| !CHUNK_CRC_FIELD.contains(at)) {
+            if (chunk.payload.start..chunk.payload.start + 4).contains(&at)
+                || at >= chunk.payload.end
+            {
+                continue; // the key reference (tested above) and the padding
+            }
+            if at < text_end && at >= chunk.payload.start + ENVELOPE_LEN && at % 5 != 0 {
+                continue; // sample the ciphertext to keep the test fast
+            }
+            let mut copy = raw.to_vec();
+            copy[at] ^= 0x01;
+            let Ok(tampered) = parse_chunk(&copy) else {
+                continue;
+            };
+            if tampered.payload != chunk.payload {
+                continue; // a changed length no longer parses as the same chunk
+            }
+            assert!(
+                matches!(
+                    decrypt_payload(&copy, &tampered, &key_of),
+                    Err(DecryptProblem::TagMismatch { .. })
+                ),
+                "flip at {at} was not detected"
+            );
         }
     }
 

@@ -43,9 +43,8 @@ use sluice_core::api::{
     ConsumerRef, CreateStreamInput, DeleteStreamInput, DescribeStreamInput, EncryptionType,
     GetRecordsInput, GetShardIteratorInput, ListShardsInput, ListStreamConsumersInput,
     ListStreamsInput, ListTagsForStreamInput, MergeShardsInput, PutRecordInput, PutRecordsEntry,
-    PutRecordsInput, RegisterStreamConsumerInput, ShardFilter, ShardIteratorType,
-    SplitShardInput, StreamEncryptionInput, StreamMode, Tag, UpdateShardCountInput,
-    UpdateStreamModeInput,
+    PutRecordsInput, RegisterStreamConsumerInput, ShardFilter, ShardIteratorType, SplitShardInput,
+    StreamEncryptionInput, StreamMode, Tag, UpdateShardCountInput, UpdateStreamModeInput,
 };
 use sluice_core::hash_key::{ParseHashKeyError, parse_hash_key};
 use sluice_core::{ErrorKind, KinesisError, limits};
@@ -1423,7 +1422,10 @@ pub fn update_stream_mode(
 ) -> Result<UpdateStreamModeInput, KinesisError> {
     let arn = body.string("StreamARN")?;
     let details = body.structure("StreamModeDetails")?;
-    let mode = details.map(|d| d.string("StreamMode")).transpose()?.flatten();
+    let mode = details
+        .map(|d| d.string("StreamMode"))
+        .transpose()?
+        .flatten();
     let warm = body.integer("WarmThroughputMiBps")?;
     let mut v = Violations::default();
     v.not_null(arn, "streamARN");

@@ -8,8 +8,8 @@
 //! timestamps are epoch seconds with a fraction in JSON and tag 1 + epoch milliseconds in CBOR.
 
 use sluice_core::api::{
-    ConsumerDescription, DescribeLimitsOutput, EnhancedMonitoringOutput,
-    ListStreamConsumersOutput, MinimumThroughputBillingCommitment, Tag, UpdateShardCountOutput,
+    ConsumerDescription, DescribeLimitsOutput, EnhancedMonitoringOutput, ListStreamConsumersOutput,
+    MinimumThroughputBillingCommitment, Tag, UpdateShardCountOutput,
     UpdateStreamWarmThroughputOutput, WarmThroughput,
 };
 
@@ -107,8 +107,14 @@ fn write_cbor(out: &mut Vec<u8>, doc: &Doc) {
 pub fn update_shard_count(o: &UpdateShardCountOutput) -> Doc {
     Doc::Map(vec![
         ("StreamName", Some(Doc::str(&o.stream_name))),
-        ("CurrentShardCount", Some(Doc::U64(u64::from(o.current_shard_count)))),
-        ("TargetShardCount", Some(Doc::U64(u64::from(o.target_shard_count)))),
+        (
+            "CurrentShardCount",
+            Some(Doc::U64(u64::from(o.current_shard_count))),
+        ),
+        (
+            "TargetShardCount",
+            Some(Doc::U64(u64::from(o.target_shard_count))),
+        ),
         ("StreamARN", Some(Doc::str(&o.stream_arn))),
     ])
 }
@@ -117,7 +123,10 @@ pub fn describe_limits(o: &DescribeLimitsOutput) -> Doc {
     Doc::Map(vec![
         ("ShardLimit", Some(Doc::U64(u64::from(o.shard_limit)))),
         ("OpenShardCount", Some(Doc::U64(o.open_shard_count))),
-        ("OnDemandStreamCount", Some(Doc::U64(u64::from(o.on_demand_stream_count)))),
+        (
+            "OnDemandStreamCount",
+            Some(Doc::U64(u64::from(o.on_demand_stream_count))),
+        ),
         (
             "OnDemandStreamCountLimit",
             Some(Doc::U64(u64::from(o.on_demand_stream_count_limit))),
@@ -142,8 +151,14 @@ pub fn enhanced_monitoring(o: &EnhancedMonitoringOutput) -> Doc {
 
 fn warm_throughput(w: WarmThroughput) -> Doc {
     Doc::Map(vec![
-        ("TargetMiBps", w.target_mibps.map(|n| Doc::U64(u64::from(n)))),
-        ("CurrentMiBps", w.current_mibps.map(|n| Doc::U64(u64::from(n)))),
+        (
+            "TargetMiBps",
+            w.target_mibps.map(|n| Doc::U64(u64::from(n))),
+        ),
+        (
+            "CurrentMiBps",
+            w.current_mibps.map(|n| Doc::U64(u64::from(n))),
+        ),
     ])
 }
 
@@ -164,7 +179,10 @@ pub fn account_settings(commitment: Option<&MinimumThroughputBillingCommitment>)
                 ("Status", Some(Doc::str(c.status.as_str()))),
                 ("StartedAt", c.started_at_ms.map(Doc::TimestampMs)),
                 ("EndedAt", c.ended_at_ms.map(Doc::TimestampMs)),
-                ("EarliestAllowedEndAt", c.earliest_allowed_end_at_ms.map(Doc::TimestampMs)),
+                (
+                    "EarliestAllowedEndAt",
+                    c.earliest_allowed_end_at_ms.map(Doc::TimestampMs),
+                ),
             ])
         }),
     )])
@@ -180,7 +198,10 @@ fn consumer(c: &ConsumerDescription, with_stream_arn: bool) -> Doc {
             "ConsumerCreationTimestamp",
             Some(Doc::TimestampMs(c.consumer_creation_timestamp_ms)),
         ),
-        ("StreamARN", with_stream_arn.then(|| Doc::str(&c.stream_arn))),
+        (
+            "StreamARN",
+            with_stream_arn.then(|| Doc::str(&c.stream_arn)),
+        ),
     ])
 }
 
@@ -196,7 +217,9 @@ pub fn list_stream_consumers(o: &ListStreamConsumersOutput) -> Doc {
     Doc::Map(vec![
         (
             "Consumers",
-            Some(Doc::List(o.consumers.iter().map(|c| consumer(c, false)).collect())),
+            Some(Doc::List(
+                o.consumers.iter().map(|c| consumer(c, false)).collect(),
+            )),
         ),
         ("NextToken", o.next_token.as_deref().map(Doc::str)),
     ])
@@ -263,7 +286,9 @@ mod tests {
         };
         let described = String::from_utf8(to_json(&describe_stream_consumer(&c))).expect("UTF-8");
         let registered = String::from_utf8(to_json(&register_stream_consumer(&c))).expect("UTF-8");
-        assert!(described.contains(r#""StreamARN":"arn:aws:kinesis:us-east-1:000000000000:stream/s""#));
+        assert!(
+            described.contains(r#""StreamARN":"arn:aws:kinesis:us-east-1:000000000000:stream/s""#)
+        );
         assert!(!registered.contains("StreamARN"));
         assert!(registered.starts_with(r#"{"Consumer":{"ConsumerName":"c""#));
     }

@@ -746,7 +746,9 @@ async fn dispatch_control<A: KinesisApi>(
         }
         Operation::DisableEnhancedMonitoring => {
             let (stream_name, metrics) = decode::enhanced_monitoring(home, body)?;
-            let output = api.disable_enhanced_monitoring(stream_name, metrics).await?;
+            let output = api
+                .disable_enhanced_monitoring(stream_name, metrics)
+                .await?;
             Some(out::enhanced_monitoring(&output))
         }
         Operation::UpdateMaxRecordSize => {
@@ -766,7 +768,9 @@ async fn dispatch_control<A: KinesisApi>(
         }
         Operation::UpdateStreamWarmThroughput => {
             let (stream_name, mibps) = decode::update_stream_warm_throughput(home, body)?;
-            let output = api.update_stream_warm_throughput(stream_name, mibps).await?;
+            let output = api
+                .update_stream_warm_throughput(stream_name, mibps)
+                .await?;
             Some(out::update_stream_warm_throughput(&output))
         }
         Operation::DescribeAccountSettings => {

@@ -1289,7 +1289,11 @@ fn split_and_merge_list_every_missing_member_in_aws_order() {
         "3 validation errors detected: Value null at 'newStartingHashKey' failed to satisfy constraint: Member must not be null; Value null at 'shardToSplit' failed to satisfy constraint: Member must not be null; Value null at 'streamName' failed to satisfy constraint: Member must not be null"
     );
     assert_eq!(
-        validation(&model, "MergeShards", json!({"StreamName": "s", "ShardToMerge": "a b"})),
+        validation(
+            &model,
+            "MergeShards",
+            json!({"StreamName": "s", "ShardToMerge": "a b"})
+        ),
         "2 validation errors detected: Value null at 'adjacentShardToMerge' failed to satisfy constraint: Member must not be null; Value 'a b' at 'shardToMerge' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
     );
     assert_eq!(
@@ -1327,7 +1331,10 @@ fn resharding_reaches_the_api_and_update_shard_count_answers_its_counts() {
         json!({"StreamName": "nope", "ShardToMerge": "shardId-000000000000", "AdjacentShardToMerge": "shardId-000000000001"}),
     );
     assert_eq!(kind, "ResourceNotFoundException");
-    assert_eq!(message, format!("Stream nope under account {ACCOUNT} not found."));
+    assert_eq!(
+        message,
+        format!("Stream nope under account {ACCOUNT} not found.")
+    );
 }
 
 #[test]
@@ -1366,7 +1373,11 @@ fn enhanced_monitoring_answers_current_and_desired_metrics() {
         json!({"StreamName": "s", "CurrentShardLevelMetrics": [], "DesiredShardLevelMetrics": ["IncomingRecords"], "StreamARN": arn("s")})
     );
     assert_eq!(
-        validation(&model, "DisableEnhancedMonitoring", json!({"StreamName": "s", "ShardLevelMetrics": []})),
+        validation(
+            &model,
+            "DisableEnhancedMonitoring",
+            json!({"StreamName": "s", "ShardLevelMetrics": []})
+        ),
         "1 validation error detected: Value '[]' at 'shardLevelMetrics' failed to satisfy constraint: Member must have length greater than or equal to 1"
     );
 }
@@ -1375,11 +1386,19 @@ fn enhanced_monitoring_answers_current_and_desired_metrics() {
 fn stream_encryption_and_record_size_validate_their_members() {
     let model = Model::default();
     assert_eq!(
-        validation(&model, "StartStreamEncryption", json!({"StreamName": "s", "EncryptionType": "AES"})),
+        validation(
+            &model,
+            "StartStreamEncryption",
+            json!({"StreamName": "s", "EncryptionType": "AES"})
+        ),
         "2 validation errors detected: Value 'AES' at 'encryptionType' failed to satisfy constraint: Member must satisfy enum value set: [NONE, KMS]; Value null at 'keyId' failed to satisfy constraint: Member must not be null"
     );
     assert_eq!(
-        validation(&model, "UpdateMaxRecordSize", json!({"StreamARN": arn("s"), "MaxRecordSizeInKiB": 20000})),
+        validation(
+            &model,
+            "UpdateMaxRecordSize",
+            json!({"StreamARN": arn("s"), "MaxRecordSizeInKiB": 20000})
+        ),
         "1 validation error detected: Value '20000' at 'maxRecordSizeInKiB' failed to satisfy constraint: Member must have value less than or equal to 10240"
     );
     let model = model_with_stream("s", 1);
@@ -1417,9 +1436,16 @@ fn warm_throughput_and_account_settings_answer_their_shapes() {
         body,
         json!({"StreamARN": arn("s"), "StreamName": "s", "WarmThroughput": {"TargetMiBps": 10, "CurrentMiBps": 10}})
     );
-    assert_eq!(call(&model, "DescribeAccountSettings", json!({})), (200, json!({})));
     assert_eq!(
-        validation(&model, "UpdateAccountSettings", json!({"MinimumThroughputBillingCommitment": {"Status": "ON"}})),
+        call(&model, "DescribeAccountSettings", json!({})),
+        (200, json!({}))
+    );
+    assert_eq!(
+        validation(
+            &model,
+            "UpdateAccountSettings",
+            json!({"MinimumThroughputBillingCommitment": {"Status": "ON"}})
+        ),
         "1 validation error detected: Value 'ON' at 'minimumThroughputBillingCommitment.status' failed to satisfy constraint: Member must satisfy enum value set: [ENABLED, DISABLED]"
     );
     let (status, body) = call(
@@ -1472,14 +1498,26 @@ fn consumers_answer_the_consumer_and_description_shapes_in_json_and_cbor() {
         Some(crate::json::JsonValue::TimestampMs(_))
     ));
 
-    let (status, body) = call(&model, "ListStreamConsumers", json!({"StreamARN": arn("s")}));
+    let (status, body) = call(
+        &model,
+        "ListStreamConsumers",
+        json!({"StreamARN": arn("s")}),
+    );
     assert_eq!(status, 200);
     assert_eq!(body["Consumers"][0]["ConsumerARN"], consumer_arn.as_str());
     assert_eq!(
-        validation(&model, "DescribeStreamConsumer", json!({"ConsumerARN": "arn:aws:kinesis:us-east-1:000000000000:stream/s/consumer/c"})),
+        validation(
+            &model,
+            "DescribeStreamConsumer",
+            json!({"ConsumerARN": "arn:aws:kinesis:us-east-1:000000000000:stream/s/consumer/c"})
+        ),
         "1 validation error detected: Value 'arn:aws:kinesis:us-east-1:000000000000:stream/s/consumer/c' at 'consumerARN' failed to satisfy constraint: Member must satisfy regular expression pattern: ^(arn):aws.*:kinesis:.*:\\d{12}:.*stream\\/[a-zA-Z0-9_.-]+\\/consumer\\/[a-zA-Z0-9_.-]+:[0-9]+"
     );
-    let (status, _) = call(&model, "DeregisterStreamConsumer", json!({"StreamARN": arn("s"), "ConsumerName": "c"}));
+    let (status, _) = call(
+        &model,
+        "DeregisterStreamConsumer",
+        json!({"StreamARN": arn("s"), "ConsumerName": "c"}),
+    );
     assert_eq!(status, 200);
 }
 
@@ -1488,11 +1526,19 @@ fn policies_and_tags_by_resource_arn_round_trip() {
     let model = model_with_stream("s", 1);
     let policy = r#"{"Statement":[]}"#;
     assert_eq!(
-        call(&model, "PutResourcePolicy", json!({"ResourceARN": arn("s"), "Policy": policy})),
+        call(
+            &model,
+            "PutResourcePolicy",
+            json!({"ResourceARN": arn("s"), "Policy": policy})
+        ),
         (200, Value::Null)
     );
     assert_eq!(
-        call(&model, "GetResourcePolicy", json!({"ResourceARN": arn("s")})),
+        call(
+            &model,
+            "GetResourcePolicy",
+            json!({"ResourceARN": arn("s")})
+        ),
         (200, json!({"Policy": policy}))
     );
     assert_eq!(
@@ -1500,15 +1546,30 @@ fn policies_and_tags_by_resource_arn_round_trip() {
         "1 validation error detected: Value null at 'resourceARN' failed to satisfy constraint: Member must not be null"
     );
     assert_eq!(
-        call(&model, "TagResource", json!({"ResourceARN": arn("s"), "Tags": {"b": "2", "a": "1"}})),
+        call(
+            &model,
+            "TagResource",
+            json!({"ResourceARN": arn("s"), "Tags": {"b": "2", "a": "1"}})
+        ),
         (200, Value::Null)
     );
     assert_eq!(
-        call(&model, "ListTagsForResource", json!({"ResourceARN": arn("s")})),
-        (200, json!({"Tags": [{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]}))
+        call(
+            &model,
+            "ListTagsForResource",
+            json!({"ResourceARN": arn("s")})
+        ),
+        (
+            200,
+            json!({"Tags": [{"Key": "a", "Value": "1"}, {"Key": "b", "Value": "2"}]})
+        )
     );
     assert_eq!(
-        validation(&model, "UntagResource", json!({"ResourceARN": arn("s"), "TagKeys": []})),
+        validation(
+            &model,
+            "UntagResource",
+            json!({"ResourceARN": arn("s"), "TagKeys": []})
+        ),
         "1 validation error detected: Value '[]' at 'tagKeys' failed to satisfy constraint: Member must have length greater than or equal to 1"
     );
     let (kind, message) = error_of(
@@ -1530,7 +1591,9 @@ fn put_record_checks_sequence_number_for_ordering() {
     assert_eq!(kind, "InvalidArgumentException");
     assert_eq!(
         message,
-        format!("ExclusiveMinimumSequenceNumber 1 used in PutRecord on stream s under account {ACCOUNT} is invalid.")
+        format!(
+            "ExclusiveMinimumSequenceNumber 1 used in PutRecord on stream s under account {ACCOUNT} is invalid."
+        )
     );
 }
 
@@ -1540,7 +1603,10 @@ fn channel_and_queue_operations_are_refused_with_a_reason_after_authentication()
     for (operation, _) in crate::kinesis::UNSUPPORTED_OPERATIONS {
         let (kind, message) = error_of(&model, operation, json!({}));
         assert_eq!(kind, "InvalidArgumentException", "{operation}");
-        assert!(message.starts_with("Sluice does not support"), "{operation}: {message}");
+        assert!(
+            message.starts_with("Sluice does not support"),
+            "{operation}: {message}"
+        );
     }
     let unauthenticated = send(
         &model,

@@ -9,17 +9,17 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use sluice_core::api::{
-    ConsumerDescription, ConsumerRef, DescribeLimitsOutput, PutRecordsEntry, check_record_sizes, EnhancedMonitoringOutput,
-    ListStreamConsumersInput, ListStreamConsumersOutput, MergeShardsInput,
-    MinimumThroughputBillingCommitment, PutRecordInput, PutRecordOutput,
-    RegisterStreamConsumerInput, SplitShardInput, StreamEncryptionInput, UpdateShardCountInput,
-    UpdateShardCountOutput, UpdateStreamModeInput, UpdateStreamWarmThroughputOutput,
-    CreateStreamInput, DeleteStreamInput, DescribeStreamInput, EncryptionType, GetRecordsInput,
+    ConsumerDescription, ConsumerRef, CreateStreamInput, DeleteStreamInput, DescribeLimitsOutput,
+    DescribeStreamInput, EncryptionType, EnhancedMonitoringOutput, GetRecordsInput,
     GetRecordsOutput, GetShardIteratorInput, KinesisApi, ListShardsInput, ListShardsOutput,
-    ListStreamsInput, ListStreamsOutput, ListTagsForStreamInput, ListTagsForStreamOutput,
-    OwnedRecord, PutRecordsInput, PutRecordsOutput, PutRecordsResultEntry, ShardDescription,
-    ShardIteratorType, StreamDescription, StreamDescriptionSummary, StreamMode, StreamStatus,
-    StreamSummary, Tag,
+    ListStreamConsumersInput, ListStreamConsumersOutput, ListStreamsInput, ListStreamsOutput,
+    ListTagsForStreamInput, ListTagsForStreamOutput, MergeShardsInput,
+    MinimumThroughputBillingCommitment, OwnedRecord, PutRecordInput, PutRecordOutput,
+    PutRecordsEntry, PutRecordsInput, PutRecordsOutput, PutRecordsResultEntry,
+    RegisterStreamConsumerInput, ShardDescription, ShardIteratorType, SplitShardInput,
+    StreamDescription, StreamDescriptionSummary, StreamEncryptionInput, StreamMode, StreamStatus,
+    StreamSummary, Tag, UpdateShardCountInput, UpdateShardCountOutput, UpdateStreamModeInput,
+    UpdateStreamWarmThroughputOutput, check_record_sizes,
 };
 use sluice_core::catalog::{Catalog, CatalogConfig};
 use sluice_core::hash_key::{HashRange, partition_key_hash};
@@ -120,7 +120,9 @@ impl Model {
         let catalog = self.catalog.borrow();
         let max = catalog
             .live_stream(stream_name, self.now_ms.get())
-            .map_or(sluice_core::limits::RECORD_BYTES_MAX, |s| s.max_record_bytes());
+            .map_or(sluice_core::limits::RECORD_BYTES_MAX, |s| {
+                s.max_record_bytes()
+            });
         check_record_sizes(max, records, single)
     }
 
@@ -166,9 +168,11 @@ impl KinesisApi for Model {
             return Err(KinesisError::stream_exists(&input.stream_name, ACCOUNT));
         }
         let count = input.shard_count.unwrap_or(4);
-        self.catalog
-            .borrow_mut()
-            .create_stream(input.clone(), self.now_ms.get(), &mut |index| index)?;
+        self.catalog.borrow_mut().create_stream(
+            input.clone(),
+            self.now_ms.get(),
+            &mut |index| index,
+        )?;
         streams.insert(
             input.stream_name,
             ModelStream {
@@ -459,12 +463,16 @@ impl KinesisApi for Model {
         input: sluice_core::subscribe::SubscribeToShardInput,
     ) -> Result<Self::Subscription, KinesisError> {
         use sluice_core::subscribe::{ScriptedSubscription, SubscribeToShardEventOut};
-        let arn = sluice_core::consumer::ConsumerArn::parse(&input.consumer_arn).ok_or_else(|| {
-            KinesisError::new(
-                sluice_core::ErrorKind::ResourceNotFound,
-                format!("Consumer {}, account {ACCOUNT} not found.", input.consumer_arn),
-            )
-        })?;
+        let arn =
+            sluice_core::consumer::ConsumerArn::parse(&input.consumer_arn).ok_or_else(|| {
+                KinesisError::new(
+                    sluice_core::ErrorKind::ResourceNotFound,
+                    format!(
+                        "Consumer {}, account {ACCOUNT} not found.",
+                        input.consumer_arn
+                    ),
+                )
+            })?;
         self.with_stream(&arn.stream_name, |s| {
             let index = parse_shard_id(&input.shard_id)
                 .filter(|i| (*i as usize) < s.shards.len())
@@ -472,9 +480,11 @@ impl KinesisApi for Model {
                     KinesisError::shard_not_found(&input.shard_id, &arn.stream_name, ACCOUNT)
                 })?;
             let shard = &s.shards[index as usize];
-            let position = input.starting_position.sequence_number.as_deref().map(|text| {
-                SequenceNumber::parse(text).map_or(0, |n| n.position as usize)
-            });
+            let position = input
+                .starting_position
+                .sequence_number
+                .as_deref()
+                .map(|text| SequenceNumber::parse(text).map_or(0, |n| n.position as usize));
             let start = match input.starting_position.kind {
                 ShardIteratorType::TrimHorizon | ShardIteratorType::AtTimestamp => 0,
                 ShardIteratorType::Latest => shard.len(),
@@ -493,7 +503,9 @@ impl KinesisApi for Model {
                 millis_behind_latest: 0,
                 child_shards: Vec::new(),
             };
-            Ok(ScriptedSubscription { events: [Ok(event)].into() })
+            Ok(ScriptedSubscription {
+                events: [Ok(event)].into(),
+            })
         })
     }
 
@@ -506,7 +518,11 @@ impl KinesisApi for Model {
                 input.stream_name
             )));
         }
-        self.check_sizes(&input.stream_name, std::slice::from_ref(&input.record), true)?;
+        self.check_sizes(
+            &input.stream_name,
+            std::slice::from_ref(&input.record),
+            true,
+        )?;
         let output = self
             .put_records(PutRecordsInput {
                 stream_name: input.stream_name,
@@ -579,7 +595,10 @@ impl KinesisApi for Model {
         self.catalog_change(|c, now| c.start_stream_encryption(input, now))
     }
 
-    async fn stop_stream_encryption(&self, input: StreamEncryptionInput) -> Result<(), KinesisError> {
+    async fn stop_stream_encryption(
+        &self,
+        input: StreamEncryptionInput,
+    ) -> Result<(), KinesisError> {
         self.catalog_change(|c, now| c.stop_stream_encryption(input, now))
     }
 
