@@ -874,7 +874,7 @@ async fn tags_by_resource_arn_apply_to_streams_and_consumers() {
 }
 
 #[tokio::test]
-async fn sequence_number_for_ordering_must_be_one_of_the_streams_sequence_numbers() {
+async fn sequence_number_for_ordering_takes_any_well_formed_number_not_from_the_future() {
     let server = server();
     let client = server.client();
     create_active_stream(&client, "ordered", 2).await;
@@ -914,8 +914,21 @@ async fn sequence_number_for_ordering_must_be_one_of_the_streams_sequence_number
         .await
         .expect("PutRecord");
     assert_eq!(elsewhere.shard_id(), "shardId-000000000002");
+    // AWS (as kinesalite's suite recorded it) accepts a well-formed number of another shard or
+    // stream; ours grow within the shard anyway, so the new record still orders after it.
     let foreign = elsewhere.sequence_number().to_owned();
-    for bad in ["1", foreign.as_str()] {
+    client
+        .put_record()
+        .stream_name("ordered")
+        .partition_key("k")
+        .data(Blob::new("2b"))
+        .sequence_number_for_ordering(&foreign)
+        .send()
+        .await
+        .expect("a well-formed number of another stream is accepted");
+    // A number whose shard was created in the far future (2^36 - 1 seconds) cannot precede anything.
+    let future = sluice_core::SequenceNumber::new((1 << 36) - 1, 0, 0, 0).to_string();
+    for bad in ["1", future.as_str()] {
         let (code, message) = expect_error(
             client
                 .put_record()

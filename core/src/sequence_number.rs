@@ -116,6 +116,16 @@ impl SequenceNumber {
     /// Parses a decimal sequence number. `NotDecimal` for text that is not a plain decimal,
     /// `Foreign` for a number that does not have our layout.
     pub fn parse(text: &str) -> Result<Self, ParseSequenceNumberError> {
+        Self::parse_layout(text, &[2])
+    }
+
+    /// Like [`Self::parse`], but also accepts the version-1 layout (trailing nibble 1) that AWS
+    /// still takes as a PutRecord `SequenceNumberForOrdering`.
+    pub fn parse_any_version(text: &str) -> Result<Self, ParseSequenceNumberError> {
+        Self::parse_layout(text, &[1, 2])
+    }
+
+    fn parse_layout(text: &str, versions: &[u64]) -> Result<Self, ParseSequenceNumberError> {
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ParseSequenceNumberError::NotDecimal);
         }
@@ -135,7 +145,11 @@ impl SequenceNumber {
         let arrival_s = v.take_nibbles(9);
         let shard_index = v.take_nibbles(8);
         let tail = v.take_nibbles(1);
-        if zero != 0 || tail != 2 || index_low != shard_index & 0xf || position > POSITION_MAX {
+        if zero != 0
+            || !versions.contains(&tail)
+            || index_low != shard_index & 0xf
+            || position > POSITION_MAX
+        {
             return Err(ParseSequenceNumberError::Foreign);
         }
         Ok(Self {
@@ -190,6 +204,24 @@ mod tests {
         let diff = b - a;
         let expected = 22300745198530623141535718272648361505980432f64;
         assert!((diff - expected).abs() / expected < 1e-9, "{diff}");
+    }
+
+    #[test]
+    fn the_version_1_layout_is_accepted_only_where_asked_for() {
+        // The all-zero number ends in nibble 2 (version 2); version 1 differs only in that last
+        // nibble, so it is the same decimal minus one (its last digit is 4, never 0).
+        let mut text = SequenceNumber::new(0, 0, 0, 0).to_string();
+        let last = text.pop().expect("a digit");
+        assert_eq!(last, '4');
+        text.push('3');
+        assert_eq!(
+            SequenceNumber::parse(&text),
+            Err(ParseSequenceNumberError::Foreign)
+        );
+        assert_eq!(
+            SequenceNumber::parse_any_version(&text),
+            Ok(SequenceNumber::new(0, 0, 0, 0))
+        );
     }
 
     #[test]

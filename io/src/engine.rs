@@ -1805,16 +1805,14 @@ fn check_sequence_number_for_ordering(
     stream: &Stream,
     text: &str,
     account_id: &str,
+    now_ms: u64,
 ) -> Result<(), KinesisError> {
-    let ours = SequenceNumber::parse(text)
-        .ok()
-        .and_then(|s| {
-            stream
-                .shard(s.shard_index)
-                .filter(|shard| shard.created_s == s.shard_created_s)
-        })
-        .is_some();
-    if ours {
+    // AWS takes any well-formed sequence number (either layout version, any shard, even one of
+    // an earlier stream of the same name) whose shard creation time is not in the future: our
+    // positions only grow, so every later record already orders after it.
+    let well_formed = SequenceNumber::parse_any_version(text)
+        .is_ok_and(|s| s.shard_created_s.saturating_mul(1000) <= now_ms);
+    if well_formed {
         Ok(())
     } else {
         Err(KinesisError::invalid_argument(format!(
@@ -2148,7 +2146,12 @@ impl KinesisApi for Engine {
             check_record_sizes(max_record_bytes(stream.as_ref().ok()), &records, true)?;
             let stream = stream?;
             if let Some(ordering) = &input.sequence_number_for_ordering {
-                check_sequence_number_for_ordering(stream, ordering, &catalog.config.account_id)?;
+                check_sequence_number_for_ordering(
+                    stream,
+                    ordering,
+                    &catalog.config.account_id,
+                    now_ms(),
+                )?;
             }
             stream.control.encryption_type()
         };
