@@ -800,6 +800,9 @@ mod tests {
         async fn delete_resource_policy(&self, _: String) -> Result<(), sluice_core::KinesisError> {
             unsupported()
         }
+        async fn resource_policy(&self, _: String) -> Option<String> {
+            None
+        }
         async fn tag_resource(
             &self,
             _: String,

@@ -576,6 +576,9 @@ pub trait KinesisApi {
         tag_keys: Vec<String>,
     ) -> Result<(), KinesisError>;
     async fn list_tags_for_resource(&self, resource_arn: String) -> Result<Vec<Tag>, KinesisError>;
+    /// The resource policy stored for a live stream or consumer ARN, for enforcement (see
+    /// `crate::policy`); `None` when there is none or the ARN names nothing.
+    async fn resource_policy(&self, resource_arn: String) -> Option<String>;
 
     /// What a SubscribeToShard call streams; see `crate::subscribe`.
     type Subscription: crate::subscribe::Subscription + 'static;

@@ -13,6 +13,7 @@ pub mod error;
 pub mod hash_key;
 pub mod limits;
 pub mod next_token;
+pub mod policy;
 pub mod reshard;
 pub mod resource;
 pub mod sequence_number;

@@ -3,9 +3,9 @@
 //! consumers. Channels and queues do not exist on the appliance, so their ARNs name nothing.
 //!
 //! A policy is kept as the exact text the client sent, after checking that it is a JSON object
-//! with a `Statement` member. The check is a small JSON syntax walker here, because `core` has no
-//! JSON dependency; it accepts exactly RFC 8259 JSON (tested against `serde_json`) nested at
-//! most [`POLICY_DEPTH_MAX`] deep.
+//! with a `Statement` member. The check is a small JSON syntax walker here (enforcement, in
+//! `crate::policy`, reads stored documents with `serde_json`); it accepts exactly RFC 8259 JSON
+//! (tested against `serde_json`) nested at most [`POLICY_DEPTH_MAX`] deep.
 
 use crate::api::Tag;
 use crate::catalog::Catalog;

@@ -129,6 +129,9 @@ impl KinesisApi for Refuse {
     async fn delete_resource_policy(&self, _: String) -> Result<(), sluice_core::KinesisError> {
         refuse()
     }
+    async fn resource_policy(&self, _: String) -> Option<String> {
+        None
+    }
     async fn tag_resource(&self, _: String, _: Vec<sluice_core::api::Tag>) -> Result<(), sluice_core::KinesisError> {
         refuse()
     }

@@ -2307,6 +2307,12 @@ impl KinesisApi for Engine {
         self.mutate_catalog(|c| c.delete_resource_policy(&resource_arn, now_ms()))
     }
 
+    async fn resource_policy(&self, resource_arn: String) -> Option<String> {
+        self.catalog_read()
+            .resource_policy(&resource_arn, now_ms())
+            .map(str::to_owned)
+    }
+
     async fn tag_resource(&self, resource_arn: String, tags: Vec<Tag>) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.tag_resource(&resource_arn, tags, now_ms()))
     }

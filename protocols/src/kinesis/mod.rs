@@ -17,6 +17,7 @@ pub mod decode;
 pub mod encode;
 pub mod encode_cbor;
 pub mod encode_control;
+pub mod enforce;
 pub mod error;
 pub mod subscribe;
 
@@ -498,6 +499,9 @@ pub async fn handle_kinesis_with<A: KinesisApi>(
         );
     };
 
+    if let Err(e) = enforce::check_resource_policy(api, operation_name, &document).await {
+        return reply.error_in(protocol, &e);
+    }
     let body = match protocol {
         Protocol::Json => Obj::new(&document),
         Protocol::Cbor => Obj::new_cbor(&document),

@@ -367,6 +367,9 @@ pub async fn handle_subscribe_to_shard<A: KinesisApi>(
         ));
     }
     let reply = Reply { headers };
+    if let Err(e) = super::enforce::check_resource_policy(api, OPERATION, &document).await {
+        return SubscribeReply::Complete(reply.error_in(protocol, &e));
+    }
     let subscription = match decode_input(&document, protocol) {
         Ok(input) => api.subscribe_to_shard(input).await,
         Err(e) => Err(e),

@@ -669,6 +669,13 @@ impl KinesisApi for Model {
         self.catalog_change(|c, now| c.delete_resource_policy(&arn, now))
     }
 
+    async fn resource_policy(&self, arn: String) -> Option<String> {
+        self.catalog
+            .borrow()
+            .resource_policy(&arn, self.now_ms.get())
+            .map(str::to_owned)
+    }
+
     async fn tag_resource(&self, arn: String, tags: Vec<Tag>) -> Result<(), KinesisError> {
         self.catalog_change(|c, now| c.tag_resource(&arn, tags, now))
     }
