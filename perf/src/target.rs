@@ -186,7 +186,7 @@ fn failed_record_count(body: &[u8]) -> Option<u64> {
 
 #[derive(Clone)]
 pub enum Target {
-    Http(Kinesis),
+    Http(Box<Kinesis>),
     Binary(BinaryClient),
 }
 
@@ -197,7 +197,7 @@ impl Target {
         binary_addr: &str,
     ) -> anyhow::Result<Target> {
         Ok(match protocol {
-            Protocol::Http => Target::Http(Kinesis::new(endpoint)),
+            Protocol::Http => Target::Http(Box::new(Kinesis::new(endpoint))),
             Protocol::Binary => {
                 let config = ClientConfig {
                     request_timeout: Some(Duration::from_secs(60)),
