@@ -220,8 +220,9 @@ impl Settings {
             .data_dir
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./sluice-data"));
-        // The engine's per-core log recovery does not resolve relative paths (a relative
-        // directory fails with "cannot create or list log directory"), so it gets an absolute one.
+        // Shown absolute in the ready line and logs, so an operator sees where the data is
+        // whatever the working directory (the log layer also makes its own paths absolute,
+        // because glommio cannot open relative ones).
         let data_dir = std::path::absolute(&data_dir)
             .with_context(|| format!("cannot resolve the data directory {}", data_dir.display()))?;
         let http_addr = args

@@ -657,6 +657,14 @@ impl Log {
                 reason: "commit_bytes_max must be positive".to_owned(),
             });
         }
+        // glommio resolves a relative path against no directory at all (`Directory::open` fails
+        // with EBADF), so the log always works with an absolute one.
+        let mut config = config;
+        config.dir =
+            std::path::absolute(&config.dir).map_err(|source| OpenLogError::Directory {
+                dir: config.dir.clone(),
+                source,
+            })?;
         let mut state = recover(config).await?;
         state.cache.bytes_max = cache_bytes_max;
         let state = Rc::new(RefCell::new(state));
@@ -2137,6 +2145,31 @@ mod tests {
     }
 
     type Owned = (u64, String, Vec<u8>);
+
+    #[test]
+    fn a_log_in_a_relative_directory_opens_appends_and_reopens() {
+        // glommio alone fails on relative paths (EBADF); the default data dir is relative.
+        let temp = tempfile::tempdir_in(".").expect("temp dir under the working directory");
+        let relative = PathBuf::from(".").join(temp.path().file_name().expect("a name"));
+        assert!(relative.is_relative());
+        let key = shard("relative", 0);
+        let written = records(3, 10, 7);
+        let appended = written.clone();
+        let (dir, key2) = (relative.clone(), key.clone());
+        run(async move {
+            let log = Log::open(config(&dir, 64 << 10, Durability::Fsync))
+                .await
+                .expect("opens");
+            log.append(&key2, appended).await.expect("appends");
+        });
+        let got = run(async move {
+            let log = Log::open(config(&relative, 64 << 10, Durability::Fsync))
+                .await
+                .expect("reopens");
+            read_all(&log, &key, 0).await
+        });
+        assert_eq!(got, expected(&[written]));
+    }
 
     async fn read_all(log: &Log, shard: &ShardKey, from: u64) -> Vec<Owned> {
         let mut out = Vec::new();
