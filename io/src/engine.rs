@@ -734,6 +734,18 @@ impl Engine {
             .map_err(|_| KinesisError::internal("A shard core is not running."))
     }
 
+    /// Sends the request `request` builds around a reply channel to `core` and awaits the reply.
+    async fn ask<T>(
+        &self,
+        core: usize,
+        request: impl FnOnce(oneshot::Sender<T>) -> CoreMessage,
+    ) -> Result<T, KinesisError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(core, request(reply)).await?;
+        rx.await
+            .map_err(|_| KinesisError::internal("A shard core dropped the request."))
+    }
+
     async fn append(
         &self,
         target: &ShardTarget,
@@ -745,19 +757,13 @@ impl Engine {
                 .append_on_owner(target.log_id, target.key.to_key(), records)
                 .await)
         } else {
-            let (reply, rx) = oneshot::channel();
-            self.send(
-                owner,
-                CoreMessage::Append {
-                    log_id: target.log_id,
-                    shard: target.key.clone(),
-                    records,
-                    reply,
-                },
-            )
-            .await?;
-            rx.await
-                .map_err(|_| KinesisError::internal("A shard core dropped the request."))
+            self.ask(owner, |reply| CoreMessage::Append {
+                log_id: target.log_id,
+                shard: target.key.clone(),
+                records,
+                reply,
+            })
+            .await
         }
     }
 
@@ -859,19 +865,13 @@ impl Engine {
             })?;
             Ok(locate_local(log, &target.key.to_key(), query))
         } else {
-            let (reply, rx) = oneshot::channel();
-            self.send(
-                owner,
-                CoreMessage::Locate {
-                    log_id: target.log_id,
-                    shard: target.key.clone(),
-                    query,
-                    reply,
-                },
-            )
-            .await?;
-            rx.await
-                .map_err(|_| KinesisError::internal("A shard core dropped the request."))
+            self.ask(owner, |reply| CoreMessage::Locate {
+                log_id: target.log_id,
+                shard: target.key.clone(),
+                query,
+                reply,
+            })
+            .await
         }
     }
 
@@ -924,22 +924,16 @@ impl Engine {
                 tip.last_arrival_ms,
             ))
         } else {
-            let (reply, rx) = oneshot::channel();
-            self.send(
-                owner,
-                CoreMessage::Read {
+            let remote = self
+                .ask(owner, |reply| CoreMessage::Read {
                     log_id: target.log_id,
                     shard: target.key.clone(),
                     position,
                     limit,
                     bytes_max: GET_RECORDS_BYTES_MAX,
                     reply,
-                },
-            )
-            .await?;
-            let remote = rx
-                .await
-                .map_err(|_| KinesisError::internal("A shard core dropped the request."))?
+                })
+                .await?
                 .map_err(|refused| match refused {
                     ReadRefused::Throttled => self.read_throttled(target),
                     ReadRefused::Failed(reason) => {
@@ -1196,10 +1190,8 @@ impl Engine {
                 let tips = if core == self.local.core_id {
                     self.seal_on_owner(shards).await
                 } else {
-                    let (reply, rx) = oneshot::channel();
-                    self.send(core, CoreMessage::Seal { shards, reply }).await?;
-                    rx.await
-                        .map_err(|_| KinesisError::internal("A shard core dropped the request."))?
+                    self.ask(core, |reply| CoreMessage::Seal { shards, reply })
+                        .await?
                 };
                 Ok::<_, KinesisError>(indexes.into_iter().zip(tips).collect::<Vec<_>>())
             });
@@ -1693,20 +1685,14 @@ impl Engine {
                 tip,
             ))
         } else {
-            let (reply, rx) = oneshot::channel();
-            self.send(
-                owner,
-                CoreMessage::ReadFrom {
+            let (remote, position) = self
+                .ask(owner, |reply| CoreMessage::ReadFrom {
                     log_id: target.log_id,
                     shard: target.key.clone(),
                     request,
                     reply,
-                },
-            )
-            .await?;
-            let (remote, position) = rx
-                .await
-                .map_err(|_| KinesisError::internal("A shard core dropped the request."))?
+                })
+                .await?
                 .map_err(|e| read_failed(&e))?;
             let tip = ShardTip {
                 next_position: remote.next_position,
