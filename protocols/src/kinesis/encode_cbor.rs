@@ -1,5 +1,5 @@
-//! Response encoding for the Kinesis CBOR 1.1 protocol: the same output shapes and member order
-//! as `encode` (the JSON 1.1 writer), with the Java SDK's value conventions (see `crate::cbor`):
+//! Response encoding for the Kinesis CBOR 1.1 protocol's data plane: the same output shapes and
+//! member order as `encode` (the JSON 1.1 writer), with the Java SDK's value conventions (see `crate::cbor`):
 //! `Data` as a byte string, timestamps as tag 1 + epoch milliseconds, hash keys and sequence
 //! numbers as text. Structures are indefinite-length maps; lists are definite-length arrays
 //! except GetRecords' `Records`, whose length the record batch does not expose up front.
@@ -8,16 +8,12 @@
 //! keeps its straight-line byte pushing. `tests::cbor_responses_match_json_responses` decodes
 //! both writers' output for every shape and checks they carry the same document.
 
-use sluice_core::api::{
-    ChildShard, GetRecordsOutput, ListShardsOutput, ListStreamsOutput, ListTagsForStreamOutput,
-    PutRecordsOutput, RecordBatch, ShardDescription, StreamDescription, StreamDescriptionSummary,
-    StreamMode,
-};
+use sluice_core::api::{ChildShard, GetRecordsOutput, PutRecordsOutput, RecordBatch};
 use sluice_core::{HashRange, SequenceNumber};
 
 use crate::cbor::{
-    write_array_header, write_array_start, write_bool, write_break, write_bytes, write_map_start,
-    write_text, write_timestamp_ms, write_u64,
+    write_array_header, write_array_start, write_break, write_bytes, write_map_start, write_text,
+    write_timestamp_ms, write_u64,
 };
 use crate::kinesis::error::put_records_error_code;
 
@@ -32,57 +28,6 @@ fn write_hash_key_range(out: &mut Vec<u8>, range: HashRange) {
     write_text(out, "EndingHashKey");
     write_text(out, &range.ending.to_string());
     write_break(out);
-}
-
-fn write_stream_mode_details(out: &mut Vec<u8>, mode: StreamMode) {
-    write_map_start(out);
-    write_text(out, "StreamMode");
-    write_text(out, mode.as_str());
-    write_break(out);
-}
-
-fn write_enhanced_monitoring(out: &mut Vec<u8>, metrics: &[String]) {
-    write_array_header(out, 1);
-    write_map_start(out);
-    write_text(out, "ShardLevelMetrics");
-    write_array_header(out, metrics.len());
-    for m in metrics {
-        write_text(out, m);
-    }
-    write_break(out);
-}
-
-fn write_shard(out: &mut Vec<u8>, shard: &ShardDescription) {
-    write_map_start(out);
-    write_text(out, "ShardId");
-    write_text(out, &shard.shard_id);
-    if let Some(parent) = &shard.parent_shard_id {
-        write_text(out, "ParentShardId");
-        write_text(out, parent);
-    }
-    if let Some(adjacent) = &shard.adjacent_parent_shard_id {
-        write_text(out, "AdjacentParentShardId");
-        write_text(out, adjacent);
-    }
-    write_text(out, "HashKeyRange");
-    write_hash_key_range(out, shard.hash_key_range);
-    write_text(out, "SequenceNumberRange");
-    write_map_start(out);
-    write_text(out, "StartingSequenceNumber");
-    write_text(out, &shard.starting_sequence_number);
-    if let Some(ending) = &shard.ending_sequence_number {
-        write_text(out, "EndingSequenceNumber");
-        write_text(out, ending);
-    }
-    write_break(out);
-    write_break(out);
-}
-
-fn write_shards(out: &mut Vec<u8>, shards: &[ShardDescription]) {
-    write_array_header(out, shards.len());
-    for shard in shards {
-        write_shard(out, shard);
-    }
 }
 
 fn write_child_shards(out: &mut Vec<u8>, children: &[ChildShard]) {
@@ -100,132 +45,6 @@ fn write_child_shards(out: &mut Vec<u8>, children: &[ChildShard]) {
         write_hash_key_range(out, child.hash_key_range);
         write_break(out);
     }
-}
-
-/// The members StreamDescription and StreamDescriptionSummary share, up to the shard list.
-fn write_stream_head(out: &mut Vec<u8>, name: &str, arn: &str, status: &str, mode: StreamMode) {
-    write_text(out, "StreamName");
-    write_text(out, name);
-    write_text(out, "StreamARN");
-    write_text(out, arn);
-    write_text(out, "StreamStatus");
-    write_text(out, status);
-    write_text(out, "StreamModeDetails");
-    write_stream_mode_details(out, mode);
-}
-
-pub fn describe_stream(d: &StreamDescription) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512 + d.shards.len() * 320);
-    write_map_start(&mut out);
-    write_text(&mut out, "StreamDescription");
-    write_map_start(&mut out);
-    write_stream_head(
-        &mut out,
-        &d.stream_name,
-        &d.stream_arn,
-        d.stream_status.as_str(),
-        d.stream_mode,
-    );
-    write_text(&mut out, "Shards");
-    write_shards(&mut out, &d.shards);
-    write_text(&mut out, "HasMoreShards");
-    write_bool(&mut out, d.has_more_shards);
-    write_text(&mut out, "RetentionPeriodHours");
-    write_u64(&mut out, u64::from(d.retention_period_hours));
-    write_text(&mut out, "StreamCreationTimestamp");
-    write_timestamp_ms(&mut out, d.stream_creation_timestamp_ms);
-    write_text(&mut out, "EnhancedMonitoring");
-    write_enhanced_monitoring(&mut out, &d.shard_level_metrics);
-    write_text(&mut out, "EncryptionType");
-    write_text(&mut out, d.encryption_type.as_str());
-    if let Some(key_id) = &d.key_id {
-        write_text(&mut out, "KeyId");
-        write_text(&mut out, key_id);
-    }
-    write_break(&mut out);
-    write_break(&mut out);
-    out
-}
-
-pub fn describe_stream_summary(d: &StreamDescriptionSummary) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    write_map_start(&mut out);
-    write_text(&mut out, "StreamDescriptionSummary");
-    write_map_start(&mut out);
-    write_stream_head(
-        &mut out,
-        &d.stream_name,
-        &d.stream_arn,
-        d.stream_status.as_str(),
-        d.stream_mode,
-    );
-    write_text(&mut out, "RetentionPeriodHours");
-    write_u64(&mut out, u64::from(d.retention_period_hours));
-    write_text(&mut out, "StreamCreationTimestamp");
-    write_timestamp_ms(&mut out, d.stream_creation_timestamp_ms);
-    write_text(&mut out, "EnhancedMonitoring");
-    write_enhanced_monitoring(&mut out, &d.shard_level_metrics);
-    write_text(&mut out, "EncryptionType");
-    write_text(&mut out, d.encryption_type.as_str());
-    if let Some(key_id) = &d.key_id {
-        write_text(&mut out, "KeyId");
-        write_text(&mut out, key_id);
-    }
-    write_text(&mut out, "OpenShardCount");
-    write_u64(&mut out, u64::from(d.open_shard_count));
-    write_text(&mut out, "ConsumerCount");
-    write_u64(&mut out, u64::from(d.consumer_count));
-    write_text(&mut out, "MaxRecordSizeInKiB");
-    write_u64(&mut out, u64::from(d.max_record_size_kib));
-    write_break(&mut out);
-    write_break(&mut out);
-    out
-}
-
-pub fn list_streams(o: &ListStreamsOutput) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128 + o.stream_names.len() * 256);
-    write_map_start(&mut out);
-    write_text(&mut out, "StreamNames");
-    write_array_header(&mut out, o.stream_names.len());
-    for name in &o.stream_names {
-        write_text(&mut out, name);
-    }
-    write_text(&mut out, "HasMoreStreams");
-    write_bool(&mut out, o.has_more_streams);
-    if let Some(token) = &o.next_token {
-        write_text(&mut out, "NextToken");
-        write_text(&mut out, token);
-    }
-    write_text(&mut out, "StreamSummaries");
-    write_array_header(&mut out, o.stream_summaries.len());
-    for s in &o.stream_summaries {
-        write_map_start(&mut out);
-        write_stream_head(
-            &mut out,
-            &s.stream_name,
-            &s.stream_arn,
-            s.stream_status.as_str(),
-            s.stream_mode,
-        );
-        write_text(&mut out, "StreamCreationTimestamp");
-        write_timestamp_ms(&mut out, s.stream_creation_timestamp_ms);
-        write_break(&mut out);
-    }
-    write_break(&mut out);
-    out
-}
-
-pub fn list_shards(o: &ListShardsOutput) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + o.shards.len() * 320);
-    write_map_start(&mut out);
-    write_text(&mut out, "Shards");
-    write_shards(&mut out, &o.shards);
-    if let Some(token) = &o.next_token {
-        write_text(&mut out, "NextToken");
-        write_text(&mut out, token);
-    }
-    write_break(&mut out);
-    out
 }
 
 pub fn put_record(
@@ -317,25 +136,6 @@ pub fn get_records<R: RecordBatch>(o: &GetRecordsOutput<R>) -> Vec<u8> {
         write_text(&mut out, "ChildShards");
         write_child_shards(&mut out, &o.child_shards);
     }
-    write_break(&mut out);
-    out
-}
-
-pub fn list_tags_for_stream(o: &ListTagsForStreamOutput) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + o.tags.len() * 64);
-    write_map_start(&mut out);
-    write_text(&mut out, "Tags");
-    write_array_header(&mut out, o.tags.len());
-    for t in &o.tags {
-        write_map_start(&mut out);
-        write_text(&mut out, "Key");
-        write_text(&mut out, &t.key);
-        write_text(&mut out, "Value");
-        write_text(&mut out, &t.value);
-        write_break(&mut out);
-    }
-    write_text(&mut out, "HasMoreTags");
-    write_bool(&mut out, o.has_more_tags);
     write_break(&mut out);
     out
 }

@@ -1,15 +1,18 @@
-//! Response encoding for the control-plane operations beyond the stream basics (resharding,
+//! Response encoding for every control-plane operation (streams, shards, tags, resharding,
 //! settings, limits, consumers, resource policies, tags by ARN), in both JSON 1.1 and CBOR 1.1.
 //!
 //! These answers are small and rare, so unlike the data-plane writers in `encode` and
-//! `encode_cbor` each shape is first built as a [`Doc`] tree and then written by one of two
-//! generic writers. One tree for both protocols keeps their member names and order identical by
+//! `encode_cbor` (PutRecord(s), GetShardIterator, GetRecords) each shape is first built as a
+//! [`Doc`] tree and then written by one of two generic writers. One tree for both protocols keeps their member names and order identical by
 //! construction. As everywhere, optional members are left out rather than sent as `null`,
 //! timestamps are epoch seconds with a fraction in JSON and tag 1 + epoch milliseconds in CBOR.
 
+use sluice_core::HashRange;
 use sluice_core::api::{
-    ConsumerDescription, DescribeLimitsOutput, EnhancedMonitoringOutput, ListStreamConsumersOutput,
-    MinimumThroughputBillingCommitment, Tag, UpdateShardCountOutput,
+    ConsumerDescription, DescribeLimitsOutput, EnhancedMonitoringOutput, ListShardsOutput,
+    ListStreamConsumersOutput, ListStreamsOutput, ListTagsForStreamOutput,
+    MinimumThroughputBillingCommitment, ShardDescription, StreamDescription,
+    StreamDescriptionSummary, StreamMode, Tag, UpdateShardCountOutput,
     UpdateStreamWarmThroughputOutput, WarmThroughput,
 };
 
@@ -20,6 +23,7 @@ use crate::json::writer;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Doc {
     Str(String),
+    Bool(bool),
     U64(u64),
     TimestampMs(u64),
     List(Vec<Doc>),
@@ -46,6 +50,7 @@ pub fn to_json(doc: &Doc) -> Vec<u8> {
 fn write_json(out: &mut Vec<u8>, doc: &Doc) {
     match doc {
         Doc::Str(s) => writer::write_str(out, s),
+        Doc::Bool(b) => writer::write_bool(out, *b),
         Doc::U64(n) => writer::write_u64(out, *n),
         Doc::TimestampMs(ms) => writer::write_timestamp_ms(out, *ms),
         Doc::List(items) => {
@@ -84,6 +89,7 @@ pub fn to_cbor(doc: &Doc) -> Vec<u8> {
 fn write_cbor(out: &mut Vec<u8>, doc: &Doc) {
     match doc {
         Doc::Str(s) => cbor::write_text(out, s),
+        Doc::Bool(b) => cbor::write_bool(out, *b),
         Doc::U64(n) => cbor::write_u64(out, *n),
         Doc::TimestampMs(ms) => cbor::write_timestamp_ms(out, *ms),
         Doc::List(items) => {
@@ -229,20 +235,186 @@ pub fn get_resource_policy(policy: &str) -> Doc {
     Doc::Map(vec![("Policy", Some(Doc::str(policy)))])
 }
 
-pub fn list_tags_for_resource(tags: &[Tag]) -> Doc {
+fn tags(tags: &[Tag]) -> Doc {
+    Doc::List(
+        tags.iter()
+            .map(|t| {
+                Doc::Map(vec![
+                    ("Key", Some(Doc::str(&t.key))),
+                    ("Value", Some(Doc::str(&t.value))),
+                ])
+            })
+            .collect(),
+    )
+}
+
+pub fn list_tags_for_resource(resource_tags: &[Tag]) -> Doc {
+    Doc::Map(vec![("Tags", Some(tags(resource_tags)))])
+}
+
+pub fn list_tags_for_stream(o: &ListTagsForStreamOutput) -> Doc {
+    Doc::Map(vec![
+        ("Tags", Some(tags(&o.tags))),
+        ("HasMoreTags", Some(Doc::Bool(o.has_more_tags))),
+    ])
+}
+
+pub fn hash_key_range(range: HashRange) -> Doc {
+    Doc::Map(vec![
+        (
+            "StartingHashKey",
+            Some(Doc::Str(range.starting.to_string())),
+        ),
+        ("EndingHashKey", Some(Doc::Str(range.ending.to_string()))),
+    ])
+}
+
+fn stream_mode_details(mode: StreamMode) -> Doc {
+    Doc::Map(vec![("StreamMode", Some(Doc::str(mode.as_str())))])
+}
+
+/// `EnhancedMonitoring`: a one-element list holding the enabled shard-level metrics.
+fn enhanced_monitoring_list(metrics: &[String]) -> Doc {
+    Doc::List(vec![Doc::Map(vec![(
+        "ShardLevelMetrics",
+        Some(Doc::strings(metrics)),
+    )])])
+}
+
+fn shard(s: &ShardDescription) -> Doc {
+    Doc::Map(vec![
+        ("ShardId", Some(Doc::str(&s.shard_id))),
+        ("ParentShardId", s.parent_shard_id.as_deref().map(Doc::str)),
+        (
+            "AdjacentParentShardId",
+            s.adjacent_parent_shard_id.as_deref().map(Doc::str),
+        ),
+        ("HashKeyRange", Some(hash_key_range(s.hash_key_range))),
+        (
+            "SequenceNumberRange",
+            Some(Doc::Map(vec![
+                (
+                    "StartingSequenceNumber",
+                    Some(Doc::str(&s.starting_sequence_number)),
+                ),
+                (
+                    "EndingSequenceNumber",
+                    s.ending_sequence_number.as_deref().map(Doc::str),
+                ),
+            ])),
+        ),
+    ])
+}
+
+fn shards(list: &[ShardDescription]) -> Doc {
+    Doc::List(list.iter().map(shard).collect())
+}
+
+pub fn describe_stream(d: &StreamDescription) -> Doc {
     Doc::Map(vec![(
-        "Tags",
-        Some(Doc::List(
-            tags.iter()
-                .map(|t| {
-                    Doc::Map(vec![
-                        ("Key", Some(Doc::str(&t.key))),
-                        ("Value", Some(Doc::str(&t.value))),
-                    ])
-                })
-                .collect(),
-        )),
+        "StreamDescription",
+        Some(Doc::Map(vec![
+            ("StreamName", Some(Doc::str(&d.stream_name))),
+            ("StreamARN", Some(Doc::str(&d.stream_arn))),
+            ("StreamStatus", Some(Doc::str(d.stream_status.as_str()))),
+            (
+                "StreamModeDetails",
+                Some(stream_mode_details(d.stream_mode)),
+            ),
+            ("Shards", Some(shards(&d.shards))),
+            ("HasMoreShards", Some(Doc::Bool(d.has_more_shards))),
+            (
+                "RetentionPeriodHours",
+                Some(Doc::U64(u64::from(d.retention_period_hours))),
+            ),
+            (
+                "StreamCreationTimestamp",
+                Some(Doc::TimestampMs(d.stream_creation_timestamp_ms)),
+            ),
+            (
+                "EnhancedMonitoring",
+                Some(enhanced_monitoring_list(&d.shard_level_metrics)),
+            ),
+            ("EncryptionType", Some(Doc::str(d.encryption_type.as_str()))),
+            ("KeyId", d.key_id.as_deref().map(Doc::str)),
+        ])),
     )])
+}
+
+pub fn describe_stream_summary(d: &StreamDescriptionSummary) -> Doc {
+    Doc::Map(vec![(
+        "StreamDescriptionSummary",
+        Some(Doc::Map(vec![
+            ("StreamName", Some(Doc::str(&d.stream_name))),
+            ("StreamARN", Some(Doc::str(&d.stream_arn))),
+            ("StreamStatus", Some(Doc::str(d.stream_status.as_str()))),
+            (
+                "StreamModeDetails",
+                Some(stream_mode_details(d.stream_mode)),
+            ),
+            (
+                "RetentionPeriodHours",
+                Some(Doc::U64(u64::from(d.retention_period_hours))),
+            ),
+            (
+                "StreamCreationTimestamp",
+                Some(Doc::TimestampMs(d.stream_creation_timestamp_ms)),
+            ),
+            (
+                "EnhancedMonitoring",
+                Some(enhanced_monitoring_list(&d.shard_level_metrics)),
+            ),
+            ("EncryptionType", Some(Doc::str(d.encryption_type.as_str()))),
+            ("KeyId", d.key_id.as_deref().map(Doc::str)),
+            (
+                "OpenShardCount",
+                Some(Doc::U64(u64::from(d.open_shard_count))),
+            ),
+            ("ConsumerCount", Some(Doc::U64(u64::from(d.consumer_count)))),
+            (
+                "MaxRecordSizeInKiB",
+                Some(Doc::U64(u64::from(d.max_record_size_kib))),
+            ),
+        ])),
+    )])
+}
+
+pub fn list_streams(o: &ListStreamsOutput) -> Doc {
+    Doc::Map(vec![
+        ("StreamNames", Some(Doc::strings(&o.stream_names))),
+        ("HasMoreStreams", Some(Doc::Bool(o.has_more_streams))),
+        ("NextToken", o.next_token.as_deref().map(Doc::str)),
+        (
+            "StreamSummaries",
+            Some(Doc::List(
+                o.stream_summaries
+                    .iter()
+                    .map(|s| {
+                        Doc::Map(vec![
+                            ("StreamName", Some(Doc::str(&s.stream_name))),
+                            ("StreamARN", Some(Doc::str(&s.stream_arn))),
+                            ("StreamStatus", Some(Doc::str(s.stream_status.as_str()))),
+                            (
+                                "StreamModeDetails",
+                                Some(stream_mode_details(s.stream_mode)),
+                            ),
+                            (
+                                "StreamCreationTimestamp",
+                                Some(Doc::TimestampMs(s.stream_creation_timestamp_ms)),
+                            ),
+                        ])
+                    })
+                    .collect(),
+            )),
+        ),
+    ])
+}
+
+pub fn list_shards(o: &ListShardsOutput) -> Doc {
+    Doc::Map(vec![
+        ("Shards", Some(shards(&o.shards))),
+        ("NextToken", o.next_token.as_deref().map(Doc::str)),
+    ])
 }
 
 #[cfg(test)]

@@ -608,6 +608,14 @@ macro_rules! encode_in {
     };
 }
 
+/// Writes a control-plane answer in the request's protocol.
+fn write_doc(protocol: Protocol, doc: &encode_control::Doc) -> Vec<u8> {
+    match protocol {
+        Protocol::Json => encode_control::to_json(doc),
+        Protocol::Cbor => encode_control::to_cbor(doc),
+    }
+}
+
 /// Decodes the input of `operation`, calls the API and encodes its output in `protocol`.
 /// Operations without output answer an empty body.
 pub async fn dispatch<A: KinesisApi>(
@@ -634,21 +642,27 @@ pub async fn dispatch<A: KinesisApi>(
             let output = api
                 .describe_stream(decode::describe_stream(home, body)?)
                 .await?;
-            Ok(encode_in!(protocol, describe_stream(&output)))
+            Ok(write_doc(
+                protocol,
+                &encode_control::describe_stream(&output),
+            ))
         }
         Operation::DescribeStreamSummary => {
             let output = api
                 .describe_stream_summary(decode::stream_only(home, body)?)
                 .await?;
-            Ok(encode_in!(protocol, describe_stream_summary(&output)))
+            Ok(write_doc(
+                protocol,
+                &encode_control::describe_stream_summary(&output),
+            ))
         }
         Operation::ListStreams => {
             let output = api.list_streams(decode::list_streams(body)?).await?;
-            Ok(encode_in!(protocol, list_streams(&output)))
+            Ok(write_doc(protocol, &encode_control::list_streams(&output)))
         }
         Operation::ListShards => {
             let output = api.list_shards(decode::list_shards(home, body)?).await?;
-            Ok(encode_in!(protocol, list_shards(&output)))
+            Ok(write_doc(protocol, &encode_control::list_shards(&output)))
         }
         Operation::PutRecord => {
             let output = api.put_record(decode::put_record(home, body)?).await?;
@@ -695,7 +709,10 @@ pub async fn dispatch<A: KinesisApi>(
         Operation::ListTagsForStream => {
             let input: ListTagsForStreamInput = decode::list_tags_for_stream(home, body)?;
             let output = api.list_tags_for_stream(input).await?;
-            Ok(encode_in!(protocol, list_tags_for_stream(&output)))
+            Ok(write_doc(
+                protocol,
+                &encode_control::list_tags_for_stream(&output),
+            ))
         }
         Operation::IncreaseStreamRetentionPeriod => {
             let (stream_name, hours) = decode::retention_period(home, body)?;
@@ -866,10 +883,7 @@ async fn dispatch_control<A: KinesisApi>(
     };
     Ok(match doc {
         None => Vec::new(),
-        Some(doc) => match protocol {
-            Protocol::Json => out::to_json(&doc),
-            Protocol::Cbor => out::to_cbor(&doc),
-        },
+        Some(doc) => write_doc(protocol, &doc),
     })
 }
 
