@@ -19,6 +19,7 @@ pub mod resource;
 pub mod sequence_number;
 pub mod shard_id;
 pub mod shard_iterator;
+pub mod storage;
 pub mod subscribe;
 pub mod tag_rules;
 pub mod time_format;
