@@ -160,7 +160,12 @@ fn plan_commit(
             .shards
             .entry(pending.shard.clone())
             .or_insert_with(|| ShardIndex::starting_at(0));
+        assert!(
+            index.assigned_next >= index.next_position,
+            "positions are assigned before they become visible, never after"
+        );
         if pending.marker {
+            assert!(pending.records.is_empty(), "a marker carries no records");
             let block = blocks
                 .last_mut()
                 .expect("there is always a block being planned");
@@ -176,8 +181,16 @@ fn plan_commit(
             results.push(None);
             continue;
         }
+        assert!(
+            !pending.records.is_empty(),
+            "an empty append never reaches the committer"
+        );
         let first_position = index.assigned_next;
         index.assigned_next += pending.records.len() as u64;
+        assert!(
+            index.assigned_next > first_position,
+            "positions strictly increase per shard"
+        );
         results.push(Some(Appended {
             first_position,
             arrival_ms,
@@ -292,6 +305,18 @@ fn encode_blocks(
     let mut prev_crc = state.prev_crc;
     let mut encoded = Vec::with_capacity(blocks.len());
     for (block_seq, block) in (state.next_block_seq..).zip(blocks) {
+        assert!(
+            offset.is_multiple_of(BLOCK_ALIGN as u64),
+            "a block starts 4 KiB-aligned"
+        );
+        assert!(
+            block.padded_len.is_multiple_of(BLOCK_ALIGN),
+            "a block is a whole number of 4 KiB pages"
+        );
+        assert!(
+            offset + block.padded_len as u64 <= state.active().size,
+            "ensure_space made room for the whole commit in the active segment"
+        );
         let mut buffer = file.alloc_dma_buffer(block.padded_len);
         let inputs: Vec<ChunkInput<'_>> = block
             .chunks
@@ -539,6 +564,20 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
     let woken = {
         let mut guard = state_rc.borrow_mut();
         let state = &mut *guard;
+        assert_eq!(
+            state.active_segment_id, segment_id,
+            "only the committer rolls the log over"
+        );
+        if let Some(first) = encoded.first() {
+            assert_eq!(
+                first.offset, state.write_offset,
+                "a commit continues where the previous one ended"
+            );
+            assert_eq!(
+                first.block_seq, state.next_block_seq,
+                "a commit continues the block sequence"
+            );
+        }
         let segment = state
             .segments
             .get_mut(&segment_id)
@@ -566,6 +605,10 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
             state.next_block_seq = last.block_seq + 1;
             state.prev_crc = last.crc;
         }
+        assert!(
+            state.write_offset <= state.active().size,
+            "a commit ends within its segment"
+        );
         state.last_arrival_ms = arrival_ms;
         state.stats.commits += 1;
         state.stats.blocks += encoded.len() as u64;

@@ -412,6 +412,10 @@ pub(super) async fn recover(config: LogConfig) -> Result<State, OpenLogError> {
             remove_leftover_segment(&state.config, segment_id, cursor.expected_block_seq).await?;
             continue;
         }
+        assert_eq!(
+            segment_id, cursor.expected_block_seq,
+            "a segment that continues the log is named after its first block"
+        );
         let file = open_segment_file(&state.config.dir, segment_id, false)
             .await
             .map_err(|(path, source)| open_error(&state.config, path, source, false))?;
@@ -435,6 +439,15 @@ pub(super) async fn recover(config: LogConfig) -> Result<State, OpenLogError> {
             &mut names,
         )
         .await?;
+        assert!(end.offset <= size, "a scan ends within its segment");
+        assert!(
+            end.offset.is_multiple_of(BLOCK_ALIGN as u64),
+            "a scan ends on a block boundary"
+        );
+        assert!(
+            end.torn_bytes <= size - end.offset,
+            "a torn tail lies within its segment"
+        );
         state.segments.insert(
             segment_id,
             Segment {
@@ -468,6 +481,18 @@ pub(super) async fn recover(config: LogConfig) -> Result<State, OpenLogError> {
     }
     state.next_block_seq = cursor.expected_block_seq;
     state.prev_crc = cursor.prev_crc.unwrap_or(0);
+    assert!(
+        state.segments.contains_key(&state.active_segment_id),
+        "the log ends in a segment that recovery opened"
+    );
+    assert!(
+        state.write_offset <= state.active().size,
+        "the tail position lies within the active segment"
+    );
+    assert!(
+        state.next_block_seq >= state.active_segment_id,
+        "the active segment holds no block numbered past the end of the log"
+    );
     let segments_now = state.segments.len();
     crate::metrics::segments_changed(state.stats.segment_count, segments_now);
     state.stats.segment_count = segments_now;

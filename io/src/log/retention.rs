@@ -75,6 +75,10 @@ pub(super) async fn enforce_retention(
     for segment_id in doomed {
         let segment = {
             let mut state = log.state.borrow_mut();
+            assert!(
+                segment_id < state.active_segment_id,
+                "retention never deletes the segment being written"
+            );
             let Some(segment) = state.segments.remove(&segment_id) else {
                 continue;
             };
