@@ -1,0 +1,163 @@
+//! The errors of the per-core log: one enum per operation (opening, appending, reading,
+//! retention), each `#[non_exhaustive]` with structured fields.
+//!
+//! [`AppendError`] is `Clone` because one failed group commit fails every append in it; an
+//! append error that says the log is poisoned stays true for the life of the [`super::Log`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::block;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenLogError {
+    #[error("invalid log configuration: {reason}")]
+    InvalidConfig { reason: String },
+    #[error("cannot create or list log directory {dir}")]
+    Directory {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the filesystem holding {dir} rejects O_DIRECT (EINVAL); put the data dir on a filesystem \
+         that supports direct I/O, such as ext4 or xfs"
+    )]
+    DirectIoUnsupported {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open segment {path}")]
+    OpenSegment {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create segment {path}")]
+    CreateSegment {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read segment {segment_id} at offset {offset}")]
+    ReadSegment {
+        segment_id: u64,
+        offset: u64,
+        source: std::io::Error,
+    },
+    #[error("cannot remove empty segment {path} found after the end of the log")]
+    RemoveSegment {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "segment {segment_id} holds valid blocks but lies after the end of the log (expected block \
+         {expected_block_seq} next); earlier data is corrupt and an operator must decide"
+    )]
+    DataAfterLogEnd {
+        segment_id: u64,
+        expected_block_seq: u64,
+    },
+    #[error("segment {segment_id} belongs to log {stored}, not to log {expected}")]
+    ForeignSegment {
+        segment_id: u64,
+        stored: u32,
+        expected: u32,
+    },
+    #[error(
+        "segment {segment_id} offset {offset}: shard {stream_name}/{shard_index} chunk starts at \
+         position {stored}, expected {expected}"
+    )]
+    PositionMismatch {
+        segment_id: u64,
+        offset: u64,
+        stream_name: String,
+        shard_index: u32,
+        stored: u64,
+        expected: u64,
+    },
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    #[error("log poisoned by an earlier failed write or sync of segment {segment_id}")]
+    Poisoned { segment_id: u64 },
+    #[error("writing segment {segment_id} at offset {offset} failed; log poisoned")]
+    WriteFailed {
+        segment_id: u64,
+        offset: u64,
+        source: Arc<std::io::Error>,
+    },
+    #[error("syncing segment {segment_id} failed; log poisoned")]
+    FsyncFailed {
+        segment_id: u64,
+        source: Arc<std::io::Error>,
+    },
+    #[error("cannot create or grow segment {segment_id}")]
+    CreateSegment {
+        segment_id: u64,
+        source: Arc<std::io::Error>,
+    },
+    #[error("the log's committer has stopped")]
+    Closed,
+    #[error("cannot get the data key {key_id} to encrypt with: {reason}")]
+    Key { key_id: String, reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    #[error("reading segment {segment_id} at offset {offset} failed")]
+    Io {
+        segment_id: u64,
+        offset: u64,
+        source: std::io::Error,
+    },
+    #[error("short read of segment {segment_id} at offset {offset}: {got} of {expected} bytes")]
+    ShortRead {
+        segment_id: u64,
+        offset: u64,
+        expected: usize,
+        got: usize,
+    },
+    #[error(
+        "chunk in segment {segment_id} at offset {offset} is corrupt: stored crc {stored:#010x}, \
+         computed {computed:#010x}"
+    )]
+    ChunkCorrupt {
+        segment_id: u64,
+        offset: u64,
+        stored: u32,
+        computed: u32,
+    },
+    #[error("chunk in segment {segment_id} at offset {offset} does not match the index")]
+    ChunkMismatch { segment_id: u64, offset: u64 },
+    #[error("chunk in segment {segment_id} at offset {offset} holds an invalid archive: {reason}")]
+    ArchiveInvalid {
+        segment_id: u64,
+        offset: u64,
+        reason: String,
+    },
+    #[error(
+        "encrypted chunk in segment {segment_id} at offset {offset} (shard {stream_name}/\
+         {shard_index}) cannot be decrypted: {problem}"
+    )]
+    Decrypt {
+        segment_id: u64,
+        offset: u64,
+        stream_name: String,
+        shard_index: u32,
+        problem: block::DecryptProblem,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetentionError {
+    #[error("writing a position marker before deleting segments failed")]
+    Marker { source: AppendError },
+    #[error("removing segment {segment_id} failed")]
+    RemoveSegment {
+        segment_id: u64,
+        source: std::io::Error,
+    },
+}
