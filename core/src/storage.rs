@@ -184,7 +184,8 @@ impl ReadBatch {
 
     /// The shard the records come from.
     pub fn origin(&self) -> ShardOrigin {
-        self.origin.expect("a batch is made by ReadBatch::new with its shard")
+        self.origin
+            .expect("a batch is made by ReadBatch::new with its shard")
     }
 
     /// The position of the last record, if any.
@@ -254,6 +255,16 @@ pub enum AppendError {
     StreamNotWritable { stream_name: String },
     #[error("shard {} of stream {} does not exist", shard.shard_index, shard.stream_name)]
     ShardNotFound { shard: ShardAddress },
+    /// Record `index` has an empty or over-long partition key (1 to 256 characters), or its
+    /// partition key and data together exceed the stream's record size limit.
+    #[error(
+        "record {index} is invalid: {bytes} bytes (at most {bytes_max}) or a partition key outside 1 to 256 characters"
+    )]
+    InvalidRecord {
+        index: usize,
+        bytes: usize,
+        bytes_max: usize,
+    },
     /// A reshard closed the shard: append to its children.
     #[error("shard {} of stream {} is closed", shard.shard_index, shard.stream_name)]
     ShardClosed { shard: ShardAddress },

@@ -30,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_channel::oneshot;
@@ -38,14 +38,19 @@ use futures_util::future::join_all;
 use glommio::{LocalExecutorBuilder, Placement};
 use sluice_core::api::*;
 use sluice_core::catalog::{Catalog, CatalogConfig, RemovedStream, Shard, StartingPoint, Stream};
-use sluice_core::hash_key::{HashRange, partition_key_hash};
+use sluice_core::hash_key::partition_key_hash;
 use sluice_core::limits::GET_RECORDS_BYTES_MAX;
 use sluice_core::reshard::DueReshard;
 use sluice_core::shard_id::format_shard_id;
+use sluice_core::storage::{ReadBatch, RecordStamp, ShardOrigin};
+pub use sluice_core::storage::{ReadStart, ShardPlacement};
 use sluice_core::{KinesisError, SequenceNumber};
 
 use crate::catalog_store::{CatalogStore, CatalogStoreError};
-use crate::log::{AppendRecord, Durability, Log, LogConfig, LogRead, ShardKey, ShardTip};
+use crate::log::{
+    AppendRecord, Appended as LogAppended, Durability, Log, LogConfig, LogRead, ShardKey, ShardTip,
+};
+use crate::persist::Persister;
 
 /// Everything the engine needs to start.
 #[derive(Clone, Debug)]
@@ -105,12 +110,14 @@ pub enum StartError {
     Executor { core: usize, message: String },
     #[error("recovery of log {log_id} failed: {message}")]
     Recovery { log_id: u32, message: String },
+    #[error("could not start the persistence thread: {message}")]
+    Persist { message: String },
     #[error("--cores must be at least 1")]
     NoCores,
 }
 
 /// An error and all its sources on one line, so a start-up failure names its root cause.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -129,25 +136,17 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// A request sent to the core that owns a log. Everything in it is `Send`.
-enum CoreMessage {
+pub(crate) enum CoreMessage {
     Append {
         log_id: u32,
         shard: OwnedShardKey,
         records: Vec<AppendRecord>,
-        reply: oneshot::Sender<Result<(u64, u64), AppendFailure>>,
+        reply: oneshot::Sender<Result<LogAppended, AppendFailure>>,
     },
     /// Seals shards this core owns for a reshard and answers their final tips, in order.
     Seal {
         shards: Vec<(u32, OwnedShardKey)>,
         reply: oneshot::Sender<Vec<u64>>,
-    },
-    Read {
-        log_id: u32,
-        shard: OwnedShardKey,
-        position: u64,
-        limit: usize,
-        bytes_max: usize,
-        reply: oneshot::Sender<Result<RemoteRead, ReadRefused>>,
     },
     Locate {
         log_id: u32,
@@ -158,28 +157,44 @@ enum CoreMessage {
     DropShards {
         keys: Vec<(u32, OwnedShardKey)>,
     },
-    /// A binary-protocol read: clamp to the retained records, optionally wait (until
-    /// `wait_until`) for a record at the position, then read.
+    /// A read of any kind (GetRecords, a cursor, the storage face): resolve the start, clamp
+    /// it to the retained records, optionally wait for a record there, then read; one round
+    /// trip whatever the start.
     ReadFrom {
         log_id: u32,
         shard: OwnedShardKey,
+        origin: ShardOrigin,
         request: OwnerRead,
-        reply: oneshot::Sender<Result<(RemoteRead, u64), String>>,
+        reply: oneshot::Sender<Result<ReadBatch, ReadRefused>>,
     },
 }
 
 /// Why a read on the owning core returned no records.
 #[derive(Clone, Debug)]
-enum ReadRefused {
+pub(crate) enum ReadRefused {
     /// The shard's read limits refused the call.
     Throttled,
+    /// The shard's log is not open on the core the request reached.
+    LogNotOpen { log_id: u32, core_id: usize },
     /// The log failed the read.
-    Failed(String),
+    Failed { reason: String },
+}
+
+impl std::fmt::Display for ReadRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Throttled => f.write_str("the shard's read limits refused the call"),
+            Self::LogNotOpen { log_id, core_id } => {
+                write!(f, "log {log_id} is not open on core {core_id}")
+            }
+            Self::Failed { reason } => f.write_str(reason),
+        }
+    }
 }
 
 /// Why an append on the owning core did not happen.
 #[derive(Clone, Debug)]
-enum AppendFailure {
+pub(crate) enum AppendFailure {
     /// The shard was sealed by a reshard: route the records (handed back) again once the
     /// reshard completes.
     Sealed(Vec<AppendRecord>),
@@ -188,25 +203,28 @@ enum AppendFailure {
     /// The shard's throughput limits admitted only the first `admitted` records, stored at
     /// `appended` (first position, arrival ms) when there were any; the rest were refused.
     Throttled {
-        appended: Option<(u64, u64)>,
+        appended: Option<LogAppended>,
         admitted: usize,
     },
 }
 
-/// What the owning core does for [`Engine::read_cursor`] and [`Engine::read_wait`].
+/// What the owning core does for every read.
 #[derive(Clone, Copy, Debug)]
-struct OwnerRead {
-    position: u64,
-    limit: usize,
-    bytes_max: usize,
+pub(crate) struct OwnerRead {
+    /// Resolved on the owning core (TRIM_HORIZON, LATEST and AT_TIMESTAMP need its log).
+    pub(crate) start: StartingPoint,
+    /// Charge the read against the shard's read limits (GetRecords does; pushes do not).
+    pub(crate) charge_read_limits: bool,
+    pub(crate) limit: usize,
+    pub(crate) bytes_max: usize,
     /// Records that arrived before this are past retention and skipped, as GetRecords does.
-    retain_after_ms: u64,
+    pub(crate) retain_after_ms: u64,
     /// Wait until a record exists at the (clamped) position or this instant passes.
-    wait_until: Option<Instant>,
+    pub(crate) wait_until: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Locate {
+pub(crate) enum Locate {
     /// First retained record (arrival ≥ the given ms).
     TrimHorizon(u64),
     /// First record with arrival ≥ the given ms.
@@ -216,12 +234,12 @@ enum Locate {
 
 /// Where a `Locate` landed.
 #[derive(Clone, Copy, Debug)]
-struct Location {
+pub(crate) struct Location {
     position: u64,
 }
 
 #[derive(Clone, Debug)]
-struct OwnedShardKey {
+pub(crate) struct OwnedShardKey {
     stream_name: String,
     stream_created_ms: u64,
     shard_index: u32,
@@ -237,41 +255,16 @@ impl OwnedShardKey {
     }
 }
 
-/// Records read on another core, copied into one buffer so they can cross threads.
-pub struct RemoteRead {
-    records: Vec<(u64, u64, std::ops::Range<usize>, std::ops::Range<usize>)>,
-    buffer: Vec<u8>,
-    next_position: u64,
-    last_arrival_ms: Option<u64>,
-}
-
-impl RemoteRead {
-    fn empty() -> Self {
-        Self {
-            records: Vec::new(),
-            buffer: Vec::new(),
-            next_position: 0,
-            last_arrival_ms: None,
-        }
-    }
-
-    fn from_log_read(read: &LogRead, next_position: u64, last_arrival_ms: Option<u64>) -> Self {
-        let mut buffer = Vec::with_capacity(read.data_bytes() + read.len() * 16);
-        let mut records = Vec::with_capacity(read.len());
-        read.for_each(&mut |position, arrival_ms, partition_key, data| {
-            let k = buffer.len()..buffer.len() + partition_key.len();
-            buffer.extend_from_slice(partition_key.as_bytes());
-            let d = buffer.len()..buffer.len() + data.len();
-            buffer.extend_from_slice(data);
-            records.push((position, arrival_ms, k, d));
-        });
-        Self {
-            records,
-            buffer,
-            next_position,
-            last_arrival_ms,
-        }
-    }
+/// Records of a local read copied into one buffer, so they can cross threads.
+fn batch_of(read: &LogRead, origin: ShardOrigin, start_position: u64, tip: ShardTip) -> ReadBatch {
+    let mut batch = ReadBatch::new(origin, read.len(), read.data_bytes() + read.len() * 16);
+    read.for_each(&mut |position, arrival_ms, partition_key, data| {
+        batch.push(position, arrival_ms, partition_key, data);
+    });
+    batch.start_position = start_position;
+    batch.tip_position = tip.next_position;
+    batch.tip_arrival_ms = tip.last_arrival_ms;
+    batch
 }
 
 /// State shared by every core.
@@ -279,9 +272,49 @@ pub(crate) struct Shared {
     cores: usize,
     catalog_config: CatalogConfig,
     catalog: RwLock<Catalog>,
-    /// Serialises catalog changes with their persistence.
-    catalog_store: Mutex<CatalogStore>,
+    /// Serialises catalog changes with their persistence. An async lock: a change waits for
+    /// the persistence thread's fsyncs without blocking its executor.
+    catalog_change: futures_util::lock::Mutex<()>,
+    /// Writes catalog snapshots and consumer checkpoints off the executors.
+    pub(crate) persister: Persister,
     inboxes: Vec<async_channel::Sender<CoreMessage>>,
+}
+
+/// A shard core's inbox is closed or it dropped a reply: the core has stopped.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CoreGone;
+
+impl Shared {
+    pub(crate) fn cores(&self) -> usize {
+        self.cores
+    }
+
+    /// The core that owns `log_id`.
+    pub(crate) fn owner(&self, log_id: u32) -> usize {
+        log_id as usize % self.cores
+    }
+
+    pub(crate) fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        // A poisoned lock means a panic while mutating the catalog; with panic=abort that cannot
+        // be observed, and in tests the state is still structurally valid.
+        self.catalog.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) async fn send(&self, core: usize, message: CoreMessage) -> Result<(), CoreGone> {
+        crate::metrics::queue_pushed(core);
+        self.inboxes[core].send(message).await.map_err(|_| CoreGone)
+    }
+
+    /// Sends the request `request` builds around a reply channel to `core` and awaits the reply.
+    pub(crate) async fn ask<T>(
+        &self,
+        core: usize,
+        request: impl FnOnce(oneshot::Sender<T>) -> CoreMessage,
+    ) -> Result<T, CoreGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(core, request(reply)).await?;
+        rx.await.map_err(|_| CoreGone)
+    }
 }
 
 /// The logs one core owns.
@@ -466,6 +499,14 @@ where
 
     let (store, catalog) =
         CatalogStore::open(&config.data_dir.join("catalog"), config.catalog.clone())?;
+    let persister = Persister::start(
+        store,
+        &config.data_dir.join("checkpoints"),
+        config.durability,
+    )
+    .map_err(|e| StartError::Persist {
+        message: error_chain(&e),
+    })?;
     let existing = existing_log_ids(&config.data_dir).map_err(|source| StartError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -482,7 +523,8 @@ where
         cores: config.cores,
         catalog_config: config.catalog.clone(),
         catalog: RwLock::new(catalog),
-        catalog_store: Mutex::new(store),
+        catalog_change: futures_util::lock::Mutex::new(()),
+        persister,
         inboxes,
     });
     // Data keys for streams under StartStreamEncryption (the stand-in for KMS).
@@ -651,16 +693,23 @@ const SEALED_RETRY_INTERVAL: Duration = Duration::from_millis(2);
 
 /// A shard resolved for a data-plane call: everything needed without holding the catalog lock.
 #[derive(Clone, Debug)]
-struct ShardTarget {
-    key: OwnedShardKey,
-    log_id: u32,
-    shard_created_s: u64,
-    retention_ms: u64,
-    closed_at_position: Option<u64>,
+pub(crate) struct ShardTarget {
+    pub(crate) key: OwnedShardKey,
+    pub(crate) log_id: u32,
+    pub(crate) shard_created_s: u64,
+    pub(crate) retention_ms: u64,
+    pub(crate) closed_at_position: Option<u64>,
 }
 
 impl ShardTarget {
-    fn new(stream: &Stream, shard: &Shard) -> Self {
+    pub(crate) fn origin(&self) -> ShardOrigin {
+        ShardOrigin {
+            shard_index: self.key.shard_index,
+            created_s: self.shard_created_s,
+        }
+    }
+
+    pub(crate) fn new(stream: &Stream, shard: &Shard) -> Self {
         Self {
             key: OwnedShardKey {
                 stream_name: stream.name.clone(),
@@ -676,6 +725,11 @@ impl ShardTarget {
 }
 
 impl Engine {
+    /// The narrow storage face on this engine, as a handle any executor may hold.
+    pub fn storage(&self) -> crate::storage::StorageHandle {
+        crate::storage::StorageHandle::new(self.shared.clone())
+    }
+
     pub fn core_id(&self) -> usize {
         self.local.core_id
     }
@@ -685,7 +739,7 @@ impl Engine {
     }
 
     fn owner(&self, log_id: u32) -> usize {
-        log_id as usize % self.shared.cores
+        self.shared.owner(log_id)
     }
 
     fn local_log(&self, log_id: u32) -> Option<&Rc<Log>> {
@@ -693,28 +747,21 @@ impl Engine {
     }
 
     pub(crate) fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
-        // A poisoned lock means a panic while mutating the catalog; with panic=abort that cannot
-        // be observed, and in tests the state is still structurally valid.
-        self.shared
-            .catalog
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        self.shared.catalog_read()
     }
 
-    /// Applies a catalog change and persists it before returning. The in-memory catalog is only
-    /// replaced once the new state is durable.
-    fn mutate_catalog<T>(
+    /// Applies a catalog change and persists it (on the persistence thread) before returning.
+    /// The in-memory catalog is only replaced once the new state is durable; changes are
+    /// serialised so each one starts from the state the previous one installed.
+    async fn mutate_catalog<T>(
         &self,
         change: impl FnOnce(&mut Catalog) -> Result<T, KinesisError>,
     ) -> Result<T, KinesisError> {
-        let mut store = self
-            .shared
-            .catalog_store
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _serialised = self.shared.catalog_change.lock().await;
         let mut next = self.catalog_read().clone();
         let out = change(&mut next)?;
-        store.save(&next).map_err(|e| {
+        let (next, saved) = self.shared.persister.save_catalog(next).await;
+        saved.map_err(|e| {
             tracing::error!(error = %e, "Catalog could not be persisted; the change was not applied.");
             KinesisError::internal("The catalog could not be persisted.")
         })?;
@@ -727,30 +774,28 @@ impl Engine {
     }
 
     async fn send(&self, core: usize, message: CoreMessage) -> Result<(), KinesisError> {
-        crate::metrics::queue_pushed(core);
-        self.shared.inboxes[core]
-            .send(message)
+        self.shared
+            .send(core, message)
             .await
-            .map_err(|_| KinesisError::internal("A shard core is not running."))
+            .map_err(|CoreGone| KinesisError::internal("A shard core is not running."))
     }
 
-    /// Sends the request `request` builds around a reply channel to `core` and awaits the reply.
     async fn ask<T>(
         &self,
         core: usize,
         request: impl FnOnce(oneshot::Sender<T>) -> CoreMessage,
     ) -> Result<T, KinesisError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(core, request(reply)).await?;
-        rx.await
-            .map_err(|_| KinesisError::internal("A shard core dropped the request."))
+        self.shared
+            .ask(core, request)
+            .await
+            .map_err(|CoreGone| KinesisError::internal("A shard core is not running."))
     }
 
     async fn append(
         &self,
         target: &ShardTarget,
         records: Vec<AppendRecord>,
-    ) -> Result<Result<(u64, u64), AppendFailure>, KinesisError> {
+    ) -> Result<Result<LogAppended, AppendFailure>, KinesisError> {
         let owner = self.owner(target.log_id);
         if owner == self.local.core_id {
             Ok(self
@@ -777,7 +822,7 @@ impl Engine {
         log_id: u32,
         key: ShardKey,
         mut records: Vec<AppendRecord>,
-    ) -> impl Future<Output = Result<(u64, u64), AppendFailure>> + 'static + use<> {
+    ) -> impl Future<Output = Result<LogAppended, AppendFailure>> + 'static + use<> {
         let requested = records.len();
         // Throughput limits are checked after the seal (a sealed shard takes no tokens) and
         // before the append, on this core, which sees every write to the shard.
@@ -817,10 +862,10 @@ impl Engine {
         async move {
             match started?.await {
                 Some(Ok(appended)) if admitted < requested => Err(AppendFailure::Throttled {
-                    appended: Some((appended.first_position, appended.arrival_ms)),
+                    appended: Some(appended),
                     admitted,
                 }),
-                Some(Ok(appended)) => Ok((appended.first_position, appended.arrival_ms)),
+                Some(Ok(appended)) => Ok(appended),
                 Some(Err(e)) => {
                     tracing::warn!(log_id, error = %e, "Append failed.");
                     Err(AppendFailure::Failed(e.to_string()))
@@ -890,71 +935,6 @@ impl Engine {
         )
     }
 
-    async fn read(
-        &self,
-        target: &ShardTarget,
-        position: u64,
-        limit: usize,
-    ) -> Result<(EngineRecords, u64, Option<u64>), KinesisError> {
-        let owner = self.owner(target.log_id);
-        if owner == self.local.core_id {
-            let log = self.local_log(target.log_id).ok_or_else(|| {
-                KinesisError::internal("The shard's log is not open on its core.")
-            })?;
-            let key = target.key.to_key();
-            if !self.local.admit_read(&key) {
-                return Err(self.read_throttled(target));
-            }
-            let read = log
-                .read(&key, position, limit, GET_RECORDS_BYTES_MAX)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(log_id = target.log_id, error = %e, "Read failed.");
-                    KinesisError::internal("The records could not be read.")
-                })?;
-            self.local.charge_read(&key, &read);
-            let tip = log.tip(&key);
-            Ok((
-                EngineRecords::Local {
-                    read,
-                    shard_created_s: target.shard_created_s,
-                    shard_index: target.key.shard_index,
-                },
-                tip.next_position,
-                tip.last_arrival_ms,
-            ))
-        } else {
-            let remote = self
-                .ask(owner, |reply| CoreMessage::Read {
-                    log_id: target.log_id,
-                    shard: target.key.clone(),
-                    position,
-                    limit,
-                    bytes_max: GET_RECORDS_BYTES_MAX,
-                    reply,
-                })
-                .await?
-                .map_err(|refused| match refused {
-                    ReadRefused::Throttled => self.read_throttled(target),
-                    ReadRefused::Failed(reason) => {
-                        tracing::warn!(log_id = target.log_id, %reason, "Read failed on the shard's core.");
-                        KinesisError::internal("The records could not be read.")
-                    }
-                })?;
-            let next_position = remote.next_position;
-            let last_arrival_ms = remote.last_arrival_ms;
-            Ok((
-                EngineRecords::Remote {
-                    read: remote,
-                    shard_created_s: target.shard_created_s,
-                    shard_index: target.key.shard_index,
-                },
-                next_position,
-                last_arrival_ms,
-            ))
-        }
-    }
-
     async fn handle_message(&self, message: CoreMessage) {
         match message {
             CoreMessage::Append {
@@ -969,41 +949,6 @@ impl Engine {
             CoreMessage::Seal { shards, reply } => {
                 let tips = self.seal_on_owner(shards).await;
                 let _ = reply.send(tips);
-            }
-            CoreMessage::Read {
-                log_id,
-                shard,
-                position,
-                limit,
-                bytes_max,
-                reply,
-            } => {
-                let result = match self.local_log(log_id) {
-                    Some(log) => {
-                        let key = shard.to_key();
-                        if self.local.admit_read(&key) {
-                            match log.read(&key, position, limit, bytes_max).await {
-                                Ok(read) => {
-                                    self.local.charge_read(&key, &read);
-                                    let tip = log.tip(&key);
-                                    Ok(RemoteRead::from_log_read(
-                                        &read,
-                                        tip.next_position,
-                                        tip.last_arrival_ms,
-                                    ))
-                                }
-                                Err(e) => Err(ReadRefused::Failed(e.to_string())),
-                            }
-                        } else {
-                            Err(ReadRefused::Throttled)
-                        }
-                    }
-                    None => Err(ReadRefused::Failed(format!(
-                        "log {log_id} is not open on core {}",
-                        self.local.core_id
-                    ))),
-                };
-                let _ = reply.send(result);
             }
             CoreMessage::Locate {
                 log_id,
@@ -1020,49 +965,34 @@ impl Engine {
             CoreMessage::ReadFrom {
                 log_id,
                 shard,
+                origin,
                 request,
                 mut reply,
             } => {
                 let Some(log) = self.local_log(log_id).cloned() else {
-                    let _ = reply.send(Err(format!(
-                        "log {log_id} is not open on core {}",
-                        self.local.core_id
-                    )));
+                    let _ = reply.send(Err(ReadRefused::LogNotOpen {
+                        log_id,
+                        core_id: self.local.core_id,
+                    }));
                     return;
                 };
                 let key = shard.to_key();
                 // A reader on another core that gave up (its subscription ended) cancels the
                 // reply; stop waiting for it then rather than at the deadline.
-                let position = {
+                let read = {
                     let cancelled = async {
                         reply.cancellation().await;
                         None
                     };
                     futures_lite::future::or(
-                        async { Some(wait_on_owner(&log, &key, &request).await) },
+                        async { Some(self.read_local(&log, &key, &request).await) },
                         cancelled,
                     )
                     .await
                 };
-                let Some(position) = position else { return };
-                let result = match log
-                    .read(&key, position, request.limit, request.bytes_max)
-                    .await
-                {
-                    Ok(read) => {
-                        let tip = log.tip(&key);
-                        Ok((
-                            RemoteRead::from_log_read(
-                                &read,
-                                tip.next_position,
-                                tip.last_arrival_ms,
-                            ),
-                            position,
-                        ))
-                    }
-                    Err(e) => Err(e.to_string()),
-                };
-                let _ = reply.send(result);
+                let Some(read) = read else { return };
+                let _ = reply
+                    .send(read.map(|(read, position, tip)| batch_of(&read, origin, position, tip)));
             }
             CoreMessage::DropShards { keys } => {
                 let mut by_log: HashMap<u32, Vec<ShardKey>> = HashMap::new();
@@ -1089,7 +1019,7 @@ impl Engine {
         if !due {
             return;
         }
-        let removed: Vec<RemovedStream> = match self.mutate_catalog(|c| Ok(c.reap(now))) {
+        let removed: Vec<RemovedStream> = match self.mutate_catalog(|c| Ok(c.reap(now))).await {
             Ok(removed) => removed,
             Err(_) => return,
         };
@@ -1200,32 +1130,34 @@ impl Engine {
             tips.extend(sealed?);
         }
         let now = now_ms();
-        let completed = self.mutate_catalog(|catalog| {
-            let mut load = Engine::placement(catalog, cores);
-            for closing in &due.closing {
-                let core = self.owner(closing.log_id);
-                load[core] = load[core].saturating_sub(1);
-            }
-            Ok(catalog.complete_reshard(
-                &due.stream_name,
-                due.stream_created_ms,
-                now,
-                &|index| {
-                    *tips
-                        .get(&index)
-                        .expect("due_reshards names every open shard the reshard closes")
-                },
-                &mut |_shard_index| {
-                    let (core, _) = load
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, n)| **n)
-                        .expect("at least one core");
-                    load[core] += 1;
-                    u32::try_from(core).expect("core count fits u32")
-                },
-            ))
-        })?;
+        let completed = self
+            .mutate_catalog(|catalog| {
+                let mut load = Engine::placement(catalog, cores);
+                for closing in &due.closing {
+                    let core = self.owner(closing.log_id);
+                    load[core] = load[core].saturating_sub(1);
+                }
+                Ok(catalog.complete_reshard(
+                    &due.stream_name,
+                    due.stream_created_ms,
+                    now,
+                    &|index| {
+                        *tips
+                            .get(&index)
+                            .expect("due_reshards names every open shard the reshard closes")
+                    },
+                    &mut |_shard_index| {
+                        let (core, _) = load
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, n)| **n)
+                            .expect("at least one core");
+                        load[core] += 1;
+                        u32::try_from(core).expect("core count fits u32")
+                    },
+                ))
+            })
+            .await?;
         if let Some(completed) = completed {
             tracing::info!(
                 stream_name = %due.stream_name,
@@ -1302,16 +1234,17 @@ impl Engine {
                 });
             for (target, indexes, outcome) in join_all(appends).await {
                 match outcome {
-                    Ok(Ok((first_position, arrival_ms))) => {
+                    Ok(Ok(LogAppended {
+                        first_position,
+                        arrival_ms,
+                    })) => {
                         for (k, (i, _)) in indexes.into_iter().enumerate() {
                             results[i] = Some(Ok(PutRecordsResultEntry {
                                 shard_id: format_shard_id(target.key.shard_index),
-                                sequence_number: sequence_number_of(
-                                    target.shard_created_s,
-                                    target.key.shard_index,
-                                    first_position + k as u64,
+                                sequence_number: target.origin().sequence_number(RecordStamp {
+                                    position: first_position + k as u64,
                                     arrival_ms,
-                                ),
+                                }),
                             }));
                         }
                     }
@@ -1327,17 +1260,16 @@ impl Engine {
                         let shard_id = format_shard_id(target.key.shard_index);
                         for (k, (i, _)) in indexes.into_iter().enumerate() {
                             results[i] = Some(match appended {
-                                Some((first_position, arrival_ms)) if k < admitted => {
-                                    Ok(PutRecordsResultEntry {
-                                        shard_id: shard_id.clone(),
-                                        sequence_number: sequence_number_of(
-                                            target.shard_created_s,
-                                            target.key.shard_index,
-                                            first_position + k as u64,
-                                            arrival_ms,
-                                        ),
-                                    })
-                                }
+                                Some(LogAppended {
+                                    first_position,
+                                    arrival_ms,
+                                }) if k < admitted => Ok(PutRecordsResultEntry {
+                                    shard_id: shard_id.clone(),
+                                    sequence_number: target.origin().sequence_number(RecordStamp {
+                                        position: first_position + k as u64,
+                                        arrival_ms,
+                                    }),
+                                }),
                                 _ => Err(KinesisError::new(
                                     sluice_core::error::ErrorKind::ProvisionedThroughputExceeded,
                                     format!(
@@ -1388,19 +1320,6 @@ impl Engine {
     fn resolve_target(&self, stream: &Stream, shard: &Shard) -> ShardTarget {
         ShardTarget::new(stream, shard)
     }
-}
-
-/// Where a binary-protocol read or subscription starts. The first five are GetShardIterator's
-/// iterator types and are resolved by the same code; `AtPosition` is a record index as a
-/// previous read's `next_position` gave it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReadStart {
-    TrimHorizon,
-    Latest,
-    AtTimestamp { timestamp_ms: u64 },
-    AtSequenceNumber(SequenceNumber),
-    AfterSequenceNumber(SequenceNumber),
-    AtPosition(u64),
 }
 
 /// A shard opened for reading, and the position the next read starts at. Reads advance it.
@@ -1456,17 +1375,6 @@ impl std::fmt::Debug for ShardRead {
     }
 }
 
-/// One shard of a stream and the core that owns it, for client-side routing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ShardPlacement {
-    pub shard_index: u32,
-    pub hash_range: HashRange,
-    /// `log_id % cores`: the core whose executor appends to and reads the shard.
-    pub core_id: usize,
-    /// Open shards take writes; closed ones (resharded) are only read.
-    pub open: bool,
-}
-
 impl Engine {
     /// Every shard of `stream_name` (open and closed, in index order) with its owning core.
     /// ResourceNotFound, with the HTTP API's message, if the stream does not exist.
@@ -1497,41 +1405,8 @@ impl Engine {
         start: ReadStart,
     ) -> Result<ShardCursor, KinesisError> {
         let now = now_ms();
-        let (iterator_type, starting_sequence_number, timestamp_ms) = match start {
-            ReadStart::TrimHorizon | ReadStart::AtPosition(_) => {
-                (ShardIteratorType::TrimHorizon, None, None)
-            }
-            ReadStart::Latest => (ShardIteratorType::Latest, None, None),
-            ReadStart::AtTimestamp { timestamp_ms } => {
-                (ShardIteratorType::AtTimestamp, None, Some(timestamp_ms))
-            }
-            ReadStart::AtSequenceNumber(s) => (
-                ShardIteratorType::AtSequenceNumber,
-                Some(s.to_string()),
-                None,
-            ),
-            ReadStart::AfterSequenceNumber(s) => (
-                ShardIteratorType::AfterSequenceNumber,
-                Some(s.to_string()),
-                None,
-            ),
-        };
-        let input = GetShardIteratorInput {
-            stream_name: stream_name.to_owned(),
-            shard_id: format_shard_id(shard_index),
-            shard_iterator_type: iterator_type,
-            starting_sequence_number,
-            timestamp_ms,
-        };
-        let (target, point) = {
-            let catalog = self.catalog_read();
-            let (stream, shard, point) = catalog.shard_iterator_start(&input, now)?;
-            let point = match start {
-                ReadStart::AtPosition(position) => StartingPoint::At(position),
-                _ => point,
-            };
-            (self.resolve_target(stream, shard), point)
-        };
+        let (target, point) =
+            resolve_read_start(&self.catalog_read(), stream_name, shard_index, start, now)?;
         let position = self.resolve_starting_point(&target, point, now).await?;
         Ok(ShardCursor { target, position })
     }
@@ -1613,25 +1488,88 @@ impl Engine {
             .is_some_and(|end| cursor.position >= end)
         {
             return Ok(ShardRead {
-                records: EngineRecords::Remote {
-                    read: RemoteRead::empty(),
-                    shard_created_s: target.shard_created_s,
-                    shard_index: target.key.shard_index,
-                },
+                records: EngineRecords::Remote(ReadBatch::new(target.origin(), 0, 0)),
                 next_position: None,
                 millis_behind_latest: 0,
             });
         }
         let request = OwnerRead {
-            position: cursor.position,
+            start: StartingPoint::At(cursor.position),
+            charge_read_limits: false,
             limit: limit.max(1),
             bytes_max,
             retain_after_ms: now.saturating_sub(target.retention_ms),
             // A closed shard gets no more records: waiting for them would only burn the timeout.
             wait_until: wait_until.filter(|_| target.closed_at_position.is_none()),
         };
-        let (records, position, tip) = self.read_on_owner(target, request).await?;
-        let next_position = records.last_position().map_or(position, |p| p + 1);
+        let read = self.read_on_owner(target, request).await?;
+        cursor.position = read.next_position;
+        let shard_ended = target
+            .closed_at_position
+            .is_some_and(|end| read.next_position >= end);
+        Ok(ShardRead {
+            next_position: (!shard_ended).then_some(read.next_position),
+            millis_behind_latest: read.millis_behind_latest,
+            records: read.records,
+        })
+    }
+
+    /// Runs an [`OwnerRead`] on the shard's core, in place when that is this core (the records
+    /// stay zero-copy views of its read buffers) or in one round trip to the owner.
+    pub(crate) async fn read_on_owner(
+        &self,
+        target: &ShardTarget,
+        request: OwnerRead,
+    ) -> Result<OwnerReadOutput, KinesisError> {
+        let owner = self.owner(target.log_id);
+        let refused = |refused: ReadRefused| match refused {
+            ReadRefused::Throttled => self.read_throttled(target),
+            other => {
+                tracing::warn!(log_id = target.log_id, reason = %other, "Read failed.");
+                KinesisError::internal("The records could not be read.")
+            }
+        };
+        let (records, start_position, tip) = if owner == self.local.core_id {
+            let log = self
+                .local_log(target.log_id)
+                .ok_or_else(|| {
+                    refused(ReadRefused::LogNotOpen {
+                        log_id: target.log_id,
+                        core_id: owner,
+                    })
+                })?
+                .clone();
+            let (read, position, tip) = self
+                .read_local(&log, &target.key.to_key(), &request)
+                .await
+                .map_err(refused)?;
+            (
+                EngineRecords::Local {
+                    read,
+                    origin: target.origin(),
+                },
+                position,
+                tip,
+            )
+        } else {
+            let batch = self
+                .ask(owner, |reply| CoreMessage::ReadFrom {
+                    log_id: target.log_id,
+                    shard: target.key.clone(),
+                    origin: target.origin(),
+                    request,
+                    reply,
+                })
+                .await?
+                .map_err(refused)?;
+            let position = batch.start_position;
+            let tip = ShardTip {
+                next_position: batch.tip_position,
+                last_arrival_ms: batch.tip_arrival_ms,
+            };
+            (EngineRecords::Remote(batch), position, tip)
+        };
+        let next_position = records.last_position().map_or(start_position, |p| p + 1);
         let millis_behind_latest = if next_position >= tip.next_position {
             0
         } else {
@@ -1640,74 +1578,51 @@ impl Engine {
                 _ => 0,
             }
         };
-        cursor.position = next_position;
-        let shard_ended = target
-            .closed_at_position
-            .is_some_and(|end| next_position >= end);
-        Ok(ShardRead {
+        Ok(OwnerReadOutput {
             records,
-            next_position: (!shard_ended).then_some(next_position),
+            next_position,
             millis_behind_latest,
         })
     }
 
-    /// Runs an [`OwnerRead`] on the shard's core: returns the records, the position the read
-    /// actually started at (after the retention clamp) and the shard's tip.
-    async fn read_on_owner(
+    /// On the owning core: resolves the start, clamps it to the retained records, checks the
+    /// read limits when asked, waits for a record when asked, reads. Answers the records, the
+    /// position the read started at and the shard's tip.
+    async fn read_local(
         &self,
-        target: &ShardTarget,
-        request: OwnerRead,
-    ) -> Result<(EngineRecords, u64, ShardTip), KinesisError> {
-        let owner = self.owner(target.log_id);
-        let read_failed = |e: &dyn std::fmt::Display| {
-            tracing::warn!(log_id = target.log_id, error = %e, "Read failed.");
-            KinesisError::internal("The records could not be read.")
-        };
-        if owner == self.local.core_id {
-            let log = self
-                .local_log(target.log_id)
-                .ok_or_else(|| KinesisError::internal("The shard's log is not open on its core."))?
-                .clone();
-            let key = target.key.to_key();
-            let position = wait_on_owner(&log, &key, &request).await;
-            let read = log
-                .read(&key, position, request.limit, request.bytes_max)
-                .await
-                .map_err(|e| read_failed(&e))?;
-            let tip = log.tip(&key);
-            Ok((
-                EngineRecords::Local {
-                    read,
-                    shard_created_s: target.shard_created_s,
-                    shard_index: target.key.shard_index,
-                },
-                position,
-                tip,
-            ))
-        } else {
-            let (remote, position) = self
-                .ask(owner, |reply| CoreMessage::ReadFrom {
-                    log_id: target.log_id,
-                    shard: target.key.clone(),
-                    request,
-                    reply,
-                })
-                .await?
-                .map_err(|e| read_failed(&e))?;
-            let tip = ShardTip {
-                next_position: remote.next_position,
-                last_arrival_ms: remote.last_arrival_ms,
-            };
-            Ok((
-                EngineRecords::Remote {
-                    read: remote,
-                    shard_created_s: target.shard_created_s,
-                    shard_index: target.key.shard_index,
-                },
-                position,
-                tip,
-            ))
+        log: &Rc<Log>,
+        key: &ShardKey,
+        request: &OwnerRead,
+    ) -> Result<(LogRead, u64, ShardTip), ReadRefused> {
+        if request.charge_read_limits && !self.local.admit_read(key) {
+            return Err(ReadRefused::Throttled);
         }
+        let first_retained = log.first_retained_position(key, request.retain_after_ms);
+        let position = match request.start {
+            StartingPoint::TrimHorizon => first_retained,
+            StartingPoint::Latest => log.tip(key).next_position,
+            StartingPoint::At(p) => p,
+            StartingPoint::After(p) => p.saturating_add(1),
+            StartingPoint::Timestamp(ms) => {
+                log.position_at_timestamp(key, ms.max(request.retain_after_ms))
+            }
+        }
+        .max(first_retained);
+        if let Some(deadline) = request.wait_until {
+            let wait = log.wait_for_records(key, position);
+            let timer = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+            futures_lite::future::or(wait, timer).await;
+        }
+        let read = log
+            .read(key, position, request.limit, request.bytes_max)
+            .await
+            .map_err(|e| ReadRefused::Failed {
+                reason: e.to_string(),
+            })?;
+        if request.charge_read_limits {
+            self.local.charge_read(key, &read);
+        }
+        Ok((read, position, log.tip(key)))
     }
 
     /// Turns a validated starting point into a position, as GetShardIterator does.
@@ -1736,20 +1651,6 @@ impl Engine {
     }
 }
 
-/// On the owning core: clamps the position to the retained records and, if asked, waits for a
-/// record to exist there. Returns the position to read from.
-async fn wait_on_owner(log: &Rc<Log>, key: &ShardKey, request: &OwnerRead) -> u64 {
-    let position = request
-        .position
-        .max(log.first_retained_position(key, request.retain_after_ms));
-    if let Some(deadline) = request.wait_until {
-        let wait = log.wait_for_records(key, position);
-        let timer = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
-        futures_lite::future::or(wait, timer).await;
-    }
-    position
-}
-
 fn locate_local(log: &Log, key: &ShardKey, query: Locate) -> Location {
     let position = match query {
         Locate::TrimHorizon(retain_after_ms) => log.first_retained_position(key, retain_after_ms),
@@ -1759,20 +1660,48 @@ fn locate_local(log: &Log, key: &ShardKey, query: Locate) -> Location {
     Location { position }
 }
 
-/// The sequence number of the record at `position`: its arrival second, but never one before
-/// the shard's creation second (see the module doc).
-fn sequence_number_of(
-    shard_created_s: u64,
+/// Resolves where a read of `shard_index` of `stream_name` starts, with GetShardIterator's
+/// validation (stream and shard exist and are readable, a sequence number belongs to this
+/// shard, a timestamp is not in the future), errors and messages included.
+pub(crate) fn resolve_read_start(
+    catalog: &Catalog,
+    stream_name: &str,
     shard_index: u32,
-    position: u64,
-    arrival_ms: u64,
-) -> SequenceNumber {
-    SequenceNumber::new(
-        shard_created_s,
-        shard_index,
-        position,
-        (arrival_ms / 1000).max(shard_created_s),
-    )
+    start: ReadStart,
+    now: u64,
+) -> Result<(ShardTarget, StartingPoint), KinesisError> {
+    let (iterator_type, starting_sequence_number, timestamp_ms) = match start {
+        ReadStart::TrimHorizon | ReadStart::AtPosition(_) => {
+            (ShardIteratorType::TrimHorizon, None, None)
+        }
+        ReadStart::Latest => (ShardIteratorType::Latest, None, None),
+        ReadStart::AtTimestamp { timestamp_ms } => {
+            (ShardIteratorType::AtTimestamp, None, Some(timestamp_ms))
+        }
+        ReadStart::AtSequenceNumber(s) => (
+            ShardIteratorType::AtSequenceNumber,
+            Some(s.to_string()),
+            None,
+        ),
+        ReadStart::AfterSequenceNumber(s) => (
+            ShardIteratorType::AfterSequenceNumber,
+            Some(s.to_string()),
+            None,
+        ),
+    };
+    let input = GetShardIteratorInput {
+        stream_name: stream_name.to_owned(),
+        shard_id: format_shard_id(shard_index),
+        shard_iterator_type: iterator_type,
+        starting_sequence_number,
+        timestamp_ms,
+    };
+    let (stream, shard, point) = catalog.shard_iterator_start(&input, now)?;
+    let point = match start {
+        ReadStart::AtPosition(position) => StartingPoint::At(position),
+        _ => point,
+    };
+    Ok((ShardTarget::new(stream, shard), point))
 }
 
 /// The record size limit a write is checked against: the stream's, or the default one when the
@@ -1808,70 +1737,37 @@ fn check_sequence_number_for_ordering(
     }
 }
 
-/// The records of one GetRecords: zero-copy views into the owning core's read buffers when the
+/// The records of one read: zero-copy views into the owning core's read buffers when the
 /// shard is local, or one copied buffer when it came from another core.
 pub enum EngineRecords {
-    Local {
-        read: LogRead,
-        shard_created_s: u64,
-        shard_index: u32,
-    },
-    Remote {
-        read: RemoteRead,
-        shard_created_s: u64,
-        shard_index: u32,
-    },
+    Local { read: LogRead, origin: ShardOrigin },
+    Remote(ReadBatch),
 }
 
 impl RecordBatch for EngineRecords {
     fn len(&self) -> usize {
         match self {
             Self::Local { read, .. } => read.len(),
-            Self::Remote { read, .. } => read.records.len(),
+            Self::Remote(batch) => batch.len(),
         }
     }
 
     fn for_each_record(&self, f: &mut dyn FnMut(RecordView<'_>)) {
         match self {
-            Self::Local {
-                read,
-                shard_created_s,
-                shard_index,
-            } => {
+            Self::Local { read, origin } => {
                 read.for_each(&mut |position, arrival_ms, partition_key, data| {
                     f(RecordView {
-                        sequence_number: sequence_number_of(
-                            *shard_created_s,
-                            *shard_index,
+                        sequence_number: origin.sequence_number(RecordStamp {
                             position,
                             arrival_ms,
-                        ),
+                        }),
                         approximate_arrival_timestamp_ms: arrival_ms,
                         partition_key,
                         data,
                     })
                 });
             }
-            Self::Remote {
-                read,
-                shard_created_s,
-                shard_index,
-            } => {
-                for (position, arrival_ms, k, d) in &read.records {
-                    let partition_key = std::str::from_utf8(&read.buffer[k.clone()]).unwrap_or("");
-                    f(RecordView {
-                        sequence_number: sequence_number_of(
-                            *shard_created_s,
-                            *shard_index,
-                            *position,
-                            *arrival_ms,
-                        ),
-                        approximate_arrival_timestamp_ms: *arrival_ms,
-                        partition_key,
-                        data: &read.buffer[d.clone()],
-                    });
-                }
-            }
+            Self::Remote(batch) => batch.for_each_record(f),
         }
     }
 }
@@ -1880,15 +1776,28 @@ impl EngineRecords {
     fn last_position(&self) -> Option<u64> {
         match self {
             Self::Local { read, .. } => read.last_position(),
-            Self::Remote { read, .. } => read.records.last().map(|r| r.0),
+            Self::Remote(batch) => batch.last_position(),
         }
     }
 
     fn last_arrival_ms(&self) -> Option<u64> {
-        let mut last = None;
-        self.for_each_record(&mut |r| last = Some(r.approximate_arrival_timestamp_ms));
-        last
+        match self {
+            Self::Local { .. } => {
+                let mut last = None;
+                self.for_each_record(&mut |r| last = Some(r.approximate_arrival_timestamp_ms));
+                last
+            }
+            Self::Remote(batch) => batch.last_arrival_ms(),
+        }
     }
+}
+
+/// The outcome of [`Engine::read_on_owner`].
+pub(crate) struct OwnerReadOutput {
+    pub(crate) records: EngineRecords,
+    /// Just past the last record read, or the start when none was.
+    pub(crate) next_position: u64,
+    pub(crate) millis_behind_latest: u64,
 }
 
 impl KinesisApi for Engine {
@@ -1916,10 +1825,12 @@ impl KinesisApi for Engine {
                 u32::try_from(core).expect("core count fits u32")
             })
         })
+        .await
     }
 
     async fn delete_stream(&self, input: DeleteStreamInput) -> Result<(), KinesisError> {
         self.mutate_catalog(|catalog| catalog.delete_stream(input, now_ms()))
+            .await
     }
 
     async fn describe_stream(
@@ -2018,22 +1929,19 @@ impl KinesisApi for Engine {
         let limit = input
             .limit
             .unwrap_or(sluice_core::limits::GET_RECORDS_LIMIT_MAX) as usize;
-        let retain_after = now.saturating_sub(target.retention_ms);
-        let trim = self
-            .locate(&target, Locate::TrimHorizon(retain_after))
-            .await?
-            .position;
-        let position = iterator_position.max(trim);
-        let (records, tip, tip_arrival_ms) = self.read(&target, position, limit).await?;
-        let next_position = records.last_position().map_or(position, |p| p + 1);
-        let millis_behind_latest = if next_position >= tip {
-            0
-        } else {
-            match (records.last_arrival_ms(), tip_arrival_ms) {
-                (Some(last), Some(tip_ms)) => tip_ms.saturating_sub(last),
-                _ => 0,
-            }
+        let request = OwnerRead {
+            start: StartingPoint::At(iterator_position),
+            charge_read_limits: true,
+            limit,
+            bytes_max: GET_RECORDS_BYTES_MAX,
+            retain_after_ms: now.saturating_sub(target.retention_ms),
+            wait_until: None,
         };
+        let OwnerReadOutput {
+            records,
+            next_position,
+            millis_behind_latest,
+        } = self.read_on_owner(&target, request).await?;
         let shard_ended = target
             .closed_at_position
             .is_some_and(|end| next_position >= end);
@@ -2087,6 +1995,7 @@ impl KinesisApi for Engine {
         tags: Vec<Tag>,
     ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.add_tags_to_stream(&stream_name, tags, now_ms()))
+            .await
     }
 
     async fn remove_tags_from_stream(
@@ -2095,6 +2004,7 @@ impl KinesisApi for Engine {
         tag_keys: Vec<String>,
     ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.remove_tags_from_stream(&stream_name, tag_keys, now_ms()))
+            .await
     }
 
     async fn list_tags_for_stream(
@@ -2112,6 +2022,7 @@ impl KinesisApi for Engine {
         self.mutate_catalog(|c| {
             c.increase_stream_retention_period(&stream_name, retention_period_hours, now_ms())
         })
+        .await
     }
 
     async fn decrease_stream_retention_period(
@@ -2122,6 +2033,7 @@ impl KinesisApi for Engine {
         self.mutate_catalog(|c| {
             c.decrease_stream_retention_period(&stream_name, retention_period_hours, now_ms())
         })
+        .await
     }
 
     async fn put_record(&self, input: PutRecordInput) -> Result<PutRecordOutput, KinesisError> {
@@ -2162,10 +2074,12 @@ impl KinesisApi for Engine {
 
     async fn split_shard(&self, input: SplitShardInput) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.split_shard(input, now_ms()))
+            .await
     }
 
     async fn merge_shards(&self, input: MergeShardsInput) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.merge_shards(input, now_ms()))
+            .await
     }
 
     async fn update_shard_count(
@@ -2173,10 +2087,12 @@ impl KinesisApi for Engine {
         input: UpdateShardCountInput,
     ) -> Result<UpdateShardCountOutput, KinesisError> {
         self.mutate_catalog(|c| c.update_shard_count(input, now_ms()))
+            .await
     }
 
     async fn update_stream_mode(&self, input: UpdateStreamModeInput) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.update_stream_mode(input, now_ms()))
+            .await
     }
 
     async fn describe_limits(&self) -> Result<DescribeLimitsOutput, KinesisError> {
@@ -2191,6 +2107,7 @@ impl KinesisApi for Engine {
         self.mutate_catalog(|c| {
             c.enable_enhanced_monitoring(&stream_name, &shard_level_metrics, now_ms())
         })
+        .await
     }
 
     async fn disable_enhanced_monitoring(
@@ -2201,6 +2118,7 @@ impl KinesisApi for Engine {
         self.mutate_catalog(|c| {
             c.disable_enhanced_monitoring(&stream_name, &shard_level_metrics, now_ms())
         })
+        .await
     }
 
     async fn update_max_record_size(
@@ -2211,6 +2129,7 @@ impl KinesisApi for Engine {
         self.mutate_catalog(|c| {
             c.update_max_record_size(&stream_name, max_record_size_kib, now_ms())
         })
+        .await
     }
 
     async fn start_stream_encryption(
@@ -2218,6 +2137,7 @@ impl KinesisApi for Engine {
         input: StreamEncryptionInput,
     ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.start_stream_encryption(input, now_ms()))
+            .await
     }
 
     async fn stop_stream_encryption(
@@ -2225,6 +2145,7 @@ impl KinesisApi for Engine {
         input: StreamEncryptionInput,
     ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.stop_stream_encryption(input, now_ms()))
+            .await
     }
 
     async fn update_stream_warm_throughput(
@@ -2235,6 +2156,7 @@ impl KinesisApi for Engine {
         self.mutate_catalog(|c| {
             c.update_stream_warm_throughput(&stream_name, warm_throughput_mibps, now_ms())
         })
+        .await
     }
 
     async fn describe_account_settings(
@@ -2248,6 +2170,7 @@ impl KinesisApi for Engine {
         enable: bool,
     ) -> Result<Option<MinimumThroughputBillingCommitment>, KinesisError> {
         self.mutate_catalog(|c| Ok(c.update_account_settings(enable, now_ms())))
+            .await
     }
 
     async fn register_stream_consumer(
@@ -2255,10 +2178,12 @@ impl KinesisApi for Engine {
         input: RegisterStreamConsumerInput,
     ) -> Result<ConsumerDescription, KinesisError> {
         self.mutate_catalog(|c| c.register_stream_consumer(input, now_ms()))
+            .await
     }
 
     async fn deregister_stream_consumer(&self, consumer: ConsumerRef) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.deregister_stream_consumer(&consumer, now_ms()))
+            .await
     }
 
     async fn describe_stream_consumer(
@@ -2282,6 +2207,7 @@ impl KinesisApi for Engine {
         policy: String,
     ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.put_resource_policy(&resource_arn, policy, now_ms()))
+            .await
     }
 
     async fn get_resource_policy(&self, resource_arn: String) -> Result<String, KinesisError> {
@@ -2291,6 +2217,7 @@ impl KinesisApi for Engine {
 
     async fn delete_resource_policy(&self, resource_arn: String) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.delete_resource_policy(&resource_arn, now_ms()))
+            .await
     }
 
     async fn resource_policy(&self, resource_arn: String) -> Option<String> {
@@ -2301,6 +2228,7 @@ impl KinesisApi for Engine {
 
     async fn tag_resource(&self, resource_arn: String, tags: Vec<Tag>) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.tag_resource(&resource_arn, tags, now_ms()))
+            .await
     }
 
     async fn untag_resource(
@@ -2309,6 +2237,7 @@ impl KinesisApi for Engine {
         tag_keys: Vec<String>,
     ) -> Result<(), KinesisError> {
         self.mutate_catalog(|c| c.untag_resource(&resource_arn, tag_keys, now_ms()))
+            .await
     }
 
     async fn list_tags_for_resource(&self, resource_arn: String) -> Result<Vec<Tag>, KinesisError> {
@@ -2370,14 +2299,23 @@ mod tests {
                 let first = engine
                     .append_on_owner(target.log_id, target.key.to_key(), records(2))
                     .await;
-                assert!(matches!(first, Ok((0, _))), "{first:?}");
+                assert!(
+                    matches!(
+                        first,
+                        Ok(LogAppended {
+                            first_position: 0,
+                            ..
+                        })
+                    ),
+                    "{first:?}"
+                );
                 // Accepted (counted in flight) but not yet committed when the seal arrives.
                 let in_flight =
                     engine.append_on_owner(target.log_id, target.key.to_key(), records(3));
                 let tips = engine
                     .seal_on_owner(vec![(target.log_id, target.key.clone())])
                     .await;
-                let (first_position, _) = in_flight
+                let LogAppended { first_position, .. } = in_flight
                     .await
                     .expect("an append accepted before the seal is stored");
                 assert_eq!(first_position, 2);

@@ -11,4 +11,6 @@ pub mod engine;
 pub mod keystore;
 pub mod log;
 pub mod metrics;
+mod persist;
+pub mod storage;
 pub mod throttle;
