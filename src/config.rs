@@ -9,6 +9,7 @@ use serde::Deserialize;
 use sluice_core::catalog::CatalogConfig;
 use sluice_io::engine::EngineConfig;
 use sluice_io::log::Durability;
+use sluice_io::service::ServiceRuntime;
 
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -25,6 +26,15 @@ pub struct Cli {
 pub enum Command {
     /// Serve the Kinesis APIs (the default when no command is given).
     Serve(ServeArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceRuntimeArg {
+    /// A glommio executor, like the shard cores.
+    Glommio,
+    /// A current-thread tokio runtime, for services built on the tokio ecosystem.
+    Tokio,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -87,6 +97,13 @@ pub struct ServeArgs {
     /// ProvisionedThroughputExceededException [default: false].
     #[arg(long, value_name = "BOOL")]
     pub throughput_limits: Option<bool>,
+    /// Service cores: executors that own no shards and run services, pinned to spare CPUs
+    /// when the machine has them and sharing the CPUs otherwise [default: 1].
+    #[arg(long, value_name = "N")]
+    pub service_cores: Option<usize>,
+    /// The runtime of every service core [default: tokio].
+    #[arg(long, value_name = "glommio|tokio")]
+    pub service_runtime: Option<ServiceRuntimeArg>,
     /// An access key the HTTP API accepts, as ACCESS_KEY_ID:SECRET (repeatable). With at least
     /// one, every request's SigV4 signature is verified; without any, any signature is accepted
     /// on a loopback address and the server refuses to start on any other.
@@ -132,6 +149,8 @@ struct FileSettings {
     io_memory_bytes: Option<usize>,
     idle_spin_us: Option<u64>,
     throughput_limits: Option<bool>,
+    service_cores: Option<usize>,
+    service_runtime: Option<ServiceRuntimeArg>,
     #[serde(default)]
     credentials: Vec<FileCredential>,
     region: Option<String>,
@@ -285,6 +304,16 @@ impl Settings {
         }
         if let Some(on) = args.throughput_limits.or(file.throughput_limits) {
             engine.throughput_limits = on;
+        }
+        if let Some(n) = args.service_cores.or(file.service_cores) {
+            anyhow::ensure!(n <= 64, "--service-cores must be at most 64");
+            engine.service_cores = n;
+        }
+        if let Some(runtime) = args.service_runtime.or(file.service_runtime) {
+            engine.service_runtime = match runtime {
+                ServiceRuntimeArg::Glommio => ServiceRuntime::Glommio,
+                ServiceRuntimeArg::Tokio => ServiceRuntime::Tokio,
+            };
         }
         let mut catalog = CatalogConfig::default();
         if let Some(region) = args.region.or(file.region) {

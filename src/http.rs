@@ -74,6 +74,8 @@ pub struct ServeOptions {
     /// What `GET /metrics` answers: Prometheus text, rendered at scrape time. `None` answers 404.
     /// Per core, like the engine handle it usually captures.
     pub metrics: Option<std::rc::Rc<dyn Fn() -> String>>,
+    /// `GET /health`'s JSON; `{"status":"ok"}` when absent.
+    pub health: Option<std::rc::Rc<dyn Fn() -> String>>,
     /// `Some`: every connection is TLS, set up by this acceptor (see [`tls_acceptor`]).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -461,11 +463,14 @@ async fn respond<A: KinesisApi>(
 ) -> Response<ResponseBody<A::Subscription>> {
     let auth = &*options.auth;
     if request.method() == hyper::Method::GET && request.uri().path() == "/health" {
-        return plain(
-            StatusCode::OK,
-            "application/json",
-            &br#"{"status":"ok"}"#[..],
-        );
+        return match &options.health {
+            Some(render) => plain(StatusCode::OK, "application/json", render()),
+            None => plain(
+                StatusCode::OK,
+                "application/json",
+                &br#"{"status":"ok"}"#[..],
+            ),
+        };
     }
     if request.method() == hyper::Method::GET && request.uri().path() == "/metrics" {
         return match &options.metrics {

@@ -159,9 +159,11 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                     .detach();
             }
             let metrics_engine = engine.clone();
+            let health_engine = engine.clone();
             let options = http::ServeOptions {
                 auth: auth.clone(),
                 metrics: Some(std::rc::Rc::new(move || metrics_engine.render_metrics())),
+                health: Some(std::rc::Rc::new(move || health_engine.render_health())),
                 tls,
             };
             http::serve_with(listener, engine, options).await;

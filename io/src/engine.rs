@@ -51,6 +51,7 @@ use crate::log::{
     AppendRecord, Appended as LogAppended, Durability, Log, LogConfig, LogRead, ShardKey, ShardTip,
 };
 use crate::persist::Persister;
+use crate::service::{ServiceCoreStatus, ServiceRuntime, ServiceStarter};
 
 /// Everything the engine needs to start.
 #[derive(Clone, Debug)]
@@ -75,6 +76,10 @@ pub struct EngineConfig {
     /// read); see [`crate::throttle`]. Off by default: an appliance usually wants all the
     /// throughput its disk gives.
     pub throughput_limits: bool,
+    /// Service cores: executors that own no shards and run services (see [`crate::service`]).
+    pub service_cores: usize,
+    /// The runtime every service core runs.
+    pub service_runtime: ServiceRuntime,
 }
 
 impl EngineConfig {
@@ -92,6 +97,8 @@ impl EngineConfig {
             io_memory_bytes: 8 * 1024 * 1024,
             idle_spin_us: 0,
             throughput_limits: false,
+            service_cores: 1,
+            service_runtime: ServiceRuntime::Tokio,
         }
     }
 }
@@ -277,6 +284,8 @@ pub(crate) struct Shared {
     catalog_change: futures_util::lock::Mutex<()>,
     /// Writes catalog snapshots and consumer checkpoints off the executors.
     pub(crate) persister: Persister,
+    /// What `/health` and `/metrics` show of each service core.
+    pub(crate) service_cores: Vec<Arc<ServiceCoreStatus>>,
     inboxes: Vec<async_channel::Sender<CoreMessage>>,
 }
 
@@ -471,7 +480,23 @@ fn existing_log_ids(data_dir: &Path) -> std::io::Result<Vec<u32>> {
 /// Starts the engine: opens the catalog, spawns one executor per core, recovers that core's
 /// logs, then runs `per_core(engine)` on every core (the front ends). Blocks until every
 /// executor exits, which in practice is never; returns an error if startup fails anywhere.
+/// Service cores, if configured, run nothing; see [`run_with_services`].
 pub fn run<F, Fut>(config: EngineConfig, per_core: F) -> Result<(), StartError>
+where
+    F: Fn(Engine) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let idle: ServiceStarter = Arc::new(|_| Box::pin(std::future::pending::<()>()));
+    run_with_services(config, per_core, idle)
+}
+
+/// [`run`], and once every shard core has recovered, `config.service_cores` service cores each
+/// running `services(context)`.
+pub fn run_with_services<F, Fut>(
+    config: EngineConfig,
+    per_core: F,
+    services: ServiceStarter,
+) -> Result<(), StartError>
 where
     F: Fn(Engine) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + 'static,
@@ -525,6 +550,13 @@ where
         catalog: RwLock::new(catalog),
         catalog_change: futures_util::lock::Mutex::new(()),
         persister,
+        service_cores: (0..config.service_cores)
+            .map(|id| {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let cpu = crate::service::service_cpu(config.cores, id, cpus, config.pin_cores);
+                Arc::new(ServiceCoreStatus::new(id, config.service_runtime, cpu))
+            })
+            .collect(),
         inboxes,
     });
     // Data keys for streams under StartStreamEncryption (the stand-in for KMS).
@@ -632,6 +664,21 @@ where
             }
         }
     }
+    // Service threads run until the process exits, like the shard cores; nothing joins them.
+    let mut service_threads = Vec::with_capacity(shared.service_cores.len());
+    for status in &shared.service_cores {
+        let thread = crate::service::spawn(
+            status.clone(),
+            crate::storage::StorageHandle::new(shared.clone()),
+            services.clone(),
+            config.io_memory_bytes,
+        )
+        .map_err(|e| StartError::Executor {
+            core: config.cores + status.service_core_id,
+            message: e.to_string(),
+        })?;
+        service_threads.push(thread);
+    }
     for (core, handle) in handles.into_iter().enumerate() {
         handle.join().map_err(|e| StartError::Executor {
             core,
@@ -725,6 +772,33 @@ impl ShardTarget {
 }
 
 impl Engine {
+    /// `GET /health`: the engine's shard and service cores as one JSON object.
+    pub fn render_health(&self) -> String {
+        let mut out = format!(
+            r#"{{"status":"ok","shard_cores":{},"service_cores":["#,
+            self.shared.cores
+        );
+        for (i, status) in self.shared.service_cores.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let cpu = status.cpu.map_or("null".to_owned(), |c| c.to_string());
+            out.push_str(&format!(
+                r#"{{"id":{},"runtime":"{}","cpu":{cpu},"state":"{}"}}"#,
+                status.service_core_id,
+                status.runtime.name(),
+                status.state()
+            ));
+        }
+        out.push_str("]}");
+        out
+    }
+
+    /// The service cores' statuses.
+    pub fn service_cores(&self) -> &[Arc<ServiceCoreStatus>] {
+        &self.shared.service_cores
+    }
+
     /// The narrow storage face on this engine, as a handle any executor may hold.
     pub fn storage(&self) -> crate::storage::StorageHandle {
         crate::storage::StorageHandle::new(self.shared.clone())

@@ -12,5 +12,6 @@ pub mod keystore;
 pub mod log;
 pub mod metrics;
 mod persist;
+pub mod service;
 pub mod storage;
 pub mod throttle;

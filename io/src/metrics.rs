@@ -774,11 +774,26 @@ impl Engine {
     pub fn render_metrics(&self) -> String {
         let catalog = self.catalog_read();
         let now = crate::engine::now_ms();
-        render(&|stream| {
+        let mut out = render(&|stream| {
             catalog
                 .live_stream(stream, now)
                 .map(|s| s.shard_level_metrics.clone())
-        })
+        });
+        let _ = writeln!(
+            out,
+            "# HELP io_service_core_up Whether a service core is running (1) or not (0).\n# TYPE io_service_core_up gauge"
+        );
+        for status in self.service_cores() {
+            let cpu = status.cpu.map_or("shared".to_owned(), |c| c.to_string());
+            let _ = writeln!(
+                out,
+                "io_service_core_up{{service_core=\"{}\",runtime=\"{}\",cpu=\"{cpu}\"}} {}",
+                status.service_core_id,
+                status.runtime.name(),
+                u8::from(status.state() == "running")
+            );
+        }
+        out
     }
 }
 

@@ -327,3 +327,288 @@ impl CheckpointLog for StorageHandle {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use sluice_core::KinesisApi as _;
+    use sluice_core::api::{CreateStreamInput, RecordBatch as _};
+    use sluice_core::storage::{CheckpointKey, CheckpointLog, NewRecord, ReadLimits, RecordLog};
+
+    use super::*;
+    use crate::engine::{EngineConfig, run_with_services};
+    use crate::service::{ServiceContext, ServiceRuntime, ServiceStarter};
+
+    const LIMITS: ReadLimits = ReadLimits {
+        records_max: 100,
+        bytes_max: 1 << 20,
+    };
+
+    fn config(dir: &std::path::Path, runtime: ServiceRuntime) -> EngineConfig {
+        let mut config = EngineConfig::new(dir.join("data"));
+        config.cores = 2;
+        config.pin_cores = false;
+        config.segment_bytes = 1 << 20;
+        config.io_memory_bytes = 1 << 20;
+        config.catalog.create_delay_ms = 0;
+        config.service_cores = 1;
+        config.service_runtime = runtime;
+        config
+    }
+
+    fn records(prefix: &str, n: usize) -> Vec<NewRecord> {
+        (0..n)
+            .map(|i| NewRecord {
+                partition_key: format!("{prefix}{i}"),
+                data: format!("{prefix}-data-{i}").into_bytes(),
+            })
+            .collect()
+    }
+
+    fn data_of(batch: &ReadBatch) -> Vec<String> {
+        let mut out = Vec::new();
+        batch.for_each_record(&mut |r| out.push(String::from_utf8_lossy(r.data).into_owned()));
+        out
+    }
+
+    /// Runs an engine with two shard cores and one service core; core 0 creates the stream
+    /// `s` with two shards, then `service` runs on the service core with the storage face. The
+    /// shard cores stop once the service has finished; returns what the service returned.
+    fn with_service<T: Send + 'static>(
+        dir: &std::path::Path,
+        runtime: ServiceRuntime,
+        create: bool,
+        service: impl Fn(StorageHandle) -> std::pin::Pin<Box<dyn Future<Output = T>>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> T {
+        let (result_tx, result_rx) = mpsc::channel::<T>();
+        let (stop_tx, stop_rx) = async_channel::unbounded::<()>();
+        let (ready_tx, ready_rx) = async_channel::unbounded::<()>();
+        let starter: ServiceStarter = Arc::new(move |context: ServiceContext| {
+            let result_tx = result_tx.clone();
+            let stop_tx = stop_tx.clone();
+            let ready_rx = ready_rx.clone();
+            let run = service(context.storage.clone());
+            Box::pin(async move {
+                ready_rx.recv().await.expect("core 0 signals readiness");
+                let out = run.await;
+                result_tx.send(out).expect("the test waits");
+                for _ in 0..2 {
+                    stop_tx.send(()).await.expect("the shard cores wait");
+                }
+            })
+        });
+        run_with_services(
+            config(dir, runtime),
+            move |engine| {
+                let stop_rx = stop_rx.clone();
+                let ready_tx = ready_tx.clone();
+                async move {
+                    if engine.core_id() == 0 {
+                        if create {
+                            let input = CreateStreamInput {
+                                stream_name: "s".into(),
+                                shard_count: Some(2),
+                                stream_mode: None,
+                                tags: Vec::new(),
+                            };
+                            engine.create_stream(input).await.expect("stream created");
+                        }
+                        ready_tx.send(()).await.expect("the service waits");
+                    }
+                    stop_rx.recv().await.expect("the service signals the end");
+                }
+            },
+            starter,
+        )
+        .expect("the engine runs");
+        result_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the service ran")
+    }
+
+    /// A service core owns no shard, so every record it reads crosses cores: this checks that
+    /// the face routes appends and reads to the owning core of each shard, that a waiting read
+    /// is woken by the commit that stores its record, and that a checkpoint survives a restart
+    /// (durable, not just in memory).
+    fn a_reader_on_a_service_core_sees_records_committed_on_two_shard_cores(
+        runtime: ServiceRuntime,
+    ) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = CheckpointKey {
+            consumer: "delivery".into(),
+            shard: ShardAddress::new("s", 1),
+        };
+        let key_for_service = key.clone();
+        let seen = with_service(dir.path(), runtime, true, move |storage| {
+            let key = key_for_service.clone();
+            Box::pin(async move {
+                let shards = storage.shards("s").expect("stream s exists");
+                assert_eq!(shards.len(), 2);
+                assert_ne!(
+                    shards[0].core_id, shards[1].core_id,
+                    "the two shards are placed on different shard cores"
+                );
+                let zero = ShardAddress::new("s", 0);
+                let one = ShardAddress::new("s", 1);
+                // A read that starts before the records exist and waits for them.
+                let waiting = {
+                    let storage = storage.clone();
+                    let zero = zero.clone();
+                    async move {
+                        storage
+                            .read(
+                                &zero,
+                                ReadStart::TrimHorizon,
+                                LIMITS,
+                                Some(Duration::from_secs(20)),
+                            )
+                            .await
+                    }
+                };
+                let appending = async {
+                    let a = storage.append(&zero, records("a", 3)).await;
+                    let b = storage.append(&one, records("b", 2)).await;
+                    (a, b)
+                };
+                let (waited, (a, b)) = futures_lite::future::zip(waiting, appending).await;
+                let a = a.expect("append to shard 0");
+                let b = b.expect("append to shard 1");
+                assert_eq!(a.positions, 0..3);
+                assert_eq!(b.positions, 0..2);
+                let waited = waited.expect("the waiting read");
+                assert!(
+                    !data_of(&waited).is_empty(),
+                    "the waiting read was woken by the commit"
+                );
+                let zero_read = storage
+                    .read(&zero, ReadStart::TrimHorizon, LIMITS, None)
+                    .await
+                    .expect("read shard 0");
+                let one_read = storage
+                    .read(
+                        &one,
+                        ReadStart::AtSequenceNumber(b.sequence_number(1)),
+                        LIMITS,
+                        None,
+                    )
+                    .await
+                    .expect("read shard 1 at a sequence number");
+                assert_eq!(zero_read.next_position, Some(3));
+                assert_eq!(one_read.start_position, 1);
+                assert_eq!(
+                    storage.load_checkpoint(&key).await.expect("load"),
+                    None,
+                    "no checkpoint before the first commit"
+                );
+                storage
+                    .commit_checkpoint(&key, 2)
+                    .await
+                    .expect("commit checkpoint");
+                assert_eq!(storage.load_checkpoint(&key).await.expect("load"), Some(2));
+                (data_of(&zero_read), data_of(&one_read))
+            })
+        });
+        assert_eq!(seen.0, vec!["a-data-0", "a-data-1", "a-data-2"]);
+        assert_eq!(seen.1, vec!["b-data-1"]);
+
+        // Restart on the same directory: records and the checkpoint are still there.
+        let after = with_service(dir.path(), runtime, false, move |storage| {
+            let key = key.clone();
+            Box::pin(async move {
+                let checkpoint = storage.load_checkpoint(&key).await.expect("load");
+                let read = storage
+                    .read(
+                        &ShardAddress::new("s", 1),
+                        ReadStart::AtPosition(checkpoint.expect("checkpoint survived")),
+                        LIMITS,
+                        None,
+                    )
+                    .await
+                    .expect("read from the checkpoint");
+                (checkpoint, data_of(&read))
+            })
+        });
+        assert_eq!(after, (Some(2), Vec::<String>::new()));
+    }
+
+    #[test]
+    fn a_reader_on_a_tokio_service_core_sees_records_committed_on_two_shard_cores() {
+        a_reader_on_a_service_core_sees_records_committed_on_two_shard_cores(ServiceRuntime::Tokio);
+    }
+
+    #[test]
+    fn a_reader_on_a_glommio_service_core_sees_records_committed_on_two_shard_cores() {
+        a_reader_on_a_service_core_sees_records_committed_on_two_shard_cores(
+            ServiceRuntime::Glommio,
+        );
+    }
+
+    /// The face words refusals structurally: a missing stream, a closed or missing shard, an
+    /// invalid record and a sequence number of another shard each get their own variant.
+    #[test]
+    fn the_face_refuses_bad_appends_and_reads_with_structured_errors() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let errors = with_service(dir.path(), ServiceRuntime::Tokio, true, |storage| {
+            Box::pin(async move {
+                let missing = storage
+                    .append(&ShardAddress::new("nope", 0), records("x", 1))
+                    .await;
+                let no_shard = storage
+                    .append(&ShardAddress::new("s", 9), records("x", 1))
+                    .await;
+                let empty_key = storage
+                    .append(
+                        &ShardAddress::new("s", 0),
+                        vec![NewRecord {
+                            partition_key: String::new(),
+                            data: b"x".to_vec(),
+                        }],
+                    )
+                    .await;
+                let zero = storage
+                    .append(&ShardAddress::new("s", 0), records("x", 1))
+                    .await
+                    .expect("append");
+                let other_shard = storage
+                    .read(
+                        &ShardAddress::new("s", 1),
+                        ReadStart::AtSequenceNumber(zero.sequence_number(0)),
+                        LIMITS,
+                        None,
+                    )
+                    .await;
+                let no_stream = storage.shards("nope");
+                (missing, no_shard, empty_key, other_shard, no_stream)
+            })
+        });
+        assert!(
+            matches!(errors.0, Err(AppendError::StreamNotWritable { .. })),
+            "{:?}",
+            errors.0
+        );
+        assert!(
+            matches!(errors.1, Err(AppendError::ShardNotFound { .. })),
+            "{:?}",
+            errors.1
+        );
+        assert!(
+            matches!(errors.2, Err(AppendError::InvalidRecord { index: 0, .. })),
+            "{:?}",
+            errors.2
+        );
+        assert!(
+            matches!(errors.3, Err(ReadError::InvalidStart { .. })),
+            "{:?}",
+            errors.3
+        );
+        assert!(
+            matches!(errors.4, Err(ReadError::StreamNotFound { .. })),
+            "{:?}",
+            errors.4
+        );
+    }
+}
