@@ -1,6 +1,9 @@
-//! Enhanced fan-out delivery: SubscribeToShard on the engine. A subscription is a shard cursor
-//! plus a lease; each event is one [`Engine::read_wait`], which parks on the owning core's commit
-//! notifier until a record is durable, so records are pushed as they commit and nothing polls.
+//! Enhanced fan-out delivery: SubscribeToShard. A subscription is a shard position plus a lease;
+//! each event is one read of the narrow storage face ([`RecordLog::read`] with a wait), which
+//! parks on the owning core's commit notifier until a record is durable, so records are pushed
+//! as they commit and nothing polls. Only the subscribe call itself (validating the consumer
+//! and resolving the starting position with GetShardIterator's rules and messages) uses the
+//! engine; delivery runs on the face alone and so could run on any core.
 //!
 //! Invariants:
 //! - At most one subscription per (engine, consumer ARN, shard) holds the lease. A new subscribe
@@ -28,7 +31,10 @@ use sluice_core::subscribe::{
 };
 use sluice_core::{ErrorKind, KinesisError, SequenceNumber};
 
-use crate::engine::{Engine, EngineRecords, ReadStart, ShardCursor, now_ms};
+use sluice_core::storage::{ReadBatch, ReadError, ReadLimits, RecordLog as _, ShardAddress};
+
+use crate::engine::{Engine, ReadStart, now_ms};
+use crate::storage::StorageHandle;
 
 /// Records in one event at most (GetRecords' cap).
 const EVENT_RECORDS_MAX: usize = 10_000;
@@ -57,12 +63,16 @@ fn leases() -> std::sync::MutexGuard<'static, Leases> {
     LEASES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A live SubscribeToShard on the engine.
+/// A live SubscribeToShard.
 pub struct EngineSubscription {
-    engine: Engine,
+    storage: StorageHandle,
     consumer_arn: String,
-    stream_name: String,
-    cursor: ShardCursor,
+    shard: ShardAddress,
+    /// The shard's creation second, for continuation numbers before any record.
+    shard_created_s: u64,
+    /// Where the next event's read starts.
+    position: u64,
+    account_id: String,
     lease: LeaseKey,
     generation: u64,
     ends_at: Instant,
@@ -75,8 +85,8 @@ impl std::fmt::Debug for EngineSubscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineSubscription")
             .field("consumer_arn", &self.consumer_arn)
-            .field("shard_index", &self.cursor.shard_index())
-            .field("position", &self.cursor.position())
+            .field("shard_index", &self.shard.shard_index)
+            .field("position", &self.position)
             .field("done", &self.done)
             .finish()
     }
@@ -186,11 +196,14 @@ impl Engine {
             generation
         };
         crate::metrics::record_subscribe(&stream_name);
+        let account_id = account;
         Ok(EngineSubscription {
-            engine: self.clone(),
+            storage: self.storage(),
             consumer_arn: input.consumer_arn,
-            stream_name,
-            cursor,
+            shard: ShardAddress::new(stream_name, shard_index),
+            shard_created_s: cursor.shard_created_s(),
+            position: cursor.position(),
+            account_id,
             lease,
             generation,
             ends_at: started + Duration::from_millis(SUBSCRIPTION_LIFETIME_MS),
@@ -201,6 +214,25 @@ impl Engine {
 }
 
 impl EngineSubscription {
+    /// Words a refused read as the event stream's exception: a stream deleted or a shard gone
+    /// meanwhile is ResourceNotFound for the shard, as GetRecords says; anything else is an
+    /// internal failure.
+    fn kinesis_error(&self, error: ReadError) -> KinesisError {
+        match error {
+            ReadError::StreamNotFound { .. } | ReadError::ShardNotFound { .. } => {
+                KinesisError::shard_not_found(
+                    &sluice_core::shard_id::format_shard_id(self.shard.shard_index),
+                    &self.shard.stream_name,
+                    &self.account_id,
+                )
+            }
+            other => {
+                tracing::warn!(error = %other, "SubscribeToShard read failed.");
+                KinesisError::internal("The records could not be read.")
+            }
+        }
+    }
+
     fn holds_lease(&self) -> bool {
         leases()
             .held
@@ -216,33 +248,34 @@ impl EngineSubscription {
                 format!(
                     "Another subscription for consumer {} and shard {} took over this one.",
                     self.consumer_arn,
-                    sluice_core::shard_id::format_shard_id(self.cursor.shard_index())
+                    sluice_core::shard_id::format_shard_id(self.shard.shard_index)
                 ),
             ));
         }
-        let catalog = self.engine.catalog_read();
-        catalog.consumer_by_arn(&self.consumer_arn, now_ms())?;
+        self.storage
+            .catalog_read()
+            .consumer_by_arn(&self.consumer_arn, now_ms())?;
         Ok(())
     }
 
     /// The continuation number when the event carries no record.
     fn continuation_without_records(&self) -> SequenceNumber {
-        let created_s = self.cursor.shard_created_s();
+        let created_s = self.shard_created_s;
         SequenceNumber::new(
             created_s,
-            self.cursor.shard_index(),
-            self.cursor.position().saturating_sub(1),
+            self.shard.shard_index,
+            self.position.saturating_sub(1),
             self.last_arrival_s.unwrap_or(created_s),
         )
     }
 }
 
 impl Subscription for EngineSubscription {
-    type Records = EngineRecords;
+    type Records = ReadBatch;
 
     async fn next_event(
         &mut self,
-    ) -> Option<Result<SubscribeToShardEventOut<EngineRecords>, KinesisError>> {
+    ) -> Option<Result<SubscribeToShardEventOut<ReadBatch>, KinesisError>> {
         if self.done {
             return None;
         }
@@ -259,20 +292,31 @@ impl Subscription for EngineSubscription {
             .ends_at
             .saturating_duration_since(now)
             .min(Duration::from_millis(SUBSCRIPTION_HEARTBEAT_MS));
+        let limits = ReadLimits {
+            records_max: EVENT_RECORDS_MAX,
+            bytes_max: EVENT_BYTES_MAX,
+        };
         let read = match self
-            .engine
-            .read_wait(&mut self.cursor, EVENT_RECORDS_MAX, EVENT_BYTES_MAX, wait)
+            .storage
+            .read(
+                &self.shard,
+                ReadStart::AtPosition(self.position),
+                limits,
+                Some(wait),
+            )
             .await
         {
             Ok(read) => read,
             Err(error) => {
                 self.done = true;
-                return Some(Err(error));
+                return Some(Err(self.kinesis_error(error)));
             }
         };
+        if let Some(next) = read.next_position {
+            self.position = next;
+        }
         let mut last = None;
-        read.records
-            .for_each_record(&mut |r| last = Some(r.sequence_number));
+        read.for_each_record(&mut |r| last = Some(r.sequence_number));
         if let Some(last) = last {
             self.last_arrival_s = Some(last.arrival_s);
         }
@@ -283,25 +327,25 @@ impl Subscription for EngineSubscription {
             }
             None => {
                 self.done = true;
-                let catalog = self.engine.catalog_read();
+                let catalog = self.storage.catalog_read();
                 let children = catalog
-                    .live_stream(&self.stream_name, now_ms())
-                    .map(|s| s.child_shards(self.cursor.shard_index()))
+                    .live_stream(&self.shard.stream_name, now_ms())
+                    .map(|s| s.child_shards(self.shard.shard_index))
                     .unwrap_or_default();
                 (None, children)
             }
         };
         crate::metrics::record_subscribe_event(
-            &self.stream_name,
-            self.cursor.shard_index(),
-            &read.records,
+            &self.shard.stream_name,
+            self.shard.shard_index,
+            &read,
             read.millis_behind_latest,
             now_ms(),
         );
         Some(Ok(SubscribeToShardEventOut {
-            records: read.records,
-            continuation_sequence_number,
             millis_behind_latest: read.millis_behind_latest,
+            records: read,
+            continuation_sequence_number,
             child_shards,
         }))
     }
