@@ -1,10 +1,9 @@
 //! What the Describe and List calls show of the catalog: DescribeStream,
 //! DescribeStreamSummary, ListStreams and ListShards, with their paging and ListShards' filters.
 
-use std::ops::Bound;
-
 use super::{
-    Catalog, Lifecycle, Shard, Stream, next_token_error, page_size, parse_shard_id_like_aws,
+    Catalog, Lifecycle, Shard, Stream, keys_after, next_token_error, page_size,
+    parse_shard_id_like_aws, take_page,
 };
 use crate::api::{
     DescribeStreamInput, ListShardsInput, ListShardsOutput, ListStreamsInput, ListStreamsOutput,
@@ -50,6 +49,12 @@ fn shard_filter_keeps(stream: &Stream, shard: &Shard, filter: &ShardFilter, now_
     }
 }
 
+/// The index after which a listing starts. An id that does not parse starts from the
+/// beginning, as AWS does.
+fn exclusive_start_index(exclusive_start_shard_id: Option<&str>) -> Option<u32> {
+    exclusive_start_shard_id.and_then(parse_shard_id_like_aws)
+}
+
 impl Catalog {
     /// Whether DescribeStream shows the shards: not while CREATING, and not while DELETING a
     /// stream that was deleted before it ever became ACTIVE (AWS shows `Shards: []` then too).
@@ -74,22 +79,18 @@ impl Catalog {
     ) -> Result<StreamDescription, KinesisError> {
         let stream = self.found(&input.stream_name, now_ms)?;
         let limit = page_size(input.limit, limits::DESCRIBE_STREAM_SHARDS_MAX);
-        // An id that does not parse starts from the beginning, as AWS does.
-        let after = input
-            .exclusive_start_shard_id
-            .as_deref()
-            .and_then(parse_shard_id_like_aws);
+        let after = exclusive_start_index(input.exclusive_start_shard_id.as_deref());
         let (shards, has_more_shards) = if self.shards_visible(stream, now_ms) {
-            let mut remaining = stream
+            let remaining = stream
                 .shards
                 .iter()
                 .filter(|shard| after.is_none_or(|after| shard.index > after));
-            let page: Vec<ShardDescription> = remaining
-                .by_ref()
-                .take(limit)
+            let (page, has_more_shards) = take_page(remaining, limit);
+            let page: Vec<ShardDescription> = page
+                .into_iter()
                 .map(|shard| stream.describe_shard(shard))
                 .collect();
-            (page, remaining.next().is_some())
+            (page, has_more_shards)
         } else {
             (Vec::new(), false)
         };
@@ -151,17 +152,12 @@ impl Catalog {
             ),
             None => input.exclusive_start_stream_name.clone(),
         };
-        let lower = match &after {
-            Some(name) => Bound::Excluded(name.as_str()),
-            None => Bound::Unbounded,
-        };
-        let mut remaining = self
+        let remaining = self
             .streams
-            .range::<str, _>((lower, Bound::Unbounded))
-            .filter(|(key, stream)| **key == stream.name && !stream.is_gone(now_ms))
+            .range::<str, _>(keys_after(after.as_deref()))
+            .filter(|(key, stream)| stream.is_live_as(key, now_ms))
             .map(|(_, stream)| stream);
-        let page: Vec<&Stream> = remaining.by_ref().take(limit).collect();
-        let has_more_streams = remaining.next().is_some();
+        let (page, has_more_streams) = take_page(remaining, limit);
         let next_token = match page.last() {
             Some(last) if has_more_streams => Some(
                 ListStreamsToken {
@@ -240,23 +236,13 @@ impl Catalog {
                 {
                     return Err(self.not_found(stream_name));
                 }
-                let after = input
-                    .exclusive_start_shard_id
-                    .as_deref()
-                    .and_then(parse_shard_id_like_aws);
+                let after = exclusive_start_index(input.exclusive_start_shard_id.as_deref());
                 (stream, after, input.shard_filter.clone())
             }
         };
-        let status = stream.status(now_ms);
-        if !stream.is_readable(now_ms) {
-            return Err(KinesisError::stream_not_active(
-                &stream.name,
-                &self.config.account_id,
-                status.as_str(),
-            ));
-        }
+        stream.check_readable(&self.config.account_id, now_ms)?;
         let limit = page_size(input.max_results, limits::LIST_SHARDS_MAX);
-        let mut remaining = stream.shards.iter().filter(|shard| {
+        let remaining = stream.shards.iter().filter(|shard| {
             after.is_none_or(|after| shard.index > after)
                 // No filter means FROM_TRIM_HORIZON, AWS's default.
                 && shard_filter_keeps(
@@ -266,9 +252,9 @@ impl Catalog {
                     now_ms,
                 )
         });
-        let page: Vec<&Shard> = remaining.by_ref().take(limit).collect();
+        let (page, has_more_shards) = take_page(remaining, limit);
         let next_token = match page.last() {
-            Some(last) if remaining.next().is_some() => Some(
+            Some(last) if has_more_shards => Some(
                 ListShardsToken {
                     issued_ms: now_ms,
                     stream_name: stream.name.clone(),

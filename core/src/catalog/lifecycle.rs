@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use super::tags::{too_many_tags, validate_new_tags};
-use super::{Catalog, Lifecycle, RemovedStream, Shard, Stream, StreamModeRepr, validation_error};
+use super::{
+    Catalog, Lifecycle, RemovedStream, Shard, Stream, StreamModeRepr, constraint_violation,
+};
 use crate::api::{CreateStreamInput, DeleteStreamInput, StreamMode};
 use crate::error::{ErrorKind, KinesisError};
 use crate::hash_key::HashRange;
@@ -20,24 +22,21 @@ const RETIRED_KEY_PREFIX: char = '\0';
 /// The stream-name rule of the model (`[a-zA-Z0-9_.-]+`, 1..=128), re-checked here because a
 /// longer or stranger name would break the iterator and token encodings.
 fn validate_stream_name(name: &str) -> Result<(), KinesisError> {
+    let refused = |constraint: &str| Err(constraint_violation(name, "streamName", constraint));
     if name.is_empty() {
-        return Err(validation_error(format!(
-            "Value '{name}' at 'streamName' failed to satisfy constraint: Member must have length greater than or equal to 1"
-        )));
+        return refused("Member must have length greater than or equal to 1");
     }
     if name.len() > limits::STREAM_NAME_CHARS_MAX {
-        return Err(validation_error(format!(
-            "Value '{name}' at 'streamName' failed to satisfy constraint: Member must have length less than or equal to {}",
+        return refused(&format!(
+            "Member must have length less than or equal to {}",
             limits::STREAM_NAME_CHARS_MAX
-        )));
+        ));
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
     {
-        return Err(validation_error(format!(
-            "Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
-        )));
+        return refused("Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+");
     }
     Ok(())
 }
@@ -56,15 +55,21 @@ impl Catalog {
         let (mode, shard_count) = match input.shard_count {
             None => (StreamModeRepr::OnDemand, limits::ON_DEMAND_SHARD_COUNT),
             Some(0) => {
-                return Err(validation_error(
-                    "Value '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1".into(),
+                return Err(constraint_violation(
+                    0,
+                    "shardCount",
+                    "Member must have value greater than or equal to 1",
                 ));
             }
             Some(n) if n > limits::SHARD_COUNT_MAX => {
-                return Err(validation_error(format!(
-                    "Value '{n}' at 'shardCount' failed to satisfy constraint: Member must have value less than or equal to {}",
-                    limits::SHARD_COUNT_MAX
-                )));
+                return Err(constraint_violation(
+                    n,
+                    "shardCount",
+                    &format!(
+                        "Member must have value less than or equal to {}",
+                        limits::SHARD_COUNT_MAX
+                    ),
+                ));
             }
             Some(n) => match input.stream_mode {
                 Some(StreamMode::OnDemand) => (StreamModeRepr::OnDemand, n),
@@ -75,11 +80,7 @@ impl Catalog {
             return Err(KinesisError::stream_exists(&name, &self.config.account_id));
         }
         let account = &self.config.account_id;
-        validate_new_tags(
-            account,
-            &name,
-            input.tags.iter().map(|t| (&*t.key, &*t.value)),
-        )?;
+        validate_new_tags(account, &name, &input.tags)?;
         let tags: BTreeMap<String, String> = input
             .tags
             .into_iter()
@@ -158,9 +159,7 @@ impl Catalog {
     ) -> Result<(), KinesisError> {
         let gone_at_ms = now_ms.saturating_add(self.config.delete_delay_ms);
         let account = self.config.account_id.clone();
-        let stream = self
-            .live_stream_mut(&input.stream_name, now_ms)
-            .ok_or_else(|| KinesisError::stream_not_found(&input.stream_name, &account))?;
+        let stream = self.found_mut(&input.stream_name, now_ms)?;
         if stream.control.consumer_count(now_ms) > 0 {
             if !input.enforce_consumer_deletion {
                 return Err(crate::consumer::stream_has_consumers(
@@ -286,6 +285,50 @@ mod tests {
             );
         }
         assert!(catalog.streams.is_empty());
+    }
+
+    #[test]
+    fn create_stream_name_and_shard_count_refusals_use_the_aws_validation_texts() {
+        let mut catalog = Catalog::new(config());
+        let message = |catalog: &mut Catalog, name: &str, count| {
+            catalog
+                .create_stream(create_input(name, count), T0, &mut |i| i)
+                .map_err(|e| e.message)
+        };
+        let prefix = "1 validation error detected: Value";
+        assert_eq!(
+            message(&mut catalog, "", Some(1)),
+            Err(format!(
+                "{prefix} '' at 'streamName' failed to satisfy constraint: Member must have length greater than or equal to 1"
+            ))
+        );
+        let long = "a".repeat(129);
+        assert_eq!(
+            message(&mut catalog, &long, Some(1)),
+            Err(format!(
+                "{prefix} '{long}' at 'streamName' failed to satisfy constraint: Member must have length less than or equal to 128"
+            ))
+        );
+        assert_eq!(
+            message(&mut catalog, "a/b", Some(1)),
+            Err(format!(
+                "{prefix} 'a/b' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+            ))
+        );
+        assert_eq!(
+            message(&mut catalog, "s", Some(0)),
+            Err(format!(
+                "{prefix} '0' at 'shardCount' failed to satisfy constraint: Member must have value greater than or equal to 1"
+            ))
+        );
+        let over = limits::SHARD_COUNT_MAX + 1;
+        assert_eq!(
+            message(&mut catalog, "s", Some(over)),
+            Err(format!(
+                "{prefix} '{over}' at 'shardCount' failed to satisfy constraint: Member must have value less than or equal to {}",
+                limits::SHARD_COUNT_MAX
+            ))
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@ mod tags;
 mod test_support;
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +95,18 @@ pub(crate) fn validation_error(message: String) -> KinesisError {
     )
 }
 
+/// One model-constraint violation in AWS's words: `1 validation error detected: Value '<value>'
+/// at '<member>' failed to satisfy constraint: <constraint>`.
+pub(crate) fn constraint_violation(
+    value: impl Display,
+    member: &str,
+    constraint: &str,
+) -> KinesisError {
+    validation_error(format!(
+        "Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"
+    ))
+}
+
 pub(crate) fn next_token_error(error: NextTokenError) -> KinesisError {
     match error {
         NextTokenError::Expired => KinesisError::new(
@@ -111,6 +125,24 @@ pub(crate) fn page_size(requested: Option<u32>, max: u32) -> usize {
     requested.unwrap_or(max).clamp(1, max) as usize
 }
 
+/// The keys of an ordered map after `after` (exclusive), or all of them: where a listing that
+/// continues from an ExclusiveStart* key resumes.
+pub(crate) fn keys_after(after: Option<&str>) -> (Bound<&str>, Bound<&str>) {
+    let lower = match after {
+        Some(key) => Bound::Excluded(key),
+        None => Bound::Unbounded,
+    };
+    (lower, Bound::Unbounded)
+}
+
+/// The first `limit` items and whether any are left: one page of a paged listing.
+pub(crate) fn take_page<T>(items: impl Iterator<Item = T>, limit: usize) -> (Vec<T>, bool) {
+    let mut items = items.peekable();
+    let page: Vec<T> = items.by_ref().take(limit).collect();
+    let has_more = items.peek().is_some();
+    (page, has_more)
+}
+
 impl Catalog {
     pub fn new(config: CatalogConfig) -> Self {
         Self {
@@ -124,7 +156,7 @@ impl Catalog {
     pub fn live_stream(&self, stream_name: &str, now_ms: u64) -> Option<&Stream> {
         self.streams
             .get(stream_name)
-            .filter(|stream| stream.name == stream_name && !stream.is_gone(now_ms))
+            .filter(|stream| stream.is_live_as(stream_name, now_ms))
     }
 
     pub(crate) fn live_stream_mut(
@@ -134,16 +166,41 @@ impl Catalog {
     ) -> Option<&mut Stream> {
         self.streams
             .get_mut(stream_name)
-            .filter(|stream| stream.name == stream_name && !stream.is_gone(now_ms))
+            .filter(|stream| stream.is_live_as(stream_name, now_ms))
     }
 
     fn not_found(&self, stream_name: &str) -> KinesisError {
         KinesisError::stream_not_found(stream_name, &self.config.account_id)
     }
 
+    /// The live stream called `stream_name`, or ResourceNotFoundException.
     pub(crate) fn found(&self, stream_name: &str, now_ms: u64) -> Result<&Stream, KinesisError> {
         self.live_stream(stream_name, now_ms)
             .ok_or_else(|| self.not_found(stream_name))
+    }
+
+    /// The live stream called `stream_name` to change, or ResourceNotFoundException.
+    pub(crate) fn found_mut(
+        &mut self,
+        stream_name: &str,
+        now_ms: u64,
+    ) -> Result<&mut Stream, KinesisError> {
+        // Borrowing the fields apart lets the error name the account while the stream is
+        // borrowed mutably.
+        let Self {
+            config, streams, ..
+        } = self;
+        streams
+            .get_mut(stream_name)
+            .filter(|stream| stream.is_live_as(stream_name, now_ms))
+            .ok_or_else(|| KinesisError::stream_not_found(stream_name, &config.account_id))
+    }
+
+    /// The stream called `stream_name` if it is ACTIVE or UPDATING, the states in which its
+    /// shards can be written and read.
+    pub(crate) fn readable_stream(&self, stream_name: &str, now_ms: u64) -> Option<&Stream> {
+        self.live_stream(stream_name, now_ms)
+            .filter(|stream| stream.is_readable(now_ms))
     }
 
     /// Open shards of every stream that still exists: the count the account shard limit is
@@ -163,8 +220,7 @@ impl Catalog {
         stream_name: &str,
         now_ms: u64,
     ) -> Result<&Stream, KinesisError> {
-        self.live_stream(stream_name, now_ms)
-            .filter(|stream| stream.is_readable(now_ms))
+        self.readable_stream(stream_name, now_ms)
             .ok_or_else(|| self.not_found(stream_name))
     }
 }

@@ -1,24 +1,59 @@
 //! Retention changes: IncreaseStreamRetentionPeriod and DecreaseStreamRetentionPeriod, with
 //! AWS's bounds and texts.
 
-use super::{Catalog, Stream};
+use super::Catalog;
 use crate::api::StreamStatus;
 use crate::error::KinesisError;
 use crate::limits;
 
+/// Which way a retention call may move the period.
+#[derive(Clone, Copy, Debug)]
+enum RetentionChange {
+    Increase,
+    Decrease,
+}
+
 impl Catalog {
-    /// The stream a retention change applies to, after the bounds checks every retention call
-    /// shares: RNF when missing, RIU unless ACTIVE, IA outside 24..=8760 hours.
-    fn stream_for_retention_change(
+    pub fn increase_stream_retention_period(
         &mut self,
         stream_name: &str,
         retention_period_hours: u32,
         now_ms: u64,
-    ) -> Result<&mut Stream, KinesisError> {
+    ) -> Result<(), KinesisError> {
+        self.change_retention_period(
+            RetentionChange::Increase,
+            stream_name,
+            retention_period_hours,
+            now_ms,
+        )
+    }
+
+    pub fn decrease_stream_retention_period(
+        &mut self,
+        stream_name: &str,
+        retention_period_hours: u32,
+        now_ms: u64,
+    ) -> Result<(), KinesisError> {
+        self.change_retention_period(
+            RetentionChange::Decrease,
+            stream_name,
+            retention_period_hours,
+            now_ms,
+        )
+    }
+
+    /// Sets the retention period after the checks both calls share, in AWS's order: RNF when
+    /// missing, RIU unless ACTIVE, IA outside 24..=8760 hours, and IA when the period would move
+    /// the other way than the call says (an unchanged period is accepted by both).
+    fn change_retention_period(
+        &mut self,
+        change: RetentionChange,
+        stream_name: &str,
+        retention_period_hours: u32,
+        now_ms: u64,
+    ) -> Result<(), KinesisError> {
         let account = self.config.account_id.clone();
-        let stream = self
-            .live_stream_mut(stream_name, now_ms)
-            .ok_or_else(|| KinesisError::stream_not_found(stream_name, &account))?;
+        let stream = self.found_mut(stream_name, now_ms)?;
         let status = stream.status(now_ms);
         if status != StreamStatus::Active {
             return Err(KinesisError::stream_not_active(
@@ -39,39 +74,22 @@ impl Catalog {
                 limits::RETENTION_HOURS_MAX
             )));
         }
-        Ok(stream)
-    }
-
-    pub fn increase_stream_retention_period(
-        &mut self,
-        stream_name: &str,
-        retention_period_hours: u32,
-        now_ms: u64,
-    ) -> Result<(), KinesisError> {
-        let stream =
-            self.stream_for_retention_change(stream_name, retention_period_hours, now_ms)?;
-        if retention_period_hours < stream.retention_period_hours {
+        let existing_hours = stream.retention_period_hours;
+        let (wrong_way, shorter_or_longer, other_call) = match change {
+            RetentionChange::Increase => (
+                retention_period_hours < existing_hours,
+                "shorter",
+                "Decrease",
+            ),
+            RetentionChange::Decrease => (
+                retention_period_hours > existing_hours,
+                "longer",
+                "Increase",
+            ),
+        };
+        if wrong_way {
             return Err(KinesisError::invalid_argument(format!(
-                "Requested retention period ({retention_period_hours} hours) for stream {stream_name} can not be shorter than existing retention period ({} hours). Use DecreaseRetentionPeriod API.",
-                stream.retention_period_hours
-            )));
-        }
-        stream.retention_period_hours = retention_period_hours;
-        Ok(())
-    }
-
-    pub fn decrease_stream_retention_period(
-        &mut self,
-        stream_name: &str,
-        retention_period_hours: u32,
-        now_ms: u64,
-    ) -> Result<(), KinesisError> {
-        let stream =
-            self.stream_for_retention_change(stream_name, retention_period_hours, now_ms)?;
-        if retention_period_hours > stream.retention_period_hours {
-            return Err(KinesisError::invalid_argument(format!(
-                "Requested retention period ({retention_period_hours} hours) for stream {stream_name} can not be longer than existing retention period ({} hours). Use IncreaseRetentionPeriod API.",
-                stream.retention_period_hours
+                "Requested retention period ({retention_period_hours} hours) for stream {stream_name} can not be {shorter_or_longer} than existing retention period ({existing_hours} hours). Use {other_call}RetentionPeriod API."
             )));
         }
         stream.retention_period_hours = retention_period_hours;

@@ -70,8 +70,7 @@ impl Catalog {
         // A CREATING stream shows no shards yet and a DELETING one is on its way out, so in
         // both the shard "does not exist", as AWS says.
         let stream = self
-            .live_stream(stream_name, now_ms)
-            .filter(|stream| stream.is_readable(now_ms))
+            .readable_stream(stream_name, now_ms)
             .ok_or_else(shard_not_found)?;
         let shard = stream.shard(shard_index).ok_or_else(shard_not_found)?;
 
@@ -206,10 +205,8 @@ impl Catalog {
             )
         };
         let stream = self
-            .live_stream(&iterator.stream_name, now_ms)
-            .filter(|stream| {
-                stream.created_ms == iterator.stream_created_ms && stream.is_readable(now_ms)
-            })
+            .readable_stream(&iterator.stream_name, now_ms)
+            .filter(|stream| stream.created_ms == iterator.stream_created_ms)
             .ok_or_else(shard_not_found)?;
         let shard = stream
             .shard(iterator.shard_index)

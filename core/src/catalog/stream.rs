@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ShardDescription, StreamMode, StreamStatus};
+use crate::error::KinesisError;
 use crate::hash_key::HashRange;
 use crate::sequence_number::{self, SequenceNumber};
 use crate::shard_id::format_shard_id;
@@ -81,6 +82,12 @@ impl Stream {
     /// Whether the DELETING window has passed: the stream no longer exists for clients.
     pub fn is_gone(&self, now_ms: u64) -> bool {
         matches!(self.lifecycle, Lifecycle::Deleting { gone_at_ms } if now_ms >= gone_at_ms)
+    }
+
+    /// Whether this stream, found under catalog key `key`, is the live stream of that name:
+    /// not gone, and not a gone stream waiting for `reap` under a retired key.
+    pub(crate) fn is_live_as(&self, key: &str, now_ms: u64) -> bool {
+        self.name == key && !self.is_gone(now_ms)
     }
 
     pub fn arn(&self, region: &str, account_id: &str) -> String {
@@ -170,6 +177,18 @@ impl Stream {
             self.status(now_ms),
             StreamStatus::Active | StreamStatus::Updating
         )
+    }
+
+    /// ResourceInUseException naming the status unless the stream is ACTIVE or UPDATING.
+    pub(crate) fn check_readable(&self, account_id: &str, now_ms: u64) -> Result<(), KinesisError> {
+        if self.is_readable(now_ms) {
+            return Ok(());
+        }
+        Err(KinesisError::stream_not_active(
+            &self.name,
+            account_id,
+            self.status(now_ms).as_str(),
+        ))
     }
 }
 

@@ -1,49 +1,104 @@
 //! Stream tags: AddTagsToStream, RemoveTagsFromStream and ListTagsForStream, and the tag rules
 //! CreateStream shares, with AWS's texts.
 
-use std::ops::Bound;
-
-use super::{Catalog, Stream, page_size};
+use super::{Catalog, Stream, keys_after, page_size, take_page};
 use crate::api::{ListTagsForStreamInput, ListTagsForStreamOutput, Tag};
 use crate::error::KinesisError;
 use crate::limits;
 use crate::tag_rules;
 
-/// Checks tag characters and the reserved prefix, in AWS's order, for an add (or a create).
-pub(super) fn validate_new_tags<'a>(
+/// AWS's text for a tag key or value with a character outside the tag character set.
+const INVALID_TAG_CHARACTERS: &str = "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.";
+
+/// Which call a refusal names: AWS's texts say "add tags to" or "remove tags from".
+#[derive(Clone, Copy, Debug)]
+enum TagChange {
+    Add,
+    Remove,
+}
+
+/// `Failed to add tags to stream <name> under account <account> because <reason>`: the form of
+/// every refusal that names the stream. `reason` carries its own full stop.
+fn tag_change_refused(
+    change: TagChange,
     account: &str,
     stream_name: &str,
-    mut texts: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    reason: &str,
+) -> KinesisError {
+    let change = match change {
+        TagChange::Add => "add tags to",
+        TagChange::Remove => "remove tags from",
+    };
+    KinesisError::invalid_argument(format!(
+        "Failed to {change} stream {stream_name} under account {account} because {reason}"
+    ))
+}
+
+/// Checks the characters of tag keys (and, for an add, values) in AWS's order: first the tag
+/// character set, then `%`, which the set allows but the tagging calls refuse.
+fn validate_tag_texts<'a>(
+    change: TagChange,
+    account: &str,
+    stream_name: &str,
+    mut texts: impl Iterator<Item = &'a str> + Clone,
 ) -> Result<(), KinesisError> {
-    if texts.clone().any(|(key, value)| {
-        !tag_rules::has_only_tag_characters(key) || !tag_rules::has_only_tag_characters(value)
-    }) {
-        return Err(KinesisError::invalid_argument(
-            "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.",
-        ));
-    }
     if texts
         .clone()
-        .any(|(key, value)| tag_rules::contains_percent(key) || tag_rules::contains_percent(value))
+        .any(|text| !tag_rules::has_only_tag_characters(text))
     {
-        return Err(KinesisError::invalid_argument(format!(
-            "Failed to add tags to stream {stream_name} under account {account} because some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'."
-        )));
+        return Err(KinesisError::invalid_argument(INVALID_TAG_CHARACTERS));
     }
-    if texts.any(|(key, _)| key.starts_with(tag_rules::RESERVED_KEY_PREFIX)) {
-        return Err(KinesisError::invalid_argument(format!(
-            "Failed to add tags to stream {stream_name} under account {account} because tag keys may not start with '{}'.",
-            tag_rules::RESERVED_KEY_PREFIX
-        )));
+    if texts.any(tag_rules::contains_percent) {
+        return Err(tag_change_refused(
+            change,
+            account,
+            stream_name,
+            "some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'.",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks tag characters and the reserved prefix, in AWS's order, for an add (or a create).
+pub(super) fn validate_new_tags(
+    account: &str,
+    stream_name: &str,
+    tags: &[Tag],
+) -> Result<(), KinesisError> {
+    validate_tag_texts(
+        TagChange::Add,
+        account,
+        stream_name,
+        tags.iter()
+            .flat_map(|tag| [tag.key.as_str(), tag.value.as_str()]),
+    )?;
+    if tags
+        .iter()
+        .any(|tag| tag.key.starts_with(tag_rules::RESERVED_KEY_PREFIX))
+    {
+        return Err(tag_change_refused(
+            TagChange::Add,
+            account,
+            stream_name,
+            &format!(
+                "tag keys may not start with '{}'.",
+                tag_rules::RESERVED_KEY_PREFIX
+            ),
+        ));
     }
     Ok(())
 }
 
 pub(super) fn too_many_tags(account: &str, stream_name: &str) -> KinesisError {
-    KinesisError::invalid_argument(format!(
-        "Failed to add tags to stream {stream_name} under account {account} because a given stream cannot have more than {} tags associated with it.",
-        limits::TAGS_PER_STREAM_MAX
-    ))
+    tag_change_refused(
+        TagChange::Add,
+        account,
+        stream_name,
+        &format!(
+            "a given stream cannot have more than {} tags associated with it.",
+            limits::TAGS_PER_STREAM_MAX
+        ),
+    )
 }
 
 impl Catalog {
@@ -54,17 +109,8 @@ impl Catalog {
         now_ms: u64,
     ) -> Result<&mut Stream, KinesisError> {
         let account = self.config.account_id.clone();
-        let stream = self
-            .live_stream_mut(stream_name, now_ms)
-            .ok_or_else(|| KinesisError::stream_not_found(stream_name, &account))?;
-        if !stream.is_readable(now_ms) {
-            let status = stream.status(now_ms);
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
+        let stream = self.found_mut(stream_name, now_ms)?;
+        stream.check_readable(&account, now_ms)?;
         Ok(stream)
     }
 
@@ -76,11 +122,7 @@ impl Catalog {
     ) -> Result<(), KinesisError> {
         let account = self.config.account_id.clone();
         let stream = self.stream_for_tag_change(stream_name, now_ms)?;
-        validate_new_tags(
-            &account,
-            stream_name,
-            tags.iter().map(|t| (&*t.key, &*t.value)),
-        )?;
+        validate_new_tags(&account, stream_name, &tags)?;
         let added = tags
             .iter()
             .filter(|tag| !stream.tags.contains_key(&tag.key));
@@ -104,19 +146,12 @@ impl Catalog {
     ) -> Result<(), KinesisError> {
         let account = self.config.account_id.clone();
         let stream = self.stream_for_tag_change(stream_name, now_ms)?;
-        if tag_keys
-            .iter()
-            .any(|key| !tag_rules::has_only_tag_characters(key))
-        {
-            return Err(KinesisError::invalid_argument(
-                "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.",
-            ));
-        }
-        if tag_keys.iter().any(|key| tag_rules::contains_percent(key)) {
-            return Err(KinesisError::invalid_argument(format!(
-                "Failed to remove tags from stream {stream_name} under account {account} because some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'."
-            )));
-        }
+        validate_tag_texts(
+            TagChange::Remove,
+            &account,
+            stream_name,
+            tag_keys.iter().map(String::as_str),
+        )?;
         for key in &tag_keys {
             stream.tags.remove(key);
         }
@@ -133,14 +168,12 @@ impl Catalog {
             input.limit,
             u32::try_from(limits::TAGS_PER_STREAM_MAX).expect("50 fits u32"),
         );
-        let lower = match &input.exclusive_start_tag_key {
-            Some(key) => Bound::Excluded(key.as_str()),
-            None => Bound::Unbounded,
-        };
-        let mut remaining = stream.tags.range::<str, _>((lower, Bound::Unbounded));
-        let tags: Vec<Tag> = remaining
-            .by_ref()
-            .take(limit)
+        let remaining = stream
+            .tags
+            .range::<str, _>(keys_after(input.exclusive_start_tag_key.as_deref()));
+        let (page, has_more_tags) = take_page(remaining, limit);
+        let tags: Vec<Tag> = page
+            .into_iter()
             .map(|(key, value)| Tag {
                 key: key.clone(),
                 value: value.clone(),
@@ -148,7 +181,7 @@ impl Catalog {
             .collect();
         Ok(ListTagsForStreamOutput {
             tags,
-            has_more_tags: remaining.next().is_some(),
+            has_more_tags,
         })
     }
 }
@@ -267,6 +300,25 @@ mod tests {
         assert_eq!(
             catalog.add_tags_to_stream("x", tag("a", "b"), now),
             Err(KinesisError::stream_not_found("x", ACCOUNT))
+        );
+    }
+
+    #[test]
+    fn removing_a_tag_key_with_a_percent_sign_names_the_removal_in_the_aws_text() {
+        let (mut catalog, now) = active_catalog(1);
+        let error = catalog
+            .remove_tags_from_stream("s", vec!["abc%def".into()], now)
+            .expect_err("refused");
+        assert_eq!(
+            error.message,
+            "Failed to remove tags from stream s under account 000000000000 because some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'."
+        );
+        let error = catalog
+            .remove_tags_from_stream("s", vec!["abc;def".into()], now)
+            .expect_err("refused");
+        assert_eq!(
+            error.message,
+            "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @."
         );
     }
 
