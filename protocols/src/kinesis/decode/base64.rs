@@ -17,7 +17,7 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, KinesisError> {
 
 /// A padded final quantum must leave the unused low bits of its last data character zero
 /// (`+/+=` is refused), as AWS's decoder requires.
-pub(super) fn last_quantum_is_canonical(text: &[u8]) -> bool {
+fn last_quantum_is_canonical(text: &[u8]) -> bool {
     let value = |c: u8| -> u8 {
         match c {
             b'A'..=b'Z' => c - b'A',
@@ -34,7 +34,7 @@ pub(super) fn last_quantum_is_canonical(text: &[u8]) -> bool {
     }
 }
 
-pub(super) fn base64_error(text: &str) -> KinesisError {
+fn base64_error(text: &str) -> KinesisError {
     let prefix = format!("'{text}' can not be converted to a Blob: ");
     if !text.len().is_multiple_of(4) {
         return serialization(format!(

@@ -10,14 +10,13 @@ use sluice_core::{ErrorKind, KinesisError};
 use super::base64::decode_base64;
 use crate::json::{JsonValue, Number};
 
-pub(super) const NUMBER_CLASS: &str =
-    "class com.amazon.coral.value.json.numbers.TruncatingBigNumber";
-pub(super) const LIST_HERE: &str = "Start of list found where not expected";
-pub(super) const MAP_HERE: &str = "Start of structure or map found where not expected.";
+const NUMBER_CLASS: &str = "class com.amazon.coral.value.json.numbers.TruncatingBigNumber";
+const LIST_HERE: &str = "Start of list found where not expected";
+const MAP_HERE: &str = "Start of structure or map found where not expected.";
 /// How the type errors name CBOR's byte strings and tagged timestamps, the Java classes a CBOR
 /// front end would hold them in.
-pub(super) const BYTES_CLASS: &str = "class java.nio.HeapByteBuffer";
-pub(super) const DATE_CLASS: &str = "class java.util.Date";
+const BYTES_CLASS: &str = "class java.nio.HeapByteBuffer";
+const DATE_CLASS: &str = "class java.util.Date";
 
 pub(super) fn serialization(message: impl Into<String>) -> KinesisError {
     KinesisError::new(ErrorKind::Serialization, message)
@@ -55,7 +54,7 @@ impl<'v, 'a> Obj<'v, 'a> {
         })
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<&'v JsonValue<'a>> {
+    fn get(&self, key: &str) -> Option<&'v JsonValue<'a>> {
         self.value.get(key)
     }
 
@@ -108,9 +107,7 @@ impl<'v, 'a> Obj<'v, 'a> {
     }
 }
 
-pub(super) fn as_structure<'v, 'a>(
-    v: &'v JsonValue<'a>,
-) -> Result<&'v JsonValue<'a>, KinesisError> {
+fn as_structure<'v, 'a>(v: &'v JsonValue<'a>) -> Result<&'v JsonValue<'a>, KinesisError> {
     match v {
         JsonValue::Object(_) => Ok(v),
         JsonValue::Array(_) => Err(serialization(LIST_HERE)),
@@ -118,110 +115,65 @@ pub(super) fn as_structure<'v, 'a>(
     }
 }
 
-pub(super) fn as_string<'v>(v: &'v JsonValue<'_>) -> Result<&'v str, KinesisError> {
+/// The refusal of a member of the wrong type, naming the value's class as AWS's Java front end
+/// does: `class java.lang.Boolean can not be converted to an String`. `target` carries AWS's
+/// article (`an String`, `a Blob`). Lists and structures get the parser's own texts instead.
+fn cannot_convert(v: &JsonValue<'_>, target: &str) -> KinesisError {
+    let class = match v {
+        JsonValue::Bool(_) => "class java.lang.Boolean",
+        JsonValue::Number(_) => NUMBER_CLASS,
+        JsonValue::String(_) => "class java.lang.String",
+        JsonValue::Bytes(_) => BYTES_CLASS,
+        JsonValue::TimestampMs(_) => DATE_CLASS,
+        JsonValue::Array(_) => return serialization(LIST_HERE),
+        JsonValue::Object(_) => return serialization(MAP_HERE),
+        JsonValue::Null => unreachable!("lookups treat null as absent"),
+    };
+    serialization(format!("{class} can not be converted to {target}"))
+}
+
+fn as_string<'v>(v: &'v JsonValue<'_>) -> Result<&'v str, KinesisError> {
     match v {
         JsonValue::String(s) => Ok(s),
-        JsonValue::Bool(_) => Err(serialization(
-            "class java.lang.Boolean can not be converted to an String",
-        )),
-        JsonValue::Number(_) => Err(serialization(format!(
-            "{NUMBER_CLASS} can not be converted to an String"
-        ))),
-        JsonValue::Bytes(_) => Err(serialization(format!(
-            "{BYTES_CLASS} can not be converted to an String"
-        ))),
-        JsonValue::TimestampMs(_) => Err(serialization(format!(
-            "{DATE_CLASS} can not be converted to an String"
-        ))),
-        JsonValue::Array(_) => Err(serialization(LIST_HERE)),
-        JsonValue::Object(_) => Err(serialization(MAP_HERE)),
-        JsonValue::Null => unreachable!("lookups treat null as absent"),
+        _ => Err(cannot_convert(v, "an String")),
     }
 }
 
-pub(super) fn as_number(v: &JsonValue<'_>, java_type: &str) -> Result<Number, KinesisError> {
+fn as_number(v: &JsonValue<'_>, java_type: &str) -> Result<Number, KinesisError> {
     match v {
         JsonValue::Number(n) => Ok(*n),
-        JsonValue::Bool(_) => Err(serialization(format!(
-            "class java.lang.Boolean can not be converted to an {java_type}"
-        ))),
-        JsonValue::String(_) => Err(serialization(format!(
-            "class java.lang.String can not be converted to an {java_type}"
-        ))),
-        JsonValue::Bytes(_) => Err(serialization(format!(
-            "{BYTES_CLASS} can not be converted to an {java_type}"
-        ))),
-        JsonValue::TimestampMs(_) => Err(serialization(format!(
-            "{DATE_CLASS} can not be converted to an {java_type}"
-        ))),
-        JsonValue::Array(_) => Err(serialization(LIST_HERE)),
-        JsonValue::Object(_) => Err(serialization(MAP_HERE)),
-        JsonValue::Null => unreachable!("lookups treat null as absent"),
+        _ => Err(cannot_convert(v, &format!("an {java_type}"))),
     }
 }
 
-pub(super) fn as_boolean(v: &JsonValue<'_>) -> Result<bool, KinesisError> {
+fn as_boolean(v: &JsonValue<'_>) -> Result<bool, KinesisError> {
     match v {
         JsonValue::Bool(b) => Ok(*b),
         // AWS's parser lets a floating-point number through as a boolean; integers it refuses.
         JsonValue::Number(Number::Float(f)) => Ok(*f != 0.0),
-        JsonValue::Number(_) => Err(serialization(format!(
-            "{NUMBER_CLASS} can not be converted to an Boolean"
-        ))),
         JsonValue::String(s) => Err(serialization(format!(
             "'{}' can not be converted to an Boolean",
             s.to_uppercase()
         ))),
-        JsonValue::Bytes(_) => Err(serialization(format!(
-            "{BYTES_CLASS} can not be converted to an Boolean"
-        ))),
-        JsonValue::TimestampMs(_) => Err(serialization(format!(
-            "{DATE_CLASS} can not be converted to an Boolean"
-        ))),
-        JsonValue::Array(_) => Err(serialization(LIST_HERE)),
-        JsonValue::Object(_) => Err(serialization(MAP_HERE)),
-        JsonValue::Null => unreachable!("lookups treat null as absent"),
+        _ => Err(cannot_convert(v, "an Boolean")),
     }
 }
 
-pub(super) fn as_timestamp_ms(v: &JsonValue<'_>, cbor: bool) -> Result<u64, KinesisError> {
-    const TARGET: &str = "milliseconds since epoch";
+fn as_timestamp_ms(v: &JsonValue<'_>, cbor: bool) -> Result<u64, KinesisError> {
     match v {
         // `as` saturates: negative times become 0, absurd ones u64::MAX.
         JsonValue::TimestampMs(n) => Ok(n.as_f64().round() as u64),
         JsonValue::Number(n) if cbor => Ok(n.as_f64().round() as u64),
         JsonValue::Number(n) => Ok((n.as_f64() * 1000.0).round() as u64),
-        JsonValue::Bytes(_) => Err(serialization(format!(
-            "{BYTES_CLASS} can not be converted to {TARGET}"
-        ))),
-        JsonValue::Bool(_) => Err(serialization(format!(
-            "class java.lang.Boolean can not be converted to {TARGET}"
-        ))),
-        JsonValue::String(_) => Err(serialization(format!(
-            "class java.lang.String can not be converted to {TARGET}"
-        ))),
-        JsonValue::Array(_) => Err(serialization(LIST_HERE)),
-        JsonValue::Object(_) => Err(serialization(MAP_HERE)),
-        JsonValue::Null => unreachable!("lookups treat null as absent"),
+        _ => Err(cannot_convert(v, "milliseconds since epoch")),
     }
 }
 
-pub(super) fn as_blob(v: &JsonValue<'_>) -> Result<Vec<u8>, KinesisError> {
+fn as_blob(v: &JsonValue<'_>) -> Result<Vec<u8>, KinesisError> {
     match v {
         JsonValue::String(s) => decode_base64(s),
         JsonValue::Bytes(b) => Ok(b.to_vec()),
-        JsonValue::TimestampMs(_) => Err(serialization(format!(
-            "{DATE_CLASS} can not be converted to a Blob"
-        ))),
-        JsonValue::Bool(_) => Err(serialization(
-            "class java.lang.Boolean can not be converted to a Blob",
-        )),
-        JsonValue::Number(_) => Err(serialization(format!(
-            "{NUMBER_CLASS} can not be converted to a Blob"
-        ))),
-        JsonValue::Array(_) => Err(serialization(LIST_HERE)),
-        JsonValue::Object(_) => Err(serialization(MAP_HERE)),
-        JsonValue::Null => unreachable!("lookups treat null as absent"),
+        _ => Err(cannot_convert(v, "a Blob")),
     }
 }
 
@@ -259,4 +211,158 @@ pub(super) fn string_list<'v>(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of<T: std::fmt::Debug>(read: Result<T, KinesisError>) -> String {
+        let error = read.expect_err("the member has the wrong type");
+        assert_eq!(error.kind, ErrorKind::Serialization);
+        error.message
+    }
+
+    #[test]
+    fn every_reader_names_the_wrong_types_class_as_aws_does() {
+        let number = "class com.amazon.coral.value.json.numbers.TruncatingBigNumber";
+        let cases: Vec<(JsonValue<'static>, &str, String)> = vec![
+            (
+                JsonValue::Bool(true),
+                "string",
+                "class java.lang.Boolean can not be converted to an String".into(),
+            ),
+            (
+                JsonValue::Number(Number::Unsigned(1)),
+                "string",
+                format!("{number} can not be converted to an String"),
+            ),
+            (
+                JsonValue::Bytes(Cow::Borrowed(b"x")),
+                "string",
+                "class java.nio.HeapByteBuffer can not be converted to an String".into(),
+            ),
+            (
+                JsonValue::TimestampMs(Number::Unsigned(1)),
+                "string",
+                "class java.util.Date can not be converted to an String".into(),
+            ),
+            (
+                JsonValue::Array(Vec::new()),
+                "string",
+                "Start of list found where not expected".into(),
+            ),
+            (
+                JsonValue::Object(Vec::new()),
+                "string",
+                "Start of structure or map found where not expected.".into(),
+            ),
+            (
+                JsonValue::Bool(true),
+                "integer",
+                "class java.lang.Boolean can not be converted to an Integer".into(),
+            ),
+            (
+                JsonValue::String(Cow::Borrowed("1")),
+                "integer",
+                "class java.lang.String can not be converted to an Integer".into(),
+            ),
+            (
+                JsonValue::Bytes(Cow::Borrowed(b"x")),
+                "integer",
+                "class java.nio.HeapByteBuffer can not be converted to an Integer".into(),
+            ),
+            (
+                JsonValue::TimestampMs(Number::Unsigned(1)),
+                "integer",
+                "class java.util.Date can not be converted to an Integer".into(),
+            ),
+            (
+                JsonValue::Number(Number::Unsigned(1)),
+                "boolean",
+                format!("{number} can not be converted to an Boolean"),
+            ),
+            (
+                JsonValue::String(Cow::Borrowed("yes")),
+                "boolean",
+                "'YES' can not be converted to an Boolean".into(),
+            ),
+            (
+                JsonValue::Bytes(Cow::Borrowed(b"x")),
+                "boolean",
+                "class java.nio.HeapByteBuffer can not be converted to an Boolean".into(),
+            ),
+            (
+                JsonValue::TimestampMs(Number::Unsigned(1)),
+                "boolean",
+                "class java.util.Date can not be converted to an Boolean".into(),
+            ),
+            (
+                JsonValue::Bytes(Cow::Borrowed(b"x")),
+                "timestamp",
+                "class java.nio.HeapByteBuffer can not be converted to milliseconds since epoch"
+                    .into(),
+            ),
+            (
+                JsonValue::Bool(true),
+                "timestamp",
+                "class java.lang.Boolean can not be converted to milliseconds since epoch".into(),
+            ),
+            (
+                JsonValue::String(Cow::Borrowed("1")),
+                "timestamp",
+                "class java.lang.String can not be converted to milliseconds since epoch".into(),
+            ),
+            (
+                JsonValue::Array(Vec::new()),
+                "timestamp",
+                "Start of list found where not expected".into(),
+            ),
+            (
+                JsonValue::TimestampMs(Number::Unsigned(1)),
+                "blob",
+                "class java.util.Date can not be converted to a Blob".into(),
+            ),
+            (
+                JsonValue::Bool(true),
+                "blob",
+                "class java.lang.Boolean can not be converted to a Blob".into(),
+            ),
+            (
+                JsonValue::Number(Number::Unsigned(1)),
+                "blob",
+                format!("{number} can not be converted to a Blob"),
+            ),
+            (
+                JsonValue::Object(Vec::new()),
+                "blob",
+                "Start of structure or map found where not expected.".into(),
+            ),
+        ];
+        for (value, reader, expected) in cases {
+            let doc = JsonValue::Object(vec![(Cow::Borrowed("M"), value.clone())]);
+            let body = Obj::new(&doc);
+            let message = match reader {
+                "string" => error_of(body.string("M")),
+                "integer" => error_of(body.integer("M")),
+                "boolean" => error_of(body.boolean("M")),
+                "timestamp" => error_of(body.timestamp_ms("M")),
+                "blob" => error_of(body.blob("M")),
+                _ => unreachable!("the cases name the readers above"),
+            };
+            assert_eq!(message, expected, "{reader} of {value:?}");
+        }
+    }
+
+    #[test]
+    fn a_float_reads_as_a_boolean_but_an_integer_does_not() {
+        let doc = JsonValue::Object(vec![(
+            Cow::Borrowed("M"),
+            JsonValue::Number(Number::Float(0.5)),
+        )]);
+        assert_eq!(
+            Obj::new(&doc).boolean("M").map_err(|e| e.message),
+            Ok(Some(true))
+        );
+    }
 }

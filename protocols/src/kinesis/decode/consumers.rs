@@ -6,7 +6,7 @@ use sluice_core::api::{ConsumerRef, ListStreamConsumersInput, RegisterStreamCons
 
 use super::arns::resolve_stream;
 use super::body::{Obj, tags_of};
-use super::constraints::{LIST_LIMIT_MAX, NEXT_TOKEN_CHARS_MAX, Violations};
+use super::constraints::Violations;
 use super::{Home, to_u32};
 
 pub fn register_stream_consumer(
@@ -18,10 +18,8 @@ pub fn register_stream_consumer(
     let tag_members = body.map("Tags")?;
     let tags = tags_of(tag_members)?;
     let mut v = Violations::default();
-    v.not_null(consumer_name, "consumerName");
-    v.stream_name(consumer_name, "consumerName");
-    v.not_null(arn, "streamARN");
-    v.stream_arn(arn);
+    v.required_name(consumer_name, "consumerName");
+    v.required_stream_arn(arn);
     v.tag_map(tag_members, &tags, "tags");
     v.finish()?;
     Ok(RegisterStreamConsumerInput {
@@ -65,10 +63,9 @@ pub fn list_stream_consumers(
     let arn = body.string("StreamARN")?;
     let created_ms = body.timestamp_ms("StreamCreationTimestamp")?;
     let mut v = Violations::default();
-    v.range(max_results, "maxResults", 1, Some(LIST_LIMIT_MAX));
-    v.str_len(next_token, "nextToken", Some(1), Some(NEXT_TOKEN_CHARS_MAX));
-    v.not_null(arn, "streamARN");
-    v.stream_arn(arn);
+    v.list_limit(max_results, "maxResults");
+    v.next_token(next_token);
+    v.required_stream_arn(arn);
     v.finish()?;
     Ok(ListStreamConsumersInput {
         stream_name: resolve_stream(home, None, arn)?,

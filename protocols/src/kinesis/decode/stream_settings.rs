@@ -12,7 +12,7 @@ use sluice_core::api::{
 
 use super::arns::{resolve_stream, stream_members};
 use super::body::{Obj, string_list};
-use super::constraints::{HASH_KEY_PATTERN, STREAM_MODES, Violations, is_hash_key};
+use super::constraints::{HASH_KEY_PATTERN, Violations, is_hash_key, stream_mode_named};
 use super::{Home, to_u32};
 
 const SCALING_TYPES: [&str; 1] = ["UNIFORM_SCALING"];
@@ -29,7 +29,7 @@ pub fn split_shard(home: Home<'_>, body: Obj<'_, '_>) -> Result<SplitShardInput,
     let mut v = Violations::default();
     v.not_null(key, "newStartingHashKey");
     v.pattern(key, "newStartingHashKey", is_hash_key, HASH_KEY_PATTERN);
-    v.shard_id(shard, "shardToSplit");
+    v.required_name(shard, "shardToSplit");
     stream_members(&mut v, name, arn);
     v.finish()?;
     Ok(SplitShardInput {
@@ -45,8 +45,8 @@ pub fn merge_shards(home: Home<'_>, body: Obj<'_, '_>) -> Result<MergeShardsInpu
     let name = body.string("StreamName")?;
     let arn = body.string("StreamARN")?;
     let mut v = Violations::default();
-    v.shard_id(adjacent, "adjacentShardToMerge");
-    v.shard_id(shard, "shardToMerge");
+    v.required_name(adjacent, "adjacentShardToMerge");
+    v.required_name(shard, "shardToMerge");
     stream_members(&mut v, name, arn);
     v.finish()?;
     Ok(MergeShardsInput {
@@ -89,21 +89,14 @@ pub fn update_stream_mode(
         .flatten();
     let warm = body.integer("WarmThroughputMiBps")?;
     let mut v = Violations::default();
-    v.not_null(arn, "streamARN");
-    v.stream_arn(arn);
+    v.required_stream_arn(arn);
     v.not_null(details.map(|_| ()), "streamModeDetails");
-    if details.is_some() {
-        v.not_null(mode, "streamModeDetails.streamMode");
-        v.one_of(mode, "streamModeDetails.streamMode", &STREAM_MODES);
-    }
+    v.stream_mode(details.is_some(), mode);
     v.range(warm, "warmThroughputMiBps", 0, None);
     v.finish()?;
     Ok(UpdateStreamModeInput {
         stream_name: resolve_stream(home, None, arn)?,
-        stream_mode: match mode {
-            Some("ON_DEMAND") => StreamMode::OnDemand,
-            _ => StreamMode::Provisioned,
-        },
+        stream_mode: mode.map_or(StreamMode::Provisioned, stream_mode_named),
         warm_throughput_mibps: to_u32(warm),
     })
 }
@@ -143,8 +136,7 @@ pub fn update_max_record_size(
     let mut v = Violations::default();
     // The model leaves StreamARN optional for the reserved StreamId, which this appliance does
     // not issue, so the ARN is what names the stream.
-    v.not_null(arn, "streamARN");
-    v.stream_arn(arn);
+    v.required_stream_arn(arn);
     v.not_null(kib, "maxRecordSizeInKiB");
     v.range(
         kib,

@@ -3,13 +3,13 @@
 
 use sluice_core::api::{
     CreateStreamInput, DeleteStreamInput, DescribeStreamInput, ListShardsInput, ListStreamsInput,
-    ShardFilter, StreamMode,
+    ShardFilter,
 };
 use sluice_core::{KinesisError, limits};
 
 use super::arns::{resolve_stream, stream_members};
 use super::body::{Obj, tags_of};
-use super::constraints::{LIST_LIMIT_MAX, NEXT_TOKEN_CHARS_MAX, STREAM_MODES, Violations};
+use super::constraints::{Violations, stream_mode_named};
 use super::{Home, to_u32};
 
 const SHARD_FILTER_TYPES: [&str; 6] = [
@@ -36,25 +36,15 @@ pub fn create_stream(body: Obj<'_, '_>) -> Result<CreateStreamInput, KinesisErro
         1,
         Some(i64::from(limits::SHARD_COUNT_MAX)),
     );
-    v.not_null(stream_name, "streamName");
-    v.stream_name(stream_name, "streamName");
-    if mode_details.is_some() {
-        let mode = stream_mode.flatten();
-        v.not_null(mode, "streamModeDetails.streamMode");
-        v.one_of(mode, "streamModeDetails.streamMode", &STREAM_MODES);
-    }
+    v.required_name(stream_name, "streamName");
+    v.stream_mode(mode_details.is_some(), stream_mode.flatten());
     v.tag_map(tag_members, &tags, "tags");
     v.finish()?;
 
-    let stream_mode = match stream_mode.flatten() {
-        Some("ON_DEMAND") => Some(StreamMode::OnDemand),
-        Some(_) => Some(StreamMode::Provisioned),
-        None => None,
-    };
     Ok(CreateStreamInput {
         stream_name: stream_name.expect("validated as not null").to_owned(),
         shard_count: to_u32(shard_count),
-        stream_mode,
+        stream_mode: stream_mode.flatten().map(stream_mode_named),
         tags,
     })
 }
@@ -87,7 +77,7 @@ pub fn describe_stream(
     let name = body.string("StreamName")?;
     let arn = body.string("StreamARN")?;
     let mut v = Violations::default();
-    v.range(limit, "limit", 1, Some(LIST_LIMIT_MAX));
+    v.list_limit(limit, "limit");
     v.stream_name(start, "exclusiveStartShardId");
     stream_members(&mut v, name, arn);
     v.finish()?;
@@ -103,9 +93,9 @@ pub fn list_streams(body: Obj<'_, '_>) -> Result<ListStreamsInput, KinesisError>
     let start = body.string("ExclusiveStartStreamName")?;
     let next_token = body.string("NextToken")?;
     let mut v = Violations::default();
-    v.range(limit, "limit", 1, Some(LIST_LIMIT_MAX));
+    v.list_limit(limit, "limit");
     v.stream_name(start, "exclusiveStartStreamName");
-    v.str_len(next_token, "nextToken", Some(1), Some(NEXT_TOKEN_CHARS_MAX));
+    v.next_token(next_token);
     v.finish()?;
     Ok(ListStreamsInput {
         limit: to_u32(limit),
@@ -133,8 +123,8 @@ pub fn list_shards(home: Home<'_>, body: Obj<'_, '_>) -> Result<ListShardsInput,
 
     let mut v = Violations::default();
     v.stream_name(start, "exclusiveStartShardId");
-    v.range(max_results, "maxResults", 1, Some(LIST_LIMIT_MAX));
-    v.str_len(next_token, "nextToken", Some(1), Some(NEXT_TOKEN_CHARS_MAX));
+    v.list_limit(max_results, "maxResults");
+    v.next_token(next_token);
     v.stream_name(name, "streamName");
     v.stream_arn(arn);
     if filter.is_some() {

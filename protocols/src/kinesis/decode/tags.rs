@@ -5,10 +5,9 @@ use sluice_core::api::{ListTagsForStreamInput, Tag};
 use sluice_core::{KinesisError, limits};
 
 use super::arns::{resolve_stream, stream_members};
-use super::body::{Obj, as_string, string_list, tags_of};
-use super::constraints::{Shown, TAG_KEYS_MAX, Violations};
+use super::body::{Obj, string_list, tags_of};
+use super::constraints::Violations;
 use super::{Home, to_u32};
-use crate::json::JsonValue;
 
 const LIST_TAGS_LIMIT_MAX: i64 = 50;
 
@@ -34,50 +33,18 @@ pub fn remove_tags_from_stream(
     body: Obj<'_, '_>,
 ) -> Result<(String, Vec<String>), KinesisError> {
     let items = body.list("TagKeys")?;
-    let mut keys = Vec::with_capacity(items.map_or(0, <[_]>::len));
-    for item in items.unwrap_or_default() {
-        if !matches!(item, JsonValue::Null) {
-            keys.push(as_string(item)?.to_owned());
-        }
-    }
+    let keys = string_list(items)?;
     let name = body.string("StreamName")?;
     let arn = body.string("StreamARN")?;
 
     let mut v = Violations::default();
-    v.not_null(items, "tagKeys");
-    if items.is_some() {
-        let shown = || format!("[{}]", keys.join(", "));
-        if keys.is_empty() {
-            v.push(
-                Shown::Owned(shown()),
-                "tagKeys",
-                "Member must have length greater than or equal to 1",
-            );
-        }
-        if keys.len() > TAG_KEYS_MAX {
-            v.push(
-                Shown::Owned(shown()),
-                "tagKeys",
-                &format!("Member must have length less than or equal to {TAG_KEYS_MAX}"),
-            );
-        }
-        if !keys
-            .iter()
-            .all(|k| (1..=limits::TAG_KEY_CHARS_MAX).contains(&k.chars().count()))
-        {
-            v.push(
-                Shown::Owned(shown()),
-                "tagKeys",
-                &format!(
-                    "Member must satisfy constraint: [Member must have length less than or equal to {}, Member must have length greater than or equal to 1]",
-                    limits::TAG_KEY_CHARS_MAX
-                ),
-            );
-        }
-    }
+    v.tag_keys(items.map(|_| keys.as_slice()), "tagKeys");
     stream_members(&mut v, name, arn);
     v.finish()?;
-    Ok((resolve_stream(home, name, arn)?, keys))
+    Ok((
+        resolve_stream(home, name, arn)?,
+        keys.into_iter().map(str::to_owned).collect(),
+    ))
 }
 
 pub fn list_tags_for_stream(
@@ -124,25 +91,70 @@ pub fn untag_resource(body: Obj<'_, '_>) -> Result<(String, Vec<String>), Kinesi
     let keys = string_list(items)?;
     let mut v = Violations::default();
     v.resource_arn(arn);
-    v.not_null(items, "tagKeys");
-    v.list_len(items.map(|_| keys.as_slice()), "tagKeys", 1, TAG_KEYS_MAX);
-    if items.is_some()
-        && !keys
-            .iter()
-            .all(|k| (1..=limits::TAG_KEY_CHARS_MAX).contains(&k.chars().count()))
-    {
-        v.push(
-            Shown::Owned(format!("[{}]", keys.join(", "))),
-            "tagKeys",
-            &format!(
-                "Member must satisfy constraint: [Member must have length less than or equal to {}, Member must have length greater than or equal to 1]",
-                limits::TAG_KEY_CHARS_MAX
-            ),
-        );
-    }
+    v.tag_keys(items.map(|_| keys.as_slice()), "tagKeys");
     v.finish()?;
     Ok((
         arn.expect("validated as not null").to_owned(),
         keys.into_iter().map(str::to_owned).collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::value::parse;
+
+    const HOME: Home<'static> = Home {
+        region: "us-east-1",
+        account_id: "000000000000",
+    };
+
+    #[test]
+    fn remove_tags_from_stream_and_untag_resource_check_tag_keys_with_the_same_texts() {
+        let arn = "arn:aws:kinesis:us-east-1:000000000000:stream/s";
+        let error = |body: String, by_stream: bool| {
+            let doc = parse(body.as_bytes()).expect("test bodies are JSON");
+            let result = if by_stream {
+                remove_tags_from_stream(HOME, Obj::new(&doc)).map(|_| ())
+            } else {
+                untag_resource(Obj::new(&doc)).map(|_| ())
+            };
+            result.expect_err("refused").message
+        };
+        let long = "k".repeat(129);
+        let many: Vec<String> = (0..51).map(|i| format!("\"k{i}\"")).collect();
+        let shown_many: Vec<String> = (0..51).map(|i| format!("k{i}")).collect();
+        let cases = [
+            (
+                "[]".to_owned(),
+                "Value '[]' at 'tagKeys' failed to satisfy constraint: Member must have length greater than or equal to 1".to_owned(),
+            ),
+            (
+                format!("[\"a\",\"{long}\"]"),
+                format!("Value '[a, {long}]' at 'tagKeys' failed to satisfy constraint: Member must satisfy constraint: [Member must have length less than or equal to 128, Member must have length greater than or equal to 1]"),
+            ),
+            (
+                format!("[{}]", many.join(",")),
+                format!("Value '[{}]' at 'tagKeys' failed to satisfy constraint: Member must have length less than or equal to 50", shown_many.join(", ")),
+            ),
+        ];
+        for (keys, violation) in cases {
+            let expected = format!("1 validation error detected: {violation}");
+            assert_eq!(
+                error(format!(r#"{{"StreamName":"s","TagKeys":{keys}}}"#), true),
+                expected
+            );
+            assert_eq!(
+                error(
+                    format!(r#"{{"ResourceARN":"{arn}","TagKeys":{keys}}}"#),
+                    false
+                ),
+                expected
+            );
+        }
+        assert_eq!(
+            error(r#"{"StreamName":"s"}"#.to_owned(), true),
+            "1 validation error detected: Value null at 'tagKeys' failed to satisfy constraint: Member must not be null"
+        );
+    }
 }
