@@ -1,5 +1,5 @@
 //! The Kinesis Data Streams operations as domain calls. `protocols` decodes a wire request
-//! (JSON, later CBOR and the binary protocol) into these inputs, calls a [`KinesisApi`]
+//! (JSON 1.1, CBOR 1.1 or the binary protocol) into these inputs, calls a [`KinesisApi`]
 //! implementation, and encodes the outputs. `io::Engine` is the real implementation; tests may
 //! use an in-memory model.
 //!

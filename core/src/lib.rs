@@ -1,7 +1,13 @@
-//! core: the Kinesis domain model. Owns streams, shards, hash ranges, partition-key routing,
-//! sequence numbers, shard iterators, limits, validation, the catalog state machine and the
-//! error kinds. Must not touch files, sockets, executors or clocks: time is passed in as
-//! milliseconds since the Unix epoch.
+//! core: the Kinesis domain model. Owns streams, shards, hash ranges and partition-key routing,
+//! sequence numbers, shard iterators and NextTokens, limits, validation, the error kinds, the
+//! Kinesis operations as domain calls ([`KinesisApi`], SubscribeToShard included) and the catalog
+//! state machine: stream lifecycle, tags, retention, resharding, enhanced fan-out consumers,
+//! stream and account settings and resource policies.
+//!
+//! Must not touch files, sockets, executors, clocks or randomness: time is passed in as
+//! milliseconds since the Unix epoch, and new shards are placed by a callback. Storage and
+//! executors belong to `io`; wire formats (JSON, CBOR, SigV4, event streams, the binary protocol)
+//! belong to `protocols`.
 
 #![forbid(unsafe_code)]
 

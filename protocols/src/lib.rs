@@ -1,8 +1,12 @@
-//! protocols: the wire formats. Owns the Kinesis JSON 1.1 protocol (envelope rules, request
-//! decoding and validation, response encoding, the AWS error mapping), and later CBOR, SigV4,
-//! event-stream framing and the binary protocol. It is a pure codec and dispatcher: it maps wire
-//! requests onto `sluice_core::KinesisApi` calls and must not touch sockets, executors, files or
-//! storage internals. The server binary carries bytes between HTTP and [`handle_kinesis`].
+//! protocols: the wire formats. Owns the Kinesis JSON 1.1 and CBOR 1.1 protocols (envelope rules,
+//! request decoding and validation, response encoding, the AWS error mapping, resource-policy
+//! enforcement), SigV4 verification (header and presigned forms), the event-stream framing of
+//! SubscribeToShard, and the Sluice binary protocol codec (`docs/binary-protocol.md`).
+//!
+//! It is a pure codec and dispatcher: it maps wire requests onto `sluice_core::KinesisApi` calls
+//! and must not touch sockets, executors, files, clocks or storage internals; the time a
+//! signature is checked at is passed in. The server binary carries bytes between HTTP or TCP and
+//! [`handle_kinesis`] or the binary codec.
 
 #![forbid(unsafe_code)]
 
@@ -26,9 +30,9 @@ pub struct HttpRequest<'a> {
     /// The `X-Amz-Target` header.
     pub target: Option<&'a str>,
     pub content_type: Option<&'a str>,
-    /// An `Authorization` header or an `X-Amz-Algorithm` query parameter is present. Signatures
-    /// are not verified yet; only their presence (and, when `authorization` or `query` are
-    /// given, their completeness) is required.
+    /// An `Authorization` header or an `X-Amz-Algorithm` query parameter is present. Its presence
+    /// (and, when `authorization` or `query` are given, its completeness) is always required;
+    /// the signature itself is checked only under `sigv4::AuthMode::Verify`.
     pub has_auth: bool,
     /// The `Authorization` header, to check that it names a credential, signature and signed
     /// headers.
@@ -43,8 +47,8 @@ pub struct HttpRequest<'a> {
     /// `Access-Control-Request-Method`, echoed on a CORS preflight.
     pub access_control_request_method: Option<&'a str>,
     /// Every request header as received (names in any case, repeats kept in order), for
-    /// SigV4 verification, which signs headers the client chooses. May be empty when
-    /// signatures are not verified.
+    /// SigV4 verification, which signs headers the client chooses. May be empty unless the
+    /// front end runs with `sigv4::AuthMode::Verify`.
     pub headers: &'a [(&'a str, &'a [u8])],
     pub body: &'a [u8],
 }
