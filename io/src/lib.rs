@@ -6,12 +6,11 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod catalog_store;
-pub mod efo;
 pub mod engine;
+pub mod kds;
 pub mod keystore;
 pub mod log;
 pub mod metrics;
 mod persist;
 pub mod service;
 pub mod storage;
-pub mod throttle;

@@ -185,6 +185,13 @@ impl Persister {
     }
 }
 
+/// A checkpoint waiting for the next group commit, with the caller's reply.
+type PendingCheckpoint = (
+    CheckpointId,
+    CheckpointValue,
+    oneshot::Sender<Result<(), PersistError>>,
+);
+
 struct Worker {
     catalog_store: CatalogStore,
     file: CheckpointFile,
@@ -218,11 +225,7 @@ impl Worker {
 
     fn commit_checkpoints(
         &mut self,
-        pending: Vec<(
-            CheckpointId,
-            CheckpointValue,
-            oneshot::Sender<Result<(), PersistError>>,
-        )>,
+        pending: Vec<PendingCheckpoint>,
     ) {
         let mut bytes = Vec::new();
         for (id, value, _) in &pending {

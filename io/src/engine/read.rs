@@ -1,0 +1,329 @@
+//! The read path: cursors for the binary protocol and SubscribeToShard, GetRecords' read, and the
+//! one-round-trip owner read every one of them uses (resolve the start on the owning core, clamp
+//! to retention, optionally wait for the commit that stores the next record, read).
+
+use super::*;
+
+impl Engine {
+    /// Every shard of `stream_name` (open and closed, in index order) with its owning core.
+    /// ResourceNotFound, with the HTTP API's message, if the stream does not exist.
+    pub fn shard_map(&self, stream_name: &str) -> Result<Vec<ShardPlacement>, KinesisError> {
+        let catalog = self.catalog_read();
+        let stream = catalog.live_stream(stream_name, now_ms()).ok_or_else(|| {
+            KinesisError::stream_not_found(stream_name, &catalog.config.account_id)
+        })?;
+        Ok(stream
+            .shards
+            .iter()
+            .map(|shard| ShardPlacement {
+                shard_index: shard.index,
+                hash_range: shard.hash_range,
+                core_id: self.owner(shard.log_id),
+                open: shard.closed_at_position.is_none(),
+            })
+            .collect())
+    }
+
+    /// Opens `shard_index` of `stream_name` at `start`. Validation (stream and shard exist and
+    /// are readable, a sequence number belongs to this shard, a timestamp is not in the future)
+    /// and the resolution of the start are GetShardIterator's, errors and messages included.
+    pub async fn open_cursor(
+        &self,
+        stream_name: &str,
+        shard_index: u32,
+        start: ReadStart,
+    ) -> Result<ShardCursor, KinesisError> {
+        let now = now_ms();
+        let (target, point) =
+            resolve_read_start(&self.catalog_read(), stream_name, shard_index, start, now)?;
+        let position = self.resolve_starting_point(&target, point, now).await?;
+        Ok(ShardCursor { target, position })
+    }
+
+    /// Reads up to `limit` records (and about `bytes_max` data bytes, at least one record) from
+    /// the cursor's position and advances the cursor past them. Records past retention are
+    /// skipped as GetRecords skips them. Runs on the owning core (forwarded if need be).
+    pub async fn read_cursor(
+        &self,
+        cursor: &mut ShardCursor,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<ShardRead, KinesisError> {
+        self.read_cursor_inner(cursor, limit, bytes_max, None).await
+    }
+
+    /// Like [`Engine::read_cursor`], but when no record exists at the cursor's position yet it
+    /// waits, on the owning core, for the commit that stores one, or until `timeout` passes
+    /// (then the read is empty). A closed shard read to its end answers at once with
+    /// `next_position: None`.
+    pub async fn read_wait(
+        &self,
+        cursor: &mut ShardCursor,
+        limit: usize,
+        bytes_max: usize,
+        timeout: Duration,
+    ) -> Result<ShardRead, KinesisError> {
+        self.read_cursor_inner(cursor, limit, bytes_max, Some(Instant::now() + timeout))
+            .await
+    }
+
+    /// [`Engine::open_cursor`] then [`Engine::read_cursor`]: one read from a start position.
+    pub async fn read_from(
+        &self,
+        stream_name: &str,
+        shard_index: u32,
+        start: ReadStart,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<(ShardCursor, ShardRead), KinesisError> {
+        let mut cursor = self.open_cursor(stream_name, shard_index, start).await?;
+        let read = self.read_cursor(&mut cursor, limit, bytes_max).await?;
+        Ok((cursor, read))
+    }
+
+    /// Re-reads the cursor's shard from the catalog: the stream may have been deleted (then
+    /// the shard "does not exist", as GetRecords says) or the shard closed by a reshard.
+    pub(crate) fn refresh_target(
+        &self,
+        target: &mut ShardTarget,
+        now: u64,
+    ) -> Result<(), KinesisError> {
+        let catalog = self.catalog_read();
+        let not_found = || {
+            KinesisError::shard_not_found(
+                &format_shard_id(target.key.shard_index),
+                &target.key.stream_name,
+                &catalog.config.account_id,
+            )
+        };
+        let stream = catalog
+            .live_stream(&target.key.stream_name, now)
+            .filter(|s| s.created_ms == target.key.stream_created_ms)
+            .filter(|s| matches!(s.status(now), StreamStatus::Active | StreamStatus::Updating))
+            .ok_or_else(not_found)?;
+        let shard = stream.shard(target.key.shard_index).ok_or_else(not_found)?;
+        *target = ShardTarget::new(stream, shard);
+        Ok(())
+    }
+
+    pub(crate) async fn read_cursor_inner(
+        &self,
+        cursor: &mut ShardCursor,
+        limit: usize,
+        bytes_max: usize,
+        wait_until: Option<Instant>,
+    ) -> Result<ShardRead, KinesisError> {
+        let now = now_ms();
+        self.refresh_target(&mut cursor.target, now)?;
+        let target = &cursor.target;
+        if target
+            .closed_at_position
+            .is_some_and(|end| cursor.position >= end)
+        {
+            return Ok(ShardRead {
+                records: EngineRecords::Remote(ReadBatch::new(target.origin(), 0, 0)),
+                next_position: None,
+                millis_behind_latest: 0,
+            });
+        }
+        let request = OwnerRead {
+            start: StartingPoint::At(cursor.position),
+            charge_read_limits: false,
+            limit: limit.max(1),
+            bytes_max,
+            retain_after_ms: now.saturating_sub(target.retention_ms),
+            // A closed shard gets no more records: waiting for them would only burn the timeout.
+            wait_until: wait_until.filter(|_| target.closed_at_position.is_none()),
+        };
+        let read = self.read_on_owner(target, request).await?;
+        cursor.position = read.next_position;
+        let shard_ended = target
+            .closed_at_position
+            .is_some_and(|end| read.next_position >= end);
+        Ok(ShardRead {
+            next_position: (!shard_ended).then_some(read.next_position),
+            millis_behind_latest: read.millis_behind_latest,
+            records: read.records,
+        })
+    }
+
+    /// Runs an [`OwnerRead`] on the shard's core, in place when that is this core (the records
+    /// stay zero-copy views of its read buffers) or in one round trip to the owner.
+    pub(crate) async fn read_on_owner(
+        &self,
+        target: &ShardTarget,
+        request: OwnerRead,
+    ) -> Result<OwnerReadOutput, KinesisError> {
+        let owner = self.owner(target.log_id);
+        let refused = |refused: ReadRefused| match refused {
+            ReadRefused::Throttled => self.read_throttled(target),
+            other => {
+                tracing::warn!(log_id = target.log_id, reason = %other, "Read failed.");
+                KinesisError::internal("The records could not be read.")
+            }
+        };
+        let (records, start_position, tip) = if owner == self.local.core_id {
+            let log = self
+                .local_log(target.log_id)
+                .ok_or_else(|| {
+                    refused(ReadRefused::LogNotOpen {
+                        log_id: target.log_id,
+                        core_id: owner,
+                    })
+                })?
+                .clone();
+            let (read, position, tip) = self
+                .read_local(&log, &target.key.to_key(), &request)
+                .await
+                .map_err(refused)?;
+            (
+                EngineRecords::Local {
+                    read,
+                    origin: target.origin(),
+                },
+                position,
+                tip,
+            )
+        } else {
+            let batch = self
+                .ask(owner, |reply| CoreMessage::ReadFrom {
+                    log_id: target.log_id,
+                    shard: target.key.clone(),
+                    origin: target.origin(),
+                    request,
+                    reply,
+                })
+                .await?
+                .map_err(refused)?;
+            let position = batch.start_position;
+            let tip = ShardTip {
+                next_position: batch.tip_position,
+                last_arrival_ms: batch.tip_arrival_ms,
+            };
+            (EngineRecords::Remote(batch), position, tip)
+        };
+        let next_position = records.last_position().map_or(start_position, |p| p + 1);
+        let millis_behind_latest = if next_position >= tip.next_position {
+            0
+        } else {
+            match (records.last_arrival_ms(), tip.last_arrival_ms) {
+                (Some(last), Some(tip_ms)) => tip_ms.saturating_sub(last),
+                _ => 0,
+            }
+        };
+        Ok(OwnerReadOutput {
+            records,
+            next_position,
+            millis_behind_latest,
+        })
+    }
+
+    /// On the owning core: resolves the start, clamps it to the retained records, checks the
+    /// read limits when asked, waits for a record when asked, reads. Answers the records, the
+    /// position the read started at and the shard's tip.
+    pub(crate) async fn read_local(
+        &self,
+        log: &Rc<Log>,
+        key: &ShardKey,
+        request: &OwnerRead,
+    ) -> Result<(LogRead, u64, ShardTip), ReadRefused> {
+        if request.charge_read_limits && !self.local.admit_read(key) {
+            return Err(ReadRefused::Throttled);
+        }
+        let first_retained = log.first_retained_position(key, request.retain_after_ms);
+        let position = match request.start {
+            StartingPoint::TrimHorizon => first_retained,
+            StartingPoint::Latest => log.tip(key).next_position,
+            StartingPoint::At(p) => p,
+            StartingPoint::After(p) => p.saturating_add(1),
+            StartingPoint::Timestamp(ms) => {
+                log.position_at_timestamp(key, ms.max(request.retain_after_ms))
+            }
+        }
+        .max(first_retained);
+        if let Some(deadline) = request.wait_until {
+            let wait = log.wait_for_records(key, position);
+            let timer = glommio::timer::sleep(deadline.saturating_duration_since(Instant::now()));
+            futures_lite::future::or(wait, timer).await;
+        }
+        let read = log
+            .read(key, position, request.limit, request.bytes_max)
+            .await
+            .map_err(|e| ReadRefused::Failed {
+                reason: e.to_string(),
+            })?;
+        if request.charge_read_limits {
+            self.local.charge_read(key, &read);
+        }
+        Ok((read, position, log.tip(key)))
+    }
+
+    /// Turns a validated starting point into a position, as GetShardIterator does.
+    pub(crate) async fn resolve_starting_point(
+        &self,
+        target: &ShardTarget,
+        start: StartingPoint,
+        now: u64,
+    ) -> Result<u64, KinesisError> {
+        let retain_after = now.saturating_sub(target.retention_ms);
+        Ok(match start {
+            StartingPoint::TrimHorizon => {
+                self.locate(target, Locate::TrimHorizon(retain_after))
+                    .await?
+                    .position
+            }
+            StartingPoint::Latest => self.locate(target, Locate::Tip).await?.position,
+            StartingPoint::At(p) => p,
+            StartingPoint::After(p) => p.saturating_add(1),
+            StartingPoint::Timestamp(ms) => {
+                self.locate(target, Locate::Timestamp(ms.max(retain_after)))
+                    .await?
+                    .position
+            }
+        })
+    }
+}
+
+/// Resolves where a read of `shard_index` of `stream_name` starts, with GetShardIterator's
+/// validation (stream and shard exist and are readable, a sequence number belongs to this
+/// shard, a timestamp is not in the future), errors and messages included.
+pub(crate) fn resolve_read_start(
+    catalog: &Catalog,
+    stream_name: &str,
+    shard_index: u32,
+    start: ReadStart,
+    now: u64,
+) -> Result<(ShardTarget, StartingPoint), KinesisError> {
+    let (iterator_type, starting_sequence_number, timestamp_ms) = match start {
+        ReadStart::TrimHorizon | ReadStart::AtPosition(_) => {
+            (ShardIteratorType::TrimHorizon, None, None)
+        }
+        ReadStart::Latest => (ShardIteratorType::Latest, None, None),
+        ReadStart::AtTimestamp { timestamp_ms } => {
+            (ShardIteratorType::AtTimestamp, None, Some(timestamp_ms))
+        }
+        ReadStart::AtSequenceNumber(s) => (
+            ShardIteratorType::AtSequenceNumber,
+            Some(s.to_string()),
+            None,
+        ),
+        ReadStart::AfterSequenceNumber(s) => (
+            ShardIteratorType::AfterSequenceNumber,
+            Some(s.to_string()),
+            None,
+        ),
+    };
+    let input = GetShardIteratorInput {
+        stream_name: stream_name.to_owned(),
+        shard_id: format_shard_id(shard_index),
+        shard_iterator_type: iterator_type,
+        starting_sequence_number,
+        timestamp_ms,
+    };
+    let (stream, shard, point) = catalog.shard_iterator_start(&input, now)?;
+    let point = match start {
+        ReadStart::AtPosition(position) => StartingPoint::At(position),
+        _ => point,
+    };
+    Ok((ShardTarget::new(stream, shard), point))
+}

@@ -1,0 +1,192 @@
+//! The write path of PutRecord(s) on the front-end core: route every record by hash key to its
+//! shard under the catalog lock, group per shard, append on the owning cores concurrently, and
+//! route again the records whose shard a reshard sealed meanwhile. Results keep input order.
+
+use super::*;
+
+/// Records of one write routed to one shard: the target, each record's index in the call and
+/// hash key (to route it again if the shard was sealed), and the records themselves.
+pub(crate) type RoutedGroup = (ShardTarget, Vec<(usize, u128)>, Vec<AppendRecord>);
+
+/// How long a write whose shard was sealed waits for the reshard to complete before it gives
+/// up with InternalFailure, and how often it looks. Completion is one catalog write after the
+/// seal, a few milliseconds, and happens only during a reshard, so a short sleep-and-retry is
+/// enough; the catalog has no change notifier to wait on.
+pub(crate) const SEALED_WAIT_MAX: Duration = Duration::from_secs(10);
+
+pub(crate) const SEALED_RETRY_INTERVAL: Duration = Duration::from_millis(2);
+
+impl Engine {
+    pub(crate) async fn append(
+        &self,
+        target: &ShardTarget,
+        records: Vec<AppendRecord>,
+    ) -> Result<Result<LogAppended, AppendFailure>, KinesisError> {
+        let owner = self.owner(target.log_id);
+        if owner == self.local.core_id {
+            Ok(self
+                .append_on_owner(target.log_id, target.key.to_key(), records)
+                .await)
+        } else {
+            self.ask(owner, |reply| CoreMessage::Append {
+                log_id: target.log_id,
+                shard: target.key.clone(),
+                records,
+                reply,
+            })
+            .await
+        }
+    }
+
+    /// Routes and appends `records` (already size-checked), routing again the ones whose shard
+    /// a reshard sealed meanwhile. Results are in input order.
+    pub(crate) async fn append_entries(
+        &self,
+        stream_name: &str,
+        records: Vec<PutRecordsEntry>,
+    ) -> Result<Vec<Result<PutRecordsResultEntry, KinesisError>>, KinesisError> {
+        let count = records.len();
+        let mut results: Vec<Option<Result<PutRecordsResultEntry, KinesisError>>> =
+            vec![None; count];
+        let mut pending: Vec<(usize, u128, AppendRecord)> = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let hash_key = entry
+                    .explicit_hash_key
+                    .unwrap_or_else(|| partition_key_hash(&entry.partition_key));
+                (
+                    i,
+                    hash_key,
+                    AppendRecord {
+                        partition_key: entry.partition_key,
+                        data: entry.data,
+                    },
+                )
+            })
+            .collect();
+        let deadline = Instant::now() + SEALED_WAIT_MAX;
+        while !pending.is_empty() {
+            // Route every record to its shard under the catalog lock, then release it before
+            // any I/O.
+            let mut groups: Vec<RoutedGroup> = Vec::new();
+            {
+                let catalog = self.catalog_read();
+                let stream = match catalog.stream_for_write(stream_name, now_ms()) {
+                    Ok(stream) => stream,
+                    // The stream went away while records waited for a reshard: those records
+                    // fail, the ones already stored keep their results.
+                    Err(error) if results.iter().any(Option::is_some) => {
+                        for (i, _, _) in pending.drain(..) {
+                            results[i] = Some(Err(error.clone()));
+                        }
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                };
+                let mut group_of_shard: HashMap<u32, usize> = HashMap::new();
+                for (i, hash_key, record) in pending.drain(..) {
+                    let shard = stream.shard_for_hash_key(hash_key);
+                    let g = *group_of_shard.entry(shard.index).or_insert_with(|| {
+                        groups.push((self.resolve_target(stream, shard), Vec::new(), Vec::new()));
+                        groups.len() - 1
+                    });
+                    groups[g].1.push((i, hash_key));
+                    groups[g].2.push(record);
+                }
+            }
+            let appends = groups
+                .into_iter()
+                .map(|(target, indexes, records)| async move {
+                    let outcome = self.append(&target, records).await;
+                    (target, indexes, outcome)
+                });
+            for (target, indexes, outcome) in join_all(appends).await {
+                match outcome {
+                    Ok(Ok(LogAppended {
+                        first_position,
+                        arrival_ms,
+                    })) => {
+                        for (k, (i, _)) in indexes.into_iter().enumerate() {
+                            results[i] = Some(Ok(PutRecordsResultEntry {
+                                shard_id: format_shard_id(target.key.shard_index),
+                                sequence_number: target.origin().sequence_number(RecordStamp {
+                                    position: first_position + k as u64,
+                                    arrival_ms,
+                                }),
+                            }));
+                        }
+                    }
+                    Ok(Err(AppendFailure::Sealed(records))) => {
+                        pending.extend(
+                            indexes
+                                .into_iter()
+                                .zip(records)
+                                .map(|((i, hash_key), record)| (i, hash_key, record)),
+                        );
+                    }
+                    Ok(Err(AppendFailure::Throttled { appended, admitted })) => {
+                        let shard_id = format_shard_id(target.key.shard_index);
+                        for (k, (i, _)) in indexes.into_iter().enumerate() {
+                            results[i] = Some(match appended {
+                                Some(LogAppended {
+                                    first_position,
+                                    arrival_ms,
+                                }) if k < admitted => Ok(PutRecordsResultEntry {
+                                    shard_id: shard_id.clone(),
+                                    sequence_number: target.origin().sequence_number(RecordStamp {
+                                        position: first_position + k as u64,
+                                        arrival_ms,
+                                    }),
+                                }),
+                                _ => Err(KinesisError::new(
+                                    sluice_core::error::ErrorKind::ProvisionedThroughputExceeded,
+                                    format!(
+                                        "Rate exceeded for shard {shard_id} in stream {stream_name} under account {}.",
+                                        self.shared.catalog_config.account_id
+                                    ),
+                                )),
+                            });
+                        }
+                    }
+                    Ok(Err(AppendFailure::Failed(reason))) => {
+                        tracing::debug!(stream_name, %reason, "Append failed on the shard's core.");
+                        for (i, _) in indexes {
+                            results[i] =
+                                Some(Err(KinesisError::internal("Internal service failure.")));
+                        }
+                    }
+                    Err(_) => {
+                        for (i, _) in indexes {
+                            results[i] =
+                                Some(Err(KinesisError::internal("Internal service failure.")));
+                        }
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        stream_name,
+                        records = pending.len(),
+                        "Writes to sealed shards gave up waiting for the reshard."
+                    );
+                    for (i, _, _) in pending.drain(..) {
+                        results[i] = Some(Err(KinesisError::internal("Internal service failure.")));
+                    }
+                    break;
+                }
+                // The reshard that sealed these shards completes with one catalog write.
+                glommio::timer::sleep(SEALED_RETRY_INTERVAL).await;
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(KinesisError::internal("Internal service failure."))))
+            .collect())
+    }
+
+    pub(crate) fn resolve_target(&self, stream: &Stream, shard: &Shard) -> ShardTarget {
+        ShardTarget::new(stream, shard)
+    }
+}
