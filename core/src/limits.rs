@@ -35,3 +35,10 @@ pub const ON_DEMAND_SHARD_COUNT: u32 = 4;
 pub const SHARD_LIMIT_DEFAULT: u32 = 500;
 /// Largest ShardCount CreateStream accepts before the account limit is even considered.
 pub const SHARD_COUNT_MAX: u32 = 100_000;
+/// Messages waiting in one shard core's inbox (requests from other cores and service cores) at
+/// most; a sender beyond that waits for room, so a flood of cross-core work slows its senders
+/// instead of growing memory.
+pub const CORE_INBOX_MESSAGES_MAX: usize = 4096;
+/// Catalog saves and checkpoint commits waiting for the persistence thread at most; a caller
+/// beyond that waits for room.
+pub const PERSIST_JOBS_MAX: usize = 4096;

@@ -33,8 +33,6 @@ use sluice_core::catalog::Catalog;
 use crate::catalog_store::{CatalogStore, CatalogStoreError};
 use crate::log::Durability;
 
-/// Jobs waiting for the persistence thread at most; a caller beyond that waits for room.
-pub const PERSIST_QUEUE_MAX: usize = 4096;
 /// A checkpoint file with more than this many entries per live key is compacted.
 const CHECKPOINT_ENTRIES_PER_KEY_MAX: usize = 8;
 /// …but never below this many entries, so that a few keys do not rewrite the file constantly.
@@ -121,7 +119,7 @@ impl Persister {
     ) -> Result<Self, PersistError> {
         let (file, table, entries) = CheckpointFile::open(checkpoint_dir, durability)?;
         let checkpoints = Arc::new(Mutex::new(table));
-        let (jobs, inbox) = async_channel::bounded(PERSIST_QUEUE_MAX);
+        let (jobs, inbox) = async_channel::bounded(sluice_core::limits::PERSIST_JOBS_MAX);
         let thread_table = checkpoints.clone();
         std::thread::Builder::new()
             .name("sluice-persist".into())
@@ -223,10 +221,7 @@ impl Worker {
         }
     }
 
-    fn commit_checkpoints(
-        &mut self,
-        pending: Vec<PendingCheckpoint>,
-    ) {
+    fn commit_checkpoints(&mut self, pending: Vec<PendingCheckpoint>) {
         let mut bytes = Vec::new();
         for (id, value, _) in &pending {
             encode_entry(&mut bytes, id, *value);

@@ -91,7 +91,7 @@ where
     let mut receivers = Vec::with_capacity(config.cores);
     let mut inboxes = Vec::with_capacity(config.cores);
     for _ in 0..config.cores {
-        let (tx, rx) = async_channel::bounded(4096);
+        let (tx, rx) = async_channel::bounded(sluice_core::limits::CORE_INBOX_MESSAGES_MAX);
         inboxes.push(tx);
         receivers.push(rx);
     }

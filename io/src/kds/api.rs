@@ -4,7 +4,7 @@
 //! (`check_record_sizes`), shared with every wire.
 
 use sluice_core::api::*;
-use sluice_core::catalog::{StartingPoint, Stream};
+use sluice_core::catalog::{Catalog, StartingPoint, Stream};
 use sluice_core::limits::GET_RECORDS_BYTES_MAX;
 use sluice_core::shard_id::format_shard_id;
 use sluice_core::{KinesisError, SequenceNumber};
@@ -44,6 +44,23 @@ pub(crate) fn check_sequence_number_for_ordering(
     }
 }
 
+/// The one entry point of control-plane calls: every stream, shard, consumer, tag and policy
+/// call is a catalog read (`query`) or a catalog change persisted before it is acknowledged
+/// (`change`), each given the same clock reading.
+impl Engine {
+    fn query<T>(&self, call: impl FnOnce(&Catalog, u64) -> T) -> T {
+        call(&self.catalog_read(), now_ms())
+    }
+
+    async fn change<T>(
+        &self,
+        call: impl FnOnce(&mut Catalog, u64) -> Result<T, KinesisError>,
+    ) -> Result<T, KinesisError> {
+        let now = now_ms();
+        self.mutate_catalog(|catalog| call(catalog, now)).await
+    }
+}
+
 impl KinesisApi for Engine {
     type Records = EngineRecords;
 
@@ -73,34 +90,32 @@ impl KinesisApi for Engine {
     }
 
     async fn delete_stream(&self, input: DeleteStreamInput) -> Result<(), KinesisError> {
-        self.mutate_catalog(|catalog| catalog.delete_stream(input, now_ms()))
-            .await
+        self.change(|c, now| c.delete_stream(input, now)).await
     }
 
     async fn describe_stream(
         &self,
         input: DescribeStreamInput,
     ) -> Result<StreamDescription, KinesisError> {
-        self.catalog_read().describe_stream(input, now_ms())
+        self.query(|c, now| c.describe_stream(input, now))
     }
 
     async fn describe_stream_summary(
         &self,
         stream_name: String,
     ) -> Result<StreamDescriptionSummary, KinesisError> {
-        self.catalog_read()
-            .describe_stream_summary(&stream_name, now_ms())
+        self.query(|c, now| c.describe_stream_summary(&stream_name, now))
     }
 
     async fn list_streams(
         &self,
         input: ListStreamsInput,
     ) -> Result<ListStreamsOutput, KinesisError> {
-        self.catalog_read().list_streams(input, now_ms())
+        self.query(|c, now| c.list_streams(input, now))
     }
 
     async fn list_shards(&self, input: ListShardsInput) -> Result<ListShardsOutput, KinesisError> {
-        self.catalog_read().list_shards(input, now_ms())
+        self.query(|c, now| c.list_shards(input, now))
     }
 
     async fn put_records(&self, input: PutRecordsInput) -> Result<PutRecordsOutput, KinesisError> {
@@ -238,7 +253,7 @@ impl KinesisApi for Engine {
         stream_name: String,
         tags: Vec<Tag>,
     ) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.add_tags_to_stream(&stream_name, tags, now_ms()))
+        self.change(|c, now| c.add_tags_to_stream(&stream_name, tags, now))
             .await
     }
 
@@ -247,7 +262,7 @@ impl KinesisApi for Engine {
         stream_name: String,
         tag_keys: Vec<String>,
     ) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.remove_tags_from_stream(&stream_name, tag_keys, now_ms()))
+        self.change(|c, now| c.remove_tags_from_stream(&stream_name, tag_keys, now))
             .await
     }
 
@@ -255,7 +270,7 @@ impl KinesisApi for Engine {
         &self,
         input: ListTagsForStreamInput,
     ) -> Result<ListTagsForStreamOutput, KinesisError> {
-        self.catalog_read().list_tags_for_stream(input, now_ms())
+        self.query(|c, now| c.list_tags_for_stream(input, now))
     }
 
     async fn increase_stream_retention_period(
@@ -263,8 +278,8 @@ impl KinesisApi for Engine {
         stream_name: String,
         retention_period_hours: u32,
     ) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| {
-            c.increase_stream_retention_period(&stream_name, retention_period_hours, now_ms())
+        self.change(|c, now| {
+            c.increase_stream_retention_period(&stream_name, retention_period_hours, now)
         })
         .await
     }
@@ -274,8 +289,8 @@ impl KinesisApi for Engine {
         stream_name: String,
         retention_period_hours: u32,
     ) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| {
-            c.decrease_stream_retention_period(&stream_name, retention_period_hours, now_ms())
+        self.change(|c, now| {
+            c.decrease_stream_retention_period(&stream_name, retention_period_hours, now)
         })
         .await
     }
@@ -317,30 +332,26 @@ impl KinesisApi for Engine {
     }
 
     async fn split_shard(&self, input: SplitShardInput) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.split_shard(input, now_ms()))
-            .await
+        self.change(|c, now| c.split_shard(input, now)).await
     }
 
     async fn merge_shards(&self, input: MergeShardsInput) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.merge_shards(input, now_ms()))
-            .await
+        self.change(|c, now| c.merge_shards(input, now)).await
     }
 
     async fn update_shard_count(
         &self,
         input: UpdateShardCountInput,
     ) -> Result<UpdateShardCountOutput, KinesisError> {
-        self.mutate_catalog(|c| c.update_shard_count(input, now_ms()))
-            .await
+        self.change(|c, now| c.update_shard_count(input, now)).await
     }
 
     async fn update_stream_mode(&self, input: UpdateStreamModeInput) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.update_stream_mode(input, now_ms()))
-            .await
+        self.change(|c, now| c.update_stream_mode(input, now)).await
     }
 
     async fn describe_limits(&self) -> Result<DescribeLimitsOutput, KinesisError> {
-        Ok(self.catalog_read().describe_limits(now_ms()))
+        Ok(self.query(|c, now| c.describe_limits(now)))
     }
 
     async fn enable_enhanced_monitoring(
@@ -348,10 +359,8 @@ impl KinesisApi for Engine {
         stream_name: String,
         shard_level_metrics: Vec<String>,
     ) -> Result<EnhancedMonitoringOutput, KinesisError> {
-        self.mutate_catalog(|c| {
-            c.enable_enhanced_monitoring(&stream_name, &shard_level_metrics, now_ms())
-        })
-        .await
+        self.change(|c, now| c.enable_enhanced_monitoring(&stream_name, &shard_level_metrics, now))
+            .await
     }
 
     async fn disable_enhanced_monitoring(
@@ -359,10 +368,8 @@ impl KinesisApi for Engine {
         stream_name: String,
         shard_level_metrics: Vec<String>,
     ) -> Result<EnhancedMonitoringOutput, KinesisError> {
-        self.mutate_catalog(|c| {
-            c.disable_enhanced_monitoring(&stream_name, &shard_level_metrics, now_ms())
-        })
-        .await
+        self.change(|c, now| c.disable_enhanced_monitoring(&stream_name, &shard_level_metrics, now))
+            .await
     }
 
     async fn update_max_record_size(
@@ -370,17 +377,15 @@ impl KinesisApi for Engine {
         stream_name: String,
         max_record_size_kib: u32,
     ) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| {
-            c.update_max_record_size(&stream_name, max_record_size_kib, now_ms())
-        })
-        .await
+        self.change(|c, now| c.update_max_record_size(&stream_name, max_record_size_kib, now))
+            .await
     }
 
     async fn start_stream_encryption(
         &self,
         input: StreamEncryptionInput,
     ) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.start_stream_encryption(input, now_ms()))
+        self.change(|c, now| c.start_stream_encryption(input, now))
             .await
     }
 
@@ -388,7 +393,7 @@ impl KinesisApi for Engine {
         &self,
         input: StreamEncryptionInput,
     ) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.stop_stream_encryption(input, now_ms()))
+        self.change(|c, now| c.stop_stream_encryption(input, now))
             .await
     }
 
@@ -397,8 +402,8 @@ impl KinesisApi for Engine {
         stream_name: String,
         warm_throughput_mibps: u32,
     ) -> Result<UpdateStreamWarmThroughputOutput, KinesisError> {
-        self.mutate_catalog(|c| {
-            c.update_stream_warm_throughput(&stream_name, warm_throughput_mibps, now_ms())
+        self.change(|c, now| {
+            c.update_stream_warm_throughput(&stream_name, warm_throughput_mibps, now)
         })
         .await
     }
@@ -406,14 +411,14 @@ impl KinesisApi for Engine {
     async fn describe_account_settings(
         &self,
     ) -> Result<Option<MinimumThroughputBillingCommitment>, KinesisError> {
-        Ok(self.catalog_read().describe_account_settings(now_ms()))
+        Ok(self.query(|c, now| c.describe_account_settings(now)))
     }
 
     async fn update_account_settings(
         &self,
         enable: bool,
     ) -> Result<Option<MinimumThroughputBillingCommitment>, KinesisError> {
-        self.mutate_catalog(|c| Ok(c.update_account_settings(enable, now_ms())))
+        self.change(|c, now| Ok(c.update_account_settings(enable, now)))
             .await
     }
 
@@ -421,12 +426,12 @@ impl KinesisApi for Engine {
         &self,
         input: RegisterStreamConsumerInput,
     ) -> Result<ConsumerDescription, KinesisError> {
-        self.mutate_catalog(|c| c.register_stream_consumer(input, now_ms()))
+        self.change(|c, now| c.register_stream_consumer(input, now))
             .await
     }
 
     async fn deregister_stream_consumer(&self, consumer: ConsumerRef) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.deregister_stream_consumer(&consumer, now_ms()))
+        self.change(|c, now| c.deregister_stream_consumer(&consumer, now))
             .await
     }
 
@@ -434,15 +439,14 @@ impl KinesisApi for Engine {
         &self,
         consumer: ConsumerRef,
     ) -> Result<ConsumerDescription, KinesisError> {
-        self.catalog_read()
-            .describe_stream_consumer(&consumer, now_ms())
+        self.query(|c, now| c.describe_stream_consumer(&consumer, now))
     }
 
     async fn list_stream_consumers(
         &self,
         input: ListStreamConsumersInput,
     ) -> Result<ListStreamConsumersOutput, KinesisError> {
-        self.catalog_read().list_stream_consumers(input, now_ms())
+        self.query(|c, now| c.list_stream_consumers(input, now))
     }
 
     async fn put_resource_policy(
@@ -450,28 +454,25 @@ impl KinesisApi for Engine {
         resource_arn: String,
         policy: String,
     ) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.put_resource_policy(&resource_arn, policy, now_ms()))
+        self.change(|c, now| c.put_resource_policy(&resource_arn, policy, now))
             .await
     }
 
     async fn get_resource_policy(&self, resource_arn: String) -> Result<String, KinesisError> {
-        self.catalog_read()
-            .get_resource_policy(&resource_arn, now_ms())
+        self.query(|c, now| c.get_resource_policy(&resource_arn, now))
     }
 
     async fn delete_resource_policy(&self, resource_arn: String) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.delete_resource_policy(&resource_arn, now_ms()))
+        self.change(|c, now| c.delete_resource_policy(&resource_arn, now))
             .await
     }
 
     async fn resource_policy(&self, resource_arn: String) -> Option<String> {
-        self.catalog_read()
-            .resource_policy(&resource_arn, now_ms())
-            .map(str::to_owned)
+        self.query(|c, now| c.resource_policy(&resource_arn, now).map(str::to_owned))
     }
 
     async fn tag_resource(&self, resource_arn: String, tags: Vec<Tag>) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.tag_resource(&resource_arn, tags, now_ms()))
+        self.change(|c, now| c.tag_resource(&resource_arn, tags, now))
             .await
     }
 
@@ -480,13 +481,12 @@ impl KinesisApi for Engine {
         resource_arn: String,
         tag_keys: Vec<String>,
     ) -> Result<(), KinesisError> {
-        self.mutate_catalog(|c| c.untag_resource(&resource_arn, tag_keys, now_ms()))
+        self.change(|c, now| c.untag_resource(&resource_arn, tag_keys, now))
             .await
     }
 
     async fn list_tags_for_resource(&self, resource_arn: String) -> Result<Vec<Tag>, KinesisError> {
-        self.catalog_read()
-            .list_tags_for_resource(&resource_arn, now_ms())
+        self.query(|c, now| c.list_tags_for_resource(&resource_arn, now))
     }
 
     type Subscription = crate::kds::efo::EngineSubscription;
