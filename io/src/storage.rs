@@ -122,16 +122,7 @@ impl RecordLog for StorageHandle {
                 stream_name: stream_name.to_owned(),
             }
         })?;
-        Ok(stream
-            .shards
-            .iter()
-            .map(|shard| ShardPlacement {
-                shard_index: shard.index,
-                hash_range: shard.hash_range,
-                core_id: self.shared.owner(shard.log_id),
-                open: shard.closed_at_position.is_none(),
-            })
-            .collect())
+        Ok(self.shared.placements(stream))
     }
 
     async fn append(

@@ -172,15 +172,7 @@ impl Engine {
                             .get(&index)
                             .expect("due_reshards names every open shard the reshard closes")
                     },
-                    &mut |_shard_index| {
-                        let (core, _) = load
-                            .iter()
-                            .enumerate()
-                            .min_by_key(|(_, n)| **n)
-                            .expect("at least one core");
-                        load[core] += 1;
-                        u32::try_from(core).expect("core count fits u32")
-                    },
+                    &mut |_shard_index| least_loaded(&mut load),
                 ))
             })
             .await?;
@@ -194,4 +186,15 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The core with the fewest open shards, counted into `load`: where a new shard goes.
+pub(crate) fn least_loaded(load: &mut [u32]) -> u32 {
+    let (core, _) = load
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, n)| **n)
+        .expect("at least one core");
+    load[core] += 1;
+    u32::try_from(core).expect("core count fits u32")
 }

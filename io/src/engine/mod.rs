@@ -61,6 +61,7 @@ mod startup;
 mod tests;
 mod write;
 
+pub(crate) use housekeeping::least_loaded;
 use housekeeping::{housekeeping_loop, reshard_loop};
 use messages::serve_inbox;
 use owner::locate_local;
@@ -303,6 +304,20 @@ impl Shared {
     /// The core that owns `log_id`.
     pub(crate) fn owner(&self, log_id: u32) -> usize {
         log_id as usize % self.cores
+    }
+
+    /// Every shard of `stream` (open and closed, in index order) with its owning core.
+    pub(crate) fn placements(&self, stream: &Stream) -> Vec<ShardPlacement> {
+        stream
+            .shards
+            .iter()
+            .map(|shard| ShardPlacement {
+                shard_index: shard.index,
+                hash_range: shard.hash_range,
+                core_id: self.owner(shard.log_id),
+                open: shard.closed_at_position.is_none(),
+            })
+            .collect()
     }
 
     pub(crate) fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {

@@ -12,16 +12,7 @@ impl Engine {
         let stream = catalog.live_stream(stream_name, now_ms()).ok_or_else(|| {
             KinesisError::stream_not_found(stream_name, &catalog.config.account_id)
         })?;
-        Ok(stream
-            .shards
-            .iter()
-            .map(|shard| ShardPlacement {
-                shard_index: shard.index,
-                hash_range: shard.hash_range,
-                core_id: self.owner(shard.log_id),
-                open: shard.closed_at_position.is_none(),
-            })
-            .collect())
+        Ok(self.shared.placements(stream))
     }
 
     /// Opens `shard_index` of `stream_name` at `start`. Validation (stream and shard exist and

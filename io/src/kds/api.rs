@@ -9,6 +9,7 @@ use sluice_core::limits::GET_RECORDS_BYTES_MAX;
 use sluice_core::shard_id::format_shard_id;
 use sluice_core::{KinesisError, SequenceNumber};
 
+use crate::engine::least_loaded;
 use crate::engine::*;
 
 /// The record size limit a write is checked against: the stream's, or the default one when the
@@ -76,15 +77,7 @@ impl KinesisApi for Engine {
         let cores = self.shared.cores;
         self.mutate_catalog(|catalog| {
             let mut load = Engine::placement(catalog, cores);
-            catalog.create_stream(input, now_ms(), &mut |_shard_index| {
-                let (core, _) = load
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, n)| **n)
-                    .expect("at least one core");
-                load[core] += 1;
-                u32::try_from(core).expect("core count fits u32")
-            })
+            catalog.create_stream(input, now_ms(), &mut |_shard_index| least_loaded(&mut load))
         })
         .await
     }
