@@ -566,280 +566,22 @@ async fn respond<A: KinesisApi>(
 
 #[cfg(test)]
 mod tests {
-    //! Serves a tiny API on a glommio executor and talks to it over loopback with HTTP/1.1 and
-    //! h2c prior knowledge, as boto3 and the JS SDK v3 do.
-
-    use std::rc::Rc;
+    //! Serves the in-memory model of `sluice_protocols::model` on a glommio executor and talks to
+    //! it over loopback with HTTP/1.1 and h2c prior knowledge, as boto3 and the JS SDK v3 do.
 
     use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
-    use sluice_core::KinesisError;
-    use sluice_core::api::*;
+    use sluice_protocols::model::Model;
 
     use super::*;
 
-    /// Knows one stream name; every other operation is a server fault. It is not `Send`, like
-    /// the engine handle the real server passes.
-    #[derive(Clone)]
-    struct OneStream(std::marker::PhantomData<Rc<()>>);
-
-    fn unsupported<T>() -> Result<T, KinesisError> {
-        Err(KinesisError::internal("not part of the test"))
+    /// The shared in-memory model holding one stream, `only`. Like the engine handle the real
+    /// server passes, it is `Clone` (clones share state) and not `Send`.
+    fn one_stream() -> Model {
+        Model::with_stream("only", 1)
     }
 
-    impl KinesisApi for OneStream {
-        type Records = Vec<OwnedRecord>;
-        fn region(&self) -> &str {
-            "us-east-1"
-        }
-        fn account_id(&self) -> &str {
-            "000000000000"
-        }
-        async fn create_stream(&self, _: CreateStreamInput) -> Result<(), KinesisError> {
-            unsupported()
-        }
-        async fn delete_stream(&self, _: DeleteStreamInput) -> Result<(), KinesisError> {
-            unsupported()
-        }
-        async fn describe_stream(
-            &self,
-            _: DescribeStreamInput,
-        ) -> Result<StreamDescription, KinesisError> {
-            unsupported()
-        }
-        async fn describe_stream_summary(
-            &self,
-            _: String,
-        ) -> Result<StreamDescriptionSummary, KinesisError> {
-            unsupported()
-        }
-        async fn list_streams(
-            &self,
-            _: ListStreamsInput,
-        ) -> Result<ListStreamsOutput, KinesisError> {
-            Ok(ListStreamsOutput {
-                stream_names: vec!["only".to_owned()],
-                has_more_streams: false,
-                next_token: None,
-                stream_summaries: Vec::new(),
-            })
-        }
-        async fn list_shards(&self, _: ListShardsInput) -> Result<ListShardsOutput, KinesisError> {
-            unsupported()
-        }
-        async fn put_records(&self, _: PutRecordsInput) -> Result<PutRecordsOutput, KinesisError> {
-            unsupported()
-        }
-        async fn get_shard_iterator(
-            &self,
-            _: GetShardIteratorInput,
-        ) -> Result<String, KinesisError> {
-            unsupported()
-        }
-        async fn get_records(
-            &self,
-            _: GetRecordsInput,
-        ) -> Result<GetRecordsOutput<Self::Records>, KinesisError> {
-            unsupported()
-        }
-        async fn add_tags_to_stream(&self, _: String, _: Vec<Tag>) -> Result<(), KinesisError> {
-            unsupported()
-        }
-        async fn remove_tags_from_stream(
-            &self,
-            _: String,
-            _: Vec<String>,
-        ) -> Result<(), KinesisError> {
-            unsupported()
-        }
-        async fn list_tags_for_stream(
-            &self,
-            _: ListTagsForStreamInput,
-        ) -> Result<ListTagsForStreamOutput, KinesisError> {
-            unsupported()
-        }
-        async fn increase_stream_retention_period(
-            &self,
-            _: String,
-            _: u32,
-        ) -> Result<(), KinesisError> {
-            unsupported()
-        }
-        async fn decrease_stream_retention_period(
-            &self,
-            _: String,
-            _: u32,
-        ) -> Result<(), KinesisError> {
-            unsupported()
-        }
-        async fn put_record(
-            &self,
-            _: sluice_core::api::PutRecordInput,
-        ) -> Result<sluice_core::api::PutRecordOutput, sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn split_shard(
-            &self,
-            _: sluice_core::api::SplitShardInput,
-        ) -> Result<(), sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn merge_shards(
-            &self,
-            _: sluice_core::api::MergeShardsInput,
-        ) -> Result<(), sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn update_shard_count(
-            &self,
-            _: sluice_core::api::UpdateShardCountInput,
-        ) -> Result<sluice_core::api::UpdateShardCountOutput, sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn update_stream_mode(
-            &self,
-            _: sluice_core::api::UpdateStreamModeInput,
-        ) -> Result<(), sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn describe_limits(
-            &self,
-        ) -> Result<sluice_core::api::DescribeLimitsOutput, sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn enable_enhanced_monitoring(
-            &self,
-            _: String,
-            _: Vec<String>,
-        ) -> Result<sluice_core::api::EnhancedMonitoringOutput, sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn disable_enhanced_monitoring(
-            &self,
-            _: String,
-            _: Vec<String>,
-        ) -> Result<sluice_core::api::EnhancedMonitoringOutput, sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn update_max_record_size(
-            &self,
-            _: String,
-            _: u32,
-        ) -> Result<(), sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn start_stream_encryption(
-            &self,
-            _: sluice_core::api::StreamEncryptionInput,
-        ) -> Result<(), sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn stop_stream_encryption(
-            &self,
-            _: sluice_core::api::StreamEncryptionInput,
-        ) -> Result<(), sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn update_stream_warm_throughput(
-            &self,
-            _: String,
-            _: u32,
-        ) -> Result<sluice_core::api::UpdateStreamWarmThroughputOutput, sluice_core::KinesisError>
-        {
-            unsupported()
-        }
-        async fn describe_account_settings(
-            &self,
-        ) -> Result<
-            Option<sluice_core::api::MinimumThroughputBillingCommitment>,
-            sluice_core::KinesisError,
-        > {
-            unsupported()
-        }
-        async fn update_account_settings(
-            &self,
-            _: bool,
-        ) -> Result<
-            Option<sluice_core::api::MinimumThroughputBillingCommitment>,
-            sluice_core::KinesisError,
-        > {
-            unsupported()
-        }
-        async fn register_stream_consumer(
-            &self,
-            _: sluice_core::api::RegisterStreamConsumerInput,
-        ) -> Result<sluice_core::api::ConsumerDescription, sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn deregister_stream_consumer(
-            &self,
-            _: sluice_core::api::ConsumerRef,
-        ) -> Result<(), sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn describe_stream_consumer(
-            &self,
-            _: sluice_core::api::ConsumerRef,
-        ) -> Result<sluice_core::api::ConsumerDescription, sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn list_stream_consumers(
-            &self,
-            _: sluice_core::api::ListStreamConsumersInput,
-        ) -> Result<sluice_core::api::ListStreamConsumersOutput, sluice_core::KinesisError>
-        {
-            unsupported()
-        }
-        async fn put_resource_policy(
-            &self,
-            _: String,
-            _: String,
-        ) -> Result<(), sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn get_resource_policy(
-            &self,
-            _: String,
-        ) -> Result<String, sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn delete_resource_policy(&self, _: String) -> Result<(), sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn resource_policy(&self, _: String) -> Option<String> {
-            None
-        }
-        async fn tag_resource(
-            &self,
-            _: String,
-            _: Vec<sluice_core::api::Tag>,
-        ) -> Result<(), sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn untag_resource(
-            &self,
-            _: String,
-            _: Vec<String>,
-        ) -> Result<(), sluice_core::KinesisError> {
-            unsupported()
-        }
-        async fn list_tags_for_resource(
-            &self,
-            _: String,
-        ) -> Result<Vec<sluice_core::api::Tag>, sluice_core::KinesisError> {
-            unsupported()
-        }
-
-        type Subscription = sluice_core::subscribe::NoSubscription;
-        async fn subscribe_to_shard(
-            &self,
-            _: sluice_core::subscribe::SubscribeToShardInput,
-        ) -> Result<Self::Subscription, KinesisError> {
-            unsupported()
-        }
-    }
-
-    const LIST_STREAMS_BODY: &str =
-        r#"{"StreamNames":["only"],"HasMoreStreams":false,"StreamSummaries":[]}"#;
+    /// ListStreams as the model answers it: the one stream, created at the model's fixed clock.
+    const LIST_STREAMS_BODY: &str = r#"{"StreamNames":["only"],"HasMoreStreams":false,"StreamSummaries":[{"StreamName":"only","StreamARN":"arn:aws:kinesis:us-east-1:000000000000:stream/only","StreamStatus":"ACTIVE","StreamModeDetails":{"StreamMode":"PROVISIONED"},"StreamCreationTimestamp":1704164645.678}]}"#;
 
     /// Runs `client` against a server on a fresh executor and returns what it returned.
     fn with_server<T: Send + 'static, F: Future<Output = T> + 'static>(
@@ -851,8 +593,7 @@ mod tests {
                 let listener =
                     glommio::net::TcpListener::bind("127.0.0.1:0").expect("loopback bind works");
                 let addr = listener.local_addr().expect("bound socket has an address");
-                let server =
-                    glommio::spawn_local(serve(listener, OneStream(std::marker::PhantomData)));
+                let server = glommio::spawn_local(serve(listener, one_stream()));
                 let result = client(addr).await;
                 drop(server.cancel());
                 result
@@ -1011,11 +752,7 @@ mod tests {
                         auth: Arc::new(AuthConfig::verify([(KEY, SECRET)])),
                         ..ServeOptions::default()
                     };
-                    let server = glommio::spawn_local(serve_with(
-                        listener,
-                        OneStream(std::marker::PhantomData),
-                        options,
-                    ));
+                    let server = glommio::spawn_local(serve_with(listener, one_stream(), options));
                     while !stop_flag.load(Ordering::SeqCst) {
                         glommio::timer::sleep(Duration::from_millis(10)).await;
                     }

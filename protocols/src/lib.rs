@@ -15,6 +15,8 @@ pub mod cbor;
 pub mod eventstream;
 pub mod json;
 pub mod kinesis;
+#[cfg(any(test, feature = "model"))]
+pub mod model;
 pub mod sigv4;
 
 #[cfg(test)]

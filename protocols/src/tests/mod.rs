@@ -13,8 +13,8 @@ use sluice_core::{ErrorKind, HashRange, KinesisError, SequenceNumber};
 use crate::json::value::parse;
 use crate::kinesis::decode::{self, Home, Obj};
 use crate::kinesis::encode;
+use crate::model::{ACCOUNT, Model, REGION};
 use crate::{HttpRequest, HttpResponse, handle_kinesis};
-use model::{ACCOUNT, Model, REGION};
 
 const HOME: Home<'static> = Home {
     region: REGION,
