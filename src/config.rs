@@ -104,6 +104,18 @@ pub struct ServeArgs {
     /// The runtime of every service core [default: tokio].
     #[arg(long, value_name = "glommio|tokio")]
     pub service_runtime: Option<ServiceRuntimeArg>,
+    /// Request bytes in flight per core at most (a request is charged about twice its body);
+    /// beyond it requests wait with their bodies unread, so TCP slows their clients down
+    /// [default: 1/8 of the memory divided by the cores, at most 256 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub memory_budget_bytes: Option<u64>,
+    /// How long a request may wait for memory budget before it is answered 503 (which SDKs
+    /// retry with backoff) [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub request_queue_timeout_ms: Option<u64>,
+    /// Open HTTP connections per core at most; more are answered 503 and closed [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub connections_max: Option<u64>,
     /// An access key the HTTP API accepts, as ACCESS_KEY_ID:SECRET (repeatable). With at least
     /// one, every request's SigV4 signature is verified; without any, any signature is accepted
     /// on a loopback address and the server refuses to start on any other.
@@ -151,6 +163,9 @@ struct FileSettings {
     throughput_limits: Option<bool>,
     service_cores: Option<usize>,
     service_runtime: Option<ServiceRuntimeArg>,
+    memory_budget_bytes: Option<u64>,
+    request_queue_timeout_ms: Option<u64>,
+    connections_max: Option<u64>,
     #[serde(default)]
     credentials: Vec<FileCredential>,
     region: Option<String>,
@@ -196,6 +211,35 @@ pub struct BinarySettings {
     pub core_port_base: u16,
 }
 
+/// The HTTP front end's admission control, per core.
+#[derive(Clone, Copy, Debug)]
+pub struct AdmissionSettings {
+    pub memory_budget_bytes: u64,
+    pub request_queue_timeout_ms: u64,
+    pub connections_max: u64,
+}
+
+/// The default memory budget of one core: an eighth of the machine's memory shared by the
+/// cores, between 16 MiB and 256 MiB.
+fn default_memory_budget_bytes(cores: usize) -> u64 {
+    const MIB: u64 = 1024 * 1024;
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map_or(2048 * MIB, |kib| kib * 1024);
+    (memory / 8 / cores.max(1) as u64).clamp(16 * MIB, 256 * MIB)
+}
+
 /// One `[[credentials]]` table of the config file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +264,7 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     /// `None` when the binary protocol is off.
     pub binary: Option<BinarySettings>,
+    pub admission: AdmissionSettings,
     engine: EngineConfig,
     durability: DurabilityArg,
 }
@@ -380,11 +425,33 @@ impl Settings {
                 anyhow::bail!("--tls-key needs --tls-cert (the certificate of that key)")
             }
         };
+        let admission = AdmissionSettings {
+            memory_budget_bytes: match args.memory_budget_bytes.or(file.memory_budget_bytes) {
+                Some(bytes) => {
+                    anyhow::ensure!(
+                        bytes >= 1024 * 1024,
+                        "--memory-budget-bytes must be at least 1048576"
+                    );
+                    bytes
+                }
+                None => default_memory_budget_bytes(engine.cores),
+            },
+            request_queue_timeout_ms: args
+                .request_queue_timeout_ms
+                .or(file.request_queue_timeout_ms)
+                .unwrap_or(5000),
+            connections_max: match args.connections_max.or(file.connections_max) {
+                Some(0) => anyhow::bail!("--connections-max must be at least 1"),
+                Some(n) => n,
+                None => 10_000,
+            },
+        };
         Ok(Self {
             tls,
             credentials,
             http_addr,
             binary,
+            admission,
             engine,
             durability,
         })

@@ -22,6 +22,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -35,6 +36,7 @@ use hyper_util::server::conn::auto::Builder;
 use sluice_core::KinesisApi;
 use sluice_core::subscribe::Subscription;
 use sluice_protocols::HttpRequest;
+use sluice_protocols::admission::{BudgetPermit, FrontEndStats, MemoryBudget};
 use sluice_protocols::kinesis::handle_kinesis_with;
 use sluice_protocols::kinesis::subscribe::{
     EventStream, SubscribeReply, handle_subscribe_to_shard, is_subscribe_to_shard,
@@ -78,7 +80,57 @@ pub struct ServeOptions {
     pub health: Option<std::rc::Rc<dyn Fn() -> String>>,
     /// `Some`: every connection is TLS, set up by this acceptor (see [`tls_acceptor`]).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `Some`: the core's memory budget and connection limit (see [`Admission`]).
+    pub admission: Option<Admission>,
 }
+
+/// Admission control of one core's HTTP front end.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    /// Request bytes in flight on this core; a request waits for room before its body is read.
+    pub budget: MemoryBudget,
+    /// How long a request may wait for budget before it is answered 503.
+    pub queue_timeout: Duration,
+    /// Open connections this core serves at most; more are answered 503 and closed.
+    pub connections_max: u64,
+}
+
+/// What a request is charged against the budget: its body, about as much again for what
+/// decoding it makes (records, base64 turned to bytes, the catalog's copies), and a floor for
+/// the answer and the parsing state of small calls.
+fn request_charge(body_bytes: u64) -> u64 {
+    body_bytes
+        .saturating_mul(2)
+        .saturating_add(REQUEST_CHARGE_FLOOR_BYTES)
+}
+
+/// The smallest charge of a request (a control-plane call, a small GetRecords answer).
+const REQUEST_CHARGE_FLOOR_BYTES: u64 = 16 * 1024;
+
+/// hyper's per-connection read buffer at most. A connection whose request waits for budget holds
+/// at most this much of its body in memory; the rest stays in the socket and TCP slows the
+/// client down.
+const CONNECTION_READ_BUFFER_BYTES_MAX: usize = 64 * 1024;
+
+/// The answer of a request that waited for budget past the deadline, or of a connection beyond
+/// the limit: HTTP 503, which every AWS SDK retries with backoff.
+fn service_busy<S>(message: &'static str) -> Response<ResponseBody<S>> {
+    let body = format!(r#"{{"__type":"ServiceUnavailableException","message":"{message}"}}"#);
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "application/x-amz-json-1.1",
+        body,
+    );
+    response
+        .headers_mut()
+        .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+const BUSY_MEMORY: &str =
+    "Sluice is at its memory budget for requests in flight; retry with backoff.";
+
+const BUSY_CONNECTIONS: &str = "Sluice is at its connection limit; retry with backoff.";
 
 impl std::fmt::Debug for ServeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -219,9 +271,62 @@ pub async fn serve_with<A: KinesisApi + Clone + 'static>(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "Could not set TCP_NODELAY.");
         }
+        if let Some(admission) = &options.admission {
+            let stats = admission.budget.stats();
+            if stats.connections.load(Ordering::Relaxed) >= admission.connections_max {
+                stats
+                    .connections_refused_total
+                    .fetch_add(1, Ordering::Relaxed);
+                glommio::spawn_local(refuse_connection(stream)).detach();
+                continue;
+            }
+        }
         let api = api.clone();
-        glommio::spawn_local(serve_connection(stream, api, options.clone())).detach();
+        let options = options.clone();
+        glommio::spawn_local(async move {
+            let _open = options
+                .admission
+                .as_ref()
+                .map(|admission| OpenConnection::new(admission.budget.stats()));
+            serve_connection(stream, api, options).await;
+        })
+        .detach();
     }
+}
+
+/// Counts an open connection for as long as it lives.
+struct OpenConnection(Arc<FrontEndStats>);
+
+impl OpenConnection {
+    fn new(stats: Arc<FrontEndStats>) -> Self {
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Answers a connection beyond the limit with a 503 and closes it, without reading its request.
+async fn refuse_connection(mut stream: glommio::net::TcpStream) {
+    use futures_lite::AsyncWriteExt as _;
+    let body =
+        format!(r#"{{"__type":"ServiceUnavailableException","message":"{BUSY_CONNECTIONS}"}}"#);
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/x-amz-json-1.1\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let write = stream.write_all(response.as_bytes());
+    let timeout = glommio::timer::sleep(Duration::from_secs(1));
+    let _ = futures_lite::future::or(async { write.await.is_ok() }, async {
+        timeout.await;
+        false
+    })
+    .await;
+    let _ = stream.close().await;
 }
 
 fn accept_error_is_transient(error: &glommio::GlommioError<()>) -> bool {
@@ -298,7 +403,10 @@ where
         let options = options.clone();
         async move { Ok::<_, Infallible>(respond(&api, &options, request).await) }
     });
-    let builder = Builder::new(GlommioExec);
+    let mut builder = Builder::new(GlommioExec);
+    builder
+        .http1()
+        .max_buf_size(CONNECTION_READ_BUFFER_BYTES_MAX);
     let builder = match protocol {
         Protocol::Detect => builder,
         Protocol::Http1 => builder.http1_only(),
@@ -315,6 +423,16 @@ where
 pub enum ResponseBody<S> {
     Full(Full<Bytes>),
     Events(EventBody<S>),
+    /// A whole answer that keeps its request's budget until it has been sent (or the client went
+    /// away): hyper drops the body then.
+    Admitted(
+        Full<Bytes>,
+        #[expect(
+            dead_code,
+            reason = "held, never read: dropping it gives the budget back"
+        )]
+        BudgetPermit,
+    ),
 }
 
 impl<S> From<Full<Bytes>> for ResponseBody<S> {
@@ -332,21 +450,21 @@ impl<S: Subscription + 'static> Body for ResponseBody<S> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
-            Self::Full(full) => Pin::new(full).poll_frame(cx),
+            Self::Full(full) | Self::Admitted(full, _) => Pin::new(full).poll_frame(cx),
             Self::Events(events) => Pin::new(events).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Full(full) => full.is_end_stream(),
+            Self::Full(full) | Self::Admitted(full, _) => full.is_end_stream(),
             Self::Events(events) => events.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Full(full) => full.size_hint(),
+            Self::Full(full) | Self::Admitted(full, _) => full.size_hint(),
             Self::Events(_) => SizeHint::default(),
         }
     }
@@ -492,6 +610,33 @@ async fn respond<A: KinesisApi>(
         return too_large();
     }
 
+    // Admission: wait for budget before reading the body, so a flood of requests holds their
+    // bodies in the sockets (TCP backpressure) rather than in memory.
+    let permit = match &options.admission {
+        None => None,
+        Some(admission) => {
+            let charge = request_charge(declared_length.unwrap_or(REQUEST_BODY_BYTES_MAX as u64));
+            let acquire = admission.budget.acquire(charge);
+            let deadline = glommio::timer::sleep(admission.queue_timeout);
+            match futures_lite::future::or(async { Some(acquire.await) }, async {
+                deadline.await;
+                None
+            })
+            .await
+            {
+                Some(permit) => Some(permit),
+                None => {
+                    admission
+                        .budget
+                        .stats()
+                        .requests_refused_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    return service_busy(BUSY_MEMORY);
+                }
+            }
+        }
+    };
+
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, REQUEST_BODY_BYTES_MAX).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -559,7 +704,11 @@ async fn respond<A: KinesisApi>(
         };
     }
     let reply = handle_kinesis_with(api, kinesis_request, auth, SystemTime::now()).await;
-    let mut response = Response::new(ResponseBody::Full(Full::new(Bytes::from(reply.body))));
+    let full = Full::new(Bytes::from(reply.body));
+    let mut response = Response::new(match permit {
+        Some(permit) => ResponseBody::Admitted(full, permit),
+        None => ResponseBody::Full(full),
+    });
     apply_head(&mut response, reply.status, reply.headers);
     response
 }

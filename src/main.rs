@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::Context as _;
 use clap::Parser as _;
 
+use sluice_protocols::admission::{FrontEndStats, MemoryBudget};
+
 use crate::config::{Cli, Command, Settings};
 
 fn main() {
@@ -96,6 +98,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     );
     // SigV4: verify against the configured keys; with none, accept any signature on loopback and
     // refuse to serve any other address.
+    let admission = settings.admission;
     let auth = Arc::new(sluice_protocols::sigv4::AuthConfig::for_listener(
         http_addr,
         settings.credentials.clone(),
@@ -162,9 +165,21 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             let health_engine = engine.clone();
             let options = http::ServeOptions {
                 auth: auth.clone(),
-                metrics: Some(std::rc::Rc::new(move || metrics_engine.render_metrics())),
+                metrics: Some(std::rc::Rc::new(move || {
+                    metrics_engine.render_metrics() + &sluice_protocols::admission::render()
+                })),
                 health: Some(std::rc::Rc::new(move || health_engine.render_health())),
                 tls,
+                admission: Some(http::Admission {
+                    budget: MemoryBudget::new(
+                        admission.memory_budget_bytes,
+                        FrontEndStats::register(core_id),
+                    ),
+                    queue_timeout: std::time::Duration::from_millis(
+                        admission.request_queue_timeout_ms,
+                    ),
+                    connections_max: admission.connections_max,
+                }),
             };
             http::serve_with(listener, engine, options).await;
         }

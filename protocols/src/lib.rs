@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod binary;
 pub mod cbor;
 pub mod eventstream;
