@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod binary;
 pub mod cbor;
 pub mod eventstream;
