@@ -18,7 +18,8 @@
 //!   that stores the next record (`Engine::read_wait`); nothing polls.
 //!
 //! Invariants:
-//! - Nothing is answered before the hello, and a connection whose hello fails is closed.
+//! - Nothing is served before the handshake is done (the hello and, when the server verifies
+//!   credentials, an Auth that passes), and a connection whose handshake fails is closed.
 //! - A subscription's SubscribeOk precedes its first push, and no push follows its
 //!   UnsubscribeOk or SubscriptionEnded: both are written by code that runs without an await
 //!   between checking the subscription's state and appending to the outbox.
@@ -42,12 +43,15 @@ use sluice_core::api::{
 use sluice_core::shard_id::format_shard_id;
 use sluice_core::{KinesisApi as _, KinesisError, SequenceNumber, limits as kinesis_limits};
 use sluice_io::engine::{Engine, ReadStart, ShardCursor, ShardRead};
+use sluice_protocols::auth::AuthConfig;
+use sluice_protocols::binary::auth as binary_auth;
 use sluice_protocols::binary::convert::wire_stream_description;
 use sluice_protocols::binary::limits::{
-    PROTOCOL_VERSIONS, READ_BYTES_MAX, READ_RECORDS_MAX, SUBSCRIPTION_CREDITS_MAX,
+    AUTH_VERSION_MIN, PROTOCOL_VERSIONS, READ_BYTES_MAX, READ_RECORDS_MAX, SERVER_NONCE_BYTES,
+    SUBSCRIPTION_CREDITS_MAX,
 };
 use sluice_protocols::binary::{
-    Body, DecodeError, Frame, FrameDecoder, Opcode, RecordsWriter, StatusCode, WireClientHello,
+    Body, DecodeError, Frame, FrameDecoder, Opcode, RecordsWriter, StatusCode, WireAuthChallenge,
     WireError, WirePutBatch, WirePutBatchResult, WireRead, WireRoute, WireServerHello,
     WireShardMap, WireShardMapEntry, WireStartPosition, WireStatus, WireStreamList, WireSubscribe,
     WireSubscriptionEnded, encode_frame,
@@ -104,21 +108,37 @@ impl CorePorts {
 }
 
 /// Serves the binary protocol on this core: on the shared listener (if any) and on the core's
-/// own listener. Returns when both listeners failed for good.
+/// own listener. Returns when both listeners failed for good. `auth` is the listener's rule
+/// (`AuthConfig::for_listener`): with credentials every connection authenticates before it is
+/// served.
 pub async fn serve(
     shared: Option<glommio::net::TcpListener>,
     own: glommio::net::TcpListener,
     engine: Engine,
     ports: Arc<CorePorts>,
+    auth: Arc<AuthConfig>,
 ) {
-    let own_task = glommio::spawn_local(accept_loop(own, engine.clone(), ports.clone()));
+    let front = Front {
+        engine,
+        ports,
+        auth,
+    };
+    let own_task = glommio::spawn_local(accept_loop(own, front.clone()));
     if let Some(shared) = shared {
-        accept_loop(shared, engine, ports).await;
+        accept_loop(shared, front).await;
     }
     own_task.await;
 }
 
-async fn accept_loop(listener: glommio::net::TcpListener, engine: Engine, ports: Arc<CorePorts>) {
+/// What every connection of this core's binary front end shares.
+#[derive(Clone)]
+struct Front {
+    engine: Engine,
+    ports: Arc<CorePorts>,
+    auth: Arc<AuthConfig>,
+}
+
+async fn accept_loop(listener: glommio::net::TcpListener, front: Front) {
     loop {
         let stream = match listener.accept().await {
             Ok(stream) => stream,
@@ -136,7 +156,7 @@ async fn accept_loop(listener: glommio::net::TcpListener, engine: Engine, ports:
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "Could not set TCP_NODELAY.");
         }
-        glommio::spawn_local(serve_connection(stream, engine.clone(), ports.clone())).detach();
+        glommio::spawn_local(serve_connection(stream, front.clone())).detach();
     }
 }
 
@@ -353,15 +373,15 @@ impl Connection {
     }
 }
 
-async fn serve_connection(stream: glommio::net::TcpStream, engine: Engine, ports: Arc<CorePorts>) {
+async fn serve_connection(stream: glommio::net::TcpStream, front: Front) {
     let (mut reader, writer) = futures_lite::io::split(stream);
     let connection = Rc::new(Connection {
-        engine,
+        engine: front.engine.clone(),
         outbox: Rc::new(Outbox::default()),
         subscriptions: RefCell::new(HashMap::new()),
     });
     let writer = glommio::spawn_local(write_loop(writer, connection.outbox.clone()));
-    read_loop(&mut reader, &connection, &ports).await;
+    read_loop(&mut reader, &connection, &front).await;
     connection.shutdown();
     writer.await;
 }
@@ -372,20 +392,33 @@ enum Next {
     Close,
 }
 
+/// Where a connection is in its handshake. Requests are served only in `Ready`.
+enum Handshake {
+    /// Nothing received yet: the first frame must be a hello.
+    AwaitHello,
+    /// The server verifies credentials and sent this challenge: the next frame must be an Auth
+    /// that answers it.
+    AwaitAuth {
+        version: u16,
+        server_nonce: [u8; SERVER_NONCE_BYTES],
+    },
+    Ready,
+}
+
 async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
     reader: &mut R,
     connection: &Rc<Connection>,
-    ports: &CorePorts,
+    front: &Front,
 ) {
     let mut decoder = FrameDecoder::new();
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
-    let mut handshaken = false;
+    let mut handshake = Handshake::AwaitHello;
     loop {
         loop {
             let next = match decoder.next_frame() {
-                Ok(Some(frame)) => on_frame(connection, frame, &mut handshaken, ports),
+                Ok(Some(frame)) => on_frame(connection, frame, &mut handshake, front),
                 Ok(None) => break,
-                Err(error) => on_decode_error(connection, &error, handshaken),
+                Err(error) => on_decode_error(connection, &error, &handshake),
             };
             if let Next::Close = next {
                 return;
@@ -406,20 +439,25 @@ async fn read_loop<R: futures_lite::AsyncRead + Unpin>(
     }
 }
 
-fn on_decode_error(connection: &Connection, error: &DecodeError, handshaken: bool) -> Next {
+fn on_decode_error(connection: &Connection, error: &DecodeError, handshake: &Handshake) -> Next {
     let message = error.to_string();
     match (error.request_id(), error.opcode()) {
-        (Some(request_id), Some(opcode)) if handshaken => {
-            connection.respond_error(request_id, opcode, error.status(), &message);
-            Next::Continue
-        }
         (Some(request_id), Some(opcode)) => {
-            // Before the handshake only a hello is acceptable; a broken one is a BadFrame,
-            // anything else needs the handshake first. Either way the connection ends.
-            let status = if opcode == Opcode::Hello.code() {
+            // Before the handshake is done only its own frame is acceptable: a broken one is a
+            // BadFrame, anything else is answered with what the handshake still needs. Either
+            // way the connection ends.
+            let (expected, missing) = match handshake {
+                Handshake::Ready => {
+                    connection.respond_error(request_id, opcode, error.status(), &message);
+                    return Next::Continue;
+                }
+                Handshake::AwaitHello => (Opcode::Hello, StatusCode::HandshakeRequired),
+                Handshake::AwaitAuth { .. } => (Opcode::Auth, StatusCode::AuthenticationRequired),
+            };
+            let status = if opcode == expected.code() {
                 error.status()
             } else {
-                StatusCode::HandshakeRequired
+                missing
             };
             connection.respond_error(request_id, opcode, status, &message);
             Next::Close
@@ -435,40 +473,44 @@ fn on_decode_error(connection: &Connection, error: &DecodeError, handshaken: boo
 fn on_frame(
     connection: &Rc<Connection>,
     frame: Frame<'_>,
-    handshaken: &mut bool,
-    ports: &CorePorts,
+    handshake: &mut Handshake,
+    front: &Front,
 ) -> Next {
     let request_id = frame.request_id;
-    if !*handshaken {
-        let Body::Hello(hello) = &frame.body else {
-            connection.respond_error(
-                request_id,
-                frame.body.opcode_and_flags().0,
-                StatusCode::HandshakeRequired,
-                "The first frame of a connection must be a Hello.",
-            );
-            return Next::Close;
-        };
-        return match hello_answer(connection, hello, ports) {
-            Some(answer) => {
-                connection.respond(request_id, Body::HelloOk(answer));
-                *handshaken = true;
-                Next::Continue
-            }
-            None => {
-                let message = format!(
-                    "No common protocol version: the client offered {:?}, the server speaks {:?}.",
-                    hello.versions, PROTOCOL_VERSIONS
-                );
+    match handshake {
+        Handshake::AwaitHello => return on_hello(connection, frame, handshake, front),
+        Handshake::AwaitAuth {
+            version,
+            server_nonce,
+        } => {
+            let Body::Auth(auth) = &frame.body else {
                 connection.respond_error(
                     request_id,
-                    Opcode::Hello.code(),
-                    StatusCode::UnsupportedVersion,
-                    &message,
+                    frame.body.opcode_and_flags().0,
+                    StatusCode::AuthenticationRequired,
+                    "This server verifies credentials: the frame after the hello must be an Auth.",
                 );
-                Next::Close
-            }
-        };
+                return Next::Close;
+            };
+            return match binary_auth::verify(&front.auth, *version, server_nonce, auth) {
+                Ok(()) => {
+                    connection.respond(request_id, Body::AuthOk);
+                    *handshake = Handshake::Ready;
+                    Next::Continue
+                }
+                Err(error) => {
+                    tracing::info!(access_key_id = auth.access_key_id, %error, "A binary connection failed to authenticate; closing it.");
+                    connection.respond_error(
+                        request_id,
+                        Opcode::Auth.code(),
+                        StatusCode::AuthenticationFailed,
+                        &error.to_string(),
+                    );
+                    Next::Close
+                }
+            };
+        }
+        Handshake::Ready => {}
     }
     match frame.body {
         Body::Ping => connection.respond(request_id, Body::Pong),
@@ -542,6 +584,15 @@ fn on_frame(
             StatusCode::BadFrame,
             "The handshake is already done; a connection says hello once.",
         ),
+        // Without credentials any Auth passes, as any SigV4 signature does over HTTP, so a
+        // client configured with a key works against a loopback server that has none.
+        Body::Auth(_) if !front.auth.verifies() => connection.respond(request_id, Body::AuthOk),
+        Body::Auth(_) => connection.respond_error(
+            request_id,
+            Opcode::Auth.code(),
+            StatusCode::BadFrame,
+            "The connection is already authenticated; a connection authenticates once.",
+        ),
         other => {
             // A response or push sent to the server: the frame is sound but means nothing here.
             connection.respond_error(
@@ -555,19 +606,74 @@ fn on_frame(
     Next::Continue
 }
 
-fn hello_answer(
+/// Answers the first frame of a connection, which must be a hello.
+fn on_hello(
     connection: &Connection,
-    hello: &WireClientHello,
-    ports: &CorePorts,
-) -> Option<WireServerHello> {
-    let version = hello.choose_version(PROTOCOL_VERSIONS)?;
+    frame: Frame<'_>,
+    handshake: &mut Handshake,
+    front: &Front,
+) -> Next {
+    let request_id = frame.request_id;
+    let Body::Hello(hello) = &frame.body else {
+        connection.respond_error(
+            request_id,
+            frame.body.opcode_and_flags().0,
+            StatusCode::HandshakeRequired,
+            "The first frame of a connection must be a Hello.",
+        );
+        return Next::Close;
+    };
+    let Some(version) = hello.choose_version(PROTOCOL_VERSIONS) else {
+        let message = format!(
+            "No common protocol version: the client offered {:?}, the server speaks {:?}.",
+            hello.versions, PROTOCOL_VERSIONS
+        );
+        connection.respond_error(
+            request_id,
+            Opcode::Hello.code(),
+            StatusCode::UnsupportedVersion,
+            &message,
+        );
+        return Next::Close;
+    };
+    let verifies = front.auth.verifies();
+    if version < AUTH_VERSION_MIN && verifies {
+        // Version 1 has no way to authenticate, so a server with credentials cannot serve it.
+        let message = format!(
+            "This server verifies credentials, which needs protocol version {AUTH_VERSION_MIN} or later; the client offered {:?}.",
+            hello.versions
+        );
+        connection.respond_error(
+            request_id,
+            Opcode::Hello.code(),
+            StatusCode::AuthenticationRequired,
+            &message,
+        );
+        return Next::Close;
+    }
+    let challenge = (version >= AUTH_VERSION_MIN).then(|| WireAuthChallenge {
+        auth_required: verifies,
+        server_nonce: binary_auth::server_nonce(),
+    });
     let engine = &connection.engine;
-    Some(WireServerHello {
-        version,
-        core_count: u16::try_from(engine.cores()).expect("the core count fits u16"),
-        core_id: u16::try_from(engine.core_id()).expect("the core id fits u16"),
-        core_ports: ports.get(),
-    })
+    connection.respond(
+        request_id,
+        Body::HelloOk(WireServerHello {
+            version,
+            core_count: u16::try_from(engine.cores()).expect("the core count fits u16"),
+            core_id: u16::try_from(engine.core_id()).expect("the core id fits u16"),
+            core_ports: front.ports.get(),
+            challenge,
+        }),
+    );
+    *handshake = match challenge {
+        Some(challenge) if challenge.auth_required => Handshake::AwaitAuth {
+            version,
+            server_nonce: challenge.server_nonce,
+        },
+        _ => Handshake::Ready,
+    };
+    Next::Continue
 }
 
 /// Runs one request as its own task so that requests proceed concurrently.

@@ -87,9 +87,10 @@ pub struct ServeArgs {
     /// ProvisionedThroughputExceededException [default: false].
     #[arg(long, value_name = "BOOL")]
     pub throughput_limits: Option<bool>,
-    /// An access key the HTTP API accepts, as ACCESS_KEY_ID:SECRET (repeatable). With at least
-    /// one, every request's SigV4 signature is verified; without any, any signature is accepted
-    /// on a loopback address and the server refuses to start on any other.
+    /// An access key the HTTP API and the binary protocol accept, as ACCESS_KEY_ID:SECRET
+    /// (repeatable). With at least one, every HTTP request's SigV4 signature and every binary
+    /// connection's Auth is verified; without any, any signature is accepted on a loopback
+    /// address and the server refuses to start on any other.
     #[arg(long = "credentials", value_name = "ID:SECRET")]
     pub credentials: Vec<String>,
     /// Region named in ARNs and messages [default: us-east-1].
@@ -196,7 +197,7 @@ pub struct TlsFiles {
 pub struct Settings {
     /// `Some` when the HTTP listener speaks TLS.
     pub tls: Option<TlsFiles>,
-    /// (access key id, secret) pairs the HTTP API verifies signatures against.
+    /// (access key id, secret) pairs both wires verify signatures against.
     pub credentials: Vec<(String, String)>,
     pub http_addr: SocketAddr,
     /// `None` when the binary protocol is off.

@@ -13,6 +13,7 @@ use crate::binary::status::WireStatus;
 pub enum Opcode {
     Hello = 0x0001,
     Ping = 0x0002,
+    Auth = 0x0003,
     CreateStream = 0x0010,
     DescribeStream = 0x0011,
     ListStreams = 0x0012,
@@ -35,6 +36,7 @@ impl Opcode {
         Some(match code {
             0x0001 => Self::Hello,
             0x0002 => Self::Ping,
+            0x0003 => Self::Auth,
             0x0010 => Self::CreateStream,
             0x0011 => Self::DescribeStream,
             0x0012 => Self::ListStreams,
@@ -88,6 +90,8 @@ pub enum Body<'a> {
     // Requests, client to server (flags 0).
     Hello(WireClientHello),
     Ping,
+    /// Version 2 and later: proves the client holds a secret access key (see [`WireAuth`]).
+    Auth(WireAuth<'a>),
     CreateStream(WireCreateStream<'a>),
     DescribeStream(WireStreamName<'a>),
     ListStreams(WireListStreams<'a>),
@@ -105,6 +109,7 @@ pub enum Body<'a> {
     // Responses, server to client (flag RESPONSE).
     HelloOk(WireServerHello),
     Pong,
+    AuthOk,
     CreateStreamOk,
     DescribeStreamOk(WireStreamDescription<'a>),
     ListStreamsOk(WireStreamList<'a>),
@@ -128,6 +133,7 @@ impl Body<'_> {
         let (opcode, flags) = match self {
             Body::Hello(_) => (Opcode::Hello, 0),
             Body::Ping => (Opcode::Ping, 0),
+            Body::Auth(_) => (Opcode::Auth, 0),
             Body::CreateStream(_) => (Opcode::CreateStream, 0),
             Body::DescribeStream(_) => (Opcode::DescribeStream, 0),
             Body::ListStreams(_) => (Opcode::ListStreams, 0),
@@ -139,6 +145,7 @@ impl Body<'_> {
             Body::Unsubscribe(_) => (Opcode::Unsubscribe, 0),
             Body::HelloOk(_) => (Opcode::Hello, RESPONSE),
             Body::Pong => (Opcode::Ping, RESPONSE),
+            Body::AuthOk => (Opcode::Auth, RESPONSE),
             Body::CreateStreamOk => (Opcode::CreateStream, RESPONSE),
             Body::DescribeStreamOk(_) => (Opcode::DescribeStream, RESPONSE),
             Body::ListStreamsOk(_) => (Opcode::ListStreams, RESPONSE),
@@ -189,6 +196,28 @@ pub struct WireServerHello {
     /// `core_ports[i]` is the port on which core `i` alone accepts connections, on the same
     /// address the client connected to; 0 means the core has no port of its own.
     pub core_ports: Vec<u16>,
+    /// The authentication challenge: `None` in a version 1 hello, which has no such fields, and
+    /// `Some` in every later version. The encoder refuses any other pairing.
+    pub challenge: Option<WireAuthChallenge>,
+}
+
+/// The part of a server hello (version 2 and later) that a client answers with [`WireAuth`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireAuthChallenge {
+    /// The server verifies credentials: every request before a successful Auth is refused with
+    /// `AuthenticationRequired`. When `false`, Auth is optional and any signature is accepted.
+    pub auth_required: bool,
+    /// Fresh random bytes for this connection; the client signs them, so a signature seen on
+    /// one connection is worthless on any other.
+    pub server_nonce: [u8; crate::binary::limits::SERVER_NONCE_BYTES],
+}
+
+/// The client's proof that it holds the secret access key of `access_key_id`, without sending
+/// the secret: an HMAC-SHA256 over the connection's challenge (`binary::auth` builds it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireAuth<'a> {
+    pub access_key_id: &'a str,
+    pub signature: [u8; crate::binary::limits::AUTH_SIGNATURE_BYTES],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

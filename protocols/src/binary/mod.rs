@@ -9,9 +9,11 @@
 //! - [`decode`] reads frames. [`decode_frame`] is the single entry point (and the fuzz target's);
 //!   [`FrameDecoder`] takes bytes as they arrive from a socket. Decoding never panics and borrows
 //!   strings and record data from the input.
+//! - [`auth`] computes and checks the HMAC-SHA256 a client authenticates with (version 2).
 //! - [`status`] is the stable numeric status code table.
 //! - [`limits`] names every bound of the protocol in one place.
 
+pub mod auth;
 pub mod convert;
 pub mod decode;
 pub mod encode;
