@@ -41,7 +41,7 @@ use sluice_core::api::{
     RecordBatch as _, StreamStatus,
 };
 use sluice_core::shard_id::format_shard_id;
-use sluice_core::{KinesisApi as _, KinesisError, SequenceNumber, limits as kinesis_limits};
+use sluice_core::{KinesisApi as _, KinesisError, SequenceNumber, api, limits as kinesis_limits};
 use sluice_io::engine::{Engine, ReadStart, ShardCursor, ShardRead};
 use sluice_protocols::auth::AuthConfig;
 use sluice_protocols::binary::auth as binary_auth;
@@ -56,11 +56,13 @@ use sluice_protocols::binary::{
     WireShardMap, WireShardMapEntry, WireStartPosition, WireStatus, WireStreamList, WireSubscribe,
     WireSubscriptionEnded, encode_frame,
 };
+use sluice_protocols::kinesis::enforce;
 
 // A record of the largest size the Kinesis limits allow always fits one records frame, so a
 // read or push always makes progress.
 const _: () = assert!(
-    kinesis_limits::RECORD_BYTES_MAX + 1024 < sluice_protocols::binary::limits::FRAME_BYTES_MAX
+    sluice_core::control::MAX_RECORD_SIZE_KIB_MAX as usize * 1024 + 1024
+        < sluice_protocols::binary::limits::FRAME_BYTES_MAX
 );
 
 /// Unsent bytes a connection may queue before it stops taking requests and pushing records.
@@ -364,6 +366,13 @@ impl Connection {
         );
     }
 
+    /// Refuses a request about `stream_name` when the stream's resource policy denies any of
+    /// the Kinesis actions `opcode` stands for (the check HTTP requests pass too).
+    async fn check_policy(&self, opcode: Opcode, stream_name: &str) -> Result<(), KinesisError> {
+        let arn = enforce::home_stream_arn(&self.engine, stream_name);
+        enforce::check_actions(&self.engine, opcode.kinesis_actions(), &arn).await
+    }
+
     /// Ends every subscription and closes the outbox; the writer sends what is queued.
     fn shutdown(&self) {
         for (_, subscription) in self.subscriptions.borrow_mut().drain() {
@@ -568,15 +577,29 @@ fn on_frame(
             };
             spawn(connection, move |c| list_streams(c, request_id, input));
         }
-        Body::GetShardMap(name) => get_shard_map(connection, request_id, name.stream_name),
-        Body::PutBatch(batch) => match prepare_put_batch(&connection.engine, &batch) {
-            Ok(prepared) => spawn(connection, move |c| put_batch(c, request_id, prepared)),
-            Err(error) => connection.respond_kinesis_error(request_id, Opcode::PutBatch, &error),
-        },
-        Body::Read(read) => match ReadRequest::new(&read) {
-            Ok(request) => spawn(connection, move |c| read_records(c, request_id, request)),
-            Err(error) => connection.respond_kinesis_error(request_id, Opcode::Read, &error),
-        },
+        Body::GetShardMap(name) => {
+            let stream_name = name.stream_name.to_owned();
+            spawn(connection, move |c| {
+                get_shard_map(c, request_id, stream_name)
+            });
+        }
+        Body::PutBatch(batch) => {
+            // Validated here, while the records borrow the frame; a refusal is answered only
+            // after the policy check, so a denied request is AccessDenied whatever else is
+            // wrong with it, as over HTTP.
+            let stream_name = batch.stream_name.to_owned();
+            let prepared = prepare_put_batch(&connection.engine, &batch);
+            spawn(connection, move |c| {
+                put_batch(c, request_id, stream_name, prepared)
+            });
+        }
+        Body::Read(read) => {
+            let stream_name = read.stream_name.to_owned();
+            let request = ReadRequest::new(&read);
+            spawn(connection, move |c| {
+                read_records(c, request_id, stream_name, request)
+            });
+        }
         Body::Subscribe(subscribe) => on_subscribe(connection, request_id, &subscribe),
         Body::Hello(_) => connection.respond_error(
             request_id,
@@ -689,6 +712,9 @@ async fn create_stream(connection: Rc<Connection>, request_id: u64, input: Creat
     let stream_name = input.stream_name.clone();
     let engine = &connection.engine;
     let result = async {
+        connection
+            .check_policy(Opcode::CreateStream, &stream_name)
+            .await?;
         engine.create_stream(input).await?;
         // The protocol promises an ACTIVE stream with the answer; with a create delay
         // configured the catalog keeps it CREATING for a while.
@@ -716,6 +742,9 @@ async fn create_stream(connection: Rc<Connection>, request_id: u64, input: Creat
 async fn describe_stream(connection: Rc<Connection>, request_id: u64, stream_name: String) {
     let engine = &connection.engine;
     let result = async {
+        connection
+            .check_policy(Opcode::DescribeStream, &stream_name)
+            .await?;
         // The HTTP API pages shards; the binary answer carries them all.
         let mut description = engine
             .describe_stream(DescribeStreamInput {
@@ -785,8 +814,15 @@ async fn list_streams(connection: Rc<Connection>, request_id: u64, input: ListSt
     }
 }
 
-fn get_shard_map(connection: &Connection, request_id: u64, stream_name: &str) {
-    match connection.engine.shard_map(stream_name) {
+async fn get_shard_map(connection: Rc<Connection>, request_id: u64, stream_name: String) {
+    let result = async {
+        connection
+            .check_policy(Opcode::GetShardMap, &stream_name)
+            .await?;
+        connection.engine.shard_map(&stream_name)
+    }
+    .await;
+    match result {
         Ok(placements) => {
             let shards = placements
                 .iter()
@@ -812,33 +848,21 @@ struct PreparedPut {
     slots: Vec<Result<usize, WireStatus>>,
 }
 
-/// Applies PutRecords' limits to every record (refusing the whole batch, as the HTTP API
+/// Applies the partition-key rule to every record (refusing the whole batch, as the HTTP API
 /// does) and resolves routes by shard index to that shard's starting hash key, so the engine
 /// routes them exactly as HTTP records with that explicit hash key.
 fn prepare_put_batch(
     engine: &Engine,
     batch: &WirePutBatch<'_>,
 ) -> Result<PreparedPut, KinesisError> {
+    // Record sizes are checked by `put_records` against the stream's own maximum
+    // (`sluice_core::api::check_record_sizes`), as for HTTP requests.
     for (i, record) in batch.records.iter().enumerate() {
-        let key_chars = record.partition_key.chars().count();
-        if record.route == WireRoute::PartitionKey && key_chars == 0 {
-            return Err(KinesisError::invalid_argument(format!(
-                "Record {i} is routed by partition key but has an empty partition key."
-            )));
-        }
-        if key_chars > kinesis_limits::PARTITION_KEY_CHARS_MAX {
-            return Err(KinesisError::invalid_argument(format!(
-                "Record {i} has a partition key of {key_chars} characters; at most {} are allowed.",
-                kinesis_limits::PARTITION_KEY_CHARS_MAX
-            )));
-        }
-        let total = record.partition_key.len() + record.data.len();
-        if total > kinesis_limits::RECORD_BYTES_MAX {
-            return Err(KinesisError::invalid_argument(format!(
-                "The record size ({total} bytes of partition key and data) exceeds the maximum record size of {} bytes.",
-                kinesis_limits::RECORD_BYTES_MAX
-            )));
-        }
+        api::check_partition_key(
+            i,
+            record.partition_key,
+            record.route == WireRoute::PartitionKey,
+        )?;
     }
     let by_shard = batch
         .records
@@ -873,12 +897,26 @@ fn prepare_put_batch(
     })
 }
 
-async fn put_batch(connection: Rc<Connection>, request_id: u64, prepared: PreparedPut) {
+async fn put_batch(
+    connection: Rc<Connection>,
+    request_id: u64,
+    stream_name: String,
+    prepared: Result<PreparedPut, KinesisError>,
+) {
+    let checked = connection
+        .check_policy(Opcode::PutBatch, &stream_name)
+        .await;
     let PreparedPut {
         stream_name,
         entries,
         slots,
-    } = prepared;
+    } = match checked.and(prepared) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            connection.respond_kinesis_error(request_id, Opcode::PutBatch, &error);
+            return;
+        }
+    };
     let input = PutRecordsInput {
         stream_name,
         records: entries,
@@ -1008,7 +1046,20 @@ fn write_records(
     (count, next_position)
 }
 
-async fn read_records(connection: Rc<Connection>, request_id: u64, request: ReadRequest) {
+async fn read_records(
+    connection: Rc<Connection>,
+    request_id: u64,
+    stream_name: String,
+    request: Result<ReadRequest, KinesisError>,
+) {
+    let checked = connection.check_policy(Opcode::Read, &stream_name).await;
+    let request = match checked.and(request) {
+        Ok(request) => request,
+        Err(error) => {
+            connection.respond_kinesis_error(request_id, Opcode::Read, &error);
+            return;
+        }
+    };
     let result = connection
         .engine
         .read_from(
@@ -1034,13 +1085,7 @@ async fn read_records(connection: Rc<Connection>, request_id: u64, request: Read
 }
 
 fn on_subscribe(connection: &Rc<Connection>, subscription_id: u64, subscribe: &WireSubscribe<'_>) {
-    let start = match read_start(subscribe.start) {
-        Ok(start) => start,
-        Err(error) => {
-            connection.respond_kinesis_error(subscription_id, Opcode::Subscribe, &error);
-            return;
-        }
-    };
+    let start = read_start(subscribe.start);
     let subscription = {
         let mut subscriptions = connection.subscriptions.borrow_mut();
         if subscriptions.contains_key(&subscription_id) {
@@ -1061,7 +1106,11 @@ fn on_subscribe(connection: &Rc<Connection>, subscription_id: u64, subscribe: &W
     let stream_name = subscribe.stream_name.to_owned();
     let shard_index = subscribe.shard_index;
     spawn(connection, move |c| async move {
-        let opened = c.engine.open_cursor(&stream_name, shard_index, start).await;
+        let checked = c.check_policy(Opcode::Subscribe, &stream_name).await;
+        let opened = match checked.and(start) {
+            Ok(start) => c.engine.open_cursor(&stream_name, shard_index, start).await,
+            Err(error) => Err(error),
+        };
         let cursor = match opened {
             Ok(cursor) => cursor,
             Err(error) => {

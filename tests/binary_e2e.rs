@@ -15,7 +15,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
-use common::{Server, even_hash_ranges, read_shard_to_end, shard_id, stream_not_found_message};
+use common::{
+    Server, even_hash_ranges, expect_error, read_shard_to_end, shard_id, stream_arn,
+    stream_not_found_message,
+};
 use sluice_client::{
     Client, ClientConfig, ClientError, Credentials, PutRecord, ReadLimits, Records, Route,
     SequenceNumber, StartPosition, StatusCode,
@@ -1522,4 +1525,191 @@ fn a_non_loopback_binary_listener_without_credentials_refuses_to_start() {
     assert_eq!(lines.len(), 1, "one line: {stderr}");
     assert!(lines[0].starts_with("error: binary protocol"), "{stderr}");
     assert!(lines[0].contains("without credentials"), "{stderr}");
+}
+
+/// A resource policy denying `actions` on every resource to every principal.
+fn deny_policy(actions: &[&str]) -> String {
+    let actions: Vec<String> = actions.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":"*","Action":[{}],"Resource":"*"}}]}}"#,
+        actions.join(",")
+    )
+}
+
+fn server_message(error: &ClientError) -> &str {
+    match error {
+        ClientError::Server { message, .. } => message,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+/// Guards against a second wire that does what a resource policy forbids over HTTP: a Deny on
+/// PutRecords or GetRecords must refuse the binary PutBatch and Read (and Subscribe) with
+/// AccessDenied and the very message the HTTP API sends, while the same calls on a stream
+/// without the policy, or after it is deleted, succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_policy_deny_refuses_put_batch_and_read_with_access_denied_as_http_does() {
+    let (server, addr) = start_server(1);
+    let http = server.client();
+    let client = connect(addr).await;
+    for stream in ["guarded", "open"] {
+        client
+            .create_stream(stream, 1)
+            .await
+            .expect("CreateStream succeeds");
+    }
+    let record = [PutRecord::new("k", b"allowed")];
+    let limits = ReadLimits::default();
+    for stream in ["guarded", "open"] {
+        let stored = client.put_batch(stream, &record).await.expect("PutBatch");
+        assert!(stored[0].is_ok(), "no policy yet: {stored:?}");
+        let page = client
+            .read(stream, 0, StartPosition::TrimHorizon, limits)
+            .await
+            .expect("Read succeeds without a policy");
+        assert_eq!(page.records.len(), 1);
+    }
+
+    http.put_resource_policy()
+        .resource_arn(stream_arn("guarded"))
+        .policy(deny_policy(&["kinesis:PutRecords", "kinesis:GetRecords"]))
+        .send()
+        .await
+        .expect("PutResourcePolicy");
+
+    let (code, http_put_message) = expect_error(
+        http.put_records()
+            .stream_name("guarded")
+            .records(
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key("k")
+                    .data(Blob::new(b"denied".to_vec()))
+                    .build()
+                    .expect("an entry"),
+            )
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+    let error = client
+        .put_batch("guarded", &record)
+        .await
+        .expect_err("PutBatch is a PutRecords, which the policy denies");
+    assert_eq!(status_of(&error), StatusCode::AccessDenied.code());
+    assert_eq!(server_message(&error), http_put_message);
+
+    let error = client
+        .read("guarded", 0, StartPosition::TrimHorizon, limits)
+        .await
+        .expect_err("Read is a GetRecords, which the policy denies");
+    assert_eq!(status_of(&error), StatusCode::AccessDenied.code());
+    assert_eq!(
+        server_message(&error),
+        format!(
+            "User: arn:aws:iam::000000000000:root is not authorized to perform: kinesis:GetRecords on resource: {} with an explicit deny in a resource-based policy",
+            stream_arn("guarded")
+        )
+    );
+    let error = client
+        .subscribe("guarded", 0, StartPosition::TrimHorizon)
+        .await
+        .expect_err("a subscription delivers what GetRecords would");
+    assert_eq!(status_of(&error), StatusCode::AccessDenied.code());
+    client
+        .describe_stream("guarded")
+        .await
+        .expect("DescribeStream is not named by the policy");
+
+    let stored = client
+        .put_batch("open", &record)
+        .await
+        .expect("the stream without a policy takes writes");
+    assert!(stored[0].is_ok(), "{stored:?}");
+    client
+        .read("open", 0, StartPosition::TrimHorizon, limits)
+        .await
+        .expect("the stream without a policy serves reads");
+
+    http.delete_resource_policy()
+        .resource_arn(stream_arn("guarded"))
+        .send()
+        .await
+        .expect("DeleteResourcePolicy");
+    let stored = client
+        .put_batch("guarded", &record)
+        .await
+        .expect("writes once the policy is gone");
+    assert!(stored[0].is_ok(), "{stored:?}");
+    let page = client
+        .read("guarded", 0, StartPosition::TrimHorizon, limits)
+        .await
+        .expect("reads once the policy is gone");
+    assert_eq!(page.records.len(), 2, "the denied PutBatch stored nothing");
+}
+
+/// Guards against the binary protocol applying record-size limits of its own: a stream whose
+/// maximum record size was raised takes records over 1 MiB over both wires, and a record over
+/// the stream's maximum is refused over both with the same message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_sizes_are_checked_against_the_stream_maximum_on_both_wires() {
+    let (server, addr) = start_server(1);
+    let http = server.client();
+    let client = connect(addr).await;
+    client
+        .create_stream("large", 1)
+        .await
+        .expect("CreateStream succeeds");
+    let big = vec![7u8; 1_500_000];
+    let error = client
+        .put_batch("large", &[PutRecord::new("k", &big)])
+        .await
+        .expect_err("over the default 1 MiB maximum");
+    let entry = |data: &[u8]| {
+        aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+            .partition_key("k")
+            .data(Blob::new(data.to_vec()))
+            .build()
+            .expect("an entry")
+    };
+    let (code, message) = expect_error(
+        http.put_records()
+            .stream_name("large")
+            .records(entry(&big))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException");
+    assert_eq!(status_of(&error), StatusCode::Validation.code());
+    assert_eq!(server_message(&error), message);
+
+    http.update_max_record_size()
+        .stream_arn(stream_arn("large"))
+        .max_record_size_in_kib(2048)
+        .send()
+        .await
+        .expect("UpdateMaxRecordSize");
+    let stored = client
+        .put_batch("large", &[PutRecord::new("k", &big)])
+        .await
+        .expect("PutBatch");
+    assert!(
+        stored[0].is_ok(),
+        "a 1.5 MB record fits a 2 MiB maximum: {stored:?}"
+    );
+
+    let too_big = vec![7u8; 2 * 1024 * 1024];
+    let error = client
+        .put_batch("large", &[PutRecord::new("k", &too_big)])
+        .await
+        .expect_err("the key pushes it over the stream's maximum");
+    let (code, message) = expect_error(
+        http.put_records()
+            .stream_name("large")
+            .records(entry(&too_big))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "InvalidArgumentException");
+    assert_eq!(status_of(&error), StatusCode::InvalidArgument.code());
+    assert_eq!(server_message(&error), message);
 }

@@ -32,6 +32,32 @@ impl Opcode {
         self as u16
     }
 
+    /// The Kinesis actions a request with this opcode stands for, as a resource policy names
+    /// them (without `kinesis:`). A request is refused when its stream's policy denies any of
+    /// them, so that no binary request does what the policy forbids over HTTP: a PutBatch is a
+    /// PutRecords (and, one record at a time, a PutRecord); a Read needs what an HTTP reader
+    /// needs (GetShardIterator and GetRecords); a Subscribe delivers what those deliver, pushed as
+    /// SubscribeToShard pushes it; GetShardMap lists shards. ListStreams names no resource and,
+    /// as over HTTP, is never checked; neither are the protocol's own frames.
+    pub const fn kinesis_actions(self) -> &'static [&'static str] {
+        match self {
+            Self::CreateStream => &["CreateStream"],
+            Self::DescribeStream => &["DescribeStream"],
+            Self::GetShardMap => &["ListShards"],
+            Self::PutBatch => &["PutRecords", "PutRecord"],
+            Self::Read => &["GetShardIterator", "GetRecords"],
+            Self::Subscribe => &["SubscribeToShard", "GetShardIterator", "GetRecords"],
+            Self::ListStreams
+            | Self::Hello
+            | Self::Ping
+            | Self::Auth
+            | Self::Credit
+            | Self::Unsubscribe
+            | Self::RecordsEvent
+            | Self::SubscriptionEnded => &[],
+        }
+    }
+
     pub const fn from_code(code: u16) -> Option<Self> {
         Some(match code {
             0x0001 => Self::Hello,

@@ -28,8 +28,8 @@ pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Records in one PutBatch frame.
 pub const PUT_BATCH_RECORDS_MAX: usize = 10_000;
 
-/// Records in one Read response or RecordsEvent frame (the Kinesis GetRecords limit).
-pub const READ_RECORDS_MAX: u32 = 10_000;
+/// Records in one Read response or RecordsEvent frame: the Kinesis GetRecords limit itself.
+pub const READ_RECORDS_MAX: u32 = sluice_core::limits::GET_RECORDS_LIMIT_MAX;
 
 /// Partition key and data bytes in one Read response. Together with the per-record overhead of
 /// at most [`READ_RECORDS_MAX`] records it keeps a response below [`FRAME_BYTES_MAX`].
