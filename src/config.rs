@@ -116,9 +116,10 @@ pub struct ServeArgs {
     /// Open HTTP connections per core at most; more are answered 503 and closed [default: 10000].
     #[arg(long, value_name = "N")]
     pub connections_max: Option<u64>,
-    /// An access key the HTTP API accepts, as ACCESS_KEY_ID:SECRET (repeatable). With at least
-    /// one, every request's SigV4 signature is verified; without any, any signature is accepted
-    /// on a loopback address and the server refuses to start on any other.
+    /// An access key the HTTP API and the binary protocol accept, as ACCESS_KEY_ID:SECRET
+    /// (repeatable). With at least one, every HTTP request's SigV4 signature and every binary
+    /// connection's Auth is verified; without any, any signature is accepted on a loopback
+    /// address and the server refuses to start on any other.
     #[arg(long = "credentials", value_name = "ID:SECRET")]
     pub credentials: Vec<String>,
     /// Region named in ARNs and messages [default: us-east-1].
@@ -259,7 +260,7 @@ pub struct TlsFiles {
 pub struct Settings {
     /// `Some` when the HTTP listener speaks TLS.
     pub tls: Option<TlsFiles>,
-    /// (access key id, secret) pairs the HTTP API verifies signatures against.
+    /// (access key id, secret) pairs both wires verify signatures against.
     pub credentials: Vec<(String, String)>,
     pub http_addr: SocketAddr,
     /// `None` when the binary protocol is off.

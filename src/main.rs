@@ -103,6 +103,14 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         http_addr,
         settings.credentials.clone(),
     )?);
+    // The binary listener follows the same rule with the same keys.
+    let binary_auth = match binary {
+        Some((addr, _)) => Arc::new(
+            sluice_protocols::auth::AuthConfig::for_listener(addr, settings.credentials.clone())
+                .context("binary protocol (--binary-addr)")?,
+        ),
+        None => auth.clone(),
+    };
     // The TLS identity is read before any core starts, so a bad file is one `error:` line and
     // no listener ever serves half-configured.
     let tls = match &settings.tls {
@@ -117,6 +125,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         let summary = summary.clone();
         let core_ports = core_ports.clone();
         let auth = auth.clone();
+        let binary_auth = binary_auth.clone();
         let tls = tls.clone();
         async move {
             let core_id = engine.core_id();
@@ -158,8 +167,9 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 let _ = stdout.flush();
             }
             if let Some((shared, own)) = binary_listeners {
-                glommio::spawn_local(binary::serve(Some(shared), own, engine.clone(), core_ports))
-                    .detach();
+                let served =
+                    binary::serve(Some(shared), own, engine.clone(), core_ports, binary_auth);
+                glommio::spawn_local(served).detach();
             }
             let metrics_engine = engine.clone();
             let health_engine = engine.clone();

@@ -15,16 +15,19 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
-use common::{Server, even_hash_ranges, read_shard_to_end, shard_id, stream_not_found_message};
+use common::{
+    Server, even_hash_ranges, expect_error, read_shard_to_end, shard_id, stream_arn,
+    stream_not_found_message,
+};
 use sluice_client::{
-    Client, ClientConfig, ClientError, PutRecord, ReadLimits, Records, Route, SequenceNumber,
-    StartPosition, StatusCode,
+    Client, ClientConfig, ClientError, Credentials, PutRecord, ReadLimits, Records, Route,
+    SequenceNumber, StartPosition, StatusCode,
 };
 use sluice_protocols::binary::limits::{MAGIC, PROTOCOL_VERSIONS};
 use sluice_protocols::binary::{
-    Body, Frame, FrameDecoder, WireClientHello, WireCreateStream, WireCredit, WirePutBatch,
-    WirePutRecord, WireRead, WireRoute, WireStartPosition, WireSubscribe, WireUnsubscribe,
-    encode_frame,
+    Body, Frame, FrameDecoder, WireAuth, WireAuthChallenge, WireClientHello, WireCreateStream,
+    WireCredit, WirePutBatch, WirePutRecord, WireRead, WireRoute, WireStartPosition, WireSubscribe,
+    WireUnsubscribe, encode_frame,
 };
 
 /// How long a test waits for an answer that must come.
@@ -114,7 +117,7 @@ async fn every_stream_operation_answers_as_the_protocol_specifies() {
     let (_server, addr) = start_server(1);
     let client = connect(addr).await;
     let info = client.server_info();
-    assert_eq!(info.version, 1);
+    assert_eq!(Some(&info.version), PROTOCOL_VERSIONS.last());
     assert_eq!(info.core_count, 1);
     assert_eq!(info.core_id, 0);
     assert_eq!(info.core_ports.len(), 1);
@@ -582,6 +585,8 @@ struct Got {
     message: String,
     /// (position, data) of records frames.
     records: Vec<(u64, Vec<u8>)>,
+    /// A server hello's version and challenge.
+    hello: Option<(u16, Option<WireAuthChallenge>)>,
 }
 
 #[derive(Debug)]
@@ -612,6 +617,12 @@ impl Raw {
     }
 
     fn hello(&mut self) {
+        self.hello_version();
+    }
+
+    /// Says hello offering every version; returns the version the server chose and its
+    /// challenge.
+    fn hello_version(&mut self) -> (u16, Option<WireAuthChallenge>) {
         self.send(&Frame {
             request_id: 0,
             body: Body::Hello(WireClientHello {
@@ -620,7 +631,9 @@ impl Raw {
             }),
         });
         match self.recv(ANSWER_TIMEOUT) {
-            Recv::Frame(got) if got.opcode == 1 && got.flags == 1 => {}
+            Recv::Frame(Got {
+                hello: Some(hello), ..
+            }) => hello,
             other => panic!("expected a server hello, got {other:?}"),
         }
     }
@@ -704,8 +717,10 @@ fn owned(frame: Frame<'_>) -> Got {
         status: None,
         message: String::new(),
         records: Vec::new(),
+        hello: None,
     };
     match frame.body {
+        Body::HelloOk(hello) => got.hello = Some((hello.version, hello.challenge)),
         Body::Error(e) => {
             got.status = Some(e.status.0);
             got.message = e.message.to_owned();
@@ -1240,4 +1255,461 @@ async fn deleting_the_stream_ends_its_subscriptions_with_resource_not_found() {
         subscription.next().await.is_none(),
         "nothing follows SubscriptionEnded"
     );
+}
+
+/// The access key the authentication tests configure on the server.
+const ACCESS_KEY_ID: &str = "AKIDBINARY";
+const SECRET_ACCESS_KEY: &str = "binary-secret-access-key";
+
+/// Starts a server that verifies [`ACCESS_KEY_ID`] on both wires.
+fn start_server_with_credentials(cores: usize) -> (Server, SocketAddr) {
+    let port = free_ports(1);
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .expect("a socket address");
+    let server = Server::options()
+        .flag("--binary-addr", addr)
+        .flag(
+            "--credentials",
+            format!("{ACCESS_KEY_ID}:{SECRET_ACCESS_KEY}"),
+        )
+        .flag("--cores", cores)
+        .start();
+    (server, addr)
+}
+
+fn config_with(credentials: Option<Credentials>) -> ClientConfig {
+    ClientConfig {
+        credentials,
+        // A refused handshake must fail at once rather than after a round of backoffs.
+        reconnect_attempts_max: 1,
+        ..client_config()
+    }
+}
+
+/// Guards against a server with credentials that serves a client proving the right key no
+/// better than one without: the handshake must succeed and every kind of request then works,
+/// on the shared port and on the per-core ports a shard-aware client opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_with_a_configured_key_succeeds_and_the_connection_is_served() {
+    let (_server, addr) = start_server_with_credentials(2);
+    let key = Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY);
+    let config = ClientConfig {
+        shard_aware: true,
+        ..config_with(Some(key.clone()))
+    };
+    let client = Client::connect_with(addr, config)
+        .await
+        .expect("the right key authenticates");
+    client
+        .create_stream("authed", 2)
+        .await
+        .expect("CreateStream succeeds");
+    let records: Vec<PutRecord<'_>> = (0..2)
+        .map(|shard| PutRecord {
+            route: Route::ShardIndex(shard),
+            partition_key: "",
+            data: b"signed",
+        })
+        .collect();
+    let stored = client
+        .put_batch("authed", &records)
+        .await
+        .expect("PutBatch succeeds");
+    assert!(stored.iter().all(Result::is_ok), "{stored:?}");
+    for shard in 0..2 {
+        let read = read_all(&client, "authed", shard).await;
+        assert_eq!(read.len(), 1, "shard {shard}");
+        assert_eq!(read[0].data, b"signed");
+    }
+    // Each core's own port demands the key too, and serves it.
+    let info = client.server_info();
+    for (core_id, port) in info.core_ports.iter().enumerate() {
+        let core_addr = SocketAddr::new(addr.ip(), *port);
+        let direct = Client::connect_with(core_addr, config_with(Some(key.clone())))
+            .await
+            .expect("the right key authenticates on a core's port");
+        assert_eq!(usize::from(direct.server_info().core_id), core_id);
+        direct.ping().await.expect("Ping answers");
+        let error = Client::connect_with(core_addr, config_with(None))
+            .await
+            .expect_err("a core's port verifies credentials");
+        assert!(matches!(error, ClientError::Handshake { .. }), "{error:?}");
+    }
+
+    // The raw handshake shows what the client did: version 2, a challenge that demands auth.
+    let mut raw = Raw::connect(addr);
+    let (version, challenge) = raw.hello_version();
+    assert_eq!(version, 2);
+    let challenge = challenge.expect("version 2 carries a challenge");
+    assert!(challenge.auth_required);
+    let mut other = Raw::connect(addr);
+    let (_, other_challenge) = other.hello_version();
+    assert_ne!(
+        other_challenge.map(|c| c.server_nonce),
+        Some(challenge.server_nonce),
+        "every connection gets its own nonce"
+    );
+}
+
+/// Guards against a server that serves anything to a connection that has not proven it holds a
+/// configured key: a wrong secret, an unknown key id, no Auth at all, and a client that only
+/// speaks version 1 (which cannot authenticate) must each get a clear status and a closed
+/// connection, and a request pipelined behind a failed Auth must not be carried out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_with_a_bad_key_is_refused_and_nothing_is_served() {
+    let (_server, addr) = start_server_with_credentials(1);
+
+    for credentials in [
+        Credentials::new(ACCESS_KEY_ID, "not-the-secret"),
+        Credentials::new("AKIDUNKNOWN", SECRET_ACCESS_KEY),
+    ] {
+        let error = Client::connect_with(addr, config_with(Some(credentials.clone())))
+            .await
+            .expect_err("a bad key is refused");
+        assert!(
+            matches!(error, ClientError::HandshakeRefused { .. }),
+            "{credentials:?}: {error:?}"
+        );
+        assert_eq!(
+            status_of(&error),
+            StatusCode::AuthenticationFailed.code(),
+            "{error}"
+        );
+    }
+    let error = Client::connect_with(addr, config_with(None))
+        .await
+        .expect_err("no key is refused");
+    assert!(
+        matches!(&error, ClientError::Handshake { reason, .. } if reason.contains("credentials")),
+        "{error:?}"
+    );
+
+    // A wrong signature with a CreateStream pipelined behind it: AuthenticationFailed, closed,
+    // and the stream is never created.
+    let mut raw = Raw::connect(addr);
+    raw.hello_version();
+    raw.send(&Frame {
+        request_id: 1,
+        body: Body::Auth(WireAuth {
+            access_key_id: ACCESS_KEY_ID,
+            signature: [0; 32],
+        }),
+    });
+    raw.send(&Frame {
+        request_id: 2,
+        body: Body::CreateStream(WireCreateStream {
+            stream_name: "smuggled",
+            shard_count: 1,
+        }),
+    });
+    assert_eq!(raw.expect_error(1), StatusCode::AuthenticationFailed.code());
+    raw.expect_closed();
+
+    // A request instead of the Auth: AuthenticationRequired, closed.
+    let mut raw = Raw::connect(addr);
+    raw.hello_version();
+    raw.send(&Frame {
+        request_id: 3,
+        body: Body::CreateStream(WireCreateStream {
+            stream_name: "smuggled",
+            shard_count: 1,
+        }),
+    });
+    assert_eq!(
+        raw.expect_error(3),
+        StatusCode::AuthenticationRequired.code()
+    );
+    raw.expect_closed();
+
+    // Version 1 cannot authenticate, so a server with credentials refuses it at the hello.
+    let mut raw = Raw::connect(addr);
+    raw.send(&Frame {
+        request_id: 0,
+        body: Body::Hello(WireClientHello {
+            magic: MAGIC,
+            versions: vec![1],
+        }),
+    });
+    assert_eq!(
+        raw.expect_error(0),
+        StatusCode::AuthenticationRequired.code()
+    );
+    raw.expect_closed();
+
+    let client = Client::connect_with(
+        addr,
+        config_with(Some(Credentials::new(ACCESS_KEY_ID, SECRET_ACCESS_KEY))),
+    )
+    .await
+    .expect("the right key authenticates");
+    let streams = client.list_streams().await.expect("ListStreams succeeds");
+    assert!(
+        streams.is_empty(),
+        "nothing sent by an unauthenticated connection was carried out: {streams:?}"
+    );
+}
+
+/// Guards against a client configured with a key failing against a loopback server that has
+/// none (it accepts any key, as its HTTP listener accepts any signature), and against a server
+/// without credentials that stopped serving version 1 clients.
+#[test]
+fn a_server_without_credentials_accepts_any_key_and_still_serves_version_1() {
+    let (_server, addr) = start_server(1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let client = Client::connect_with(
+            addr,
+            config_with(Some(Credentials::new("anyone", "anything"))),
+        )
+        .await
+        .expect("any key passes without credentials configured");
+        client.ping().await.expect("Ping answers");
+    });
+
+    let mut raw = Raw::connect(addr);
+    raw.send(&Frame {
+        request_id: 0,
+        body: Body::Hello(WireClientHello {
+            magic: MAGIC,
+            versions: vec![1],
+        }),
+    });
+    match raw.expect_frame() {
+        Got {
+            hello: Some((1, None)),
+            ..
+        } => {}
+        other => panic!("expected a version 1 hello without a challenge, got {other:?}"),
+    }
+    raw.send(&Frame {
+        request_id: 5,
+        body: Body::Ping,
+    });
+    assert_eq!(raw.expect_frame().request_id, 5);
+}
+
+/// Guards against an appliance that listens for the binary protocol beyond loopback with no
+/// credentials configured, where anyone who can reach the port could read and write every
+/// stream. It must refuse to start with one `error:` line, as it does for the HTTP listener.
+#[test]
+fn a_non_loopback_binary_listener_without_credentials_refuses_to_start() {
+    let data = tempfile::tempdir().expect("a temp dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--data-dir"])
+        .arg(data.path().join("data"))
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--binary-addr",
+            "0.0.0.0:0",
+            "--cores",
+            "1",
+            "--pin-cores",
+            "false",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the sluice binary runs");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        output.stdout.is_empty(),
+        "no ready line: {:?}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].starts_with("error: binary protocol"), "{stderr}");
+    assert!(lines[0].contains("without credentials"), "{stderr}");
+}
+
+/// A resource policy denying `actions` on every resource to every principal.
+fn deny_policy(actions: &[&str]) -> String {
+    let actions: Vec<String> = actions.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":"*","Action":[{}],"Resource":"*"}}]}}"#,
+        actions.join(",")
+    )
+}
+
+fn server_message(error: &ClientError) -> &str {
+    match error {
+        ClientError::Server { message, .. } => message,
+        other => panic!("expected a server error, got {other:?}"),
+    }
+}
+
+/// Guards against a second wire that does what a resource policy forbids over HTTP: a Deny on
+/// PutRecords or GetRecords must refuse the binary PutBatch and Read (and Subscribe) with
+/// AccessDenied and the very message the HTTP API sends, while the same calls on a stream
+/// without the policy, or after it is deleted, succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_policy_deny_refuses_put_batch_and_read_with_access_denied_as_http_does() {
+    let (server, addr) = start_server(1);
+    let http = server.client();
+    let client = connect(addr).await;
+    for stream in ["guarded", "open"] {
+        client
+            .create_stream(stream, 1)
+            .await
+            .expect("CreateStream succeeds");
+    }
+    let record = [PutRecord::new("k", b"allowed")];
+    let limits = ReadLimits::default();
+    for stream in ["guarded", "open"] {
+        let stored = client.put_batch(stream, &record).await.expect("PutBatch");
+        assert!(stored[0].is_ok(), "no policy yet: {stored:?}");
+        let page = client
+            .read(stream, 0, StartPosition::TrimHorizon, limits)
+            .await
+            .expect("Read succeeds without a policy");
+        assert_eq!(page.records.len(), 1);
+    }
+
+    http.put_resource_policy()
+        .resource_arn(stream_arn("guarded"))
+        .policy(deny_policy(&["kinesis:PutRecords", "kinesis:GetRecords"]))
+        .send()
+        .await
+        .expect("PutResourcePolicy");
+
+    let (code, http_put_message) = expect_error(
+        http.put_records()
+            .stream_name("guarded")
+            .records(
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key("k")
+                    .data(Blob::new(b"denied".to_vec()))
+                    .build()
+                    .expect("an entry"),
+            )
+            .send()
+            .await,
+    );
+    assert_eq!(code, "AccessDeniedException");
+    let error = client
+        .put_batch("guarded", &record)
+        .await
+        .expect_err("PutBatch is a PutRecords, which the policy denies");
+    assert_eq!(status_of(&error), StatusCode::AccessDenied.code());
+    assert_eq!(server_message(&error), http_put_message);
+
+    let error = client
+        .read("guarded", 0, StartPosition::TrimHorizon, limits)
+        .await
+        .expect_err("Read is a GetRecords, which the policy denies");
+    assert_eq!(status_of(&error), StatusCode::AccessDenied.code());
+    assert_eq!(
+        server_message(&error),
+        format!(
+            "User: arn:aws:iam::000000000000:root is not authorized to perform: kinesis:GetRecords on resource: {} with an explicit deny in a resource-based policy",
+            stream_arn("guarded")
+        )
+    );
+    let error = client
+        .subscribe("guarded", 0, StartPosition::TrimHorizon)
+        .await
+        .expect_err("a subscription delivers what GetRecords would");
+    assert_eq!(status_of(&error), StatusCode::AccessDenied.code());
+    client
+        .describe_stream("guarded")
+        .await
+        .expect("DescribeStream is not named by the policy");
+
+    let stored = client
+        .put_batch("open", &record)
+        .await
+        .expect("the stream without a policy takes writes");
+    assert!(stored[0].is_ok(), "{stored:?}");
+    client
+        .read("open", 0, StartPosition::TrimHorizon, limits)
+        .await
+        .expect("the stream without a policy serves reads");
+
+    http.delete_resource_policy()
+        .resource_arn(stream_arn("guarded"))
+        .send()
+        .await
+        .expect("DeleteResourcePolicy");
+    let stored = client
+        .put_batch("guarded", &record)
+        .await
+        .expect("writes once the policy is gone");
+    assert!(stored[0].is_ok(), "{stored:?}");
+    let page = client
+        .read("guarded", 0, StartPosition::TrimHorizon, limits)
+        .await
+        .expect("reads once the policy is gone");
+    assert_eq!(page.records.len(), 2, "the denied PutBatch stored nothing");
+}
+
+/// Guards against the binary protocol applying record-size limits of its own: a stream whose
+/// maximum record size was raised takes records over 1 MiB over both wires, and a record over
+/// the stream's maximum is refused over both with the same message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_sizes_are_checked_against_the_stream_maximum_on_both_wires() {
+    let (server, addr) = start_server(1);
+    let http = server.client();
+    let client = connect(addr).await;
+    client
+        .create_stream("large", 1)
+        .await
+        .expect("CreateStream succeeds");
+    let big = vec![7u8; 1_500_000];
+    let error = client
+        .put_batch("large", &[PutRecord::new("k", &big)])
+        .await
+        .expect_err("over the default 1 MiB maximum");
+    let entry = |data: &[u8]| {
+        aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+            .partition_key("k")
+            .data(Blob::new(data.to_vec()))
+            .build()
+            .expect("an entry")
+    };
+    let (code, message) = expect_error(
+        http.put_records()
+            .stream_name("large")
+            .records(entry(&big))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException");
+    assert_eq!(status_of(&error), StatusCode::Validation.code());
+    assert_eq!(server_message(&error), message);
+
+    http.update_max_record_size()
+        .stream_arn(stream_arn("large"))
+        .max_record_size_in_kib(2048)
+        .send()
+        .await
+        .expect("UpdateMaxRecordSize");
+    let stored = client
+        .put_batch("large", &[PutRecord::new("k", &big)])
+        .await
+        .expect("PutBatch");
+    assert!(
+        stored[0].is_ok(),
+        "a 1.5 MB record fits a 2 MiB maximum: {stored:?}"
+    );
+
+    let too_big = vec![7u8; 2 * 1024 * 1024];
+    let error = client
+        .put_batch("large", &[PutRecord::new("k", &too_big)])
+        .await
+        .expect_err("the key pushes it over the stream's maximum");
+    let (code, message) = expect_error(
+        http.put_records()
+            .stream_name("large")
+            .records(entry(&too_big))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "InvalidArgumentException");
+    assert_eq!(status_of(&error), StatusCode::InvalidArgument.code());
+    assert_eq!(server_message(&error), message);
 }

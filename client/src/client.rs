@@ -19,7 +19,8 @@ use crate::error::ClientError;
 use crate::producer::{Producer, ProducerConfig};
 use crate::subscription::Subscription;
 use crate::types::{
-    PutRecord, ReadLimits, Records, ServerInfo, ShardMap, StartPosition, StreamDescription,
+    Credentials, PutRecord, ReadLimits, Records, ServerInfo, ShardMap, StartPosition,
+    StreamDescription,
 };
 
 /// How a [`Client`] connects, retries and routes.
@@ -40,6 +41,9 @@ pub struct ClientConfig {
     pub shard_aware: bool,
     /// Records a subscription may have delivered but not yet consumed (its credit window).
     pub subscription_credits: u32,
+    /// The access key every connection authenticates with. Required by a server started with
+    /// credentials; a server without any accepts it or its absence alike.
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for ClientConfig {
@@ -52,6 +56,7 @@ impl Default for ClientConfig {
             reconnect_attempts_max: 8,
             shard_aware: false,
             subscription_credits: 1000,
+            credentials: None,
         }
     }
 }
@@ -109,7 +114,7 @@ impl Client {
                 addr: shown,
                 source: None,
             })?;
-        let connection = Connection::open(resolved, config.connect_timeout).await?;
+        let connection = Connection::open(resolved, &config).await?;
         let server = connection.server().clone();
         let config = Arc::new(config);
         Ok(Client {

@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use sluice_core::sequence_number::SequenceNumber;
+use sluice_protocols::binary::auth as binary_auth;
 use sluice_protocols::binary::limits::{MAGIC, PROTOCOL_VERSIONS};
 use sluice_protocols::binary::{
-    Body, Frame, FrameDecoder, WireClientHello, WireRecords, WireSequenceNumber, WireStatus,
-    encode_frame,
+    Body, Frame, FrameDecoder, WireAuth, WireClientHello, WireRecords, WireSequenceNumber,
+    WireServerHello, WireStatus, encode_frame,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,9 +26,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
+use crate::client::ClientConfig;
 use crate::error::ClientError;
 use crate::types::{
-    Record, Records, ServerInfo, Shard, ShardMap, ShardMapEntry, StreamDescription,
+    Credentials, Record, Records, ServerInfo, Shard, ShardMap, ShardMapEntry, StreamDescription,
 };
 
 /// Bytes asked of the socket per read.
@@ -163,8 +165,10 @@ impl Connection {
     /// Connects, says hello, and starts the reader and writer tasks.
     pub(crate) async fn open(
         addr: SocketAddr,
-        connect_timeout: Duration,
+        config: &ClientConfig,
     ) -> Result<Arc<Connection>, ClientError> {
+        let connect_timeout = config.connect_timeout;
+        let credentials = config.credentials.as_ref();
         let connect = async {
             let stream = TcpStream::connect(addr)
                 .await
@@ -174,7 +178,7 @@ impl Connection {
                 .set_nodelay(true)
                 .map_err(|source| ClientError::Connect { addr, source })?;
             let (mut read, mut write) = stream.into_split();
-            let (server, decoder) = handshake(addr, &mut read, &mut write).await?;
+            let (server, decoder) = handshake(addr, credentials, &mut read, &mut write).await?;
             Ok::<_, ClientError>((read, write, server, decoder))
         };
         let (read, write, server, decoder) = tokio::time::timeout(connect_timeout, connect)
@@ -300,11 +304,17 @@ impl Connection {
     }
 }
 
+/// Says hello and, when the server's challenge asks for it (or the client has credentials),
+/// authenticates. Returns what the server said and the decoder holding any bytes that followed
+/// the handshake's last answer.
 async fn handshake(
     addr: SocketAddr,
+    credentials: Option<&Credentials>,
     read: &mut OwnedReadHalf,
     write: &mut OwnedWriteHalf,
 ) -> Result<(ServerInfo, FrameDecoder), ClientError> {
+    let handshake_error = |reason: String| ClientError::Handshake { addr, reason };
+    let mut bytes = Vec::new();
     let hello = Frame {
         request_id: 0,
         body: Body::Hello(WireClientHello {
@@ -312,49 +322,106 @@ async fn handshake(
             versions: PROTOCOL_VERSIONS.to_vec(),
         }),
     };
-    let mut bytes = Vec::new();
     encode_frame(&hello, &mut bytes)?;
-    let handshake_error = |reason: String| ClientError::Handshake { addr, reason };
     write
         .write_all(&bytes)
         .await
         .map_err(|e| handshake_error(format!("sending hello: {e}")))?;
     let mut decoder = FrameDecoder::new();
+    let server = match next_handshake_answer(addr, read, &mut decoder).await? {
+        HandshakeAnswer::Hello(server) => server,
+        HandshakeAnswer::AuthOk => {
+            return Err(handshake_error(
+                "expected a hello, got an auth answer".into(),
+            ));
+        }
+        HandshakeAnswer::Unexpected(opcode_and_flags) => {
+            return Err(handshake_error(format!(
+                "expected a hello, got {opcode_and_flags:?}"
+            )));
+        }
+    };
+    if !PROTOCOL_VERSIONS.contains(&server.version) {
+        return Err(handshake_error(format!(
+            "server chose version {} which we did not offer",
+            server.version
+        )));
+    }
+    let info = ServerInfo {
+        version: server.version,
+        core_count: server.core_count,
+        core_id: server.core_id,
+        core_ports: server.core_ports,
+    };
+    // Version 1 has no challenge and its servers verify nothing; a key is then unused.
+    let Some(challenge) = server.challenge else {
+        return Ok((info, decoder));
+    };
+    let Some(credentials) = credentials else {
+        if challenge.auth_required {
+            return Err(handshake_error(
+                "the server verifies credentials and none are configured (set ClientConfig::credentials)".into(),
+            ));
+        }
+        return Ok((info, decoder));
+    };
+    let signature = binary_auth::sign(
+        &credentials.secret_access_key,
+        server.version,
+        &challenge.server_nonce,
+        &credentials.access_key_id,
+    );
+    let auth = Frame {
+        request_id: 0,
+        body: Body::Auth(WireAuth {
+            access_key_id: &credentials.access_key_id,
+            signature,
+        }),
+    };
+    bytes.clear();
+    encode_frame(&auth, &mut bytes)?;
+    write
+        .write_all(&bytes)
+        .await
+        .map_err(|e| handshake_error(format!("sending auth: {e}")))?;
+    match next_handshake_answer(addr, read, &mut decoder).await? {
+        HandshakeAnswer::AuthOk => Ok((info, decoder)),
+        HandshakeAnswer::Hello(_) => Err(handshake_error("a second hello".into())),
+        HandshakeAnswer::Unexpected(opcode_and_flags) => Err(handshake_error(format!(
+            "expected an answer to the auth, got {opcode_and_flags:?}"
+        ))),
+    }
+}
+
+/// An answer during the handshake, owned so that it outlives the decoder's buffer.
+enum HandshakeAnswer {
+    Hello(WireServerHello),
+    AuthOk,
+    /// Any other frame: its opcode and flags.
+    Unexpected((u16, u16)),
+}
+
+/// The next answer of the handshake. An error answer fails the handshake with its status.
+async fn next_handshake_answer(
+    addr: SocketAddr,
+    read: &mut OwnedReadHalf,
+    decoder: &mut FrameDecoder,
+) -> Result<HandshakeAnswer, ClientError> {
+    let handshake_error = |reason: String| ClientError::Handshake { addr, reason };
     let mut chunk = vec![0u8; 4096];
     loop {
         match decoder.next_frame() {
-            Ok(Some(Frame {
-                body: Body::HelloOk(server),
-                ..
-            })) => {
-                if !PROTOCOL_VERSIONS.contains(&server.version) {
-                    return Err(handshake_error(format!(
-                        "server chose version {} which we did not offer",
-                        server.version
-                    )));
-                }
-                let info = ServerInfo {
-                    version: server.version,
-                    core_count: server.core_count,
-                    core_id: server.core_id,
-                    core_ports: server.core_ports,
-                };
-                return Ok((info, decoder));
-            }
-            Ok(Some(Frame {
-                body: Body::Error(error),
-                ..
-            })) => {
-                return Err(handshake_error(format!(
-                    "server refused the hello with {}: {}",
-                    error.status, error.message
-                )));
-            }
             Ok(Some(frame)) => {
-                return Err(handshake_error(format!(
-                    "expected a hello, got {:?}",
-                    frame.body.opcode_and_flags()
-                )));
+                return match frame.body {
+                    Body::HelloOk(server) => Ok(HandshakeAnswer::Hello(server)),
+                    Body::AuthOk => Ok(HandshakeAnswer::AuthOk),
+                    Body::Error(error) => Err(ClientError::HandshakeRefused {
+                        addr,
+                        status: error.status,
+                        message: error.message.to_owned(),
+                    }),
+                    other => Ok(HandshakeAnswer::Unexpected(other.opcode_and_flags())),
+                };
             }
             Ok(None) => {}
             Err(error) => return Err(handshake_error(error.to_string())),
@@ -362,7 +429,7 @@ async fn handshake(
         let n = read
             .read(&mut chunk)
             .await
-            .map_err(|e| handshake_error(format!("reading hello: {e}")))?;
+            .map_err(|e| handshake_error(format!("reading the handshake: {e}")))?;
         if n == 0 {
             return Err(handshake_error(
                 "server closed the connection during the handshake".into(),
@@ -527,6 +594,7 @@ fn dispatch(state: &State, frame: Frame<'_>) -> Result<(), String> {
         Body::SubscribeOk => Ok(Reply::SubscribeOk),
         Body::UnsubscribeOk => Ok(Reply::UnsubscribeOk),
         Body::HelloOk(_) => return Err("a second hello".into()),
+        Body::AuthOk => return Err("an auth answer after the handshake".into()),
         other => {
             return Err(format!(
                 "a request frame {:?} from the server",

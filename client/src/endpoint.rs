@@ -56,7 +56,7 @@ impl Endpoint {
         let mut delay = self.config.reconnect_backoff_initial;
         let mut attempt = 1;
         loop {
-            match Connection::open(self.addr, self.config.connect_timeout).await {
+            match Connection::open(self.addr, &self.config).await {
                 Ok(connection) => {
                     if attempt > 1 {
                         tracing::debug!(addr = %self.addr, attempt, "Reconnected.");
@@ -64,7 +64,12 @@ impl Endpoint {
                     *slot = Some(connection.clone());
                     return Ok(connection);
                 }
-                Err(error) if attempt >= attempts_max => {
+                // A server that refused the handshake (a wrong key, no common version) will
+                // refuse it again, so backing off would only delay the error.
+                Err(error)
+                    if attempt >= attempts_max
+                        || matches!(error, ClientError::HandshakeRefused { .. }) =>
+                {
                     return Err(ClientError::Reconnect {
                         addr: self.addr,
                         attempts: attempt,

@@ -31,6 +31,14 @@ pub enum ClientError {
     },
     #[error("handshake with {addr} failed: {reason}")]
     Handshake { addr: SocketAddr, reason: String },
+    /// The server answered the hello or the Auth with an error status (`UnsupportedVersion`,
+    /// `AuthenticationRequired`, `AuthenticationFailed`, …) and closed the connection.
+    #[error("{addr} refused the handshake with {status}: {message}")]
+    HandshakeRefused {
+        addr: SocketAddr,
+        status: WireStatus,
+        message: String,
+    },
     /// The connection closed while the request was in flight; it may or may not have been
     /// applied. New requests reconnect.
     #[error("connection to {addr} was lost; the outcome of the request is unknown")]
@@ -56,7 +64,9 @@ impl ClientError {
     /// The status code of a server or record error.
     pub fn status(&self) -> Option<WireStatus> {
         match self {
-            Self::Server { status, .. } | Self::RecordFailed { status } => Some(*status),
+            Self::Server { status, .. }
+            | Self::RecordFailed { status }
+            | Self::HandshakeRefused { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -117,6 +127,15 @@ impl ClientError {
             Self::Handshake { addr, reason } => Self::Handshake {
                 addr: *addr,
                 reason: reason.clone(),
+            },
+            Self::HandshakeRefused {
+                addr,
+                status,
+                message,
+            } => Self::HandshakeRefused {
+                addr: *addr,
+                status: *status,
+                message: message.clone(),
             },
             Self::ConnectionLost { addr } => Self::ConnectionLost { addr: *addr },
             Self::Server { status, message } => Self::Server {

@@ -102,6 +102,26 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Authentication
+//!
+//! A server started with credentials (`--credentials ID:SECRET`) serves a connection only after
+//! it proves it holds one of them. Set [`ClientConfig::credentials`] and every connection the
+//! client opens, reconnects and per-core connections included, answers the server's challenge
+//! with an HMAC-SHA256 made with the secret; the secret itself is never sent. A server without
+//! credentials (on loopback) needs none and accepts any.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), sluice_client::ClientError> {
+//! use sluice_client::{Client, ClientConfig, Credentials};
+//!
+//! let config = ClientConfig {
+//!     credentials: Some(Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG")),
+//!     ..ClientConfig::default()
+//! };
+//! let _client = Client::connect_with("10.0.0.7:4568", config).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Connection loss
 //!
 //! When a connection drops, requests in flight fail with [`ClientError::ConnectionLost`] (their
@@ -126,6 +146,6 @@ pub use sluice_core::sequence_number::SequenceNumber;
 pub use sluice_protocols::binary::{StatusCode, WireStatus};
 pub use subscription::Subscription;
 pub use types::{
-    PutRecord, ReadLimits, Record, Records, Route, ServerInfo, Shard, ShardMap, ShardMapEntry,
-    StartPosition, StreamDescription,
+    Credentials, PutRecord, ReadLimits, Record, Records, Route, ServerInfo, Shard, ShardMap,
+    ShardMapEntry, StartPosition, StreamDescription,
 };

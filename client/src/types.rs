@@ -21,6 +21,34 @@ pub struct ServerInfo {
     pub core_ports: Vec<u16>,
 }
 
+/// An access key to authenticate with (protocol version 2): the same pair the server's
+/// `--credentials ID:SECRET` or `[[credentials]]` names, and the same an AWS SDK would sign
+/// HTTP requests with. The secret never leaves the client; the handshake sends an HMAC-SHA256
+/// of the server's challenge made with it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl Credentials {
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+        }
+    }
+}
+
+// Written out so that a logged client configuration never shows the secret.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How the server should pick a record's shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {

@@ -14,7 +14,7 @@ use sluice_client::{
 };
 use sluice_core::ErrorKind;
 use sluice_core::hash_key::{HashRange, partition_key_hash};
-use sluice_protocols::binary::limits::PROTOCOL_VERSIONS;
+use sluice_protocols::binary::limits::{AUTH_VERSION_MIN, PROTOCOL_VERSIONS};
 use sluice_protocols::binary::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -245,6 +245,11 @@ fn handle(
                     core_count: fake.core_count,
                     core_id,
                     core_ports,
+                    // The fake verifies no credentials, so its challenge asks for none.
+                    challenge: (version >= AUTH_VERSION_MIN).then_some(WireAuthChallenge {
+                        auth_required: false,
+                        server_nonce: [0; 32],
+                    }),
                 }),
             );
         }
@@ -506,7 +511,7 @@ async fn connect_performs_the_handshake_and_reports_the_server() {
         .await
         .expect("connects");
     let info = client.server_info();
-    assert_eq!(info.version, 1);
+    assert_eq!(info.version, 2);
     assert_eq!(info.core_count, 2);
     assert_eq!(info.core_id, 0);
     assert_eq!(info.core_ports.len(), 2);
@@ -1000,6 +1005,7 @@ async fn a_server_that_breaks_the_protocol_fails_requests_with_a_protocol_error(
             core_count: 1,
             core_id: 0,
             core_ports: vec![addr.port()],
+            challenge: None,
         });
         encode_frame(
             &Frame {

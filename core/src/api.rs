@@ -281,9 +281,7 @@ pub struct PutRecordsOutput {
     pub records: Vec<Result<PutRecordsResultEntry, KinesisError>>,
 }
 
-/// A PutRecords call's payload limit on a stream whose records may exceed 1 MiB (the limit of
-/// the model's documentation for large-record streams).
-pub const PUT_RECORDS_LARGE_BYTES_MAX: usize = 10 * 1024 * 1024;
+pub use crate::limits::PUT_RECORDS_LARGE_BYTES_MAX;
 
 /// The record-size rules of PutRecord (`single`) and PutRecords for a stream whose maximum
 /// record size (UpdateMaxRecordSize) is `max_record_bytes`. A Data blob over the maximum is
@@ -312,30 +310,61 @@ pub fn check_record_sizes(
         }
         let total = entry.partition_key.len() + n;
         if total > max_record_bytes {
-            return Err(KinesisError::invalid_argument(format!(
-                "The record size ({total} bytes of partition key and data) exceeds the maximum record size of {max_record_bytes} bytes."
-            )));
+            return Err(record_too_large(total, max_record_bytes));
         }
     }
     if !single {
-        let (limit, text) = if max_record_bytes > crate::limits::RECORD_BYTES_MAX {
-            (
-                PUT_RECORDS_LARGE_BYTES_MAX,
-                "Records size exceeds 10 MB limit",
-            )
+        let limit = if max_record_bytes > crate::limits::RECORD_BYTES_MAX {
+            PUT_RECORDS_LARGE_BYTES_MAX
         } else {
-            (
-                crate::limits::PUT_RECORDS_BYTES_MAX,
-                "Records size exceeds 5 MB limit",
-            )
+            crate::limits::PUT_RECORDS_BYTES_MAX
         };
         let total: usize = records
             .iter()
             .map(|r| r.partition_key.len() + r.data.len())
             .sum();
         if total > limit {
-            return Err(KinesisError::invalid_argument(text));
+            return Err(records_too_large(limit));
         }
+    }
+    Ok(())
+}
+
+/// A record whose partition key plus data (`total_bytes`) exceeds the maximum record size, in
+/// AWS's words. Every wire and the implementation refuse it with this one message.
+pub fn record_too_large(total_bytes: usize, max_record_bytes: usize) -> KinesisError {
+    KinesisError::invalid_argument(format!(
+        "The record size ({total_bytes} bytes of partition key and data) exceeds the maximum record size of {max_record_bytes} bytes."
+    ))
+}
+
+/// A PutRecords whose records together exceed `limit_bytes` (5 MiB, or 10 MiB on a stream that
+/// allows records over 1 MiB), in AWS's words.
+pub fn records_too_large(limit_bytes: usize) -> KinesisError {
+    let megabytes = limit_bytes / (1024 * 1024);
+    KinesisError::invalid_argument(format!("Records size exceeds {megabytes} MB limit"))
+}
+
+/// The partition-key rule of one record: 1..=[`crate::limits::PARTITION_KEY_CHARS_MAX`]
+/// Unicode characters, or empty where the wire routes the record without its key (`required`
+/// false: the binary protocol's routes by explicit hash key and by shard). `index` is the
+/// record's place in its request, for the message.
+pub fn check_partition_key(
+    index: usize,
+    partition_key: &str,
+    required: bool,
+) -> Result<(), KinesisError> {
+    let max = crate::limits::PARTITION_KEY_CHARS_MAX;
+    let chars = partition_key.chars().count();
+    if chars > max {
+        return Err(KinesisError::invalid_argument(format!(
+            "Record {index} has a partition key of {chars} characters; at most {max} are allowed."
+        )));
+    }
+    if required && chars == 0 {
+        return Err(KinesisError::invalid_argument(format!(
+            "Record {index} has an empty partition key; a partition key has 1 to {max} characters."
+        )));
     }
     Ok(())
 }
@@ -589,4 +618,68 @@ pub trait KinesisApi {
         &self,
         input: crate::subscribe::SubscribeToShardInput,
     ) -> Result<Self::Subscription, KinesisError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{PARTITION_KEY_CHARS_MAX, PUT_RECORDS_BYTES_MAX, RECORD_BYTES_MAX};
+
+    fn entry(partition_key: &str, data_bytes: usize) -> PutRecordsEntry {
+        PutRecordsEntry {
+            data: vec![0; data_bytes],
+            partition_key: partition_key.to_owned(),
+            explicit_hash_key: None,
+        }
+    }
+
+    #[test]
+    fn partition_keys_of_1_to_256_characters_pass_and_others_are_refused() {
+        let longest = "é".repeat(PARTITION_KEY_CHARS_MAX);
+        assert_eq!(check_partition_key(0, &longest, true), Ok(()));
+        assert_eq!(check_partition_key(0, "", false), Ok(()));
+        let error = check_partition_key(3, "", true).expect_err("required");
+        assert_eq!(error.kind, crate::ErrorKind::InvalidArgument);
+        assert_eq!(
+            error.message,
+            "Record 3 has an empty partition key; a partition key has 1 to 256 characters."
+        );
+        let too_long = "k".repeat(PARTITION_KEY_CHARS_MAX + 1);
+        let error = check_partition_key(1, &too_long, false).expect_err("too long");
+        assert_eq!(
+            error.message,
+            "Record 1 has a partition key of 257 characters; at most 256 are allowed."
+        );
+    }
+
+    #[test]
+    fn record_and_batch_sizes_are_refused_with_one_message_each() {
+        let at_limit = entry("k", RECORD_BYTES_MAX - 1);
+        assert_eq!(
+            check_record_sizes(RECORD_BYTES_MAX, &[at_limit], true),
+            Ok(())
+        );
+        let over = entry("kk", RECORD_BYTES_MAX - 1);
+        assert_eq!(
+            check_record_sizes(RECORD_BYTES_MAX, &[over], false),
+            Err(record_too_large(RECORD_BYTES_MAX + 1, RECORD_BYTES_MAX))
+        );
+        assert_eq!(
+            record_too_large(RECORD_BYTES_MAX + 1, RECORD_BYTES_MAX).message,
+            "The record size (1048577 bytes of partition key and data) exceeds the maximum record size of 1048576 bytes."
+        );
+        let six: Vec<_> = (0..6).map(|_| entry("k", RECORD_BYTES_MAX - 1)).collect();
+        assert_eq!(
+            check_record_sizes(RECORD_BYTES_MAX, &six, false),
+            Err(records_too_large(PUT_RECORDS_BYTES_MAX))
+        );
+        assert_eq!(
+            records_too_large(PUT_RECORDS_BYTES_MAX).message,
+            "Records size exceeds 5 MB limit"
+        );
+        assert_eq!(
+            records_too_large(PUT_RECORDS_LARGE_BYTES_MAX).message,
+            "Records size exceeds 10 MB limit"
+        );
+    }
 }

@@ -5,6 +5,9 @@
 pub const PUT_RECORDS_ENTRIES_MAX: usize = 500;
 /// Total of data plus partition keys in one PutRecords.
 pub const PUT_RECORDS_BYTES_MAX: usize = 5 * 1024 * 1024;
+/// Total of data plus partition keys in one PutRecords on a stream whose records may exceed
+/// 1 MiB (the limit of the model's documentation for large-record streams).
+pub const PUT_RECORDS_LARGE_BYTES_MAX: usize = 10 * 1024 * 1024;
 /// Default per-record limit: partition key bytes plus data bytes.
 pub const RECORD_BYTES_MAX: usize = 1024 * 1024;
 /// Partition keys are 1..=256 Unicode characters.

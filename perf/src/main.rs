@@ -70,6 +70,10 @@ struct Args {
     /// Binary protocol address (for `--protocol binary`).
     #[arg(long, default_value = "127.0.0.1:4568")]
     binary_addr: String,
+    /// Access key for the binary protocol, as ACCESS_KEY_ID:SECRET, for a server started with
+    /// `--credentials` (a server without credentials needs none).
+    #[arg(long, value_name = "ID:SECRET")]
+    binary_credentials: Option<String>,
     /// Directory for the .json, .hgrm and .svg files.
     #[arg(long, default_value = "perf/results/latest")]
     out: PathBuf,
@@ -176,7 +180,23 @@ fn unique_stream_name(scenario: &str) -> String {
 }
 
 async fn run_one(args: &Args, scenario: &Scenario) -> anyhow::Result<Value> {
-    let target = Target::connect(args.protocol, &args.endpoint, &args.binary_addr).await?;
+    let binary_credentials = args
+        .binary_credentials
+        .as_deref()
+        .map(|text| {
+            text.split_once(':')
+                .filter(|(id, secret)| !id.is_empty() && !secret.is_empty())
+                .map(|(id, secret)| sluice_client::Credentials::new(id, secret))
+                .context("--binary-credentials takes ACCESS_KEY_ID:SECRET")
+        })
+        .transpose()?;
+    let target = Target::connect(
+        args.protocol,
+        &args.endpoint,
+        &args.binary_addr,
+        binary_credentials,
+    )
+    .await?;
     let stream = unique_stream_name(&scenario.name);
     let shards = target.create_stream(&stream, scenario.shards).await?;
     let run = Run {

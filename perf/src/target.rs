@@ -195,12 +195,14 @@ impl Target {
         protocol: Protocol,
         endpoint: &str,
         binary_addr: &str,
+        binary_credentials: Option<sluice_client::Credentials>,
     ) -> anyhow::Result<Target> {
         Ok(match protocol {
             Protocol::Http => Target::Http(Box::new(Kinesis::new(endpoint))),
             Protocol::Binary => {
                 let config = ClientConfig {
                     request_timeout: Some(Duration::from_secs(60)),
+                    credentials: binary_credentials,
                     ..ClientConfig::default()
                 };
                 let client = BinaryClient::connect_with(binary_addr.to_owned(), config)

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod auth;
 pub mod binary;
 pub mod cbor;
 pub mod eventstream;

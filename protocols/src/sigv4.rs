@@ -31,6 +31,7 @@ use hmac::{KeyInit as _, Mac as _};
 use sha2::{Digest as _, Sha256};
 
 use crate::HttpRequest;
+pub use crate::auth::{AuthConfig, AuthMode, NoCredentials};
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -44,77 +45,6 @@ pub const PRESIGNED_EXPIRES_MAX_S: u64 = 7 * 24 * 3600;
 
 pub const SIGNATURE_MISMATCH: &str = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.";
 pub const UNRECOGNIZED_CLIENT: &str = "The security token included in the request is invalid.";
-
-/// Which requests the server accepts.
-#[derive(Clone, Debug, Default)]
-pub enum AuthMode {
-    /// Any well-formed SigV4 request, whatever its key and signature (the loopback default;
-    /// what kinesalite and kinesis-mock do).
-    #[default]
-    AcceptAny,
-    /// Only requests signed with one of these credentials: access key id → secret access key.
-    Verify {
-        credentials: HashMap<String, String>,
-    },
-}
-
-/// The authentication settings of the Kinesis front end.
-#[derive(Clone, Debug, Default)]
-pub struct AuthConfig {
-    pub mode: AuthMode,
-}
-
-impl AuthConfig {
-    pub fn accept_any() -> Self {
-        Self {
-            mode: AuthMode::AcceptAny,
-        }
-    }
-
-    /// Verifies signatures against `credentials` (access key id, secret access key).
-    pub fn verify<K: Into<String>, S: Into<String>>(
-        credentials: impl IntoIterator<Item = (K, S)>,
-    ) -> Self {
-        Self {
-            mode: AuthMode::Verify {
-                credentials: credentials
-                    .into_iter()
-                    .map(|(k, s)| (k.into(), s.into()))
-                    .collect(),
-            },
-        }
-    }
-
-    pub fn verifies(&self) -> bool {
-        matches!(self.mode, AuthMode::Verify { .. })
-    }
-
-    /// The server's rule for its HTTP listener: configured credentials are always verified;
-    /// without any, a loopback listener accepts any signature, and any other listener is refused,
-    /// so that an appliance reachable from the network never runs open by accident.
-    pub fn for_listener(
-        listener: std::net::SocketAddr,
-        credentials: Vec<(String, String)>,
-    ) -> Result<Self, NoCredentials> {
-        if !credentials.is_empty() {
-            return Ok(Self::verify(credentials));
-        }
-        if listener.ip().is_loopback() {
-            Ok(Self::accept_any())
-        } else {
-            Err(NoCredentials { listener })
-        }
-    }
-}
-
-/// A listener outside loopback with no credentials configured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "refusing to serve Kinesis on {listener} without credentials: configure at least one access key (or listen on loopback, where any signature is accepted)"
-)]
-pub struct NoCredentials {
-    pub listener: std::net::SocketAddr,
-}
 
 /// A refused request: the AWS error shape name and its message.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,8 +10,8 @@
 use crate::binary::encode::shard_presence;
 use crate::binary::frame::*;
 use crate::binary::limits::{
-    FRAME_BYTES_MAX, HEADER_BYTES, HELLO_PORTS_MAX, HELLO_VERSIONS_MAX, PUT_BATCH_RECORDS_MAX,
-    READ_RECORDS_MAX,
+    AUTH_VERSION_MIN, FRAME_BYTES_MAX, HEADER_BYTES, HELLO_PORTS_MAX, HELLO_VERSIONS_MAX,
+    PUT_BATCH_RECORDS_MAX, READ_RECORDS_MAX,
 };
 use crate::binary::status::{StatusCode, WireStatus};
 
@@ -194,6 +194,8 @@ fn decode_body<'a>(header: &FrameHeader, payload: &'a [u8]) -> Result<Body<'a>, 
         (Opcode::Hello, RESPONSE) => decode_server_hello(&mut r),
         (Opcode::Ping, 0) => Ok(Body::Ping),
         (Opcode::Ping, RESPONSE) => Ok(Body::Pong),
+        (Opcode::Auth, 0) => decode_auth(&mut r),
+        (Opcode::Auth, RESPONSE) => Ok(Body::AuthOk),
         (Opcode::CreateStream, 0) => decode_create_stream(&mut r),
         (Opcode::CreateStream, RESPONSE) => Ok(Body::CreateStreamOk),
         (Opcode::DescribeStream, 0) => r
@@ -296,11 +298,28 @@ fn decode_server_hello<'a>(r: &mut Reader<'a>) -> Result<Body<'a>, BodyError> {
     let core_ports = (0..count)
         .map(|_| r.u16("port"))
         .collect::<Result<_, _>>()?;
+    // The version decides the layout: version 1 ends here, later versions add the challenge.
+    let challenge = if version >= AUTH_VERSION_MIN {
+        Some(WireAuthChallenge {
+            auth_required: r.bool("auth required")?,
+            server_nonce: r.array("server nonce")?,
+        })
+    } else {
+        None
+    };
     Ok(Body::HelloOk(WireServerHello {
         version,
         core_count,
         core_id,
         core_ports,
+        challenge,
+    }))
+}
+
+fn decode_auth<'a>(r: &mut Reader<'a>) -> Result<Body<'a>, BodyError> {
+    Ok(Body::Auth(WireAuth {
+        access_key_id: r.str("access key id")?,
+        signature: r.array("signature")?,
     }))
 }
 

@@ -5,8 +5,8 @@ use sluice_core::api::RecordView;
 
 use crate::binary::frame::*;
 use crate::binary::limits::{
-    FRAME_BYTES_MAX, HEADER_BYTES, HELLO_PORTS_MAX, HELLO_VERSIONS_MAX, PUT_BATCH_RECORDS_MAX,
-    READ_RECORDS_MAX, RECORD_DATA_BYTES_MAX, STRING_BYTES_MAX,
+    AUTH_VERSION_MIN, FRAME_BYTES_MAX, HEADER_BYTES, HELLO_PORTS_MAX, HELLO_VERSIONS_MAX,
+    PUT_BATCH_RECORDS_MAX, READ_RECORDS_MAX, RECORD_DATA_BYTES_MAX, STRING_BYTES_MAX,
 };
 
 /// Why a frame could not be encoded. Each is a caller's mistake the wire cannot express.
@@ -27,6 +27,9 @@ pub enum EncodeError {
     },
     #[error("the frame would be {frame_bytes} bytes; the limit is {max}")]
     FrameTooLarge { frame_bytes: usize, max: usize },
+    /// A version 1 server hello has no challenge, and every later one has one.
+    #[error("a server hello of version {version} must {} an authentication challenge", if *version < AUTH_VERSION_MIN { "not carry" } else { "carry" })]
+    HelloChallengeMismatch { version: u16 },
 }
 
 /// Appends `frame` to `out`. On error `out` is unchanged.
@@ -224,9 +227,26 @@ fn encode_body(body: &Body<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             for port in &hello.core_ports {
                 put_u16(out, *port);
             }
+            match (hello.version >= AUTH_VERSION_MIN, &hello.challenge) {
+                (false, None) => {}
+                (true, Some(challenge)) => {
+                    put_u8(out, u8::from(challenge.auth_required));
+                    out.extend_from_slice(&challenge.server_nonce);
+                }
+                _ => {
+                    return Err(EncodeError::HelloChallengeMismatch {
+                        version: hello.version,
+                    });
+                }
+            }
+        }
+        Body::Auth(auth) => {
+            put_str(out, "access key id", auth.access_key_id)?;
+            out.extend_from_slice(&auth.signature);
         }
         Body::Ping
         | Body::Pong
+        | Body::AuthOk
         | Body::CreateStreamOk
         | Body::SubscribeOk
         | Body::UnsubscribeOk => {}

@@ -13,6 +13,7 @@ use crate::binary::status::WireStatus;
 pub enum Opcode {
     Hello = 0x0001,
     Ping = 0x0002,
+    Auth = 0x0003,
     CreateStream = 0x0010,
     DescribeStream = 0x0011,
     ListStreams = 0x0012,
@@ -31,10 +32,37 @@ impl Opcode {
         self as u16
     }
 
+    /// The Kinesis actions a request with this opcode stands for, as a resource policy names
+    /// them (without `kinesis:`). A request is refused when its stream's policy denies any of
+    /// them, so that no binary request does what the policy forbids over HTTP: a PutBatch is a
+    /// PutRecords (and, one record at a time, a PutRecord); a Read needs what an HTTP reader
+    /// needs (GetShardIterator and GetRecords); a Subscribe delivers what those deliver, pushed as
+    /// SubscribeToShard pushes it; GetShardMap lists shards. ListStreams names no resource and,
+    /// as over HTTP, is never checked; neither are the protocol's own frames.
+    pub const fn kinesis_actions(self) -> &'static [&'static str] {
+        match self {
+            Self::CreateStream => &["CreateStream"],
+            Self::DescribeStream => &["DescribeStream"],
+            Self::GetShardMap => &["ListShards"],
+            Self::PutBatch => &["PutRecords", "PutRecord"],
+            Self::Read => &["GetShardIterator", "GetRecords"],
+            Self::Subscribe => &["SubscribeToShard", "GetShardIterator", "GetRecords"],
+            Self::ListStreams
+            | Self::Hello
+            | Self::Ping
+            | Self::Auth
+            | Self::Credit
+            | Self::Unsubscribe
+            | Self::RecordsEvent
+            | Self::SubscriptionEnded => &[],
+        }
+    }
+
     pub const fn from_code(code: u16) -> Option<Self> {
         Some(match code {
             0x0001 => Self::Hello,
             0x0002 => Self::Ping,
+            0x0003 => Self::Auth,
             0x0010 => Self::CreateStream,
             0x0011 => Self::DescribeStream,
             0x0012 => Self::ListStreams,
@@ -88,6 +116,8 @@ pub enum Body<'a> {
     // Requests, client to server (flags 0).
     Hello(WireClientHello),
     Ping,
+    /// Version 2 and later: proves the client holds a secret access key (see [`WireAuth`]).
+    Auth(WireAuth<'a>),
     CreateStream(WireCreateStream<'a>),
     DescribeStream(WireStreamName<'a>),
     ListStreams(WireListStreams<'a>),
@@ -105,6 +135,7 @@ pub enum Body<'a> {
     // Responses, server to client (flag RESPONSE).
     HelloOk(WireServerHello),
     Pong,
+    AuthOk,
     CreateStreamOk,
     DescribeStreamOk(WireStreamDescription<'a>),
     ListStreamsOk(WireStreamList<'a>),
@@ -128,6 +159,7 @@ impl Body<'_> {
         let (opcode, flags) = match self {
             Body::Hello(_) => (Opcode::Hello, 0),
             Body::Ping => (Opcode::Ping, 0),
+            Body::Auth(_) => (Opcode::Auth, 0),
             Body::CreateStream(_) => (Opcode::CreateStream, 0),
             Body::DescribeStream(_) => (Opcode::DescribeStream, 0),
             Body::ListStreams(_) => (Opcode::ListStreams, 0),
@@ -139,6 +171,7 @@ impl Body<'_> {
             Body::Unsubscribe(_) => (Opcode::Unsubscribe, 0),
             Body::HelloOk(_) => (Opcode::Hello, RESPONSE),
             Body::Pong => (Opcode::Ping, RESPONSE),
+            Body::AuthOk => (Opcode::Auth, RESPONSE),
             Body::CreateStreamOk => (Opcode::CreateStream, RESPONSE),
             Body::DescribeStreamOk(_) => (Opcode::DescribeStream, RESPONSE),
             Body::ListStreamsOk(_) => (Opcode::ListStreams, RESPONSE),
@@ -189,6 +222,28 @@ pub struct WireServerHello {
     /// `core_ports[i]` is the port on which core `i` alone accepts connections, on the same
     /// address the client connected to; 0 means the core has no port of its own.
     pub core_ports: Vec<u16>,
+    /// The authentication challenge: `None` in a version 1 hello, which has no such fields, and
+    /// `Some` in every later version. The encoder refuses any other pairing.
+    pub challenge: Option<WireAuthChallenge>,
+}
+
+/// The part of a server hello (version 2 and later) that a client answers with [`WireAuth`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireAuthChallenge {
+    /// The server verifies credentials: every request before a successful Auth is refused with
+    /// `AuthenticationRequired`. When `false`, Auth is optional and any signature is accepted.
+    pub auth_required: bool,
+    /// Fresh random bytes for this connection; the client signs them, so a signature seen on
+    /// one connection is worthless on any other.
+    pub server_nonce: [u8; crate::binary::limits::SERVER_NONCE_BYTES],
+}
+
+/// The client's proof that it holds the secret access key of `access_key_id`, without sending
+/// the secret: an HMAC-SHA256 over the connection's challenge (`binary::auth` builds it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireAuth<'a> {
+    pub access_key_id: &'a str,
+    pub signature: [u8; crate::binary::limits::AUTH_SIGNATURE_BYTES],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

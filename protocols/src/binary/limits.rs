@@ -4,8 +4,19 @@
 /// The four bytes a client hello opens with.
 pub const MAGIC: [u8; 4] = *b"SLCE";
 
-/// The protocol versions this codec speaks, oldest first.
-pub const PROTOCOL_VERSIONS: &[u16] = &[1];
+/// The protocol versions this codec speaks, oldest first. Version 2 added authentication
+/// (the server hello's challenge and the Auth request); version 1 is still served to clients
+/// that offer nothing newer, but only by a server that verifies no credentials.
+pub const PROTOCOL_VERSIONS: &[u16] = &[1, 2];
+
+/// The first version whose server hello carries an authentication challenge.
+pub const AUTH_VERSION_MIN: u16 = 2;
+
+/// Bytes of the random nonce in a server hello's challenge.
+pub const SERVER_NONCE_BYTES: usize = 32;
+
+/// Bytes of an Auth request's signature: one HMAC-SHA256 output.
+pub const AUTH_SIGNATURE_BYTES: usize = 32;
 
 /// The bytes of the frame header: length (u32), opcode (u16), flags (u16), request id (u64).
 pub const HEADER_BYTES: usize = 16;
@@ -17,8 +28,8 @@ pub const FRAME_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Records in one PutBatch frame.
 pub const PUT_BATCH_RECORDS_MAX: usize = 10_000;
 
-/// Records in one Read response or RecordsEvent frame (the Kinesis GetRecords limit).
-pub const READ_RECORDS_MAX: u32 = 10_000;
+/// Records in one Read response or RecordsEvent frame: the Kinesis GetRecords limit itself.
+pub const READ_RECORDS_MAX: u32 = sluice_core::limits::GET_RECORDS_LIMIT_MAX;
 
 /// Partition key and data bytes in one Read response. Together with the per-record overhead of
 /// at most [`READ_RECORDS_MAX`] records it keeps a response below [`FRAME_BYTES_MAX`].

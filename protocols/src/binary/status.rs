@@ -42,11 +42,18 @@ pub enum StatusCode {
     SubscriptionExists = 1005,
     /// Credit or Unsubscribe named a subscription that is not open on this connection.
     UnknownSubscription = 1006,
+    /// The server verifies credentials and the connection has not authenticated: a request
+    /// came before a successful Auth, or the client offered only version 1, which cannot
+    /// authenticate. The server closes the connection after this answer.
+    AuthenticationRequired = 1007,
+    /// An Auth named an access key the server does not know, or its signature does not match
+    /// the key's secret. The server closes the connection after this answer.
+    AuthenticationFailed = 1008,
 }
 
 impl StatusCode {
     /// Every code, for tests and documentation tables.
-    pub const ALL: [StatusCode; 22] = [
+    pub const ALL: [StatusCode; 24] = [
         Self::Ok,
         Self::ResourceNotFound,
         Self::ResourceInUse,
@@ -69,6 +76,8 @@ impl StatusCode {
         Self::HandshakeRequired,
         Self::SubscriptionExists,
         Self::UnknownSubscription,
+        Self::AuthenticationRequired,
+        Self::AuthenticationFailed,
     ];
 
     pub const fn code(self) -> u16 {
@@ -101,6 +110,8 @@ impl StatusCode {
             1004 => Self::HandshakeRequired,
             1005 => Self::SubscriptionExists,
             1006 => Self::UnknownSubscription,
+            1007 => Self::AuthenticationRequired,
+            1008 => Self::AuthenticationFailed,
             _ => return None,
         })
     }
@@ -155,6 +166,8 @@ impl StatusCode {
             Self::UnknownOperation => ErrorKind::UnknownOperation,
             Self::SubscriptionExists => ErrorKind::ResourceInUse,
             Self::UnknownSubscription => ErrorKind::ResourceNotFound,
+            Self::AuthenticationRequired => ErrorKind::MissingAuthenticationToken,
+            Self::AuthenticationFailed => ErrorKind::InvalidSignature,
         })
     }
 }
@@ -218,6 +231,8 @@ mod tests {
         assert_eq!(StatusCode::InternalFailure.code(), 10);
         assert_eq!(StatusCode::BadFrame.code(), 1000);
         assert_eq!(StatusCode::UnknownSubscription.code(), 1006);
+        assert_eq!(StatusCode::AuthenticationRequired.code(), 1007);
+        assert_eq!(StatusCode::AuthenticationFailed.code(), 1008);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use crate::binary::limits::{FRAME_BYTES_MAX, HEADER_BYTES, MAGIC};
+use crate::binary::limits::{self, FRAME_BYTES_MAX, HEADER_BYTES, MAGIC};
 use crate::binary::*;
 
 fn encode(frame: &Frame<'_>) -> Vec<u8> {
@@ -63,12 +63,21 @@ fn status() -> impl Strategy<Value = WireStatus> {
     any::<u16>().prop_map(WireStatus)
 }
 
+/// 32 bytes that differ with `seed`, for nonces and signatures.
+fn bytes_32(seed: u64) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_exact_mut(8).enumerate() {
+        chunk.copy_from_slice(&seed.rotate_left(i as u32 * 13).to_le_bytes());
+    }
+    bytes
+}
+
 /// Every body, with strings and data drawn from `t`. The `selector` picks names and data by
 /// index so that the frames can borrow from `t`.
 fn body<'a>(t: &'a Texts, choice: u8, sel: &Selection) -> Body<'a> {
     let name = |i: usize| t.names[i % t.names.len()].as_str();
     let data = |i: usize| t.datas[i % t.datas.len()].as_slice();
-    match choice % 24 {
+    match choice % 26 {
         0 => Body::Hello(WireClientHello {
             magic: MAGIC,
             versions: sel.versions.clone(),
@@ -78,6 +87,10 @@ fn body<'a>(t: &'a Texts, choice: u8, sel: &Selection) -> Body<'a> {
             core_count: sel.b16,
             core_id: sel.c16,
             core_ports: sel.versions.clone(),
+            challenge: (sel.a16 >= limits::AUTH_VERSION_MIN).then(|| WireAuthChallenge {
+                auth_required: sel.a32.is_multiple_of(2),
+                server_nonce: bytes_32(sel.a64),
+            }),
         }),
         2 => Body::Ping,
         3 => Body::Pong,
@@ -194,7 +207,7 @@ fn body<'a>(t: &'a Texts, choice: u8, sel: &Selection) -> Body<'a> {
                 next_position: sel.next_position,
                 millis_behind_latest: sel.a64,
             };
-            if choice % 24 == 15 {
+            if choice % 26 == 15 {
                 Body::ReadOk(records)
             } else {
                 Body::RecordsEvent(records)
@@ -215,6 +228,11 @@ fn body<'a>(t: &'a Texts, choice: u8, sel: &Selection) -> Body<'a> {
             subscription_id: sel.a64,
         }),
         21 => Body::UnsubscribeOk,
+        23 => Body::Auth(WireAuth {
+            access_key_id: name(3),
+            signature: bytes_32(sel.a64 ^ u64::from(sel.b32)),
+        }),
+        24 => Body::AuthOk,
         22 => Body::Error(WireError {
             opcode: sel.a16,
             status: sel.status,
@@ -323,7 +341,7 @@ fn selection() -> impl Strategy<Value = Selection> {
 
 proptest! {
     #[test]
-    fn every_frame_type_round_trips(t in texts(), sel in selection(), request_id in any::<u64>(), choice in 0u8..24) {
+    fn every_frame_type_round_trips(t in texts(), sel in selection(), request_id in any::<u64>(), choice in 0u8..26) {
         let frame = Frame { request_id, body: body(&t, choice, &sel) };
         let bytes = encode(&frame);
         prop_assert_eq!(bytes.len(), u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize);
@@ -757,4 +775,80 @@ fn the_specification_examples_encode_as_documented() {
         }),
         hex("1a 00 00 00  10 00  03 00  07 00 00 00 00 00 00 00  02 00  06 00 65 78 69 73 74 73")
     );
+}
+
+#[test]
+fn a_server_hello_carries_the_challenge_from_version_2_on() {
+    let hello = |version, challenge| {
+        Body::HelloOk(WireServerHello {
+            version,
+            core_count: 1,
+            core_id: 0,
+            core_ports: vec![4568],
+            challenge,
+        })
+    };
+    let challenge = WireAuthChallenge {
+        auth_required: true,
+        server_nonce: [9; 32],
+    };
+    let v1 = encode(&Frame {
+        request_id: 0,
+        body: hello(1, None),
+    });
+    let v2 = encode(&Frame {
+        request_id: 0,
+        body: hello(2, Some(challenge)),
+    });
+    // version, core count, core id, port count, one port; then auth_required and the nonce.
+    assert_eq!(v1.len(), HEADER_BYTES + 10);
+    assert_eq!(v2.len(), HEADER_BYTES + 10 + 1 + 32);
+    // After the length and the version the two agree up to the end of version 1.
+    let after_version = HEADER_BYTES + 2;
+    assert_eq!(
+        v2[after_version..v1.len()],
+        v1[after_version..],
+        "version 2 only appends"
+    );
+    assert_eq!(v2[4..HEADER_BYTES], v1[4..HEADER_BYTES]);
+    assert_eq!(v2[HEADER_BYTES + 10], 1);
+    assert_eq!(v2[HEADER_BYTES + 11..], [9; 32]);
+    assert_eq!(decode_whole(&v2).body, hello(2, Some(challenge)));
+
+    for (version, challenge) in [(1, Some(challenge)), (2, None)] {
+        let mut out = Vec::new();
+        let error = encode_frame(
+            &Frame {
+                request_id: 0,
+                body: hello(version, challenge),
+            },
+            &mut out,
+        )
+        .expect_err("the challenge must match the version");
+        assert_eq!(error, EncodeError::HelloChallengeMismatch { version });
+        assert!(
+            out.is_empty(),
+            "a failed encode leaves the buffer as it was"
+        );
+    }
+}
+
+#[test]
+fn an_auth_is_its_access_key_id_then_the_32_byte_signature() {
+    let bytes = encode(&Frame {
+        request_id: 3,
+        body: Body::Auth(WireAuth {
+            access_key_id: "AK",
+            signature: [0xab; 32],
+        }),
+    });
+    let mut expected = vec![52, 0, 0, 0, 3, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0];
+    expected.extend_from_slice(&[2, 0, b'A', b'K']);
+    expected.extend_from_slice(&[0xab; 32]);
+    assert_eq!(bytes, expected);
+    let answer = encode(&Frame {
+        request_id: 3,
+        body: Body::AuthOk,
+    });
+    assert_eq!(answer, [16, 0, 0, 0, 3, 0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0]);
 }

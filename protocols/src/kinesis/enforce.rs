@@ -10,6 +10,10 @@
 //!   informational, so the iterator is what decides);
 //! - `StreamARN` when it names this appliance's region and account, else `StreamName`.
 //!
+//! The binary protocol has no JSON to search: it calls [`check_actions`] with its stream's ARN
+//! and the actions its opcode stands for (`binary::Opcode::kinesis_actions`), so both wires
+//! refuse with the one check and the one message.
+//!
 //! A consumer named by `StreamName`/`StreamARN` plus `ConsumerName` is checked against its
 //! stream's policy. Operations naming no resource (ListStreams, DescribeLimits, account
 //! settings) are never checked, and neither are PutResourcePolicy, GetResourcePolicy and
@@ -49,19 +53,49 @@ pub async fn check_resource_policy<A: KinesisApi>(
     let Some(arn) = named_resource(home, action, document) else {
         return Ok(());
     };
-    let Some(document) = api.resource_policy(arn.clone()).await else {
+    check_actions(api, &[action], &arn).await
+}
+
+/// Refuses the call when the policy of `resource_arn` explicitly denies any of `actions` to the
+/// caller, naming the first denied action. This is the one check behind both wires: the HTTP API
+/// finds the resource in the request's JSON ([`check_resource_policy`]); the binary protocol
+/// names its stream directly and maps each opcode to the Kinesis actions it stands for.
+pub async fn check_actions<A: KinesisApi>(
+    api: &A,
+    actions: &[&str],
+    resource_arn: &str,
+) -> Result<(), KinesisError> {
+    if actions.iter().all(|action| EXEMPT.contains(action)) {
+        return Ok(());
+    }
+    let Some(document) = api.resource_policy(resource_arn.to_owned()).await else {
         return Ok(());
     };
-    if policy::explicitly_denies(&document, action, &arn, home.account_id) {
-        return Err(KinesisError::new(
+    let account_id = api.account_id();
+    let denied = actions.iter().find(|action| {
+        !EXEMPT.contains(action)
+            && policy::explicitly_denies(&document, action, resource_arn, account_id)
+    });
+    match denied {
+        Some(action) => Err(KinesisError::new(
             ErrorKind::AccessDenied,
             format!(
-                "User: {} is not authorized to perform: kinesis:{action} on resource: {arn} with an explicit deny in a resource-based policy",
-                policy::root_principal(home.account_id)
+                "User: {} is not authorized to perform: kinesis:{action} on resource: {resource_arn} with an explicit deny in a resource-based policy",
+                policy::root_principal(account_id)
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The ARN of this appliance's stream `stream_name`, as the catalog writes it and as policies
+/// name it.
+pub fn home_stream_arn<A: KinesisApi>(api: &A, stream_name: &str) -> String {
+    let home = Home {
+        region: api.region(),
+        account_id: api.account_id(),
+    };
+    stream_arn(home, stream_name)
 }
 
 fn text<'d>(document: &'d JsonValue<'_>, key: &str) -> Option<&'d str> {
@@ -171,6 +205,46 @@ mod tests {
         );
         let summary = send("DescribeStreamSummary");
         assert_eq!(summary.status, 200, "the Deny names PutRecord only");
+    }
+
+    #[test]
+    fn check_actions_names_the_first_denied_action_and_ignores_undenied_ones() {
+        use futures_lite::future::block_on;
+        use sluice_core::api::CreateStreamInput;
+
+        use crate::tests::model::Model;
+
+        let model = Model::default();
+        let deny = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"kinesis:GetRecords","Resource":"*"}]}"#;
+        block_on(async {
+            let input = CreateStreamInput {
+                stream_name: "s".into(),
+                shard_count: Some(1),
+                stream_mode: None,
+                tags: Vec::new(),
+            };
+            model.create_stream(input).await.expect("created");
+            model
+                .put_resource_policy(S.into(), deny.into())
+                .await
+                .expect("stored");
+            assert_eq!(home_stream_arn(&model, "s"), S);
+            let refused = check_actions(&model, &["GetShardIterator", "GetRecords"], S)
+                .await
+                .expect_err("GetRecords is denied");
+            assert_eq!(refused.kind, ErrorKind::AccessDenied);
+            assert!(
+                refused.message.contains("kinesis:GetRecords on resource"),
+                "{}",
+                refused.message
+            );
+            check_actions(&model, &["PutRecords", "PutRecord"], S)
+                .await
+                .expect("the Deny names GetRecords only");
+            check_actions(&model, &["GetRecords"], &stream_arn(HOME, "other"))
+                .await
+                .expect("another stream has no policy");
+        });
     }
 
     #[test]

@@ -237,35 +237,6 @@ fn a_tampered_signature_or_header_is_refused() {
 }
 
 #[test]
-fn only_loopback_listeners_may_run_without_credentials() {
-    let loopback: std::net::SocketAddr = "127.0.0.1:4567".parse().expect("valid");
-    let v6_loopback: std::net::SocketAddr = "[::1]:4567".parse().expect("valid");
-    let anywhere: std::net::SocketAddr = "0.0.0.0:4567".parse().expect("valid");
-    assert!(
-        !AuthConfig::for_listener(loopback, Vec::new())
-            .expect("allowed")
-            .verifies()
-    );
-    assert!(
-        !AuthConfig::for_listener(v6_loopback, Vec::new())
-            .expect("allowed")
-            .verifies()
-    );
-    assert_eq!(
-        AuthConfig::for_listener(anywhere, Vec::new()).map(|_| ()),
-        Err(NoCredentials { listener: anywhere })
-    );
-    let credentials = vec![("AKID".to_owned(), "secret".to_owned())];
-    for addr in [loopback, anywhere] {
-        assert!(
-            AuthConfig::for_listener(addr, credentials.clone())
-                .expect("allowed")
-                .verifies()
-        );
-    }
-}
-
-#[test]
 fn dates_convert_both_ways() {
     for s in [
         "19700101T000000Z",
