@@ -81,9 +81,7 @@ impl StorageHandle {
         let record_bytes_max = stream.max_record_bytes();
         for (index, record) in records.iter().enumerate() {
             let bytes = record.partition_key.len() + record.data.len();
-            let key_chars = record.partition_key.chars().count();
-            if key_chars == 0
-                || key_chars > sluice_core::limits::PARTITION_KEY_CHARS_MAX
+            if sluice_core::api::check_partition_key(index, &record.partition_key, true).is_err()
                 || bytes > record_bytes_max
             {
                 return Err(AppendError::InvalidRecord {

@@ -8,11 +8,14 @@
 //! - The catalog is the single source of truth for streams and shards. Every change is persisted
 //!   (write, fsync, rename, fsync directory) before the call that made it is acknowledged.
 //! - `run` finishes recovery of every log on every core before any front end starts serving.
-//! - Reads for the binary protocol ([`Engine::read_cursor`], [`Engine::read_wait`]) resolve
-//!   their start with the same catalog code as GetShardIterator and read with the same trim and
-//!   continuation rules as GetRecords, so both protocols see the same records at the same
-//!   positions. A waiting read waits on the owning core for the log's commit notifier
-//!   (`Log::wait_for_records`); nothing polls.
+//! - The catalog is changed only through `mutate_catalog`, which serialises changes and has the
+//!   persistence thread make each one durable before it is installed; no executor blocks on it.
+//! - Every read — GetRecords, the storage face (`crate::storage`) used by the binary protocol,
+//!   enhanced fan-out and services — resolves its start with the same catalog code as
+//!   GetShardIterator and runs on the owning core with the same trim and continuation rules, in
+//!   one round trip, so every wire sees the same records at the same positions. A waiting read
+//!   waits on the owning core for the log's commit notifier (`Log::wait_for_records`); nothing
+//!   polls.
 //! - Resharding (see `core::reshard`): core 0 completes due reshards. It first seals every
 //!   closing shard on its owning core ([`CoreMessage::Seal`]): from then on appends to that shard
 //!   fail with [`AppendFailure::Sealed`] and the seal waits until every append accepted before it
@@ -539,24 +542,6 @@ impl ShardCursor {
     /// The core that owns the shard (`log_id % cores`).
     pub fn core_id(&self, cores: usize) -> usize {
         self.target.log_id as usize % cores
-    }
-}
-
-/// The result of [`Engine::read_cursor`] / [`Engine::read_wait`].
-pub struct ShardRead {
-    pub records: EngineRecords,
-    /// Where to continue; `None` once a closed shard has been read to its end.
-    pub next_position: Option<u64>,
-    pub millis_behind_latest: u64,
-}
-
-impl std::fmt::Debug for ShardRead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardRead")
-            .field("records", &self.records.len())
-            .field("next_position", &self.next_position)
-            .field("millis_behind_latest", &self.millis_behind_latest)
-            .finish()
     }
 }
 

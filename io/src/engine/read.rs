@@ -5,16 +5,6 @@
 use super::*;
 
 impl Engine {
-    /// Every shard of `stream_name` (open and closed, in index order) with its owning core.
-    /// ResourceNotFound, with the HTTP API's message, if the stream does not exist.
-    pub fn shard_map(&self, stream_name: &str) -> Result<Vec<ShardPlacement>, KinesisError> {
-        let catalog = self.catalog_read();
-        let stream = catalog.live_stream(stream_name, now_ms()).ok_or_else(|| {
-            KinesisError::stream_not_found(stream_name, &catalog.config.account_id)
-        })?;
-        Ok(self.shared.placements(stream))
-    }
-
     /// Opens `shard_index` of `stream_name` at `start`. Validation (stream and shard exist and
     /// are readable, a sequence number belongs to this shard, a timestamp is not in the future)
     /// and the resolution of the start are GetShardIterator's, errors and messages included.
@@ -29,113 +19,6 @@ impl Engine {
             resolve_read_start(&self.catalog_read(), stream_name, shard_index, start, now)?;
         let position = self.resolve_starting_point(&target, point, now).await?;
         Ok(ShardCursor { target, position })
-    }
-
-    /// Reads up to `limit` records (and about `bytes_max` data bytes, at least one record) from
-    /// the cursor's position and advances the cursor past them. Records past retention are
-    /// skipped as GetRecords skips them. Runs on the owning core (forwarded if need be).
-    pub async fn read_cursor(
-        &self,
-        cursor: &mut ShardCursor,
-        limit: usize,
-        bytes_max: usize,
-    ) -> Result<ShardRead, KinesisError> {
-        self.read_cursor_inner(cursor, limit, bytes_max, None).await
-    }
-
-    /// Like [`Engine::read_cursor`], but when no record exists at the cursor's position yet it
-    /// waits, on the owning core, for the commit that stores one, or until `timeout` passes
-    /// (then the read is empty). A closed shard read to its end answers at once with
-    /// `next_position: None`.
-    pub async fn read_wait(
-        &self,
-        cursor: &mut ShardCursor,
-        limit: usize,
-        bytes_max: usize,
-        timeout: Duration,
-    ) -> Result<ShardRead, KinesisError> {
-        self.read_cursor_inner(cursor, limit, bytes_max, Some(Instant::now() + timeout))
-            .await
-    }
-
-    /// [`Engine::open_cursor`] then [`Engine::read_cursor`]: one read from a start position.
-    pub async fn read_from(
-        &self,
-        stream_name: &str,
-        shard_index: u32,
-        start: ReadStart,
-        limit: usize,
-        bytes_max: usize,
-    ) -> Result<(ShardCursor, ShardRead), KinesisError> {
-        let mut cursor = self.open_cursor(stream_name, shard_index, start).await?;
-        let read = self.read_cursor(&mut cursor, limit, bytes_max).await?;
-        Ok((cursor, read))
-    }
-
-    /// Re-reads the cursor's shard from the catalog: the stream may have been deleted (then
-    /// the shard "does not exist", as GetRecords says) or the shard closed by a reshard.
-    pub(crate) fn refresh_target(
-        &self,
-        target: &mut ShardTarget,
-        now: u64,
-    ) -> Result<(), KinesisError> {
-        let catalog = self.catalog_read();
-        let not_found = || {
-            KinesisError::shard_not_found(
-                &format_shard_id(target.key.shard_index),
-                &target.key.stream_name,
-                &catalog.config.account_id,
-            )
-        };
-        let stream = catalog
-            .live_stream(&target.key.stream_name, now)
-            .filter(|s| s.created_ms == target.key.stream_created_ms)
-            .filter(|s| matches!(s.status(now), StreamStatus::Active | StreamStatus::Updating))
-            .ok_or_else(not_found)?;
-        let shard = stream.shard(target.key.shard_index).ok_or_else(not_found)?;
-        *target = ShardTarget::new(stream, shard);
-        Ok(())
-    }
-
-    pub(crate) async fn read_cursor_inner(
-        &self,
-        cursor: &mut ShardCursor,
-        limit: usize,
-        bytes_max: usize,
-        wait_until: Option<Instant>,
-    ) -> Result<ShardRead, KinesisError> {
-        let now = now_ms();
-        self.refresh_target(&mut cursor.target, now)?;
-        let target = &cursor.target;
-        if target
-            .closed_at_position
-            .is_some_and(|end| cursor.position >= end)
-        {
-            return Ok(ShardRead {
-                records: EngineRecords::Remote(ReadBatch::new(target.origin(), 0, 0)),
-                next_position: None,
-                millis_behind_latest: 0,
-            });
-        }
-        let request = OwnerRead {
-            start: StartingPoint::At(cursor.position),
-            charge_read_limits: false,
-            limit: limit.max(1),
-            bytes_max,
-            retain_after_ms: now.saturating_sub(target.retention_ms),
-            // A closed shard gets no more records: waiting for them would only burn the timeout.
-            wait_until: wait_until.filter(|_| target.closed_at_position.is_none()),
-        };
-        let read = self.read_on_owner(target, request).await?;
-        cursor.position = read.next_position;
-        let shard_ended = target
-            .closed_at_position
-            .is_some_and(|end| read.next_position >= end);
-        Ok(ShardRead {
-            next_position: (!shard_ended).then_some(read.next_position),
-            millis_behind_latest: read.millis_behind_latest,
-            records: read.records,
-        })
     }
 
     /// Runs an [`OwnerRead`] on the shard's core, in place when that is this core (the records

@@ -2,12 +2,6 @@
 //! CBOR libraries (Python `cbor2` vectors in `protocols/tests/fixtures/cbor`, and `ciborium`
 //! here), responses decoded by `ciborium`.
 
-// The in-memory model of `crate::tests`, compiled a second time here because that module keeps
-// it private; both copies are test-only.
-#[path = "../tests/model.rs"]
-#[allow(dead_code, clippy::duplicate_mod)]
-mod model;
-
 use ciborium::value::Value as Cbor;
 use futures_lite::future::block_on;
 use serde_json::{Value, json};
@@ -15,7 +9,7 @@ use serde_json::{Value, json};
 use super::decode::{self, Home, Obj};
 use super::{CONTENT_TYPE_CBOR, handle_kinesis};
 use crate::HttpRequest;
-use model::{ACCOUNT, Model, REGION};
+use crate::model::{ACCOUNT, Model, REGION};
 
 const HOME: Home<'static> = Home {
     region: REGION,

@@ -160,7 +160,7 @@ mod tests {
         use futures_lite::future::block_on;
         use sluice_core::api::CreateStreamInput;
 
-        use crate::tests::model::Model;
+        use crate::model::Model;
         use crate::{HttpRequest, handle_kinesis};
 
         let model = Model::default();
@@ -212,7 +212,7 @@ mod tests {
         use futures_lite::future::block_on;
         use sluice_core::api::CreateStreamInput;
 
-        use crate::tests::model::Model;
+        use crate::model::Model;
 
         let model = Model::default();
         let deny = r#"{"Statement":[{"Effect":"Deny","Principal":"*","Action":"kinesis:GetRecords","Resource":"*"}]}"#;

@@ -395,7 +395,7 @@ mod tests {
     use sluice_core::api::{CreateStreamInput, PutRecordsEntry, PutRecordsInput};
 
     use super::*;
-    use crate::tests::model::Model;
+    use crate::model::Model;
 
     const CONSUMER: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/s/consumer/c:1700000000";
 

@@ -1,8 +1,6 @@
 //! End-to-end tests of the Kinesis front end (`handle_kinesis`) against an in-memory model, plus
 //! decoder and encoder tests that pin AWS's exact texts and shapes.
 
-pub(crate) mod model;
-
 use futures_lite::future::block_on;
 use serde_json::{Value, json};
 use sluice_core::api::{
