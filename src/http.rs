@@ -281,13 +281,15 @@ pub async fn serve_with<A: KinesisApi + Clone + 'static>(
                 continue;
             }
         }
+        // Counted here, before the next accept, so the limit holds however fast clients come.
+        let open = options
+            .admission
+            .as_ref()
+            .map(|admission| OpenConnection::new(admission.budget.stats()));
         let api = api.clone();
         let options = options.clone();
         glommio::spawn_local(async move {
-            let _open = options
-                .admission
-                .as_ref()
-                .map(|admission| OpenConnection::new(admission.budget.stats()));
+            let _open = open;
             serve_connection(stream, api, options).await;
         })
         .detach();

@@ -16,6 +16,20 @@ use clap::Parser as _;
 
 use sluice_protocols::admission::{FrontEndStats, MemoryBudget};
 
+#[cfg(feature = "alloc-jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options: a background thread returns freed pages to the kernel after about a
+/// second (dirty, then muzzy), so memory used in a storm is given back once it is over.
+#[cfg(feature = "alloc-jemalloc")]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static JEMALLOC_CONF: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0";
+
+#[cfg(feature = "alloc-mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::config::{Cli, Command, Settings};
 
 fn main() {
