@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{EncryptionType, StreamMode, StreamStatus};
+use crate::api::{EncryptionType, StreamMode};
 use crate::catalog::{Catalog, Lifecycle, Stream, StreamModeRepr, validation_error};
 use crate::consumer::{Consumer, ConsumerLifecycle};
 use crate::error::{ErrorKind, KinesisError};
@@ -204,17 +204,8 @@ impl Catalog {
         now_ms: u64,
     ) -> Result<&mut Stream, KinesisError> {
         let account = self.config.account_id.clone();
-        let stream = self
-            .live_stream_mut(stream_name, now_ms)
-            .ok_or_else(|| KinesisError::stream_not_found(stream_name, &account))?;
-        let status = stream.status(now_ms);
-        if status != StreamStatus::Active {
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
+        let stream = self.found_mut(stream_name, now_ms)?;
+        stream.check_active(&account, now_ms)?;
         Ok(stream)
     }
 
@@ -497,7 +488,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CreateStreamInput, DescribeStreamInput};
+    use crate::api::{CreateStreamInput, DescribeStreamInput, StreamStatus};
     use crate::catalog::CatalogConfig;
 
     const T0: u64 = 1_700_000_000_000;

@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ChildShard, StreamMode, StreamStatus};
+use crate::api::{ChildShard, StreamMode};
 use crate::catalog::{Catalog, Lifecycle, Shard, Stream, parse_shard_id_like_aws};
 use crate::error::{ErrorKind, KinesisError};
 use crate::hash_key::HashRange;
@@ -388,14 +388,7 @@ impl Catalog {
                 input.new_starting_hash_key, range.starting, range.ending
             )));
         };
-        let status = stream.status(now_ms);
-        if status != StreamStatus::Active {
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
+        stream.check_active(&account, now_ms)?;
         let step = ReshardStep::Split {
             shard_index,
             new_starting_hash_key: key,
@@ -444,14 +437,7 @@ impl Catalog {
                 "Shards {low_id} and {high_id} in stream {stream_name} under account {account} are not an adjacent pair of shards eligible for merging"
             )));
         }
-        let status = stream.status(now_ms);
-        if status != StreamStatus::Active {
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
+        stream.check_active(&account, now_ms)?;
         let step = ReshardStep::Merge {
             shard_index: low_index,
             adjacent_shard_index: high_index,
@@ -476,14 +462,7 @@ impl Catalog {
         if stream.stream_mode() == StreamMode::OnDemand {
             return Err(on_demand_error(stream_name, &account));
         }
-        let status = stream.status(now_ms);
-        if status != StreamStatus::Active {
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
+        stream.check_active(&account, now_ms)?;
         let current = stream.open_shard_count();
         let limit = |message: String| KinesisError::new(ErrorKind::LimitExceeded, message);
         if target == 0 {
@@ -656,6 +635,7 @@ mod tests {
     use super::*;
     use crate::api::{
         CreateStreamInput, DescribeStreamInput, ListShardsInput, ShardFilter, StreamDescription,
+        StreamStatus,
     };
     use crate::catalog::CatalogConfig;
     use crate::sequence_number::{self, SequenceNumber};
