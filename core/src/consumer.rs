@@ -352,17 +352,7 @@ impl Catalog {
         let create_delay_ms = self.config.create_delay_ms;
         crate::resource::validate_tags(&account, &input.consumer_name, &input.tags, 0, "consumer")?;
         let stream_name = &input.stream_name;
-        let stream = self
-            .live_stream_mut(stream_name, now_ms)
-            .ok_or_else(|| KinesisError::stream_not_found(stream_name, &account))?;
-        if !stream.is_readable(now_ms) {
-            let status = stream.status(now_ms);
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
+        let stream = self.found_readable_mut(stream_name, now_ms)?;
         stream.control.consumers.retain(|c| !c.is_gone(now_ms));
         let consumers = &stream.control.consumers;
         if consumers.iter().any(|c| c.name == input.consumer_name) {
@@ -524,13 +514,7 @@ impl Catalog {
                 ),
             ));
         }
-        if !stream.is_readable(now_ms) {
-            return Err(KinesisError::stream_not_active(
-                &stream.name,
-                &self.config.account_id,
-                stream.status(now_ms).as_str(),
-            ));
-        }
+        stream.check_readable(&self.config.account_id, now_ms)?;
         Ok((stream, consumer))
     }
 }

@@ -196,6 +196,20 @@ impl Catalog {
             .ok_or_else(|| KinesisError::stream_not_found(stream_name, &config.account_id))
     }
 
+    /// The live stream called `stream_name` to change while its shards stay readable (tags,
+    /// consumers): ResourceNotFoundException when missing, ResourceInUseException unless ACTIVE
+    /// or UPDATING.
+    pub(crate) fn found_readable_mut(
+        &mut self,
+        stream_name: &str,
+        now_ms: u64,
+    ) -> Result<&mut Stream, KinesisError> {
+        let account = self.config.account_id.clone();
+        let stream = self.found_mut(stream_name, now_ms)?;
+        stream.check_readable(&account, now_ms)?;
+        Ok(stream)
+    }
+
     /// The stream called `stream_name` if it is ACTIVE or UPDATING, the states in which its
     /// shards can be written and read.
     pub(crate) fn readable_stream(&self, stream_name: &str, now_ms: u64) -> Option<&Stream> {

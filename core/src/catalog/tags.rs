@@ -1,7 +1,7 @@
 //! Stream tags: AddTagsToStream, RemoveTagsFromStream and ListTagsForStream, and the tag rules
 //! CreateStream shares, with AWS's texts.
 
-use super::{Catalog, Stream, keys_after, page_size, take_page};
+use super::{Catalog, keys_after, page_size, take_page};
 use crate::api::{ListTagsForStreamInput, ListTagsForStreamOutput, Tag};
 use crate::error::KinesisError;
 use crate::limits;
@@ -102,18 +102,6 @@ pub(super) fn too_many_tags(account: &str, stream_name: &str) -> KinesisError {
 }
 
 impl Catalog {
-    /// The stream a tag change applies to: RNF when missing, RIU unless ACTIVE or UPDATING.
-    fn stream_for_tag_change(
-        &mut self,
-        stream_name: &str,
-        now_ms: u64,
-    ) -> Result<&mut Stream, KinesisError> {
-        let account = self.config.account_id.clone();
-        let stream = self.found_mut(stream_name, now_ms)?;
-        stream.check_readable(&account, now_ms)?;
-        Ok(stream)
-    }
-
     pub fn add_tags_to_stream(
         &mut self,
         stream_name: &str,
@@ -121,7 +109,7 @@ impl Catalog {
         now_ms: u64,
     ) -> Result<(), KinesisError> {
         let account = self.config.account_id.clone();
-        let stream = self.stream_for_tag_change(stream_name, now_ms)?;
+        let stream = self.found_readable_mut(stream_name, now_ms)?;
         validate_new_tags(&account, stream_name, &tags)?;
         let added = tags
             .iter()
@@ -145,7 +133,7 @@ impl Catalog {
         now_ms: u64,
     ) -> Result<(), KinesisError> {
         let account = self.config.account_id.clone();
-        let stream = self.stream_for_tag_change(stream_name, now_ms)?;
+        let stream = self.found_readable_mut(stream_name, now_ms)?;
         validate_tag_texts(
             TagChange::Remove,
             &account,
