@@ -123,18 +123,6 @@ pub struct CompletedReshard {
     pub opened: Vec<u32>,
 }
 
-fn shard_limit_error(catalog: &Catalog, current: u64, additional: u64) -> KinesisError {
-    KinesisError::new(
-        ErrorKind::LimitExceeded,
-        format!(
-            "This request would exceed the shard limit for the account {account} in {region}. Current shard count for the account: {current}. Limit: {limit}. Number of additional shards that would have resulted from this request: {additional}. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.",
-            account = catalog.config.account_id,
-            region = catalog.config.region,
-            limit = catalog.config.shard_limit,
-        ),
-    )
-}
-
 fn on_demand_error(stream_name: &str, account: &str) -> KinesisError {
     KinesisError::new(
         ErrorKind::Validation,
@@ -366,10 +354,7 @@ impl Catalog {
         if shard.closed_at_position.is_some() {
             return Err(already_resharded(&shard_id, stream_name, &account));
         }
-        let current = self.account_open_shard_count(now_ms);
-        if current + 1 > u64::from(self.config.shard_limit) {
-            return Err(shard_limit_error(self, current, 1));
-        }
+        self.check_account_shard_limit(1, now_ms)?;
         let range = shard.hash_range;
         let key = input
             .new_starting_hash_key
@@ -500,15 +485,8 @@ impl Catalog {
                 crate::time_format::java_date_utc(next_ms)
             )));
         }
-        let account_open = self.account_open_shard_count(now_ms);
-        if target > current
-            && account_open + u64::from(target - current) > u64::from(self.config.shard_limit)
-        {
-            return Err(shard_limit_error(
-                self,
-                account_open,
-                u64::from(target - current),
-            ));
+        if target > current {
+            self.check_account_shard_limit(u64::from(target - current), now_ms)?;
         }
         let steps = uniform_scaling_steps(&stream.shards, target);
         let stream_arn = stream.arn(&self.config.region, &account);

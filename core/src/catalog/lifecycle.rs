@@ -9,7 +9,7 @@ use super::{
     Catalog, Lifecycle, RemovedStream, Shard, Stream, StreamModeRepr, constraint_violation,
 };
 use crate::api::{CreateStreamInput, DeleteStreamInput, StreamMode};
-use crate::error::{ErrorKind, KinesisError};
+use crate::error::KinesisError;
 use crate::hash_key::HashRange;
 use crate::limits;
 
@@ -89,18 +89,7 @@ impl Catalog {
         if tags.len() > limits::TAGS_PER_STREAM_MAX {
             return Err(too_many_tags(account, &name));
         }
-        let current = self.account_open_shard_count(now_ms);
-        if current + u64::from(shard_count) > u64::from(self.config.shard_limit) {
-            return Err(KinesisError::new(
-                ErrorKind::LimitExceeded,
-                format!(
-                    "This request would exceed the shard limit for the account {account} in {region}. Current shard count for the account: {current}. Limit: {limit}. Number of additional shards that would have resulted from this request: {shard_count}. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.",
-                    account = self.config.account_id,
-                    region = self.config.region,
-                    limit = self.config.shard_limit,
-                ),
-            ));
-        }
+        self.check_account_shard_limit(u64::from(shard_count), now_ms)?;
 
         // A gone stream of the same name may still wait for `reap`; keep it under a retired key
         // so that its records are still dropped, and make sure the new incarnation is told apart
@@ -200,6 +189,7 @@ mod tests {
     use super::*;
     use crate::api::*;
     use crate::catalog::test_support::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn create_stream_splits_the_hash_space_evenly_and_dates_shards_two_seconds_early() {

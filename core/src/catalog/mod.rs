@@ -227,6 +227,28 @@ impl Catalog {
             .sum()
     }
 
+    /// LimitExceededException when `additional` more open shards would take the account past
+    /// its shard limit: the check of CreateStream, SplitShard and UpdateShardCount.
+    pub(crate) fn check_account_shard_limit(
+        &self,
+        additional: u64,
+        now_ms: u64,
+    ) -> Result<(), KinesisError> {
+        let current = self.account_open_shard_count(now_ms);
+        if current + additional <= u64::from(self.config.shard_limit) {
+            return Ok(());
+        }
+        Err(KinesisError::new(
+            ErrorKind::LimitExceeded,
+            format!(
+                "This request would exceed the shard limit for the account {account} in {region}. Current shard count for the account: {current}. Limit: {limit}. Number of additional shards that would have resulted from this request: {additional}. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.",
+                account = self.config.account_id,
+                region = self.config.region,
+                limit = self.config.shard_limit,
+            ),
+        ))
+    }
+
     /// The stream a PutRecord(s) writes to: RNF if it does not exist or is still CREATING or
     /// DELETING.
     pub fn stream_for_write(
