@@ -186,6 +186,13 @@ impl Stream {
     }
 }
 
+/// Which encryption call is being made: the two share their checks and differ in the change.
+#[derive(Clone, Copy, Debug)]
+enum EncryptionChange {
+    Start,
+    Stop,
+}
+
 /// Puts `stream` in UPDATING for the configured window (ACTIVE at once with a zero window).
 pub(crate) fn enter_updating(stream: &mut Stream, update_delay_ms: u64, now_ms: u64) {
     stream.lifecycle = match update_delay_ms {
@@ -362,17 +369,7 @@ impl Catalog {
         input: StreamEncryptionInput,
         now_ms: u64,
     ) -> Result<(), KinesisError> {
-        if input.encryption_type != EncryptionType::Kms {
-            return Err(KinesisError::invalid_argument(format!(
-                "Encryption type {} is not supported by StartStreamEncryption. Use KMS.",
-                input.encryption_type.as_str()
-            )));
-        }
-        let delay_ms = self.config.update_delay_ms;
-        let stream = self.active_stream_mut(&input.stream_name, now_ms)?;
-        stream.control.encryption_key_id = Some(input.key_id);
-        enter_updating(stream, delay_ms, now_ms);
-        Ok(())
+        self.change_stream_encryption(EncryptionChange::Start, input, now_ms)
     }
 
     /// StopStreamEncryption: ends encryption for new records (those already written stay
@@ -383,15 +380,37 @@ impl Catalog {
         input: StreamEncryptionInput,
         now_ms: u64,
     ) -> Result<(), KinesisError> {
+        self.change_stream_encryption(EncryptionChange::Stop, input, now_ms)
+    }
+
+    /// Starts or stops encryption after the checks both calls share, in AWS's order: KMS is the
+    /// only encryption type (IA otherwise), then RNF when missing and RIU unless ACTIVE.
+    fn change_stream_encryption(
+        &mut self,
+        change: EncryptionChange,
+        input: StreamEncryptionInput,
+        now_ms: u64,
+    ) -> Result<(), KinesisError> {
         if input.encryption_type != EncryptionType::Kms {
+            let operation = match change {
+                EncryptionChange::Start => "StartStreamEncryption",
+                EncryptionChange::Stop => "StopStreamEncryption",
+            };
             return Err(KinesisError::invalid_argument(format!(
-                "Encryption type {} is not supported by StopStreamEncryption. Use KMS.",
+                "Encryption type {} is not supported by {operation}. Use KMS.",
                 input.encryption_type.as_str()
             )));
         }
         let delay_ms = self.config.update_delay_ms;
         let stream = self.active_stream_mut(&input.stream_name, now_ms)?;
-        if stream.control.encryption_key_id.take().is_some() {
+        let changed = match change {
+            EncryptionChange::Start => {
+                stream.control.encryption_key_id = Some(input.key_id);
+                true
+            }
+            EncryptionChange::Stop => stream.control.encryption_key_id.take().is_some(),
+        };
+        if changed {
             enter_updating(stream, delay_ms, now_ms);
         }
         Ok(())
