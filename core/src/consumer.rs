@@ -350,7 +350,7 @@ impl Catalog {
         let account = self.config.account_id.clone();
         let stream_arn = self.stream_arn(&input.stream_name);
         let create_delay_ms = self.config.create_delay_ms;
-        crate::resource::validate_tags(&account, &input.consumer_name, &input.tags, 0, "consumer")?;
+        crate::catalog::validate_consumer_tags(&account, &input.consumer_name, &input.tags, 0)?;
         let stream_name = &input.stream_name;
         let stream = self.found_readable_mut(stream_name, now_ms)?;
         stream.control.consumers.retain(|c| !c.is_gone(now_ms));
