@@ -8,7 +8,7 @@
 //! (tested against `serde_json`) nested at most [`POLICY_DEPTH_MAX`] deep.
 
 use crate::api::Tag;
-use crate::catalog::{Catalog, validate_consumer_tags};
+use crate::catalog::{Catalog, is_name_pattern, validate_consumer_tags};
 use crate::consumer::ConsumerArn;
 use crate::error::{ErrorKind, KinesisError};
 
@@ -43,11 +43,7 @@ impl ResourceArn {
         }
         let (_, _, resource) = split_kinesis_arn(arn)?;
         let stream_name = resource.strip_prefix("stream/")?;
-        let valid = !stream_name.is_empty()
-            && stream_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        valid.then(|| Self::Stream {
+        is_name_pattern(stream_name).then(|| Self::Stream {
             stream_name: stream_name.to_owned(),
         })
     }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::tags::{too_many_tags, validate_new_tags};
 use super::{
     Catalog, Lifecycle, RemovedStream, Shard, Stream, StreamModeRepr, constraint_violation,
+    validate_name,
 };
 use crate::api::{CreateStreamInput, DeleteStreamInput, StreamMode};
 use crate::error::KinesisError;
@@ -19,28 +20,6 @@ const SHARD_CREATED_LEAD_S: u64 = 2;
 /// Marks the key of a gone stream displaced by a new one of the same name (see the module doc).
 const RETIRED_KEY_PREFIX: char = '\0';
 
-/// The stream-name rule of the model (`[a-zA-Z0-9_.-]+`, 1..=128), re-checked here because a
-/// longer or stranger name would break the iterator and token encodings.
-fn validate_stream_name(name: &str) -> Result<(), KinesisError> {
-    let refused = |constraint: &str| Err(constraint_violation(name, "streamName", constraint));
-    if name.is_empty() {
-        return refused("Member must have length greater than or equal to 1");
-    }
-    if name.len() > limits::STREAM_NAME_CHARS_MAX {
-        return refused(&format!(
-            "Member must have length less than or equal to {}",
-            limits::STREAM_NAME_CHARS_MAX
-        ));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        return refused("Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+");
-    }
-    Ok(())
-}
-
 impl Catalog {
     /// Creates a stream in CREATING. `log_id` is called once per new shard, in shard order, to
     /// place it.
@@ -51,7 +30,7 @@ impl Catalog {
         log_id: &mut dyn FnMut(u32) -> u32,
     ) -> Result<(), KinesisError> {
         let name = input.stream_name;
-        validate_stream_name(&name)?;
+        validate_name(&name, "streamName")?;
         let (mode, shard_count) = match input.shard_count {
             None => (StreamModeRepr::OnDemand, limits::ON_DEMAND_SHARD_COUNT),
             Some(0) => {

@@ -108,6 +108,34 @@ pub(crate) fn constraint_violation(
     ))
 }
 
+/// Whether `name` matches the model's pattern for stream and consumer names, `[a-zA-Z0-9_.-]+`.
+pub(crate) fn is_name_pattern(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The model's rule for stream and consumer names (`[a-zA-Z0-9_.-]+`, 1..=128), with `member`
+/// naming the field in AWS's text. Re-checked here because a longer or stranger name would break
+/// the iterator and token encodings.
+pub(crate) fn validate_name(name: &str, member: &str) -> Result<(), KinesisError> {
+    let refused = |constraint: &str| Err(constraint_violation(name, member, constraint));
+    if name.is_empty() {
+        return refused("Member must have length greater than or equal to 1");
+    }
+    if name.len() > limits::STREAM_NAME_CHARS_MAX {
+        return refused(&format!(
+            "Member must have length less than or equal to {}",
+            limits::STREAM_NAME_CHARS_MAX
+        ));
+    }
+    if !is_name_pattern(name) {
+        return refused("Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+");
+    }
+    Ok(())
+}
+
 pub(crate) fn next_token_error(error: NextTokenError) -> KinesisError {
     match error {
         NextTokenError::Expired => KinesisError::new(
