@@ -259,24 +259,14 @@ impl Catalog {
     }
 
     fn policy_slot(&mut self, resource: &ResourceArn, now_ms: u64) -> &mut Option<String> {
-        let (stream_name, consumer_name) = match resource {
-            ResourceArn::Stream { stream_name } => (stream_name, None),
-            ResourceArn::Consumer(arn) => (&arn.stream_name, Some(&arn.consumer_name)),
-        };
-        let stream = self
-            .live_stream_mut(stream_name, now_ms)
-            .expect("resolved just before");
-        match consumer_name {
-            None => &mut stream.control.resource_policy,
-            Some(name) => {
-                let consumer = stream
-                    .control
-                    .consumers
-                    .iter_mut()
-                    .find(|c| c.name == *name && !c.is_gone(now_ms))
+        match resource {
+            ResourceArn::Stream { stream_name } => {
+                let stream = self
+                    .live_stream_mut(stream_name, now_ms)
                     .expect("resolved just before");
-                &mut consumer.resource_policy
+                &mut stream.control.resource_policy
             }
+            ResourceArn::Consumer(arn) => &mut self.consumer_mut(arn, now_ms).resource_policy,
         }
     }
 
