@@ -204,18 +204,6 @@ pub(crate) fn enter_updating(stream: &mut Stream, update_delay_ms: u64, now_ms: 
 }
 
 impl Catalog {
-    /// The stream a control-plane change applies to: RNF when missing, RIU unless ACTIVE.
-    pub(crate) fn active_stream_mut(
-        &mut self,
-        stream_name: &str,
-        now_ms: u64,
-    ) -> Result<&mut Stream, KinesisError> {
-        let account = self.config.account_id.clone();
-        let stream = self.found_mut(stream_name, now_ms)?;
-        stream.check_active(&account, now_ms)?;
-        Ok(stream)
-    }
-
     fn on_demand_stream_count(&self, now_ms: u64) -> u32 {
         let count = self
             .streams
@@ -237,7 +225,7 @@ impl Catalog {
         let account = self.config.account_id.clone();
         let region = self.config.region.clone();
         let delay_ms = self.config.update_delay_ms;
-        let stream = self.active_stream_mut(&input.stream_name, now_ms)?;
+        let stream = self.found_active_mut(&input.stream_name, now_ms)?;
         if stream.stream_mode() == input.stream_mode {
             return Ok(());
         }
@@ -307,7 +295,7 @@ impl Catalog {
             )));
         }
         let arn = self.stream_arn(stream_name);
-        let stream = self.active_stream_mut(stream_name, now_ms)?;
+        let stream = self.found_active_mut(stream_name, now_ms)?;
         let current = stream.shard_level_metrics.clone();
         let all = metrics.iter().any(|m| m == "ALL");
         let named = |name: &str| all || metrics.iter().any(|m| m == name);
@@ -357,7 +345,7 @@ impl Catalog {
                 "Value '{max_record_size_kib}' at 'maxRecordSizeInKiB' failed to satisfy constraint: Member must have value less than or equal to {MAX_RECORD_SIZE_KIB_MAX}"
             )));
         }
-        let stream = self.active_stream_mut(stream_name, now_ms)?;
+        let stream = self.found_active_mut(stream_name, now_ms)?;
         stream.max_record_size_kib = max_record_size_kib;
         Ok(())
     }
@@ -402,7 +390,7 @@ impl Catalog {
             )));
         }
         let delay_ms = self.config.update_delay_ms;
-        let stream = self.active_stream_mut(&input.stream_name, now_ms)?;
+        let stream = self.found_active_mut(&input.stream_name, now_ms)?;
         let changed = match change {
             EncryptionChange::Start => {
                 stream.control.encryption_key_id = Some(input.key_id);
@@ -424,7 +412,7 @@ impl Catalog {
         now_ms: u64,
     ) -> Result<UpdateStreamWarmThroughputOutput, KinesisError> {
         let arn = self.stream_arn(stream_name);
-        let stream = self.active_stream_mut(stream_name, now_ms)?;
+        let stream = self.found_active_mut(stream_name, now_ms)?;
         stream.control.warm_throughput_mibps = Some(warm_throughput_mibps);
         Ok(UpdateStreamWarmThroughputOutput {
             stream_name: stream_name.to_owned(),

@@ -225,6 +225,16 @@ impl Catalog {
             .ok_or_else(|| KinesisError::stream_not_found(stream_name, &config.account_id))
     }
 
+    /// The live stream called `stream_name` for a control-plane change: ResourceNotFoundException
+    /// when missing, ResourceInUseException unless ACTIVE.
+    pub(crate) fn found_active_mut(
+        &mut self,
+        stream_name: &str,
+        now_ms: u64,
+    ) -> Result<&mut Stream, KinesisError> {
+        self.found_mut_passing(stream_name, now_ms, Stream::check_active)
+    }
+
     /// The live stream called `stream_name` to change while its shards stay readable (tags,
     /// consumers): ResourceNotFoundException when missing, ResourceInUseException unless ACTIVE
     /// or UPDATING.
@@ -233,9 +243,19 @@ impl Catalog {
         stream_name: &str,
         now_ms: u64,
     ) -> Result<&mut Stream, KinesisError> {
+        self.found_mut_passing(stream_name, now_ms, Stream::check_readable)
+    }
+
+    /// `found_mut`, then `check` (given the account its error names).
+    fn found_mut_passing(
+        &mut self,
+        stream_name: &str,
+        now_ms: u64,
+        check: fn(&Stream, &str, u64) -> Result<(), KinesisError>,
+    ) -> Result<&mut Stream, KinesisError> {
         let account = self.config.account_id.clone();
         let stream = self.found_mut(stream_name, now_ms)?;
-        stream.check_readable(&account, now_ms)?;
+        check(stream, &account, now_ms)?;
         Ok(stream)
     }
 

@@ -51,7 +51,7 @@ impl Catalog {
         retention_period_hours: u32,
         now_ms: u64,
     ) -> Result<(), KinesisError> {
-        let stream = self.active_stream_mut(stream_name, now_ms)?;
+        let stream = self.found_active_mut(stream_name, now_ms)?;
         if retention_period_hours < limits::RETENTION_HOURS_MIN {
             return Err(KinesisError::invalid_argument(format!(
                 "Minimum allowed retention period is {} hours. Requested retention period ({retention_period_hours} hours) is too short.",
