@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::Tag;
 use crate::catalog::{
-    Catalog, Stream, is_name_pattern, next_token_error, page_size, validate_name,
+    Catalog, Stream, is_name_pattern, next_token_error, page_size, take_page, validate_name,
 };
 use crate::error::{ErrorKind, KinesisError};
 use crate::limits::NEXT_TOKEN_TTL_MS;
@@ -450,12 +450,12 @@ impl Catalog {
             .filter(|c| !c.is_gone(now_ms))
             .collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut remaining = sorted
+        let remaining = sorted
             .into_iter()
             .filter(|c| after.as_ref().is_none_or(|last| c.name > *last));
-        let page: Vec<&Consumer> = remaining.by_ref().take(limit).collect();
+        let (page, has_more_consumers) = take_page(remaining, limit);
         let next_token = match page.last() {
-            Some(last) if remaining.next().is_some() => {
+            Some(last) if has_more_consumers => {
                 Some(encode_token(now_ms, stream.created_ms, &last.name))
             }
             _ => None,
