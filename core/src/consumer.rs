@@ -22,7 +22,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::api::Tag;
-use crate::catalog::{Catalog, Stream, next_token_error, page_size, validation_error};
+use crate::catalog::{
+    Catalog, Stream, is_name_pattern, next_token_error, page_size, take_page, validate_name,
+};
 use crate::error::{ErrorKind, KinesisError};
 use crate::limits::NEXT_TOKEN_TTL_MS;
 use crate::next_token::NextTokenError;
@@ -161,13 +163,7 @@ impl ConsumerArn {
         let rest = resource.strip_prefix("stream/")?;
         let (stream_name, consumer) = rest.split_once("/consumer/")?;
         let (consumer_name, created) = consumer.rsplit_once(':')?;
-        let valid = |name: &str| {
-            !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        };
-        if !valid(stream_name) || !valid(consumer_name) || created.is_empty() {
+        if !is_name_pattern(stream_name) || !is_name_pattern(consumer_name) || created.is_empty() {
             return None;
         }
         if !created.bytes().all(|b| b.is_ascii_digit()) {
@@ -199,27 +195,6 @@ fn consumer_not_found(consumer: &str, account: &str) -> KinesisError {
         ErrorKind::ResourceNotFound,
         format!("Consumer {consumer}, account {account} not found."),
     )
-}
-
-fn validate_consumer_name(name: &str) -> Result<(), KinesisError> {
-    let constraint = if name.is_empty() {
-        "Member must have length greater than or equal to 1".to_owned()
-    } else if name.len() > crate::limits::STREAM_NAME_CHARS_MAX {
-        format!(
-            "Member must have length less than or equal to {}",
-            crate::limits::STREAM_NAME_CHARS_MAX
-        )
-    } else if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+".to_owned()
-    } else {
-        return Ok(());
-    };
-    Err(validation_error(format!(
-        "Value '{name}' at 'consumerName' failed to satisfy constraint: {constraint}"
-    )))
 }
 
 fn encode_token(issued_ms: u64, stream_created_ms: u64, last_consumer_name: &str) -> String {
@@ -346,23 +321,13 @@ impl Catalog {
         input: RegisterStreamConsumerInput,
         now_ms: u64,
     ) -> Result<ConsumerDescription, KinesisError> {
-        validate_consumer_name(&input.consumer_name)?;
+        validate_name(&input.consumer_name, "consumerName")?;
         let account = self.config.account_id.clone();
         let stream_arn = self.stream_arn(&input.stream_name);
         let create_delay_ms = self.config.create_delay_ms;
-        crate::resource::validate_tags(&account, &input.consumer_name, &input.tags, 0, "consumer")?;
+        crate::catalog::validate_consumer_tags(&account, &input.consumer_name, &input.tags, 0)?;
         let stream_name = &input.stream_name;
-        let stream = self
-            .live_stream_mut(stream_name, now_ms)
-            .ok_or_else(|| KinesisError::stream_not_found(stream_name, &account))?;
-        if !stream.is_readable(now_ms) {
-            let status = stream.status(now_ms);
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
+        let stream = self.found_readable_mut(stream_name, now_ms)?;
         stream.control.consumers.retain(|c| !c.is_gone(now_ms));
         let consumers = &stream.control.consumers;
         if consumers.iter().any(|c| c.name == input.consumer_name) {
@@ -485,12 +450,12 @@ impl Catalog {
             .filter(|c| !c.is_gone(now_ms))
             .collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut remaining = sorted
+        let remaining = sorted
             .into_iter()
             .filter(|c| after.as_ref().is_none_or(|last| c.name > *last));
-        let page: Vec<&Consumer> = remaining.by_ref().take(limit).collect();
+        let (page, has_more_consumers) = take_page(remaining, limit);
         let next_token = match page.last() {
-            Some(last) if remaining.next().is_some() => {
+            Some(last) if has_more_consumers => {
                 Some(encode_token(now_ms, stream.created_ms, &last.name))
             }
             _ => None,
@@ -524,13 +489,7 @@ impl Catalog {
                 ),
             ));
         }
-        if !stream.is_readable(now_ms) {
-            return Err(KinesisError::stream_not_active(
-                &stream.name,
-                &self.config.account_id,
-                stream.status(now_ms).as_str(),
-            ));
-        }
+        stream.check_readable(&self.config.account_id, now_ms)?;
         Ok((stream, consumer))
     }
 }

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{EncryptionType, StreamMode, StreamStatus};
+use crate::api::{EncryptionType, StreamMode};
 use crate::catalog::{Catalog, Lifecycle, Stream, StreamModeRepr, validation_error};
 use crate::consumer::{Consumer, ConsumerLifecycle};
 use crate::error::{ErrorKind, KinesisError};
@@ -186,6 +186,13 @@ impl Stream {
     }
 }
 
+/// Which encryption call is being made: the two share their checks and differ in the change.
+#[derive(Clone, Copy, Debug)]
+enum EncryptionChange {
+    Start,
+    Stop,
+}
+
 /// Puts `stream` in UPDATING for the configured window (ACTIVE at once with a zero window).
 pub(crate) fn enter_updating(stream: &mut Stream, update_delay_ms: u64, now_ms: u64) {
     stream.lifecycle = match update_delay_ms {
@@ -197,27 +204,6 @@ pub(crate) fn enter_updating(stream: &mut Stream, update_delay_ms: u64, now_ms: 
 }
 
 impl Catalog {
-    /// The stream a control-plane change applies to: RNF when missing, RIU unless ACTIVE.
-    pub(crate) fn active_stream_mut(
-        &mut self,
-        stream_name: &str,
-        now_ms: u64,
-    ) -> Result<&mut Stream, KinesisError> {
-        let account = self.config.account_id.clone();
-        let stream = self
-            .live_stream_mut(stream_name, now_ms)
-            .ok_or_else(|| KinesisError::stream_not_found(stream_name, &account))?;
-        let status = stream.status(now_ms);
-        if status != StreamStatus::Active {
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
-        Ok(stream)
-    }
-
     fn on_demand_stream_count(&self, now_ms: u64) -> u32 {
         let count = self
             .streams
@@ -239,7 +225,7 @@ impl Catalog {
         let account = self.config.account_id.clone();
         let region = self.config.region.clone();
         let delay_ms = self.config.update_delay_ms;
-        let stream = self.active_stream_mut(&input.stream_name, now_ms)?;
+        let stream = self.found_active_mut(&input.stream_name, now_ms)?;
         if stream.stream_mode() == input.stream_mode {
             return Ok(());
         }
@@ -309,7 +295,7 @@ impl Catalog {
             )));
         }
         let arn = self.stream_arn(stream_name);
-        let stream = self.active_stream_mut(stream_name, now_ms)?;
+        let stream = self.found_active_mut(stream_name, now_ms)?;
         let current = stream.shard_level_metrics.clone();
         let all = metrics.iter().any(|m| m == "ALL");
         let named = |name: &str| all || metrics.iter().any(|m| m == name);
@@ -359,7 +345,7 @@ impl Catalog {
                 "Value '{max_record_size_kib}' at 'maxRecordSizeInKiB' failed to satisfy constraint: Member must have value less than or equal to {MAX_RECORD_SIZE_KIB_MAX}"
             )));
         }
-        let stream = self.active_stream_mut(stream_name, now_ms)?;
+        let stream = self.found_active_mut(stream_name, now_ms)?;
         stream.max_record_size_kib = max_record_size_kib;
         Ok(())
     }
@@ -371,17 +357,7 @@ impl Catalog {
         input: StreamEncryptionInput,
         now_ms: u64,
     ) -> Result<(), KinesisError> {
-        if input.encryption_type != EncryptionType::Kms {
-            return Err(KinesisError::invalid_argument(format!(
-                "Encryption type {} is not supported by StartStreamEncryption. Use KMS.",
-                input.encryption_type.as_str()
-            )));
-        }
-        let delay_ms = self.config.update_delay_ms;
-        let stream = self.active_stream_mut(&input.stream_name, now_ms)?;
-        stream.control.encryption_key_id = Some(input.key_id);
-        enter_updating(stream, delay_ms, now_ms);
-        Ok(())
+        self.change_stream_encryption(EncryptionChange::Start, input, now_ms)
     }
 
     /// StopStreamEncryption: ends encryption for new records (those already written stay
@@ -392,15 +368,37 @@ impl Catalog {
         input: StreamEncryptionInput,
         now_ms: u64,
     ) -> Result<(), KinesisError> {
+        self.change_stream_encryption(EncryptionChange::Stop, input, now_ms)
+    }
+
+    /// Starts or stops encryption after the checks both calls share, in AWS's order: KMS is the
+    /// only encryption type (IA otherwise), then RNF when missing and RIU unless ACTIVE.
+    fn change_stream_encryption(
+        &mut self,
+        change: EncryptionChange,
+        input: StreamEncryptionInput,
+        now_ms: u64,
+    ) -> Result<(), KinesisError> {
         if input.encryption_type != EncryptionType::Kms {
+            let operation = match change {
+                EncryptionChange::Start => "StartStreamEncryption",
+                EncryptionChange::Stop => "StopStreamEncryption",
+            };
             return Err(KinesisError::invalid_argument(format!(
-                "Encryption type {} is not supported by StopStreamEncryption. Use KMS.",
+                "Encryption type {} is not supported by {operation}. Use KMS.",
                 input.encryption_type.as_str()
             )));
         }
         let delay_ms = self.config.update_delay_ms;
-        let stream = self.active_stream_mut(&input.stream_name, now_ms)?;
-        if stream.control.encryption_key_id.take().is_some() {
+        let stream = self.found_active_mut(&input.stream_name, now_ms)?;
+        let changed = match change {
+            EncryptionChange::Start => {
+                stream.control.encryption_key_id = Some(input.key_id);
+                true
+            }
+            EncryptionChange::Stop => stream.control.encryption_key_id.take().is_some(),
+        };
+        if changed {
             enter_updating(stream, delay_ms, now_ms);
         }
         Ok(())
@@ -414,7 +412,7 @@ impl Catalog {
         now_ms: u64,
     ) -> Result<UpdateStreamWarmThroughputOutput, KinesisError> {
         let arn = self.stream_arn(stream_name);
-        let stream = self.active_stream_mut(stream_name, now_ms)?;
+        let stream = self.found_active_mut(stream_name, now_ms)?;
         stream.control.warm_throughput_mibps = Some(warm_throughput_mibps);
         Ok(UpdateStreamWarmThroughputOutput {
             stream_name: stream_name.to_owned(),
@@ -497,7 +495,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CreateStreamInput, DescribeStreamInput};
+    use crate::api::{CreateStreamInput, DescribeStreamInput, StreamStatus};
     use crate::catalog::CatalogConfig;
 
     const T0: u64 = 1_700_000_000_000;

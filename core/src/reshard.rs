@@ -29,7 +29,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ChildShard, StreamMode, StreamStatus};
+use crate::api::{ChildShard, StreamMode};
 use crate::catalog::{Catalog, Lifecycle, Shard, Stream, parse_shard_id_like_aws};
 use crate::error::{ErrorKind, KinesisError};
 use crate::hash_key::HashRange;
@@ -121,18 +121,6 @@ pub struct CompletedReshard {
     pub closed: Vec<(u32, u64)>,
     /// Shards created and still open afterwards.
     pub opened: Vec<u32>,
-}
-
-fn shard_limit_error(catalog: &Catalog, current: u64, additional: u64) -> KinesisError {
-    KinesisError::new(
-        ErrorKind::LimitExceeded,
-        format!(
-            "This request would exceed the shard limit for the account {account} in {region}. Current shard count for the account: {current}. Limit: {limit}. Number of additional shards that would have resulted from this request: {additional}. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.",
-            account = catalog.config.account_id,
-            region = catalog.config.region,
-            limit = catalog.config.shard_limit,
-        ),
-    )
 }
 
 fn on_demand_error(stream_name: &str, account: &str) -> KinesisError {
@@ -366,10 +354,7 @@ impl Catalog {
         if shard.closed_at_position.is_some() {
             return Err(already_resharded(&shard_id, stream_name, &account));
         }
-        let current = self.account_open_shard_count(now_ms);
-        if current + 1 > u64::from(self.config.shard_limit) {
-            return Err(shard_limit_error(self, current, 1));
-        }
+        self.check_account_shard_limit(1, now_ms)?;
         let range = shard.hash_range;
         let key = input
             .new_starting_hash_key
@@ -388,14 +373,7 @@ impl Catalog {
                 input.new_starting_hash_key, range.starting, range.ending
             )));
         };
-        let status = stream.status(now_ms);
-        if status != StreamStatus::Active {
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
+        stream.check_active(&account, now_ms)?;
         let step = ReshardStep::Split {
             shard_index,
             new_starting_hash_key: key,
@@ -444,14 +422,7 @@ impl Catalog {
                 "Shards {low_id} and {high_id} in stream {stream_name} under account {account} are not an adjacent pair of shards eligible for merging"
             )));
         }
-        let status = stream.status(now_ms);
-        if status != StreamStatus::Active {
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
+        stream.check_active(&account, now_ms)?;
         let step = ReshardStep::Merge {
             shard_index: low_index,
             adjacent_shard_index: high_index,
@@ -476,14 +447,7 @@ impl Catalog {
         if stream.stream_mode() == StreamMode::OnDemand {
             return Err(on_demand_error(stream_name, &account));
         }
-        let status = stream.status(now_ms);
-        if status != StreamStatus::Active {
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
+        stream.check_active(&account, now_ms)?;
         let current = stream.open_shard_count();
         let limit = |message: String| KinesisError::new(ErrorKind::LimitExceeded, message);
         if target == 0 {
@@ -521,15 +485,8 @@ impl Catalog {
                 crate::time_format::java_date_utc(next_ms)
             )));
         }
-        let account_open = self.account_open_shard_count(now_ms);
-        if target > current
-            && account_open + u64::from(target - current) > u64::from(self.config.shard_limit)
-        {
-            return Err(shard_limit_error(
-                self,
-                account_open,
-                u64::from(target - current),
-            ));
+        if target > current {
+            self.check_account_shard_limit(u64::from(target - current), now_ms)?;
         }
         let steps = uniform_scaling_steps(&stream.shards, target);
         let stream_arn = stream.arn(&self.config.region, &account);
@@ -656,6 +613,7 @@ mod tests {
     use super::*;
     use crate::api::{
         CreateStreamInput, DescribeStreamInput, ListShardsInput, ShardFilter, StreamDescription,
+        StreamStatus,
     };
     use crate::catalog::CatalogConfig;
     use crate::sequence_number::{self, SequenceNumber};

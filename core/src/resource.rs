@@ -8,11 +8,9 @@
 //! (tested against `serde_json`) nested at most [`POLICY_DEPTH_MAX`] deep.
 
 use crate::api::Tag;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, is_name_pattern, validate_consumer_tags};
 use crate::consumer::ConsumerArn;
 use crate::error::{ErrorKind, KinesisError};
-use crate::limits;
-use crate::tag_rules;
 
 /// Largest policy document accepted, in bytes `[verify]`.
 pub const POLICY_BYTES_MAX: usize = 20 * 1024;
@@ -45,54 +43,10 @@ impl ResourceArn {
         }
         let (_, _, resource) = split_kinesis_arn(arn)?;
         let stream_name = resource.strip_prefix("stream/")?;
-        let valid = !stream_name.is_empty()
-            && stream_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        valid.then(|| Self::Stream {
+        is_name_pattern(stream_name).then(|| Self::Stream {
             stream_name: stream_name.to_owned(),
         })
     }
-}
-
-/// Checks tags for a consumer the way stream tags are checked: AWS's characters, no `aws:`
-/// prefix, and at most 50 once added to the `existing` ones.
-pub(crate) fn validate_tags(
-    account: &str,
-    resource_name: &str,
-    tags: &[Tag],
-    existing: usize,
-    kind: &str,
-) -> Result<(), KinesisError> {
-    if tags.iter().any(|t| {
-        !tag_rules::has_only_tag_characters(&t.key) || !tag_rules::has_only_tag_characters(&t.value)
-    }) || tags
-        .iter()
-        .any(|t| tag_rules::contains_percent(&t.key) || tag_rules::contains_percent(&t.value))
-    {
-        return Err(KinesisError::invalid_argument(
-            "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.",
-        ));
-    }
-    if tags
-        .iter()
-        .any(|t| t.key.starts_with(tag_rules::RESERVED_KEY_PREFIX))
-    {
-        return Err(KinesisError::invalid_argument(format!(
-            "Failed to add tags to {kind} {resource_name} under account {account} because tag keys may not start with '{}'.",
-            tag_rules::RESERVED_KEY_PREFIX
-        )));
-    }
-    let mut keys: Vec<&str> = tags.iter().map(|t| t.key.as_str()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    if existing + keys.len() > limits::TAGS_PER_STREAM_MAX {
-        return Err(KinesisError::invalid_argument(format!(
-            "Failed to add tags to {kind} {resource_name} under account {account} because a given {kind} cannot have more than {} tags associated with it.",
-            limits::TAGS_PER_STREAM_MAX
-        )));
-    }
-    Ok(())
 }
 
 /// Whether `text` is a JSON object with a `Statement` member (see the module doc).
@@ -305,24 +259,14 @@ impl Catalog {
     }
 
     fn policy_slot(&mut self, resource: &ResourceArn, now_ms: u64) -> &mut Option<String> {
-        let (stream_name, consumer_name) = match resource {
-            ResourceArn::Stream { stream_name } => (stream_name, None),
-            ResourceArn::Consumer(arn) => (&arn.stream_name, Some(&arn.consumer_name)),
-        };
-        let stream = self
-            .live_stream_mut(stream_name, now_ms)
-            .expect("resolved just before");
-        match consumer_name {
-            None => &mut stream.control.resource_policy,
-            Some(name) => {
-                let consumer = stream
-                    .control
-                    .consumers
-                    .iter_mut()
-                    .find(|c| c.name == *name && !c.is_gone(now_ms))
+        match resource {
+            ResourceArn::Stream { stream_name } => {
+                let stream = self
+                    .live_stream_mut(stream_name, now_ms)
                     .expect("resolved just before");
-                &mut consumer.resource_policy
+                &mut stream.control.resource_policy
             }
+            ResourceArn::Consumer(arn) => &mut self.consumer_mut(arn, now_ms).resource_policy,
         }
     }
 
@@ -414,12 +358,11 @@ impl Catalog {
                     .iter()
                     .filter(|t| consumer.tags.contains_key(&t.key))
                     .count();
-                validate_tags(
+                validate_consumer_tags(
                     &account,
                     &arn.consumer_name,
                     &tags,
                     consumer.tags.len().saturating_sub(existing),
-                    "consumer",
                 )?;
                 consumer
                     .tags
@@ -574,6 +517,31 @@ mod tests {
         let queue = "arn:aws:kinesis:us-east-1:000000000000:queue/q";
         let result = catalog.get_resource_policy(queue, now).map_err(|e| e.kind);
         assert_eq!(result, Err(ErrorKind::ResourceNotFound));
+    }
+
+    #[test]
+    fn consumer_tags_are_refused_in_aws_words_naming_the_consumer() {
+        let (mut catalog, now, consumer_arn) = catalog_with_consumer();
+        let mut refusal = |tags: Vec<Tag>| {
+            catalog
+                .tag_resource(&consumer_arn, tags, now)
+                .map_err(|e| (e.kind, e.message))
+        };
+        assert_eq!(
+            refusal(vec![tag("k", "50%")]),
+            Err((
+                ErrorKind::InvalidArgument,
+                "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.".to_owned()
+            ))
+        );
+        let fifty = (0..50).map(|i| tag(&format!("k{i}"), "v")).collect();
+        assert_eq!(
+            refusal(fifty),
+            Err((
+                ErrorKind::InvalidArgument,
+                "Failed to add tags to consumer c under account 000000000000 because a given consumer cannot have more than 50 tags associated with it.".to_owned()
+            ))
+        );
     }
 
     #[test]

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use super::tags::{too_many_tags, validate_new_tags};
 use super::{
     Catalog, Lifecycle, RemovedStream, Shard, Stream, StreamModeRepr, constraint_violation,
+    validate_name,
 };
 use crate::api::{CreateStreamInput, DeleteStreamInput, StreamMode};
-use crate::error::{ErrorKind, KinesisError};
+use crate::error::KinesisError;
 use crate::hash_key::HashRange;
 use crate::limits;
 
@@ -18,28 +19,6 @@ use crate::limits;
 const SHARD_CREATED_LEAD_S: u64 = 2;
 /// Marks the key of a gone stream displaced by a new one of the same name (see the module doc).
 const RETIRED_KEY_PREFIX: char = '\0';
-
-/// The stream-name rule of the model (`[a-zA-Z0-9_.-]+`, 1..=128), re-checked here because a
-/// longer or stranger name would break the iterator and token encodings.
-fn validate_stream_name(name: &str) -> Result<(), KinesisError> {
-    let refused = |constraint: &str| Err(constraint_violation(name, "streamName", constraint));
-    if name.is_empty() {
-        return refused("Member must have length greater than or equal to 1");
-    }
-    if name.len() > limits::STREAM_NAME_CHARS_MAX {
-        return refused(&format!(
-            "Member must have length less than or equal to {}",
-            limits::STREAM_NAME_CHARS_MAX
-        ));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    {
-        return refused("Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+");
-    }
-    Ok(())
-}
 
 impl Catalog {
     /// Creates a stream in CREATING. `log_id` is called once per new shard, in shard order, to
@@ -51,7 +30,7 @@ impl Catalog {
         log_id: &mut dyn FnMut(u32) -> u32,
     ) -> Result<(), KinesisError> {
         let name = input.stream_name;
-        validate_stream_name(&name)?;
+        validate_name(&name, "streamName")?;
         let (mode, shard_count) = match input.shard_count {
             None => (StreamModeRepr::OnDemand, limits::ON_DEMAND_SHARD_COUNT),
             Some(0) => {
@@ -89,18 +68,7 @@ impl Catalog {
         if tags.len() > limits::TAGS_PER_STREAM_MAX {
             return Err(too_many_tags(account, &name));
         }
-        let current = self.account_open_shard_count(now_ms);
-        if current + u64::from(shard_count) > u64::from(self.config.shard_limit) {
-            return Err(KinesisError::new(
-                ErrorKind::LimitExceeded,
-                format!(
-                    "This request would exceed the shard limit for the account {account} in {region}. Current shard count for the account: {current}. Limit: {limit}. Number of additional shards that would have resulted from this request: {shard_count}. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.",
-                    account = self.config.account_id,
-                    region = self.config.region,
-                    limit = self.config.shard_limit,
-                ),
-            ));
-        }
+        self.check_account_shard_limit(u64::from(shard_count), now_ms)?;
 
         // A gone stream of the same name may still wait for `reap`; keep it under a retired key
         // so that its records are still dropped, and make sure the new incarnation is told apart
@@ -200,6 +168,7 @@ mod tests {
     use super::*;
     use crate::api::*;
     use crate::catalog::test_support::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn create_stream_splits_the_hash_space_evenly_and_dates_shards_two_seconds_early() {

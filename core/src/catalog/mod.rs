@@ -44,6 +44,7 @@ use crate::next_token::NextTokenError;
 pub use shard_ids::{parse_shard_id_like_aws, shard_id_as_encoded};
 pub use shard_iterators::StartingPoint;
 pub use stream::{Lifecycle, Shard, Stream, StreamModeRepr};
+pub(crate) use tags::validate_consumer_tags;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CatalogConfig {
@@ -105,6 +106,34 @@ pub(crate) fn constraint_violation(
     validation_error(format!(
         "Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"
     ))
+}
+
+/// Whether `name` matches the model's pattern for stream and consumer names, `[a-zA-Z0-9_.-]+`.
+pub(crate) fn is_name_pattern(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The model's rule for stream and consumer names (`[a-zA-Z0-9_.-]+`, 1..=128), with `member`
+/// naming the field in AWS's text. Re-checked here because a longer or stranger name would break
+/// the iterator and token encodings.
+pub(crate) fn validate_name(name: &str, member: &str) -> Result<(), KinesisError> {
+    let refused = |constraint: &str| Err(constraint_violation(name, member, constraint));
+    if name.is_empty() {
+        return refused("Member must have length greater than or equal to 1");
+    }
+    if name.len() > limits::STREAM_NAME_CHARS_MAX {
+        return refused(&format!(
+            "Member must have length less than or equal to {}",
+            limits::STREAM_NAME_CHARS_MAX
+        ));
+    }
+    if !is_name_pattern(name) {
+        return refused("Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+");
+    }
+    Ok(())
 }
 
 pub(crate) fn next_token_error(error: NextTokenError) -> KinesisError {
@@ -196,6 +225,40 @@ impl Catalog {
             .ok_or_else(|| KinesisError::stream_not_found(stream_name, &config.account_id))
     }
 
+    /// The live stream called `stream_name` for a control-plane change: ResourceNotFoundException
+    /// when missing, ResourceInUseException unless ACTIVE.
+    pub(crate) fn found_active_mut(
+        &mut self,
+        stream_name: &str,
+        now_ms: u64,
+    ) -> Result<&mut Stream, KinesisError> {
+        self.found_mut_passing(stream_name, now_ms, Stream::check_active)
+    }
+
+    /// The live stream called `stream_name` to change while its shards stay readable (tags,
+    /// consumers): ResourceNotFoundException when missing, ResourceInUseException unless ACTIVE
+    /// or UPDATING.
+    pub(crate) fn found_readable_mut(
+        &mut self,
+        stream_name: &str,
+        now_ms: u64,
+    ) -> Result<&mut Stream, KinesisError> {
+        self.found_mut_passing(stream_name, now_ms, Stream::check_readable)
+    }
+
+    /// `found_mut`, then `check` (given the account its error names).
+    fn found_mut_passing(
+        &mut self,
+        stream_name: &str,
+        now_ms: u64,
+        check: fn(&Stream, &str, u64) -> Result<(), KinesisError>,
+    ) -> Result<&mut Stream, KinesisError> {
+        let account = self.config.account_id.clone();
+        let stream = self.found_mut(stream_name, now_ms)?;
+        check(stream, &account, now_ms)?;
+        Ok(stream)
+    }
+
     /// The stream called `stream_name` if it is ACTIVE or UPDATING, the states in which its
     /// shards can be written and read.
     pub(crate) fn readable_stream(&self, stream_name: &str, now_ms: u64) -> Option<&Stream> {
@@ -211,6 +274,28 @@ impl Catalog {
             .filter(|stream| !stream.is_gone(now_ms))
             .map(|stream| u64::from(stream.open_shard_count()))
             .sum()
+    }
+
+    /// LimitExceededException when `additional` more open shards would take the account past
+    /// its shard limit: the check of CreateStream, SplitShard and UpdateShardCount.
+    pub(crate) fn check_account_shard_limit(
+        &self,
+        additional: u64,
+        now_ms: u64,
+    ) -> Result<(), KinesisError> {
+        let current = self.account_open_shard_count(now_ms);
+        if current + additional <= u64::from(self.config.shard_limit) {
+            return Ok(());
+        }
+        Err(KinesisError::new(
+            ErrorKind::LimitExceeded,
+            format!(
+                "This request would exceed the shard limit for the account {account} in {region}. Current shard count for the account: {current}. Limit: {limit}. Number of additional shards that would have resulted from this request: {additional}. Refer to the AWS Service Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how to request higher limits.",
+                account = self.config.account_id,
+                region = self.config.region,
+                limit = self.config.shard_limit,
+            ),
+        ))
     }
 
     /// The stream a PutRecord(s) writes to: RNF if it does not exist or is still CREATING or

@@ -2,7 +2,6 @@
 //! AWS's bounds and texts.
 
 use super::Catalog;
-use crate::api::StreamStatus;
 use crate::error::KinesisError;
 use crate::limits;
 
@@ -52,16 +51,7 @@ impl Catalog {
         retention_period_hours: u32,
         now_ms: u64,
     ) -> Result<(), KinesisError> {
-        let account = self.config.account_id.clone();
-        let stream = self.found_mut(stream_name, now_ms)?;
-        let status = stream.status(now_ms);
-        if status != StreamStatus::Active {
-            return Err(KinesisError::stream_not_active(
-                stream_name,
-                &account,
-                status.as_str(),
-            ));
-        }
+        let stream = self.found_active_mut(stream_name, now_ms)?;
         if retention_period_hours < limits::RETENTION_HOURS_MIN {
             return Err(KinesisError::invalid_argument(format!(
                 "Minimum allowed retention period is {} hours. Requested retention period ({retention_period_hours} hours) is too short.",

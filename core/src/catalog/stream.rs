@@ -184,11 +184,20 @@ impl Stream {
         if self.is_readable(now_ms) {
             return Ok(());
         }
-        Err(KinesisError::stream_not_active(
-            &self.name,
-            account_id,
-            self.status(now_ms).as_str(),
-        ))
+        Err(self.not_active(account_id, now_ms))
+    }
+
+    /// ResourceInUseException naming the status unless the stream is ACTIVE: control-plane
+    /// changes and reshards wait for the previous change to finish.
+    pub(crate) fn check_active(&self, account_id: &str, now_ms: u64) -> Result<(), KinesisError> {
+        if self.status(now_ms) == StreamStatus::Active {
+            return Ok(());
+        }
+        Err(self.not_active(account_id, now_ms))
+    }
+
+    fn not_active(&self, account_id: &str, now_ms: u64) -> KinesisError {
+        KinesisError::stream_not_active(&self.name, account_id, self.status(now_ms).as_str())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Stream tags: AddTagsToStream, RemoveTagsFromStream and ListTagsForStream, and the tag rules
-//! CreateStream shares, with AWS's texts.
+//! CreateStream and consumer tagging share, with AWS's texts.
 
-use super::{Catalog, Stream, keys_after, page_size, take_page};
+use super::{Catalog, keys_after, page_size, take_page};
 use crate::api::{ListTagsForStreamInput, ListTagsForStreamOutput, Tag};
 use crate::error::KinesisError;
 use crate::limits;
@@ -17,20 +17,38 @@ enum TagChange {
     Remove,
 }
 
+/// What a refusal names: AWS's texts say "stream <name>" or "consumer <name>".
+#[derive(Clone, Copy, Debug)]
+enum Tagged {
+    Stream,
+    Consumer,
+}
+
+impl Tagged {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Stream => "stream",
+            Self::Consumer => "consumer",
+        }
+    }
+}
+
 /// `Failed to add tags to stream <name> under account <account> because <reason>`: the form of
-/// every refusal that names the stream. `reason` carries its own full stop.
+/// every refusal that names the resource. `reason` carries its own full stop.
 fn tag_change_refused(
     change: TagChange,
+    tagged: Tagged,
     account: &str,
-    stream_name: &str,
+    name: &str,
     reason: &str,
 ) -> KinesisError {
     let change = match change {
         TagChange::Add => "add tags to",
         TagChange::Remove => "remove tags from",
     };
+    let tagged = tagged.as_str();
     KinesisError::invalid_argument(format!(
-        "Failed to {change} stream {stream_name} under account {account} because {reason}"
+        "Failed to {change} {tagged} {name} under account {account} because {reason}"
     ))
 }
 
@@ -51,12 +69,52 @@ fn validate_tag_texts<'a>(
     if texts.any(tag_rules::contains_percent) {
         return Err(tag_change_refused(
             change,
+            Tagged::Stream,
             account,
             stream_name,
             "some tags contained illegal characters. The allowed characters are Unicode letters, white-spaces, '_',',','/','=','+','-','@'.",
         ));
     }
     Ok(())
+}
+
+/// Refuses a tag key with the prefix AWS reserves.
+fn check_reserved_prefix(
+    tagged: Tagged,
+    account: &str,
+    name: &str,
+    tags: &[Tag],
+) -> Result<(), KinesisError> {
+    if tags
+        .iter()
+        .any(|tag| tag.key.starts_with(tag_rules::RESERVED_KEY_PREFIX))
+    {
+        return Err(tag_change_refused(
+            TagChange::Add,
+            tagged,
+            account,
+            name,
+            &format!(
+                "tag keys may not start with '{}'.",
+                tag_rules::RESERVED_KEY_PREFIX
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn too_many(tagged: Tagged, account: &str, name: &str) -> KinesisError {
+    tag_change_refused(
+        TagChange::Add,
+        tagged,
+        account,
+        name,
+        &format!(
+            "a given {} cannot have more than {} tags associated with it.",
+            tagged.as_str(),
+            limits::TAGS_PER_STREAM_MAX
+        ),
+    )
 }
 
 /// Checks tag characters and the reserved prefix, in AWS's order, for an add (or a create).
@@ -72,48 +130,40 @@ pub(super) fn validate_new_tags(
         tags.iter()
             .flat_map(|tag| [tag.key.as_str(), tag.value.as_str()]),
     )?;
+    check_reserved_prefix(Tagged::Stream, account, stream_name, tags)
+}
+
+pub(super) fn too_many_tags(account: &str, stream_name: &str) -> KinesisError {
+    too_many(Tagged::Stream, account, stream_name)
+}
+
+/// Checks tags for a consumer the way stream tags are checked, except that `%` gets the
+/// character-set text: AWS's characters, no `aws:` prefix, and at most 50 once added to the
+/// `existing` ones.
+pub(crate) fn validate_consumer_tags(
+    account: &str,
+    consumer_name: &str,
+    tags: &[Tag],
+    existing: usize,
+) -> Result<(), KinesisError> {
     if tags
         .iter()
-        .any(|tag| tag.key.starts_with(tag_rules::RESERVED_KEY_PREFIX))
+        .flat_map(|tag| [tag.key.as_str(), tag.value.as_str()])
+        .any(|text| !tag_rules::has_only_tag_characters(text) || tag_rules::contains_percent(text))
     {
-        return Err(tag_change_refused(
-            TagChange::Add,
-            account,
-            stream_name,
-            &format!(
-                "tag keys may not start with '{}'.",
-                tag_rules::RESERVED_KEY_PREFIX
-            ),
-        ));
+        return Err(KinesisError::invalid_argument(INVALID_TAG_CHARACTERS));
+    }
+    check_reserved_prefix(Tagged::Consumer, account, consumer_name, tags)?;
+    let mut keys: Vec<&str> = tags.iter().map(|tag| tag.key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if existing + keys.len() > limits::TAGS_PER_STREAM_MAX {
+        return Err(too_many(Tagged::Consumer, account, consumer_name));
     }
     Ok(())
 }
 
-pub(super) fn too_many_tags(account: &str, stream_name: &str) -> KinesisError {
-    tag_change_refused(
-        TagChange::Add,
-        account,
-        stream_name,
-        &format!(
-            "a given stream cannot have more than {} tags associated with it.",
-            limits::TAGS_PER_STREAM_MAX
-        ),
-    )
-}
-
 impl Catalog {
-    /// The stream a tag change applies to: RNF when missing, RIU unless ACTIVE or UPDATING.
-    fn stream_for_tag_change(
-        &mut self,
-        stream_name: &str,
-        now_ms: u64,
-    ) -> Result<&mut Stream, KinesisError> {
-        let account = self.config.account_id.clone();
-        let stream = self.found_mut(stream_name, now_ms)?;
-        stream.check_readable(&account, now_ms)?;
-        Ok(stream)
-    }
-
     pub fn add_tags_to_stream(
         &mut self,
         stream_name: &str,
@@ -121,7 +171,7 @@ impl Catalog {
         now_ms: u64,
     ) -> Result<(), KinesisError> {
         let account = self.config.account_id.clone();
-        let stream = self.stream_for_tag_change(stream_name, now_ms)?;
+        let stream = self.found_readable_mut(stream_name, now_ms)?;
         validate_new_tags(&account, stream_name, &tags)?;
         let added = tags
             .iter()
@@ -145,7 +195,7 @@ impl Catalog {
         now_ms: u64,
     ) -> Result<(), KinesisError> {
         let account = self.config.account_id.clone();
-        let stream = self.stream_for_tag_change(stream_name, now_ms)?;
+        let stream = self.found_readable_mut(stream_name, now_ms)?;
         validate_tag_texts(
             TagChange::Remove,
             &account,
