@@ -29,12 +29,15 @@
 //! [`read`] the read path; [`recovery`] opening the log and scanning its segments;
 //! [`retention`] deleting old segments; [`block_cache`] the recently written blocks;
 //! [`waiter`] readers waiting for new records; [`shard_index`] a shard's chunk index;
-//! [`block`] the on-disk codec; [`error`] the error enums.
+//! [`block`] the on-disk codec; [`error`] the error enums. In test and `fault-injection`
+//! builds, `observer` reports the write path's writes, syncs and segment creations.
 
 mod block;
 mod block_cache;
 mod commit;
 mod error;
+#[cfg(any(test, feature = "fault-injection"))]
+mod observer;
 mod read;
 mod recovery;
 mod retention;
@@ -61,6 +64,8 @@ use shard_index::ShardIndex;
 use waiter::{WaitForRecords, WaitSlot};
 
 pub use error::{AppendError, OpenLogError, ReadError, RetentionError};
+#[cfg(any(test, feature = "fault-injection"))]
+pub use observer::{IoEvent, IoObserver};
 pub use read::{LogRead, RecordVisitor};
 pub use recovery::probe_direct_io;
 
@@ -96,6 +101,9 @@ pub struct LogConfig {
     /// Cap on one group commit; bigger batches span several blocks.
     pub commit_bytes_max: usize,
     pub durability: Durability,
+    /// Told about every block write, segment sync and segment creation (tests only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub observer: Option<Rc<dyn IoObserver>>,
 }
 
 impl LogConfig {
@@ -107,6 +115,8 @@ impl LogConfig {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             commit_bytes_max: COMMIT_BYTES_MAX_DEFAULT,
             durability: Durability::Fsync,
+            #[cfg(any(test, feature = "fault-injection"))]
+            observer: None,
         }
     }
 }
@@ -560,6 +570,7 @@ mod tests {
                     segment_bytes: 24 << 10,
                     commit_bytes_max: 8 << 10,
                     durability: Durability::Write,
+                    observer: None,
                 };
                 let keys: Vec<ShardKey> = (0..4).map(|i| shard("model", i)).collect();
                 let mut model = Model {
