@@ -30,7 +30,8 @@
 //! [`retention`] deleting old segments; [`block_cache`] the recently written blocks;
 //! [`waiter`] readers waiting for new records; [`shard_index`] a shard's chunk index;
 //! [`block`] the on-disk codec; [`error`] the error enums. In test and `fault-injection`
-//! builds, `observer` reports the write path's writes, syncs and segment creations.
+//! builds, `observer` reports the write path's writes, syncs and segment creations, and in
+//! tests `power_loss` turns those reports into a simulated power cut.
 
 mod block;
 mod block_cache;
@@ -38,6 +39,8 @@ mod commit;
 mod error;
 #[cfg(any(test, feature = "fault-injection"))]
 mod observer;
+#[cfg(test)]
+mod power_loss;
 mod read;
 mod recovery;
 mod retention;
