@@ -255,6 +255,34 @@ async fn open_segment_file(
     }
 }
 
+/// Creates `dir` and every missing parent, and `fsync`s the parent of each directory it
+/// created, parents first, so the new names survive a power loss. A segment's own directory
+/// `fsync` makes the segment's name durable but not the name of the directory holding it:
+/// without this, a power cut soon after a log's first acknowledged append could lose
+/// `<data-dir>/log/<log_id>/` and every segment in it. Returns the directories it synced.
+pub(crate) fn create_dir_durably(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(path) = at
+        && !path.as_os_str().is_empty()
+        && !path.exists()
+    {
+        missing.push(path);
+        at = path.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut synced = Vec::new();
+    for created in missing.into_iter().rev() {
+        let parent = match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)?.sync_all()?;
+        synced.push(parent.to_owned());
+    }
+    Ok(synced)
+}
+
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {
     let dir = glommio::io::Directory::open(dir).await?;
     dir.sync().await?;
@@ -308,6 +336,10 @@ impl Log {
                 dir: config.dir.clone(),
                 source,
             })?;
+        create_dir_durably(&config.dir).map_err(|source| OpenLogError::Directory {
+            dir: config.dir.clone(),
+            source,
+        })?;
         let mut state = recovery::recover(config).await?;
         state.cache.bytes_max = cache_bytes_max;
         let state = Rc::new(RefCell::new(state));
@@ -473,6 +505,35 @@ mod tests {
             read_all(&log, &key, 0).await
         });
         assert_eq!(got, expected(&[written]));
+    }
+
+    /// Guards against a log directory whose own name is not durable: the first segment's
+    /// directory `fsync` covers the segment, not `log/<log_id>/` in its parent, so a power cut
+    /// could take the directory and every acknowledged record with it. Each directory the open
+    /// creates must have its parent synced, parents first; existing ones are left alone.
+    #[test]
+    fn opening_a_log_syncs_the_parent_of_every_directory_it_creates() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data = temp.path().join("data");
+        let dir = data.join("log").join("3");
+        let synced = create_dir_durably(&dir).expect("creates");
+        assert!(dir.is_dir());
+        assert_eq!(
+            synced,
+            vec![temp.path().to_owned(), data.clone(), data.join("log")]
+        );
+        assert_eq!(
+            create_dir_durably(&dir).expect("exists"),
+            Vec::<PathBuf>::new(),
+            "nothing new, nothing to sync"
+        );
+        let path = data.join("log").join("4");
+        run(async move {
+            Log::open(config(&path, 64 << 10, Durability::Fsync))
+                .await
+                .expect("opens in a new directory");
+        });
+        assert!(data.join("log").join("4").is_dir());
     }
 
     #[test]

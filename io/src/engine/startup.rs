@@ -60,7 +60,7 @@ where
         config.data_dir.join("log"),
         config.data_dir.join("catalog"),
     ] {
-        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+        crate::log::create_dir_durably(&dir).map_err(|source| StartError::DataDir {
             path: dir.clone(),
             source,
         })?;
