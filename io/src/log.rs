@@ -29,12 +29,18 @@
 //! [`read`] the read path; [`recovery`] opening the log and scanning its segments;
 //! [`retention`] deleting old segments; [`block_cache`] the recently written blocks;
 //! [`waiter`] readers waiting for new records; [`shard_index`] a shard's chunk index;
-//! [`block`] the on-disk codec; [`error`] the error enums.
+//! [`block`] the on-disk codec; [`error`] the error enums. In test and `fault-injection`
+//! builds, `observer` reports the write path's writes, syncs and segment creations, and in
+//! tests `power_loss` turns those reports into a simulated power cut.
 
 mod block;
 mod block_cache;
 mod commit;
 mod error;
+#[cfg(any(test, feature = "fault-injection"))]
+mod observer;
+#[cfg(test)]
+mod power_loss;
 mod read;
 mod recovery;
 mod retention;
@@ -61,6 +67,8 @@ use shard_index::ShardIndex;
 use waiter::{WaitForRecords, WaitSlot};
 
 pub use error::{AppendError, OpenLogError, ReadError, RetentionError};
+#[cfg(any(test, feature = "fault-injection"))]
+pub use observer::{IoEvent, IoObserver};
 pub use read::{LogRead, RecordVisitor};
 pub use recovery::probe_direct_io;
 
@@ -96,6 +104,9 @@ pub struct LogConfig {
     /// Cap on one group commit; bigger batches span several blocks.
     pub commit_bytes_max: usize,
     pub durability: Durability,
+    /// Told about every block write, segment sync and segment creation (tests only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub observer: Option<Rc<dyn IoObserver>>,
 }
 
 impl LogConfig {
@@ -107,6 +118,8 @@ impl LogConfig {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             commit_bytes_max: COMMIT_BYTES_MAX_DEFAULT,
             durability: Durability::Fsync,
+            #[cfg(any(test, feature = "fault-injection"))]
+            observer: None,
         }
     }
 }
@@ -242,6 +255,34 @@ async fn open_segment_file(
     }
 }
 
+/// Creates `dir` and every missing parent, and `fsync`s the parent of each directory it
+/// created, parents first, so the new names survive a power loss. A segment's own directory
+/// `fsync` makes the segment's name durable but not the name of the directory holding it:
+/// without this, a power cut soon after a log's first acknowledged append could lose
+/// `<data-dir>/log/<log_id>/` and every segment in it. Returns the directories it synced.
+pub(crate) fn create_dir_durably(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(path) = at
+        && !path.as_os_str().is_empty()
+        && !path.exists()
+    {
+        missing.push(path);
+        at = path.parent();
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut synced = Vec::new();
+    for created in missing.into_iter().rev() {
+        let parent = match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)?.sync_all()?;
+        synced.push(parent.to_owned());
+    }
+    Ok(synced)
+}
+
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {
     let dir = glommio::io::Directory::open(dir).await?;
     dir.sync().await?;
@@ -295,6 +336,10 @@ impl Log {
                 dir: config.dir.clone(),
                 source,
             })?;
+        create_dir_durably(&config.dir).map_err(|source| OpenLogError::Directory {
+            dir: config.dir.clone(),
+            source,
+        })?;
         let mut state = recovery::recover(config).await?;
         state.cache.bytes_max = cache_bytes_max;
         let state = Rc::new(RefCell::new(state));
@@ -462,6 +507,35 @@ mod tests {
         assert_eq!(got, expected(&[written]));
     }
 
+    /// Guards against a log directory whose own name is not durable: the first segment's
+    /// directory `fsync` covers the segment, not `log/<log_id>/` in its parent, so a power cut
+    /// could take the directory and every acknowledged record with it. Each directory the open
+    /// creates must have its parent synced, parents first; existing ones are left alone.
+    #[test]
+    fn opening_a_log_syncs_the_parent_of_every_directory_it_creates() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data = temp.path().join("data");
+        let dir = data.join("log").join("3");
+        let synced = create_dir_durably(&dir).expect("creates");
+        assert!(dir.is_dir());
+        assert_eq!(
+            synced,
+            vec![temp.path().to_owned(), data.clone(), data.join("log")]
+        );
+        assert_eq!(
+            create_dir_durably(&dir).expect("exists"),
+            Vec::<PathBuf>::new(),
+            "nothing new, nothing to sync"
+        );
+        let path = data.join("log").join("4");
+        run(async move {
+            Log::open(config(&path, 64 << 10, Durability::Fsync))
+                .await
+                .expect("opens in a new directory");
+        });
+        assert!(data.join("log").join("4").is_dir());
+    }
+
     #[test]
     fn a_segment_size_that_is_not_4_kib_aligned_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -560,6 +634,7 @@ mod tests {
                     segment_bytes: 24 << 10,
                     commit_bytes_max: 8 << 10,
                     durability: Durability::Write,
+                    observer: None,
                 };
                 let keys: Vec<ShardKey> = (0..4).map(|i| shard("model", i)).collect();
                 let mut model = Model {

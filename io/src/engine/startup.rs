@@ -60,7 +60,7 @@ where
         config.data_dir.join("log"),
         config.data_dir.join("catalog"),
     ] {
-        std::fs::create_dir_all(&dir).map_err(|source| StartError::DataDir {
+        crate::log::create_dir_durably(&dir).map_err(|source| StartError::DataDir {
             path: dir.clone(),
             source,
         })?;
@@ -152,11 +152,10 @@ where
                 let mut logs = HashMap::new();
                 for log_id in log_ids {
                     let log_config = LogConfig {
-                        dir: log_dir(&config.data_dir, log_id),
-                        log_id,
                         segment_bytes: config.segment_bytes,
                         commit_bytes_max: config.commit_bytes_max,
                         durability: config.durability,
+                        ..LogConfig::new(log_dir(&config.data_dir, log_id), log_id)
                     };
                     match Log::open(log_config).await {
                         Ok(log) => {

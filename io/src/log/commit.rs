@@ -37,6 +37,21 @@ use super::{
 };
 use crate::keystore::DataKey;
 
+/// Reports an [`IoEvent`](super::IoEvent) to the log's observer, if it has one. Expands to
+/// nothing outside test and `fault-injection` builds, so the event (and the path it names) is
+/// never even built in production.
+macro_rules! observe {
+    ($state:expr, $event:expr) => {
+        #[cfg(any(test, feature = "fault-injection"))]
+        {
+            let observer = $state.borrow().config.observer.clone();
+            if let Some(observer) = observer {
+                observer.observe($event);
+            }
+        }
+    };
+}
+
 /// One queued append (or retention marker) waiting for the committer.
 pub(super) struct Pending {
     shard: ShardKey,
@@ -438,10 +453,19 @@ async fn ensure_space(state_rc: &Rc<RefCell<State>>, total: u64) -> Result<(), A
     let file = open_segment_file(&dir, new_id, true)
         .await
         .map_err(|(_, error)| create_error(error))?;
+    observe!(
+        state_rc,
+        super::IoEvent::FileCreated {
+            path: &super::segment_path(&dir, new_id)
+        }
+    );
     file.pre_allocate(new_size, false)
         .await
         .map_err(|error| create_error(error.into()))?;
+    // The new segment's name must be durable before any commit in it is acknowledged.
+    observe!(state_rc, super::IoEvent::DirSyncStarted { dir: &dir });
     sync_dir(&dir).await.map_err(create_error)?;
+    observe!(state_rc, super::IoEvent::DirSyncCompleted { dir: &dir });
     tracing::debug!(
         segment_id = new_id,
         segment_bytes = new_size,
@@ -498,6 +522,8 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
         )
     };
     let encoded = encode_blocks(&state_rc.borrow(), blocks, arrival_ms);
+    #[cfg(any(test, feature = "fault-injection"))]
+    let path = super::segment_path(&state_rc.borrow().config.dir, segment_id);
 
     let mut failure: Option<AppendError> = None;
     let write_failed = |offset: u64, error: std::io::Error| AppendError::WriteFailed {
@@ -538,13 +564,30 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
             }
         }
     }
+    #[cfg(any(test, feature = "fault-injection"))]
+    if failure.is_none() {
+        for block in &encoded {
+            observe!(
+                state_rc,
+                super::IoEvent::WriteCompleted {
+                    path: &path,
+                    segment_offset: block.offset,
+                    bytes: block.buffer.as_bytes(),
+                }
+            );
+        }
+    }
     let mut synced = false;
     if failure.is_none() && durability == Durability::Fsync {
+        observe!(state_rc, super::IoEvent::SyncStarted { path: &path });
         let fsync_started = std::time::Instant::now();
         let synced_result = file.fdatasync().await;
         crate::metrics::observe_fsync(fsync_started.elapsed());
         match synced_result {
-            Ok(()) => synced = true,
+            Ok(()) => {
+                synced = true;
+                observe!(state_rc, super::IoEvent::SyncCompleted { path: &path });
+            }
             Err(error) => {
                 failure = Some(AppendError::FsyncFailed {
                     segment_id,

@@ -42,6 +42,7 @@ pub(super) fn config(dir: &Path, segment_bytes: u64, durability: Durability) -> 
         segment_bytes,
         commit_bytes_max: 16 << 10,
         durability,
+        observer: None,
     }
 }
 
