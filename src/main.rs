@@ -24,7 +24,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// second (dirty, then muzzy), so memory used in a storm is given back once it is over.
 #[cfg(feature = "alloc-jemalloc")]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-pub static JEMALLOC_CONF: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0";
+pub static JEMALLOC_CONF: &[u8] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0";
 
 #[cfg(feature = "alloc-mimalloc")]
 #[global_allocator]

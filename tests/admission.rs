@@ -100,7 +100,11 @@ fn read_response(stream: &mut TcpStream) -> String {
         if let Some(head_end) = text.find("\r\n\r\n") {
             let length = text[..head_end]
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
                 .and_then(|v| v.trim().parse::<usize>().ok());
             if let Some(length) = length
                 && buffer.len() >= head_end + 4 + length
@@ -129,7 +133,9 @@ fn a_request_beyond_the_memory_budget_waits_and_proceeds_when_room_returns() {
     let first = put_records_request(&server, &stream_name, 600 * 1024);
     let split = first.len() - 1000;
     let mut holder = TcpStream::connect(addr(&server)).expect("connect");
-    holder.write_all(&first[..split]).expect("send most of the first request");
+    holder
+        .write_all(&first[..split])
+        .expect("send most of the first request");
     wait_for_metric(&server, "frontend_bytes_in_flight", |v| v == 1024 * 1024);
 
     let second = put_records_request(&server, &stream_name, 100);
@@ -138,12 +144,17 @@ fn a_request_beyond_the_memory_budget_waits_and_proceeds_when_room_returns() {
     wait_for_metric(&server, "frontend_requests_waiting", |v| v == 1);
     assert!(metric(&server, "frontend_requests_delayed_total") >= 1);
 
-    holder.write_all(&first[split..]).expect("send the rest of the first request");
+    holder
+        .write_all(&first[split..])
+        .expect("send the rest of the first request");
     let first_answer = read_response(&mut holder);
     assert!(first_answer.starts_with("HTTP/1.1 200"), "{first_answer}");
     let second_answer = read_response(&mut waiter);
     assert!(second_answer.starts_with("HTTP/1.1 200"), "{second_answer}");
-    assert!(second_answer.contains("\"FailedRecordCount\":0"), "{second_answer}");
+    assert!(
+        second_answer.contains("\"FailedRecordCount\":0"),
+        "{second_answer}"
+    );
     wait_for_metric(&server, "frontend_requests_waiting", |v| v == 0);
     wait_for_metric(&server, "frontend_bytes_in_flight", |v| v == 0);
     assert_eq!(metric(&server, "frontend_requests_refused_total"), 0);
@@ -164,7 +175,9 @@ fn a_throttled_sdk_call_succeeds_on_retry_once_the_budget_frees_up() {
     let first = put_records_request(&server, &stream_name, 600 * 1024);
     let split = first.len() - 1000;
     let mut holder = TcpStream::connect(addr(&server)).expect("connect");
-    holder.write_all(&first[..split]).expect("send most of the first request");
+    holder
+        .write_all(&first[..split])
+        .expect("send most of the first request");
     wait_for_metric(&server, "frontend_bytes_in_flight", |v| v == 1024 * 1024);
 
     // A raw request refused at the deadline: 503 with an AWS-shaped, retryable error.
@@ -199,8 +212,12 @@ fn a_throttled_sdk_call_succeeds_on_retry_once_the_budget_frees_up() {
                 .await
         }
     });
-    wait_for_metric(&server, "frontend_requests_refused_total", |v| v > refusals_before);
-    holder.write_all(&first[split..]).expect("release the budget");
+    wait_for_metric(&server, "frontend_requests_refused_total", |v| {
+        v > refusals_before
+    });
+    holder
+        .write_all(&first[split..])
+        .expect("release the budget");
     assert!(read_response(&mut holder).starts_with("HTTP/1.1 200"));
     let output = runtime
         .block_on(call)
