@@ -223,10 +223,7 @@ impl Worker {
         }
     }
 
-    fn commit_checkpoints(
-        &mut self,
-        pending: Vec<PendingCheckpoint>,
-    ) {
+    fn commit_checkpoints(&mut self, pending: Vec<PendingCheckpoint>) {
         let mut bytes = Vec::new();
         for (id, value, _) in &pending {
             encode_entry(&mut bytes, id, *value);
