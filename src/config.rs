@@ -23,6 +23,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, clap::Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing would only complicate the match"
+)]
 pub enum Command {
     /// Serve the Kinesis APIs (the default when no command is given).
     Serve(ServeArgs),
