@@ -5,6 +5,7 @@
 mod binary;
 mod config;
 mod http;
+mod verify;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -51,10 +52,17 @@ fn main() {
     };
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Verify(args)) => std::process::exit(verify::run(&args)),
         None => Default::default(),
     };
+    // With a config file and no flag the data dir is in the file; the hint then says DIR.
+    let data_dir = args.data_dir.clone().or_else(|| {
+        args.config
+            .is_none()
+            .then(|| verify::DATA_DIR_DEFAULT.into())
+    });
     if let Err(e) = serve(args) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {e:#}{}", verify::hint(&e, data_dir.as_deref()));
         std::process::exit(1);
     }
 }

@@ -66,11 +66,14 @@ use commit::Pending;
 use shard_index::ShardIndex;
 use waiter::{WaitForRecords, WaitSlot};
 
-pub use error::{AppendError, OpenLogError, ReadError, RetentionError};
+pub use error::{
+    AppendError, Corruption, CorruptionEvidence, OpenLogError, PositionRange, ReadError,
+    RetentionError, ShardDamage,
+};
 #[cfg(any(test, feature = "fault-injection"))]
 pub use observer::{IoEvent, IoObserver};
 pub use read::{LogRead, RecordVisitor};
-pub use recovery::probe_direct_io;
+pub use recovery::{TornTail, Truncation, probe_direct_io};
 
 /// Default preallocated size of one segment file.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 256 << 20;
@@ -228,6 +231,92 @@ impl std::fmt::Debug for Log {
     }
 }
 
+/// What [`check`] may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckMode {
+    /// Read only: report what recovery would do, change nothing.
+    Verify,
+    /// Recover as [`Log::open`] does, and on a corruption truncate the log at the hole,
+    /// dropping every block after it (reported in [`LogCheck::truncated`]).
+    Repair,
+}
+
+/// The records one shard has stored in a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardCheck {
+    pub stream_name: String,
+    pub stream_created_ms: u64,
+    pub shard_index: u32,
+    pub stored: PositionRange,
+}
+
+/// What [`check`] found in one log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogCheck {
+    pub segments: usize,
+    /// Blocks in the chain.
+    pub blocks: u64,
+    /// Every shard with stored records or a stored position, in (stream, created, shard)
+    /// order.
+    pub shards: Vec<ShardCheck>,
+    /// A torn last commit at the end of the log. It was never acknowledged, so a log with
+    /// only this is clean; opening drops it.
+    pub torn_tail: Option<TornTail>,
+    /// Segments after the end of the log that hold no valid block; opening removes them.
+    pub leftover_segments: Vec<u64>,
+    /// Under [`CheckMode::Repair`], the corruption the log was truncated at.
+    pub truncated: Option<Truncation>,
+}
+
+/// Checks the log in `config.dir` offline with the same scan [`Log::open`] runs: every block's
+/// CRC, the chain, every chunk's layout and every shard's positions, plus everything after the
+/// end of the log. A corruption of acknowledged records is [`OpenLogError::Corrupt`] under
+/// [`CheckMode::Verify`]; under [`CheckMode::Repair`] the log is truncated there. A directory
+/// without segments is an empty, clean log.
+pub async fn check(config: LogConfig, mode: CheckMode) -> Result<LogCheck, OpenLogError> {
+    let mut config = config;
+    config.dir = std::path::absolute(&config.dir).map_err(|source| OpenLogError::Directory {
+        dir: config.dir.clone(),
+        source,
+    })?;
+    if recovery::segment_ids(&config.dir)?.is_empty() {
+        return Ok(LogCheck::default());
+    }
+    let mode = match mode {
+        CheckMode::Verify => recovery::RecoveryMode::Verify,
+        CheckMode::Repair => recovery::RecoveryMode::Repair,
+    };
+    let (state, report) = recovery::recover(config, mode).await?;
+    let mut shards: Vec<ShardCheck> = state
+        .shards
+        .iter()
+        .map(|(key, index)| ShardCheck {
+            stream_name: key.stream_name.to_string(),
+            stream_created_ms: key.stream_created_ms,
+            shard_index: key.shard_index,
+            stored: PositionRange {
+                starting: index.first_stored_position(),
+                ending: index.next_position,
+            },
+        })
+        .collect();
+    shards.sort_by(|a, b| {
+        (&a.stream_name, a.stream_created_ms, a.shard_index).cmp(&(
+            &b.stream_name,
+            b.stream_created_ms,
+            b.shard_index,
+        ))
+    });
+    Ok(LogCheck {
+        segments: state.segments.len(),
+        blocks: report.blocks,
+        shards,
+        torn_tail: report.torn_tail,
+        leftover_segments: report.leftover_segments,
+        truncated: report.truncated,
+    })
+}
+
 fn wall_clock_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -340,7 +429,7 @@ impl Log {
             dir: config.dir.clone(),
             source,
         })?;
-        let mut state = recovery::recover(config).await?;
+        let (mut state, _) = recovery::recover(config, recovery::RecoveryMode::Open).await?;
         state.cache.bytes_max = cache_bytes_max;
         let state = Rc::new(RefCell::new(state));
         let (queue, receiver) = async_channel::unbounded();

@@ -69,7 +69,7 @@ use housekeeping::{housekeeping_loop, reshard_loop};
 use messages::serve_inbox;
 use owner::locate_local;
 pub(crate) use read::resolve_read_start;
-pub use startup::{run, run_with_services};
+pub use startup::{LogOfDataDir, check_data_dir, run, run_with_services};
 
 /// Everything the engine needs to start.
 #[derive(Clone, Debug)]
@@ -135,6 +135,10 @@ pub enum StartError {
     Executor { core: usize, message: String },
     #[error("recovery of log {log_id} failed: {message}")]
     Recovery { log_id: u32, message: String },
+    /// Recovery found acknowledged records behind damaged bytes and changed nothing; an
+    /// operator must decide (`log::check` with `CheckMode::Repair` truncates there).
+    #[error("log {log_id} is corrupt: {message}")]
+    LogCorrupt { log_id: u32, message: String },
     #[error("could not start the persistence thread: {message}")]
     Persist { message: String },
     #[error("--cores must be at least 1")]

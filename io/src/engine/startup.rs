@@ -2,6 +2,7 @@
 //! shard core (each recovering its logs before any front end serves), then the service cores.
 
 use super::*;
+use crate::log::{CheckMode, LogCheck, OpenLogError};
 
 pub(crate) fn log_dir(data_dir: &Path, log_id: u32) -> PathBuf {
     data_dir.join("log").join(log_id.to_string())
@@ -26,6 +27,41 @@ pub(crate) fn existing_log_ids(data_dir: &Path) -> std::io::Result<Vec<u32>> {
     }
     ids.sort_unstable();
     Ok(ids)
+}
+
+/// One log of a data directory and what [`check_data_dir`] found in it.
+#[derive(Debug)]
+pub struct LogOfDataDir {
+    pub log_id: u32,
+    pub dir: PathBuf,
+    pub check: Result<LogCheck, OpenLogError>,
+}
+
+/// Checks every log of `data_dir` offline, one after another on an executor of its own
+/// (`sluice verify`). Must not run while a server uses the directory.
+pub fn check_data_dir(data_dir: &Path, mode: CheckMode) -> Result<Vec<LogOfDataDir>, StartError> {
+    let log_ids = existing_log_ids(data_dir).map_err(|source| StartError::DataDir {
+        path: data_dir.join("log"),
+        source,
+    })?;
+    let data_dir = data_dir.to_owned();
+    let executor = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("sluice-verify")
+        .io_memory(8 << 20)
+        .make()
+        .map_err(|e| StartError::Executor {
+            core: 0,
+            message: e.to_string(),
+        })?;
+    Ok(executor.run(async move {
+        let mut logs = Vec::with_capacity(log_ids.len());
+        for log_id in log_ids {
+            let dir = log_dir(&data_dir, log_id);
+            let check = crate::log::check(LogConfig::new(dir.clone(), log_id), mode).await;
+            logs.push(LogOfDataDir { log_id, dir, check });
+        }
+        logs
+    }))
 }
 
 /// Starts the engine: opens the catalog, spawns one executor per core, recovers that core's
@@ -176,10 +212,13 @@ where
                             logs.insert(log_id, log);
                         }
                         Err(e) => {
-                            let _ = ready_tx.send(Err(StartError::Recovery {
-                                log_id,
-                                message: error_chain(&e),
-                            }));
+                            let message = error_chain(&e);
+                            let error = if matches!(e, OpenLogError::Corrupt { .. }) {
+                                StartError::LogCorrupt { log_id, message }
+                            } else {
+                                StartError::Recovery { log_id, message }
+                            };
+                            let _ = ready_tx.send(Err(error));
                             return;
                         }
                     }

@@ -43,6 +43,12 @@ pub enum OpenLogError {
         offset: u64,
         source: std::io::Error,
     },
+    #[error("cannot write segment {segment_id} at offset {offset} while dropping its tail")]
+    WriteSegment {
+        segment_id: u64,
+        offset: u64,
+        source: std::io::Error,
+    },
     #[error("cannot remove empty segment {path} found after the end of the log")]
     RemoveSegment {
         path: PathBuf,
@@ -55,6 +61,22 @@ pub enum OpenLogError {
     DataAfterLogEnd {
         segment_id: u64,
         expected_block_seq: u64,
+    },
+    #[error(
+        "segment {} is corrupt at offset {offset}: {} valid block(s) holding {} record(s) \
+         follow {} damaged byte(s), so this is not a torn write; nothing was truncated and an \
+         operator must decide",
+        path.display(),
+        report.blocks_after_hole,
+        report.records_after_hole,
+        report.hole_bytes
+    )]
+    Corrupt {
+        segment_id: u64,
+        path: PathBuf,
+        /// Where the damage starts: the offset of the first block that is not valid.
+        offset: u64,
+        report: Box<Corruption>,
     },
     #[error("segment {segment_id} belongs to log {stored}, not to log {expected}")]
     ForeignSegment {
@@ -74,6 +96,65 @@ pub enum OpenLogError {
         stored: u64,
         expected: u64,
     },
+}
+
+/// Records `starting..ending` of one shard (`ending` excluded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PositionRange {
+    pub starting: u64,
+    pub ending: u64,
+}
+
+/// What a hole in the middle of the log costs one shard that has records after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardDamage {
+    pub stream_name: String,
+    pub stream_created_ms: u64,
+    pub shard_index: u32,
+    /// Positions that were in the damaged bytes: from the shard's next position before the
+    /// hole (0 for a shard not seen before it) to its first position after it. Empty if the
+    /// shard lost nothing there.
+    pub missing: PositionRange,
+    /// Positions stored intact after the hole; truncating the log at the hole drops them too.
+    pub after_hole: PositionRange,
+}
+
+/// Why the bytes after the end of the chain cannot be a torn last commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CorruptionEvidence {
+    /// A valid block lies further from the hole than one commit can reach.
+    BeyondLastCommit { block_offset: u64 },
+    /// Valid blocks after the hole carry different commit times, so they come from several
+    /// commits, and every commit but the last was acknowledged.
+    SeveralCommits {
+        arrival_ms_first: u64,
+        arrival_ms_later: u64,
+    },
+    /// A valid block after the hole is older than the last block before it, or its number
+    /// does not fit the blocks that could lie in between.
+    OutOfSequence { block_offset: u64, block_seq: u64 },
+}
+
+/// The precise report of a hole in the middle of the log: damaged bytes followed by valid
+/// blocks that a torn write of the last commit cannot explain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    /// The block number the chain expected at the hole.
+    pub expected_block_seq: u64,
+    /// The block number of the first valid block after the hole.
+    pub next_valid_block_seq: u64,
+    /// Bytes from the hole to the first valid block after it.
+    pub hole_bytes: u64,
+    /// Valid blocks, records and bytes (up to the end of the last valid block) after the hole.
+    pub blocks_after_hole: u64,
+    pub records_after_hole: u64,
+    pub bytes_after_hole: u64,
+    /// Every shard with a chunk after the hole, in (stream, created, shard) order. A shard with
+    /// no chunk after the hole may also have lost records from its tip; which ones cannot be
+    /// told from the segment.
+    pub shards: Vec<ShardDamage>,
+    pub evidence: CorruptionEvidence,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

@@ -81,7 +81,6 @@ impl ShardIndex {
     }
 
     /// The first position still stored (the tip when nothing is).
-    #[cfg(test)]
     pub fn first_stored_position(&self) -> u64 {
         self.chunks
             .front()
