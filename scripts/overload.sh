@@ -83,7 +83,7 @@ for allocator in $ALLOCATORS; do
   # shellcheck disable=SC2086
   cargo build --release -q -p sluice $features
   bin="$OUT/sluice-$allocator"
-  cp "$ROOT/target/release/sluice" "$bin"
+  cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice" "$bin"
 
   scratch=$(mktemp -d -p "$SCRATCH_BASE" sluice-overload.XXXXXX)
   taskset -c $SERVER_CPU "$bin" serve --cores 1 --pin-cores false --data-dir "$scratch/data" \

@@ -35,28 +35,41 @@ fn metrics(server: &Server) -> String {
     text
 }
 
-/// The value of `name{core="0"}` in the scrape.
-fn metric(server: &Server, name: &str) -> u64 {
+/// The value of `name{core="0"}` in the scrape, or `None` when the scrape itself was refused
+/// (at the connection limit, before the server has seen other connections close).
+fn try_metric(server: &Server, name: &str) -> Option<u64> {
     let needle = format!("{name}{{core=\"0\"}} ");
     let text = metrics(server);
-    text.lines()
+    if text.starts_with("HTTP/1.1 503") {
+        return None;
+    }
+    let value = text
+        .lines()
         .find_map(|line| line.strip_prefix(&needle))
         .unwrap_or_else(|| panic!("{name} is on /metrics:\n{text}"))
         .trim()
         .parse()
-        .expect("a metric value is an integer")
+        .expect("a metric value is an integer");
+    Some(value)
+}
+
+fn metric(server: &Server, name: &str) -> u64 {
+    wait_for_metric(server, name, |_| true)
 }
 
 fn wait_for_metric(server: &Server, name: &str, wanted: impl Fn(u64) -> bool) -> u64 {
     let started = Instant::now();
+    let mut last = None;
     loop {
-        let value = metric(server, name);
-        if wanted(value) {
-            return value;
+        if let Some(value) = try_metric(server, name) {
+            if wanted(value) {
+                return value;
+            }
+            last = Some(value);
         }
         assert!(
             started.elapsed() < METRIC_WAIT_MAX,
-            "{name} stayed at {value}"
+            "{name} stayed at {last:?}"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -70,7 +83,7 @@ fn put_records_request(server: &Server, stream_name: &str, data_bytes: usize) ->
         r#"{{"StreamName":"{stream_name}","Records":[{{"Data":"{data}","PartitionKey":"k"}}]}}"#
     );
     let mut request = format!(
-        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.PutRecords\r\nContent-Length: {}\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: Kinesis_20131202.PutRecords\r\nX-Amz-Date: 20250101T000000Z\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=00\r\nContent-Length: {}\r\n\r\n",
         addr(server),
         body.len()
     )
