@@ -76,8 +76,8 @@ pub struct ServeOptions {
     /// What `GET /metrics` answers: Prometheus text, rendered at scrape time. `None` answers 404.
     /// Per core, like the engine handle it usually captures.
     pub metrics: Option<std::rc::Rc<dyn Fn() -> String>>,
-    /// `GET /health`'s JSON; `{"status":"ok"}` when absent.
-    pub health: Option<std::rc::Rc<dyn Fn() -> String>>,
+    /// `GET /health`'s answer; `200 {"status":"ok"}` when absent.
+    pub health: Option<std::rc::Rc<dyn Fn() -> HealthReport>>,
     /// `Some`: every connection is TLS, set up by this acceptor (see [`tls_acceptor`]).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// `Some`: the core's memory budget and connection limit (see [`Admission`]).
@@ -575,6 +575,14 @@ fn apply_head<B>(
     }
 }
 
+/// What `GET /health` answers: 200 with `json`, or 503 with it when the server is degraded
+/// (a log poisoned or out of disk space), so a load balancer can steer writes away.
+#[derive(Clone, Debug)]
+pub struct HealthReport {
+    pub degraded: bool,
+    pub json: String,
+}
+
 /// One request: `GET /health`, `GET /metrics`, or a Kinesis call.
 async fn respond<A: KinesisApi>(
     api: &A,
@@ -584,7 +592,15 @@ async fn respond<A: KinesisApi>(
     let auth = &*options.auth;
     if request.method() == hyper::Method::GET && request.uri().path() == "/health" {
         return match &options.health {
-            Some(render) => plain(StatusCode::OK, "application/json", render()),
+            Some(render) => {
+                let report = render();
+                let status = if report.degraded {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                };
+                plain(status, "application/json", report.json)
+            }
             None => plain(
                 StatusCode::OK,
                 "application/json",

@@ -201,7 +201,13 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 metrics: Some(std::rc::Rc::new(move || {
                     metrics_engine.render_metrics() + &sluice_protocols::admission::render()
                 })),
-                health: Some(std::rc::Rc::new(move || health_engine.render_health())),
+                health: Some(std::rc::Rc::new(move || {
+                    let health = health_engine.health();
+                    http::HealthReport {
+                        degraded: health.degraded,
+                        json: health.json,
+                    }
+                })),
                 tls,
                 admission: Some(http::Admission {
                     budget: MemoryBudget::new(

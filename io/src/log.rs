@@ -16,7 +16,11 @@
 //! - A shard's positions become visible to readers only once the commit holding them has been
 //!   written (and, under [`Durability::Fsync`], synced).
 //! - Once a write or sync fails the log is poisoned: the state of the disk is unknown, so every
-//!   later append fails with [`AppendError::Poisoned`] (redb's rule).
+//!   later append fails with [`AppendError::Poisoned`] and every read with
+//!   [`ReadError::Poisoned`] (redb's rule) until a restart runs recovery. A full disk is the
+//!   exception: when preallocation or every write of a commit fails with ENOSPC, nothing of the
+//!   commit reached the disk, so its appends fail with [`AppendError::DiskFull`], its positions
+//!   are handed out again, and the next commit retries. [`Log::health`] reports both.
 //! - Waiters registered with [`Log::wait_for_records`] are woken by the committer right after
 //!   the commit that moved their shard's tip past their position became visible, so tailing
 //!   readers never poll.
@@ -37,6 +41,7 @@ mod block;
 mod block_cache;
 mod commit;
 mod error;
+mod health;
 #[cfg(any(test, feature = "fault-injection"))]
 mod observer;
 #[cfg(test)]
@@ -66,12 +71,15 @@ use commit::Pending;
 use shard_index::ShardIndex;
 use waiter::{WaitForRecords, WaitSlot};
 
+#[cfg(any(test, feature = "fault-injection"))]
+pub use commit::FaultOp;
 pub use error::{
     AppendError, Corruption, CorruptionEvidence, OpenLogError, PositionRange, ReadError,
     RetentionError, ShardDamage,
 };
+pub use health::{LogHealth, Poisoning, WriteErrorKind};
 #[cfg(any(test, feature = "fault-injection"))]
-pub use observer::{IoEvent, IoObserver};
+pub use observer::{FaultPlan, IoEvent, IoObserver};
 pub use read::{LogRead, RecordVisitor};
 pub use recovery::{TornTail, Truncation, probe_direct_io};
 
@@ -110,6 +118,9 @@ pub struct LogConfig {
     /// Told about every block write, segment sync and segment creation (tests only).
     #[cfg(any(test, feature = "fault-injection"))]
     pub observer: Option<Rc<dyn IoObserver>>,
+    /// Failures to inject into block writes, syncs and preallocations (tests only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub faults: Option<Arc<FaultPlan>>,
 }
 
 impl LogConfig {
@@ -123,6 +134,8 @@ impl LogConfig {
             durability: Durability::Fsync,
             #[cfg(any(test, feature = "fault-injection"))]
             observer: None,
+            #[cfg(any(test, feature = "fault-injection"))]
+            faults: None,
         }
     }
 }
@@ -187,6 +200,8 @@ struct State {
     prev_crc: u32,
     last_arrival_ms: u64,
     poisoned: Option<u64>,
+    /// What `/health` and `/metrics` see of this log; shared with other threads.
+    health: Arc<LogHealth>,
     cache: BlockCache,
     stats: LogStats,
     /// Readers waiting for each shard's tip to move, woken after each commit touching the
@@ -564,6 +579,11 @@ impl Log {
     pub fn stats(&self) -> LogStats {
         self.state.borrow().stats
     }
+
+    /// This log's health, shareable with other threads (for `/health` and `/metrics`).
+    pub fn health(&self) -> Arc<LogHealth> {
+        self.state.borrow().health.clone()
+    }
 }
 
 #[cfg(test)]
@@ -724,6 +744,7 @@ mod tests {
                     commit_bytes_max: 8 << 10,
                     durability: Durability::Write,
                     observer: None,
+                    faults: None,
                 };
                 let keys: Vec<ShardKey> = (0..4).map(|i| shard("model", i)).collect();
                 let mut model = Model {

@@ -793,7 +793,55 @@ impl Engine {
                 u8::from(status.state() == "running")
             );
         }
+        render_log_health(&mut out, &self.log_health());
         out
+    }
+}
+
+/// The disk-fault state of every log: `io_log_poisoned` and `io_log_disk_full` (gauges, 0 or 1)
+/// and `io_log_write_errors_total` by `error_type`, labelled with the owning core and log id.
+fn render_log_health(out: &mut String, logs: &[crate::engine::CoreLogHealth]) {
+    let _ = writeln!(
+        out,
+        "# HELP io_log_poisoned Whether a write or sync of the log failed, so it refuses appends and reads until a restart (1) or not (0).\n# TYPE io_log_poisoned gauge"
+    );
+    for log in logs {
+        let _ = writeln!(
+            out,
+            "io_log_poisoned{{core=\"{}\",log=\"{}\"}} {}",
+            log.core_id,
+            log.health.log_id(),
+            u8::from(log.health.poisoned().is_some())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP io_log_disk_full Whether the log's last commit failed for lack of disk space (1) or not (0).\n# TYPE io_log_disk_full gauge"
+    );
+    for log in logs {
+        let _ = writeln!(
+            out,
+            "io_log_disk_full{{core=\"{}\",log=\"{}\"}} {}",
+            log.core_id,
+            log.health.log_id(),
+            u8::from(log.health.disk_full())
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP io_log_write_errors_total Failed segment writes, syncs and preallocations.\n# TYPE io_log_write_errors_total counter"
+    );
+    for log in logs {
+        for kind in crate::log::WriteErrorKind::ALL {
+            let _ = writeln!(
+                out,
+                "io_log_write_errors_total{{core=\"{}\",log=\"{}\",error_type=\"{}\"}} {}",
+                log.core_id,
+                log.health.log_id(),
+                kind.label(),
+                log.health.write_errors(kind)
+            );
+        }
     }
 }
 

@@ -172,6 +172,10 @@ impl RecordLog for StorageHandle {
             Err(AppendFailure::Throttled { appended: None, .. }) => Err(AppendError::Throttled {
                 shard: shard.clone(),
             }),
+            Err(AppendFailure::DiskFull) => Err(AppendError::Storage {
+                shard: shard.clone(),
+                reason: crate::engine::DISK_FULL_MESSAGE.to_owned(),
+            }),
             Err(AppendFailure::Failed(reason)) => Err(AppendError::Storage {
                 shard: shard.clone(),
                 reason,

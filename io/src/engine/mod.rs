@@ -33,7 +33,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_channel::oneshot;
@@ -50,7 +50,8 @@ pub use sluice_core::storage::{ReadStart, ShardPlacement};
 
 use crate::catalog_store::{CatalogStore, CatalogStoreError};
 use crate::log::{
-    AppendRecord, Appended as LogAppended, Durability, Log, LogConfig, LogRead, ShardKey, ShardTip,
+    AppendRecord, Appended as LogAppended, Durability, Log, LogConfig, LogHealth, LogRead,
+    ShardKey, ShardTip,
 };
 use crate::persist::Persister;
 use crate::service::{ServiceCoreStatus, ServiceRuntime, ServiceStarter};
@@ -70,6 +71,7 @@ use messages::serve_inbox;
 use owner::locate_local;
 pub(crate) use read::resolve_read_start;
 pub use startup::{LogOfDataDir, check_data_dir, run, run_with_services};
+pub(crate) use write::DISK_FULL_MESSAGE;
 
 /// Everything the engine needs to start.
 #[derive(Clone, Debug)]
@@ -98,6 +100,9 @@ pub struct EngineConfig {
     pub service_cores: usize,
     /// The runtime every service core runs.
     pub service_runtime: ServiceRuntime,
+    /// Failures to inject into every log's writes, syncs and preallocations (tests only).
+    #[cfg(any(test, feature = "fault-injection"))]
+    pub faults: Option<Arc<crate::log::FaultPlan>>,
 }
 
 impl EngineConfig {
@@ -117,6 +122,8 @@ impl EngineConfig {
             throughput_limits: false,
             service_cores: 1,
             service_runtime: ServiceRuntime::Tokio,
+            #[cfg(any(test, feature = "fault-injection"))]
+            faults: None,
         }
     }
 }
@@ -227,6 +234,9 @@ pub(crate) enum AppendFailure {
     /// The shard was sealed by a reshard: route the records (handed back) again once the
     /// reshard completes.
     Sealed(Vec<AppendRecord>),
+    /// The disk holding the log is full: nothing was stored, and the same append may succeed
+    /// once space is freed.
+    DiskFull,
     /// The log refused or failed the append.
     Failed(String),
     /// The shard's throughput limits admitted only the first `admitted` records, stored at
@@ -297,6 +307,39 @@ pub(crate) struct Shared {
     /// What `/health` and `/metrics` show of each service core.
     pub(crate) service_cores: Vec<Arc<ServiceCoreStatus>>,
     pub(crate) inboxes: Vec<async_channel::Sender<CoreMessage>>,
+    /// The health of every log, registered by its core when the log opens; read by `/health`
+    /// and `/metrics` on any core.
+    pub(crate) log_health: Mutex<Vec<CoreLogHealth>>,
+}
+
+/// What [`Engine::health`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// A log is poisoned or out of disk space: writes to its shards fail.
+    pub degraded: bool,
+    /// The `GET /health` body.
+    pub json: String,
+}
+
+/// `text` as the inside of a JSON string.
+fn json_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One log's health and the shard core that owns the log.
+#[derive(Clone, Debug)]
+pub(crate) struct CoreLogHealth {
+    pub(crate) core_id: usize,
+    pub(crate) health: Arc<LogHealth>,
 }
 
 /// A shard core's inbox is closed or it dropped a reply: the core has stopped.
@@ -420,10 +463,22 @@ impl ShardTarget {
 }
 
 impl Engine {
-    /// `GET /health`: the engine's shard and service cores as one JSON object.
+    /// `GET /health`: the engine's shard and service cores and its logs as one JSON object.
     pub fn render_health(&self) -> String {
+        self.health().json
+    }
+
+    /// The engine's health: `"status":"degraded"` (and [`Health::degraded`]) while any log is
+    /// poisoned or its disk is full, with each log's state, owning core and, for a poisoned
+    /// log, the failure that poisoned it.
+    pub fn health(&self) -> Health {
+        let logs = self.log_health();
+        let degraded = logs
+            .iter()
+            .any(|l| l.health.disk_full() || l.health.poisoned().is_some());
         let mut out = format!(
-            r#"{{"status":"ok","shard_cores":{},"service_cores":["#,
+            r#"{{"status":"{}","shard_cores":{},"service_cores":["#,
+            if degraded { "degraded" } else { "ok" },
             self.shared.cores
         );
         for (i, status) in self.shared.service_cores.iter().enumerate() {
@@ -438,8 +493,42 @@ impl Engine {
                 status.state()
             ));
         }
+        out.push_str(r#"],"logs":["#);
+        for (i, log) in logs.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let id = log.health.log_id();
+            let core = log.core_id;
+            match log.health.poisoned() {
+                Some(poisoning) => out.push_str(&format!(
+                    r#"{{"log_id":{id},"core":{core},"state":"poisoned","segment_id":{},"reason":"{}"}}"#,
+                    poisoning.segment_id,
+                    json_escape(&poisoning.reason)
+                )),
+                None if log.health.disk_full() => out.push_str(&format!(
+                    r#"{{"log_id":{id},"core":{core},"state":"disk_full"}}"#
+                )),
+                None => out.push_str(&format!(r#"{{"log_id":{id},"core":{core},"state":"ok"}}"#)),
+            }
+        }
         out.push_str("]}");
-        out
+        Health {
+            degraded,
+            json: out,
+        }
+    }
+
+    /// Every log's health with its owning core, in log id order.
+    pub(crate) fn log_health(&self) -> Vec<CoreLogHealth> {
+        let mut logs = self
+            .shared
+            .log_health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        logs.sort_by_key(|l| l.health.log_id());
+        logs
     }
 
     /// The service cores' statuses.

@@ -153,6 +153,8 @@ impl Engine {
                     admitted,
                 }),
                 Some(Ok(appended)) => Ok(appended),
+                // The log already warned once when the disk filled up.
+                Some(Err(e)) if e.is_retryable() => Err(AppendFailure::DiskFull),
                 Some(Err(e)) => {
                     tracing::warn!(log_id, error = %e, "Append failed.");
                     Err(AppendFailure::Failed(e.to_string()))

@@ -145,6 +145,7 @@ where
             })
             .collect(),
         inboxes,
+        log_health: Mutex::new(Vec::new()),
     });
     // Data keys for streams under StartStreamEncryption (the stand-in for KMS).
     let keys = crate::keystore::KeyStore::open(config.data_dir.join("keys")).map_err(|source| {
@@ -191,10 +192,20 @@ where
                         segment_bytes: config.segment_bytes,
                         commit_bytes_max: config.commit_bytes_max,
                         durability: config.durability,
+                        #[cfg(any(test, feature = "fault-injection"))]
+                        faults: config.faults.clone(),
                         ..LogConfig::new(log_dir(&config.data_dir, log_id), log_id)
                     };
                     match Log::open(log_config).await {
                         Ok(log) => {
+                            shared
+                                .log_health
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(CoreLogHealth {
+                                    core_id,
+                                    health: log.health(),
+                                });
                             let catalog_of = shared.clone();
                             log.set_encryption(
                                 keys.clone(),

@@ -87,3 +87,137 @@ fn a_seal_waits_for_appends_in_flight_and_refuses_later_ones() {
         .recv_timeout(Duration::from_secs(1))
         .expect("the test body ran");
 }
+
+fn put_input(count: usize) -> PutRecordsInput {
+    PutRecordsInput {
+        stream_name: "s".into(),
+        records: (0..count)
+            .map(|i| PutRecordsEntry {
+                data: vec![7; 10],
+                partition_key: format!("k{i}"),
+                explicit_hash_key: None,
+            })
+            .collect(),
+    }
+}
+
+/// Runs `body` on a one-core engine whose logs take their faults from `faults`, with a
+/// one-shard stream `s`, and waits for it to finish.
+fn with_faulty_engine<F, Fut>(faults: Arc<crate::log::FaultPlan>, body: F)
+where
+    F: Fn(Engine) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = EngineConfig::new(dir.path().join("data"));
+    config.cores = 1;
+    config.pin_cores = false;
+    config.segment_bytes = 1 << 20;
+    config.catalog.create_delay_ms = 0;
+    config.faults = Some(faults);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    run(config, move |engine| {
+        let done_tx = done_tx.clone();
+        let body = body.clone();
+        async move {
+            let input = CreateStreamInput {
+                stream_name: "s".into(),
+                shard_count: Some(1),
+                stream_mode: None,
+                tags: Vec::new(),
+            };
+            engine.create_stream(input).await.expect("stream created");
+            body(engine).await;
+            done_tx.send(()).expect("the test waits");
+        }
+    })
+    .expect("the engine runs");
+    done_rx
+        .recv_timeout(Duration::from_secs(1))
+        .expect("the test body ran");
+}
+
+/// Guards against an I/O error that nobody sees: after a segment write fails with EIO the log
+/// is poisoned, and that must show as InternalFailure on every later record and as a degraded
+/// `/health` naming the log, its core and the failure, and `io_log_poisoned 1` on `/metrics`.
+#[test]
+fn an_eio_on_a_segment_write_fails_every_later_put_and_degrades_health_and_metrics() {
+    let faults = Arc::new(crate::log::FaultPlan::default());
+    let armed = faults.clone();
+    with_faulty_engine(faults, move |engine| {
+        let armed = armed.clone();
+        async move {
+            let ok = engine.put_records(put_input(2)).await.expect("put");
+            assert!(ok.records.iter().all(Result::is_ok));
+            assert!(engine.health().json.starts_with(r#"{"status":"ok""#));
+            armed.fail_next(crate::log::FaultOp::Write, libc::EIO);
+            for _ in 0..2 {
+                let out = engine.put_records(put_input(3)).await.expect("put");
+                for entry in &out.records {
+                    let error = entry.as_ref().expect_err("the write failed");
+                    assert_eq!(error.kind, sluice_core::ErrorKind::InternalFailure);
+                }
+            }
+            let health = engine.health();
+            assert!(health.degraded);
+            assert!(
+                health.json.contains(r#""status":"degraded""#)
+                    && health
+                        .json
+                        .contains(r#""log_id":0,"core":0,"state":"poisoned""#)
+                    && health.json.contains("writing segment 1"),
+                "{}",
+                health.json
+            );
+            let metrics = engine.render_metrics();
+            assert!(
+                metrics.contains(r#"io_log_poisoned{core="0",log="0"} 1"#),
+                "{metrics}"
+            );
+            assert!(
+                metrics
+                    .contains(r#"io_log_write_errors_total{core="0",log="0",error_type="io"} 1"#),
+                "{metrics}"
+            );
+        }
+    });
+}
+
+/// Guards against a full disk poisoning the engine or answering with the wrong shape: while the
+/// disk is full each record gets InternalFailure saying so and `/health` says `disk_full`; the
+/// next write after space returns succeeds and health is `ok` again, with no restart.
+#[test]
+fn a_full_disk_fails_puts_with_internal_failure_and_the_next_put_succeeds() {
+    let faults = Arc::new(crate::log::FaultPlan::default());
+    let armed = faults.clone();
+    with_faulty_engine(faults, move |engine| {
+        let armed = armed.clone();
+        async move {
+            armed.fail_next(crate::log::FaultOp::Write, libc::ENOSPC);
+            let out = engine.put_records(put_input(2)).await.expect("put");
+            for entry in &out.records {
+                let error = entry.as_ref().expect_err("the disk is full");
+                assert_eq!(error.kind, sluice_core::ErrorKind::InternalFailure);
+                assert!(error.message.contains("disk"), "{}", error.message);
+            }
+            let health = engine.health();
+            assert!(health.degraded);
+            assert!(
+                health.json.contains(r#""state":"disk_full""#),
+                "{}",
+                health.json
+            );
+            assert!(engine.render_metrics().contains(
+                r#"io_log_write_errors_total{core="0",log="0",error_type="disk_full"} 1"#
+            ));
+            let out = engine.put_records(put_input(2)).await.expect("put");
+            assert!(out.records.iter().all(Result::is_ok), "{out:?}");
+            assert!(!engine.health().degraded);
+            assert!(
+                engine
+                    .render_metrics()
+                    .contains(r#"io_log_disk_full{core="0",log="0"} 0"#)
+            );
+        }
+    });
+}

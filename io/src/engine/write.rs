@@ -16,6 +16,10 @@ pub(crate) const SEALED_WAIT_MAX: Duration = Duration::from_secs(10);
 
 pub(crate) const SEALED_RETRY_INTERVAL: Duration = Duration::from_millis(2);
 
+/// The InternalFailure message of a record refused because the disk is full. AWS has no error
+/// code for this; InternalFailure is the one SDKs retry, and nothing of the record was stored.
+pub(crate) const DISK_FULL_MESSAGE: &str = "Internal service failure: the disk holding the shard's records is full; the record was not stored. Retry after space is freed.";
+
 impl Engine {
     pub(crate) async fn append(
         &self,
@@ -147,6 +151,11 @@ impl Engine {
                                     ),
                                 )),
                             });
+                        }
+                    }
+                    Ok(Err(AppendFailure::DiskFull)) => {
+                        for (i, _) in indexes {
+                            results[i] = Some(Err(KinesisError::internal(DISK_FULL_MESSAGE)));
                         }
                     }
                     Ok(Err(AppendFailure::Failed(reason))) => {

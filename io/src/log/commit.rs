@@ -29,6 +29,7 @@ use super::block::{
     self, BLOCK_ALIGN, BlockIdentity, ChunkEncryption, ChunkInput, StoredChunk, StoredRecord,
     align_up,
 };
+use super::error::is_disk_full;
 use super::shard_index::{ChunkRef, ShardIndex};
 use super::waiter::take_waiters;
 use super::{
@@ -50,6 +51,34 @@ macro_rules! observe {
             }
         }
     };
+}
+
+/// The failure a test armed for this operation of the write path, if any (see
+/// [`FaultPlan`](super::FaultPlan)). Always `None` outside test and `fault-injection` builds.
+fn injected_fault(state: &Rc<RefCell<State>>, op: FaultOp) -> Option<std::io::Error> {
+    #[cfg(any(test, feature = "fault-injection"))]
+    {
+        let faults = state.borrow().config.faults.clone();
+        faults.and_then(|faults| faults.take(op))
+    }
+    #[cfg(not(any(test, feature = "fault-injection")))]
+    {
+        let _ = (state, op);
+        None
+    }
+}
+
+/// An operation of the write path that a [`FaultPlan`](super::FaultPlan) can make fail. It is
+/// defined in every build so the call sites need no `cfg`; only test and `fault-injection`
+/// builds export it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultOp {
+    /// The block writes of one commit (they fail together, before any reaches the disk).
+    Write,
+    /// The `fdatasync` of a segment after a commit's writes.
+    Sync,
+    /// The preallocation of a new or growing segment.
+    Preallocate,
 }
 
 /// One queued append (or retention marker) waiting for the committer.
@@ -409,8 +438,38 @@ fn fail_all(batch: Vec<Pending>, error: &AppendError) {
     }
 }
 
+/// The error for a failed creation, preallocation or directory sync of segment `segment_id`:
+/// [`AppendError::DiskFull`] when the file system is out of space, which the next commit
+/// retries.
+fn segment_error(segment_id: u64, error: std::io::Error) -> AppendError {
+    if is_disk_full(&error) {
+        AppendError::DiskFull {
+            segment_id,
+            source: Arc::new(error),
+        }
+    } else {
+        AppendError::CreateSegment {
+            segment_id,
+            source: Arc::new(error),
+        }
+    }
+}
+
+async fn pre_allocate(
+    state_rc: &Rc<RefCell<State>>,
+    file: &glommio::io::DmaFile,
+    size: u64,
+) -> std::io::Result<()> {
+    if let Some(error) = injected_fault(state_rc, FaultOp::Preallocate) {
+        return Err(error);
+    }
+    file.pre_allocate(size, false).await.map_err(Into::into)
+}
+
 /// Makes room for `total` bytes of blocks in the active segment, growing an empty active
-/// segment or rolling over to a new one.
+/// segment or rolling over to a new one. A failure changes nothing the log relies on: a new
+/// segment that could not be preallocated or made durable is removed again, so the next
+/// commit can create it afresh.
 async fn ensure_space(state_rc: &Rc<RefCell<State>>, total: u64) -> Result<(), AppendError> {
     let (segment_id, offset, size, file, dir, segment_bytes, next_block_seq) = {
         let state = state_rc.borrow();
@@ -431,12 +490,9 @@ async fn ensure_space(state_rc: &Rc<RefCell<State>>, total: u64) -> Result<(), A
     if offset == 0 {
         // Nothing is written to the active segment yet, so it can simply grow to hold a commit
         // bigger than `segment_bytes`.
-        file.pre_allocate(total, false)
+        pre_allocate(state_rc, &file, total)
             .await
-            .map_err(|error| AppendError::CreateSegment {
-                segment_id,
-                source: Arc::new(error.into()),
-            })?;
+            .map_err(|error| segment_error(segment_id, error))?;
         let mut state = state_rc.borrow_mut();
         let active_id = state.active_segment_id;
         if let Some(active) = state.segments.get_mut(&active_id) {
@@ -446,26 +502,43 @@ async fn ensure_space(state_rc: &Rc<RefCell<State>>, total: u64) -> Result<(), A
     }
     let new_id = next_block_seq;
     let new_size = segment_bytes.max(total);
-    let create_error = |error: std::io::Error| AppendError::CreateSegment {
-        segment_id: new_id,
-        source: Arc::new(error),
-    };
-    let file = open_segment_file(&dir, new_id, true)
-        .await
-        .map_err(|(_, error)| create_error(error))?;
-    observe!(
-        state_rc,
-        super::IoEvent::FileCreated {
-            path: &super::segment_path(&dir, new_id)
+    let path = super::segment_path(&dir, new_id);
+    let file = match open_segment_file(&dir, new_id, true).await {
+        Ok(file) => file,
+        Err((_, error)) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            // Only an earlier rollover that failed half-way leaves a file at the next block's
+            // name (recovery removes every segment after the end of the log), and it holds
+            // nothing: nothing is written to a segment before it becomes the active one.
+            std::fs::remove_file(&path).map_err(|error| segment_error(new_id, error))?;
+            open_segment_file(&dir, new_id, true)
+                .await
+                .map_err(|(_, error)| segment_error(new_id, error))?
         }
-    );
-    file.pre_allocate(new_size, false)
-        .await
-        .map_err(|error| create_error(error.into()))?;
-    // The new segment's name must be durable before any commit in it is acknowledged.
-    observe!(state_rc, super::IoEvent::DirSyncStarted { dir: &dir });
-    sync_dir(&dir).await.map_err(create_error)?;
-    observe!(state_rc, super::IoEvent::DirSyncCompleted { dir: &dir });
+        Err((_, error)) => return Err(segment_error(new_id, error)),
+    };
+    observe!(state_rc, super::IoEvent::FileCreated { path: &path });
+    let prepared: std::io::Result<()> = async {
+        pre_allocate(state_rc, &file, new_size).await?;
+        // The new segment's name must be durable before any commit in it is acknowledged.
+        observe!(state_rc, super::IoEvent::DirSyncStarted { dir: &dir });
+        sync_dir(&dir).await?;
+        observe!(state_rc, super::IoEvent::DirSyncCompleted { dir: &dir });
+        Ok(())
+    }
+    .await;
+    if let Err(error) = prepared {
+        // On a full disk the file holds only the blocks it got before space ran out; removing
+        // it gives them back. If removal fails too, the next attempt removes it first.
+        let _ = file.close().await;
+        if let Err(remove_error) = std::fs::remove_file(&path) {
+            tracing::warn!(
+                segment_id = new_id,
+                %remove_error,
+                "Could not remove a segment whose preparation failed."
+            );
+        }
+        return Err(segment_error(new_id, error));
+    }
     tracing::debug!(
         segment_id = new_id,
         segment_bytes = new_size,
@@ -488,6 +561,63 @@ async fn ensure_space(state_rc: &Rc<RefCell<State>>, total: u64) -> Result<(), A
     Ok(())
 }
 
+/// Marks the log poisoned after a failed write or sync of `segment_id`: from now on every
+/// append and read fails, and `/health` and `/metrics` say why.
+fn poison(state_rc: &Rc<RefCell<State>>, segment_id: u64, error: &AppendError) {
+    let mut state = state_rc.borrow_mut();
+    assert!(state.poisoned.is_none(), "a poisoned log commits nothing");
+    state.poisoned = Some(segment_id);
+    state.stats.poisoned = true;
+    state.health.record_poisoned(super::Poisoning {
+        segment_id,
+        reason: error_chain(error),
+    });
+    tracing::error!(
+        log_id = state.config.log_id,
+        segment_id,
+        %error,
+        "Segment write or sync failed; log poisoned. Restart the server to recover it."
+    );
+}
+
+/// An error and its sources on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Nothing of `batch` reached the disk: hands its positions out again, notes a full disk in the
+/// log's health, and fails its appends with `error`.
+fn give_back(state_rc: &Rc<RefCell<State>>, batch: Vec<Pending>, error: &AppendError) {
+    let mut state = state_rc.borrow_mut();
+    for pending in &batch {
+        if let Some(index) = state.shards.get_mut(&pending.shard) {
+            index.assigned_next = index.next_position;
+        }
+    }
+    if matches!(error, AppendError::DiskFull { .. }) {
+        // Warn once when the disk fills up, not once per failed commit.
+        if !state.health.disk_full() {
+            tracing::warn!(
+                log_id = state.config.log_id,
+                %error,
+                "Disk full; appends fail until space is freed, then resume."
+            );
+        }
+        state.health.record_disk_full();
+    } else {
+        tracing::warn!(%error, "Could not make room for a commit; its appends failed.");
+    }
+    drop(state);
+    fail_all(batch, error);
+}
+
 async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
     let poisoned = state_rc.borrow().poisoned;
     if let Some(segment_id) = poisoned {
@@ -502,15 +632,7 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
         .collect();
     let total: u64 = blocks.iter().map(|b| b.padded_len as u64).sum();
     if let Err(error) = ensure_space(state_rc, total).await {
-        // Nothing of this batch reached the disk: hand its positions out again.
-        let mut state = state_rc.borrow_mut();
-        for pending in &batch {
-            if let Some(index) = state.shards.get_mut(&pending.shard) {
-                index.assigned_next = index.next_position;
-            }
-        }
-        tracing::warn!(%error, "Could not make room for a commit; its appends failed.");
-        fail_all(batch, &error);
+        give_back(state_rc, batch, &error);
         return;
     }
     let (segment_id, file, durability) = {
@@ -525,26 +647,29 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
     #[cfg(any(test, feature = "fault-injection"))]
     let path = super::segment_path(&state_rc.borrow().config.dir, segment_id);
 
-    let mut failure: Option<AppendError> = None;
-    let write_failed = |offset: u64, error: std::io::Error| AppendError::WriteFailed {
-        segment_id,
-        offset,
-        source: Arc::new(error),
-    };
-    let check = |offset: u64, expected: usize, written: glommio::Result<usize, ()>| match written {
-        Ok(n) if n == expected => None,
-        Ok(n) => Some(write_failed(
-            offset,
-            std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("wrote {n} of {expected} bytes"),
-            ),
+    // What happened to each block write: `Ok` when it wrote every byte.
+    let mut outcomes: Vec<Result<(), std::io::Error>> = Vec::with_capacity(encoded.len());
+    let check = |expected: usize, written: glommio::Result<usize, ()>| match written {
+        Ok(n) if n == expected => Ok(()),
+        Ok(n) => Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!("wrote {n} of {expected} bytes"),
         )),
-        Err(error) => Some(write_failed(offset, error.into())),
+        Err(error) => Err(error.into()),
     };
-    if let [only] = encoded.as_slice() {
+    if let Some(error) = injected_fault(state_rc, FaultOp::Write) {
+        // An injected failure stands for writes the kernel refused before any byte moved.
+        let kind = error.kind();
+        outcomes.push(Err(error));
+        outcomes.extend(
+            encoded
+                .iter()
+                .skip(1)
+                .map(|_| Err(std::io::Error::from(kind))),
+        );
+    } else if let [only] = encoded.as_slice() {
         let written = file.write_rc_at(only.buffer.clone(), only.offset).await;
-        failure = check(only.offset, only.buffer.len(), written);
+        outcomes.push(check(only.buffer.len(), written));
     } else {
         // Several blocks go out as concurrent writes; every one is awaited, even after a
         // failure, so no buffer is released while the kernel may still read it.
@@ -558,11 +683,35 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
             })
             .collect();
         for (task, block) in tasks.into_iter().zip(&encoded) {
-            let problem = check(block.offset, block.buffer.len(), task.await);
-            if failure.is_none() {
-                failure = problem;
-            }
+            outcomes.push(check(block.buffer.len(), task.await));
         }
+    }
+    assert_eq!(outcomes.len(), encoded.len(), "one outcome per block write");
+    let mut failure: Option<AppendError> = None;
+    if let Some(at) = outcomes.iter().position(Result::is_err) {
+        // A write that fails with ENOSPC wrote nothing (a partial write returns its byte
+        // count, not an error), so when every write of the commit failed that way the disk
+        // holds none of it and the next commit may write the same offset again. If any write
+        // landed, stale blocks lie past the write offset: that is a poisoning failure.
+        let nothing_landed = outcomes
+            .iter()
+            .all(|outcome| outcome.as_ref().is_err_and(is_disk_full));
+        let offset = encoded[at].offset;
+        let error = outcomes
+            .swap_remove(at)
+            .expect_err("the position of a failed write");
+        failure = Some(if nothing_landed {
+            AppendError::DiskFull {
+                segment_id,
+                source: Arc::new(error),
+            }
+        } else {
+            AppendError::WriteFailed {
+                segment_id,
+                offset,
+                source: Arc::new(error),
+            }
+        });
     }
     #[cfg(any(test, feature = "fault-injection"))]
     if failure.is_none() {
@@ -581,32 +730,50 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
     if failure.is_none() && durability == Durability::Fsync {
         observe!(state_rc, super::IoEvent::SyncStarted { path: &path });
         let fsync_started = std::time::Instant::now();
-        let synced_result = file.fdatasync().await;
+        let synced_result = match injected_fault(state_rc, FaultOp::Sync) {
+            Some(error) => Err(error),
+            None => file.fdatasync().await.map_err(std::io::Error::from),
+        };
         crate::metrics::observe_fsync(fsync_started.elapsed());
         match synced_result {
             Ok(()) => {
                 synced = true;
                 observe!(state_rc, super::IoEvent::SyncCompleted { path: &path });
             }
+            // Even ENOSPC poisons here: after a failed fdatasync the kernel may have dropped
+            // the error along with the dirty state, so a later sync could succeed without the
+            // data ever reaching the disk (PostgreSQL's "fsyncgate").
             Err(error) => {
                 failure = Some(AppendError::FsyncFailed {
                     segment_id,
-                    source: Arc::new(error.into()),
+                    source: Arc::new(error),
                 })
             }
         }
     }
-    if let Some(error) = failure {
-        state_rc.borrow_mut().poisoned = Some(segment_id);
-        state_rc.borrow_mut().stats.poisoned = true;
-        tracing::error!(segment_id, %error, "Segment write or sync failed; log poisoned.");
-        fail_all(batch, &error);
-        return;
+    match failure {
+        Some(error @ AppendError::DiskFull { .. }) => {
+            give_back(state_rc, batch, &error);
+            return;
+        }
+        Some(error) => {
+            poison(state_rc, segment_id, &error);
+            fail_all(batch, &error);
+            return;
+        }
+        None => {}
     }
 
     let woken = {
         let mut guard = state_rc.borrow_mut();
         let state = &mut *guard;
+        if state.health.disk_full() {
+            tracing::info!(
+                log_id = state.config.log_id,
+                "Disk space is back; commits resumed."
+            );
+        }
+        state.health.record_commit();
         assert_eq!(
             state.active_segment_id, segment_id,
             "only the committer rolls the log over"
@@ -690,7 +857,7 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
-    use super::super::{COMMIT_BYTES_MAX_DEFAULT, Log, ShardTip};
+    use super::super::{COMMIT_BYTES_MAX_DEFAULT, Log, ReadError, ShardTip, WriteErrorKind};
     use super::*;
     use crate::keystore::KeyStore;
 
@@ -873,29 +1040,205 @@ mod tests {
         });
     }
 
+    fn segment_files(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("log directory lists")
+            .map(|entry| {
+                entry
+                    .expect("directory entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|name| name.ends_with(".seg"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn with_faults(
+        path: &std::path::Path,
+        segment_bytes: u64,
+    ) -> (super::super::LogConfig, Arc<super::super::FaultPlan>) {
+        let faults = Arc::new(super::super::FaultPlan::default());
+        let mut config = config(path, segment_bytes, Durability::Fsync);
+        config.faults = Some(faults.clone());
+        (config, faults)
+    }
+
+    /// Guards against a full disk at rollover wedging the log: the new segment's file was
+    /// created before its preallocation failed, so every later rollover met EEXIST and the log
+    /// never resumed. A failed preallocation must fail the commit's appends with `DiskFull`,
+    /// leave no file behind, not poison the log, and let the next append roll over.
     #[test]
-    fn once_poisoned_the_log_refuses_appends_but_still_serves_what_it_wrote() {
+    fn a_full_disk_at_rollover_fails_the_commit_and_the_next_append_rolls_over() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().to_owned();
         run(async move {
-            let log = Log::open(config(&path, 1 << 20, Durability::Fsync))
+            let (config, faults) = with_faults(&path, 64 << 10);
+            let log = Log::open(config).await.expect("log opens");
+            let s = shard("full", 0);
+            let first = records(40, 1000, 1);
+            log.append(&s, first.clone()).await.expect("append");
+            let before = segment_files(&path);
+            faults.fail_next(FaultOp::Preallocate, libc::ENOSPC);
+            let error = log
+                .append(&s, records(40, 1000, 2))
                 .await
-                .expect("log opens");
-            let s = shard("p", 0);
+                .expect_err("no room for the commit");
+            assert!(matches!(error, AppendError::DiskFull { .. }), "{error}");
+            assert!(error.is_retryable());
+            assert!(log.health().disk_full());
+            assert_eq!(log.health().write_errors(WriteErrorKind::DiskFull), 1);
+            assert_eq!(log.health().poisoned(), None);
+            assert_eq!(
+                segment_files(&path),
+                before,
+                "the half-made segment is gone"
+            );
+            assert_eq!(log.tip(&s).next_position, 40);
+            assert_eq!(read_all(&log, &s, 0).await, expected(std::slice::from_ref(&first)));
+            let second = records(40, 1000, 3);
+            let appended = log.append(&s, second.clone()).await.expect("resumes");
+            assert_eq!(
+                appended.first_position, 40,
+                "the refused positions are reused"
+            );
+            assert!(!log.health().disk_full());
+            assert_eq!(log.stats().segment_count, 2);
+            let all = expected(&[first, second]);
+            assert_eq!(read_all(&log, &s, 0).await, all);
+            drop(log);
+            let log = Log::open(config_of(&path)).await.expect("log reopens");
+            assert_eq!(read_all(&log, &s, 0).await, all);
+        });
+    }
+
+    fn config_of(path: &std::path::Path) -> super::super::LogConfig {
+        config(path, 64 << 10, Durability::Fsync)
+    }
+
+    /// Guards against a write refused with ENOSPC poisoning the log for good, or its records
+    /// becoming visible: such a write stored nothing, so its appends fail with `DiskFull`,
+    /// readers never see the records, and the next commit writes the same offset again.
+    #[test]
+    fn a_write_refused_for_lack_of_space_stores_nothing_and_the_next_commit_retries() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        run(async move {
+            let (config, faults) = with_faults(&path, 64 << 10);
+            let log = Log::open(config).await.expect("log opens");
+            let s = shard("enospc", 0);
+            let first = records(3, 10, 1);
+            log.append(&s, first.clone()).await.expect("append");
+            faults.fail_next(FaultOp::Write, libc::ENOSPC);
+            let error = log
+                .append(&s, records(2, 10, 2))
+                .await
+                .expect_err("the write is refused");
+            assert!(matches!(error, AppendError::DiskFull { .. }), "{error}");
+            assert_eq!(log.tip(&s).next_position, 3, "nothing became visible");
+            assert_eq!(read_all(&log, &s, 0).await, expected(std::slice::from_ref(&first)));
+            let third = records(4, 10, 3);
+            assert_eq!(
+                log.append(&s, third.clone())
+                    .await
+                    .expect("resumes")
+                    .first_position,
+                3
+            );
+            let all = expected(&[first, third]);
+            assert_eq!(read_all(&log, &s, 0).await, all);
+            drop(log);
+            let log = Log::open(config_of(&path)).await.expect("log reopens");
+            assert_eq!(
+                read_all(&log, &s, 0).await,
+                all,
+                "the refused records never return"
+            );
+        });
+    }
+
+    /// Guards against carrying on after an I/O error: once a write failed with EIO the disk's
+    /// state is unknown (redb's rule), so the log must refuse appends and reads, say why in its
+    /// health, and after a restart serve every acknowledged record.
+    #[test]
+    fn a_write_that_fails_with_eio_poisons_the_log_for_appends_and_reads() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        run(async move {
+            let (config, faults) = with_faults(&path, 64 << 10);
+            let log = Log::open(config).await.expect("log opens");
+            let s = shard("eio", 0);
             let batch = records(3, 10, 1);
             log.append(&s, batch.clone()).await.expect("append");
-            // A failed write or fsync sets this; the disk cannot be made to fail on demand here.
-            log.state.borrow_mut().poisoned = Some(1);
+            faults.fail_next(FaultOp::Write, libc::EIO);
             let error = log
                 .append(&s, records(1, 1, 2))
+                .await
+                .expect_err("the write fails");
+            assert!(matches!(error, AppendError::WriteFailed { .. }), "{error}");
+            assert!(!error.is_retryable());
+            let error = log
+                .append(&s, records(1, 1, 3))
                 .await
                 .expect_err("poisoned log refuses");
             assert!(
                 matches!(error, AppendError::Poisoned { segment_id: 1 }),
                 "{error}"
             );
-            assert_eq!(log.tip(&s).next_position, 3);
+            let error = log
+                .read(&s, 0, 10, 1 << 20)
+                .await
+                .expect_err("reads refused");
+            assert!(
+                matches!(error, ReadError::Poisoned { segment_id: 1 }),
+                "{error}"
+            );
+            let poisoning = log.health().poisoned().expect("health says poisoned");
+            assert_eq!(poisoning.segment_id, 1);
+            assert!(
+                poisoning.reason.contains("writing segment 1"),
+                "{poisoning:?}"
+            );
+            assert_eq!(log.health().write_errors(WriteErrorKind::Io), 1);
+            assert!(log.stats().poisoned);
+            drop(log);
+            let log = Log::open(config_of(&path)).await.expect("log reopens");
             assert_eq!(read_all(&log, &s, 0).await, expected(&[batch]));
+        });
+    }
+
+    /// Guards against retrying a failed `fdatasync`: the kernel may drop the error with the
+    /// dirty pages, so a second sync could succeed without the data on disk. A failed sync
+    /// poisons the log even when it reports ENOSPC, and its appends are not acknowledged.
+    #[test]
+    fn a_failed_fdatasync_poisons_the_log_even_when_it_reports_a_full_disk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        run(async move {
+            let (config, faults) = with_faults(&path, 64 << 10);
+            let log = Log::open(config).await.expect("log opens");
+            let s = shard("sync", 0);
+            log.append(&s, records(2, 10, 1)).await.expect("append");
+            faults.fail_next(FaultOp::Sync, libc::ENOSPC);
+            let error = log
+                .append(&s, records(1, 1, 2))
+                .await
+                .expect_err("the sync fails");
+            assert!(matches!(error, AppendError::FsyncFailed { .. }), "{error}");
+            assert_eq!(
+                log.tip(&s).next_position,
+                2,
+                "the commit never became visible"
+            );
+            assert!(log.health().poisoned().is_some());
+            assert!(!log.health().disk_full());
+            let error = log
+                .append(&s, records(1, 1, 3))
+                .await
+                .expect_err("poisoned log refuses");
+            assert!(matches!(error, AppendError::Poisoned { .. }), "{error}");
         });
     }
 }

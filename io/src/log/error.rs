@@ -3,6 +3,8 @@
 //!
 //! [`AppendError`] is `Clone` because one failed group commit fails every append in it; an
 //! append error that says the log is poisoned stays true for the life of the [`super::Log`].
+//! [`AppendError::DiskFull`] is the one write failure that does not poison: nothing of the
+//! failed commit reached the disk, so the next commit simply tries again.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -173,6 +175,15 @@ pub enum AppendError {
         segment_id: u64,
         source: Arc<std::io::Error>,
     },
+    /// The file system is out of space (ENOSPC or EDQUOT) while preallocating segment
+    /// `segment_id` or writing to it, and no byte of the commit reached the disk. Not
+    /// poisoned: the commit's positions are handed out again and the next commit retries, so
+    /// the log resumes by itself once space is freed.
+    #[error("the disk holding segment {segment_id} is full; nothing of this append was stored")]
+    DiskFull {
+        segment_id: u64,
+        source: Arc<std::io::Error>,
+    },
     #[error("cannot create or grow segment {segment_id}")]
     CreateSegment {
         segment_id: u64,
@@ -184,9 +195,30 @@ pub enum AppendError {
     Key { key_id: String, reason: String },
 }
 
+impl AppendError {
+    /// Whether the append may succeed if tried again as it is: the disk was full, and nothing
+    /// about the log itself is wrong.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::DiskFull { .. })
+    }
+}
+
+/// Whether an I/O error says the file system is out of space (or the user out of quota).
+/// glommio keeps the error kind but not always the raw errno, so both are checked.
+pub(crate) fn is_disk_full(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadError {
+    /// A write or sync of the log failed earlier: what the disk holds is unknown, so the log
+    /// serves nothing until a restart runs recovery on it (redb's rule).
+    #[error("log poisoned by an earlier failed write or sync of segment {segment_id}")]
+    Poisoned { segment_id: u64 },
     #[error("reading segment {segment_id} at offset {offset} failed")]
     Io {
         segment_id: u64,

@@ -22,6 +22,8 @@
 
 use std::path::Path;
 
+use super::FaultOp;
+
 /// One durability-relevant I/O step of the log.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -49,4 +51,30 @@ pub enum IoEvent<'a> {
 /// `observe` has no default body: an observer that ignores events has no reason to exist.
 pub trait IoObserver: std::fmt::Debug {
     fn observe(&self, event: IoEvent<'_>);
+}
+
+/// Failures to inject into the log's write path, for tests: each armed fault makes the next
+/// matching operation fail with the given OS error instead of reaching the disk. `Send + Sync`
+/// so that an engine test can arm it from outside the log's executor.
+#[derive(Debug, Default)]
+pub struct FaultPlan {
+    armed: std::sync::Mutex<Vec<(FaultOp, i32)>>,
+}
+
+impl FaultPlan {
+    /// Makes the next `op` fail with `raw_os_error` (`libc::EIO`, `libc::ENOSPC`, ...).
+    pub fn fail_next(&self, op: FaultOp, raw_os_error: i32) {
+        self.armed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((op, raw_os_error));
+    }
+
+    /// Takes the fault armed for `op`, if any.
+    pub(super) fn take(&self, op: FaultOp) -> Option<std::io::Error> {
+        let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
+        let at = armed.iter().position(|(o, _)| *o == op)?;
+        let (_, errno) = armed.remove(at);
+        Some(std::io::Error::from_raw_os_error(errno))
+    }
 }

@@ -144,6 +144,9 @@ pub(super) async fn read(
     limit: usize,
     bytes_max: usize,
 ) -> Result<LogRead, ReadError> {
+    if let Some(segment_id) = log.state.borrow().poisoned {
+        return Err(ReadError::Poisoned { segment_id });
+    }
     let tip = log.tip(shard);
     let mut out = LogRead::empty(tip);
     let mut next = position;

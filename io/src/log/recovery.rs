@@ -680,6 +680,7 @@ pub(super) async fn recover(
     let ids = segment_ids(&config.dir)?;
     let mut report = RecoveryReport::default();
 
+    let health = std::sync::Arc::new(super::LogHealth::new(config.log_id));
     let mut state = State {
         config,
         shards: HashMap::new(),
@@ -690,6 +691,7 @@ pub(super) async fn recover(
         prev_crc: 0,
         last_arrival_ms: 0,
         poisoned: None,
+        health,
         cache: BlockCache::default(),
         stats: LogStats::default(),
         waiters: HashMap::new(),

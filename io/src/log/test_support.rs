@@ -43,6 +43,7 @@ pub(super) fn config(dir: &Path, segment_bytes: u64, durability: Durability) -> 
         commit_bytes_max: 16 << 10,
         durability,
         observer: None,
+        faults: None,
     }
 }
 
