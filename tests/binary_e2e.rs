@@ -515,6 +515,10 @@ async fn records_written_over_either_protocol_read_back_over_the_other_with_the_
     }
 }
 
+/// Guards against a subscription that needs asking again (or drops, repeats or reorders a
+/// record) to see records put after it opened. Delivery delays are printed, not asserted: on a
+/// loaded machine a deadline fails without a fault. That a waiting read is woken by the
+/// commit rather than a timer is tested without a clock in `io/src/storage.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_is_pushed_records_put_after_it_opened_without_asking_again() {
     let (_server, addr) = start_server(1);
@@ -557,10 +561,6 @@ async fn a_subscription_is_pushed_records_put_after_it_opened_without_asking_aga
         "put -> push delivery (put round trip included), debug build: p50 {:?}, max {:?}",
         delays[delays.len() / 2],
         delays[delays.len() - 1]
-    );
-    assert!(
-        delays[delays.len() / 2] < Duration::from_millis(250),
-        "records must be pushed as they commit, well under a second: {delays:?}"
     );
     subscription
         .unsubscribe()

@@ -116,8 +116,12 @@ async fn next_records(
     }
 }
 
+/// Guards against records put after subscribing that are lost, altered, reordered or given
+/// the wrong continuation. How soon they arrive is not asserted here: on a loaded machine any
+/// deadline is a guess. That a waiting read is woken by the commit, not by its timer, is
+/// tested without a clock in `io/src/storage.rs` (a read waiting an hour returns at once).
 #[tokio::test]
-async fn records_put_after_subscribing_arrive_over_http1_at_once_and_byte_for_byte() {
+async fn records_put_after_subscribing_are_pushed_over_http1_byte_for_byte() {
     let server = Server::start();
     let client = server.client();
     let name = unique_stream_name("efo-push");
@@ -136,7 +140,6 @@ async fn records_put_after_subscribing_arrive_over_http1_at_once_and_byte_for_by
     let mut previous_continuation: Option<String> = None;
     for round in 0..3u8 {
         let payloads: Vec<Vec<u8>> = (0..4u8).map(|i| vec![round, i, 0, 0xff, b'x']).collect();
-        let put_at = Instant::now();
         let put = client
             .put_records()
             .stream_name(&name)
@@ -157,11 +160,6 @@ async fn records_put_after_subscribing_arrive_over_http1_at_once_and_byte_for_by
             received.extend(event.records().iter().cloned());
             last_event = Some(event);
         }
-        let latency = put_at.elapsed();
-        assert!(
-            latency < Duration::from_millis(900),
-            "round {round}: pushed after {latency:?}"
-        );
         assert_eq!(received.len(), payloads.len());
         for ((record, payload), number) in received.iter().zip(&payloads).zip(&put_numbers) {
             assert_eq!(record.data().as_ref(), payload.as_slice());
@@ -182,6 +180,9 @@ async fn records_put_after_subscribing_arrive_over_http1_at_once_and_byte_for_by
     }
 }
 
+/// Guards against a subscription that skips earlier records, sends empty events in a busy
+/// loop instead of waiting for the heartbeat, loses its continuation when idle, or repeats or
+/// loses a record on resuming.
 #[tokio::test]
 async fn trim_horizon_delivers_earlier_records_then_an_idle_heartbeat_keeps_the_continuation() {
     let server = Server::start();
@@ -201,6 +202,10 @@ async fn trim_horizon_delivers_earlier_records_then_an_idle_heartbeat_keeps_the_
         .expect("stored")
         .to_owned();
 
+    // Measured from before the request: the server starts its heartbeat wait after it sent
+    // the first event, so the heartbeat cannot come sooner than that wait after this point,
+    // however slow the machine. Lateness is not asserted (`next_event` has a hang guard).
+    let subscribed_from = Instant::now();
     let mut subscription = client
         .subscribe_to_shard()
         .consumer_arn(&consumer)
@@ -213,13 +218,12 @@ async fn trim_horizon_delivers_earlier_records_then_an_idle_heartbeat_keeps_the_
     assert_eq!(event.records().len(), 5);
     assert_eq!(event.continuation_sequence_number(), last);
 
-    let idle_from = Instant::now();
     let heartbeat = next_event(&mut subscription).await;
-    let idle = idle_from.elapsed();
+    let idle = subscribed_from.elapsed();
     assert!(heartbeat.records().is_empty());
     assert!(
-        idle >= Duration::from_secs(3) && idle < Duration::from_secs(8),
-        "heartbeat after {idle:?}"
+        idle >= Duration::from_secs(3),
+        "an empty event after {idle:?}: the heartbeat did not wait"
     );
     assert_eq!(
         heartbeat.continuation_sequence_number(),
@@ -258,6 +262,9 @@ async fn trim_horizon_delivers_earlier_records_then_an_idle_heartbeat_keeps_the_
     assert_eq!(event.records()[0].data().as_ref(), b"sixth");
 }
 
+/// Guards against two live subscriptions to one (consumer, shard), and against a lease that
+/// is never handed over. The refusal is asserted only when the client saw both requests within
+/// five seconds (then the server did too); a machine too slow for that repeats the attempt.
 #[tokio::test]
 async fn a_second_subscription_within_five_seconds_is_refused_and_a_later_one_takes_over() {
     let server = Server::start();
@@ -273,13 +280,28 @@ async fn a_second_subscription_within_five_seconds_is_refused_and_a_later_one_ta
             .starting_position(position(ShardIteratorType::Latest))
             .send()
     };
-    let started = Instant::now();
-    let mut first = subscribe().await.expect("the first subscription succeeds");
-    let (code, message) = expect_error(subscribe().await);
-    assert_eq!(code, "ResourceInUseException", "{message}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    const TAKEOVER: Duration = Duration::from_secs(5);
+    let mut attempts = 0;
+    let (mut first, leased_by) = loop {
+        attempts += 1;
+        let started = Instant::now();
+        let first = subscribe().await.expect("the first subscription succeeds");
+        // The server took the lease before it answered.
+        let leased_by = Instant::now();
+        let second = subscribe().await;
+        if started.elapsed() < TAKEOVER {
+            let (code, message) = expect_error(second);
+            assert_eq!(code, "ResourceInUseException", "{message}");
+            break (first, leased_by);
+        }
+        // Too slow to tell: the second may rightly have taken over. Wait out its lease.
+        assert!(attempts < 5, "5 attempts each took over {TAKEOVER:?}");
+        drop((first, second));
+        tokio::time::sleep(TAKEOVER + Duration::from_millis(300)).await;
+    };
 
-    tokio::time::sleep(Duration::from_millis(5_300).saturating_sub(started.elapsed())).await;
+    tokio::time::sleep((TAKEOVER + Duration::from_millis(300)).saturating_sub(leased_by.elapsed()))
+        .await;
     let mut second = subscribe()
         .await
         .expect("after 5 s a new subscription takes over");

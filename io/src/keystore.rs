@@ -25,6 +25,11 @@
 //!   so no chunk is ever acknowledged under a key that a crash could lose.
 //! - Keys are never changed or deleted by the store: every chunk ever written under a key must
 //!   stay readable.
+//! - A data key encrypts no chunk directly (since segment format version 3): each segment of
+//!   each log gets its own AES key, derived with HKDF-SHA256 ([`DataKey::segment_cipher`]), so
+//!   the random-nonce limit of AES-GCM (2^32 encryptions per key, NIST SP 800-38D §8.3) applies
+//!   per segment, whose size bounds its chunk count (`log::block::SEGMENT_KEY_CHUNKS_MAX`).
+//!   Chunks written before version 3 used the data key itself ([`DataKey::legacy_cipher`]).
 
 use std::collections::HashMap;
 use std::fs;
@@ -34,20 +39,51 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use aes_gcm::{Aes256Gcm, KeyInit};
+use hkdf::Hkdf;
+use sha2::Sha256;
 
 /// Bytes of an AES-256 data key.
 pub const KEY_BYTES: usize = 32;
+/// Start of the HKDF `info` of a segment key; the log id and segment id follow it.
+pub const SEGMENT_KEY_LABEL: [u8; 16] = *b"sluice-seg-key-1";
+/// Derived segment ciphers a [`DataKey`] keeps; past that the cache starts over. One per log
+/// being written plus the segments being read keeps the hit rate high; a miss costs one HKDF
+/// and one AES key schedule (about a microsecond).
+pub const SEGMENT_CIPHERS_CACHED_MAX: usize = 64;
 const MAGIC: [u8; 8] = *b"SLUICEKY";
 const FILE_VERSION: u16 = 1;
 const FILE_HEADER_LEN: usize = 16;
 
-/// One data key, ready to encrypt and decrypt chunks.
+/// Which segment a derived key belongs to: the HKDF `info` is [`SEGMENT_KEY_LABEL`], then
+/// `log_id` (u32 LE), then `segment_id` (u64 LE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SegmentKeyId {
+    pub log_id: u32,
+    pub segment_id: u64,
+}
+
+impl SegmentKeyId {
+    /// The HKDF `info` bytes (28) that name this segment.
+    pub fn info(&self) -> [u8; 28] {
+        let mut info = [0u8; 28];
+        info[..16].copy_from_slice(&SEGMENT_KEY_LABEL);
+        info[16..20].copy_from_slice(&self.log_id.to_le_bytes());
+        info[20..28].copy_from_slice(&self.segment_id.to_le_bytes());
+        info
+    }
+}
+
+/// One data key (the KMS key of a KeyId), from which every segment's chunk key is derived.
 pub struct DataKey {
     /// The number chunks store to name this key.
     pub key_ref: u32,
     /// The KeyId the client gave.
     pub key_id: String,
-    pub(crate) cipher: Aes256Gcm,
+    /// HKDF state after the extract step (no salt; the key is uniformly random already).
+    hkdf: Hkdf<Sha256>,
+    /// AES-256-GCM under the data key itself: only for chunks of format version 2 and older.
+    legacy_cipher: Aes256Gcm,
+    segment_ciphers: Mutex<HashMap<SegmentKeyId, Arc<Aes256Gcm>>>,
 }
 
 impl std::fmt::Debug for DataKey {
@@ -65,8 +101,40 @@ impl DataKey {
         Self {
             key_ref,
             key_id,
-            cipher: Aes256Gcm::new(key.into()),
+            hkdf: Hkdf::<Sha256>::new(None, key),
+            legacy_cipher: Aes256Gcm::new(key.into()),
+            segment_ciphers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The cipher of one segment: AES-256-GCM under
+    /// `HKDF-SHA256(salt = none, ikm = data key, info = segment.info(), 32 bytes)`. Every chunk
+    /// of format version 3 is encrypted under the key of the segment it is written to.
+    pub fn segment_cipher(&self, segment: SegmentKeyId) -> Arc<Aes256Gcm> {
+        // A panic while holding the lock leaves at worst a cache without some entry.
+        let mut cache = self
+            .segment_ciphers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(cipher) = cache.get(&segment) {
+            return cipher.clone();
+        }
+        let mut okm = [0u8; KEY_BYTES];
+        self.hkdf
+            .expand(&segment.info(), &mut okm)
+            .expect("32 bytes is far below HKDF-SHA256's 8160-byte output limit");
+        let cipher = Arc::new(Aes256Gcm::new((&okm).into()));
+        if cache.len() >= SEGMENT_CIPHERS_CACHED_MAX {
+            cache.clear();
+        }
+        cache.insert(segment, cipher.clone());
+        assert!(cache.len() <= SEGMENT_CIPHERS_CACHED_MAX);
+        cipher
+    }
+
+    /// The cipher of chunks written before format version 3: the data key itself.
+    pub fn legacy_cipher(&self) -> &Aes256Gcm {
+        &self.legacy_cipher
     }
 }
 
@@ -269,6 +337,62 @@ mod tests {
         );
         let c = store.get_or_create("alias/other").expect("create c");
         assert!(c.key_ref > b.key_ref);
+    }
+
+    /// Guards against a silent change of the key derivation: chunks on disk were encrypted
+    /// under `HKDF-SHA256(ikm = data key, info = label ‖ log_id ‖ segment_id)` exactly as
+    /// `docs/segment-format.md` spells it, and any other derivation would make them unreadable.
+    #[test]
+    fn segment_keys_are_hkdf_sha256_of_the_data_key_with_log_and_segment_as_info() {
+        use aes_gcm::Nonce;
+        use aes_gcm::aead::Aead;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = KeyStore::open(dir.path()).expect("open");
+        let key = store.get_or_create("alias/aws/kinesis").expect("create");
+        let bytes = fs::read(key_path(dir.path(), key.key_ref)).expect("read key file");
+        let (_, material) = parse_key_file(dir.path(), &bytes).expect("parses");
+        let mut info = Vec::new();
+        info.extend_from_slice(b"sluice-seg-key-1");
+        info.extend_from_slice(&[3, 0, 0, 0]);
+        info.extend_from_slice(&[0xDE, 0x02, 0, 0, 0, 0, 0, 0]);
+        let mut okm = [0u8; KEY_BYTES];
+        Hkdf::<Sha256>::new(None, &material)
+            .expand(&info, &mut okm)
+            .expect("expands");
+        let expected = Aes256Gcm::new((&okm).into());
+        let segment = SegmentKeyId {
+            log_id: 3,
+            segment_id: 734,
+        };
+        assert_eq!(&segment.info()[..], &info[..]);
+        let nonce = Nonce::from_slice(&[5; 12]);
+        let sealed = key
+            .segment_cipher(segment)
+            .encrypt(nonce, &b"records"[..])
+            .expect("encrypts");
+        assert_eq!(
+            expected.decrypt(nonce, &sealed[..]).expect("same key"),
+            b"records"
+        );
+        // Neighbouring segments, another log and the data key itself all differ.
+        for other in [
+            SegmentKeyId {
+                segment_id: 735,
+                ..segment
+            },
+            SegmentKeyId {
+                log_id: 4,
+                ..segment
+            },
+        ] {
+            assert!(
+                key.segment_cipher(other)
+                    .decrypt(nonce, &sealed[..])
+                    .is_err()
+            );
+        }
+        assert!(key.legacy_cipher().decrypt(nonce, &sealed[..]).is_err());
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub const BLOCK_CACHE_BYTES_DEFAULT: usize = 32 << 20;
 pub const BLOCK_BYTES_TARGET: usize = 1 << 20;
 
 const _: () = assert!(SEGMENT_BYTES_DEFAULT.is_multiple_of(BLOCK_ALIGN as u64));
+// A default segment's chunks stay far below the per-key chunk bound even with several torn
+// tails rewritten into it: 256 MiB / 96 bytes is about 2^21.4 chunks, against 2^24.
+const _: () = assert!(SEGMENT_BYTES_DEFAULT <= block::SEGMENT_BYTES_MAX / 4);
 const _: () = assert!(BLOCK_BYTES_TARGET.is_multiple_of(BLOCK_ALIGN));
 
 /// When an append is acknowledged.
@@ -432,6 +435,20 @@ impl Log {
                 reason: "commit_bytes_max must be positive".to_owned(),
             });
         }
+        // Each segment has its own encryption key; its size bounds the chunks under that key.
+        let segment_key_bytes = config
+            .segment_bytes
+            .max(recovery::commit_extent_max(config.commit_bytes_max))
+            .saturating_add(recovery::commit_extent_max(config.commit_bytes_max));
+        if segment_key_bytes > block::SEGMENT_BYTES_MAX {
+            return Err(OpenLogError::InvalidConfig {
+                reason: format!(
+                    "segment_bytes plus one commit must stay within {} bytes (one encryption \
+                     key per segment), not {segment_key_bytes}",
+                    block::SEGMENT_BYTES_MAX
+                ),
+            });
+        }
         // glommio resolves a relative path against no directory at all (`Directory::open` fails
         // with EBADF), so the log always works with an absolute one.
         let mut config = config;
@@ -651,6 +668,23 @@ mod tests {
         let path = dir.path().to_owned();
         run(async move {
             let error = Log::open(config(&path, 10_000, Durability::Write))
+                .await
+                .expect_err("refused");
+            assert!(
+                matches!(error, OpenLogError::InvalidConfig { .. }),
+                "{error}"
+            );
+        });
+    }
+
+    /// Guards against a segment so large that its derived encryption key would encrypt
+    /// more chunks than random nonces allow: such a configuration is refused at open.
+    #[test]
+    fn a_segment_too_large_for_one_encryption_key_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        run(async move {
+            let error = Log::open(config(&path, block::SEGMENT_BYTES_MAX, Durability::Write))
                 .await
                 .expect_err("refused");
             assert!(

@@ -453,20 +453,31 @@ mod tests {
                 );
                 let zero = ShardAddress::new("s", 0);
                 let one = ShardAddress::new("s", 1);
-                // A read that starts before the records exist and waits for them.
+                // A read that starts before the records exist and waits for them, for an hour:
+                // if it returns records within this test, the commit woke it, not its timer.
+                // A thread-timed hang guard fails the test instead of waiting out the hour.
+                let (guard_tx, guard_rx) = futures_channel::oneshot::channel::<()>();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_secs(60));
+                    let _ = guard_tx.send(());
+                });
                 let waiting = {
                     let storage = storage.clone();
                     let zero = zero.clone();
-                    async move {
+                    let read = async move {
                         storage
                             .read(
                                 &zero,
                                 ReadStart::TrimHorizon,
                                 LIMITS,
-                                Some(Duration::from_secs(20)),
+                                Some(Duration::from_secs(3600)),
                             )
                             .await
-                    }
+                    };
+                    futures_lite::future::or(read, async move {
+                        let _ = guard_rx.await;
+                        panic!("the waiting read was not woken by the commit within 60 s");
+                    })
                 };
                 let appending = async {
                     let a = storage.append(&zero, records("a", 3)).await;

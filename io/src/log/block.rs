@@ -20,11 +20,18 @@
 //!   the rkyv archive and the 16-byte tag. Everything of the chunk before the ciphertext (with
 //!   the `crc` field zeroed) is the associated data, so a ciphertext cannot be moved to another
 //!   shard, position or key. The CRC covers the stored (encrypted) bytes.
+//! - Since format version 3 every encrypted chunk also has [`CHUNK_FLAG_SEGMENT_KEY`]: its key
+//!   is derived from the data key for the (log, segment) it is written to, so no AES key
+//!   encrypts more than [`SEGMENT_KEY_CHUNKS_MAX`] chunks, far below the 2^32 that random
+//!   96-bit nonces allow. A chunk without the flag (format version 2) was encrypted under the
+//!   data key itself and is still read that way.
 
 use std::ops::Range;
 
 use aes_gcm::Nonce;
 use aes_gcm::aead::AeadInPlace;
+
+use crate::keystore::SegmentKeyId;
 
 /// O_DIRECT alignment of block starts and lengths inside a segment file.
 pub const BLOCK_ALIGN: usize = 4096;
@@ -38,11 +45,17 @@ pub const CHUNK_HEADER_LEN: usize = 48;
 pub const MAGIC: [u8; 8] = *b"SLUICEBK";
 /// Bumped on any change to the header, chunk or archived record layout.
 /// Version 2 added encrypted chunks; version 1 blocks (no chunk flags) are still read.
-pub const FORMAT_VERSION: u16 = 2;
+/// Version 3 added per-segment chunk keys ([`CHUNK_FLAG_SEGMENT_KEY`]); version 2 chunks
+/// encrypted under the data key itself are still read.
+pub const FORMAT_VERSION: u16 = 3;
 /// Oldest block format version this code reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Chunk flag: the payload is an encryption envelope around the rkyv archive.
 pub const CHUNK_FLAG_ENCRYPTED: u16 = 1;
+/// Chunk flag, only with [`CHUNK_FLAG_ENCRYPTED`]: the chunk key is derived for its segment
+/// ([`crate::keystore::DataKey::segment_cipher`]). Set on every encrypted chunk since format
+/// version 3; without it the data key encrypted the chunk directly.
+pub const CHUNK_FLAG_SEGMENT_KEY: u16 = 2;
 /// Bytes of the envelope before the ciphertext: key reference (4) and nonce (12).
 pub const ENVELOPE_LEN: usize = 16;
 /// Bytes of the AES-GCM tag after the ciphertext.
@@ -53,6 +66,23 @@ pub const NONCE_LEN: usize = 12;
 const _: () = assert!(HEADER_LEN.is_multiple_of(CHUNK_ALIGN));
 const _: () = assert!(CHUNK_HEADER_LEN.is_multiple_of(CHUNK_ALIGN));
 const _: () = assert!(BLOCK_ALIGN.is_multiple_of(CHUNK_ALIGN));
+
+/// Bytes of the smallest encrypted chunk: the header, a stream name of at least one byte
+/// padded to 16, the envelope and the tag (an archive adds more).
+pub const ENCRYPTED_CHUNK_LEN_MIN: usize = CHUNK_HEADER_LEN + CHUNK_ALIGN + ENVELOPE_LEN + TAG_LEN;
+/// Encryptions we allow under one AES key with random 96-bit nonces: 2^24, a 256th of the
+/// 2^32 of NIST SP 800-38D §8.3, which keeps the chance of a repeated nonce below 2^-49.
+pub const SEGMENT_KEY_CHUNKS_MAX: u64 = 1 << 24;
+/// Largest segment whose chunks all stay within [`SEGMENT_KEY_CHUNKS_MAX`] under one derived
+/// key (1.5 GiB). A segment's key also encrypts the torn tail that a recovery overwrites, at
+/// most one commit per reopen; `Log::open` keeps a commit's extent plus `segment_bytes` below
+/// this.
+pub const SEGMENT_BYTES_MAX: u64 = SEGMENT_KEY_CHUNKS_MAX * ENCRYPTED_CHUNK_LEN_MIN as u64;
+
+const _: () = assert!(ENCRYPTED_CHUNK_LEN_MIN == 96);
+const _: () = assert!(SEGMENT_KEY_CHUNKS_MAX <= (1 << 32) / 256);
+const _: () =
+    assert!(SEGMENT_BYTES_MAX / (ENCRYPTED_CHUNK_LEN_MIN as u64) <= SEGMENT_KEY_CHUNKS_MAX);
 
 const CRC_FIELD: Range<usize> = 36..40;
 const CHUNK_CRC_FIELD: Range<usize> = 4..8;
@@ -107,10 +137,12 @@ impl ChunkHeader<'_> {
     }
 }
 
-/// How to encrypt one chunk: the key and a nonce never used before with it.
+/// How to encrypt one chunk: the data key, the segment the chunk is written to (which picks
+/// the derived key) and a nonce never used before with that key.
 #[derive(Debug, Clone, Copy)]
 pub struct ChunkEncryption<'a> {
     pub key: &'a crate::keystore::DataKey,
+    pub segment: SegmentKeyId,
     pub nonce: [u8; NONCE_LEN],
 }
 
@@ -314,7 +346,7 @@ fn encode_chunk(out: &mut [u8], chunk: &ChunkInput<'_>) {
     let payload_len = u32::try_from(stored_len).expect("a chunk payload fits u32 bytes");
     let chunk_len = u32::try_from(out.len()).expect("a chunk fits u32 bytes");
     let flags = if chunk.encryption.is_some() {
-        CHUNK_FLAG_ENCRYPTED
+        CHUNK_FLAG_ENCRYPTED | CHUNK_FLAG_SEGMENT_KEY
     } else {
         0
     };
@@ -346,7 +378,7 @@ fn encode_chunk(out: &mut [u8], chunk: &ChunkInput<'_>) {
             let (aad, text) = out.split_at_mut(text_start);
             let tag = encryption
                 .key
-                .cipher
+                .segment_cipher(encryption.segment)
                 .encrypt_in_place_detached(
                     Nonce::from_slice(&encryption.nonce),
                     aad,
@@ -430,11 +462,12 @@ pub enum DecryptProblem {
     TagMismatch { key_ref: u32 },
 }
 
-/// Decrypts the payload of an encrypted chunk (`chunk` = the whole chunk, CRC already checked)
-/// into a new 16-byte-aligned buffer holding the rkyv archive.
+/// Decrypts the payload of an encrypted chunk (`chunk` = the whole chunk, CRC already checked,
+/// read from `segment`) into a new 16-byte-aligned buffer holding the rkyv archive.
 pub fn decrypt_payload(
     chunk: &[u8],
     header: &ChunkHeader<'_>,
+    segment: SegmentKeyId,
     key_of: &dyn Fn(u32) -> Option<std::sync::Arc<crate::keystore::DataKey>>,
 ) -> Result<rkyv::util::AlignedVec, DecryptProblem> {
     let payload = &chunk[header.payload.clone()];
@@ -449,7 +482,16 @@ pub fn decrypt_payload(
     aad[CHUNK_CRC_FIELD].fill(0);
     let mut plain = rkyv::util::AlignedVec::with_capacity(text_end - text_start);
     plain.extend_from_slice(&chunk[text_start..text_end]);
-    key.cipher
+    // The flag is part of the associated data, so clearing or setting it to pick the other
+    // key fails the tag like any other change.
+    let segment_cipher;
+    let cipher = if header.flags & CHUNK_FLAG_SEGMENT_KEY != 0 {
+        segment_cipher = key.segment_cipher(segment);
+        &*segment_cipher
+    } else {
+        key.legacy_cipher()
+    };
+    cipher
         .decrypt_in_place_detached(
             Nonce::from_slice(&payload[4..ENVELOPE_LEN]),
             &aad,
@@ -489,6 +531,11 @@ mod tests {
                 .collect(),
         })
     }
+
+    const SEGMENT: SegmentKeyId = SegmentKeyId {
+        log_id: 7,
+        segment_id: 1,
+    };
 
     fn encode(chunks: &[ChunkInput<'_>]) -> (Vec<u8>, u32, Vec<u32>) {
         let mut out = vec![0xAAu8; align_up(block_len(chunks), BLOCK_ALIGN)];
@@ -599,6 +646,7 @@ mod tests {
             payload: &p,
             encryption: Some(ChunkEncryption {
                 key: &key,
+                segment: SEGMENT,
                 nonce: [7; NONCE_LEN],
             }),
         }];
@@ -616,12 +664,12 @@ mod tests {
             "payload stored in the clear"
         );
         let key_of = |key_ref: u32| keys.by_ref(key_ref);
-        let plain = decrypt_payload(raw, chunk, &key_of).expect("decrypts");
+        let plain = decrypt_payload(raw, chunk, SEGMENT, &key_of).expect("decrypts");
         assert_eq!(&plain[..], &p[..]);
 
         let no_keys = |_: u32| None;
         assert_eq!(
-            decrypt_payload(raw, chunk, &no_keys).err(),
+            decrypt_payload(raw, chunk, SEGMENT, &no_keys).err(),
             Some(DecryptProblem::UnknownKey {
                 key_ref: key.key_ref
             })
@@ -647,12 +695,183 @@ mod tests {
             }
             assert!(
                 matches!(
-                    decrypt_payload(&copy, &tampered, &key_of),
+                    decrypt_payload(&copy, &tampered, SEGMENT, &key_of),
                     Err(DecryptProblem::TagMismatch { .. })
                 ),
                 "flip at {at} was not detected"
             );
         }
+    }
+
+    /// One encrypted chunk of `payload` for `segment`, with a fixed nonce, as stored bytes.
+    fn encrypted_chunk(
+        key: &crate::keystore::DataKey,
+        segment: SegmentKeyId,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let chunks = [ChunkInput {
+            stream_name: "secret",
+            stream_created_ms: 1,
+            shard_index: 3,
+            first_position: 10,
+            arrival_ms: 5,
+            record_count: 6,
+            payload,
+            encryption: Some(ChunkEncryption {
+                key,
+                segment,
+                nonce: [7; NONCE_LEN],
+            }),
+        }];
+        let (out, _, offsets) = encode(&chunks);
+        let header = parse_header(&out).expect("valid header");
+        let at = offsets[0] as usize;
+        out[at..header.block_len()].to_vec()
+    }
+
+    /// Rewrites an encrypted chunk the way format version 2 stored it: the segment-key flag
+    /// clear and the archive encrypted under the data key itself. This is the old writer,
+    /// kept so the reader's fallback stays tested against bytes it did not produce itself.
+    fn rewrite_as_format_version_2(raw: &mut [u8], key: &crate::keystore::DataKey, plain: &[u8]) {
+        let header = parse_chunk(raw).expect("chunk parses").payload;
+        let text_start = header.start + ENVELOPE_LEN;
+        let text_end = header.end - TAG_LEN;
+        raw[10..12].copy_from_slice(&CHUNK_FLAG_ENCRYPTED.to_le_bytes());
+        raw[CHUNK_CRC_FIELD].fill(0);
+        raw[text_start..text_end].copy_from_slice(plain);
+        let nonce = raw[header.start + 4..text_start].to_vec();
+        let (aad, text) = raw.split_at_mut(text_start);
+        let tag = key
+            .legacy_cipher()
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut text[..plain.len()])
+            .expect("encrypts");
+        raw[text_end..header.end].copy_from_slice(&tag);
+        let crc = chunk_crc(raw);
+        raw[CHUNK_CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Guards against nonce wear-out: if every chunk of a KeyId were encrypted under one AES
+    /// key, random nonces would repeat after about 2^32 chunks and GCM would leak plaintext
+    /// and forgeability. Chunks of different segments (or logs) must use different keys, and a
+    /// chunk must not decrypt under another segment's key.
+    #[test]
+    fn chunks_of_different_segments_are_encrypted_under_different_keys() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys = crate::keystore::KeyStore::open(dir.path()).expect("key store");
+        let key = keys.get_or_create("alias/aws/kinesis").expect("key");
+        let key_of = |key_ref: u32| keys.by_ref(key_ref);
+        let p = sample_payload(6);
+        let a = SEGMENT;
+        let b = SegmentKeyId {
+            segment_id: 734,
+            ..SEGMENT
+        };
+        let other_log = SegmentKeyId {
+            log_id: 8,
+            ..SEGMENT
+        };
+        let chunk_a = encrypted_chunk(&key, a, &p);
+        let chunk_b = encrypted_chunk(&key, b, &p);
+        let chunk_c = encrypted_chunk(&key, other_log, &p);
+        // Same header, nonce and plaintext: only the key differs, so must the ciphertext.
+        assert_ne!(chunk_a, chunk_b);
+        assert_ne!(chunk_a, chunk_c);
+        assert_ne!(chunk_b, chunk_c);
+        for (raw, own) in [(&chunk_a, a), (&chunk_b, b), (&chunk_c, other_log)] {
+            let header = parse_chunk(raw).expect("chunk parses");
+            assert_eq!(header.flags, CHUNK_FLAG_ENCRYPTED | CHUNK_FLAG_SEGMENT_KEY);
+            let plain = decrypt_payload(raw, &header, own, &key_of).expect("decrypts");
+            assert_eq!(&plain[..], &p[..]);
+            for foreign in [a, b, other_log].into_iter().filter(|s| *s != own) {
+                assert_eq!(
+                    decrypt_payload(raw, &header, foreign, &key_of).err(),
+                    Some(DecryptProblem::TagMismatch {
+                        key_ref: key.key_ref
+                    }),
+                    "a chunk of {own:?} decrypted under the key of {foreign:?}"
+                );
+            }
+        }
+    }
+
+    /// Guards against losing data written before per-segment keys: a format version 2 chunk
+    /// (no segment-key flag, encrypted under the data key) must still decrypt, and setting
+    /// the flag on it (or clearing it on a new chunk) must fail the tag, not pick a key.
+    #[test]
+    fn a_format_version_2_chunk_under_the_data_key_still_decrypts() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys = crate::keystore::KeyStore::open(dir.path()).expect("key store");
+        let key = keys.get_or_create("alias/aws/kinesis").expect("key");
+        let key_of = |key_ref: u32| keys.by_ref(key_ref);
+        let p = sample_payload(6);
+        let new = encrypted_chunk(&key, SEGMENT, &p);
+        let mut old = new.clone();
+        rewrite_as_format_version_2(&mut old, &key, &p);
+        let header = parse_chunk(&old).expect("chunk parses");
+        assert_eq!(header.flags, CHUNK_FLAG_ENCRYPTED);
+        assert_eq!(chunk_crc(&old), header.crc);
+        // The segment does not matter for an old chunk.
+        for segment in [
+            SEGMENT,
+            SegmentKeyId {
+                log_id: 1,
+                segment_id: 99,
+            },
+        ] {
+            let plain = decrypt_payload(&old, &header, segment, &key_of).expect("decrypts");
+            assert_eq!(&plain[..], &p[..]);
+        }
+        for (raw, flags) in [
+            (&old, CHUNK_FLAG_ENCRYPTED | CHUNK_FLAG_SEGMENT_KEY),
+            (&new, CHUNK_FLAG_ENCRYPTED),
+        ] {
+            let mut flipped = raw.clone();
+            flipped[10..12].copy_from_slice(&flags.to_le_bytes());
+            let header = parse_chunk(&flipped).expect("chunk parses");
+            assert_eq!(
+                decrypt_payload(&flipped, &header, SEGMENT, &key_of).err(),
+                Some(DecryptProblem::TagMismatch {
+                    key_ref: key.key_ref
+                })
+            );
+        }
+    }
+
+    /// Guards against a segment big enough to wear out its key: the smallest encrypted chunk a
+    /// writer can produce must be at least [`ENCRYPTED_CHUNK_LEN_MIN`] bytes, so a segment of
+    /// [`SEGMENT_BYTES_MAX`] holds at most [`SEGMENT_KEY_CHUNKS_MAX`] chunks, 256 times below
+    /// the 2^32 random-nonce limit.
+    #[test]
+    fn the_segment_size_bounds_the_chunks_under_one_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let keys = crate::keystore::KeyStore::open(dir.path()).expect("key store");
+        let key = keys.get_or_create("alias/aws/kinesis").expect("key");
+        let smallest_archive = serialize_payload(&StoredChunk {
+            records: vec![StoredRecord {
+                partition_key: String::new(),
+                data: Vec::new(),
+            }],
+        });
+        for payload in [&[][..], &smallest_archive[..]] {
+            let chunk = ChunkInput {
+                stream_name: "s",
+                stream_created_ms: 0,
+                shard_index: 0,
+                first_position: 0,
+                arrival_ms: 0,
+                record_count: 1,
+                payload,
+                encryption: Some(ChunkEncryption {
+                    key: &key,
+                    segment: SEGMENT,
+                    nonce: [0; NONCE_LEN],
+                }),
+            };
+            assert!(chunk.encoded_len() >= ENCRYPTED_CHUNK_LEN_MIN);
+        }
+        let chunks_max = SEGMENT_BYTES_MAX / ENCRYPTED_CHUNK_LEN_MIN as u64;
+        assert!(chunks_max <= SEGMENT_KEY_CHUNKS_MAX);
+        assert!(SEGMENT_KEY_CHUNKS_MAX.saturating_mul(256) <= 1 << 32);
     }
 
     #[test]

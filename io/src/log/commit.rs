@@ -36,7 +36,7 @@ use super::{
     AppendError, AppendRecord, Appended, BLOCK_BYTES_TARGET, Durability, Segment, ShardKey, State,
     open_segment_file, sync_dir, wall_clock_ms,
 };
-use crate::keystore::DataKey;
+use crate::keystore::{DataKey, SegmentKeyId};
 
 /// Reports an [`IoEvent`](super::IoEvent) to the log's observer, if it has one. Expands to
 /// nothing outside test and `fault-injection` builds, so the event (and the path it names) is
@@ -375,6 +375,10 @@ fn encode_blocks(
                 payload: &c.payload,
                 encryption: c.key.as_deref().map(|key| ChunkEncryption {
                     key,
+                    segment: SegmentKeyId {
+                        log_id: state.config.log_id,
+                        segment_id,
+                    },
                     nonce: fresh_nonce(),
                 }),
             })
@@ -424,7 +428,8 @@ fn encode_blocks(
 }
 
 /// A random 96-bit AES-GCM nonce. Random nonces keep the chance of a repeat under one key
-/// negligible for up to 2^32 chunks per key (NIST SP 800-38D, 8.3).
+/// negligible for up to 2^32 chunks per key (NIST SP 800-38D, 8.3); each segment has its own
+/// key, with at most `block::SEGMENT_KEY_CHUNKS_MAX` chunks.
 fn fresh_nonce() -> [u8; block::NONCE_LEN] {
     let mut nonce = [0u8; block::NONCE_LEN];
     getrandom::getrandom(&mut nonce).expect("the OS random number source is available");

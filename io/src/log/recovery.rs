@@ -946,7 +946,7 @@ mod tests {
                     .expect("log opens");
                 log.append(&a, batch.clone()).await.expect("append");
             }
-            // Version 1 differs from version 2 only in the chunk flags, which were reserved
+            // Version 1 differs from version 3 only in the chunk flags, which were reserved
             // zeros: relabel the one block as version 1, as an old binary wrote it.
             let file = segment_files(&path).remove(0);
             let mut bytes = std::fs::read(&file).expect("read segment");
