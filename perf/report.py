@@ -558,6 +558,38 @@ for r in rows:
     w("| " + " | ".join(x.replace("\n", " ") for x in r) + " |")
 w("")
 
+# ---- overload ------------------------------------------------------------------------------
+overload = os.path.join(out, "overload.jsonl")
+if os.path.exists(overload):
+    runs = [json.loads(l) for l in open(overload) if l.strip().startswith("{")]
+    w("## Overload: bounded memory, memory given back (issue 12)")
+    w("")
+    w("`scripts/overload.sh`, run by this invocation: `sluice serve --cores 1` (CPU 0) with a 4-shard stream; wrk (CPU 1) "
+      "opens the connections and POSTs PutRecords of 500 × 100 B records as fast as each connection is answered; the server's "
+      "RSS is sampled every 100 ms, and read again after the storm has been over for the settle time. Then slow clients each "
+      "hold half a request header open while single PutRecords are timed. One row per allocator the binary can be built with; "
+      "targets: peak RSS ≤ 1 GiB, RSS ≤ 256 MiB after 15 s, no error but retryable throttles, a PutRecord within 2 s beside "
+      "2,000 slow clients.")
+    w("")
+    w("| allocator | connections × s | request | RSS idle | RSS peak | RSS after | requests/s | records/s | p50 / p99 | non-2xx / socket errors | 503s (budget) | slow clients | PutRecord p50 / max |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        k = r.get("wrk", {})
+        secs = (k.get("duration_us") or 1) / 1e6
+        reqs = k.get("requests", 0) / secs if k else 0
+        errs = sum(k.get(x, 0) for x in ("connect_errors", "read_errors", "write_errors", "timeouts"))
+        sl = r.get("slow", {})
+        mib = lambda kib: f"{kib / 1024:,.0f} MiB"
+        w(f"| {r['allocator']} | {r['connections']:,} × {r['storm_s']} | {r['request_bytes'] / 1024:,.0f} KiB | "
+          f"{mib(r['rss_idle_kib'])} | {mib(r['rss_peak_kib'])} | {mib(r['rss_after_kib'])} (after {r['settle_s']} s) | "
+          f"{reqs:,.0f} | {reqs * 500:,.0f} | {k.get('p50_ms', 0):,.0f} / {k.get('p99_ms', 0):,.0f} ms | "
+          f"{k.get('status_errors', 0):,} / {errs:,} | {r.get('metrics', {}).get('frontend_requests_refused_total', 0):,.0f} | "
+          f"{sl.get('slow_clients', 0):,} | {sl.get('put_record_p50_ms', 0):,.1f} / {sl.get('put_record_max_ms', 0):,.1f} ms |")
+    w("")
+    w("Socket errors are wrk's connect/read/write errors and timeouts; non-2xx are answers other than 200 (the 503s the "
+      "memory budget gives are retryable). The allocator the release build uses, and why, is in `docs/DECISIONS.md`.")
+    w("")
+
 # ---- commands ------------------------------------------------------------------------------
 w("## Exact commands")
 w("")

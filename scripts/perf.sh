@@ -250,6 +250,12 @@ fi
 echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/loadavg-end.txt"
 
 # ---------------------------------------------------------------------------------------------
+if [ "${SKIP_OVERLOAD:-0}" != 1 ]; then
+  log "overload: storms and slow clients per allocator (scripts/overload.sh)"
+  OUT="$OUT" scripts/overload.sh 2>"$OUT/logs/overload.log" || log "overload.sh failed; see $OUT/logs/overload.log"
+fi
+
+# ---------------------------------------------------------------------------------------------
 log "writing $DOC"
 python3 perf/report.py "$OUT" "$DOC" "$started_at" "$RUNS" "$SECONDS_PER_RUN" "$WARMUP_S" "$FIO_RUNS" "$FIO_SECONDS" "$BINARY"
 log "done: $DOC (raw results in $OUT)"
