@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use sluice_io::engine::Engine;
 use sluice_io::storage::StorageHandle;
+use sluice_protocols::admission::Admission;
 use sluice_protocols::auth::AuthConfig;
 use sluice_protocols::binary::server::{BinaryServer, Runtime, ServerConfig};
 
@@ -47,22 +48,34 @@ impl Runtime for Glommio {
 
 type Server = BinaryServer<Engine, StorageHandle, Glommio>;
 
+/// What one core's binary listeners admit.
+pub struct Limits {
+    /// The listener's rule (`AuthConfig::for_listener`): with credentials every connection
+    /// authenticates before it is served.
+    pub auth: Arc<AuthConfig>,
+    /// The core's memory budget and connection limit, the same one (a clone) its HTTP listener
+    /// uses, so the two wires share one budget and one connection count per core.
+    pub admission: Option<Admission>,
+    /// The ingest credit of each connection of version 3 or later.
+    pub ingest_credit_bytes: u32,
+}
+
 /// Serves the binary protocol on this core: on the shared listener (if any) and on the core's
-/// own listener. Returns when both listeners failed for good. `auth` is the listener's rule
-/// (`AuthConfig::for_listener`): with credentials every connection authenticates before it is
-/// served.
+/// own listener. Returns when both listeners failed for good.
 pub async fn serve(
     shared: Option<glommio::net::TcpListener>,
     own: glommio::net::TcpListener,
     engine: Engine,
     ports: Arc<CorePorts>,
-    auth: Arc<AuthConfig>,
+    limits: Limits,
 ) {
     let config = ServerConfig {
-        auth,
+        auth: limits.auth,
         ports,
         core_count: u16::try_from(engine.cores()).expect("the core count fits u16"),
         core_id: u16::try_from(engine.core_id()).expect("the core id fits u16"),
+        admission: limits.admission,
+        ingest_credit_bytes: limits.ingest_credit_bytes,
     };
     let storage = engine.storage();
     let server = BinaryServer::new(config, engine, storage, Glommio);
@@ -92,7 +105,8 @@ async fn accept_loop(listener: glommio::net::TcpListener, server: Rc<Server>) {
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "Could not set TCP_NODELAY.");
         }
-        glommio::spawn_local(server.clone().serve_connection(stream)).detach();
+        // Counted against the core's connection limit here, before the next accept.
+        glommio::spawn_local(server.clone().accept(stream)).detach();
     }
 }
 

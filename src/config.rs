@@ -83,6 +83,11 @@ pub struct ServeArgs {
     /// per core [default: 0].
     #[arg(long, value_name = "PORT")]
     pub binary_core_port_base: Option<u16>,
+    /// PutBatch bytes a binary connection may have in flight (its ingest credit, protocol
+    /// version 3); at least 16777216, the largest frame. Raise it when bandwidth times round
+    /// trip exceeds it [default: 33554432].
+    #[arg(long, value_name = "BYTES")]
+    pub binary_ingest_credit_bytes: Option<u32>,
     /// Number of shard cores (executors) [default: all CPUs].
     #[arg(long, value_name = "N")]
     pub cores: Option<usize>,
@@ -122,16 +127,18 @@ pub struct ServeArgs {
     /// The runtime of every service core [default: tokio].
     #[arg(long, value_name = "glommio|tokio")]
     pub service_runtime: Option<ServiceRuntimeArg>,
-    /// Request bytes in flight per core at most (a request is charged about twice its body);
+    /// Request bytes in flight per core at most, HTTP and binary together (a request is charged
+    /// about twice its body);
     /// beyond it requests wait with their bodies unread, so TCP slows their clients down
     /// [default: 1/8 of the memory divided by the cores, at most 256 MiB].
     #[arg(long, value_name = "BYTES")]
     pub memory_budget_bytes: Option<u64>,
-    /// How long a request may wait for memory budget before it is answered 503 (which SDKs
-    /// retry with backoff) [default: 5000].
+    /// How long a request may wait for memory budget before it is answered 503 over HTTP or
+    /// ServerBusy over the binary protocol (both retried with backoff) [default: 5000].
     #[arg(long, value_name = "MS")]
     pub request_queue_timeout_ms: Option<u64>,
-    /// Open HTTP connections per core at most; more are answered 503 and closed [default: 10000].
+    /// Open connections per core at most, HTTP and binary together; more are answered 503 (HTTP)
+    /// or ServerBusy (binary) and closed [default: 10000].
     #[arg(long, value_name = "N")]
     pub connections_max: Option<u64>,
     /// An access key the HTTP API and the binary protocol accept, as ACCESS_KEY_ID:SECRET
@@ -170,6 +177,7 @@ struct FileSettings {
     http_addr: Option<SocketAddr>,
     binary_addr: Option<BinaryAddr>,
     binary_core_port_base: Option<u16>,
+    binary_ingest_credit_bytes: Option<u32>,
     cores: Option<usize>,
     durability: Option<DurabilityArg>,
     pin_cores: Option<bool>,
@@ -228,9 +236,11 @@ pub struct BinarySettings {
     pub addr: SocketAddr,
     /// Core i's own port is `core_port_base + i`; 0 means each core picks a free port.
     pub core_port_base: u16,
+    /// The ingest credit each connection of version 3 or later is granted.
+    pub ingest_credit_bytes: u32,
 }
 
-/// The HTTP front end's admission control, per core.
+/// The front ends' admission control, per core and shared by HTTP and the binary protocol.
 #[derive(Clone, Copy, Debug)]
 pub struct AdmissionSettings {
     pub memory_budget_bytes: u64,
@@ -324,9 +334,19 @@ impl Settings {
             .binary_core_port_base
             .or(file.binary_core_port_base)
             .unwrap_or(0);
+        let ingest_credit_bytes = args
+            .binary_ingest_credit_bytes
+            .or(file.binary_ingest_credit_bytes)
+            .unwrap_or(sluice_protocols::binary::limits::INGEST_CREDIT_BYTES);
+        anyhow::ensure!(
+            ingest_credit_bytes as usize >= sluice_protocols::binary::limits::FRAME_BYTES_MAX,
+            "--binary-ingest-credit-bytes must be at least {} (the largest frame)",
+            sluice_protocols::binary::limits::FRAME_BYTES_MAX
+        );
         let binary = binary.map(|addr| BinarySettings {
             addr,
             core_port_base,
+            ingest_credit_bytes,
         });
         let durability = args
             .durability

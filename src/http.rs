@@ -22,7 +22,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -36,7 +35,9 @@ use hyper_util::server::conn::auto::Builder;
 use sluice_core::KinesisApi;
 use sluice_core::subscribe::Subscription;
 use sluice_protocols::HttpRequest;
-use sluice_protocols::admission::{BudgetPermit, FrontEndStats, MemoryBudget};
+use sluice_protocols::admission::{BudgetPermit, request_charge};
+
+pub use sluice_protocols::admission::Admission;
 use sluice_protocols::kinesis::handle_kinesis_with;
 use sluice_protocols::kinesis::subscribe::{
     EventStream, SubscribeReply, handle_subscribe_to_shard, is_subscribe_to_shard,
@@ -83,29 +84,6 @@ pub struct ServeOptions {
     /// `Some`: the core's memory budget and connection limit (see [`Admission`]).
     pub admission: Option<Admission>,
 }
-
-/// Admission control of one core's HTTP front end.
-#[derive(Clone, Debug)]
-pub struct Admission {
-    /// Request bytes in flight on this core; a request waits for room before its body is read.
-    pub budget: MemoryBudget,
-    /// How long a request may wait for budget before it is answered 503.
-    pub queue_timeout: Duration,
-    /// Open connections this core serves at most; more are answered 503 and closed.
-    pub connections_max: u64,
-}
-
-/// What a request is charged against the budget: its body, about as much again for what
-/// decoding it makes (records, base64 turned to bytes, the catalog's copies), and a floor for
-/// the answer and the parsing state of small calls.
-fn request_charge(body_bytes: u64) -> u64 {
-    body_bytes
-        .saturating_mul(2)
-        .saturating_add(REQUEST_CHARGE_FLOOR_BYTES)
-}
-
-/// The smallest charge of a request (a control-plane call, a small GetRecords answer).
-const REQUEST_CHARGE_FLOOR_BYTES: u64 = 16 * 1024;
 
 /// hyper's per-connection read buffer at most. A connection whose request waits for budget holds
 /// at most this much of its body in memory; the rest stays in the socket and TCP slows the
@@ -271,21 +249,17 @@ pub async fn serve_with<A: KinesisApi + Clone + 'static>(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "Could not set TCP_NODELAY.");
         }
-        if let Some(admission) = &options.admission {
-            let stats = admission.budget.stats();
-            if stats.connections.load(Ordering::Relaxed) >= admission.connections_max {
-                stats
-                    .connections_refused_total
-                    .fetch_add(1, Ordering::Relaxed);
-                glommio::spawn_local(refuse_connection(stream)).detach();
-                continue;
-            }
-        }
         // Counted here, before the next accept, so the limit holds however fast clients come.
-        let open = options
-            .admission
-            .as_ref()
-            .map(|admission| OpenConnection::new(admission.budget.stats()));
+        let open = match &options.admission {
+            None => None,
+            Some(admission) => match admission.open_connection() {
+                Some(open) => Some(open),
+                None => {
+                    glommio::spawn_local(refuse_connection(stream)).detach();
+                    continue;
+                }
+            },
+        };
         let api = api.clone();
         let options = options.clone();
         glommio::spawn_local(async move {
@@ -293,22 +267,6 @@ pub async fn serve_with<A: KinesisApi + Clone + 'static>(
             serve_connection(stream, api, options).await;
         })
         .detach();
-    }
-}
-
-/// Counts an open connection for as long as it lives.
-struct OpenConnection(Arc<FrontEndStats>);
-
-impl OpenConnection {
-    fn new(stats: Arc<FrontEndStats>) -> Self {
-        stats.connections.fetch_add(1, Ordering::Relaxed);
-        Self(stats)
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -634,23 +592,10 @@ async fn respond<A: KinesisApi>(
         None => None,
         Some(admission) => {
             let charge = request_charge(declared_length.unwrap_or(REQUEST_BODY_BYTES_MAX as u64));
-            let acquire = admission.budget.acquire(charge);
             let deadline = glommio::timer::sleep(admission.queue_timeout);
-            match futures_lite::future::or(async { Some(acquire.await) }, async {
-                deadline.await;
-                None
-            })
-            .await
-            {
+            match admission.admit(charge, deadline).await {
                 Some(permit) => Some(permit),
-                None => {
-                    admission
-                        .budget
-                        .stats()
-                        .requests_refused_total
-                        .fetch_add(1, Ordering::Relaxed);
-                    return service_busy(BUSY_MEMORY);
-                }
+                None => return service_busy(BUSY_MEMORY),
             }
         }
     };

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::Context as _;
 use clap::Parser as _;
 
-use sluice_protocols::admission::{FrontEndStats, MemoryBudget};
+use sluice_protocols::admission::{Admission, FrontEndStats, MemoryBudget};
 
 #[cfg(feature = "alloc-jemalloc")]
 #[global_allocator]
@@ -107,7 +107,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                     probe_binary_port(core_addr, &format!("binary protocol, core {core_id}"))?;
                 }
             }
-            Some((addr, binary.core_port_base))
+            Some((addr, binary.core_port_base, binary.ingest_credit_bytes))
         }
     };
 
@@ -128,7 +128,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     )?);
     // The binary listener follows the same rule with the same keys.
     let binary_auth = match binary {
-        Some((addr, _)) => Arc::new(
+        Some((addr, _, _)) => Arc::new(
             sluice_protocols::auth::AuthConfig::for_listener(addr, settings.credentials.clone())
                 .context("binary protocol (--binary-addr)")?,
         ),
@@ -159,7 +159,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             };
-            let binary_listeners = binary.map(|(addr, core_port_base)| {
+            let binary_listeners = binary.map(|(addr, core_port_base, ingest_credit_bytes)| {
                 let bind = |addr: SocketAddr| match glommio::net::TcpListener::bind(addr) {
                     Ok(listener) => listener,
                     Err(e) => {
@@ -171,11 +171,11 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 let own = bind(binary::core_addr(addr, core_port_base, core_id));
                 let own_port = own.local_addr().map(|a| a.port()).unwrap_or(0);
                 core_ports.set(core_id, own_port);
-                (shared, own)
+                (shared, own, ingest_credit_bytes)
             });
             if bound.fetch_add(1, Ordering::SeqCst) + 1 == cores {
                 let binary_summary = match binary {
-                    Some((addr, _)) => {
+                    Some((addr, _, _)) => {
                         let ports: Vec<String> =
                             core_ports.get().iter().map(u16::to_string).collect();
                         format!(", binary on {addr}, binary core ports {}", ports.join(" "))
@@ -189,9 +189,28 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 );
                 let _ = stdout.flush();
             }
-            if let Some((shared, own)) = binary_listeners {
-                let served =
-                    binary::serve(Some(shared), own, engine.clone(), core_ports, binary_auth);
+            // One budget, one connection count and one set of `frontend_*` counters per core,
+            // shared by its HTTP and binary listeners.
+            let core_admission = Admission {
+                budget: MemoryBudget::new(
+                    admission.memory_budget_bytes,
+                    FrontEndStats::register(core_id),
+                ),
+                queue_timeout: std::time::Duration::from_millis(admission.request_queue_timeout_ms),
+                connections_max: admission.connections_max,
+            };
+            if let Some((shared, own, ingest_credit_bytes)) = binary_listeners {
+                let served = binary::serve(
+                    Some(shared),
+                    own,
+                    engine.clone(),
+                    core_ports,
+                    binary::Limits {
+                        auth: binary_auth,
+                        admission: Some(core_admission.clone()),
+                        ingest_credit_bytes,
+                    },
+                );
                 glommio::spawn_local(served).detach();
             }
             let metrics_engine = engine.clone();
@@ -209,16 +228,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                     }
                 })),
                 tls,
-                admission: Some(http::Admission {
-                    budget: MemoryBudget::new(
-                        admission.memory_budget_bytes,
-                        FrontEndStats::register(core_id),
-                    ),
-                    queue_timeout: std::time::Duration::from_millis(
-                        admission.request_queue_timeout_ms,
-                    ),
-                    connections_max: admission.connections_max,
-                }),
+                admission: Some(core_admission),
             };
             http::serve_with(listener, engine, options).await;
         }

@@ -572,6 +572,8 @@ async fn a_subscription_is_pushed_records_put_after_it_opened_without_asking_aga
 struct Raw {
     stream: TcpStream,
     decoder: FrameDecoder,
+    /// Ingest credit the server gave back (IngestCredit pushes, which `recv` takes aside).
+    credit_given_back: u64,
 }
 
 /// An owned summary of one received frame.
@@ -587,6 +589,8 @@ struct Got {
     records: Vec<(u64, Vec<u8>)>,
     /// A server hello's version and challenge.
     hello: Option<(u16, Option<WireAuthChallenge>)>,
+    /// A server hello's ingest credit (version 3).
+    ingest_credit: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -603,6 +607,7 @@ impl Raw {
         Raw {
             stream,
             decoder: FrameDecoder::new(),
+            credit_given_back: 0,
         }
     }
 
@@ -643,6 +648,13 @@ impl Raw {
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
             match self.decoder.next_frame() {
+                Ok(Some(Frame {
+                    body: Body::IngestCredit(credit),
+                    ..
+                })) => {
+                    self.credit_given_back += u64::from(credit.bytes);
+                    continue;
+                }
                 Ok(Some(frame)) => return Recv::Frame(owned(frame)),
                 Ok(None) => {}
                 Err(error) => panic!("the server sent an undecodable frame: {error}"),
@@ -718,9 +730,13 @@ fn owned(frame: Frame<'_>) -> Got {
         message: String::new(),
         records: Vec::new(),
         hello: None,
+        ingest_credit: None,
     };
     match frame.body {
-        Body::HelloOk(hello) => got.hello = Some((hello.version, hello.challenge)),
+        Body::HelloOk(hello) => {
+            got.hello = Some((hello.version, hello.challenge));
+            got.ingest_credit = hello.ingest_credit_bytes;
+        }
         Body::Error(e) => {
             got.status = Some(e.status.0);
             got.message = e.message.to_owned();
@@ -1337,11 +1353,11 @@ async fn a_handshake_with_a_configured_key_succeeds_and_the_connection_is_served
         assert!(matches!(error, ClientError::Handshake { .. }), "{error:?}");
     }
 
-    // The raw handshake shows what the client did: version 2, a challenge that demands auth.
+    // The raw handshake shows what the client did: version 3, a challenge that demands auth.
     let mut raw = Raw::connect(addr);
     let (version, challenge) = raw.hello_version();
-    assert_eq!(version, 2);
-    let challenge = challenge.expect("version 2 carries a challenge");
+    assert_eq!(version, 3);
+    let challenge = challenge.expect("version 3 carries a challenge");
     assert!(challenge.auth_required);
     let mut other = Raw::connect(addr);
     let (_, other_challenge) = other.hello_version();
@@ -1712,4 +1728,353 @@ async fn record_sizes_are_checked_against_the_stream_maximum_on_both_wires() {
     assert_eq!(code, "InvalidArgumentException");
     assert_eq!(status_of(&error), StatusCode::InvalidArgument.code());
     assert_eq!(server_message(&error), message);
+}
+
+// Admission and flow control on the binary wire: the per-core memory budget shared with HTTP,
+// the connection limit, and the ingest credit of version 3. No test here depends on a deadline
+// being met: each waits for a metric or an answer, with a generous bound only so that a broken
+// server fails instead of hanging.
+
+/// How long a test waits for a metric or an answer that must come.
+const ADMISSION_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// `GET /metrics` on the server's HTTP port; `None` when the scrape itself is refused (the
+/// connection limit counts it too).
+fn try_metrics(server: &Server) -> Option<String> {
+    let addr = server
+        .endpoint()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(ADMISSION_WAIT_MAX))
+        .expect("read timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    text.starts_with("HTTP/1.1 200").then_some(text)
+}
+
+/// Waits until `name{core="0"}` satisfies `wanted`; returns its value.
+fn wait_for_metric(server: &Server, name: &str, wanted: impl Fn(u64) -> bool) -> u64 {
+    let needle = format!("{name}{{core=\"0\"}} ");
+    let started = Instant::now();
+    loop {
+        let value = try_metrics(server).and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&needle))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        });
+        if let Some(value) = value
+            && wanted(value)
+        {
+            return value;
+        }
+        assert!(
+            started.elapsed() < ADMISSION_WAIT_MAX,
+            "{name} stayed at {value:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn start_server_with(cores: usize, flags: &[(&str, u64)]) -> (Server, SocketAddr) {
+    let port = free_ports(1);
+    let addr: SocketAddr = format!("127.0.0.1:{port}")
+        .parse()
+        .expect("a socket address");
+    let mut options = Server::options()
+        .flag("--binary-addr", addr)
+        .flag("--cores", cores);
+    for (flag, value) in flags {
+        options = options.flag(flag, value);
+    }
+    (options.start(), addr)
+}
+
+/// A raw connection that sends a PutBatch of `data_bytes` whose payload stops 1000 bytes short:
+/// the server admits it from its header (a charge above the 1 MiB budget takes the whole
+/// budget) and holds that budget while it waits for the rest. Returns the connection and the
+/// missing tail.
+fn hold_the_budget(addr: SocketAddr, stream_name: &str, data_bytes: usize) -> (Raw, Vec<u8>) {
+    let mut holder = Raw::connect(addr);
+    holder.hello();
+    let frame = put_frame(900, stream_name, &[vec![b'h'; data_bytes]]);
+    let split = frame.len() - 1000;
+    holder.send_raw(&frame[..split]);
+    (holder, frame[split..].to_vec())
+}
+
+/// Guards against a binary front end that buffers whatever its clients send: a producer that
+/// puts far more than the core's 1 MiB budget at once is slowed (its batches wait for budget,
+/// counted in `frontend_requests_delayed_total`) and never refused, and every record is
+/// acknowledged and read back.
+#[test]
+fn a_binary_producer_sending_more_than_the_memory_budget_is_slowed_not_refused() {
+    let (server, addr) = start_server_with(
+        1,
+        &[
+            ("--memory-budget-bytes", 1024 * 1024),
+            ("--request-queue-timeout-ms", 600_000),
+        ],
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let records = runtime.block_on(async {
+        let client = connect(addr).await;
+        client.create_stream("flood", 1).await.expect("created");
+        let producer = client.producer(
+            "flood",
+            sluice_client::ProducerConfig {
+                batch_records_max: 500,
+                batch_bytes_max: 300 * 1024,
+                linger: Duration::from_millis(1),
+                in_flight_batches_max: 8,
+            },
+        );
+        // 6 MiB sent at once: about 20 batches, each charged about 600 KiB of a 1 MiB budget.
+        let sent: Vec<_> = (0..3000u32)
+            .map(|i| {
+                let mut data = vec![(i % 251) as u8; 2048];
+                data[..4].copy_from_slice(&i.to_le_bytes());
+                producer.send(format!("k{i}"), data)
+            })
+            .collect();
+        for (i, sent) in sent.into_iter().enumerate() {
+            sent.await
+                .unwrap_or_else(|e| panic!("record {i} was not acknowledged: {e}"));
+        }
+        read_all(&client, "flood", 0).await
+    });
+    assert_eq!(records.len(), 3000, "every record is readable");
+    // Batches in flight together may commit in either order; each record is there once.
+    let mut indexes: Vec<u32> = records
+        .iter()
+        .map(|record| {
+            assert_eq!(record.data.len(), 2048);
+            let index: [u8; 4] = record.data[..4].try_into().expect("4 bytes");
+            u32::from_le_bytes(index)
+        })
+        .collect();
+    indexes.sort_unstable();
+    assert_eq!(
+        indexes,
+        (0..3000).collect::<Vec<u32>>(),
+        "none lost, none twice"
+    );
+    assert!(wait_for_metric(&server, "frontend_requests_delayed_total", |v| v > 0) > 0);
+    assert_eq!(
+        wait_for_metric(&server, "frontend_requests_refused_total", |_| true),
+        0
+    );
+    wait_for_metric(&server, "frontend_bytes_in_flight", |v| v == 0);
+}
+
+/// A PutBatch that waits for budget past the deadline is answered `ServerBusy` by its request id
+/// (raw frames; the connection stays usable), and the real client, refused the same way while
+/// the budget is held, retries with backoff and succeeds once it is released.
+#[test]
+fn a_put_batch_waiting_past_the_deadline_is_answered_busy_and_the_client_retry_succeeds() {
+    let (server, addr) = start_server_with(
+        1,
+        &[
+            ("--memory-budget-bytes", 1024 * 1024),
+            ("--request-queue-timeout-ms", 100),
+        ],
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = runtime.block_on(async {
+        let client = Client::connect_with(
+            addr,
+            ClientConfig {
+                request_timeout: Some(ADMISSION_WAIT_MAX),
+                busy_retries_max: 1000,
+                busy_backoff_initial: Duration::from_millis(10),
+                busy_backoff_max: Duration::from_millis(100),
+                ..ClientConfig::default()
+            },
+        )
+        .await
+        .expect("connects");
+        client.create_stream("busy", 1).await.expect("created");
+        client
+    });
+    let (mut holder, tail) = hold_the_budget(addr, "busy", 600 * 1024);
+    wait_for_metric(&server, "frontend_bytes_in_flight", |v| v == 1024 * 1024);
+
+    let mut raw = Raw::connect(addr);
+    raw.hello();
+    raw.send_raw(&put_frame(5, "busy", &[b"refused".to_vec()]));
+    assert_eq!(raw.expect_error(5), StatusCode::ServerBusy as u16);
+    raw.send(&Frame {
+        request_id: 6,
+        body: Body::Ping,
+    });
+    assert_eq!(
+        raw.expect_frame().request_id,
+        6,
+        "the connection stays open"
+    );
+    assert!(wait_for_metric(&server, "frontend_requests_refused_total", |v| v >= 1) >= 1);
+
+    let refused_before = wait_for_metric(&server, "frontend_requests_refused_total", |_| true);
+    let put = runtime.spawn({
+        let client = client.clone();
+        async move {
+            client
+                .put_batch("busy", &[PutRecord::new("k", b"retried")])
+                .await
+        }
+    });
+    wait_for_metric(&server, "frontend_requests_refused_total", |v| {
+        v > refused_before
+    });
+    holder.send_raw(&tail);
+    assert_eq!(
+        holder.expect_frame().request_id,
+        900,
+        "the holder's put answers"
+    );
+    let results = runtime
+        .block_on(put)
+        .expect("the task ran")
+        .expect("the retried PutBatch succeeds");
+    assert!(results[0].is_ok(), "{results:?}");
+    let records = runtime.block_on(read_all(&client, "busy", 0));
+    let datas: Vec<&[u8]> = records.iter().map(|r| r.data.as_slice()).collect();
+    assert_eq!(
+        datas.len(),
+        2,
+        "the holder's record and the retried one, once"
+    );
+    assert_eq!(datas[1], b"retried");
+}
+
+/// Guards against a server that trusts clients to keep to their ingest credit. With the
+/// smallest window (one largest frame), a small PutBatch followed at once by a largest one
+/// overspends it: the server answers the second `IngestCreditExceeded` from its header, without
+/// reading its payload, and closes the connection.
+#[test]
+fn a_client_that_overspends_its_ingest_credit_is_refused_and_disconnected() {
+    let window = sluice_protocols::binary::limits::FRAME_BYTES_MAX as u64;
+    let (_server, addr) = start_server_with(1, &[("--binary-ingest-credit-bytes", window)]);
+    let mut raw = Raw::connect(addr);
+    raw.send(&Frame {
+        request_id: 0,
+        body: Body::Hello(WireClientHello {
+            magic: MAGIC,
+            versions: PROTOCOL_VERSIONS.to_vec(),
+        }),
+    });
+    let hello = raw.expect_frame();
+    assert_eq!(hello.hello.map(|(version, _)| version), Some(3));
+    assert_eq!(hello.ingest_credit.map(u64::from), Some(window));
+
+    // A small put in flight (waiting for its commit), then a frame of the whole window sent
+    // with it: one header is enough to refuse it.
+    raw.send(&Frame {
+        request_id: 9,
+        body: Body::CreateStream(WireCreateStream {
+            stream_name: "credit",
+            shard_count: 1,
+        }),
+    });
+    assert_eq!(raw.expect_frame().request_id, 9);
+    let small = put_frame(1, "credit", &[vec![1; 50]]);
+    let mut large_header = Vec::new();
+    large_header.extend_from_slice(&(window as u32).to_le_bytes());
+    large_header.extend_from_slice(&0x0020u16.to_le_bytes());
+    large_header.extend_from_slice(&0u16.to_le_bytes());
+    large_header.extend_from_slice(&2u64.to_le_bytes());
+    let mut bytes = small;
+    bytes.extend_from_slice(&large_header);
+    bytes.extend_from_slice(&[0; 1000]);
+    raw.send_raw(&bytes);
+    let refusal = loop {
+        let got = raw.expect_frame();
+        if got.request_id == 2 {
+            break got;
+        }
+        assert_eq!(
+            got.request_id, 1,
+            "only the small put may answer first: {got:?}"
+        );
+    };
+    assert_eq!(refusal.flags, 3, "an error response: {refusal:?}");
+    assert_eq!(
+        refusal.status,
+        Some(StatusCode::IngestCreditExceeded as u16),
+        "{refusal:?}"
+    );
+    assert!(refusal.message.contains("ingest credit"), "{refusal:?}");
+    raw.expect_closed();
+}
+
+/// Versions 1 and 2 have no ingest credit: their server hello carries none, their PutBatches are
+/// served, and no IngestCredit push (an opcode they do not know) is ever sent to them.
+#[test]
+fn a_version_2_connection_gets_no_ingest_credit_and_no_credit_pushes() {
+    let (_server, addr) = start_server(1);
+    let mut raw = Raw::connect(addr);
+    raw.send(&Frame {
+        request_id: 0,
+        body: Body::Hello(WireClientHello {
+            magic: MAGIC,
+            versions: vec![1, 2],
+        }),
+    });
+    let hello = raw.expect_frame();
+    assert_eq!(hello.hello.map(|(version, _)| version), Some(2));
+    assert_eq!(hello.ingest_credit, None);
+    raw.send(&Frame {
+        request_id: 1,
+        body: Body::CreateStream(WireCreateStream {
+            stream_name: "v2",
+            shard_count: 1,
+        }),
+    });
+    assert_eq!(raw.expect_frame().request_id, 1);
+    raw.send_raw(&put_frame(2, "v2", &[b"old".to_vec()]));
+    let answer = raw.expect_frame();
+    assert_eq!((answer.request_id, answer.flags), (2, 1), "{answer:?}");
+    raw.send(&Frame {
+        request_id: 3,
+        body: Body::Ping,
+    });
+    assert_eq!(raw.expect_frame().request_id, 3);
+    assert_eq!(raw.credit_given_back, 0, "no IngestCredit on version 2");
+}
+
+/// Binary connections count against the same per-core limit as HTTP ones: beyond it a
+/// connection's hello is answered `ServerBusy` and the connection closed; the refusal is
+/// counted on `/metrics` with the HTTP ones.
+#[test]
+fn binary_connections_beyond_the_core_limit_are_refused_busy_and_closed() {
+    let (server, addr) = start_server_with(1, &[("--connections-max", 2)]);
+    let mut first = Raw::connect(addr);
+    first.hello();
+    let mut second = Raw::connect(addr);
+    second.hello();
+    let mut third = Raw::connect(addr);
+    third.send(&Frame {
+        request_id: 0,
+        body: Body::Hello(WireClientHello {
+            magic: MAGIC,
+            versions: PROTOCOL_VERSIONS.to_vec(),
+        }),
+    });
+    let refusal = third.expect_frame();
+    assert_eq!(
+        refusal.status,
+        Some(StatusCode::ServerBusy as u16),
+        "{refusal:?}"
+    );
+    assert!(refusal.message.contains("connection limit"), "{refusal:?}");
+    third.expect_closed();
+    drop((first, second));
+    assert!(wait_for_metric(&server, "frontend_connections_refused_total", |v| v >= 1) >= 1);
+    // The scrape's own connection is the only one left.
+    wait_for_metric(&server, "frontend_connections", |v| v == 1);
 }

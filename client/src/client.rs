@@ -44,6 +44,12 @@ pub struct ClientConfig {
     /// The access key every connection authenticates with. Required by a server started with
     /// credentials; a server without any accepts it or its absence alike.
     pub credentials: Option<Credentials>,
+    /// Retries of a PutBatch or Read the server answered `ServerBusy` (it is at its memory
+    /// budget; nothing was done, so a retry is always safe), backing off from
+    /// `busy_backoff_initial`, doubling up to `busy_backoff_max`. The last refusal is returned.
+    pub busy_retries_max: u32,
+    pub busy_backoff_initial: Duration,
+    pub busy_backoff_max: Duration,
 }
 
 impl Default for ClientConfig {
@@ -57,6 +63,9 @@ impl Default for ClientConfig {
             shard_aware: false,
             subscription_credits: 1000,
             credentials: None,
+            busy_retries_max: 10,
+            busy_backoff_initial: Duration::from_millis(20),
+            busy_backoff_max: Duration::from_secs(2),
         }
     }
 }
@@ -333,30 +342,44 @@ impl Client {
                     (0..records.len()).collect(),
                 )]
             };
-        // Every group's frame is queued before any answer is awaited, so the cores work in
-        // parallel.
-        let mut pending = Vec::with_capacity(groups.len());
-        for (connection, indexes) in groups {
-            let body = Body::PutBatch(WirePutBatch {
-                stream_name,
-                records: wire(&mut indexes.iter().copied()),
-            });
-            pending.push((
-                connection.start(|request_id| Frame { request_id, body })?,
-                indexes,
-            ));
-        }
         let mut results: Vec<Option<Result<SequenceNumber, WireStatus>>> =
             vec![None; records.len()];
-        for (reply, indexes) in pending {
-            match self.wait(reply).await? {
-                Reply::PutBatch(answers) if answers.len() == indexes.len() => {
-                    for (i, answer) in indexes.into_iter().zip(answers) {
-                        results[i] = Some(answer);
-                    }
-                }
-                other => return Err(self.unexpected(other)),
+        let mut backoff = self.busy_backoff();
+        let mut todo = groups;
+        while !todo.is_empty() {
+            // Every group's frame is queued before any answer is awaited, so the cores work in
+            // parallel.
+            let mut pending = Vec::with_capacity(todo.len());
+            for (connection, indexes) in todo {
+                let body = Body::PutBatch(WirePutBatch {
+                    stream_name,
+                    records: wire(&mut indexes.iter().copied()),
+                });
+                let reply = connection
+                    .start_put(|request_id| Frame { request_id, body })
+                    .await?;
+                pending.push((connection, reply, indexes));
             }
+            // Groups the server was too busy to take; nothing of them was stored.
+            let mut busy = Vec::new();
+            for (connection, reply, indexes) in pending {
+                match self.wait(reply).await {
+                    Ok(Reply::PutBatch(answers)) if answers.len() == indexes.len() => {
+                        for (i, answer) in indexes.into_iter().zip(answers) {
+                            results[i] = Some(answer);
+                        }
+                    }
+                    Ok(other) => return Err(self.unexpected(other)),
+                    Err(error) if error.is_busy() && backoff.retries_left() => {
+                        busy.push((connection, indexes));
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            if !busy.is_empty() {
+                backoff.wait().await;
+            }
+            todo = busy;
         }
         Ok(results
             .into_iter()
@@ -397,18 +420,32 @@ impl Client {
         start: StartPosition,
         limits: ReadLimits,
     ) -> Result<Records, ClientError> {
-        let connection = self.shard_connection(stream_name, shard_index).await?;
-        let body = Body::Read(WireRead {
-            stream_name,
-            shard_index,
-            start: start.into(),
-            records_max: limits.records_max,
-            bytes_max: limits.bytes_max,
-        });
-        let pending = connection.start(|request_id| Frame { request_id, body })?;
-        match self.wait(pending).await? {
-            Reply::Read(records) => Ok(records),
-            other => Err(self.unexpected(other)),
+        let mut backoff = self.busy_backoff();
+        loop {
+            let connection = self.shard_connection(stream_name, shard_index).await?;
+            let body = Body::Read(WireRead {
+                stream_name,
+                shard_index,
+                start: start.into(),
+                records_max: limits.records_max,
+                bytes_max: limits.bytes_max,
+            });
+            let pending = connection.start(|request_id| Frame { request_id, body })?;
+            match self.wait(pending).await {
+                Ok(Reply::Read(records)) => return Ok(records),
+                Ok(other) => return Err(self.unexpected(other)),
+                Err(error) if error.is_busy() && backoff.retries_left() => backoff.wait().await,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn busy_backoff(&self) -> BusyBackoff {
+        let config = &self.inner.config;
+        BusyBackoff {
+            retries_left: config.busy_retries_max,
+            delay: config.busy_backoff_initial,
+            delay_max: config.busy_backoff_max,
         }
     }
 
@@ -471,5 +508,26 @@ impl Client {
     /// A batching producer for one stream. Must be called inside a Tokio runtime.
     pub fn producer(&self, stream_name: impl Into<String>, config: ProducerConfig) -> Producer {
         Producer::spawn(self.clone(), stream_name.into(), config)
+    }
+}
+
+/// The retries left for one request the server answered `ServerBusy`, and the next wait.
+struct BusyBackoff {
+    retries_left: u32,
+    delay: Duration,
+    delay_max: Duration,
+}
+
+impl BusyBackoff {
+    fn retries_left(&self) -> bool {
+        self.retries_left > 0
+    }
+
+    /// Spends one retry and waits before it.
+    async fn wait(&mut self) {
+        assert!(self.retries_left > 0);
+        self.retries_left -= 1;
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(self.delay_max);
     }
 }

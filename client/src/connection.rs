@@ -6,6 +6,10 @@
 //! When the connection ends, every request still waiting fails with `ConnectionLost` (or
 //! `Protocol` if the server broke the protocol) and every subscription ends with the same
 //! error; [`Connection::is_closed`] then tells the endpoint to reconnect for the next request.
+//!
+//! Ingest credit (version 3): a PutBatch waits, before it is queued, until the connection's
+//! credit holds its frame bytes ([`IngestWindow`]); IngestCredit pushes give them back. The
+//! wait is FIFO, so a large batch is not starved by small ones.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +19,7 @@ use std::time::Duration;
 
 use sluice_core::sequence_number::SequenceNumber;
 use sluice_protocols::binary::auth as binary_auth;
-use sluice_protocols::binary::limits::{MAGIC, PROTOCOL_VERSIONS};
+use sluice_protocols::binary::limits::{FRAME_BYTES_MAX, MAGIC, PROTOCOL_VERSIONS};
 use sluice_protocols::binary::{
     Body, Frame, FrameDecoder, WireAuth, WireClientHello, WireRecords, WireSequenceNumber,
     WireServerHello, WireStatus, encode_frame,
@@ -80,6 +84,60 @@ struct Shared {
 struct State {
     addr: SocketAddr,
     shared: Mutex<Shared>,
+    /// `Some` on a connection of version 3 or later.
+    ingest: Option<IngestWindow>,
+}
+
+/// The client's side of the ingest credit ledger (`sluice_protocols::binary::credit`): the
+/// semaphore's permits are the bytes the client may still send. It spends before a PutBatch is
+/// queued and gets bytes back only from IngestCredit pushes, so its balance is never above the
+/// server's.
+pub(crate) struct IngestWindow {
+    available: tokio::sync::Semaphore,
+    window_bytes: u32,
+}
+
+impl IngestWindow {
+    pub(crate) fn new(window_bytes: u32) -> Self {
+        Self {
+            available: tokio::sync::Semaphore::new(window_bytes as usize),
+            window_bytes,
+        }
+    }
+
+    /// Waits until `frame_bytes` fit the balance and spends them. `None` once the connection
+    /// closed.
+    pub(crate) async fn spend(&self, frame_bytes: u32) -> Option<()> {
+        assert!(frame_bytes <= self.window_bytes);
+        let permit = self.available.acquire_many(frame_bytes).await.ok()?;
+        permit.forget();
+        Some(())
+    }
+
+    /// Takes back bytes the server gave back; an error when that lifts the balance above the
+    /// window, which only a server breaking the protocol does.
+    pub(crate) fn give_back(&self, bytes: u32) -> Result<(), String> {
+        // Only the reader gives back and spenders only lower the balance, so the check holds
+        // when the permits are added.
+        let balance = self.available.available_permits() as u64;
+        if balance + u64::from(bytes) > u64::from(self.window_bytes) {
+            return Err(format!(
+                "the server gave back {bytes} bytes of ingest credit, lifting the balance of {balance} above the window of {}",
+                self.window_bytes
+            ));
+        }
+        self.available.add_permits(bytes as usize);
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.available.close();
+    }
+
+    #[cfg(test)]
+    fn balance(&self) -> usize {
+        self.available.available_permits()
+    }
 }
 
 impl State {
@@ -110,6 +168,9 @@ impl State {
                 std::mem::take(&mut shared.subscriptions),
             )
         };
+        if let Some(ingest) = &self.ingest {
+            ingest.close();
+        }
         for (_, sender) in pending {
             let _ = sender.send(Err(self.error(&reason)));
         }
@@ -190,6 +251,7 @@ impl Connection {
         let state = Arc::new(State {
             addr,
             shared: Mutex::new(Shared::default()),
+            ingest: server.ingest_credit_bytes.map(IngestWindow::new),
         });
         let (outbound, queue) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_loop(write, queue, state.clone()));
@@ -234,6 +296,32 @@ impl Connection {
         self.start_inner(make, false).map(|(pending, _)| pending)
     }
 
+    /// Like [`Connection::start`] for a PutBatch: on a connection with ingest credit it first
+    /// waits until the credit holds the frame, so the server is never sent more than it
+    /// granted.
+    pub(crate) async fn start_put<'a>(
+        &self,
+        make: impl FnOnce(u64) -> Frame<'a>,
+    ) -> Result<PendingReply, ClientError> {
+        let request_id = self.request_id();
+        let mut bytes = Vec::new();
+        encode_frame(&make(request_id), &mut bytes)?;
+        if let Some(ingest) = &self.state.ingest {
+            let frame_bytes = u32::try_from(bytes.len()).expect("a frame fits u32");
+            if ingest.spend(frame_bytes).await.is_none() {
+                let reason = self
+                    .state
+                    .lock()
+                    .closed
+                    .clone()
+                    .unwrap_or(CloseReason::Lost);
+                return Err(self.state.error(&reason));
+            }
+        }
+        self.queue(request_id, bytes, false)
+            .map(|(pending, _)| pending)
+    }
+
     /// Like [`Connection::start`] for a Subscribe: the subscription is registered before the
     /// frame leaves, so no pushed record can arrive before its receiver exists.
     pub(crate) fn start_subscription<'a>(
@@ -260,6 +348,23 @@ impl Connection {
         let request_id = self.request_id();
         let mut bytes = Vec::new();
         encode_frame(&make(request_id), &mut bytes)?;
+        self.queue(request_id, bytes, subscribe)
+    }
+
+    /// Registers for the answer to `request_id` (and its pushes, for a Subscribe) and queues
+    /// its encoded frame.
+    fn queue(
+        &self,
+        request_id: u64,
+        bytes: Vec<u8>,
+        subscribe: bool,
+    ) -> Result<
+        (
+            PendingReply,
+            Option<mpsc::UnboundedReceiver<SubscriptionItem>>,
+        ),
+        ClientError,
+    > {
         let (sender, receiver) = oneshot::channel();
         let subscription = {
             let mut shared = self.state.lock();
@@ -347,11 +452,19 @@ async fn handshake(
             server.version
         )));
     }
+    if let Some(window_bytes) = server.ingest_credit_bytes
+        && (window_bytes as usize) < FRAME_BYTES_MAX
+    {
+        return Err(handshake_error(format!(
+            "the server granted {window_bytes} bytes of ingest credit, less than the largest frame"
+        )));
+    }
     let info = ServerInfo {
         version: server.version,
         core_count: server.core_count,
         core_id: server.core_id,
         core_ports: server.core_ports,
+        ingest_credit_bytes: server.ingest_credit_bytes,
     };
     // Version 1 has no challenge and its servers verify nothing; a key is then unused.
     let Some(challenge) = server.challenge else {
@@ -525,6 +638,12 @@ fn dispatch(state: &State, frame: Frame<'_>) -> Result<(), String> {
             }
             return Ok(());
         }
+        Body::IngestCredit(credit) => {
+            return match &state.ingest {
+                Some(ingest) => ingest.give_back(credit.bytes),
+                None => Err("an IngestCredit on a connection without ingest credit".into()),
+            };
+        }
         Body::Error(error) => {
             // A refused Subscribe opens no subscription.
             state.lock().subscriptions.remove(&request_id);
@@ -632,4 +751,53 @@ fn owned_records(batch: &WireRecords<'_>) -> Result<Records, String> {
         next_position: batch.next_position,
         millis_behind_latest: batch.millis_behind_latest,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: u32 = FRAME_BYTES_MAX as u32;
+
+    #[tokio::test]
+    async fn a_put_waits_until_the_credit_given_back_holds_its_frame() {
+        let window = Arc::new(IngestWindow::new(WINDOW));
+        window.spend(WINDOW - 100).await.expect("fits");
+        let waiting = tokio::spawn({
+            let window = window.clone();
+            async move { window.spend(200).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiting.is_finished(),
+            "200 bytes do not fit a balance of 100"
+        );
+        window.give_back(100).expect("spent before");
+        let spent = waiting.await.expect("the task ran");
+        assert_eq!(spent, Some(()));
+        assert_eq!(window.balance(), 0);
+    }
+
+    #[tokio::test]
+    async fn giving_back_more_than_was_spent_is_a_protocol_violation() {
+        let window = IngestWindow::new(WINDOW);
+        assert!(window.give_back(1).is_err());
+        window.spend(10).await.expect("fits");
+        assert!(window.give_back(11).is_err());
+        window.give_back(10).expect("what was spent");
+        assert_eq!(window.balance(), WINDOW as usize);
+    }
+
+    #[tokio::test]
+    async fn a_closed_connection_fails_the_puts_waiting_for_credit() {
+        let window = Arc::new(IngestWindow::new(WINDOW));
+        window.spend(WINDOW).await.expect("fits");
+        let waiting = tokio::spawn({
+            let window = window.clone();
+            async move { window.spend(1).await }
+        });
+        tokio::task::yield_now().await;
+        window.close();
+        assert_eq!(waiting.await.expect("the task ran"), None);
+    }
 }

@@ -65,10 +65,12 @@ impl Endpoint {
                     return Ok(connection);
                 }
                 // A server that refused the handshake (a wrong key, no common version) will
-                // refuse it again, so backing off would only delay the error.
+                // refuse it again, so backing off would only delay the error; one at its
+                // connection limit (`ServerBusy`) may take the next attempt.
                 Err(error)
                     if attempt >= attempts_max
-                        || matches!(error, ClientError::HandshakeRefused { .. }) =>
+                        || (matches!(error, ClientError::HandshakeRefused { .. })
+                            && !error.is_busy()) =>
                 {
                     return Err(ClientError::Reconnect {
                         addr: self.addr,

@@ -76,8 +76,15 @@ impl ClientError {
         self.status()?.known()?.error_kind()
     }
 
-    /// Whether trying the same request again may succeed: throttling, server faults, and lost
-    /// or slow connections. A retry of a put whose outcome is unknown may write the record twice,
+    /// Whether the server refused the request as busy (`ServerBusy`: at its memory budget or
+    /// connection limit). Nothing was done; the client retries these itself with backoff.
+    pub fn is_busy(&self) -> bool {
+        self.status()
+            .is_some_and(|status| status.known() == Some(StatusCode::ServerBusy))
+    }
+
+    /// Whether trying the same request again may succeed: throttling, a busy server, server
+    /// faults, and lost or slow connections. A retry of a put whose outcome is unknown may write the record twice,
     /// as with Kinesis itself.
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -91,6 +98,7 @@ impl ClientError {
                     StatusCode::ProvisionedThroughputExceeded
                         | StatusCode::InternalFailure
                         | StatusCode::LimitExceeded
+                        | StatusCode::ServerBusy
                 )
             ),
             _ => false,

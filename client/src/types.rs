@@ -19,6 +19,9 @@ pub struct ServerInfo {
     pub core_id: u16,
     /// `core_ports[i]` is core `i`'s own port (0: none).
     pub core_ports: Vec<u16>,
+    /// The connection's ingest credit window in PutBatch frame bytes (version 3 and later);
+    /// `None` on older versions, which have none.
+    pub ingest_credit_bytes: Option<u32>,
 }
 
 /// An access key to authenticate with (protocol version 2): the same pair the server's

@@ -14,7 +14,9 @@ use sluice_client::{
 };
 use sluice_core::ErrorKind;
 use sluice_core::hash_key::{HashRange, partition_key_hash};
-use sluice_protocols::binary::limits::{AUTH_VERSION_MIN, PROTOCOL_VERSIONS};
+use sluice_protocols::binary::limits::{
+    AUTH_VERSION_MIN, INGEST_CREDIT_BYTES, INGEST_CREDIT_VERSION_MIN, PROTOCOL_VERSIONS,
+};
 use sluice_protocols::binary::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -37,6 +39,8 @@ struct Stats {
     /// Records pushed to subscriptions; the fake never pushes beyond the credits it holds.
     pushed_records: u64,
     connections: usize,
+    /// PutBatches answered ServerBusy.
+    busy_answers: usize,
 }
 
 struct Fake {
@@ -153,15 +157,30 @@ async fn serve(socket: tokio::net::TcpStream, core_id: u16, fake: Arc<Fake>) {
     let mut decoder = FrameDecoder::new();
     let mut subs: HashMap<u64, Sub> = HashMap::new();
     let mut buf = vec![0u8; 65536];
+    // The fake grants the ingest credit of a version 3 hello and checks the client keeps to it.
+    let mut ingest = IngestCredit::new(INGEST_CREDIT_BYTES);
     'conn: loop {
         loop {
+            let put_bytes = decoder
+                .peek_header()
+                .filter(|h| h.opcode == Opcode::PutBatch.code() && h.flags == 0)
+                .map(|h| h.frame_bytes);
             let frame = match decoder.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => panic!("client sent a bad frame: {e}"),
             };
+            if let Some(bytes) = put_bytes {
+                ingest
+                    .spend(bytes)
+                    .unwrap_or_else(|e| panic!("the client overspent its ingest credit: {e}"));
+            }
             if !handle(frame, core_id, &fake, &tx, &mut subs) {
                 break 'conn;
+            }
+            if let Some(bytes) = put_bytes {
+                ingest.give_back(bytes).expect("spent above");
+                send(&tx, 0, Body::IngestCredit(WireIngestCredit { bytes }));
             }
         }
         push(&fake, &tx, &mut subs);
@@ -250,6 +269,8 @@ fn handle(
                         auth_required: false,
                         server_nonce: [0; 32],
                     }),
+                    ingest_credit_bytes: (version >= INGEST_CREDIT_VERSION_MIN)
+                        .then_some(INGEST_CREDIT_BYTES),
                 }),
             );
         }
@@ -372,6 +393,25 @@ fn handle(
             send(tx, id, Body::GetShardMapOk(WireShardMap { shards }));
         }
         Body::PutBatch(p) => {
+            // A batch whose first key is "busy-once" is refused as busy the first time it comes.
+            if p.records
+                .first()
+                .is_some_and(|r| r.partition_key == "busy-once")
+            {
+                let mut stats = fake.stats.lock().expect("stats");
+                if stats.busy_answers == 0 {
+                    stats.busy_answers += 1;
+                    drop(stats);
+                    error(
+                        tx,
+                        id,
+                        Opcode::PutBatch,
+                        StatusCode::ServerBusy,
+                        "at the memory budget",
+                    );
+                    return true;
+                }
+            }
             let mut streams = fake.streams.lock().expect("streams");
             let Some(shards) = streams.get_mut(p.stream_name) else {
                 error(
@@ -511,7 +551,7 @@ async fn connect_performs_the_handshake_and_reports_the_server() {
         .await
         .expect("connects");
     let info = client.server_info();
-    assert_eq!(info.version, 2);
+    assert_eq!(info.version, 3);
     assert_eq!(info.core_count, 2);
     assert_eq!(info.core_id, 0);
     assert_eq!(info.core_ports.len(), 2);
@@ -642,6 +682,53 @@ async fn put_batch_returns_a_result_per_record_in_order() {
         .await
         .expect_err("no stream");
     assert_eq!(error.kind(), Some(ErrorKind::ResourceNotFound));
+}
+
+/// A PutBatch the server refused as busy was not stored, so the client sends it again after a
+/// backoff, and the caller sees only the success.
+#[tokio::test]
+async fn put_batch_retries_a_busy_answer_transparently() {
+    let server = FakeServer::start(1, &[]).await;
+    let client = Client::connect_with(server.addr, config())
+        .await
+        .expect("connects");
+    assert_eq!(
+        client.server_info().ingest_credit_bytes,
+        Some(INGEST_CREDIT_BYTES)
+    );
+    client.create_stream("s", 1).await.expect("created");
+    let results = client
+        .put_batch("s", &[PutRecord::new("busy-once", b"x")])
+        .await
+        .expect("the retry succeeds");
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(server.stats(|s| s.busy_answers), 1);
+    assert_eq!(server.stats(|s| s.put_frames), 1, "stored once");
+}
+
+/// Many large batches pipelined on one connection stay within the ingest credit the fake
+/// grants (it panics on an overspend) and all succeed as credit comes back.
+#[tokio::test]
+async fn pipelined_puts_beyond_the_ingest_credit_wait_for_it_and_all_succeed() {
+    let server = FakeServer::start(1, &[]).await;
+    let client = Client::connect_with(server.addr, config())
+        .await
+        .expect("connects");
+    client.create_stream("s", 1).await.expect("created");
+    let data = vec![7u8; 6 * 1024 * 1024];
+    let mut puts = Vec::new();
+    for _ in 0..12 {
+        let client = client.clone();
+        let data = data.clone();
+        puts.push(tokio::spawn(async move {
+            client.put_batch("s", &[PutRecord::new("k", &data)]).await
+        }));
+    }
+    for put in puts {
+        let results = put.await.expect("the task ran").expect("the put succeeds");
+        assert!(results[0].is_ok());
+    }
+    assert_eq!(server.stats(|s| s.put_frames), 12);
 }
 
 #[tokio::test]
@@ -1006,6 +1093,7 @@ async fn a_server_that_breaks_the_protocol_fails_requests_with_a_protocol_error(
             core_id: 0,
             core_ports: vec![addr.port()],
             challenge: None,
+            ingest_credit_bytes: None,
         });
         encode_frame(
             &Frame {

@@ -15,7 +15,9 @@
 //! - A permit gives its bytes back when dropped, whatever happened to the request.
 //!
 //! The budget lives on one core (`Rc`, no locks); its counters are atomics registered
-//! process-wide so that `/metrics`, scraped on any core, shows every core.
+//! process-wide so that `/metrics`, scraped on any core, shows every core. Both wires of a core
+//! (HTTP and the binary protocol) share one [`Admission`], so the `frontend_*` metrics of a core
+//! count the requests and connections of both: they have no `wire` label.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -26,8 +28,89 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
-/// The counters of one core's front end, readable from any thread.
+/// The admission control of one core's front ends, shared by its HTTP and binary listeners
+/// (clones share the budget and the counters).
+#[derive(Clone, Debug)]
+pub struct Admission {
+    /// Request bytes in flight on this core; a request waits for room before it is read.
+    pub budget: MemoryBudget,
+    /// How long a request may wait for budget before it is refused as busy (HTTP 503, binary
+    /// `ServerBusy`).
+    pub queue_timeout: Duration,
+    /// Open connections this core serves at most, over both wires; more are refused and closed.
+    pub connections_max: u64,
+}
+
+impl Admission {
+    /// Counts a new connection, or `None` (and counts a refusal) when the core is at its limit.
+    /// Checked and counted before the next accept, so the limit holds however fast clients come.
+    pub fn open_connection(&self) -> Option<OpenConnection> {
+        let stats = self.budget.stats();
+        if stats.connections.load(Ordering::Relaxed) >= self.connections_max {
+            stats
+                .connections_refused_total
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(OpenConnection::new(stats))
+    }
+
+    /// Waits for `charge` bytes of budget, or until `deadline` completes: then the request is
+    /// counted as refused and `None` is returned, to be answered as busy.
+    pub async fn admit(
+        &self,
+        charge: u64,
+        deadline: impl Future<Output = ()>,
+    ) -> Option<BudgetPermit> {
+        let acquire = self.budget.acquire(charge);
+        let permit = futures_lite::future::or(async { Some(acquire.await) }, async {
+            deadline.await;
+            None
+        })
+        .await;
+        if permit.is_none() {
+            self.budget
+                .stats()
+                .requests_refused_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        permit
+    }
+}
+
+/// What a request is charged against the budget, on either wire: the bytes it carries (a
+/// request body, or the most a read may answer), about as much again for what handling it
+/// makes (decoded records, base64 turned to bytes, a read's batch beside its encoded answer),
+/// and a floor for the answer and the parsing state of small calls.
+pub const fn request_charge(carried_bytes: u64) -> u64 {
+    carried_bytes
+        .saturating_mul(2)
+        .saturating_add(REQUEST_CHARGE_FLOOR_BYTES)
+}
+
+/// The smallest charge of a request (a control-plane call, a small read's answer).
+pub const REQUEST_CHARGE_FLOOR_BYTES: u64 = 16 * 1024;
+
+/// Counts an open connection in `frontend_connections` for as long as it lives.
+#[derive(Debug)]
+pub struct OpenConnection(Arc<FrontEndStats>);
+
+impl OpenConnection {
+    fn new(stats: Arc<FrontEndStats>) -> Self {
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The counters of one core's front ends (HTTP and binary together), readable from any thread.
 #[derive(Debug, Default)]
 pub struct FrontEndStats {
     pub core_id: usize,
@@ -41,7 +124,8 @@ pub struct FrontEndStats {
     pub connections: AtomicU64,
     /// Connections refused because the core was at its connection limit.
     pub connections_refused_total: AtomicU64,
-    /// Requests answered 503 because they waited for budget past the deadline.
+    /// Requests refused as busy (HTTP 503, binary `ServerBusy`) because they waited for budget
+    /// past the deadline.
     pub requests_refused_total: AtomicU64,
     /// Requests that had to wait for budget (whether or not they got it in time).
     pub requests_delayed_total: AtomicU64,
@@ -81,40 +165,43 @@ pub fn render() -> String {
         (
             "frontend_bytes_in_flight",
             "gauge",
-            "Request and response bytes held by requests in flight.",
+            "Request and response bytes held by requests in flight (HTTP and binary).",
             |s| &s.bytes_in_flight,
         ),
         (
             "frontend_bytes_budget",
             "gauge",
-            "The per-core memory budget for requests in flight.",
+            "The per-core memory budget for requests in flight, shared by HTTP and binary.",
             |s| &s.bytes_max,
         ),
         (
             "frontend_requests_waiting",
             "gauge",
-            "Requests waiting for memory budget (their bodies unread).",
+            "Requests waiting for memory budget (their bodies unread; HTTP and binary).",
             |s| &s.requests_waiting,
         ),
-        ("frontend_connections", "gauge", "Open connections.", |s| {
-            &s.connections
-        }),
+        (
+            "frontend_connections",
+            "gauge",
+            "Open connections (HTTP and binary).",
+            |s| &s.connections,
+        ),
         (
             "frontend_connections_refused_total",
             "counter",
-            "Connections refused at the per-core connection limit.",
+            "Connections refused at the per-core connection limit (HTTP and binary).",
             |s| &s.connections_refused_total,
         ),
         (
             "frontend_requests_refused_total",
             "counter",
-            "Requests answered 503 after waiting for memory budget past the deadline.",
+            "Requests refused as busy (HTTP 503, binary ServerBusy) after waiting for memory budget past the deadline.",
             |s| &s.requests_refused_total,
         ),
         (
             "frontend_requests_delayed_total",
             "counter",
-            "Requests that waited for memory budget.",
+            "Requests that waited for memory budget (HTTP and binary).",
             |s| &s.requests_delayed_total,
         ),
     ];

@@ -11,7 +11,7 @@ use crate::binary::encode::shard_presence;
 use crate::binary::frame::*;
 use crate::binary::limits::{
     AUTH_VERSION_MIN, FRAME_BYTES_MAX, HEADER_BYTES, HELLO_PORTS_MAX, HELLO_VERSIONS_MAX,
-    PUT_BATCH_RECORDS_MAX, READ_RECORDS_MAX,
+    INGEST_CREDIT_VERSION_MIN, PUT_BATCH_RECORDS_MAX, READ_RECORDS_MAX,
 };
 use crate::binary::status::{StatusCode, WireStatus};
 
@@ -210,6 +210,9 @@ fn decode_body<'a>(header: &FrameHeader, payload: &'a [u8]) -> Result<Body<'a>, 
         (Opcode::GetShardMap, RESPONSE) => decode_shard_map(&mut r),
         (Opcode::PutBatch, 0) => decode_put_batch(&mut r),
         (Opcode::PutBatch, RESPONSE) => decode_put_batch_result(&mut r),
+        (Opcode::IngestCredit, PUSH) => r
+            .u32("ingest credit bytes")
+            .map(|bytes| Body::IngestCredit(WireIngestCredit { bytes })),
         (Opcode::Read, 0) => decode_read(&mut r),
         (Opcode::Read, RESPONSE) => decode_records(&mut r).map(Body::ReadOk),
         (Opcode::Subscribe, 0) => decode_subscribe(&mut r),
@@ -307,12 +310,19 @@ fn decode_server_hello<'a>(r: &mut Reader<'a>) -> Result<Body<'a>, BodyError> {
     } else {
         None
     };
+    // Version 3 adds the ingest credit.
+    let ingest_credit_bytes = if version >= INGEST_CREDIT_VERSION_MIN {
+        Some(r.u32("ingest credit bytes")?)
+    } else {
+        None
+    };
     Ok(Body::HelloOk(WireServerHello {
         version,
         core_count,
         core_id,
         core_ports,
         challenge,
+        ingest_credit_bytes,
     }))
 }
 
@@ -679,6 +689,8 @@ pub struct FrameDecoder {
     buf: Vec<u8>,
     /// Bytes at the front of `buf` already handed out as frames.
     consumed: usize,
+    /// Bytes of a skipped frame that have not arrived yet; they are dropped as they come.
+    skipping: usize,
     fatal: Option<DecodeError>,
 }
 
@@ -690,7 +702,37 @@ impl FrameDecoder {
     /// Appends bytes received from the peer.
     pub fn push(&mut self, bytes: &[u8]) {
         self.compact();
-        self.buf.extend_from_slice(bytes);
+        let skipped = self.skipping.min(bytes.len());
+        self.skipping -= skipped;
+        self.buf.extend_from_slice(&bytes[skipped..]);
+    }
+
+    /// The header of the next frame once its 16 bytes have arrived, if its length is sound. A
+    /// server reads it to decide whether to take in the frame's payload at all (admission).
+    pub fn peek_header(&self) -> Option<FrameHeader> {
+        if self.fatal.is_some() || self.skipping > 0 {
+            return None;
+        }
+        let header = decode_header(&self.buf[self.consumed..])?;
+        check_length(header.frame_bytes).ok()?;
+        Some(header)
+    }
+
+    /// Discards the next frame, whose header [`FrameDecoder::peek_header`] returned, without
+    /// waiting for its payload: the part that has not arrived yet is dropped as it comes, so a
+    /// refused frame never occupies memory.
+    ///
+    /// # Panics
+    /// When no header is available: the caller skips only a frame it has peeked.
+    pub fn skip_frame(&mut self) {
+        let header = self
+            .peek_header()
+            .expect("a frame is skipped only after its header was peeked");
+        let frame_bytes = header.frame_bytes as usize;
+        let buffered = self.buffered_bytes();
+        let skipped_now = frame_bytes.min(buffered);
+        self.consumed += skipped_now;
+        self.skipping = frame_bytes - skipped_now;
     }
 
     /// Bytes received but not yet returned as frames.

@@ -6,7 +6,8 @@ use sluice_core::api::RecordView;
 use crate::binary::frame::*;
 use crate::binary::limits::{
     AUTH_VERSION_MIN, FRAME_BYTES_MAX, HEADER_BYTES, HELLO_PORTS_MAX, HELLO_VERSIONS_MAX,
-    PUT_BATCH_RECORDS_MAX, READ_RECORDS_MAX, RECORD_DATA_BYTES_MAX, STRING_BYTES_MAX,
+    INGEST_CREDIT_VERSION_MIN, PUT_BATCH_RECORDS_MAX, READ_RECORDS_MAX, RECORD_DATA_BYTES_MAX,
+    STRING_BYTES_MAX,
 };
 
 /// Why a frame could not be encoded. Each is a caller's mistake the wire cannot express.
@@ -30,6 +31,9 @@ pub enum EncodeError {
     /// A version 1 server hello has no challenge, and every later one has one.
     #[error("a server hello of version {version} must {} an authentication challenge", if *version < AUTH_VERSION_MIN { "not carry" } else { "carry" })]
     HelloChallengeMismatch { version: u16 },
+    /// A server hello before version 3 has no ingest credit, and every later one has one.
+    #[error("a server hello of version {version} must {} an ingest credit", if *version < INGEST_CREDIT_VERSION_MIN { "not carry" } else { "carry" })]
+    HelloIngestCreditMismatch { version: u16 },
 }
 
 /// Appends `frame` to `out`. On error `out` is unchanged.
@@ -239,6 +243,18 @@ fn encode_body(body: &Body<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
                     });
                 }
             }
+            match (
+                hello.version >= INGEST_CREDIT_VERSION_MIN,
+                hello.ingest_credit_bytes,
+            ) {
+                (false, None) => {}
+                (true, Some(bytes)) => put_u32(out, bytes),
+                _ => {
+                    return Err(EncodeError::HelloIngestCreditMismatch {
+                        version: hello.version,
+                    });
+                }
+            }
         }
         Body::Auth(auth) => {
             put_str(out, "access key id", auth.access_key_id)?;
@@ -357,6 +373,7 @@ fn encode_body(body: &Body<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             put_u32(out, c.credits);
         }
         Body::Unsubscribe(u) => put_u64(out, u.subscription_id),
+        Body::IngestCredit(c) => put_u32(out, c.bytes),
         Body::ReadOk(records) | Body::RecordsEvent(records) => {
             check_count("records", records.records.len(), READ_RECORDS_MAX as usize)?;
             put_records_prefix(out, records.shard_created_s, records.shard_index);

@@ -19,6 +19,7 @@ pub enum Opcode {
     ListStreams = 0x0012,
     GetShardMap = 0x0013,
     PutBatch = 0x0020,
+    IngestCredit = 0x0021,
     Read = 0x0030,
     Subscribe = 0x0040,
     Credit = 0x0041,
@@ -52,6 +53,7 @@ impl Opcode {
             | Self::Ping
             | Self::Auth
             | Self::Credit
+            | Self::IngestCredit
             | Self::Unsubscribe
             | Self::RecordsEvent
             | Self::SubscriptionEnded => &[],
@@ -68,6 +70,7 @@ impl Opcode {
             0x0012 => Self::ListStreams,
             0x0013 => Self::GetShardMap,
             0x0020 => Self::PutBatch,
+            0x0021 => Self::IngestCredit,
             0x0030 => Self::Read,
             0x0040 => Self::Subscribe,
             0x0041 => Self::Credit,
@@ -85,7 +88,8 @@ pub mod flags {
     pub const RESPONSE: u16 = 1 << 0;
     /// The response is an error (only with `RESPONSE`): the payload is a [`super::WireError`].
     pub const ERROR: u16 = 1 << 1;
-    /// A server-initiated frame of a subscription; the request id is the subscription id.
+    /// A server-initiated frame: of a subscription (the request id is the subscription id), or
+    /// an IngestCredit (request id 0).
     pub const PUSH: u16 = 1 << 2;
     pub const KNOWN: u16 = RESPONSE | ERROR | PUSH;
 }
@@ -150,6 +154,9 @@ pub enum Body<'a> {
     // Pushes, server to client (flag PUSH); the request id is the subscription id.
     RecordsEvent(WireRecords<'a>),
     SubscriptionEnded(WireSubscriptionEnded<'a>),
+    /// Version 3 and later: gives PutBatch bytes back to the connection's ingest credit. Not
+    /// tied to a subscription or a request; its request id is 0.
+    IngestCredit(WireIngestCredit),
 }
 
 impl Body<'_> {
@@ -184,6 +191,7 @@ impl Body<'_> {
             Body::Error(e) => return (e.opcode, RESPONSE | ERROR),
             Body::RecordsEvent(_) => (Opcode::RecordsEvent, PUSH),
             Body::SubscriptionEnded(_) => (Opcode::SubscriptionEnded, PUSH),
+            Body::IngestCredit(_) => (Opcode::IngestCredit, PUSH),
         };
         (opcode.code(), flags)
     }
@@ -225,6 +233,10 @@ pub struct WireServerHello {
     /// The authentication challenge: `None` in a version 1 hello, which has no such fields, and
     /// `Some` in every later version. The encoder refuses any other pairing.
     pub challenge: Option<WireAuthChallenge>,
+    /// The connection's initial ingest credit in PutBatch frame bytes: `None` before version 3,
+    /// which has no such field, and `Some` from version 3 on. The encoder refuses any other
+    /// pairing.
+    pub ingest_credit_bytes: Option<u32>,
 }
 
 /// The part of a server hello (version 2 and later) that a client answers with [`WireAuth`].
@@ -413,6 +425,13 @@ pub struct WireCredit {
     pub subscription_id: u64,
     /// Added to the subscription's balance.
     pub credits: u32,
+}
+
+/// PutBatch bytes given back to the connection's ingest credit (version 3 and later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireIngestCredit {
+    /// Frame bytes, headers included, of PutBatch requests the server has finished with.
+    pub bytes: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,12 +5,26 @@
 pub const MAGIC: [u8; 4] = *b"SLCE";
 
 /// The protocol versions this codec speaks, oldest first. Version 2 added authentication
-/// (the server hello's challenge and the Auth request); version 1 is still served to clients
-/// that offer nothing newer, but only by a server that verifies no credentials.
-pub const PROTOCOL_VERSIONS: &[u16] = &[1, 2];
+/// (the server hello's challenge and the Auth request); version 3 added ingest credit (the
+/// server hello's `ingest_credit_bytes` and the IngestCredit push). Version 1 is still served
+/// to clients that offer nothing newer, but only by a server that verifies no credentials;
+/// versions 1 and 2 are served without ingest credit.
+pub const PROTOCOL_VERSIONS: &[u16] = &[1, 2, 3];
 
 /// The first version whose server hello carries an authentication challenge.
 pub const AUTH_VERSION_MIN: u16 = 2;
+
+/// The first version with ingest credit: the server hello grants PutBatch bytes, the server
+/// gives them back with IngestCredit pushes, and a client that sends more is refused.
+pub const INGEST_CREDIT_VERSION_MIN: u16 = 3;
+
+/// The ingest credit a server grants each connection, in PutBatch frame bytes (headers
+/// included). It is a window of bytes in flight: a client at full speed is slowed by it only
+/// when its bandwidth times the time a PutBatch takes to be answered exceeds it. 32 MiB is two
+/// largest frames, so one may be in flight while the next is sent, and at 10 Gbit/s it covers
+/// 25 ms per round trip, several group commits. Memory is bounded by the per-core budget
+/// (`crate::admission`), not by this window.
+pub const INGEST_CREDIT_BYTES: u32 = 32 * 1024 * 1024;
 
 /// Bytes of the random nonce in a server hello's challenge.
 pub const SERVER_NONCE_BYTES: usize = 32;
@@ -56,3 +70,5 @@ pub const RECORD_DATA_BYTES_MAX: usize = FRAME_BYTES_MAX - HEADER_BYTES;
 const _: () = assert!(HEADER_BYTES == 4 + 2 + 2 + 8);
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!((READ_BYTES_MAX as usize) < FRAME_BYTES_MAX);
+// Any valid frame fits a connection's whole window, so a lone PutBatch never waits for ever.
+const _: () = assert!(INGEST_CREDIT_BYTES as usize >= FRAME_BYTES_MAX);

@@ -10,6 +10,7 @@
 //! - [`decode`] reads frames. [`decode_frame`] is the single entry point (and the fuzz target's);
 //!   [`FrameDecoder`] takes bytes as they arrive from a socket. Decoding never panics and borrows
 //!   strings and record data from the input.
+//! - [`credit`] is the ingest credit ledger of version 3, kept by the server and the client alike.
 //! - [`auth`] computes and checks the HMAC-SHA256 a client authenticates with (version 2).
 //! - [`status`] is the stable numeric status code table.
 //! - [`limits`] names every bound of the protocol in one place.
@@ -18,6 +19,7 @@
 
 pub mod auth;
 pub mod convert;
+pub mod credit;
 pub mod decode;
 pub mod encode;
 pub mod frame;
@@ -28,6 +30,7 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 
+pub use credit::{IngestCredit, IngestCreditError};
 pub use decode::{BodyError, DecodeError, FrameDecoder, decode_frame};
 pub use encode::{EncodeError, RecordsWriter, encode_frame};
 pub use frame::*;

@@ -49,11 +49,18 @@ pub enum StatusCode {
     /// An Auth named an access key the server does not know, or its signature does not match
     /// the key's secret. The server closes the connection after this answer.
     AuthenticationFailed = 1008,
+    /// The server is at its memory budget (the request waited past the deadline without
+    /// being read) or at its connection limit (answered to the connection's first frame, then
+    /// closed). Nothing was done: retrying with backoff is always safe.
+    ServerBusy = 1009,
+    /// A PutBatch larger than the connection's remaining ingest credit (version 3). The client
+    /// broke the flow control; the server closes the connection after this answer.
+    IngestCreditExceeded = 1010,
 }
 
 impl StatusCode {
     /// Every code, for tests and documentation tables.
-    pub const ALL: [StatusCode; 24] = [
+    pub const ALL: [StatusCode; 26] = [
         Self::Ok,
         Self::ResourceNotFound,
         Self::ResourceInUse,
@@ -78,6 +85,8 @@ impl StatusCode {
         Self::UnknownSubscription,
         Self::AuthenticationRequired,
         Self::AuthenticationFailed,
+        Self::ServerBusy,
+        Self::IngestCreditExceeded,
     ];
 
     pub const fn code(self) -> u16 {
@@ -112,6 +121,8 @@ impl StatusCode {
             1006 => Self::UnknownSubscription,
             1007 => Self::AuthenticationRequired,
             1008 => Self::AuthenticationFailed,
+            1009 => Self::ServerBusy,
+            1010 => Self::IngestCreditExceeded,
             _ => return None,
         })
     }
@@ -168,6 +179,10 @@ impl StatusCode {
             Self::UnknownSubscription => ErrorKind::ResourceNotFound,
             Self::AuthenticationRequired => ErrorKind::MissingAuthenticationToken,
             Self::AuthenticationFailed => ErrorKind::InvalidSignature,
+            // HTTP answers the same condition 503 ServiceUnavailable, which the Kinesis model
+            // has no kind for; LimitExceeded is the retryable kind closest to it.
+            Self::ServerBusy => ErrorKind::LimitExceeded,
+            Self::IngestCreditExceeded => ErrorKind::Serialization,
         })
     }
 }
@@ -233,6 +248,8 @@ mod tests {
         assert_eq!(StatusCode::UnknownSubscription.code(), 1006);
         assert_eq!(StatusCode::AuthenticationRequired.code(), 1007);
         assert_eq!(StatusCode::AuthenticationFailed.code(), 1008);
+        assert_eq!(StatusCode::ServerBusy.code(), 1009);
+        assert_eq!(StatusCode::IngestCreditExceeded.code(), 1010);
     }
 
     #[test]

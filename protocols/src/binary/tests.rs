@@ -77,7 +77,7 @@ fn bytes_32(seed: u64) -> [u8; 32] {
 fn body<'a>(t: &'a Texts, choice: u8, sel: &Selection) -> Body<'a> {
     let name = |i: usize| t.names[i % t.names.len()].as_str();
     let data = |i: usize| t.datas[i % t.datas.len()].as_slice();
-    match choice % 26 {
+    match choice % 27 {
         0 => Body::Hello(WireClientHello {
             magic: MAGIC,
             versions: sel.versions.clone(),
@@ -91,6 +91,7 @@ fn body<'a>(t: &'a Texts, choice: u8, sel: &Selection) -> Body<'a> {
                 auth_required: sel.a32.is_multiple_of(2),
                 server_nonce: bytes_32(sel.a64),
             }),
+            ingest_credit_bytes: (sel.a16 >= limits::INGEST_CREDIT_VERSION_MIN).then_some(sel.b32),
         }),
         2 => Body::Ping,
         3 => Body::Pong,
@@ -207,7 +208,7 @@ fn body<'a>(t: &'a Texts, choice: u8, sel: &Selection) -> Body<'a> {
                 next_position: sel.next_position,
                 millis_behind_latest: sel.a64,
             };
-            if choice % 26 == 15 {
+            if choice % 27 == 15 {
                 Body::ReadOk(records)
             } else {
                 Body::RecordsEvent(records)
@@ -238,10 +239,11 @@ fn body<'a>(t: &'a Texts, choice: u8, sel: &Selection) -> Body<'a> {
             status: sel.status,
             message: name(4),
         }),
-        _ => Body::SubscriptionEnded(WireSubscriptionEnded {
+        25 => Body::SubscriptionEnded(WireSubscriptionEnded {
             status: sel.status,
             message: name(0),
         }),
+        _ => Body::IngestCredit(WireIngestCredit { bytes: sel.b32 }),
     }
 }
 
@@ -341,7 +343,7 @@ fn selection() -> impl Strategy<Value = Selection> {
 
 proptest! {
     #[test]
-    fn every_frame_type_round_trips(t in texts(), sel in selection(), request_id in any::<u64>(), choice in 0u8..26) {
+    fn every_frame_type_round_trips(t in texts(), sel in selection(), request_id in any::<u64>(), choice in 0u8..27) {
         let frame = Frame { request_id, body: body(&t, choice, &sel) };
         let bytes = encode(&frame);
         prop_assert_eq!(bytes.len(), u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize);
@@ -475,6 +477,49 @@ fn a_length_above_the_limit_is_fatal_without_waiting_for_the_bytes() {
     let error = decode_frame(&bytes).expect_err("too large");
     assert_eq!(error.status(), StatusCode::FrameTooLarge);
     assert!(error.is_fatal());
+}
+
+#[test]
+fn a_skipped_frame_is_dropped_as_it_arrives_and_the_next_frame_decodes() {
+    let big = encode(&Frame {
+        request_id: 1,
+        body: Body::PutBatch(WirePutBatch {
+            stream_name: "s",
+            records: vec![WirePutRecord {
+                route: WireRoute::ShardIndex(0),
+                partition_key: "",
+                data: &[7; 1000],
+            }],
+        }),
+    });
+    let ping = encode(&Frame {
+        request_id: 2,
+        body: Body::Ping,
+    });
+    let mut decoder = FrameDecoder::new();
+    decoder.push(&big[..100]);
+    let header = decoder.peek_header().expect("the header has arrived");
+    assert_eq!(header.frame_bytes as usize, big.len());
+    assert_eq!(header.opcode, Opcode::PutBatch.code());
+    decoder.skip_frame();
+    assert_eq!(decoder.buffered_bytes(), 0);
+    assert_eq!(
+        decoder.peek_header(),
+        None,
+        "still inside the skipped frame"
+    );
+    decoder.push(&big[100..600]);
+    assert_eq!(
+        decoder.buffered_bytes(),
+        0,
+        "the skipped payload is never kept"
+    );
+    let mut rest = big[600..].to_vec();
+    rest.extend_from_slice(&ping);
+    decoder.push(&rest);
+    let frame = decoder.next_frame().expect("decodes").expect("complete");
+    assert_eq!(frame.request_id, 2);
+    assert_eq!(frame.body, Body::Ping);
 }
 
 #[test]
@@ -778,14 +823,16 @@ fn the_specification_examples_encode_as_documented() {
 }
 
 #[test]
-fn a_server_hello_carries_the_challenge_from_version_2_on() {
-    let hello = |version, challenge| {
+fn a_server_hello_carries_the_challenge_from_version_2_on_and_the_ingest_credit_from_version_3_on()
+{
+    let hello = |version, challenge, ingest_credit_bytes| {
         Body::HelloOk(WireServerHello {
             version,
             core_count: 1,
             core_id: 0,
             core_ports: vec![4568],
             challenge,
+            ingest_credit_bytes,
         })
     };
     let challenge = WireAuthChallenge {
@@ -794,33 +841,49 @@ fn a_server_hello_carries_the_challenge_from_version_2_on() {
     };
     let v1 = encode(&Frame {
         request_id: 0,
-        body: hello(1, None),
+        body: hello(1, None, None),
     });
     let v2 = encode(&Frame {
         request_id: 0,
-        body: hello(2, Some(challenge)),
+        body: hello(2, Some(challenge), None),
     });
-    // version, core count, core id, port count, one port; then auth_required and the nonce.
+    let v3 = encode(&Frame {
+        request_id: 0,
+        body: hello(3, Some(challenge), Some(0x0200_0000)),
+    });
+    // version, core count, core id, port count, one port; then auth_required and the nonce;
+    // then the ingest credit.
     assert_eq!(v1.len(), HEADER_BYTES + 10);
     assert_eq!(v2.len(), HEADER_BYTES + 10 + 1 + 32);
-    // After the length and the version the two agree up to the end of version 1.
+    assert_eq!(v3.len(), HEADER_BYTES + 10 + 1 + 32 + 4);
+    // After the length and the version each version only appends to the one before.
     let after_version = HEADER_BYTES + 2;
     assert_eq!(
         v2[after_version..v1.len()],
         v1[after_version..],
         "version 2 only appends"
     );
+    assert_eq!(
+        v3[after_version..v2.len()],
+        v2[after_version..],
+        "version 3 only appends"
+    );
     assert_eq!(v2[4..HEADER_BYTES], v1[4..HEADER_BYTES]);
     assert_eq!(v2[HEADER_BYTES + 10], 1);
     assert_eq!(v2[HEADER_BYTES + 11..], [9; 32]);
-    assert_eq!(decode_whole(&v2).body, hello(2, Some(challenge)));
+    assert_eq!(v3[v2.len()..], [0x00, 0x00, 0x00, 0x02]);
+    assert_eq!(decode_whole(&v2).body, hello(2, Some(challenge), None));
+    assert_eq!(
+        decode_whole(&v3).body,
+        hello(3, Some(challenge), Some(0x0200_0000))
+    );
 
     for (version, challenge) in [(1, Some(challenge)), (2, None)] {
         let mut out = Vec::new();
         let error = encode_frame(
             &Frame {
                 request_id: 0,
-                body: hello(version, challenge),
+                body: hello(version, challenge, None),
             },
             &mut out,
         )
@@ -831,6 +894,37 @@ fn a_server_hello_carries_the_challenge_from_version_2_on() {
             "a failed encode leaves the buffer as it was"
         );
     }
+    for (version, credit) in [(2, Some(1)), (3, None)] {
+        let mut out = Vec::new();
+        let error = encode_frame(
+            &Frame {
+                request_id: 0,
+                body: hello(version, Some(challenge), credit),
+            },
+            &mut out,
+        )
+        .expect_err("the ingest credit must match the version");
+        assert_eq!(error, EncodeError::HelloIngestCreditMismatch { version });
+        assert!(out.is_empty());
+    }
+}
+
+#[test]
+fn an_ingest_credit_is_a_push_with_one_u32() {
+    let bytes = encode(&Frame {
+        request_id: 0,
+        body: Body::IngestCredit(WireIngestCredit { bytes: 0x0102_0304 }),
+    });
+    assert_eq!(
+        bytes,
+        [
+            0x14, 0, 0, 0, 0x21, 0, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x04, 0x03, 0x02, 0x01
+        ]
+    );
+    assert_eq!(
+        decode_whole(&bytes).body,
+        Body::IngestCredit(WireIngestCredit { bytes: 0x0102_0304 })
+    );
 }
 
 #[test]

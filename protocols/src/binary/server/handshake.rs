@@ -9,8 +9,12 @@ use sluice_core::storage::RecordLog;
 
 use super::{Connection, Next, Runtime};
 use crate::binary::auth as binary_auth;
-use crate::binary::limits::{AUTH_VERSION_MIN, PROTOCOL_VERSIONS, SERVER_NONCE_BYTES};
-use crate::binary::{Body, Frame, Opcode, StatusCode, WireAuthChallenge, WireServerHello};
+use crate::binary::limits::{
+    AUTH_VERSION_MIN, INGEST_CREDIT_VERSION_MIN, PROTOCOL_VERSIONS, SERVER_NONCE_BYTES,
+};
+use crate::binary::{
+    Body, Frame, IngestCredit, Opcode, StatusCode, WireAuthChallenge, WireServerHello,
+};
 
 /// Where a connection is in its handshake.
 pub(super) enum Handshake {
@@ -123,6 +127,11 @@ where
             auth_required: verifies,
             server_nonce: binary_auth::server_nonce(),
         });
+        // Versions 1 and 2 have no ingest credit: their PutBatches are bounded by the budget
+        // alone (the read loop stops reading), and no IngestCredit is ever pushed to them.
+        let ingest_credit_bytes =
+            (version >= INGEST_CREDIT_VERSION_MIN).then_some(config.ingest_credit_bytes);
+        *self.ingest.borrow_mut() = ingest_credit_bytes.map(IngestCredit::new);
         self.respond(
             request_id,
             Body::HelloOk(WireServerHello {
@@ -131,6 +140,7 @@ where
                 core_id: config.core_id,
                 core_ports: config.ports.get(),
                 challenge,
+                ingest_credit_bytes,
             }),
         );
         *handshake = match challenge {

@@ -14,6 +14,13 @@
 //!   and spawns a task for every other request, so requests run concurrently and may be
 //!   answered out of order. A fatal decode error (no frame boundary left) closes the
 //!   connection; any other bad frame is answered by its request id and skipped.
+//! - Admission (`crate::admission`, the core's budget shared with HTTP): a PutBatch is charged
+//!   from its header, before its payload is read, and a Read for the most it may answer, before
+//!   it runs. While the charge does not fit the read loop waits and reads nothing more, so TCP
+//!   slows the client down; past the queue deadline the request is answered `ServerBusy` (a
+//!   PutBatch's payload is then dropped unread). From version 3 a PutBatch also spends the
+//!   connection's ingest credit (`binary::credit`), checked from its header too: a client that
+//!   overspends is answered `IngestCreditExceeded` and the connection is closed.
 //! - Every answer and push is encoded straight into the connection's [`outbox::Outbox`], which
 //!   the writer sends with one write per burst.
 //! - A subscription task reads while its credit balance is positive (one credit is one record)
@@ -30,6 +37,10 @@
 //!   stops reading requests, and subscriptions stop reading records, while it is fuller.
 //! - A request about a stream passes the stream's resource policy (`kinesis::enforce`) before
 //!   anything else about it is checked, as over HTTP.
+//! - Every PutBatch that spent ingest credit gives it back exactly once, after its answer (an
+//!   IngestCredit push follows the answer), whatever the answer was.
+//! - A connection beyond the core's connection limit is served nothing: its first frame is
+//!   answered `ServerBusy` and it is closed.
 
 mod handshake;
 mod outbox;
@@ -47,12 +58,17 @@ use futures_lite::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use sluice_core::storage::RecordLog;
 use sluice_core::{KinesisApi, KinesisError};
 
+use crate::admission::{Admission, BudgetPermit, request_charge};
 use crate::auth::AuthConfig;
-use crate::binary::{Body, DecodeError, Frame, FrameDecoder, Opcode, StatusCode, WireError};
+use crate::binary::{
+    Body, DecodeError, Frame, FrameDecoder, FrameHeader, IngestCredit, Opcode, StatusCode,
+    WireError, WireIngestCredit, encode_frame,
+};
 use crate::kinesis::enforce;
 
 use handshake::Handshake;
 use outbox::Outbox;
+use requests::PendingRead;
 use subscription::Subscription;
 
 /// Bytes asked of the socket per read.
@@ -110,7 +126,18 @@ pub struct ServerConfig {
     pub core_count: u16,
     /// The core this server runs on, for the server hello.
     pub core_id: u16,
+    /// The core's memory budget and connection limit, shared with its HTTP listener. `None`
+    /// admits every request and connection.
+    pub admission: Option<Admission>,
+    /// The ingest credit granted to each connection of version 3 or later
+    /// (`limits::INGEST_CREDIT_BYTES` unless a test wants it smaller); at least
+    /// `limits::FRAME_BYTES_MAX`.
+    pub ingest_credit_bytes: u32,
 }
+
+/// How long a refused connection is given to send its first frame, so that the refusal answers
+/// it (a client reads the answer to its hello) instead of racing it.
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
 
 /// One core's binary-protocol handler, shared by every connection the core accepts.
 pub struct BinaryServer<A, L, R> {
@@ -135,8 +162,75 @@ where
         })
     }
 
+    /// Takes one accepted connection: counts it against the core's connection limit at once
+    /// (before the caller accepts the next), and returns the task that serves it, or, beyond
+    /// the limit, refuses it with `ServerBusy`.
+    pub fn accept<S>(self: Rc<Self>, socket: S) -> impl Future<Output = ()> + 'static
+    where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let open = match &self.config.admission {
+            None => Ok(None),
+            Some(admission) => admission.open_connection().map(Some).ok_or(()),
+        };
+        async move {
+            match open {
+                Ok(open) => {
+                    self.serve_connection(socket).await;
+                    drop(open);
+                }
+                Err(()) => self.refuse_connection(socket).await,
+            }
+        }
+    }
+
+    /// Answers the first frame of a connection beyond the limit (normally its hello) with
+    /// `ServerBusy`, or, if none comes within [`REFUSAL_WAIT`], sends that answer to request 0,
+    /// and closes the connection.
+    async fn refuse_connection<S>(&self, mut socket: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        use futures_lite::AsyncWriteExt as _;
+        let mut decoder = FrameDecoder::new();
+        let mut chunk = [0u8; 1024];
+        let first = async {
+            loop {
+                if let Some(header) = decoder.peek_header() {
+                    return (header.request_id, header.opcode);
+                }
+                match socket.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return (0, Opcode::Hello.code()),
+                    Ok(n) => decoder.push(&chunk[..n]),
+                }
+            }
+        };
+        let timeout = self.runtime.sleep(REFUSAL_WAIT);
+        let (request_id, opcode) = futures_lite::future::or(first, async {
+            timeout.await;
+            (0, Opcode::Hello.code())
+        })
+        .await;
+        let refusal = Frame {
+            request_id,
+            body: Body::Error(WireError {
+                opcode,
+                status: StatusCode::ServerBusy.into(),
+                message: BUSY_CONNECTIONS,
+            }),
+        };
+        let mut bytes = Vec::new();
+        encode_frame(&refusal, &mut bytes).expect("a short error frame always encodes");
+        let write = async {
+            let _ = socket.write_all(&bytes).await;
+            let _ = socket.close().await;
+        };
+        let timeout = self.runtime.sleep(REFUSAL_WAIT);
+        futures_lite::future::or(write, timeout).await;
+    }
+
     /// Serves one connection until the peer closes it, the protocol requires closing it, or the
-    /// socket fails.
+    /// socket fails. Admits it whatever the connection limit; [`BinaryServer::accept`] checks it.
     pub async fn serve_connection<S>(self: Rc<Self>, socket: S)
     where
         S: AsyncRead + AsyncWrite + Unpin + 'static,
@@ -146,6 +240,7 @@ where
             server: self,
             outbox: Rc::new(Outbox::default()),
             subscriptions: RefCell::new(HashMap::new()),
+            ingest: RefCell::new(None),
         });
         let reading = async {
             connection.read_loop(&mut reader).await;
@@ -161,13 +256,43 @@ struct Connection<A, L, R> {
     server: Rc<BinaryServer<A, L, R>>,
     outbox: Rc<Outbox>,
     subscriptions: RefCell<HashMap<u64, Rc<Subscription>>>,
+    /// The ingest credit ledger, from a version 3 hello on; `None` before the hello and on
+    /// older versions, which have no ingest credit.
+    ingest: RefCell<Option<IngestCredit>>,
 }
 
 /// What to do after a frame.
 enum Next {
     Continue,
     Close,
+    /// A Read to run once the budget holds its answer.
+    Read(PendingRead),
 }
+
+/// What a PutBatch holds from its header on: its share of the budget and of the ingest credit.
+#[derive(Debug, Default)]
+pub(super) struct AdmittedPut {
+    /// Given back when dropped, after the answer.
+    pub(super) permit: Option<BudgetPermit>,
+    /// Given back with an IngestCredit push after the answer (version 3 and later).
+    pub(super) credit_bytes: Option<u32>,
+}
+
+/// The outcome of admitting a PutBatch from its header.
+enum Admit {
+    Granted(AdmittedPut),
+    /// Answered `ServerBusy`; its payload is to be skipped.
+    Busy,
+    /// The client overspent its credit; the connection is closing.
+    Close,
+}
+
+/// The message of a request refused for the memory budget.
+const BUSY_MEMORY: &str =
+    "Sluice is at its memory budget for requests in flight; retry with backoff.";
+
+/// The message of a connection refused at the connection limit.
+const BUSY_CONNECTIONS: &str = "Sluice is at its connection limit; retry with backoff.";
 
 impl<A, L, R> Connection<A, L, R>
 where
@@ -226,15 +351,43 @@ where
         let mut decoder = FrameDecoder::new();
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         let mut handshake = Handshake::AwaitHello;
+        // What the PutBatch at the front of the decoder was granted from its header.
+        let mut admitted: Option<AdmittedPut> = None;
         loop {
             loop {
+                if admitted.is_none()
+                    && matches!(handshake, Handshake::Ready)
+                    && let Some(header) = decoder.peek_header()
+                    && header.opcode == Opcode::PutBatch.code()
+                    && header.flags == 0
+                {
+                    match self.admit_put_batch(&header).await {
+                        Admit::Granted(granted) => admitted = Some(granted),
+                        Admit::Busy => {
+                            decoder.skip_frame();
+                            continue;
+                        }
+                        Admit::Close => return,
+                    }
+                }
                 let next = match decoder.next_frame() {
-                    Ok(Some(frame)) => self.on_frame(frame, &mut handshake),
+                    Ok(Some(frame)) => self.on_frame(frame, &mut handshake, &mut admitted),
                     Ok(None) => break,
-                    Err(error) => self.on_decode_error(&error, &handshake),
+                    Err(error) => {
+                        // A PutBatch whose payload is bad is answered here: its credit and
+                        // budget go back at once.
+                        if let Some(put) = admitted.take() {
+                            self.respond_error_from(&error, &handshake);
+                            self.finish_put(put);
+                            continue;
+                        }
+                        self.on_decode_error(&error, &handshake)
+                    }
                 };
-                if let Next::Close = next {
-                    return;
+                match next {
+                    Next::Continue => {}
+                    Next::Close => return,
+                    Next::Read(read) => self.admit_read(read).await,
                 }
             }
             self.outbox.wait_room().await;
@@ -249,6 +402,103 @@ where
                     return;
                 }
             }
+        }
+    }
+
+    /// Charges a PutBatch, from its header alone, against the connection's ingest credit and
+    /// then the core's budget, waiting for the budget at most the queue deadline.
+    async fn admit_put_batch(&self, header: &FrameHeader) -> Admit {
+        let request_id = header.request_id;
+        let credit_bytes = match self.ingest.borrow_mut().as_mut() {
+            None => None,
+            Some(ledger) => match ledger.spend(header.frame_bytes) {
+                Ok(()) => Some(header.frame_bytes),
+                Err(error) => {
+                    tracing::info!(%error, "A binary client overspent its ingest credit; closing the connection.");
+                    self.respond_error(
+                        request_id,
+                        Opcode::PutBatch.code(),
+                        StatusCode::IngestCreditExceeded,
+                        &error.to_string(),
+                    );
+                    return Admit::Close;
+                }
+            },
+        };
+        let permit = match &self.server.config.admission {
+            None => None,
+            Some(admission) => {
+                let charge = request_charge(u64::from(header.frame_bytes));
+                let deadline = self.server.runtime.sleep(admission.queue_timeout);
+                match admission.admit(charge, deadline).await {
+                    Some(permit) => Some(permit),
+                    None => {
+                        self.respond_error(
+                            request_id,
+                            Opcode::PutBatch.code(),
+                            StatusCode::ServerBusy,
+                            BUSY_MEMORY,
+                        );
+                        self.finish_put(AdmittedPut {
+                            permit: None,
+                            credit_bytes,
+                        });
+                        return Admit::Busy;
+                    }
+                }
+            }
+        };
+        Admit::Granted(AdmittedPut {
+            permit,
+            credit_bytes,
+        })
+    }
+
+    /// Gives back what a PutBatch held, after its answer: the budget, then the ingest credit,
+    /// with an IngestCredit push.
+    pub(super) fn finish_put(&self, put: AdmittedPut) {
+        drop(put.permit);
+        let Some(bytes) = put.credit_bytes else {
+            return;
+        };
+        self.ingest
+            .borrow_mut()
+            .as_mut()
+            .expect("credit is spent only on a connection that has a ledger")
+            .give_back(bytes)
+            .expect("the server gives back only what a PutBatch spent");
+        self.respond(0, Body::IngestCredit(WireIngestCredit { bytes }));
+    }
+
+    /// Waits for the budget of a Read's answer (the read loop reads nothing meanwhile), then
+    /// runs it; past the queue deadline it is answered `ServerBusy`.
+    async fn admit_read(self: &Rc<Self>, read: PendingRead) {
+        let permit = match &self.server.config.admission {
+            None => None,
+            Some(admission) => {
+                let deadline = self.server.runtime.sleep(admission.queue_timeout);
+                match admission.admit(read.charge(), deadline).await {
+                    Some(permit) => Some(permit),
+                    None => {
+                        self.respond_error(
+                            read.request_id(),
+                            Opcode::Read.code(),
+                            StatusCode::ServerBusy,
+                            BUSY_MEMORY,
+                        );
+                        return;
+                    }
+                }
+            }
+        };
+        self.spawn(move |c| async move { c.read_records(read, permit).await });
+    }
+
+    /// Answers a skipped frame after the handshake (its request id and opcode are known).
+    fn respond_error_from(&self, error: &DecodeError, handshake: &Handshake) {
+        debug_assert!(matches!(handshake, Handshake::Ready));
+        if let (Some(request_id), Some(opcode)) = (error.request_id(), error.opcode()) {
+            self.respond_error(request_id, opcode, error.status(), &error.to_string());
         }
     }
 
@@ -285,7 +535,12 @@ where
         }
     }
 
-    fn on_frame(self: &Rc<Self>, frame: Frame<'_>, handshake: &mut Handshake) -> Next {
+    fn on_frame(
+        self: &Rc<Self>,
+        frame: Frame<'_>,
+        handshake: &mut Handshake,
+        admitted: &mut Option<AdmittedPut>,
+    ) -> Next {
         if !matches!(handshake, Handshake::Ready) {
             return self.on_handshake_frame(frame, handshake);
         }
@@ -298,8 +553,13 @@ where
             Body::DescribeStream(name) => self.on_describe_stream(request_id, name),
             Body::ListStreams(list) => self.on_list_streams(request_id, list),
             Body::GetShardMap(name) => self.on_get_shard_map(request_id, name),
-            Body::PutBatch(batch) => self.on_put_batch(request_id, &batch),
-            Body::Read(read) => self.on_read(request_id, &read),
+            Body::PutBatch(batch) => {
+                let put = admitted
+                    .take()
+                    .expect("a PutBatch is admitted from its header before it is decoded");
+                self.on_put_batch(request_id, &batch, put);
+            }
+            Body::Read(read) => return Next::Read(PendingRead::new(request_id, &read)),
             Body::Subscribe(subscribe) => self.on_subscribe(request_id, &subscribe),
             Body::Hello(_) => self.respond_error(
                 request_id,

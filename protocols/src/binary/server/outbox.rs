@@ -13,6 +13,7 @@ use std::task::{Poll, Waker};
 
 use futures_lite::{AsyncWrite, AsyncWriteExt as _};
 
+use crate::admission::BudgetPermit;
 use crate::binary::{Body, Frame, StatusCode, WireError, encode_frame};
 
 /// Unsent bytes a connection may queue before it stops taking requests and pushing records.
@@ -57,6 +58,9 @@ impl Event {
 #[derive(Default)]
 pub(super) struct Outbox {
     buf: RefCell<Vec<u8>>,
+    /// Budget held by answers queued in `buf`, given back once the burst holding them has been
+    /// written (or the connection ended).
+    held: RefCell<Vec<BudgetPermit>>,
     closed: Cell<bool>,
     /// Bytes were queued or the outbox closed: wakes the writer.
     queued: Event,
@@ -103,8 +107,18 @@ impl Outbox {
         self.queued.notify();
     }
 
+    /// Keeps `permit` until what is queued now has been written to the socket: an answer's
+    /// budget covers it until it has left the process.
+    pub(super) fn hold(&self, permit: BudgetPermit) {
+        if self.closed.get() {
+            return;
+        }
+        self.held.borrow_mut().push(permit);
+    }
+
     pub(super) fn close(&self) {
         self.closed.set(true);
+        self.held.borrow_mut().clear();
         self.queued.notify();
         self.drained.notify();
     }
@@ -123,24 +137,29 @@ impl Outbox {
 /// Sends what the outbox queues, one write per burst, until the outbox is closed and empty.
 pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut socket: W, outbox: Rc<Outbox>) {
     let mut sending = Vec::new();
+    let mut held = Vec::new();
     loop {
         loop {
             if !outbox.buf.borrow().is_empty() {
                 break;
             }
             if outbox.closed.get() {
+                outbox.held.borrow_mut().clear();
                 let _ = socket.close().await;
                 return;
             }
             outbox.queued.wait().await;
         }
         std::mem::swap(&mut *outbox.buf.borrow_mut(), &mut sending);
+        std::mem::swap(&mut *outbox.held.borrow_mut(), &mut held);
         outbox.drained.notify();
         if let Err(error) = socket.write_all(&sending).await {
             tracing::debug!(%error, "A binary connection's write failed; closing it.");
             outbox.close();
+            outbox.held.borrow_mut().clear();
             return;
         }
+        held.clear();
         sending.clear();
         // A burst of a huge push should not keep its memory for the connection's lifetime.
         if sending.capacity() > OUTBOX_BYTES_MAX {

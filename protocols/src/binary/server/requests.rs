@@ -16,9 +16,10 @@ use sluice_core::storage::{
 };
 use sluice_core::{KinesisApi, KinesisError, SequenceNumber, limits as kinesis_limits};
 
-use super::{Connection, Runtime};
+use super::{AdmittedPut, Connection, Runtime};
+use crate::admission::{BudgetPermit, request_charge};
 use crate::binary::convert::wire_stream_description;
-use crate::binary::limits::{READ_BYTES_MAX, READ_RECORDS_MAX};
+use crate::binary::limits::{HEADER_BYTES, READ_BYTES_MAX, READ_RECORDS_MAX};
 use crate::binary::{
     Body, Opcode, RecordsWriter, StatusCode, WireCreateStream, WireListStreams, WirePutBatch,
     WirePutBatchResult, WireRead, WireRoute, WireShardMap, WireShardMapEntry, WireStartPosition,
@@ -193,13 +194,23 @@ where
         }
     }
 
-    pub(super) fn on_put_batch(self: &Rc<Self>, request_id: u64, batch: &WirePutBatch<'_>) {
+    /// `put` is what the PutBatch was granted from its header; it is given back after the
+    /// answer.
+    pub(super) fn on_put_batch(
+        self: &Rc<Self>,
+        request_id: u64,
+        batch: &WirePutBatch<'_>,
+        put: AdmittedPut,
+    ) {
         // Validated here, while the records borrow the frame; a refusal is answered only after
         // the policy check, so a denied request is AccessDenied whatever else is wrong with
         // it, as over HTTP.
         let stream_name = batch.stream_name.to_owned();
         let prepared = self.prepare_put_batch(batch);
-        self.spawn(move |c| async move { c.put_batch(request_id, stream_name, prepared).await });
+        self.spawn(move |c| async move {
+            c.put_batch(request_id, stream_name, prepared).await;
+            c.finish_put(put);
+        });
     }
 
     /// Applies the partition-key rule to every record (refusing the whole batch, as the HTTP
@@ -292,13 +303,23 @@ where
         self.respond(request_id, Body::PutBatchOk(WirePutBatchResult { records }));
     }
 
-    pub(super) fn on_read(self: &Rc<Self>, request_id: u64, read: &WireRead<'_>) {
-        let stream_name = read.stream_name.to_owned();
-        let request = ReadRequest::new(read);
-        self.spawn(move |c| async move { c.read_records(request_id, stream_name, request).await });
+    /// Runs a Read admitted by the read loop; `permit` holds the budget of its answer until the
+    /// answer has been written to the socket.
+    pub(super) async fn read_records(&self, read: PendingRead, permit: Option<BudgetPermit>) {
+        let PendingRead {
+            request_id,
+            stream_name,
+            request,
+            ..
+        } = read;
+        self.read_records_inner(request_id, stream_name, request)
+            .await;
+        if let Some(permit) = permit {
+            self.outbox.hold(permit);
+        }
     }
 
-    async fn read_records(
+    async fn read_records_inner(
         &self,
         request_id: u64,
         stream_name: String,
@@ -401,6 +422,46 @@ pub(super) fn read_start(start: WireStartPosition) -> Result<ReadStart, KinesisE
         }
         WireStartPosition::AtPosition(position) => ReadStart::AtPosition(position),
     })
+}
+
+/// A Read taken off the wire, waiting for the budget of its answer.
+pub(super) struct PendingRead {
+    request_id: u64,
+    stream_name: String,
+    request: Result<ReadRequest, KinesisError>,
+    charge: u64,
+}
+
+/// Bytes of one record in a records payload besides its key and data: position, arrival
+/// seconds, arrival milliseconds, and the two length prefixes.
+const RECORD_OVERHEAD_BYTES: u64 = 8 + 8 + 8 + 2 + 4;
+/// Bytes of a records payload before its records.
+const RECORDS_PREFIX_BYTES: u64 = 33;
+
+impl PendingRead {
+    pub(super) fn new(request_id: u64, read: &WireRead<'_>) -> Self {
+        // The most the answer may carry: every record at its overhead, plus the key and data
+        // bytes asked for (one record may exceed them; the floor of the charge covers a small
+        // read's single large record only approximately, as HTTP's does).
+        let records = u64::from(read.records_max.clamp(1, READ_RECORDS_MAX));
+        let bytes = u64::from(read.bytes_max.clamp(1, READ_BYTES_MAX));
+        let answer_bytes =
+            HEADER_BYTES as u64 + RECORDS_PREFIX_BYTES + records * RECORD_OVERHEAD_BYTES + bytes;
+        Self {
+            request_id,
+            stream_name: read.stream_name.to_owned(),
+            request: ReadRequest::new(read),
+            charge: request_charge(answer_bytes),
+        }
+    }
+
+    pub(super) const fn request_id(&self) -> u64 {
+        self.request_id
+    }
+
+    pub(super) const fn charge(&self) -> u64 {
+        self.charge
+    }
 }
 
 /// A validated Read.
