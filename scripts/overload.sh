@@ -59,6 +59,9 @@ cat >"$OUT/put_records.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/x-amz-json-1.1"
 wrk.headers["X-Amz-Target"] = "Kinesis_20131202.PutRecords"
+-- Without configured credentials a loopback server takes any well-formed signature.
+wrk.headers["X-Amz-Date"] = "20250101T000000Z"
+wrk.headers["Authorization"] = "AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"
 local f = io.open("$OUT/put_records.json", "rb")
 wrk.body = f:read("*a")
 f:close()
@@ -91,6 +94,8 @@ for allocator in $ALLOCATORS; do
   server_pid=$!
   for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
   curl -s -X POST http://127.0.0.1:$PORT/ -H 'Content-Type: application/x-amz-json-1.1' \
+    -H 'X-Amz-Date: 20250101T000000Z' \
+    -H 'Authorization: AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=00' \
     -H 'X-Amz-Target: Kinesis_20131202.CreateStream' -d '{"StreamName":"storm","ShardCount":4}' >/dev/null
   sleep 0.5
   idle_kib=$(rss_kib $server_pid)
@@ -124,7 +129,9 @@ body = json.dumps({"StreamName": "storm", "PartitionKey": "probe", "Data": "cHJv
 for _ in range(probes):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     started = time.monotonic()
-    c.request("POST", "/", body, {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Kinesis_20131202.PutRecord"})
+    c.request("POST", "/", body, {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "Kinesis_20131202.PutRecord",
+        "X-Amz-Date": "20250101T000000Z",
+        "Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"})
     r = c.getresponse(); r.read()
     times.append((time.monotonic() - started) * 1000)
     assert r.status == 200, r.status
