@@ -1102,7 +1102,10 @@ mod tests {
                 "the half-made segment is gone"
             );
             assert_eq!(log.tip(&s).next_position, 40);
-            assert_eq!(read_all(&log, &s, 0).await, expected(std::slice::from_ref(&first)));
+            assert_eq!(
+                read_all(&log, &s, 0).await,
+                expected(std::slice::from_ref(&first))
+            );
             let second = records(40, 1000, 3);
             let appended = log.append(&s, second.clone()).await.expect("resumes");
             assert_eq!(
@@ -1143,7 +1146,10 @@ mod tests {
                 .expect_err("the write is refused");
             assert!(matches!(error, AppendError::DiskFull { .. }), "{error}");
             assert_eq!(log.tip(&s).next_position, 3, "nothing became visible");
-            assert_eq!(read_all(&log, &s, 0).await, expected(std::slice::from_ref(&first)));
+            assert_eq!(
+                read_all(&log, &s, 0).await,
+                expected(std::slice::from_ref(&first))
+            );
             let third = records(4, 10, 3);
             assert_eq!(
                 log.append(&s, third.clone())
