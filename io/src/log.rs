@@ -76,6 +76,7 @@ use waiter::{WaitForRecords, WaitSlot};
 #[cfg(any(test, feature = "fault-injection"))]
 pub use commit::FaultOp;
 pub use damage::{TornTail, Truncation};
+pub(crate) use error::error_chain;
 pub use error::{
     AppendError, Corruption, CorruptionEvidence, OpenLogError, PositionRange, ReadError,
     RetentionError, ShardDamage,

@@ -321,7 +321,7 @@ impl CheckpointLog for StorageHandle {
             .map_err(|e| match e {
                 crate::persist::PersistError::Stopped => CheckpointError::Unavailable,
                 other => CheckpointError::Storage {
-                    reason: crate::engine::error_chain(&other),
+                    reason: crate::log::error_chain(&other),
                 },
             })
     }

@@ -51,7 +51,7 @@ pub use sluice_core::storage::{ReadStart, ShardPlacement};
 use crate::catalog_store::{CatalogStore, CatalogStoreError};
 use crate::log::{
     AppendRecord, Appended as LogAppended, Durability, Log, LogConfig, LogHealth, LogRead,
-    ShardKey, ShardTip,
+    ShardKey, ShardTip, error_chain,
 };
 use crate::persist::Persister;
 use crate::service::{ServiceCoreStatus, ServiceRuntime, ServiceStarter};
@@ -150,18 +150,6 @@ pub enum StartError {
     Persist { message: String },
     #[error("--cores must be at least 1")]
     NoCores,
-}
-
-/// An error and all its sources on one line, so a start-up failure names its root cause.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 pub(crate) fn now_ms() -> u64 {

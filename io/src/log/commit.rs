@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use futures_channel::oneshot;
 
-use super::error::is_disk_full;
+use super::error::{error_chain, is_disk_full};
 use super::waiter::take_waiters;
 use super::{
     AppendError, AppendRecord, Appended, Durability, Segment, ShardKey, State, open_segment_file,
@@ -299,18 +299,6 @@ fn poison(state_rc: &Rc<RefCell<State>>, segment_id: u64, error: &AppendError) {
         %error,
         "Segment write or sync failed; log poisoned. Restart the server to recover it."
     );
-}
-
-/// An error and its sources on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Nothing of `batch` reached the disk: hands its positions out again, notes a full disk in the
