@@ -273,6 +273,21 @@ async fn scan_segment(
     }
 }
 
+/// The bytes of a segment file that recovery scans: its size rounded down to whole 4 KiB
+/// pages. Every block is whole pages, so a trailing partial page (a file cut mid-page) holds
+/// no block.
+async fn scanned_size(file: &DmaFile, segment_id: u64) -> Result<u64, OpenLogError> {
+    let size = file
+        .file_size()
+        .await
+        .map_err(|error| OpenLogError::ReadSegment {
+            segment_id,
+            offset: 0,
+            source: error.into(),
+        })?;
+    Ok(size - size % BLOCK_ALIGN as u64)
+}
+
 /// Whether a segment found after the end of the log holds a valid first block. If it does,
 /// earlier data must be corrupt and the operator decides; if not, it is a segment the writer
 /// created but never completed a write to.
@@ -284,15 +299,7 @@ async fn leftover_holds_valid_block(
         Ok(file) => file,
         Err((path, source)) => return Err(OpenLogError::OpenSegment { path, source }),
     };
-    let size = file
-        .file_size()
-        .await
-        .map_err(|error| OpenLogError::ReadSegment {
-            segment_id,
-            offset: 0,
-            source: error.into(),
-        })?;
-    let size = size - size % BLOCK_ALIGN as u64;
+    let size = scanned_size(&file, segment_id).await?;
     let mut window = None;
     let mut valid = false;
     if size > 0 {
@@ -514,15 +521,7 @@ pub(super) async fn recover(
         let file = open_segment_file(&state.config.dir, segment_id, false)
             .await
             .map_err(|(path, source)| open_error(&state.config, path, source, false))?;
-        let size = file
-            .file_size()
-            .await
-            .map_err(|error| OpenLogError::ReadSegment {
-                segment_id,
-                offset: 0,
-                source: error.into(),
-            })?;
-        let size = size - size % BLOCK_ALIGN as u64;
+        let size = scanned_size(&file, segment_id).await?;
         let mut arrivals = HashMap::new();
         let end = scan_segment(
             &mut state,
