@@ -69,7 +69,7 @@ pub(crate) use housekeeping::least_loaded;
 use housekeeping::{housekeeping_loop, reshard_loop};
 use messages::serve_inbox;
 use owner::locate_local;
-pub(crate) use read::resolve_read_start;
+pub(crate) use read::{millis_behind_latest, resolve_read_start};
 pub use startup::{LogOfDataDir, check_data_dir, run, run_with_services};
 pub(crate) use write::DISK_FULL_MESSAGE;
 
@@ -428,6 +428,21 @@ pub(crate) struct ShardTarget {
 }
 
 impl ShardTarget {
+    /// The message that runs `request` on this shard's owning core and answers on `reply`.
+    pub(crate) fn read_from(
+        &self,
+        request: OwnerRead,
+        reply: oneshot::Sender<Result<ReadBatch, ReadRefused>>,
+    ) -> CoreMessage {
+        CoreMessage::ReadFrom {
+            log_id: self.log_id,
+            shard: self.key.clone(),
+            origin: self.origin(),
+            request,
+            reply,
+        }
+    }
+
     pub(crate) fn origin(&self) -> ShardOrigin {
         ShardOrigin {
             shard_index: self.key.shard_index,
