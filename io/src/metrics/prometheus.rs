@@ -12,6 +12,7 @@ use super::engine::{FSYNC_BUCKETS_S, GROUP_COMMIT_BUCKETS, Histogram, SEGMENTS};
 use super::kinesis::{ShardMetric, StreamGauge, StreamMetric};
 use super::registry::{CoreRegistry, REGISTRIES, lock};
 use crate::engine::Engine;
+use crate::log::LogHealth;
 
 /// Escapes a label value for the text format.
 fn label(value: &str) -> String {
@@ -235,32 +236,20 @@ impl Engine {
 /// The disk-fault state of every log: `io_log_poisoned` and `io_log_disk_full` (gauges, 0 or 1)
 /// and `io_log_write_errors_total` by `error_type`, labelled with the owning core and log id.
 fn render_log_health(out: &mut String, logs: &[crate::engine::CoreLogHealth]) {
-    let _ = writeln!(
+    render_log_flag(
         out,
-        "# HELP io_log_poisoned Whether a write or sync of the log failed, so it refuses appends and reads until a restart (1) or not (0).\n# TYPE io_log_poisoned gauge"
+        logs,
+        "io_log_poisoned",
+        "Whether a write or sync of the log failed, so it refuses appends and reads until a restart (1) or not (0).",
+        |health| health.poisoned().is_some(),
     );
-    for log in logs {
-        let _ = writeln!(
-            out,
-            "io_log_poisoned{{core=\"{}\",log=\"{}\"}} {}",
-            log.core_id,
-            log.health.log_id(),
-            u8::from(log.health.poisoned().is_some())
-        );
-    }
-    let _ = writeln!(
+    render_log_flag(
         out,
-        "# HELP io_log_disk_full Whether the log's last commit failed for lack of disk space (1) or not (0).\n# TYPE io_log_disk_full gauge"
+        logs,
+        "io_log_disk_full",
+        "Whether the log's last commit failed for lack of disk space (1) or not (0).",
+        LogHealth::disk_full,
     );
-    for log in logs {
-        let _ = writeln!(
-            out,
-            "io_log_disk_full{{core=\"{}\",log=\"{}\"}} {}",
-            log.core_id,
-            log.health.log_id(),
-            u8::from(log.health.disk_full())
-        );
-    }
     let _ = writeln!(
         out,
         "# HELP io_log_write_errors_total Failed segment writes, syncs and preallocations.\n# TYPE io_log_write_errors_total counter"
@@ -276,5 +265,25 @@ fn render_log_health(out: &mut String, logs: &[crate::engine::CoreLogHealth]) {
                 log.health.write_errors(kind)
             );
         }
+    }
+}
+
+/// A 0-or-1 gauge per log, labelled with the owning core and log id.
+fn render_log_flag(
+    out: &mut String,
+    logs: &[crate::engine::CoreLogHealth],
+    name: &str,
+    help: &str,
+    flag: impl Fn(&LogHealth) -> bool,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    for log in logs {
+        let _ = writeln!(
+            out,
+            "{name}{{core=\"{}\",log=\"{}\"}} {}",
+            log.core_id,
+            log.health.log_id(),
+            u8::from(flag(&log.health))
+        );
     }
 }
