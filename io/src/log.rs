@@ -31,6 +31,7 @@
 //! Modules, by responsibility: this file holds the [`Log`] type, its configuration and its
 //! whole public API; [`commit`] is the write path (the committer task and group commit);
 //! [`read`] the read path; [`recovery`] opening the log and scanning its segments;
+//! [`damage`] telling a torn tail after the end of the chain from corruption behind a hole;
 //! [`retention`] deleting old segments; [`block_cache`] the recently written blocks;
 //! [`waiter`] readers waiting for new records; [`shard_index`] a shard's chunk index;
 //! [`block`] the on-disk codec; [`error`] the error enums. In test and `fault-injection`
@@ -40,6 +41,7 @@
 mod block;
 mod block_cache;
 mod commit;
+mod damage;
 mod error;
 mod health;
 #[cfg(any(test, feature = "fault-injection"))]
@@ -73,6 +75,8 @@ use waiter::{WaitForRecords, WaitSlot};
 
 #[cfg(any(test, feature = "fault-injection"))]
 pub use commit::FaultOp;
+pub use damage::{TornTail, Truncation};
+pub(crate) use error::error_chain;
 pub use error::{
     AppendError, Corruption, CorruptionEvidence, OpenLogError, PositionRange, ReadError,
     RetentionError, ShardDamage,
@@ -81,7 +85,7 @@ pub use health::{LogHealth, Poisoning, WriteErrorKind};
 #[cfg(any(test, feature = "fault-injection"))]
 pub use observer::{FaultPlan, IoEvent, IoObserver};
 pub use read::{LogRead, RecordVisitor};
-pub use recovery::{TornTail, Truncation, probe_direct_io};
+pub use recovery::probe_direct_io;
 
 /// Default preallocated size of one segment file.
 pub const SEGMENT_BYTES_DEFAULT: u64 = 256 << 20;
@@ -438,8 +442,8 @@ impl Log {
         // Each segment has its own encryption key; its size bounds the chunks under that key.
         let segment_key_bytes = config
             .segment_bytes
-            .max(recovery::commit_extent_max(config.commit_bytes_max))
-            .saturating_add(recovery::commit_extent_max(config.commit_bytes_max));
+            .max(damage::commit_extent_max(config.commit_bytes_max))
+            .saturating_add(damage::commit_extent_max(config.commit_bytes_max));
         if segment_key_bytes > block::SEGMENT_BYTES_MAX {
             return Err(OpenLogError::InvalidConfig {
                 reason: format!(

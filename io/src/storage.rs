@@ -20,10 +20,10 @@ use sluice_core::storage::{
 use sluice_core::{ErrorKind, KinesisError};
 
 use crate::engine::{
-    AppendFailure, CoreMessage, OwnedShardKey, OwnerRead, ReadRefused, ShardTarget, Shared, now_ms,
-    resolve_read_start,
+    AppendFailure, CoreMessage, OwnedShardKey, OwnerRead, ReadRefused, ShardTarget, Shared,
+    millis_behind_latest, now_ms, resolve_read_start,
 };
-use crate::log::AppendRecord;
+use crate::log::{AppendRecord, ShardTip};
 use crate::persist::{CheckpointId, CheckpointValue};
 
 /// A handle on the engine's storage that any executor of the process may hold.
@@ -230,13 +230,7 @@ impl RecordLog for StorageHandle {
         let owner = self.shared.owner(target.log_id);
         let mut batch = self
             .shared
-            .ask(owner, |reply| CoreMessage::ReadFrom {
-                log_id: target.log_id,
-                shard: target.key.clone(),
-                origin: target.origin(),
-                request,
-                reply,
-            })
+            .ask(owner, |reply| target.read_from(request, reply))
             .await
             .map_err(|_| ReadError::Unavailable)?
             .map_err(|refused| match refused {
@@ -251,14 +245,11 @@ impl RecordLog for StorageHandle {
         let next = batch
             .last_position()
             .map_or(batch.start_position, |p| p + 1);
-        batch.millis_behind_latest = if next >= batch.tip_position {
-            0
-        } else {
-            match (batch.last_arrival_ms(), batch.tip_arrival_ms) {
-                (Some(last), Some(tip)) => tip.saturating_sub(last),
-                _ => 0,
-            }
+        let tip = ShardTip {
+            next_position: batch.tip_position,
+            last_arrival_ms: batch.tip_arrival_ms,
         };
+        batch.millis_behind_latest = millis_behind_latest(next, batch.last_arrival_ms(), tip);
         batch.next_position = match closed_at {
             Some(end) if next >= end => None,
             _ => Some(next),
@@ -321,7 +312,7 @@ impl CheckpointLog for StorageHandle {
             .map_err(|e| match e {
                 crate::persist::PersistError::Stopped => CheckpointError::Unavailable,
                 other => CheckpointError::Storage {
-                    reason: crate::engine::error_chain(&other),
+                    reason: crate::log::error_chain(&other),
                 },
             })
     }

@@ -51,7 +51,7 @@ pub use sluice_core::storage::{ReadStart, ShardPlacement};
 use crate::catalog_store::{CatalogStore, CatalogStoreError};
 use crate::log::{
     AppendRecord, Appended as LogAppended, Durability, Log, LogConfig, LogHealth, LogRead,
-    ShardKey, ShardTip,
+    ShardKey, ShardTip, error_chain,
 };
 use crate::persist::Persister;
 use crate::service::{ServiceCoreStatus, ServiceRuntime, ServiceStarter};
@@ -69,7 +69,7 @@ pub(crate) use housekeeping::least_loaded;
 use housekeeping::{housekeeping_loop, reshard_loop};
 use messages::serve_inbox;
 use owner::locate_local;
-pub(crate) use read::resolve_read_start;
+pub(crate) use read::{millis_behind_latest, resolve_read_start};
 pub use startup::{LogOfDataDir, check_data_dir, run, run_with_services};
 pub(crate) use write::DISK_FULL_MESSAGE;
 
@@ -150,18 +150,6 @@ pub enum StartError {
     Persist { message: String },
     #[error("--cores must be at least 1")]
     NoCores,
-}
-
-/// An error and all its sources on one line, so a start-up failure names its root cause.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -440,6 +428,21 @@ pub(crate) struct ShardTarget {
 }
 
 impl ShardTarget {
+    /// The message that runs `request` on this shard's owning core and answers on `reply`.
+    pub(crate) fn read_from(
+        &self,
+        request: OwnerRead,
+        reply: oneshot::Sender<Result<ReadBatch, ReadRefused>>,
+    ) -> CoreMessage {
+        CoreMessage::ReadFrom {
+            log_id: self.log_id,
+            shard: self.key.clone(),
+            origin: self.origin(),
+            request,
+            reply,
+        }
+    }
+
     pub(crate) fn origin(&self) -> ShardOrigin {
         ShardOrigin {
             shard_index: self.key.shard_index,

@@ -60,13 +60,7 @@ impl Engine {
             )
         } else {
             let batch = self
-                .ask(owner, |reply| CoreMessage::ReadFrom {
-                    log_id: target.log_id,
-                    shard: target.key.clone(),
-                    origin: target.origin(),
-                    request,
-                    reply,
-                })
+                .ask(owner, |reply| target.read_from(request, reply))
                 .await?
                 .map_err(refused)?;
             let position = batch.start_position;
@@ -77,14 +71,8 @@ impl Engine {
             (EngineRecords::Remote(batch), position, tip)
         };
         let next_position = records.last_position().map_or(start_position, |p| p + 1);
-        let millis_behind_latest = if next_position >= tip.next_position {
-            0
-        } else {
-            match (records.last_arrival_ms(), tip.last_arrival_ms) {
-                (Some(last), Some(tip_ms)) => tip_ms.saturating_sub(last),
-                _ => 0,
-            }
-        };
+        let millis_behind_latest =
+            millis_behind_latest(next_position, records.last_arrival_ms(), tip);
         Ok(OwnerReadOutput {
             records,
             next_position,
@@ -155,6 +143,24 @@ impl Engine {
                     .position
             }
         })
+    }
+}
+
+/// How far behind the shard's `tip` a read is whose next position is `next_position` and whose
+/// last record arrived at `last_arrival_ms`: 0 once it has reached the tip, or when either
+/// arrival time is unknown.
+pub(crate) fn millis_behind_latest(
+    next_position: u64,
+    last_arrival_ms: Option<u64>,
+    tip: ShardTip,
+) -> u64 {
+    if next_position >= tip.next_position {
+        0
+    } else {
+        match (last_arrival_ms, tip.last_arrival_ms) {
+            (Some(last), Some(tip_ms)) => tip_ms.saturating_sub(last),
+            _ => 0,
+        }
     }
 }
 

@@ -212,6 +212,19 @@ pub(crate) fn is_disk_full(error: &std::io::Error) -> bool {
     ) || matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
 }
 
+/// An error and all its sources on one line, so a poisoned log's health and a start-up failure
+/// name the root cause.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadError {
