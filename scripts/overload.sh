@@ -46,6 +46,7 @@ scratch=""
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
   [ -n "$scratch" ] && rm -rf "$scratch"
+  true
 }
 trap cleanup EXIT
 

@@ -88,7 +88,7 @@ pub struct ServeOptions {
 /// hyper's per-connection read buffer at most. A connection whose request waits for budget holds
 /// at most this much of its body in memory; the rest stays in the socket and TCP slows the
 /// client down.
-const CONNECTION_READ_BUFFER_BYTES_MAX: usize = 64 * 1024;
+const CONNECTION_READ_BUFFER_BYTES_MAX: usize = 16 * 1024;
 
 /// The answer of a request that waited for budget past the deadline, or of a connection beyond
 /// the limit: HTTP 503, which every AWS SDK retries with backoff.
