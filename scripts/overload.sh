@@ -14,6 +14,8 @@
 #
 #   scripts/overload.sh                 # writes $OUT/overload.jsonl
 #   ALLOCATORS="system" STORM_CONNECTIONS=500 scripts/overload.sh   # a quick look
+#   SERVER_ARGS="--memory-budget-bytes 134217728" scripts/overload.sh # other server settings
+#   ALLOCATORS="before jemalloc" BEFORE_BIN=/tmp/old/sluice scripts/overload.sh  # vs an older build
 #
 # Installs wrk from apt if missing. Sends traffic to 127.0.0.1 only.
 set -euo pipefail
@@ -81,17 +83,25 @@ for allocator in $ALLOCATORS; do
     system) features="" ;;
     jemalloc) features="--features alloc-jemalloc" ;;
     mimalloc) features="--features alloc-mimalloc" ;;
+    before) features="" ;;
     *) log "unknown allocator $allocator"; exit 1 ;;
   esac
-  log "building sluice ($allocator)"
-  # shellcheck disable=SC2086
-  cargo build --release -q -p sluice $features
   bin="$OUT/sluice-$allocator"
-  cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice" "$bin"
+  server_args=${SERVER_ARGS:-}
+  if [ "$allocator" = before ]; then
+    # An earlier build to compare with ($BEFORE_BIN), run with its own defaults.
+    cp "$BEFORE_BIN" "$bin"
+    server_args=""
+  else
+    log "building sluice ($allocator)"
+    # shellcheck disable=SC2086
+    cargo build --release -q -p sluice $features
+    cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice" "$bin"
+  fi
 
   scratch=$(mktemp -d -p "$SCRATCH_BASE" sluice-overload.XXXXXX)
   taskset -c $SERVER_CPU "$bin" serve --cores 1 --pin-cores false --data-dir "$scratch/data" \
-    --http-addr 127.0.0.1:$PORT --binary-addr off --create-delay-ms 0 >"$OUT/server-$allocator.log" 2>&1 &
+    --http-addr 127.0.0.1:$PORT --binary-addr off --create-delay-ms 0 $server_args >"$OUT/server-$allocator.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
   curl -s -X POST http://127.0.0.1:$PORT/ -H 'Content-Type: application/x-amz-json-1.1' \
@@ -114,7 +124,7 @@ for allocator in $ALLOCATORS; do
   sleep "$SETTLE_SECONDS"
   after_kib=$(rss_kib $server_pid)
   wrk_json=$(grep '^WRK ' "$OUT/wrk-$allocator.txt" | sed 's/^WRK //' || echo '{}')
-  metrics=$(curl -s http://127.0.0.1:$PORT/metrics | grep -E '^frontend_(requests_refused_total|requests_delayed_total|connections_refused_total)' | tr '\n' ' ')
+  metrics=$(curl -s http://127.0.0.1:$PORT/metrics | grep -E '^frontend_(requests_refused_total|requests_delayed_total|connections_refused_total)' | tr '\n' ' ' || true)
 
   log "$allocator: $SLOW_CLIENTS slow clients, $SLOW_PROBES timed PutRecords"
   slow_json=$(taskset -c $CLIENT_CPU python3 - "$PORT" "$SLOW_CLIENTS" "$SLOW_PROBES" <<'PY'

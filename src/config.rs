@@ -130,7 +130,7 @@ pub struct ServeArgs {
     /// Request bytes in flight per core at most, HTTP and binary together (a request is charged
     /// about twice its body);
     /// beyond it requests wait with their bodies unread, so TCP slows their clients down
-    /// [default: 1/8 of the memory divided by the cores, at most 256 MiB].
+    /// [default: 1/16 of the memory divided by the cores, at most 128 MiB].
     #[arg(long, value_name = "BYTES")]
     pub memory_budget_bytes: Option<u64>,
     /// How long a request may wait for memory budget before it is answered 503 over HTTP or
@@ -248,8 +248,9 @@ pub struct AdmissionSettings {
     pub connections_max: u64,
 }
 
-/// The default memory budget of one core: an eighth of the machine's memory shared by the
-/// cores, between 16 MiB and 256 MiB.
+/// The default memory budget of one core: a sixteenth of the machine's memory shared by the
+/// cores, between 16 MiB and 128 MiB. 128 MiB keeps a 5,000-connection storm on one core under
+/// 1 GiB of RSS (docs/PERFORMANCE.md, overload) without lowering its throughput.
 fn default_memory_budget_bytes(cores: usize) -> u64 {
     const MIB: u64 = 1024 * 1024;
     let memory = std::fs::read_to_string("/proc/meminfo")
@@ -266,7 +267,7 @@ fn default_memory_budget_bytes(cores: usize) -> u64 {
                 })
         })
         .map_or(2048 * MIB, |kib| kib * 1024);
-    (memory / 8 / cores.max(1) as u64).clamp(16 * MIB, 256 * MIB)
+    (memory / 16 / cores.max(1) as u64).clamp(16 * MIB, 128 * MIB)
 }
 
 /// One `[[credentials]]` table of the config file.

@@ -588,14 +588,20 @@ async fn respond<A: KinesisApi>(
 
     // Admission: wait for budget before reading the body, so a flood of requests holds their
     // bodies in the sockets (TCP backpressure) rather than in memory.
-    let permit = match &options.admission {
-        None => None,
+    let (permit, request) = match &options.admission {
+        None => (None, request),
         Some(admission) => {
             let charge = request_charge(declared_length.unwrap_or(REQUEST_BODY_BYTES_MAX as u64));
             let deadline = glommio::timer::sleep(admission.queue_timeout);
             match admission.admit(charge, deadline).await {
-                Some(permit) => Some(permit),
-                None => return service_busy(BUSY_MEMORY),
+                Some(permit) => (Some(permit), request),
+                None => {
+                    // Read the body and drop it chunk by chunk (no memory held) so that hyper
+                    // can keep the connection: the client retries on it instead of reconnecting.
+                    let mut body = Limited::new(request.into_body(), REQUEST_BODY_BYTES_MAX);
+                    while let Some(Ok(_)) = body.frame().await {}
+                    return service_busy(BUSY_MEMORY);
+                }
             }
         }
     };
