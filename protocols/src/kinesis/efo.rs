@@ -460,3 +460,139 @@ impl<A: KinesisApi, R: RecordLog> Subscription for FanOutSubscription<A, R> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    //! Subscribe-time checks and the lease table, against the in-memory model.
+
+    use futures_lite::future::block_on;
+    use sluice_core::api::{CreateStreamInput, RegisterStreamConsumerInput};
+
+    use super::*;
+    use crate::model::{Model, ModelLog};
+
+    fn model_with_consumer() -> (Model, String) {
+        let model = Model::default();
+        let arn = block_on(async {
+            model
+                .create_stream(CreateStreamInput {
+                    stream_name: "s".into(),
+                    shard_count: Some(1),
+                    stream_mode: None,
+                    tags: Vec::new(),
+                })
+                .await
+                .expect("created");
+            model
+                .register_stream_consumer(RegisterStreamConsumerInput {
+                    stream_name: "s".into(),
+                    consumer_name: "c".into(),
+                    tags: Vec::new(),
+                })
+                .await
+                .expect("registered")
+                .consumer_arn
+        });
+        (model, arn)
+    }
+
+    fn input(
+        consumer_arn: &str,
+        kind: ShardIteratorType,
+        sequence: Option<&str>,
+    ) -> SubscribeToShardInput {
+        SubscribeToShardInput {
+            consumer_arn: consumer_arn.to_owned(),
+            shard_id: "shardId-000000000000".into(),
+            starting_position: StartingPosition {
+                kind,
+                sequence_number: sequence.map(str::to_owned),
+                timestamp_ms: None,
+            },
+        }
+    }
+
+    fn subscribe(
+        fan_out: &EnhancedFanOut<ModelLog>,
+        model: &Model,
+        input: SubscribeToShardInput,
+    ) -> Result<FanOutSubscription<Model, ModelLog>, KinesisError> {
+        block_on(fan_out.subscribe(model, input))
+    }
+
+    #[test]
+    fn a_second_subscription_is_refused_until_the_first_is_dropped_and_other_tables_never_see_it() {
+        let (model, arn) = model_with_consumer();
+        let fan_out = EnhancedFanOut::new(model.log(), SubscriptionLeases::default());
+        let first = subscribe(
+            &fan_out,
+            &model,
+            input(&arn, ShardIteratorType::Latest, None),
+        )
+        .expect("subscribed");
+        let refused = subscribe(
+            &fan_out,
+            &model,
+            input(&arn, ShardIteratorType::Latest, None),
+        )
+        .expect_err("the lease is held");
+        assert_eq!(refused.kind, ErrorKind::ResourceInUse);
+        assert_eq!(
+            refused.message,
+            format!(
+                "Another active subscription exists for consumer {arn} and shard shardId-000000000000. Retry after 5 seconds."
+            )
+        );
+        let other_server = EnhancedFanOut::new(model.log(), SubscriptionLeases::default());
+        let elsewhere = subscribe(
+            &other_server,
+            &model,
+            input(&arn, ShardIteratorType::Latest, None),
+        );
+        assert!(elsewhere.is_ok());
+        drop(first);
+        assert!(
+            subscribe(
+                &fan_out,
+                &model,
+                input(&arn, ShardIteratorType::Latest, None)
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_unknown_consumer_and_a_sequence_number_of_another_shard_are_refused_before_streaming() {
+        let (model, arn) = model_with_consumer();
+        let fan_out = EnhancedFanOut::new(model.log(), SubscriptionLeases::default());
+        let unknown = format!("{arn}9");
+        let missing = subscribe(
+            &fan_out,
+            &model,
+            input(&unknown, ShardIteratorType::Latest, None),
+        )
+        .expect_err("no such consumer");
+        assert_eq!(missing.kind, ErrorKind::ResourceNotFound);
+        assert_eq!(
+            missing.message,
+            format!("Consumer {unknown}, account 000000000000 not found.")
+        );
+        let foreign = SequenceNumber::new(1, 7, 0, 1).to_string();
+        let invalid = subscribe(
+            &fan_out,
+            &model,
+            input(&arn, ShardIteratorType::AtSequenceNumber, Some(&foreign)),
+        )
+        .expect_err("another shard's number");
+        assert_eq!(invalid.kind, ErrorKind::InvalidArgument);
+        let absent = subscribe(
+            &fan_out,
+            &model,
+            input(&arn, ShardIteratorType::AfterSequenceNumber, None),
+        )
+        .expect_err("a sequence number is required");
+        assert_eq!(
+            absent.message,
+            "StartingPosition.SequenceNumber is required when StartingPosition.Type is AFTER_SEQUENCE_NUMBER."
+        );
+    }
+}
