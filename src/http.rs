@@ -33,11 +33,13 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto::Builder;
 use sluice_core::KinesisApi;
+use sluice_core::storage::RecordLog;
 use sluice_core::subscribe::Subscription;
 use sluice_protocols::HttpRequest;
 use sluice_protocols::admission::{BudgetPermit, request_charge};
 
 pub use sluice_protocols::admission::Admission;
+use sluice_protocols::kinesis::efo::{EnhancedFanOut, FanOutSubscription};
 use sluice_protocols::kinesis::handle_kinesis_with;
 use sluice_protocols::kinesis::subscribe::{
     EventStream, SubscribeReply, handle_subscribe_to_shard, is_subscribe_to_shard,
@@ -221,14 +223,20 @@ pub fn tls_acceptor(
     not(test),
     expect(dead_code, reason = "the binary always passes options")
 )]
-pub async fn serve<A: KinesisApi + Clone + 'static>(listener: glommio::net::TcpListener, api: A) {
-    serve_with(listener, api, ServeOptions::default()).await;
-}
-
-/// [`serve`] with explicit options (signature verification).
-pub async fn serve_with<A: KinesisApi + Clone + 'static>(
+pub async fn serve<A: KinesisApi + Clone + 'static, R: RecordLog>(
     listener: glommio::net::TcpListener,
     api: A,
+    fan_out: EnhancedFanOut<R>,
+) {
+    serve_with(listener, api, fan_out, ServeOptions::default()).await;
+}
+
+/// [`serve`] with explicit options (signature verification). SubscribeToShard reads records
+/// through `fan_out`.
+pub async fn serve_with<A: KinesisApi + Clone + 'static, R: RecordLog>(
+    listener: glommio::net::TcpListener,
+    api: A,
+    fan_out: EnhancedFanOut<R>,
     options: ServeOptions,
 ) {
     loop {
@@ -261,10 +269,11 @@ pub async fn serve_with<A: KinesisApi + Clone + 'static>(
             },
         };
         let api = api.clone();
+        let fan_out = fan_out.clone();
         let options = options.clone();
         glommio::spawn_local(async move {
             let _open = open;
-            serve_connection(stream, api, options).await;
+            serve_connection(stream, api, fan_out, options).await;
         })
         .detach();
     }
@@ -305,9 +314,10 @@ fn accept_error_is_transient(error: &glommio::GlommioError<()>) -> bool {
     }
 }
 
-async fn serve_connection<A: KinesisApi + Clone + 'static>(
+async fn serve_connection<A: KinesisApi + Clone + 'static, R: RecordLog>(
     stream: glommio::net::TcpStream,
     api: A,
+    fan_out: EnhancedFanOut<R>,
     options: ServeOptions,
 ) {
     let Some(acceptor) = options.tls.clone() else {
@@ -315,6 +325,7 @@ async fn serve_connection<A: KinesisApi + Clone + 'static>(
             TokioIo::new(stream.compat()),
             Protocol::Detect,
             api,
+            fan_out,
             options,
         )
         .await;
@@ -341,7 +352,7 @@ async fn serve_connection<A: KinesisApi + Clone + 'static>(
         Some(ALPN_HTTP11) => Protocol::Http1,
         _ => Protocol::Detect,
     };
-    serve_http(TokioIo::new(tls), protocol, api, options).await;
+    serve_http(TokioIo::new(tls), protocol, api, fan_out, options).await;
 }
 
 /// Which HTTP version a connection speaks: fixed by ALPN, or detected from the first bytes
@@ -353,15 +364,22 @@ enum Protocol {
     Http2,
 }
 
-async fn serve_http<A, I>(io: I, protocol: Protocol, api: A, options: ServeOptions)
-where
+async fn serve_http<A, R, I>(
+    io: I,
+    protocol: Protocol,
+    api: A,
+    fan_out: EnhancedFanOut<R>,
+    options: ServeOptions,
+) where
     A: KinesisApi + Clone + 'static,
+    R: RecordLog,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
 {
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let api = api.clone();
+        let fan_out = fan_out.clone();
         let options = options.clone();
-        async move { Ok::<_, Infallible>(respond(&api, &options, request).await) }
+        async move { Ok::<_, Infallible>(respond(&api, &fan_out, &options, request).await) }
     });
     let mut builder = Builder::new(GlommioExec);
     builder
@@ -542,11 +560,12 @@ pub struct HealthReport {
 }
 
 /// One request: `GET /health`, `GET /metrics`, or a Kinesis call.
-async fn respond<A: KinesisApi>(
+async fn respond<A: KinesisApi + Clone + 'static, R: RecordLog>(
     api: &A,
+    fan_out: &EnhancedFanOut<R>,
     options: &ServeOptions,
     request: Request<Incoming>,
-) -> Response<ResponseBody<A::Subscription>> {
+) -> Response<ResponseBody<FanOutSubscription<A, R>>> {
     let auth = &*options.auth;
     if request.method() == hyper::Method::GET && request.uri().path() == "/health" {
         return match &options.health {
@@ -657,8 +676,9 @@ async fn respond<A: KinesisApi>(
         body: &body,
     };
     if is_subscribe_to_shard(kinesis_request.target) {
-        return match handle_subscribe_to_shard(api, kinesis_request, auth, SystemTime::now()).await
-        {
+        let reply =
+            handle_subscribe_to_shard(api, fan_out, kinesis_request, auth, SystemTime::now()).await;
+        return match reply {
             SubscribeReply::Complete(reply) => {
                 let mut response =
                     Response::new(ResponseBody::Full(Full::new(Bytes::from(reply.body))));
@@ -698,6 +718,14 @@ mod tests {
         Model::with_stream("only", 1)
     }
 
+    /// Enhanced fan-out on `model`'s records, with a lease table of its own.
+    fn fan_out(model: &Model) -> EnhancedFanOut<sluice_protocols::model::ModelLog> {
+        EnhancedFanOut::new(
+            model.log(),
+            sluice_protocols::kinesis::efo::SubscriptionLeases::default(),
+        )
+    }
+
     /// ListStreams as the model answers it: the one stream, created at the model's fixed clock.
     const LIST_STREAMS_BODY: &str = r#"{"StreamNames":["only"],"HasMoreStreams":false,"StreamSummaries":[{"StreamName":"only","StreamARN":"arn:aws:kinesis:us-east-1:000000000000:stream/only","StreamStatus":"ACTIVE","StreamModeDetails":{"StreamMode":"PROVISIONED"},"StreamCreationTimestamp":1704164645.678}]}"#;
 
@@ -711,7 +739,8 @@ mod tests {
                 let listener =
                     glommio::net::TcpListener::bind("127.0.0.1:0").expect("loopback bind works");
                 let addr = listener.local_addr().expect("bound socket has an address");
-                let server = glommio::spawn_local(serve(listener, one_stream()));
+                let model = one_stream();
+                let server = glommio::spawn_local(serve(listener, model.clone(), fan_out(&model)));
                 let result = client(addr).await;
                 drop(server.cancel());
                 result
@@ -870,7 +899,13 @@ mod tests {
                         auth: Arc::new(AuthConfig::verify([(KEY, SECRET)])),
                         ..ServeOptions::default()
                     };
-                    let server = glommio::spawn_local(serve_with(listener, one_stream(), options));
+                    let model = one_stream();
+                    let server = glommio::spawn_local(serve_with(
+                        listener,
+                        model.clone(),
+                        fan_out(&model),
+                        options,
+                    ));
                     while !stop_flag.load(Ordering::SeqCst) {
                         glommio::timer::sleep(Duration::from_millis(10)).await;
                     }

@@ -143,8 +143,11 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let bound = Arc::new(AtomicUsize::new(0));
     let core_ports = Arc::new(binary::CorePorts::new(cores));
+    // One table of SubscribeToShard leases for the whole server, shared by every core.
+    let subscription_leases = sluice_protocols::kinesis::efo::SubscriptionLeases::default();
     sluice_io::engine::run(engine_config, move |engine| {
         let bound = bound.clone();
+        let subscription_leases = subscription_leases.clone();
         let summary = summary.clone();
         let core_ports = core_ports.clone();
         let auth = auth.clone();
@@ -230,7 +233,11 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 tls,
                 admission: Some(core_admission),
             };
-            http::serve_with(listener, engine, options).await;
+            let fan_out = sluice_protocols::kinesis::efo::EnhancedFanOut::new(
+                engine.storage(),
+                subscription_leases,
+            );
+            http::serve_with(listener, engine, fan_out, options).await;
         }
     })?;
     Ok(())

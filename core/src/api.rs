@@ -459,7 +459,7 @@ pub struct ListTagsForStreamOutput {
     pub has_more_tags: bool,
 }
 
-/// The Kinesis Data Streams operations of a single appliance. Every method has no default:
+/// The Kinesis Data Streams operations of a single appliance. Every operation has no default:
 /// each one is a capability the implementation must state it has.
 #[allow(async_fn_in_trait)]
 pub trait KinesisApi {
@@ -609,15 +609,27 @@ pub trait KinesisApi {
     /// `crate::policy`); `None` when there is none or the ARN names nothing.
     async fn resource_policy(&self, resource_arn: String) -> Option<String>;
 
-    /// What a SubscribeToShard call streams; see `crate::subscribe`.
-    type Subscription: crate::subscribe::Subscription + 'static;
-    /// SubscribeToShard: every error it returns is found before streaming starts (consumer,
-    /// shard, starting position, a live subscription within the takeover window); the
-    /// subscription then yields the events.
-    async fn subscribe_to_shard(
+    // Enhanced fan-out delivery (SubscribeToShard) is not an operation of this trait: it reads
+    // records through the narrow storage face (`crate::storage::RecordLog`) and asks this trait
+    // only for the consumer (`describe_stream_consumer`) and the shard lineage (`list_shards`).
+    // These two hooks let an implementation count what that delivery did. They have a default
+    // that does nothing, unlike every other method, because they only observe: an
+    // implementation without metrics (a test model) loses nothing by ignoring them.
+
+    /// A SubscribeToShard on `stream_name` was accepted and starts streaming.
+    fn count_subscribe(&self, stream_name: &str) {
+        let _ = stream_name;
+    }
+
+    /// A SubscribeToShardEvent carrying `records` of `shard` was produced.
+    fn count_subscribe_event(
         &self,
-        input: crate::subscribe::SubscribeToShardInput,
-    ) -> Result<Self::Subscription, KinesisError>;
+        shard: &crate::storage::ShardAddress,
+        records: &dyn RecordBatch,
+        millis_behind_latest: u64,
+    ) {
+        let _ = (shard, records, millis_behind_latest);
+    }
 }
 
 #[cfg(test)]

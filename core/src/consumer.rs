@@ -190,7 +190,8 @@ pub(crate) fn stream_has_consumers(account: &str, stream_name: &str) -> KinesisE
     )
 }
 
-fn consumer_not_found(consumer: &str, account: &str) -> KinesisError {
+/// ResourceNotFound for a consumer named by ARN or name.
+pub fn consumer_not_found(consumer: &str, account: &str) -> KinesisError {
     KinesisError::new(
         ErrorKind::ResourceNotFound,
         format!("Consumer {consumer}, account {account} not found."),
@@ -470,7 +471,7 @@ impl Catalog {
         })
     }
 
-    /// The entry check of SubscribeToShard: the consumer exists and is ACTIVE (RIU otherwise)
+    /// The entry check of SubscribeToShard, on the catalog itself: the consumer exists and is ACTIVE (RIU otherwise)
     /// and its stream can be read.
     pub fn consumer_for_subscribe(
         &self,
@@ -480,18 +481,32 @@ impl Catalog {
         let (stream, consumer) = self.consumer_by_arn(consumer_arn, now_ms)?;
         let status = consumer.status(now_ms);
         if status != ConsumerStatus::Active {
-            return Err(KinesisError::new(
-                ErrorKind::ResourceInUse,
-                format!(
-                    "Consumer {consumer_arn} under account {} is not ACTIVE, instead in state {}.",
-                    self.config.account_id,
-                    status.as_str()
-                ),
+            return Err(consumer_not_active(
+                consumer_arn,
+                &self.config.account_id,
+                status,
             ));
         }
         stream.check_readable(&self.config.account_id, now_ms)?;
         Ok((stream, consumer))
     }
+}
+
+/// SubscribeToShard's refusal of a consumer that is not ACTIVE (ResourceInUse), shared by
+/// [`Catalog::consumer_for_subscribe`] and delivery that sees the consumer through
+/// DescribeStreamConsumer.
+pub fn consumer_not_active(
+    consumer_arn: &str,
+    account_id: &str,
+    status: ConsumerStatus,
+) -> KinesisError {
+    KinesisError::new(
+        ErrorKind::ResourceInUse,
+        format!(
+            "Consumer {consumer_arn} under account {account_id} is not ACTIVE, instead in state {}.",
+            status.as_str()
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! - A subscription ends (`None`) at most [`SUBSCRIPTION_LIFETIME_MS`] after it started, and
 //!   yields an event at least every [`SUBSCRIPTION_HEARTBEAT_MS`] while it lasts.
 
-use crate::api::{ChildShard, OwnedRecord, RecordBatch, ShardIteratorType};
+use crate::api::{ChildShard, RecordBatch, ShardIteratorType};
 use crate::error::KinesisError;
 
 /// How long one subscription lasts before the server ends it and the client resubscribes.
@@ -58,37 +58,4 @@ pub trait Subscription {
     async fn next_event(
         &mut self,
     ) -> Option<Result<SubscribeToShardEventOut<Self::Records>, KinesisError>>;
-}
-
-/// A subscription that has already ended: for API implementations (test models, stubs) that
-/// refuse SubscribeToShard before any subscription exists.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoSubscription;
-
-impl Subscription for NoSubscription {
-    type Records = Vec<OwnedRecord>;
-
-    async fn next_event(
-        &mut self,
-    ) -> Option<Result<SubscribeToShardEventOut<Self::Records>, KinesisError>> {
-        None
-    }
-}
-
-/// A subscription that yields prepared events in order, then ends: for models and tests.
-#[derive(Clone, Debug, Default)]
-pub struct ScriptedSubscription {
-    pub events: std::collections::VecDeque<
-        Result<SubscribeToShardEventOut<Vec<OwnedRecord>>, KinesisError>,
-    >,
-}
-
-impl Subscription for ScriptedSubscription {
-    type Records = Vec<OwnedRecord>;
-
-    async fn next_event(
-        &mut self,
-    ) -> Option<Result<SubscribeToShardEventOut<Self::Records>, KinesisError>> {
-        self.events.pop_front()
-    }
 }

@@ -45,12 +45,6 @@ impl StorageHandle {
         Self { shared }
     }
 
-    pub(crate) fn catalog_read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, sluice_core::catalog::Catalog> {
-        self.shared.catalog_read()
-    }
-
     /// The number of shard cores.
     pub fn shard_cores(&self) -> usize {
         self.shared.cores()

@@ -1,11 +1,13 @@
 //! protocols: the wire formats. Owns the Kinesis JSON 1.1 and CBOR 1.1 protocols (envelope rules,
 //! request decoding and validation, response encoding, the AWS error mapping, resource-policy
-//! enforcement), SigV4 verification (header and presigned forms), the event-stream framing of
-//! SubscribeToShard, and the Sluice binary protocol codec (`docs/binary-protocol.md`).
+//! enforcement), SigV4 verification (header and presigned forms), SubscribeToShard (its
+//! event-stream framing, and its delivery on the narrow storage face, `kinesis::efo`), and the
+//! Sluice binary protocol codec (`docs/binary-protocol.md`).
 //!
 //! It is a pure codec and dispatcher: it maps wire requests onto `sluice_core::KinesisApi` calls
-//! and must not touch sockets, executors, files, clocks or storage internals; the time a
-//! signature is checked at is passed in. The server binary carries bytes between HTTP or TCP and
+//! and reads of the narrow storage face (`sluice_core::storage::RecordLog`), and must not touch
+//! sockets, executors, files, wall clocks or storage internals; the time a signature is checked
+//! at is passed in, and only the monotonic clock bounds waits and subscription lifetimes. The server binary carries bytes between HTTP or TCP and
 //! [`handle_kinesis`] or the binary codec.
 
 #![forbid(unsafe_code)]

@@ -3,7 +3,9 @@
 //! real engine only as far as the tests that use it need.
 //!
 //! Streams are ACTIVE at once, shards split the hash space evenly, records live in vectors, and
-//! time is a fixed clock the caller can move. The control-plane operations beyond the basic
+//! time is a fixed clock the caller can move. The records are also behind the narrow storage
+//! face ([`ModelLog`], a `RecordLog`), which enhanced fan-out reads; that face never waits (a
+//! read with a wait answers at once) and stamps its own appends with the shard's last arrival. The control-plane operations beyond the basic
 //! stream calls (resharding, settings, consumers, policies, tags by ARN) run on a real
 //! `sluice_core::catalog::Catalog` kept alongside, with every delay at zero and reshards
 //! completed at once, so their outputs are the engine's.
@@ -14,6 +16,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use sluice_core::api::{
     ConsumerDescription, ConsumerRef, CreateStreamInput, DeleteStreamInput, DescribeLimitsOutput,
@@ -32,6 +36,10 @@ use sluice_core::catalog::{Catalog, CatalogConfig};
 use sluice_core::hash_key::{HashRange, partition_key_hash};
 use sluice_core::shard_id::{format_shard_id, parse_shard_id};
 use sluice_core::shard_iterator::ShardIterator;
+use sluice_core::storage::{
+    AppendError, Appended, NewRecord, ReadBatch, ReadError, ReadLimits, ReadStart, RecordLog,
+    ShardAddress, ShardOrigin, ShardPlacement,
+};
 use sluice_core::{KinesisError, SequenceNumber};
 
 /// The region every model answers for.
@@ -46,8 +54,6 @@ struct ModelStream {
     ranges: Vec<HashRange>,
     /// Per shard, its ShardId, formatted once rather than for every record put.
     shard_ids: Vec<String>,
-    /// Per shard, the records kept; empty when the model discards records.
-    shards: Vec<Vec<OwnedRecord>>,
     /// Per shard, how many records were appended: the position of the next one.
     appended: Vec<u64>,
     tags: BTreeMap<String, String>,
@@ -71,6 +77,191 @@ struct ModelState {
     streams: RefCell<BTreeMap<String, ModelStream>>,
     /// Control-plane state of the same streams (see the module doc).
     catalog: RefCell<Catalog>,
+    /// The records, per stream and shard.
+    log: ModelLog,
+}
+
+/// The model's records behind the narrow storage face (see the module doc). Clones share the
+/// records, with the model they came from too.
+#[derive(Clone, Default)]
+pub struct ModelLog {
+    streams: Arc<Mutex<BTreeMap<String, LogStream>>>,
+}
+
+struct LogStream {
+    created_ms: u64,
+    ranges: Vec<HashRange>,
+    /// Per shard, the records kept; empty when the model discards records.
+    shards: Vec<Vec<OwnedRecord>>,
+}
+
+impl std::fmt::Debug for ModelLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelLog")
+            .field("streams", &self.lock().len())
+            .finish()
+    }
+}
+
+impl ModelLog {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, LogStream>> {
+        // The map holds plain data that every critical section leaves consistent.
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Where a read of `records` (the shard `index` of a stream created at `created_ms`) starts:
+/// GetShardIterator's rules, as far as the model keeps them.
+fn model_read_start(
+    records: &[OwnedRecord],
+    origin: ShardOrigin,
+    start: ReadStart,
+) -> Result<usize, String> {
+    let belongs = |s: SequenceNumber| {
+        if s.shard_index == origin.shard_index && s.shard_created_s == origin.created_s {
+            Ok(usize::try_from(s.position).unwrap_or(usize::MAX))
+        } else {
+            Err(format!(
+                "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to a shard with {}",
+                format_shard_id(s.shard_index),
+                format_shard_id(origin.shard_index)
+            ))
+        }
+    };
+    let start = match start {
+        ReadStart::TrimHorizon => 0,
+        ReadStart::Latest => records.len(),
+        ReadStart::AtTimestamp { timestamp_ms } => records
+            .iter()
+            .position(|r| r.approximate_arrival_timestamp_ms >= timestamp_ms)
+            .unwrap_or(records.len()),
+        ReadStart::AtSequenceNumber(s) => belongs(s)?,
+        ReadStart::AfterSequenceNumber(s) => belongs(s)?.saturating_add(1),
+        ReadStart::AtPosition(position) => usize::try_from(position).unwrap_or(usize::MAX),
+    };
+    Ok(start.min(records.len()))
+}
+
+impl RecordLog for ModelLog {
+    fn shards(&self, stream_name: &str) -> Result<Vec<ShardPlacement>, ReadError> {
+        let streams = self.lock();
+        let stream = streams
+            .get(stream_name)
+            .ok_or_else(|| ReadError::StreamNotFound {
+                stream_name: stream_name.to_owned(),
+            })?;
+        Ok(stream
+            .ranges
+            .iter()
+            .enumerate()
+            .map(|(i, range)| ShardPlacement {
+                shard_index: u32::try_from(i).expect("test streams have few shards"),
+                hash_range: *range,
+                core_id: 0,
+                open: true,
+            })
+            .collect())
+    }
+
+    async fn append(
+        &self,
+        shard: &ShardAddress,
+        records: Vec<NewRecord>,
+    ) -> Result<Appended, AppendError> {
+        assert!(!records.is_empty());
+        let mut streams = self.lock();
+        let stream =
+            streams
+                .get_mut(&shard.stream_name)
+                .ok_or_else(|| AppendError::StreamNotWritable {
+                    stream_name: shard.stream_name.clone(),
+                })?;
+        let origin = ShardOrigin {
+            shard_index: shard.shard_index,
+            created_s: stream.created_ms / 1000,
+        };
+        let kept = stream
+            .shards
+            .get_mut(shard.shard_index as usize)
+            .ok_or_else(|| AppendError::ShardNotFound {
+                shard: shard.clone(),
+            })?;
+        let arrival_ms = kept
+            .last()
+            .map_or(stream.created_ms, |r| r.approximate_arrival_timestamp_ms);
+        let first = kept.len() as u64;
+        let appended = Appended {
+            origin,
+            positions: first..first + records.len() as u64,
+            arrival_ms,
+        };
+        for (position, record) in appended.positions.clone().zip(records) {
+            kept.push(OwnedRecord {
+                sequence_number: appended.sequence_number(position),
+                approximate_arrival_timestamp_ms: arrival_ms,
+                partition_key: record.partition_key,
+                data: record.data,
+            });
+        }
+        Ok(appended)
+    }
+
+    async fn read(
+        &self,
+        shard: &ShardAddress,
+        start: ReadStart,
+        limits: ReadLimits,
+        _wait: Option<Duration>,
+    ) -> Result<ReadBatch, ReadError> {
+        let streams = self.lock();
+        let stream = streams
+            .get(&shard.stream_name)
+            .ok_or_else(|| ReadError::StreamNotFound {
+                stream_name: shard.stream_name.clone(),
+            })?;
+        let records = stream
+            .shards
+            .get(shard.shard_index as usize)
+            .ok_or_else(|| ReadError::ShardNotFound {
+                shard: shard.clone(),
+            })?;
+        let origin = ShardOrigin {
+            shard_index: shard.shard_index,
+            created_s: stream.created_ms / 1000,
+        };
+        let first =
+            model_read_start(records, origin, start).map_err(|detail| ReadError::InvalidStart {
+                shard: shard.clone(),
+                detail,
+            })?;
+        let mut batch = ReadBatch::new(origin, 0, 0);
+        let mut bytes = 0;
+        let mut end = first;
+        for record in &records[first..] {
+            if end - first >= limits.records_max.max(1)
+                || (end > first && bytes + record.data.len() > limits.bytes_max)
+            {
+                break;
+            }
+            bytes += record.data.len();
+            batch.push(
+                end as u64,
+                record.approximate_arrival_timestamp_ms,
+                &record.partition_key,
+                &record.data,
+            );
+            end += 1;
+        }
+        batch.start_position = first as u64;
+        batch.next_position = Some(end as u64);
+        batch.tip_position = records.len() as u64;
+        batch.tip_arrival_ms = records.last().map(|r| r.approximate_arrival_timestamp_ms);
+        batch.millis_behind_latest = match (batch.tip_arrival_ms, batch.last_arrival_ms()) {
+            (Some(tip), Some(last)) => tip.saturating_sub(last),
+            _ => 0,
+        };
+        Ok(batch)
+    }
 }
 
 impl Default for Model {
@@ -90,6 +281,7 @@ impl Default for Model {
                     update_delay_ms: 0,
                     ..CatalogConfig::default()
                 })),
+                log: ModelLog::default(),
             }),
         }
     }
@@ -117,6 +309,11 @@ impl Model {
     pub fn discarding_records(self) -> Self {
         self.state.keep_records.set(false);
         self
+    }
+
+    /// The model's records behind the narrow storage face.
+    pub fn log(&self) -> ModelLog {
+        self.state.log.clone()
     }
 
     fn arn(name: &str) -> String {
@@ -191,6 +388,14 @@ impl Model {
             self.now_ms.get(),
             &mut |index| index,
         )?;
+        self.state.log.lock().insert(
+            input.stream_name.clone(),
+            LogStream {
+                created_ms: self.now_ms.get(),
+                ranges: HashRange::even_split(count),
+                shards: (0..count).map(|_| Vec::new()).collect(),
+            },
+        );
         streams.insert(
             input.stream_name,
             ModelStream {
@@ -199,7 +404,6 @@ impl Model {
                 retention_hours: 24,
                 ranges: HashRange::even_split(count),
                 shard_ids: (0..count).map(format_shard_id).collect(),
-                shards: (0..count).map(|_| Vec::new()).collect(),
                 appended: vec![0; count as usize],
                 tags: input.tags.into_iter().map(|t| (t.key, t.value)).collect(),
             },
@@ -253,6 +457,7 @@ impl KinesisApi for Model {
         catalog.delete_stream(input.clone(), now)?;
         catalog.reap(now);
         drop(catalog);
+        self.state.log.lock().remove(&input.stream_name);
         self.state
             .streams
             .borrow_mut()
@@ -350,7 +555,12 @@ impl KinesisApi for Model {
         let now = self.now_ms.get();
         let throttle = self.throttle_entry.get();
         let keep_records = self.state.keep_records.get();
+        let mut log = self.state.log.lock();
         self.on_stream(&input.stream_name, |s| {
+            let kept = &mut log
+                .get_mut(&input.stream_name)
+                .expect("the log holds every stream of the model")
+                .shards;
             let mut records = Vec::with_capacity(input.records.len());
             for (i, entry) in input.records.into_iter().enumerate() {
                 if throttle == Some(i) {
@@ -379,8 +589,8 @@ impl KinesisApi for Model {
                 let sequence_number =
                     SequenceNumber::new(s.created_ms / 1000, shard_index, position, now / 1000);
                 if keep_records {
-                    assert!(s.shards[index].len() as u64 == position);
-                    s.shards[index].push(OwnedRecord {
+                    assert!(kept[index].len() as u64 == position);
+                    kept[index].push(OwnedRecord {
                         sequence_number,
                         approximate_arrival_timestamp_ms: now,
                         partition_key: entry.partition_key,
@@ -406,7 +616,7 @@ impl KinesisApi for Model {
         let now = self.now_ms.get();
         self.on_stream(&input.stream_name, |s| {
             let index = parse_shard_id(&input.shard_id)
-                .filter(|&i| (i as usize) < s.shards.len())
+                .filter(|&i| (i as usize) < s.ranges.len())
                 .ok_or_else(|| {
                     KinesisError::shard_not_found(&input.shard_id, &input.stream_name, ACCOUNT)
                 })?;
@@ -437,9 +647,12 @@ impl KinesisApi for Model {
         let iterator = ShardIterator::decode(&input.shard_iterator)
             .ok_or_else(KinesisError::invalid_shard_iterator)?;
         let now = self.now_ms.get();
-        self.on_stream(&iterator.stream_name, |s| {
+        let log = self.state.log.lock();
+        self.on_stream(&iterator.stream_name, |_| {
             // The iterator's CRC only catches damage, so a forged one can name any shard.
-            let shard = s
+            let shard = log
+                .get(&iterator.stream_name)
+                .expect("the log holds every stream of the model")
                 .shards
                 .get(iterator.shard_index as usize)
                 .ok_or_else(KinesisError::invalid_shard_iterator)?;
@@ -536,63 +749,6 @@ impl KinesisApi for Model {
             }
             s.retention_hours = hours;
             Ok(())
-        })
-    }
-
-    type Subscription = sluice_core::subscribe::ScriptedSubscription;
-
-    /// One event with the records already in the shard from the starting position, then the
-    /// end of the subscription. The consumer ARN only has to parse and name a known stream.
-    async fn subscribe_to_shard(
-        &self,
-        input: sluice_core::subscribe::SubscribeToShardInput,
-    ) -> Result<Self::Subscription, KinesisError> {
-        use sluice_core::subscribe::{ScriptedSubscription, SubscribeToShardEventOut};
-        let arn =
-            sluice_core::consumer::ConsumerArn::parse(&input.consumer_arn).ok_or_else(|| {
-                KinesisError::new(
-                    sluice_core::ErrorKind::ResourceNotFound,
-                    format!(
-                        "Consumer {}, account {ACCOUNT} not found.",
-                        input.consumer_arn
-                    ),
-                )
-            })?;
-        self.on_stream(&arn.stream_name, |s| {
-            let index = parse_shard_id(&input.shard_id)
-                .filter(|i| (*i as usize) < s.shards.len())
-                .ok_or_else(|| {
-                    KinesisError::shard_not_found(&input.shard_id, &arn.stream_name, ACCOUNT)
-                })?;
-            let shard = &s.shards[index as usize];
-            let position = input
-                .starting_position
-                .sequence_number
-                .as_deref()
-                .map(|text| SequenceNumber::parse(text).map_or(0, |n| n.position as usize));
-            let start = match input.starting_position.kind {
-                ShardIteratorType::TrimHorizon | ShardIteratorType::AtTimestamp => 0,
-                ShardIteratorType::Latest => shard.len(),
-                ShardIteratorType::AtSequenceNumber => position.unwrap_or(0),
-                ShardIteratorType::AfterSequenceNumber => {
-                    position.map_or(0, |p| p.saturating_add(1))
-                }
-            }
-            .min(shard.len());
-            let records = shard[start..].to_vec();
-            let continuation = records.last().map_or_else(
-                || SequenceNumber::new(s.created_ms / 1000, index, start as u64, 0),
-                |r| r.sequence_number,
-            );
-            let event = SubscribeToShardEventOut {
-                records,
-                continuation_sequence_number: Some(continuation.to_string()),
-                millis_behind_latest: 0,
-                child_shards: Vec::new(),
-            };
-            Ok(ScriptedSubscription {
-                events: [Ok(event)].into(),
-            })
         })
     }
 

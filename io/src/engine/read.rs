@@ -1,5 +1,5 @@
-//! The read path: cursors for the binary protocol and SubscribeToShard, GetRecords' read, and the
-//! one-round-trip owner read every one of them uses (resolve the start on the owning core, clamp
+//! The read path: shard cursors, GetRecords' read, and the one-round-trip owner read every
+//! reader (the storage face's `read` included) uses (resolve the start on the owning core, clamp
 //! to retention, optionally wait for the commit that stores the next record, read).
 
 use super::*;

@@ -482,12 +482,22 @@ impl KinesisApi for Engine {
         self.query(|c, now| c.list_tags_for_resource(&resource_arn, now))
     }
 
-    type Subscription = crate::kds::efo::EngineSubscription;
+    fn count_subscribe(&self, stream_name: &str) {
+        crate::metrics::record_subscribe(stream_name);
+    }
 
-    async fn subscribe_to_shard(
+    fn count_subscribe_event(
         &self,
-        input: sluice_core::subscribe::SubscribeToShardInput,
-    ) -> Result<Self::Subscription, KinesisError> {
-        self.subscribe(input).await
+        shard: &sluice_core::storage::ShardAddress,
+        records: &dyn RecordBatch,
+        millis_behind_latest: u64,
+    ) {
+        crate::metrics::record_subscribe_event(
+            &shard.stream_name,
+            shard.shard_index,
+            records,
+            millis_behind_latest,
+            now_ms(),
+        );
     }
 }

@@ -14,6 +14,7 @@
 //! body (400) for a JSON request, the XML form (403) for any other content type.
 
 pub mod decode;
+pub mod efo;
 pub mod encode;
 pub mod encode_cbor;
 pub mod encode_control;

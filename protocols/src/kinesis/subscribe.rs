@@ -21,11 +21,13 @@
 use std::time::SystemTime;
 
 use sluice_core::api::{GetRecordsOutput, KinesisApi, RecordBatch, ShardIteratorType};
+use sluice_core::storage::RecordLog;
 use sluice_core::subscribe::{
     StartingPosition, SubscribeToShardEventOut, SubscribeToShardInput, Subscription,
 };
 use sluice_core::{ErrorKind, KinesisError};
 
+use super::efo::{EnhancedFanOut, FanOutSubscription};
 use super::{
     CONTENT_TYPE_CBOR, CONTENT_TYPE_JSON, CORS_EXPOSE_HEADERS, Protocol, Reply, TARGET_PREFIX,
     check_auth, encode, encode_cbor, error, extended_request_id, handle_kinesis_with, request_id,
@@ -312,13 +314,15 @@ pub fn decode_input(
     })
 }
 
-/// Serves a request that [`is_subscribe_to_shard`] routed here.
-pub async fn handle_subscribe_to_shard<A: KinesisApi>(
+/// Serves a request that [`is_subscribe_to_shard`] routed here: the control plane through `api`,
+/// the records through `fan_out`'s record log (see [`super::efo`]).
+pub async fn handle_subscribe_to_shard<A: KinesisApi + Clone, R: RecordLog>(
     api: &A,
+    fan_out: &EnhancedFanOut<R>,
     req: HttpRequest<'_>,
     auth: &AuthConfig,
     now: SystemTime,
-) -> SubscribeReply<A::Subscription> {
+) -> SubscribeReply<FanOutSubscription<A, R>> {
     // The ordinary handler owns every envelope error text; only a request that passes all of
     // the envelope checks is served here.
     let content_type = req
@@ -371,7 +375,7 @@ pub async fn handle_subscribe_to_shard<A: KinesisApi>(
         return SubscribeReply::Complete(reply.error_in(protocol, &e));
     }
     let subscription = match decode_input(&document, protocol) {
-        Ok(input) => api.subscribe_to_shard(input).await,
+        Ok(input) => fan_out.subscribe(api, input).await,
         Err(e) => Err(e),
     };
     match subscription {
@@ -392,16 +396,19 @@ mod tests {
     //! payloads in the request's protocol, and envelope errors identical to other operations'.
 
     use futures_lite::future::block_on;
-    use sluice_core::api::{CreateStreamInput, PutRecordsEntry, PutRecordsInput};
+    use sluice_core::api::{
+        CreateStreamInput, PutRecordsEntry, PutRecordsInput, RegisterStreamConsumerInput,
+    };
 
     use super::*;
+    use crate::kinesis::efo::SubscriptionLeases;
     use crate::model::Model;
 
-    const CONSUMER: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/s/consumer/c:1700000000";
-
-    fn model_with_one_record() -> Model {
+    /// The model holding stream `s` with one record and an ACTIVE consumer, its fan-out, and the
+    /// consumer's ARN.
+    fn model_with_one_record() -> (Model, EnhancedFanOut<crate::model::ModelLog>, String) {
         let model = Model::default();
-        block_on(async {
+        let consumer = block_on(async {
             model
                 .create_stream(CreateStreamInput {
                     stream_name: "s".into(),
@@ -422,8 +429,18 @@ mod tests {
                 })
                 .await
                 .expect("stored");
+            model
+                .register_stream_consumer(RegisterStreamConsumerInput {
+                    stream_name: "s".into(),
+                    consumer_name: "c".into(),
+                    tags: Vec::new(),
+                })
+                .await
+                .expect("registered")
+                .consumer_arn
         });
-        model
+        let fan_out = EnhancedFanOut::new(model.log(), SubscriptionLeases::default());
+        (model, fan_out, consumer)
     }
 
     fn request<'a>(content_type: &'a str, body: &'a [u8]) -> HttpRequest<'a> {
@@ -438,11 +455,18 @@ mod tests {
         }
     }
 
-    /// Every frame of the stream as (event type, content type, payload).
-    fn frames<S: Subscription>(mut events: EventStream<S>) -> Vec<(String, String, Vec<u8>)> {
+    /// The first `count` frames of the stream as (event type, content type, payload). The model
+    /// never waits for records, so after them a subscription sends empty events until its
+    /// lifetime ends.
+    fn frames<S: Subscription>(
+        mut events: EventStream<S>,
+        count: usize,
+    ) -> Vec<(String, String, Vec<u8>)> {
         use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
         let mut out = Vec::new();
-        while let Some(frame) = block_on(events.next_frame()) {
+        while out.len() < count
+            && let Some(frame) = block_on(events.next_frame())
+        {
             let mut decoder = MessageFrameDecoder::new();
             let mut buffer = bytes::Bytes::from(frame);
             let DecodedFrame::Complete(message) = decoder.decode_frame(&mut buffer).expect("valid")
@@ -469,12 +493,13 @@ mod tests {
 
     #[test]
     fn a_json_subscription_streams_the_initial_response_then_events_with_a_continuation() {
-        let model = model_with_one_record();
+        let (model, fan_out, consumer) = model_with_one_record();
         let body = format!(
-            r#"{{"ConsumerARN":"{CONSUMER}","ShardId":"shardId-000000000000","StartingPosition":{{"Type":"TRIM_HORIZON"}}}}"#
+            r#"{{"ConsumerARN":"{consumer}","ShardId":"shardId-000000000000","StartingPosition":{{"Type":"TRIM_HORIZON"}}}}"#
         );
         let reply = block_on(handle_subscribe_to_shard(
             &model,
+            &fan_out,
             request(CONTENT_TYPE_JSON, body.as_bytes()),
             &AuthConfig::default(),
             SystemTime::UNIX_EPOCH,
@@ -484,7 +509,7 @@ mod tests {
         };
         assert_eq!(head.status, 200);
         assert_eq!(head.header("content-type"), Some(CONTENT_TYPE_EVENT_STREAM));
-        let frames = frames(events);
+        let frames = frames(events, 2);
         assert_eq!(frames.len(), 2);
         assert_eq!(
             frames[0],
@@ -506,9 +531,9 @@ mod tests {
 
     #[test]
     fn a_cbor_subscription_gets_cbor_payloads_labelled_as_cbor() {
-        let model = model_with_one_record();
+        let (model, fan_out, consumer) = model_with_one_record();
         let body = ciborium::Value::Map(vec![
-            ("ConsumerARN".into(), CONSUMER.into()),
+            ("ConsumerARN".into(), consumer.into()),
             ("ShardId".into(), "shardId-000000000000".into()),
             (
                 "StartingPosition".into(),
@@ -519,6 +544,7 @@ mod tests {
         ciborium::into_writer(&body, &mut bytes).expect("CBOR");
         let reply = block_on(handle_subscribe_to_shard(
             &model,
+            &fan_out,
             request(CONTENT_TYPE_CBOR, &bytes),
             &AuthConfig::default(),
             SystemTime::UNIX_EPOCH,
@@ -526,7 +552,7 @@ mod tests {
         let SubscribeReply::Stream { events, .. } = reply else {
             panic!("expected a stream, got {reply:?}");
         };
-        let frames = frames(events);
+        let frames = frames(events, 2);
         assert_eq!(
             frames[0],
             (
@@ -552,13 +578,14 @@ mod tests {
 
     #[test]
     fn envelope_and_validation_errors_are_ordinary_responses() {
-        let model = model_with_one_record();
+        let (model, fan_out, _) = model_with_one_record();
         let unauthenticated = HttpRequest {
             has_auth: false,
             ..request(CONTENT_TYPE_JSON, b"{}")
         };
         let reply = block_on(handle_subscribe_to_shard(
             &model,
+            &fan_out,
             unauthenticated,
             &AuthConfig::default(),
             SystemTime::UNIX_EPOCH,
@@ -571,6 +598,7 @@ mod tests {
 
         let reply = block_on(handle_subscribe_to_shard(
             &model,
+            &fan_out,
             request(CONTENT_TYPE_JSON, br#"{"ShardId":"shardId-000000000000"}"#),
             &AuthConfig::default(),
             SystemTime::UNIX_EPOCH,
