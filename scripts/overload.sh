@@ -8,9 +8,9 @@
 #   2. slow clients: $SLOW_CLIENTS connections each send half a request header and hold it, while
 #      one PutRecord at a time is timed ($SLOW_PROBES of them).
 #
-# Each allocator the binary can be built with (system, jemalloc, mimalloc: cargo features
-# alloc-jemalloc / alloc-mimalloc) is measured in the same invocation, so the choice in
-# docs/DECISIONS.md rests on one run.
+# Each allocator the binary can be built with (jemalloc, the default feature alloc-jemalloc; the
+# system allocator, --no-default-features; mimalloc, alloc-mimalloc without the default) is
+# measured in the same invocation, so the choice in docs/DECISIONS.md rests on one run.
 #
 #   scripts/overload.sh                 # writes $OUT/overload.jsonl
 #   ALLOCATORS="system" STORM_CONNECTIONS=500 scripts/overload.sh   # a quick look
@@ -80,9 +80,9 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; 
 
 for allocator in $ALLOCATORS; do
   case $allocator in
-    system) features="" ;;
-    jemalloc) features="--features alloc-jemalloc" ;;
-    mimalloc) features="--features alloc-mimalloc" ;;
+    system) features="--no-default-features" ;;
+    jemalloc) features="" ;;
+    mimalloc) features="--no-default-features --features alloc-mimalloc" ;;
     before) features="" ;;
     *) log "unknown allocator $allocator"; exit 1 ;;
   esac
