@@ -137,6 +137,10 @@ pub struct ServeArgs {
     /// ServerBusy over the binary protocol (both retried with backoff) [default: 5000].
     #[arg(long, value_name = "MS")]
     pub request_queue_timeout_ms: Option<u64>,
+    /// An HTTP connection that moves no byte for this long while none of its requests is being
+    /// handled is closed; 0 never closes one [default: 60000].
+    #[arg(long, value_name = "MS")]
+    pub idle_timeout_ms: Option<u64>,
     /// Open connections per core at most, HTTP and binary together; more are answered 503 (HTTP)
     /// or ServerBusy (binary) and closed [default: 10000].
     #[arg(long, value_name = "N")]
@@ -192,6 +196,7 @@ struct FileSettings {
     service_runtime: Option<ServiceRuntimeArg>,
     memory_budget_bytes: Option<u64>,
     request_queue_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
     connections_max: Option<u64>,
     #[serde(default)]
     credentials: Vec<FileCredential>,
@@ -245,6 +250,8 @@ pub struct BinarySettings {
 pub struct AdmissionSettings {
     pub memory_budget_bytes: u64,
     pub request_queue_timeout_ms: u64,
+    /// 0: never.
+    pub idle_timeout_ms: u64,
     pub connections_max: u64,
 }
 
@@ -480,6 +487,10 @@ impl Settings {
                 .request_queue_timeout_ms
                 .or(file.request_queue_timeout_ms)
                 .unwrap_or(5000),
+            idle_timeout_ms: args
+                .idle_timeout_ms
+                .or(file.idle_timeout_ms)
+                .unwrap_or(60_000),
             connections_max: match args.connections_max.or(file.connections_max) {
                 Some(0) => anyhow::bail!("--connections-max must be at least 1"),
                 Some(n) => n,

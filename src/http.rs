@@ -18,12 +18,14 @@
 //! runtime exists. hyper's HTTP/2 spawns per-stream tasks through [`GlommioExec`], which puts
 //! them on the current executor, so nothing here needs `Send`.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
@@ -83,6 +85,9 @@ pub struct ServeOptions {
     pub health: Option<std::rc::Rc<dyn Fn() -> HealthReport>>,
     /// `Some`: every connection is TLS, set up by this acceptor (see [`tls_acceptor`]).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `Some`: a connection that moves no byte for this long while none of its requests is
+    /// being handled is closed (a slow or abandoned client holds no task forever).
+    pub idle_timeout: Option<Duration>,
     /// `Some`: the core's memory budget and connection limit (see [`Admission`]).
     pub admission: Option<Admission>,
 }
@@ -320,6 +325,123 @@ async fn serve_connection<A: KinesisApi + Clone + 'static, R: RecordLog>(
     fan_out: EnhancedFanOut<R>,
     options: ServeOptions,
 ) {
+    let activity = Activity::default();
+    let stream = Watched {
+        inner: stream,
+        activity: activity.clone(),
+    };
+    let serve = serve_watched(stream, api, fan_out, options.clone(), activity.clone());
+    match options.idle_timeout {
+        None => serve.await,
+        Some(idle) => futures_lite::future::or(serve, activity.idle_for(idle)).await,
+    }
+}
+
+/// When a connection last moved a byte, and how many of its requests are being handled.
+#[derive(Clone)]
+struct Activity(Rc<(Cell<Instant>, Cell<usize>)>);
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self(Rc::new((Cell::new(Instant::now()), Cell::new(0))))
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.0.0.set(Instant::now());
+    }
+
+    /// Resolves once the connection has moved no byte for `idle` while no request of it was
+    /// being handled (a request waiting for budget or for the engine is not idleness). Checked
+    /// at a tenth of `idle`, so a connection is closed between `idle` and 1.1 × `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            glommio::timer::sleep(idle / 10).await;
+            let (last, in_flight) = &*self.0;
+            if in_flight.get() == 0 && last.get().elapsed() >= idle {
+                tracing::debug!(
+                    idle_ms = idle.as_millis() as u64,
+                    "Closing an idle connection."
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Counts one request of a connection as being handled while it lives.
+struct HandlingRequest(Activity);
+
+impl HandlingRequest {
+    fn new(activity: &Activity) -> Self {
+        let count = &activity.0.1;
+        count.set(count.get() + 1);
+        Self(activity.clone())
+    }
+}
+
+impl Drop for HandlingRequest {
+    fn drop(&mut self) {
+        let count = &self.0.0.1;
+        count.set(count.get() - 1);
+        self.0.touch();
+    }
+}
+
+/// A socket that records when it last moved a byte (see [`Activity`]).
+struct Watched<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S: futures_lite::AsyncRead + Unpin> futures_lite::AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled
+            && *n > 0
+        {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: futures_lite::AsyncWrite + Unpin> futures_lite::AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled
+            && *n > 0
+        {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+async fn serve_watched<A: KinesisApi + Clone + 'static, R: RecordLog>(
+    stream: Watched<glommio::net::TcpStream>,
+    api: A,
+    fan_out: EnhancedFanOut<R>,
+    options: ServeOptions,
+    activity: Activity,
+) {
     let Some(acceptor) = options.tls.clone() else {
         serve_http(
             TokioIo::new(stream.compat()),
@@ -327,6 +449,7 @@ async fn serve_connection<A: KinesisApi + Clone + 'static, R: RecordLog>(
             api,
             fan_out,
             options,
+            activity,
         )
         .await;
         return;
@@ -352,7 +475,7 @@ async fn serve_connection<A: KinesisApi + Clone + 'static, R: RecordLog>(
         Some(ALPN_HTTP11) => Protocol::Http1,
         _ => Protocol::Detect,
     };
-    serve_http(TokioIo::new(tls), protocol, api, fan_out, options).await;
+    serve_http(TokioIo::new(tls), protocol, api, fan_out, options, activity).await;
 }
 
 /// Which HTTP version a connection speaks: fixed by ALPN, or detected from the first bytes
@@ -370,6 +493,7 @@ async fn serve_http<A, R, I>(
     api: A,
     fan_out: EnhancedFanOut<R>,
     options: ServeOptions,
+    activity: Activity,
 ) where
     A: KinesisApi + Clone + 'static,
     R: RecordLog,
@@ -379,7 +503,12 @@ async fn serve_http<A, R, I>(
         let api = api.clone();
         let fan_out = fan_out.clone();
         let options = options.clone();
-        async move { Ok::<_, Infallible>(respond(&api, &fan_out, &options, request).await) }
+        let handling = HandlingRequest::new(&activity);
+        async move {
+            let response = respond(&api, &fan_out, &options, request).await;
+            drop(handling);
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = Builder::new(GlommioExec);
     builder

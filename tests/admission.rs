@@ -258,3 +258,33 @@ fn connections_beyond_the_limit_are_refused_with_503_and_counted() {
     wait_for_metric(&server, "frontend_connections", |v| v == 1);
     assert!(metric(&server, "frontend_connections_refused_total") >= 1);
 }
+
+/// A client that sends half a request header and then nothing holds a connection (and its
+/// buffers) only until the idle timeout: the server closes it, and the connection gauge goes
+/// back down. A normal request on another connection is answered meanwhile.
+#[test]
+fn a_connection_that_stalls_mid_header_is_closed_after_the_idle_timeout() {
+    let server = Server::options().flag("--idle-timeout-ms", 300).start();
+    let mut stalled = TcpStream::connect(addr(&server)).expect("connect");
+    stalled
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Tar")
+        .expect("send half a header");
+    // Answered while the stalled connection is open.
+    let mut normal = TcpStream::connect(addr(&server)).expect("connect");
+    normal
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    assert!(read_response(&mut normal).starts_with("HTTP/1.1 200"));
+    // The server closes the stalled one: a read sees the end of the stream.
+    stalled
+        .set_read_timeout(Some(METRIC_WAIT_MAX))
+        .expect("read timeout");
+    let mut rest = Vec::new();
+    let closed = stalled.read_to_end(&mut rest);
+    assert!(
+        closed.is_ok(),
+        "the server closed the connection: {closed:?}"
+    );
+    // Only the scrape's own connection is left.
+    wait_for_metric(&server, "frontend_connections", |v| v == 1);
+}
