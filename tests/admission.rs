@@ -288,3 +288,39 @@ fn a_connection_that_stalls_mid_header_is_closed_after_the_idle_timeout() {
     // Only the scrape's own connection is left.
     wait_for_metric(&server, "frontend_connections", |v| v == 1);
 }
+
+/// Service cores are part of the appliance's health: `/health` names every shard and service
+/// core with its runtime and state, and `/metrics` shows each service core as up.
+#[test]
+fn health_and_metrics_list_the_shard_and_service_cores() {
+    let server = Server::options()
+        .flag("--service-cores", 2)
+        .flag("--service-runtime", "glommio")
+        .start();
+    let started = Instant::now();
+    let health = loop {
+        let mut stream = TcpStream::connect(addr(&server)).expect("connect");
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("send");
+        let answer = read_response(&mut stream);
+        // Service cores start once the shard cores have recovered; wait until both run.
+        if answer.matches(r#""state":"running""#).count() == 2 {
+            break answer;
+        }
+        assert!(started.elapsed() < METRIC_WAIT_MAX, "{answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains(r#""status":"ok""#), "{health}");
+    assert!(health.contains(r#""shard_cores":1"#), "{health}");
+    assert!(health.contains(r#""id":0,"runtime":"glommio""#), "{health}");
+    assert!(health.contains(r#""id":1,"runtime":"glommio""#), "{health}");
+    let text = metrics(&server);
+    let up: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("io_service_core_up{"))
+        .collect();
+    assert_eq!(up.len(), 2, "{text}");
+    assert!(up.iter().all(|l| l.ends_with(" 1")), "{up:?}");
+}
