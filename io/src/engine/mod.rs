@@ -606,41 +606,6 @@ impl Engine {
     }
 }
 
-/// A shard opened for reading, and the position the next read starts at. Reads advance it.
-/// Holds no lock and no reference to the log, so it may live as long as a subscription.
-#[derive(Clone, Debug)]
-pub struct ShardCursor {
-    target: ShardTarget,
-    position: u64,
-}
-
-impl ShardCursor {
-    pub fn shard_index(&self) -> u32 {
-        self.target.key.shard_index
-    }
-
-    /// The shard's creation time in seconds: the first field of its sequence numbers.
-    pub fn shard_created_s(&self) -> u64 {
-        self.target.shard_created_s
-    }
-
-    /// Where the next read starts.
-    pub fn position(&self) -> u64 {
-        self.position
-    }
-
-    /// Moves the cursor, e.g. back to just after the last record a caller actually delivered
-    /// when it sent only a prefix of a read.
-    pub fn set_position(&mut self, position: u64) {
-        self.position = position;
-    }
-
-    /// The core that owns the shard (`log_id % cores`).
-    pub fn core_id(&self, cores: usize) -> usize {
-        self.target.log_id as usize % cores
-    }
-}
-
 /// The records of one read: zero-copy views into the owning core's read buffers when the
 /// shard is local, or one copied buffer when it came from another core.
 pub enum EngineRecords {

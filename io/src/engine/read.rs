@@ -1,26 +1,10 @@
-//! The read path: shard cursors, GetRecords' read, and the one-round-trip owner read every
+//! The read path: GetRecords' read, GetShardIterator's start resolution, and the one-round-trip owner read every
 //! reader (the storage face's `read` included) uses (resolve the start on the owning core, clamp
 //! to retention, optionally wait for the commit that stores the next record, read).
 
 use super::*;
 
 impl Engine {
-    /// Opens `shard_index` of `stream_name` at `start`. Validation (stream and shard exist and
-    /// are readable, a sequence number belongs to this shard, a timestamp is not in the future)
-    /// and the resolution of the start are GetShardIterator's, errors and messages included.
-    pub async fn open_cursor(
-        &self,
-        stream_name: &str,
-        shard_index: u32,
-        start: ReadStart,
-    ) -> Result<ShardCursor, KinesisError> {
-        let now = now_ms();
-        let (target, point) =
-            resolve_read_start(&self.catalog_read(), stream_name, shard_index, start, now)?;
-        let position = self.resolve_starting_point(&target, point, now).await?;
-        Ok(ShardCursor { target, position })
-    }
-
     /// Runs an [`OwnerRead`] on the shard's core, in place when that is this core (the records
     /// stay zero-copy views of its read buffers) or in one round trip to the owner.
     pub(crate) async fn read_on_owner(
