@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use sluice_core::hash_key::partition_key_hash;
 use sluice_core::sequence_number::SequenceNumber;
 use sluice_protocols::binary::{
     Body, Frame, WireCreateStream, WireListStreams, WirePutBatch, WirePutRecord, WireRead,
-    WireStatus, WireStreamName, WireSubscribe,
+    WireRoute, WireStatus, WireStreamName, WireSubscribe,
 };
 use tokio::net::ToSocketAddrs;
 
@@ -19,7 +20,7 @@ use crate::error::ClientError;
 use crate::producer::{Producer, ProducerConfig};
 use crate::subscription::Subscription;
 use crate::types::{
-    Credentials, PutRecord, ReadLimits, Records, ServerInfo, ShardMap, StartPosition,
+    Credentials, PutRecord, ReadLimits, Records, Route, ServerInfo, ShardMap, StartPosition,
     StreamDescription,
 };
 
@@ -324,24 +325,26 @@ impl Client {
         stream_name: &str,
         records: &[PutRecord<'_>],
     ) -> Result<Vec<Result<SequenceNumber, WireStatus>>, ClientError> {
+        let (groups, hash_keys): (Vec<CoreGroup>, Vec<Option<u128>>) =
+            if self.inner.config.shard_aware && !records.is_empty() {
+                self.group_by_core(stream_name, records).await?
+            } else {
+                let all = (0..records.len()).collect();
+                let hash_keys = records.iter().map(hash_key_to_send).collect();
+                (vec![(self.shared_connection().await?, all)], hash_keys)
+            };
         let wire = |indexes: &mut dyn Iterator<Item = usize>| -> Vec<WirePutRecord<'_>> {
             indexes
                 .map(|i| WirePutRecord {
-                    route: records[i].route.into(),
+                    route: match hash_keys.get(i).copied().flatten() {
+                        Some(hash_key) => WireRoute::ExplicitHashKey(hash_key),
+                        None => records[i].route.into(),
+                    },
                     partition_key: records[i].partition_key,
                     data: records[i].data,
                 })
                 .collect()
         };
-        let groups: Vec<(Arc<Connection>, Vec<usize>)> =
-            if self.inner.config.shard_aware && !records.is_empty() {
-                self.group_by_core(stream_name, records).await?
-            } else {
-                vec![(
-                    self.shared_connection().await?,
-                    (0..records.len()).collect(),
-                )]
-            };
         let mut results: Vec<Option<Result<SequenceNumber, WireStatus>>> =
             vec![None; records.len()];
         let mut backoff = self.busy_backoff();
@@ -387,18 +390,24 @@ impl Client {
             .collect())
     }
 
+    /// Groups records by the core owning their shard. Also returns [`hash_key_to_send`] of each
+    /// record (which picked its shard).
     async fn group_by_core(
         &self,
         stream_name: &str,
         records: &[PutRecord<'_>],
-    ) -> Result<Vec<(Arc<Connection>, Vec<usize>)>, ClientError> {
+    ) -> Result<(Vec<CoreGroup>, Vec<Option<u128>>), ClientError> {
         let map = self.shard_map(stream_name).await?;
         let mut by_core: HashMap<Option<u16>, Vec<usize>> = HashMap::new();
+        let mut hash_keys = Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
-            let core = map
-                .shard_for(record.route, record.partition_key)
-                .map(|s| s.core_id);
-            by_core.entry(core).or_default().push(i);
+            let hash_key = hash_key_to_send(record);
+            let shard = match hash_key {
+                Some(hash_key) => map.shard_for_hash_key(hash_key),
+                None => map.shard_for(record.route, record.partition_key),
+            };
+            hash_keys.push(hash_key);
+            by_core.entry(shard.map(|s| s.core_id)).or_default().push(i);
         }
         let mut groups = Vec::with_capacity(by_core.len());
         for (core, indexes) in by_core {
@@ -409,7 +418,7 @@ impl Client {
             };
             groups.push((connection, indexes));
         }
-        Ok(groups)
+        Ok((groups, hash_keys))
     }
 
     /// Reads up to `limits` records of one shard from `start`.
@@ -529,5 +538,42 @@ impl BusyBackoff {
         self.retries_left -= 1;
         tokio::time::sleep(self.delay).await;
         self.delay = (self.delay * 2).min(self.delay_max);
+    }
+}
+
+/// The connection to one core and the indexes of the records of a batch it takes.
+type CoreGroup = (Arc<Connection>, Vec<usize>);
+
+/// The hash key a record routed by a valid partition key is sent with: the key's MD5, which
+/// routes it to exactly the shard the server would pick, so that the server does not hash it
+/// (MD5 was the largest single cost of binary ingest on the server's core; producers are many,
+/// the appliance's cores few). A record with an invalid key goes out as it is, for the server
+/// to refuse with the same error as over HTTP.
+fn hash_key_to_send(record: &PutRecord<'_>) -> Option<u128> {
+    (record.route == Route::PartitionKey
+        && sluice_core::api::check_partition_key(0, record.partition_key, true).is_ok())
+    .then(|| partition_key_hash(record.partition_key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_with_a_valid_partition_key_are_sent_with_its_md5_and_others_as_they_are() {
+        let valid = PutRecord::new("user-17", b"x");
+        assert_eq!(
+            hash_key_to_send(&valid),
+            Some(partition_key_hash("user-17"))
+        );
+        assert_eq!(hash_key_to_send(&PutRecord::new("", b"x")), None);
+        let long = "k".repeat(257);
+        assert_eq!(hash_key_to_send(&PutRecord::new(&long, b"x")), None);
+        let explicit = PutRecord {
+            route: Route::ExplicitHashKey(7),
+            partition_key: "user-17",
+            data: b"x",
+        };
+        assert_eq!(hash_key_to_send(&explicit), None);
     }
 }

@@ -88,7 +88,8 @@ impl Engine {
                     }
                     Err(error) => return Err(error),
                 };
-                let mut group_of_shard: HashMap<u32, usize> = HashMap::new();
+                let mut group_of_shard: rustc_hash::FxHashMap<u32, usize> =
+                    rustc_hash::FxHashMap::default();
                 for (i, hash_key, record) in pending.drain(..) {
                     let shard = stream.shard_for_hash_key(hash_key);
                     let g = *group_of_shard.entry(shard.index).or_insert_with(|| {
@@ -111,9 +112,11 @@ impl Engine {
                         first_position,
                         arrival_ms,
                     })) => {
+                        // Formatted once per shard: per record it cost ~5 % of binary ingest.
+                        let shard_id = format_shard_id(target.key.shard_index);
                         for (k, (i, _)) in indexes.into_iter().enumerate() {
                             results[i] = Some(Ok(PutRecordsResultEntry {
-                                shard_id: format_shard_id(target.key.shard_index),
+                                shard_id: shard_id.clone(),
                                 sequence_number: target.origin().sequence_number(RecordStamp {
                                     position: first_position + k as u64,
                                     arrival_ms,

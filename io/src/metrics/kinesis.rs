@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_core::api::{PutRecordsEntry, PutRecordsResultEntry, RecordBatch};
-use sluice_core::shard_id::parse_shard_id;
 use sluice_core::{ErrorKind, KinesisError};
 
 use super::registry::with_local;
@@ -248,11 +247,12 @@ pub fn record_writes(
             Ok(entry) => {
                 stored += 1;
                 stored_bytes += size;
-                if let Some(index) = parse_shard_id(&entry.shard_id) {
-                    let s = per_shard.entry(index).or_default();
-                    s.0 += size;
-                    s.1 += 1;
-                }
+                // The sequence number names the shard: no need to parse `shard_id` per record.
+                let s = per_shard
+                    .entry(entry.sequence_number.shard_index)
+                    .or_default();
+                s.0 += size;
+                s.1 += 1;
             }
             Err(e) if e.kind == ErrorKind::ProvisionedThroughputExceeded => throttled += 1,
             Err(_) => {}

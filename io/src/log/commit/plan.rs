@@ -118,6 +118,9 @@ pub(super) fn plan_commit(
             first_position,
             arrival_ms,
         }));
+        // The chunk of this append's shard in the block being planned, once looked up: the
+        // lookup hashes the shard key, which per record cost ~7 % of binary ingest.
+        let mut chunk_at: Option<usize> = None;
         for (i, record) in std::mem::take(&mut pending.records).into_iter().enumerate() {
             let position = first_position + i as u64;
             let bytes = record_bytes(&record);
@@ -127,31 +130,41 @@ pub(super) fn plan_commit(
             // A chunk is encrypted under one key or none, so records of the same shard under
             // another key (encryption just started or stopped) go into the next block; this
             // keeps one records chunk per shard per block.
-            let other_key = block.open_chunk.get(&pending.shard).is_some_and(|&at| {
-                block.chunks[at].key.as_ref().map(|k| k.key_ref)
-                    != pending.key.as_ref().map(|k| k.key_ref)
-            });
+            let other_key = chunk_at.is_none()
+                && block.open_chunk.get(&pending.shard).is_some_and(|&at| {
+                    block.chunks[at].key.as_ref().map(|k| k.key_ref)
+                        != pending.key.as_ref().map(|k| k.key_ref)
+                });
             if other_key || (block.bytes + bytes > block_target && !block.chunks.is_empty()) {
                 blocks.push(BlockPlan::default());
+                chunk_at = None;
             }
             let block = blocks
                 .last_mut()
                 .expect("there is always a block being planned");
-            let at = match block.open_chunk.get(&pending.shard) {
-                Some(&at) => at,
+            let at = match chunk_at {
+                Some(at) => at,
                 None => {
-                    block.chunks.push(ChunkPlan {
-                        shard: pending.shard.clone(),
-                        key: pending.key.clone(),
-                        first_position: position,
-                        arrival_ms,
-                        records: Vec::new(),
-                    });
-                    block.bytes += block::CHUNK_HEADER_LEN + pending.shard.stream_name.len() + 32;
-                    block
-                        .open_chunk
-                        .insert(pending.shard.clone(), block.chunks.len() - 1);
-                    block.chunks.len() - 1
+                    let at = match block.open_chunk.get(&pending.shard) {
+                        Some(&at) => at,
+                        None => {
+                            block.chunks.push(ChunkPlan {
+                                shard: pending.shard.clone(),
+                                key: pending.key.clone(),
+                                first_position: position,
+                                arrival_ms,
+                                records: Vec::new(),
+                            });
+                            block.bytes +=
+                                block::CHUNK_HEADER_LEN + pending.shard.stream_name.len() + 32;
+                            block
+                                .open_chunk
+                                .insert(pending.shard.clone(), block.chunks.len() - 1);
+                            block.chunks.len() - 1
+                        }
+                    };
+                    chunk_at = Some(at);
+                    at
                 }
             };
             let chunk = &mut block.chunks[at];
