@@ -355,7 +355,13 @@ pub fn check_partition_key(
     required: bool,
 ) -> Result<(), KinesisError> {
     let max = crate::limits::PARTITION_KEY_CHARS_MAX;
-    let chars = partition_key.chars().count();
+    // A key of at most `max` bytes has at most `max` characters: counting them (per record)
+    // is needed only for longer keys.
+    let chars = if partition_key.len() <= max {
+        usize::from(!partition_key.is_empty())
+    } else {
+        partition_key.chars().count()
+    };
     if chars > max {
         return Err(KinesisError::invalid_argument(format!(
             "Record {index} has a partition key of {chars} characters; at most {max} are allowed."
