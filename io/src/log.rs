@@ -51,6 +51,7 @@ mod power_loss;
 mod read;
 mod recovery;
 mod retention;
+mod segment_index;
 mod shard_index;
 #[cfg(test)]
 mod test_support;
@@ -215,6 +216,8 @@ struct State {
     /// shard. Entries are weak so that a waiter that gave up (timed out, was cancelled) costs
     /// nothing but a dead pointer, pruned when the next waiter of that shard registers.
     waiters: HashMap<ShardKey, Vec<Weak<WaitSlot>>>,
+    /// What the active segment holds, to index it when it is sealed (see [`segment_index`]).
+    ledger: segment_index::Ledger,
 }
 
 impl State {

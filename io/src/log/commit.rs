@@ -27,6 +27,7 @@ use std::sync::Arc;
 use futures_channel::oneshot;
 
 use super::error::{error_chain, is_disk_full};
+use super::segment_index::{self, IndexFile};
 use super::waiter::take_waiters;
 use super::{
     AppendError, AppendRecord, Appended, Durability, Segment, ShardKey, State, open_segment_file,
@@ -265,6 +266,25 @@ async fn ensure_space(state_rc: &Rc<RefCell<State>>, total: u64) -> Result<(), A
         segment_bytes = new_size,
         "Rolled over to a new segment."
     );
+    // The segment left behind is indexed only once all of it is durable (under
+    // `Durability::Write` its last commits may not be), so its index never describes blocks a
+    // power cut could take away.
+    let sealed_durable = {
+        #[cfg(any(test, feature = "fault-injection"))]
+        let path = super::segment_path(&dir, segment_id);
+        observe!(state_rc, super::IoEvent::SyncStarted { path: &path });
+        let sealed_file = state_rc.borrow().active().file.clone();
+        match sealed_file.fdatasync().await {
+            Ok(()) => {
+                observe!(state_rc, super::IoEvent::SyncCompleted { path: &path });
+                true
+            }
+            Err(error) => {
+                tracing::warn!(segment_id, %error, "Could not sync a sealed segment; it is not indexed.");
+                false
+            }
+        }
+    };
     let mut state = state_rc.borrow_mut();
     state.segments.insert(
         new_id,
@@ -274,6 +294,22 @@ async fn ensure_space(state_rc: &Rc<RefCell<State>>, total: u64) -> Result<(), A
             shard_arrival_max: HashMap::new(),
         },
     );
+    // The segment left behind is sealed: index it, so that opening the log need not scan it.
+    let sealed = std::mem::take(&mut state.ledger);
+    // A log under a power-loss model writes no index: the model cannot follow a file written
+    // by another thread, and drops every index at a cut anyway.
+    #[cfg(any(test, feature = "fault-injection"))]
+    let sealed_durable = sealed_durable && state.config.observer.is_none();
+    if sealed.blocks > 0 && sealed_durable {
+        let index = IndexFile::from_ledger(
+            state.config.log_id,
+            state.active_segment_id,
+            sealed,
+            state.prev_crc,
+            state.last_arrival_ms,
+        );
+        segment_index::write_in_background(state.config.dir.clone(), index);
+    }
     state.active_segment_id = new_id;
     state.write_offset = 0;
     let segments_now = state.segments.len();
@@ -502,8 +538,13 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
             .get_mut(&segment_id)
             .expect("the segment being written stays open");
         let mut bytes_written = 0;
+        if state.ledger.blocks == 0 {
+            state.ledger.first_prev_crc = Some(state.prev_crc);
+        }
+        state.ledger.blocks += encoded.len() as u64;
         for block in &encoded {
             for (shard, chunk) in &block.chunks {
+                state.ledger.chunks.push((shard.clone(), *chunk));
                 segment
                     .shard_arrival_max
                     .entry(shard.clone())

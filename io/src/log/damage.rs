@@ -563,6 +563,7 @@ mod tests {
             prev_crc: Some(1),
             arrival_ms: Some(5),
             blocks: 1,
+            blocks_in_segment: 1,
         };
         let evidence = corruption_evidence(&scan, 4096, &cursor, commit_extent_max(16 << 10));
         assert!(

@@ -286,4 +286,6 @@ pub enum RetentionError {
         segment_id: u64,
         source: std::io::Error,
     },
+    #[error("syncing the log directory after removing segments failed")]
+    SyncDir { source: std::io::Error },
 }

@@ -16,6 +16,9 @@
 //! - At the cut, the write whose completion was being reported is still in flight. Every
 //!   write that is not durable is lost, except as the [`LossMode`] says.
 //!
+//! Sealed segments' index files are dropped at every cut (they are written without a sync, so
+//! losing them is always possible); the log then scans every segment.
+//!
 //! Not modelled: damage to data a completed sync covered (a sync is trusted), reordering or
 //! tearing inside one sector, the durability of unlinks and renames (the log's recovery-time
 //! removals are taken as done), and the files recovery itself creates (the first segment, the
@@ -256,6 +259,17 @@ impl PowerLossDisk {
                 }
                 // Lost, or written into a file whose name did not survive.
                 _ => report.writes_lost += 1,
+            }
+        }
+        // Sealed segments' index files are written without a sync of their own (see
+        // `segment_index`): the model loses every one, the one outcome a cut always allows.
+        // The log then scans every segment, as it does when an index is missing.
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries {
+                let path = entry.expect("directory entry readable").path();
+                if path.extension().is_some_and(|e| e == "idx" || e == "tmp") {
+                    std::fs::remove_file(&path).expect("index file removable");
+                }
             }
         }
         // Files the log created after the cut never existed.

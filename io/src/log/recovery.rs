@@ -32,6 +32,7 @@ use glommio::io::{DmaFile, OpenOptions, ReadResult};
 use super::block::{self, BLOCK_ALIGN, HeaderProblem};
 use super::block_cache::BlockCache;
 use super::damage::{self, TornTail, Truncation};
+use super::segment_index::{self, Ledger};
 use super::shard_index::{ChunkRef, ShardIndex};
 use super::{
     LogConfig, LogStats, OpenLogError, Segment, ShardKey, State, open_segment_file, segment_path,
@@ -64,6 +65,8 @@ pub(super) enum RecoveryMode {
 pub(super) struct RecoveryReport {
     /// Blocks accepted into the chain.
     pub blocks: u64,
+    /// Sealed segments loaded from their index instead of being scanned.
+    pub indexed_segments: u64,
     pub torn_tail: Option<TornTail>,
     pub truncated: Option<Truncation>,
     /// Empty segments after the end of the log (removed unless verifying).
@@ -84,6 +87,8 @@ pub(super) struct ChainCursor {
     pub arrival_ms: Option<u64>,
     /// Blocks accepted so far.
     pub blocks: u64,
+    /// Blocks accepted so far in the segment being scanned.
+    pub blocks_in_segment: u64,
 }
 
 /// How a segment scan ended.
@@ -142,16 +147,26 @@ impl Interner {
     }
 }
 
+/// What a scan found in one segment besides the shards' indexes.
+#[derive(Default)]
+struct Found {
+    /// The newest arrival time of each shard in the segment.
+    arrivals: HashMap<ShardKey, u64>,
+    /// Its chain and chunks, kept as the active segment's ledger if it is the newest.
+    ledger: Ledger,
+}
+
 async fn scan_segment(
     state: &mut State,
     file: &DmaFile,
     segment_id: u64,
     size: u64,
     cursor: &mut ChainCursor,
-    arrivals: &mut HashMap<ShardKey, u64>,
     names: &mut Interner,
+    found: &mut Found,
 ) -> Result<ScanEnd, OpenLogError> {
     let mut window = None;
+    cursor.blocks_in_segment = 0;
     let mut offset = 0u64;
     loop {
         if offset + (BLOCK_ALIGN as u64) > size {
@@ -226,31 +241,16 @@ async fn scan_segment(
             );
             return Ok(torn);
         };
+        if cursor.blocks_in_segment == 0 {
+            found.ledger.first_prev_crc = Some(header.prev_crc);
+        }
         for (chunk_offset, chunk) in chunks {
             let shard = ShardKey {
                 stream_name: names.get(chunk.stream_name),
                 stream_created_ms: chunk.stream_created_ms,
                 shard_index: chunk.shard_index,
             };
-            let index = state
-                .shards
-                .entry(shard.clone())
-                .or_insert_with(|| ShardIndex::starting_at(chunk.first_position));
-            if chunk.first_position != index.next_position
-                || index
-                    .last_arrival_ms
-                    .is_some_and(|last| chunk.arrival_ms < last)
-            {
-                return Err(OpenLogError::PositionMismatch {
-                    segment_id,
-                    offset,
-                    stream_name: chunk.stream_name.to_owned(),
-                    shard_index: chunk.shard_index,
-                    stored: chunk.first_position,
-                    expected: index.next_position,
-                });
-            }
-            index.push(ChunkRef {
+            let chunk = ChunkRef {
                 first_position: chunk.first_position,
                 record_count: chunk.record_count,
                 arrival_ms: chunk.arrival_ms,
@@ -258,19 +258,109 @@ async fn scan_segment(
                 block_offset: offset,
                 chunk_offset: u32::try_from(chunk_offset).expect("a chunk offset fits u32"),
                 chunk_len: u32::try_from(chunk.chunk_len).expect("a chunk fits u32 bytes"),
-            });
-            arrivals
-                .entry(shard)
-                .and_modify(|max| *max = (*max).max(chunk.arrival_ms))
-                .or_insert(chunk.arrival_ms);
-            state.last_arrival_ms = state.last_arrival_ms.max(chunk.arrival_ms);
+            };
+            accept_chunk(state, shard.clone(), chunk, &mut found.arrivals)?;
+            found.ledger.chunks.push((shard, chunk));
         }
+        found.ledger.blocks += 1;
+        cursor.blocks_in_segment += 1;
         cursor.expected_block_seq += 1;
         cursor.prev_crc = Some(header.crc);
         cursor.arrival_ms = Some(header.arrival_ms);
         cursor.blocks += 1;
         offset += padded;
     }
+}
+
+/// Adds one chunk found in the chain (by a scan or from an index) to its shard's index, with
+/// the checks every chunk passes: it starts where its shard's previous chunk ended, and its
+/// arrival time does not go back.
+fn accept_chunk(
+    state: &mut State,
+    shard: ShardKey,
+    chunk: ChunkRef,
+    arrivals: &mut HashMap<ShardKey, u64>,
+) -> Result<(), OpenLogError> {
+    let index = state
+        .shards
+        .entry(shard.clone())
+        .or_insert_with(|| ShardIndex::starting_at(chunk.first_position));
+    if chunk.first_position != index.next_position
+        || index
+            .last_arrival_ms
+            .is_some_and(|last| chunk.arrival_ms < last)
+    {
+        return Err(OpenLogError::PositionMismatch {
+            segment_id: chunk.segment_id,
+            offset: chunk.block_offset,
+            stream_name: shard.stream_name.to_string(),
+            shard_index: shard.shard_index,
+            stored: chunk.first_position,
+            expected: index.next_position,
+        });
+    }
+    index.push(chunk);
+    arrivals
+        .entry(shard)
+        .and_modify(|max| *max = (*max).max(chunk.arrival_ms))
+        .or_insert(chunk.arrival_ms);
+    state.last_arrival_ms = state.last_arrival_ms.max(chunk.arrival_ms);
+    Ok(())
+}
+
+/// Loads a sealed segment from its index instead of scanning it, if it has a valid index that
+/// continues the chain at `cursor` and ends where the next segment, `next_id`, begins. `false`
+/// (nothing changed) when the segment must be scanned.
+fn load_indexed(
+    state: &mut State,
+    segment_id: u64,
+    next_id: u64,
+    cursor: &mut ChainCursor,
+    arrivals: &mut HashMap<ShardKey, u64>,
+    names: &mut Interner,
+) -> Result<bool, OpenLogError> {
+    let Some(index) = segment_index::load(&state.config.dir, state.config.log_id, segment_id)
+    else {
+        return Ok(false);
+    };
+    let links = cursor
+        .prev_crc
+        .is_none_or(|prev| prev == index.first_prev_crc)
+        && segment_id.checked_add(index.blocks) == Some(next_id)
+        && index
+            .chunks
+            .iter()
+            .all(|c| (c.stream as usize) < index.stream_names.len());
+    if !links {
+        tracing::warn!(
+            segment_id,
+            "A sealed segment's index does not fit the log; scanning the segment instead."
+        );
+        return Ok(false);
+    }
+    let streams: Vec<Rc<str>> = index.stream_names.iter().map(|n| names.get(n)).collect();
+    for chunk in &index.chunks {
+        let shard = ShardKey {
+            stream_name: streams[chunk.stream as usize].clone(),
+            stream_created_ms: chunk.stream_created_ms,
+            shard_index: chunk.shard_index,
+        };
+        let chunk = ChunkRef {
+            first_position: chunk.first_position,
+            record_count: chunk.record_count,
+            arrival_ms: chunk.arrival_ms,
+            segment_id,
+            block_offset: chunk.block_offset,
+            chunk_offset: chunk.chunk_offset,
+            chunk_len: chunk.chunk_len,
+        };
+        accept_chunk(state, shard, chunk, arrivals)?;
+    }
+    cursor.expected_block_seq = next_id;
+    cursor.prev_crc = Some(index.last_crc);
+    cursor.arrival_ms = Some(index.last_arrival_ms);
+    cursor.blocks += index.blocks;
+    Ok(true)
 }
 
 /// The bytes of a segment file that recovery scans: its size rounded down to whole 4 KiB
@@ -464,6 +554,7 @@ pub(super) async fn recover(
         poisoned: None,
         health,
         cache: BlockCache::default(),
+        ledger: Ledger::default(),
         stats: LogStats::default(),
         waiters: HashMap::new(),
     };
@@ -506,6 +597,7 @@ pub(super) async fn recover(
         prev_crc: None,
         arrival_ms: None,
         blocks: 0,
+        blocks_in_segment: 0,
     };
     let mut names = Interner(HashMap::new());
     let mut ended = false;
@@ -523,16 +615,43 @@ pub(super) async fn recover(
             .map_err(|(path, source)| open_error(&state.config, path, source, false))?;
         let size = scanned_size(&file, segment_id).await?;
         let mut arrivals = HashMap::new();
+        // A sealed segment (one that a later segment continues) with a valid index is loaded
+        // from it; the newest segment, and every segment when verifying or repairing, is
+        // scanned.
+        if mode == RecoveryMode::Open
+            && let Some(&next_id) = ids.get(i + 1)
+            && load_indexed(
+                &mut state,
+                segment_id,
+                next_id,
+                &mut cursor,
+                &mut arrivals,
+                &mut names,
+            )?
+        {
+            report.indexed_segments += 1;
+            state.segments.insert(
+                segment_id,
+                Segment {
+                    file: Rc::new(file),
+                    size,
+                    shard_arrival_max: arrivals,
+                },
+            );
+            continue;
+        }
+        let mut found = Found::default();
         let end = scan_segment(
             &mut state,
             &file,
             segment_id,
             size,
             &mut cursor,
-            &mut arrivals,
             &mut names,
+            &mut found,
         )
         .await?;
+        let Found { arrivals, ledger } = found;
         assert!(end.offset <= size, "a scan ends within its segment");
         assert!(
             end.offset.is_multiple_of(BLOCK_ALIGN as u64),
@@ -564,6 +683,7 @@ pub(super) async fn recover(
         ended = true;
         state.active_segment_id = segment_id;
         state.write_offset = end.offset;
+        state.ledger = ledger;
     }
     report.blocks = cursor.blocks;
 
@@ -647,7 +767,7 @@ fn dir_error_owned(dir: &Path) -> impl Fn(std::io::Error) -> OpenLogError + '_ {
 #[cfg(test)]
 mod tests {
     use super::super::test_support::*;
-    use super::super::{Durability, Log};
+    use super::super::{CheckMode, Durability, Log, check};
     use super::*;
 
     #[test]
@@ -767,9 +887,46 @@ mod tests {
             drop(log);
             let files = segment_files(&path);
             assert!(files.len() >= 3);
+            // The sealed segments' indexes are written in the background.
+            let indexes: Vec<_> = files[..files.len() - 1]
+                .iter()
+                .map(|f| f.with_extension("idx"))
+                .collect();
+            for _ in 0..500 {
+                if indexes.iter().all(|i| i.exists()) {
+                    break;
+                }
+                glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert!(indexes.iter().all(|i| i.exists()), "indexes written");
             let mut bytes = std::fs::read(&files[0]).expect("read");
             bytes[100] ^= 1;
             std::fs::write(&files[0], bytes).expect("write");
+
+            // With its index, the damaged sealed segment is not scanned at open, and nothing
+            // is ever written to it again; reading the damaged block fails loudly.
+            let log = Log::open(config(&path, 16 << 10, Durability::Write))
+                .await
+                .expect("opens from the indexes");
+            let read = log.read(&s, 0, 10, 1 << 20).await;
+            assert!(read.is_err(), "the damaged block is not served");
+            drop(log);
+            // Verification scans every block and finds it.
+            let checked = check(
+                config(&path, 16 << 10, Durability::Write),
+                CheckMode::Verify,
+            )
+            .await
+            .expect_err("verification finds the damage");
+            assert!(
+                matches!(checked, OpenLogError::DataAfterLogEnd { .. }),
+                "{checked}"
+            );
+
+            // Without the indexes the scan finds the hole and refuses to open.
+            for index in &indexes {
+                std::fs::remove_file(index).expect("remove the index");
+            }
             let error = Log::open(config(&path, 16 << 10, Durability::Write))
                 .await
                 .expect_err("refuses");

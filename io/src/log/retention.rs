@@ -109,8 +109,18 @@ pub(super) async fn enforce_retention(
                 segment_id,
                 source: error.into(),
             })?;
+        let dir = log.state.borrow().config.dir.clone();
+        super::segment_index::remove(&dir, segment_id);
         tracing::info!(segment_id, "Removed a segment past retention.");
         removed += 1;
+    }
+    if removed > 0 {
+        // Make the removals durable: a power cut must not bring back an old segment whose
+        // successors are gone (opening would then find a broken chain).
+        let dir = log.state.borrow().config.dir.clone();
+        super::sync_dir(&dir)
+            .await
+            .map_err(|source| RetentionError::SyncDir { source })?;
     }
     Ok(removed)
 }
