@@ -172,11 +172,20 @@ impl fmt::Display for SequenceNumber {
             chunks[n] = v.div_rem(CHUNK);
             n += 1;
         }
-        write!(f, "{}", chunks[n - 1])?;
+        // At most 192 bits: 58 digits. Written into one buffer and handed to the formatter
+        // once; each 19-digit chunk after the first is zero-padded.
+        let mut digits = [b'0'; 64];
+        let mut len = 0;
+        let mut buffer = itoa::Buffer::new();
+        let first = buffer.format(chunks[n - 1]).as_bytes();
+        digits[..first.len()].copy_from_slice(first);
+        len += first.len();
         for chunk in chunks[..n - 1].iter().rev() {
-            write!(f, "{chunk:019}")?;
+            let text = buffer.format(*chunk).as_bytes();
+            digits[len + 19 - text.len()..len + 19].copy_from_slice(text);
+            len += 19;
         }
-        Ok(())
+        f.write_str(std::str::from_utf8(&digits[..len]).expect("ASCII digits"))
     }
 }
 

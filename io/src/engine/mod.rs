@@ -42,7 +42,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use sluice_core::KinesisError;
 use sluice_core::api::*;
 use sluice_core::catalog::{Catalog, CatalogConfig, RemovedStream, Shard, StartingPoint, Stream};
-use sluice_core::hash_key::partition_key_hash;
+use sluice_core::hash_key::partition_key_hashes;
 use sluice_core::reshard::DueReshard;
 use sluice_core::shard_id::format_shard_id;
 use sluice_core::storage::{ReadBatch, RecordStamp, ShardOrigin};

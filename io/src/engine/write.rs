@@ -52,13 +52,23 @@ impl Engine {
         let count = records.len();
         let mut results: Vec<Option<Result<PutRecordsResultEntry, KinesisError>>> =
             vec![None; count];
+        // The keys without an explicit hash key are hashed together, in SIMD lanes.
+        let keys: Vec<&str> = records
+            .iter()
+            .filter(|entry| entry.explicit_hash_key.is_none())
+            .map(|entry| entry.partition_key.as_str())
+            .collect();
+        let mut hashed = partition_key_hashes(&keys).into_iter();
         let mut pending: Vec<(usize, u128, AppendRecord)> = records
             .into_iter()
             .enumerate()
             .map(|(i, entry)| {
-                let hash_key = entry
-                    .explicit_hash_key
-                    .unwrap_or_else(|| partition_key_hash(&entry.partition_key));
+                let hash_key = match entry.explicit_hash_key {
+                    Some(hash_key) => hash_key,
+                    None => hashed
+                        .next()
+                        .expect("one hash per record without an explicit hash key"),
+                };
                 (
                     i,
                     hash_key,
