@@ -8,6 +8,10 @@
 //! through `sluice_core::storage::{RecordLog, CheckpointLog}`.
 #![deny(unsafe_code)]
 
+pub mod batch;
 pub mod dialect;
+pub mod expr;
+pub mod input;
 pub mod program;
 pub mod types;
+pub mod value;
