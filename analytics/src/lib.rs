@@ -15,3 +15,5 @@ pub mod input;
 pub mod program;
 pub mod types;
 pub mod value;
+pub mod plan;
+pub mod window;

@@ -1,0 +1,662 @@
+//! Compiling a pump's query into a plan over its source stream's batches.
+//!
+//! A pump is one of two plans:
+//! - **stateless**: an optional filter (`WHERE`) and one expression per output column;
+//! - **tumbling aggregate**: `GROUP BY` holding exactly one bucket of the source's `ROWTIME`
+//!   (`STEP(s.ROWTIME BY INTERVAL 'n' unit)` or `FLOOR(s.ROWTIME TO unit)`) plus any other keys
+//!   (which may themselves be buckets of an event-time column), with COUNT/SUM/AVG/MIN/MAX.
+//!   Each select item is an aggregate, a `GROUP BY` item, or the bucket (its window start).
+//!
+//! The select list maps positionally onto the target stream's columns (or onto the pump's
+//! column list), each cast to its column's type. Anything the planner cannot run is a
+//! [`CodeError`] with the position of the offending expression, answered at CreateApplication.
+
+use std::collections::HashMap;
+
+use sqlparser::ast::{
+    BinaryOperator, CeilFloorKind, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
+    GroupByExpr, Query, SelectItem, SetExpr, Spanned, TableFactor, UnaryOperator, Value as AstValue,
+};
+
+use crate::batch::{ROWTIME, StreamShape};
+use crate::expr::{ArithOp, CExpr, CmpOp, ScalarFn};
+use crate::program::{CodeError, Position, PumpDef, column_ref, ident_name, object_name};
+use crate::types::Kind;
+use crate::value::{self, Value};
+
+/// An aggregate function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggFn {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+/// One output column of a tumbling aggregate.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AggOutput {
+    /// The value of GROUP BY key `i`.
+    Key(usize),
+    /// The start of the window (the ROWTIME bucket itself).
+    WindowStart,
+    /// An aggregate over the rows of the group; `arg` is `None` for COUNT(*).
+    Aggregate { func: AggFn, arg: Option<CExpr> },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TumblingPlan {
+    pub width_ms: i64,
+    pub keys: Vec<CExpr>,
+    pub outputs: Vec<AggOutput>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlanBody {
+    Project(Vec<CExpr>),
+    Tumbling(TumblingPlan),
+}
+
+/// A compiled pump.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PumpPlan {
+    pub name: String,
+    pub source: String,
+    pub target: String,
+    pub filter: Option<CExpr>,
+    pub body: PlanBody,
+    /// For each select item, the index of the target column it fills.
+    pub target_columns: Vec<usize>,
+}
+
+/// The stream a query reads, as its expressions see it.
+struct Scope<'a> {
+    stream: &'a str,
+    alias: Option<String>,
+    shape: &'a StreamShape,
+}
+
+fn position_of(expr: &Expr, fallback: Position) -> Position {
+    let start = expr.span().start;
+    if start.line == 0 { fallback } else { start.into() }
+}
+
+/// Compiles `pump` against the shapes of every stream it may read or write.
+pub fn compile_pump(pump: &PumpDef, shapes: &HashMap<String, StreamShape>) -> Result<PumpPlan, CodeError> {
+    let at = pump.position;
+    let query: &Query = &pump.query;
+    let SetExpr::Select(select) = &*query.body else {
+        return Err(CodeError::at(at, "a pump's query must be SELECT STREAM"));
+    };
+    if select.from.len() != 1 || !select.from[0].joins.is_empty() {
+        return Err(CodeError::at(at, "only a single source stream is supported in FROM (joins are not implemented)"));
+    }
+    let TableFactor::Table { name, alias, args: None, .. } = &select.from[0].relation else {
+        return Err(CodeError::at(at, "FROM must name an in-application stream"));
+    };
+    let source = object_name(name).ok_or_else(|| CodeError::at(at, "invalid stream name"))?;
+    let Some(shape) = shapes.get(&source) else {
+        return Err(CodeError::at(at, format!("Object '{source}' not found")));
+    };
+    let scope = Scope {
+        stream: &source,
+        alias: alias.as_ref().map(|a| ident_name(&a.name)),
+        shape,
+    };
+    let target_shape = shapes
+        .get(&pump.target)
+        .ok_or_else(|| CodeError::at(at, format!("Object '{}' not found", pump.target)))?;
+    let target_columns: Vec<usize> = match &pump.columns {
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                target_shape
+                    .columns
+                    .iter()
+                    .position(|(c, _)| c == n)
+                    .ok_or_else(|| CodeError::at(at, format!("Column '{n}' not found in '{}'", pump.target)))
+            })
+            .collect::<Result<_, _>>()?,
+        None => (0..target_shape.columns.len()).collect(),
+    };
+    let items: Vec<&Expr> = select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Ok(e),
+            _ => Err(CodeError::at(at, "SELECT * is not supported: name the columns")),
+        })
+        .collect::<Result<_, _>>()?;
+    if items.len() != target_columns.len() {
+        return Err(CodeError::at(
+            at,
+            format!(
+                "Number of INSERT target columns ({}) does not equal number of source items ({})",
+                target_columns.len(),
+                items.len()
+            ),
+        ));
+    }
+    let filter = match &select.selection {
+        Some(e) => {
+            let c = compile(e, &scope, at)?;
+            if c.kind() != Kind::Bool {
+                return Err(CodeError::at(position_of(e, at), "WHERE needs a boolean condition"));
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    if select.having.is_some() {
+        return Err(CodeError::at(at, "HAVING is not implemented"));
+    }
+    if !select.named_window.is_empty() {
+        return Err(CodeError::at(at, "sliding windows (WINDOW … RANGE/ROWS PRECEDING) are not implemented"));
+    }
+    let group_keys: &[Expr] = match &select.group_by {
+        GroupByExpr::Expressions(keys, _) => keys,
+        GroupByExpr::All(_) => return Err(CodeError::at(at, "GROUP BY ALL is not supported")),
+    };
+    let target_kind = |i: usize| target_shape.columns[target_columns[i]].1;
+    let body = if group_keys.is_empty() {
+        if let Some(agg) = items.iter().find(|e| aggregate_of(e).is_some()) {
+            return Err(CodeError::at(
+                position_of(agg, at),
+                "an aggregate needs a GROUP BY with a ROWTIME window (STEP or FLOOR over ROWTIME)",
+            ));
+        }
+        let exprs = items
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Ok(cast_to(compile(e, &scope, at)?, target_kind(i))))
+            .collect::<Result<_, CodeError>>()?;
+        PlanBody::Project(exprs)
+    } else {
+        PlanBody::Tumbling(compile_tumbling(&items, group_keys, &scope, at)?)
+    };
+    Ok(PumpPlan {
+        name: pump.name.clone(),
+        source,
+        target: pump.target.clone(),
+        filter,
+        body,
+        target_columns,
+    })
+}
+
+fn compile_tumbling(items: &[&Expr], group_keys: &[Expr], scope: &Scope, at: Position) -> Result<TumblingPlan, CodeError> {
+    let mut width_ms = None;
+    let mut window_key = None;
+    let mut keys = Vec::new();
+    let mut key_exprs: Vec<&Expr> = Vec::new();
+    for key in group_keys {
+        let compiled = compile(key, scope, at)?;
+        if let CExpr::TimeBucket { expr, width_ms: w } = &compiled
+            && is_rowtime(expr, scope)
+        {
+            if width_ms.is_some() {
+                return Err(CodeError::at(position_of(key, at), "only one ROWTIME window may be grouped by"));
+            }
+            width_ms = Some(*w);
+            window_key = Some(key);
+            continue;
+        }
+        keys.push(compiled);
+        key_exprs.push(key);
+    }
+    let Some(width_ms) = width_ms else {
+        return Err(CodeError::at(
+            position_of(&group_keys[0], at),
+            "GROUP BY on a stream needs a monotonic expression: STEP(s.ROWTIME BY INTERVAL …) or FLOOR(s.ROWTIME TO …)",
+        ));
+    };
+    let mut outputs = Vec::new();
+    for item in items {
+        let bare = strip_nested(item);
+        if let Some((func, arg)) = aggregate_of(bare) {
+            let arg = match arg {
+                None => None,
+                Some(a) => {
+                    let c = compile(a, scope, at)?;
+                    if func != AggFn::Count && func != AggFn::Min && func != AggFn::Max && !c.kind().is_numeric() {
+                        return Err(CodeError::at(position_of(a, at), "SUM and AVG need a numeric argument"));
+                    }
+                    Some(c)
+                }
+            };
+            outputs.push(AggOutput::Aggregate { func, arg });
+        } else if window_key.is_some_and(|w| strip_nested(w) == bare) {
+            outputs.push(AggOutput::WindowStart);
+        } else if let Some(i) = key_exprs.iter().position(|k| strip_nested(k) == bare) {
+            outputs.push(AggOutput::Key(i));
+        } else {
+            return Err(CodeError::at(
+                position_of(item, at),
+                format!("Expression '{item}' is not being grouped"),
+            ));
+        }
+    }
+    Ok(TumblingPlan { width_ms, keys, outputs })
+}
+
+fn strip_nested(e: &Expr) -> &Expr {
+    match e {
+        Expr::Nested(inner) => strip_nested(inner),
+        other => other,
+    }
+}
+
+fn is_rowtime(e: &CExpr, scope: &Scope) -> bool {
+    matches!(e, CExpr::Column { index, .. } if *index == scope.shape.columns.len())
+}
+
+/// `COUNT(*)`, `COUNT(x)`, `SUM(x)` … as (function, argument).
+fn aggregate_of(e: &Expr) -> Option<(AggFn, Option<&Expr>)> {
+    let Expr::Function(f) = e else { return None };
+    let name = object_name(&f.name)?;
+    let func = match name.as_str() {
+        "COUNT" => AggFn::Count,
+        "SUM" => AggFn::Sum,
+        "AVG" => AggFn::Avg,
+        "MIN" => AggFn::Min,
+        "MAX" => AggFn::Max,
+        _ => return None,
+    };
+    let FunctionArguments::List(list) = &f.args else { return None };
+    match list.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if func == AggFn::Count => Some((func, None)),
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))] => Some((func, Some(a))),
+        _ => None,
+    }
+}
+
+fn cast_to(e: CExpr, kind: Kind) -> CExpr {
+    if e.kind() == kind {
+        e
+    } else {
+        CExpr::Cast { expr: Box::new(e), kind }
+    }
+}
+
+/// Brings two operands to one kind: numbers widen to DOUBLE, a text literal beside a time is
+/// read as a timestamp.
+fn unify(l: CExpr, r: CExpr, at: Position) -> Result<(CExpr, CExpr), CodeError> {
+    let (lk, rk) = (l.kind(), r.kind());
+    if lk == rk {
+        return Ok((l, r));
+    }
+    match (lk, rk) {
+        (Kind::Int, Kind::Float) => Ok((cast_to(l, Kind::Float), r)),
+        (Kind::Float, Kind::Int) => Ok((l, cast_to(r, Kind::Float))),
+        (Kind::Time, Kind::Int) => Ok((l, cast_to(r, Kind::Time))),
+        (Kind::Int, Kind::Time) => Ok((cast_to(l, Kind::Time), r)),
+        (Kind::Time, Kind::Text) | (Kind::Text, Kind::Time) => {
+            let (time, text, swapped) = if lk == Kind::Time { (l, r, false) } else { (r, l, true) };
+            let text = match text {
+                CExpr::Literal(Value::Text(s), _) => match value::parse_timestamp(&s) {
+                    Some(ms) => CExpr::Literal(Value::Time(ms), Kind::Time),
+                    None => return Err(CodeError::at(at, format!("'{s}' is not a timestamp"))),
+                },
+                other => cast_to(other, Kind::Time),
+            };
+            Ok(if swapped { (text, time) } else { (time, text) })
+        }
+        (Kind::Text, _) | (_, Kind::Text) if matches!(l, CExpr::Literal(Value::Null, _)) || matches!(r, CExpr::Literal(Value::Null, _)) => {
+            let kind = if matches!(l, CExpr::Literal(Value::Null, _)) { rk } else { lk };
+            Ok((cast_to(l, kind), cast_to(r, kind)))
+        }
+        _ => Err(CodeError::at(at, format!("Cannot apply an operator to {lk:?} and {rk:?}"))),
+    }
+}
+
+/// Milliseconds of `INTERVAL 'n' unit`.
+fn interval_ms(e: &Expr, at: Position) -> Result<i64, CodeError> {
+    let Expr::Interval(interval) = e else {
+        return Err(CodeError::at(position_of(e, at), "expected an INTERVAL"));
+    };
+    let n: i64 = match &*interval.value {
+        Expr::Value(v) => match &v.value {
+            AstValue::SingleQuotedString(s) | AstValue::Number(s, _) => s.trim().parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+    .ok_or_else(|| CodeError::at(position_of(e, at), "an interval needs a whole number, e.g. INTERVAL '30' SECOND"))?;
+    let unit = interval.leading_field.clone().unwrap_or(DateTimeField::Second);
+    let unit_ms = unit_ms(&unit).ok_or_else(|| CodeError::at(position_of(e, at), format!("unsupported interval unit {unit}")))?;
+    if n <= 0 {
+        return Err(CodeError::at(position_of(e, at), "a window width must be positive"));
+    }
+    Ok(n * unit_ms)
+}
+
+fn unit_ms(unit: &DateTimeField) -> Option<i64> {
+    Some(match unit {
+        DateTimeField::Second | DateTimeField::Seconds => 1_000,
+        DateTimeField::Minute | DateTimeField::Minutes => 60_000,
+        DateTimeField::Hour | DateTimeField::Hours => 3_600_000,
+        DateTimeField::Day | DateTimeField::Days => 86_400_000,
+        DateTimeField::Millisecond | DateTimeField::Milliseconds => 1,
+        _ => return None,
+    })
+}
+
+fn literal(v: &AstValue, at: Position) -> Result<CExpr, CodeError> {
+    Ok(match v {
+        AstValue::Number(s, _) => match s.parse::<i64>() {
+            Ok(i) => CExpr::Literal(Value::Int(i), Kind::Int),
+            Err(_) => CExpr::Literal(
+                Value::Float(s.parse().map_err(|_| CodeError::at(at, format!("invalid number {s}")))?),
+                Kind::Float,
+            ),
+        },
+        AstValue::SingleQuotedString(s) => CExpr::Literal(Value::Text(s.clone()), Kind::Text),
+        AstValue::Boolean(b) => CExpr::Literal(Value::Bool(*b), Kind::Bool),
+        AstValue::Null => CExpr::Literal(Value::Null, Kind::Text),
+        other => return Err(CodeError::at(at, format!("unsupported literal {other}"))),
+    })
+}
+
+fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeError> {
+    let at = position_of(e, fallback);
+    let sub = |x: &Expr| compile(x, scope, at);
+    Ok(match e {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
+            let (qualifier, column) = column_ref(e).ok_or_else(|| CodeError::at(at, "invalid column reference"))?;
+            if let Some(q) = &qualifier
+                && q != scope.stream
+                && Some(q) != scope.alias.as_ref()
+            {
+                return Err(CodeError::at(at, format!("Table '{q}' not found")));
+            }
+            let (index, kind) = scope
+                .shape
+                .index_of(&column)
+                .ok_or_else(|| CodeError::at(at, format!("Column '{column}' not found in any table")))?;
+            CExpr::Column { index, kind }
+        }
+        Expr::Value(v) => literal(&v.value, at)?,
+        Expr::Nested(inner) => sub(inner)?,
+        Expr::BinaryOp { left, op, right } => {
+            let (l, r) = (sub(left)?, sub(right)?);
+            match op {
+                BinaryOperator::Plus | BinaryOperator::Minus | BinaryOperator::Multiply | BinaryOperator::Divide | BinaryOperator::Modulo => {
+                    let (l, r) = unify(l, r, at)?;
+                    let kind = l.kind();
+                    if !kind.is_numeric() {
+                        return Err(CodeError::at(at, format!("Cannot apply '{op}' to arguments of type {kind:?}")));
+                    }
+                    let op = match op {
+                        BinaryOperator::Plus => ArithOp::Add,
+                        BinaryOperator::Minus => ArithOp::Sub,
+                        BinaryOperator::Multiply => ArithOp::Mul,
+                        BinaryOperator::Divide => ArithOp::Div,
+                        _ => ArithOp::Rem,
+                    };
+                    CExpr::Arith { op, left: Box::new(l), right: Box::new(r), kind }
+                }
+                BinaryOperator::Eq | BinaryOperator::NotEq | BinaryOperator::Lt | BinaryOperator::LtEq | BinaryOperator::Gt | BinaryOperator::GtEq => {
+                    let (l, r) = unify(l, r, at)?;
+                    let op = match op {
+                        BinaryOperator::Eq => CmpOp::Eq,
+                        BinaryOperator::NotEq => CmpOp::NotEq,
+                        BinaryOperator::Lt => CmpOp::Lt,
+                        BinaryOperator::LtEq => CmpOp::LtEq,
+                        BinaryOperator::Gt => CmpOp::Gt,
+                        _ => CmpOp::GtEq,
+                    };
+                    CExpr::Compare { op, left: Box::new(l), right: Box::new(r) }
+                }
+                BinaryOperator::And | BinaryOperator::Or => {
+                    if l.kind() != Kind::Bool || r.kind() != Kind::Bool {
+                        return Err(CodeError::at(at, format!("'{op}' needs boolean operands")));
+                    }
+                    if *op == BinaryOperator::And {
+                        CExpr::And(Box::new(l), Box::new(r))
+                    } else {
+                        CExpr::Or(Box::new(l), Box::new(r))
+                    }
+                }
+                BinaryOperator::StringConcat => CExpr::Func { func: ScalarFn::Concat, args: vec![l, r], kind: Kind::Text },
+                other => return Err(CodeError::at(at, format!("unsupported operator {other}"))),
+            }
+        }
+        Expr::UnaryOp { op, expr } => {
+            let inner = sub(expr)?;
+            match op {
+                UnaryOperator::Not if inner.kind() == Kind::Bool => CExpr::Not(Box::new(inner)),
+                UnaryOperator::Minus if inner.kind().is_numeric() => CExpr::Neg(Box::new(inner)),
+                UnaryOperator::Plus if inner.kind().is_numeric() => inner,
+                _ => return Err(CodeError::at(at, format!("cannot apply {op} to {:?}", inner.kind()))),
+            }
+        }
+        Expr::IsNull(x) => CExpr::IsNull { expr: Box::new(sub(x)?), negated: false },
+        Expr::IsNotNull(x) => CExpr::IsNull { expr: Box::new(sub(x)?), negated: true },
+        Expr::Between { expr, negated, low, high } => {
+            let x = sub(expr)?;
+            let (a, lo) = unify(x.clone(), sub(low)?, at)?;
+            let (b, hi) = unify(x, sub(high)?, at)?;
+            let within = CExpr::And(
+                Box::new(CExpr::Compare { op: CmpOp::GtEq, left: Box::new(a), right: Box::new(lo) }),
+                Box::new(CExpr::Compare { op: CmpOp::LtEq, left: Box::new(b), right: Box::new(hi) }),
+            );
+            if *negated { CExpr::Not(Box::new(within)) } else { within }
+        }
+        Expr::In { expr, target: sqlparser::ast::InTarget::List(list), negated, .. } => {
+            let x = sub(expr)?;
+            let mut any: Option<CExpr> = None;
+            for item in list {
+                let (l, r) = unify(x.clone(), sub(item)?, at)?;
+                let eq = CExpr::Compare { op: CmpOp::Eq, left: Box::new(l), right: Box::new(r) };
+                any = Some(match any {
+                    None => eq,
+                    Some(prev) => CExpr::Or(Box::new(prev), Box::new(eq)),
+                });
+            }
+            let any = any.ok_or_else(|| CodeError::at(at, "IN needs at least one value"))?;
+            if *negated { CExpr::Not(Box::new(any)) } else { any }
+        }
+        Expr::Like { negated, expr, pattern, escape_char: None, any: false } => {
+            let like = CExpr::Func { func: ScalarFn::Like, args: vec![text_arg(sub(expr)?, at)?, text_arg(sub(pattern)?, at)?], kind: Kind::Bool };
+            if *negated { CExpr::Not(Box::new(like)) } else { like }
+        }
+        Expr::Cast { expr, data_type, .. } => {
+            let kind = crate::types::SqlType::from_ast(data_type)
+                .ok_or_else(|| CodeError::at(at, format!("unsupported type {data_type}")))?
+                .kind();
+            CExpr::Cast { expr: Box::new(sub(expr)?), kind }
+        }
+        Expr::Floor { expr, field } | Expr::Ceil { expr, field } => {
+            let x = sub(expr)?;
+            let is_floor = matches!(e, Expr::Floor { .. });
+            match field {
+                CeilFloorKind::DateTimeField(DateTimeField::NoDateTime) => {
+                    if !x.kind().is_numeric() {
+                        return Err(CodeError::at(at, "FLOOR/CEIL of a non-number needs TO unit"));
+                    }
+                    let kind = x.kind();
+                    CExpr::Func { func: if is_floor { ScalarFn::FloorNum } else { ScalarFn::CeilNum }, args: vec![x], kind }
+                }
+                CeilFloorKind::DateTimeField(unit) if is_floor && x.kind() == Kind::Time => {
+                    let width_ms = unit_ms(unit).ok_or_else(|| CodeError::at(at, format!("unsupported unit {unit}")))?;
+                    CExpr::TimeBucket { expr: Box::new(x), width_ms }
+                }
+                _ => return Err(CodeError::at(at, "unsupported FLOOR/CEIL form")),
+            }
+        }
+        Expr::Substring { expr, substring_from, substring_for, .. } => {
+            let mut args = vec![text_arg(sub(expr)?, at)?];
+            args.push(match substring_from {
+                Some(f) => cast_to(sub(f)?, Kind::Int),
+                None => CExpr::Literal(Value::Int(1), Kind::Int),
+            });
+            if let Some(n) = substring_for {
+                args.push(cast_to(sub(n)?, Kind::Int));
+            }
+            CExpr::Func { func: ScalarFn::Substring, args, kind: Kind::Text }
+        }
+        Expr::Trim { expr, trim_where: None, trim_what: None, trim_characters: None } => {
+            CExpr::Func { func: ScalarFn::Trim, args: vec![text_arg(sub(expr)?, at)?], kind: Kind::Text }
+        }
+        Expr::Position { expr, r#in } => CExpr::Func {
+            func: ScalarFn::Position,
+            args: vec![text_arg(sub(expr)?, at)?, text_arg(sub(r#in)?, at)?],
+            kind: Kind::Int,
+        },
+        Expr::Case { operand, conditions, else_result, .. } => {
+            let mut args = Vec::new();
+            let mut kind = None;
+            for when in conditions {
+                let cond = match operand {
+                    Some(op) => {
+                        let (l, r) = unify(sub(op)?, sub(&when.condition)?, at)?;
+                        CExpr::Compare { op: CmpOp::Eq, left: Box::new(l), right: Box::new(r) }
+                    }
+                    None => sub(&when.condition)?,
+                };
+                let result = sub(&when.result)?;
+                kind.get_or_insert(result.kind());
+                args.push(cond);
+                args.push(result);
+            }
+            if let Some(x) = else_result {
+                args.push(sub(x)?);
+            }
+            let kind = kind.unwrap_or(Kind::Text);
+            let args = args
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| if i % 2 == 1 || i == args_len_odd(conditions.len(), i) { cast_to(a, kind) } else { a })
+                .collect();
+            CExpr::Func { func: ScalarFn::Case, args, kind }
+        }
+        Expr::Function(f) => compile_function(f, scope, at)?,
+        other => return Err(CodeError::at(at, format!("unsupported expression {other}"))),
+    })
+}
+
+/// The index of CASE's ELSE argument (after the condition/result pairs).
+fn args_len_odd(pairs: usize, _i: usize) -> usize {
+    pairs * 2
+}
+
+fn text_arg(e: CExpr, at: Position) -> Result<CExpr, CodeError> {
+    if e.kind() == Kind::Text || matches!(e, CExpr::Literal(Value::Null, _)) {
+        Ok(e)
+    } else {
+        Err(CodeError::at(at, format!("expected a character string, found {:?}", e.kind())))
+    }
+}
+
+fn compile_function(f: &sqlparser::ast::Function, scope: &Scope, at: Position) -> Result<CExpr, CodeError> {
+    let name = object_name(&f.name).ok_or_else(|| CodeError::at(at, "invalid function name"))?;
+    if f.over.is_some() {
+        return Err(CodeError::at(at, "sliding windows (OVER) are not implemented"));
+    }
+    let args: Vec<&Expr> = match &f.args {
+        FunctionArguments::None => Vec::new(),
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+                _ => Err(CodeError::at(at, format!("unsupported argument to {name}"))),
+            })
+            .collect::<Result<_, _>>()?,
+        FunctionArguments::Subquery(_) => return Err(CodeError::at(at, format!("unsupported argument to {name}"))),
+    };
+    let arity = |n: std::ops::RangeInclusive<usize>| {
+        if n.contains(&args.len()) {
+            Ok(())
+        } else {
+            Err(CodeError::at(at, format!("Invalid number of arguments to function '{name}'")))
+        }
+    };
+    let sub = |x: &Expr| compile(x, scope, at);
+    Ok(match name.as_str() {
+        "STEP" => {
+            arity(2..=2)?;
+            let x = sub(args[0])?;
+            if x.kind() != Kind::Time {
+                return Err(CodeError::at(at, "STEP needs a TIMESTAMP operand"));
+            }
+            CExpr::TimeBucket { expr: Box::new(x), width_ms: interval_ms(args[1], at)? }
+        }
+        "UPPER" | "LOWER" | "CHAR_LENGTH" | "CHARACTER_LENGTH" | "TRIM" => {
+            arity(1..=1)?;
+            let (func, kind) = match name.as_str() {
+                "UPPER" => (ScalarFn::Upper, Kind::Text),
+                "LOWER" => (ScalarFn::Lower, Kind::Text),
+                "TRIM" => (ScalarFn::Trim, Kind::Text),
+                _ => (ScalarFn::CharLength, Kind::Int),
+            };
+            CExpr::Func { func, args: vec![text_arg(sub(args[0])?, at)?], kind }
+        }
+        "ABS" => {
+            arity(1..=1)?;
+            let x = sub(args[0])?;
+            let kind = x.kind();
+            if !kind.is_numeric() {
+                return Err(CodeError::at(at, "ABS needs a number"));
+            }
+            CExpr::Func { func: ScalarFn::Abs, args: vec![x], kind }
+        }
+        "MOD" => {
+            arity(2..=2)?;
+            let (l, r) = unify(sub(args[0])?, sub(args[1])?, at)?;
+            let kind = l.kind();
+            CExpr::Arith { op: ArithOp::Rem, left: Box::new(l), right: Box::new(r), kind }
+        }
+        "POWER" | "SQRT" | "LN" | "EXP" => {
+            let func = match name.as_str() {
+                "POWER" => {
+                    arity(2..=2)?;
+                    ScalarFn::Power
+                }
+                "SQRT" => ScalarFn::Sqrt,
+                "LN" => ScalarFn::Ln,
+                _ => ScalarFn::Exp,
+            };
+            if func != ScalarFn::Power {
+                arity(1..=1)?;
+            }
+            let args = args.iter().map(|a| Ok(cast_to(sub(a)?, Kind::Float))).collect::<Result<_, CodeError>>()?;
+            CExpr::Func { func, args, kind: Kind::Float }
+        }
+        "COALESCE" => {
+            arity(1..=64)?;
+            let compiled: Vec<CExpr> = args.iter().map(|a| sub(a)).collect::<Result<_, _>>()?;
+            let kind = compiled.iter().map(CExpr::kind).find(|k| *k != Kind::Text).unwrap_or(Kind::Text);
+            let args = compiled.into_iter().map(|a| cast_to(a, kind)).collect();
+            CExpr::Func { func: ScalarFn::Coalesce, args, kind }
+        }
+        "TIMESTAMP_TO_CHAR" => {
+            arity(2..=2)?;
+            let ts = sub(args[1])?;
+            if ts.kind() != Kind::Time {
+                return Err(CodeError::at(at, "TIMESTAMP_TO_CHAR needs a TIMESTAMP"));
+            }
+            CExpr::Func { func: ScalarFn::TimestampToChar, args: vec![text_arg(sub(args[0])?, at)?, ts], kind: Kind::Text }
+        }
+        "CHAR_TO_TIMESTAMP" => {
+            arity(2..=2)?;
+            CExpr::Func {
+                func: ScalarFn::CharToTimestamp,
+                args: vec![text_arg(sub(args[0])?, at)?, text_arg(sub(args[1])?, at)?],
+                kind: Kind::Time,
+            }
+        }
+        "CURRENT_ROW_TIMESTAMP" => {
+            arity(0..=0)?;
+            CExpr::Column { index: scope.shape.columns.len(), kind: Kind::Time }
+        }
+        "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" => {
+            return Err(CodeError::at(at, format!("aggregate {name} is only allowed as a select item of a GROUP BY query")));
+        }
+        _ => return Err(CodeError::at(at, format!("No match found for function signature {name}"))),
+    })
+}
+
+/// ROWTIME is never a declared column name.
+pub const _ROWTIME_RESERVED: &str = ROWTIME;
