@@ -12,8 +12,15 @@ pub mod batch;
 pub mod dialect;
 pub mod expr;
 pub mod input;
+pub mod output;
+pub mod pipeline;
+pub mod plan;
 pub mod program;
+pub mod run_file;
+pub mod schema_wire;
 pub mod types;
 pub mod value;
-pub mod plan;
 pub mod window;
+
+#[cfg(test)]
+mod tests;

@@ -14,8 +14,9 @@
 use std::collections::HashMap;
 
 use sqlparser::ast::{
-    BinaryOperator, CeilFloorKind, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, Query, SelectItem, SetExpr, Spanned, TableFactor, UnaryOperator, Value as AstValue,
+    BinaryOperator, CeilFloorKind, DateTimeField, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, Query, SelectItem, SetExpr, Spanned, TableFactor,
+    UnaryOperator, Value as AstValue,
 };
 
 use crate::batch::{ROWTIME, StreamShape};
@@ -79,20 +80,36 @@ struct Scope<'a> {
 
 fn position_of(expr: &Expr, fallback: Position) -> Position {
     let start = expr.span().start;
-    if start.line == 0 { fallback } else { start.into() }
+    if start.line == 0 {
+        fallback
+    } else {
+        start.into()
+    }
 }
 
 /// Compiles `pump` against the shapes of every stream it may read or write.
-pub fn compile_pump(pump: &PumpDef, shapes: &HashMap<String, StreamShape>) -> Result<PumpPlan, CodeError> {
+pub fn compile_pump(
+    pump: &PumpDef,
+    shapes: &HashMap<String, StreamShape>,
+) -> Result<PumpPlan, CodeError> {
     let at = pump.position;
     let query: &Query = &pump.query;
     let SetExpr::Select(select) = &*query.body else {
         return Err(CodeError::at(at, "a pump's query must be SELECT STREAM"));
     };
     if select.from.len() != 1 || !select.from[0].joins.is_empty() {
-        return Err(CodeError::at(at, "only a single source stream is supported in FROM (joins are not implemented)"));
+        return Err(CodeError::at(
+            at,
+            "only a single source stream is supported in FROM (joins are not implemented)",
+        ));
     }
-    let TableFactor::Table { name, alias, args: None, .. } = &select.from[0].relation else {
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = &select.from[0].relation
+    else {
         return Err(CodeError::at(at, "FROM must name an in-application stream"));
     };
     let source = object_name(name).ok_or_else(|| CodeError::at(at, "invalid stream name"))?;
@@ -115,7 +132,9 @@ pub fn compile_pump(pump: &PumpDef, shapes: &HashMap<String, StreamShape>) -> Re
                     .columns
                     .iter()
                     .position(|(c, _)| c == n)
-                    .ok_or_else(|| CodeError::at(at, format!("Column '{n}' not found in '{}'", pump.target)))
+                    .ok_or_else(|| {
+                        CodeError::at(at, format!("Column '{n}' not found in '{}'", pump.target))
+                    })
             })
             .collect::<Result<_, _>>()?,
         None => (0..target_shape.columns.len()).collect(),
@@ -125,7 +144,10 @@ pub fn compile_pump(pump: &PumpDef, shapes: &HashMap<String, StreamShape>) -> Re
         .iter()
         .map(|item| match item {
             SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => Ok(e),
-            _ => Err(CodeError::at(at, "SELECT * is not supported: name the columns")),
+            _ => Err(CodeError::at(
+                at,
+                "SELECT * is not supported: name the columns",
+            )),
         })
         .collect::<Result<_, _>>()?;
     if items.len() != target_columns.len() {
@@ -142,7 +164,10 @@ pub fn compile_pump(pump: &PumpDef, shapes: &HashMap<String, StreamShape>) -> Re
         Some(e) => {
             let c = compile(e, &scope, at)?;
             if c.kind() != Kind::Bool {
-                return Err(CodeError::at(position_of(e, at), "WHERE needs a boolean condition"));
+                return Err(CodeError::at(
+                    position_of(e, at),
+                    "WHERE needs a boolean condition",
+                ));
             }
             Some(c)
         }
@@ -152,7 +177,10 @@ pub fn compile_pump(pump: &PumpDef, shapes: &HashMap<String, StreamShape>) -> Re
         return Err(CodeError::at(at, "HAVING is not implemented"));
     }
     if !select.named_window.is_empty() {
-        return Err(CodeError::at(at, "sliding windows (WINDOW … RANGE/ROWS PRECEDING) are not implemented"));
+        return Err(CodeError::at(
+            at,
+            "sliding windows (WINDOW … RANGE/ROWS PRECEDING) are not implemented",
+        ));
     }
     let group_keys: &[Expr] = match &select.group_by {
         GroupByExpr::Expressions(keys, _) => keys,
@@ -185,7 +213,12 @@ pub fn compile_pump(pump: &PumpDef, shapes: &HashMap<String, StreamShape>) -> Re
     })
 }
 
-fn compile_tumbling(items: &[&Expr], group_keys: &[Expr], scope: &Scope, at: Position) -> Result<TumblingPlan, CodeError> {
+fn compile_tumbling(
+    items: &[&Expr],
+    group_keys: &[Expr],
+    scope: &Scope,
+    at: Position,
+) -> Result<TumblingPlan, CodeError> {
     let mut width_ms = None;
     let mut window_key = None;
     let mut keys = Vec::new();
@@ -196,7 +229,10 @@ fn compile_tumbling(items: &[&Expr], group_keys: &[Expr], scope: &Scope, at: Pos
             && is_rowtime(expr, scope)
         {
             if width_ms.is_some() {
-                return Err(CodeError::at(position_of(key, at), "only one ROWTIME window may be grouped by"));
+                return Err(CodeError::at(
+                    position_of(key, at),
+                    "only one ROWTIME window may be grouped by",
+                ));
             }
             width_ms = Some(*w);
             window_key = Some(key);
@@ -219,8 +255,15 @@ fn compile_tumbling(items: &[&Expr], group_keys: &[Expr], scope: &Scope, at: Pos
                 None => None,
                 Some(a) => {
                     let c = compile(a, scope, at)?;
-                    if func != AggFn::Count && func != AggFn::Min && func != AggFn::Max && !c.kind().is_numeric() {
-                        return Err(CodeError::at(position_of(a, at), "SUM and AVG need a numeric argument"));
+                    if func != AggFn::Count
+                        && func != AggFn::Min
+                        && func != AggFn::Max
+                        && !c.kind().is_numeric()
+                    {
+                        return Err(CodeError::at(
+                            position_of(a, at),
+                            "SUM and AVG need a numeric argument",
+                        ));
                     }
                     Some(c)
                 }
@@ -237,7 +280,11 @@ fn compile_tumbling(items: &[&Expr], group_keys: &[Expr], scope: &Scope, at: Pos
             ));
         }
     }
-    Ok(TumblingPlan { width_ms, keys, outputs })
+    Ok(TumblingPlan {
+        width_ms,
+        keys,
+        outputs,
+    })
 }
 
 fn strip_nested(e: &Expr) -> &Expr {
@@ -263,9 +310,13 @@ fn aggregate_of(e: &Expr) -> Option<(AggFn, Option<&Expr>)> {
         "MAX" => AggFn::Max,
         _ => return None,
     };
-    let FunctionArguments::List(list) = &f.args else { return None };
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
     match list.args.as_slice() {
-        [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if func == AggFn::Count => Some((func, None)),
+        [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if func == AggFn::Count => {
+            Some((func, None))
+        }
         [FunctionArg::Unnamed(FunctionArgExpr::Expr(a))] => Some((func, Some(a))),
         _ => None,
     }
@@ -275,7 +326,10 @@ fn cast_to(e: CExpr, kind: Kind) -> CExpr {
     if e.kind() == kind {
         e
     } else {
-        CExpr::Cast { expr: Box::new(e), kind }
+        CExpr::Cast {
+            expr: Box::new(e),
+            kind,
+        }
     }
 }
 
@@ -292,7 +346,11 @@ fn unify(l: CExpr, r: CExpr, at: Position) -> Result<(CExpr, CExpr), CodeError> 
         (Kind::Time, Kind::Int) => Ok((l, cast_to(r, Kind::Time))),
         (Kind::Int, Kind::Time) => Ok((cast_to(l, Kind::Time), r)),
         (Kind::Time, Kind::Text) | (Kind::Text, Kind::Time) => {
-            let (time, text, swapped) = if lk == Kind::Time { (l, r, false) } else { (r, l, true) };
+            let (time, text, swapped) = if lk == Kind::Time {
+                (l, r, false)
+            } else {
+                (r, l, true)
+            };
             let text = match text {
                 CExpr::Literal(Value::Text(s), _) => match value::parse_timestamp(&s) {
                     Some(ms) => CExpr::Literal(Value::Time(ms), Kind::Time),
@@ -302,11 +360,21 @@ fn unify(l: CExpr, r: CExpr, at: Position) -> Result<(CExpr, CExpr), CodeError> 
             };
             Ok(if swapped { (text, time) } else { (time, text) })
         }
-        (Kind::Text, _) | (_, Kind::Text) if matches!(l, CExpr::Literal(Value::Null, _)) || matches!(r, CExpr::Literal(Value::Null, _)) => {
-            let kind = if matches!(l, CExpr::Literal(Value::Null, _)) { rk } else { lk };
+        (Kind::Text, _) | (_, Kind::Text)
+            if matches!(l, CExpr::Literal(Value::Null, _))
+                || matches!(r, CExpr::Literal(Value::Null, _)) =>
+        {
+            let kind = if matches!(l, CExpr::Literal(Value::Null, _)) {
+                rk
+            } else {
+                lk
+            };
             Ok((cast_to(l, kind), cast_to(r, kind)))
         }
-        _ => Err(CodeError::at(at, format!("Cannot apply an operator to {lk:?} and {rk:?}"))),
+        _ => Err(CodeError::at(
+            at,
+            format!("Cannot apply an operator to {lk:?} and {rk:?}"),
+        )),
     }
 }
 
@@ -322,11 +390,27 @@ fn interval_ms(e: &Expr, at: Position) -> Result<i64, CodeError> {
         },
         _ => None,
     }
-    .ok_or_else(|| CodeError::at(position_of(e, at), "an interval needs a whole number, e.g. INTERVAL '30' SECOND"))?;
-    let unit = interval.leading_field.clone().unwrap_or(DateTimeField::Second);
-    let unit_ms = unit_ms(&unit).ok_or_else(|| CodeError::at(position_of(e, at), format!("unsupported interval unit {unit}")))?;
+    .ok_or_else(|| {
+        CodeError::at(
+            position_of(e, at),
+            "an interval needs a whole number, e.g. INTERVAL '30' SECOND",
+        )
+    })?;
+    let unit = interval
+        .leading_field
+        .clone()
+        .unwrap_or(DateTimeField::Second);
+    let unit_ms = unit_ms(&unit).ok_or_else(|| {
+        CodeError::at(
+            position_of(e, at),
+            format!("unsupported interval unit {unit}"),
+        )
+    })?;
     if n <= 0 {
-        return Err(CodeError::at(position_of(e, at), "a window width must be positive"));
+        return Err(CodeError::at(
+            position_of(e, at),
+            "a window width must be positive",
+        ));
     }
     Ok(n * unit_ms)
 }
@@ -347,7 +431,10 @@ fn literal(v: &AstValue, at: Position) -> Result<CExpr, CodeError> {
         AstValue::Number(s, _) => match s.parse::<i64>() {
             Ok(i) => CExpr::Literal(Value::Int(i), Kind::Int),
             Err(_) => CExpr::Literal(
-                Value::Float(s.parse().map_err(|_| CodeError::at(at, format!("invalid number {s}")))?),
+                Value::Float(
+                    s.parse()
+                        .map_err(|_| CodeError::at(at, format!("invalid number {s}")))?,
+                ),
                 Kind::Float,
             ),
         },
@@ -363,17 +450,17 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
     let sub = |x: &Expr| compile(x, scope, at);
     Ok(match e {
         Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
-            let (qualifier, column) = column_ref(e).ok_or_else(|| CodeError::at(at, "invalid column reference"))?;
+            let (qualifier, column) =
+                column_ref(e).ok_or_else(|| CodeError::at(at, "invalid column reference"))?;
             if let Some(q) = &qualifier
                 && q != scope.stream
                 && Some(q) != scope.alias.as_ref()
             {
                 return Err(CodeError::at(at, format!("Table '{q}' not found")));
             }
-            let (index, kind) = scope
-                .shape
-                .index_of(&column)
-                .ok_or_else(|| CodeError::at(at, format!("Column '{column}' not found in any table")))?;
+            let (index, kind) = scope.shape.index_of(&column).ok_or_else(|| {
+                CodeError::at(at, format!("Column '{column}' not found in any table"))
+            })?;
             CExpr::Column { index, kind }
         }
         Expr::Value(v) => literal(&v.value, at)?,
@@ -381,11 +468,18 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
         Expr::BinaryOp { left, op, right } => {
             let (l, r) = (sub(left)?, sub(right)?);
             match op {
-                BinaryOperator::Plus | BinaryOperator::Minus | BinaryOperator::Multiply | BinaryOperator::Divide | BinaryOperator::Modulo => {
+                BinaryOperator::Plus
+                | BinaryOperator::Minus
+                | BinaryOperator::Multiply
+                | BinaryOperator::Divide
+                | BinaryOperator::Modulo => {
                     let (l, r) = unify(l, r, at)?;
                     let kind = l.kind();
                     if !kind.is_numeric() {
-                        return Err(CodeError::at(at, format!("Cannot apply '{op}' to arguments of type {kind:?}")));
+                        return Err(CodeError::at(
+                            at,
+                            format!("Cannot apply '{op}' to arguments of type {kind:?}"),
+                        ));
                     }
                     let op = match op {
                         BinaryOperator::Plus => ArithOp::Add,
@@ -394,9 +488,19 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
                         BinaryOperator::Divide => ArithOp::Div,
                         _ => ArithOp::Rem,
                     };
-                    CExpr::Arith { op, left: Box::new(l), right: Box::new(r), kind }
+                    CExpr::Arith {
+                        op,
+                        left: Box::new(l),
+                        right: Box::new(r),
+                        kind,
+                    }
                 }
-                BinaryOperator::Eq | BinaryOperator::NotEq | BinaryOperator::Lt | BinaryOperator::LtEq | BinaryOperator::Gt | BinaryOperator::GtEq => {
+                BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq => {
                     let (l, r) = unify(l, r, at)?;
                     let op = match op {
                         BinaryOperator::Eq => CmpOp::Eq,
@@ -406,7 +510,11 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
                         BinaryOperator::Gt => CmpOp::Gt,
                         _ => CmpOp::GtEq,
                     };
-                    CExpr::Compare { op, left: Box::new(l), right: Box::new(r) }
+                    CExpr::Compare {
+                        op,
+                        left: Box::new(l),
+                        right: Box::new(r),
+                    }
                 }
                 BinaryOperator::And | BinaryOperator::Or => {
                     if l.kind() != Kind::Bool || r.kind() != Kind::Bool {
@@ -418,7 +526,11 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
                         CExpr::Or(Box::new(l), Box::new(r))
                     }
                 }
-                BinaryOperator::StringConcat => CExpr::Func { func: ScalarFn::Concat, args: vec![l, r], kind: Kind::Text },
+                BinaryOperator::StringConcat => CExpr::Func {
+                    func: ScalarFn::Concat,
+                    args: vec![l, r],
+                    kind: Kind::Text,
+                },
                 other => return Err(CodeError::at(at, format!("unsupported operator {other}"))),
             }
         }
@@ -428,44 +540,104 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
                 UnaryOperator::Not if inner.kind() == Kind::Bool => CExpr::Not(Box::new(inner)),
                 UnaryOperator::Minus if inner.kind().is_numeric() => CExpr::Neg(Box::new(inner)),
                 UnaryOperator::Plus if inner.kind().is_numeric() => inner,
-                _ => return Err(CodeError::at(at, format!("cannot apply {op} to {:?}", inner.kind()))),
+                _ => {
+                    return Err(CodeError::at(
+                        at,
+                        format!("cannot apply {op} to {:?}", inner.kind()),
+                    ));
+                }
             }
         }
-        Expr::IsNull(x) => CExpr::IsNull { expr: Box::new(sub(x)?), negated: false },
-        Expr::IsNotNull(x) => CExpr::IsNull { expr: Box::new(sub(x)?), negated: true },
-        Expr::Between { expr, negated, low, high } => {
+        Expr::IsNull(x) => CExpr::IsNull {
+            expr: Box::new(sub(x)?),
+            negated: false,
+        },
+        Expr::IsNotNull(x) => CExpr::IsNull {
+            expr: Box::new(sub(x)?),
+            negated: true,
+        },
+        Expr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => {
             let x = sub(expr)?;
             let (a, lo) = unify(x.clone(), sub(low)?, at)?;
             let (b, hi) = unify(x, sub(high)?, at)?;
             let within = CExpr::And(
-                Box::new(CExpr::Compare { op: CmpOp::GtEq, left: Box::new(a), right: Box::new(lo) }),
-                Box::new(CExpr::Compare { op: CmpOp::LtEq, left: Box::new(b), right: Box::new(hi) }),
+                Box::new(CExpr::Compare {
+                    op: CmpOp::GtEq,
+                    left: Box::new(a),
+                    right: Box::new(lo),
+                }),
+                Box::new(CExpr::Compare {
+                    op: CmpOp::LtEq,
+                    left: Box::new(b),
+                    right: Box::new(hi),
+                }),
             );
-            if *negated { CExpr::Not(Box::new(within)) } else { within }
+            if *negated {
+                CExpr::Not(Box::new(within))
+            } else {
+                within
+            }
         }
-        Expr::In { expr, target: sqlparser::ast::InTarget::List(list), negated, .. } => {
+        Expr::In {
+            expr,
+            target: sqlparser::ast::InTarget::List(list),
+            negated,
+            ..
+        } => {
             let x = sub(expr)?;
             let mut any: Option<CExpr> = None;
             for item in list {
                 let (l, r) = unify(x.clone(), sub(item)?, at)?;
-                let eq = CExpr::Compare { op: CmpOp::Eq, left: Box::new(l), right: Box::new(r) };
+                let eq = CExpr::Compare {
+                    op: CmpOp::Eq,
+                    left: Box::new(l),
+                    right: Box::new(r),
+                };
                 any = Some(match any {
                     None => eq,
                     Some(prev) => CExpr::Or(Box::new(prev), Box::new(eq)),
                 });
             }
             let any = any.ok_or_else(|| CodeError::at(at, "IN needs at least one value"))?;
-            if *negated { CExpr::Not(Box::new(any)) } else { any }
+            if *negated {
+                CExpr::Not(Box::new(any))
+            } else {
+                any
+            }
         }
-        Expr::Like { negated, expr, pattern, escape_char: None, any: false } => {
-            let like = CExpr::Func { func: ScalarFn::Like, args: vec![text_arg(sub(expr)?, at)?, text_arg(sub(pattern)?, at)?], kind: Kind::Bool };
-            if *negated { CExpr::Not(Box::new(like)) } else { like }
+        Expr::Like {
+            negated,
+            expr,
+            pattern,
+            escape_char: None,
+            any: false,
+        } => {
+            let like = CExpr::Func {
+                func: ScalarFn::Like,
+                args: vec![text_arg(sub(expr)?, at)?, text_arg(sub(pattern)?, at)?],
+                kind: Kind::Bool,
+            };
+            if *negated {
+                CExpr::Not(Box::new(like))
+            } else {
+                like
+            }
         }
-        Expr::Cast { expr, data_type, .. } => {
+        Expr::Cast {
+            expr, data_type, ..
+        } => {
             let kind = crate::types::SqlType::from_ast(data_type)
                 .ok_or_else(|| CodeError::at(at, format!("unsupported type {data_type}")))?
                 .kind();
-            CExpr::Cast { expr: Box::new(sub(expr)?), kind }
+            CExpr::Cast {
+                expr: Box::new(sub(expr)?),
+                kind,
+            }
         }
         Expr::Floor { expr, field } | Expr::Ceil { expr, field } => {
             let x = sub(expr)?;
@@ -473,19 +645,39 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
             match field {
                 CeilFloorKind::DateTimeField(DateTimeField::NoDateTime) => {
                     if !x.kind().is_numeric() {
-                        return Err(CodeError::at(at, "FLOOR/CEIL of a non-number needs TO unit"));
+                        return Err(CodeError::at(
+                            at,
+                            "FLOOR/CEIL of a non-number needs TO unit",
+                        ));
                     }
                     let kind = x.kind();
-                    CExpr::Func { func: if is_floor { ScalarFn::FloorNum } else { ScalarFn::CeilNum }, args: vec![x], kind }
+                    CExpr::Func {
+                        func: if is_floor {
+                            ScalarFn::FloorNum
+                        } else {
+                            ScalarFn::CeilNum
+                        },
+                        args: vec![x],
+                        kind,
+                    }
                 }
                 CeilFloorKind::DateTimeField(unit) if is_floor && x.kind() == Kind::Time => {
-                    let width_ms = unit_ms(unit).ok_or_else(|| CodeError::at(at, format!("unsupported unit {unit}")))?;
-                    CExpr::TimeBucket { expr: Box::new(x), width_ms }
+                    let width_ms = unit_ms(unit)
+                        .ok_or_else(|| CodeError::at(at, format!("unsupported unit {unit}")))?;
+                    CExpr::TimeBucket {
+                        expr: Box::new(x),
+                        width_ms,
+                    }
                 }
                 _ => return Err(CodeError::at(at, "unsupported FLOOR/CEIL form")),
             }
         }
-        Expr::Substring { expr, substring_from, substring_for, .. } => {
+        Expr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
             let mut args = vec![text_arg(sub(expr)?, at)?];
             args.push(match substring_from {
                 Some(f) => cast_to(sub(f)?, Kind::Int),
@@ -494,24 +686,44 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
             if let Some(n) = substring_for {
                 args.push(cast_to(sub(n)?, Kind::Int));
             }
-            CExpr::Func { func: ScalarFn::Substring, args, kind: Kind::Text }
+            CExpr::Func {
+                func: ScalarFn::Substring,
+                args,
+                kind: Kind::Text,
+            }
         }
-        Expr::Trim { expr, trim_where: None, trim_what: None, trim_characters: None } => {
-            CExpr::Func { func: ScalarFn::Trim, args: vec![text_arg(sub(expr)?, at)?], kind: Kind::Text }
-        }
+        Expr::Trim {
+            expr,
+            trim_where: None,
+            trim_what: None,
+            trim_characters: None,
+        } => CExpr::Func {
+            func: ScalarFn::Trim,
+            args: vec![text_arg(sub(expr)?, at)?],
+            kind: Kind::Text,
+        },
         Expr::Position { expr, r#in } => CExpr::Func {
             func: ScalarFn::Position,
             args: vec![text_arg(sub(expr)?, at)?, text_arg(sub(r#in)?, at)?],
             kind: Kind::Int,
         },
-        Expr::Case { operand, conditions, else_result, .. } => {
+        Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
             let mut args = Vec::new();
             let mut kind = None;
             for when in conditions {
                 let cond = match operand {
                     Some(op) => {
                         let (l, r) = unify(sub(op)?, sub(&when.condition)?, at)?;
-                        CExpr::Compare { op: CmpOp::Eq, left: Box::new(l), right: Box::new(r) }
+                        CExpr::Compare {
+                            op: CmpOp::Eq,
+                            left: Box::new(l),
+                            right: Box::new(r),
+                        }
                     }
                     None => sub(&when.condition)?,
                 };
@@ -527,9 +739,19 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
             let args = args
                 .into_iter()
                 .enumerate()
-                .map(|(i, a)| if i % 2 == 1 || i == args_len_odd(conditions.len(), i) { cast_to(a, kind) } else { a })
+                .map(|(i, a)| {
+                    if i % 2 == 1 || i == args_len_odd(conditions.len(), i) {
+                        cast_to(a, kind)
+                    } else {
+                        a
+                    }
+                })
                 .collect();
-            CExpr::Func { func: ScalarFn::Case, args, kind }
+            CExpr::Func {
+                func: ScalarFn::Case,
+                args,
+                kind,
+            }
         }
         Expr::Function(f) => compile_function(f, scope, at)?,
         other => return Err(CodeError::at(at, format!("unsupported expression {other}"))),
@@ -545,14 +767,24 @@ fn text_arg(e: CExpr, at: Position) -> Result<CExpr, CodeError> {
     if e.kind() == Kind::Text || matches!(e, CExpr::Literal(Value::Null, _)) {
         Ok(e)
     } else {
-        Err(CodeError::at(at, format!("expected a character string, found {:?}", e.kind())))
+        Err(CodeError::at(
+            at,
+            format!("expected a character string, found {:?}", e.kind()),
+        ))
     }
 }
 
-fn compile_function(f: &sqlparser::ast::Function, scope: &Scope, at: Position) -> Result<CExpr, CodeError> {
+fn compile_function(
+    f: &sqlparser::ast::Function,
+    scope: &Scope,
+    at: Position,
+) -> Result<CExpr, CodeError> {
     let name = object_name(&f.name).ok_or_else(|| CodeError::at(at, "invalid function name"))?;
     if f.over.is_some() {
-        return Err(CodeError::at(at, "sliding windows (OVER) are not implemented"));
+        return Err(CodeError::at(
+            at,
+            "sliding windows (OVER) are not implemented",
+        ));
     }
     let args: Vec<&Expr> = match &f.args {
         FunctionArguments::None => Vec::new(),
@@ -564,13 +796,18 @@ fn compile_function(f: &sqlparser::ast::Function, scope: &Scope, at: Position) -
                 _ => Err(CodeError::at(at, format!("unsupported argument to {name}"))),
             })
             .collect::<Result<_, _>>()?,
-        FunctionArguments::Subquery(_) => return Err(CodeError::at(at, format!("unsupported argument to {name}"))),
+        FunctionArguments::Subquery(_) => {
+            return Err(CodeError::at(at, format!("unsupported argument to {name}")));
+        }
     };
     let arity = |n: std::ops::RangeInclusive<usize>| {
         if n.contains(&args.len()) {
             Ok(())
         } else {
-            Err(CodeError::at(at, format!("Invalid number of arguments to function '{name}'")))
+            Err(CodeError::at(
+                at,
+                format!("Invalid number of arguments to function '{name}'"),
+            ))
         }
     };
     let sub = |x: &Expr| compile(x, scope, at);
@@ -581,7 +818,10 @@ fn compile_function(f: &sqlparser::ast::Function, scope: &Scope, at: Position) -
             if x.kind() != Kind::Time {
                 return Err(CodeError::at(at, "STEP needs a TIMESTAMP operand"));
             }
-            CExpr::TimeBucket { expr: Box::new(x), width_ms: interval_ms(args[1], at)? }
+            CExpr::TimeBucket {
+                expr: Box::new(x),
+                width_ms: interval_ms(args[1], at)?,
+            }
         }
         "UPPER" | "LOWER" | "CHAR_LENGTH" | "CHARACTER_LENGTH" | "TRIM" => {
             arity(1..=1)?;
@@ -591,7 +831,11 @@ fn compile_function(f: &sqlparser::ast::Function, scope: &Scope, at: Position) -
                 "TRIM" => (ScalarFn::Trim, Kind::Text),
                 _ => (ScalarFn::CharLength, Kind::Int),
             };
-            CExpr::Func { func, args: vec![text_arg(sub(args[0])?, at)?], kind }
+            CExpr::Func {
+                func,
+                args: vec![text_arg(sub(args[0])?, at)?],
+                kind,
+            }
         }
         "ABS" => {
             arity(1..=1)?;
@@ -600,13 +844,22 @@ fn compile_function(f: &sqlparser::ast::Function, scope: &Scope, at: Position) -
             if !kind.is_numeric() {
                 return Err(CodeError::at(at, "ABS needs a number"));
             }
-            CExpr::Func { func: ScalarFn::Abs, args: vec![x], kind }
+            CExpr::Func {
+                func: ScalarFn::Abs,
+                args: vec![x],
+                kind,
+            }
         }
         "MOD" => {
             arity(2..=2)?;
             let (l, r) = unify(sub(args[0])?, sub(args[1])?, at)?;
             let kind = l.kind();
-            CExpr::Arith { op: ArithOp::Rem, left: Box::new(l), right: Box::new(r), kind }
+            CExpr::Arith {
+                op: ArithOp::Rem,
+                left: Box::new(l),
+                right: Box::new(r),
+                kind,
+            }
         }
         "POWER" | "SQRT" | "LN" | "EXP" => {
             let func = match name.as_str() {
@@ -621,15 +874,30 @@ fn compile_function(f: &sqlparser::ast::Function, scope: &Scope, at: Position) -
             if func != ScalarFn::Power {
                 arity(1..=1)?;
             }
-            let args = args.iter().map(|a| Ok(cast_to(sub(a)?, Kind::Float))).collect::<Result<_, CodeError>>()?;
-            CExpr::Func { func, args, kind: Kind::Float }
+            let args = args
+                .iter()
+                .map(|a| Ok(cast_to(sub(a)?, Kind::Float)))
+                .collect::<Result<_, CodeError>>()?;
+            CExpr::Func {
+                func,
+                args,
+                kind: Kind::Float,
+            }
         }
         "COALESCE" => {
             arity(1..=64)?;
             let compiled: Vec<CExpr> = args.iter().map(|a| sub(a)).collect::<Result<_, _>>()?;
-            let kind = compiled.iter().map(CExpr::kind).find(|k| *k != Kind::Text).unwrap_or(Kind::Text);
+            let kind = compiled
+                .iter()
+                .map(CExpr::kind)
+                .find(|k| *k != Kind::Text)
+                .unwrap_or(Kind::Text);
             let args = compiled.into_iter().map(|a| cast_to(a, kind)).collect();
-            CExpr::Func { func: ScalarFn::Coalesce, args, kind }
+            CExpr::Func {
+                func: ScalarFn::Coalesce,
+                args,
+                kind,
+            }
         }
         "TIMESTAMP_TO_CHAR" => {
             arity(2..=2)?;
@@ -637,7 +905,11 @@ fn compile_function(f: &sqlparser::ast::Function, scope: &Scope, at: Position) -
             if ts.kind() != Kind::Time {
                 return Err(CodeError::at(at, "TIMESTAMP_TO_CHAR needs a TIMESTAMP"));
             }
-            CExpr::Func { func: ScalarFn::TimestampToChar, args: vec![text_arg(sub(args[0])?, at)?, ts], kind: Kind::Text }
+            CExpr::Func {
+                func: ScalarFn::TimestampToChar,
+                args: vec![text_arg(sub(args[0])?, at)?, ts],
+                kind: Kind::Text,
+            }
         }
         "CHAR_TO_TIMESTAMP" => {
             arity(2..=2)?;
@@ -649,12 +921,23 @@ fn compile_function(f: &sqlparser::ast::Function, scope: &Scope, at: Position) -
         }
         "CURRENT_ROW_TIMESTAMP" => {
             arity(0..=0)?;
-            CExpr::Column { index: scope.shape.columns.len(), kind: Kind::Time }
+            CExpr::Column {
+                index: scope.shape.columns.len(),
+                kind: Kind::Time,
+            }
         }
         "COUNT" | "SUM" | "AVG" | "MIN" | "MAX" => {
-            return Err(CodeError::at(at, format!("aggregate {name} is only allowed as a select item of a GROUP BY query")));
+            return Err(CodeError::at(
+                at,
+                format!("aggregate {name} is only allowed as a select item of a GROUP BY query"),
+            ));
         }
-        _ => return Err(CodeError::at(at, format!("No match found for function signature {name}"))),
+        _ => {
+            return Err(CodeError::at(
+                at,
+                format!("No match found for function signature {name}"),
+            ));
+        }
     })
 }
 

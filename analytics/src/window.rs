@@ -77,7 +77,11 @@ impl Acc {
             (_, Some(Value::Null)) => {}
             (Acc::Count(n), Some(_)) => *n += 1,
             (Acc::SumInt(s), Some(Value::Int(i))) => {
-                *s = Some(s.unwrap_or(0).checked_add(*i).ok_or("SUM overflowed BIGINT")?)
+                *s = Some(
+                    s.unwrap_or(0)
+                        .checked_add(*i)
+                        .ok_or("SUM overflowed BIGINT")?,
+                )
             }
             (Acc::SumFloat(s), Some(v)) => *s = Some(s.unwrap_or(0.0) + as_f64(v)),
             (Acc::Avg { sum, n }, Some(v)) => {
@@ -184,7 +188,10 @@ impl TumblingState {
                 Ok(a) => key_arrays.push((a, key.kind())),
                 Err(e) => {
                     return (0..rows)
-                        .map(|row| RefusedRow { row, message: e.to_string() })
+                        .map(|row| RefusedRow {
+                            row,
+                            message: e.to_string(),
+                        })
                         .collect();
                 }
             }
@@ -196,7 +203,10 @@ impl TumblingState {
                     Ok(a) => arg_arrays.push(Some((a, arg.kind()))),
                     Err(e) => {
                         return (0..rows)
-                            .map(|row| RefusedRow { row, message: e.to_string() })
+                            .map(|row| RefusedRow {
+                                row,
+                                message: e.to_string(),
+                            })
                             .collect();
                     }
                 }
@@ -306,25 +316,52 @@ mod tests {
         let shape = StreamShape {
             columns: vec![("sym".into(), Kind::Text), ("px".into(), Kind::Float)],
         };
-        let px = CExpr::Column { index: 1, kind: Kind::Float };
+        let px = CExpr::Column {
+            index: 1,
+            kind: Kind::Float,
+        };
         let plan = TumblingPlan {
             width_ms: 10_000,
-            keys: vec![CExpr::Column { index: 0, kind: Kind::Text }],
+            keys: vec![CExpr::Column {
+                index: 0,
+                kind: Kind::Text,
+            }],
             outputs: vec![
                 AggOutput::Key(0),
                 AggOutput::WindowStart,
-                AggOutput::Aggregate { func: AggFn::Count, arg: None },
-                AggOutput::Aggregate { func: AggFn::Sum, arg: Some(px.clone()) },
-                AggOutput::Aggregate { func: AggFn::Avg, arg: Some(px.clone()) },
-                AggOutput::Aggregate { func: AggFn::Min, arg: Some(px.clone()) },
-                AggOutput::Aggregate { func: AggFn::Max, arg: Some(px) },
+                AggOutput::Aggregate {
+                    func: AggFn::Count,
+                    arg: None,
+                },
+                AggOutput::Aggregate {
+                    func: AggFn::Sum,
+                    arg: Some(px.clone()),
+                },
+                AggOutput::Aggregate {
+                    func: AggFn::Avg,
+                    arg: Some(px.clone()),
+                },
+                AggOutput::Aggregate {
+                    func: AggFn::Min,
+                    arg: Some(px.clone()),
+                },
+                AggOutput::Aggregate {
+                    func: AggFn::Max,
+                    arg: Some(px),
+                },
             ],
         };
         (shape, TumblingState::new(plan))
     }
 
     fn row(sym: &str, px: Option<f64>, t: i64) -> (Vec<Value>, i64) {
-        (vec![Value::Text(sym.into()), px.map_or(Value::Null, Value::Float)], t)
+        (
+            vec![
+                Value::Text(sym.into()),
+                px.map_or(Value::Null, Value::Float),
+            ],
+            t,
+        )
     }
 
     #[test]
@@ -381,7 +418,10 @@ mod tests {
     fn closing_by_time_emits_only_windows_that_have_ended_and_frees_their_state() {
         let (shape, mut state) = setup();
         let mut out = Vec::new();
-        let batch = batch_from_rows(&shape, &[row("A", Some(1.0), 1_000), row("A", Some(2.0), 12_000)]);
+        let batch = batch_from_rows(
+            &shape,
+            &[row("A", Some(1.0), 1_000), row("A", Some(2.0), 12_000)],
+        );
         state.add(&batch, &mut out);
         assert_eq!(out.len(), 1);
         out.clear();

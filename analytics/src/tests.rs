@@ -1,0 +1,219 @@
+//! End-to-end tests of the engine without a server: programs run over records with
+//! `run_file::run`, each compared with a result derived by hand in the test.
+
+use crate::output::OutputFormat;
+use crate::run_file::{RunError, RunOptions, run};
+
+const SCHEMA: &str = r#"{
+  "RecordFormat": {"RecordFormatType": "JSON", "MappingParameters": {"JSONMappingParameters": {"RecordRowPath": "$"}}},
+  "RecordEncoding": "UTF-8",
+  "RecordColumns": [
+    {"Name": "sym", "Mapping": "$.sym", "SqlType": "VARCHAR(8)"},
+    {"Name": "px", "Mapping": "$.px", "SqlType": "DOUBLE"},
+    {"Name": "qty", "Mapping": "$.qty", "SqlType": "INTEGER"}
+  ]
+}"#;
+
+fn options(outputs: &[&str], step_ms: i64) -> RunOptions {
+    RunOptions {
+        name_prefix: "SRC".into(),
+        start_ms: 0,
+        step_ms,
+        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        format: OutputFormat::Json,
+    }
+}
+
+fn records() -> Vec<Vec<u8>> {
+    [
+        r#"{"sym":"AMZN","px":200.0,"qty":100}"#,
+        r#"{"sym":"IBM","px":10.5,"qty":2}"#,
+        r#"{"sym":"AMZN","px":150.0,"qty":50}"#,
+        r#"{"sym":"IBM","px":300.0,"qty":40}"#,
+        r#"{"sym":"MSFT","px":1.0,"qty":1}"#,
+        r#"{"sym":"AMZN","px":90.0,"qty":200}"#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}
+
+fn run_on(
+    sql: &str,
+    outputs: &[&str],
+    step_ms: i64,
+    records: &[Vec<u8>],
+) -> Result<Vec<String>, RunError> {
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    run(sql, SCHEMA, &refs, &options(outputs, step_ms))
+}
+
+#[test]
+fn the_filter_program_keeps_rows_over_the_notional_threshold() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "BIG_TRADES" ("sym" VARCHAR(8), "notional" DOUBLE);
+        CREATE OR REPLACE PUMP "BIG_PUMP" AS INSERT INTO "BIG_TRADES"
+          SELECT STREAM "sym", "px" * "qty" FROM "SRC_001" WHERE "px" * "qty" > 10000;"#;
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    // By hand: 200*100 = 20000, 10.5*2 = 21, 150*50 = 7500, 300*40 = 12000, 1, 90*200 = 18000.
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","notional":20000.0}"#,
+            r#"{"sym":"IBM","notional":12000.0}"#,
+            r#"{"sym":"AMZN","notional":18000.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn the_tumbling_program_counts_and_averages_per_key_and_window() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "STATS" ("sym" VARCHAR(8), "n" BIGINT, "avg_px" DOUBLE, "hi" DOUBLE, "lo" DOUBLE);
+        CREATE OR REPLACE PUMP "STATS_PUMP" AS INSERT INTO "STATS"
+          SELECT STREAM "sym", COUNT(*), AVG("px"), MAX("px"), MIN("px")
+          FROM "SRC_001"
+          GROUP BY "sym", STEP("SRC_001".ROWTIME BY INTERVAL '3' SECOND);"#;
+    // Rows at 0,1,2 s fall in window [0,3); rows at 3,4,5 s in [3,6).
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","n":2,"avg_px":175.0,"hi":200.0,"lo":150.0}"#,
+            r#"{"sym":"IBM","n":1,"avg_px":10.5,"hi":10.5,"lo":10.5}"#,
+            r#"{"sym":"IBM","n":1,"avg_px":300.0,"hi":300.0,"lo":300.0}"#,
+            r#"{"sym":"MSFT","n":1,"avg_px":1.0,"hi":1.0,"lo":1.0}"#,
+            r#"{"sym":"AMZN","n":1,"avg_px":90.0,"hi":90.0,"lo":90.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn floor_over_rowtime_groups_by_whole_minutes_and_selects_the_window_start() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "PER_MIN" ("minute" TIMESTAMP, "n" INTEGER, "vol" BIGINT);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "PER_MIN"
+          SELECT STREAM FLOOR("SRC_001".ROWTIME TO MINUTE), COUNT(*), SUM("qty")
+          FROM "SRC_001" GROUP BY FLOOR("SRC_001".ROWTIME TO MINUTE);"#;
+    // 25 s apart: 0, 25, 50 s in minute 0; 75, 100 s in minute 1; 125 s in minute 2.
+    let lines = run_on(sql, &[], 25_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"minute":"1970-01-01 00:00:00.000","n":3,"vol":152}"#,
+            r#"{"minute":"1970-01-01 00:01:00.000","n":2,"vol":41}"#,
+            r#"{"minute":"1970-01-01 00:02:00.000","n":1,"vol":200}"#,
+        ]
+    );
+}
+
+#[test]
+fn a_pump_chain_filters_then_aggregates_through_an_intermediate_stream() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "CLEAN" ("s" VARCHAR(8), "value" DOUBLE);
+        CREATE OR REPLACE PUMP "P1" AS INSERT INTO "CLEAN"
+          SELECT STREAM LOWER("sym"), "px" * "qty" FROM "SRC_001" WHERE "sym" <> 'MSFT' AND "qty" >= 40;
+        CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("s" VARCHAR(8), "total" DOUBLE, "n" INTEGER);
+        CREATE OR REPLACE PUMP "P2" AS INSERT INTO "DESTINATION_SQL_STREAM"
+          SELECT STREAM "s", SUM("value"), COUNT("value") FROM "CLEAN"
+          GROUP BY "s", STEP("CLEAN".ROWTIME BY INTERVAL '1' MINUTE);"#;
+    let lines = run_on(sql, &["DESTINATION_SQL_STREAM"], 1_000, &records()).expect("runs");
+    // Kept: AMZN 20000, AMZN 7500, IBM 12000, AMZN 18000 (IBM qty 2 and MSFT are dropped).
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"s":"amzn","total":45500.0,"n":3}"#,
+            r#"{"s":"ibm","total":12000.0,"n":1}"#
+        ]
+    );
+}
+
+#[test]
+fn malformed_records_go_to_error_stream_and_the_rest_still_flow() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8));
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM "sym" FROM "SRC_001";"#;
+    let mut input = records();
+    input.insert(1, b"{broken".to_vec());
+    input.insert(3, br#"{"sym":"X","px":"not a number","qty":1}"#.to_vec());
+    let lines = run_on(sql, &["OUT", "error_stream"], 1_000, &input).expect("runs");
+    let out: Vec<&String> = lines.iter().filter(|l| l.starts_with("OUT\t")).collect();
+    let errors: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("error_stream\t"))
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(out.len(), 6);
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0]["ERROR_NAME"], "Invalid_JSON");
+    assert_eq!(
+        errors[0]["DATA_ROW"], "7b62726f6b656e",
+        "hex of the original record"
+    );
+    assert_eq!(errors[0]["DATA_ROWTIME"], "1970-01-01 00:00:01.000");
+    assert_eq!(errors[1]["ERROR_NAME"], "Coercion_error");
+}
+
+#[test]
+fn a_division_by_zero_sends_only_that_row_to_error_stream() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8), "r" INTEGER);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM "sym", 100 / ("qty" - 1) FROM "SRC_001";"#;
+    let lines = run_on(sql, &["OUT", "error_stream"], 1_000, &records()).expect("runs");
+    let out = lines.iter().filter(|l| l.starts_with("OUT\t")).count();
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("error_stream\t"))
+        .collect();
+    assert_eq!(out, 5, "every row but MSFT's (qty 1)");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("\"PUMP_NAME\":\"P\""), "{}", errors[0]);
+}
+
+#[test]
+fn string_time_and_conversion_functions_project_as_documented() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("a" VARCHAR(16), "b" INTEGER, "c" VARCHAR(32), "d" VARCHAR(8), "e" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM SUBSTRING("sym" FROM 2 FOR 2) || '-' || UPPER('x'), CHAR_LENGTH("sym"),
+                 TIMESTAMP_TO_CHAR('yyyy-MM-dd HH:mm:ss', "SRC_001".ROWTIME),
+                 CAST("qty" AS VARCHAR(8)), ABS(-1 * "px")
+          FROM "SRC_001" WHERE "sym" IN ('IBM') AND "px" BETWEEN 10 AND 20;"#;
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![r#"{"a":"BM-X","b":3,"c":"1970-01-01 00:00:01","d":"2","e":10.5}"#]
+    );
+}
+
+#[test]
+fn programs_the_planner_cannot_run_are_rejected_with_positions() {
+    let unknown_column = r#"CREATE OR REPLACE STREAM "OUT" ("a" INTEGER);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+  SELECT STREAM "nope" FROM "SRC_001";"#;
+    let Err(RunError::Code(error)) = run_on(unknown_column, &[], 1, &[]) else {
+        panic!("rejected");
+    };
+    assert_eq!((error.position.line, error.position.column), (3, 17));
+    assert!(error.message.contains("Column 'nope' not found"));
+
+    let ungrouped = r#"CREATE OR REPLACE STREAM "OUT" ("a" VARCHAR(8), "n" INTEGER);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+  SELECT STREAM "sym", COUNT(*) FROM "SRC_001" GROUP BY STEP("SRC_001".ROWTIME BY INTERVAL '10' SECOND);"#;
+    let Err(RunError::Code(error)) = run_on(ungrouped, &[], 1, &[]) else {
+        panic!("rejected");
+    };
+    assert_eq!(error.position.line, 3);
+    assert!(
+        error.message.contains("not being grouped"),
+        "{}",
+        error.message
+    );
+
+    let column_count = r#"CREATE OR REPLACE STREAM "OUT" ("a" VARCHAR(8), "n" INTEGER);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM "sym" FROM "SRC_001";"#;
+    assert!(matches!(
+        run_on(column_count, &[], 1, &[]),
+        Err(RunError::Code(_))
+    ));
+}
