@@ -5,6 +5,7 @@
 mod binary;
 mod config;
 mod http;
+mod sql;
 mod verify;
 
 use std::io::Write as _;
@@ -53,6 +54,7 @@ fn main() {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Verify(args)) => std::process::exit(verify::run(&args)),
+        Some(Command::Sql(args)) => std::process::exit(sql::run(&args)),
         None => Default::default(),
     };
     // With a config file and no flag the data dir is in the file; the hint then says DIR.

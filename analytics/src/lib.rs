@@ -24,3 +24,4 @@ pub mod window;
 
 #[cfg(test)]
 mod tests;
+pub mod api;
