@@ -147,24 +147,36 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let core_ports = Arc::new(binary::CorePorts::new(cores));
     // One table of SubscribeToShard leases for the whole server, shared by every core.
     let subscription_leases = sluice_protocols::kinesis::efo::SubscriptionLeases::default();
-    sluice_io::engine::run(engine_config, move |engine| {
-        let bound = bound.clone();
-        let subscription_leases = subscription_leases.clone();
-        let summary = summary.clone();
-        let core_ports = core_ports.clone();
-        let auth = auth.clone();
-        let binary_auth = binary_auth.clone();
-        let tls = tls.clone();
-        async move {
-            let core_id = engine.core_id();
-            let listener = match glommio::net::TcpListener::bind(http_addr) {
-                Ok(listener) => listener,
-                Err(e) => {
-                    eprintln!("error: cannot listen on {http_addr} on core {core_id}: {e}");
-                    std::process::exit(1);
-                }
-            };
-            let binary_listeners = binary.map(|(addr, core_port_base, ingest_credit_bytes)| {
+    // Kinesis Data Analytics: its API on every core's HTTP port, its applications on service
+    // core 0 (which needs the tokio runtime, the default).
+    let analytics = sluice_analytics::api::AnalyticsService::new(
+        sluice_analytics::api::catalog::Catalog::open(&engine_config.data_dir)
+            .context("cannot open the analytics application catalog")?,
+        engine_config.catalog.region.clone(),
+        engine_config.catalog.account_id.clone(),
+    );
+    let services = analytics_services(analytics.clone());
+    sluice_io::engine::run_with_services(
+        engine_config,
+        move |engine| {
+            let bound = bound.clone();
+            let subscription_leases = subscription_leases.clone();
+            let summary = summary.clone();
+            let core_ports = core_ports.clone();
+            let auth = auth.clone();
+            let binary_auth = binary_auth.clone();
+            let tls = tls.clone();
+            let analytics = analytics.clone();
+            async move {
+                let core_id = engine.core_id();
+                let listener = match glommio::net::TcpListener::bind(http_addr) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        eprintln!("error: cannot listen on {http_addr} on core {core_id}: {e}");
+                        std::process::exit(1);
+                    }
+                };
+                let binary_listeners = binary.map(|(addr, core_port_base, ingest_credit_bytes)| {
                 let bind = |addr: SocketAddr| match glommio::net::TcpListener::bind(addr) {
                     Ok(listener) => listener,
                     Err(e) => {
@@ -178,73 +190,100 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 core_ports.set(core_id, own_port);
                 (shared, own, ingest_credit_bytes)
             });
-            if bound.fetch_add(1, Ordering::SeqCst) + 1 == cores {
-                let binary_summary = match binary {
-                    Some((addr, _, _)) => {
-                        let ports: Vec<String> =
-                            core_ports.get().iter().map(u16::to_string).collect();
-                        format!(", binary on {addr}, binary core ports {}", ports.join(" "))
-                    }
-                    None => ", binary off".to_owned(),
+                if bound.fetch_add(1, Ordering::SeqCst) + 1 == cores {
+                    let binary_summary = match binary {
+                        Some((addr, _, _)) => {
+                            let ports: Vec<String> =
+                                core_ports.get().iter().map(u16::to_string).collect();
+                            format!(", binary on {addr}, binary core ports {}", ports.join(" "))
+                        }
+                        None => ", binary off".to_owned(),
+                    };
+                    let mut stdout = std::io::stdout().lock();
+                    let _ = writeln!(
+                        stdout,
+                        "sluice: serving Kinesis on {scheme}://{http_addr} ({summary}{binary_summary})"
+                    );
+                    let _ = stdout.flush();
+                }
+                // One budget, one connection count and one set of `frontend_*` counters per core,
+                // shared by its HTTP and binary listeners.
+                let core_admission = Admission {
+                    budget: MemoryBudget::new(
+                        admission.memory_budget_bytes,
+                        FrontEndStats::register(core_id),
+                    ),
+                    queue_timeout: std::time::Duration::from_millis(
+                        admission.request_queue_timeout_ms,
+                    ),
+                    connections_max: admission.connections_max,
                 };
-                let mut stdout = std::io::stdout().lock();
-                let _ = writeln!(
-                    stdout,
-                    "sluice: serving Kinesis on {scheme}://{http_addr} ({summary}{binary_summary})"
+                if let Some((shared, own, ingest_credit_bytes)) = binary_listeners {
+                    let served = binary::serve(
+                        Some(shared),
+                        own,
+                        engine.clone(),
+                        core_ports,
+                        binary::Limits {
+                            auth: binary_auth,
+                            admission: Some(core_admission.clone()),
+                            ingest_credit_bytes,
+                        },
+                    );
+                    glommio::spawn_local(served).detach();
+                }
+                let metrics_engine = engine.clone();
+                let health_engine = engine.clone();
+                let options = http::ServeOptions {
+                    auth: auth.clone(),
+                    metrics: Some(std::rc::Rc::new(move || {
+                        metrics_engine.render_metrics() + &sluice_protocols::admission::render()
+                    })),
+                    health: Some(std::rc::Rc::new(move || {
+                        let health = health_engine.health();
+                        http::HealthReport {
+                            degraded: health.degraded,
+                            json: health.json,
+                        }
+                    })),
+                    tls,
+                    idle_timeout: (admission.idle_timeout_ms > 0)
+                        .then(|| std::time::Duration::from_millis(admission.idle_timeout_ms)),
+                    admission: Some(core_admission),
+                    analytics: Some(analytics),
+                };
+                let fan_out = sluice_protocols::kinesis::efo::EnhancedFanOut::new(
+                    engine.storage(),
+                    subscription_leases,
                 );
-                let _ = stdout.flush();
+                http::serve_with(listener, engine, fan_out, options).await;
             }
-            // One budget, one connection count and one set of `frontend_*` counters per core,
-            // shared by its HTTP and binary listeners.
-            let core_admission = Admission {
-                budget: MemoryBudget::new(
-                    admission.memory_budget_bytes,
-                    FrontEndStats::register(core_id),
-                ),
-                queue_timeout: std::time::Duration::from_millis(admission.request_queue_timeout_ms),
-                connections_max: admission.connections_max,
-            };
-            if let Some((shared, own, ingest_credit_bytes)) = binary_listeners {
-                let served = binary::serve(
-                    Some(shared),
-                    own,
-                    engine.clone(),
-                    core_ports,
-                    binary::Limits {
-                        auth: binary_auth,
-                        admission: Some(core_admission.clone()),
-                        ingest_credit_bytes,
-                    },
-                );
-                glommio::spawn_local(served).detach();
-            }
-            let metrics_engine = engine.clone();
-            let health_engine = engine.clone();
-            let options = http::ServeOptions {
-                auth: auth.clone(),
-                metrics: Some(std::rc::Rc::new(move || {
-                    metrics_engine.render_metrics() + &sluice_protocols::admission::render()
-                })),
-                health: Some(std::rc::Rc::new(move || {
-                    let health = health_engine.health();
-                    http::HealthReport {
-                        degraded: health.degraded,
-                        json: health.json,
-                    }
-                })),
-                tls,
-                idle_timeout: (admission.idle_timeout_ms > 0)
-                    .then(|| std::time::Duration::from_millis(admission.idle_timeout_ms)),
-                admission: Some(core_admission),
-            };
-            let fan_out = sluice_protocols::kinesis::efo::EnhancedFanOut::new(
-                engine.storage(),
-                subscription_leases,
-            );
-            http::serve_with(listener, engine, fan_out, options).await;
-        }
-    })?;
+        },
+        services,
+    )?;
     Ok(())
+}
+
+/// What the service cores run: the analytics supervisor on service core 0.
+fn analytics_services(
+    analytics: sluice_analytics::api::AnalyticsService<sluice_io::storage::StorageHandle>,
+) -> sluice_io::service::ServiceStarter {
+    use sluice_io::service::{ServiceContext, ServiceRuntime};
+    Arc::new(move |context: ServiceContext| {
+        let analytics = analytics.clone();
+        Box::pin(async move {
+            if context.service_core_id == 0 {
+                if context.runtime == ServiceRuntime::Tokio {
+                    sluice_analytics::runner::supervise(analytics, context.storage).await;
+                } else {
+                    tracing::warn!(
+                        "Analytics applications run on a tokio service core; with --service-runtime glommio they do not run."
+                    );
+                }
+            }
+            std::future::pending::<()>().await
+        })
+    })
 }
 
 /// Checks that nothing listens on `addr` and resolves port 0 to a concrete port.

@@ -77,7 +77,11 @@ pub fn run(args: &SqlArgs) -> i32 {
         start_ms: args.start_ms,
         step_ms: args.step_ms,
         outputs: args.outputs.clone(),
-        format: if args.format == "csv" { OutputFormat::Csv } else { OutputFormat::Json },
+        format: if args.format == "csv" {
+            OutputFormat::Csv
+        } else {
+            OutputFormat::Json
+        },
     };
     match run_program(&sql, &schema, &records, &options) {
         Ok(lines) => {

@@ -22,6 +22,7 @@ pub mod types;
 pub mod value;
 pub mod window;
 
+pub mod api;
+pub mod runner;
 #[cfg(test)]
 mod tests;
-pub mod api;

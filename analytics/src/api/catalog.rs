@@ -119,7 +119,10 @@ pub enum CatalogError {
         source: std::io::Error,
     },
     #[error("{path} is not a valid application catalog: {source}")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 /// The applications in name order, with their file.
@@ -132,24 +135,43 @@ pub struct Catalog {
 impl Catalog {
     /// A catalog kept in memory only (tests).
     pub fn in_memory() -> Self {
-        Catalog { path: None, applications: Vec::new() }
+        Catalog {
+            path: None,
+            applications: Vec::new(),
+        }
     }
 
     /// Opens (or creates) the catalog under `data_dir/analytics`.
     pub fn open(data_dir: &Path) -> Result<Self, CatalogError> {
         let dir = data_dir.join("analytics");
-        std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Io { action: "create", path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| CatalogError::Io {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
         let path = dir.join("applications.json");
         let applications = match std::fs::read(&path) {
             Ok(bytes) => {
                 serde_json::from_slice::<CatalogFile>(&bytes)
-                    .map_err(|source| CatalogError::Corrupt { path: path.clone(), source })?
+                    .map_err(|source| CatalogError::Corrupt {
+                        path: path.clone(),
+                        source,
+                    })?
                     .applications
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => return Err(CatalogError::Io { action: "read", path, source }),
+            Err(source) => {
+                return Err(CatalogError::Io {
+                    action: "read",
+                    path,
+                    source,
+                });
+            }
         };
-        Ok(Catalog { path: Some(path), applications })
+        Ok(Catalog {
+            path: Some(path),
+            applications,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&Application> {
@@ -163,13 +185,21 @@ impl Catalog {
     /// Writes the catalog durably (see the module doc).
     pub fn save(&mut self) -> Result<(), CatalogError> {
         self.applications.sort_by(|a, b| a.name.cmp(&b.name));
-        let Some(path) = &self.path else { return Ok(()) };
-        let file = CatalogFile { applications: self.applications.clone() };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let file = CatalogFile {
+            applications: self.applications.clone(),
+        };
         let bytes = serde_json::to_vec_pretty(&file).expect("the catalog always serializes");
         let tmp = path.with_extension("json.tmp");
         let io = |action: &'static str, p: &Path| {
             let p = p.to_path_buf();
-            move |source| CatalogError::Io { action, path: p, source }
+            move |source| CatalogError::Io {
+                action,
+                path: p,
+                source,
+            }
         };
         let mut f = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
         f.write_all(&bytes).map_err(io("write", &tmp))?;

@@ -64,15 +64,43 @@ fn infer_text(text: &str) -> (Inferred, usize) {
 fn merge(a: (Inferred, usize), b: (Inferred, usize)) -> (Inferred, usize) {
     let kind = match (a.0, b.0) {
         (x, y) if x == y => x,
-        (Inferred::Boolean, _) | (_, Inferred::Boolean) | (Inferred::Varchar, _) | (_, Inferred::Varchar) => Inferred::Varchar,
+        (Inferred::Boolean, _)
+        | (_, Inferred::Boolean)
+        | (Inferred::Varchar, _)
+        | (_, Inferred::Varchar) => Inferred::Varchar,
         (x, y) => x.max(y),
     };
     (kind, a.1.max(b.1))
 }
 
 const RESERVED: &[&str] = &[
-    "USER", "YEAR", "TIMESTAMP", "DATE", "TIME", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND", "VALUE", "VALUES", "ORDER",
-    "GROUP", "SELECT", "FROM", "WHERE", "TABLE", "STREAM", "ROWTIME", "COUNT", "SUM", "MIN", "MAX", "AVG", "KEY", "CURRENT",
+    "USER",
+    "YEAR",
+    "TIMESTAMP",
+    "DATE",
+    "TIME",
+    "MONTH",
+    "DAY",
+    "HOUR",
+    "MINUTE",
+    "SECOND",
+    "VALUE",
+    "VALUES",
+    "ORDER",
+    "GROUP",
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "TABLE",
+    "STREAM",
+    "ROWTIME",
+    "COUNT",
+    "SUM",
+    "MIN",
+    "MAX",
+    "AVG",
+    "KEY",
+    "CURRENT",
 ];
 
 fn column_name(raw: &str, n: usize) -> String {
@@ -83,19 +111,34 @@ fn column_name(raw: &str, n: usize) -> String {
     if plain && !RESERVED.contains(&raw.to_ascii_uppercase().as_str()) {
         return raw.to_owned();
     }
-    let cleaned: String = raw.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(96).collect();
-    if cleaned.is_empty() { format!("COL_{n}") } else { format!("COL_{cleaned}") }
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(96)
+        .collect();
+    if cleaned.is_empty() {
+        format!("COL_{n}")
+    } else {
+        format!("COL_{cleaned}")
+    }
 }
 
-pub(super) async fn discover<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J) -> Result<J, ApiError> {
+pub(super) async fn discover<R: RecordLog + CheckpointLog>(
+    service: &AnalyticsService<R>,
+    doc: &J,
+) -> Result<J, ApiError> {
     if doc.get("S3Configuration").is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::new("UnsupportedOperationException", "Discovery from S3 objects is not supported by this server"));
+        return Err(ApiError::new(
+            "UnsupportedOperationException",
+            "Discovery from S3 objects is not supported by this server",
+        ));
     }
     let arn = doc
         .get("ResourceARN")
         .and_then(J::as_str)
         .ok_or_else(|| ApiError::invalid("ResourceARN is required"))?;
-    let stream = stream_name_of(arn).ok_or_else(|| ApiError::invalid(format!("ResourceARN {arn} is not a valid stream ARN")))?;
+    let stream = stream_name_of(arn)
+        .ok_or_else(|| ApiError::invalid(format!("ResourceARN {arn} is not a valid stream ARN")))?;
     let position = doc
         .get("InputStartingPositionConfiguration")
         .and_then(|p| p.get("InputStartingPosition"))
@@ -104,10 +147,17 @@ pub(super) async fn discover<R: RecordLog + CheckpointLog>(service: &AnalyticsSe
     let start = match position {
         "TRIM_HORIZON" => ReadStart::TrimHorizon,
         "NOW" | "LAST_STOPPED_POINT" => ReadStart::Latest,
-        other => return Err(ApiError::invalid(format!("InputStartingPosition {other} is not valid"))),
+        other => {
+            return Err(ApiError::invalid(format!(
+                "InputStartingPosition {other} is not valid"
+            )));
+        }
     };
     let Some(storage) = service.shared.storage.get() else {
-        return Err(ApiError::new("ServiceUnavailableException", "The analytics service is starting"));
+        return Err(ApiError::new(
+            "ServiceUnavailableException",
+            "The analytics service is starting",
+        ));
     };
     let shards = storage
         .shards(stream)
@@ -118,14 +168,20 @@ pub(super) async fn discover<R: RecordLog + CheckpointLog>(service: &AnalyticsSe
             break;
         }
         let address = ShardAddress::new(stream, shard.shard_index);
-        let limits = ReadLimits { records_max: SAMPLE_RECORDS_MAX - raw.len(), bytes_max: 1 << 20 };
+        let limits = ReadLimits {
+            records_max: SAMPLE_RECORDS_MAX - raw.len(),
+            bytes_max: 1 << 20,
+        };
         let batch = storage
             .read(&address, start, limits, None)
             .await
             .map_err(|e| ApiError::new("ServiceUnavailableException", e.to_string()))?;
         batch.for_each_positioned(&mut |_, view| raw.push(view.data.to_vec()));
     }
-    let texts: Vec<String> = raw.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect();
+    let texts: Vec<String> = raw
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .collect();
     if texts.is_empty() {
         return Err(ApiError::new(
             "UnableToDetectSchemaException",
@@ -142,8 +198,19 @@ pub(super) async fn discover<R: RecordLog + CheckpointLog>(service: &AnalyticsSe
     let (schema, parsed) = match objects {
         Some(objects) => {
             let mut columns: Vec<(String, (Inferred, usize))> = Vec::new();
-            for object in &objects {
-                for (key, value) in object {
+            for (object, text) in objects.iter().zip(&texts) {
+                // serde_json's map sorts members; the columns follow the document order instead.
+                let keys: Vec<String> = match sluice_protocols::json::value::parse(text.as_bytes())
+                {
+                    Ok(sluice_protocols::json::value::JsonValue::Object(members)) => {
+                        members.into_iter().map(|(k, _)| k.into_owned()).collect()
+                    }
+                    _ => object.keys().cloned().collect(),
+                };
+                for key in &keys {
+                    let Some(value) = object.get(key) else {
+                        continue;
+                    };
                     if value.is_null() {
                         continue;
                     }
@@ -182,12 +249,19 @@ pub(super) async fn discover<R: RecordLog + CheckpointLog>(service: &AnalyticsSe
         None => {
             let rows: Vec<Vec<String>> = texts
                 .iter()
-                .flat_map(|t| t.lines().map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>()).collect::<Vec<_>>())
+                .flat_map(|t| {
+                    t.lines()
+                        .map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>())
+                        .collect::<Vec<_>>()
+                })
                 .filter(|r| !(r.len() == 1 && r[0].is_empty()))
                 .collect();
             let width = rows.iter().map(Vec::len).max().unwrap_or(0);
             if width == 0 {
-                return Err(ApiError::new("UnableToDetectSchemaException", "Unable to detect a schema from the sampled records"));
+                return Err(ApiError::new(
+                    "UnableToDetectSchemaException",
+                    "Unable to detect a schema from the sampled records",
+                ));
             }
             let mut types: Vec<Option<(Inferred, usize)>> = vec![None; width];
             for row in &rows {

@@ -24,7 +24,10 @@ fn string<'a>(doc: &'a J, name: &str) -> Result<Option<&'a str>, ApiError> {
     match field(doc, name) {
         None => Ok(None),
         Some(J::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::new("SerializationException", format!("{name} must be a string"))),
+        Some(_) => Err(ApiError::new(
+            "SerializationException",
+            format!("{name} must be a string"),
+        )),
     }
 }
 
@@ -40,7 +43,9 @@ fn required_u64(doc: &J, name: &str) -> Result<u64, ApiError> {
 
 fn check_name(name: &str) -> Result<(), ApiError> {
     let valid = (1..=NAME_CHARS_MAX).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
     if valid {
         Ok(())
     } else {
@@ -54,12 +59,19 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 pub(crate) fn stream_name_of(arn: &str) -> Option<&str> {
     let rest = arn.strip_prefix("arn:")?;
     let mut parts = rest.splitn(6, ':');
-    let (_partition, service, _region, _account, resource) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (_partition, service, _region, _account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
     if service != "kinesis" && service != "firehose" {
         return None;
     }
-    resource.strip_prefix("stream/").or_else(|| resource.strip_prefix("deliverystream/"))
+    resource
+        .strip_prefix("stream/")
+        .or_else(|| resource.strip_prefix("deliverystream/"))
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -76,24 +88,29 @@ fn parse_input(doc: &J, id: String) -> Result<InputConfig, ApiError> {
     } else if let Some(s) = field(doc, "KinesisFirehoseInput") {
         ("KinesisFirehose", s)
     } else {
-        return Err(ApiError::invalid("Input needs KinesisStreamsInput or KinesisFirehoseInput"));
+        return Err(ApiError::invalid(
+            "Input needs KinesisStreamsInput or KinesisFirehoseInput",
+        ));
     };
     let resource_arn = required_str(source, "ResourceARN")?.to_owned();
     if stream_name_of(&resource_arn).is_none() {
-        return Err(ApiError::invalid(format!("ResourceARN {resource_arn} is not a valid stream ARN")));
+        return Err(ApiError::invalid(format!(
+            "ResourceARN {resource_arn} is not a valid stream ARN"
+        )));
     }
     let role_arn = string(source, "RoleARN")?.unwrap_or("").to_owned();
-    let schema_doc = field(doc, "InputSchema").ok_or_else(|| ApiError::invalid("InputSchema is required"))?;
+    let schema_doc =
+        field(doc, "InputSchema").ok_or_else(|| ApiError::invalid("InputSchema is required"))?;
     let schema: WireSourceSchema = serde_json::from_value(schema_doc.clone())
         .map_err(|e| ApiError::invalid(format!("InputSchema is invalid: {e}")))?;
     schema.to_domain().map_err(ApiError::invalid)?;
-    let parallelism = match field(doc, "InputParallelism").and_then(|p| field(p, "Count")) {
-        None => 1,
-        Some(c) => c
-            .as_u64()
-            .filter(|c| (1..=64).contains(c))
-            .ok_or_else(|| ApiError::invalid("InputParallelism Count must be between 1 and 64"))? as u32,
-    };
+    let parallelism =
+        match field(doc, "InputParallelism").and_then(|p| field(p, "Count")) {
+            None => 1,
+            Some(c) => c.as_u64().filter(|c| (1..=64).contains(c)).ok_or_else(|| {
+                ApiError::invalid("InputParallelism Count must be between 1 and 64")
+            })? as u32,
+        };
     if field(doc, "InputProcessingConfiguration").is_some() {
         return Err(ApiError::new(
             "UnsupportedOperationException",
@@ -119,24 +136,31 @@ fn parse_output(doc: &J, id: String) -> Result<OutputConfig, ApiError> {
     }
     let (destination_kind, dest) = if let Some(d) = field(doc, "KinesisStreamsOutput") {
         ("KinesisStreams", d)
-    } else if field(doc, "KinesisFirehoseOutput").is_some() || field(doc, "LambdaOutput").is_some() {
+    } else if field(doc, "KinesisFirehoseOutput").is_some() || field(doc, "LambdaOutput").is_some()
+    {
         return Err(ApiError::new(
             "UnsupportedOperationException",
             "Only KinesisStreamsOutput destinations are supported by this server",
         ));
     } else {
-        return Err(ApiError::invalid("Output needs KinesisStreamsOutput, KinesisFirehoseOutput or LambdaOutput"));
+        return Err(ApiError::invalid(
+            "Output needs KinesisStreamsOutput, KinesisFirehoseOutput or LambdaOutput",
+        ));
     };
     let resource_arn = required_str(dest, "ResourceARN")?.to_owned();
     if stream_name_of(&resource_arn).is_none() {
-        return Err(ApiError::invalid(format!("ResourceARN {resource_arn} is not a valid stream ARN")));
+        return Err(ApiError::invalid(format!(
+            "ResourceARN {resource_arn} is not a valid stream ARN"
+        )));
     }
     let role_arn = string(dest, "RoleARN")?.unwrap_or("").to_owned();
     let format = field(doc, "DestinationSchema")
         .and_then(|d| string(d, "RecordFormatType").ok().flatten())
         .ok_or_else(|| ApiError::invalid("DestinationSchema with RecordFormatType is required"))?;
     if format != "JSON" && format != "CSV" {
-        return Err(ApiError::invalid(format!("RecordFormatType {format} is not one of JSON, CSV")));
+        return Err(ApiError::invalid(format!(
+            "RecordFormatType {format} is not one of JSON, CSV"
+        )));
     }
     Ok(OutputConfig {
         id,
@@ -149,8 +173,12 @@ fn parse_output(doc: &J, id: String) -> Result<OutputConfig, ApiError> {
 }
 
 fn parse_tags(doc: &J) -> Result<Vec<Tag>, ApiError> {
-    let Some(items) = field(doc, "Tags") else { return Ok(Vec::new()) };
-    let items = items.as_array().ok_or_else(|| ApiError::invalid("Tags must be a list"))?;
+    let Some(items) = field(doc, "Tags") else {
+        return Ok(Vec::new());
+    };
+    let items = items
+        .as_array()
+        .ok_or_else(|| ApiError::invalid("Tags must be a list"))?;
     items
         .iter()
         .map(|t| {
@@ -158,7 +186,10 @@ fn parse_tags(doc: &J) -> Result<Vec<Tag>, ApiError> {
             if key.is_empty() || key.len() > 128 || key.starts_with("aws:") {
                 return Err(ApiError::invalid(format!("Invalid tag key {key}")));
             }
-            Ok(Tag { key: key.to_owned(), value: string(t, "Value")?.map(str::to_owned) })
+            Ok(Tag {
+                key: key.to_owned(),
+                value: string(t, "Value")?.map(str::to_owned),
+            })
         })
         .collect()
 }
@@ -168,7 +199,10 @@ pub(crate) fn pipeline_inputs(app: &Application) -> Result<Vec<PipelineInput>, S
     app.inputs
         .iter()
         .map(|i| {
-            Ok(PipelineInput { stream: format!("{}_001", i.name_prefix), schema: i.schema.to_domain()? })
+            Ok(PipelineInput {
+                stream: format!("{}_001", i.name_prefix),
+                schema: i.schema.to_domain()?,
+            })
         })
         .collect()
 }
@@ -177,17 +211,21 @@ pub(crate) fn pipeline_inputs(app: &Application) -> Result<Vec<PipelineInput>, S
 fn validate_code(app: &Application) -> Result<(), ApiError> {
     let Some(code) = &app.code else { return Ok(()) };
     if code.chars().count() > CODE_CHARS_MAX {
-        return Err(ApiError::invalid(format!("ApplicationCode is longer than {CODE_CHARS_MAX} characters")));
+        return Err(ApiError::invalid(format!(
+            "ApplicationCode is longer than {CODE_CHARS_MAX} characters"
+        )));
     }
     if code.trim().is_empty() {
         return Ok(());
     }
-    let program = parse_program(code).map_err(|e| ApiError::new("CodeValidationException", e.to_string()))?;
+    let program =
+        parse_program(code).map_err(|e| ApiError::new("CodeValidationException", e.to_string()))?;
     if app.inputs.is_empty() {
         return Ok(());
     }
     let inputs = pipeline_inputs(app).map_err(ApiError::invalid)?;
-    Pipeline::compile(&program, &inputs).map_err(|e| ApiError::new("CodeValidationException", e.to_string()))?;
+    Pipeline::compile(&program, &inputs)
+        .map_err(|e| ApiError::new("CodeValidationException", e.to_string()))?;
     Ok(())
 }
 
@@ -204,7 +242,9 @@ fn detail(app: &Application) -> J {
         .inputs
         .iter()
         .map(|i| {
-            let streams: Vec<String> = (1..=i.parallelism).map(|n| format!("{}_{n:03}", i.name_prefix)).collect();
+            let streams: Vec<String> = (1..=i.parallelism)
+                .map(|n| format!("{}_{n:03}", i.name_prefix))
+                .collect();
             let mut d = json!({
                 "InputId": i.id,
                 "NamePrefix": i.name_prefix,
@@ -229,7 +269,8 @@ fn detail(app: &Application) -> J {
                 "Name": o.name,
                 "DestinationSchema": {"RecordFormatType": o.record_format_type},
             });
-            d[format!("{}OutputDescription", o.destination_kind)] = json!({"ResourceARN": o.resource_arn, "RoleARN": o.role_arn});
+            d[format!("{}OutputDescription", o.destination_kind)] =
+                json!({"ResourceARN": o.resource_arn, "RoleARN": o.role_arn});
             d
         })
         .collect();
@@ -270,14 +311,19 @@ pub(super) async fn dispatch<R: RecordLog + CheckpointLog>(
             Ok(json!({"ApplicationDetail": detail(app)}))
         }
         "ListApplications" => {
-            let limit = field(doc, "Limit").and_then(J::as_u64).map_or(LIST_LIMIT_MAX, |l| l as usize);
+            let limit = field(doc, "Limit")
+                .and_then(J::as_u64)
+                .map_or(LIST_LIMIT_MAX, |l| l as usize);
             if !(1..=LIST_LIMIT_MAX).contains(&limit) {
                 return Err(ApiError::invalid("Limit must be between 1 and 50"));
             }
             let after = string(doc, "ExclusiveStartApplicationName")?;
             let catalog = service.catalog();
-            let matching: Vec<&Application> =
-                catalog.applications.iter().filter(|a| after.is_none_or(|s| a.name.as_str() > s)).collect();
+            let matching: Vec<&Application> = catalog
+                .applications
+                .iter()
+                .filter(|a| after.is_none_or(|s| a.name.as_str() > s))
+                .collect();
             let page: Vec<J> = matching.iter().take(limit).map(|a| summary(a)).collect();
             Ok(json!({"ApplicationSummaries": page, "HasMoreApplications": matching.len() > limit}))
         }
@@ -293,8 +339,14 @@ pub(super) async fn dispatch<R: RecordLog + CheckpointLog>(
                     "CreateTimestamp does not match the creation time of application {name}"
                 )));
             }
-            if matches!(app.status, Status::Starting | Status::Stopping | Status::Updating | Status::Deleting) {
-                return Err(ApiError::in_use(format!("Application {name} is in {} state", app.status.name())));
+            if matches!(
+                app.status,
+                Status::Starting | Status::Stopping | Status::Updating | Status::Deleting
+            ) {
+                return Err(ApiError::in_use(format!(
+                    "Application {name} is in {} state",
+                    app.status.name()
+                )));
             }
             catalog.applications.retain(|a| a.name != name);
             save(&mut catalog)?;
@@ -308,7 +360,12 @@ pub(super) async fn dispatch<R: RecordLog + CheckpointLog>(
             match app.status {
                 Status::Running | Status::Starting => app.status = Status::Stopping,
                 Status::Ready | Status::Stopping => return Ok(json!({})),
-                other => return Err(ApiError::in_use(format!("Application {name} is in {} state", other.name()))),
+                other => {
+                    return Err(ApiError::in_use(format!(
+                        "Application {name} is in {} state",
+                        other.name()
+                    )));
+                }
             }
             save(&mut catalog)?;
             Ok(json!({}))
@@ -316,18 +373,26 @@ pub(super) async fn dispatch<R: RecordLog + CheckpointLog>(
         "UpdateApplication" => update(service, doc, now_ms),
         "AddApplicationInput" => modify(service, doc, now_ms, |app, doc| {
             if !app.inputs.is_empty() {
-                return Err(ApiError::invalid(format!("Application {} already has an input", app.name)));
+                return Err(ApiError::invalid(format!(
+                    "Application {} already has an input",
+                    app.name
+                )));
             }
-            let input_doc = field(doc, "Input").ok_or_else(|| ApiError::invalid("Input is required"))?;
+            let input_doc =
+                field(doc, "Input").ok_or_else(|| ApiError::invalid("Input is required"))?;
             let id = app.take_id();
             app.inputs.push(parse_input(input_doc, id)?);
             Ok(())
         }),
         "AddApplicationOutput" => modify(service, doc, now_ms, |app, doc| {
             if app.outputs.len() >= OUTPUTS_MAX {
-                return Err(ApiError::new("LimitExceededException", format!("An application can have at most {OUTPUTS_MAX} outputs")));
+                return Err(ApiError::new(
+                    "LimitExceededException",
+                    format!("An application can have at most {OUTPUTS_MAX} outputs"),
+                ));
             }
-            let output_doc = field(doc, "Output").ok_or_else(|| ApiError::invalid("Output is required"))?;
+            let output_doc =
+                field(doc, "Output").ok_or_else(|| ApiError::invalid("Output is required"))?;
             let id = app.take_id();
             app.outputs.push(parse_output(output_doc, id)?);
             Ok(())
@@ -337,7 +402,10 @@ pub(super) async fn dispatch<R: RecordLog + CheckpointLog>(
             let before = app.outputs.len();
             app.outputs.retain(|o| o.id != id);
             if app.outputs.len() == before {
-                return Err(ApiError::not_found(format!("Output {id} is not found in application {}", app.name)));
+                return Err(ApiError::not_found(format!(
+                    "Output {id} is not found in application {}",
+                    app.name
+                )));
             }
             Ok(())
         }),
@@ -359,11 +427,18 @@ pub(super) async fn dispatch<R: RecordLog + CheckpointLog>(
 fn save(catalog: &mut super::catalog::Catalog) -> Result<(), ApiError> {
     catalog.save().map_err(|e| {
         tracing::error!(error = %e, "The analytics catalog could not be written.");
-        ApiError::new("ServiceUnavailableException", "The application catalog could not be written")
+        ApiError::new(
+            "ServiceUnavailableException",
+            "The application catalog could not be written",
+        )
     })
 }
 
-fn create<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J, now_ms: u64) -> Result<J, ApiError> {
+fn create<R: RecordLog + CheckpointLog>(
+    service: &AnalyticsService<R>,
+    doc: &J,
+    now_ms: u64,
+) -> Result<J, ApiError> {
     let name = required_str(doc, "ApplicationName")?;
     check_name(name)?;
     let mut app = Application {
@@ -381,12 +456,19 @@ fn create<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J, 
         next_id: 0,
     };
     if app.tags.len() > TAGS_MAX {
-        return Err(ApiError::new("TooManyTagsException", format!("An application can have at most {TAGS_MAX} tags")));
+        return Err(ApiError::new(
+            "TooManyTagsException",
+            format!("An application can have at most {TAGS_MAX} tags"),
+        ));
     }
     if let Some(inputs) = field(doc, "Inputs") {
-        let inputs = inputs.as_array().ok_or_else(|| ApiError::invalid("Inputs must be a list"))?;
+        let inputs = inputs
+            .as_array()
+            .ok_or_else(|| ApiError::invalid("Inputs must be a list"))?;
         if inputs.len() > 1 {
-            return Err(ApiError::invalid("An application can have at most one streaming input"));
+            return Err(ApiError::invalid(
+                "An application can have at most one streaming input",
+            ));
         }
         for input in inputs {
             let id = app.take_id();
@@ -394,22 +476,34 @@ fn create<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J, 
         }
     }
     if let Some(outputs) = field(doc, "Outputs") {
-        let outputs = outputs.as_array().ok_or_else(|| ApiError::invalid("Outputs must be a list"))?;
+        let outputs = outputs
+            .as_array()
+            .ok_or_else(|| ApiError::invalid("Outputs must be a list"))?;
         if outputs.len() > OUTPUTS_MAX {
-            return Err(ApiError::new("LimitExceededException", format!("An application can have at most {OUTPUTS_MAX} outputs")));
+            return Err(ApiError::new(
+                "LimitExceededException",
+                format!("An application can have at most {OUTPUTS_MAX} outputs"),
+            ));
         }
         for output in outputs {
             let id = app.take_id();
             app.outputs.push(parse_output(output, id)?);
         }
     }
-    if field(doc, "CloudWatchLoggingOptions").is_some_and(|c| c.as_array().is_some_and(|a| !a.is_empty())) {
-        return Err(ApiError::new("UnsupportedOperationException", "CloudWatchLoggingOptions are not supported by this server"));
+    if field(doc, "CloudWatchLoggingOptions")
+        .is_some_and(|c| c.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        return Err(ApiError::new(
+            "UnsupportedOperationException",
+            "CloudWatchLoggingOptions are not supported by this server",
+        ));
     }
     validate_code(&app)?;
     let mut catalog = service.catalog();
     if catalog.get(name).is_some() {
-        return Err(ApiError::in_use(format!("Application {name} already exists")));
+        return Err(ApiError::in_use(format!(
+            "Application {name} already exists"
+        )));
     }
     let answer = json!({"ApplicationSummary": summary(&app)});
     catalog.applications.push(app);
@@ -432,11 +526,20 @@ fn modify<R: RecordLog + CheckpointLog>(
     if app.version_id != version {
         return Err(ApiError::new(
             "ConcurrentModificationException",
-            format!("Current application version is {}. Provided version is {version}.", app.version_id),
+            format!(
+                "Current application version is {}. Provided version is {version}.",
+                app.version_id
+            ),
         ));
     }
-    if matches!(app.status, Status::Starting | Status::Stopping | Status::Updating | Status::Deleting) {
-        return Err(ApiError::in_use(format!("Application {name} is in {} state", app.status.name())));
+    if matches!(
+        app.status,
+        Status::Starting | Status::Stopping | Status::Updating | Status::Deleting
+    ) {
+        return Err(ApiError::in_use(format!(
+            "Application {name} is in {} state",
+            app.status.name()
+        )));
     }
     let mut changed = app.clone();
     change(&mut changed, doc)?;
@@ -448,13 +551,23 @@ fn modify<R: RecordLog + CheckpointLog>(
     Ok(json!({}))
 }
 
-fn update<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J, now_ms: u64) -> Result<J, ApiError> {
-    let update = field(doc, "ApplicationUpdate").ok_or_else(|| ApiError::invalid("ApplicationUpdate is required"))?.clone();
+fn update<R: RecordLog + CheckpointLog>(
+    service: &AnalyticsService<R>,
+    doc: &J,
+    now_ms: u64,
+) -> Result<J, ApiError> {
+    let update = field(doc, "ApplicationUpdate")
+        .ok_or_else(|| ApiError::invalid("ApplicationUpdate is required"))?
+        .clone();
     modify(service, doc, now_ms, move |app, _| {
         if let Some(code) = string(&update, "ApplicationCodeUpdate")? {
             app.code = Some(code.to_owned());
         }
-        for input_update in field(&update, "InputUpdates").and_then(J::as_array).into_iter().flatten() {
+        for input_update in field(&update, "InputUpdates")
+            .and_then(J::as_array)
+            .into_iter()
+            .flatten()
+        {
             let id = required_str(input_update, "InputId")?;
             let input = app
                 .inputs
@@ -464,30 +577,48 @@ fn update<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J, 
             if let Some(prefix) = string(input_update, "NamePrefixUpdate")? {
                 input.name_prefix = prefix.to_owned();
             }
-            if let Some(arn) = field(input_update, "KinesisStreamsInputUpdate").and_then(|u| string(u, "ResourceARNUpdate").ok().flatten()) {
+            if let Some(arn) = field(input_update, "KinesisStreamsInputUpdate")
+                .and_then(|u| string(u, "ResourceARNUpdate").ok().flatten())
+            {
                 if stream_name_of(arn).is_none() {
-                    return Err(ApiError::invalid(format!("ResourceARN {arn} is not a valid stream ARN")));
+                    return Err(ApiError::invalid(format!(
+                        "ResourceARN {arn} is not a valid stream ARN"
+                    )));
                 }
                 input.resource_arn = arn.to_owned();
             }
             if let Some(schema_update) = field(input_update, "InputSchemaUpdate") {
                 let mut schema = serde_json::to_value(&input.schema).expect("a schema serializes");
-                for (wire, key) in [("RecordFormatUpdate", "RecordFormat"), ("RecordEncodingUpdate", "RecordEncoding"), ("RecordColumnUpdates", "RecordColumns")] {
+                for (wire, key) in [
+                    ("RecordFormatUpdate", "RecordFormat"),
+                    ("RecordEncodingUpdate", "RecordEncoding"),
+                    ("RecordColumnUpdates", "RecordColumns"),
+                ] {
                     if let Some(v) = field(schema_update, wire) {
                         schema[key] = v.clone();
                     }
                 }
-                input.schema = serde_json::from_value(schema).map_err(|e| ApiError::invalid(format!("InputSchemaUpdate is invalid: {e}")))?;
+                input.schema = serde_json::from_value(schema)
+                    .map_err(|e| ApiError::invalid(format!("InputSchemaUpdate is invalid: {e}")))?;
                 input.schema.to_domain().map_err(ApiError::invalid)?;
             }
-            if let Some(count) = field(input_update, "InputParallelismUpdate").and_then(|p| field(p, "CountUpdate")).and_then(J::as_u64) {
+            if let Some(count) = field(input_update, "InputParallelismUpdate")
+                .and_then(|p| field(p, "CountUpdate"))
+                .and_then(J::as_u64)
+            {
                 if !(1..=64).contains(&count) {
-                    return Err(ApiError::invalid("InputParallelism Count must be between 1 and 64"));
+                    return Err(ApiError::invalid(
+                        "InputParallelism Count must be between 1 and 64",
+                    ));
                 }
                 input.parallelism = count as u32;
             }
         }
-        for output_update in field(&update, "OutputUpdates").and_then(J::as_array).into_iter().flatten() {
+        for output_update in field(&update, "OutputUpdates")
+            .and_then(J::as_array)
+            .into_iter()
+            .flatten()
+        {
             let id = required_str(output_update, "OutputId")?;
             let output = app
                 .outputs
@@ -497,21 +628,31 @@ fn update<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J, 
             if let Some(name) = string(output_update, "NameUpdate")? {
                 output.name = name.to_owned();
             }
-            if let Some(arn) = field(output_update, "KinesisStreamsOutputUpdate").and_then(|u| string(u, "ResourceARNUpdate").ok().flatten()) {
+            if let Some(arn) = field(output_update, "KinesisStreamsOutputUpdate")
+                .and_then(|u| string(u, "ResourceARNUpdate").ok().flatten())
+            {
                 if stream_name_of(arn).is_none() {
-                    return Err(ApiError::invalid(format!("ResourceARN {arn} is not a valid stream ARN")));
+                    return Err(ApiError::invalid(format!(
+                        "ResourceARN {arn} is not a valid stream ARN"
+                    )));
                 }
                 output.resource_arn = arn.to_owned();
             }
-            if let Some(format) = field(output_update, "DestinationSchemaUpdate").and_then(|d| string(d, "RecordFormatType").ok().flatten()) {
+            if let Some(format) = field(output_update, "DestinationSchemaUpdate")
+                .and_then(|d| string(d, "RecordFormatType").ok().flatten())
+            {
                 if format != "JSON" && format != "CSV" {
-                    return Err(ApiError::invalid(format!("RecordFormatType {format} is not one of JSON, CSV")));
+                    return Err(ApiError::invalid(format!(
+                        "RecordFormatType {format} is not one of JSON, CSV"
+                    )));
                 }
                 output.record_format_type = format.to_owned();
             }
         }
-        if field(&update, "ReferenceDataSourceUpdates").is_some_and(|r| r.as_array().is_some_and(|a| !a.is_empty()))
-            || field(&update, "CloudWatchLoggingOptionUpdates").is_some_and(|r| r.as_array().is_some_and(|a| !a.is_empty()))
+        if field(&update, "ReferenceDataSourceUpdates")
+            .is_some_and(|r| r.as_array().is_some_and(|a| !a.is_empty()))
+            || field(&update, "CloudWatchLoggingOptionUpdates")
+                .is_some_and(|r| r.as_array().is_some_and(|a| !a.is_empty()))
         {
             return Err(ApiError::new(
                 "UnsupportedOperationException",
@@ -522,7 +663,10 @@ fn update<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J, 
     })
 }
 
-fn start<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J) -> Result<J, ApiError> {
+fn start<R: RecordLog + CheckpointLog>(
+    service: &AnalyticsService<R>,
+    doc: &J,
+) -> Result<J, ApiError> {
     let name = required_str(doc, "ApplicationName")?;
     let configs = field(doc, "InputConfigurations")
         .and_then(J::as_array)
@@ -530,7 +674,10 @@ fn start<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J) -
     let mut catalog = service.catalog();
     let app = catalog.get_mut(name).ok_or_else(|| not_found(name))?;
     if app.status != Status::Ready {
-        return Err(ApiError::in_use(format!("Application {name} is in {} state", app.status.name())));
+        return Err(ApiError::in_use(format!(
+            "Application {name} is in {} state",
+            app.status.name()
+        )));
     }
     if app.inputs.is_empty() || app.code.as_deref().is_none_or(|c| c.trim().is_empty()) {
         return Err(ApiError::new(
@@ -542,11 +689,13 @@ fn start<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J) -
     for config in configs {
         let id = required_str(config, "Id")?;
         if !app.inputs.iter().any(|i| i.id == id) {
-            return Err(ApiError::invalid(format!("Input {id} is not found in application {name}")));
+            return Err(ApiError::invalid(format!(
+                "Input {id} is not found in application {name}"
+            )));
         }
         let position = field(config, "InputStartingPositionConfiguration")
             .and_then(|p| string(p, "InputStartingPosition").ok().flatten())
-            .unwrap_or("NOW");
+            .ok_or_else(|| ApiError::invalid("InputStartingPositionConfiguration is required"))?;
         if !matches!(position, "NOW" | "TRIM_HORIZON" | "LAST_STOPPED_POINT") {
             return Err(ApiError::invalid(format!(
                 "InputStartingPosition {position} is not one of NOW, TRIM_HORIZON, LAST_STOPPED_POINT"
@@ -564,7 +713,11 @@ fn start<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, doc: &J) -
     Ok(json!({}))
 }
 
-fn tags<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, operation: &str, doc: &J) -> Result<J, ApiError> {
+fn tags<R: RecordLog + CheckpointLog>(
+    service: &AnalyticsService<R>,
+    operation: &str,
+    doc: &J,
+) -> Result<J, ApiError> {
     let arn = required_str(doc, "ResourceARN")?;
     let mut catalog = service.catalog();
     let app = catalog
@@ -594,12 +747,17 @@ fn tags<R: RecordLog + CheckpointLog>(service: &AnalyticsService<R>, operation: 
                 }
             }
             if tags.len() > TAGS_MAX {
-                return Err(ApiError::new("TooManyTagsException", format!("An application can have at most {TAGS_MAX} tags")));
+                return Err(ApiError::new(
+                    "TooManyTagsException",
+                    format!("An application can have at most {TAGS_MAX} tags"),
+                ));
             }
             app.tags = tags;
         }
         _ => {
-            let keys = field(doc, "TagKeys").and_then(J::as_array).ok_or_else(|| ApiError::invalid("TagKeys is required"))?;
+            let keys = field(doc, "TagKeys")
+                .and_then(J::as_array)
+                .ok_or_else(|| ApiError::invalid("TagKeys is required"))?;
             let keys: Vec<&str> = keys.iter().filter_map(J::as_str).collect();
             app.tags.retain(|t| !keys.contains(&t.key.as_str()));
         }
