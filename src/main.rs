@@ -156,27 +156,25 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         engine_config.catalog.account_id.clone(),
     );
     let services = analytics_services(analytics.clone());
-    sluice_io::engine::run_with_services(
-        engine_config,
-        move |engine| {
-            let bound = bound.clone();
-            let subscription_leases = subscription_leases.clone();
-            let summary = summary.clone();
-            let core_ports = core_ports.clone();
-            let auth = auth.clone();
-            let binary_auth = binary_auth.clone();
-            let tls = tls.clone();
-            let analytics = analytics.clone();
-            async move {
-                let core_id = engine.core_id();
-                let listener = match glommio::net::TcpListener::bind(http_addr) {
-                    Ok(listener) => listener,
-                    Err(e) => {
-                        eprintln!("error: cannot listen on {http_addr} on core {core_id}: {e}");
-                        std::process::exit(1);
-                    }
-                };
-                let binary_listeners = binary.map(|(addr, core_port_base, ingest_credit_bytes)| {
+    let per_core = move |engine: sluice_io::engine::Engine| {
+        let bound = bound.clone();
+        let subscription_leases = subscription_leases.clone();
+        let summary = summary.clone();
+        let core_ports = core_ports.clone();
+        let auth = auth.clone();
+        let binary_auth = binary_auth.clone();
+        let tls = tls.clone();
+        let analytics = analytics.clone();
+        async move {
+            let core_id = engine.core_id();
+            let listener = match glommio::net::TcpListener::bind(http_addr) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    eprintln!("error: cannot listen on {http_addr} on core {core_id}: {e}");
+                    std::process::exit(1);
+                }
+            };
+            let binary_listeners = binary.map(|(addr, core_port_base, ingest_credit_bytes)| {
                 let bind = |addr: SocketAddr| match glommio::net::TcpListener::bind(addr) {
                     Ok(listener) => listener,
                     Err(e) => {
@@ -190,77 +188,74 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 core_ports.set(core_id, own_port);
                 (shared, own, ingest_credit_bytes)
             });
-                if bound.fetch_add(1, Ordering::SeqCst) + 1 == cores {
-                    let binary_summary = match binary {
-                        Some((addr, _, _)) => {
-                            let ports: Vec<String> =
-                                core_ports.get().iter().map(u16::to_string).collect();
-                            format!(", binary on {addr}, binary core ports {}", ports.join(" "))
-                        }
-                        None => ", binary off".to_owned(),
-                    };
-                    let mut stdout = std::io::stdout().lock();
-                    let _ = writeln!(
-                        stdout,
-                        "sluice: serving Kinesis on {scheme}://{http_addr} ({summary}{binary_summary})"
-                    );
-                    let _ = stdout.flush();
-                }
-                // One budget, one connection count and one set of `frontend_*` counters per core,
-                // shared by its HTTP and binary listeners.
-                let core_admission = Admission {
-                    budget: MemoryBudget::new(
-                        admission.memory_budget_bytes,
-                        FrontEndStats::register(core_id),
-                    ),
-                    queue_timeout: std::time::Duration::from_millis(
-                        admission.request_queue_timeout_ms,
-                    ),
-                    connections_max: admission.connections_max,
+            if bound.fetch_add(1, Ordering::SeqCst) + 1 == cores {
+                let binary_summary = match binary {
+                    Some((addr, _, _)) => {
+                        let ports: Vec<String> =
+                            core_ports.get().iter().map(u16::to_string).collect();
+                        format!(", binary on {addr}, binary core ports {}", ports.join(" "))
+                    }
+                    None => ", binary off".to_owned(),
                 };
-                if let Some((shared, own, ingest_credit_bytes)) = binary_listeners {
-                    let served = binary::serve(
-                        Some(shared),
-                        own,
-                        engine.clone(),
-                        core_ports,
-                        binary::Limits {
-                            auth: binary_auth,
-                            admission: Some(core_admission.clone()),
-                            ingest_credit_bytes,
-                        },
-                    );
-                    glommio::spawn_local(served).detach();
-                }
-                let metrics_engine = engine.clone();
-                let health_engine = engine.clone();
-                let options = http::ServeOptions {
-                    auth: auth.clone(),
-                    metrics: Some(std::rc::Rc::new(move || {
-                        metrics_engine.render_metrics() + &sluice_protocols::admission::render()
-                    })),
-                    health: Some(std::rc::Rc::new(move || {
-                        let health = health_engine.health();
-                        http::HealthReport {
-                            degraded: health.degraded,
-                            json: health.json,
-                        }
-                    })),
-                    tls,
-                    idle_timeout: (admission.idle_timeout_ms > 0)
-                        .then(|| std::time::Duration::from_millis(admission.idle_timeout_ms)),
-                    admission: Some(core_admission),
-                    analytics: Some(analytics),
-                };
-                let fan_out = sluice_protocols::kinesis::efo::EnhancedFanOut::new(
-                    engine.storage(),
-                    subscription_leases,
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(
+                    stdout,
+                    "sluice: serving Kinesis on {scheme}://{http_addr} ({summary}{binary_summary})"
                 );
-                http::serve_with(listener, engine, fan_out, options).await;
+                let _ = stdout.flush();
             }
-        },
-        services,
-    )?;
+            // One budget, one connection count and one set of `frontend_*` counters per core,
+            // shared by its HTTP and binary listeners.
+            let core_admission = Admission {
+                budget: MemoryBudget::new(
+                    admission.memory_budget_bytes,
+                    FrontEndStats::register(core_id),
+                ),
+                queue_timeout: std::time::Duration::from_millis(admission.request_queue_timeout_ms),
+                connections_max: admission.connections_max,
+            };
+            if let Some((shared, own, ingest_credit_bytes)) = binary_listeners {
+                let served = binary::serve(
+                    Some(shared),
+                    own,
+                    engine.clone(),
+                    core_ports,
+                    binary::Limits {
+                        auth: binary_auth,
+                        admission: Some(core_admission.clone()),
+                        ingest_credit_bytes,
+                    },
+                );
+                glommio::spawn_local(served).detach();
+            }
+            let metrics_engine = engine.clone();
+            let health_engine = engine.clone();
+            let options = http::ServeOptions {
+                auth: auth.clone(),
+                metrics: Some(std::rc::Rc::new(move || {
+                    metrics_engine.render_metrics() + &sluice_protocols::admission::render()
+                })),
+                health: Some(std::rc::Rc::new(move || {
+                    let health = health_engine.health();
+                    http::HealthReport {
+                        degraded: health.degraded,
+                        json: health.json,
+                    }
+                })),
+                tls,
+                idle_timeout: (admission.idle_timeout_ms > 0)
+                    .then(|| std::time::Duration::from_millis(admission.idle_timeout_ms)),
+                admission: Some(core_admission),
+                analytics: Some(analytics),
+            };
+            let fan_out = sluice_protocols::kinesis::efo::EnhancedFanOut::new(
+                engine.storage(),
+                subscription_leases,
+            );
+            http::serve_with(listener, engine, fan_out, options).await;
+        }
+    };
+    sluice_io::engine::run_with_services(engine_config, per_core, services)?;
     Ok(())
 }
 
