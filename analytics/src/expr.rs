@@ -379,7 +379,7 @@ fn apply(func: ScalarFn, args: &[Value], kind: Kind) -> Result<Value, String> {
         }
         _ => {}
     }
-    if args.iter().any(|v| *v == Value::Null) {
+    if args.contains(&Value::Null) {
         return Ok(Value::Null);
     }
     let bad = || format!("invalid argument to {func:?}");

@@ -17,7 +17,7 @@ use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
 use crate::expr::convert;
 use crate::input::{InputSchema, RejectedRecord};
 use crate::plan::{PlanBody, PumpPlan, compile_pump};
-use crate::program::{CodeError, Position, Program};
+use crate::program::{CodeError, Program};
 use crate::types::Kind;
 use crate::value::Value;
 use crate::window::{OutputRow, TumblingState};
@@ -276,10 +276,7 @@ impl Pipeline {
         batch: &RecordBatch,
         now_ms: i64,
     ) -> Option<(String, RecordBatch)> {
-        let batch = match self.filter(index, batch, now_ms) {
-            Some(b) => b,
-            None => return None,
-        };
+        let batch = self.filter(index, batch, now_ms)?;
         if batch.num_rows() == 0 {
             return None;
         }
@@ -411,11 +408,5 @@ fn check_acyclic(pumps: &[Pump], program: &Program) -> Result<(), CodeError> {
             ));
         }
     }
-    let _ = Position { line: 1, column: 1 };
     Ok(())
-}
-
-/// Whether an array has a value at `row` (for callers outside the crate's batch helpers).
-pub fn is_valid(array: &dyn Array, row: usize) -> bool {
-    array.is_valid(row)
 }

@@ -88,15 +88,11 @@ impl Acc {
                 *sum += as_f64(v);
                 *n += 1;
             }
-            (Acc::Min(m), Some(v)) => {
-                if m.as_ref().is_none_or(|cur| less(v, cur)) {
-                    *m = Some(v.clone());
-                }
+            (Acc::Min(m), Some(v)) if m.as_ref().is_none_or(|cur| less(v, cur)) => {
+                *m = Some(v.clone());
             }
-            (Acc::Max(m), Some(v)) => {
-                if m.as_ref().is_none_or(|cur| less(cur, v)) {
-                    *m = Some(v.clone());
-                }
+            (Acc::Max(m), Some(v)) if m.as_ref().is_none_or(|cur| less(cur, v)) => {
+                *m = Some(v.clone());
             }
             _ => {}
         }

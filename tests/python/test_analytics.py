@@ -404,3 +404,34 @@ CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
     finally:
         server.kill()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_sql_run_subcommand_runs_a_program_over_a_file(tmp_path):
+    """`sluice sql run` (no server): row i has ROWTIME i * --step-ms; hand-derived expectation."""
+    from conftest import sluice_bin
+    import subprocess
+
+    (tmp_path / "app.sql").write_text(WINDOW_PROGRAM)
+    (tmp_path / "schema.json").write_text(json.dumps(SCHEMA))
+    lines = [{"sym": "A", "px": 1.0, "qty": 1}, {"sym": "B", "px": 2.0, "qty": 2},
+             {"sym": "A", "px": 3.0, "qty": 3}, {"sym": "A", "px": 4.0, "qty": 4}]
+    (tmp_path / "in.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    run = subprocess.run(
+        [str(sluice_bin()), "sql", "run", str(tmp_path / "app.sql"), "--input", str(tmp_path / "in.jsonl"),
+         "--schema", str(tmp_path / "schema.json"), "--name-prefix", "SOURCE_SQL_STREAM", "--step-ms", "1500"],
+        capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    # Row times 0, 1.5, 3, 4.5 s: window [0,2) holds A(1) and B(2); [2,4) holds A(3); [4,6) A(4).
+    assert [json.loads(l) for l in run.stdout.splitlines()] == [
+        {"window_start": "1970-01-01 00:00:00.000", "sym": "A", "n": 1, "total_qty": 1, "hi": 1.0},
+        {"window_start": "1970-01-01 00:00:00.000", "sym": "B", "n": 1, "total_qty": 2, "hi": 2.0},
+        {"window_start": "1970-01-01 00:00:02.000", "sym": "A", "n": 1, "total_qty": 3, "hi": 3.0},
+        {"window_start": "1970-01-01 00:00:04.000", "sym": "A", "n": 1, "total_qty": 4, "hi": 4.0},
+    ]
+    (tmp_path / "bad.sql").write_text('CREATE STREAM "S" ("a" INTEGER);\nCREATE PUMP "P" AS INSERT INTO "S" SELECT STREAM "zz" FROM "SOURCE_SQL_STREAM_001";')
+    run = subprocess.run(
+        [str(sluice_bin()), "sql", "run", str(tmp_path / "bad.sql"), "--input", str(tmp_path / "in.jsonl"),
+         "--schema", str(tmp_path / "schema.json")],
+        capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "CodeValidationException" in run.stderr and "line 2, column 50" in run.stderr, run.stderr
