@@ -435,3 +435,51 @@ def test_sql_run_subcommand_runs_a_program_over_a_file(tmp_path):
         capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
     assert "CodeValidationException" in run.stderr and "line 2, column 50" in run.stderr, run.stderr
+
+
+def test_kill_9_in_the_middle_of_a_window_neither_loses_nor_double_counts_it():
+    """kill -9 while a tumbling window is open: after the restart the application rebuilds the
+    open window from its checkpoint (the first record of that window), so the output equals an
+    uninterrupted run's, computed by DuckDB from the records' arrival times."""
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sluice-kda-"))
+    data_dir = base / "data"
+    server = SluiceProcess(data_dir)
+    try:
+        kinesis, kda = client("kinesis", server.endpoint), client("kinesisanalytics", server.endpoint)
+        make_stream(kinesis, "src")
+        make_stream(kinesis, "dst")
+        create_app(kda, "windowed", WINDOW_PROGRAM, "src", "dst")
+        start(kda, "windowed")
+        data = trades(90, seed=3)
+        put(kinesis, "src", data[:30])
+        time.sleep(3.5)
+        put(kinesis, "src", data[30:60])
+        time.sleep(0.3)
+        server.proc.kill()
+        server.proc.wait(timeout=30)
+        server = SluiceProcess(data_dir)
+        kinesis, kda = client("kinesis", server.endpoint), client("kinesisanalytics", server.endpoint)
+        wait_status(kda, "windowed", "RUNNING")
+        put(kinesis, "src", data[60:])
+
+        stored = read_all(kinesis, "src", len(data))
+        con = duckdb.connect()
+        con.execute("CREATE TABLE t (arrival_ms BIGINT, sym VARCHAR, px DOUBLE, qty INTEGER)")
+        con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", [
+            (round(r["ApproximateArrivalTimestamp"].timestamp() * 1000), d["sym"], d["px"], d["qty"])
+            for r in stored for d in [json.loads(r["Data"])]])
+        expected = con.execute(
+            """SELECT (arrival_ms // 2000) * 2000 AS w, sym, count(*), sum(qty), max(px)
+               FROM t GROUP BY w, sym ORDER BY w, sym""").fetchall()
+        got = read_all(kinesis, "dst", len(expected), timeout_s=30.0, settle_s=3.0)
+        rows = [json.loads(r["Data"]) for r in got]
+
+        def ms(text):
+            return round(datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S.%f")
+                         .replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+
+        actual = sorted((ms(r["window_start"]), r["sym"], r["n"], r["total_qty"], r["hi"]) for r in rows)
+        assert actual == [(w, s, n, q, pytest.approx(h)) for w, s, n, q, h in expected]
+    finally:
+        server.kill()
+        shutil.rmtree(base, ignore_errors=True)
