@@ -24,5 +24,6 @@ pub mod window;
 
 pub mod api;
 pub mod runner;
+pub mod sliding;
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@ use crate::expr::convert;
 use crate::input::{InputSchema, RejectedRecord};
 use crate::plan::{PlanBody, PumpPlan, compile_pump};
 use crate::program::{CodeError, Program};
+use crate::sliding::SlidingState;
 use crate::types::Kind;
 use crate::value::Value;
 use crate::window::{OutputRow, TumblingState};
@@ -50,6 +51,7 @@ pub struct PipelineInput {
 struct Pump {
     plan: PumpPlan,
     window: Option<TumblingState>,
+    sliding: Option<SlidingState>,
 }
 
 /// Batches that entered each stream during a call, in order.
@@ -117,11 +119,16 @@ impl Pipeline {
                 .entry(plan.source.clone())
                 .or_default()
                 .push(pumps.len());
-            let window = match &plan.body {
-                PlanBody::Tumbling(t) => Some(TumblingState::new(t.clone())),
-                PlanBody::Project(_) => None,
+            let (window, sliding) = match &plan.body {
+                PlanBody::Tumbling(t) => (Some(TumblingState::new(t.clone())), None),
+                PlanBody::Sliding(s) => (None, Some(SlidingState::new(s.clone()))),
+                PlanBody::Project(_) => (None, None),
             };
-            pumps.push(Pump { plan, window });
+            pumps.push(Pump {
+                plan,
+                window,
+                sliding,
+            });
         }
         check_acyclic(&pumps, program)?;
         Ok(Pipeline {
@@ -281,6 +288,17 @@ impl Pipeline {
             return None;
         }
         let target = self.pumps[index].plan.target.clone();
+        if let Some(sliding) = &mut self.pumps[index].sliding {
+            let mut rows = Vec::new();
+            let refused = sliding.add(&batch, &mut rows);
+            for r in refused {
+                self.pump_error(index, &batch, r.row, r.message, now_ms);
+            }
+            if rows.is_empty() {
+                return None;
+            }
+            return Some((target, self.window_rows_to_batch(index, rows)));
+        }
         if self.pumps[index].window.is_some() {
             let mut rows = Vec::new();
             let refused = self.pumps[index]

@@ -53,10 +53,46 @@ pub struct TumblingPlan {
     pub outputs: Vec<AggOutput>,
 }
 
+/// The extent of a sliding window, ending at the current row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    /// `RANGE INTERVAL … PRECEDING`: rows whose ROWTIME is within this many ms before the
+    /// current row's (inclusive).
+    RangeMs(i64),
+    /// `ROWS n PRECEDING`: the current row and the `n` rows before it.
+    Rows(usize),
+}
+
+/// A sliding window: its partition keys and frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlidingWindow {
+    pub partition: Vec<CExpr>,
+    pub frame: Frame,
+}
+
+/// One output column of a sliding-window pump.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SlideOutput {
+    Expr(CExpr),
+    Aggregate {
+        func: AggFn,
+        arg: Option<CExpr>,
+        window: usize,
+    },
+}
+
+/// A pump with `agg OVER window` items: one output row per input row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlidingPlan {
+    pub windows: Vec<SlidingWindow>,
+    pub outputs: Vec<SlideOutput>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum PlanBody {
     Project(Vec<CExpr>),
     Tumbling(TumblingPlan),
+    Sliding(SlidingPlan),
 }
 
 /// A compiled pump.
@@ -176,18 +212,17 @@ pub fn compile_pump(
     if select.having.is_some() {
         return Err(CodeError::at(at, "HAVING is not implemented"));
     }
-    if !select.named_window.is_empty() {
-        return Err(CodeError::at(
-            at,
-            "sliding windows (WINDOW … RANGE/ROWS PRECEDING) are not implemented",
-        ));
-    }
     let group_keys: &[Expr] = match &select.group_by {
         GroupByExpr::Expressions(keys, _) => keys,
         GroupByExpr::All(_) => return Err(CodeError::at(at, "GROUP BY ALL is not supported")),
     };
     let target_kind = |i: usize| target_shape.columns[target_columns[i]].1;
-    let body = if group_keys.is_empty() {
+    let sliding = items
+        .iter()
+        .any(|e| matches!(strip_nested(e), Expr::Function(f) if f.over.is_some()));
+    let body = if group_keys.is_empty() && sliding {
+        PlanBody::Sliding(compile_sliding(&items, &select.named_window, &scope, at)?)
+    } else if group_keys.is_empty() {
         if let Some(agg) = items.iter().find(|e| aggregate_of(e).is_some()) {
             return Err(CodeError::at(
                 position_of(agg, at),
@@ -285,6 +320,129 @@ fn compile_tumbling(
         keys,
         outputs,
     })
+}
+
+fn compile_sliding(
+    items: &[&Expr],
+    named: &[sqlparser::ast::NamedWindowDefinition],
+    scope: &Scope,
+    at: Position,
+) -> Result<SlidingPlan, CodeError> {
+    use sqlparser::ast::{NamedWindowExpr, WindowFrameBound, WindowFrameUnits, WindowType};
+    let mut windows: Vec<SlidingWindow> = Vec::new();
+    let mut outputs = Vec::new();
+    for item in items {
+        let bare = strip_nested(item);
+        let pos = position_of(item, at);
+        let Expr::Function(f) = bare else {
+            outputs.push(SlideOutput::Expr(compile(item, scope, at)?));
+            continue;
+        };
+        let Some(over) = &f.over else {
+            if aggregate_of(bare).is_some() {
+                return Err(CodeError::at(
+                    pos,
+                    "an aggregate in a sliding-window query needs OVER",
+                ));
+            }
+            outputs.push(SlideOutput::Expr(compile(item, scope, at)?));
+            continue;
+        };
+        let mut plain = f.clone();
+        plain.over = None;
+        let probe = Expr::Function(plain);
+        let Some((func, arg)) = aggregate_of(&probe) else {
+            return Err(CodeError::at(
+                pos,
+                "only COUNT, SUM, AVG, MIN and MAX may have OVER",
+            ));
+        };
+        let spec = match over {
+            WindowType::WindowSpec(spec) => spec.clone(),
+            WindowType::NamedWindow(name) => {
+                let wanted = ident_name(name);
+                let found = named
+                    .iter()
+                    .find(|d| ident_name(&d.0) == wanted)
+                    .ok_or_else(|| CodeError::at(pos, format!("Window '{wanted}' not found")))?;
+                match &found.1 {
+                    NamedWindowExpr::WindowSpec(spec) => spec.clone(),
+                    NamedWindowExpr::NamedWindow(_) => {
+                        return Err(CodeError::at(
+                            pos,
+                            "a window defined as another window is not supported",
+                        ));
+                    }
+                }
+            }
+        };
+        let frame = spec.window_frame.as_ref().ok_or_else(|| {
+            CodeError::at(
+                pos,
+                "a sliding window needs RANGE INTERVAL … PRECEDING or ROWS n PRECEDING",
+            )
+        })?;
+        if !matches!(frame.end_bound, None | Some(WindowFrameBound::CurrentRow)) {
+            return Err(CodeError::at(
+                pos,
+                "a sliding window must end at the current row",
+            ));
+        }
+        let frame = match (&frame.units, &frame.start_bound) {
+            (WindowFrameUnits::Range, WindowFrameBound::Preceding(Some(e))) => {
+                Frame::RangeMs(interval_ms(e, pos)?)
+            }
+            (WindowFrameUnits::Rows, WindowFrameBound::Preceding(Some(e))) => match &**e {
+                Expr::Value(v) => match &v.value {
+                    AstValue::Number(n, _) => Frame::Rows(
+                        n.parse()
+                            .map_err(|_| CodeError::at(pos, "ROWS needs a whole number"))?,
+                    ),
+                    _ => return Err(CodeError::at(pos, "ROWS needs a whole number")),
+                },
+                _ => return Err(CodeError::at(pos, "ROWS needs a whole number")),
+            },
+            (_, WindowFrameBound::Preceding(None)) => {
+                return Err(CodeError::at(
+                    pos,
+                    "UNBOUNDED PRECEDING is not allowed on a stream (the window would grow forever)",
+                ));
+            }
+            _ => return Err(CodeError::at(pos, "unsupported window frame")),
+        };
+        let partition = spec
+            .partition_by
+            .iter()
+            .map(|e| compile(e, scope, at))
+            .collect::<Result<Vec<_>, _>>()?;
+        let window = SlidingWindow { partition, frame };
+        let index = match windows.iter().position(|w| *w == window) {
+            Some(i) => i,
+            None => {
+                windows.push(window);
+                windows.len() - 1
+            }
+        };
+        let arg = match arg {
+            None => None,
+            Some(a) => {
+                let c = compile(a, scope, at)?;
+                if matches!(func, AggFn::Sum | AggFn::Avg) && !c.kind().is_numeric() {
+                    return Err(CodeError::at(
+                        position_of(a, at),
+                        "SUM and AVG need a numeric argument",
+                    ));
+                }
+                Some(c)
+            }
+        };
+        outputs.push(SlideOutput::Aggregate {
+            func,
+            arg,
+            window: index,
+        });
+    }
+    Ok(SlidingPlan { windows, outputs })
 }
 
 fn strip_nested(e: &Expr) -> &Expr {
@@ -783,7 +941,7 @@ fn compile_function(
     if f.over.is_some() {
         return Err(CodeError::at(
             at,
-            "sliding windows (OVER) are not implemented",
+            "OVER is only allowed on COUNT, SUM, AVG, MIN and MAX as select items",
         ));
     }
     let args: Vec<&Expr> = match &f.args {

@@ -217,3 +217,67 @@ CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM "sym" FROM "SRC_00
         Err(RunError::Code(_))
     ));
 }
+
+#[test]
+fn the_sliding_program_gives_one_row_per_row_with_a_range_frame_per_partition() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "MOVING" ("sym" VARCHAR(8), "vol_4m" BIGINT, "px" DOUBLE);
+        CREATE OR REPLACE PUMP "MOVING_PUMP" AS INSERT INTO "MOVING"
+          SELECT STREAM "sym", SUM("qty") OVER W, "px" FROM "SRC_001"
+          WINDOW W AS (PARTITION BY "sym" RANGE INTERVAL '4' MINUTE PRECEDING);"#;
+    // One row a minute. AMZN at 0, 2 and 5 min: at 5 min the frame [1 min, 5 min] has lost the
+    // row at 0 (qty 100), so 50 + 200.
+    let lines = run_on(sql, &[], 60_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","vol_4m":100,"px":200.0}"#,
+            r#"{"sym":"IBM","vol_4m":2,"px":10.5}"#,
+            r#"{"sym":"AMZN","vol_4m":150,"px":150.0}"#,
+            r#"{"sym":"IBM","vol_4m":42,"px":300.0}"#,
+            r#"{"sym":"MSFT","vol_4m":1,"px":1.0}"#,
+            r#"{"sym":"AMZN","vol_4m":250,"px":90.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn a_rows_frame_holds_the_current_row_and_n_before_it() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("n" INTEGER, "hi" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM COUNT(*) OVER (ROWS 1 PRECEDING), MAX("px") OVER (ROWS 1 PRECEDING)
+          FROM "SRC_001";"#;
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    let pairs: Vec<(i64, f64)> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON");
+            (v["n"].as_i64().expect("n"), v["hi"].as_f64().expect("hi"))
+        })
+        .collect();
+    // px: 200, 10.5, 150, 300, 1, 90.
+    assert_eq!(
+        pairs,
+        vec![
+            (1, 200.0),
+            (2, 200.0),
+            (2, 150.0),
+            (2, 300.0),
+            (2, 300.0),
+            (2, 90.0)
+        ]
+    );
+}
+
+#[test]
+fn an_unbounded_sliding_window_is_rejected() {
+    let sql = r#"CREATE OR REPLACE STREAM "OUT" ("n" INTEGER);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+  SELECT STREAM COUNT(*) OVER (ROWS UNBOUNDED PRECEDING) FROM "SRC_001";"#;
+    let Err(RunError::Code(error)) = run_on(sql, &[], 1, &[]) else {
+        panic!("rejected");
+    };
+    assert_eq!(error.position.line, 3);
+    assert!(error.message.contains("UNBOUNDED"), "{}", error.message);
+}

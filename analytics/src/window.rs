@@ -20,7 +20,7 @@ pub const GROUPS_MAX: usize = 1_000_000;
 
 /// A group key value that can be hashed (floats by their bits).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum KeyPart {
+pub(crate) enum KeyPart {
     Null,
     Int(i64),
     Float(u64),
@@ -28,7 +28,7 @@ enum KeyPart {
     Bool(bool),
 }
 
-fn key_part(v: &Value) -> KeyPart {
+pub(crate) fn key_part(v: &Value) -> KeyPart {
     match v {
         Value::Null => KeyPart::Null,
         Value::Int(i) | Value::Time(i) => KeyPart::Int(*i),
@@ -39,7 +39,7 @@ fn key_part(v: &Value) -> KeyPart {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-enum Acc {
+pub(crate) enum Acc {
     Count(i64),
     SumInt(Option<i64>),
     SumFloat(Option<f64>),
@@ -59,7 +59,7 @@ fn less(a: &Value, b: &Value) -> bool {
 }
 
 impl Acc {
-    fn new(func: AggFn, kind: Option<Kind>) -> Acc {
+    pub(crate) fn new(func: AggFn, kind: Option<Kind>) -> Acc {
         match func {
             AggFn::Count => Acc::Count(0),
             AggFn::Sum if kind == Some(Kind::Int) => Acc::SumInt(None),
@@ -71,7 +71,7 @@ impl Acc {
     }
 
     /// Adds one row's argument (`None` for COUNT(*)). NULLs are ignored, as in SQL.
-    fn add(&mut self, v: Option<&Value>) -> Result<(), String> {
+    pub(crate) fn add(&mut self, v: Option<&Value>) -> Result<(), String> {
         match (self, v) {
             (Acc::Count(n), None) => *n += 1,
             (_, Some(Value::Null)) => {}
@@ -99,7 +99,7 @@ impl Acc {
         Ok(())
     }
 
-    fn result(&self) -> Value {
+    pub(crate) fn result(&self) -> Value {
         match self {
             Acc::Count(n) => Value::Int(*n),
             Acc::SumInt(s) => s.map_or(Value::Null, Value::Int),
