@@ -483,3 +483,31 @@ def test_kill_9_in_the_middle_of_a_window_neither_loses_nor_double_counts_it():
     finally:
         server.kill()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_sliding_rows_window_equals_duckdb_window_function(kinesis, kda):
+    source, destination, app = unique("kda-in"), unique("kda-out"), unique("sliding")
+    make_stream(kinesis, source)
+    make_stream(kinesis, destination)
+    code = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("sym" VARCHAR(8), "vol" BIGINT, "n" INTEGER, "avg_px" DOUBLE);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
+  SELECT STREAM "sym", SUM("qty") OVER W, COUNT(*) OVER W, AVG("px") OVER W
+  FROM "SOURCE_SQL_STREAM_001"
+  WINDOW W AS (PARTITION BY "sym" ROWS 3 PRECEDING);"""
+    create_app(kda, app, code, source, destination)
+    start(kda, app)
+    data = trades(150, seed=4)
+    put(kinesis, source, data)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (i INTEGER, sym VARCHAR, px DOUBLE, qty INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", [(i, r["sym"], r["px"], r["qty"]) for i, r in enumerate(data)])
+    expected = con.execute(
+        """SELECT sym,
+                  sum(qty) OVER w, count(*) OVER w, avg(px) OVER w
+           FROM t WINDOW w AS (PARTITION BY sym ORDER BY i ROWS BETWEEN 3 PRECEDING AND CURRENT ROW)
+           ORDER BY i""").fetchall()
+    rows = [json.loads(r["Data"]) for r in read_all(kinesis, destination, len(data), settle_s=1.0)]
+    assert [(r["sym"], r["vol"], r["n"], r["avg_px"]) for r in rows] == [
+        (s, v, n, pytest.approx(a)) for s, v, n, a in expected]
+    kda.stop_application(ApplicationName=app)
+    wait_status(kda, app, "READY")
