@@ -4,6 +4,8 @@
 //! streaming SQL has and no stock dialect parses:
 //! - `STEP(expr BY INTERVAL 'n' unit)`, the tumbling-window bucket function, through the
 //!   `parse_prefix` hook (it becomes a function call `STEP(expr, INTERVAL ...)`);
+//! - `CURSOR(SELECT STREAM …)`, the stream pointer of table functions such as
+//!   `TOP_K_ITEMS_TUMBLING`, through the same hook (a function `CURSOR` whose argument is a query);
 //! - double-quoted identifiers that keep their case (`"SOURCE_SQL_STREAM_001"`).
 //!
 //! The statements (`CREATE STREAM`, `CREATE PUMP`, `INSERT INTO … SELECT STREAM`) are parsed by
@@ -40,15 +42,39 @@ impl Dialect for KdaDialect {
     }
 
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
-        let is_step = matches!(
-            &parser.peek_token_ref().token,
-            Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("STEP")
-        ) && parser.peek_nth_token_ref(1).token == Token::LParen;
-        if !is_step {
-            return None;
+        let word = |name: &str| {
+            matches!(
+                &parser.peek_token_ref().token,
+                Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(name)
+            ) && parser.peek_nth_token_ref(1).token == Token::LParen
+        };
+        if word("STEP") {
+            Some(parse_step(parser))
+        } else if word("CURSOR") {
+            Some(parse_cursor(parser))
+        } else {
+            None
         }
-        Some(parse_step(parser))
     }
+}
+
+/// `CURSOR ( query )`, the stream pointer table functions take, with the cursor on `CURSOR`:
+/// a function `CURSOR` whose argument is the query.
+fn parse_cursor(parser: &mut Parser) -> Result<Expr, ParserError> {
+    parser.next_token();
+    parser.expect_token(&Token::LParen)?;
+    let query = parser.parse_query()?;
+    parser.expect_token(&Token::RParen)?;
+    Ok(Expr::Function(Function {
+        name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new("CURSOR"))]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::Subquery(query),
+        within_group: Vec::new(),
+        filter: None,
+        null_treatment: None,
+        over: None,
+    }))
 }
 
 /// `STEP ( operand BY interval )`, with the cursor on `STEP`.

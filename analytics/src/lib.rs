@@ -12,6 +12,7 @@ pub mod batch;
 pub mod dialect;
 pub mod expr;
 pub mod input;
+pub mod items;
 pub mod output;
 pub mod pipeline;
 pub mod plan;

@@ -16,6 +16,7 @@ use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
 use crate::expr::convert;
 use crate::input::{InputSchema, RejectedRecord};
+use crate::items::ItemsState;
 use crate::plan::{PlanBody, PumpPlan, compile_pump};
 use crate::program::{CodeError, Program};
 use crate::sliding::SlidingState;
@@ -52,6 +53,7 @@ struct Pump {
     plan: PumpPlan,
     window: Option<TumblingState>,
     sliding: Option<SlidingState>,
+    items: Option<ItemsState>,
 }
 
 /// Batches that entered each stream during a call, in order.
@@ -119,15 +121,17 @@ impl Pipeline {
                 .entry(plan.source.clone())
                 .or_default()
                 .push(pumps.len());
-            let (window, sliding) = match &plan.body {
-                PlanBody::Tumbling(t) => (Some(TumblingState::new(t.clone())), None),
-                PlanBody::Sliding(s) => (None, Some(SlidingState::new(s.clone()))),
-                PlanBody::Project(_) => (None, None),
+            let (window, sliding, items) = match &plan.body {
+                PlanBody::Tumbling(t) => (Some(TumblingState::new(t.clone())), None, None),
+                PlanBody::Sliding(s) => (None, Some(SlidingState::new(s.clone())), None),
+                PlanBody::Items(i) => (None, None, Some(ItemsState::new(i.clone()))),
+                PlanBody::Project(_) => (None, None, None),
             };
             pumps.push(Pump {
                 plan,
                 window,
                 sliding,
+                items,
             });
         }
         check_acyclic(&pumps, program)?;
@@ -145,16 +149,18 @@ impl Pipeline {
         self.shapes.get(name)
     }
 
-    pub fn has_windows(&self) -> bool {
-        self.pumps.iter().any(|p| p.window.is_some())
-    }
-
-    /// The start of the oldest window still open in any pump.
+    /// The start of the oldest tumbling window still open in any pump (sliding frames are not
+    /// counted: replaying them would repeat their output rows).
     pub fn oldest_open_ms(&self) -> Option<i64> {
-        self.pumps
+        let windows = self
+            .pumps
             .iter()
-            .filter_map(|p| p.window.as_ref()?.oldest_open_ms())
-            .min()
+            .filter_map(|p| p.window.as_ref()?.oldest_open_ms());
+        let items = self
+            .pumps
+            .iter()
+            .filter_map(|p| p.items.as_ref()?.oldest_open_ms());
+        windows.chain(items).min()
     }
 
     /// Decodes `records` (data and row time, row times non-decreasing) of input `input` and runs
@@ -202,6 +208,9 @@ impl Pipeline {
             let mut rows: Vec<OutputRow> = Vec::new();
             if let Some(window) = &mut self.pumps[index].window {
                 window.close_ended_by(now_ms, &mut rows);
+            }
+            if let Some(items) = &mut self.pumps[index].items {
+                items.close_ended_by(now_ms, &mut rows);
             }
             if !rows.is_empty() {
                 let batch = self.window_rows_to_batch(index, rows);
@@ -288,9 +297,21 @@ impl Pipeline {
             return None;
         }
         let target = self.pumps[index].plan.target.clone();
-        if let Some(sliding) = &mut self.pumps[index].sliding {
-            let mut rows = Vec::new();
-            let refused = sliding.add(&batch, &mut rows);
+        let pump = &mut self.pumps[index];
+        let stateful = match (&mut pump.sliding, &mut pump.items) {
+            (Some(sliding), _) => {
+                let mut rows = Vec::new();
+                let refused = sliding.add(&batch, &mut rows);
+                Some((rows, refused))
+            }
+            (None, Some(items)) => {
+                let mut rows = Vec::new();
+                let refused = items.add(&batch, &mut rows);
+                Some((rows, refused))
+            }
+            (None, None) => None,
+        };
+        if let Some((rows, refused)) = stateful {
             for r in refused {
                 self.pump_error(index, &batch, r.row, r.message, now_ms);
             }

@@ -93,6 +93,7 @@ pub enum PlanBody {
     Project(Vec<CExpr>),
     Tumbling(TumblingPlan),
     Sliding(SlidingPlan),
+    Items(crate::items::ItemsPlan),
 }
 
 /// A compiled pump.
@@ -138,6 +139,9 @@ pub fn compile_pump(
             at,
             "only a single source stream is supported in FROM (joins are not implemented)",
         ));
+    }
+    if let TableFactor::TableFunction { expr, .. } = &select.from[0].relation {
+        return compile_items(pump, select, expr, shapes);
     }
     let TableFactor::Table {
         name,
@@ -443,6 +447,195 @@ fn compile_sliding(
         });
     }
     Ok(SlidingPlan { windows, outputs })
+}
+
+/// `SELECT STREAM … FROM TABLE(TOP_K_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM s), 'col', K,
+/// seconds))` and `COUNT_DISTINCT_ITEMS_TUMBLING(CURSOR(…), 'col', seconds)`.
+fn compile_items(
+    pump: &PumpDef,
+    select: &sqlparser::ast::Select,
+    expr: &Expr,
+    shapes: &HashMap<String, StreamShape>,
+) -> Result<PumpPlan, CodeError> {
+    use crate::items::{ItemsFn, ItemsPlan};
+    let at = position_of(expr, pump.position);
+    let Expr::Function(f) = expr else {
+        return Err(CodeError::at(at, "TABLE(…) needs a table function"));
+    };
+    let name = object_name(&f.name).unwrap_or_default();
+    let FunctionArguments::List(list) = &f.args else {
+        return Err(CodeError::at(
+            at,
+            format!("Invalid number of arguments to function '{name}'"),
+        ));
+    };
+    let args: Vec<&Expr> = list
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    let expected = match name.as_str() {
+        "TOP_K_ITEMS_TUMBLING" => 4,
+        "COUNT_DISTINCT_ITEMS_TUMBLING" => 3,
+        _ => {
+            return Err(CodeError::at(
+                at,
+                format!("No match found for function signature {name}"),
+            ));
+        }
+    };
+    if args.len() != expected || args.len() != list.args.len() {
+        return Err(CodeError::at(
+            at,
+            format!("Invalid number of arguments to function '{name}'"),
+        ));
+    }
+    let cursor_error = || {
+        CodeError::at(
+            at,
+            "the first argument must be CURSOR(SELECT STREAM * FROM a stream)",
+        )
+    };
+    let Expr::Function(cursor) = args[0] else {
+        return Err(cursor_error());
+    };
+    let FunctionArguments::Subquery(query) = &cursor.args else {
+        return Err(cursor_error());
+    };
+    if object_name(&cursor.name).as_deref() != Some("CURSOR") {
+        return Err(cursor_error());
+    }
+    let SetExpr::Select(inner) = &*query.body else {
+        return Err(cursor_error());
+    };
+    let source = match inner.from.as_slice() {
+        [t] if t.joins.is_empty() => match &t.relation {
+            TableFactor::Table {
+                name, args: None, ..
+            } => object_name(name),
+            _ => None,
+        },
+        _ => None,
+    }
+    .ok_or_else(cursor_error)?;
+    let shape = shapes
+        .get(&source)
+        .ok_or_else(|| CodeError::at(at, format!("Object '{source}' not found")))?;
+    let scope = Scope {
+        stream: &source,
+        alias: None,
+        shape,
+    };
+    let filter = match &inner.selection {
+        Some(e) => Some(compile(e, &scope, at)?),
+        None => None,
+    };
+    let quoted_error =
+        || CodeError::at(at, "the column name must be a quoted string, e.g. 'ticker'");
+    let column = match args[1] {
+        Expr::Value(v) => match &v.value {
+            AstValue::SingleQuotedString(c) => c.clone(),
+            _ => return Err(quoted_error()),
+        },
+        _ => return Err(quoted_error()),
+    };
+    let (index, kind) = shape.index_of(&column).ok_or_else(|| {
+        CodeError::at(
+            position_of(args[1], at),
+            format!("Column '{column}' not found in any table"),
+        )
+    })?;
+    let whole = |e: &Expr, what: &str, max: i64| -> Result<i64, CodeError> {
+        let n = match e {
+            Expr::Value(v) => match &v.value {
+                AstValue::Number(n, _) => n.parse::<i64>().ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        n.filter(|n| (1..=max).contains(n)).ok_or_else(|| {
+            CodeError::at(
+                position_of(e, at),
+                format!("{what} must be a whole number from 1 to {max}"),
+            )
+        })
+    };
+    let func = if expected == 4 {
+        ItemsFn::TopK(whole(args[2], "K", 100_000)? as usize)
+    } else {
+        ItemsFn::CountDistinct
+    };
+    let width_ms = whole(args[expected - 1], "windowSize", 3_600)? * 1_000;
+    let columns = ItemsPlan::columns(func);
+    let mut outputs = Vec::new();
+    for item in &select.projection {
+        match item {
+            SelectItem::Wildcard(_) => outputs.extend(0..columns.len()),
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                let (_, name) = column_ref(e).ok_or_else(|| {
+                    CodeError::at(position_of(e, at), "select the function's columns by name")
+                })?;
+                let i = columns
+                    .iter()
+                    .position(|(c, _)| c.eq_ignore_ascii_case(&name))
+                    .ok_or_else(|| {
+                        CodeError::at(
+                            position_of(e, at),
+                            format!("Column '{name}' not found in any table"),
+                        )
+                    })?;
+                outputs.push(i);
+            }
+            _ => return Err(CodeError::at(at, "unsupported select item")),
+        }
+    }
+    let target_shape = shapes.get(&pump.target).ok_or_else(|| {
+        CodeError::at(pump.position, format!("Object '{}' not found", pump.target))
+    })?;
+    let target_columns: Vec<usize> = match &pump.columns {
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                target_shape
+                    .columns
+                    .iter()
+                    .position(|(c, _)| c == n)
+                    .ok_or_else(|| {
+                        CodeError::at(
+                            pump.position,
+                            format!("Column '{n}' not found in '{}'", pump.target),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        None => (0..target_shape.columns.len()).collect(),
+    };
+    if outputs.len() != target_columns.len() {
+        return Err(CodeError::at(
+            pump.position,
+            format!(
+                "Number of INSERT target columns ({}) does not equal number of source items ({})",
+                target_columns.len(),
+                outputs.len()
+            ),
+        ));
+    }
+    Ok(PumpPlan {
+        name: pump.name.clone(),
+        source,
+        target: pump.target.clone(),
+        filter,
+        body: PlanBody::Items(ItemsPlan {
+            func,
+            column: CExpr::Column { index, kind },
+            width_ms,
+            outputs,
+        }),
+        target_columns,
+    })
 }
 
 fn strip_nested(e: &Expr) -> &Expr {

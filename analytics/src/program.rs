@@ -455,4 +455,23 @@ mod tests {
         assert_eq!(parse_sql_type("VARCHAR(8) junk"), None);
         assert_eq!(parse_sql_type("NOPE"), None);
     }
+    #[test]
+    fn parses_a_table_function_over_a_cursor() {
+        let program = parse_program(
+            r#"CREATE STREAM "D" ("ITEM" VARCHAR(8), "ITEM_COUNT" DOUBLE);
+CREATE PUMP "P" AS INSERT INTO "D" SELECT STREAM * FROM TABLE(TOP_K_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001"), 'sym', 3, 60));"#,
+        )
+        .expect("parses");
+        let SetExpr::Select(select) = &*program.pumps[0].query.body else {
+            panic!("a select");
+        };
+        let sqlparser::ast::TableFactor::TableFunction { expr, .. } = &select.from[0].relation
+        else {
+            panic!("a table function");
+        };
+        assert!(
+            expr.to_string().starts_with("TOP_K_ITEMS_TUMBLING(CURSOR"),
+            "{expr}"
+        );
+    }
 }

@@ -281,3 +281,41 @@ CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
     assert_eq!(error.position.line, 3);
     assert!(error.message.contains("UNBOUNDED"), "{}", error.message);
 }
+
+#[test]
+fn top_k_items_tumbling_ranks_the_most_frequent_values_of_each_window() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "TOP" ("ITEM" VARCHAR(8), "ITEM_COUNT" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "TOP"
+          SELECT STREAM * FROM TABLE(TOP_K_ITEMS_TUMBLING(
+            CURSOR(SELECT STREAM * FROM "SRC_001"), 'sym', 2, 3));"#;
+    // [0,3 s): AMZN twice, IBM once. [3,6 s): IBM, MSFT, AMZN once each: ties go by value.
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"ITEM":"AMZN","ITEM_COUNT":2.0}"#,
+            r#"{"ITEM":"IBM","ITEM_COUNT":1.0}"#,
+            r#"{"ITEM":"AMZN","ITEM_COUNT":1.0}"#,
+            r#"{"ITEM":"IBM","ITEM_COUNT":1.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn count_distinct_items_tumbling_counts_values_per_window() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "D" ("NUMBER_OF_DISTINCT_ITEMS" BIGINT);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "D"
+          SELECT STREAM "NUMBER_OF_DISTINCT_ITEMS" FROM TABLE(COUNT_DISTINCT_ITEMS_TUMBLING(
+            CURSOR(SELECT STREAM * FROM "SRC_001" WHERE "qty" > 1), 'sym', 3));"#;
+    // qty > 1 drops MSFT. [0,3 s): AMZN, IBM; [3,6 s): IBM, AMZN.
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"NUMBER_OF_DISTINCT_ITEMS":2}"#,
+            r#"{"NUMBER_OF_DISTINCT_ITEMS":2}"#
+        ]
+    );
+}
