@@ -319,3 +319,161 @@ fn count_distinct_items_tumbling_counts_values_per_window() {
         ]
     );
 }
+
+mod front_end_robustness {
+    //! The SQL front end against generated programs: token soups and canonical programs with a
+    //! token removed or repeated. Whatever the text, parsing, planning and running a few records
+    //! never panic, and a rejection names a position inside the text.
+
+    use proptest::prelude::*;
+
+    use crate::pipeline::{Emissions, Pipeline, PipelineInput};
+    use crate::program::parse_program;
+    use crate::schema_wire::WireSourceSchema;
+
+    const VOCABULARY: &[&str] = &[
+        "CREATE",
+        "OR",
+        "REPLACE",
+        "STREAM",
+        "PUMP",
+        "AS",
+        "INSERT",
+        "INTO",
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "GROUP",
+        "BY",
+        "STEP",
+        "FLOOR",
+        "TO",
+        "MINUTE",
+        "SECOND",
+        "INTERVAL",
+        "'10'",
+        "OVER",
+        "WINDOW",
+        "PARTITION",
+        "RANGE",
+        "ROWS",
+        "PRECEDING",
+        "COUNT",
+        "SUM",
+        "AVG",
+        "MIN",
+        "MAX",
+        "(",
+        ")",
+        ",",
+        ";",
+        "*",
+        "+",
+        "-",
+        "/",
+        ">",
+        "=",
+        "<>",
+        "AND",
+        "NOT",
+        "NULL",
+        "CAST",
+        "VARCHAR(8)",
+        "INTEGER",
+        "DOUBLE",
+        "TIMESTAMP",
+        "\"S\"",
+        "\"T\"",
+        "\"sym\"",
+        "\"px\"",
+        "\"qty\"",
+        "\"SRC_001\"",
+        "\"SRC_001\".ROWTIME",
+        "ROWTIME",
+        "1",
+        "0",
+        "2.5",
+        "'x'",
+        "TABLE",
+        "CURSOR",
+        "TOP_K_ITEMS_TUMBLING",
+        "'sym'",
+        "UPPER",
+        "SUBSTRING",
+        "CASE",
+        "WHEN",
+        "THEN",
+        "ELSE",
+        "END",
+    ];
+
+    const CANONICAL: &[&str] = &[
+        r#"CREATE OR REPLACE STREAM "S" ("sym" VARCHAR(8), "n" BIGINT, "hi" DOUBLE); CREATE OR REPLACE PUMP "P" AS INSERT INTO "S" SELECT STREAM "sym", COUNT(*), MAX("px") FROM "SRC_001" GROUP BY "sym", STEP("SRC_001".ROWTIME BY INTERVAL '2' SECOND);"#,
+        r#"CREATE OR REPLACE STREAM "S" ("sym" VARCHAR(8), "v" DOUBLE); CREATE OR REPLACE PUMP "P" AS INSERT INTO "S" SELECT STREAM "sym", "px" * "qty" FROM "SRC_001" WHERE "px" * "qty" > 100;"#,
+        r#"CREATE OR REPLACE STREAM "S" ("sym" VARCHAR(8), "v" BIGINT); CREATE OR REPLACE PUMP "P" AS INSERT INTO "S" SELECT STREAM "sym", SUM("qty") OVER W FROM "SRC_001" WINDOW W AS (PARTITION BY "sym" ROWS 2 PRECEDING);"#,
+    ];
+
+    fn exercise(sql: &str) {
+        let lines = sql.lines().count().max(1) as u64;
+        let program = match parse_program(sql) {
+            Ok(p) => p,
+            Err(e) => {
+                assert!(
+                    e.position.line >= 1 && e.position.line <= lines + 1,
+                    "{e} for {sql:?}"
+                );
+                return;
+            }
+        };
+        let schema: WireSourceSchema = serde_json::from_str(super::SCHEMA).expect("schema");
+        let input = PipelineInput {
+            stream: "SRC_001".into(),
+            schema: schema.to_domain().expect("schema"),
+        };
+        let Ok(mut pipeline) = Pipeline::compile(&program, &[input]) else {
+            return;
+        };
+        let records: Vec<Vec<u8>> = super::records();
+        let timed: Vec<(&[u8], i64)> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.as_slice(), i as i64 * 700))
+            .collect();
+        let mut out = Emissions::default();
+        pipeline.ingest(0, &timed, 0, &mut out);
+        pipeline.advance(i64::MAX / 2, &mut out);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn token_soups_never_panic_the_front_end(tokens in proptest::collection::vec(0..VOCABULARY.len(), 0..40)) {
+            let sql: Vec<&str> = tokens.iter().map(|&i| VOCABULARY[i]).collect();
+            exercise(&sql.join(" "));
+        }
+
+        #[test]
+        fn damaged_canonical_programs_never_panic_the_front_end(
+            which in 0..CANONICAL.len(),
+            cut in 0usize..400,
+            repeat in 0usize..400,
+        ) {
+            let words: Vec<&str> = CANONICAL[which].split(' ').collect();
+            let mut damaged: Vec<&str> = words.clone();
+            if !damaged.is_empty() {
+                damaged.remove(cut % words.len());
+                let r = repeat % damaged.len().max(1);
+                if let Some(word) = damaged.get(r).copied() {
+                    damaged.insert(r, word);
+                }
+            }
+            exercise(&damaged.join(" "));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_the_parser(text in "\\PC{0,200}") {
+            exercise(&text);
+        }
+    }
+}
