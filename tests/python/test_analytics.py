@@ -511,3 +511,36 @@ CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
         (s, v, n, pytest.approx(a)) for s, v, n, a in expected]
     kda.stop_application(ApplicationName=app)
     wait_status(kda, app, "READY")
+
+
+def test_top_k_items_tumbling_equals_duckdb_over_arrival_time_windows(kinesis, kda):
+    source, destination, app = unique("kda-in"), unique("kda-out"), unique("topk")
+    make_stream(kinesis, source)
+    make_stream(kinesis, destination)
+    code = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("ITEM" VARCHAR(8), "ITEM_COUNT" BIGINT);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
+  SELECT STREAM * FROM TABLE(TOP_K_ITEMS_TUMBLING(
+    CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001"), 'sym', 2, 2));"""
+    create_app(kda, app, code, source, destination)
+    start(kda, app)
+    rng = random.Random(5)
+    # Skewed so that the top two are clear most of the time; ties are ranked by value.
+    data = [{"sym": rng.choices(["AMZN", "IBM", "MSFT", "ORCL"], weights=[8, 4, 2, 1])[0], "px": 1.0, "qty": 1}
+            for _ in range(160)]
+    for burst in range(2):
+        put(kinesis, source, data[burst * 80:(burst + 1) * 80])
+        time.sleep(1.2)
+    stored = read_all(kinesis, source, len(data))
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (arrival_ms BIGINT, sym VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", [
+        (round(r["ApproximateArrivalTimestamp"].timestamp() * 1000), json.loads(r["Data"])["sym"]) for r in stored])
+    expected = con.execute(
+        """WITH counts AS (SELECT (arrival_ms // 2000) * 2000 AS w, sym, count(*) AS n FROM t GROUP BY w, sym)
+           SELECT w, sym, n FROM (
+             SELECT w, sym, n, row_number() OVER (PARTITION BY w ORDER BY n DESC, sym) AS rank FROM counts)
+           WHERE rank <= 2 ORDER BY w, n DESC, sym""").fetchall()
+    rows = [json.loads(r["Data"]) for r in read_all(kinesis, destination, len(expected), settle_s=2.0)]
+    assert [(r["ITEM"], r["ITEM_COUNT"]) for r in rows] == [(s, n) for _, s, n in expected]
+    kda.stop_application(ApplicationName=app)
+    wait_status(kda, app, "READY")
