@@ -477,3 +477,25 @@ mod front_end_robustness {
         }
     }
 }
+
+#[test]
+fn csv_records_in_and_csv_rows_out() {
+    let schema = r#"{
+      "RecordFormat": {"RecordFormatType": "CSV", "MappingParameters": {"CSVMappingParameters": {"RecordRowDelimiter": "\n", "RecordColumnDelimiter": ";"}}},
+      "RecordColumns": [{"Name": "sym", "SqlType": "VARCHAR(8)"}, {"Name": "note", "SqlType": "VARCHAR(16)"}, {"Name": "qty", "SqlType": "INTEGER"}]
+    }"#;
+    let sql = r#"CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8), "note" VARCHAR(16), "double_qty" INTEGER);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM "sym", "note", "qty" * 2 FROM "SRC_001" WHERE "qty" > 1;"#;
+    let records: Vec<&[u8]> = vec![b"A;plain;1\nB;has, comma;2", b"C;say \"hi\";3", b"D;short"];
+    let mut options = options(&["OUT", "error_stream"], 1_000);
+    options.format = OutputFormat::Csv;
+    let lines = run(sql, schema, &records, &options).expect("runs");
+    // A is filtered out; D has too few columns and goes to error_stream.
+    assert_eq!(
+        &lines[..2],
+        &["OUT\tB,\"has, comma\",4", "OUT\tC,\"say \"\"hi\"\"\",6"]
+    );
+    assert_eq!(lines.len(), 3);
+    assert!(lines[2].starts_with("error_stream\t"), "{}", lines[2]);
+    assert!(lines[2].contains("Schema_mismatch"), "{}", lines[2]);
+}
