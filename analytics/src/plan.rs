@@ -19,7 +19,7 @@ use sqlparser::ast::{
     UnaryOperator, Value as AstValue,
 };
 
-use crate::batch::{ROWTIME, StreamShape};
+use crate::batch::StreamShape;
 use crate::expr::{ArithOp, CExpr, CmpOp, ScalarFn};
 use crate::program::{CodeError, Position, PumpDef, column_ref, ident_name, object_name};
 use crate::types::Kind;
@@ -1087,11 +1087,13 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
                 args.push(sub(x)?);
             }
             let kind = kind.unwrap_or(Kind::Text);
+            // Results (odd positions) and the ELSE value (after the pairs) take the CASE's kind.
+            let else_index = conditions.len() * 2;
             let args = args
                 .into_iter()
                 .enumerate()
                 .map(|(i, a)| {
-                    if i % 2 == 1 || i == args_len_odd(conditions.len(), i) {
+                    if i % 2 == 1 || i == else_index {
                         cast_to(a, kind)
                     } else {
                         a
@@ -1107,11 +1109,6 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
         Expr::Function(f) => compile_function(f, scope, at)?,
         other => return Err(CodeError::at(at, format!("unsupported expression {other}"))),
     })
-}
-
-/// The index of CASE's ELSE argument (after the condition/result pairs).
-fn args_len_odd(pairs: usize, _i: usize) -> usize {
-    pairs * 2
 }
 
 fn text_arg(e: CExpr, at: Position) -> Result<CExpr, CodeError> {
@@ -1291,6 +1288,3 @@ fn compile_function(
         }
     })
 }
-
-/// ROWTIME is never a declared column name.
-pub const _ROWTIME_RESERVED: &str = ROWTIME;

@@ -499,3 +499,27 @@ fn csv_records_in_and_csv_rows_out() {
     assert!(lines[2].starts_with("error_stream\t"), "{}", lines[2]);
     assert!(lines[2].contains("Schema_mismatch"), "{}", lines[2]);
 }
+
+#[test]
+fn case_expressions_pick_the_first_true_branch_or_else() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8), "size" VARCHAR(8), "q" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM "sym",
+                 CASE WHEN "qty" >= 100 THEN 'big' WHEN "qty" >= 40 THEN 'mid' ELSE 'small' END,
+                 CASE "sym" WHEN 'IBM' THEN "px" ELSE 0 END
+          FROM "SRC_001";"#;
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    // qty: 100, 2, 50, 40, 1, 200; px of IBM rows: 10.5, 300.
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","size":"big","q":0.0}"#,
+            r#"{"sym":"IBM","size":"small","q":10.5}"#,
+            r#"{"sym":"AMZN","size":"mid","q":0.0}"#,
+            r#"{"sym":"IBM","size":"mid","q":300.0}"#,
+            r#"{"sym":"MSFT","size":"small","q":0.0}"#,
+            r#"{"sym":"AMZN","size":"big","q":0.0}"#,
+        ]
+    );
+}
