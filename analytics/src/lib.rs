@@ -13,6 +13,7 @@ pub mod dialect;
 pub mod expr;
 pub mod input;
 pub mod items;
+pub mod join;
 pub mod output;
 pub mod pipeline;
 pub mod plan;

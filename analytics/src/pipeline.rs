@@ -17,6 +17,7 @@ use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
 use crate::expr::convert;
 use crate::input::{InputSchema, RejectedRecord};
 use crate::items::ItemsState;
+use crate::join::JoinState;
 use crate::plan::{PlanBody, PumpPlan, compile_pump};
 use crate::program::{CodeError, Program};
 use crate::sliding::SlidingState;
@@ -54,6 +55,7 @@ struct Pump {
     window: Option<TumblingState>,
     sliding: Option<SlidingState>,
     items: Option<ItemsState>,
+    join: Option<JoinState>,
 }
 
 /// Batches that entered each stream during a call, in order.
@@ -69,6 +71,8 @@ pub struct Pipeline {
     pumps: Vec<Pump>,
     readers: HashMap<String, Vec<usize>>,
     error_rows: Vec<(Vec<Value>, i64)>,
+    /// Left batches of joins, run once every pump has seen the input batch they came from.
+    deferred: Vec<(usize, RecordBatch)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -125,13 +129,28 @@ impl Pipeline {
                 PlanBody::Tumbling(t) => (Some(TumblingState::new(t.clone())), None, None),
                 PlanBody::Sliding(s) => (None, Some(SlidingState::new(s.clone())), None),
                 PlanBody::Items(i) => (None, None, Some(ItemsState::new(i.clone()))),
-                PlanBody::Project(_) => (None, None, None),
+                PlanBody::Project(_) | PlanBody::Join(_) => (None, None, None),
+            };
+            let join = match &plan.body {
+                PlanBody::Join(j) => {
+                    readers
+                        .entry(j.right_source.clone())
+                        .or_default()
+                        .push(pumps.len());
+                    Some(JoinState::new(
+                        j.clone(),
+                        shapes[&plan.source].clone(),
+                        shapes[&j.right_source].clone(),
+                    ))
+                }
+                _ => None,
             };
             pumps.push(Pump {
                 plan,
                 window,
                 sliding,
                 items,
+                join,
             });
         }
         check_acyclic(&pumps, program)?;
@@ -141,6 +160,7 @@ impl Pipeline {
             pumps,
             readers,
             error_rows: Vec::new(),
+            deferred: Vec::new(),
         })
     }
 
@@ -199,6 +219,7 @@ impl Pipeline {
             let batch = batch_from_rows(&self.shapes[&stream], &rows);
             self.route(&stream, batch, now_ms, out);
         }
+        self.run_deferred(now_ms, out);
         self.flush_errors(out);
     }
 
@@ -218,7 +239,39 @@ impl Pipeline {
                 self.route(&target, batch, now_ms, out);
             }
         }
+        self.run_deferred(now_ms, out);
         self.flush_errors(out);
+    }
+
+    /// Runs the joins' deferred left batches (and what their output feeds) until none is left.
+    fn run_deferred(&mut self, now_ms: i64, out: &mut Emissions) {
+        self.run_joins(now_ms, out);
+        for pump in &mut self.pumps {
+            if let Some(join) = &mut pump.join {
+                join.settle();
+            }
+        }
+    }
+
+    fn run_joins(&mut self, now_ms: i64, out: &mut Emissions) {
+        while !self.deferred.is_empty() {
+            for (index, batch) in std::mem::take(&mut self.deferred) {
+                let target = self.pumps[index].plan.target.clone();
+                let shape = self.shapes[&target].clone();
+                let columns = self.pumps[index].plan.target_columns.clone();
+                let Some(join) = self.pumps[index].join.as_mut() else {
+                    continue;
+                };
+                match join.join(&batch, &shape, &columns) {
+                    Ok(joined) => self.route(&target, joined, now_ms, out),
+                    Err(e) => {
+                        for row in 0..batch.num_rows() {
+                            self.pump_error(index, &batch, row, e.to_string(), now_ms);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn flush_errors(&mut self, out: &mut Emissions) {
@@ -237,6 +290,23 @@ impl Pipeline {
         out.batches.push((stream.to_owned(), batch.clone()));
         let readers = self.readers.get(stream).cloned().unwrap_or_default();
         for index in readers {
+            if self.pumps[index].join.is_some() {
+                if self.pumps[index].plan.source == stream {
+                    if let Some(kept) = self.filter(index, &batch, now_ms) {
+                        self.deferred.push((index, kept));
+                    }
+                } else {
+                    let refused = self.pumps[index]
+                        .join
+                        .as_mut()
+                        .map(|j| j.add_right(&batch))
+                        .unwrap_or_default();
+                    for r in refused {
+                        self.pump_error(index, &batch, r.row, r.message, now_ms);
+                    }
+                }
+                continue;
+            }
             if let Some((target, produced)) = self.run_pump(index, &batch, now_ms) {
                 self.route(&target, produced, now_ms, out);
             }

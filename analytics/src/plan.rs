@@ -94,6 +94,19 @@ pub enum PlanBody {
     Tumbling(TumblingPlan),
     Sliding(SlidingPlan),
     Items(crate::items::ItemsPlan),
+    Join(JoinPlan),
+}
+
+/// A windowed stream-to-stream join. Expressions read the combined row: the left stream's
+/// columns and ROWTIME, then the right stream's columns and ROWTIME.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JoinPlan {
+    pub right_source: String,
+    pub frame: Frame,
+    pub on: Option<CExpr>,
+    pub filter: Option<CExpr>,
+    pub left_outer: bool,
+    pub projections: Vec<CExpr>,
 }
 
 /// A compiled pump.
@@ -110,6 +123,15 @@ pub struct PumpPlan {
 
 /// The stream a query reads, as its expressions see it.
 struct Scope<'a> {
+    stream: &'a str,
+    alias: Option<String>,
+    shape: &'a StreamShape,
+    /// The joined (windowed) stream of a join; its columns follow the left stream's columns and
+    /// ROWTIME in the combined row.
+    right: Option<Side<'a>>,
+}
+
+struct Side<'a> {
     stream: &'a str,
     alias: Option<String>,
     shape: &'a StreamShape,
@@ -134,11 +156,14 @@ pub fn compile_pump(
     let SetExpr::Select(select) = &*query.body else {
         return Err(CodeError::at(at, "a pump's query must be SELECT STREAM"));
     };
-    if select.from.len() != 1 || !select.from[0].joins.is_empty() {
+    if select.from.len() != 1 || select.from[0].joins.len() > 1 {
         return Err(CodeError::at(
             at,
-            "only a single source stream is supported in FROM (joins are not implemented)",
+            "FROM takes one stream, or one stream JOIN one windowed stream",
         ));
+    }
+    if select.from[0].joins.len() == 1 {
+        return compile_join(pump, select, shapes);
     }
     if let TableFactor::TableFunction { expr, .. } = &select.from[0].relation {
         return compile_items(pump, select, expr, shapes);
@@ -160,6 +185,7 @@ pub fn compile_pump(
         stream: &source,
         alias: alias.as_ref().map(|a| ident_name(&a.name)),
         shape,
+        right: None,
     };
     let target_shape = shapes
         .get(&pump.target)
@@ -528,6 +554,7 @@ fn compile_items(
         stream: &source,
         alias: None,
         shape,
+        right: None,
     };
     let filter = match &inner.selection {
         Some(e) => Some(compile(e, &scope, at)?),
@@ -635,6 +662,214 @@ fn compile_items(
             outputs,
         }),
         target_columns,
+    })
+}
+
+/// A windowed stream-to-stream join: `FROM "L" [AS l] [LEFT] JOIN "R" OVER (RANGE INTERVAL …
+/// PRECEDING | ROWS n PRECEDING) [AS r] ON …`. Each left row joins the right rows whose ROWTIME
+/// is in the frame ending at the left row's ROWTIME.
+fn compile_join(
+    pump: &PumpDef,
+    select: &sqlparser::ast::Select,
+    shapes: &HashMap<String, StreamShape>,
+) -> Result<PumpPlan, CodeError> {
+    use sqlparser::ast::{JoinConstraint, JoinOperator};
+    let at = pump.position;
+    let from = &select.from[0];
+    let join = &from.joins[0];
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = &from.relation
+    else {
+        return Err(CodeError::at(
+            at,
+            "the window of a join goes on the joined stream: FROM a JOIN b OVER (…)",
+        ));
+    };
+    let left = object_name(name).ok_or_else(|| CodeError::at(at, "invalid stream name"))?;
+    let left_alias = alias.as_ref().map(|a| ident_name(&a.name));
+    let TableFactor::Table {
+        name,
+        alias,
+        args: Some(args),
+        ..
+    } = &join.relation
+    else {
+        return Err(CodeError::at(
+            at,
+            "the joined stream needs a window: JOIN s OVER (RANGE INTERVAL … PRECEDING)",
+        ));
+    };
+    let right = object_name(name).ok_or_else(|| CodeError::at(at, "invalid stream name"))?;
+    let right_alias = alias.as_ref().map(|a| ident_name(&a.name));
+    let window_text = match args.args.as_slice() {
+        [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))] => match &v.value {
+            AstValue::SingleQuotedString(t) => t.clone(),
+            _ => return Err(CodeError::at(at, "invalid stream window")),
+        },
+        _ => return Err(CodeError::at(at, "invalid stream window")),
+    };
+    let spec = crate::program::parse_window_text(&window_text)
+        .ok_or_else(|| CodeError::at(at, format!("invalid stream window ({window_text})")))?;
+    let frame = spec.window_frame.as_ref().ok_or_else(|| {
+        CodeError::at(
+            at,
+            "a stream window needs RANGE INTERVAL … PRECEDING or ROWS n PRECEDING",
+        )
+    })?;
+    let frame = frame_of(frame, at)?;
+    let (constraint, left_outer) = match &join.join_operator {
+        JoinOperator::Join(c) | JoinOperator::Inner(c) => (c, false),
+        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (c, true),
+        _ => {
+            return Err(CodeError::at(
+                at,
+                "only JOIN and LEFT JOIN are supported between streams",
+            ));
+        }
+    };
+    if left == right {
+        return Err(CodeError::at(at, "a stream cannot be joined with itself"));
+    }
+    let left_shape = shapes
+        .get(&left)
+        .ok_or_else(|| CodeError::at(at, format!("Object '{left}' not found")))?;
+    let right_shape = shapes
+        .get(&right)
+        .ok_or_else(|| CodeError::at(at, format!("Object '{right}' not found")))?;
+    let scope = Scope {
+        stream: &left,
+        alias: left_alias,
+        shape: left_shape,
+        right: Some(Side {
+            stream: &right,
+            alias: right_alias,
+            shape: right_shape,
+        }),
+    };
+    let on = match constraint {
+        JoinConstraint::On(e) => {
+            let c = compile(e, &scope, at)?;
+            if c.kind() != Kind::Bool {
+                return Err(CodeError::at(
+                    position_of(e, at),
+                    "ON needs a boolean condition",
+                ));
+            }
+            Some(c)
+        }
+        JoinConstraint::None => None,
+        _ => return Err(CodeError::at(at, "a stream join takes an ON condition")),
+    };
+    let filter = match &select.selection {
+        Some(e) => Some(compile(e, &scope, at)?),
+        None => None,
+    };
+    if !matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty()) {
+        return Err(CodeError::at(
+            at,
+            "GROUP BY over a join is not supported; aggregate its output stream instead",
+        ));
+    }
+    let target_shape = shapes
+        .get(&pump.target)
+        .ok_or_else(|| CodeError::at(at, format!("Object '{}' not found", pump.target)))?;
+    let target_columns: Vec<usize> = match &pump.columns {
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                target_shape
+                    .columns
+                    .iter()
+                    .position(|(c, _)| c == n)
+                    .ok_or_else(|| {
+                        CodeError::at(at, format!("Column '{n}' not found in '{}'", pump.target))
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        None => (0..target_shape.columns.len()).collect(),
+    };
+    let mut projections = Vec::new();
+    for (i, item) in select.projection.iter().enumerate() {
+        let e = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => {
+                return Err(CodeError::at(
+                    at,
+                    "SELECT * is not supported: name the columns",
+                ));
+            }
+        };
+        let Some(&column) = target_columns.get(i) else {
+            break;
+        };
+        projections.push(cast_to(
+            compile(e, &scope, at)?,
+            target_shape.columns[column].1,
+        ));
+    }
+    if projections.len() != target_columns.len() || select.projection.len() != target_columns.len()
+    {
+        return Err(CodeError::at(
+            at,
+            format!(
+                "Number of INSERT target columns ({}) does not equal number of source items ({})",
+                target_columns.len(),
+                select.projection.len()
+            ),
+        ));
+    }
+    Ok(PumpPlan {
+        name: pump.name.clone(),
+        source: left,
+        target: pump.target.clone(),
+        filter: None,
+        body: PlanBody::Join(JoinPlan {
+            right_source: right,
+            frame,
+            on,
+            filter,
+            left_outer,
+            projections,
+        }),
+        target_columns,
+    })
+}
+
+/// The frame of a sliding or stream window: `RANGE INTERVAL … PRECEDING` or `ROWS n PRECEDING`,
+/// ending at the current row.
+fn frame_of(frame: &sqlparser::ast::WindowFrame, pos: Position) -> Result<Frame, CodeError> {
+    use sqlparser::ast::{WindowFrameBound, WindowFrameUnits};
+    if !matches!(frame.end_bound, None | Some(WindowFrameBound::CurrentRow)) {
+        return Err(CodeError::at(
+            pos,
+            "a sliding window must end at the current row",
+        ));
+    }
+    Ok(match (&frame.units, &frame.start_bound) {
+        (WindowFrameUnits::Range, WindowFrameBound::Preceding(Some(e))) => {
+            Frame::RangeMs(interval_ms(e, pos)?)
+        }
+        (WindowFrameUnits::Rows, WindowFrameBound::Preceding(Some(e))) => match &**e {
+            Expr::Value(v) => match &v.value {
+                AstValue::Number(n, _) => Frame::Rows(
+                    n.parse()
+                        .map_err(|_| CodeError::at(pos, "ROWS needs a whole number"))?,
+                ),
+                _ => return Err(CodeError::at(pos, "ROWS needs a whole number")),
+            },
+            _ => return Err(CodeError::at(pos, "ROWS needs a whole number")),
+        },
+        (_, WindowFrameBound::Preceding(None)) => {
+            return Err(CodeError::at(
+                pos,
+                "UNBOUNDED PRECEDING is not allowed on a stream (the window would grow forever)",
+            ));
+        }
+        _ => return Err(CodeError::at(pos, "unsupported window frame")),
     })
 }
 
@@ -803,9 +1038,29 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
         Expr::Identifier(_) | Expr::CompoundIdentifier(_) => {
             let (qualifier, column) =
                 column_ref(e).ok_or_else(|| CodeError::at(at, "invalid column reference"))?;
-            if let Some(q) = &qualifier
-                && q != scope.stream
-                && Some(q) != scope.alias.as_ref()
+            let is_left = |q: &String| q == scope.stream || Some(q) == scope.alias.as_ref();
+            if let Some(right) = &scope.right {
+                let is_right = |q: &String| q == right.stream || Some(q) == right.alias.as_ref();
+                let use_right = match &qualifier {
+                    Some(q) if is_left(q) => false,
+                    Some(q) if is_right(q) => true,
+                    Some(q) => return Err(CodeError::at(at, format!("Table '{q}' not found"))),
+                    None => {
+                        scope.shape.index_of(&column).is_none()
+                            && right.shape.index_of(&column).is_some()
+                    }
+                };
+                if use_right {
+                    let (index, kind) = right.shape.index_of(&column).ok_or_else(|| {
+                        CodeError::at(at, format!("Column '{column}' not found in any table"))
+                    })?;
+                    return Ok(CExpr::Column {
+                        index: scope.shape.columns.len() + 1 + index,
+                        kind,
+                    });
+                }
+            } else if let Some(q) = &qualifier
+                && !is_left(q)
             {
                 return Err(CodeError::at(at, format!("Table '{q}' not found")));
             }

@@ -176,7 +176,13 @@ pub fn parse_program(sql: &str) -> Result<Program, CodeError> {
 /// Removes the unquoted word `STREAM` that directly follows `SELECT` (whitespace and comments
 /// between them are kept). Queries without it are rejected later by the planner, which needs
 /// to know it was there: the removed word is replaced by a marker comment.
+///
+/// It also rewrites a stream window in FROM, `"T" OVER (RANGE INTERVAL '1' MINUTE PRECEDING)`
+/// (an identifier followed by `OVER (`), which sqlparser cannot parse, into table arguments
+/// holding the window's text, `"T"('RANGE INTERVAL ''1'' MINUTE PRECEDING')`; the planner
+/// parses that text as a window specification ([`parse_window_text`]).
 fn strip_select_stream(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let tokens = rewrite_stream_windows(tokens);
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut after_select = false;
     for token in tokens {
@@ -198,6 +204,76 @@ fn strip_select_stream(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
         out.push(token);
     }
     out
+}
+
+fn rewrite_stream_windows(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let token = &tokens[i];
+        let is_over = matches!(&token.token, Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::OVER);
+        let after_identifier = out
+            .iter()
+            .rev()
+            .find(|t| !matches!(t.token, Token::Whitespace(_)))
+            .is_some_and(|t| matches!(&t.token, Token::Word(w) if w.quote_style.is_some() || w.keyword == Keyword::NoKeyword));
+        let open = tokens[i + 1..]
+            .iter()
+            .position(|t| !matches!(t.token, Token::Whitespace(_)))
+            .map(|p| i + 1 + p);
+        if is_over && after_identifier && open.is_some_and(|o| tokens[o].token == Token::LParen) {
+            let open = open.unwrap_or(i);
+            let mut depth = 0usize;
+            let mut close = None;
+            for (j, t) in tokens.iter().enumerate().skip(open) {
+                match t.token {
+                    Token::LParen => depth += 1,
+                    Token::RParen => {
+                        depth -= 1;
+                        if depth == 0 {
+                            close = Some(j);
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(close) = close {
+                let text: String = tokens[open + 1..close]
+                    .iter()
+                    .map(|t| t.token.to_string())
+                    .collect();
+                let span = tokens[open].span;
+                out.push(TokenWithSpan::new(Token::LParen, span));
+                out.push(TokenWithSpan::new(Token::SingleQuotedString(text), span));
+                out.push(TokenWithSpan::new(Token::RParen, tokens[close].span));
+                i = close + 1;
+                continue;
+            }
+        }
+        out.push(token.clone());
+        i += 1;
+    }
+    out
+}
+
+/// Parses the text of a stream window (`RANGE INTERVAL '1' MINUTE PRECEDING`) into a window
+/// specification.
+pub fn parse_window_text(text: &str) -> Option<sqlparser::ast::WindowSpec> {
+    let dialect = KdaDialect;
+    let sql = format!("SELECT COUNT(*) OVER ({text}) FROM x");
+    let mut parser = Parser::new(&dialect).try_with_sql(&sql).ok()?;
+    let query = parser.parse_query().ok()?;
+    let SetExpr::Select(select) = *query.body else {
+        return None;
+    };
+    match select.projection.first()? {
+        sqlparser::ast::SelectItem::UnnamedExpr(Expr::Function(f)) => match &f.over {
+            Some(sqlparser::ast::WindowType::WindowSpec(spec)) => Some(spec.clone()),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn parse_statement(

@@ -523,3 +523,72 @@ fn case_expressions_pick_the_first_true_branch_or_else() {
         ]
     );
 }
+
+/// BIG: rows with px >= 100 (AMZN@0 s, AMZN@2 s, IBM@3 s); SMALL: the others (IBM@1 s,
+/// MSFT@4 s, AMZN@5 s). Both come from the same input batch.
+const SPLIT: &str = r#"
+    CREATE OR REPLACE STREAM "BIG" ("sym" VARCHAR(8), "px" DOUBLE);
+    CREATE OR REPLACE STREAM "SMALL" ("sym" VARCHAR(8), "px" DOUBLE);
+    CREATE OR REPLACE PUMP "P_BIG" AS INSERT INTO "BIG" SELECT STREAM "sym", "px" FROM "SRC_001" WHERE "px" >= 100;
+    CREATE OR REPLACE PUMP "P_SMALL" AS INSERT INTO "SMALL" SELECT STREAM "sym", "px" FROM "SRC_001" WHERE "px" < 100;
+    CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8), "left_px" DOUBLE, "right_px" DOUBLE);"#;
+
+#[test]
+fn a_stream_join_pairs_each_left_row_with_right_rows_in_its_range_window() {
+    let sql = format!(
+        r#"{SPLIT}
+        CREATE OR REPLACE PUMP "J" AS INSERT INTO "OUT"
+          SELECT STREAM b."sym", b."px", s."px"
+          FROM "BIG" AS b JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s
+          ON b."sym" = s."sym";"#
+    );
+    // IBM@3 s meets IBM@1 s (within 2 s); AMZN@0 s and AMZN@2 s have no AMZN in SMALL before
+    // them (AMZN@5 s is later than both).
+    let lines = run_on(&sql, &["OUT"], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![r#"{"sym":"IBM","left_px":300.0,"right_px":10.5}"#]
+    );
+
+    let reverse = format!(
+        r#"{SPLIT}
+        CREATE OR REPLACE PUMP "J" AS INSERT INTO "OUT"
+          SELECT STREAM s."sym", s."px", b."px"
+          FROM "SMALL" AS s LEFT JOIN "BIG" OVER (RANGE INTERVAL '3' SECOND PRECEDING) AS b
+          ON s."sym" = b."sym";"#
+    );
+    // AMZN@5 s meets AMZN@2 s but not AMZN@0 s (more than 3 s before); IBM@1 s and MSFT@4 s
+    // have no partner and are kept by the LEFT JOIN with a NULL right side.
+    let lines = run_on(&reverse, &["OUT"], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"IBM","left_px":10.5,"right_px":null}"#,
+            r#"{"sym":"MSFT","left_px":1.0,"right_px":null}"#,
+            r#"{"sym":"AMZN","left_px":90.0,"right_px":150.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn a_rows_window_join_sees_the_last_n_right_rows() {
+    let sql = format!(
+        r#"{SPLIT}
+        CREATE OR REPLACE PUMP "J" AS INSERT INTO "OUT"
+          SELECT STREAM s."sym", s."px", b."px"
+          FROM "SMALL" AS s JOIN "BIG" OVER (ROWS 1 PRECEDING) AS b;"#
+    );
+    // No ON: every pair in the frame. IBM@1 s sees BIG rows at or before 1 s: AMZN@0 s.
+    // MSFT@4 s and AMZN@5 s see the last two: AMZN@2 s and IBM@3 s.
+    let lines = run_on(&sql, &["OUT"], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"IBM","left_px":10.5,"right_px":200.0}"#,
+            r#"{"sym":"MSFT","left_px":1.0,"right_px":150.0}"#,
+            r#"{"sym":"MSFT","left_px":1.0,"right_px":300.0}"#,
+            r#"{"sym":"AMZN","left_px":90.0,"right_px":150.0}"#,
+            r#"{"sym":"AMZN","left_px":90.0,"right_px":300.0}"#,
+        ]
+    );
+}
