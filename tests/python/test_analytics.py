@@ -544,3 +544,41 @@ CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
     assert [(r["ITEM"], r["ITEM_COUNT"]) for r in rows] == [(s, n) for _, s, n in expected]
     kda.stop_application(ApplicationName=app)
     wait_status(kda, app, "READY")
+
+
+def test_stream_join_equals_duckdb_interval_join_over_arrival_times(kinesis, kda):
+    """Orders (qty >= 50) joined with the trades (qty < 50) of the same symbol that arrived in
+    the 2 seconds up to each order, both split from one input stream by pumps."""
+    source, destination, app = unique("kda-in"), unique("kda-out"), unique("join")
+    make_stream(kinesis, source)
+    make_stream(kinesis, destination)
+    code = """CREATE OR REPLACE STREAM "ORDERS" ("sym" VARCHAR(8), "qty" INTEGER);
+CREATE OR REPLACE STREAM "TRADES" ("sym" VARCHAR(8), "qty" INTEGER);
+CREATE OR REPLACE PUMP "P_ORDERS" AS INSERT INTO "ORDERS" SELECT STREAM "sym", "qty" FROM "SOURCE_SQL_STREAM_001" WHERE "qty" >= 50;
+CREATE OR REPLACE PUMP "P_TRADES" AS INSERT INTO "TRADES" SELECT STREAM "sym", "qty" FROM "SOURCE_SQL_STREAM_001" WHERE "qty" < 50;
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("sym" VARCHAR(8), "order_qty" INTEGER, "trade_qty" INTEGER);
+CREATE OR REPLACE PUMP "P_JOIN" AS INSERT INTO "DESTINATION_SQL_STREAM"
+  SELECT STREAM o."sym", o."qty", t."qty"
+  FROM "ORDERS" AS o JOIN "TRADES" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS t
+  ON o."sym" = t."sym";"""
+    create_app(kda, app, code, source, destination)
+    start(kda, app)
+    data = trades(60, seed=6)
+    for burst in range(4):
+        put(kinesis, source, data[burst * 15:(burst + 1) * 15])
+        time.sleep(0.8)
+    stored = read_all(kinesis, source, len(data))
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (i INTEGER, arrival_ms BIGINT, sym VARCHAR, qty INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", [
+        (i, round(r["ApproximateArrivalTimestamp"].timestamp() * 1000), d["sym"], d["qty"])
+        for i, r in enumerate(stored) for d in [json.loads(r["Data"])]])
+    expected = con.execute(
+        """SELECT o.sym, o.qty, tr.qty FROM t AS o JOIN t AS tr
+             ON o.sym = tr.sym AND tr.arrival_ms BETWEEN o.arrival_ms - 2000 AND o.arrival_ms
+           WHERE o.qty >= 50 AND tr.qty < 50 ORDER BY o.i, tr.i""").fetchall()
+    assert len(expected) > 0
+    rows = [json.loads(r["Data"]) for r in read_all(kinesis, destination, len(expected), settle_s=2.0)]
+    assert [(r["sym"], r["order_qty"], r["trade_qty"]) for r in rows] == expected
+    kda.stop_application(ApplicationName=app)
+    wait_status(kda, app, "READY")
