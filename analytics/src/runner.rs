@@ -147,6 +147,8 @@ struct ShardCursor {
     /// (row time, position) of the first record of each second of row time.
     marks: VecDeque<(i64, u64)>,
     caught_up: bool,
+    /// The in-application input stream (`_001` … `_00N`) the shard's records enter.
+    input_index: usize,
 }
 
 async fn run_application<R: RecordLog + CheckpointLog>(
@@ -243,12 +245,15 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             }
             _ => ReadStart::Latest,
         };
+        // Shards are dealt over the InputParallelism in-application streams.
+        let input_index = cursors.len() % input.parallelism.max(1) as usize;
         cursors.push(ShardCursor {
             address,
             start,
             next_position: None,
             marks: VecDeque::new(),
             caught_up: false,
+            input_index,
         });
     }
     set_status(service, name, Some(Status::Starting), Status::Running);
@@ -330,7 +335,7 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             }
             if !records.is_empty() {
                 any = true;
-                pipeline.ingest(0, &records, now_ms(), &mut emissions);
+                pipeline.ingest(cursor.input_index, &records, now_ms(), &mut emissions);
             }
         }
         if cursors.iter().all(|c| c.caught_up) {

@@ -582,3 +582,32 @@ CREATE OR REPLACE PUMP "P_JOIN" AS INSERT INTO "DESTINATION_SQL_STREAM"
     assert [(r["sym"], r["order_qty"], r["trade_qty"]) for r in rows] == expected
     kda.stop_application(ApplicationName=app)
     wait_status(kda, app, "READY")
+
+
+def test_input_parallelism_deals_shards_over_numbered_in_application_streams(kinesis, kda):
+    source, destination, app = unique("kda-in"), unique("kda-out"), unique("parallel")
+    make_stream(kinesis, source, shards=2)
+    make_stream(kinesis, destination)
+    code = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("sym" VARCHAR(8), "qty" INTEGER, "lane" INTEGER);
+CREATE OR REPLACE PUMP "P1" AS INSERT INTO "DESTINATION_SQL_STREAM"
+  SELECT STREAM "sym", "qty", 1 FROM "SOURCE_SQL_STREAM_001" WHERE "qty" > 20;
+CREATE OR REPLACE PUMP "P2" AS INSERT INTO "DESTINATION_SQL_STREAM"
+  SELECT STREAM "sym", "qty", 2 FROM "SOURCE_SQL_STREAM_002" WHERE "qty" > 20;"""
+    kda.create_application(
+        ApplicationName=app, ApplicationCode=code,
+        Inputs=[{"NamePrefix": "SOURCE_SQL_STREAM",
+                 "KinesisStreamsInput": {"ResourceARN": stream_arn(source), "RoleARN": ROLE},
+                 "InputParallelism": {"Count": 2}, "InputSchema": SCHEMA}],
+        Outputs=[{"Name": "DESTINATION_SQL_STREAM",
+                  "KinesisStreamsOutput": {"ResourceARN": stream_arn(destination), "RoleARN": ROLE},
+                  "DestinationSchema": {"RecordFormatType": "JSON"}}])
+    detail = start(kda, app)
+    assert detail["InputDescriptions"][0]["InAppStreamNames"] == ["SOURCE_SQL_STREAM_001", "SOURCE_SQL_STREAM_002"]
+    data = trades(120, seed=7)
+    put(kinesis, source, data)
+    expected = sorted((d["sym"], d["qty"]) for d in data if d["qty"] > 20)
+    rows = [json.loads(r["Data"]) for r in read_all(kinesis, destination, len(expected), settle_s=1.0)]
+    assert sorted((r["sym"], r["qty"]) for r in rows) == expected
+    assert {r["lane"] for r in rows} == {1, 2}, "each shard feeds its own in-application stream"
+    kda.stop_application(ApplicationName=app)
+    wait_status(kda, app, "READY")

@@ -195,16 +195,19 @@ fn parse_tags(doc: &J) -> Result<Vec<Tag>, ApiError> {
 }
 
 /// The in-application stream inputs of `app` as the pipeline sees them.
+/// With InputParallelism N, an input feeds `<NamePrefix>_001` … `_00N`, in that order.
 pub(crate) fn pipeline_inputs(app: &Application) -> Result<Vec<PipelineInput>, String> {
-    app.inputs
-        .iter()
-        .map(|i| {
-            Ok(PipelineInput {
-                stream: format!("{}_001", i.name_prefix),
-                schema: i.schema.to_domain()?,
-            })
-        })
-        .collect()
+    let mut inputs = Vec::new();
+    for input in &app.inputs {
+        let schema = input.schema.to_domain()?;
+        for n in 1..=input.parallelism.max(1) {
+            inputs.push(PipelineInput {
+                stream: format!("{}_{n:03}", input.name_prefix),
+                schema: schema.clone(),
+            });
+        }
+    }
+    Ok(inputs)
 }
 
 /// Checks the application code: it parses, and it compiles against the inputs when there are any.
