@@ -49,6 +49,9 @@ pub enum AggOutput {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TumblingPlan {
     pub width_ms: i64,
+    /// `WINDOWED BY STAGGER`: each key's window opens at its first row and lasts `width_ms`,
+    /// instead of fixed buckets of ROWTIME.
+    pub stagger: bool,
     pub keys: Vec<CExpr>,
     pub outputs: Vec<AggOutput>,
 }
@@ -286,9 +289,35 @@ fn compile_tumbling(
 ) -> Result<TumblingPlan, CodeError> {
     let mut width_ms = None;
     let mut window_key = None;
+    let mut stagger = false;
     let mut keys = Vec::new();
     let mut key_exprs: Vec<&Expr> = Vec::new();
     for key in group_keys {
+        if let Expr::Function(f) = key
+            && object_name(&f.name).as_deref() == Some("STAGGER")
+        {
+            let FunctionArguments::List(list) = &f.args else {
+                return Err(CodeError::at(
+                    position_of(key, at),
+                    "STAGGER needs RANGE INTERVAL …",
+                ));
+            };
+            let [FunctionArg::Unnamed(FunctionArgExpr::Expr(range))] = list.args.as_slice() else {
+                return Err(CodeError::at(
+                    position_of(key, at),
+                    "STAGGER needs RANGE INTERVAL …",
+                ));
+            };
+            if width_ms.is_some() {
+                return Err(CodeError::at(
+                    position_of(key, at),
+                    "only one window may be grouped by",
+                ));
+            }
+            width_ms = Some(interval_ms(range, at)?);
+            stagger = true;
+            continue;
+        }
         let compiled = compile(key, scope, at)?;
         if let CExpr::TimeBucket { expr, width_ms: w } = &compiled
             && is_rowtime(expr, scope)
@@ -296,7 +325,7 @@ fn compile_tumbling(
             if width_ms.is_some() {
                 return Err(CodeError::at(
                     position_of(key, at),
-                    "only one ROWTIME window may be grouped by",
+                    "only one window may be grouped by",
                 ));
             }
             width_ms = Some(*w);
@@ -347,6 +376,7 @@ fn compile_tumbling(
     }
     Ok(TumblingPlan {
         width_ms,
+        stagger,
         keys,
         outputs,
     })

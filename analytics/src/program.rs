@@ -181,8 +181,11 @@ pub fn parse_program(sql: &str) -> Result<Program, CodeError> {
 /// (an identifier followed by `OVER (`), which sqlparser cannot parse, into table arguments
 /// holding the window's text, `"T"('RANGE INTERVAL ''1'' MINUTE PRECEDING')`; the planner
 /// parses that text as a window specification ([`parse_window_text`]).
+///
+/// And `WINDOWED BY STAGGER (PARTITION BY k1, k2 RANGE INTERVAL '1' MINUTE)`, which sqlparser
+/// cannot parse either, becomes `GROUP BY k1, k2, STAGGER(INTERVAL '1' MINUTE)`.
 fn strip_select_stream(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
-    let tokens = rewrite_stream_windows(tokens);
+    let tokens = rewrite_stagger(rewrite_stream_windows(tokens));
     let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
     let mut after_select = false;
     for token in tokens {
@@ -252,6 +255,73 @@ fn rewrite_stream_windows(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
             }
         }
         out.push(token.clone());
+        i += 1;
+    }
+    out
+}
+
+fn rewrite_stagger(tokens: Vec<TokenWithSpan>) -> Vec<TokenWithSpan> {
+    let word = |t: &TokenWithSpan, w: &str| matches!(&t.token, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        if word(&tokens[i], "WINDOWED") {
+            // The significant tokens after WINDOWED: BY STAGGER ( PARTITION BY …
+            let significant: Vec<usize> = (i + 1..tokens.len())
+                .filter(|&j| !matches!(tokens[j].token, Token::Whitespace(_)))
+                .take(5)
+                .collect();
+            if significant.len() == 5
+                && word(&tokens[significant[0]], "BY")
+                && word(&tokens[significant[1]], "STAGGER")
+                && tokens[significant[2]].token == Token::LParen
+                && word(&tokens[significant[3]], "PARTITION")
+                && word(&tokens[significant[4]], "BY")
+            {
+                let open = significant[2];
+                let mut depth = 0usize;
+                let mut range = None;
+                let mut close = None;
+                for (j, t) in tokens.iter().enumerate().skip(open) {
+                    match t.token {
+                        Token::LParen => depth += 1,
+                        Token::RParen => {
+                            depth -= 1;
+                            if depth == 0 {
+                                close = Some(j);
+                                break;
+                            }
+                        }
+                        _ if depth == 1 && range.is_none() && word(t, "RANGE") => range = Some(j),
+                        _ => {}
+                    }
+                }
+                if let (Some(range), Some(close)) = (range, close) {
+                    let span = tokens[i].span;
+                    let make = |t: Token| TokenWithSpan::new(t, span);
+                    out.push(make(Token::make_keyword("GROUP")));
+                    out.push(make(Token::Whitespace(
+                        sqlparser::tokenizer::Whitespace::Space,
+                    )));
+                    out.push(make(Token::make_keyword("BY")));
+                    out.push(make(Token::Whitespace(
+                        sqlparser::tokenizer::Whitespace::Space,
+                    )));
+                    out.extend(tokens[significant[4] + 1..range].iter().cloned());
+                    out.push(make(Token::Comma));
+                    out.push(TokenWithSpan::new(
+                        Token::make_word("STAGGER", None),
+                        tokens[significant[1]].span,
+                    ));
+                    out.push(make(Token::LParen));
+                    out.extend(tokens[range + 1..close].iter().cloned());
+                    out.push(make(Token::RParen));
+                    i = close + 1;
+                    continue;
+                }
+            }
+        }
+        out.push(tokens[i].clone());
         i += 1;
     }
     out

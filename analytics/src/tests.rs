@@ -592,3 +592,42 @@ fn a_rows_window_join_sees_the_last_n_right_rows() {
         ]
     );
 }
+
+#[test]
+fn stagger_windows_open_per_key_at_the_first_row_and_close_a_range_later() {
+    let schema = r#"{
+      "RecordFormat": {"RecordFormatType": "JSON", "MappingParameters": {"JSONMappingParameters": {"RecordRowPath": "$"}}},
+      "RecordColumns": [{"Name": "sym", "Mapping": "$.sym", "SqlType": "VARCHAR(8)"},
+                        {"Name": "evt_ts", "Mapping": "$.t", "SqlType": "TIMESTAMP"}]
+    }"#;
+    let sql = r#"
+        CREATE OR REPLACE STREAM "PER_MIN" ("sym" VARCHAR(8), "minute" TIMESTAMP, "n" BIGINT);
+        CREATE OR REPLACE PUMP "PER_MIN_PUMP" AS INSERT INTO "PER_MIN"
+          SELECT STREAM "sym", FLOOR("evt_ts" TO MINUTE), COUNT(*)
+          FROM "SRC_001"
+          WINDOWED BY STAGGER (PARTITION BY FLOOR("evt_ts" TO MINUTE), "sym" RANGE INTERVAL '1' MINUTE);"#;
+    let input = [
+        r#"{"sym":"A","t":"1970-01-01 00:00:30"}"#,
+        r#"{"sym":"B","t":"1970-01-01 00:00:40"}"#,
+        r#"{"sym":"A","t":"1970-01-01 00:00:50"}"#,
+        r#"{"sym":"A","t":"1970-01-01 00:01:05"}"#,
+        r#"{"sym":"B","t":"1970-01-01 00:00:59"}"#,
+        r#"{"sym":"A","t":"1970-01-01 00:00:10"}"#,
+        r#"{"sym":"C","t":"1970-01-01 00:02:00"}"#,
+    ];
+    let records: Vec<&[u8]> = input.iter().map(|s| s.as_bytes()).collect();
+    let lines = run(sql, schema, &records, &options(&[], 10_000)).expect("runs");
+    // Row times 0, 10, … 60 s. (A, minute 0) opens at 0 s and takes the rows at 0, 20 and 50 s
+    // (the late event at 50 s arrives before its window closes at 60 s); (B, minute 0) opens at
+    // 10 s, takes the late row at 40 s and closes at 70 s; (A, minute 1) opens at 30 s and closes
+    // at 90 s; (C, minute 2) opens at 60 s. Windows are emitted in the order they close.
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"A","minute":"1970-01-01 00:00:00.000","n":3}"#,
+            r#"{"sym":"B","minute":"1970-01-01 00:00:00.000","n":2}"#,
+            r#"{"sym":"A","minute":"1970-01-01 00:01:00.000","n":1}"#,
+            r#"{"sym":"C","minute":"1970-01-01 00:02:00.000","n":1}"#,
+        ]
+    );
+}

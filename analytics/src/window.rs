@@ -142,12 +142,25 @@ pub struct RefusedRow {
     pub message: String,
 }
 
-/// The state of one tumbling-window pump.
+/// One key's open stagger window.
+#[derive(Debug)]
+struct StaggerGroup {
+    opened_ms: i64,
+    key: Vec<Value>,
+    accs: Vec<Acc>,
+    seq: u64,
+}
+
+/// The state of one tumbling-window (or stagger-window) pump.
 #[derive(Debug)]
 pub struct TumblingState {
     plan: TumblingPlan,
     open: BTreeMap<i64, Window>,
     groups: usize,
+    /// Stagger windows by key, and their keys by (end, opening order) for closing in order.
+    stagger_open: HashMap<Vec<KeyPart>, StaggerGroup>,
+    stagger_closing: BTreeMap<(i64, u64), Vec<KeyPart>>,
+    stagger_seq: u64,
 }
 
 impl TumblingState {
@@ -157,6 +170,9 @@ impl TumblingState {
             plan,
             open: BTreeMap::new(),
             groups: 0,
+            stagger_open: HashMap::new(),
+            stagger_closing: BTreeMap::new(),
+            stagger_seq: 0,
         }
     }
 
@@ -166,7 +182,96 @@ impl TumblingState {
 
     /// The start of the oldest open window, if any.
     pub fn oldest_open_ms(&self) -> Option<i64> {
+        if self.plan.stagger {
+            return self
+                .stagger_closing
+                .keys()
+                .next()
+                .map(|(end, _)| end - self.plan.width_ms);
+        }
         self.open.keys().next().copied()
+    }
+
+    fn new_accs(&self) -> Vec<Acc> {
+        self.plan
+            .outputs
+            .iter()
+            .filter_map(|o| match o {
+                AggOutput::Aggregate { func, arg } => {
+                    Some(Acc::new(*func, arg.as_ref().map(|a| a.kind())))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn output_values(&self, key: &[Value], accs: &[Acc], start: i64) -> Vec<Value> {
+        let mut acc_index = 0;
+        self.plan
+            .outputs
+            .iter()
+            .map(|o| match o {
+                AggOutput::Key(i) => key[*i].clone(),
+                AggOutput::WindowStart => Value::Time(start),
+                AggOutput::Aggregate { .. } => {
+                    acc_index += 1;
+                    accs[acc_index - 1].result()
+                }
+            })
+            .collect()
+    }
+
+    /// Stagger windows: each key's window opens at its first row and closes `width_ms` later.
+    fn add_stagger(
+        &mut self,
+        times: &arrow_array::Int64Array,
+        key_arrays: &[(ArrayRef, Kind)],
+        arg_arrays: &[Option<(ArrayRef, Kind)>],
+        out: &mut Vec<OutputRow>,
+    ) -> Vec<RefusedRow> {
+        let mut refused = Vec::new();
+        for row in 0..times.len() {
+            let time = times.value(row);
+            self.close_ended_by(time, out);
+            let key: Vec<Value> = key_arrays
+                .iter()
+                .map(|(a, k)| value_at(a.as_ref(), *k, row))
+                .collect();
+            let hashed: Vec<KeyPart> = key.iter().map(key_part).collect();
+            if !self.stagger_open.contains_key(&hashed) {
+                if self.stagger_open.len() >= GROUPS_MAX {
+                    refused.push(RefusedRow {
+                        row,
+                        message: format!("window state is full ({GROUPS_MAX} groups)"),
+                    });
+                    continue;
+                }
+                self.stagger_seq += 1;
+                let group = StaggerGroup {
+                    opened_ms: time,
+                    key,
+                    accs: self.new_accs(),
+                    seq: self.stagger_seq,
+                };
+                self.stagger_closing
+                    .insert((time + self.plan.width_ms, group.seq), hashed.clone());
+                self.stagger_open.insert(hashed.clone(), group);
+            }
+            let Some(group) = self.stagger_open.get_mut(&hashed) else {
+                continue;
+            };
+            let mut acc_index = 0;
+            for (output, arg) in self.plan.outputs.iter().zip(arg_arrays) {
+                if let AggOutput::Aggregate { .. } = output {
+                    let value = arg.as_ref().map(|(a, k)| value_at(a.as_ref(), *k, row));
+                    if let Err(message) = group.accs[acc_index].add(value.as_ref()) {
+                        refused.push(RefusedRow { row, message });
+                    }
+                    acc_index += 1;
+                }
+            }
+        }
+        refused
     }
 
     /// Adds the rows of `batch` (already filtered), emitting windows that they close into
@@ -209,6 +314,11 @@ impl TumblingState {
             } else {
                 arg_arrays.push(None);
             }
+        }
+        if self.plan.stagger {
+            let mut more = self.add_stagger(times, &key_arrays, &arg_arrays, out);
+            refused.append(&mut more);
+            return refused;
         }
         let width = self.plan.width_ms;
         for row in 0..rows {
@@ -295,6 +405,19 @@ impl TumblingState {
 
     /// Emits the windows that end at or before `time_ms`.
     pub fn close_ended_by(&mut self, time_ms: i64, out: &mut Vec<OutputRow>) {
+        if self.plan.stagger {
+            while let Some(entry) = self.stagger_closing.first_entry() {
+                if entry.key().0 > time_ms {
+                    break;
+                }
+                let ((end, _), hashed) = entry.remove_entry();
+                if let Some(group) = self.stagger_open.remove(&hashed) {
+                    let values = self.output_values(&group.key, &group.accs, group.opened_ms);
+                    out.push((values, end));
+                }
+            }
+            return;
+        }
         // A window [s, s + w) has ended once s + w <= time, i.e. s < time - w + 1.
         self.close_before(time_ms - self.plan.width_ms + 1, out);
     }
@@ -318,6 +441,7 @@ mod tests {
         };
         let plan = TumblingPlan {
             width_ms: 10_000,
+            stagger: false,
             keys: vec![CExpr::Column {
                 index: 0,
                 kind: Kind::Text,
