@@ -31,7 +31,10 @@ fn csv_field(v: Value) -> String {
     let text = match v {
         Value::Null => return String::new(),
         Value::Int(i) => i.to_string(),
-        Value::Float(f) => f.to_string(),
+        // The same digits as the JSON output (`20000.0`, not `20000`).
+        Value::Float(f) => {
+            serde_json::Number::from_f64(f).map_or_else(|| f.to_string(), |n| n.to_string())
+        }
         Value::Text(s) => s,
         Value::Bool(b) => b.to_string(),
         Value::Time(t) => format_timestamp(t),

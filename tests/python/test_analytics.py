@@ -611,3 +611,33 @@ CREATE OR REPLACE PUMP "P2" AS INSERT INTO "DESTINATION_SQL_STREAM"
     assert {r["lane"] for r in rows} == {1, 2}, "each shard feeds its own in-application stream"
     kda.stop_application(ApplicationName=app)
     wait_status(kda, app, "READY")
+
+
+def test_add_application_input_then_start_reads_the_added_stream(kinesis, kda):
+    source, destination, app = unique("kda-in"), unique("kda-out"), unique("addin")
+    make_stream(kinesis, source)
+    make_stream(kinesis, destination)
+    kda.create_application(ApplicationName=app, ApplicationCode=FILTER_PROGRAM)
+    assert error_of(lambda: kda.start_application(ApplicationName=app, InputConfigurations=[
+        {"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "NOW"}}]))["Code"] == \
+        "InvalidApplicationConfigurationException"
+    kda.add_application_input(ApplicationName=app, CurrentApplicationVersionId=1, Input={
+        "NamePrefix": "SOURCE_SQL_STREAM",
+        "KinesisStreamsInput": {"ResourceARN": stream_arn(source), "RoleARN": ROLE},
+        "InputSchema": SCHEMA})
+    kda.add_application_output(ApplicationName=app, CurrentApplicationVersionId=2, Output={
+        "Name": "DESTINATION_SQL_STREAM",
+        "KinesisStreamsOutput": {"ResourceARN": stream_arn(destination), "RoleARN": ROLE},
+        "DestinationSchema": {"RecordFormatType": "CSV"}})
+    second = error_of(lambda: kda.add_application_input(ApplicationName=app, CurrentApplicationVersionId=3, Input={
+        "NamePrefix": "OTHER", "KinesisStreamsInput": {"ResourceARN": stream_arn(source), "RoleARN": ROLE},
+        "InputSchema": SCHEMA}))
+    assert second["Code"] == "InvalidArgumentException"
+    detail = start(kda, app, position="TRIM_HORIZON")
+    assert detail["ApplicationVersionId"] == 3
+    assert detail["InputDescriptions"][0]["InputStartingPositionConfiguration"] == {"InputStartingPosition": "TRIM_HORIZON"}
+    put(kinesis, source, [{"sym": "X", "px": 200.0, "qty": 100}, {"sym": "Y", "px": 1.0, "qty": 1}])
+    rows = [r["Data"] for r in read_all(kinesis, destination, 1, settle_s=1.0)]
+    assert rows == [b"X,20000.0"]
+    kda.stop_application(ApplicationName=app)
+    wait_status(kda, app, "READY")
