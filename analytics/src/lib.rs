@@ -18,6 +18,7 @@ pub mod output;
 pub mod pipeline;
 pub mod plan;
 pub mod program;
+pub mod rcf;
 pub mod run_file;
 pub mod schema_wire;
 pub mod types;

@@ -20,6 +20,7 @@ use crate::items::ItemsState;
 use crate::join::JoinState;
 use crate::plan::{PlanBody, PumpPlan, compile_pump};
 use crate::program::{CodeError, Program};
+use crate::rcf::RcfState;
 use crate::sliding::SlidingState;
 use crate::types::Kind;
 use crate::value::Value;
@@ -56,6 +57,7 @@ struct Pump {
     sliding: Option<SlidingState>,
     items: Option<ItemsState>,
     join: Option<JoinState>,
+    rcf: Option<RcfState>,
 }
 
 /// Batches that entered each stream during a call, in order.
@@ -129,7 +131,7 @@ impl Pipeline {
                 PlanBody::Tumbling(t) => (Some(TumblingState::new(t.clone())), None, None),
                 PlanBody::Sliding(s) => (None, Some(SlidingState::new(s.clone())), None),
                 PlanBody::Items(i) => (None, None, Some(ItemsState::new(i.clone()))),
-                PlanBody::Project(_) | PlanBody::Join(_) => (None, None, None),
+                PlanBody::Project(_) | PlanBody::Join(_) | PlanBody::Rcf(_) => (None, None, None),
             };
             let join = match &plan.body {
                 PlanBody::Join(j) => {
@@ -145,12 +147,17 @@ impl Pipeline {
                 }
                 _ => None,
             };
+            let rcf = match &plan.body {
+                PlanBody::Rcf(r) => Some(RcfState::new(r.clone())),
+                _ => None,
+            };
             pumps.push(Pump {
                 plan,
                 window,
                 sliding,
                 items,
                 join,
+                rcf,
             });
         }
         check_acyclic(&pumps, program)?;
@@ -369,6 +376,15 @@ impl Pipeline {
         let target = self.pumps[index].plan.target.clone();
         let pump = &mut self.pumps[index];
         let stateful = match (&mut pump.sliding, &mut pump.items) {
+            (None, None) if pump.rcf.is_some() => {
+                let mut rows = Vec::new();
+                let refused = pump
+                    .rcf
+                    .as_mut()
+                    .map(|r| r.add(&batch, &mut rows))
+                    .unwrap_or_default();
+                Some((rows, refused))
+            }
             (Some(sliding), _) => {
                 let mut rows = Vec::new();
                 let refused = sliding.add(&batch, &mut rows);

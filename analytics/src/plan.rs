@@ -98,6 +98,21 @@ pub enum PlanBody {
     Sliding(SlidingPlan),
     Items(crate::items::ItemsPlan),
     Join(JoinPlan),
+    Rcf(RcfPlan),
+}
+
+/// `RANDOM_CUT_FOREST(CURSOR(SELECT STREAM … FROM s) [, numberOfTrees, subSampleSize, timeDecay,
+/// shingleSize])`: the cursor's columns and `ANOMALY_SCORE`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RcfPlan {
+    /// The cursor's select items over the source stream.
+    pub cursor: Vec<CExpr>,
+    /// Which cursor columns are numeric (the forest's dimensions).
+    pub numeric: Vec<usize>,
+    pub trees: usize,
+    pub sample_size: usize,
+    /// For each select item, the index into (cursor columns, then ANOMALY_SCORE).
+    pub outputs: Vec<usize>,
 }
 
 /// A windowed stream-to-stream join. Expressions read the combined row: the left stream's
@@ -533,6 +548,9 @@ fn compile_items(
             _ => None,
         })
         .collect();
+    if name == "RANDOM_CUT_FOREST" {
+        return compile_rcf(pump, select, &args, list.args.len(), shapes, at);
+    }
     let expected = match name.as_str() {
         "TOP_K_ITEMS_TUMBLING" => 4,
         "COUNT_DISTINCT_ITEMS_TUMBLING" => 3,
@@ -864,6 +882,199 @@ fn compile_join(
             filter,
             left_outer,
             projections,
+        }),
+        target_columns,
+    })
+}
+
+fn compile_rcf(
+    pump: &PumpDef,
+    select: &sqlparser::ast::Select,
+    args: &[&Expr],
+    given: usize,
+    shapes: &HashMap<String, StreamShape>,
+    at: Position,
+) -> Result<PumpPlan, CodeError> {
+    if (given != 1 && given != 5) || args.len() != given {
+        return Err(CodeError::at(
+            at,
+            "Invalid number of arguments to function 'RANDOM_CUT_FOREST'",
+        ));
+    }
+    let cursor_error = || {
+        CodeError::at(
+            at,
+            "the first argument must be CURSOR(SELECT STREAM … FROM a stream)",
+        )
+    };
+    let Expr::Function(cursor) = args[0] else {
+        return Err(cursor_error());
+    };
+    let FunctionArguments::Subquery(query) = &cursor.args else {
+        return Err(cursor_error());
+    };
+    if object_name(&cursor.name).as_deref() != Some("CURSOR") {
+        return Err(cursor_error());
+    }
+    let SetExpr::Select(inner) = &*query.body else {
+        return Err(cursor_error());
+    };
+    let source = match inner.from.as_slice() {
+        [t] if t.joins.is_empty() => match &t.relation {
+            TableFactor::Table {
+                name, args: None, ..
+            } => object_name(name),
+            _ => None,
+        },
+        _ => None,
+    }
+    .ok_or_else(cursor_error)?;
+    let shape = shapes
+        .get(&source)
+        .ok_or_else(|| CodeError::at(at, format!("Object '{source}' not found")))?;
+    let scope = Scope {
+        stream: &source,
+        alias: None,
+        shape,
+        right: None,
+    };
+    let filter = match &inner.selection {
+        Some(e) => Some(compile(e, &scope, at)?),
+        None => None,
+    };
+    let mut columns: Vec<(String, Kind)> = Vec::new();
+    let mut cursor_exprs = Vec::new();
+    for (n, item) in inner.projection.iter().enumerate() {
+        match item {
+            SelectItem::Wildcard(_) => {
+                for (i, (name, kind)) in shape.columns.iter().enumerate() {
+                    columns.push((name.clone(), *kind));
+                    cursor_exprs.push(CExpr::Column {
+                        index: i,
+                        kind: *kind,
+                    });
+                }
+            }
+            SelectItem::UnnamedExpr(e) => {
+                let name = column_ref(e).map_or_else(|| format!("EXPR${n}"), |(_, c)| c);
+                let c = compile(e, &scope, at)?;
+                columns.push((name, c.kind()));
+                cursor_exprs.push(c);
+            }
+            SelectItem::ExprWithAlias { expr, alias } => {
+                let c = compile(expr, &scope, at)?;
+                columns.push((ident_name(alias), c.kind()));
+                cursor_exprs.push(c);
+            }
+            _ => return Err(CodeError::at(at, "unsupported select item in the cursor")),
+        }
+    }
+    let numeric: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, k))| k.is_numeric())
+        .map(|(i, _)| i)
+        .collect();
+    if numeric.is_empty() {
+        return Err(CodeError::at(
+            at,
+            "RANDOM_CUT_FOREST needs at least one numeric column",
+        ));
+    }
+    let whole = |e: &Expr, what: &str, min: i64, max: i64| -> Result<i64, CodeError> {
+        let n = match e {
+            Expr::Value(v) => match &v.value {
+                AstValue::Number(n, _) => n.parse::<i64>().ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        n.filter(|n| (min..=max).contains(n)).ok_or_else(|| {
+            CodeError::at(
+                position_of(e, at),
+                format!("{what} must be a whole number from {min} to {max}"),
+            )
+        })
+    };
+    let (trees, sample_size) = if given == 5 {
+        let trees = whole(args[1], "numberOfTrees", 1, 1_000)? as usize;
+        let sample_size = whole(args[2], "subSampleSize", 10, 1_000)? as usize;
+        whole(args[3], "timeDecay", 1, i64::MAX)?;
+        if whole(args[4], "shingleSize", 1, 30)? != 1 {
+            return Err(CodeError::at(
+                position_of(args[4], at),
+                "only shingleSize 1 is supported",
+            ));
+        }
+        (trees, sample_size)
+    } else {
+        (100, 256)
+    };
+    columns.push(("ANOMALY_SCORE".into(), Kind::Float));
+    let mut outputs = Vec::new();
+    for item in &select.projection {
+        match item {
+            SelectItem::Wildcard(_) => outputs.extend(0..columns.len()),
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                let (_, name) = column_ref(e).ok_or_else(|| {
+                    CodeError::at(position_of(e, at), "select the function's columns by name")
+                })?;
+                let i = columns
+                    .iter()
+                    .position(|(c, _)| *c == name)
+                    .ok_or_else(|| {
+                        CodeError::at(
+                            position_of(e, at),
+                            format!("Column '{name}' not found in any table"),
+                        )
+                    })?;
+                outputs.push(i);
+            }
+            _ => return Err(CodeError::at(at, "unsupported select item")),
+        }
+    }
+    let target_shape = shapes.get(&pump.target).ok_or_else(|| {
+        CodeError::at(pump.position, format!("Object '{}' not found", pump.target))
+    })?;
+    let target_columns: Vec<usize> = match &pump.columns {
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                target_shape
+                    .columns
+                    .iter()
+                    .position(|(c, _)| c == n)
+                    .ok_or_else(|| {
+                        CodeError::at(
+                            pump.position,
+                            format!("Column '{n}' not found in '{}'", pump.target),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        None => (0..target_shape.columns.len()).collect(),
+    };
+    if outputs.len() != target_columns.len() {
+        return Err(CodeError::at(
+            pump.position,
+            format!(
+                "Number of INSERT target columns ({}) does not equal number of source items ({})",
+                target_columns.len(),
+                outputs.len()
+            ),
+        ));
+    }
+    Ok(PumpPlan {
+        name: pump.name.clone(),
+        source,
+        target: pump.target.clone(),
+        filter,
+        body: PlanBody::Rcf(RcfPlan {
+            cursor: cursor_exprs,
+            numeric,
+            trees,
+            sample_size,
+            outputs,
         }),
         target_columns,
     })

@@ -631,3 +631,52 @@ fn stagger_windows_open_per_key_at_the_first_row_and_close_a_range_later() {
         ]
     );
 }
+
+#[test]
+fn random_cut_forest_scores_planted_anomalies_above_normal_rows() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "SCORED" ("sym" VARCHAR(8), "px" DOUBLE, "qty" INTEGER, "ANOMALY_SCORE" DOUBLE);
+        CREATE OR REPLACE PUMP "SCORE_PUMP" AS INSERT INTO "SCORED"
+          SELECT STREAM "sym", "px", "qty", ANOMALY_SCORE
+          FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM "sym", "px", "qty" FROM "SRC_001")));"#;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let planted = [500usize, 650, 800];
+    let input: Vec<Vec<u8>> = (0..1000usize)
+        .map(|i| {
+            let px = if planted.contains(&i) {
+                160.0
+            } else {
+                100.0 + rng.random::<f64>() * 4.0
+            };
+            let qty = 10 + rng.random_range(0..5);
+            format!(r#"{{"sym":"S","px":{px},"qty":{qty}}}"#).into_bytes()
+        })
+        .collect();
+    let lines = run_on(sql, &[], 1_000, &input).expect("runs");
+    assert_eq!(lines.len(), input.len(), "one scored row per row");
+    let scores: Vec<f64> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["ANOMALY_SCORE"]
+                .as_f64()
+                .expect("score")
+        })
+        .collect();
+    let mut normal: Vec<f64> = scores[300..]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !planted.contains(&(i + 300)))
+        .map(|(_, s)| *s)
+        .collect();
+    normal.sort_by(f64::total_cmp);
+    let p99 = normal[normal.len() * 99 / 100];
+    for i in planted {
+        assert!(
+            scores[i] > 2.0 * p99,
+            "row {i} scored {} against a 99th percentile of {p99}",
+            scores[i]
+        );
+    }
+    assert_eq!(scores[0], 0.0, "the forest warms up before it scores");
+}
