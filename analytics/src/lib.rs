@@ -1,8 +1,9 @@
 //! analytics: Kinesis Data Analytics for SQL. Owns the KDA SQL dialect (parse), the compiled
-//! plans over Arrow columnar batches (filters, projections, scalar functions, tumbling-window
-//! aggregates), in-application streams and pumps, the application catalog and its API
-//! (`KinesisAnalytics_20150814.*`), and the runner that reads an application's input through the
-//! narrow storage face and writes its outputs back through it.
+//! plans over Arrow columnar batches (filters, projections, scalar functions; tumbling, stagger
+//! and sliding windows; stream joins; TOP_K/COUNT_DISTINCT; RANDOM_CUT_FOREST), in-application
+//! streams and pumps, the application catalog and its API (`KinesisAnalytics_20150814.*`), and
+//! the runner that reads an application's input through the narrow storage face and writes its
+//! outputs back through it.
 //!
 //! Must not touch segments, executors' internals or the Kinesis control plane: every record goes
 //! through `sluice_core::storage::{RecordLog, CheckpointLog}`.
@@ -28,5 +29,6 @@ pub mod window;
 pub mod api;
 pub mod runner;
 pub mod sliding;
+
 #[cfg(test)]
 mod tests;
