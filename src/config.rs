@@ -143,6 +143,11 @@ pub struct ServeArgs {
     /// handled is closed; 0 never closes one [default: 60000].
     #[arg(long, value_name = "MS")]
     pub idle_timeout_ms: Option<u64>,
+    /// An HTTP connection that started sending a request but has not completed its headers (or,
+    /// between requests, sent bytes that began none) for this long is closed, however slowly
+    /// it trickles bytes; 0 never closes one [default: 10000].
+    #[arg(long, value_name = "MS")]
+    pub header_timeout_ms: Option<u64>,
     /// Open connections per core at most, HTTP and binary together; more are answered 503 (HTTP)
     /// or ServerBusy (binary) and closed [default: 10000].
     #[arg(long, value_name = "N")]
@@ -199,6 +204,7 @@ struct FileSettings {
     memory_budget_bytes: Option<u64>,
     request_queue_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
+    header_timeout_ms: Option<u64>,
     connections_max: Option<u64>,
     #[serde(default)]
     credentials: Vec<FileCredential>,
@@ -254,6 +260,8 @@ pub struct AdmissionSettings {
     pub request_queue_timeout_ms: u64,
     /// 0: never.
     pub idle_timeout_ms: u64,
+    /// 0: never.
+    pub header_timeout_ms: u64,
     pub connections_max: u64,
 }
 
@@ -493,6 +501,10 @@ impl Settings {
                 .idle_timeout_ms
                 .or(file.idle_timeout_ms)
                 .unwrap_or(60_000),
+            header_timeout_ms: args
+                .header_timeout_ms
+                .or(file.header_timeout_ms)
+                .unwrap_or(10_000),
             connections_max: match args.connections_max.or(file.connections_max) {
                 Some(0) => anyhow::bail!("--connections-max must be at least 1"),
                 Some(n) => n,

@@ -1,7 +1,7 @@
 //! The HTTP front end on one glommio executor: accepts connections, serves HTTP/1.1 and
 //! cleartext HTTP/2 with prior knowledge on the same port (the JS SDK v3 speaks h2c for every
 //! Kinesis call; boto3, the CLI and the Rust SDK speak HTTP/1.1), collects each request body,
-//! and hands it to `sluice_protocols::kinesis::handle_kinesis_with`, which also verifies SigV4
+//! and hands it to `sluice_protocols::kinesis::handle_kinesis_within`, which also verifies SigV4
 //! signatures when [`ServeOptions::auth`] says so.
 //!
 //! SubscribeToShard is the one call whose answer streams: it is routed to
@@ -38,14 +38,16 @@ use sluice_core::KinesisApi;
 use sluice_core::storage::RecordLog;
 use sluice_core::subscribe::Subscription;
 use sluice_protocols::HttpRequest;
-use sluice_protocols::admission::{BudgetPermit, request_charge};
+use sluice_protocols::admission::{
+    BudgetPermit, REQUEST_CHARGE_FLOOR_BYTES, get_records_reservation, request_charge,
+};
 
 pub use sluice_protocols::admission::Admission;
 use sluice_protocols::kinesis::efo::{EnhancedFanOut, FanOutSubscription};
-use sluice_protocols::kinesis::handle_kinesis_with;
 use sluice_protocols::kinesis::subscribe::{
     EventStream, SubscribeReply, handle_subscribe_to_shard, is_subscribe_to_shard,
 };
+use sluice_protocols::kinesis::{ReplyLimits, handle_kinesis_within};
 use sluice_protocols::sigv4::AuthConfig;
 use tokio_util::compat::FuturesAsyncReadCompatExt as _;
 
@@ -88,6 +90,10 @@ pub struct ServeOptions {
     /// `Some`: a connection that moves no byte for this long while none of its requests is
     /// being handled is closed (a slow or abandoned client holds no task forever).
     pub idle_timeout: Option<Duration>,
+    /// `Some`: a connection that has received bytes which began no request yet (a request's
+    /// headers still arriving), with nothing sent back, for this long is closed, however
+    /// slowly the bytes trickle in. A slow-headers client holds no task forever.
+    pub header_timeout: Option<Duration>,
     /// `Some`: the core's memory budget and connection limit (see [`Admission`]).
     pub admission: Option<Admission>,
     /// `Some`: Kinesis Data Analytics (`KinesisAnalytics_20150814.*`) is served on this port.
@@ -132,6 +138,8 @@ impl std::fmt::Debug for ServeOptions {
 
 /// ALPN protocol ids, in the server's order of preference.
 const ALPN_H2: &[u8] = b"h2";
+/// The one call whose answer a request's charge must reserve room for before it is read.
+const GET_RECORDS_TARGET: &str = "Kinesis_20131202.GetRecords";
 const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 /// How long a client may take to complete the TLS handshake before the connection is dropped,
@@ -334,38 +342,80 @@ async fn serve_connection<A: KinesisApi + Clone + 'static, R: RecordLog>(
         activity: activity.clone(),
     };
     let serve = serve_watched(stream, api, fan_out, options.clone(), activity.clone());
-    match options.idle_timeout {
-        None => serve.await,
-        Some(idle) => futures_lite::future::or(serve, activity.idle_for(idle)).await,
+    if options.idle_timeout.is_none() && options.header_timeout.is_none() {
+        return serve.await;
     }
+    let watchdog = activity.stalled(options.idle_timeout, options.header_timeout);
+    futures_lite::future::or(serve, watchdog).await
 }
 
-/// When a connection last moved a byte, and how many of its requests are being handled.
+/// What the watchdog of one connection knows: when it last moved a byte, how many of its
+/// requests are being handled, and since when it has received bytes that began no request yet.
 #[derive(Clone)]
-struct Activity(Rc<(Cell<Instant>, Cell<usize>)>);
+struct Activity(Rc<ActivityCells>);
+
+struct ActivityCells {
+    last_byte: Cell<Instant>,
+    in_flight: Cell<usize>,
+    /// Set by the first byte received while no request is being handled and nothing was sent
+    /// since; cleared when a request begins or a byte is sent (an HTTP/2 PING's answer).
+    unanswered_since: Cell<Option<Instant>>,
+}
 
 impl Default for Activity {
     fn default() -> Self {
-        Self(Rc::new((Cell::new(Instant::now()), Cell::new(0))))
+        Self(Rc::new(ActivityCells {
+            last_byte: Cell::new(Instant::now()),
+            in_flight: Cell::new(0),
+            unanswered_since: Cell::new(None),
+        }))
     }
 }
 
 impl Activity {
-    fn touch(&self) {
-        self.0.0.set(Instant::now());
+    fn received(&self) {
+        let now = Instant::now();
+        self.0.last_byte.set(now);
+        if self.0.in_flight.get() == 0 && self.0.unanswered_since.get().is_none() {
+            self.0.unanswered_since.set(Some(now));
+        }
     }
 
-    /// Resolves once the connection has moved no byte for `idle` while no request of it was
-    /// being handled (a request waiting for budget or for the engine is not idleness). Checked
-    /// at a tenth of `idle`, so a connection is closed between `idle` and 1.1 × `idle`.
-    async fn idle_for(&self, idle: Duration) {
+    fn sent(&self) {
+        self.0.last_byte.set(Instant::now());
+        self.0.unanswered_since.set(None);
+    }
+
+    /// Resolves once the connection is idle or stalled:
+    /// - idle: it moved no byte for `idle` while no request of it was being handled (a request
+    ///   waiting for budget or for the engine is not idleness);
+    /// - stalled in its headers: it received bytes that began no request, and sent nothing,
+    ///   for `header` (a slowloris client trickling one header byte at a time).
+    ///
+    /// Checked at a tenth of the shorter timeout, so a connection is closed within 1.1 × its
+    /// timeout.
+    async fn stalled(&self, idle: Option<Duration>, header: Option<Duration>) {
+        let tick = match (idle, header) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => return futures_lite::future::pending().await,
+        } / 10;
         loop {
-            glommio::timer::sleep(idle / 10).await;
-            let (last, in_flight) = &*self.0;
-            if in_flight.get() == 0 && last.get().elapsed() >= idle {
+            glommio::timer::sleep(tick).await;
+            let cells = &*self.0;
+            if cells.in_flight.get() > 0 {
+                continue;
+            }
+            if idle.is_some_and(|idle| cells.last_byte.get().elapsed() >= idle) {
+                tracing::debug!("Closing an idle connection.");
+                return;
+            }
+            let stalled = cells.unanswered_since.get().map(|since| since.elapsed());
+            if let (Some(header), Some(stalled)) = (header, stalled)
+                && stalled >= header
+            {
                 tracing::debug!(
-                    idle_ms = idle.as_millis() as u64,
-                    "Closing an idle connection."
+                    "Closing a connection whose request headers did not arrive in time."
                 );
                 return;
             }
@@ -378,17 +428,18 @@ struct HandlingRequest(Activity);
 
 impl HandlingRequest {
     fn new(activity: &Activity) -> Self {
-        let count = &activity.0.1;
-        count.set(count.get() + 1);
+        let cells = &activity.0;
+        cells.in_flight.set(cells.in_flight.get() + 1);
+        cells.unanswered_since.set(None);
         Self(activity.clone())
     }
 }
 
 impl Drop for HandlingRequest {
     fn drop(&mut self) {
-        let count = &self.0.0.1;
-        count.set(count.get() - 1);
-        self.0.touch();
+        let cells = &self.0.0;
+        cells.in_flight.set(cells.in_flight.get() - 1);
+        cells.last_byte.set(Instant::now());
     }
 }
 
@@ -408,7 +459,7 @@ impl<S: futures_lite::AsyncRead + Unpin> futures_lite::AsyncRead for Watched<S> 
         if let Poll::Ready(Ok(n)) = &polled
             && *n > 0
         {
-            self.activity.touch();
+            self.activity.received();
         }
         polled
     }
@@ -424,7 +475,7 @@ impl<S: futures_lite::AsyncWrite + Unpin> futures_lite::AsyncWrite for Watched<S
         if let Poll::Ready(Ok(n)) = &polled
             && *n > 0
         {
-            self.activity.touch();
+            self.activity.sent();
         }
         polled
     }
@@ -738,14 +789,26 @@ async fn respond<A: KinesisApi + Clone + 'static, R: RecordLog>(
     }
 
     // Admission: wait for budget before reading the body, so a flood of requests holds their
-    // bodies in the sockets (TCP backpressure) rather than in memory.
-    let (permit, request) = match &options.admission {
-        None => (None, request),
+    // bodies in the sockets (TCP backpressure) rather than in memory. A GetRecords also
+    // reserves room for its answer, and is capped to what it reserved.
+    let (mut permit, limits, request) = match &options.admission {
+        None => (None, ReplyLimits::default(), request),
         Some(admission) => {
-            let charge = request_charge(declared_length.unwrap_or(REQUEST_BODY_BYTES_MAX as u64));
+            let mut charge =
+                request_charge(declared_length.unwrap_or(REQUEST_BODY_BYTES_MAX as u64));
+            let mut limits = ReplyLimits::default();
+            let target = request.headers().get("x-amz-target");
+            if target.is_some_and(|t| t.as_bytes() == GET_RECORDS_TARGET.as_bytes()) {
+                let reservation = get_records_reservation(admission.budget.bytes_max());
+                charge = charge.saturating_add(reservation.charge);
+                limits = ReplyLimits {
+                    get_records_bytes_max: Some(reservation.bytes_max),
+                    get_records_records_max: Some(reservation.records_max),
+                };
+            }
             let deadline = glommio::timer::sleep(admission.queue_timeout);
             match admission.admit(charge, deadline).await {
-                Some(permit) => (Some(permit), request),
+                Some(permit) => (Some(permit), limits, request),
                 None => {
                     // Read the body and drop it chunk by chunk (no memory held) so that hyper
                     // can keep the connection: the client retries on it instead of reconnecting.
@@ -838,7 +901,12 @@ async fn respond<A: KinesisApi + Clone + 'static, R: RecordLog>(
             }
         };
     }
-    let reply = handle_kinesis_with(api, kinesis_request, auth, SystemTime::now()).await;
+    let reply = handle_kinesis_within(api, kinesis_request, auth, SystemTime::now(), limits).await;
+    // What the request still holds: its body and its answer (a reservation for a read, or the
+    // room for decoding a body, is given back now).
+    if let Some(permit) = &mut permit {
+        permit.shrink_to(REQUEST_CHARGE_FLOOR_BYTES + body.len() as u64 + reply.body.len() as u64);
+    }
     let full = Full::new(Bytes::from(reply.body));
     let mut response = Response::new(match permit {
         Some(permit) => ResponseBody::Admitted(full, permit),

@@ -245,6 +245,8 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 tls,
                 idle_timeout: (admission.idle_timeout_ms > 0)
                     .then(|| std::time::Duration::from_millis(admission.idle_timeout_ms)),
+                header_timeout: (admission.header_timeout_ms > 0)
+                    .then(|| std::time::Duration::from_millis(admission.header_timeout_ms)),
                 admission: Some(core_admission),
                 analytics: Some(analytics),
             };

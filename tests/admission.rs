@@ -289,6 +289,151 @@ fn a_connection_that_stalls_mid_header_is_closed_after_the_idle_timeout() {
     wait_for_metric(&server, "frontend_connections", |v| v == 1);
 }
 
+/// A client that trickles a request header one byte at a time moves bytes all the time, so the
+/// idle timeout never fires; the header timeout closes it. A keep-alive connection that stays
+/// quiet between two requests is not a stalled header and stays open.
+#[test]
+fn a_client_trickling_its_headers_is_closed_after_the_header_timeout() {
+    let server = Server::options()
+        .flag("--idle-timeout-ms", 0)
+        .flag("--header-timeout-ms", 400)
+        .start();
+    let health = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    let mut quiet = TcpStream::connect(addr(&server)).expect("connect");
+    quiet.write_all(health).expect("send");
+    assert!(read_response(&mut quiet).starts_with("HTTP/1.1 200"));
+
+    let mut trickling = TcpStream::connect(addr(&server)).expect("connect");
+    trickling
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    let header = b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: Kinesis_20131202.ListStreams\r\n";
+    let started = Instant::now();
+    let mut closed = false;
+    for byte in header.iter().cycle() {
+        if started.elapsed() > METRIC_WAIT_MAX {
+            break;
+        }
+        if trickling.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        // The read timeout paces the trickle: one byte every 100 ms.
+        let mut buffer = [0u8; 64];
+        match trickling.read(&mut buffer) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => panic!("half a header was answered"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "a trickling header was never cut off");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "closed before the header timeout"
+    );
+
+    // The quiet keep-alive connection has been open, silent, for longer than the header
+    // timeout, and still answers.
+    quiet.write_all(health).expect("send again");
+    assert!(read_response(&mut quiet).starts_with("HTTP/1.1 200"));
+}
+
+/// A GetRecords reserves room for its answer before it reads, and on a small budget its answer
+/// is capped to what the reservation covers (fewer bytes and records than the API's limits):
+/// the client reads on with the next iterator and gets every record, in order.
+#[test]
+fn get_records_answers_are_held_to_what_the_memory_budget_can_reserve() {
+    let server = Server::options()
+        .flag("--memory-budget-bytes", 1024 * 1024)
+        .start();
+    let stream_name = unique_stream_name("budget-read");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = server.client();
+    runtime.block_on(async {
+        create_active_stream(&client, &stream_name, 1).await;
+        // Five large records, then 400 small ones.
+        for i in 0..5u8 {
+            client
+                .put_record()
+                .stream_name(&stream_name)
+                .partition_key("k")
+                .data(Blob::new(vec![i; 100 * 1024]))
+                .send()
+                .await
+                .expect("put a large record");
+        }
+        let mut entries = Vec::new();
+        for i in 0..400u32 {
+            entries.push(
+                aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                    .partition_key("k")
+                    .data(Blob::new(i.to_be_bytes().to_vec()))
+                    .build()
+                    .expect("entry"),
+            );
+        }
+        let put = client
+            .put_records()
+            .stream_name(&stream_name)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .expect("put small records");
+        assert_eq!(put.failed_record_count(), Some(0));
+
+        let mut iterator = client
+            .get_shard_iterator()
+            .stream_name(&stream_name)
+            .shard_id("shardId-000000000000")
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("iterator")
+            .shard_iterator
+            .expect("an iterator");
+        let mut answers = Vec::new();
+        let mut records = Vec::new();
+        while records.len() < 405 && answers.len() < 100 {
+            let output = client
+                .get_records()
+                .shard_iterator(&iterator)
+                .send()
+                .await
+                .expect("get records");
+            answers.push(output.records().len());
+            records.extend(output.records().iter().map(|r| r.data().as_ref().to_vec()));
+            iterator = output.next_shard_iterator.expect("an open shard");
+        }
+        // Half the 1 MiB budget is the reservation: about 167 KiB of data and 163 records.
+        assert_eq!(answers[0], 1, "one 100 KiB record per answer: {answers:?}");
+        assert!(
+            answers.iter().all(|n| *n <= 163),
+            "no answer beyond the reservation's record cap: {answers:?}"
+        );
+        assert!(answers.contains(&163), "{answers:?}");
+        assert_eq!(records.len(), 405, "{answers:?}");
+        for (i, data) in records[..5].iter().enumerate() {
+            assert_eq!(data, &vec![i as u8; 100 * 1024]);
+        }
+        for (i, data) in records[5..].iter().enumerate() {
+            assert_eq!(data, &(i as u32).to_be_bytes().to_vec());
+        }
+    });
+    wait_for_metric(&server, "frontend_bytes_in_flight", |v| v <= 64 * 1024);
+}
+
 /// Service cores are part of the appliance's health: `/health` names every shard and service
 /// core with its runtime and state, and `/metrics` shows each service core as up.
 #[test]

@@ -390,6 +390,11 @@ pub struct GetRecordsInput {
     pub shard_iterator: String,
     /// Already checked to be 1..=10000; `None` means 10000.
     pub limit: Option<u32>,
+    /// A front end's cap on the answer's data bytes, below the API's 10 MiB, set from its
+    /// memory budget (never from the wire): the answer then holds fewer records and the client
+    /// goes on with the next iterator, as after any short answer. `None` means the API's limit.
+    /// At least one record is returned whatever the cap.
+    pub bytes_max: Option<usize>,
 }
 
 /// A record as a read returns it, borrowing from the read buffer.

@@ -93,6 +93,42 @@ pub const fn request_charge(carried_bytes: u64) -> u64 {
 /// The smallest charge of a request (a control-plane call, a small read's answer).
 pub const REQUEST_CHARGE_FLOOR_BYTES: u64 = 16 * 1024;
 
+/// What an HTTP GetRecords reserves before it reads, and the answer that reservation covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadReservation {
+    /// Bytes to acquire from the budget.
+    pub charge: u64,
+    /// The most records the answer may carry.
+    pub records_max: u32,
+    /// The most data bytes the answer may carry (at least one record is always returned, and
+    /// a record is at most 1 MiB, which the charge's floor and slack cover).
+    pub bytes_max: usize,
+}
+
+/// Bytes one record of a GetRecords answer costs besides its data, at worst: its partition key
+/// in the read batch and in the JSON answer (256 bytes each), its sequence number, timestamp,
+/// field names and punctuation.
+const ANSWER_RECORD_OVERHEAD_BYTES: u64 = 768;
+
+/// What a GetRecords may reserve: enough for the API's largest answer (10,000 records,
+/// 10 MiB of data held once in the read batch and once base64-encoded in the answer, 7/3 of
+/// it), or half of a smaller budget, the answer's caps scaled down to fit. A capped answer is
+/// only shorter: the client reads on with the next iterator, as the API allows.
+pub fn get_records_reservation(budget_bytes_max: u64) -> ReadReservation {
+    const RECORDS_API_MAX: u64 = 10_000;
+    const BYTES_API_MAX: u64 = 10 * 1024 * 1024;
+    let full = RECORDS_API_MAX * ANSWER_RECORD_OVERHEAD_BYTES + BYTES_API_MAX * 7 / 3;
+    let share = (budget_bytes_max / 2).min(full);
+    // Both caps scaled by the same factor, so their answer fits the share.
+    let records_max = (RECORDS_API_MAX * share / full).clamp(1, RECORDS_API_MAX);
+    let bytes_max = (BYTES_API_MAX * share / full).clamp(1, BYTES_API_MAX);
+    ReadReservation {
+        charge: request_charge(0) + share,
+        records_max: records_max as u32,
+        bytes_max: bytes_max as usize,
+    }
+}
+
 /// Counts an open connection in `frontend_connections` for as long as it lives.
 #[derive(Debug)]
 pub struct OpenConnection(Arc<FrontEndStats>);
@@ -300,6 +336,11 @@ impl MemoryBudget {
         self.inner.borrow().stats.clone()
     }
 
+    /// The budget's size.
+    pub fn bytes_max(&self) -> u64 {
+        self.inner.borrow().bytes_max
+    }
+
     /// Waits until `bytes` (at most the whole budget) fit, then holds them until the permit is
     /// dropped. Dropping the future before it resolves leaves the queue.
     pub fn acquire(&self, bytes: u64) -> Acquire {
@@ -451,6 +492,22 @@ impl std::fmt::Debug for BudgetPermit {
     }
 }
 
+impl BudgetPermit {
+    /// The bytes this permit holds.
+    pub const fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Gives back what the permit holds beyond `bytes` (a reservation turned out larger than
+    /// the answer); never grows it.
+    pub fn shrink_to(&mut self, bytes: u64) {
+        if bytes < self.bytes {
+            self.budget.release(self.bytes - bytes);
+            self.bytes = bytes;
+        }
+    }
+}
+
 impl Drop for BudgetPermit {
     fn drop(&mut self) {
         self.budget.release(self.bytes);
@@ -537,5 +594,47 @@ mod tests {
         assert_eq!(budget.stats().bytes_in_flight.load(Ordering::SeqCst), 50);
         drop(waiting);
         assert_eq!(budget.stats().bytes_in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn shrinking_a_permit_lets_a_waiter_in_and_never_grows_it() {
+        let budget = budget(100);
+        let flag = Arc::new(Flag(false.into()));
+        let mut reserved = poll(&mut budget.acquire(90), &flag).expect("fits");
+        let mut waiting = budget.acquire(50);
+        assert!(poll(&mut waiting, &flag).is_none());
+        reserved.shrink_to(40);
+        assert_eq!(reserved.bytes(), 40);
+        let waiting = poll(&mut waiting, &flag).expect("the shrink made room");
+        reserved.shrink_to(80);
+        assert_eq!(reserved.bytes(), 40, "shrink_to never grows a permit");
+        assert_eq!(budget.stats().bytes_in_flight.load(Ordering::SeqCst), 90);
+        drop((reserved, waiting));
+        assert_eq!(budget.stats().bytes_in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_get_records_reservation_covers_the_full_answer_on_a_large_budget_and_half_a_small_one() {
+        let large = get_records_reservation(1 << 30);
+        assert_eq!(large.records_max, 10_000);
+        assert_eq!(large.bytes_max, 10 * 1024 * 1024);
+        assert!(large.charge < 64 << 20, "{large:?}");
+        // The answer it allows fits its charge: data held twice (batch, base64), overheads.
+        let answer = |r: ReadReservation| {
+            u64::from(r.records_max) * ANSWER_RECORD_OVERHEAD_BYTES + r.bytes_max as u64 * 7 / 3
+        };
+        assert!(answer(large) <= large.charge);
+        let small = get_records_reservation(4 << 20);
+        assert!(
+            small.charge <= (2 << 20) + REQUEST_CHARGE_FLOOR_BYTES,
+            "{small:?}"
+        );
+        assert!(
+            small.bytes_max < 1 << 20 && small.records_max < 10_000,
+            "{small:?}"
+        );
+        assert!(answer(small) <= small.charge);
+        let tiny = get_records_reservation(1);
+        assert_eq!((tiny.records_max, tiny.bytes_max), (1, 1));
     }
 }

@@ -657,7 +657,18 @@ impl KinesisApi for Model {
                 .get(iterator.shard_index as usize)
                 .ok_or_else(KinesisError::invalid_shard_iterator)?;
             let start = (iterator.position as usize).min(shard.len());
-            let end = (start + input.limit.unwrap_or(10_000) as usize).min(shard.len());
+            let mut end = (start + input.limit.unwrap_or(10_000) as usize).min(shard.len());
+            // The front end's byte cap, like the engine's: at least one record.
+            if let Some(cap) = input.bytes_max {
+                let mut bytes = 0;
+                for (i, record) in shard[start..end].iter().enumerate() {
+                    bytes += record.data.len();
+                    if i > 0 && bytes > cap {
+                        end = start + i;
+                        break;
+                    }
+                }
+            }
             let records = shard[start..end].to_vec();
             let next = ShardIterator {
                 issued_ms: now,

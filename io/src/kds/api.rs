@@ -185,7 +185,9 @@ impl KinesisApi for Engine {
             start: StartingPoint::At(iterator_position),
             charge_read_limits: true,
             limit,
-            bytes_max: GET_RECORDS_BYTES_MAX,
+            bytes_max: input.bytes_max.map_or(GET_RECORDS_BYTES_MAX, |cap| {
+                cap.clamp(1, GET_RECORDS_BYTES_MAX)
+            }),
             retain_after_ms: now.saturating_sub(target.retention_ms),
             wait_until: None,
         };

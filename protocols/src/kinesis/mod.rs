@@ -381,6 +381,30 @@ pub async fn handle_kinesis_with<A: KinesisApi>(
     auth: &AuthConfig,
     now: SystemTime,
 ) -> HttpResponse {
+    handle_kinesis_within(api, req, auth, now, ReplyLimits::default()).await
+}
+
+/// What a front end's memory budget allows one answer to hold (see [`handle_kinesis_within`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyLimits {
+    /// The data bytes a GetRecords answer may carry (at least one record is always returned);
+    /// `None` means the API's 10 MiB.
+    pub get_records_bytes_max: Option<usize>,
+    /// The records a GetRecords answer may carry, below the client's `Limit`; `None` means the
+    /// client's.
+    pub get_records_records_max: Option<u32>,
+}
+
+/// [`handle_kinesis_with`] with answers held to `limits`: a front end that reserved part of its
+/// memory budget for a GetRecords answer passes the matching byte cap, so the answer never
+/// holds more than it reserved.
+pub async fn handle_kinesis_within<A: KinesisApi>(
+    api: &A,
+    req: HttpRequest<'_>,
+    auth: &AuthConfig,
+    now: SystemTime,
+    limits: ReplyLimits,
+) -> HttpResponse {
     let mut headers = Vec::with_capacity(8);
     headers.push(("x-amzn-RequestId", request_id()));
     let is_preflight = req.method == "OPTIONS" && req.origin.is_some();
@@ -507,7 +531,7 @@ pub async fn handle_kinesis_with<A: KinesisApi>(
         Protocol::Json => Obj::new(&document),
         Protocol::Cbor => Obj::new_cbor(&document),
     };
-    match dispatch(api, operation, body, protocol).await {
+    match dispatch(api, operation, body, protocol, limits).await {
         Ok(body) => match protocol {
             Protocol::Json => reply.json(200, body),
             Protocol::Cbor => reply.finish(200, CONTENT_TYPE_CBOR, body),
@@ -624,6 +648,7 @@ pub async fn dispatch<A: KinesisApi>(
     operation: Operation,
     body: Obj<'_, '_>,
     protocol: Protocol,
+    limits: ReplyLimits,
 ) -> Result<Vec<u8>, KinesisError> {
     let home = Home {
         region: api.region(),
@@ -694,7 +719,12 @@ pub async fn dispatch<A: KinesisApi>(
             Ok(encode_in!(protocol, get_shard_iterator(&iterator)))
         }
         Operation::GetRecords => {
-            let output = api.get_records(decode::get_records(body)?).await?;
+            let mut input = decode::get_records(body)?;
+            input.bytes_max = limits.get_records_bytes_max;
+            if let Some(cap) = limits.get_records_records_max {
+                input.limit = Some(input.limit.map_or(cap, |limit| limit.min(cap)).max(1));
+            }
+            let output = api.get_records(input).await?;
             Ok(encode_in!(protocol, get_records(&output)))
         }
         Operation::AddTagsToStream => {

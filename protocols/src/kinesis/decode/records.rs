@@ -279,6 +279,7 @@ pub fn get_records(body: Obj<'_, '_>) -> Result<GetRecordsInput, KinesisError> {
     Ok(GetRecordsInput {
         shard_iterator: iterator.expect("validated as not null").to_owned(),
         limit: to_u32(limit),
+        bytes_max: None,
     })
 }
 
