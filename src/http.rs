@@ -876,6 +876,11 @@ async fn respond<A: KinesisApi + Clone + 'static, R: RecordLog>(
         let reply = analytics
             .handle(kinesis_request, auth, SystemTime::now())
             .await;
+        if let Some(permit) = &mut permit {
+            permit.shrink_to(
+                REQUEST_CHARGE_FLOOR_BYTES + body.len() as u64 + reply.body.len() as u64,
+            );
+        }
         let full = Full::new(Bytes::from(reply.body));
         let mut response = Response::new(match permit {
             Some(permit) => ResponseBody::Admitted(full, permit),
