@@ -18,7 +18,7 @@ use crate::expr::convert;
 use crate::input::{InputSchema, RejectedRecord};
 use crate::items::ItemsState;
 use crate::join::JoinState;
-use crate::plan::{PlanBody, PumpPlan, compile_pump};
+use crate::plan::{PlanBody, PumpPlan, TumblingPlan, compile_pump};
 use crate::program::{CodeError, Program};
 use crate::rcf::RcfState;
 use crate::sliding::SlidingState;
@@ -495,7 +495,79 @@ impl Pipeline {
         RecordBatch::try_new(shape.schema(), arrays)
     }
 
-    fn window_rows_to_batch(&self, index: usize, rows: Vec<OutputRow>) -> RecordBatch {
+    /// Evaluates a window's HAVING and select items over its synthetic rows (see
+    /// [`crate::plan::PostAggregate`]); rows whose evaluation fails go to `error_stream`.
+    fn post_aggregate(&mut self, index: usize, rows: Vec<OutputRow>) -> Vec<OutputRow> {
+        let PlanBody::Tumbling(TumblingPlan {
+            post: Some(post), ..
+        }) = &self.pumps[index].plan.body
+        else {
+            return rows;
+        };
+        let post = post.clone();
+        let evaluate = |batch: &RecordBatch| -> Result<Vec<OutputRow>, arrow_schema::ArrowError> {
+            let batch = match &post.having {
+                Some(having) => {
+                    let mask = having.evaluate(batch)?;
+                    let mask = mask
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .ok_or_else(|| {
+                            arrow_schema::ArrowError::InvalidArgumentError(
+                                "HAVING is not boolean".into(),
+                            )
+                        })?;
+                    arrow_select::filter::filter_record_batch(batch, mask)?
+                }
+                None => batch.clone(),
+            };
+            let arrays = post
+                .items
+                .iter()
+                .map(|e| Ok((e.evaluate(&batch)?, e.kind())))
+                .collect::<Result<Vec<_>, arrow_schema::ArrowError>>()?;
+            let times = rowtimes(&batch);
+            Ok((0..batch.num_rows())
+                .map(|row| {
+                    let values = arrays
+                        .iter()
+                        .map(|(a, k)| value_at(a.as_ref(), *k, row))
+                        .collect();
+                    (values, times.value(row))
+                })
+                .collect())
+        };
+        let batch = batch_from_rows(&post.shape, &rows);
+        if let Ok(out) = evaluate(&batch) {
+            return out;
+        }
+        let mut out = Vec::new();
+        for (row, (_, rowtime)) in rows.iter().enumerate() {
+            match evaluate(&batch.slice(row, 1)) {
+                Ok(mut one) => out.append(&mut one),
+                Err(e) => {
+                    let rowtime = *rowtime;
+                    let name = self.pumps[index].plan.name.clone();
+                    self.error_rows.push((
+                        vec![
+                            Value::Time(rowtime),
+                            Value::Text("ERROR".into()),
+                            Value::Text("SQL_error".into()),
+                            Value::Text(e.to_string()),
+                            Value::Time(rowtime),
+                            Value::Null,
+                            Value::Text(name),
+                        ],
+                        rowtime,
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn window_rows_to_batch(&mut self, index: usize, rows: Vec<OutputRow>) -> RecordBatch {
+        let rows = self.post_aggregate(index, rows);
         let plan = &self.pumps[index].plan;
         let shape = &self.shapes[&plan.target];
         let rows: Vec<(Vec<Value>, i64)> = rows

@@ -54,6 +54,55 @@ pub struct TumblingPlan {
     pub stagger: bool,
     pub keys: Vec<CExpr>,
     pub outputs: Vec<AggOutput>,
+    /// Select items that compute over the group's values (`SUM(x) / COUNT(*)`) or a HAVING:
+    /// `outputs` then give a synthetic row (keys, window start, aggregates) that these read.
+    pub post: Option<PostAggregate>,
+}
+
+/// Expressions over a window's synthetic rows: columns `$K<i>` (keys), `$W` (window start) and
+/// `$A<j>` (aggregates), in `shape`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostAggregate {
+    pub shape: StreamShape,
+    pub items: Vec<CExpr>,
+    pub having: Option<CExpr>,
+}
+
+/// Replaces GROUP BY items, the window bucket and aggregate calls inside an expression by
+/// references to the synthetic row's columns, before its children are visited (so a key inside
+/// an aggregate's argument stays the row's own value).
+struct GroupRewriter<'a> {
+    keys: &'a [&'a Expr],
+    window: Option<&'a Expr>,
+    aggregates: Vec<Expr>,
+}
+
+impl sqlparser::ast::VisitorMut for GroupRewriter<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> std::ops::ControlFlow<()> {
+        let bare = strip_nested(expr).clone();
+        let name = if let Some(i) = self.keys.iter().position(|k| strip_nested(k) == &bare) {
+            Some(format!("$K{i}"))
+        } else if self.window.is_some_and(|w| strip_nested(w) == &bare) {
+            Some("$W".to_owned())
+        } else if aggregate_of(&bare).is_some() {
+            let j = match self.aggregates.iter().position(|a| *a == bare) {
+                Some(j) => j,
+                None => {
+                    self.aggregates.push(bare);
+                    self.aggregates.len() - 1
+                }
+            };
+            Some(format!("$A{j}"))
+        } else {
+            None
+        };
+        if let Some(name) = name {
+            *expr = Expr::Identifier(sqlparser::ast::Ident::with_quote('"', name));
+        }
+        std::ops::ControlFlow::Continue(())
+    }
 }
 
 /// The extent of a sliding window, ending at the current row.
@@ -257,9 +306,6 @@ pub fn compile_pump(
         }
         None => None,
     };
-    if select.having.is_some() {
-        return Err(CodeError::at(at, "HAVING is not implemented"));
-    }
     let group_keys: &[Expr] = match &select.group_by {
         GroupByExpr::Expressions(keys, _) => keys,
         GroupByExpr::All(_) => return Err(CodeError::at(at, "GROUP BY ALL is not supported")),
@@ -284,7 +330,13 @@ pub fn compile_pump(
             .collect::<Result<_, CodeError>>()?;
         PlanBody::Project(exprs)
     } else {
-        PlanBody::Tumbling(compile_tumbling(&items, group_keys, &scope, at)?)
+        PlanBody::Tumbling(compile_tumbling(
+            &items,
+            group_keys,
+            select.having.as_ref(),
+            &scope,
+            at,
+        )?)
     };
     Ok(PumpPlan {
         name: pump.name.clone(),
@@ -299,6 +351,7 @@ pub fn compile_pump(
 fn compile_tumbling(
     items: &[&Expr],
     group_keys: &[Expr],
+    having: Option<&Expr>,
     scope: &Scope,
     at: Position,
 ) -> Result<TumblingPlan, CodeError> {
@@ -356,44 +409,131 @@ fn compile_tumbling(
             "GROUP BY on a stream needs a monotonic expression: STEP(s.ROWTIME BY INTERVAL …) or FLOOR(s.ROWTIME TO …)",
         ));
     };
-    let mut outputs = Vec::new();
-    for item in items {
-        let bare = strip_nested(item);
-        if let Some((func, arg)) = aggregate_of(bare) {
-            let arg = match arg {
-                None => None,
-                Some(a) => {
-                    let c = compile(a, scope, at)?;
-                    if func != AggFn::Count
-                        && func != AggFn::Min
-                        && func != AggFn::Max
-                        && !c.kind().is_numeric()
-                    {
-                        return Err(CodeError::at(
-                            position_of(a, at),
-                            "SUM and AVG need a numeric argument",
-                        ));
-                    }
-                    Some(c)
+    let aggregate = |func: AggFn, arg: Option<&Expr>| -> Result<AggOutput, CodeError> {
+        let arg = match arg {
+            None => None,
+            Some(a) => {
+                let c = compile(a, scope, at)?;
+                if matches!(func, AggFn::Sum | AggFn::Avg) && !c.kind().is_numeric() {
+                    return Err(CodeError::at(
+                        position_of(a, at),
+                        "SUM and AVG need a numeric argument",
+                    ));
                 }
-            };
-            outputs.push(AggOutput::Aggregate { func, arg });
-        } else if window_key.is_some_and(|w| strip_nested(w) == bare) {
-            outputs.push(AggOutput::WindowStart);
-        } else if let Some(i) = key_exprs.iter().position(|k| strip_nested(k) == bare) {
-            outputs.push(AggOutput::Key(i));
-        } else {
-            return Err(CodeError::at(
+                Some(c)
+            }
+        };
+        Ok(AggOutput::Aggregate { func, arg })
+    };
+    // Direct form: every item is an aggregate, a GROUP BY item or the window.
+    let direct = having.is_none()
+        && items.iter().all(|item| {
+            let bare = strip_nested(item);
+            aggregate_of(bare).is_some()
+                || window_key.is_some_and(|w| strip_nested(w) == bare)
+                || key_exprs.iter().any(|k| strip_nested(k) == bare)
+        });
+    if direct {
+        let mut outputs = Vec::new();
+        for item in items {
+            let bare = strip_nested(item);
+            if let Some((func, arg)) = aggregate_of(bare) {
+                outputs.push(aggregate(func, arg)?);
+            } else if window_key.is_some_and(|w| strip_nested(w) == bare) {
+                outputs.push(AggOutput::WindowStart);
+            } else if let Some(i) = key_exprs.iter().position(|k| strip_nested(k) == bare) {
+                outputs.push(AggOutput::Key(i));
+            }
+        }
+        return Ok(TumblingPlan {
+            width_ms,
+            stagger,
+            keys,
+            outputs,
+            post: None,
+        });
+    }
+    // Post form: rewrite the items and HAVING over a synthetic row of the group.
+    use sqlparser::ast::VisitMut as _;
+    let mut rewriter = GroupRewriter {
+        keys: &key_exprs,
+        window: window_key,
+        aggregates: Vec::new(),
+    };
+    let mut rewritten: Vec<Expr> = items.iter().map(|e| (*e).clone()).collect();
+    for e in &mut rewritten {
+        let _ = e.visit(&mut rewriter);
+    }
+    let mut having = having.cloned();
+    if let Some(h) = &mut having {
+        let _ = h.visit(&mut rewriter);
+    }
+    let mut outputs: Vec<AggOutput> = (0..keys.len()).map(AggOutput::Key).collect();
+    let mut columns: Vec<(String, Kind)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (format!("$K{i}"), k.kind()))
+        .collect();
+    outputs.push(AggOutput::WindowStart);
+    columns.push(("$W".to_owned(), Kind::Time));
+    for (j, call) in rewriter.aggregates.iter().enumerate() {
+        let Some((func, arg)) = aggregate_of(call) else {
+            continue;
+        };
+        let output = aggregate(func, arg)?;
+        let kind = match (&output, func) {
+            (_, AggFn::Count) => Kind::Int,
+            (_, AggFn::Avg) => Kind::Float,
+            (AggOutput::Aggregate { arg: Some(a), .. }, _) => a.kind(),
+            _ => Kind::Float,
+        };
+        outputs.push(output);
+        columns.push((format!("$A{j}"), kind));
+    }
+    let shape = StreamShape { columns };
+    let group_scope = Scope {
+        stream: "$GROUP",
+        alias: None,
+        shape: &shape,
+        right: None,
+    };
+    let not_grouped = |item: &Expr, e: CodeError| {
+        if e.message.starts_with("Column ") {
+            CodeError::at(
                 position_of(item, at),
                 format!("Expression '{item}' is not being grouped"),
-            ));
+            )
+        } else {
+            e
         }
+    };
+    let mut post_items = Vec::new();
+    for (original, e) in items.iter().zip(&rewritten) {
+        post_items.push(compile(e, &group_scope, at).map_err(|err| not_grouped(original, err))?);
     }
+    let having = match &having {
+        Some(h) => {
+            let c = compile(h, &group_scope, at).map_err(|err| not_grouped(h, err))?;
+            if c.kind() != Kind::Bool {
+                return Err(CodeError::at(
+                    position_of(h, at),
+                    "HAVING needs a boolean condition",
+                ));
+            }
+            Some(c)
+        }
+        None => None,
+    };
     Ok(TumblingPlan {
         width_ms,
         stagger,
         keys,
         outputs,
+        post: Some(PostAggregate {
+            shape: shape.clone(),
+            items: post_items,
+            having,
+        }),
     })
 }
 

@@ -680,3 +680,41 @@ fn random_cut_forest_scores_planted_anomalies_above_normal_rows() {
     }
     assert_eq!(scores[0], 0.0, "the forest warms up before it scores");
 }
+
+#[test]
+fn expressions_over_aggregates_and_having_filter_each_window() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "VWAP" ("sym" VARCHAR(8), "vwap" DOUBLE, "n10" INTEGER, "tag" VARCHAR(8));
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "VWAP"
+          SELECT STREAM "sym", SUM("px" * "qty") / SUM("qty"), COUNT(*) * 10, UPPER("sym") || '!'
+          FROM "SRC_001"
+          GROUP BY "sym", STEP("SRC_001".ROWTIME BY INTERVAL '3' SECOND)
+          HAVING SUM("qty") > 10;"#;
+    // [0,3 s): AMZN (200 x 100, 150 x 50) gives 27500 / 150; IBM (qty 2) fails HAVING.
+    // [3,6 s): IBM 300 x 40; MSFT (qty 1) fails HAVING; AMZN 90 x 200.
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","vwap":183.33333333333334,"n10":20,"tag":"AMZN!"}"#,
+            r#"{"sym":"IBM","vwap":300.0,"n10":10,"tag":"IBM!"}"#,
+            r#"{"sym":"AMZN","vwap":90.0,"n10":10,"tag":"AMZN!"}"#,
+        ]
+    );
+}
+
+#[test]
+fn a_column_outside_the_group_in_an_expression_is_rejected() {
+    let sql = r#"CREATE OR REPLACE STREAM "OUT" ("x" DOUBLE);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+  SELECT STREAM "px" + COUNT(*) FROM "SRC_001" GROUP BY "sym", STEP("SRC_001".ROWTIME BY INTERVAL '3' SECOND);"#;
+    let Err(RunError::Code(error)) = run_on(sql, &[], 1, &[]) else {
+        panic!("rejected");
+    };
+    assert_eq!(error.position.line, 3);
+    assert!(
+        error.message.contains("is not being grouped"),
+        "{}",
+        error.message
+    );
+}

@@ -442,6 +442,7 @@ mod tests {
         let plan = TumblingPlan {
             width_ms: 10_000,
             stagger: false,
+            post: None,
             keys: vec![CExpr::Column {
                 index: 0,
                 kind: Kind::Text,
