@@ -233,7 +233,9 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             let options = http::ServeOptions {
                 auth: auth.clone(),
                 metrics: Some(std::rc::Rc::new(move || {
-                    metrics_engine.render_metrics() + &sluice_protocols::admission::render()
+                    metrics_engine.render_metrics()
+                        + &sluice_protocols::admission::render()
+                        + &sluice_analytics::metrics::render()
                 })),
                 health: Some(std::rc::Rc::new(move || {
                     let health = health_engine.health();

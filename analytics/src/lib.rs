@@ -15,6 +15,7 @@ pub mod expr;
 pub mod input;
 pub mod items;
 pub mod join;
+pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod plan;

@@ -30,6 +30,7 @@ use sluice_core::storage::{
 
 use crate::api::AnalyticsService;
 use crate::api::catalog::{Application, Status};
+use crate::metrics::Metric;
 use crate::output::{OutputFormat, serialize};
 use crate::pipeline::{Emissions, Pipeline};
 use crate::program::parse_program;
@@ -257,6 +258,8 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         });
     }
     set_status(service, name, Some(Status::Starting), Status::Running);
+    Metric::ApplicationsRunning.add(1);
+    let _running = RunningGuard;
     tracing::info!(
         application = name,
         stream,
@@ -329,6 +332,8 @@ async fn run_version<R: RecordLog + CheckpointLog>(
                 }
             }
             records.extend(owned.iter().map(|(d, t, _)| (d.as_slice(), *t)));
+            Metric::RecordsReadTotal.add(owned.len() as u64);
+            Metric::RecordBytesReadTotal.add(batch.data_bytes() as u64);
             cursor.caught_up = batch.millis_behind_latest == 0 && owned.len() < READ_RECORDS_MAX;
             if let Some(next) = batch.next_position {
                 cursor.next_position = Some(next);
@@ -341,6 +346,13 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         if cursors.iter().all(|c| c.caught_up) {
             pipeline.advance(now_ms() - CLOSE_GRACE_MS, &mut emissions);
         }
+        let error_rows: usize = emissions
+            .batches
+            .iter()
+            .filter(|(stream, _)| stream == crate::pipeline::ERROR_STREAM)
+            .map(|(_, b)| b.num_rows())
+            .sum();
+        Metric::ErrorRowsTotal.add(error_rows as u64);
         if !write_outputs(
             service,
             storage,
@@ -362,6 +374,15 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         if !any && !single {
             tokio::time::sleep(IDLE_WAIT).await;
         }
+    }
+}
+
+/// Counts a running application down when its task leaves `run_version`, however it leaves.
+struct RunningGuard;
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        Metric::ApplicationsRunning.sub(1);
     }
 }
 
@@ -420,6 +441,7 @@ async fn write_outputs<R: RecordLog + CheckpointLog>(
                 continue;
             };
             let records = serialize(batch, shape, *format);
+            Metric::RowsWrittenTotal.add(records.len() as u64);
             for chunk in records.chunks(APPEND_RECORDS_MAX) {
                 // Records not yet stored; a retry re-routes only these, so nothing is written twice.
                 let mut pending: Vec<NewRecord> = chunk

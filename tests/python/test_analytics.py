@@ -267,8 +267,25 @@ CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
     assert bytes.fromhex(err[0]["DATA_ROW"]) == b"not json at all"
     assert set(err[0]) == {"ERROR_TIME", "ERROR_LEVEL", "ERROR_NAME", "MESSAGE", "DATA_ROWTIME", "DATA_ROW", "PUMP_NAME"}
     assert kda.describe_application(ApplicationName=app)["ApplicationDetail"]["ApplicationStatus"] == "RUNNING"
+    metrics = metric_values(kda.meta.endpoint_url)
+    assert metrics["analytics_error_rows_total"] >= 2
+    assert metrics["analytics_records_read_total"] >= 4
+    assert metrics["analytics_rows_written_total"] >= 4
+    assert metrics["analytics_applications_running"] >= 1
     kda.stop_application(ApplicationName=app)
     wait_status(kda, app, "READY")
+
+
+def metric_values(endpoint):
+    import urllib.request
+    with urllib.request.urlopen(f"{endpoint}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("analytics_"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
 
 
 def error_of(call):
