@@ -33,6 +33,8 @@ pub enum Command {
     /// Check every segment of every log offline (stop the server first). Exits 0 when clean
     /// (a torn tail alone is clean: it was never acknowledged), 1 on corruption.
     Verify(VerifyArgs),
+    /// Kinesis Data Analytics SQL tools (`sluice sql run APP.sql --input records.jsonl`).
+    Sql(crate::sql::SqlArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -96,6 +96,9 @@ pub struct ServeOptions {
     pub header_timeout: Option<Duration>,
     /// `Some`: the core's memory budget and connection limit (see [`Admission`]).
     pub admission: Option<Admission>,
+    /// `Some`: Kinesis Data Analytics (`KinesisAnalytics_20150814.*`) is served on this port.
+    pub analytics:
+        Option<sluice_analytics::api::AnalyticsService<sluice_io::storage::StorageHandle>>,
 }
 
 /// hyper's per-connection read buffer at most. A connection whose request waits for budget holds
@@ -867,6 +870,25 @@ async fn respond<A: KinesisApi + Clone + 'static, R: RecordLog>(
         headers: &all_headers,
         body: &body,
     };
+    if let Some(analytics) = &options.analytics
+        && sluice_analytics::api::is_analytics_target(kinesis_request.target)
+    {
+        let reply = analytics
+            .handle(kinesis_request, auth, SystemTime::now())
+            .await;
+        if let Some(permit) = &mut permit {
+            permit.shrink_to(
+                REQUEST_CHARGE_FLOOR_BYTES + body.len() as u64 + reply.body.len() as u64,
+            );
+        }
+        let full = Full::new(Bytes::from(reply.body));
+        let mut response = Response::new(match permit {
+            Some(permit) => ResponseBody::Admitted(full, permit),
+            None => ResponseBody::Full(full),
+        });
+        apply_head(&mut response, reply.status, reply.headers);
+        return response;
+    }
     if is_subscribe_to_shard(kinesis_request.target) {
         let reply =
             handle_subscribe_to_shard(api, fan_out, kinesis_request, auth, SystemTime::now()).await;

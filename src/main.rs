@@ -5,6 +5,7 @@
 mod binary;
 mod config;
 mod http;
+mod sql;
 mod verify;
 
 use std::io::Write as _;
@@ -53,6 +54,7 @@ fn main() {
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         Some(Command::Verify(args)) => std::process::exit(verify::run(&args)),
+        Some(Command::Sql(args)) => std::process::exit(sql::run(&args)),
         None => Default::default(),
     };
     // With a config file and no flag the data dir is in the file; the hint then says DIR.
@@ -145,7 +147,16 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let core_ports = Arc::new(binary::CorePorts::new(cores));
     // One table of SubscribeToShard leases for the whole server, shared by every core.
     let subscription_leases = sluice_protocols::kinesis::efo::SubscriptionLeases::default();
-    sluice_io::engine::run(engine_config, move |engine| {
+    // Kinesis Data Analytics: its API on every core's HTTP port, its applications on service
+    // core 0 (which needs the tokio runtime, the default).
+    let analytics = sluice_analytics::api::AnalyticsService::new(
+        sluice_analytics::api::catalog::Catalog::open(&engine_config.data_dir)
+            .context("cannot open the analytics application catalog")?,
+        engine_config.catalog.region.clone(),
+        engine_config.catalog.account_id.clone(),
+    );
+    let services = analytics_services(analytics.clone());
+    let per_core = move |engine: sluice_io::engine::Engine| {
         let bound = bound.clone();
         let subscription_leases = subscription_leases.clone();
         let summary = summary.clone();
@@ -153,6 +164,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         let auth = auth.clone();
         let binary_auth = binary_auth.clone();
         let tls = tls.clone();
+        let analytics = analytics.clone();
         async move {
             let core_id = engine.core_id();
             let listener = match glommio::net::TcpListener::bind(http_addr) {
@@ -221,7 +233,9 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             let options = http::ServeOptions {
                 auth: auth.clone(),
                 metrics: Some(std::rc::Rc::new(move || {
-                    metrics_engine.render_metrics() + &sluice_protocols::admission::render()
+                    metrics_engine.render_metrics()
+                        + &sluice_protocols::admission::render()
+                        + &sluice_analytics::metrics::render()
                 })),
                 health: Some(std::rc::Rc::new(move || {
                     let health = health_engine.health();
@@ -236,6 +250,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 header_timeout: (admission.header_timeout_ms > 0)
                     .then(|| std::time::Duration::from_millis(admission.header_timeout_ms)),
                 admission: Some(core_admission),
+                analytics: Some(analytics),
             };
             let fan_out = sluice_protocols::kinesis::efo::EnhancedFanOut::new(
                 engine.storage(),
@@ -243,8 +258,31 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             );
             http::serve_with(listener, engine, fan_out, options).await;
         }
-    })?;
+    };
+    sluice_io::engine::run_with_services(engine_config, per_core, services)?;
     Ok(())
+}
+
+/// What the service cores run: the analytics supervisor on service core 0.
+fn analytics_services(
+    analytics: sluice_analytics::api::AnalyticsService<sluice_io::storage::StorageHandle>,
+) -> sluice_io::service::ServiceStarter {
+    use sluice_io::service::{ServiceContext, ServiceRuntime};
+    Arc::new(move |context: ServiceContext| {
+        let analytics = analytics.clone();
+        Box::pin(async move {
+            if context.service_core_id == 0 {
+                if context.runtime == ServiceRuntime::Tokio {
+                    sluice_analytics::runner::supervise(analytics, context.storage).await;
+                } else {
+                    tracing::warn!(
+                        "Analytics applications run on a tokio service core; with --service-runtime glommio they do not run."
+                    );
+                }
+            }
+            std::future::pending::<()>().await
+        })
+    })
 }
 
 /// Checks that nothing listens on `addr` and resolves port 0 to a concrete port.

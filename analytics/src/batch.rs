@@ -1,0 +1,155 @@
+//! Columnar batches of an in-application stream: one Arrow array per declared column, then the
+//! `ROWTIME` column (epoch milliseconds, non-decreasing within a stream).
+
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow_schema::{Field, Schema, SchemaRef};
+
+use crate::types::Kind;
+use crate::value::Value;
+
+/// The name of the row-time column every stream has.
+pub const ROWTIME: &str = "ROWTIME";
+
+/// The shape of a stream: its columns by name and kind (without `ROWTIME`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamShape {
+    pub columns: Vec<(String, Kind)>,
+}
+
+impl StreamShape {
+    /// The Arrow schema of the stream's batches (declared columns, then `ROWTIME`).
+    pub fn schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|(name, kind)| Field::new(name, kind.arrow(), true))
+            .collect();
+        fields.push(Field::new(ROWTIME, arrow_schema::DataType::Int64, false));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The index of column `name` (`ROWTIME` is after the declared columns).
+    pub fn index_of(&self, name: &str) -> Option<(usize, Kind)> {
+        if name == ROWTIME {
+            return Some((self.columns.len(), Kind::Time));
+        }
+        self.columns
+            .iter()
+            .position(|(n, _)| n == name)
+            .map(|i| (i, self.columns[i].1))
+    }
+}
+
+/// Builds one column from values.
+pub enum ColumnBuilder {
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Text(StringBuilder),
+    Bool(BooleanBuilder),
+}
+
+impl ColumnBuilder {
+    pub fn new(kind: Kind, capacity: usize) -> Self {
+        match kind {
+            Kind::Int | Kind::Time => ColumnBuilder::Int(Int64Builder::with_capacity(capacity)),
+            Kind::Float => ColumnBuilder::Float(Float64Builder::with_capacity(capacity)),
+            Kind::Text => ColumnBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 8)),
+            Kind::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
+        }
+    }
+
+    /// Appends `value`, which has this column's kind or is null (a planner invariant).
+    pub fn push(&mut self, value: &Value) {
+        match (self, value) {
+            (ColumnBuilder::Int(b), Value::Int(v) | Value::Time(v)) => b.append_value(*v),
+            (ColumnBuilder::Float(b), Value::Float(v)) => b.append_value(*v),
+            (ColumnBuilder::Float(b), Value::Int(v)) => b.append_value(*v as f64),
+            (ColumnBuilder::Text(b), Value::Text(v)) => b.append_value(v),
+            (ColumnBuilder::Bool(b), Value::Bool(v)) => b.append_value(*v),
+            (ColumnBuilder::Int(b), _) => b.append_null(),
+            (ColumnBuilder::Float(b), _) => b.append_null(),
+            (ColumnBuilder::Text(b), _) => b.append_null(),
+            (ColumnBuilder::Bool(b), _) => b.append_null(),
+        }
+    }
+
+    pub fn finish(self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Int(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Float(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Text(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Builds a batch of `shape` from rows of values (declared columns, then the row time).
+pub fn batch_from_rows(shape: &StreamShape, rows: &[(Vec<Value>, i64)]) -> RecordBatch {
+    let mut builders: Vec<ColumnBuilder> = shape
+        .columns
+        .iter()
+        .map(|(_, kind)| ColumnBuilder::new(*kind, rows.len()))
+        .collect();
+    let mut rowtime = Int64Builder::with_capacity(rows.len());
+    for (values, time) in rows {
+        assert_eq!(values.len(), builders.len());
+        for (builder, value) in builders.iter_mut().zip(values) {
+            builder.push(value);
+        }
+        rowtime.append_value(*time);
+    }
+    let mut columns: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
+    columns.push(Arc::new(rowtime.finish()));
+    RecordBatch::try_new(shape.schema(), columns).expect("builders follow the shape's kinds")
+}
+
+/// The value at `row` of `array`, read as `kind`.
+pub fn value_at(array: &dyn Array, kind: Kind, row: usize) -> Value {
+    if array.is_null(row) {
+        return Value::Null;
+    }
+    let any = array.as_any();
+    match kind {
+        Kind::Int | Kind::Time => {
+            let v = any
+                .downcast_ref::<Int64Array>()
+                .expect("int and time columns are Int64")
+                .value(row);
+            if kind == Kind::Time {
+                Value::Time(v)
+            } else {
+                Value::Int(v)
+            }
+        }
+        Kind::Float => Value::Float(
+            any.downcast_ref::<Float64Array>()
+                .expect("float columns are Float64")
+                .value(row),
+        ),
+        Kind::Text => Value::Text(
+            any.downcast_ref::<StringArray>()
+                .expect("text columns are Utf8")
+                .value(row)
+                .to_owned(),
+        ),
+        Kind::Bool => Value::Bool(
+            any.downcast_ref::<BooleanArray>()
+                .expect("boolean columns are Boolean")
+                .value(row),
+        ),
+    }
+}
+
+/// The row times of a batch of any stream (its last column).
+pub fn rowtimes(batch: &RecordBatch) -> &Int64Array {
+    batch
+        .column(batch.num_columns() - 1)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .expect("ROWTIME is the last column, Int64")
+}

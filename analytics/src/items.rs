@@ -1,0 +1,144 @@
+//! TOP_K_ITEMS_TUMBLING and COUNT_DISTINCT_ITEMS_TUMBLING: per tumbling window of ROWTIME, the
+//! K most frequent values of a column (`ITEM`, `ITEM_COUNT`, most frequent first, ties by value)
+//! or the number of distinct values (`NUMBER_OF_DISTINCT_ITEMS`).
+//!
+//! KDA computes both approximately (a sketch; HyperLogLog for the distinct count, exact up to
+//! 10,000 items). These count exactly, within a bound of [`ITEMS_MAX`] distinct values per pump
+//! in open windows: rows with new values beyond it are refused and reported.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow_array::RecordBatch;
+
+use crate::batch::{rowtimes, value_at};
+use crate::expr::{CExpr, convert};
+use crate::types::Kind;
+use crate::value::Value;
+use crate::window::{OutputRow, RefusedRow};
+
+/// The most distinct values the open windows of one pump may hold.
+pub const ITEMS_MAX: usize = 1_000_000;
+
+/// Which function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemsFn {
+    TopK(usize),
+    CountDistinct,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ItemsPlan {
+    pub func: ItemsFn,
+    /// The counted column of the cursor's stream, as text.
+    pub column: CExpr,
+    pub width_ms: i64,
+    /// For each select item, the index of the function's output column it takes.
+    pub outputs: Vec<usize>,
+}
+
+impl ItemsPlan {
+    /// The columns the function returns.
+    pub fn columns(func: ItemsFn) -> Vec<(String, Kind)> {
+        match func {
+            ItemsFn::TopK(_) => vec![
+                ("ITEM".into(), Kind::Text),
+                ("ITEM_COUNT".into(), Kind::Int),
+            ],
+            ItemsFn::CountDistinct => vec![("NUMBER_OF_DISTINCT_ITEMS".into(), Kind::Int)],
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ItemsState {
+    plan: ItemsPlan,
+    open: BTreeMap<i64, HashMap<String, i64>>,
+    items: usize,
+}
+
+impl ItemsState {
+    pub fn new(plan: ItemsPlan) -> Self {
+        assert!(plan.width_ms > 0);
+        ItemsState {
+            plan,
+            open: BTreeMap::new(),
+            items: 0,
+        }
+    }
+
+    pub fn oldest_open_ms(&self) -> Option<i64> {
+        self.open.keys().next().copied()
+    }
+
+    pub fn add(&mut self, batch: &RecordBatch, out: &mut Vec<OutputRow>) -> Vec<RefusedRow> {
+        let rows = batch.num_rows();
+        let values = match self.plan.column.evaluate(batch) {
+            Ok(v) => v,
+            Err(e) => {
+                return (0..rows)
+                    .map(|row| RefusedRow {
+                        row,
+                        message: e.to_string(),
+                    })
+                    .collect();
+            }
+        };
+        let kind = self.plan.column.kind();
+        let times = rowtimes(batch);
+        let mut refused = Vec::new();
+        let width = self.plan.width_ms;
+        for row in 0..rows {
+            let time = times.value(row);
+            let start = time.div_euclid(width) * width;
+            self.close_before(start, out);
+            let item = match convert(value_at(values.as_ref(), kind, row), Kind::Text) {
+                Ok(Value::Text(s)) => s,
+                _ => continue,
+            };
+            let window = self.open.entry(start).or_default();
+            match window.get_mut(&item) {
+                Some(count) => *count += 1,
+                None if self.items >= ITEMS_MAX => refused.push(RefusedRow {
+                    row,
+                    message: format!("item state is full ({ITEMS_MAX} items)"),
+                }),
+                None => {
+                    window.insert(item, 1);
+                    self.items += 1;
+                }
+            }
+        }
+        refused
+    }
+
+    pub fn close_ended_by(&mut self, time_ms: i64, out: &mut Vec<OutputRow>) {
+        self.close_before(time_ms - self.plan.width_ms + 1, out);
+    }
+
+    fn close_before(&mut self, start_ms: i64, out: &mut Vec<OutputRow>) {
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() >= start_ms {
+                break;
+            }
+            let (start, counts) = entry.remove_entry();
+            self.items -= counts.len();
+            let end = start + self.plan.width_ms;
+            let rows: Vec<Vec<Value>> = match self.plan.func {
+                ItemsFn::CountDistinct => vec![vec![Value::Int(counts.len() as i64)]],
+                ItemsFn::TopK(k) => {
+                    let mut ranked: Vec<(String, i64)> = counts.into_iter().collect();
+                    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                    ranked.truncate(k);
+                    ranked
+                        .into_iter()
+                        .map(|(item, n)| vec![Value::Text(item), Value::Int(n)])
+                        .collect()
+                }
+            };
+            for row in rows {
+                let values = self.plan.outputs.iter().map(|&i| row[i].clone()).collect();
+                out.push((values, end));
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! analytics: Kinesis Data Analytics for SQL. Owns the KDA SQL dialect (parse), the compiled
+//! plans over Arrow columnar batches (filters, projections, scalar functions; tumbling, stagger
+//! and sliding windows; stream joins; TOP_K/COUNT_DISTINCT; RANDOM_CUT_FOREST), in-application
+//! streams and pumps, the application catalog and its API (`KinesisAnalytics_20150814.*`), and
+//! the runner that reads an application's input through the narrow storage face and writes its
+//! outputs back through it.
+//!
+//! Must not touch segments, executors' internals or the Kinesis control plane: every record goes
+//! through `sluice_core::storage::{RecordLog, CheckpointLog}`.
+#![deny(unsafe_code)]
+
+pub mod batch;
+pub mod dialect;
+pub mod expr;
+pub mod input;
+pub mod items;
+pub mod join;
+pub mod metrics;
+pub mod output;
+pub mod pipeline;
+pub mod plan;
+pub mod program;
+pub mod rcf;
+pub mod run_file;
+pub mod schema_wire;
+pub mod types;
+pub mod value;
+pub mod window;
+
+pub mod api;
+pub mod runner;
+pub mod sliding;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! The analytics service's metrics, rendered as Prometheus text on `/metrics`.
+//!
+//! Names come from the closed enum [`Metric`] (`analytics_<name>_<unit>[_total]`); no label
+//! carries an application name, so the series stay bounded however many applications exist.
+//! Counters are bumped once per batch, never per row.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every analytics metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    RecordsReadTotal,
+    RecordBytesReadTotal,
+    RowsWrittenTotal,
+    ErrorRowsTotal,
+    ApplicationsRunning,
+}
+
+const ALL: [Metric; 5] = [
+    Metric::RecordsReadTotal,
+    Metric::RecordBytesReadTotal,
+    Metric::RowsWrittenTotal,
+    Metric::ErrorRowsTotal,
+    Metric::ApplicationsRunning,
+];
+
+static VALUES: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+
+impl Metric {
+    const fn index(self) -> usize {
+        match self {
+            Metric::RecordsReadTotal => 0,
+            Metric::RecordBytesReadTotal => 1,
+            Metric::RowsWrittenTotal => 2,
+            Metric::ErrorRowsTotal => 3,
+            Metric::ApplicationsRunning => 4,
+        }
+    }
+
+    const fn name(self) -> &'static str {
+        match self {
+            Metric::RecordsReadTotal => "analytics_records_read_total",
+            Metric::RecordBytesReadTotal => "analytics_record_bytes_read_total",
+            Metric::RowsWrittenTotal => "analytics_rows_written_total",
+            Metric::ErrorRowsTotal => "analytics_error_rows_total",
+            Metric::ApplicationsRunning => "analytics_applications_running",
+        }
+    }
+
+    const fn help(self) -> (&'static str, &'static str) {
+        match self {
+            Metric::RecordsReadTotal => ("counter", "Input records read by running applications."),
+            Metric::RecordBytesReadTotal => ("counter", "Data bytes of the input records read."),
+            Metric::RowsWrittenTotal => (
+                "counter",
+                "Rows written to output streams (error_stream outputs included).",
+            ),
+            Metric::ErrorRowsTotal => ("counter", "Rows that entered error_stream."),
+            Metric::ApplicationsRunning => (
+                "gauge",
+                "Applications whose runner task is reading its input.",
+            ),
+        }
+    }
+
+    pub fn add(self, n: u64) {
+        VALUES[self.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn sub(self, n: u64) {
+        VALUES[self.index()].fetch_sub(n, Ordering::Relaxed);
+    }
+
+    pub fn get(self) -> u64 {
+        VALUES[self.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// Prometheus text of every metric.
+pub fn render() -> String {
+    let mut out = String::new();
+    for metric in ALL {
+        let (kind, help) = metric.help();
+        let name = metric.name();
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+            metric.get()
+        );
+    }
+    out
+}

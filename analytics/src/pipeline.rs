@@ -1,0 +1,609 @@
+//! An application's in-application streams and pumps, wired together.
+//!
+//! Records from an input become rows of its in-application stream (`<NamePrefix>_001`); every
+//! batch entering a stream is handed to the pumps reading it, in program order, and their output
+//! enters the target stream, so pump chains run to the end within one call. Records and rows that
+//! fail go to `error_stream` with KDA's columns; nothing fails the application.
+//!
+//! Invariants: the pump graph is acyclic (checked at compile time), so routing terminates;
+//! every batch of a stream has that stream's shape.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+
+use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
+use crate::expr::convert;
+use crate::input::{InputSchema, RejectedRecord};
+use crate::items::ItemsState;
+use crate::join::JoinState;
+use crate::plan::{PlanBody, PumpPlan, TumblingPlan, compile_pump};
+use crate::program::{CodeError, Program};
+use crate::rcf::RcfState;
+use crate::sliding::SlidingState;
+use crate::types::Kind;
+use crate::value::Value;
+use crate::window::{OutputRow, TumblingState};
+
+/// The in-application error stream every application has.
+pub const ERROR_STREAM: &str = "error_stream";
+
+/// `error_stream`'s columns, as KDA documents them.
+pub fn error_shape() -> StreamShape {
+    StreamShape {
+        columns: vec![
+            ("ERROR_TIME".into(), Kind::Time),
+            ("ERROR_LEVEL".into(), Kind::Text),
+            ("ERROR_NAME".into(), Kind::Text),
+            ("MESSAGE".into(), Kind::Text),
+            ("DATA_ROWTIME".into(), Kind::Time),
+            ("DATA_ROW".into(), Kind::Text),
+            ("PUMP_NAME".into(), Kind::Text),
+        ],
+    }
+}
+
+/// An input as the pipeline sees it: its in-application stream and schema.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineInput {
+    pub stream: String,
+    pub schema: InputSchema,
+}
+
+struct Pump {
+    plan: PumpPlan,
+    window: Option<TumblingState>,
+    sliding: Option<SlidingState>,
+    items: Option<ItemsState>,
+    join: Option<JoinState>,
+    rcf: Option<RcfState>,
+}
+
+/// Batches that entered each stream during a call, in order.
+#[derive(Debug, Default)]
+pub struct Emissions {
+    pub batches: Vec<(String, RecordBatch)>,
+}
+
+/// A compiled, running application.
+pub struct Pipeline {
+    shapes: HashMap<String, StreamShape>,
+    inputs: Vec<PipelineInput>,
+    pumps: Vec<Pump>,
+    readers: HashMap<String, Vec<usize>>,
+    error_rows: Vec<(Vec<Value>, i64)>,
+    /// Left batches of joins, run once every pump has seen the input batch they came from.
+    deferred: Vec<(usize, RecordBatch)>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("streams", &self.shapes.keys())
+            .finish()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Pipeline {
+    /// Compiles `program` for `inputs`; a program that cannot run is a [`CodeError`].
+    pub fn compile(program: &Program, inputs: &[PipelineInput]) -> Result<Pipeline, CodeError> {
+        let mut shapes = HashMap::new();
+        shapes.insert(ERROR_STREAM.to_owned(), error_shape());
+        for input in inputs {
+            shapes.insert(input.stream.clone(), input.schema.shape());
+        }
+        for stream in &program.streams {
+            if shapes.contains_key(&stream.name) {
+                return Err(CodeError::at(
+                    stream.position,
+                    format!("stream \"{}\" already exists", stream.name),
+                ));
+            }
+            let shape = StreamShape {
+                columns: stream
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.sql_type.kind()))
+                    .collect(),
+            };
+            shapes.insert(stream.name.clone(), shape);
+        }
+        let mut pumps = Vec::new();
+        let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
+        for pump in &program.pumps {
+            if inputs.iter().any(|i| i.stream == pump.target) || pump.target == ERROR_STREAM {
+                return Err(CodeError::at(
+                    pump.position,
+                    format!("cannot insert into \"{}\"", pump.target),
+                ));
+            }
+            let plan = compile_pump(pump, &shapes)?;
+            readers
+                .entry(plan.source.clone())
+                .or_default()
+                .push(pumps.len());
+            let (window, sliding, items) = match &plan.body {
+                PlanBody::Tumbling(t) => (Some(TumblingState::new(t.clone())), None, None),
+                PlanBody::Sliding(s) => (None, Some(SlidingState::new(s.clone())), None),
+                PlanBody::Items(i) => (None, None, Some(ItemsState::new(i.clone()))),
+                PlanBody::Project(_) | PlanBody::Join(_) | PlanBody::Rcf(_) => (None, None, None),
+            };
+            let join = match &plan.body {
+                PlanBody::Join(j) => {
+                    readers
+                        .entry(j.right_source.clone())
+                        .or_default()
+                        .push(pumps.len());
+                    Some(JoinState::new(
+                        j.clone(),
+                        shapes[&plan.source].clone(),
+                        shapes[&j.right_source].clone(),
+                    ))
+                }
+                _ => None,
+            };
+            let rcf = match &plan.body {
+                PlanBody::Rcf(r) => Some(RcfState::new(r.clone())),
+                _ => None,
+            };
+            pumps.push(Pump {
+                plan,
+                window,
+                sliding,
+                items,
+                join,
+                rcf,
+            });
+        }
+        check_acyclic(&pumps, program)?;
+        Ok(Pipeline {
+            shapes,
+            inputs: inputs.to_vec(),
+            pumps,
+            readers,
+            error_rows: Vec::new(),
+            deferred: Vec::new(),
+        })
+    }
+
+    /// The shape of in-application stream `name`, if it exists.
+    pub fn shape(&self, name: &str) -> Option<&StreamShape> {
+        self.shapes.get(name)
+    }
+
+    /// The start of the oldest tumbling window still open in any pump (sliding frames are not
+    /// counted: replaying them would repeat their output rows).
+    pub fn oldest_open_ms(&self) -> Option<i64> {
+        let windows = self
+            .pumps
+            .iter()
+            .filter_map(|p| p.window.as_ref()?.oldest_open_ms());
+        let items = self
+            .pumps
+            .iter()
+            .filter_map(|p| p.items.as_ref()?.oldest_open_ms());
+        windows.chain(items).min()
+    }
+
+    /// Decodes `records` (data and row time, row times non-decreasing) of input `input` and runs
+    /// them through every pump.
+    pub fn ingest(
+        &mut self,
+        input: usize,
+        records: &[(&[u8], i64)],
+        now_ms: i64,
+        out: &mut Emissions,
+    ) {
+        let schema = &self.inputs[input].schema;
+        let mut rows = Vec::with_capacity(records.len());
+        let mut rejected: Vec<RejectedRecord> = Vec::new();
+        for (data, rowtime) in records {
+            if let Err(r) = schema.decode(data, *rowtime, &mut rows) {
+                rejected.push(r);
+            }
+        }
+        for r in rejected {
+            self.error_rows.push((
+                vec![
+                    Value::Time(now_ms),
+                    Value::Text("ERROR".into()),
+                    Value::Text(r.error_name.into()),
+                    Value::Text(r.message),
+                    Value::Time(r.rowtime),
+                    Value::Text(hex(&r.data)),
+                    Value::Null,
+                ],
+                r.rowtime,
+            ));
+        }
+        let stream = self.inputs[input].stream.clone();
+        if !rows.is_empty() {
+            let batch = batch_from_rows(&self.shapes[&stream], &rows);
+            self.route(&stream, batch, now_ms, out);
+        }
+        self.run_deferred(now_ms, out);
+        self.flush_errors(out);
+    }
+
+    /// Emits every window that ended at or before `now_ms` (time passing with no new rows).
+    pub fn advance(&mut self, now_ms: i64, out: &mut Emissions) {
+        for index in 0..self.pumps.len() {
+            let mut rows: Vec<OutputRow> = Vec::new();
+            if let Some(window) = &mut self.pumps[index].window {
+                window.close_ended_by(now_ms, &mut rows);
+            }
+            if let Some(items) = &mut self.pumps[index].items {
+                items.close_ended_by(now_ms, &mut rows);
+            }
+            if !rows.is_empty() {
+                let batch = self.window_rows_to_batch(index, rows);
+                let target = self.pumps[index].plan.target.clone();
+                self.route(&target, batch, now_ms, out);
+            }
+        }
+        self.run_deferred(now_ms, out);
+        self.flush_errors(out);
+    }
+
+    /// Runs the joins' deferred left batches (and what their output feeds) until none is left.
+    fn run_deferred(&mut self, now_ms: i64, out: &mut Emissions) {
+        self.run_joins(now_ms, out);
+        for pump in &mut self.pumps {
+            if let Some(join) = &mut pump.join {
+                join.settle();
+            }
+        }
+    }
+
+    fn run_joins(&mut self, now_ms: i64, out: &mut Emissions) {
+        while !self.deferred.is_empty() {
+            for (index, batch) in std::mem::take(&mut self.deferred) {
+                let target = self.pumps[index].plan.target.clone();
+                let shape = self.shapes[&target].clone();
+                let columns = self.pumps[index].plan.target_columns.clone();
+                let Some(join) = self.pumps[index].join.as_mut() else {
+                    continue;
+                };
+                match join.join(&batch, &shape, &columns) {
+                    Ok(joined) => self.route(&target, joined, now_ms, out),
+                    Err(e) => {
+                        for row in 0..batch.num_rows() {
+                            self.pump_error(index, &batch, row, e.to_string(), now_ms);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush_errors(&mut self, out: &mut Emissions) {
+        if self.error_rows.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut self.error_rows);
+        let batch = batch_from_rows(&self.shapes[ERROR_STREAM], &rows);
+        out.batches.push((ERROR_STREAM.to_owned(), batch));
+    }
+
+    fn route(&mut self, stream: &str, batch: RecordBatch, now_ms: i64, out: &mut Emissions) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        out.batches.push((stream.to_owned(), batch.clone()));
+        let readers = self.readers.get(stream).cloned().unwrap_or_default();
+        for index in readers {
+            if self.pumps[index].join.is_some() {
+                if self.pumps[index].plan.source == stream {
+                    if let Some(kept) = self.filter(index, &batch, now_ms) {
+                        self.deferred.push((index, kept));
+                    }
+                } else {
+                    let refused = self.pumps[index]
+                        .join
+                        .as_mut()
+                        .map(|j| j.add_right(&batch))
+                        .unwrap_or_default();
+                    for r in refused {
+                        self.pump_error(index, &batch, r.row, r.message, now_ms);
+                    }
+                }
+                continue;
+            }
+            if let Some((target, produced)) = self.run_pump(index, &batch, now_ms) {
+                self.route(&target, produced, now_ms, out);
+            }
+        }
+    }
+
+    fn pump_error(
+        &mut self,
+        index: usize,
+        batch: &RecordBatch,
+        row: usize,
+        message: String,
+        now_ms: i64,
+    ) {
+        let shape = &self.shapes[&self.pumps[index].plan.source];
+        let object: serde_json::Map<String, serde_json::Value> = shape
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (name, kind))| {
+                let v = match value_at(batch.column(i).as_ref(), *kind, row) {
+                    Value::Null => serde_json::Value::Null,
+                    Value::Int(x) | Value::Time(x) => x.into(),
+                    Value::Float(x) => {
+                        serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, Into::into)
+                    }
+                    Value::Text(x) => x.into(),
+                    Value::Bool(x) => x.into(),
+                };
+                (name.clone(), v)
+            })
+            .collect();
+        let rowtime = rowtimes(batch).value(row);
+        let data = serde_json::to_vec(&object).unwrap_or_default();
+        self.error_rows.push((
+            vec![
+                Value::Time(now_ms),
+                Value::Text("ERROR".into()),
+                Value::Text("SQL_error".into()),
+                Value::Text(message),
+                Value::Time(rowtime),
+                Value::Text(hex(&data)),
+                Value::Text(self.pumps[index].plan.name.clone()),
+            ],
+            rowtime,
+        ));
+    }
+
+    /// Runs pump `index` over `batch`; returns the batch for its target stream.
+    fn run_pump(
+        &mut self,
+        index: usize,
+        batch: &RecordBatch,
+        now_ms: i64,
+    ) -> Option<(String, RecordBatch)> {
+        let batch = self.filter(index, batch, now_ms)?;
+        if batch.num_rows() == 0 {
+            return None;
+        }
+        let target = self.pumps[index].plan.target.clone();
+        let pump = &mut self.pumps[index];
+        let stateful = match (&mut pump.sliding, &mut pump.items) {
+            (None, None) if pump.rcf.is_some() => {
+                let mut rows = Vec::new();
+                let refused = pump
+                    .rcf
+                    .as_mut()
+                    .map(|r| r.add(&batch, &mut rows))
+                    .unwrap_or_default();
+                Some((rows, refused))
+            }
+            (Some(sliding), _) => {
+                let mut rows = Vec::new();
+                let refused = sliding.add(&batch, &mut rows);
+                Some((rows, refused))
+            }
+            (None, Some(items)) => {
+                let mut rows = Vec::new();
+                let refused = items.add(&batch, &mut rows);
+                Some((rows, refused))
+            }
+            (None, None) => None,
+        };
+        if let Some((rows, refused)) = stateful {
+            for r in refused {
+                self.pump_error(index, &batch, r.row, r.message, now_ms);
+            }
+            if rows.is_empty() {
+                return None;
+            }
+            return Some((target, self.window_rows_to_batch(index, rows)));
+        }
+        if self.pumps[index].window.is_some() {
+            let mut rows = Vec::new();
+            let refused = self.pumps[index]
+                .window
+                .as_mut()
+                .map(|w| w.add(&batch, &mut rows))
+                .unwrap_or_default();
+            for r in refused {
+                self.pump_error(index, &batch, r.row, r.message, now_ms);
+            }
+            if rows.is_empty() {
+                return None;
+            }
+            return Some((target, self.window_rows_to_batch(index, rows)));
+        }
+        match self.project(index, &batch) {
+            Ok(b) => Some((target, b)),
+            Err(_) => {
+                // One row failed (division by zero, overflow, a bad conversion): run the rows
+                // one by one so only the failing ones go to error_stream.
+                let mut pieces = Vec::new();
+                for row in 0..batch.num_rows() {
+                    match self.project(index, &batch.slice(row, 1)) {
+                        Ok(b) => pieces.push(b),
+                        Err(e) => self.pump_error(index, &batch, row, e.to_string(), now_ms),
+                    }
+                }
+                let schema = self.shapes[&target].schema();
+                let joined = arrow_select::concat::concat_batches(&schema, &pieces).ok()?;
+                Some((target, joined))
+            }
+        }
+    }
+
+    fn filter(&mut self, index: usize, batch: &RecordBatch, now_ms: i64) -> Option<RecordBatch> {
+        let Some(predicate) = self.pumps[index].plan.filter.clone() else {
+            return Some(batch.clone());
+        };
+        match predicate.evaluate(batch) {
+            Ok(mask) => {
+                let mask = mask.as_any().downcast_ref::<BooleanArray>()?.clone();
+                arrow_select::filter::filter_record_batch(batch, &mask).ok()
+            }
+            Err(_) => {
+                let mut keep = Vec::with_capacity(batch.num_rows());
+                for row in 0..batch.num_rows() {
+                    match predicate.evaluate(&batch.slice(row, 1)) {
+                        Ok(m) => keep.push(
+                            m.as_any()
+                                .downcast_ref::<BooleanArray>()
+                                .is_some_and(|b| b.is_valid(0) && b.value(0)),
+                        ),
+                        Err(e) => {
+                            self.pump_error(index, batch, row, e.to_string(), now_ms);
+                            keep.push(false);
+                        }
+                    }
+                }
+                arrow_select::filter::filter_record_batch(batch, &BooleanArray::from(keep)).ok()
+            }
+        }
+    }
+
+    fn project(
+        &self,
+        index: usize,
+        batch: &RecordBatch,
+    ) -> Result<RecordBatch, arrow_schema::ArrowError> {
+        let plan = &self.pumps[index].plan;
+        let PlanBody::Project(exprs) = &plan.body else {
+            unreachable!("project runs only stateless pumps");
+        };
+        let shape = &self.shapes[&plan.target];
+        let rows = batch.num_rows();
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; shape.columns.len()];
+        for (expr, &column) in exprs.iter().zip(&plan.target_columns) {
+            columns[column] = Some(expr.evaluate(batch)?);
+        }
+        let mut arrays: Vec<ArrayRef> = columns
+            .into_iter()
+            .zip(&shape.columns)
+            .map(|(c, (_, kind))| {
+                c.unwrap_or_else(|| arrow_array::new_null_array(&kind.arrow(), rows))
+            })
+            .collect();
+        arrays.push(Arc::new(rowtimes(batch).clone()));
+        RecordBatch::try_new(shape.schema(), arrays)
+    }
+
+    /// Evaluates a window's HAVING and select items over its synthetic rows (see
+    /// [`crate::plan::PostAggregate`]); rows whose evaluation fails go to `error_stream`.
+    fn post_aggregate(&mut self, index: usize, rows: Vec<OutputRow>) -> Vec<OutputRow> {
+        let PlanBody::Tumbling(TumblingPlan {
+            post: Some(post), ..
+        }) = &self.pumps[index].plan.body
+        else {
+            return rows;
+        };
+        let post = post.clone();
+        let evaluate = |batch: &RecordBatch| -> Result<Vec<OutputRow>, arrow_schema::ArrowError> {
+            let batch = match &post.having {
+                Some(having) => {
+                    let mask = having.evaluate(batch)?;
+                    let mask = mask
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .ok_or_else(|| {
+                            arrow_schema::ArrowError::InvalidArgumentError(
+                                "HAVING is not boolean".into(),
+                            )
+                        })?;
+                    arrow_select::filter::filter_record_batch(batch, mask)?
+                }
+                None => batch.clone(),
+            };
+            let arrays = post
+                .items
+                .iter()
+                .map(|e| Ok((e.evaluate(&batch)?, e.kind())))
+                .collect::<Result<Vec<_>, arrow_schema::ArrowError>>()?;
+            let times = rowtimes(&batch);
+            Ok((0..batch.num_rows())
+                .map(|row| {
+                    let values = arrays
+                        .iter()
+                        .map(|(a, k)| value_at(a.as_ref(), *k, row))
+                        .collect();
+                    (values, times.value(row))
+                })
+                .collect())
+        };
+        let batch = batch_from_rows(&post.shape, &rows);
+        if let Ok(out) = evaluate(&batch) {
+            return out;
+        }
+        let mut out = Vec::new();
+        for (row, (_, rowtime)) in rows.iter().enumerate() {
+            match evaluate(&batch.slice(row, 1)) {
+                Ok(mut one) => out.append(&mut one),
+                Err(e) => {
+                    let rowtime = *rowtime;
+                    let name = self.pumps[index].plan.name.clone();
+                    self.error_rows.push((
+                        vec![
+                            Value::Time(rowtime),
+                            Value::Text("ERROR".into()),
+                            Value::Text("SQL_error".into()),
+                            Value::Text(e.to_string()),
+                            Value::Time(rowtime),
+                            Value::Null,
+                            Value::Text(name),
+                        ],
+                        rowtime,
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    fn window_rows_to_batch(&mut self, index: usize, rows: Vec<OutputRow>) -> RecordBatch {
+        let rows = self.post_aggregate(index, rows);
+        let plan = &self.pumps[index].plan;
+        let shape = &self.shapes[&plan.target];
+        let rows: Vec<(Vec<Value>, i64)> = rows
+            .into_iter()
+            .map(|(values, time)| {
+                let mut full = vec![Value::Null; shape.columns.len()];
+                for (value, &column) in values.into_iter().zip(&plan.target_columns) {
+                    full[column] = convert(value, shape.columns[column].1).unwrap_or(Value::Null);
+                }
+                (full, time)
+            })
+            .collect();
+        batch_from_rows(shape, &rows)
+    }
+}
+
+/// Rejects a program whose pumps feed back into a stream they read.
+fn check_acyclic(pumps: &[Pump], program: &Program) -> Result<(), CodeError> {
+    fn reaches(pumps: &[Pump], from: &str, to: &str, depth: usize) -> bool {
+        if depth > pumps.len() {
+            return true;
+        }
+        pumps
+            .iter()
+            .filter(|p| p.plan.source == from)
+            .any(|p| p.plan.target == to || reaches(pumps, &p.plan.target, to, depth + 1))
+    }
+    for (pump, def) in pumps.iter().zip(&program.pumps) {
+        if pump.plan.source == pump.plan.target
+            || reaches(pumps, &pump.plan.target, &pump.plan.source, 0)
+        {
+            return Err(CodeError::at(
+                def.position,
+                format!("pump \"{}\" makes a cycle of streams", pump.plan.name),
+            ));
+        }
+    }
+    Ok(())
+}

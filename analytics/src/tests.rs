@@ -1,0 +1,720 @@
+//! End-to-end tests of the engine without a server: programs run over records with
+//! `run_file::run`, each compared with a result derived by hand in the test.
+
+use crate::output::OutputFormat;
+use crate::run_file::{RunError, RunOptions, run};
+
+const SCHEMA: &str = r#"{
+  "RecordFormat": {"RecordFormatType": "JSON", "MappingParameters": {"JSONMappingParameters": {"RecordRowPath": "$"}}},
+  "RecordEncoding": "UTF-8",
+  "RecordColumns": [
+    {"Name": "sym", "Mapping": "$.sym", "SqlType": "VARCHAR(8)"},
+    {"Name": "px", "Mapping": "$.px", "SqlType": "DOUBLE"},
+    {"Name": "qty", "Mapping": "$.qty", "SqlType": "INTEGER"}
+  ]
+}"#;
+
+fn options(outputs: &[&str], step_ms: i64) -> RunOptions {
+    RunOptions {
+        name_prefix: "SRC".into(),
+        start_ms: 0,
+        step_ms,
+        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        format: OutputFormat::Json,
+    }
+}
+
+fn records() -> Vec<Vec<u8>> {
+    [
+        r#"{"sym":"AMZN","px":200.0,"qty":100}"#,
+        r#"{"sym":"IBM","px":10.5,"qty":2}"#,
+        r#"{"sym":"AMZN","px":150.0,"qty":50}"#,
+        r#"{"sym":"IBM","px":300.0,"qty":40}"#,
+        r#"{"sym":"MSFT","px":1.0,"qty":1}"#,
+        r#"{"sym":"AMZN","px":90.0,"qty":200}"#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}
+
+fn run_on(
+    sql: &str,
+    outputs: &[&str],
+    step_ms: i64,
+    records: &[Vec<u8>],
+) -> Result<Vec<String>, RunError> {
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    run(sql, SCHEMA, &refs, &options(outputs, step_ms))
+}
+
+#[test]
+fn the_filter_program_keeps_rows_over_the_notional_threshold() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "BIG_TRADES" ("sym" VARCHAR(8), "notional" DOUBLE);
+        CREATE OR REPLACE PUMP "BIG_PUMP" AS INSERT INTO "BIG_TRADES"
+          SELECT STREAM "sym", "px" * "qty" FROM "SRC_001" WHERE "px" * "qty" > 10000;"#;
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    // By hand: 200*100 = 20000, 10.5*2 = 21, 150*50 = 7500, 300*40 = 12000, 1, 90*200 = 18000.
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","notional":20000.0}"#,
+            r#"{"sym":"IBM","notional":12000.0}"#,
+            r#"{"sym":"AMZN","notional":18000.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn the_tumbling_program_counts_and_averages_per_key_and_window() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "STATS" ("sym" VARCHAR(8), "n" BIGINT, "avg_px" DOUBLE, "hi" DOUBLE, "lo" DOUBLE);
+        CREATE OR REPLACE PUMP "STATS_PUMP" AS INSERT INTO "STATS"
+          SELECT STREAM "sym", COUNT(*), AVG("px"), MAX("px"), MIN("px")
+          FROM "SRC_001"
+          GROUP BY "sym", STEP("SRC_001".ROWTIME BY INTERVAL '3' SECOND);"#;
+    // Rows at 0,1,2 s fall in window [0,3); rows at 3,4,5 s in [3,6).
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","n":2,"avg_px":175.0,"hi":200.0,"lo":150.0}"#,
+            r#"{"sym":"IBM","n":1,"avg_px":10.5,"hi":10.5,"lo":10.5}"#,
+            r#"{"sym":"IBM","n":1,"avg_px":300.0,"hi":300.0,"lo":300.0}"#,
+            r#"{"sym":"MSFT","n":1,"avg_px":1.0,"hi":1.0,"lo":1.0}"#,
+            r#"{"sym":"AMZN","n":1,"avg_px":90.0,"hi":90.0,"lo":90.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn floor_over_rowtime_groups_by_whole_minutes_and_selects_the_window_start() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "PER_MIN" ("minute" TIMESTAMP, "n" INTEGER, "vol" BIGINT);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "PER_MIN"
+          SELECT STREAM FLOOR("SRC_001".ROWTIME TO MINUTE), COUNT(*), SUM("qty")
+          FROM "SRC_001" GROUP BY FLOOR("SRC_001".ROWTIME TO MINUTE);"#;
+    // 25 s apart: 0, 25, 50 s in minute 0; 75, 100 s in minute 1; 125 s in minute 2.
+    let lines = run_on(sql, &[], 25_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"minute":"1970-01-01 00:00:00.000","n":3,"vol":152}"#,
+            r#"{"minute":"1970-01-01 00:01:00.000","n":2,"vol":41}"#,
+            r#"{"minute":"1970-01-01 00:02:00.000","n":1,"vol":200}"#,
+        ]
+    );
+}
+
+#[test]
+fn a_pump_chain_filters_then_aggregates_through_an_intermediate_stream() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "CLEAN" ("s" VARCHAR(8), "value" DOUBLE);
+        CREATE OR REPLACE PUMP "P1" AS INSERT INTO "CLEAN"
+          SELECT STREAM LOWER("sym"), "px" * "qty" FROM "SRC_001" WHERE "sym" <> 'MSFT' AND "qty" >= 40;
+        CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("s" VARCHAR(8), "total" DOUBLE, "n" INTEGER);
+        CREATE OR REPLACE PUMP "P2" AS INSERT INTO "DESTINATION_SQL_STREAM"
+          SELECT STREAM "s", SUM("value"), COUNT("value") FROM "CLEAN"
+          GROUP BY "s", STEP("CLEAN".ROWTIME BY INTERVAL '1' MINUTE);"#;
+    let lines = run_on(sql, &["DESTINATION_SQL_STREAM"], 1_000, &records()).expect("runs");
+    // Kept: AMZN 20000, AMZN 7500, IBM 12000, AMZN 18000 (IBM qty 2 and MSFT are dropped).
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"s":"amzn","total":45500.0,"n":3}"#,
+            r#"{"s":"ibm","total":12000.0,"n":1}"#
+        ]
+    );
+}
+
+#[test]
+fn malformed_records_go_to_error_stream_and_the_rest_still_flow() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8));
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM "sym" FROM "SRC_001";"#;
+    let mut input = records();
+    input.insert(1, b"{broken".to_vec());
+    input.insert(3, br#"{"sym":"X","px":"not a number","qty":1}"#.to_vec());
+    let lines = run_on(sql, &["OUT", "error_stream"], 1_000, &input).expect("runs");
+    let out: Vec<&String> = lines.iter().filter(|l| l.starts_with("OUT\t")).collect();
+    let errors: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("error_stream\t"))
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(out.len(), 6);
+    assert_eq!(errors.len(), 2);
+    assert_eq!(errors[0]["ERROR_NAME"], "Invalid_JSON");
+    assert_eq!(
+        errors[0]["DATA_ROW"], "7b62726f6b656e",
+        "hex of the original record"
+    );
+    assert_eq!(errors[0]["DATA_ROWTIME"], "1970-01-01 00:00:01.000");
+    assert_eq!(errors[1]["ERROR_NAME"], "Coercion_error");
+}
+
+#[test]
+fn a_division_by_zero_sends_only_that_row_to_error_stream() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8), "r" INTEGER);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM "sym", 100 / ("qty" - 1) FROM "SRC_001";"#;
+    let lines = run_on(sql, &["OUT", "error_stream"], 1_000, &records()).expect("runs");
+    let out = lines.iter().filter(|l| l.starts_with("OUT\t")).count();
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("error_stream\t"))
+        .collect();
+    assert_eq!(out, 5, "every row but MSFT's (qty 1)");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("\"PUMP_NAME\":\"P\""), "{}", errors[0]);
+}
+
+#[test]
+fn string_time_and_conversion_functions_project_as_documented() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("a" VARCHAR(16), "b" INTEGER, "c" VARCHAR(32), "d" VARCHAR(8), "e" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM SUBSTRING("sym" FROM 2 FOR 2) || '-' || UPPER('x'), CHAR_LENGTH("sym"),
+                 TIMESTAMP_TO_CHAR('yyyy-MM-dd HH:mm:ss', "SRC_001".ROWTIME),
+                 CAST("qty" AS VARCHAR(8)), ABS(-1 * "px")
+          FROM "SRC_001" WHERE "sym" IN ('IBM') AND "px" BETWEEN 10 AND 20;"#;
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![r#"{"a":"BM-X","b":3,"c":"1970-01-01 00:00:01","d":"2","e":10.5}"#]
+    );
+}
+
+#[test]
+fn programs_the_planner_cannot_run_are_rejected_with_positions() {
+    let unknown_column = r#"CREATE OR REPLACE STREAM "OUT" ("a" INTEGER);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+  SELECT STREAM "nope" FROM "SRC_001";"#;
+    let Err(RunError::Code(error)) = run_on(unknown_column, &[], 1, &[]) else {
+        panic!("rejected");
+    };
+    assert_eq!((error.position.line, error.position.column), (3, 17));
+    assert!(error.message.contains("Column 'nope' not found"));
+
+    let ungrouped = r#"CREATE OR REPLACE STREAM "OUT" ("a" VARCHAR(8), "n" INTEGER);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+  SELECT STREAM "sym", COUNT(*) FROM "SRC_001" GROUP BY STEP("SRC_001".ROWTIME BY INTERVAL '10' SECOND);"#;
+    let Err(RunError::Code(error)) = run_on(ungrouped, &[], 1, &[]) else {
+        panic!("rejected");
+    };
+    assert_eq!(error.position.line, 3);
+    assert!(
+        error.message.contains("not being grouped"),
+        "{}",
+        error.message
+    );
+
+    let column_count = r#"CREATE OR REPLACE STREAM "OUT" ("a" VARCHAR(8), "n" INTEGER);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM "sym" FROM "SRC_001";"#;
+    assert!(matches!(
+        run_on(column_count, &[], 1, &[]),
+        Err(RunError::Code(_))
+    ));
+}
+
+#[test]
+fn the_sliding_program_gives_one_row_per_row_with_a_range_frame_per_partition() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "MOVING" ("sym" VARCHAR(8), "vol_4m" BIGINT, "px" DOUBLE);
+        CREATE OR REPLACE PUMP "MOVING_PUMP" AS INSERT INTO "MOVING"
+          SELECT STREAM "sym", SUM("qty") OVER W, "px" FROM "SRC_001"
+          WINDOW W AS (PARTITION BY "sym" RANGE INTERVAL '4' MINUTE PRECEDING);"#;
+    // One row a minute. AMZN at 0, 2 and 5 min: at 5 min the frame [1 min, 5 min] has lost the
+    // row at 0 (qty 100), so 50 + 200.
+    let lines = run_on(sql, &[], 60_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","vol_4m":100,"px":200.0}"#,
+            r#"{"sym":"IBM","vol_4m":2,"px":10.5}"#,
+            r#"{"sym":"AMZN","vol_4m":150,"px":150.0}"#,
+            r#"{"sym":"IBM","vol_4m":42,"px":300.0}"#,
+            r#"{"sym":"MSFT","vol_4m":1,"px":1.0}"#,
+            r#"{"sym":"AMZN","vol_4m":250,"px":90.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn a_rows_frame_holds_the_current_row_and_n_before_it() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("n" INTEGER, "hi" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM COUNT(*) OVER (ROWS 1 PRECEDING), MAX("px") OVER (ROWS 1 PRECEDING)
+          FROM "SRC_001";"#;
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    let pairs: Vec<(i64, f64)> = lines
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON");
+            (v["n"].as_i64().expect("n"), v["hi"].as_f64().expect("hi"))
+        })
+        .collect();
+    // px: 200, 10.5, 150, 300, 1, 90.
+    assert_eq!(
+        pairs,
+        vec![
+            (1, 200.0),
+            (2, 200.0),
+            (2, 150.0),
+            (2, 300.0),
+            (2, 300.0),
+            (2, 90.0)
+        ]
+    );
+}
+
+#[test]
+fn an_unbounded_sliding_window_is_rejected() {
+    let sql = r#"CREATE OR REPLACE STREAM "OUT" ("n" INTEGER);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+  SELECT STREAM COUNT(*) OVER (ROWS UNBOUNDED PRECEDING) FROM "SRC_001";"#;
+    let Err(RunError::Code(error)) = run_on(sql, &[], 1, &[]) else {
+        panic!("rejected");
+    };
+    assert_eq!(error.position.line, 3);
+    assert!(error.message.contains("UNBOUNDED"), "{}", error.message);
+}
+
+#[test]
+fn top_k_items_tumbling_ranks_the_most_frequent_values_of_each_window() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "TOP" ("ITEM" VARCHAR(8), "ITEM_COUNT" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "TOP"
+          SELECT STREAM * FROM TABLE(TOP_K_ITEMS_TUMBLING(
+            CURSOR(SELECT STREAM * FROM "SRC_001"), 'sym', 2, 3));"#;
+    // [0,3 s): AMZN twice, IBM once. [3,6 s): IBM, MSFT, AMZN once each: ties go by value.
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"ITEM":"AMZN","ITEM_COUNT":2.0}"#,
+            r#"{"ITEM":"IBM","ITEM_COUNT":1.0}"#,
+            r#"{"ITEM":"AMZN","ITEM_COUNT":1.0}"#,
+            r#"{"ITEM":"IBM","ITEM_COUNT":1.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn count_distinct_items_tumbling_counts_values_per_window() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "D" ("NUMBER_OF_DISTINCT_ITEMS" BIGINT);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "D"
+          SELECT STREAM "NUMBER_OF_DISTINCT_ITEMS" FROM TABLE(COUNT_DISTINCT_ITEMS_TUMBLING(
+            CURSOR(SELECT STREAM * FROM "SRC_001" WHERE "qty" > 1), 'sym', 3));"#;
+    // qty > 1 drops MSFT. [0,3 s): AMZN, IBM; [3,6 s): IBM, AMZN.
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"NUMBER_OF_DISTINCT_ITEMS":2}"#,
+            r#"{"NUMBER_OF_DISTINCT_ITEMS":2}"#
+        ]
+    );
+}
+
+mod front_end_robustness {
+    //! The SQL front end against generated programs: token soups and canonical programs with a
+    //! token removed or repeated. Whatever the text, parsing, planning and running a few records
+    //! never panic, and a rejection names a position inside the text.
+
+    use proptest::prelude::*;
+
+    use crate::pipeline::{Emissions, Pipeline, PipelineInput};
+    use crate::program::parse_program;
+    use crate::schema_wire::WireSourceSchema;
+
+    const VOCABULARY: &[&str] = &[
+        "CREATE",
+        "OR",
+        "REPLACE",
+        "STREAM",
+        "PUMP",
+        "AS",
+        "INSERT",
+        "INTO",
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "GROUP",
+        "BY",
+        "STEP",
+        "FLOOR",
+        "TO",
+        "MINUTE",
+        "SECOND",
+        "INTERVAL",
+        "'10'",
+        "OVER",
+        "WINDOW",
+        "PARTITION",
+        "RANGE",
+        "ROWS",
+        "PRECEDING",
+        "COUNT",
+        "SUM",
+        "AVG",
+        "MIN",
+        "MAX",
+        "(",
+        ")",
+        ",",
+        ";",
+        "*",
+        "+",
+        "-",
+        "/",
+        ">",
+        "=",
+        "<>",
+        "AND",
+        "NOT",
+        "NULL",
+        "CAST",
+        "VARCHAR(8)",
+        "INTEGER",
+        "DOUBLE",
+        "TIMESTAMP",
+        "\"S\"",
+        "\"T\"",
+        "\"sym\"",
+        "\"px\"",
+        "\"qty\"",
+        "\"SRC_001\"",
+        "\"SRC_001\".ROWTIME",
+        "ROWTIME",
+        "1",
+        "0",
+        "2.5",
+        "'x'",
+        "TABLE",
+        "CURSOR",
+        "TOP_K_ITEMS_TUMBLING",
+        "'sym'",
+        "UPPER",
+        "SUBSTRING",
+        "CASE",
+        "WHEN",
+        "THEN",
+        "ELSE",
+        "END",
+    ];
+
+    const CANONICAL: &[&str] = &[
+        r#"CREATE OR REPLACE STREAM "S" ("sym" VARCHAR(8), "n" BIGINT, "hi" DOUBLE); CREATE OR REPLACE PUMP "P" AS INSERT INTO "S" SELECT STREAM "sym", COUNT(*), MAX("px") FROM "SRC_001" GROUP BY "sym", STEP("SRC_001".ROWTIME BY INTERVAL '2' SECOND);"#,
+        r#"CREATE OR REPLACE STREAM "S" ("sym" VARCHAR(8), "v" DOUBLE); CREATE OR REPLACE PUMP "P" AS INSERT INTO "S" SELECT STREAM "sym", "px" * "qty" FROM "SRC_001" WHERE "px" * "qty" > 100;"#,
+        r#"CREATE OR REPLACE STREAM "S" ("sym" VARCHAR(8), "v" BIGINT); CREATE OR REPLACE PUMP "P" AS INSERT INTO "S" SELECT STREAM "sym", SUM("qty") OVER W FROM "SRC_001" WINDOW W AS (PARTITION BY "sym" ROWS 2 PRECEDING);"#,
+    ];
+
+    fn exercise(sql: &str) {
+        let lines = sql.lines().count().max(1) as u64;
+        let program = match parse_program(sql) {
+            Ok(p) => p,
+            Err(e) => {
+                assert!(
+                    e.position.line >= 1 && e.position.line <= lines + 1,
+                    "{e} for {sql:?}"
+                );
+                return;
+            }
+        };
+        let schema: WireSourceSchema = serde_json::from_str(super::SCHEMA).expect("schema");
+        let input = PipelineInput {
+            stream: "SRC_001".into(),
+            schema: schema.to_domain().expect("schema"),
+        };
+        let Ok(mut pipeline) = Pipeline::compile(&program, &[input]) else {
+            return;
+        };
+        let records: Vec<Vec<u8>> = super::records();
+        let timed: Vec<(&[u8], i64)> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.as_slice(), i as i64 * 700))
+            .collect();
+        let mut out = Emissions::default();
+        pipeline.ingest(0, &timed, 0, &mut out);
+        pipeline.advance(i64::MAX / 2, &mut out);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        #[test]
+        fn token_soups_never_panic_the_front_end(tokens in proptest::collection::vec(0..VOCABULARY.len(), 0..40)) {
+            let sql: Vec<&str> = tokens.iter().map(|&i| VOCABULARY[i]).collect();
+            exercise(&sql.join(" "));
+        }
+
+        #[test]
+        fn damaged_canonical_programs_never_panic_the_front_end(
+            which in 0..CANONICAL.len(),
+            cut in 0usize..400,
+            repeat in 0usize..400,
+        ) {
+            let words: Vec<&str> = CANONICAL[which].split(' ').collect();
+            let mut damaged: Vec<&str> = words.clone();
+            if !damaged.is_empty() {
+                damaged.remove(cut % words.len());
+                let r = repeat % damaged.len().max(1);
+                if let Some(word) = damaged.get(r).copied() {
+                    damaged.insert(r, word);
+                }
+            }
+            exercise(&damaged.join(" "));
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_the_parser(text in "\\PC{0,200}") {
+            exercise(&text);
+        }
+    }
+}
+
+#[test]
+fn csv_records_in_and_csv_rows_out() {
+    let schema = r#"{
+      "RecordFormat": {"RecordFormatType": "CSV", "MappingParameters": {"CSVMappingParameters": {"RecordRowDelimiter": "\n", "RecordColumnDelimiter": ";"}}},
+      "RecordColumns": [{"Name": "sym", "SqlType": "VARCHAR(8)"}, {"Name": "note", "SqlType": "VARCHAR(16)"}, {"Name": "qty", "SqlType": "INTEGER"}]
+    }"#;
+    let sql = r#"CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8), "note" VARCHAR(16), "double_qty" INTEGER);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM "sym", "note", "qty" * 2 FROM "SRC_001" WHERE "qty" > 1;"#;
+    let records: Vec<&[u8]> = vec![b"A;plain;1\nB;has, comma;2", b"C;say \"hi\";3", b"D;short"];
+    let mut options = options(&["OUT", "error_stream"], 1_000);
+    options.format = OutputFormat::Csv;
+    let lines = run(sql, schema, &records, &options).expect("runs");
+    // A is filtered out; D has too few columns and goes to error_stream.
+    assert_eq!(
+        &lines[..2],
+        &["OUT\tB,\"has, comma\",4", "OUT\tC,\"say \"\"hi\"\"\",6"]
+    );
+    assert_eq!(lines.len(), 3);
+    assert!(lines[2].starts_with("error_stream\t"), "{}", lines[2]);
+    assert!(lines[2].contains("Schema_mismatch"), "{}", lines[2]);
+}
+
+#[test]
+fn case_expressions_pick_the_first_true_branch_or_else() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8), "size" VARCHAR(8), "q" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM "sym",
+                 CASE WHEN "qty" >= 100 THEN 'big' WHEN "qty" >= 40 THEN 'mid' ELSE 'small' END,
+                 CASE "sym" WHEN 'IBM' THEN "px" ELSE 0 END
+          FROM "SRC_001";"#;
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    // qty: 100, 2, 50, 40, 1, 200; px of IBM rows: 10.5, 300.
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","size":"big","q":0.0}"#,
+            r#"{"sym":"IBM","size":"small","q":10.5}"#,
+            r#"{"sym":"AMZN","size":"mid","q":0.0}"#,
+            r#"{"sym":"IBM","size":"mid","q":300.0}"#,
+            r#"{"sym":"MSFT","size":"small","q":0.0}"#,
+            r#"{"sym":"AMZN","size":"big","q":0.0}"#,
+        ]
+    );
+}
+
+/// BIG: rows with px >= 100 (AMZN@0 s, AMZN@2 s, IBM@3 s); SMALL: the others (IBM@1 s,
+/// MSFT@4 s, AMZN@5 s). Both come from the same input batch.
+const SPLIT: &str = r#"
+    CREATE OR REPLACE STREAM "BIG" ("sym" VARCHAR(8), "px" DOUBLE);
+    CREATE OR REPLACE STREAM "SMALL" ("sym" VARCHAR(8), "px" DOUBLE);
+    CREATE OR REPLACE PUMP "P_BIG" AS INSERT INTO "BIG" SELECT STREAM "sym", "px" FROM "SRC_001" WHERE "px" >= 100;
+    CREATE OR REPLACE PUMP "P_SMALL" AS INSERT INTO "SMALL" SELECT STREAM "sym", "px" FROM "SRC_001" WHERE "px" < 100;
+    CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8), "left_px" DOUBLE, "right_px" DOUBLE);"#;
+
+#[test]
+fn a_stream_join_pairs_each_left_row_with_right_rows_in_its_range_window() {
+    let sql = format!(
+        r#"{SPLIT}
+        CREATE OR REPLACE PUMP "J" AS INSERT INTO "OUT"
+          SELECT STREAM b."sym", b."px", s."px"
+          FROM "BIG" AS b JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s
+          ON b."sym" = s."sym";"#
+    );
+    // IBM@3 s meets IBM@1 s (within 2 s); AMZN@0 s and AMZN@2 s have no AMZN in SMALL before
+    // them (AMZN@5 s is later than both).
+    let lines = run_on(&sql, &["OUT"], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![r#"{"sym":"IBM","left_px":300.0,"right_px":10.5}"#]
+    );
+
+    let reverse = format!(
+        r#"{SPLIT}
+        CREATE OR REPLACE PUMP "J" AS INSERT INTO "OUT"
+          SELECT STREAM s."sym", s."px", b."px"
+          FROM "SMALL" AS s LEFT JOIN "BIG" OVER (RANGE INTERVAL '3' SECOND PRECEDING) AS b
+          ON s."sym" = b."sym";"#
+    );
+    // AMZN@5 s meets AMZN@2 s but not AMZN@0 s (more than 3 s before); IBM@1 s and MSFT@4 s
+    // have no partner and are kept by the LEFT JOIN with a NULL right side.
+    let lines = run_on(&reverse, &["OUT"], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"IBM","left_px":10.5,"right_px":null}"#,
+            r#"{"sym":"MSFT","left_px":1.0,"right_px":null}"#,
+            r#"{"sym":"AMZN","left_px":90.0,"right_px":150.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn a_rows_window_join_sees_the_last_n_right_rows() {
+    let sql = format!(
+        r#"{SPLIT}
+        CREATE OR REPLACE PUMP "J" AS INSERT INTO "OUT"
+          SELECT STREAM s."sym", s."px", b."px"
+          FROM "SMALL" AS s JOIN "BIG" OVER (ROWS 1 PRECEDING) AS b;"#
+    );
+    // No ON: every pair in the frame. IBM@1 s sees BIG rows at or before 1 s: AMZN@0 s.
+    // MSFT@4 s and AMZN@5 s see the last two: AMZN@2 s and IBM@3 s.
+    let lines = run_on(&sql, &["OUT"], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"IBM","left_px":10.5,"right_px":200.0}"#,
+            r#"{"sym":"MSFT","left_px":1.0,"right_px":150.0}"#,
+            r#"{"sym":"MSFT","left_px":1.0,"right_px":300.0}"#,
+            r#"{"sym":"AMZN","left_px":90.0,"right_px":150.0}"#,
+            r#"{"sym":"AMZN","left_px":90.0,"right_px":300.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn stagger_windows_open_per_key_at_the_first_row_and_close_a_range_later() {
+    let schema = r#"{
+      "RecordFormat": {"RecordFormatType": "JSON", "MappingParameters": {"JSONMappingParameters": {"RecordRowPath": "$"}}},
+      "RecordColumns": [{"Name": "sym", "Mapping": "$.sym", "SqlType": "VARCHAR(8)"},
+                        {"Name": "evt_ts", "Mapping": "$.t", "SqlType": "TIMESTAMP"}]
+    }"#;
+    let sql = r#"
+        CREATE OR REPLACE STREAM "PER_MIN" ("sym" VARCHAR(8), "minute" TIMESTAMP, "n" BIGINT);
+        CREATE OR REPLACE PUMP "PER_MIN_PUMP" AS INSERT INTO "PER_MIN"
+          SELECT STREAM "sym", FLOOR("evt_ts" TO MINUTE), COUNT(*)
+          FROM "SRC_001"
+          WINDOWED BY STAGGER (PARTITION BY FLOOR("evt_ts" TO MINUTE), "sym" RANGE INTERVAL '1' MINUTE);"#;
+    let input = [
+        r#"{"sym":"A","t":"1970-01-01 00:00:30"}"#,
+        r#"{"sym":"B","t":"1970-01-01 00:00:40"}"#,
+        r#"{"sym":"A","t":"1970-01-01 00:00:50"}"#,
+        r#"{"sym":"A","t":"1970-01-01 00:01:05"}"#,
+        r#"{"sym":"B","t":"1970-01-01 00:00:59"}"#,
+        r#"{"sym":"A","t":"1970-01-01 00:00:10"}"#,
+        r#"{"sym":"C","t":"1970-01-01 00:02:00"}"#,
+    ];
+    let records: Vec<&[u8]> = input.iter().map(|s| s.as_bytes()).collect();
+    let lines = run(sql, schema, &records, &options(&[], 10_000)).expect("runs");
+    // Row times 0, 10, … 60 s. (A, minute 0) opens at 0 s and takes the rows at 0, 20 and 50 s
+    // (the late event at 50 s arrives before its window closes at 60 s); (B, minute 0) opens at
+    // 10 s, takes the late row at 40 s and closes at 70 s; (A, minute 1) opens at 30 s and closes
+    // at 90 s; (C, minute 2) opens at 60 s. Windows are emitted in the order they close.
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"A","minute":"1970-01-01 00:00:00.000","n":3}"#,
+            r#"{"sym":"B","minute":"1970-01-01 00:00:00.000","n":2}"#,
+            r#"{"sym":"A","minute":"1970-01-01 00:01:00.000","n":1}"#,
+            r#"{"sym":"C","minute":"1970-01-01 00:02:00.000","n":1}"#,
+        ]
+    );
+}
+
+#[test]
+fn random_cut_forest_scores_planted_anomalies_above_normal_rows() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "SCORED" ("sym" VARCHAR(8), "px" DOUBLE, "qty" INTEGER, "ANOMALY_SCORE" DOUBLE);
+        CREATE OR REPLACE PUMP "SCORE_PUMP" AS INSERT INTO "SCORED"
+          SELECT STREAM "sym", "px", "qty", ANOMALY_SCORE
+          FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM "sym", "px", "qty" FROM "SRC_001")));"#;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let planted = [500usize, 650, 800];
+    let input: Vec<Vec<u8>> = (0..1000usize)
+        .map(|i| {
+            let px = if planted.contains(&i) {
+                160.0
+            } else {
+                100.0 + rng.random::<f64>() * 4.0
+            };
+            let qty = 10 + rng.random_range(0..5);
+            format!(r#"{{"sym":"S","px":{px},"qty":{qty}}}"#).into_bytes()
+        })
+        .collect();
+    let lines = run_on(sql, &[], 1_000, &input).expect("runs");
+    assert_eq!(lines.len(), input.len(), "one scored row per row");
+    let scores: Vec<f64> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["ANOMALY_SCORE"]
+                .as_f64()
+                .expect("score")
+        })
+        .collect();
+    let mut normal: Vec<f64> = scores[300..]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !planted.contains(&(i + 300)))
+        .map(|(_, s)| *s)
+        .collect();
+    normal.sort_by(f64::total_cmp);
+    let p99 = normal[normal.len() * 99 / 100];
+    for i in planted {
+        assert!(
+            scores[i] > 2.0 * p99,
+            "row {i} scored {} against a 99th percentile of {p99}",
+            scores[i]
+        );
+    }
+    assert_eq!(scores[0], 0.0, "the forest warms up before it scores");
+}
+
+#[test]
+fn expressions_over_aggregates_and_having_filter_each_window() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "VWAP" ("sym" VARCHAR(8), "vwap" DOUBLE, "n10" INTEGER, "tag" VARCHAR(8));
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "VWAP"
+          SELECT STREAM "sym", SUM("px" * "qty") / SUM("qty"), COUNT(*) * 10, UPPER("sym") || '!'
+          FROM "SRC_001"
+          GROUP BY "sym", STEP("SRC_001".ROWTIME BY INTERVAL '3' SECOND)
+          HAVING SUM("qty") > 10;"#;
+    // [0,3 s): AMZN (200 x 100, 150 x 50) gives 27500 / 150; IBM (qty 2) fails HAVING.
+    // [3,6 s): IBM 300 x 40; MSFT (qty 1) fails HAVING; AMZN 90 x 200.
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","vwap":183.33333333333334,"n10":20,"tag":"AMZN!"}"#,
+            r#"{"sym":"IBM","vwap":300.0,"n10":10,"tag":"IBM!"}"#,
+            r#"{"sym":"AMZN","vwap":90.0,"n10":10,"tag":"AMZN!"}"#,
+        ]
+    );
+}
+
+#[test]
+fn a_column_outside_the_group_in_an_expression_is_rejected() {
+    let sql = r#"CREATE OR REPLACE STREAM "OUT" ("x" DOUBLE);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+  SELECT STREAM "px" + COUNT(*) FROM "SRC_001" GROUP BY "sym", STEP("SRC_001".ROWTIME BY INTERVAL '3' SECOND);"#;
+    let Err(RunError::Code(error)) = run_on(sql, &[], 1, &[]) else {
+        panic!("rejected");
+    };
+    assert_eq!(error.position.line, 3);
+    assert!(
+        error.message.contains("is not being grouped"),
+        "{}",
+        error.message
+    );
+}

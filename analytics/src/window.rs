@@ -1,0 +1,557 @@
+//! Tumbling-window aggregation with bounded state.
+//!
+//! Windows are `[start, start + width)` buckets of a non-decreasing ROWTIME. A window is emitted
+//! (one row per group, groups in first-seen order) once a row at or past its end arrives, or
+//! when the runner declares that time has passed it ([`TumblingState::close_before`]). State is
+//! the open windows' groups and accumulators only, at most [`GROUPS_MAX`] groups: rows that
+//! would open more are refused and reported, never silently merged or dropped.
+
+use std::collections::{BTreeMap, HashMap};
+
+use arrow_array::{ArrayRef, RecordBatch};
+
+use crate::batch::{rowtimes, value_at};
+use crate::plan::{AggFn, AggOutput, TumblingPlan};
+use crate::types::Kind;
+use crate::value::Value;
+
+/// The most groups the open windows of one pump may hold.
+pub const GROUPS_MAX: usize = 1_000_000;
+
+/// A group key value that can be hashed (floats by their bits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum KeyPart {
+    Null,
+    Int(i64),
+    Float(u64),
+    Text(String),
+    Bool(bool),
+}
+
+pub(crate) fn key_part(v: &Value) -> KeyPart {
+    match v {
+        Value::Null => KeyPart::Null,
+        Value::Int(i) | Value::Time(i) => KeyPart::Int(*i),
+        Value::Float(f) => KeyPart::Float(f.to_bits()),
+        Value::Text(s) => KeyPart::Text(s.clone()),
+        Value::Bool(b) => KeyPart::Bool(*b),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Acc {
+    Count(i64),
+    SumInt(Option<i64>),
+    SumFloat(Option<f64>),
+    Avg { sum: f64, n: i64 },
+    Min(Option<Value>),
+    Max(Option<Value>),
+}
+
+fn less(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) | (Value::Time(x), Value::Time(y)) => x < y,
+        (Value::Float(x), Value::Float(y)) => x < y,
+        (Value::Text(x), Value::Text(y)) => x < y,
+        (Value::Bool(x), Value::Bool(y)) => !x & y,
+        _ => false,
+    }
+}
+
+impl Acc {
+    pub(crate) fn new(func: AggFn, kind: Option<Kind>) -> Acc {
+        match func {
+            AggFn::Count => Acc::Count(0),
+            AggFn::Sum if kind == Some(Kind::Int) => Acc::SumInt(None),
+            AggFn::Sum => Acc::SumFloat(None),
+            AggFn::Avg => Acc::Avg { sum: 0.0, n: 0 },
+            AggFn::Min => Acc::Min(None),
+            AggFn::Max => Acc::Max(None),
+        }
+    }
+
+    /// Adds one row's argument (`None` for COUNT(*)). NULLs are ignored, as in SQL.
+    pub(crate) fn add(&mut self, v: Option<&Value>) -> Result<(), String> {
+        match (self, v) {
+            (Acc::Count(n), None) => *n += 1,
+            (_, Some(Value::Null)) => {}
+            (Acc::Count(n), Some(_)) => *n += 1,
+            (Acc::SumInt(s), Some(Value::Int(i))) => {
+                *s = Some(
+                    s.unwrap_or(0)
+                        .checked_add(*i)
+                        .ok_or("SUM overflowed BIGINT")?,
+                )
+            }
+            (Acc::SumFloat(s), Some(v)) => *s = Some(s.unwrap_or(0.0) + as_f64(v)),
+            (Acc::Avg { sum, n }, Some(v)) => {
+                *sum += as_f64(v);
+                *n += 1;
+            }
+            (Acc::Min(m), Some(v)) if m.as_ref().is_none_or(|cur| less(v, cur)) => {
+                *m = Some(v.clone());
+            }
+            (Acc::Max(m), Some(v)) if m.as_ref().is_none_or(|cur| less(cur, v)) => {
+                *m = Some(v.clone());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn result(&self) -> Value {
+        match self {
+            Acc::Count(n) => Value::Int(*n),
+            Acc::SumInt(s) => s.map_or(Value::Null, Value::Int),
+            Acc::SumFloat(s) => s.map_or(Value::Null, Value::Float),
+            Acc::Avg { sum, n } => {
+                if *n == 0 {
+                    Value::Null
+                } else {
+                    Value::Float(sum / *n as f64)
+                }
+            }
+            Acc::Min(m) | Acc::Max(m) => m.clone().unwrap_or(Value::Null),
+        }
+    }
+}
+
+fn as_f64(v: &Value) -> f64 {
+    match v {
+        Value::Int(i) | Value::Time(i) => *i as f64,
+        Value::Float(f) => *f,
+        _ => f64::NAN,
+    }
+}
+
+/// The groups of one open window, in first-seen order.
+#[derive(Debug, Default)]
+struct Window {
+    index: HashMap<Vec<KeyPart>, usize>,
+    keys: Vec<Vec<Value>>,
+    accs: Vec<Vec<Acc>>,
+}
+
+/// One emitted row: the select items' values, and the row time (the window's end).
+pub type OutputRow = (Vec<Value>, i64);
+
+/// A row the window could not take.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefusedRow {
+    pub row: usize,
+    pub message: String,
+}
+
+/// One key's open stagger window.
+#[derive(Debug)]
+struct StaggerGroup {
+    opened_ms: i64,
+    key: Vec<Value>,
+    accs: Vec<Acc>,
+    seq: u64,
+}
+
+/// The state of one tumbling-window (or stagger-window) pump.
+#[derive(Debug)]
+pub struct TumblingState {
+    plan: TumblingPlan,
+    open: BTreeMap<i64, Window>,
+    groups: usize,
+    /// Stagger windows by key, and their keys by (end, opening order) for closing in order.
+    stagger_open: HashMap<Vec<KeyPart>, StaggerGroup>,
+    stagger_closing: BTreeMap<(i64, u64), Vec<KeyPart>>,
+    stagger_seq: u64,
+}
+
+impl TumblingState {
+    pub fn new(plan: TumblingPlan) -> Self {
+        assert!(plan.width_ms > 0);
+        TumblingState {
+            plan,
+            open: BTreeMap::new(),
+            groups: 0,
+            stagger_open: HashMap::new(),
+            stagger_closing: BTreeMap::new(),
+            stagger_seq: 0,
+        }
+    }
+
+    pub fn width_ms(&self) -> i64 {
+        self.plan.width_ms
+    }
+
+    /// The start of the oldest open window, if any.
+    pub fn oldest_open_ms(&self) -> Option<i64> {
+        if self.plan.stagger {
+            return self
+                .stagger_closing
+                .keys()
+                .next()
+                .map(|(end, _)| end - self.plan.width_ms);
+        }
+        self.open.keys().next().copied()
+    }
+
+    fn new_accs(&self) -> Vec<Acc> {
+        self.plan
+            .outputs
+            .iter()
+            .filter_map(|o| match o {
+                AggOutput::Aggregate { func, arg } => {
+                    Some(Acc::new(*func, arg.as_ref().map(|a| a.kind())))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn output_values(&self, key: &[Value], accs: &[Acc], start: i64) -> Vec<Value> {
+        let mut acc_index = 0;
+        self.plan
+            .outputs
+            .iter()
+            .map(|o| match o {
+                AggOutput::Key(i) => key[*i].clone(),
+                AggOutput::WindowStart => Value::Time(start),
+                AggOutput::Aggregate { .. } => {
+                    acc_index += 1;
+                    accs[acc_index - 1].result()
+                }
+            })
+            .collect()
+    }
+
+    /// Stagger windows: each key's window opens at its first row and closes `width_ms` later.
+    fn add_stagger(
+        &mut self,
+        times: &arrow_array::Int64Array,
+        key_arrays: &[(ArrayRef, Kind)],
+        arg_arrays: &[Option<(ArrayRef, Kind)>],
+        out: &mut Vec<OutputRow>,
+    ) -> Vec<RefusedRow> {
+        let mut refused = Vec::new();
+        for row in 0..times.len() {
+            let time = times.value(row);
+            self.close_ended_by(time, out);
+            let key: Vec<Value> = key_arrays
+                .iter()
+                .map(|(a, k)| value_at(a.as_ref(), *k, row))
+                .collect();
+            let hashed: Vec<KeyPart> = key.iter().map(key_part).collect();
+            if !self.stagger_open.contains_key(&hashed) {
+                if self.stagger_open.len() >= GROUPS_MAX {
+                    refused.push(RefusedRow {
+                        row,
+                        message: format!("window state is full ({GROUPS_MAX} groups)"),
+                    });
+                    continue;
+                }
+                self.stagger_seq += 1;
+                let group = StaggerGroup {
+                    opened_ms: time,
+                    key,
+                    accs: self.new_accs(),
+                    seq: self.stagger_seq,
+                };
+                self.stagger_closing
+                    .insert((time + self.plan.width_ms, group.seq), hashed.clone());
+                self.stagger_open.insert(hashed.clone(), group);
+            }
+            let Some(group) = self.stagger_open.get_mut(&hashed) else {
+                continue;
+            };
+            let mut acc_index = 0;
+            for (output, arg) in self.plan.outputs.iter().zip(arg_arrays) {
+                if let AggOutput::Aggregate { .. } = output {
+                    let value = arg.as_ref().map(|(a, k)| value_at(a.as_ref(), *k, row));
+                    if let Err(message) = group.accs[acc_index].add(value.as_ref()) {
+                        refused.push(RefusedRow { row, message });
+                    }
+                    acc_index += 1;
+                }
+            }
+        }
+        refused
+    }
+
+    /// Adds the rows of `batch` (already filtered), emitting windows that they close into
+    /// `out`; rows that could not be added are returned.
+    pub fn add(&mut self, batch: &RecordBatch, out: &mut Vec<OutputRow>) -> Vec<RefusedRow> {
+        let mut refused = Vec::new();
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return refused;
+        }
+        let times = rowtimes(batch);
+        let mut key_arrays: Vec<(ArrayRef, Kind)> = Vec::with_capacity(self.plan.keys.len());
+        for key in &self.plan.keys {
+            match key.evaluate(batch) {
+                Ok(a) => key_arrays.push((a, key.kind())),
+                Err(e) => {
+                    return (0..rows)
+                        .map(|row| RefusedRow {
+                            row,
+                            message: e.to_string(),
+                        })
+                        .collect();
+                }
+            }
+        }
+        let mut arg_arrays: Vec<Option<(ArrayRef, Kind)>> = Vec::new();
+        for output in &self.plan.outputs {
+            if let AggOutput::Aggregate { arg: Some(arg), .. } = output {
+                match arg.evaluate(batch) {
+                    Ok(a) => arg_arrays.push(Some((a, arg.kind()))),
+                    Err(e) => {
+                        return (0..rows)
+                            .map(|row| RefusedRow {
+                                row,
+                                message: e.to_string(),
+                            })
+                            .collect();
+                    }
+                }
+            } else {
+                arg_arrays.push(None);
+            }
+        }
+        if self.plan.stagger {
+            let mut more = self.add_stagger(times, &key_arrays, &arg_arrays, out);
+            refused.append(&mut more);
+            return refused;
+        }
+        let width = self.plan.width_ms;
+        for row in 0..rows {
+            let time = times.value(row);
+            let start = time.div_euclid(width) * width;
+            self.close_before(start, out);
+            let key: Vec<Value> = key_arrays
+                .iter()
+                .map(|(a, k)| value_at(a.as_ref(), *k, row))
+                .collect();
+            let hashed: Vec<KeyPart> = key.iter().map(key_part).collect();
+            let window = self.open.entry(start).or_default();
+            let slot = match window.index.get(&hashed) {
+                Some(slot) => *slot,
+                None => {
+                    if self.groups >= GROUPS_MAX {
+                        refused.push(RefusedRow {
+                            row,
+                            message: format!("window state is full ({GROUPS_MAX} groups)"),
+                        });
+                        continue;
+                    }
+                    self.groups += 1;
+                    let accs = self
+                        .plan
+                        .outputs
+                        .iter()
+                        .filter_map(|o| match o {
+                            AggOutput::Aggregate { func, arg } => {
+                                Some(Acc::new(*func, arg.as_ref().map(|a| a.kind())))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    window.index.insert(hashed, window.keys.len());
+                    window.keys.push(key);
+                    window.accs.push(accs);
+                    window.keys.len() - 1
+                }
+            };
+            let mut acc_index = 0;
+            for (output, arg) in self.plan.outputs.iter().zip(&arg_arrays) {
+                if let AggOutput::Aggregate { .. } = output {
+                    let value = arg.as_ref().map(|(a, k)| value_at(a.as_ref(), *k, row));
+                    if let Err(message) = window.accs[slot][acc_index].add(value.as_ref()) {
+                        refused.push(RefusedRow { row, message });
+                    }
+                    acc_index += 1;
+                }
+            }
+        }
+        refused
+    }
+
+    /// Emits every open window that starts before `start_ms` (so ends at or before it when
+    /// `start_ms` is a window boundary), oldest first.
+    pub fn close_before(&mut self, start_ms: i64, out: &mut Vec<OutputRow>) {
+        while let Some(entry) = self.open.first_entry() {
+            if *entry.key() >= start_ms {
+                break;
+            }
+            let (start, window) = entry.remove_entry();
+            self.groups -= window.keys.len();
+            let end = start + self.plan.width_ms;
+            for (key, accs) in window.keys.iter().zip(&window.accs) {
+                let mut acc_index = 0;
+                let values = self
+                    .plan
+                    .outputs
+                    .iter()
+                    .map(|o| match o {
+                        AggOutput::Key(i) => key[*i].clone(),
+                        AggOutput::WindowStart => Value::Time(start),
+                        AggOutput::Aggregate { .. } => {
+                            acc_index += 1;
+                            accs[acc_index - 1].result()
+                        }
+                    })
+                    .collect();
+                out.push((values, end));
+            }
+        }
+    }
+
+    /// Emits the windows that end at or before `time_ms`.
+    pub fn close_ended_by(&mut self, time_ms: i64, out: &mut Vec<OutputRow>) {
+        if self.plan.stagger {
+            while let Some(entry) = self.stagger_closing.first_entry() {
+                if entry.key().0 > time_ms {
+                    break;
+                }
+                let ((end, _), hashed) = entry.remove_entry();
+                if let Some(group) = self.stagger_open.remove(&hashed) {
+                    let values = self.output_values(&group.key, &group.accs, group.opened_ms);
+                    out.push((values, end));
+                }
+            }
+            return;
+        }
+        // A window [s, s + w) has ended once s + w <= time, i.e. s < time - w + 1.
+        self.close_before(time_ms - self.plan.width_ms + 1, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{StreamShape, batch_from_rows};
+    use crate::expr::CExpr;
+
+    /// (sym, px) rows at given row times; a plan of COUNT(*), SUM(px), AVG(px), MIN, MAX per
+    /// sym in 10-second windows.
+    fn setup() -> (StreamShape, TumblingState) {
+        let shape = StreamShape {
+            columns: vec![("sym".into(), Kind::Text), ("px".into(), Kind::Float)],
+        };
+        let px = CExpr::Column {
+            index: 1,
+            kind: Kind::Float,
+        };
+        let plan = TumblingPlan {
+            width_ms: 10_000,
+            stagger: false,
+            post: None,
+            keys: vec![CExpr::Column {
+                index: 0,
+                kind: Kind::Text,
+            }],
+            outputs: vec![
+                AggOutput::Key(0),
+                AggOutput::WindowStart,
+                AggOutput::Aggregate {
+                    func: AggFn::Count,
+                    arg: None,
+                },
+                AggOutput::Aggregate {
+                    func: AggFn::Sum,
+                    arg: Some(px.clone()),
+                },
+                AggOutput::Aggregate {
+                    func: AggFn::Avg,
+                    arg: Some(px.clone()),
+                },
+                AggOutput::Aggregate {
+                    func: AggFn::Min,
+                    arg: Some(px.clone()),
+                },
+                AggOutput::Aggregate {
+                    func: AggFn::Max,
+                    arg: Some(px),
+                },
+            ],
+        };
+        (shape, TumblingState::new(plan))
+    }
+
+    fn row(sym: &str, px: Option<f64>, t: i64) -> (Vec<Value>, i64) {
+        (
+            vec![
+                Value::Text(sym.into()),
+                px.map_or(Value::Null, Value::Float),
+            ],
+            t,
+        )
+    }
+
+    #[test]
+    fn a_window_is_emitted_when_a_row_passes_its_end_with_hand_computed_aggregates() {
+        let (shape, mut state) = setup();
+        let mut out = Vec::new();
+        let batch = batch_from_rows(
+            &shape,
+            &[
+                row("A", Some(1.0), 1_000),
+                row("B", Some(10.0), 2_000),
+                row("A", Some(3.0), 9_999),
+                row("A", None, 9_999),
+            ],
+        );
+        assert!(state.add(&batch, &mut out).is_empty());
+        assert!(out.is_empty(), "no row has passed the window end yet");
+        let batch = batch_from_rows(&shape, &[row("A", Some(100.0), 10_000)]);
+        state.add(&batch, &mut out);
+        // Window [0, 10 s): A has 3 rows (one NULL px), B has one.
+        assert_eq!(
+            out,
+            vec![
+                (
+                    vec![
+                        Value::Text("A".into()),
+                        Value::Time(0),
+                        Value::Int(3),
+                        Value::Float(4.0),
+                        Value::Float(2.0),
+                        Value::Float(1.0),
+                        Value::Float(3.0)
+                    ],
+                    10_000
+                ),
+                (
+                    vec![
+                        Value::Text("B".into()),
+                        Value::Time(0),
+                        Value::Int(1),
+                        Value::Float(10.0),
+                        Value::Float(10.0),
+                        Value::Float(10.0),
+                        Value::Float(10.0)
+                    ],
+                    10_000
+                ),
+            ]
+        );
+        assert_eq!(state.oldest_open_ms(), Some(10_000));
+    }
+
+    #[test]
+    fn closing_by_time_emits_only_windows_that_have_ended_and_frees_their_state() {
+        let (shape, mut state) = setup();
+        let mut out = Vec::new();
+        let batch = batch_from_rows(
+            &shape,
+            &[row("A", Some(1.0), 1_000), row("A", Some(2.0), 12_000)],
+        );
+        state.add(&batch, &mut out);
+        assert_eq!(out.len(), 1);
+        out.clear();
+        state.close_ended_by(19_999, &mut out);
+        assert!(out.is_empty(), "[10 s, 20 s) has not ended at 19.999 s");
+        state.close_ended_by(20_000, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0[2], Value::Int(1));
+        assert_eq!(state.oldest_open_ms(), None);
+        assert_eq!(state.groups, 0);
+    }
+}
