@@ -421,7 +421,8 @@ w("## Issue 3 targets")
 w("")
 w("Each target as issue 3 states it, what this invocation measured, and how far it is from the target. "
   "Nothing was tuned for these numbers. Where no measurement exists, the table says so rather than guessing. "
-  "No profiler ran: this VM exposes no PMU, so `perf` cannot sample. The 'why' column reasons from the CPU split and from the latency breakdown measured in the same runs.")
+  "The 'why' column reasons from the CPU split and from the latency breakdown measured in the same runs; "
+  "the profile of the 100 B binary ingest path is in its own section below.")
 w("")
 
 
@@ -448,7 +449,7 @@ def cpu_story(protocol, scenario, budget_ns=None):
         text += f" (the target needs ≤ {budget_ns:,.0f} ns)"
     text += ". "
     if srv >= 85:
-        text += "The server's core is saturated, so the per-record CPU cost must come down: profile with `valgrind --tool=callgrind`."
+        text += "The server's core is saturated, so the per-record CPU cost must come down: see the profile of the 100 B binary ingest path below."
         return text
     if cli is not None and cli >= 85:
         text += "The load generator's core is saturated, so this is a lower bound for the server. Run the load from another machine, or use more client threads."
@@ -486,6 +487,95 @@ def at_most(m, target):
     return f"**missed**: {m:.3f} ms = {m / target:.1f}× the {target:g} ms target"
 
 
+# ---- issue 8: sustained, half-load, 1,000-shard, restart, memory, profile ---------------------
+restart_dir = os.path.join(out, "restart")
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def key_values(path):
+    text = read_text(path) or ""
+    return dict(item.split("=", 1) for item in text.split() if "=" in item)
+
+
+def first_command(scenario):
+    for c in cmds:
+        if f"/{scenario}.toml" in c:
+            return c
+    return None
+
+
+cmds = open(os.path.join(out, "commands.txt")).read().splitlines() if os.path.exists(os.path.join(out, "commands.txt")) else []
+one_kb_mb = med("sluice", "binary", "producer_throughput_1k", "payload_mb_per_s")
+one_kb = results.get(("sluice", "binary", "producer_throughput_1k"), {}).get(1)
+half = key_values(os.path.join(out, "half-load.txt"))
+half_p = {q: spread(values("sluice", "binary", "ack_latency_half_load", f"latency.{q}_ms").values())
+          for q in ("p50", "p99", "p99_9")}
+half_svc50 = med("sluice", "binary", "ack_latency_half_load", "service_time.p50_ms")
+half_rate = med("sluice", "binary", "ack_latency_half_load", "records_per_s")
+flat = ratio_spread(values("sluice", "binary", "producer_throughput_1000_shards", "records_per_s"),
+                    values("sluice", "binary", "producer_throughput", "records_per_s"), True)
+flat_pct = tuple(100 * x for x in flat) if flat else None
+restart_times = read_json(os.path.join(restart_dir, "times.json")) or {}
+restart_size = key_values(os.path.join(restart_dir, "size.txt"))
+restart_fill = read_json(os.path.join(restart_dir, "fill.json")) or {}
+cold = read_json(os.path.join(restart_dir, "sluice-restart-restart_cold_read-binary.json")) or {}
+rss = {}
+for line in (read_text(os.path.join(restart_dir, "rss.txt")) or "").splitlines():
+    name, _, kib = line.partition(" ")
+    if kib.strip().isdigit():
+        rss[name] = int(kib) / 1024
+drop_caches = read_text(os.path.join(restart_dir, "drop-caches.txt"))
+gb_label = f"{float(restart_size['recovery_gb']):g} GB" if "recovery_gb" in restart_size else "?"
+
+
+def within(m, target):
+    """'met' when m ≤ target seconds."""
+    if m is None:
+        return "not measured"
+    return f"**met**: {m:.3f} s" if m <= target else f"**missed**: {m:.3f} s = {m / target:.1f}× the {target:g} s target"
+
+
+def half_verdict():
+    if half_p["p50"] is None:
+        return "not measured"
+    parts = []
+    for q, target in (("p50", 0.5), ("p99", 1.5), ("p99_9", 5.0)):
+        parts.append(f"{q.replace('_', '.')} {at_most(half_p[q][0], target)}")
+    return "; ".join(parts)
+
+
+def flat_verdict():
+    if flat is None:
+        return "not measured"
+    if flat[0] >= 0.8:
+        return f"**met**: {100 * flat[0]:.0f} % of the 4-shard rate"
+    return f"**missed**: {100 * flat[0]:.0f} % of the 4-shard rate (target ≥ 80 %)"
+
+
+def restart_verdict():
+    if not restart_times:
+        return "not measured (`SKIP_RECOVERY=1`, no binary listener, or the step failed)"
+    text = (f"writes {within(restart_times.get('first_write_s'), 1.0)}; every shard's last record "
+            f"{within(restart_times.get('all_readable_s'), 2.0)}")
+    if restart_size.get("recovery_gb") and float(restart_size["recovery_gb"]) != 10:
+        text += f" — with {gb_label}, not the target's 10 GB"
+    return text
+
+
+def rss_verdict():
+    if "one_idle_1000_shard_stream" not in rss:
+        return "not measured"
+    worst = max(rss.values())
+    return ("**met**" if worst <= 256 else "**missed**") + f": at most {worst:,.1f} MiB in this invocation"
+
+
 no_bin = "not measured: no binary listener in this build"
 B = "binary" if have_binary else None
 rows = []
@@ -493,10 +583,15 @@ bin_put = med("sluice", "binary", "producer_throughput", "records_per_s")
 rows.append(("Binary ingest, 100 B, durable ≥ 2.5 M rec/s", fmt_num(bin_put, "rate") + " rec/s" if bin_put else "—",
              at_least(bin_put, 2.5e6, "rec/s", "rate") if B else no_bin,
              cpu_story("binary", "producer_throughput", 400) if B else "Wire the binary listener into `sluice serve`."))
-rows.append(("Binary ingest, 1 KB, durable, sustained 30 s ≥ 1.0 GB/s", "—", "not measured: no 1 KB / 30 s scenario yet",
-             "Add `perf/scenarios/producer_throughput_1k.toml` (record_bytes = 1000, duration_s = 30). The device needs ≥ 256 KiB writes with ≥ 4 in flight to reach ~2 GB/s."))
-rows.append(("Ack latency at 50 % of saturation: p50 ≤ 0.5, p99 ≤ 1.5, p99.9 ≤ 5 ms", "—", "not measured",
-             "Run `producer_throughput` open-loop at half the measured binary saturation rate (`[load] mode = \"open\"`, or `--rate`) and add it to the script."))
+rows.append(("Binary ingest, 1 KB, durable, sustained 30 s ≥ 1.0 GB/s",
+             f"{fmt_num(one_kb_mb, 'mb')} MB/s over {one_kb['measured_s']:.0f} s" if one_kb else "—",
+             at_least(one_kb_mb, 1000, "MB/s", "mb") if one_kb else "not measured (`SKIP_ONE_KB=1` or no binary listener)",
+             (cpu_story("binary", "producer_throughput_1k") + " Details in the issue 8 section below.") if one_kb else ""))
+rows.append(("Ack latency at 50 % of saturation: p50 ≤ 0.5, p99 ≤ 1.5, p99.9 ≤ 5 ms",
+             " / ".join(fmt_num(half_p[q][0], "ms") for q in ("p50", "p99", "p99_9")) + " ms" if half_p["p50"] else "—",
+             half_verdict(),
+             (f"Open loop at {fmt_num(float(half['rate_requests_per_s']) * 500, 'rate')} rec/s, half the binary `producer_throughput` median of this invocation. "
+              + (f"Service time p50 {half_svc50:.3f} ms. " if half_svc50 is not None else "") + "Details in the issue 8 section below.") if half_p["p50"] else ""))
 bp50 = med("sluice", "binary", "put_record_latency", "latency.p50_ms")
 bp99 = med("sluice", "binary", "put_record_latency", "latency.p99_ms")
 bsvc = med("sluice", "binary", "put_record_latency", "service_time.p50_ms")
@@ -529,8 +624,9 @@ rows.append(("Put → push-subscriber delivery: p50 ≤ 1 ms, p99 ≤ 5 ms",
 brd = med("sluice", "binary", "get_records_throughput", "payload_mb_per_s")
 rows.append(("Binary reads ≥ 2 GB/s warm, ≥ 1 GB/s right after a restart",
              f"{fmt_num(brd, 'mb')} MB/s of 100 B records (warm)" if brd else "—",
-             (at_least(brd, 2000, "MB/s", "mb") + " (with 100 B records, where per-record cost dominates); after a restart: not measured") if B else no_bin,
-             (cpu_story("binary", "get_records_throughput") + " A 1 KB read scenario and a restart step are still missing.") if B else ""))
+             (at_least(brd, 2000, "MB/s", "mb") + " (with 100 B records, where per-record cost dominates); after a restart: "
+              + (at_least(cold.get("payload_mb_per_s"), 1000, "MB/s", "mb") + " of 1,000 B records" if cold else "not measured")) if B else no_bin,
+             (cpu_story("binary", "get_records_throughput") + " The cold read after a restart is in the issue 8 section below.") if B else ""))
 hput = med("sluice", "http", "producer_throughput", "records_per_s")
 rows.append(("HTTP PutRecords (500 × 100 B) ≥ 500 k rec/s per core", f"{fmt_num(hput, 'rate')} rec/s",
              at_least(hput, 5e5, "rec/s", "rate"), cpu_story("http", "producer_throughput", 2000) +
@@ -546,17 +642,195 @@ rows.append(("… and ≥ 50× kinesalite in the same run", fmt_spread(kl, "x"),
 hget = med("sluice", "http", "get_records_throughput", "records_per_s")
 rows.append(("HTTP GetRecords ≥ 1 M rec/s per core", f"{fmt_num(hget, 'rate')} rec/s", at_least(hget, 1e6, "rec/s", "rate"),
              cpu_story("http", "get_records_throughput", 1000)))
-rows.append(("Recovery after kill -9 (10 GB in 100 shards): writes ≤ 1 s, readable ≤ 2 s", "—", "not measured by this script",
-             "`tests/crash.rs` checks correctness, not timing at 10 GB. Add a step that preloads 10 GB, kills the server and times the first accepted write and the first full read."))
-rows.append(("Memory: RSS ≤ 256 MiB + cache, idle with 1,000 shards", "—", "not measured by this script",
-             "Add a step that creates 1,000 shards and reads VmRSS from `/proc/<pid>/status`. The end-of-run RSS below is for this workload, not that one."))
-rows.append(("Flat: throughput with 1,000 shards within 20 % of 4 shards", "—", "not measured",
-             "Run `producer_throughput` with `shards = 1000` next to the 4-shard run."))
+rows.append(("Recovery after kill -9 (10 GB in 100 shards): writes ≤ 1 s, readable ≤ 2 s",
+             (f"{gb_label}: writes after {restart_times['first_write_s']:.3f} s, every shard's last record after {restart_times['all_readable_s']:.3f} s"
+              if restart_times.get("all_readable_s") is not None else "—"),
+             restart_verdict(), "Details in the issue 8 section below." if restart_times else ""))
+rows.append(("Memory: RSS ≤ 256 MiB + cache, idle with 1,000 shards",
+             (f"{rss['one_idle_1000_shard_stream']:,.1f} MiB with one idle 1,000-shard stream" if "one_idle_1000_shard_stream" in rss else "—"),
+             rss_verdict(), "VmRSS of a fresh server; the other phases are in the issue 8 section below." if rss else ""))
+rows.append(("Flat: throughput with 1,000 shards within 20 % of 4 shards",
+             f"{fmt_spread(flat_pct, 'pct')} of the 4-shard rate" if flat else "—", flat_verdict(),
+             "Ratio taken run by run; details in the issue 8 section below." if flat else ""))
 w("| target | measured here (median) | verdict | why, and what would close the gap |")
 w("|---|---|---|---|")
 for r in rows:
     w("| " + " | ".join(x.replace("\n", " ") for x in r) + " |")
 w("")
+
+# ---- issue 8 section -----------------------------------------------------------------------
+w("## Issue 8: sustained ingest, half load, 1,000 shards, restart, memory")
+w("")
+w("Measured by this invocation like everything else in this file: over the binary protocol, with Sluice pinned to CPU 0 "
+  "and `sluice-perf` (or `perf/restart.py`) on CPU 1. Each row gives issue 8's target, the figures, and the exact command.")
+w("")
+
+
+def fence(lines):
+    w("```bash")
+    for line in lines:
+        w(line)
+    w("```")
+    w("")
+
+
+w("### 1 KB ingest, sustained")
+w("")
+if one_kb:
+    w(f"Target ≥ 1.0 GB/s of payload for 30 s. This invocation ran {one_kb['measured_s']:.1f} s after a "
+      f"{one_kb['config']['warmup_s']:g} s warm-up" + (" (shortened with `ONE_KB_SECONDS`, so not the target's 30 s)" if one_kb['measured_s'] < 29 else "") + ".")
+    w("")
+    w("| payload MB/s | records/s | batch p50 / p99 (ms) | server CPU | load generator CPU | verdict |")
+    w("|---|---|---|---|---|---|")
+    w(f"| {fmt_num(one_kb.get('payload_mb_per_s'), 'mb')} | {fmt_num(one_kb.get('records_per_s'), 'rate')} | "
+      f"{fmt_num(get(one_kb, 'latency.p50_ms'), 'ms')} / {fmt_num(get(one_kb, 'latency.p99_ms'), 'ms')} | "
+      f"{fmt_num(one_kb.get('server_cpu_pct'), 'pct')} | {fmt_num(one_kb.get('client_cpu_pct'), 'pct')} | "
+      f"{at_least(one_kb.get('payload_mb_per_s'), 1000, 'MB/s', 'mb')} |")
+    w("")
+    fence([first_command("producer_throughput_1k") or "(command not recorded)"])
+else:
+    w("Not measured in this invocation (`SKIP_ONE_KB=1`, or no binary listener).")
+    w("")
+
+w("### Ack latency at 50 % of saturation")
+w("")
+if half_p["p50"] is not None:
+    sat = float(half["saturation_records_per_s"])
+    w(f"Targets p50 ≤ 0.5 ms, p99 ≤ 1.5 ms, p99.9 ≤ 5 ms. Saturation is the median binary `producer_throughput` of this invocation, "
+      f"{fmt_num(sat, 'rate')} rec/s; half of it in batches of 500 is {float(half['rate_requests_per_s']):,.1f} batches/s, sent open loop "
+      f"(latency from each batch's due time); {len(values('sluice', 'binary', 'ack_latency_half_load', 'latency.p50_ms'))} run(s) of it.")
+    w("")
+    w("| offered rec/s | achieved rec/s | p50 (ms) | p99 (ms) | p99.9 (ms) | service time p50 (ms) | server CPU | verdict |")
+    w("|---|---|---|---|---|---|---|---|")
+    w(f"| {fmt_num(float(half['rate_requests_per_s']) * 500, 'rate')} | {fmt_spread(spread(values('sluice', 'binary', 'ack_latency_half_load', 'records_per_s').values()), 'rate')} | "
+      f"{fmt_spread(half_p['p50'], 'ms')} | {fmt_spread(half_p['p99'], 'ms')} | {fmt_spread(half_p['p99_9'], 'ms')} | "
+      f"{fmt_spread(spread(values('sluice', 'binary', 'ack_latency_half_load', 'service_time.p50_ms').values()), 'ms')} | "
+      f"{fmt_spread(spread(values('sluice', 'binary', 'ack_latency_half_load', 'server_cpu_pct').values()), 'pct')} | {half_verdict()} |")
+    w("")
+    fence([first_command("ack_latency_half_load") or "(command not recorded)"])
+else:
+    w("Not measured in this invocation (`SKIP_HALF_LOAD=1`, no binary `producer_throughput` run, or no binary listener).")
+    w("")
+
+w("### 1,000 shards on one core vs 4")
+w("")
+if flat is not None:
+    w("Target: within 20 % of the 4-shard rate. Each run sends `producer_throughput`'s load (500 × 100 B, 8 in flight) into a 4-shard "
+      "and then a 1,000-shard stream; the ratio is taken within the run.")
+    w("")
+    w("| | 4 shards | 1,000 shards | 1,000 ÷ 4 (same run) | verdict |")
+    w("|---|---|---|---|---|")
+    for label, metric, kind in (("records/s", "records_per_s", "rate"), ("batch p50 (ms)", "latency.p50_ms", "ms"),
+                                ("batch p99 (ms)", "latency.p99_ms", "ms"), ("server CPU", "server_cpu_pct", "pct")):
+        a = values("sluice", "binary", "producer_throughput", metric)
+        b = values("sluice", "binary", "producer_throughput_1000_shards", metric)
+        w(f"| {label} | {fmt_spread(spread(a.values()), kind)} | {fmt_spread(spread(b.values()), kind)} | "
+          + (f"{fmt_spread(flat_pct, 'pct')} | {flat_verdict()} |" if metric == "records_per_s" else " | |"))
+    w("")
+    fence([first_command("producer_throughput_1000_shards") or "(command not recorded)"])
+else:
+    w("Not measured in this invocation (`SKIP_SHARDS_1000=1`, or no binary listener).")
+    w("")
+
+w("### Restart after kill -9, and cold reads")
+w("")
+restart_cmds = (read_text(os.path.join(restart_dir, "commands.txt")) or "").splitlines()
+if restart_times:
+    fill_s = restart_fill.get("preload_s")
+    data_bytes = read_text(os.path.join(restart_dir, "data-dir-bytes.txt"))
+    w(f"Targets, for 10 GB in 100 shards: accepting writes ≤ 1 s, every record readable ≤ 2 s; cold reads ≥ 1 GB/s. "
+      f"This invocation wrote **{gb_label}** (`RECOVERY_GB`): {restart_fill.get('preloaded_records', 0):,} records of 1,000 B "
+      f"into a 100-shard stream in batches of 500 with random partition keys, 4 batches in flight"
+      + (f", in {fill_s:.1f} s ({restart_fill.get('preload_mb_per_s', 0):,.0f} MB/s)" if fill_s else "")
+      + (f"; the data directory then held {int(data_bytes) / 1e9:,.2f} GB (apparent size, preallocated segments included)" if data_bytes and data_bytes.isdigit() else "")
+      + ". A fresh server on its own data directory also held one idle 1,000-shard stream. "
+      "`perf/restart.py markers` then put one more record per shard (routed by its starting hash key), each acknowledged after "
+      "fdatasync, so every shard's last record is known. The server was killed with SIGKILL; "
+      + ("the page cache was dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`). " if drop_caches == "dropped"
+         else f"**dropping the page cache failed** ({drop_caches}), so the restart may have read from memory. ")
+      + "The clock starts just before the restarted server is launched. `perf/restart.py wait` polls every 2 ms over HTTP: "
+      "/health, then PutRecord until one is acknowledged, then, shard by shard, GetRecords AT_SEQUENCE_NUMBER until the shard's last record comes back.")
+    w("")
+    w("| | seconds after the restart | target | verdict |")
+    w("|---|---|---|---|")
+    w(f"| `/health` answers 200 | {fmt_num(restart_times.get('health_s'), 'ms')} | | |")
+    w(f"| first PutRecord acknowledged | {fmt_num(restart_times.get('first_write_s'), 'ms')} | ≤ 1 s | {within(restart_times.get('first_write_s'), 1.0)} |")
+    w(f"| last record of every one of the {restart_times.get('shards', '?')} shards readable | {fmt_num(restart_times.get('all_readable_s'), 'ms')} | ≤ 2 s | {within(restart_times.get('all_readable_s'), 2.0)} |")
+    w("")
+    if cold:
+        w("Right after that, every shard was read once from TRIM_HORIZON to its tip over the binary protocol, one reader per shard, pages of 10,000 records:")
+        w("")
+        w("| records read | seconds | payload MB/s | server CPU | load generator CPU | verdict (≥ 1 GB/s) |")
+        w("|---|---|---|---|---|---|")
+        w(f"| {cold.get('records', 0):,} | {cold.get('measured_s', 0):.2f} | {fmt_num(cold.get('payload_mb_per_s'), 'mb')} | "
+          f"{fmt_num(cold.get('server_cpu_pct'), 'pct')} | {fmt_num(cold.get('client_cpu_pct'), 'pct')} | "
+          f"{at_least(cold.get('payload_mb_per_s'), 1000, 'MB/s', 'mb')} |")
+        w("")
+    else:
+        w("The cold read after the restart did not produce a result (see the raw results' `logs/restart-cold-read.log`).")
+        w("")
+elif restart_size:
+    w("The restart step failed in this invocation; see the raw results' `logs/restart-*.log`.")
+    w("")
+else:
+    w("Not measured in this invocation (`SKIP_RECOVERY=1`, or no binary listener).")
+    w("")
+
+w("### Idle memory")
+w("")
+if rss:
+    w("Target: RSS ≤ 256 MiB plus the configured cache. VmRSS from `/proc/<pid>/status` of the restart step's server (`--cores 1`):")
+    w("")
+    w("| when | VmRSS |")
+    w("|---|---|")
+    names = {"before_any_stream": "fresh server, before any stream (1 s after it listens)",
+             "one_idle_1000_shard_stream": "with one idle 1,000-shard stream (2 s after creating it)",
+             "after_kill_9_and_recovery": f"after kill -9 and recovery (both streams, {gb_label} in the 100-shard one), once every shard's last record was readable",
+             "after_cold_read": "after the cold read of every shard"}
+    for key, label in names.items():
+        if key in rss:
+            w(f"| {label} | {rss[key]:,.1f} MiB |")
+    w("")
+    w(f"Verdict: {rss_verdict()}.")
+    w("")
+else:
+    w("Not measured in this invocation (no binary listener, or the restart step failed).")
+    w("")
+if restart_cmds:
+    fence(restart_cmds)
+
+w("## Profile of the 100 B binary ingest path")
+w("")
+report_txt = read_text(os.path.join(out, "profile", "report.txt"))
+profile_cmd = read_text(os.path.join(out, "profile", "command.txt"))
+profile_run = read_json(os.path.join(out, "runs", "sluice-profile-producer_throughput-binary.json")) or {}
+if report_txt:
+    samples = re.search(r"\((\d+) samples\)", read_text(os.path.join(out, "logs", "perf-record.log")) or "")
+    top = []
+    for line in report_txt.splitlines():
+        # "  7.99%  [.] symbol   -  -": the trailing IPC columns, when perf prints them, are dropped.
+        m = re.match(r"^\s+([\d.]+)%\s+\[(.)\]\s+(.*?)(\s+-\s+-)?\s*$", line)
+        if m:
+            top.append((float(m.group(1)), m.group(2), m.group(3).strip()))
+    w("The server's CPU, sampled with `perf record -e cpu-clock` (this VM does not support the `cycles` event) at 1,999 Hz "
+      f"during a binary `producer_throughput` run of its own (its figures stay out of the tables above, since sampling slows the server)"
+      + (f": {int(samples.group(1)):,} samples" if samples else "")
+      + (f"; the run did {profile_run['records_per_s']:,.0f} rec/s with server CPU {profile_run.get('server_cpu_pct') or 0:.0f} %" if profile_run.get("records_per_s") else "")
+      + ". Self time per symbol, every thread of the server (shard core, service core, I/O); the top 25:")
+    w("")
+    w("| self % | symbol | space |")
+    w("|---|---|---|")
+    for pct_, kind, sym in top[:25]:
+        sym = sym.replace("|", "\\|")
+        if len(sym) > 140:
+            sym = sym[:137] + "…"
+        w(f"| {pct_:.2f} % | `{sym}` | {'kernel' if kind == 'k' else 'user'} |")
+    w("")
+    fence([profile_cmd or "(command not recorded)",
+           "perf report -i $OUT/profile/perf.data --stdio --no-children --sort symbol"])
+else:
+    w("No profile in this invocation (`SKIP_PROFILE=1`, no binary listener, or `perf record` failed: see the raw results' `logs/perf-record.log`).")
+    w("")
 
 # ---- overload ------------------------------------------------------------------------------
 overload = os.path.join(out, "overload.jsonl")
