@@ -41,8 +41,8 @@
 #   SKIP_OVERLOAD=1       no scripts/overload.sh                      SKIP_BENCHES=1 no criterion
 #
 # Raw results (JSON, .hgrm, SVG, logs, the exact commands) go to $OUT, outside the repository.
-# Dropping the page cache needs root; if it fails the doc says so. perf record needs
-# perf_event_paranoid ≤ 1 or root; if it fails the doc says so.
+# Dropping the page cache needs root; if it fails the doc says so. perf record needs the right
+# to sample the server (root, or a low enough perf_event_paranoid); if it fails the doc says so.
 # The binary-protocol scenarios run only if `sluice serve` has a `--binary-addr` flag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
