@@ -488,11 +488,7 @@ async fn read(
                             if drained && read_once {
                                 break;
                             }
-                            cursor = if drained {
-                                None
-                            } else {
-                                page.next
-                            };
+                            cursor = if drained { None } else { page.next };
                         }
                         Err(e) => {
                             rec.error(|| format!("{e:#}"));

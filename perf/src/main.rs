@@ -216,7 +216,10 @@ async fn run_one(args: &Args, scenario: &Scenario) -> anyhow::Result<Value> {
     let (stream, shards) = match &args.stream {
         Some(name) => match target.existing_shards(name).await {
             Some(shards) => (name.clone(), shards),
-            None => (name.clone(), target.create_stream(name, scenario.shards).await?),
+            None => (
+                name.clone(),
+                target.create_stream(name, scenario.shards).await?,
+            ),
         },
         None => {
             let name = unique_stream_name(&scenario.name);
