@@ -10,15 +10,39 @@
 #   4. starts Sluice, kinesalite and kinesis-local on loopback, each server pinned to CPU 0 and
 #      the load generator to CPU 1, and runs every scenario of perf/scenarios RUNS times,
 #      rotating the order of the servers from run to run;
-#   5. runs the criterion benches with short measurement times;
-#   6. writes docs/PERFORMANCE.md: medians of the runs with [min–max], ratios computed within
-#      the same run, and the issue-3 targets with how far each is from being met.
+#      Over the binary protocol each run also sends the same load into a 1,000-shard stream
+#      (`producer_throughput_1000_shards`), compared with that run's 4-shard figure;
+#   5. with the servers still up, on Sluice over the binary protocol: 1 KB records for
+#      $ONE_KB_SECONDS s (`producer_throughput_1k`); open-loop batches at half the binary
+#      `producer_throughput` median just measured (`ack_latency_half_load --rate`); and a
+#      `perf record -e cpu-clock` profile of the server during `producer_throughput`;
+#   6. restart: a fresh Sluice on its own data directory, VmRSS before any stream and with one
+#      idle 1,000-shard stream; $RECOVERY_GB GB of 1,000 B records into 100 shards
+#      (`restart_cold_read --preload-only`), one marker record per shard, kill -9, page cache
+#      dropped, restart, time to /health, to the first acknowledged PutRecord and until every
+#      shard's marker is readable (perf/restart.py), VmRSS, then every shard read once from
+#      TRIM_HORIZON (`restart_cold_read --read-once`);
+#   7. runs the criterion benches with short measurement times;
+#   8. writes docs/PERFORMANCE.md: medians of the runs with [min–max], ratios computed within
+#      the same run, and the issue-3 and issue-8 targets with how far each is from being met.
 #
-#   scripts/perf.sh                      # RUNS=3 SECONDS_PER_RUN=10
+#   scripts/perf.sh                      # RUNS=3 SECONDS_PER_RUN=10, RECOVERY_GB=10
 #   RUNS=1 SECONDS_PER_RUN=2 FIO_RUNS=1 FIO_SECONDS=1 PRELOAD_RECORDS=5000 SKIP_BENCHES=1 \
-#     DOC=/tmp/p.md scripts/perf.sh      # a quick dry run
+#     ONE_KB_SECONDS=3 PROFILE_SECONDS=2 RECOVERY_GB=0.2 DOC=/tmp/p.md scripts/perf.sh  # a quick dry run
+#
+# Knobs for the parts above (environment variables):
+#   ONE_KB_SECONDS=30     measured seconds of the 1 KB ingest run    SKIP_ONE_KB=1 skips it
+#   HALF_LOAD_RUNS=$RUNS  HALF_LOAD_SECONDS=$SECONDS_PER_RUN          SKIP_HALF_LOAD=1 skips it
+#                         (it needs the binary producer_throughput runs of step 4)
+#   SKIP_SHARDS_1000=1    no 1,000-shard runs in step 4
+#   PROFILE_SECONDS=5     seconds sampled by perf record              SKIP_PROFILE=1 skips it
+#   RECOVERY_GB=10        data written before the kill -9 (decimal GB) SKIP_RECOVERY=1 skips
+#                         the fill, kill, restart and cold read (the two idle RSS figures stay)
+#   SKIP_OVERLOAD=1       no scripts/overload.sh                      SKIP_BENCHES=1 no criterion
 #
 # Raw results (JSON, .hgrm, SVG, logs, the exact commands) go to $OUT, outside the repository.
+# Dropping the page cache needs root; if it fails the doc says so. perf record needs the right
+# to sample the server (root, or a low enough perf_event_paranoid); if it fails the doc says so.
 # The binary-protocol scenarios run only if `sluice serve` has a `--binary-addr` flag.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +54,16 @@ WARMUP_S=${WARMUP_S:-1}
 FIO_RUNS=${FIO_RUNS:-3}
 FIO_SECONDS=${FIO_SECONDS:-5}
 SKIP_BENCHES=${SKIP_BENCHES:-0}
+ONE_KB_SECONDS=${ONE_KB_SECONDS:-30}
+SKIP_ONE_KB=${SKIP_ONE_KB:-0}
+HALF_LOAD_RUNS=${HALF_LOAD_RUNS:-$RUNS}
+HALF_LOAD_SECONDS=${HALF_LOAD_SECONDS:-$SECONDS_PER_RUN}
+SKIP_HALF_LOAD=${SKIP_HALF_LOAD:-0}
+SKIP_SHARDS_1000=${SKIP_SHARDS_1000:-0}
+PROFILE_SECONDS=${PROFILE_SECONDS:-5}
+SKIP_PROFILE=${SKIP_PROFILE:-0}
+RECOVERY_GB=${RECOVERY_GB:-10}
+SKIP_RECOVERY=${SKIP_RECOVERY:-0}
 PEERS_DIR=${PEERS_DIR:-/tmp/sluice-peers}
 OUT=${OUT:-/tmp/sluice-perf-results/$(date -u +%Y%m%dT%H%M%SZ)}
 DOC=${DOC:-docs/PERFORMANCE.md}
@@ -67,8 +101,9 @@ echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/loadavg-start.txt"
 # ---------------------------------------------------------------------------------------------
 log "building release binaries"
 cargo build --release -q -p sluice -p sluice-perf
-PERF=$ROOT/target/release/sluice-perf
-SLUICE=$ROOT/target/release/sluice
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+PERF=$TARGET_DIR/release/sluice-perf
+SLUICE=$TARGET_DIR/release/sluice
 
 log "installing peers into $PEERS_DIR (outside the repository)"
 mkdir -p "$PEERS_DIR"
@@ -169,11 +204,11 @@ endpoint_of() {
 }
 pid_of() {
   local i
-  for i in "${!servers[@]}"; do [ "${servers[$i]}" = "$1" ] && echo "${pids[$i]}"; done
+  for i in "${!servers[@]}"; do if [ "${servers[$i]}" = "$1" ]; then echo "${pids[$i]}"; fi; done
 }
-perf_run() { # label protocol endpoint scenario server-pid
+perf_run() { # label protocol endpoint scenario server-pid [more sluice-perf flags]; RUN_SECONDS
   local cmd=(taskset -c $CLIENT_CPU "$PERF" run --quiet --label "$1" --protocol "$2" --out "$OUT/runs"
-    --duration-s "$SECONDS_PER_RUN" --warmup-s "$WARMUP_S" --server-pid "$5")
+    --duration-s "${RUN_SECONDS:-$SECONDS_PER_RUN}" --warmup-s "$WARMUP_S" --server-pid "$5" "${@:6}")
   if [ -n "${PRELOAD_RECORDS:-}" ]; then
     cmd+=(--preload-records "$PRELOAD_RECORDS")
   elif [[ "$1" == kinesis-local-* ]]; then
@@ -181,7 +216,7 @@ perf_run() { # label protocol endpoint scenario server-pid
   fi
   if [ "$2" = binary ]; then cmd+=(--binary-addr "$3"); else cmd+=(--endpoint "$3"); fi
   cmd+=("perf/scenarios/$4.toml")
-  echo "${cmd[*]}" | sed "s|$ROOT/||g; s|$OUT|\$OUT|g; s|--server-pid [0-9]*|--server-pid \$PID|" >>"$OUT/commands.txt"
+  echo "${cmd[*]}" | sed "s|$TARGET_DIR/|target/|g; s|$ROOT/||g; s|$OUT|\$OUT|g; s|--server-pid [0-9]*|--server-pid \$PID|" >>"$OUT/commands.txt"
   if ! timeout 600 "${cmd[@]}" >>"$OUT/runs/summaries.jsonl" 2>>"$OUT/logs/perf-$1-$4-$2.log"; then
     echo "$1 $2 $4" >>"$OUT/failures.txt"
     log "FAILED: $1 $2 $4 (see $OUT/logs/perf-$1-$4-$2.log)"
@@ -202,12 +237,64 @@ for run in $(seq "$RUNS"); do
         log "run $run/$RUNS: sluice binary $scenario"
         perf_run "sluice-r$run" binary 127.0.0.1:$BINARY_PORT "$scenario" "$(pid_of sluice)"
       done
+      if [ "$SKIP_SHARDS_1000" != 1 ]; then
+        log "run $run/$RUNS: sluice binary producer_throughput_1000_shards"
+        perf_run "sluice-r$run" binary 127.0.0.1:$BINARY_PORT producer_throughput_1000_shards "$(pid_of sluice)"
+      fi
     fi
   done
 done
 for i in "${!servers[@]}"; do
   echo "${servers[$i]} $(ps -o rss= -p "${pids[$i]}" 2>/dev/null | tr -d ' ')"
 done >"$OUT/server-rss.txt"
+
+# ---------------------------------------------------------------------------------------------
+# Issue 8's sustained, half-load and profile runs, on the same Sluice with the peers idle.
+if [ $BINARY -eq 1 ]; then
+  sluice_pid=$(pid_of sluice)
+  if [ "$SKIP_ONE_KB" != 1 ]; then
+    log "sluice binary producer_throughput_1k for ${ONE_KB_SECONDS}s"
+    RUN_SECONDS=$ONE_KB_SECONDS perf_run sluice-r1 binary 127.0.0.1:$BINARY_PORT producer_throughput_1k "$sluice_pid"
+  fi
+  # Saturation is the median of this invocation's binary producer_throughput runs; half of it,
+  # in batches of 500 records, is the open-loop request rate.
+  saturation=$(python3 - "$OUT/runs" <<'EOF'
+import glob, json, statistics, sys
+xs = []
+for p in glob.glob(f"{sys.argv[1]}/sluice-r*-producer_throughput-binary.json"):
+    with open(p) as f:
+        xs.append(json.load(f)["records_per_s"])
+print(f"{statistics.median(xs):.0f}" if xs else "")
+EOF
+)
+  if [ "$SKIP_HALF_LOAD" != 1 ] && [ -n "$saturation" ]; then
+    half_rate=$(python3 -c "print(f'{$saturation / 2 / 500:.3f}')")
+    echo "saturation_records_per_s=$saturation rate_requests_per_s=$half_rate" >"$OUT/half-load.txt"
+    for i in $(seq "$HALF_LOAD_RUNS"); do
+      log "half load $i/$HALF_LOAD_RUNS: $half_rate batches/s (saturation $saturation rec/s)"
+      RUN_SECONDS=$HALF_LOAD_SECONDS perf_run "sluice-r$i" binary 127.0.0.1:$BINARY_PORT ack_latency_half_load "$sluice_pid" \
+        --rate "$half_rate"
+    done
+  fi
+  if [ "$SKIP_PROFILE" != 1 ]; then
+    # A run of its own: sampling slows the server, so its figures stay out of the tables. perf
+    # runs on the load generator's CPU and starts once the warm-up is over.
+    log "profiling the server for ${PROFILE_SECONDS}s during binary producer_throughput"
+    mkdir -p "$OUT/profile"
+    RUN_SECONDS=$((PROFILE_SECONDS + 2)) perf_run sluice-profile binary 127.0.0.1:$BINARY_PORT producer_throughput "$sluice_pid" &
+    load_pid=$!
+    sleep "$(python3 -c "print($WARMUP_S + 0.5)")"
+    echo "perf record -e cpu-clock -F 1999 -p \$PID -o \$OUT/profile/perf.data -- sleep $PROFILE_SECONDS" >"$OUT/profile/command.txt"
+    if taskset -c $CLIENT_CPU perf record -e cpu-clock -F 1999 -p "$sluice_pid" -o "$OUT/profile/perf.data" \
+      -- sleep "$PROFILE_SECONDS" >"$OUT/logs/perf-record.log" 2>&1; then
+      perf report -i "$OUT/profile/perf.data" --stdio --no-children --sort symbol \
+        >"$OUT/profile/report.txt" 2>"$OUT/logs/perf-report.log" || log "perf report failed; see $OUT/logs/perf-report.log"
+    else
+      log "perf record failed; see $OUT/logs/perf-record.log"
+    fi
+    wait $load_pid || true
+  fi
+fi
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 pids=()
 
@@ -234,15 +321,96 @@ for scenario in "${SCENARIOS[@]}"; do
 done
 
 # ---------------------------------------------------------------------------------------------
+# Restart after kill -9, cold reads and idle memory, on a fresh Sluice with its own data.
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+wait_port() {
+  local _
+  for _ in $(seq 3000); do if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi; sleep 0.01; done
+  log "nothing listens on 127.0.0.1:$1"; return 1
+}
+if [ $BINARY -eq 1 ]; then
+  R=$OUT/restart
+  mkdir -p "$R"
+  restart_args=(serve --cores 1 --pin-cores false --data-dir "$SCRATCH/restart-data" --http-addr 127.0.0.1:$SLUICE_PORT
+    --binary-addr 127.0.0.1:$BINARY_PORT --create-delay-ms 0 --delete-delay-ms 0 --update-delay-ms 0 --shard-limit 10000)
+  echo "taskset -c $SERVER_CPU target/release/sluice ${restart_args[*]}" | sed "s|$SCRATCH|\$SCRATCH|g" >"$R/commands.txt"
+  log "restart: a fresh server, idle memory"
+  taskset -c $SERVER_CPU "$SLUICE" "${restart_args[@]}" >"$OUT/logs/sluice-restart-1.log" 2>&1 &
+  restart_pid=$!
+  pids+=($restart_pid)
+  wait_port $SLUICE_PORT
+  wait_port $BINARY_PORT
+  sleep 1
+  echo "before_any_stream $(rss_kib $restart_pid)" >"$R/rss.txt"
+  idle_cmd=(taskset -c $CLIENT_CPU "$PERF" run --quiet --protocol binary --binary-addr 127.0.0.1:$BINARY_PORT
+    --stream idle-1000-shards --preload-only perf/scenarios/producer_throughput_1000_shards.toml)
+  echo "${idle_cmd[*]}" | sed "s|$TARGET_DIR/|target/|g" >>"$R/commands.txt"
+  "${idle_cmd[@]}" >"$R/idle-stream.json" 2>"$OUT/logs/restart-idle-stream.log" ||
+    { log "restart: creating the idle stream failed"; echo "restart idle stream" >>"$OUT/failures.txt"; }
+  sleep 2
+  echo "one_idle_1000_shard_stream $(rss_kib $restart_pid)" >>"$R/rss.txt"
+  if [ "$SKIP_RECOVERY" != 1 ]; then
+    fill_records=$(python3 -c "print(round($RECOVERY_GB * 1e9 / 1000))")
+    echo "recovery_gb=$RECOVERY_GB records=$fill_records" >"$R/size.txt"
+    log "restart: writing $RECOVERY_GB GB ($fill_records records of 1,000 B) into 100 shards"
+    fill_cmd=(taskset -c $CLIENT_CPU "$PERF" run --quiet --protocol binary --binary-addr 127.0.0.1:$BINARY_PORT
+      --stream restart --preload-only --preload-records "$fill_records" perf/scenarios/restart_cold_read.toml)
+    echo "${fill_cmd[*]}" | sed "s|$TARGET_DIR/|target/|g" >>"$R/commands.txt"
+    if ! "${fill_cmd[@]}" >"$R/fill.json" 2>"$OUT/logs/restart-fill.log"; then
+      log "restart: the fill failed; see $OUT/logs/restart-fill.log"
+      echo "restart fill" >>"$OUT/failures.txt"
+      SKIP_RECOVERY=1
+    fi
+  fi
+  if [ "$SKIP_RECOVERY" != 1 ]; then
+    echo "python3 perf/restart.py markers http://127.0.0.1:$SLUICE_PORT restart \$OUT/restart/markers.json" >>"$R/commands.txt"
+    taskset -c $CLIENT_CPU python3 perf/restart.py markers http://127.0.0.1:$SLUICE_PORT restart "$R/markers.json" >/dev/null
+    du -sb "$SCRATCH/restart-data" | cut -f1 >"$R/data-dir-bytes.txt"
+    log "restart: kill -9 $restart_pid"
+    echo "kill -9 \$PID; sync; echo 3 > /proc/sys/vm/drop_caches" >>"$R/commands.txt"
+    kill -9 $restart_pid
+    wait $restart_pid 2>/dev/null || true
+    pids=()
+    sync
+    if (echo 3 >/proc/sys/vm/drop_caches) 2>"$R/drop-caches.err"; then
+      echo dropped >"$R/drop-caches.txt"
+    else
+      echo "failed: $(tr '\n' ' ' <"$R/drop-caches.err")" >"$R/drop-caches.txt"
+    fi
+    echo "T0=\$(date +%s%N); taskset -c $SERVER_CPU target/release/sluice ${restart_args[*]} &" | sed "s|$SCRATCH|\$SCRATCH|g" >>"$R/commands.txt"
+    echo "python3 perf/restart.py wait http://127.0.0.1:$SLUICE_PORT restart \$OUT/restart/markers.json \$T0 \$OUT/restart/times.json" >>"$R/commands.txt"
+    t0_ns=$(date +%s%N)
+    taskset -c $SERVER_CPU "$SLUICE" "${restart_args[@]}" >"$OUT/logs/sluice-restart-2.log" 2>&1 &
+    restart_pid=$!
+    pids+=($restart_pid)
+    log "restart: waiting for writes and for every shard's last record"
+    taskset -c $CLIENT_CPU python3 perf/restart.py wait http://127.0.0.1:$SLUICE_PORT restart "$R/markers.json" "$t0_ns" "$R/times.json" \
+      >/dev/null 2>"$OUT/logs/restart-wait.log" || { log "restart: timing failed; see $OUT/logs/restart-wait.log"; echo "restart wait" >>"$OUT/failures.txt"; }
+    echo "after_kill_9_and_recovery $(rss_kib $restart_pid)" >>"$R/rss.txt"
+    log "restart: cold read of every shard"
+    read_cmd=(taskset -c $CLIENT_CPU "$PERF" run --quiet --label sluice-restart --protocol binary --binary-addr 127.0.0.1:$BINARY_PORT
+      --out "$R" --server-pid "$restart_pid" --stream restart --read-once --preload-records 0 perf/scenarios/restart_cold_read.toml)
+    echo "${read_cmd[*]}" | sed "s|$TARGET_DIR/|target/|g; s|$OUT|\$OUT|g; s|--server-pid [0-9]*|--server-pid \$PID|" >>"$R/commands.txt"
+    "${read_cmd[@]}" >"$R/cold-read.jsonl" 2>"$OUT/logs/restart-cold-read.log" ||
+      { log "restart: the cold read failed; see $OUT/logs/restart-cold-read.log"; echo "restart cold read" >>"$OUT/failures.txt"; }
+    echo "after_cold_read $(rss_kib $restart_pid)" >>"$R/rss.txt"
+  fi
+  kill $restart_pid 2>/dev/null || true
+  wait $restart_pid 2>/dev/null || true
+  pids=()
+  rm -rf "$SCRATCH/restart-data"
+fi
+
+# ---------------------------------------------------------------------------------------------
 if [ "$SKIP_BENCHES" != 1 ]; then
   log "running criterion benches"
   touch "$OUT/bench-marker"
   cargo bench -q --bench protocols_json --bench core_routing --bench io_segment_append -- \
     --warm-up-time 1 --measurement-time 2 >"$OUT/logs/bench.log" 2>&1 || log "cargo bench failed; see $OUT/logs/bench.log"
   mkdir -p "$OUT/criterion"
-  find target/criterion -path '*/new/estimates.json' -newer "$OUT/bench-marker" | while read -r f; do
+  find "$TARGET_DIR/criterion" -path '*/new/estimates.json' -newer "$OUT/bench-marker" | while read -r f; do
     d=$(dirname "$f")
-    name=$(echo "$d" | sed 's|^target/criterion/||; s|/new$||; s|/|__|g')
+    name=$(echo "$d" | sed "s|^$TARGET_DIR/criterion/||; s|/new\$||; s|/|__|g")
     cp "$f" "$OUT/criterion/$name.estimates.json"
     [ -f "$d/benchmark.json" ] && cp "$d/benchmark.json" "$OUT/criterion/$name.benchmark.json"
   done

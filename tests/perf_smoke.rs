@@ -326,3 +326,75 @@ fn get_records_throughput_runs_in_smoke_mode_over_http_and_reads_the_preload() {
 fn get_records_throughput_runs_in_smoke_mode_over_the_binary_protocol_and_reads_the_preload() {
     check_get_records_throughput(&run_smoke("get_records_throughput", "binary").0);
 }
+
+/// Runs `sluice-perf run --smoke --quiet --protocol binary` with `args` before the scenario
+/// file `name`; returns the last summary line it printed.
+fn run_binary(binary_addr: &str, name: &str, args: &[&str], server: &Server) -> Value {
+    let output = Command::new(perf_binary())
+        .args(["run", "--smoke", "--quiet", "--protocol", "binary"])
+        .args(["--binary-addr", binary_addr])
+        .args(args)
+        .arg(scenario_file(name))
+        .output()
+        .expect("sluice-perf can be spawned");
+    assert!(
+        output.status.success(),
+        "sluice-perf {args:?} {name} failed ({}):\nstderr:\n{}\nserver stderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        server.stderr_text()
+    );
+    let stdout = String::from_utf8(output.stdout).expect("the summary is UTF-8");
+    serde_json::from_str(stdout.lines().last().expect("one summary line on stdout"))
+        .expect("stdout carries the JSON summary")
+}
+
+/// scripts/perf.sh times a restart by filling a named stream (`--stream NAME --preload-only`),
+/// killing the server with SIGKILL, and reading the stream back (`--stream NAME --read-once`).
+/// If `--stream` made a fresh stream on the second run, or `--read-once` started over at the
+/// tip instead of stopping, its cold-read figure would measure the wrong data.
+#[test]
+fn a_named_stream_filled_before_a_kill_9_is_read_back_once_after_the_restart() {
+    let binary_addr = format!("127.0.0.1:{}", free_port());
+    let mut server = Server::options()
+        .flag("--binary-addr", &binary_addr)
+        .start();
+    let fill = run_binary(
+        &binary_addr,
+        "restart_cold_read",
+        &[
+            "--stream",
+            "smoke-restart",
+            "--preload-only",
+            "--preload-records",
+            "150",
+        ],
+        &server,
+    );
+    assert_eq!(fill["preloaded_records"], 150, "{fill}");
+    assert_eq!(fill["stream"], "smoke-restart");
+
+    server.restart();
+    let out = tempfile::tempdir().expect("the temp dir is writable");
+    let out_dir = out.path().to_str().expect("the temp dir is UTF-8");
+    let read = run_binary(
+        &binary_addr,
+        "restart_cold_read",
+        &[
+            "--stream",
+            "smoke-restart",
+            "--read-once",
+            "--preload-records",
+            "0",
+            "--out",
+            out_dir,
+        ],
+        &server,
+    );
+    assert_eq!(read["errors"], 0, "no read failed: {}", read["first_error"]);
+    assert_eq!(read["read_once"], true);
+    assert_eq!(
+        read["records"], 150,
+        "every preloaded record is read exactly once: {read}"
+    );
+}

@@ -76,6 +76,8 @@ pub struct Run<'a> {
     pub protocol: Protocol,
     pub target: Target,
     pub stream: String,
+    /// A read scenario reads each shard to its tip once instead of until the time is up.
+    pub read_once: bool,
 }
 
 /// Where a producer's batches come from.
@@ -436,8 +438,9 @@ pub async fn preload(run: &Run<'_>) -> anyhow::Result<u64> {
     Ok(stored)
 }
 
-/// Reads every shard from its start, over and over, until the measured time is up.
-/// `Load::Closed { concurrency }` is the number of readers per shard.
+/// Reads every shard from its start, over and over, until the measured time is up (or, with
+/// `read_once`, to its tip once). `Load::Closed { concurrency }` is the number of readers per
+/// shard.
 async fn read(
     run: &Run<'_>,
     shards: &[ShardRef],
@@ -458,7 +461,7 @@ async fn read(
                 shard.clone(),
                 rec.clone(),
             );
-            let limit = s.read_limit;
+            let (limit, read_once) = (s.read_limit, run.read_once);
             readers.push(tokio::spawn(async move {
                 let mut cursor: Option<Cursor> = None;
                 while Instant::now() < end {
@@ -481,11 +484,11 @@ async fn read(
                                 rec.request(page.records as u64, 0, page.bytes);
                             }
                             // Start over from the oldest record once the shard is drained.
-                            cursor = if page.records == 0 || page.caught_up {
-                                None
-                            } else {
-                                page.next
-                            };
+                            let drained = page.records == 0 || page.caught_up;
+                            if drained && read_once {
+                                break;
+                            }
+                            cursor = if drained { None } else { page.next };
                         }
                         Err(e) => {
                             rec.error(|| format!("{e:#}"));

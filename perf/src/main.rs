@@ -99,6 +99,20 @@ struct Args {
     /// Override a read scenario's preloaded record count.
     #[arg(long)]
     preload_records: Option<usize>,
+    /// Run on this stream and keep it afterwards, instead of a fresh stream deleted at the
+    /// end. An ACTIVE stream of that name is used as it is (its open shards, whatever the
+    /// scenario's count), so a later run can read what an earlier one wrote, e.g. after a
+    /// restart; otherwise it is created with the scenario's shard count.
+    #[arg(long)]
+    stream: Option<String>,
+    /// Create the stream and preload it, then stop: no measured phase. Prints the preload's
+    /// records, seconds and MB/s as one JSON object.
+    #[arg(long)]
+    preload_only: bool,
+    /// A read scenario reads each shard from its oldest record to its tip once, then stops
+    /// (the duration is only a cap), instead of starting over until the time is up.
+    #[arg(long)]
+    read_once: bool,
     /// Worker threads of the client runtime; 1 runs everything on the calling thread.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -147,7 +161,9 @@ async fn run_all(args: Args) -> anyhow::Result<()> {
         }
         match run_one(&args, &scenario).await {
             Ok(summary) => {
-                eprint!("{}", report::table(&summary));
+                if !args.preload_only {
+                    eprint!("{}", report::table(&summary));
+                }
                 println!("{summary}");
             }
             Err(e) => {
@@ -197,17 +213,56 @@ async fn run_one(args: &Args, scenario: &Scenario) -> anyhow::Result<Value> {
         binary_credentials,
     )
     .await?;
-    let stream = unique_stream_name(&scenario.name);
-    let shards = target.create_stream(&stream, scenario.shards).await?;
+    let (stream, shards) = match &args.stream {
+        Some(name) => match target.existing_shards(name).await {
+            Some(shards) => (name.clone(), shards),
+            None => (
+                name.clone(),
+                target.create_stream(name, scenario.shards).await?,
+            ),
+        },
+        None => {
+            let name = unique_stream_name(&scenario.name);
+            let shards = target.create_stream(&name, scenario.shards).await?;
+            (name, shards)
+        }
+    };
     let run = Run {
         scenario,
         protocol: args.protocol,
         target: target.clone(),
         stream: stream.clone(),
+        read_once: args.read_once,
     };
-    let result = measure(args, &run, &shards).await;
-    target.delete_stream(&stream).await;
+    let result = if args.preload_only {
+        preload_only(args, &run, shards.len()).await
+    } else {
+        measure(args, &run, &shards).await
+    };
+    if args.stream.is_none() {
+        target.delete_stream(&stream).await;
+    }
     result
+}
+
+/// `--preload-only`: the preload, timed, as the whole run.
+async fn preload_only(args: &Args, run: &Run<'_>, shards: usize) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let preloaded = drive::preload(run).await.context("preloading")?;
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let bytes = preloaded as f64 * run.scenario.record_bytes as f64;
+    Ok(json!({
+        "scenario": run.scenario.name,
+        "protocol": args.protocol.as_str(),
+        "label": args.label,
+        "stream": run.stream,
+        "shards": shards,
+        "record_bytes": run.scenario.record_bytes,
+        "preloaded_records": preloaded,
+        "preloaded_bytes": bytes,
+        "preload_s": secs,
+        "preload_mb_per_s": bytes / secs / 1e6,
+    }))
 }
 
 async fn measure(args: &Args, run: &Run<'_>, shards: &[target::ShardRef]) -> anyhow::Result<Value> {
@@ -248,6 +303,8 @@ async fn measure(args: &Args, run: &Run<'_>, shards: &[target::ShardRef]) -> any
         "protocol": args.protocol.as_str(),
         "endpoint": match args.protocol { Protocol::Http => args.endpoint.clone(), Protocol::Binary => args.binary_addr.clone() },
         "label": args.label,
+        "stream": run.stream,
+        "read_once": run.read_once,
         "smoke": args.smoke,
         "config": scenario,
         "started_unix_s": started_unix_s,

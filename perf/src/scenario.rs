@@ -309,11 +309,15 @@ mod tests {
         }
         names.sort();
         for expected in [
+            "ack_latency_half_load",
             "end_to_end_latency",
             "fanout_consumers",
             "get_records_throughput",
             "producer_throughput",
+            "producer_throughput_1000_shards",
+            "producer_throughput_1k",
             "put_record_latency",
+            "restart_cold_read",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

@@ -313,6 +313,47 @@ impl Target {
         }
     }
 
+    /// The open shards of a stream that already exists and is ACTIVE, or `None` when there is
+    /// no such stream (or it cannot be described): a named stream outlives a run, e.g. to be
+    /// read again after the server restarted.
+    pub async fn existing_shards(&self, stream: &str) -> Option<Vec<ShardRef>> {
+        match self {
+            Target::Http(k) => {
+                let d = k
+                    .json("DescribeStreamSummary", json!({"StreamName": stream}))
+                    .await
+                    .ok()?;
+                if d["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE" {
+                    return None;
+                }
+                let listed = k
+                    .json("ListShards", json!({"StreamName": stream}))
+                    .await
+                    .ok()?;
+                let ids: Vec<ShardRef> = listed["Shards"]
+                    .as_array()?
+                    .iter()
+                    .filter(|s| s["SequenceNumberRange"]["EndingSequenceNumber"].is_null())
+                    .filter_map(|s| s["ShardId"].as_str().map(|id| ShardRef::Id(id.to_owned())))
+                    .collect();
+                Some(ids)
+            }
+            Target::Binary(c) => {
+                let d = c.describe_stream(stream).await.ok()?;
+                if d.stream_status != StreamStatus::Active {
+                    return None;
+                }
+                Some(
+                    d.shards
+                        .iter()
+                        .filter(|s| s.is_open())
+                        .map(|s| ShardRef::Index(s.shard_index))
+                        .collect(),
+                )
+            }
+        }
+    }
+
     /// Deletes the stream if the protocol can (the binary protocol has no DeleteStream; the
     /// caller uses a fresh name per run instead).
     pub async fn delete_stream(&self, stream: &str) {
