@@ -254,24 +254,7 @@ pub fn compile_pump(
         shape,
         right: None,
     };
-    let target_shape = shapes
-        .get(&pump.target)
-        .ok_or_else(|| CodeError::at(at, format!("Object '{}' not found", pump.target)))?;
-    let target_columns: Vec<usize> = match &pump.columns {
-        Some(names) => names
-            .iter()
-            .map(|n| {
-                target_shape
-                    .columns
-                    .iter()
-                    .position(|(c, _)| c == n)
-                    .ok_or_else(|| {
-                        CodeError::at(at, format!("Column '{n}' not found in '{}'", pump.target))
-                    })
-            })
-            .collect::<Result<_, _>>()?,
-        None => (0..target_shape.columns.len()).collect(),
-    };
+    let (target_shape, target_columns) = insert_target(pump, shapes, at)?;
     let items: Vec<&Expr> = select
         .projection
         .iter()
@@ -283,16 +266,7 @@ pub fn compile_pump(
             )),
         })
         .collect::<Result<_, _>>()?;
-    if items.len() != target_columns.len() {
-        return Err(CodeError::at(
-            at,
-            format!(
-                "Number of INSERT target columns ({}) does not equal number of source items ({})",
-                target_columns.len(),
-                items.len()
-            ),
-        ));
-    }
+    check_insert_count(target_columns.len(), items.len(), at)?;
     let filter = match &select.selection {
         Some(e) => {
             let c = compile(e, &scope, at)?;
@@ -807,37 +781,8 @@ fn compile_items(
             _ => return Err(CodeError::at(at, "unsupported select item")),
         }
     }
-    let target_shape = shapes.get(&pump.target).ok_or_else(|| {
-        CodeError::at(pump.position, format!("Object '{}' not found", pump.target))
-    })?;
-    let target_columns: Vec<usize> = match &pump.columns {
-        Some(names) => names
-            .iter()
-            .map(|n| {
-                target_shape
-                    .columns
-                    .iter()
-                    .position(|(c, _)| c == n)
-                    .ok_or_else(|| {
-                        CodeError::at(
-                            pump.position,
-                            format!("Column '{n}' not found in '{}'", pump.target),
-                        )
-                    })
-            })
-            .collect::<Result<_, _>>()?,
-        None => (0..target_shape.columns.len()).collect(),
-    };
-    if outputs.len() != target_columns.len() {
-        return Err(CodeError::at(
-            pump.position,
-            format!(
-                "Number of INSERT target columns ({}) does not equal number of source items ({})",
-                target_columns.len(),
-                outputs.len()
-            ),
-        ));
-    }
+    let (_, target_columns) = insert_target(pump, shapes, pump.position)?;
+    check_insert_count(target_columns.len(), outputs.len(), pump.position)?;
     Ok(PumpPlan {
         name: pump.name.clone(),
         source,
@@ -962,24 +907,7 @@ fn compile_join(
             "GROUP BY over a join is not supported; aggregate its output stream instead",
         ));
     }
-    let target_shape = shapes
-        .get(&pump.target)
-        .ok_or_else(|| CodeError::at(at, format!("Object '{}' not found", pump.target)))?;
-    let target_columns: Vec<usize> = match &pump.columns {
-        Some(names) => names
-            .iter()
-            .map(|n| {
-                target_shape
-                    .columns
-                    .iter()
-                    .position(|(c, _)| c == n)
-                    .ok_or_else(|| {
-                        CodeError::at(at, format!("Column '{n}' not found in '{}'", pump.target))
-                    })
-            })
-            .collect::<Result<_, _>>()?,
-        None => (0..target_shape.columns.len()).collect(),
-    };
+    let (target_shape, target_columns) = insert_target(pump, shapes, at)?;
     let mut projections = Vec::new();
     for (i, item) in select.projection.iter().enumerate() {
         let e = match item {
@@ -999,17 +927,12 @@ fn compile_join(
             target_shape.columns[column].1,
         ));
     }
-    if projections.len() != target_columns.len() || select.projection.len() != target_columns.len()
-    {
-        return Err(CodeError::at(
-            at,
-            format!(
-                "Number of INSERT target columns ({}) does not equal number of source items ({})",
-                target_columns.len(),
-                select.projection.len()
-            ),
-        ));
-    }
+    check_insert_count(target_columns.len(), select.projection.len(), at)?;
+    assert_eq!(
+        projections.len(),
+        target_columns.len(),
+        "one projection per target column"
+    );
     Ok(PumpPlan {
         name: pump.name.clone(),
         source: left,
@@ -1173,37 +1096,8 @@ fn compile_rcf(
             _ => return Err(CodeError::at(at, "unsupported select item")),
         }
     }
-    let target_shape = shapes.get(&pump.target).ok_or_else(|| {
-        CodeError::at(pump.position, format!("Object '{}' not found", pump.target))
-    })?;
-    let target_columns: Vec<usize> = match &pump.columns {
-        Some(names) => names
-            .iter()
-            .map(|n| {
-                target_shape
-                    .columns
-                    .iter()
-                    .position(|(c, _)| c == n)
-                    .ok_or_else(|| {
-                        CodeError::at(
-                            pump.position,
-                            format!("Column '{n}' not found in '{}'", pump.target),
-                        )
-                    })
-            })
-            .collect::<Result<_, _>>()?,
-        None => (0..target_shape.columns.len()).collect(),
-    };
-    if outputs.len() != target_columns.len() {
-        return Err(CodeError::at(
-            pump.position,
-            format!(
-                "Number of INSERT target columns ({}) does not equal number of source items ({})",
-                target_columns.len(),
-                outputs.len()
-            ),
-        ));
-    }
+    let (_, target_columns) = insert_target(pump, shapes, pump.position)?;
+    check_insert_count(target_columns.len(), outputs.len(), pump.position)?;
     Ok(PumpPlan {
         name: pump.name.clone(),
         source,
@@ -1222,6 +1116,47 @@ fn compile_rcf(
 
 /// The frame of a sliding or stream window: `RANGE INTERVAL … PRECEDING` or `ROWS n PRECEDING`,
 /// ending at the current row.
+/// The stream a pump inserts into and the indexes of the columns it fills: those its INSERT
+/// names, in that order, or all of them.
+fn insert_target<'s>(
+    pump: &PumpDef,
+    shapes: &'s HashMap<String, StreamShape>,
+    at: Position,
+) -> Result<(&'s StreamShape, Vec<usize>), CodeError> {
+    let shape = shapes
+        .get(&pump.target)
+        .ok_or_else(|| CodeError::at(at, format!("Object '{}' not found", pump.target)))?;
+    let columns = match &pump.columns {
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                shape
+                    .columns
+                    .iter()
+                    .position(|(c, _)| c == n)
+                    .ok_or_else(|| {
+                        CodeError::at(at, format!("Column '{n}' not found in '{}'", pump.target))
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+        None => (0..shape.columns.len()).collect(),
+    };
+    Ok((shape, columns))
+}
+
+/// An INSERT fills exactly as many columns as its SELECT yields.
+fn check_insert_count(targets: usize, items: usize, at: Position) -> Result<(), CodeError> {
+    if targets == items {
+        return Ok(());
+    }
+    Err(CodeError::at(
+        at,
+        format!(
+            "Number of INSERT target columns ({targets}) does not equal number of source items ({items})"
+        ),
+    ))
+}
+
 fn frame_of(frame: &sqlparser::ast::WindowFrame, pos: Position) -> Result<Frame, CodeError> {
     use sqlparser::ast::{WindowFrameBound, WindowFrameUnits};
     if !matches!(frame.end_bound, None | Some(WindowFrameBound::CurrentRow)) {
