@@ -90,6 +90,8 @@ pub struct ServeOptions {
     pub idle_timeout: Option<Duration>,
     /// `Some`: the core's memory budget and connection limit (see [`Admission`]).
     pub admission: Option<Admission>,
+    /// `Some`: Firehose calls (`X-Amz-Target: Firehose_20150804.*`) go to this service.
+    pub firehose: Option<sluice_sinks::Firehose<sluice_io::storage::StorageHandle>>,
 }
 
 /// hyper's per-connection read buffer at most. A connection whose request waits for budget holds
@@ -821,7 +823,14 @@ async fn respond<A: KinesisApi + Clone + 'static, R: RecordLog>(
             }
         };
     }
-    let reply = handle_kinesis_with(api, kinesis_request, auth, SystemTime::now()).await;
+    let reply = match &options.firehose {
+        Some(firehose) if sluice_sinks::is_firehose_target(kinesis_request.target) => {
+            firehose
+                .handle(api, kinesis_request, auth, SystemTime::now())
+                .await
+        }
+        _ => handle_kinesis_with(api, kinesis_request, auth, SystemTime::now()).await,
+    };
     let full = Full::new(Bytes::from(reply.body));
     let mut response = Response::new(match permit {
         Some(permit) => ResponseBody::Admitted(full, permit),

@@ -145,7 +145,15 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let core_ports = Arc::new(binary::CorePorts::new(cores));
     // One table of SubscribeToShard leases for the whole server, shared by every core.
     let subscription_leases = sluice_protocols::kinesis::efo::SubscriptionLeases::default();
-    sluice_io::engine::run(engine_config, move |engine| {
+    // Firehose: delivery stream definitions load from the data dir before any core starts; the
+    // shard cores answer its API, service core 0 delivers.
+    let firehose = Arc::new(
+        sluice_sinks::Registry::open(&engine_config.data_dir)
+            .context("cannot load the Firehose delivery streams")?,
+    );
+    let services = firehose_services(firehose.clone());
+    services.run(engine_config, move |engine| {
+        let firehose = firehose.clone();
         let bound = bound.clone();
         let subscription_leases = subscription_leases.clone();
         let summary = summary.clone();
@@ -217,11 +225,14 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 glommio::spawn_local(served).detach();
             }
             let metrics_engine = engine.clone();
+            let metrics_firehose = firehose.clone();
             let health_engine = engine.clone();
             let options = http::ServeOptions {
                 auth: auth.clone(),
                 metrics: Some(std::rc::Rc::new(move || {
-                    metrics_engine.render_metrics() + &sluice_protocols::admission::render()
+                    metrics_engine.render_metrics()
+                        + &sluice_protocols::admission::render()
+                        + &metrics_firehose.render_metrics()
                 })),
                 health: Some(std::rc::Rc::new(move || {
                     let health = health_engine.health();
@@ -234,6 +245,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 idle_timeout: (admission.idle_timeout_ms > 0)
                     .then(|| std::time::Duration::from_millis(admission.idle_timeout_ms)),
                 admission: Some(core_admission),
+                firehose: Some(sluice_sinks::Firehose::new(firehose, engine.storage())),
             };
             let fan_out = sluice_protocols::kinesis::efo::EnhancedFanOut::new(
                 engine.storage(),
@@ -243,6 +255,45 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// The services of the service cores, started with the engine by [`Services::run`].
+struct Services(sluice_io::service::ServiceStarter);
+
+impl Services {
+    fn run<F, Fut>(
+        self,
+        config: sluice_io::engine::EngineConfig,
+        per_core: F,
+    ) -> Result<(), sluice_io::engine::StartError>
+    where
+        F: Fn(sluice_io::engine::Engine) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        sluice_io::engine::run_with_services(config, per_core, self.0)
+    }
+}
+
+/// What the service cores run: Firehose delivery on service core 0, which needs the tokio
+/// runtime (the S3 client is tokio's); other service cores stay idle.
+fn firehose_services(firehose: Arc<sluice_sinks::Registry>) -> Services {
+    Services(Arc::new(
+        move |context: sluice_io::service::ServiceContext| {
+            let firehose = firehose.clone();
+            Box::pin(async move {
+                if context.service_core_id != 0 {
+                    return std::future::pending::<()>().await;
+                }
+                if context.runtime != sluice_io::service::ServiceRuntime::Tokio {
+                    tracing::error!(
+                        "Firehose delivery needs a tokio service core (--service-runtime tokio); nothing will be delivered."
+                    );
+                    return std::future::pending::<()>().await;
+                }
+                sluice_sinks::delivery::run(firehose, context.storage).await;
+            })
+        },
+    ))
 }
 
 /// Checks that nothing listens on `addr` and resolves port 0 to a concrete port.

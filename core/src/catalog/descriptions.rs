@@ -156,6 +156,8 @@ impl Catalog {
             .streams
             .range::<str, _>(keys_after(after.as_deref()))
             .filter(|(key, stream)| stream.is_live_as(key, now_ms))
+            // Services' own streams (a DirectPut delivery stream's records) are not the user's.
+            .filter(|(key, _)| !crate::internal_stream::is_internal(key))
             .map(|(_, stream)| stream);
         let (page, has_more_streams) = take_page(remaining, limit);
         let next_token = match page.last() {

@@ -1,0 +1,1299 @@
+//! The Firehose control plane and DirectPut data plane on the JSON 1.1 wire
+//! (`X-Amz-Target: Firehose_20150804.<Operation>`, SigV4 signing name `firehose`).
+//!
+//! Runs on the shard cores' HTTP front ends. Control-plane calls are serialised by the
+//! registry's control lock and persisted before they are answered. A PutRecord or
+//! PutRecordBatch is answered only after its records were appended, through the storage face,
+//! to the delivery stream's internal stream and that append was acknowledged (after the
+//! engine's group commit under `durability = "fsync"`), so an acknowledged record survives a
+//! crash; its RecordId is the record's sequence number in that stream.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use sluice_core::api::{CreateStreamInput, DeleteStreamInput, KinesisApi};
+use sluice_core::storage::{AppendError, NewRecord, RecordLog, ShardAddress};
+use sluice_protocols::sigv4::{self, AuthConfig, AuthMode};
+use sluice_protocols::{HttpRequest, HttpResponse};
+
+use crate::error::{ErrorKind, FirehoseError};
+use crate::model::{
+    self, BUFFER_INTERVAL_S_DEFAULT, BUFFER_INTERVAL_S_MAX, BUFFER_SIZE_MIB_DEFAULT,
+    BUFFER_SIZE_MIB_MAX, Compression, DESTINATION_ID, Definition, Encryption, KinesisSource,
+    S3Destination, Status, StreamType,
+};
+use crate::registry::Registry;
+use crate::wire;
+
+/// The `X-Amz-Target` prefix of Firehose.
+pub const TARGET_PREFIX: &str = "Firehose_20150804";
+/// The SigV4 signing name of Firehose.
+pub const SIGNING_NAME: &str = "firehose";
+const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// AWS's per-call limits.
+pub const RECORD_BYTES_MAX: usize = 1_024_000;
+pub const BATCH_RECORDS_MAX: usize = 500;
+pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+pub const TAGS_MAX: usize = 50;
+/// AWS's default quota of delivery streams per region.
+pub const DELIVERY_STREAMS_MAX: usize = 5000;
+/// The partition key of records in an internal stream (the shard is chosen directly).
+const INTERNAL_PARTITION_KEY: &str = "firehose";
+
+/// Whether `target` names a Firehose operation.
+pub fn is_firehose_target(target: Option<&str>) -> bool {
+    target.is_some_and(|t| t.split_once('.').is_some_and(|(s, _)| s == TARGET_PREFIX))
+}
+
+/// The Firehose service as one shard core's front end holds it.
+#[derive(Clone, Debug)]
+pub struct Firehose<R> {
+    registry: Arc<Registry>,
+    storage: R,
+}
+
+fn now_ms(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn epoch_seconds(ms: u64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+impl<R: RecordLog> Firehose<R> {
+    pub fn new(registry: Arc<Registry>, storage: R) -> Self {
+        Self { registry, storage }
+    }
+
+    /// Answers one Firehose request.
+    pub async fn handle<A: KinesisApi>(
+        &self,
+        api: &A,
+        req: HttpRequest<'_>,
+        auth: &AuthConfig,
+        now: SystemTime,
+    ) -> HttpResponse {
+        let request_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let result = self.dispatch(api, &req, auth, now).await;
+        let (status, body) = match result {
+            Ok(body) => (200, body.to_string().into_bytes()),
+            Err(error) => {
+                if error.kind == ErrorKind::InternalFailure {
+                    tracing::warn!(message = %error.message, "A Firehose call failed.");
+                }
+                error.body()
+            }
+        };
+        HttpResponse {
+            status,
+            headers: vec![
+                ("x-amzn-RequestId", request_id),
+                ("Content-Type", CONTENT_TYPE.to_owned()),
+            ],
+            body,
+        }
+    }
+
+    async fn dispatch<A: KinesisApi>(
+        &self,
+        api: &A,
+        req: &HttpRequest<'_>,
+        auth: &AuthConfig,
+        now: SystemTime,
+    ) -> Result<Value, FirehoseError> {
+        let operation = req
+            .target
+            .and_then(|t| t.split_once('.'))
+            .map_or("", |(_, op)| op);
+        if req.method != "POST" {
+            return Err(FirehoseError::new(
+                ErrorKind::UnknownOperation,
+                "Only POST is served.",
+            ));
+        }
+        if !req.has_auth {
+            return Err(FirehoseError::new(
+                ErrorKind::MissingAuthenticationToken,
+                "Missing Authentication Token",
+            ));
+        }
+        if let AuthMode::Verify { credentials } = &auth.mode
+            && let Err(error) = sigv4::verify(req, credentials, SIGNING_NAME, api.region(), now)
+        {
+            let kind = match error.type_name {
+                "MissingAuthenticationTokenException" => ErrorKind::MissingAuthenticationToken,
+                "IncompleteSignatureException" => ErrorKind::IncompleteSignature,
+                "UnrecognizedClientException" => ErrorKind::UnrecognizedClient,
+                _ => ErrorKind::InvalidSignature,
+            };
+            return Err(FirehoseError::new(kind, error.message));
+        }
+        let body: &[u8] = if req.body.is_empty() { b"{}" } else { req.body };
+        let now_ms = now_ms(now);
+        macro_rules! decode {
+            () => {
+                serde_json::from_slice(body)
+                    .map_err(|e| FirehoseError::new(ErrorKind::Serialization, e.to_string()))?
+            };
+        }
+        if matches!(operation, "CreateDeliveryStream" | "UpdateDestination") {
+            let raw: Value = decode!();
+            let unsupported = if operation == "CreateDeliveryStream" {
+                &wire::UNSUPPORTED_DESTINATIONS[..]
+            } else {
+                &wire::UNSUPPORTED_UPDATES[..]
+            };
+            if let Some(member) = unsupported.iter().find(|m| raw.get(**m).is_some()) {
+                return Err(FirehoseError::invalid(format!(
+                    "{member} is not supported by this appliance: it delivers to S3-compatible storage only."
+                )));
+            }
+        }
+        match operation {
+            "CreateDeliveryStream" => self.create(api, decode!(), now_ms).await,
+            "DeleteDeliveryStream" => self.delete(api, decode!()).await,
+            "DescribeDeliveryStream" => self.describe(api, decode!()),
+            "ListDeliveryStreams" => self.list(decode!()),
+            "UpdateDestination" => self.update(api, decode!(), now_ms).await,
+            "PutRecord" => self.put_record(api, decode!()).await,
+            "PutRecordBatch" => self.put_record_batch(api, decode!()).await,
+            "TagDeliveryStream" => self.tag(api, decode!()).await,
+            "UntagDeliveryStream" => self.untag(api, decode!()).await,
+            "ListTagsForDeliveryStream" => self.list_tags(api, decode!()),
+            "StartDeliveryStreamEncryption" => self.start_encryption(api, decode!(), now_ms).await,
+            "StopDeliveryStreamEncryption" => self.stop_encryption(api, decode!(), now_ms).await,
+            _ => Err(FirehoseError::new(ErrorKind::UnknownOperation, "")),
+        }
+    }
+
+    fn existing<A: KinesisApi>(
+        &self,
+        api: &A,
+        name: &str,
+    ) -> Result<model::DeliveryStream, FirehoseError> {
+        self.registry
+            .get(name)
+            .ok_or_else(|| FirehoseError::not_found(name, api.account_id()))
+    }
+
+    async fn save(&self, definition: Definition) -> Result<(), FirehoseError> {
+        self.registry
+            .store
+            .save(&definition)
+            .await
+            .map_err(|e| FirehoseError::internal(e.to_string()))?;
+        self.registry.install(definition);
+        Ok(())
+    }
+
+    async fn create<A: KinesisApi>(
+        &self,
+        api: &A,
+        input: wire::CreateDeliveryStream,
+        now_ms: u64,
+    ) -> Result<Value, FirehoseError> {
+        let name = check_name(input.delivery_stream_name.as_deref(), "deliveryStreamName")?;
+        let stream_type = match input.delivery_stream_type.as_deref() {
+            None | Some("DirectPut") => StreamType::DirectPut,
+            Some("KinesisStreamAsSource") => StreamType::KinesisStreamAsSource,
+            Some(other @ ("MSKAsSource" | "DatabaseAsSource")) => {
+                return Err(FirehoseError::invalid(format!(
+                    "DeliveryStreamType {other} is not supported by this appliance."
+                )));
+            }
+            Some(other) => {
+                return Err(FirehoseError::validation(
+                    other,
+                    "deliveryStreamType",
+                    "Member must satisfy enum value set: [DatabaseAsSource, DirectPut, KinesisStreamAsSource, MSKAsSource]",
+                ));
+            }
+        };
+        if input.msk_source_configuration.is_some() {
+            return Err(FirehoseError::invalid(
+                "MSKSourceConfiguration is not supported by this appliance.",
+            ));
+        }
+        let kinesis_source = match (stream_type, input.kinesis_stream_source_configuration) {
+            (StreamType::DirectPut, Some(_)) => {
+                return Err(FirehoseError::invalid(
+                    "KinesisStreamSourceConfiguration is only allowed with DeliveryStreamType KinesisStreamAsSource.",
+                ));
+            }
+            (StreamType::DirectPut, None) => None,
+            (StreamType::KinesisStreamAsSource, None) => {
+                return Err(FirehoseError::invalid(
+                    "KinesisStreamSourceConfiguration is required when DeliveryStreamType is KinesisStreamAsSource.",
+                ));
+            }
+            (StreamType::KinesisStreamAsSource, Some(source)) => {
+                let stream_arn = source.kinesis_stream_arn.ok_or_else(|| {
+                    FirehoseError::missing("kinesisStreamSourceConfiguration.kinesisStreamARN")
+                })?;
+                let role_arn = source.role_arn.ok_or_else(|| {
+                    FirehoseError::missing("kinesisStreamSourceConfiguration.roleARN")
+                })?;
+                Some(KinesisSource {
+                    stream_arn,
+                    role_arn,
+                })
+            }
+        };
+        if stream_type == StreamType::KinesisStreamAsSource && input.encryption.is_some() {
+            return Err(FirehoseError::invalid(
+                "DeliveryStreamEncryptionConfigurationInput is not allowed with DeliveryStreamType KinesisStreamAsSource.",
+            ));
+        }
+        let encryption = match input.encryption {
+            None => Encryption::default(),
+            Some(e) => check_encryption(e, "deliveryStreamEncryptionConfigurationInput")?,
+        };
+        let destination = match (input.s3, input.extended_s3) {
+            (Some(_), Some(_)) => {
+                return Err(FirehoseError::invalid(
+                    "Only one destination configuration is allowed.",
+                ));
+            }
+            (Some(s3), None) => s3_destination(s3, false, "s3DestinationConfiguration")?,
+            (None, Some(s3)) => s3_destination(s3, true, "extendedS3DestinationConfiguration")?,
+            (None, None) => {
+                return Err(FirehoseError::invalid(
+                    "Exactly one destination configuration is required: this appliance delivers to ExtendedS3DestinationConfiguration or S3DestinationConfiguration.",
+                ));
+            }
+        };
+        let tags = check_tags(input.tags.unwrap_or_default(), "tags")?;
+
+        let _control = self.registry.control.lock().await;
+        if self.registry.get(&name).is_some() {
+            return Err(FirehoseError::new(
+                ErrorKind::ResourceInUse,
+                format!(
+                    "Firehose {name} under accountId {} already exists",
+                    api.account_id()
+                ),
+            ));
+        }
+        if self.registry.len() >= DELIVERY_STREAMS_MAX {
+            return Err(FirehoseError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "You have already consumed your firehose quota of {DELIVERY_STREAMS_MAX} hoses. Firehose names: ..."
+                ),
+            ));
+        }
+        let source_stream = match &kinesis_source {
+            None => {
+                let internal = model::internal_stream_name(&name);
+                create_internal_stream(api, &internal).await?;
+                internal
+            }
+            Some(source) => {
+                let stream = kinesis_stream_name(&source.stream_arn, api)?;
+                let summary = api.describe_stream_summary(stream.clone()).await;
+                if summary.is_err() {
+                    return Err(FirehoseError::invalid(format!(
+                        "Kinesis stream {} does not exist.",
+                        source.stream_arn
+                    )));
+                }
+                stream
+            }
+        };
+        let definition = Definition {
+            arn: format!(
+                "arn:aws:firehose:{}:{}:deliverystream/{name}",
+                api.region(),
+                api.account_id()
+            ),
+            name,
+            stream_type,
+            version_id: 1,
+            create_ms: now_ms,
+            last_update_ms: None,
+            destination,
+            encryption,
+            tags,
+            source_stream,
+            kinesis_source,
+        };
+        let arn = definition.arn.clone();
+        self.save(definition).await?;
+        Ok(json!({ "DeliveryStreamARN": arn }))
+    }
+
+    async fn delete<A: KinesisApi>(
+        &self,
+        api: &A,
+        input: wire::Named,
+    ) -> Result<Value, FirehoseError> {
+        let name = check_name(input.delivery_stream_name.as_deref(), "deliveryStreamName")?;
+        let _control = self.registry.control.lock().await;
+        let stream = self.existing(api, &name)?;
+        // The internal stream goes first: a crash after it leaves a definition whose delete can
+        // be repeated, never a stream of old records that a new delivery stream of the same
+        // name would deliver.
+        if stream.definition.kinesis_source.is_none() {
+            match api
+                .delete_stream(DeleteStreamInput {
+                    stream_name: stream.definition.source_stream.clone(),
+                    enforce_consumer_deletion: true,
+                })
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if e.kind == sluice_core::ErrorKind::ResourceNotFound => {}
+                Err(e) => return Err(FirehoseError::internal(e.message)),
+            }
+        }
+        self.registry
+            .store
+            .remove(&name)
+            .await
+            .map_err(|e| FirehoseError::internal(e.to_string()))?;
+        self.registry.remove(&name);
+        Ok(json!({}))
+    }
+
+    fn describe<A: KinesisApi>(&self, api: &A, input: wire::Named) -> Result<Value, FirehoseError> {
+        let name = check_name(input.delivery_stream_name.as_deref(), "deliveryStreamName")?;
+        if let Some(limit) = input.limit {
+            check_range(limit, 1, 10_000, "limit")?;
+        }
+        if let Some(start) = &input.exclusive_start_destination_id {
+            check_length(start, 1, 100, "exclusiveStartDestinationId")?;
+        }
+        let stream = self.existing(api, &name)?;
+        let destinations =
+            if input.exclusive_start_destination_id.as_deref() == Some(DESTINATION_ID) {
+                Vec::new()
+            } else {
+                vec![destination_description(&stream.definition.destination)]
+            };
+        Ok(
+            json!({ "DeliveryStreamDescription": description(&stream.definition, stream.status, destinations) }),
+        )
+    }
+
+    fn list(&self, input: wire::ListDeliveryStreams) -> Result<Value, FirehoseError> {
+        let limit = match input.limit {
+            None => 10,
+            Some(limit) => check_range(limit, 1, 10_000, "limit")? as usize,
+        };
+        let wanted = match input.delivery_stream_type.as_deref() {
+            None => None,
+            Some("DirectPut") => Some(StreamType::DirectPut),
+            Some("KinesisStreamAsSource") => Some(StreamType::KinesisStreamAsSource),
+            // Types this appliance cannot create list nothing.
+            Some("MSKAsSource" | "DatabaseAsSource") => {
+                return Ok(json!({ "DeliveryStreamNames": [], "HasMoreDeliveryStreams": false }));
+            }
+            Some(other) => {
+                return Err(FirehoseError::validation(
+                    other,
+                    "deliveryStreamType",
+                    "Member must satisfy enum value set: [DatabaseAsSource, DirectPut, KinesisStreamAsSource, MSKAsSource]",
+                ));
+            }
+        };
+        if let Some(start) = &input.exclusive_start_delivery_stream_name {
+            check_name(Some(start), "exclusiveStartDeliveryStreamName")?;
+        }
+        let matching: Vec<String> = self
+            .registry
+            .snapshot()
+            .into_iter()
+            .filter(|s| wanted.is_none_or(|t| s.definition.stream_type == t))
+            .map(|s| s.definition.name)
+            .filter(|n| {
+                input
+                    .exclusive_start_delivery_stream_name
+                    .as_ref()
+                    .is_none_or(|start| n > start)
+            })
+            .collect();
+        let has_more = matching.len() > limit;
+        let names: Vec<String> = matching.into_iter().take(limit).collect();
+        Ok(json!({ "DeliveryStreamNames": names, "HasMoreDeliveryStreams": has_more }))
+    }
+
+    async fn update<A: KinesisApi>(
+        &self,
+        api: &A,
+        input: wire::UpdateDestination,
+        now_ms: u64,
+    ) -> Result<Value, FirehoseError> {
+        let name = check_name(input.delivery_stream_name.as_deref(), "deliveryStreamName")?;
+        let version = input
+            .current_version_id
+            .ok_or_else(|| FirehoseError::missing("currentDeliveryStreamVersionId"))?;
+        check_length(&version, 1, 50, "currentDeliveryStreamVersionId")?;
+        if !version.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(FirehoseError::validation(
+                &version,
+                "currentDeliveryStreamVersionId",
+                "Member must satisfy regular expression pattern: [0-9]+",
+            ));
+        }
+        let destination_id = input
+            .destination_id
+            .ok_or_else(|| FirehoseError::missing("destinationId"))?;
+        check_length(&destination_id, 1, 100, "destinationId")?;
+        let _control = self.registry.control.lock().await;
+        let stream = self.existing(api, &name)?;
+        let mut definition = stream.definition;
+        if stream.status != Status::Active {
+            return Err(FirehoseError::new(
+                ErrorKind::ResourceInUse,
+                format!(
+                    "Firehose {name} is not in the ACTIVE state: it is {}.",
+                    stream.status.as_str()
+                ),
+            ));
+        }
+        if version.parse::<u64>().ok() != Some(definition.version_id) {
+            return Err(FirehoseError::new(
+                ErrorKind::ConcurrentModification,
+                format!(
+                    "Cannot update firehose: {name} since the current version id: {} and specified version id: {version} do not match",
+                    definition.version_id
+                ),
+            ));
+        }
+        if destination_id != DESTINATION_ID {
+            return Err(FirehoseError::invalid(format!(
+                "Destination Id {destination_id} not found"
+            )));
+        }
+        let update = match (input.s3, input.extended_s3) {
+            (Some(_), Some(_)) => {
+                return Err(FirehoseError::invalid(
+                    "Only one destination update is allowed.",
+                ));
+            }
+            (Some(u), None) => (u, "s3DestinationUpdate"),
+            (None, Some(u)) => (u, "extendedS3DestinationUpdate"),
+            (None, None) => {
+                return Err(FirehoseError::invalid(
+                    "Exactly one destination update is required: this appliance takes ExtendedS3DestinationUpdate or S3DestinationUpdate.",
+                ));
+            }
+        };
+        let (update, member) = update;
+        let extended = member == "extendedS3DestinationUpdate" || definition.destination.extended;
+        definition.destination = merge_s3(&definition.destination, update, extended, member)?;
+        definition.version_id += 1;
+        definition.last_update_ms = Some(now_ms);
+        self.save(definition).await?;
+        Ok(json!({}))
+    }
+
+    async fn put_record<A: KinesisApi>(
+        &self,
+        api: &A,
+        input: wire::PutRecord,
+    ) -> Result<Value, FirehoseError> {
+        let name = check_name(input.delivery_stream_name.as_deref(), "deliveryStreamName")?;
+        let record = input
+            .record
+            .ok_or_else(|| FirehoseError::missing("record"))?;
+        let data = decode_data(record.data, "record.data")?;
+        let stream = self.writable(api, &name)?;
+        let bytes = data.len();
+        let appended = self.append(&stream.definition, vec![data]).await?;
+        self.registry.metrics(&name).incoming(1, bytes);
+        Ok(json!({
+            "RecordId": appended[0],
+            "Encrypted": stream.definition.encryption.enabled,
+        }))
+    }
+
+    async fn put_record_batch<A: KinesisApi>(
+        &self,
+        api: &A,
+        input: wire::PutRecordBatch,
+    ) -> Result<Value, FirehoseError> {
+        let name = check_name(input.delivery_stream_name.as_deref(), "deliveryStreamName")?;
+        let records = input
+            .records
+            .ok_or_else(|| FirehoseError::missing("records"))?;
+        if records.is_empty() {
+            return Err(FirehoseError::validation(
+                "[]",
+                "records",
+                "Member must have length greater than or equal to 1",
+            ));
+        }
+        if records.len() > BATCH_RECORDS_MAX {
+            return Err(FirehoseError::validation(
+                "[...]",
+                "records",
+                "Member must have length less than or equal to 500",
+            ));
+        }
+        let mut data = Vec::with_capacity(records.len());
+        for (i, record) in records.into_iter().enumerate() {
+            data.push(decode_data(
+                record.data,
+                &format!("records.{}.member.data", i + 1),
+            )?);
+        }
+        let total: usize = data.iter().map(Vec::len).sum();
+        if total > BATCH_BYTES_MAX {
+            return Err(FirehoseError::invalid(format!(
+                "Records size exceeds {BATCH_BYTES_MAX} bytes limit: {total} bytes."
+            )));
+        }
+        let stream = self.writable(api, &name)?;
+        let count = data.len();
+        let encrypted = stream.definition.encryption.enabled;
+        let responses: Vec<Value> = match self.append(&stream.definition, data).await {
+            Ok(ids) => {
+                self.registry.metrics(&name).incoming(ids.len(), total);
+                ids.into_iter()
+                    .map(|id| json!({ "RecordId": id }))
+                    .collect()
+            }
+            // One append carries the whole batch: it is stored whole or not at all, so on a
+            // failure every entry failed and the client retries them all.
+            Err(error) => {
+                let (code, _) = crate::error::error_shape(error.kind);
+                let code = if error.kind == ErrorKind::ServiceUnavailable {
+                    code
+                } else {
+                    "InternalFailure"
+                };
+                (0..count)
+                    .map(|_| json!({ "ErrorCode": code, "ErrorMessage": error.message }))
+                    .collect()
+            }
+        };
+        let failed = responses
+            .iter()
+            .filter(|r| r.get("ErrorCode").is_some())
+            .count();
+        Ok(json!({
+            "FailedPutCount": failed,
+            "Encrypted": encrypted,
+            "RequestResponses": responses,
+        }))
+    }
+
+    fn writable<A: KinesisApi>(
+        &self,
+        api: &A,
+        name: &str,
+    ) -> Result<model::DeliveryStream, FirehoseError> {
+        let stream = self.existing(api, name)?;
+        if stream.definition.stream_type == StreamType::KinesisStreamAsSource {
+            return Err(FirehoseError::invalid(
+                "This operation is not permitted on KinesisStreamAsSource delivery stream type.",
+            ));
+        }
+        if stream.status != Status::Active {
+            return Err(FirehoseError::new(
+                ErrorKind::ResourceNotFound,
+                format!(
+                    "Firehose {name} under account {} is not ACTIVE: it is {}.",
+                    api.account_id(),
+                    stream.status.as_str()
+                ),
+            ));
+        }
+        Ok(stream)
+    }
+
+    /// Appends `records` to the internal stream in one durable append; their RecordIds.
+    async fn append(
+        &self,
+        definition: &Definition,
+        records: Vec<Vec<u8>>,
+    ) -> Result<Vec<String>, FirehoseError> {
+        let shard = ShardAddress::new(definition.source_stream.clone(), 0);
+        let records = records
+            .into_iter()
+            .map(|data| NewRecord {
+                partition_key: INTERNAL_PARTITION_KEY.to_owned(),
+                data,
+            })
+            .collect();
+        match self.storage.append(&shard, records).await {
+            Ok(appended) => Ok(appended
+                .positions
+                .clone()
+                .map(|p| appended.sequence_number(p).to_string())
+                .collect()),
+            Err(AppendError::Throttled { .. } | AppendError::Unavailable) => Err(
+                FirehoseError::new(ErrorKind::ServiceUnavailable, "Slow down."),
+            ),
+            Err(error) => Err(FirehoseError::internal(error.to_string())),
+        }
+    }
+
+    async fn tag<A: KinesisApi>(
+        &self,
+        api: &A,
+        input: wire::Named,
+    ) -> Result<Value, FirehoseError> {
+        let name = check_name(input.delivery_stream_name.as_deref(), "deliveryStreamName")?;
+        let tags = input.tags.ok_or_else(|| FirehoseError::missing("tags"))?;
+        if tags.is_empty() {
+            return Err(FirehoseError::validation(
+                "[]",
+                "tags",
+                "Member must have length greater than or equal to 1",
+            ));
+        }
+        let tags = check_tags(tags, "tags")?;
+        let _control = self.registry.control.lock().await;
+        let mut definition = self.existing(api, &name)?.definition;
+        let mut merged = definition.tags.clone();
+        merged.extend(tags);
+        if merged.len() > TAGS_MAX {
+            return Err(FirehoseError::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "Firehose {name} under account {} would have more than {TAGS_MAX} tags.",
+                    api.account_id()
+                ),
+            ));
+        }
+        definition.tags = merged;
+        self.save(definition).await?;
+        Ok(json!({}))
+    }
+
+    async fn untag<A: KinesisApi>(
+        &self,
+        api: &A,
+        input: wire::Named,
+    ) -> Result<Value, FirehoseError> {
+        let name = check_name(input.delivery_stream_name.as_deref(), "deliveryStreamName")?;
+        let keys = input
+            .tag_keys
+            .ok_or_else(|| FirehoseError::missing("tagKeys"))?;
+        if keys.is_empty() || keys.len() > TAGS_MAX {
+            return Err(FirehoseError::validation(
+                "[...]",
+                "tagKeys",
+                "Member must have length between 1 and 50",
+            ));
+        }
+        for key in &keys {
+            check_length(key, 1, 128, "tagKeys.member")?;
+        }
+        let _control = self.registry.control.lock().await;
+        let mut definition = self.existing(api, &name)?.definition;
+        for key in &keys {
+            definition.tags.remove(key);
+        }
+        self.save(definition).await?;
+        Ok(json!({}))
+    }
+
+    fn list_tags<A: KinesisApi>(
+        &self,
+        api: &A,
+        input: wire::Named,
+    ) -> Result<Value, FirehoseError> {
+        let name = check_name(input.delivery_stream_name.as_deref(), "deliveryStreamName")?;
+        let limit = match input.limit {
+            None => TAGS_MAX,
+            Some(limit) => check_range(limit, 1, 50, "limit")? as usize,
+        };
+        if let Some(start) = &input.exclusive_start_tag_key {
+            check_length(start, 1, 128, "exclusiveStartTagKey")?;
+        }
+        let definition = self.existing(api, &name)?.definition;
+        let after: Vec<(&String, &String)> = definition
+            .tags
+            .iter()
+            .filter(|(k, _)| {
+                input
+                    .exclusive_start_tag_key
+                    .as_ref()
+                    .is_none_or(|s| *k > s)
+            })
+            .collect();
+        let has_more = after.len() > limit;
+        let tags: Vec<Value> = after
+            .into_iter()
+            .take(limit)
+            .map(|(k, v)| json!({ "Key": k, "Value": v }))
+            .collect();
+        Ok(json!({ "Tags": tags, "HasMoreTags": has_more }))
+    }
+
+    async fn start_encryption<A: KinesisApi>(
+        &self,
+        api: &A,
+        input: wire::Named,
+        now_ms: u64,
+    ) -> Result<Value, FirehoseError> {
+        let name = check_name(input.delivery_stream_name.as_deref(), "deliveryStreamName")?;
+        let encryption = match input.encryption {
+            None => Encryption {
+                enabled: true,
+                key_type: Some("AWS_OWNED_CMK".to_owned()),
+                key_arn: None,
+            },
+            Some(e) => check_encryption(e, "deliveryStreamEncryptionConfigurationInput")?,
+        };
+        let _control = self.registry.control.lock().await;
+        let stream = self.existing(api, &name)?;
+        self.encryption_allowed(&stream, &name)?;
+        let mut definition = stream.definition;
+        definition.encryption = encryption;
+        definition.last_update_ms = Some(now_ms);
+        self.save(definition).await?;
+        Ok(json!({}))
+    }
+
+    async fn stop_encryption<A: KinesisApi>(
+        &self,
+        api: &A,
+        input: wire::Named,
+        now_ms: u64,
+    ) -> Result<Value, FirehoseError> {
+        let name = check_name(input.delivery_stream_name.as_deref(), "deliveryStreamName")?;
+        let _control = self.registry.control.lock().await;
+        let stream = self.existing(api, &name)?;
+        self.encryption_allowed(&stream, &name)?;
+        let mut definition = stream.definition;
+        definition.encryption = Encryption::default();
+        definition.last_update_ms = Some(now_ms);
+        self.save(definition).await?;
+        Ok(json!({}))
+    }
+
+    fn encryption_allowed(
+        &self,
+        stream: &model::DeliveryStream,
+        name: &str,
+    ) -> Result<(), FirehoseError> {
+        if stream.definition.stream_type == StreamType::KinesisStreamAsSource {
+            return Err(FirehoseError::invalid(format!(
+                "Server-side encryption is not supported for delivery stream {name} of type KinesisStreamAsSource: encrypt the source stream instead."
+            )));
+        }
+        if stream.status != Status::Active {
+            return Err(FirehoseError::new(
+                ErrorKind::ResourceInUse,
+                format!("Firehose {name} is not in the ACTIVE state."),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Creates the internal stream of a DirectPut delivery stream. One that exists already can only
+/// be left by a crash between this step and the definition's save (a delete removes the stream
+/// before the definition), so it holds no records and is taken over.
+async fn create_internal_stream<A: KinesisApi>(
+    api: &A,
+    stream_name: &str,
+) -> Result<(), FirehoseError> {
+    match api
+        .create_stream(CreateStreamInput {
+            stream_name: stream_name.to_owned(),
+            shard_count: Some(1),
+            stream_mode: None,
+            tags: Vec::new(),
+        })
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind == sluice_core::ErrorKind::ResourceInUse => {
+            let summary = api
+                .describe_stream_summary(stream_name.to_owned())
+                .await
+                .map_err(|e| FirehoseError::internal(e.message))?;
+            if summary.stream_status == sluice_core::api::StreamStatus::Deleting {
+                return Err(FirehoseError::new(
+                    ErrorKind::ResourceInUse,
+                    "A delivery stream of this name is still being deleted; try again shortly.",
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind == sluice_core::ErrorKind::LimitExceeded => {
+            Err(FirehoseError::new(ErrorKind::LimitExceeded, e.message))
+        }
+        Err(e) => Err(FirehoseError::internal(e.message)),
+    }
+}
+
+/// The stream name of a Kinesis stream ARN of this appliance.
+fn kinesis_stream_name<A: KinesisApi>(arn: &str, api: &A) -> Result<String, FirehoseError> {
+    let invalid = || {
+        FirehoseError::invalid(format!(
+            "KinesisStreamARN {arn} is not a valid Kinesis stream ARN."
+        ))
+    };
+    let rest = arn.strip_prefix("arn:").ok_or_else(invalid)?;
+    let parts: Vec<&str> = rest.splitn(5, ':').collect();
+    let [_partition, "kinesis", region, account, resource] = parts[..] else {
+        return Err(invalid());
+    };
+    if region != api.region() || account != api.account_id() {
+        return Err(invalid());
+    }
+    let name = resource.strip_prefix("stream/").ok_or_else(invalid)?;
+    if name.is_empty() {
+        return Err(invalid());
+    }
+    Ok(name.to_owned())
+}
+
+fn check_name(name: Option<&str>, member: &str) -> Result<String, FirehoseError> {
+    let name = name.ok_or_else(|| FirehoseError::missing(member))?;
+    check_length(name, 1, 64, member)?;
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(FirehoseError::validation(
+            name,
+            member,
+            "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_length(value: &str, min: usize, max: usize, member: &str) -> Result<(), FirehoseError> {
+    let n = value.chars().count();
+    if n < min {
+        return Err(FirehoseError::validation(
+            value,
+            member,
+            &format!("Member must have length greater than or equal to {min}"),
+        ));
+    }
+    if n > max {
+        return Err(FirehoseError::validation(
+            value,
+            member,
+            &format!("Member must have length less than or equal to {max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_range(value: i64, min: i64, max: i64, member: &str) -> Result<i64, FirehoseError> {
+    if value < min {
+        return Err(FirehoseError::validation(
+            &value.to_string(),
+            member,
+            &format!("Member must have value greater than or equal to {min}"),
+        ));
+    }
+    if value > max {
+        return Err(FirehoseError::validation(
+            &value.to_string(),
+            member,
+            &format!("Member must have value less than or equal to {max}"),
+        ));
+    }
+    Ok(value)
+}
+
+fn decode_data(data: Option<String>, member: &str) -> Result<Vec<u8>, FirehoseError> {
+    let data = data.ok_or_else(|| FirehoseError::missing(member))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.as_bytes())
+        .map_err(|_| {
+            FirehoseError::new(
+                ErrorKind::Serialization,
+                format!("Base64 decoding of {member} failed."),
+            )
+        })?;
+    if bytes.len() > RECORD_BYTES_MAX {
+        return Err(FirehoseError::validation(
+            "java.nio.HeapByteBuffer",
+            member,
+            &format!("Member must have length less than or equal to {RECORD_BYTES_MAX}"),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn check_tags(
+    tags: Vec<wire::Tag>,
+    member: &str,
+) -> Result<BTreeMap<String, String>, FirehoseError> {
+    if tags.len() > TAGS_MAX {
+        return Err(FirehoseError::validation(
+            "[...]",
+            member,
+            "Member must have length less than or equal to 50",
+        ));
+    }
+    let mut out = BTreeMap::new();
+    for (i, tag) in tags.into_iter().enumerate() {
+        let key_member = format!("{member}.{}.member.key", i + 1);
+        let key = tag.key.ok_or_else(|| FirehoseError::missing(&key_member))?;
+        check_length(&key, 1, 128, &key_member)?;
+        let value = tag.value.unwrap_or_default();
+        check_length(&value, 0, 256, &format!("{member}.{}.member.value", i + 1))?;
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+fn check_encryption(
+    input: wire::EncryptionInput,
+    member: &str,
+) -> Result<Encryption, FirehoseError> {
+    let key_type = input
+        .key_type
+        .ok_or_else(|| FirehoseError::missing(&format!("{member}.keyType")))?;
+    match (key_type.as_str(), &input.key_arn) {
+        ("AWS_OWNED_CMK", None) => {}
+        ("AWS_OWNED_CMK", Some(_)) => {
+            return Err(FirehoseError::invalid(
+                "KeyARN must not be specified when KeyType is AWS_OWNED_CMK.",
+            ));
+        }
+        ("CUSTOMER_MANAGED_CMK", None) => {
+            return Err(FirehoseError::invalid(
+                "KeyARN must be specified when KeyType is CUSTOMER_MANAGED_CMK.",
+            ));
+        }
+        ("CUSTOMER_MANAGED_CMK", Some(arn)) => {
+            check_length(arn, 1, 512, &format!("{member}.keyARN"))?
+        }
+        (other, _) => {
+            return Err(FirehoseError::validation(
+                other,
+                &format!("{member}.keyType"),
+                "Member must satisfy enum value set: [AWS_OWNED_CMK, CUSTOMER_MANAGED_CMK]",
+            ));
+        }
+    }
+    Ok(Encryption {
+        enabled: true,
+        key_type: Some(key_type),
+        key_arn: input.key_arn,
+    })
+}
+
+/// Refuses the members of an S3 configuration that ask for processing this appliance does not
+/// do, so that a configuration is never accepted and then silently ignored.
+fn check_unsupported(config: &wire::S3Configuration) -> Result<(), FirehoseError> {
+    let enabled = |v: &Option<Value>| {
+        v.as_ref()
+            .is_some_and(|v| v.get("Enabled").and_then(Value::as_bool).unwrap_or(true))
+    };
+    if enabled(&config.processing_configuration) {
+        return Err(FirehoseError::invalid(
+            "ProcessingConfiguration (record transformation) is not supported by this appliance.",
+        ));
+    }
+    if enabled(&config.data_format_conversion_configuration) {
+        return Err(FirehoseError::invalid(
+            "DataFormatConversionConfiguration is not supported by this appliance.",
+        ));
+    }
+    if enabled(&config.dynamic_partitioning_configuration) {
+        return Err(FirehoseError::invalid(
+            "DynamicPartitioningConfiguration is not supported by this appliance.",
+        ));
+    }
+    if config
+        .s3_backup_mode
+        .as_deref()
+        .is_some_and(|m| m != "Disabled")
+        || config.s3_backup_configuration.is_some()
+        || config.s3_backup_update.is_some()
+    {
+        return Err(FirehoseError::invalid(
+            "S3 source backup (S3BackupMode Enabled) is not supported by this appliance.",
+        ));
+    }
+    if let Some(encryption) = &config.encryption_configuration
+        && encryption.get("KMSEncryptionConfig").is_some()
+    {
+        return Err(FirehoseError::invalid(
+            "KMSEncryptionConfig is not supported by this appliance; use NoEncryptionConfig.",
+        ));
+    }
+    Ok(())
+}
+
+fn s3_destination(
+    config: wire::S3Configuration,
+    extended: bool,
+    member: &str,
+) -> Result<S3Destination, FirehoseError> {
+    let role_arn = config
+        .role_arn
+        .clone()
+        .ok_or_else(|| FirehoseError::missing(&format!("{member}.roleARN")))?;
+    let bucket_arn = config
+        .bucket_arn
+        .clone()
+        .ok_or_else(|| FirehoseError::missing(&format!("{member}.bucketARN")))?;
+    let base = S3Destination {
+        role_arn,
+        bucket_arn,
+        prefix: None,
+        error_output_prefix: None,
+        buffer_size_mib: BUFFER_SIZE_MIB_DEFAULT,
+        buffer_interval_s: BUFFER_INTERVAL_S_DEFAULT,
+        compression: Compression::Uncompressed,
+        file_extension: None,
+        custom_time_zone: None,
+        extended,
+    };
+    merge_s3(&base, config, extended, member)
+}
+
+/// `current` with the members `update` gives, checked as a whole.
+fn merge_s3(
+    current: &S3Destination,
+    update: wire::S3Configuration,
+    extended: bool,
+    member: &str,
+) -> Result<S3Destination, FirehoseError> {
+    check_unsupported(&update)?;
+    if !extended && (update.file_extension.is_some() || update.custom_time_zone.is_some()) {
+        return Err(FirehoseError::invalid(
+            "FileExtension and CustomTimeZone need an ExtendedS3 destination.",
+        ));
+    }
+    let mut next = current.clone();
+    next.extended = extended;
+    if let Some(role) = update.role_arn {
+        check_length(&role, 1, 512, &format!("{member}.roleARN"))?;
+        next.role_arn = role;
+    }
+    if let Some(bucket) = update.bucket_arn {
+        check_length(&bucket, 1, 2048, &format!("{member}.bucketARN"))?;
+        if model::bucket_of(&bucket).is_none() {
+            return Err(FirehoseError::validation(
+                &bucket,
+                &format!("{member}.bucketARN"),
+                "Member must satisfy regular expression pattern: arn:.*:s3:::[\\w\\.\\-]{1,255}",
+            ));
+        }
+        next.bucket_arn = bucket;
+    }
+    if let Some(prefix) = update.prefix {
+        check_length(&prefix, 0, 1024, &format!("{member}.prefix"))?;
+        next.prefix = (!prefix.is_empty()).then_some(prefix);
+    }
+    if let Some(prefix) = update.error_output_prefix {
+        check_length(&prefix, 0, 1024, &format!("{member}.errorOutputPrefix"))?;
+        next.error_output_prefix = (!prefix.is_empty()).then_some(prefix);
+    }
+    if let Some(hints) = update.buffering_hints {
+        if let Some(size) = hints.size_in_mbs {
+            next.buffer_size_mib = check_range(
+                size,
+                1,
+                BUFFER_SIZE_MIB_MAX,
+                &format!("{member}.bufferingHints.sizeInMBs"),
+            )? as u32;
+        }
+        if let Some(interval) = hints.interval_in_seconds {
+            next.buffer_interval_s = check_range(
+                interval,
+                0,
+                BUFFER_INTERVAL_S_MAX,
+                &format!("{member}.bufferingHints.intervalInSeconds"),
+            )? as u32;
+        }
+    }
+    if let Some(format) = update.compression_format {
+        next.compression = Compression::parse(&format).ok_or_else(|| {
+            FirehoseError::validation(
+                &format,
+                &format!("{member}.compressionFormat"),
+                "Member must satisfy enum value set: [HADOOP_SNAPPY, ZIP, Snappy, UNCOMPRESSED, GZIP, ZSTD]",
+            )
+        })?;
+    }
+    if let Some(extension) = update.file_extension {
+        check_length(&extension, 0, 128, &format!("{member}.fileExtension"))?;
+        let valid = extension.is_empty()
+            || (extension.starts_with('.')
+                && extension[1..].bytes().all(|b| {
+                    b.is_ascii_digit()
+                        || b.is_ascii_lowercase()
+                        || matches!(b, b'!' | b'-' | b'_' | b'.' | b'*' | b'\'' | b'(' | b')')
+                })
+                && extension.len() > 1);
+        if !valid {
+            return Err(FirehoseError::validation(
+                &extension,
+                &format!("{member}.fileExtension"),
+                "Member must satisfy regular expression pattern: ^$|\\.[0-9a-z!\\-_.*'()]+",
+            ));
+        }
+        next.file_extension = (!extension.is_empty()).then_some(extension);
+    }
+    if let Some(zone) = update.custom_time_zone {
+        check_length(&zone, 0, 50, &format!("{member}.customTimeZone"))?;
+        if !(zone.is_empty() || zone == "UTC") {
+            return Err(FirehoseError::invalid(format!(
+                "CustomTimeZone {zone} is not supported by this appliance: prefixes are evaluated in UTC."
+            )));
+        }
+        next.custom_time_zone = (!zone.is_empty()).then_some(zone);
+    }
+    crate::prefix::validate(next.prefix.as_deref(), next.error_output_prefix.as_deref())?;
+    Ok(next)
+}
+
+fn s3_description(d: &S3Destination) -> Value {
+    let mut out = json!({
+        "RoleARN": d.role_arn,
+        "BucketARN": d.bucket_arn,
+        "BufferingHints": { "SizeInMBs": d.buffer_size_mib, "IntervalInSeconds": d.buffer_interval_s },
+        "CompressionFormat": d.compression.as_str(),
+        "EncryptionConfiguration": { "NoEncryptionConfig": "NoEncryption" },
+        "CloudWatchLoggingOptions": { "Enabled": false },
+    });
+    if let Some(prefix) = &d.prefix {
+        out["Prefix"] = json!(prefix);
+    }
+    if let Some(prefix) = &d.error_output_prefix {
+        out["ErrorOutputPrefix"] = json!(prefix);
+    }
+    out
+}
+
+fn destination_description(d: &S3Destination) -> Value {
+    let s3 = s3_description(d);
+    let mut extended = s3.clone();
+    extended["S3BackupMode"] = json!("Disabled");
+    if let Some(extension) = &d.file_extension {
+        extended["FileExtension"] = json!(extension);
+    }
+    if let Some(zone) = &d.custom_time_zone {
+        extended["CustomTimeZone"] = json!(zone);
+    }
+    json!({
+        "DestinationId": DESTINATION_ID,
+        "S3DestinationDescription": s3,
+        "ExtendedS3DestinationDescription": extended,
+    })
+}
+
+fn description(d: &Definition, status: Status, destinations: Vec<Value>) -> Value {
+    let encryption = if d.encryption.enabled {
+        let mut e = json!({ "Status": "ENABLED" });
+        if let Some(t) = &d.encryption.key_type {
+            e["KeyType"] = json!(t);
+        }
+        if let Some(a) = &d.encryption.key_arn {
+            e["KeyARN"] = json!(a);
+        }
+        e
+    } else {
+        json!({ "Status": "DISABLED" })
+    };
+    let mut out = json!({
+        "DeliveryStreamName": d.name,
+        "DeliveryStreamARN": d.arn,
+        "DeliveryStreamStatus": status.as_str(),
+        "DeliveryStreamEncryptionConfiguration": encryption,
+        "DeliveryStreamType": d.stream_type.as_str(),
+        "VersionId": d.version_id.to_string(),
+        "CreateTimestamp": epoch_seconds(d.create_ms),
+        "Destinations": destinations,
+        "HasMoreDestinations": false,
+    });
+    if let Some(ms) = d.last_update_ms {
+        out["LastUpdateTimestamp"] = epoch_seconds(ms);
+    }
+    if let Some(source) = &d.kinesis_source {
+        out["Source"] = json!({ "KinesisStreamSourceDescription": {
+            "KinesisStreamARN": source.stream_arn,
+            "RoleARN": source.role_arn,
+            "DeliveryStartTimestamp": epoch_seconds(d.create_ms),
+        }});
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_stream_names_follow_the_model_pattern_and_length() {
+        assert!(check_name(Some("a.b_c-1"), "deliveryStreamName").is_ok());
+        let error = check_name(Some("bad name"), "deliveryStreamName").expect_err("refused");
+        assert_eq!(error.kind, ErrorKind::Validation);
+        assert!(
+            error.message.contains("[a-zA-Z0-9_.-]+"),
+            "{}",
+            error.message
+        );
+        assert!(check_name(Some(&"x".repeat(65)), "deliveryStreamName").is_err());
+        assert!(check_name(Some(""), "deliveryStreamName").is_err());
+        assert_eq!(
+            check_name(None, "deliveryStreamName")
+                .expect_err("missing")
+                .kind,
+            ErrorKind::Validation
+        );
+    }
+
+    #[test]
+    fn buffering_hints_outside_aws_ranges_are_refused_and_interval_zero_is_allowed() {
+        let config = |size: i64, interval: i64| wire::S3Configuration {
+            role_arn: Some("arn:aws:iam::000000000000:role/r".into()),
+            bucket_arn: Some("arn:aws:s3:::b".into()),
+            buffering_hints: Some(wire::BufferingHints {
+                size_in_mbs: Some(size),
+                interval_in_seconds: Some(interval),
+            }),
+            ..Default::default()
+        };
+        let ok = s3_destination(config(1, 0), true, "extendedS3DestinationConfiguration")
+            .expect("valid");
+        assert_eq!((ok.buffer_size_mib, ok.buffer_interval_s), (1, 0));
+        let too_big = s3_destination(config(129, 60), true, "extendedS3DestinationConfiguration")
+            .expect_err("refused");
+        assert_eq!(
+            too_big.message,
+            "1 validation error detected: Value '129' at 'extendedS3DestinationConfiguration.bufferingHints.sizeInMBs' failed to satisfy constraint: Member must have value less than or equal to 128"
+        );
+        assert!(s3_destination(config(0, 60), true, "x").is_err());
+        assert!(s3_destination(config(5, 901), true, "x").is_err());
+        assert!(s3_destination(config(5, -1), true, "x").is_err());
+    }
+
+    #[test]
+    fn defaults_are_five_mebibytes_and_three_hundred_seconds_uncompressed() {
+        let d = s3_destination(
+            wire::S3Configuration {
+                role_arn: Some("r".into()),
+                bucket_arn: Some("arn:aws:s3:::b".into()),
+                ..Default::default()
+            },
+            false,
+            "s3DestinationConfiguration",
+        )
+        .expect("valid");
+        assert_eq!(d.buffer_size_mib, 5);
+        assert_eq!(d.buffer_interval_s, 300);
+        assert_eq!(d.compression, Compression::Uncompressed);
+        assert_eq!(d.bucket(), "b");
+    }
+
+    #[test]
+    fn firehose_targets_are_recognised_by_their_prefix() {
+        assert!(is_firehose_target(Some("Firehose_20150804.PutRecord")));
+        assert!(!is_firehose_target(Some("Kinesis_20131202.PutRecord")));
+        assert!(!is_firehose_target(None));
+    }
+}

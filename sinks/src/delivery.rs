@@ -1,0 +1,325 @@
+//! Delivery: on a service core (a current-thread tokio runtime), one task per delivery stream
+//! and one per source shard reads the source through the storage face, buffers by the
+//! destination's hints, compresses, writes the object to S3, and only then commits the shard's
+//! durable checkpoint. At-least-once: a crash after an object was written and before its
+//! checkpoint was committed delivers the same records again in a new object; a record is never
+//! skipped, because the checkpoint only ever names the position after records S3 confirmed.
+//!
+//! The supervisor ([`run`]) follows the registry: it starts a task for every delivery stream,
+//! stops the task of a deleted (or deleted and re-created) one, and a stream's task marks it
+//! ACTIVE once its source is readable. S3 failures are retried with exponential backoff (1 s
+//! doubling to 60 s) for as long as the delivery stream exists; nothing is dropped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sluice_core::storage::{
+    CheckpointKey, CheckpointLog, ReadLimits, ReadStart, RecordLog, ShardAddress,
+};
+use tokio::task::JoinSet;
+
+use crate::buffer::{Buffer, Hints};
+use crate::compression;
+use crate::metrics::StreamMetrics;
+use crate::model::{self, Definition, StreamType};
+use crate::prefix;
+use crate::registry::Registry;
+use crate::s3::S3Sink;
+
+/// How long one read waits for records when the buffer has no deadline sooner; also how
+/// quickly a task notices that its delivery stream was deleted or reconfigured.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// Records per read.
+const READ_RECORDS_MAX: usize = 10_000;
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// How often the supervisor looks at the registry without being notified.
+const SUPERVISE_EVERY: Duration = Duration::from_secs(5);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Runs delivery for every delivery stream of `registry`, forever. Must run inside a tokio
+/// `LocalSet` (a tokio service core).
+pub async fn run<S: RecordLog + CheckpointLog>(registry: Arc<Registry>, storage: S) {
+    let s3 = S3Sink::from_env().await;
+    let mut running: HashMap<String, (u64, tokio::task::AbortHandle)> = HashMap::new();
+    let mut tasks = JoinSet::new();
+    loop {
+        let notified = registry.changed.notified();
+        let snapshot = registry.snapshot();
+        running.retain(|name, (create_ms, handle)| {
+            let alive = snapshot
+                .iter()
+                .any(|s| s.definition.name == *name && s.definition.create_ms == *create_ms);
+            if !alive {
+                handle.abort();
+            }
+            alive
+        });
+        for stream in snapshot {
+            let definition = stream.definition;
+            if running.contains_key(&definition.name) {
+                continue;
+            }
+            let handle = tasks.spawn_local(deliver_stream(
+                registry.clone(),
+                storage.clone(),
+                s3.clone(),
+                definition.clone(),
+            ));
+            running.insert(definition.name, (definition.create_ms, handle));
+        }
+        // Reap finished tasks so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(SUPERVISE_EVERY) => {}
+        }
+    }
+}
+
+/// Whether `name` is still the incarnation created at `create_ms`; its definition if so.
+fn current(registry: &Registry, name: &str, create_ms: u64) -> Option<Definition> {
+    registry
+        .get(name)
+        .map(|s| s.definition)
+        .filter(|d| d.create_ms == create_ms)
+}
+
+async fn deliver_stream<S: RecordLog + CheckpointLog>(
+    registry: Arc<Registry>,
+    storage: S,
+    s3: S3Sink,
+    definition: Definition,
+) {
+    let name = definition.name.clone();
+    let source = definition.source_stream.clone();
+    // The source is readable once its stream is ACTIVE (a new internal stream is CREATING for
+    // a moment); a zero-wait read of shard 0 says so.
+    let shards = loop {
+        if current(&registry, &name, definition.create_ms).is_none() {
+            return;
+        }
+        if let Ok(shards) = storage.shards(&source)
+            && !shards.is_empty()
+        {
+            let probe = storage
+                .read(
+                    &ShardAddress::new(source.clone(), shards[0].shard_index),
+                    ReadStart::TrimHorizon,
+                    ReadLimits {
+                        records_max: 1,
+                        bytes_max: 1,
+                    },
+                    None,
+                )
+                .await;
+            if probe.is_ok() {
+                break shards;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    registry.activate(&name, definition.create_ms);
+    tracing::info!(delivery_stream = %name, shards = shards.len(), "Firehose delivery started.");
+    let metrics = registry.metrics(&name);
+    let mut shard_tasks = JoinSet::new();
+    for placement in shards {
+        let key = CheckpointKey {
+            consumer: model::checkpoint_consumer(&name),
+            shard: ShardAddress::new(source.clone(), placement.shard_index),
+        };
+        shard_tasks.spawn_local(deliver_shard(
+            registry.clone(),
+            storage.clone(),
+            s3.clone(),
+            definition.clone(),
+            key,
+            metrics.clone(),
+        ));
+    }
+    while shard_tasks.join_next().await.is_some() {}
+}
+
+async fn deliver_shard<S: RecordLog + CheckpointLog>(
+    registry: Arc<Registry>,
+    storage: S,
+    s3: S3Sink,
+    definition: Definition,
+    key: CheckpointKey,
+    metrics: Arc<StreamMetrics>,
+) {
+    let name = definition.name.clone();
+    let create_ms = definition.create_ms;
+    let kinesis_source = definition.stream_type == StreamType::KinesisStreamAsSource;
+    let mut start = loop {
+        match storage.load_checkpoint(&key).await {
+            Ok(Some(position)) => break ReadStart::AtPosition(position),
+            Ok(None) => break ReadStart::TrimHorizon,
+            Err(error) => {
+                tracing::warn!(delivery_stream = %name, %error, "Loading the delivery checkpoint failed; retrying.");
+                tokio::time::sleep(RETRY_FIRST).await;
+            }
+        }
+    };
+    let mut buffer = Buffer::default();
+    loop {
+        let Some(definition) = current(&registry, &name, create_ms) else {
+            return;
+        };
+        let hints = Hints {
+            size_mib: definition.destination.buffer_size_mib,
+            interval_s: definition.destination.buffer_interval_s,
+        };
+        let now = now_ms();
+        if buffer.is_due(hints, now) {
+            if !deliver(
+                &registry,
+                &storage,
+                &s3,
+                &key,
+                &mut buffer,
+                &definition,
+                &metrics,
+            )
+            .await
+            {
+                return;
+            }
+            continue;
+        }
+        let wait = buffer
+            .time_left(hints, now)
+            .map_or(IDLE_WAIT, |left| left.min(IDLE_WAIT));
+        let limits = ReadLimits {
+            records_max: READ_RECORDS_MAX,
+            bytes_max: buffer.room(hints).max(1),
+        };
+        match storage.read(&key.shard, start, limits, Some(wait)).await {
+            Ok(batch) => {
+                batch.for_each_positioned(&mut |position, view| {
+                    if kinesis_source {
+                        crate::kpl::for_each_user_record(view.data, &mut |data| {
+                            buffer.push_part(view.approximate_arrival_timestamp_ms, data);
+                        });
+                        buffer.end_record(position);
+                    } else {
+                        buffer.push(view.approximate_arrival_timestamp_ms, view.data, position);
+                    }
+                });
+                match batch.next_position {
+                    Some(next) => start = ReadStart::AtPosition(next),
+                    None => {
+                        // A closed shard read to its end (the source was resharded).
+                        if !buffer.is_empty() {
+                            deliver(
+                                &registry,
+                                &storage,
+                                &s3,
+                                &key,
+                                &mut buffer,
+                                &definition,
+                                &metrics,
+                            )
+                            .await;
+                        }
+                        return;
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(delivery_stream = %name, %error, "Reading the delivery source failed; retrying.");
+                tokio::time::sleep(RETRY_FIRST).await;
+            }
+        }
+    }
+}
+
+/// Writes the buffer as one object, retrying until S3 confirms it, then commits the checkpoint.
+/// `false` when the delivery stream went away meanwhile (its buffer is dropped with it).
+async fn deliver<S: CheckpointLog>(
+    registry: &Registry,
+    storage: &S,
+    s3: &S3Sink,
+    key: &CheckpointKey,
+    buffer: &mut Buffer,
+    definition: &Definition,
+    metrics: &StreamMetrics,
+) -> bool {
+    let Some(oldest_ms) = buffer.oldest_arrival_ms() else {
+        return true;
+    };
+    let Some(next_position) = buffer.next_position() else {
+        return true;
+    };
+    let mut backoff = RETRY_FIRST;
+    loop {
+        // The configuration in force when the object is written (an UpdateDestination between
+        // attempts takes effect at once, with the new version in the object's name).
+        let Some(definition) = current(registry, &definition.name, definition.create_ms) else {
+            return false;
+        };
+        let destination = &definition.destination;
+        let extension = destination
+            .file_extension
+            .clone()
+            .unwrap_or_else(|| compression::extension(destination.compression).to_owned());
+        // Checked at create and update time; a file edited by hand falls back to the default.
+        let object_prefix =
+            prefix::object_prefix(destination.prefix.as_deref()).unwrap_or_default();
+        let mut key_prefix = object_prefix.evaluate(oldest_ms, None);
+        if key_prefix.chars().count() > prefix::EVALUATED_PREFIX_CHARS_MAX {
+            key_prefix = key_prefix
+                .chars()
+                .take(prefix::EVALUATED_PREFIX_CHARS_MAX)
+                .collect();
+        }
+        let object = prefix::object_name(
+            &definition.name,
+            definition.version_id,
+            oldest_ms,
+            &extension,
+        );
+        let entry = object.strip_suffix(extension.as_str()).unwrap_or(&object);
+        let body = match compression::compress(destination.compression, buffer.data(), entry) {
+            Ok(body) => body,
+            Err(error) => {
+                tracing::error!(delivery_stream = %definition.name, %error, "Compressing an object failed; retrying.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
+                continue;
+            }
+        };
+        let object_key = format!("{key_prefix}{object}");
+        match s3.put(destination.bucket(), &object_key, body).await {
+            Ok(()) => {
+                metrics.delivered(
+                    buffer.records(),
+                    buffer.data().len(),
+                    now_ms().saturating_sub(oldest_ms),
+                );
+                tracing::debug!(delivery_stream = %definition.name, key = %object_key, records = buffer.records(), "Object delivered.");
+                break;
+            }
+            Err(error) => {
+                metrics.delivery_failed();
+                tracing::warn!(delivery_stream = %definition.name, bucket = destination.bucket(), %error, "Writing an object to S3 failed; retrying.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+        }
+    }
+    let mut backoff = RETRY_FIRST;
+    while let Err(error) = storage.commit_checkpoint(key, next_position).await {
+        tracing::warn!(delivery_stream = %definition.name, %error, "Committing the delivery checkpoint failed; retrying.");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RETRY_MAX);
+    }
+    buffer.clear();
+    true
+}
