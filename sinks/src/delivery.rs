@@ -129,21 +129,37 @@ async fn deliver_stream<S: RecordLog + CheckpointLog>(
     tracing::info!(delivery_stream = %name, shards = shards.len(), "Firehose delivery started.");
     let metrics = registry.metrics(&name);
     let mut shard_tasks = JoinSet::new();
-    for placement in shards {
-        let key = CheckpointKey {
-            consumer: model::checkpoint_consumer(&name),
-            shard: ShardAddress::new(source.clone(), placement.shard_index),
-        };
-        shard_tasks.spawn_local(deliver_shard(
-            registry.clone(),
-            storage.clone(),
-            s3.clone(),
-            definition.clone(),
-            key,
-            metrics.clone(),
-        ));
+    let mut started = std::collections::BTreeSet::new();
+    let mut shards = shards;
+    loop {
+        // Every shard gets its own reader and checkpoint; shards that a reshard of a Kinesis
+        // source adds later are picked up here (their parents end by themselves once read).
+        for placement in &shards {
+            if !started.insert(placement.shard_index) {
+                continue;
+            }
+            let key = CheckpointKey {
+                consumer: model::checkpoint_consumer(&name),
+                shard: ShardAddress::new(source.clone(), placement.shard_index),
+            };
+            shard_tasks.spawn_local(deliver_shard(
+                registry.clone(),
+                storage.clone(),
+                s3.clone(),
+                definition.clone(),
+                key,
+                metrics.clone(),
+            ));
+        }
+        while shard_tasks.try_join_next().is_some() {}
+        tokio::time::sleep(SUPERVISE_EVERY).await;
+        if current(&registry, &name, definition.create_ms).is_none() {
+            return;
+        }
+        if let Ok(now) = storage.shards(&source) {
+            shards = now;
+        }
     }
-    while shard_tasks.join_next().await.is_some() {}
 }
 
 async fn deliver_shard<S: RecordLog + CheckpointLog>(

@@ -412,3 +412,77 @@ def test_aws_cli_firehose_round_trip(aws_cli, server, s3, name, bucket, tmp_path
          "--endpoint-url", server.endpoint, "--region", REGION],
         env=aws_cli_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "ResourceNotFoundException" in result.stderr
+
+
+def kpl_aggregate(records, partition_key="pk"):
+    """A KPL aggregated record (magic, protobuf AggregatedRecord, MD5), built by hand."""
+    import hashlib
+
+    def varint(n):
+        out = bytearray()
+        while n >= 0x80:
+            out.append(n & 0x7F | 0x80)
+            n >>= 7
+        out.append(n)
+        return bytes(out)
+
+    def field(number, value):
+        return varint(number << 3 | 2) + varint(len(value)) + value
+
+    body = field(1, partition_key.encode())
+    for record in records:
+        body += field(3, varint(1 << 3) + varint(0) + field(3, record))
+    return b"\xf3\x89\x9a\xc2" + body + hashlib.md5(body).digest()
+
+
+def test_kinesis_stream_as_source_reads_from_trim_horizon_and_deaggregates_kpl(firehose, server, s3, name, bucket):
+    kinesis = server_kinesis(server)
+    source = name + "-src"
+    kinesis.create_stream(StreamName=source, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=source, WaiterConfig={"Delay": 0.2})
+    plain = [f"plain-{i}\n".encode() for i in range(20)]
+    for i, record in enumerate(plain):
+        kinesis.put_record(StreamName=source, Data=record, PartitionKey=f"k{i}")
+    user_records = [f"user-{i}\n".encode() for i in range(5)]
+    kinesis.put_record(StreamName=source, Data=kpl_aggregate(user_records), PartitionKey="agg")
+    source_arn = kinesis.describe_stream_summary(StreamName=source)["StreamDescriptionSummary"]["StreamARN"]
+
+    code, _ = error_of(
+        firehose.create_delivery_stream, DeliveryStreamName=name + "-x", DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={"KinesisStreamARN": source_arn + "-missing", "RoleARN": ROLE},
+        ExtendedS3DestinationConfiguration=s3_config(bucket))
+    assert code == "InvalidArgumentException"
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name, DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={"KinesisStreamARN": source_arn, "RoleARN": ROLE},
+        ExtendedS3DestinationConfiguration=s3_config(
+            bucket, BufferingHints={"SizeInMBs": 1, "IntervalInSeconds": 0}),
+    )
+    description = wait_active(firehose, name)
+    assert description["DeliveryStreamType"] == "KinesisStreamAsSource"
+    assert description["Source"]["KinesisStreamSourceDescription"]["KinesisStreamARN"] == source_arn
+    code, message = error_of(firehose.put_record, DeliveryStreamName=name, Record={"Data": b"x"})
+    assert code == "InvalidArgumentException", message
+    assert name in firehose.list_delivery_streams(DeliveryStreamType="KinesisStreamAsSource")["DeliveryStreamNames"]
+
+    later = [f"later-{i}\n".encode() for i in range(10)]
+    for i, record in enumerate(later):
+        kinesis.put_record(StreamName=source, Data=record, PartitionKey=f"l{i}")
+    expected = sorted(plain + user_records + later)
+
+    def delivered():
+        out = []
+        for key in list_keys(s3, bucket):
+            assert default_key_pattern(name, 1, "").match(key), key
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            out.extend(line + b"\n" for line in body.split(b"\n") if line)
+        return sorted(out)
+
+    deadline = time.monotonic() + 30
+    while delivered() != expected:
+        assert time.monotonic() < deadline, f"delivered {delivered()} != {expected}"
+        time.sleep(0.2)
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+    # The user's stream is not the delivery stream's to delete.
+    assert kinesis.describe_stream_summary(StreamName=source)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+    kinesis.delete_stream(StreamName=source)
