@@ -253,17 +253,36 @@ impl<R: RecordLog> Firehose<R> {
             None => Encryption::default(),
             Some(e) => check_encryption(e, "deliveryStreamEncryptionConfigurationInput")?,
         };
-        let destination = match (input.s3, input.extended_s3) {
-            (Some(_), Some(_)) => {
-                return Err(FirehoseError::invalid(
-                    "Only one destination configuration is allowed.",
-                ));
+        let given = [
+            input.s3.is_some(),
+            input.extended_s3.is_some(),
+            input.http_endpoint.is_some(),
+        ]
+        .iter()
+        .filter(|g| **g)
+        .count();
+        if given > 1 {
+            return Err(FirehoseError::invalid(
+                "Only one destination configuration is allowed.",
+            ));
+        }
+        let (destination, http_endpoint) = match (input.s3, input.extended_s3, input.http_endpoint)
+        {
+            (Some(s3), _, _) => (
+                s3_destination(s3, false, "s3DestinationConfiguration")?,
+                None,
+            ),
+            (_, Some(s3), _) => (
+                s3_destination(s3, true, "extendedS3DestinationConfiguration")?,
+                None,
+            ),
+            (_, _, Some(http)) => {
+                let (endpoint, backup) = crate::http_endpoint::create(http)?;
+                (backup, Some(endpoint))
             }
-            (Some(s3), None) => s3_destination(s3, false, "s3DestinationConfiguration")?,
-            (None, Some(s3)) => s3_destination(s3, true, "extendedS3DestinationConfiguration")?,
-            (None, None) => {
+            (None, None, None) => {
                 return Err(FirehoseError::invalid(
-                    "Exactly one destination configuration is required: this appliance delivers to ExtendedS3DestinationConfiguration or S3DestinationConfiguration.",
+                    "Exactly one destination configuration is required: this appliance delivers to ExtendedS3DestinationConfiguration, S3DestinationConfiguration or HttpEndpointDestinationConfiguration.",
                 ));
             }
         };
@@ -321,6 +340,7 @@ impl<R: RecordLog> Firehose<R> {
             tags,
             source_stream,
             kinesis_source,
+            http_endpoint,
         };
         let arn = definition.arn.clone();
         self.save(definition).await?;
@@ -373,7 +393,7 @@ impl<R: RecordLog> Firehose<R> {
             if input.exclusive_start_destination_id.as_deref() == Some(DESTINATION_ID) {
                 Vec::new()
             } else {
-                vec![destination_description(&stream.definition.destination)]
+                vec![destination_description(&stream.definition)]
             };
         Ok(
             json!({ "DeliveryStreamDescription": description(&stream.definition, stream.status, destinations) }),
@@ -470,23 +490,46 @@ impl<R: RecordLog> Firehose<R> {
                 "Destination Id {destination_id} not found"
             )));
         }
-        let update = match (input.s3, input.extended_s3) {
-            (Some(_), Some(_)) => {
+        match (
+            &definition.http_endpoint,
+            input.s3,
+            input.extended_s3,
+            input.http_endpoint,
+        ) {
+            (Some(current), None, None, Some(update)) => {
+                let (endpoint, backup) =
+                    crate::http_endpoint::update(current, &definition.destination, update)?;
+                definition.http_endpoint = Some(endpoint);
+                definition.destination = backup;
+            }
+            (None, Some(update), None, None) => {
+                let extended = definition.destination.extended;
+                definition.destination = merge_s3(
+                    &definition.destination,
+                    update,
+                    extended,
+                    "s3DestinationUpdate",
+                )?;
+            }
+            (None, None, Some(update), None) => {
+                definition.destination = merge_s3(
+                    &definition.destination,
+                    update,
+                    true,
+                    "extendedS3DestinationUpdate",
+                )?;
+            }
+            (_, None, None, None) => {
                 return Err(FirehoseError::invalid(
-                    "Only one destination update is allowed.",
+                    "Exactly one destination update is required.",
                 ));
             }
-            (Some(u), None) => (u, "s3DestinationUpdate"),
-            (None, Some(u)) => (u, "extendedS3DestinationUpdate"),
-            (None, None) => {
+            _ => {
                 return Err(FirehoseError::invalid(
-                    "Exactly one destination update is required: this appliance takes ExtendedS3DestinationUpdate or S3DestinationUpdate.",
+                    "Changing the destination type of a delivery stream, or giving more than one destination update, is not supported by this appliance.",
                 ));
             }
-        };
-        let (update, member) = update;
-        let extended = member == "extendedS3DestinationUpdate" || definition.destination.extended;
-        definition.destination = merge_s3(&definition.destination, update, extended, member)?;
+        }
         definition.version_id += 1;
         definition.last_update_ms = Some(now_ms);
         self.save(definition).await?;
@@ -866,7 +909,12 @@ fn check_name(name: Option<&str>, member: &str) -> Result<String, FirehoseError>
     Ok(name.to_owned())
 }
 
-fn check_length(value: &str, min: usize, max: usize, member: &str) -> Result<(), FirehoseError> {
+pub(crate) fn check_length(
+    value: &str,
+    min: usize,
+    max: usize,
+    member: &str,
+) -> Result<(), FirehoseError> {
     let n = value.chars().count();
     if n < min {
         return Err(FirehoseError::validation(
@@ -885,7 +933,12 @@ fn check_length(value: &str, min: usize, max: usize, member: &str) -> Result<(),
     Ok(())
 }
 
-fn check_range(value: i64, min: i64, max: i64, member: &str) -> Result<i64, FirehoseError> {
+pub(crate) fn check_range(
+    value: i64,
+    min: i64,
+    max: i64,
+    member: &str,
+) -> Result<i64, FirehoseError> {
     if value < min {
         return Err(FirehoseError::validation(
             &value.to_string(),
@@ -985,7 +1038,7 @@ fn check_encryption(
 
 /// Refuses the members of an S3 configuration that ask for processing this appliance does not
 /// do, so that a configuration is never accepted and then silently ignored.
-fn check_unsupported(config: &wire::S3Configuration) -> Result<(), FirehoseError> {
+pub(crate) fn check_unsupported(config: &wire::S3Configuration) -> Result<(), FirehoseError> {
     let enabled = |v: &Option<Value>| {
         v.as_ref()
             .is_some_and(|v| v.get("Enabled").and_then(Value::as_bool).unwrap_or(true))
@@ -1026,7 +1079,7 @@ fn check_unsupported(config: &wire::S3Configuration) -> Result<(), FirehoseError
     Ok(())
 }
 
-fn s3_destination(
+pub(crate) fn s3_destination(
     config: wire::S3Configuration,
     extended: bool,
     member: &str,
@@ -1055,7 +1108,7 @@ fn s3_destination(
 }
 
 /// `current` with the members `update` gives, checked as a whole.
-fn merge_s3(
+pub(crate) fn merge_s3(
     current: &S3Destination,
     update: wire::S3Configuration,
     extended: bool,
@@ -1151,7 +1204,7 @@ fn merge_s3(
     Ok(next)
 }
 
-fn s3_description(d: &S3Destination) -> Value {
+pub(crate) fn s3_description(d: &S3Destination) -> Value {
     let mut out = json!({
         "RoleARN": d.role_arn,
         "BucketARN": d.bucket_arn,
@@ -1169,7 +1222,14 @@ fn s3_description(d: &S3Destination) -> Value {
     out
 }
 
-fn destination_description(d: &S3Destination) -> Value {
+fn destination_description(definition: &Definition) -> Value {
+    let d = &definition.destination;
+    if let Some(endpoint) = &definition.http_endpoint {
+        return json!({
+            "DestinationId": DESTINATION_ID,
+            "HttpEndpointDestinationDescription": crate::http_endpoint::description(endpoint, d),
+        });
+    }
     let s3 = s3_description(d);
     let mut extended = s3.clone();
     extended["S3BackupMode"] = json!("Disabled");

@@ -28,6 +28,10 @@ impl Hints {
 pub struct Buffer {
     data: Vec<u8>,
     records: usize,
+    /// Where each record ends in `data`, and when it arrived (for per-record destinations and
+    /// error records).
+    ends: Vec<usize>,
+    arrivals: Vec<u64>,
     oldest_arrival_ms: Option<u64>,
     /// The position after the last record taken in.
     next_position: Option<u64>,
@@ -38,24 +42,34 @@ impl Buffer {
         if let Some(next) = self.next_position {
             assert!(position >= next);
         }
-        self.data.extend_from_slice(data);
-        self.records += 1;
-        self.oldest_arrival_ms = Some(
-            self.oldest_arrival_ms
-                .map_or(arrival_ms, |o| o.min(arrival_ms)),
-        );
+        self.take(arrival_ms, data);
         self.next_position = Some(position + 1);
     }
 
     /// Takes in one user record of a source record that carries several (KPL aggregation);
     /// [`Buffer::end_record`] then moves past the source record.
     pub fn push_part(&mut self, arrival_ms: u64, data: &[u8]) {
+        self.take(arrival_ms, data);
+    }
+
+    fn take(&mut self, arrival_ms: u64, data: &[u8]) {
         self.data.extend_from_slice(data);
         self.records += 1;
+        self.ends.push(self.data.len());
+        self.arrivals.push(arrival_ms);
         self.oldest_arrival_ms = Some(
             self.oldest_arrival_ms
                 .map_or(arrival_ms, |o| o.min(arrival_ms)),
         );
+    }
+
+    /// Each record's data and arrival time, in order.
+    pub fn each_record(&self) -> impl Iterator<Item = (&[u8], u64)> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .zip(self.arrivals.iter().copied())
+            .map(|((start, end), arrival)| (&self.data[start..end], arrival))
     }
 
     /// Moves past the source record at `position` whose user records were pushed by parts.
@@ -113,6 +127,8 @@ impl Buffer {
     pub fn clear(&mut self) {
         self.data.clear();
         self.records = 0;
+        self.ends.clear();
+        self.arrivals.clear();
         self.oldest_arrival_ms = None;
     }
 }
@@ -135,6 +151,8 @@ mod tests {
         assert_eq!(buffer.records(), 2);
         assert_eq!(buffer.next_position(), Some(2));
         assert_eq!(buffer.oldest_arrival_ms(), Some(1_000));
+        let records: Vec<(&[u8], u64)> = buffer.each_record().collect();
+        assert_eq!(records, vec![(&b"ab"[..], 1_000), (&b"c\n"[..], 2_000)]);
     }
 
     #[test]

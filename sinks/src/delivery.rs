@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::buffer::{Buffer, Hints};
 use crate::compression;
+use crate::http_delivery::{self, HttpSender};
 use crate::metrics::StreamMetrics;
 use crate::model::{self, Definition, StreamType};
 use crate::prefix;
@@ -37,6 +38,13 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often the supervisor looks at the registry without being notified.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(5);
 
+/// The destinations' clients of a service core.
+#[derive(Clone, Debug)]
+struct Sinks {
+    s3: S3Sink,
+    http: Option<HttpSender>,
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -46,7 +54,16 @@ fn now_ms() -> u64 {
 /// Runs delivery for every delivery stream of `registry`, forever. Must run inside a tokio
 /// `LocalSet` (a tokio service core).
 pub async fn run<S: RecordLog + CheckpointLog>(registry: Arc<Registry>, storage: S) {
-    let s3 = S3Sink::from_env().await;
+    let sinks = Sinks {
+        s3: S3Sink::from_env().await,
+        http: match HttpSender::new() {
+            Ok(http) => Some(http),
+            Err(error) => {
+                tracing::error!(%error, "The HTTP endpoint client could not start; HTTP endpoint delivery streams will not deliver.");
+                None
+            }
+        },
+    };
     let mut running: HashMap<String, (u64, tokio::task::AbortHandle)> = HashMap::new();
     let mut tasks = JoinSet::new();
     loop {
@@ -69,7 +86,7 @@ pub async fn run<S: RecordLog + CheckpointLog>(registry: Arc<Registry>, storage:
             let handle = tasks.spawn_local(deliver_stream(
                 registry.clone(),
                 storage.clone(),
-                s3.clone(),
+                sinks.clone(),
                 definition.clone(),
             ));
             running.insert(definition.name, (definition.create_ms, handle));
@@ -94,7 +111,7 @@ fn current(registry: &Registry, name: &str, create_ms: u64) -> Option<Definition
 async fn deliver_stream<S: RecordLog + CheckpointLog>(
     registry: Arc<Registry>,
     storage: S,
-    s3: S3Sink,
+    sinks: Sinks,
     definition: Definition,
 ) {
     let name = definition.name.clone();
@@ -145,7 +162,7 @@ async fn deliver_stream<S: RecordLog + CheckpointLog>(
             shard_tasks.spawn_local(deliver_shard(
                 registry.clone(),
                 storage.clone(),
-                s3.clone(),
+                sinks.clone(),
                 definition.clone(),
                 key,
                 metrics.clone(),
@@ -165,7 +182,7 @@ async fn deliver_stream<S: RecordLog + CheckpointLog>(
 async fn deliver_shard<S: RecordLog + CheckpointLog>(
     registry: Arc<Registry>,
     storage: S,
-    s3: S3Sink,
+    sinks: Sinks,
     definition: Definition,
     key: CheckpointKey,
     metrics: Arc<StreamMetrics>,
@@ -188,16 +205,22 @@ async fn deliver_shard<S: RecordLog + CheckpointLog>(
         let Some(definition) = current(&registry, &name, create_ms) else {
             return;
         };
-        let hints = Hints {
-            size_mib: definition.destination.buffer_size_mib,
-            interval_s: definition.destination.buffer_interval_s,
+        let hints = match &definition.http_endpoint {
+            Some(endpoint) => Hints {
+                size_mib: endpoint.buffer_size_mib,
+                interval_s: endpoint.buffer_interval_s,
+            },
+            None => Hints {
+                size_mib: definition.destination.buffer_size_mib,
+                interval_s: definition.destination.buffer_interval_s,
+            },
         };
         let now = now_ms();
         if buffer.is_due(hints, now) {
             if !deliver(
                 &registry,
                 &storage,
-                &s3,
+                &sinks,
                 &key,
                 &mut buffer,
                 &definition,
@@ -236,7 +259,7 @@ async fn deliver_shard<S: RecordLog + CheckpointLog>(
                             deliver(
                                 &registry,
                                 &storage,
-                                &s3,
+                                &sinks,
                                 &key,
                                 &mut buffer,
                                 &definition,
@@ -256,23 +279,157 @@ async fn deliver_shard<S: RecordLog + CheckpointLog>(
     }
 }
 
-/// Writes the buffer as one object, retrying until S3 confirms it, then commits the checkpoint.
-/// `false` when the delivery stream went away meanwhile (its buffer is dropped with it).
+/// Delivers the buffer to the delivery stream's destination, retrying until it is stored (S3)
+/// or delivered or backed up (HTTP endpoint), then commits the checkpoint past it. `false` when
+/// the delivery stream went away meanwhile (its buffer is dropped with it).
 async fn deliver<S: CheckpointLog>(
     registry: &Registry,
     storage: &S,
-    s3: &S3Sink,
+    sinks: &Sinks,
     key: &CheckpointKey,
     buffer: &mut Buffer,
     definition: &Definition,
     metrics: &StreamMetrics,
 ) -> bool {
-    let Some(oldest_ms) = buffer.oldest_arrival_ms() else {
+    let (Some(oldest_ms), Some(next_position)) =
+        (buffer.oldest_arrival_ms(), buffer.next_position())
+    else {
         return true;
     };
-    let Some(next_position) = buffer.next_position() else {
+    let delivered = match &definition.http_endpoint {
+        None => {
+            let written = write_object(
+                registry,
+                sinks,
+                definition,
+                buffer.data(),
+                oldest_ms,
+                None,
+                metrics,
+            )
+            .await;
+            if written {
+                metrics.delivered(
+                    buffer.records(),
+                    buffer.data().len(),
+                    now_ms().saturating_sub(oldest_ms),
+                );
+            }
+            written
+        }
+        Some(_) => deliver_http(registry, sinks, definition, buffer, oldest_ms, metrics).await,
+    };
+    if !delivered {
+        return false;
+    }
+    let mut backoff = RETRY_FIRST;
+    while let Err(error) = storage.commit_checkpoint(key, next_position).await {
+        tracing::warn!(delivery_stream = %definition.name, %error, "Committing the delivery checkpoint failed; retrying.");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RETRY_MAX);
+    }
+    buffer.clear();
+    true
+}
+
+/// Sends the buffer's records to the HTTP endpoint in requests of at most 10,000 records;
+/// records of requests that finally failed go to the S3 backup as error records, and with
+/// `S3BackupMode` AllData every record is backed up as well.
+async fn deliver_http(
+    registry: &Registry,
+    sinks: &Sinks,
+    definition: &Definition,
+    buffer: &Buffer,
+    oldest_ms: u64,
+    metrics: &StreamMetrics,
+) -> bool {
+    let Some(endpoint) = &definition.http_endpoint else {
         return true;
     };
+    let records: Vec<(&[u8], u64)> = buffer.each_record().collect();
+    let mut failed_lines = Vec::new();
+    let alive = || current(registry, &definition.name, definition.create_ms).is_some();
+    for (chunk_index, chunk) in records
+        .chunks(http_delivery::REQUEST_RECORDS_MAX)
+        .enumerate()
+    {
+        let data: Vec<&[u8]> = chunk.iter().map(|(d, _)| *d).collect();
+        let bytes: usize = data.iter().map(|d| d.len()).sum();
+        // The endpoint in force when the request starts (an update takes effect at the next).
+        let endpoint = current(registry, &definition.name, definition.create_ms)
+            .and_then(|d| d.http_endpoint)
+            .unwrap_or_else(|| endpoint.clone());
+        let outcome = match &sinks.http {
+            Some(http) => {
+                http.deliver(&endpoint, &definition.arn, &data, &alive)
+                    .await
+            }
+            None => Some(Err(http_delivery::Failure {
+                attempts: 0,
+                error_code: "HttpEndpoint.InternalError",
+                error_message: "The HTTP client could not start.".to_owned(),
+                request_id: uuid::Uuid::new_v4().to_string(),
+            })),
+        };
+        match outcome {
+            None => return false,
+            Some(Ok(_attempts)) => {
+                metrics.delivered(chunk.len(), bytes, now_ms().saturating_sub(oldest_ms))
+            }
+            Some(Err(failure)) => {
+                metrics.delivery_failed();
+                for (i, (data, arrival_ms)) in chunk.iter().enumerate() {
+                    failed_lines.extend(http_delivery::error_record(
+                        &failure,
+                        data,
+                        *arrival_ms,
+                        chunk_index * http_delivery::REQUEST_RECORDS_MAX + i,
+                    ));
+                }
+            }
+        }
+    }
+    if !failed_lines.is_empty()
+        && !write_object(
+            registry,
+            sinks,
+            definition,
+            &failed_lines,
+            oldest_ms,
+            Some("http-endpoint-failed"),
+            metrics,
+        )
+        .await
+    {
+        return false;
+    }
+    if endpoint.backup_all_data {
+        return write_object(
+            registry,
+            sinks,
+            definition,
+            buffer.data(),
+            oldest_ms,
+            None,
+            metrics,
+        )
+        .await;
+    }
+    true
+}
+
+/// Writes `data` as one object of the delivery stream's S3 destination (or backup), under the
+/// error prefix when `error_output_type` is given, retrying until S3 confirms it. `false` when
+/// the delivery stream went away meanwhile.
+async fn write_object(
+    registry: &Registry,
+    sinks: &Sinks,
+    definition: &Definition,
+    data: &[u8],
+    oldest_ms: u64,
+    error_output_type: Option<&str>,
+    metrics: &StreamMetrics,
+) -> bool {
     let mut backoff = RETRY_FIRST;
     loop {
         // The configuration in force when the object is written (an UpdateDestination between
@@ -285,10 +442,17 @@ async fn deliver<S: CheckpointLog>(
             .file_extension
             .clone()
             .unwrap_or_else(|| compression::extension(destination.compression).to_owned());
-        // Checked at create and update time; a file edited by hand falls back to the default.
-        let object_prefix =
-            prefix::object_prefix(destination.prefix.as_deref()).unwrap_or_default();
-        let mut key_prefix = object_prefix.evaluate(oldest_ms, None);
+        let mut key_prefix = match error_output_type {
+            None => prefix::object_prefix(destination.prefix.as_deref())
+                // Checked at create and update time; a file edited by hand gets the default.
+                .unwrap_or_default()
+                .evaluate(oldest_ms, None),
+            Some(kind) => prefix::error_prefix(
+                destination.prefix.as_deref(),
+                destination.error_output_prefix.as_deref(),
+            )
+            .evaluate(oldest_ms, Some(kind)),
+        };
         if key_prefix.chars().count() > prefix::EVALUATED_PREFIX_CHARS_MAX {
             key_prefix = key_prefix
                 .chars()
@@ -302,7 +466,7 @@ async fn deliver<S: CheckpointLog>(
             &extension,
         );
         let entry = object.strip_suffix(extension.as_str()).unwrap_or(&object);
-        let body = match compression::compress(destination.compression, buffer.data(), entry) {
+        let body = match compression::compress(destination.compression, data, entry) {
             Ok(body) => body,
             Err(error) => {
                 tracing::error!(delivery_stream = %definition.name, %error, "Compressing an object failed; retrying.");
@@ -312,15 +476,10 @@ async fn deliver<S: CheckpointLog>(
             }
         };
         let object_key = format!("{key_prefix}{object}");
-        match s3.put(destination.bucket(), &object_key, body).await {
+        match sinks.s3.put(destination.bucket(), &object_key, body).await {
             Ok(()) => {
-                metrics.delivered(
-                    buffer.records(),
-                    buffer.data().len(),
-                    now_ms().saturating_sub(oldest_ms),
-                );
-                tracing::debug!(delivery_stream = %definition.name, key = %object_key, records = buffer.records(), "Object delivered.");
-                break;
+                tracing::debug!(delivery_stream = %definition.name, key = %object_key, "Object delivered.");
+                return true;
             }
             Err(error) => {
                 metrics.delivery_failed();
@@ -330,12 +489,4 @@ async fn deliver<S: CheckpointLog>(
             }
         }
     }
-    let mut backoff = RETRY_FIRST;
-    while let Err(error) = storage.commit_checkpoint(key, next_position).await {
-        tracing::warn!(delivery_stream = %definition.name, %error, "Committing the delivery checkpoint failed; retrying.");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(RETRY_MAX);
-    }
-    buffer.clear();
-    true
 }

@@ -16,6 +16,8 @@ pub mod buffer;
 pub mod compression;
 pub mod delivery;
 pub mod error;
+pub mod http_delivery;
+pub mod http_endpoint;
 pub mod kpl;
 pub mod metrics;
 pub mod model;

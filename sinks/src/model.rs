@@ -155,6 +155,27 @@ pub struct Definition {
     pub source_stream: String,
     /// KinesisStreamAsSource: the source stream's ARN and role as given.
     pub kinesis_source: Option<KinesisSource>,
+    /// `Some`: records go to this HTTP endpoint, and `destination` is its S3 backup
+    /// (S3Configuration): failed records always, every record with `S3BackupMode` AllData.
+    #[serde(default)]
+    pub http_endpoint: Option<HttpEndpoint>,
+}
+
+/// An HTTP endpoint destination (HttpEndpointDestinationConfiguration), defaults filled in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpEndpoint {
+    pub url: String,
+    pub name: Option<String>,
+    /// Sent verbatim in `X-Amz-Firehose-Access-Key`; never described back.
+    pub access_key: Option<String>,
+    pub buffer_size_mib: u32,
+    pub buffer_interval_s: u32,
+    pub content_encoding_gzip: bool,
+    pub common_attributes: Vec<(String, String)>,
+    pub retry_duration_s: u32,
+    /// `S3BackupMode` AllData (every record also to S3); otherwise FailedDataOnly.
+    pub backup_all_data: bool,
+    pub role_arn: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

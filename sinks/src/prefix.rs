@@ -113,6 +113,27 @@ fn default_layout() -> Vec<TimeToken> {
     parse_time_pattern("yyyy/MM/dd/HH/").expect("the default layout is a valid pattern")
 }
 
+/// The prefix of error objects of `error_output_type`: ErrorOutputPrefix as configured when it
+/// has expressions; otherwise (a plain ErrorOutputPrefix, or none, when Prefix then stands in)
+/// followed by `<error-output-type>/yyyy/MM/dd/HH/` [verify the fallback against AWS].
+pub fn error_prefix(prefix: Option<&str>, error_output_prefix: Option<&str>) -> Prefix {
+    if let Some(text) = error_output_prefix
+        && let Ok(parsed) = parse(text, PrefixField::ErrorOutputPrefix)
+        && parsed.has_expressions()
+    {
+        return parsed;
+    }
+    let base = error_output_prefix.or(prefix).unwrap_or("");
+    let mut parts: Vec<Part> = match parse(base, PrefixField::Prefix) {
+        Ok(parsed) if !parsed.has_expressions() => parsed.parts,
+        _ => Vec::new(),
+    };
+    parts.push(Part::ErrorOutputType);
+    parts.push(Part::Literal("/".to_owned()));
+    parts.push(Part::Timestamp(default_layout()));
+    Prefix { parts }
+}
+
 /// Checks Prefix and ErrorOutputPrefix together, as CreateDeliveryStream and UpdateDestination
 /// do.
 pub fn validate(
@@ -457,6 +478,28 @@ mod tests {
             Some("e/!{firehose:error-output-type}/")
         ));
         assert!(!refused("plain/", None));
+    }
+
+    #[test]
+    fn error_objects_go_under_the_error_prefix_or_a_typed_default() {
+        let typed = error_prefix(
+            Some("p/"),
+            Some("e/!{firehose:error-output-type}/!{timestamp:yyyy}/"),
+        );
+        assert_eq!(
+            typed.evaluate(ARRIVAL_MS, Some("http-endpoint-failed")),
+            "e/http-endpoint-failed/2024/"
+        );
+        let plain = error_prefix(Some("p/"), None);
+        assert_eq!(
+            plain.evaluate(ARRIVAL_MS, Some("http-endpoint-failed")),
+            "p/http-endpoint-failed/2024/03/09/17/"
+        );
+        let none = error_prefix(None, None);
+        assert_eq!(
+            none.evaluate(ARRIVAL_MS, Some("processing-failed")),
+            "processing-failed/2024/03/09/17/"
+        );
     }
 
     #[test]

@@ -82,12 +82,11 @@ pub struct EncryptionInput {
 }
 
 /// The destination members of CreateDeliveryStream that this appliance does not deliver to.
-pub const UNSUPPORTED_DESTINATIONS: [&str; 9] = [
+pub const UNSUPPORTED_DESTINATIONS: [&str; 8] = [
     "RedshiftDestinationConfiguration",
     "ElasticsearchDestinationConfiguration",
     "AmazonopensearchserviceDestinationConfiguration",
     "SplunkDestinationConfiguration",
-    "HttpEndpointDestinationConfiguration",
     "AmazonOpenSearchServerlessDestinationConfiguration",
     "SnowflakeDestinationConfiguration",
     "IcebergDestinationConfiguration",
@@ -95,12 +94,11 @@ pub const UNSUPPORTED_DESTINATIONS: [&str; 9] = [
 ];
 
 /// The destination update members of UpdateDestination that this appliance does not take.
-pub const UNSUPPORTED_UPDATES: [&str; 9] = [
+pub const UNSUPPORTED_UPDATES: [&str; 8] = [
     "RedshiftDestinationUpdate",
     "ElasticsearchDestinationUpdate",
     "AmazonopensearchserviceDestinationUpdate",
     "SplunkDestinationUpdate",
-    "HttpEndpointDestinationUpdate",
     "AmazonOpenSearchServerlessDestinationUpdate",
     "SnowflakeDestinationUpdate",
     "IcebergDestinationUpdate",
@@ -124,6 +122,8 @@ pub struct CreateDeliveryStream {
     pub s3: Option<S3Configuration>,
     #[serde(rename = "ExtendedS3DestinationConfiguration")]
     pub extended_s3: Option<S3Configuration>,
+    #[serde(rename = "HttpEndpointDestinationConfiguration")]
+    pub http_endpoint: Option<HttpEndpointConfiguration>,
     #[serde(rename = "MSKSourceConfiguration")]
     pub msk_source_configuration: Option<Value>,
     #[serde(rename = "Tags")]
@@ -143,6 +143,8 @@ pub struct UpdateDestination {
     pub s3: Option<S3Configuration>,
     #[serde(rename = "ExtendedS3DestinationUpdate")]
     pub extended_s3: Option<S3Configuration>,
+    #[serde(rename = "HttpEndpointDestinationUpdate")]
+    pub http_endpoint: Option<HttpEndpointConfiguration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,4 +202,68 @@ pub struct PutRecordBatch {
     pub delivery_stream_name: Option<String>,
     #[serde(rename = "Records")]
     pub records: Option<Vec<Record>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EndpointConfiguration {
+    #[serde(rename = "Url")]
+    pub url: Option<String>,
+    #[serde(rename = "Name")]
+    pub name: Option<String>,
+    #[serde(rename = "AccessKey")]
+    pub access_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CommonAttribute {
+    #[serde(rename = "AttributeName")]
+    pub attribute_name: Option<String>,
+    #[serde(rename = "AttributeValue")]
+    pub attribute_value: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RequestConfiguration {
+    #[serde(rename = "ContentEncoding")]
+    pub content_encoding: Option<String>,
+    #[serde(rename = "CommonAttributes")]
+    pub common_attributes: Option<Vec<CommonAttribute>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RetryOptions {
+    #[serde(rename = "DurationInSeconds")]
+    pub duration_in_seconds: Option<i64>,
+}
+
+/// HttpEndpointDestinationConfiguration and HttpEndpointDestinationUpdate.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct HttpEndpointConfiguration {
+    #[serde(rename = "EndpointConfiguration")]
+    pub endpoint_configuration: Option<EndpointConfiguration>,
+    #[serde(rename = "BufferingHints")]
+    pub buffering_hints: Option<BufferingHints>,
+    #[serde(rename = "CloudWatchLoggingOptions")]
+    pub cloud_watch_logging_options: Option<Value>,
+    #[serde(rename = "RequestConfiguration")]
+    pub request_configuration: Option<RequestConfiguration>,
+    #[serde(rename = "ProcessingConfiguration")]
+    pub processing_configuration: Option<Value>,
+    #[serde(rename = "RoleARN")]
+    pub role_arn: Option<String>,
+    #[serde(rename = "RetryOptions")]
+    pub retry_options: Option<RetryOptions>,
+    #[serde(rename = "S3BackupMode")]
+    pub s3_backup_mode: Option<String>,
+    #[serde(rename = "S3Configuration")]
+    pub s3_configuration: Option<S3Configuration>,
+    #[serde(rename = "S3Update")]
+    pub s3_update: Option<S3Configuration>,
+    #[serde(rename = "SecretsManagerConfiguration")]
+    pub secrets_manager_configuration: Option<Value>,
 }
