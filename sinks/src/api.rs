@@ -1043,11 +1043,6 @@ pub(crate) fn check_unsupported(config: &wire::S3Configuration) -> Result<(), Fi
         v.as_ref()
             .is_some_and(|v| v.get("Enabled").and_then(Value::as_bool).unwrap_or(true))
     };
-    if enabled(&config.processing_configuration) {
-        return Err(FirehoseError::invalid(
-            "ProcessingConfiguration (record transformation) is not supported by this appliance.",
-        ));
-    }
     if enabled(&config.data_format_conversion_configuration) {
         return Err(FirehoseError::invalid(
             "DataFormatConversionConfiguration is not supported by this appliance.",
@@ -1103,6 +1098,7 @@ pub(crate) fn s3_destination(
         file_extension: None,
         custom_time_zone: None,
         extended,
+        transform: None,
     };
     merge_s3(&base, config, extended, member)
 }
@@ -1122,6 +1118,14 @@ pub(crate) fn merge_s3(
     }
     let mut next = current.clone();
     next.extended = extended;
+    if let Some(processing) = &update.processing_configuration {
+        if !extended {
+            return Err(FirehoseError::invalid(
+                "ProcessingConfiguration needs an ExtendedS3 destination.",
+            ));
+        }
+        next.transform = crate::transform::parse(processing, member)?;
+    }
     if let Some(role) = update.role_arn {
         check_length(&role, 1, 512, &format!("{member}.roleARN"))?;
         next.role_arn = role;
@@ -1222,6 +1226,15 @@ pub(crate) fn s3_description(d: &S3Destination) -> Value {
     out
 }
 
+/// ProcessingConfiguration as described: the one given, or disabled.
+pub(crate) fn processing_description(
+    transform: Option<&crate::transform::LambdaTransform>,
+) -> Value {
+    transform
+        .and_then(|t| serde_json::from_str(&t.described).ok())
+        .unwrap_or_else(|| json!({ "Enabled": false, "Processors": [] }))
+}
+
 fn destination_description(definition: &Definition) -> Value {
     let d = &definition.destination;
     if let Some(endpoint) = &definition.http_endpoint {
@@ -1233,6 +1246,7 @@ fn destination_description(definition: &Definition) -> Value {
     let s3 = s3_description(d);
     let mut extended = s3.clone();
     extended["S3BackupMode"] = json!("Disabled");
+    extended["ProcessingConfiguration"] = processing_description(d.transform.as_ref());
     if let Some(extension) = &d.file_extension {
         extended["FileExtension"] = json!(extension);
     }

@@ -27,6 +27,7 @@ use crate::model::{self, Definition, StreamType};
 use crate::prefix;
 use crate::registry::Registry;
 use crate::s3::S3Sink;
+use crate::transform::{self, Invoker, Outcome};
 
 /// How long one read waits for records when the buffer has no deadline sooner; also how
 /// quickly a task notices that its delivery stream was deleted or reconfigured.
@@ -43,6 +44,7 @@ const SUPERVISE_EVERY: Duration = Duration::from_secs(5);
 struct Sinks {
     s3: S3Sink,
     http: Option<HttpSender>,
+    invoker: Invoker,
 }
 
 fn now_ms() -> u64 {
@@ -63,6 +65,7 @@ pub async fn run<S: RecordLog + CheckpointLog>(registry: Arc<Registry>, storage:
                 None
             }
         },
+        invoker: Invoker::from_env(),
     };
     let mut running: HashMap<String, (u64, tokio::task::AbortHandle)> = HashMap::new();
     let mut tasks = JoinSet::new();
@@ -296,28 +299,94 @@ async fn deliver<S: CheckpointLog>(
     else {
         return true;
     };
-    let delivered = match &definition.http_endpoint {
-        None => {
-            let written = write_object(
+    // The Lambda processor, if any, runs first; its ProcessingFailed records become error
+    // records, Dropped ones are gone, Ok ones are delivered in place of the originals.
+    let original: Vec<(&[u8], u64)> = buffer.each_record().collect();
+    let processor = match &definition.http_endpoint {
+        Some(endpoint) => endpoint.transform.clone(),
+        None => definition.destination.transform.clone(),
+    };
+    let mut transformed: Option<Vec<(Vec<u8>, u64)>> = None;
+    if let Some(processor) = &processor {
+        let region = definition.arn.split(':').nth(3).unwrap_or("");
+        let outcomes = sinks
+            .invoker
+            .transform(processor, &definition.arn, region, &original)
+            .await;
+        let mut ok = Vec::with_capacity(original.len());
+        let mut failed_lines = Vec::new();
+        for ((data, arrival_ms), outcome) in original.iter().zip(outcomes) {
+            match outcome {
+                Outcome::Ok(data) => ok.push((data, *arrival_ms)),
+                Outcome::Dropped => {}
+                Outcome::Failed {
+                    error_code,
+                    error_message,
+                    attempts,
+                } => failed_lines.extend(transform::error_record(
+                    processor,
+                    data,
+                    *arrival_ms,
+                    &error_code,
+                    &error_message,
+                    attempts,
+                )),
+            }
+        }
+        if !failed_lines.is_empty()
+            && !write_object(
                 registry,
                 sinks,
                 definition,
-                buffer.data(),
+                &failed_lines,
                 oldest_ms,
-                None,
+                Some("processing-failed"),
                 metrics,
             )
-            .await;
-            if written {
-                metrics.delivered(
-                    buffer.records(),
-                    buffer.data().len(),
-                    now_ms().saturating_sub(oldest_ms),
-                );
-            }
-            written
+            .await
+        {
+            return false;
         }
-        Some(_) => deliver_http(registry, sinks, definition, buffer, oldest_ms, metrics).await,
+        transformed = Some(ok);
+    }
+    let records: Vec<(&[u8], u64)> = match &transformed {
+        Some(ok) => ok.iter().map(|(d, a)| (d.as_slice(), *a)).collect(),
+        None => original.clone(),
+    };
+    let joined;
+    let data: &[u8] = match &transformed {
+        Some(ok) => {
+            joined = ok
+                .iter()
+                .flat_map(|(d, _)| d.iter().copied())
+                .collect::<Vec<u8>>();
+            &joined
+        }
+        None => buffer.data(),
+    };
+    let delivered = if records.is_empty() {
+        true
+    } else {
+        match &definition.http_endpoint {
+            None => {
+                let written =
+                    write_object(registry, sinks, definition, data, oldest_ms, None, metrics).await;
+                if written {
+                    metrics.delivered(
+                        records.len(),
+                        data.len(),
+                        now_ms().saturating_sub(oldest_ms),
+                    );
+                }
+                written
+            }
+            Some(_) => {
+                deliver_http(
+                    registry, sinks, definition, &records, data, oldest_ms, metrics,
+                )
+                .await
+            }
+        }
     };
     if !delivered {
         return false;
@@ -339,14 +408,14 @@ async fn deliver_http(
     registry: &Registry,
     sinks: &Sinks,
     definition: &Definition,
-    buffer: &Buffer,
+    records: &[(&[u8], u64)],
+    all_data: &[u8],
     oldest_ms: u64,
     metrics: &StreamMetrics,
 ) -> bool {
     let Some(endpoint) = &definition.http_endpoint else {
         return true;
     };
-    let records: Vec<(&[u8], u64)> = buffer.each_record().collect();
     let mut failed_lines = Vec::new();
     let alive = || current(registry, &definition.name, definition.create_ms).is_some();
     for (chunk_index, chunk) in records
@@ -405,13 +474,7 @@ async fn deliver_http(
     }
     if endpoint.backup_all_data {
         return write_object(
-            registry,
-            sinks,
-            definition,
-            buffer.data(),
-            oldest_ms,
-            None,
-            metrics,
+            registry, sinks, definition, all_data, oldest_ms, None, metrics,
         )
         .await;
     }

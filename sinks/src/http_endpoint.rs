@@ -42,6 +42,7 @@ pub fn create(
         retry_duration_s: RETRY_DURATION_S_DEFAULT,
         backup_all_data: false,
         role_arn: None,
+        transform: None,
     };
     let mut config = config;
     let s3_config = config
@@ -72,15 +73,6 @@ fn merge(
     config: wire::HttpEndpointConfiguration,
     member: &str,
 ) -> Result<HttpEndpoint, FirehoseError> {
-    let enabled = |v: &Option<Value>| {
-        v.as_ref()
-            .is_some_and(|v| v.get("Enabled").and_then(Value::as_bool).unwrap_or(true))
-    };
-    if enabled(&config.processing_configuration) {
-        return Err(FirehoseError::invalid(
-            "ProcessingConfiguration (record transformation) is not supported by this appliance.",
-        ));
-    }
     if config
         .secrets_manager_configuration
         .as_ref()
@@ -91,6 +83,9 @@ fn merge(
         ));
     }
     let mut next = current.clone();
+    if let Some(processing) = &config.processing_configuration {
+        next.transform = crate::transform::parse(processing, member)?;
+    }
     if let Some(endpoint) = config.endpoint_configuration {
         if let Some(url) = endpoint.url {
             check_length(
@@ -240,6 +235,7 @@ pub fn description(endpoint: &HttpEndpoint, backup: &S3Destination) -> Value {
         "RetryOptions": { "DurationInSeconds": endpoint.retry_duration_s },
         "S3BackupMode": if endpoint.backup_all_data { "AllData" } else { "FailedDataOnly" },
         "S3DestinationDescription": s3_description(backup),
+        "ProcessingConfiguration": crate::api::processing_description(endpoint.transform.as_ref()),
     });
     if let Some(role) = &endpoint.role_arn {
         out["RoleARN"] = json!(role);

@@ -25,6 +25,7 @@ pub mod prefix;
 pub mod registry;
 pub mod s3;
 pub mod store;
+pub mod transform;
 mod wire;
 
 pub use api::{Firehose, is_firehose_target};

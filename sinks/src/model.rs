@@ -107,6 +107,9 @@ pub struct S3Destination {
     pub custom_time_zone: Option<String>,
     /// Whether it was given as ExtendedS3DestinationConfiguration.
     pub extended: bool,
+    /// ProcessingConfiguration's Lambda processor.
+    #[serde(default)]
+    pub transform: Option<crate::transform::LambdaTransform>,
 }
 
 impl S3Destination {
@@ -176,6 +179,9 @@ pub struct HttpEndpoint {
     /// `S3BackupMode` AllData (every record also to S3); otherwise FailedDataOnly.
     pub backup_all_data: bool,
     pub role_arn: Option<String>,
+    /// ProcessingConfiguration's Lambda processor.
+    #[serde(default)]
+    pub transform: Option<crate::transform::LambdaTransform>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

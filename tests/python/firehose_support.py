@@ -80,7 +80,7 @@ class S3sFs:
         self._log.close()
 
 
-def start_sluice(data_dir: pathlib.Path, s3: S3sFs) -> SluiceProcess:
+def start_sluice(data_dir: pathlib.Path, s3: S3sFs, extra_env: "dict | None" = None) -> SluiceProcess:
     """A Sluice whose Firehose delivers to `s3`, configured the standard way (environment)."""
     env = {
         "AWS_ENDPOINT_URL_S3": s3.endpoint,
@@ -89,6 +89,7 @@ def start_sluice(data_dir: pathlib.Path, s3: S3sFs) -> SluiceProcess:
         "AWS_REGION": REGION,
         # No instance-metadata probing for credentials or region on a machine without it.
         "AWS_EC2_METADATA_DISABLED": "true",
+        **(extra_env or {}),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
