@@ -509,6 +509,7 @@ impl<R: RecordLog> Firehose<R> {
                     update,
                     extended,
                     "s3DestinationUpdate",
+                    false,
                 )?;
             }
             (None, None, Some(update), None) => {
@@ -517,6 +518,7 @@ impl<R: RecordLog> Firehose<R> {
                     update,
                     true,
                     "extendedS3DestinationUpdate",
+                    false,
                 )?;
             }
             (_, None, None, None) => {
@@ -1048,11 +1050,6 @@ pub(crate) fn check_unsupported(config: &wire::S3Configuration) -> Result<(), Fi
             "DataFormatConversionConfiguration is not supported by this appliance.",
         ));
     }
-    if enabled(&config.dynamic_partitioning_configuration) {
-        return Err(FirehoseError::invalid(
-            "DynamicPartitioningConfiguration is not supported by this appliance.",
-        ));
-    }
     if config
         .s3_backup_mode
         .as_deref()
@@ -1099,8 +1096,9 @@ pub(crate) fn s3_destination(
         custom_time_zone: None,
         extended,
         transform: None,
+        partitioning: None,
     };
-    merge_s3(&base, config, extended, member)
+    merge_s3(&base, config, extended, member, true)
 }
 
 /// `current` with the members `update` gives, checked as a whole.
@@ -1109,6 +1107,7 @@ pub(crate) fn merge_s3(
     update: wire::S3Configuration,
     extended: bool,
     member: &str,
+    creating: bool,
 ) -> Result<S3Destination, FirehoseError> {
     check_unsupported(&update)?;
     if !extended && (update.file_extension.is_some() || update.custom_time_zone.is_some()) {
@@ -1118,13 +1117,62 @@ pub(crate) fn merge_s3(
     }
     let mut next = current.clone();
     next.extended = extended;
+    if let Some(dynamic) = &update.dynamic_partitioning_configuration {
+        let enabled = dynamic
+            .get("Enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let retry_s = match dynamic
+            .get("RetryOptions")
+            .and_then(|r| r.get("DurationInSeconds"))
+            .and_then(Value::as_i64)
+        {
+            Some(s) => check_range(
+                s,
+                0,
+                7200,
+                &format!(
+                    "{member}.dynamicPartitioningConfiguration.retryOptions.durationInSeconds"
+                ),
+            )? as u32,
+            None => 300,
+        };
+        match (&mut next.partitioning, enabled) {
+            (None, true) if creating && extended => {
+                next.partitioning = Some(crate::model::Partitioning {
+                    metadata_query: None,
+                    append_delimiter: false,
+                    retry_duration_s: retry_s,
+                    described: String::new(),
+                });
+            }
+            (None, true) => {
+                return Err(FirehoseError::invalid(
+                    "Dynamic partitioning can only be enabled when the delivery stream is created.",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(FirehoseError::invalid(
+                    "Dynamic partitioning cannot be disabled once it is enabled.",
+                ));
+            }
+            (Some(partitioning), true) => partitioning.retry_duration_s = retry_s,
+            (None, false) => {}
+        }
+    }
     if let Some(processing) = &update.processing_configuration {
         if !extended {
             return Err(FirehoseError::invalid(
                 "ProcessingConfiguration needs an ExtendedS3 destination.",
             ));
         }
-        next.transform = crate::transform::parse(processing, member)?;
+        let parsed = crate::transform::parse(processing, member, next.partitioning.is_some())?;
+        next.transform = parsed.lambda;
+        if let Some(partitioning) = &mut next.partitioning {
+            partitioning.metadata_query = parsed.metadata_query;
+            partitioning.append_delimiter = parsed.append_delimiter;
+            partitioning.described = processing.to_string();
+        }
     }
     if let Some(role) = update.role_arn {
         check_length(&role, 1, 512, &format!("{member}.roleARN"))?;
@@ -1204,7 +1252,17 @@ pub(crate) fn merge_s3(
         }
         next.custom_time_zone = (!zone.is_empty()).then_some(zone);
     }
-    crate::prefix::validate(next.prefix.as_deref(), next.error_output_prefix.as_deref())?;
+    match &next.partitioning {
+        Some(partitioning) => crate::prefix::validate_dynamic(
+            next.prefix.as_deref(),
+            next.error_output_prefix.as_deref(),
+            partitioning.metadata_query.is_some(),
+            next.transform.is_some(),
+        )?,
+        None => {
+            crate::prefix::validate(next.prefix.as_deref(), next.error_output_prefix.as_deref())?
+        }
+    }
     Ok(next)
 }
 
@@ -1229,9 +1287,13 @@ pub(crate) fn s3_description(d: &S3Destination) -> Value {
 /// ProcessingConfiguration as described: the one given, or disabled.
 pub(crate) fn processing_description(
     transform: Option<&crate::transform::LambdaTransform>,
+    partitioning: Option<&crate::model::Partitioning>,
 ) -> Value {
-    transform
-        .and_then(|t| serde_json::from_str(&t.described).ok())
+    partitioning
+        .map(|p| p.described.as_str())
+        .filter(|d| !d.is_empty())
+        .or(transform.map(|t| t.described.as_str()))
+        .and_then(|d| serde_json::from_str(d).ok())
         .unwrap_or_else(|| json!({ "Enabled": false, "Processors": [] }))
 }
 
@@ -1246,7 +1308,14 @@ fn destination_description(definition: &Definition) -> Value {
     let s3 = s3_description(d);
     let mut extended = s3.clone();
     extended["S3BackupMode"] = json!("Disabled");
-    extended["ProcessingConfiguration"] = processing_description(d.transform.as_ref());
+    extended["ProcessingConfiguration"] =
+        processing_description(d.transform.as_ref(), d.partitioning.as_ref());
+    if let Some(partitioning) = &d.partitioning {
+        extended["DynamicPartitioningConfiguration"] = json!({
+            "Enabled": true,
+            "RetryOptions": { "DurationInSeconds": partitioning.retry_duration_s },
+        });
+    }
     if let Some(extension) = &d.file_extension {
         extended["FileExtension"] = json!(extension);
     }

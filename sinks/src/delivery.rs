@@ -10,7 +10,7 @@
 //! ACTIVE once its source is readable. S3 failures are retried with exponential backoff (1 s
 //! doubling to 60 s) for as long as the delivery stream exists; nothing is dropped.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +24,7 @@ use crate::compression;
 use crate::http_delivery::{self, HttpSender};
 use crate::metrics::StreamMetrics;
 use crate::model::{self, Definition, StreamType};
+use crate::partition::{Keys, Query};
 use crate::prefix;
 use crate::registry::Registry;
 use crate::s3::S3Sink;
@@ -306,7 +307,7 @@ async fn deliver<S: CheckpointLog>(
         Some(endpoint) => endpoint.transform.clone(),
         None => definition.destination.transform.clone(),
     };
-    let mut transformed: Option<Vec<(Vec<u8>, u64)>> = None;
+    let mut transformed: Option<Vec<(Vec<u8>, u64, Keys)>> = None;
     if let Some(processor) = &processor {
         let region = definition.arn.split(':').nth(3).unwrap_or("");
         let outcomes = sinks
@@ -317,7 +318,7 @@ async fn deliver<S: CheckpointLog>(
         let mut failed_lines = Vec::new();
         for ((data, arrival_ms), outcome) in original.iter().zip(outcomes) {
             match outcome {
-                Outcome::Ok(data) => ok.push((data, *arrival_ms)),
+                Outcome::Ok(data, keys) => ok.push((data, *arrival_ms, keys)),
                 Outcome::Dropped => {}
                 Outcome::Failed {
                     error_code,
@@ -340,7 +341,7 @@ async fn deliver<S: CheckpointLog>(
                 definition,
                 &failed_lines,
                 oldest_ms,
-                Some("processing-failed"),
+                Target::Errors("processing-failed"),
                 metrics,
             )
             .await
@@ -350,15 +351,20 @@ async fn deliver<S: CheckpointLog>(
         transformed = Some(ok);
     }
     let records: Vec<(&[u8], u64)> = match &transformed {
-        Some(ok) => ok.iter().map(|(d, a)| (d.as_slice(), *a)).collect(),
+        Some(ok) => ok.iter().map(|(d, a, _)| (d.as_slice(), *a)).collect(),
         None => original.clone(),
+    };
+    let no_keys = Keys::new();
+    let lambda_keys: Vec<&Keys> = match &transformed {
+        Some(ok) => ok.iter().map(|(_, _, k)| k).collect(),
+        None => vec![&no_keys; original.len()],
     };
     let joined;
     let data: &[u8] = match &transformed {
         Some(ok) => {
             joined = ok
                 .iter()
-                .flat_map(|(d, _)| d.iter().copied())
+                .flat_map(|(d, _, _)| d.iter().copied())
                 .collect::<Vec<u8>>();
             &joined
         }
@@ -367,10 +373,33 @@ async fn deliver<S: CheckpointLog>(
     let delivered = if records.is_empty() {
         true
     } else {
-        match &definition.http_endpoint {
-            None => {
-                let written =
-                    write_object(registry, sinks, definition, data, oldest_ms, None, metrics).await;
+        match (
+            &definition.http_endpoint,
+            &definition.destination.partitioning,
+        ) {
+            (None, Some(partitioning)) => {
+                deliver_partitioned(
+                    registry,
+                    sinks,
+                    definition,
+                    partitioning,
+                    &records,
+                    &lambda_keys,
+                    metrics,
+                )
+                .await
+            }
+            (None, None) => {
+                let written = write_object(
+                    registry,
+                    sinks,
+                    definition,
+                    data,
+                    oldest_ms,
+                    Target::Data,
+                    metrics,
+                )
+                .await;
                 if written {
                     metrics.delivered(
                         records.len(),
@@ -380,7 +409,7 @@ async fn deliver<S: CheckpointLog>(
                 }
                 written
             }
-            Some(_) => {
+            (Some(_), _) => {
                 deliver_http(
                     registry, sinks, definition, &records, data, oldest_ms, metrics,
                 )
@@ -465,7 +494,7 @@ async fn deliver_http(
             definition,
             &failed_lines,
             oldest_ms,
-            Some("http-endpoint-failed"),
+            Target::Errors("http-endpoint-failed"),
             metrics,
         )
         .await
@@ -474,23 +503,152 @@ async fn deliver_http(
     }
     if endpoint.backup_all_data {
         return write_object(
-            registry, sinks, definition, all_data, oldest_ms, None, metrics,
+            registry,
+            sinks,
+            definition,
+            all_data,
+            oldest_ms,
+            Target::Data,
+            metrics,
         )
         .await;
     }
     true
 }
 
-/// Writes `data` as one object of the delivery stream's S3 destination (or backup), under the
-/// error prefix when `error_output_type` is given, retrying until S3 confirms it. `false` when
-/// the delivery stream went away meanwhile.
+/// Where an object goes.
+#[derive(Clone, Copy, Debug)]
+enum Target<'a> {
+    /// Under the configured Prefix.
+    Data,
+    /// Under the error prefix, for error records of this error output type.
+    Errors(&'a str),
+    /// Under this evaluated prefix (a dynamic partition).
+    Partition(&'a str),
+}
+
+/// Groups the records by their partition keys (from the MetadataExtraction query and the
+/// Lambda's `metadata.partitionKeys`) and writes one object per partition under the Prefix
+/// evaluated with those keys (its timestamps on the partition's oldest record). Records whose
+/// keys cannot be had go to the error prefix as `partitioning-failed` error records [verify the
+/// error output type against AWS].
+async fn deliver_partitioned(
+    registry: &Registry,
+    sinks: &Sinks,
+    definition: &Definition,
+    partitioning: &crate::model::Partitioning,
+    records: &[(&[u8], u64)],
+    lambda_keys: &[&Keys],
+    metrics: &StreamMetrics,
+) -> bool {
+    let query = match partitioning.metadata_query.as_deref().map(Query::compile) {
+        None => None,
+        Some(Ok(query)) => Some(query),
+        Some(Err(error)) => {
+            // Checked at create time; a definition edited by hand fails its records.
+            tracing::error!(delivery_stream = %definition.name, %error, "The MetadataExtractionQuery does not compile.");
+            None
+        }
+    };
+    let Ok(object_prefix) = prefix::dynamic_prefix(definition.destination.prefix.as_deref()) else {
+        return true;
+    };
+    let used: Vec<(bool, String)> = object_prefix
+        .partition_keys()
+        .map(|(lambda, key)| (lambda, key.to_owned()))
+        .collect();
+    // Partition (the values of the keys the prefix uses) → (records, oldest arrival, count).
+    let mut partitions: BTreeMap<Vec<String>, (Vec<u8>, u64, usize)> = BTreeMap::new();
+    let mut failed = Vec::new();
+    for ((data, arrival_ms), lambda) in records.iter().zip(lambda_keys) {
+        let query_keys = match (&query, used.iter().any(|(l, _)| !l)) {
+            (Some(query), true) => query.keys(data),
+            (None, true) => Err("no MetadataExtractionQuery to extract keys with".to_owned()),
+            (_, false) => Ok(Keys::new()),
+        };
+        let values: Result<Vec<String>, String> = query_keys.and_then(|query_keys| {
+            used.iter()
+                .map(|(from_lambda, key)| {
+                    let source = if *from_lambda { *lambda } else { &query_keys };
+                    source
+                        .get(key)
+                        .cloned()
+                        .ok_or_else(|| format!("the partition key {key} was not found"))
+                })
+                .collect()
+        });
+        match values {
+            Ok(values) => {
+                let entry = partitions
+                    .entry(values)
+                    .or_insert_with(|| (Vec::new(), *arrival_ms, 0));
+                entry.0.extend_from_slice(data);
+                if partitioning.append_delimiter {
+                    entry.0.push(b'\n');
+                }
+                entry.1 = entry.1.min(*arrival_ms);
+                entry.2 += 1;
+            }
+            Err(message) => failed.extend(crate::http_delivery::partitioning_error_record(
+                data,
+                *arrival_ms,
+                &message,
+            )),
+        }
+    }
+    if !failed.is_empty() {
+        let oldest = records.iter().map(|(_, a)| *a).min().unwrap_or(0);
+        if !write_object(
+            registry,
+            sinks,
+            definition,
+            &failed,
+            oldest,
+            Target::Errors("partitioning-failed"),
+            metrics,
+        )
+        .await
+        {
+            return false;
+        }
+    }
+    for (values, (data, oldest_ms, count)) in &partitions {
+        let lookup = |from_lambda: bool, key: &str| {
+            used.iter()
+                .position(|(l, k)| *l == from_lambda && k == key)
+                .and_then(|i| values.get(i).cloned())
+        };
+        let Ok(key_prefix) = object_prefix.evaluate_with(*oldest_ms, None, &lookup) else {
+            continue;
+        };
+        if !write_object(
+            registry,
+            sinks,
+            definition,
+            data,
+            *oldest_ms,
+            Target::Partition(&key_prefix),
+            metrics,
+        )
+        .await
+        {
+            return false;
+        }
+        metrics.delivered(*count, data.len(), now_ms().saturating_sub(*oldest_ms));
+    }
+    true
+}
+
+/// Writes `data` as one object of the delivery stream's S3 destination (or backup) under
+/// `target`'s prefix, retrying until S3 confirms it. `false` when the delivery stream went away
+/// meanwhile.
 async fn write_object(
     registry: &Registry,
     sinks: &Sinks,
     definition: &Definition,
     data: &[u8],
     oldest_ms: u64,
-    error_output_type: Option<&str>,
+    target: Target<'_>,
     metrics: &StreamMetrics,
 ) -> bool {
     let mut backoff = RETRY_FIRST;
@@ -505,12 +663,13 @@ async fn write_object(
             .file_extension
             .clone()
             .unwrap_or_else(|| compression::extension(destination.compression).to_owned());
-        let mut key_prefix = match error_output_type {
-            None => prefix::object_prefix(destination.prefix.as_deref())
+        let mut key_prefix = match target {
+            Target::Data => prefix::object_prefix(destination.prefix.as_deref())
                 // Checked at create and update time; a file edited by hand gets the default.
                 .unwrap_or_default()
                 .evaluate(oldest_ms, None),
-            Some(kind) => prefix::error_prefix(
+            Target::Partition(given) => given.to_owned(),
+            Target::Errors(kind) => prefix::error_prefix(
                 destination.prefix.as_deref(),
                 destination.error_output_prefix.as_deref(),
             )

@@ -257,3 +257,22 @@ pub fn error_record(failure: &Failure, data: &[u8], arrival_ms: u64, index: usiz
     line.push(b'\n');
     line
 }
+
+/// One error record of a record whose dynamic partition keys could not be had.
+pub fn partitioning_error_record(data: &[u8], arrival_ms: u64, message: &str) -> Vec<u8> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut line = json!({
+        "attemptsMade": 1,
+        "arrivalTimestamp": arrival_ms,
+        "errorCode": "DynamicPartitioning.MetadataExtractionFailed",
+        "errorMessage": message,
+        "attemptEndingTimestamp": now_ms,
+        "rawData": base64::engine::general_purpose::STANDARD.encode(data),
+    })
+    .to_string()
+    .into_bytes();
+    line.push(b'\n');
+    line
+}

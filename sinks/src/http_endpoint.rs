@@ -62,7 +62,7 @@ pub fn update(
 ) -> Result<(HttpEndpoint, S3Destination), FirehoseError> {
     let member = "httpEndpointDestinationUpdate";
     let backup = match update.s3_update.take() {
-        Some(s3) => merge_s3(backup, s3, false, &format!("{member}.s3Update"))?,
+        Some(s3) => merge_s3(backup, s3, false, &format!("{member}.s3Update"), false)?,
         None => backup.clone(),
     };
     Ok((merge(current, update, member)?, backup))
@@ -84,7 +84,7 @@ fn merge(
     }
     let mut next = current.clone();
     if let Some(processing) = &config.processing_configuration {
-        next.transform = crate::transform::parse(processing, member)?;
+        next.transform = crate::transform::parse(processing, member, false)?.lambda;
     }
     if let Some(endpoint) = config.endpoint_configuration {
         if let Some(url) = endpoint.url {
@@ -235,7 +235,7 @@ pub fn description(endpoint: &HttpEndpoint, backup: &S3Destination) -> Value {
         "RetryOptions": { "DurationInSeconds": endpoint.retry_duration_s },
         "S3BackupMode": if endpoint.backup_all_data { "AllData" } else { "FailedDataOnly" },
         "S3DestinationDescription": s3_description(backup),
-        "ProcessingConfiguration": crate::api::processing_description(endpoint.transform.as_ref()),
+        "ProcessingConfiguration": crate::api::processing_description(endpoint.transform.as_ref(), None),
     });
     if let Some(role) = &endpoint.role_arn {
         out["RoleARN"] = json!(role);

@@ -110,6 +110,21 @@ pub struct S3Destination {
     /// ProcessingConfiguration's Lambda processor.
     #[serde(default)]
     pub transform: Option<crate::transform::LambdaTransform>,
+    /// DynamicPartitioningConfiguration, enabled (only at creation, never disabled).
+    #[serde(default)]
+    pub partitioning: Option<Partitioning>,
+}
+
+/// Dynamic partitioning of an S3 destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partitioning {
+    /// MetadataExtraction's jq query, if any.
+    pub metadata_query: Option<String>,
+    /// AppendDelimiterToRecord: `\n` after each record.
+    pub append_delimiter: bool,
+    pub retry_duration_s: u32,
+    /// The ProcessingConfiguration as given, JSON text, for DescribeDeliveryStream.
+    pub described: String,
 }
 
 impl S3Destination {

@@ -33,6 +33,11 @@ pub enum Part {
     Timestamp(Vec<TimeToken>),
     RandomString,
     ErrorOutputType,
+    /// `!{partitionKeyFromQuery:key}` (`lambda` false) or `!{partitionKeyFromLambda:key}`.
+    PartitionKey {
+        lambda: bool,
+        key: String,
+    },
 }
 
 /// One piece of a timestamp pattern.
@@ -50,13 +55,15 @@ pub enum TimeToken {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PrefixField {
     Prefix,
+    /// Prefix of a delivery stream with dynamic partitioning: partition keys are allowed.
+    DynamicPrefix,
     ErrorOutputPrefix,
 }
 
 impl PrefixField {
     const fn name(self) -> &'static str {
         match self {
-            Self::Prefix => "Prefix",
+            Self::Prefix | Self::DynamicPrefix => "Prefix",
             Self::ErrorOutputPrefix => "ErrorOutputPrefix",
         }
     }
@@ -79,6 +86,18 @@ impl Prefix {
 
     /// The key prefix for an object whose oldest record arrived at `arrival_ms`.
     pub fn evaluate(&self, arrival_ms: u64, error_output_type: Option<&str>) -> String {
+        self.evaluate_with(arrival_ms, error_output_type, &|_, _| None)
+            .unwrap_or_default()
+    }
+
+    /// [`Prefix::evaluate`] with partition keys: `keys(lambda, name)` gives a key's value; a key
+    /// with no value is an error naming it.
+    pub fn evaluate_with(
+        &self,
+        arrival_ms: u64,
+        error_output_type: Option<&str>,
+        keys: &dyn Fn(bool, &str) -> Option<String>,
+    ) -> Result<String, String> {
         let instant = Instant::from_ms(arrival_ms);
         let mut out = String::new();
         let mut rng = rand::rng();
@@ -93,9 +112,21 @@ impl Prefix {
                     }
                 }
                 Part::ErrorOutputType => out.push_str(error_output_type.unwrap_or("")),
+                Part::PartitionKey { lambda, key } => match keys(*lambda, key) {
+                    Some(value) => out.push_str(&value),
+                    None => return Err(format!("the partition key {key} has no value")),
+                },
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// The partition keys the prefix uses: (from Lambda, name).
+    pub fn partition_keys(&self) -> impl Iterator<Item = (bool, &str)> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::PartitionKey { lambda, key } => Some((*lambda, key.as_str())),
+            _ => None,
+        })
     }
 }
 
@@ -107,6 +138,65 @@ pub fn object_prefix(prefix: Option<&str>) -> Result<Prefix, FirehoseError> {
         parsed.parts.push(Part::Timestamp(default_layout()));
     }
     Ok(parsed)
+}
+
+/// The prefix objects of a delivery stream with dynamic partitioning get: `prefix` as
+/// configured (no default layout is appended).
+pub fn dynamic_prefix(prefix: Option<&str>) -> Result<Prefix, FirehoseError> {
+    parse(prefix.unwrap_or(""), PrefixField::DynamicPrefix)
+}
+
+/// Checks Prefix and ErrorOutputPrefix of a delivery stream with dynamic partitioning: Prefix
+/// must use at least one partition key (from the query, or from a Lambda processor when there
+/// is one), and both prefixes are required.
+pub fn validate_dynamic(
+    prefix: Option<&str>,
+    error_output_prefix: Option<&str>,
+    has_query: bool,
+    has_lambda: bool,
+) -> Result<(), FirehoseError> {
+    let parsed = dynamic_prefix(prefix)?;
+    if parsed.partition_keys().next().is_none() {
+        return Err(FirehoseError::invalid(
+            "Prefix must use at least one partitionKeyFromQuery or partitionKeyFromLambda expression when dynamic partitioning is enabled.",
+        ));
+    }
+    for (lambda, key) in parsed.partition_keys() {
+        if lambda && !has_lambda {
+            return Err(FirehoseError::invalid(format!(
+                "!{{partitionKeyFromLambda:{key}}} needs a Lambda processor."
+            )));
+        }
+        if !lambda && !has_query {
+            return Err(FirehoseError::invalid(format!(
+                "!{{partitionKeyFromQuery:{key}}} needs a MetadataExtraction processor."
+            )));
+        }
+    }
+    if error_output_prefix.is_none_or(str::is_empty) {
+        return Err(FirehoseError::invalid(
+            "ErrorOutputPrefix cannot be null or empty when dynamic partitioning is enabled.",
+        ));
+    }
+    validate_error_prefix(error_output_prefix)
+}
+
+fn validate_error_prefix(error_output_prefix: Option<&str>) -> Result<(), FirehoseError> {
+    let parsed_error = parse(
+        error_output_prefix.unwrap_or(""),
+        PrefixField::ErrorOutputPrefix,
+    )?;
+    if parsed_error.has_expressions()
+        && !parsed_error
+            .parts
+            .iter()
+            .any(|p| matches!(p, Part::ErrorOutputType))
+    {
+        return Err(FirehoseError::invalid(
+            "ErrorOutputPrefix must contain the expression !{firehose:error-output-type} when it contains expressions.",
+        ));
+    }
+    Ok(())
 }
 
 fn default_layout() -> Vec<TimeToken> {
@@ -214,6 +304,14 @@ fn parse_expression(expression: &str, field: PrefixField) -> Result<Part, Fireho
         ("firehose", "random-string") => Ok(Part::RandomString),
         ("firehose", "error-output-type") if field == PrefixField::ErrorOutputPrefix => {
             Ok(Part::ErrorOutputType)
+        }
+        ("partitionKeyFromQuery" | "partitionKeyFromLambda", key)
+            if field == PrefixField::DynamicPrefix && !key.is_empty() =>
+        {
+            Ok(Part::PartitionKey {
+                lambda: namespace == "partitionKeyFromLambda",
+                key: key.to_owned(),
+            })
         }
         ("partitionKeyFromQuery" | "partitionKeyFromLambda", _) => {
             Err(FirehoseError::invalid(format!(

@@ -48,40 +48,17 @@ pub struct LambdaTransform {
     pub described: String,
 }
 
-/// Parses a ProcessingConfiguration (`None` when absent or disabled).
-pub fn parse(config: &Value, member: &str) -> Result<Option<LambdaTransform>, FirehoseError> {
-    if !config
-        .get("Enabled")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-    {
-        return Ok(None);
-    }
-    let processors = config
-        .get("Processors")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut lambda = None;
-    for processor in &processors {
-        let kind = processor.get("Type").and_then(Value::as_str).unwrap_or("");
-        if kind != "Lambda" {
-            return Err(FirehoseError::invalid(format!(
-                "Processor type {kind} is not supported by this appliance: only Lambda is."
-            )));
-        }
-        if lambda.is_some() {
-            return Err(FirehoseError::invalid(
-                "Only one Lambda processor is allowed.",
-            ));
-        }
-        lambda = Some(processor);
-    }
-    let Some(processor) = lambda else {
-        return Err(FirehoseError::invalid(
-            "ProcessingConfiguration is enabled but names no processor.",
-        ));
-    };
+/// What a ProcessingConfiguration asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Processors {
+    pub lambda: Option<LambdaTransform>,
+    /// MetadataExtraction's MetadataExtractionQuery (dynamic partitioning only).
+    pub metadata_query: Option<String>,
+    /// AppendDelimiterToRecord (dynamic partitioning only): `\n` after each record.
+    pub append_delimiter: bool,
+}
+
+fn parameters_of(processor: &Value) -> HashMap<String, String> {
     let mut parameters = HashMap::new();
     for parameter in processor
         .get("Parameters")
@@ -99,6 +76,84 @@ pub fn parse(config: &Value, member: &str) -> Result<Option<LambdaTransform>, Fi
             .unwrap_or("");
         parameters.insert(name.to_owned(), value.to_owned());
     }
+    parameters
+}
+
+/// Parses a ProcessingConfiguration (all `None` when absent or disabled). MetadataExtraction
+/// and AppendDelimiterToRecord are taken only with dynamic partitioning (`dynamic`).
+pub fn parse(config: &Value, member: &str, dynamic: bool) -> Result<Processors, FirehoseError> {
+    let mut out = Processors::default();
+    if !config
+        .get("Enabled")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        return Ok(out);
+    }
+    let processors = config
+        .get("Processors")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if processors.is_empty() {
+        return Err(FirehoseError::invalid(
+            "ProcessingConfiguration is enabled but names no processor.",
+        ));
+    }
+    for processor in &processors {
+        let kind = processor.get("Type").and_then(Value::as_str).unwrap_or("");
+        let parameters = parameters_of(processor);
+        match kind {
+            "Lambda" if out.lambda.is_none() => {
+                out.lambda = Some(lambda(&parameters, config, member)?);
+            }
+            "Lambda" => {
+                return Err(FirehoseError::invalid(
+                    "Only one Lambda processor is allowed.",
+                ));
+            }
+            "MetadataExtraction" | "AppendDelimiterToRecord" if !dynamic => {
+                return Err(FirehoseError::invalid(format!(
+                    "Processor type {kind} needs dynamic partitioning (DynamicPartitioningConfiguration Enabled)."
+                )));
+            }
+            "MetadataExtraction" => {
+                let engine = parameters
+                    .get("JsonParsingEngine")
+                    .map_or("JQ-1.6", String::as_str);
+                if engine != "JQ-1.6" {
+                    return Err(FirehoseError::invalid(format!(
+                        "JsonParsingEngine {engine} is not supported: use JQ-1.6."
+                    )));
+                }
+                let query = parameters.get("MetadataExtractionQuery").cloned().ok_or_else(|| {
+                    FirehoseError::invalid(
+                        "The MetadataExtraction processor needs a MetadataExtractionQuery parameter.",
+                    )
+                })?;
+                crate::partition::Query::compile(&query).map_err(|detail| {
+                    FirehoseError::invalid(format!(
+                        "MetadataExtractionQuery '{query}' is not a valid JQ expression: {detail}"
+                    ))
+                })?;
+                out.metadata_query = Some(query);
+            }
+            "AppendDelimiterToRecord" => out.append_delimiter = true,
+            other => {
+                return Err(FirehoseError::invalid(format!(
+                    "Processor type {other} is not supported by this appliance."
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn lambda(
+    parameters: &HashMap<String, String>,
+    config: &Value,
+    member: &str,
+) -> Result<LambdaTransform, FirehoseError> {
     let lambda_arn = parameters.get("LambdaArn").cloned().ok_or_else(|| {
         FirehoseError::invalid(format!(
             "{member}: the Lambda processor needs a LambdaArn parameter."
@@ -128,12 +183,12 @@ pub fn parse(config: &Value, member: &str) -> Result<Option<LambdaTransform>, Fi
     )? as u32;
     let size_mib = number("BufferSizeInMBs", 0.2, 3.0, 1.0)?;
     number("BufferIntervalInSeconds", 60.0, 900.0, 60.0)?;
-    Ok(Some(LambdaTransform {
+    Ok(LambdaTransform {
         lambda_arn,
         retries,
         batch_bytes_max: (size_mib * 1024.0 * 1024.0) as usize,
         described: config.to_string(),
-    }))
+    })
 }
 
 /// The function name of `arn:<partition>:lambda:<region>:<account>:function:<name>[:<qualifier>]`.
@@ -153,7 +208,8 @@ pub fn function_name(arn: &str) -> Option<&str> {
 /// What became of one record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Ok(Vec<u8>),
+    /// The new data and the partition keys of `metadata.partitionKeys`.
+    Ok(Vec<u8>, crate::partition::Keys),
     Dropped,
     Failed {
         error_code: String,
@@ -355,12 +411,29 @@ impl Invoker {
             let outcome = match record.get("result").and_then(Value::as_str) {
                 Some("Ok") => {
                     let data = record.get("data").and_then(Value::as_str).unwrap_or("");
-                    Outcome::Ok(b64.decode(data).map_err(|_| {
+                    let data = b64.decode(data).map_err(|_| {
                         (
                             "Lambda.InvalidData",
                             format!("The data of recordId {id} is not base64."),
                         )
-                    })?)
+                    })?;
+                    let keys = record
+                        .get("metadata")
+                        .and_then(|m| m.get("partitionKeys"))
+                        .and_then(Value::as_object)
+                        .map(|keys| {
+                            keys.iter()
+                                .map(|(k, v)| {
+                                    let text = match v {
+                                        Value::String(s) => s.clone(),
+                                        other => other.to_string(),
+                                    };
+                                    (k.clone(), text)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Outcome::Ok(data, keys)
                 }
                 Some("Dropped") => Outcome::Dropped,
                 Some("ProcessingFailed") => Outcome::Failed {
@@ -429,21 +502,34 @@ mod tests {
     #[test]
     fn processing_configurations_are_checked() {
         let config = |params: Value| json!({"Enabled": true, "Processors": [{"Type": "Lambda", "Parameters": params}]});
-        let ok = parse(&config(json!([{"ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:0:function:f"}])), "p")
+        let arn = json!({"ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:0:function:f"});
+        let ok = parse(&config(json!([arn])), "p", false)
             .expect("valid")
+            .lambda
             .expect("enabled");
         assert_eq!(ok.retries, 3);
         assert_eq!(ok.batch_bytes_max, 1024 * 1024);
-        assert!(parse(&config(json!([])), "p").is_err());
-        assert!(parse(&config(json!([{"ParameterName": "LambdaArn", "ParameterValue": "arn:aws:lambda:us-east-1:0:function:f"},
-                                     {"ParameterName": "BufferSizeInMBs", "ParameterValue": "4"}])), "p").is_err());
-        assert_eq!(parse(&json!({"Enabled": false}), "p").expect("valid"), None);
-        assert!(
-            parse(
-                &json!({"Enabled": true, "Processors": [{"Type": "MetadataExtraction"}]}),
-                "p"
-            )
-            .is_err()
+        assert!(parse(&config(json!([])), "p", false).is_err());
+        let too_big = json!({"ParameterName": "BufferSizeInMBs", "ParameterValue": "4"});
+        assert!(parse(&config(json!([arn, too_big])), "p", false).is_err());
+        assert_eq!(
+            parse(&json!({"Enabled": false}), "p", false).expect("valid"),
+            Processors::default()
         );
+        let extraction = |query: &str| {
+            json!({"Enabled": true, "Processors": [
+                {"Type": "MetadataExtraction", "Parameters": [
+                    {"ParameterName": "MetadataExtractionQuery", "ParameterValue": query},
+                    {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]},
+                {"Type": "AppendDelimiterToRecord", "Parameters": []}]})
+        };
+        assert!(
+            parse(&extraction("{c:.c}"), "p", false).is_err(),
+            "needs dynamic partitioning"
+        );
+        let dynamic = parse(&extraction("{c:.c}"), "p", true).expect("valid");
+        assert_eq!(dynamic.metadata_query.as_deref(), Some("{c:.c}"));
+        assert!(dynamic.append_delimiter);
+        assert!(parse(&extraction("{c:.c"), "p", true).is_err(), "bad jq");
     }
 }

@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 
 from conftest import ACCOUNT_ID, REGION, aws_cli_env
 from firehose_support import (
-    S3sFs, default_key_pattern, firehose_client, list_keys, start_sluice, wait_active, wait_for_keys,
+    UUID, S3sFs, default_key_pattern, firehose_client, list_keys, start_sluice, wait_active, wait_for_keys,
 )
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/firehose"
@@ -486,3 +486,68 @@ def test_kinesis_stream_as_source_reads_from_trim_horizon_and_deaggregates_kpl(f
     # The user's stream is not the delivery stream's to delete.
     assert kinesis.describe_stream_summary(StreamName=source)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
     kinesis.delete_stream(StreamName=source)
+
+
+def dynamic_config(bucket, query, prefix, **extra):
+    config = s3_config(
+        bucket, Prefix=prefix, ErrorOutputPrefix="errors/!{firehose:error-output-type}/",
+        BufferingHints={"SizeInMBs": 64, "IntervalInSeconds": 0},
+        DynamicPartitioningConfiguration={"Enabled": True, "RetryOptions": {"DurationInSeconds": 60}},
+        ProcessingConfiguration={"Enabled": True, "Processors": [
+            {"Type": "MetadataExtraction", "Parameters": [
+                {"ParameterName": "MetadataExtractionQuery", "ParameterValue": query},
+                {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}]},
+            {"Type": "AppendDelimiterToRecord", "Parameters": []}]})
+    config.update(extra)
+    return config
+
+
+def test_dynamic_partitioning_with_jq_writes_one_object_per_partition(firehose, s3, name, bucket):
+    query = "{customer: .customer, day: .ts[0:10]}"
+    prefix = "by/customer=!{partitionKeyFromQuery:customer}/day=!{partitionKeyFromQuery:day}/"
+    code, message = error_of(firehose.create_delivery_stream, DeliveryStreamName=name + "-bad",
+                             ExtendedS3DestinationConfiguration=dynamic_config(bucket, "{customer: .customer", prefix))
+    assert code == "InvalidArgumentException" and "MetadataExtractionQuery" in message, message
+    code, message = error_of(firehose.create_delivery_stream, DeliveryStreamName=name + "-nokey",
+                             ExtendedS3DestinationConfiguration=dynamic_config(bucket, query, "plain/"))
+    assert code == "InvalidArgumentException", message
+
+    firehose.create_delivery_stream(DeliveryStreamName=name,
+                                    ExtendedS3DestinationConfiguration=dynamic_config(bucket, query, prefix))
+    description = wait_active(firehose, name)
+    extended = description["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert extended["DynamicPartitioningConfiguration"] == {"Enabled": True, "RetryOptions": {"DurationInSeconds": 60}}
+    assert extended["ProcessingConfiguration"]["Processors"][0]["Type"] == "MetadataExtraction"
+    code, _ = error_of(firehose.update_destination, DeliveryStreamName=name, CurrentDeliveryStreamVersionId="1",
+                       DestinationId="destinationId-000000000001",
+                       ExtendedS3DestinationUpdate={"DynamicPartitioningConfiguration": {"Enabled": False}})
+    assert code == "InvalidArgumentException"
+
+    records = [
+        b'{"customer":"a","ts":"2024-05-01T10:00:00Z","n":1}',
+        b'{"customer":"b","ts":"2024-05-01T11:00:00Z","n":2}',
+        b'{"customer":"a","ts":"2024-05-02T09:00:00Z","n":3}',
+        b'{"customer":"a","ts":"2024-05-01T12:00:00Z","n":4}',
+        b'not json',
+        b'{"ts":"2024-05-01T12:00:00Z"}',
+    ]
+    assert firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": r} for r in records])["FailedPutCount"] == 0
+    keys = wait_for_keys(s3, bucket, "", lambda keys: len(keys) >= 4)
+    by_partition = {}
+    for key in keys:
+        if key.startswith("errors/"):
+            continue
+        match = re.match(rf"^by/customer=(\w+)/day=([\d-]+)/{re.escape(name)}-1-\d{{4}}(?:-\d{{2}}){{5}}-{UUID}$", key)
+        assert match, key
+        by_partition[match.groups()] = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert by_partition == {
+        ("a", "2024-05-01"): records[0] + b"\n" + records[3] + b"\n",
+        ("b", "2024-05-01"): records[1] + b"\n",
+        ("a", "2024-05-02"): records[2] + b"\n",
+    }
+    [error_key] = [k for k in keys if k.startswith("errors/")]
+    assert error_key.startswith("errors/partitioning-failed/"), error_key
+    lines = [json.loads(l) for l in s3.get_object(Bucket=bucket, Key=error_key)["Body"].read().splitlines()]
+    import base64
+    assert sorted(base64.b64decode(l["rawData"]) for l in lines) == sorted(records[4:])
+    firehose.delete_delivery_stream(DeliveryStreamName=name)

@@ -35,6 +35,12 @@ class FunctionServer:
                     answer = json.dumps({"errorMessage": "boom", "errorType": "Error"}).encode()
                     self.send_response(200)
                     self.send_header("X-Amz-Function-Error", "Unhandled")
+                elif self.path == "/2015-03-31/functions/keyed/invocations":
+                    answer = json.dumps({"records": [
+                        {"recordId": r["recordId"], "result": "Ok", "data": r["data"],
+                         "metadata": {"partitionKeys": {"first": base64.b64decode(r["data"])[:1].decode()}}}
+                        for r in event["records"]]}).encode()
+                    self.send_response(200)
                 else:
                     assert self.path == "/2015-03-31/functions/shout/invocations", self.path
                     out = []
@@ -149,4 +155,31 @@ def test_a_function_that_keeps_failing_turns_records_into_processing_failed_erro
     assert [base64.b64decode(l["rawData"]) for l in lines] == records
     assert all(l["errorCode"] == "Lambda.FunctionError" and l["attemptsMade"] == 2 for l in lines)
     assert len([e for e in functions.events if e[1]["deliveryStreamArn"] == arn]) == 2, "1 try + NumberOfRetries 1"
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+def test_dynamic_partitioning_by_the_keys_a_lambda_returns(setup):
+    server, s3s, _ = setup
+    firehose, s3 = firehose_client(server.endpoint), s3s.client()
+    bucket = f"lk-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    name = f"lk-{uuid.uuid4().hex[:8]}"
+    config = processing("keyed")
+    config["Processors"].append({"Type": "AppendDelimiterToRecord", "Parameters": []})
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name,
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": ROLE, "BucketARN": f"arn:aws:s3:::{bucket}",
+            "Prefix": "lk/!{partitionKeyFromLambda:first}/",
+            "ErrorOutputPrefix": "err/!{firehose:error-output-type}/",
+            "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 0},
+            "DynamicPartitioningConfiguration": {"Enabled": True},
+            "ProcessingConfiguration": config,
+        })
+    wait_active(firehose, name)
+    records = [b"apple", b"banana", b"avocado"]
+    assert firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": r} for r in records])["FailedPutCount"] == 0
+    keys = wait_keys(s3, bucket, 2)
+    bodies = {k.split("/")[1]: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+    assert bodies == {"a": b"apple\navocado\n", "b": b"banana\n"}, keys
     firehose.delete_delivery_stream(DeliveryStreamName=name)
