@@ -257,6 +257,7 @@ impl<R: RecordLog> Firehose<R> {
             input.s3.is_some(),
             input.extended_s3.is_some(),
             input.http_endpoint.is_some(),
+            input.redshift.is_some(),
         ]
         .iter()
         .filter(|g| **g)
@@ -266,6 +267,7 @@ impl<R: RecordLog> Firehose<R> {
                 "Only one destination configuration is allowed.",
             ));
         }
+        let mut redshift = None;
         let (destination, http_endpoint) = match (input.s3, input.extended_s3, input.http_endpoint)
         {
             (Some(s3), _, _) => (
@@ -279,6 +281,12 @@ impl<R: RecordLog> Firehose<R> {
             (_, _, Some(http)) => {
                 let (endpoint, backup) = crate::http_endpoint::create(http)?;
                 (backup, Some(endpoint))
+            }
+            (None, None, None) if input.redshift.is_some() => {
+                let (load, staging) =
+                    crate::redshift::create(input.redshift.as_ref().unwrap_or(&Value::Null))?;
+                redshift = Some(load);
+                (staging, None)
             }
             (None, None, None) => {
                 return Err(FirehoseError::invalid(
@@ -341,6 +349,7 @@ impl<R: RecordLog> Firehose<R> {
             source_stream,
             kinesis_source,
             http_endpoint,
+            redshift,
         };
         let arn = definition.arn.clone();
         self.save(definition).await?;
@@ -489,6 +498,26 @@ impl<R: RecordLog> Firehose<R> {
             return Err(FirehoseError::invalid(format!(
                 "Destination Id {destination_id} not found"
             )));
+        }
+        if let Some(update) = &input.redshift {
+            let Some(current) = &definition.redshift else {
+                return Err(FirehoseError::invalid(
+                    "Changing the destination type of a delivery stream is not supported by this appliance.",
+                ));
+            };
+            let (load, staging) =
+                crate::redshift::update(current, &definition.destination, update)?;
+            definition.redshift = Some(load);
+            definition.destination = staging;
+            definition.version_id += 1;
+            definition.last_update_ms = Some(now_ms);
+            self.save(definition).await?;
+            return Ok(json!({}));
+        }
+        if definition.redshift.is_some() {
+            return Err(FirehoseError::invalid(
+                "A Redshift delivery stream takes only RedshiftDestinationUpdate.",
+            ));
         }
         match (
             &definition.http_endpoint,
@@ -1299,6 +1328,12 @@ pub(crate) fn processing_description(
 
 fn destination_description(definition: &Definition) -> Value {
     let d = &definition.destination;
+    if let Some(redshift) = &definition.redshift {
+        return json!({
+            "DestinationId": DESTINATION_ID,
+            "RedshiftDestinationDescription": crate::redshift::description(redshift, d),
+        });
+    }
     if let Some(endpoint) = &definition.http_endpoint {
         return json!({
             "DestinationId": DESTINATION_ID,

@@ -303,9 +303,10 @@ async fn deliver<S: CheckpointLog>(
     // The Lambda processor, if any, runs first; its ProcessingFailed records become error
     // records, Dropped ones are gone, Ok ones are delivered in place of the originals.
     let original: Vec<(&[u8], u64)> = buffer.each_record().collect();
-    let processor = match &definition.http_endpoint {
-        Some(endpoint) => endpoint.transform.clone(),
-        None => definition.destination.transform.clone(),
+    let processor = match (&definition.http_endpoint, &definition.redshift) {
+        (Some(endpoint), _) => endpoint.transform.clone(),
+        (None, Some(redshift)) => redshift.transform.clone(),
+        (None, None) => definition.destination.transform.clone(),
     };
     let mut transformed: Option<Vec<(Vec<u8>, u64, Keys)>> = None;
     if let Some(processor) = &processor {
@@ -377,6 +378,18 @@ async fn deliver<S: CheckpointLog>(
             &definition.http_endpoint,
             &definition.destination.partitioning,
         ) {
+            _ if definition.redshift.is_some() => {
+                deliver_redshift(
+                    registry,
+                    sinks,
+                    definition,
+                    data,
+                    records.len(),
+                    oldest_ms,
+                    metrics,
+                )
+                .await
+            }
             (None, Some(partitioning)) => {
                 deliver_partitioned(
                     registry,
@@ -639,9 +652,84 @@ async fn deliver_partitioned(
     true
 }
 
-/// Writes `data` as one object of the delivery stream's S3 destination (or backup) under
-/// `target`'s prefix, retrying until S3 confirms it. `false` when the delivery stream went away
-/// meanwhile.
+/// Stages the buffer in S3, then loads it into PostgreSQL with COPY, retrying for the
+/// destination's retry duration; after that a manifest naming the staged object goes under
+/// `errors/manifests/` and the buffer is skipped (its data stays staged). `false` when the
+/// delivery stream went away meanwhile.
+async fn deliver_redshift(
+    registry: &Registry,
+    sinks: &Sinks,
+    definition: &Definition,
+    data: &[u8],
+    records: usize,
+    oldest_ms: u64,
+    metrics: &StreamMetrics,
+) -> bool {
+    let Some(staged_key) = write_object_key(
+        registry,
+        sinks,
+        definition,
+        data,
+        oldest_ms,
+        Target::Data,
+        metrics,
+    )
+    .await
+    else {
+        return false;
+    };
+    let mut first_failure: Option<std::time::Instant> = None;
+    let mut backoff = RETRY_FIRST;
+    loop {
+        let Some(current) = current(registry, &definition.name, definition.create_ms) else {
+            return false;
+        };
+        let Some(redshift) = current.redshift.clone() else {
+            return true;
+        };
+        let outcome = match crate::redshift::copy_rows(&redshift, data) {
+            Ok(rows) => crate::redshift::copy(&redshift, rows).await,
+            Err(error) => Err(error),
+        };
+        let error = match outcome {
+            Ok(_) => {
+                metrics.delivered(records, data.len(), now_ms().saturating_sub(oldest_ms));
+                return true;
+            }
+            Err(error) => error,
+        };
+        metrics.delivery_failed();
+        tracing::warn!(delivery_stream = %definition.name, %error, "A COPY into PostgreSQL failed.");
+        let failed_at = *first_failure.get_or_insert_with(std::time::Instant::now);
+        if failed_at.elapsed() >= Duration::from_secs(u64::from(redshift.retry_duration_s)) {
+            let staging = &current.destination;
+            let manifest = serde_json::json!({ "entries": [
+                { "url": format!("s3://{}/{staged_key}", staging.bucket()), "mandatory": true }
+            ]})
+            .to_string();
+            let manifest_prefix = prefix::object_prefix(Some(&format!(
+                "{}errors/manifests/",
+                staging.prefix.as_deref().unwrap_or("")
+            )))
+            .unwrap_or_default()
+            .evaluate(oldest_ms, None);
+            return write_object(
+                registry,
+                sinks,
+                definition,
+                manifest.as_bytes(),
+                oldest_ms,
+                Target::Partition(&manifest_prefix),
+                metrics,
+            )
+            .await;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RETRY_MAX);
+    }
+}
+
+/// [`write_object_key`], `false` when the delivery stream went away.
 async fn write_object(
     registry: &Registry,
     sinks: &Sinks,
@@ -651,13 +739,30 @@ async fn write_object(
     target: Target<'_>,
     metrics: &StreamMetrics,
 ) -> bool {
+    write_object_key(
+        registry, sinks, definition, data, oldest_ms, target, metrics,
+    )
+    .await
+    .is_some()
+}
+
+/// Writes `data` as one object of the delivery stream's S3 destination (or backup) under
+/// `target`'s prefix, retrying until S3 confirms it; the object's key, or `None` when the
+/// delivery stream went away meanwhile.
+async fn write_object_key(
+    registry: &Registry,
+    sinks: &Sinks,
+    definition: &Definition,
+    data: &[u8],
+    oldest_ms: u64,
+    target: Target<'_>,
+    metrics: &StreamMetrics,
+) -> Option<String> {
     let mut backoff = RETRY_FIRST;
     loop {
         // The configuration in force when the object is written (an UpdateDestination between
         // attempts takes effect at once, with the new version in the object's name).
-        let Some(definition) = current(registry, &definition.name, definition.create_ms) else {
-            return false;
-        };
+        let definition = current(registry, &definition.name, definition.create_ms)?;
         let destination = &definition.destination;
         let extension = destination
             .file_extension
@@ -701,7 +806,7 @@ async fn write_object(
         match sinks.s3.put(destination.bucket(), &object_key, body).await {
             Ok(()) => {
                 tracing::debug!(delivery_stream = %definition.name, key = %object_key, "Object delivered.");
-                return true;
+                return Some(object_key);
             }
             Err(error) => {
                 metrics.delivery_failed();

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod partition;
 pub mod prefix;
+pub mod redshift;
 pub mod registry;
 pub mod s3;
 pub mod store;

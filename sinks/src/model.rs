@@ -177,6 +177,10 @@ pub struct Definition {
     /// (S3Configuration): failed records always, every record with `S3BackupMode` AllData.
     #[serde(default)]
     pub http_endpoint: Option<HttpEndpoint>,
+    /// `Some`: records are loaded into PostgreSQL (RedshiftDestinationConfiguration), and
+    /// `destination` is the S3 staging configuration.
+    #[serde(default)]
+    pub redshift: Option<crate::redshift::Redshift>,
 }
 
 /// An HTTP endpoint destination (HttpEndpointDestinationConfiguration), defaults filled in.

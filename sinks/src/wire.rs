@@ -82,8 +82,7 @@ pub struct EncryptionInput {
 }
 
 /// The destination members of CreateDeliveryStream that this appliance does not deliver to.
-pub const UNSUPPORTED_DESTINATIONS: [&str; 8] = [
-    "RedshiftDestinationConfiguration",
+pub const UNSUPPORTED_DESTINATIONS: [&str; 7] = [
     "ElasticsearchDestinationConfiguration",
     "AmazonopensearchserviceDestinationConfiguration",
     "SplunkDestinationConfiguration",
@@ -94,8 +93,7 @@ pub const UNSUPPORTED_DESTINATIONS: [&str; 8] = [
 ];
 
 /// The destination update members of UpdateDestination that this appliance does not take.
-pub const UNSUPPORTED_UPDATES: [&str; 8] = [
-    "RedshiftDestinationUpdate",
+pub const UNSUPPORTED_UPDATES: [&str; 7] = [
     "ElasticsearchDestinationUpdate",
     "AmazonopensearchserviceDestinationUpdate",
     "SplunkDestinationUpdate",
@@ -124,6 +122,8 @@ pub struct CreateDeliveryStream {
     pub extended_s3: Option<S3Configuration>,
     #[serde(rename = "HttpEndpointDestinationConfiguration")]
     pub http_endpoint: Option<HttpEndpointConfiguration>,
+    #[serde(rename = "RedshiftDestinationConfiguration")]
+    pub redshift: Option<Value>,
     #[serde(rename = "MSKSourceConfiguration")]
     pub msk_source_configuration: Option<Value>,
     #[serde(rename = "Tags")]
@@ -145,6 +145,8 @@ pub struct UpdateDestination {
     pub extended_s3: Option<S3Configuration>,
     #[serde(rename = "HttpEndpointDestinationUpdate")]
     pub http_endpoint: Option<HttpEndpointConfiguration>,
+    #[serde(rename = "RedshiftDestinationUpdate")]
+    pub redshift: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
