@@ -80,7 +80,8 @@ class S3sFs:
         self._log.close()
 
 
-def start_sluice(data_dir: pathlib.Path, s3: S3sFs, extra_env: "dict | None" = None) -> SluiceProcess:
+def start_sluice(data_dir: pathlib.Path, s3: S3sFs, extra_env: "dict | None" = None,
+                 extra_args: "list | None" = None) -> SluiceProcess:
     """A Sluice whose Firehose delivers to `s3`, configured the standard way (environment)."""
     env = {
         "AWS_ENDPOINT_URL_S3": s3.endpoint,
@@ -94,7 +95,7 @@ def start_sluice(data_dir: pathlib.Path, s3: S3sFs, extra_env: "dict | None" = N
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        return SluiceProcess(data_dir)
+        return SluiceProcess(data_dir, extra_args)
     finally:
         for key, value in saved.items():
             if value is None:

@@ -138,6 +138,70 @@ def test_delivery_retries_while_s3_is_down_and_delivers_once_it_is_back(tmp_path
         delivered = [line for line in metrics.splitlines()
                      if line.startswith(f'sinks_firehose_delivery_to_s3_records_total{{delivery_stream="{name}"}}')]
         assert delivered and float(delivered[0].split()[-1]) == len(records), metrics
+
+        def series(metric):
+            prefix = f'{metric}{{delivery_stream="{name}"}} '
+            [line] = [line for line in metrics.splitlines() if line.startswith(prefix)]
+            return float(line[len(prefix):])
+
+        assert series("sinks_firehose_incoming_records_total") == len(records)
+        assert series("sinks_firehose_incoming_bytes_total") == sum(len(r) for r in records)
+        assert series("sinks_firehose_incoming_put_requests_total") == 1
+        assert series("sinks_firehose_delivery_to_s3_success_total") == 1
+        # The records waited out the outage: the object was at least 2.5 s stale when written.
+        assert series("sinks_firehose_delivery_to_s3_data_freshness_seconds") >= 2.5
+        assert "Firehose DeliveryToS3.DataFreshness" in metrics and "Firehose IncomingRecords" in metrics
+    finally:
+        server.kill()
+        s3s.stop()
+
+
+def test_firehose_calls_are_sigv4_verified_with_the_firehose_signing_name(tmp_path):
+    """With credentials configured, a Firehose call must be signed with them, for the service
+    `firehose`: a wrong secret and a signature scoped to `kinesis` are refused, as AWS does."""
+    import boto3
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+    import http.client
+    import json as json_module
+    from urllib.parse import urlparse
+
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    from conftest import REGION
+
+    s3s = S3sFs(tmp_path / "s3root", tmp_path / "s3s-fs.log")
+    server = start_sluice(tmp_path / "data", s3s, extra_args=["--credentials", "AKIDFIREHOSE:firehose-secret"])
+    try:
+        def client(secret):
+            return boto3.client("firehose", endpoint_url=server.endpoint, region_name=REGION,
+                                aws_access_key_id="AKIDFIREHOSE", aws_secret_access_key=secret,
+                                config=Config(retries={"max_attempts": 1}))
+
+        assert client("firehose-secret").list_delivery_streams()["DeliveryStreamNames"] == []
+        try:
+            client("wrong-secret").list_delivery_streams()
+            raise AssertionError("a wrong secret was accepted")
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "InvalidSignatureException"
+
+        request = botocore.awsrequest.AWSRequest(
+            method="POST", url=server.endpoint + "/", data=b"{}",
+            headers={"Content-Type": "application/x-amz-json-1.1",
+                     "X-Amz-Target": "Firehose_20150804.ListDeliveryStreams"})
+        botocore.auth.SigV4Auth(botocore.credentials.Credentials("AKIDFIREHOSE", "firehose-secret"),
+                                "kinesis", REGION).add_auth(request)
+        prepared = request.prepare()
+        target = urlparse(server.endpoint)
+        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+        connection.request("POST", "/", body=prepared.body, headers=dict(prepared.headers))
+        response = connection.getresponse()
+        body = json_module.loads(response.read())
+        assert response.status == 400
+        assert body["__type"] == "InvalidSignatureException", body
+        assert "Credential should be scoped to correct service: 'firehose'" in body["message"], body
     finally:
         server.kill()
         s3s.stop()
