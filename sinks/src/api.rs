@@ -258,6 +258,8 @@ impl<R: RecordLog> Firehose<R> {
             input.extended_s3.is_some(),
             input.http_endpoint.is_some(),
             input.redshift.is_some(),
+            input.opensearch.is_some(),
+            input.elasticsearch.is_some(),
         ]
         .iter()
         .filter(|g| **g)
@@ -268,6 +270,7 @@ impl<R: RecordLog> Firehose<R> {
             ));
         }
         let mut redshift = None;
+        let mut opensearch = None;
         let (destination, http_endpoint) = match (input.s3, input.extended_s3, input.http_endpoint)
         {
             (Some(s3), _, _) => (
@@ -287,6 +290,21 @@ impl<R: RecordLog> Firehose<R> {
                     crate::redshift::create(input.redshift.as_ref().unwrap_or(&Value::Null))?;
                 redshift = Some(load);
                 (staging, None)
+            }
+            (None, None, None) if input.opensearch.is_some() || input.elasticsearch.is_some() => {
+                let (config, flavor) = match (&input.opensearch, &input.elasticsearch) {
+                    (Some(config), _) => {
+                        (config, crate::opensearch::Flavor::AmazonOpenSearchService)
+                    }
+                    (None, Some(config)) => (config, crate::opensearch::Flavor::Elasticsearch),
+                    (None, None) => (
+                        &Value::Null,
+                        crate::opensearch::Flavor::AmazonOpenSearchService,
+                    ),
+                };
+                let (index, backup) = crate::opensearch::create(config, flavor)?;
+                opensearch = Some(index);
+                (backup, None)
             }
             (None, None, None) => {
                 return Err(FirehoseError::invalid(
@@ -350,6 +368,7 @@ impl<R: RecordLog> Firehose<R> {
             kinesis_source,
             http_endpoint,
             redshift,
+            opensearch,
         };
         let arn = definition.arn.clone();
         self.save(definition).await?;
@@ -514,9 +533,24 @@ impl<R: RecordLog> Firehose<R> {
             self.save(definition).await?;
             return Ok(json!({}));
         }
-        if definition.redshift.is_some() {
+        if let Some(update) = input.opensearch.as_ref().or(input.elasticsearch.as_ref()) {
+            let Some(current) = &definition.opensearch else {
+                return Err(FirehoseError::invalid(
+                    "Changing the destination type of a delivery stream is not supported by this appliance.",
+                ));
+            };
+            let (index, backup) =
+                crate::opensearch::update(current, &definition.destination, update)?;
+            definition.opensearch = Some(index);
+            definition.destination = backup;
+            definition.version_id += 1;
+            definition.last_update_ms = Some(now_ms);
+            self.save(definition).await?;
+            return Ok(json!({}));
+        }
+        if definition.redshift.is_some() || definition.opensearch.is_some() {
             return Err(FirehoseError::invalid(
-                "A Redshift delivery stream takes only RedshiftDestinationUpdate.",
+                "This delivery stream takes only the update of its own destination type.",
             ));
         }
         match (
@@ -1328,6 +1362,12 @@ pub(crate) fn processing_description(
 
 fn destination_description(definition: &Definition) -> Value {
     let d = &definition.destination;
+    if let Some(os) = &definition.opensearch {
+        return json!({
+            "DestinationId": DESTINATION_ID,
+            os.flavor.description_member(): crate::opensearch::description(os, d),
+        });
+    }
     if let Some(redshift) = &definition.redshift {
         return json!({
             "DestinationId": DESTINATION_ID,

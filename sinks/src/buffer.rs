@@ -32,6 +32,11 @@ pub struct Buffer {
     /// error records).
     ends: Vec<usize>,
     arrivals: Vec<u64>,
+    /// Each record's source position and its index among the user records of that source
+    /// record (KPL aggregation): a stable id across redeliveries.
+    sources: Vec<(u64, u32)>,
+    /// User records taken by parts whose source record has not ended yet.
+    pending_parts: u32,
     oldest_arrival_ms: Option<u64>,
     /// The position after the last record taken in.
     next_position: Option<u64>,
@@ -43,6 +48,7 @@ impl Buffer {
             assert!(position >= next);
         }
         self.take(arrival_ms, data);
+        self.sources.push((position, 0));
         self.next_position = Some(position + 1);
     }
 
@@ -50,6 +56,7 @@ impl Buffer {
     /// [`Buffer::end_record`] then moves past the source record.
     pub fn push_part(&mut self, arrival_ms: u64, data: &[u8]) {
         self.take(arrival_ms, data);
+        self.pending_parts += 1;
     }
 
     fn take(&mut self, arrival_ms: u64, data: &[u8]) {
@@ -77,7 +84,17 @@ impl Buffer {
         if let Some(next) = self.next_position {
             assert!(position >= next);
         }
+        for sub in 0..self.pending_parts {
+            self.sources.push((position, sub));
+        }
+        self.pending_parts = 0;
         self.next_position = Some(position + 1);
+    }
+
+    /// Each record's source position and sub-index, in order.
+    pub fn sources(&self) -> &[(u64, u32)] {
+        assert_eq!(self.pending_parts, 0);
+        &self.sources
     }
 
     pub fn is_empty(&self) -> bool {
@@ -129,6 +146,7 @@ impl Buffer {
         self.records = 0;
         self.ends.clear();
         self.arrivals.clear();
+        self.sources.clear();
         self.oldest_arrival_ms = None;
     }
 }
@@ -153,6 +171,10 @@ mod tests {
         assert_eq!(buffer.oldest_arrival_ms(), Some(1_000));
         let records: Vec<(&[u8], u64)> = buffer.each_record().collect();
         assert_eq!(records, vec![(&b"ab"[..], 1_000), (&b"c\n"[..], 2_000)]);
+        buffer.push_part(3_000, b"x");
+        buffer.push_part(3_000, b"y");
+        buffer.end_record(5);
+        assert_eq!(buffer.sources(), &[(0, 0), (1, 0), (5, 0), (5, 1)]);
     }
 
     #[test]

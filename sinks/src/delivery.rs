@@ -40,6 +40,10 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often the supervisor looks at the registry without being notified.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(5);
 
+/// A record the Lambda processor returned Ok: its new data, arrival time, `metadata.partitionKeys`
+/// and its index among the buffer's records (for its stable id).
+type TransformedRecord = (Vec<u8>, u64, Keys, usize);
+
 /// The destinations' clients of a service core.
 #[derive(Clone, Debug)]
 struct Sinks {
@@ -209,12 +213,16 @@ async fn deliver_shard<S: RecordLog + CheckpointLog>(
         let Some(definition) = current(&registry, &name, create_ms) else {
             return;
         };
-        let hints = match &definition.http_endpoint {
-            Some(endpoint) => Hints {
+        let hints = match (&definition.http_endpoint, &definition.opensearch) {
+            (Some(endpoint), _) => Hints {
                 size_mib: endpoint.buffer_size_mib,
                 interval_s: endpoint.buffer_interval_s,
             },
-            None => Hints {
+            (None, Some(os)) => Hints {
+                size_mib: os.buffer_size_mib,
+                interval_s: os.buffer_interval_s,
+            },
+            (None, None) => Hints {
                 size_mib: definition.destination.buffer_size_mib,
                 interval_s: definition.destination.buffer_interval_s,
             },
@@ -303,12 +311,29 @@ async fn deliver<S: CheckpointLog>(
     // The Lambda processor, if any, runs first; its ProcessingFailed records become error
     // records, Dropped ones are gone, Ok ones are delivered in place of the originals.
     let original: Vec<(&[u8], u64)> = buffer.each_record().collect();
-    let processor = match (&definition.http_endpoint, &definition.redshift) {
-        (Some(endpoint), _) => endpoint.transform.clone(),
-        (None, Some(redshift)) => redshift.transform.clone(),
-        (None, None) => definition.destination.transform.clone(),
+    let processor = match (
+        &definition.http_endpoint,
+        &definition.redshift,
+        &definition.opensearch,
+    ) {
+        (Some(endpoint), _, _) => endpoint.transform.clone(),
+        (None, Some(redshift), _) => redshift.transform.clone(),
+        (None, None, Some(os)) => os.transform.clone(),
+        (None, None, None) => definition.destination.transform.clone(),
     };
-    let mut transformed: Option<Vec<(Vec<u8>, u64, Keys)>> = None;
+    // A stable id per record (delivery stream incarnation, source shard, position, sub-index):
+    // the same on every retry and redelivery.
+    let ids: Vec<String> = buffer
+        .sources()
+        .iter()
+        .map(|(position, sub)| {
+            format!(
+                "{}-{}-{position}-{sub}",
+                definition.create_ms, key.shard.shard_index
+            )
+        })
+        .collect();
+    let mut transformed: Option<Vec<TransformedRecord>> = None;
     if let Some(processor) = &processor {
         let region = definition.arn.split(':').nth(3).unwrap_or("");
         let outcomes = sinks
@@ -317,9 +342,9 @@ async fn deliver<S: CheckpointLog>(
             .await;
         let mut ok = Vec::with_capacity(original.len());
         let mut failed_lines = Vec::new();
-        for ((data, arrival_ms), outcome) in original.iter().zip(outcomes) {
+        for (index, ((data, arrival_ms), outcome)) in original.iter().zip(outcomes).enumerate() {
             match outcome {
-                Outcome::Ok(data, keys) => ok.push((data, *arrival_ms, keys)),
+                Outcome::Ok(data, keys) => ok.push((data, *arrival_ms, keys, index)),
                 Outcome::Dropped => {}
                 Outcome::Failed {
                     error_code,
@@ -352,20 +377,24 @@ async fn deliver<S: CheckpointLog>(
         transformed = Some(ok);
     }
     let records: Vec<(&[u8], u64)> = match &transformed {
-        Some(ok) => ok.iter().map(|(d, a, _)| (d.as_slice(), *a)).collect(),
+        Some(ok) => ok.iter().map(|(d, a, _, _)| (d.as_slice(), *a)).collect(),
         None => original.clone(),
     };
     let no_keys = Keys::new();
     let lambda_keys: Vec<&Keys> = match &transformed {
-        Some(ok) => ok.iter().map(|(_, _, k)| k).collect(),
+        Some(ok) => ok.iter().map(|(_, _, k, _)| k).collect(),
         None => vec![&no_keys; original.len()],
+    };
+    let record_ids: Vec<&str> = match &transformed {
+        Some(ok) => ok.iter().map(|(_, _, _, i)| ids[*i].as_str()).collect(),
+        None => ids.iter().map(String::as_str).collect(),
     };
     let joined;
     let data: &[u8] = match &transformed {
         Some(ok) => {
             joined = ok
                 .iter()
-                .flat_map(|(d, _, _)| d.iter().copied())
+                .flat_map(|(d, _, _, _)| d.iter().copied())
                 .collect::<Vec<u8>>();
             &joined
         }
@@ -378,6 +407,19 @@ async fn deliver<S: CheckpointLog>(
             &definition.http_endpoint,
             &definition.destination.partitioning,
         ) {
+            _ if definition.opensearch.is_some() => {
+                deliver_opensearch(
+                    registry,
+                    sinks,
+                    definition,
+                    &records,
+                    &record_ids,
+                    data,
+                    oldest_ms,
+                    metrics,
+                )
+                .await
+            }
             _ if definition.redshift.is_some() => {
                 deliver_redshift(
                     registry,
@@ -648,6 +690,88 @@ async fn deliver_partitioned(
             return false;
         }
         metrics.delivered(*count, data.len(), now_ms().saturating_sub(*oldest_ms));
+    }
+    true
+}
+
+/// Indexes the records with `_bulk` (see `opensearch`); documents that finally failed go to
+/// the S3 configuration as error records, and with AllDocuments every record is written there
+/// too. `false` when the delivery stream went away meanwhile.
+#[allow(clippy::too_many_arguments)]
+async fn deliver_opensearch(
+    registry: &Registry,
+    sinks: &Sinks,
+    definition: &Definition,
+    records: &[(&[u8], u64)],
+    ids: &[&str],
+    data: &[u8],
+    oldest_ms: u64,
+    metrics: &StreamMetrics,
+) -> bool {
+    let Some(os) = &definition.opensearch else {
+        return true;
+    };
+    let documents: Vec<crate::opensearch::Document<'_>> = records
+        .iter()
+        .zip(ids)
+        .map(|((data, arrival_ms), id)| crate::opensearch::Document {
+            data,
+            arrival_ms: *arrival_ms,
+            id: (*id).to_owned(),
+        })
+        .collect();
+    let alive = || current(registry, &definition.name, definition.create_ms).is_some();
+    let (failed, attempts) = match &sinks.http {
+        Some(http) => match crate::opensearch::deliver(http, os, &documents, &alive).await {
+            Some(outcome) => outcome,
+            None => return false,
+        },
+        None => (
+            (0..documents.len())
+                .map(|index| crate::opensearch::Failed {
+                    index,
+                    error_code: "OS.InternalError".to_owned(),
+                    error_message: "The HTTP client could not start.".to_owned(),
+                })
+                .collect(),
+            0,
+        ),
+    };
+    let delivered: usize = documents.len() - failed.len();
+    if delivered > 0 {
+        metrics.delivered(delivered, data.len(), now_ms().saturating_sub(oldest_ms));
+    }
+    if !failed.is_empty() {
+        metrics.delivery_failed();
+        let lines: Vec<u8> = failed
+            .iter()
+            .flat_map(|f| crate::opensearch::error_record(os, &documents[f.index], f, attempts))
+            .collect();
+        if !write_object(
+            registry,
+            sinks,
+            definition,
+            &lines,
+            oldest_ms,
+            Target::Errors(os.flavor.error_output_type()),
+            metrics,
+        )
+        .await
+        {
+            return false;
+        }
+    }
+    if os.backup_all {
+        return write_object(
+            registry,
+            sinks,
+            definition,
+            data,
+            oldest_ms,
+            Target::Data,
+            metrics,
+        )
+        .await;
     }
     true
 }

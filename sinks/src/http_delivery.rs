@@ -128,6 +128,37 @@ impl HttpSender {
         }
     }
 
+    /// POSTs `body` to `url` once; the status and body of the answer (at most 1 MiB read), or
+    /// why there was none.
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Bytes), String> {
+        let request = hyper::Request::post(url)
+            .header("Content-Type", content_type)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let status = response.status().as_u16();
+            let body = http_body_util::Limited::new(response.into_body(), RESPONSE_BYTES_MAX)
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        };
+        tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
+            .await
+            .map_err(|_| "no answer in time".to_owned())?
+    }
+
     /// One attempt: `Err((errorCode, errorMessage, retryable))` when it failed.
     async fn attempt(
         &self,

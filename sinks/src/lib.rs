@@ -21,6 +21,7 @@ pub mod http_endpoint;
 pub mod kpl;
 pub mod metrics;
 pub mod model;
+pub mod opensearch;
 pub mod partition;
 pub mod prefix;
 pub mod redshift;

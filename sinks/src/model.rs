@@ -181,6 +181,10 @@ pub struct Definition {
     /// `destination` is the S3 staging configuration.
     #[serde(default)]
     pub redshift: Option<crate::redshift::Redshift>,
+    /// `Some`: records are indexed with `_bulk`, and `destination` is the S3 configuration for
+    /// failed (or all) documents.
+    #[serde(default)]
+    pub opensearch: Option<crate::opensearch::OpenSearch>,
 }
 
 /// An HTTP endpoint destination (HttpEndpointDestinationConfiguration), defaults filled in.

@@ -82,9 +82,7 @@ pub struct EncryptionInput {
 }
 
 /// The destination members of CreateDeliveryStream that this appliance does not deliver to.
-pub const UNSUPPORTED_DESTINATIONS: [&str; 7] = [
-    "ElasticsearchDestinationConfiguration",
-    "AmazonopensearchserviceDestinationConfiguration",
+pub const UNSUPPORTED_DESTINATIONS: [&str; 5] = [
     "SplunkDestinationConfiguration",
     "AmazonOpenSearchServerlessDestinationConfiguration",
     "SnowflakeDestinationConfiguration",
@@ -93,9 +91,7 @@ pub const UNSUPPORTED_DESTINATIONS: [&str; 7] = [
 ];
 
 /// The destination update members of UpdateDestination that this appliance does not take.
-pub const UNSUPPORTED_UPDATES: [&str; 7] = [
-    "ElasticsearchDestinationUpdate",
-    "AmazonopensearchserviceDestinationUpdate",
+pub const UNSUPPORTED_UPDATES: [&str; 5] = [
     "SplunkDestinationUpdate",
     "AmazonOpenSearchServerlessDestinationUpdate",
     "SnowflakeDestinationUpdate",
@@ -124,6 +120,10 @@ pub struct CreateDeliveryStream {
     pub http_endpoint: Option<HttpEndpointConfiguration>,
     #[serde(rename = "RedshiftDestinationConfiguration")]
     pub redshift: Option<Value>,
+    #[serde(rename = "AmazonopensearchserviceDestinationConfiguration")]
+    pub opensearch: Option<Value>,
+    #[serde(rename = "ElasticsearchDestinationConfiguration")]
+    pub elasticsearch: Option<Value>,
     #[serde(rename = "MSKSourceConfiguration")]
     pub msk_source_configuration: Option<Value>,
     #[serde(rename = "Tags")]
@@ -147,6 +147,10 @@ pub struct UpdateDestination {
     pub http_endpoint: Option<HttpEndpointConfiguration>,
     #[serde(rename = "RedshiftDestinationUpdate")]
     pub redshift: Option<Value>,
+    #[serde(rename = "AmazonopensearchserviceDestinationUpdate")]
+    pub opensearch: Option<Value>,
+    #[serde(rename = "ElasticsearchDestinationUpdate")]
+    pub elasticsearch: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
