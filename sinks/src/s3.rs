@@ -3,6 +3,8 @@
 //! `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`; region
 //! `us-east-1` when none is set).
 //!
+//! Objects over 16 MiB go up as multipart uploads of 8 MiB parts (buffers reach 128 MiB).
+//!
 //! Request checksums are sent only where S3 requires them: S3-compatible servers differ in which
 //! of the newer flexible-checksum trailers they accept, and a plain PutObject with a
 //! Content-MD5-free body is what every one of them takes.
@@ -10,6 +12,12 @@
 use aws_sdk_s3::config::{BehaviorVersion, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+/// Objects larger than this are uploaded in parts.
+pub const MULTIPART_THRESHOLD_BYTES: usize = 16 * 1024 * 1024;
+/// The size of each part but the last (S3's minimum is 5 MiB).
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
 
 /// A handle to the S3 endpoint; cheap to clone.
 #[derive(Clone, Debug)]
@@ -36,8 +44,12 @@ impl S3Sink {
         }
     }
 
-    /// Stores `body` as `bucket`/`key`; `Ok` once S3 answered success.
+    /// Stores `body` as `bucket`/`key`; `Ok` once S3 answered success. Bodies over
+    /// [`MULTIPART_THRESHOLD_BYTES`] go up as a multipart upload of [`PART_BYTES`] parts.
     pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), String> {
+        if body.len() > MULTIPART_THRESHOLD_BYTES {
+            return self.put_multipart(bucket, key, body).await;
+        }
         self.client
             .put_object()
             .bucket(bucket)
@@ -47,5 +59,71 @@ impl S3Sink {
             .await
             .map(|_| ())
             .map_err(|e| DisplayErrorContext(e).to_string())
+    }
+
+    /// A multipart upload; a failed one is aborted so no parts are left behind, and the caller
+    /// retries the whole object.
+    async fn put_multipart(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), String> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| DisplayErrorContext(e).to_string())?;
+        let upload_id = created
+            .upload_id()
+            .ok_or("CreateMultipartUpload returned no UploadId")?
+            .to_owned();
+        let uploaded = async {
+            let mut parts = Vec::new();
+            for (i, chunk) in body.chunks(PART_BYTES).enumerate() {
+                let number = i32::try_from(i + 1).map_err(|_| "too many parts".to_owned())?;
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(chunk.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| DisplayErrorContext(e).to_string())?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_owned))
+                        .build(),
+                );
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| DisplayErrorContext(e).to_string())
+        }
+        .await;
+        if uploaded.is_err() {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        uploaded
     }
 }

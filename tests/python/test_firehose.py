@@ -551,3 +551,32 @@ def test_dynamic_partitioning_with_jq_writes_one_object_per_partition(firehose, 
     import base64
     assert sorted(base64.b64decode(l["rawData"]) for l in lines) == sorted(records[4:])
     firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+def test_objects_over_16_mib_go_up_as_multipart_uploads(firehose, s3, bucket):
+    # A short name: s3s-fs names a multipart upload's files after the whole key, and longer keys
+    # pass the file system's 255-byte limit there.
+    name = f"mp-{uuid.uuid4().hex[:6]}"
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name,
+        ExtendedS3DestinationConfiguration=s3_config(
+            bucket, BufferingHints={"SizeInMBs": 17, "IntervalInSeconds": 900}),
+    )
+    wait_active(firehose, name)
+    # 18 records of about 1 MB: the 18th brings the buffer past 17 MiB, so they go out as one
+    # object of about 18 MB whatever the timing.
+    records = []
+    for batch in range(5):
+        chunk = [bytes([65 + batch]) * 999_990 + f"|{batch}-{i}\n".encode() for i in range(4 if batch < 4 else 2)]
+        assert firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": r} for r in chunk])["FailedPutCount"] == 0
+        records.extend(chunk)
+    keys = wait_for_keys(s3, bucket, "", lambda keys: sum(
+        s3.head_object(Bucket=bucket, Key=k)["ContentLength"] for k in keys) >= sum(map(len, records)), timeout_s=60)
+    heads = {k: s3.head_object(Bucket=bucket, Key=k) for k in keys}
+    large = [k for k, h in heads.items() if h["ContentLength"] > 16 * 1024 * 1024]
+    assert large, {k: h["ContentLength"] for k, h in heads.items()}
+    # S3 marks a multipart object's ETag with its part count.
+    assert all(re.search(r"-\d+\"?$", heads[k]["ETag"]) for k in large), {k: heads[k]["ETag"] for k in large}
+    body = b"".join(s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys)
+    assert sorted(body.split(b"\n")[:-1]) == sorted(r[:-1] for r in records)
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
