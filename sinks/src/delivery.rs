@@ -444,6 +444,9 @@ async fn deliver<S: CheckpointLog>(
                 )
                 .await
             }
+            (None, None) if definition.destination.conversion.is_some() => {
+                deliver_converted(registry, sinks, definition, &records, oldest_ms, metrics).await
+            }
             (None, None) => {
                 let written = write_object(
                     registry,
@@ -694,6 +697,85 @@ async fn deliver_partitioned(
     true
 }
 
+/// Converts the records to one Parquet object by the table's schema (see `format`); records
+/// that do not fit go to the error prefix as `format-conversion-failed` error records. A
+/// table that cannot be read is retried (nothing is dropped). `false` when the delivery stream
+/// went away meanwhile.
+async fn deliver_converted(
+    registry: &Registry,
+    sinks: &Sinks,
+    definition: &Definition,
+    records: &[(&[u8], u64)],
+    oldest_ms: u64,
+    metrics: &StreamMetrics,
+) -> bool {
+    let mut backoff = RETRY_FIRST;
+    let converted = loop {
+        let Some(current) = current(registry, &definition.name, definition.create_ms) else {
+            return false;
+        };
+        let Some(conversion) = current.destination.conversion.clone() else {
+            return true;
+        };
+        let data: Vec<&[u8]> = records.iter().map(|(d, _)| *d).collect();
+        match crate::format::columns_of(&conversion)
+            .and_then(|columns| crate::format::convert(&conversion, &columns, &data))
+        {
+            Ok(converted) => break converted,
+            Err(error) => {
+                metrics.delivery_failed();
+                tracing::warn!(delivery_stream = %definition.name, %error, "Converting records to Parquet failed; retrying.");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
+            }
+        }
+    };
+    if !converted.failed.is_empty() {
+        let lines: Vec<u8> = converted
+            .failed
+            .iter()
+            .flat_map(|(index, message)| {
+                let (data, arrival_ms) = records[*index];
+                crate::http_delivery::conversion_error_record(data, arrival_ms, message)
+            })
+            .collect();
+        if !write_object(
+            registry,
+            sinks,
+            definition,
+            &lines,
+            oldest_ms,
+            Target::Errors("format-conversion-failed"),
+            metrics,
+        )
+        .await
+        {
+            return false;
+        }
+    }
+    let Some(parquet) = converted.parquet else {
+        return true;
+    };
+    let written = write_object(
+        registry,
+        sinks,
+        definition,
+        &parquet,
+        oldest_ms,
+        Target::Data,
+        metrics,
+    )
+    .await;
+    if written {
+        metrics.delivered(
+            converted.rows,
+            parquet.len(),
+            now_ms().saturating_sub(oldest_ms),
+        );
+    }
+    written
+}
+
 /// Indexes the records with `_bulk` (see `opensearch`); documents that finally failed go to
 /// the S3 configuration as error records, and with AllDocuments every record is written there
 /// too. `false` when the delivery stream went away meanwhile.
@@ -888,10 +970,12 @@ async fn write_object_key(
         // attempts takes effect at once, with the new version in the object's name).
         let definition = current(registry, &definition.name, definition.create_ms)?;
         let destination = &definition.destination;
-        let extension = destination
-            .file_extension
-            .clone()
-            .unwrap_or_else(|| compression::extension(destination.compression).to_owned());
+        let converted = destination.conversion.is_some() && !matches!(target, Target::Errors(_));
+        let extension = match (&destination.file_extension, converted) {
+            (Some(extension), _) => extension.clone(),
+            (None, true) => ".parquet".to_owned(),
+            (None, false) => compression::extension(destination.compression).to_owned(),
+        };
         let mut key_prefix = match target {
             Target::Data => prefix::object_prefix(destination.prefix.as_deref())
                 // Checked at create and update time; a file edited by hand gets the default.

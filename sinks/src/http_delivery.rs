@@ -307,3 +307,22 @@ pub fn partitioning_error_record(data: &[u8], arrival_ms: u64, message: &str) ->
     line.push(b'\n');
     line
 }
+
+/// One error record of a record that could not be converted to the table's format.
+pub fn conversion_error_record(data: &[u8], arrival_ms: u64, message: &str) -> Vec<u8> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut line = json!({
+        "attemptsMade": 1,
+        "arrivalTimestamp": arrival_ms,
+        "errorCode": "DataFormatConversion.MalformedData",
+        "errorMessage": message,
+        "attemptEndingTimestamp": now_ms,
+        "rawData": base64::engine::general_purpose::STANDARD.encode(data),
+    })
+    .to_string()
+    .into_bytes();
+    line.push(b'\n');
+    line
+}

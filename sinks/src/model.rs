@@ -113,6 +113,9 @@ pub struct S3Destination {
     /// DynamicPartitioningConfiguration, enabled (only at creation, never disabled).
     #[serde(default)]
     pub partitioning: Option<Partitioning>,
+    /// DataFormatConversionConfiguration: JSON → Parquet.
+    #[serde(default)]
+    pub conversion: Option<crate::format::Conversion>,
 }
 
 /// Dynamic partitioning of an S3 destination.

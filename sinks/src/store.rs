@@ -47,6 +47,7 @@ impl Store {
     pub fn open(data_dir: &Path) -> Result<(Self, Vec<Definition>), StoreError> {
         let dir = data_dir.join("firehose");
         fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        crate::format::set_firehose_dir(&dir);
         sync_dir(data_dir)?;
         let mut definitions = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {

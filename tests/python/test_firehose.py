@@ -580,3 +580,60 @@ def test_objects_over_16_mib_go_up_as_multipart_uploads(firehose, s3, bucket):
     body = b"".join(s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys)
     assert sorted(body.split(b"\n")[:-1]) == sorted(r[:-1] for r in records)
     firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+def test_json_records_are_converted_to_parquet_by_a_local_table_schema(firehose, server, s3, name, bucket):
+    """DataFormatConversionConfiguration: the schema comes from the table file that stands in for
+    Glue (<data-dir>/firehose/tables/<db>/<table>.json); the object is read back by pyarrow."""
+    import io as io_module
+
+    import pyarrow.parquet as pq
+
+    table_dir = server.data_dir / "firehose" / "tables" / "analytics"
+    table_dir.mkdir(parents=True, exist_ok=True)
+    (table_dir / "clicks.json").write_text(json.dumps({"columns": [
+        {"name": "id", "type": "bigint"}, {"name": "page", "type": "string"},
+        {"name": "ms", "type": "double"}, {"name": "ok", "type": "boolean"}]}))
+    conversion = {
+        "Enabled": True,
+        "SchemaConfiguration": {"RoleARN": ROLE, "DatabaseName": "analytics", "TableName": "clicks",
+                                "Region": REGION},
+        "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
+        "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {"Compression": "SNAPPY"}}},
+    }
+    code, message = error_of(firehose.create_delivery_stream, DeliveryStreamName=name + "-gz",
+                             ExtendedS3DestinationConfiguration=s3_config(
+                                 bucket, CompressionFormat="GZIP", DataFormatConversionConfiguration=conversion))
+    assert code == "InvalidArgumentException", message
+    missing = dict(conversion, SchemaConfiguration=dict(conversion["SchemaConfiguration"], TableName="nope"))
+    code, message = error_of(firehose.create_delivery_stream, DeliveryStreamName=name + "-nt",
+                             ExtendedS3DestinationConfiguration=s3_config(
+                                 bucket, DataFormatConversionConfiguration=missing))
+    assert code == "InvalidArgumentException" and "nope" in message, message
+
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name,
+        ExtendedS3DestinationConfiguration=s3_config(
+            bucket, DataFormatConversionConfiguration=conversion,
+            BufferingHints={"SizeInMBs": 64, "IntervalInSeconds": 0}))
+    extended = wait_active(firehose, name)["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert extended["DataFormatConversionConfiguration"]["SchemaConfiguration"]["TableName"] == "clicks"
+    records = [b'{"id":1,"page":"/a","ms":1.5,"ok":true}\n', b'{"ID":2,"Page":"/b"}\n',
+               b'{"id":"not a number"}\n', b'{"id":3,"page":"/c","ms":3,"ok":false}']
+    assert firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": r} for r in records])["FailedPutCount"] == 0
+    keys = wait_for_keys(s3, bucket, "", lambda keys: len(keys) >= 2)
+    [data_key] = [k for k in keys if k.endswith(".parquet")]
+    assert default_key_pattern(name, 1, ".parquet").match(data_key), data_key
+    table = pq.read_table(io_module.BytesIO(s3.get_object(Bucket=bucket, Key=data_key)["Body"].read()))
+    assert table.column_names == ["id", "page", "ms", "ok"]
+    assert table.to_pylist() == [
+        {"id": 1, "page": "/a", "ms": 1.5, "ok": True},
+        {"id": 2, "page": "/b", "ms": None, "ok": None},
+        {"id": 3, "page": "/c", "ms": 3.0, "ok": False},
+    ]
+    [error_key] = [k for k in keys if not k.endswith(".parquet")]
+    assert error_key.startswith("format-conversion-failed/"), error_key
+    [line] = [json.loads(l) for l in s3.get_object(Bucket=bucket, Key=error_key)["Body"].read().splitlines()]
+    import base64
+    assert base64.b64decode(line["rawData"]) == records[2]
+    firehose.delete_delivery_stream(DeliveryStreamName=name)

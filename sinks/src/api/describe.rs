@@ -65,6 +65,11 @@ pub(crate) fn destination_description(definition: &Definition) -> Value {
     extended["S3BackupMode"] = json!("Disabled");
     extended["ProcessingConfiguration"] =
         processing_description(d.transform.as_ref(), d.partitioning.as_ref());
+    if let Some(conversion) = &d.conversion
+        && let Ok(described) = serde_json::from_str::<Value>(&conversion.described)
+    {
+        extended["DataFormatConversionConfiguration"] = described;
+    }
     if let Some(partitioning) = &d.partitioning {
         extended["DynamicPartitioningConfiguration"] = json!({
             "Enabled": true,

@@ -15,15 +15,6 @@ use crate::wire;
 /// Refuses the members of an S3 configuration that ask for processing this appliance does not
 /// do, so that a configuration is never accepted and then silently ignored.
 pub(crate) fn check_unsupported(config: &wire::S3Configuration) -> Result<(), FirehoseError> {
-    let enabled = |v: &Option<Value>| {
-        v.as_ref()
-            .is_some_and(|v| v.get("Enabled").and_then(Value::as_bool).unwrap_or(true))
-    };
-    if enabled(&config.data_format_conversion_configuration) {
-        return Err(FirehoseError::invalid(
-            "DataFormatConversionConfiguration is not supported by this appliance.",
-        ));
-    }
     if config
         .s3_backup_mode
         .as_deref()
@@ -71,6 +62,7 @@ pub(crate) fn s3_destination(
         extended,
         transform: None,
         partitioning: None,
+        conversion: None,
     };
     merge_s3(&base, config, extended, member, true)
 }
@@ -171,6 +163,11 @@ pub(crate) fn merge_s3(
         check_length(&prefix, 0, 1024, &format!("{member}.errorOutputPrefix"))?;
         next.error_output_prefix = (!prefix.is_empty()).then_some(prefix);
     }
+    let conversion_update = update.data_format_conversion_configuration.clone();
+    let size_given = update
+        .buffering_hints
+        .as_ref()
+        .is_some_and(|h| h.size_in_mbs.is_some());
     if let Some(hints) = update.buffering_hints {
         if let Some(size) = hints.size_in_mbs {
             next.buffer_size_mib = check_range(
@@ -225,6 +222,37 @@ pub(crate) fn merge_s3(
             )));
         }
         next.custom_time_zone = (!zone.is_empty()).then_some(zone);
+    }
+    if let Some(conversion) = &conversion_update {
+        if !extended {
+            return Err(FirehoseError::invalid(
+                "DataFormatConversionConfiguration needs an ExtendedS3 destination.",
+            ));
+        }
+        next.conversion = crate::format::parse(
+            conversion,
+            &format!("{member}.dataFormatConversionConfiguration"),
+        )?;
+    }
+    if next.conversion.is_some() {
+        if next.compression != Compression::Uncompressed {
+            return Err(FirehoseError::invalid(
+                "CompressionFormat must be UNCOMPRESSED when data format conversion is enabled.",
+            ));
+        }
+        if next.partitioning.is_some() {
+            return Err(FirehoseError::invalid(
+                "Data format conversion together with dynamic partitioning is not supported by this appliance.",
+            ));
+        }
+        if next.buffer_size_mib < 64 {
+            if size_given {
+                return Err(FirehoseError::invalid(
+                    "BufferingHints.SizeInMBs must be at least 64 when data format conversion is enabled.",
+                ));
+            }
+            next.buffer_size_mib = 128;
+        }
     }
     match &next.partitioning {
         Some(partitioning) => crate::prefix::validate_dynamic(
