@@ -12,3 +12,15 @@ pub const FIREHOSE_PREFIX: &str = "__sluice_firehose__";
 pub fn is_internal(stream_name: &str) -> bool {
     stream_name.starts_with(FIREHOSE_PREFIX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_with_the_reserved_prefix_are_internal() {
+        assert!(is_internal("__sluice_firehose__orders"));
+        assert!(!is_internal("orders"));
+        assert!(!is_internal("x__sluice_firehose__"));
+    }
+}
