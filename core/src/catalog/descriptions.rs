@@ -402,6 +402,26 @@ mod tests {
     }
 
     #[test]
+    fn list_streams_leaves_out_services_internal_streams() {
+        let mut catalog = Catalog::new(config());
+        for name in ["a", "__sluice_firehose__orders", "b"] {
+            create(&mut catalog, name, 1, T0);
+        }
+        let listed = catalog
+            .list_streams(
+                ListStreamsInput {
+                    limit: None,
+                    exclusive_start_stream_name: None,
+                    next_token: None,
+                },
+                T0,
+            )
+            .expect("listed");
+        assert_eq!(listed.stream_names, vec!["a", "b"]);
+        assert!(!listed.has_more_streams);
+    }
+
+    #[test]
     fn list_streams_pages_with_next_tokens_that_expire() {
         let mut catalog = Catalog::new(config());
         for name in ["c", "a", "b"] {
