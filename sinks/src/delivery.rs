@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use crate::buffer::{Buffer, Hints};
 use crate::compression;
 use crate::http_delivery::{self, HttpSender};
-use crate::metrics::StreamMetrics;
+use crate::metrics::{Destination, StreamMetrics};
 use crate::model::{self, Definition, StreamType};
 use crate::partition::{Keys, Query};
 use crate::prefix;
@@ -460,6 +460,7 @@ async fn deliver<S: CheckpointLog>(
                 .await;
                 if written {
                     metrics.delivered(
+                        Destination::S3,
                         records.len(),
                         data.len(),
                         now_ms().saturating_sub(oldest_ms),
@@ -529,11 +530,17 @@ async fn deliver_http(
         };
         match outcome {
             None => return false,
-            Some(Ok(_attempts)) => {
-                metrics.delivered(chunk.len(), bytes, now_ms().saturating_sub(oldest_ms))
+            Some(Ok(attempts)) => {
+                metrics.delivery_failures(Destination::HttpEndpoint, attempts.saturating_sub(1));
+                metrics.delivered(
+                    Destination::HttpEndpoint,
+                    chunk.len(),
+                    bytes,
+                    now_ms().saturating_sub(oldest_ms),
+                );
             }
             Some(Err(failure)) => {
-                metrics.delivery_failed();
+                metrics.delivery_failures(Destination::HttpEndpoint, failure.attempts);
                 for (i, (data, arrival_ms)) in chunk.iter().enumerate() {
                     failed_lines.extend(http_delivery::error_record(
                         &failure,
@@ -692,7 +699,12 @@ async fn deliver_partitioned(
         {
             return false;
         }
-        metrics.delivered(*count, data.len(), now_ms().saturating_sub(*oldest_ms));
+        metrics.delivered(
+            Destination::S3,
+            *count,
+            data.len(),
+            now_ms().saturating_sub(*oldest_ms),
+        );
     }
     true
 }
@@ -723,7 +735,7 @@ async fn deliver_converted(
         {
             Ok(converted) => break converted,
             Err(error) => {
-                metrics.delivery_failed();
+                metrics.delivery_failed(Destination::S3);
                 tracing::warn!(delivery_stream = %definition.name, %error, "Converting records to Parquet failed; retrying.");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(RETRY_MAX);
@@ -768,6 +780,7 @@ async fn deliver_converted(
     .await;
     if written {
         metrics.delivered(
+            Destination::S3,
             converted.rows,
             parquet.len(),
             now_ms().saturating_sub(oldest_ms),
@@ -821,10 +834,15 @@ async fn deliver_opensearch(
     };
     let delivered: usize = documents.len() - failed.len();
     if delivered > 0 {
-        metrics.delivered(delivered, data.len(), now_ms().saturating_sub(oldest_ms));
+        metrics.delivered(
+            Destination::AmazonOpenSearchService,
+            delivered,
+            data.len(),
+            now_ms().saturating_sub(oldest_ms),
+        );
     }
     if !failed.is_empty() {
-        metrics.delivery_failed();
+        metrics.delivery_failed(Destination::AmazonOpenSearchService);
         let lines: Vec<u8> = failed
             .iter()
             .flat_map(|f| crate::opensearch::error_record(os, &documents[f.index], f, attempts))
@@ -899,12 +917,17 @@ async fn deliver_redshift(
         };
         let error = match outcome {
             Ok(_) => {
-                metrics.delivered(records, data.len(), now_ms().saturating_sub(oldest_ms));
+                metrics.delivered(
+                    Destination::Redshift,
+                    records,
+                    data.len(),
+                    now_ms().saturating_sub(oldest_ms),
+                );
                 return true;
             }
             Err(error) => error,
         };
-        metrics.delivery_failed();
+        metrics.delivery_failed(Destination::Redshift);
         tracing::warn!(delivery_stream = %definition.name, %error, "A COPY into PostgreSQL failed.");
         let failed_at = *first_failure.get_or_insert_with(std::time::Instant::now);
         if failed_at.elapsed() >= Duration::from_secs(u64::from(redshift.retry_duration_s)) {
@@ -1017,7 +1040,7 @@ async fn write_object_key(
                 return Some(object_key);
             }
             Err(error) => {
-                metrics.delivery_failed();
+                metrics.delivery_failed(Destination::S3);
                 tracing::warn!(delivery_stream = %definition.name, bucket = destination.bucket(), %error, "Writing an object to S3 failed; retrying.");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(RETRY_MAX);

@@ -131,7 +131,16 @@ def test_delivery_retries_while_s3_is_down_and_delivers_once_it_is_back(tmp_path
         keys = list_keys(s3, bucket)
         body = b"".join(gzip.decompress(s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys)
         assert body == b"".join(records)
-        metrics = urllib.request.urlopen(f"{server.endpoint}/metrics", timeout=10).read().decode()
+        # The object is visible in s3s-fs a moment before Sluice has read S3's answer and
+        # counted the delivery: wait for the count.
+        deadline = time.monotonic() + 30
+        while True:
+            metrics = urllib.request.urlopen(f"{server.endpoint}/metrics", timeout=10).read().decode()
+            counted = f'sinks_firehose_delivery_to_s3_records_total{{delivery_stream="{name}"}} {len(records)}'
+            if counted in metrics.splitlines():
+                break
+            assert time.monotonic() < deadline, metrics
+            time.sleep(0.1)
         failures = [line for line in metrics.splitlines()
                     if line.startswith(f'sinks_firehose_delivery_to_s3_failures_total{{delivery_stream="{name}"}}')]
         assert failures and float(failures[0].split()[-1]) >= 1, metrics

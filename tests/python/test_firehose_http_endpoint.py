@@ -9,6 +9,7 @@ import gzip
 import json
 import threading
 import time
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -140,6 +141,26 @@ def test_http_endpoint_gets_aws_headers_and_body_and_retries_with_the_same_reque
         assert [base64.b64decode(r["data"]) for r in document["records"]] == records
     # Delivered: nothing was backed up.
     assert list_keys(s3s.client(), bucket) == []
+    # The endpoint has answered; Sluice counts the delivery a moment later: wait for it.
+    deadline = time.monotonic() + 30
+    while True:
+        metrics = urllib.request.urlopen(f"{server.endpoint}/metrics", timeout=10).read().decode()
+        counted = f'sinks_firehose_delivery_to_http_endpoint_success_total{{delivery_stream="{name}"}} 1'
+        if counted in metrics.splitlines():
+            break
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.1)
+
+    def series(metric):
+        prefix = f'{metric}{{delivery_stream="{name}"}} '
+        [line] = [line for line in metrics.splitlines() if line.startswith(prefix)]
+        return float(line[len(prefix):])
+
+    assert series("sinks_firehose_delivery_to_http_endpoint_records_total") == len(records)
+    assert series("sinks_firehose_delivery_to_http_endpoint_success_total") == 1
+    assert series("sinks_firehose_delivery_to_http_endpoint_failures_total") == 2
+    assert series("sinks_firehose_delivery_to_s3_records_total") == 0
+    assert "Firehose DeliveryToHttpEndpoint.DataFreshness" in metrics
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 
 
