@@ -132,3 +132,68 @@ async fn off_thread<T: Send + 'static>(
         })?;
     rx.await.map_err(|_| StoreError::Unavailable)?
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::model::{Compression, Encryption, S3Destination, StreamType};
+
+    fn definition(name: &str, version_id: u64) -> Definition {
+        Definition {
+            name: name.to_owned(),
+            arn: format!("arn:aws:firehose:us-east-1:000000000000:deliverystream/{name}"),
+            stream_type: StreamType::DirectPut,
+            version_id,
+            create_ms: 1,
+            last_update_ms: None,
+            destination: S3Destination {
+                role_arn: "r".to_owned(),
+                bucket_arn: "arn:aws:s3:::b".to_owned(),
+                prefix: None,
+                error_output_prefix: None,
+                buffer_size_mib: 5,
+                buffer_interval_s: 300,
+                compression: Compression::Gzip,
+                file_extension: None,
+                custom_time_zone: None,
+                extended: true,
+                transform: None,
+                partitioning: None,
+                conversion: None,
+            },
+            encryption: Encryption::default(),
+            tags: BTreeMap::new(),
+            source_stream: format!("__sluice_firehose__{name}"),
+            kinesis_source: None,
+            http_endpoint: None,
+            redshift: None,
+            opensearch: None,
+        }
+    }
+
+    fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn saved_definitions_load_again_removed_ones_do_not_and_leftover_tmp_files_are_dropped() {
+        let dir = std::env::temp_dir().join(format!("sluice-store-{}", uuid::Uuid::new_v4()));
+        let (store, loaded) = Store::open(&dir).expect("opened");
+        assert!(loaded.is_empty());
+        block_on(store.save(&definition("a", 1))).expect("saved");
+        block_on(store.save(&definition("a", 2))).expect("saved again");
+        block_on(store.save(&definition("b", 1))).expect("saved");
+        block_on(store.remove("b")).expect("removed");
+        // A crash in the middle of a save leaves a .tmp file beside the last good definition.
+        fs::write(dir.join("firehose").join("a.json.tmp"), b"{torn").expect("tmp written");
+        let (_, loaded) = Store::open(&dir).expect("reopened");
+        assert_eq!(loaded, vec![definition("a", 2)]);
+        assert!(!dir.join("firehose").join("a.json.tmp").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
