@@ -99,6 +99,8 @@ pub struct ServeOptions {
     /// `Some`: Kinesis Data Analytics (`KinesisAnalytics_20150814.*`) is served on this port.
     pub analytics:
         Option<sluice_analytics::api::AnalyticsService<sluice_io::storage::StorageHandle>>,
+    /// `Some`: Firehose calls (`X-Amz-Target: Firehose_20150804.*`) go to this service.
+    pub firehose: Option<sluice_sinks::Firehose<sluice_io::storage::StorageHandle>>,
 }
 
 /// hyper's per-connection read buffer at most. A connection whose request waits for budget holds
@@ -906,7 +908,14 @@ async fn respond<A: KinesisApi + Clone + 'static, R: RecordLog>(
             }
         };
     }
-    let reply = handle_kinesis_within(api, kinesis_request, auth, SystemTime::now(), limits).await;
+    let reply = match &options.firehose {
+        Some(firehose) if sluice_sinks::is_firehose_target(kinesis_request.target) => {
+            firehose
+                .handle(api, kinesis_request, auth, SystemTime::now())
+                .await
+        }
+        _ => handle_kinesis_within(api, kinesis_request, auth, SystemTime::now(), limits).await,
+    };
     // What the request still holds: its body and its answer (a reservation for a read, or the
     // room for decoding a body, is given back now).
     if let Some(permit) = &mut permit {

@@ -155,8 +155,15 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         engine_config.catalog.region.clone(),
         engine_config.catalog.account_id.clone(),
     );
-    let services = analytics_services(analytics.clone());
+    // Firehose: delivery stream definitions load from the data dir before any core starts; the
+    // shard cores answer its API, service core 0 delivers.
+    let firehose = Arc::new(
+        sluice_sinks::Registry::open(&engine_config.data_dir)
+            .context("cannot load the Firehose delivery streams")?,
+    );
+    let services = service_core_tasks(analytics.clone(), firehose.clone());
     let per_core = move |engine: sluice_io::engine::Engine| {
+        let firehose = firehose.clone();
         let bound = bound.clone();
         let subscription_leases = subscription_leases.clone();
         let summary = summary.clone();
@@ -229,6 +236,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 glommio::spawn_local(served).detach();
             }
             let metrics_engine = engine.clone();
+            let metrics_firehose = firehose.clone();
             let health_engine = engine.clone();
             let options = http::ServeOptions {
                 auth: auth.clone(),
@@ -236,6 +244,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                     metrics_engine.render_metrics()
                         + &sluice_protocols::admission::render()
                         + &sluice_analytics::metrics::render()
+                        + &metrics_firehose.render_metrics()
                 })),
                 health: Some(std::rc::Rc::new(move || {
                     let health = health_engine.health();
@@ -251,6 +260,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                     .then(|| std::time::Duration::from_millis(admission.header_timeout_ms)),
                 admission: Some(core_admission),
                 analytics: Some(analytics),
+                firehose: Some(sluice_sinks::Firehose::new(firehose, engine.storage())),
             };
             let fan_out = sluice_protocols::kinesis::efo::EnhancedFanOut::new(
                 engine.storage(),
@@ -263,23 +273,33 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the service cores run: the analytics supervisor on service core 0.
-fn analytics_services(
+/// What the service cores run: on service core 0, the analytics supervisor and Firehose
+/// delivery side by side (both need the tokio runtime, the default: aws-sdk-s3 and the
+/// applications' clocks are tokio's); other service cores stay idle.
+fn service_core_tasks(
     analytics: sluice_analytics::api::AnalyticsService<sluice_io::storage::StorageHandle>,
+    firehose: Arc<sluice_sinks::Registry>,
 ) -> sluice_io::service::ServiceStarter {
     use sluice_io::service::{ServiceContext, ServiceRuntime};
     Arc::new(move |context: ServiceContext| {
         let analytics = analytics.clone();
+        let firehose = firehose.clone();
         Box::pin(async move {
-            if context.service_core_id == 0 {
-                if context.runtime == ServiceRuntime::Tokio {
-                    sluice_analytics::runner::supervise(analytics, context.storage).await;
-                } else {
-                    tracing::warn!(
-                        "Analytics applications run on a tokio service core; with --service-runtime glommio they do not run."
-                    );
-                }
+            if context.service_core_id != 0 {
+                return std::future::pending::<()>().await;
             }
+            if context.runtime != ServiceRuntime::Tokio {
+                tracing::error!(
+                    "Analytics applications and Firehose delivery run on a tokio service core (--service-runtime tokio); with glommio they do not run."
+                );
+                return std::future::pending::<()>().await;
+            }
+            let storage = context.storage;
+            futures_lite::future::zip(
+                sluice_analytics::runner::supervise(analytics, storage.clone()),
+                sluice_sinks::delivery::run(firehose, storage),
+            )
+            .await;
             std::future::pending::<()>().await
         })
     })

@@ -17,6 +17,7 @@ pub mod consumer;
 pub mod control;
 pub mod error;
 pub mod hash_key;
+pub mod internal_stream;
 pub mod limits;
 pub mod next_token;
 pub mod policy;

@@ -62,7 +62,7 @@ def parse_ready_line(line: str) -> str:
 
 
 class SluiceProcess:
-    def __init__(self, data_dir: pathlib.Path):
+    def __init__(self, data_dir: pathlib.Path, extra_args: "list[str] | None" = None):
         self.data_dir = data_dir
         self.stderr_path = data_dir.parent / "stderr.log"
         self._stderr = open(self.stderr_path, "wb")
@@ -75,6 +75,7 @@ class SluiceProcess:
             "--create-delay-ms", "0",
             "--delete-delay-ms", "0",
             "--update-delay-ms", "0",
+            *(extra_args or []),
         ]
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, text=True

@@ -156,6 +156,8 @@ impl Catalog {
             .streams
             .range::<str, _>(keys_after(after.as_deref()))
             .filter(|(key, stream)| stream.is_live_as(key, now_ms))
+            // Services' own streams (a DirectPut delivery stream's records) are not the user's.
+            .filter(|(key, _)| !crate::internal_stream::is_internal(key))
             .map(|(_, stream)| stream);
         let (page, has_more_streams) = take_page(remaining, limit);
         let next_token = match page.last() {
@@ -397,6 +399,26 @@ mod tests {
             catalog.describe_stream_summary("x", now),
             Err(KinesisError::stream_not_found("x", ACCOUNT))
         );
+    }
+
+    #[test]
+    fn list_streams_leaves_out_services_internal_streams() {
+        let mut catalog = Catalog::new(config());
+        for name in ["a", "__sluice_firehose__orders", "b"] {
+            create(&mut catalog, name, 1, T0);
+        }
+        let listed = catalog
+            .list_streams(
+                ListStreamsInput {
+                    limit: None,
+                    exclusive_start_stream_name: None,
+                    next_token: None,
+                },
+                T0,
+            )
+            .expect("listed");
+        assert_eq!(listed.stream_names, vec!["a", "b"]);
+        assert!(!listed.has_more_streams);
     }
 
     #[test]
