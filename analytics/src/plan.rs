@@ -681,37 +681,12 @@ fn compile_items(
             format!("Invalid number of arguments to function '{name}'"),
         ));
     }
-    let cursor_error = || {
-        CodeError::at(
-            at,
-            "the first argument must be CURSOR(SELECT STREAM * FROM a stream)",
-        )
-    };
-    let Expr::Function(cursor) = args[0] else {
-        return Err(cursor_error());
-    };
-    let FunctionArguments::Subquery(query) = &cursor.args else {
-        return Err(cursor_error());
-    };
-    if object_name(&cursor.name).as_deref() != Some("CURSOR") {
-        return Err(cursor_error());
-    }
-    let SetExpr::Select(inner) = &*query.body else {
-        return Err(cursor_error());
-    };
-    let source = match inner.from.as_slice() {
-        [t] if t.joins.is_empty() => match &t.relation {
-            TableFactor::Table {
-                name, args: None, ..
-            } => object_name(name),
-            _ => None,
-        },
-        _ => None,
-    }
-    .ok_or_else(cursor_error)?;
-    let shape = shapes
-        .get(&source)
-        .ok_or_else(|| CodeError::at(at, format!("Object '{source}' not found")))?;
+    let (inner, source, shape) = cursor_source(
+        args[0],
+        shapes,
+        at,
+        "the first argument must be CURSOR(SELECT STREAM * FROM a stream)",
+    )?;
     let scope = Scope {
         stream: &source,
         alias: None,
@@ -964,37 +939,12 @@ fn compile_rcf(
             "Invalid number of arguments to function 'RANDOM_CUT_FOREST'",
         ));
     }
-    let cursor_error = || {
-        CodeError::at(
-            at,
-            "the first argument must be CURSOR(SELECT STREAM … FROM a stream)",
-        )
-    };
-    let Expr::Function(cursor) = args[0] else {
-        return Err(cursor_error());
-    };
-    let FunctionArguments::Subquery(query) = &cursor.args else {
-        return Err(cursor_error());
-    };
-    if object_name(&cursor.name).as_deref() != Some("CURSOR") {
-        return Err(cursor_error());
-    }
-    let SetExpr::Select(inner) = &*query.body else {
-        return Err(cursor_error());
-    };
-    let source = match inner.from.as_slice() {
-        [t] if t.joins.is_empty() => match &t.relation {
-            TableFactor::Table {
-                name, args: None, ..
-            } => object_name(name),
-            _ => None,
-        },
-        _ => None,
-    }
-    .ok_or_else(cursor_error)?;
-    let shape = shapes
-        .get(&source)
-        .ok_or_else(|| CodeError::at(at, format!("Object '{source}' not found")))?;
+    let (inner, source, shape) = cursor_source(
+        args[0],
+        shapes,
+        at,
+        "the first argument must be CURSOR(SELECT STREAM … FROM a stream)",
+    )?;
     let scope = Scope {
         stream: &source,
         alias: None,
@@ -1155,6 +1105,43 @@ fn check_insert_count(targets: usize, items: usize, at: Position) -> Result<(), 
             "Number of INSERT target columns ({targets}) does not equal number of source items ({items})"
         ),
     ))
+}
+
+/// The query of a function's `CURSOR(SELECT STREAM … FROM stream)` argument, the stream it
+/// reads and that stream's shape; anything else is `wrong_cursor` at `at`.
+fn cursor_source<'a, 's>(
+    arg: &'a Expr,
+    shapes: &'s HashMap<String, StreamShape>,
+    at: Position,
+    wrong_cursor: &str,
+) -> Result<(&'a sqlparser::ast::Select, String, &'s StreamShape), CodeError> {
+    let cursor_error = || CodeError::at(at, wrong_cursor);
+    let Expr::Function(cursor) = arg else {
+        return Err(cursor_error());
+    };
+    let FunctionArguments::Subquery(query) = &cursor.args else {
+        return Err(cursor_error());
+    };
+    if object_name(&cursor.name).as_deref() != Some("CURSOR") {
+        return Err(cursor_error());
+    }
+    let SetExpr::Select(inner) = &*query.body else {
+        return Err(cursor_error());
+    };
+    let source = match inner.from.as_slice() {
+        [t] if t.joins.is_empty() => match &t.relation {
+            TableFactor::Table {
+                name, args: None, ..
+            } => object_name(name),
+            _ => None,
+        },
+        _ => None,
+    }
+    .ok_or_else(cursor_error)?;
+    let shape = shapes
+        .get(&source)
+        .ok_or_else(|| CodeError::at(at, format!("Object '{source}' not found")))?;
+    Ok((inner, source, shape))
 }
 
 fn frame_of(frame: &sqlparser::ast::WindowFrame, pos: Position) -> Result<Frame, CodeError> {

@@ -530,12 +530,7 @@ impl<R: RecordLog> Firehose<R> {
                 crate::redshift::update(current, &definition.destination, update)?;
             definition.redshift = Some(load);
             definition.destination = staging;
-            definition.version_id += 1;
-            definition.last_update_ms = Some(now_ms);
-            self.save(definition).await?;
-            return Ok(json!({}));
-        }
-        if let Some(update) = input.opensearch.as_ref().or(input.elasticsearch.as_ref()) {
+        } else if let Some(update) = input.opensearch.as_ref().or(input.elasticsearch.as_ref()) {
             let Some(current) = &definition.opensearch else {
                 return Err(FirehoseError::invalid(
                     "Changing the destination type of a delivery stream is not supported by this appliance.",
@@ -545,56 +540,52 @@ impl<R: RecordLog> Firehose<R> {
                 crate::opensearch::update(current, &definition.destination, update)?;
             definition.opensearch = Some(index);
             definition.destination = backup;
-            definition.version_id += 1;
-            definition.last_update_ms = Some(now_ms);
-            self.save(definition).await?;
-            return Ok(json!({}));
-        }
-        if definition.redshift.is_some() || definition.opensearch.is_some() {
+        } else if definition.redshift.is_some() || definition.opensearch.is_some() {
             return Err(FirehoseError::invalid(
                 "This delivery stream takes only the update of its own destination type.",
             ));
-        }
-        match (
-            &definition.http_endpoint,
-            input.s3,
-            input.extended_s3,
-            input.http_endpoint,
-        ) {
-            (Some(current), None, None, Some(update)) => {
-                let (endpoint, backup) =
-                    crate::http_endpoint::update(current, &definition.destination, update)?;
-                definition.http_endpoint = Some(endpoint);
-                definition.destination = backup;
-            }
-            (None, Some(update), None, None) => {
-                let extended = definition.destination.extended;
-                definition.destination = merge_s3(
-                    &definition.destination,
-                    update,
-                    extended,
-                    "s3DestinationUpdate",
-                    false,
-                )?;
-            }
-            (None, None, Some(update), None) => {
-                definition.destination = merge_s3(
-                    &definition.destination,
-                    update,
-                    true,
-                    "extendedS3DestinationUpdate",
-                    false,
-                )?;
-            }
-            (_, None, None, None) => {
-                return Err(FirehoseError::invalid(
-                    "Exactly one destination update is required.",
-                ));
-            }
-            _ => {
-                return Err(FirehoseError::invalid(
-                    "Changing the destination type of a delivery stream, or giving more than one destination update, is not supported by this appliance.",
-                ));
+        } else {
+            match (
+                &definition.http_endpoint,
+                input.s3,
+                input.extended_s3,
+                input.http_endpoint,
+            ) {
+                (Some(current), None, None, Some(update)) => {
+                    let (endpoint, backup) =
+                        crate::http_endpoint::update(current, &definition.destination, update)?;
+                    definition.http_endpoint = Some(endpoint);
+                    definition.destination = backup;
+                }
+                (None, Some(update), None, None) => {
+                    let extended = definition.destination.extended;
+                    definition.destination = merge_s3(
+                        &definition.destination,
+                        update,
+                        extended,
+                        "s3DestinationUpdate",
+                        false,
+                    )?;
+                }
+                (None, None, Some(update), None) => {
+                    definition.destination = merge_s3(
+                        &definition.destination,
+                        update,
+                        true,
+                        "extendedS3DestinationUpdate",
+                        false,
+                    )?;
+                }
+                (_, None, None, None) => {
+                    return Err(FirehoseError::invalid(
+                        "Exactly one destination update is required.",
+                    ));
+                }
+                _ => {
+                    return Err(FirehoseError::invalid(
+                        "Changing the destination type of a delivery stream, or giving more than one destination update, is not supported by this appliance.",
+                    ));
+                }
             }
         }
         definition.version_id += 1;
