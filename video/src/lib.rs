@@ -1,0 +1,22 @@
+//! video: Amazon Kinesis Video Streams on Sluice.
+//!
+//! - `model`: a video stream's definition (persisted) and a fragment's index entry.
+//! - `registry` and `store`: the video streams of the server, shared by every core, and their
+//!   persistence under `<data-dir>/video/`.
+//! - `api`: the control plane (rest-json, `POST /<operation>`, SigV4 service `kinesisvideo`).
+//! - `mkv`: the incremental EBML reader that splits a PutMedia body into a header and clusters.
+//! - `fragments`: fragments stored through the narrow storage face (`sluice_core::storage`).
+//! - `media`: PutMedia (with its acknowledgement stream), GetMedia, ListFragments and
+//!   GetMediaForFragmentList.
+//! - `remux`: stored MKV fragments turned into fragmented MP4 (HLS, DASH) and MP4 (GetClip).
+//! - `playback`: HLS and DASH sessions and the resources behind their URLs.
+//!
+//! It reaches records only through the narrow storage face: each video stream keeps its
+//! fragments in an internal Kinesis stream (`sluice_core::internal_stream::VIDEO_PREFIX`) of two
+//! shards: shard 0 holds fragment data, shard 1 one index entry per fragment. It must not touch
+//! segments, executors' internals or shard ownership; the server binary wires it to the HTTP
+//! front end.
+
+#![forbid(unsafe_code)]
+
+pub mod model;

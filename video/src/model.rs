@@ -1,0 +1,98 @@
+//! A video stream as Sluice keeps it, and a fragment as the index knows it.
+//!
+//! The persisted form of a stream is JSON (serde) in `<data-dir>/video/<name>.json`; a field added
+//! here must be optional or defaulted so that older files still load.
+//!
+//! Fragments live in the stream's internal Kinesis stream ([`StreamDefinition::internal_stream`]):
+//! shard [`DATA_SHARD`] holds each fragment as one or more records (its MKV header and cluster,
+//! split at [`PART_BYTES_MAX`]); shard [`INDEX_SHARD`] holds one [`FragmentEntry`] per fragment,
+//! appended after the fragment's data is durable. A fragment's number is the sequence number of
+//! its first data record: unique, increasing in ingest order, a decimal string like AWS's.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sluice_core::sequence_number::SequenceNumber;
+
+/// The shard of the internal stream that holds fragment data.
+pub const DATA_SHARD: u32 = 0;
+/// The shard of the internal stream that holds one index entry per fragment.
+pub const INDEX_SHARD: u32 = 1;
+/// A fragment's data is stored in records of at most this many bytes (the Kinesis record limit).
+pub const PART_BYTES_MAX: usize = 1024 * 1024 - 64;
+
+/// What CreateStream, UpdateStream, UpdateDataRetention and the tag calls set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamDefinition {
+    pub name: String,
+    pub arn: String,
+    #[serde(default)]
+    pub device_name: Option<String>,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    /// AWS answers its own managed key (`alias/aws/kinesisvideo`) when none was given.
+    pub kms_key_id: String,
+    /// 0: fragments are kept only as a short host buffer (GetMedia); HLS, clips and
+    /// ListFragments answer NoDataRetentionException.
+    pub data_retention_hours: u32,
+    /// Opaque; changes on every update; Update* and DeleteStream must quote it.
+    pub version: String,
+    pub creation_time_ms: u64,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// HOT or WARM (StreamStorageConfiguration.DefaultStorageTier).
+    #[serde(default = "default_storage_tier")]
+    pub storage_tier: String,
+    /// The internal Kinesis stream that holds this stream's fragments (unique per incarnation,
+    /// so a stream deleted and created again never sees the old fragments).
+    pub internal_stream: String,
+}
+
+fn default_storage_tier() -> String {
+    "HOT".to_owned()
+}
+
+/// StreamInfo.Status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamStatus {
+    Creating,
+    Active,
+    Updating,
+    Deleting,
+}
+
+impl StreamStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "CREATING",
+            Self::Active => "ACTIVE",
+            Self::Updating => "UPDATING",
+            Self::Deleting => "DELETING",
+        }
+    }
+}
+
+/// One stored fragment, as ListFragments reports it and as the readers find it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FragmentEntry {
+    /// The fragment number: the sequence number of its first data record.
+    pub number: String,
+    /// The position of its first data record in [`DATA_SHARD`].
+    pub data_position: u64,
+    /// How many data records hold it.
+    pub parts: u32,
+    /// Producer timestamp of the fragment's start, epoch milliseconds.
+    pub producer_ms: u64,
+    /// When the server began receiving the fragment, epoch milliseconds.
+    pub server_ms: u64,
+    pub duration_ms: u64,
+    /// The size of the stored fragment (its cluster), bytes.
+    pub size_bytes: u64,
+}
+
+impl FragmentEntry {
+    /// The fragment number as a sequence number (for reads at its position).
+    pub fn sequence_number(&self) -> Option<SequenceNumber> {
+        SequenceNumber::parse(&self.number).ok()
+    }
+}
