@@ -19,4 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fragments;
+pub mod media;
+pub mod mkv;
 pub mod model;

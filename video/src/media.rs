@@ -1,0 +1,613 @@
+//! The media data plane over stored fragments: PutMedia's ingest loop and its acknowledgement
+//! stream, GetMedia and GetMediaForFragmentList chunks, and ListFragments.
+//!
+//! These functions take a resolved stream (its definition and fragment index) and the storage
+//! face; resolving names, authentication and HTTP framing are the service's (`service`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::{Stream, StreamExt as _};
+use sluice_core::storage::{AppendError, RecordLog};
+
+use crate::fragments::{self, FragmentError, FragmentTimes, StoredFragment, StreamIndex};
+use crate::mkv::{self, MkvEvent, MkvReader};
+use crate::model::{FragmentEntry, StreamDefinition};
+
+/// A timer: a future that completes after the duration (the server passes its runtime's).
+pub type Sleep = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
+
+/// A wall clock in epoch milliseconds (passed in so tests can fix it).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// AWS's PutMedia limits, and how long a silent session lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutMediaLimits {
+    /// A fragment (Cluster) larger than this is refused with ErrorId 4001 (AWS: 50 MB).
+    pub fragment_bytes_max: u64,
+    /// A fragment longer than this is refused with ErrorId 4002 (AWS: 10 s).
+    pub fragment_duration_ms_max: u64,
+    /// IDLE is sent after this long without data.
+    pub idle_event_interval: Duration,
+    /// The session ends after this long without data (AWS: 30 s).
+    pub silence_max: Duration,
+}
+
+impl Default for PutMediaLimits {
+    fn default() -> Self {
+        Self {
+            fragment_bytes_max: 50 * 1000 * 1000,
+            fragment_duration_ms_max: 10_000,
+            idle_event_interval: Duration::from_secs(3),
+            silence_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `x-amzn-fragment-timecode-type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimecodeType {
+    /// Cluster timecodes are producer timestamps.
+    Absolute,
+    /// Cluster timecodes count from `x-amzn-producer-start-timestamp`.
+    Relative,
+}
+
+/// The request headers of a PutMedia session, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutMediaOptions {
+    pub timecode_type: TimecodeType,
+    /// `x-amzn-producer-start-timestamp`, epoch milliseconds.
+    pub producer_start_ms: Option<u64>,
+    /// `x-amzn-fragment-acknowledgment-required: 1` (the default): BUFFERING, RECEIVED and
+    /// PERSISTED are sent; otherwise only ERROR and IDLE.
+    pub acks: bool,
+}
+
+/// An acknowledgement event of PutMedia's response stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckEvent {
+    Buffering,
+    Received,
+    Persisted,
+    Error,
+    Idle,
+}
+
+impl AckEvent {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Buffering => "BUFFERING",
+            Self::Received => "RECEIVED",
+            Self::Persisted => "PERSISTED",
+            Self::Error => "ERROR",
+            Self::Idle => "IDLE",
+        }
+    }
+}
+
+/// One line of the acknowledgement stream.
+pub fn ack_line(
+    event: AckEvent,
+    fragment_timecode: Option<u64>,
+    fragment_number: Option<&str>,
+    error_id: Option<u32>,
+) -> Bytes {
+    let mut out = format!(r#"{{"EventType":"{}""#, event.as_str());
+    if let Some(timecode) = fragment_timecode {
+        out.push_str(&format!(r#","FragmentTimecode":{timecode}"#));
+    }
+    if let Some(number) = fragment_number {
+        out.push_str(&format!(r#","FragmentNumber":"{number}""#));
+    }
+    if let Some(id) = error_id {
+        out.push_str(&format!(r#","ErrorId":{id}"#));
+    }
+    out.push_str("}\n");
+    Bytes::from(out)
+}
+
+/// The fragment being received.
+#[derive(Debug)]
+struct Pending {
+    number: u128,
+    timecode: u64,
+    server_ms: u64,
+}
+
+/// How a PutMedia session ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestSummary {
+    pub persisted: u64,
+    pub rejected: u64,
+    /// The ErrorId that ended the session early, if any.
+    pub ended_by: Option<u32>,
+}
+
+/// Runs one PutMedia session: reads `body` as it arrives, stores each complete Cluster as a
+/// fragment, and sends the acknowledgement lines to `acks` (the response body). Returns when the
+/// body ends, when the stream can no longer be read or stored, or after `limits.silence_max`
+/// without data. Dropping the `acks` receiver (the client went away) does not stop storing what
+/// arrives.
+#[expect(clippy::too_many_arguments, reason = "one session's whole context")]
+pub async fn ingest<R, B>(
+    storage: R,
+    definition: StreamDefinition,
+    index: Arc<StreamIndex>,
+    options: PutMediaOptions,
+    limits: PutMediaLimits,
+    mut body: B,
+    acks: async_channel::Sender<Bytes>,
+    sleep: Sleep,
+    clock: Clock,
+) -> IngestSummary
+where
+    R: RecordLog,
+    B: Stream<Item = Result<Bytes, String>> + Unpin,
+{
+    let mut summary = IngestSummary {
+        persisted: 0,
+        rejected: 0,
+        ended_by: None,
+    };
+    let send = |line: Bytes| {
+        let acks = acks.clone();
+        async move {
+            // A client that stopped reading acks still gets its fragments stored.
+            let _ = acks.send(line).await;
+        }
+    };
+    if let Err(error) = index.ensure_loaded(&storage, &definition).await {
+        tracing::warn!(%error, stream = %definition.name, "Loading a video stream's fragment index failed.");
+        send(ack_line(AckEvent::Error, None, None, Some(5000))).await;
+        summary.ended_by = Some(5000);
+        return summary;
+    }
+    let mut reader = MkvReader::new(limits.fragment_bytes_max);
+    let mut header: Option<mkv::Header> = None;
+    let mut pending: Option<Pending> = None;
+    // The end of the last accepted fragment, in TimecodeScale units (absolute producer time).
+    let mut last_end: Option<i128> = None;
+    let mut silent = Duration::ZERO;
+    loop {
+        let next = futures_lite::future::or(async { Some(body.next().await) }, async {
+            sleep(limits.idle_event_interval).await;
+            None
+        })
+        .await;
+        let chunk = match next {
+            None => {
+                silent += limits.idle_event_interval;
+                if silent >= limits.silence_max {
+                    break;
+                }
+                send(ack_line(AckEvent::Idle, None, None, None)).await;
+                continue;
+            }
+            Some(None) => {
+                // The body ended: an unknown-size cluster still open ends with it.
+                match reader.finish() {
+                    Ok(events) => {
+                        handle_events(
+                            &storage, &definition, &index, &options, &limits, events,
+                            &mut header, &mut pending, &mut last_end, &mut summary, &send, &clock,
+                        )
+                        .await;
+                    }
+                    Err(_) if reader.at_boundary() => {}
+                    Err(error) => {
+                        let timecode = pending.as_ref().map(|p| p.timecode);
+                        send(ack_line(AckEvent::Error, timecode, None, Some(4000))).await;
+                        tracing::debug!(%error, "A PutMedia body ended inside an element.");
+                        summary.ended_by = Some(4000);
+                    }
+                }
+                break;
+            }
+            Some(Some(Err(error))) => {
+                tracing::debug!(%error, "Reading a PutMedia body failed.");
+                let timecode = pending.as_ref().map(|p| p.timecode);
+                send(ack_line(AckEvent::Error, timecode, None, Some(4000))).await;
+                summary.ended_by = Some(4000);
+                break;
+            }
+            Some(Some(Ok(chunk))) => chunk,
+        };
+        silent = Duration::ZERO;
+        match reader.push(&chunk) {
+            Ok(events) => {
+                let stop = handle_events(
+                    &storage, &definition, &index, &options, &limits, events, &mut header,
+                    &mut pending, &mut last_end, &mut summary, &send, &clock,
+                )
+                .await;
+                if stop {
+                    break;
+                }
+            }
+            Err(error) => {
+                let timecode = pending.as_ref().map(|p| p.timecode);
+                let id = error.error_id();
+                tracing::debug!(%error, id, "A PutMedia body is not valid MKV.");
+                send(ack_line(AckEvent::Error, timecode, None, Some(id))).await;
+                summary.ended_by = Some(id);
+                summary.rejected += 1;
+                break;
+            }
+        }
+    }
+    summary
+}
+
+/// Acts on what the reader found; `true` when the session must end.
+#[expect(clippy::too_many_arguments, reason = "the session's state, borrowed")]
+async fn handle_events<R: RecordLog, F: Future<Output = ()>>(
+    storage: &R,
+    definition: &StreamDefinition,
+    index: &StreamIndex,
+    options: &PutMediaOptions,
+    limits: &PutMediaLimits,
+    events: Vec<MkvEvent>,
+    header: &mut Option<mkv::Header>,
+    pending: &mut Option<Pending>,
+    last_end: &mut Option<i128>,
+    summary: &mut IngestSummary,
+    send: &impl Fn(Bytes) -> F,
+    clock: &Clock,
+) -> bool {
+    for event in events {
+        match event {
+            MkvEvent::Header(new) => *header = Some(new),
+            MkvEvent::ClusterStarted { timecode } => {
+                let server_ms = clock();
+                let number = index.allocate(server_ms);
+                if options.acks {
+                    send(ack_line(
+                        AckEvent::Buffering,
+                        Some(timecode),
+                        Some(&number.to_string()),
+                        None,
+                    ))
+                    .await;
+                }
+                *pending = Some(Pending {
+                    number,
+                    timecode,
+                    server_ms,
+                });
+            }
+            MkvEvent::Cluster(cluster) => {
+                let Some(header) = header.as_ref() else {
+                    return true;
+                };
+                let Some(started) = pending.take() else {
+                    return true;
+                };
+                let number_text = started.number.to_string();
+                let error = |id: u32| {
+                    ack_line(
+                        AckEvent::Error,
+                        Some(started.timecode),
+                        Some(&number_text),
+                        Some(id),
+                    )
+                };
+                let scale = i128::from(header.timecode_scale_ns);
+                let to_ms = |units: i128| -> i128 { units * scale / 1_000_000 };
+                let declared: Vec<u64> = header.tracks.iter().map(|t| t.number).collect();
+                let check = if cluster.tracks_seen.iter().any(|t| !declared.contains(t)) {
+                    Err(4010)
+                } else if declared.iter().any(|t| !cluster.tracks_seen.contains(t)) {
+                    Err(4011)
+                } else if last_end.is_some_and(|end| i128::from(cluster.first_block) < end) {
+                    Err(4004)
+                } else {
+                    Ok(())
+                };
+                let duration_units =
+                    i128::from(cluster.last_block - cluster.first_block + cluster.frame_gap);
+                let duration_ms = u64::try_from(to_ms(duration_units)).unwrap_or(0);
+                let check = check.and_then(|()| {
+                    if duration_ms > limits.fragment_duration_ms_max {
+                        Err(4002)
+                    } else {
+                        Ok(())
+                    }
+                });
+                let start_ms = to_ms(i128::from(cluster.first_block).max(0));
+                let producer_ms = match options.timecode_type {
+                    TimecodeType::Absolute => u64::try_from(start_ms).ok(),
+                    TimecodeType::Relative => options
+                        .producer_start_ms
+                        .and_then(|start| u64::try_from(i128::from(start) + start_ms).ok()),
+                };
+                let check = check.and_then(|()| producer_ms.ok_or(4007));
+                let producer_ms = match check {
+                    Ok(ms) => ms,
+                    Err(id) => {
+                        summary.rejected += 1;
+                        send(error(id)).await;
+                        continue;
+                    }
+                };
+                *last_end = Some(i128::from(cluster.last_block));
+                if options.acks {
+                    send(ack_line(
+                        AckEvent::Received,
+                        Some(started.timecode),
+                        Some(&number_text),
+                        None,
+                    ))
+                    .await;
+                }
+                let times = FragmentTimes {
+                    producer_ms,
+                    server_ms: started.server_ms,
+                    duration_ms,
+                };
+                match fragments::store(
+                    storage,
+                    definition,
+                    index,
+                    started.number,
+                    &header.bytes,
+                    &cluster.bytes,
+                    times,
+                )
+                .await
+                {
+                    Ok(_) => {
+                        summary.persisted += 1;
+                        // AWS sends PERSISTED only for streams that keep data.
+                        if options.acks && definition.data_retention_hours > 0 {
+                            send(ack_line(
+                                AckEvent::Persisted,
+                                Some(started.timecode),
+                                Some(&number_text),
+                                None,
+                            ))
+                            .await;
+                        }
+                    }
+                    Err(FragmentError::Append(
+                        AppendError::StreamNotWritable { .. } | AppendError::ShardNotFound { .. },
+                    )) => {
+                        send(error(4008)).await;
+                        summary.ended_by = Some(4008);
+                        return true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, stream = %definition.name, "Storing a video fragment failed.");
+                        send(error(5001)).await;
+                        summary.ended_by = Some(5001);
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Epoch milliseconds as KVS's tag text: seconds with three decimals.
+pub fn seconds_text(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// Which tags a chunk carries: GetMedia's names or GetMediaForFragmentList's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkTags {
+    GetMedia,
+    FragmentList,
+}
+
+/// One chunk: the producer's header, the service's Tags, and the fragment's Cluster.
+pub fn chunk(fragment: &StoredFragment, tags: ChunkTags, now_ms: u64, newest_ms: u64) -> Vec<u8> {
+    let entry = &fragment.entry;
+    let pairs: Vec<(&str, String)> = match tags {
+        ChunkTags::GetMedia => vec![
+            ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", entry.number.clone()),
+            ("AWS_KINESISVIDEO_SERVER_TIMESTAMP", seconds_text(entry.server_ms)),
+            (
+                "AWS_KINESISVIDEO_PRODUCER_TIMESTAMP",
+                seconds_text(entry.producer_ms),
+            ),
+            (
+                "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW",
+                newest_ms.min(now_ms).saturating_sub(entry.server_ms).to_string(),
+            ),
+            ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", entry.number.clone()),
+        ],
+        ChunkTags::FragmentList => vec![
+            ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", entry.number.clone()),
+            (
+                "AWS_KINESISVIDEO_SERVER_SIDE_TIMESTAMP",
+                seconds_text(entry.server_ms),
+            ),
+            (
+                "AWS_KINESISVIDEO_PRODUCER_SIDE_TIMESTAMP",
+                seconds_text(entry.producer_ms),
+            ),
+        ],
+    };
+    let tags = mkv::tags_element(&pairs);
+    let mut out = Vec::with_capacity(fragment.header.len() + tags.len() + fragment.cluster.len());
+    out.extend_from_slice(&fragment.header);
+    out.extend_from_slice(&tags);
+    out.extend_from_slice(&fragment.cluster);
+    out
+}
+
+/// GetMedia's StartSelector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartSelector {
+    Now,
+    Earliest,
+    /// Starts after this fragment.
+    AfterFragment(String),
+    ServerTimestamp(u64),
+    ProducerTimestamp(u64),
+    /// Starts after the fragment the token names.
+    ContinuationToken(String),
+}
+
+/// Why a read could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("fragment {0} was not found in the stream")]
+    FragmentNotFound(String),
+    #[error(transparent)]
+    Fragment(#[from] FragmentError),
+}
+
+/// Where in `entries` (storage order) a GetMedia with `selector` starts.
+pub fn start_index(entries: &[FragmentEntry], selector: &StartSelector) -> Result<usize, StartError> {
+    let after = |number: &str| {
+        entries
+            .iter()
+            .position(|e| e.number == number)
+            .map(|at| at + 1)
+            .ok_or_else(|| StartError::FragmentNotFound(number.to_owned()))
+    };
+    // The fragment holding `ts` (or the first after it): the last one that starts at or before.
+    let containing = |ts: u64, key: fn(&FragmentEntry) -> u64| {
+        let mut best: Option<usize> = None;
+        for (at, entry) in entries.iter().enumerate() {
+            if key(entry) <= ts && best.is_none_or(|b| key(&entries[b]) <= key(entry)) {
+                best = Some(at);
+            }
+        }
+        match best {
+            Some(at) if key(&entries[at]) + entries[at].duration_ms > ts || at + 1 == entries.len() => at,
+            Some(at) => at + 1,
+            None => entries.iter().position(|e| key(e) >= ts).unwrap_or(entries.len()),
+        }
+    };
+    Ok(match selector {
+        StartSelector::Earliest => 0,
+        StartSelector::Now => entries.len().saturating_sub(1),
+        StartSelector::AfterFragment(number) | StartSelector::ContinuationToken(number) => {
+            after(number)?
+        }
+        StartSelector::ServerTimestamp(ts) => containing(*ts, |e| e.server_ms),
+        StartSelector::ProducerTimestamp(ts) => containing(*ts, |e| e.producer_ms),
+    })
+}
+
+/// GetMedia's body: chunks from `start` on, then new ones as they are stored, until `idle_end`
+/// passes with no new fragment. A fragment that cannot be read ends the stream.
+pub fn get_media<R: RecordLog>(
+    storage: R,
+    definition: StreamDefinition,
+    index: Arc<StreamIndex>,
+    start: usize,
+    idle_end: Duration,
+    sleep: Sleep,
+    clock: Clock,
+) -> impl Stream<Item = Bytes> {
+    futures_lite::stream::unfold(Some(start), move |next| {
+        let storage = storage.clone();
+        let definition = definition.clone();
+        let index = index.clone();
+        let sleep = sleep.clone();
+        let clock = clock.clone();
+        async move {
+            let at = next?;
+            let entry = loop {
+                let listener = index.listen();
+                if let Some(entry) = index.entries_from(at, 1).into_iter().next() {
+                    break entry;
+                }
+                let woke = futures_lite::future::or(
+                    async {
+                        listener.await;
+                        true
+                    },
+                    async {
+                        sleep(idle_end).await;
+                        false
+                    },
+                )
+                .await;
+                if !woke {
+                    return None;
+                }
+            };
+            let newest = index
+                .entries_from(index.len().saturating_sub(1), 1)
+                .first()
+                .map_or(entry.server_ms, |e| e.server_ms);
+            match fragments::load(&storage, &definition, &entry).await {
+                Ok(fragment) => Some((
+                    Bytes::from(chunk(&fragment, ChunkTags::GetMedia, clock(), newest)),
+                    Some(at + 1),
+                )),
+                Err(error) => {
+                    tracing::warn!(%error, "GetMedia could not read a fragment.");
+                    // The stream ends with an error chunk's tags, as KVS does.
+                    let tags = mkv::tags_element(&[
+                        ("AWS_KINESISVIDEO_ERROR_CODE", "FRAGMENT_NOT_FOUND".to_owned()),
+                        ("AWS_KINESISVIDEO_ERROR_ID", "4000".to_owned()),
+                    ]);
+                    let mut out = Vec::new();
+                    if let Ok(fragment) = fragments::load(&storage, &definition, &entry).await {
+                        out.extend_from_slice(&fragment.header);
+                    }
+                    out.extend_from_slice(&tags);
+                    Some((Bytes::from(out), None))
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(number: u128, producer_ms: u64, server_ms: u64) -> FragmentEntry {
+        FragmentEntry {
+            number: number.to_string(),
+            data_position: 0,
+            parts: 1,
+            producer_ms,
+            server_ms,
+            duration_ms: 1000,
+            size_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn start_selectors_pick_the_fragment_holding_the_time_or_the_one_after_a_number() {
+        let entries = vec![
+            entry(10, 1_000, 5_000),
+            entry(11, 2_000, 6_000),
+            entry(12, 3_000, 7_000),
+        ];
+        let at = |s: StartSelector| start_index(&entries, &s).map_err(|e| e.to_string());
+        assert_eq!(at(StartSelector::Earliest), Ok(0));
+        assert_eq!(at(StartSelector::Now), Ok(2));
+        assert_eq!(at(StartSelector::AfterFragment("10".into())), Ok(1));
+        assert_eq!(at(StartSelector::ContinuationToken("12".into())), Ok(3));
+        assert!(at(StartSelector::AfterFragment("99".into())).is_err());
+        assert_eq!(at(StartSelector::ProducerTimestamp(2_500)), Ok(1));
+        assert_eq!(at(StartSelector::ProducerTimestamp(500)), Ok(0));
+        assert_eq!(at(StartSelector::ServerTimestamp(7_999)), Ok(2));
+        assert_eq!(at(StartSelector::ServerTimestamp(6_000)), Ok(1));
+    }
+
+    #[test]
+    fn ack_lines_carry_only_the_keys_that_apply() {
+        assert_eq!(
+            ack_line(AckEvent::Persisted, Some(40), Some("7"), None),
+            Bytes::from_static(b"{\"EventType\":\"PERSISTED\",\"FragmentTimecode\":40,\"FragmentNumber\":\"7\"}\n")
+        );
+        assert_eq!(
+            ack_line(AckEvent::Error, None, None, Some(4006)),
+            Bytes::from_static(b"{\"EventType\":\"ERROR\",\"ErrorId\":4006}\n")
+        );
+    }
+}
