@@ -19,4 +19,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod error;
 pub mod model;
+pub mod registry;
+pub mod store;
