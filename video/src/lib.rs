@@ -19,7 +19,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod error;
 pub mod fragments;
 pub mod media;
 pub mod mkv;
 pub mod model;
+pub mod registry;
+pub mod store;

@@ -1,6 +1,6 @@
 //! A video stream as Sluice keeps it, and a fragment as the index knows it.
 //!
-//! The persisted form of a stream is JSON (serde) in `<data-dir>/video/<name>.json`; a field added
+//! The persisted form of a stream is JSON (serde) in `<data-dir>/video/` (see `store`); a field added
 //! here must be optional or defaulted so that older files still load.
 //!
 //! Fragments live in the stream's internal Kinesis stream ([`StreamDefinition::internal_stream`]):
@@ -46,6 +46,13 @@ pub struct StreamDefinition {
     /// The internal Kinesis stream that holds this stream's fragments (unique per incarnation,
     /// so a stream deleted and created again never sees the old fragments).
     pub internal_stream: String,
+    /// UpdateImageGenerationConfiguration's `ImageGenerationConfiguration`, as validated and
+    /// stored (this appliance keeps it as a setting; it does not generate images by itself).
+    #[serde(default)]
+    pub image_generation: Option<serde_json::Value>,
+    /// UpdateNotificationConfiguration's `NotificationConfiguration`, as validated and stored.
+    #[serde(default)]
+    pub notification: Option<serde_json::Value>,
 }
 
 fn default_storage_tier() -> String {
