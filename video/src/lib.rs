@@ -20,3 +20,4 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
+pub mod remux;
