@@ -192,8 +192,8 @@ pub fn fragment_frames(
     })
 }
 
-/// The Timecode (0xE7) of a Cluster element: the first child, by every muxer's convention and
-/// KVS's requirement. Read directly because the demuxer reports frame times only already added.
+/// The Timecode (0xE7) of a Cluster element, which precedes its blocks (after an optional
+/// CRC-32). Read here because the demuxer reports frame times only with it already added.
 fn cluster_timecode(cluster: &[u8]) -> Result<u64, RemuxError> {
     let unreadable = |reason: &str| RemuxError::MkvUnreadable {
         reason: format!("cluster: {reason}"),
