@@ -34,7 +34,12 @@ fn scratch_dir(name: &str) -> PathBuf {
 }
 
 fn run(program: &str, args: &[&str]) -> String {
+    run_in(&std::env::temp_dir(), program, args)
+}
+
+fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
     let output = Command::new(program)
+        .current_dir(dir)
         .args(args)
         .output()
         .unwrap_or_else(|error| {
@@ -248,10 +253,16 @@ fn remux(stored: &Stored) -> Remuxed {
 
 /// The per-frame MD5s ffmpeg decodes from `input` for stream `map`.
 fn frame_hashes(input: &[&str], map: &str) -> Vec<String> {
+    frame_hashes_in(&std::env::temp_dir(), input, map)
+}
+
+/// [`frame_hashes`] with ffmpeg started in `dir` (its DASH reader resolves relative segment
+/// URLs containing a query string only against a relative manifest path).
+fn frame_hashes_in(dir: &Path, input: &[&str], map: &str) -> Vec<String> {
     let mut args = vec!["-v", "error"];
     args.extend_from_slice(input);
     args.extend(["-map", map, "-f", "framemd5", "-"]);
-    run("ffmpeg", &args)
+    run_in(dir, "ffmpeg", &args)
         .lines()
         .filter(|line| !line.starts_with('#'))
         .map(|line| {
@@ -419,17 +430,32 @@ fn h264_and_aac_remux_to_fmp4_with_identical_pictures_and_all_audio() {
 }
 
 #[test]
-fn hls_session_plays_through_ffmpeg_with_identical_pictures() {
+fn hls_and_dash_sessions_play_through_ffmpeg_with_identical_pictures() {
     let dir = scratch_dir("hls");
     let source = encode(&dir, Some("libx264"), true, 4);
     let remuxed = remux(&split(&std::fs::read(&source).expect("read")));
     write_session(&dir, &remuxed);
     let master = dir.join("getHLSMasterPlaylist.m3u8");
-    // ffmpeg's HLS reader only opens segment names with known extensions unless told otherwise;
-    // ours end in a query string.
-    let hls = ["-allowed_extensions", "ALL", "-i", path_str(&master)];
-    assert_eq!(frame_hashes(&hls, "0:v"), source_hashes(&source, "0:v"));
-    assert_audio_close(&source_hashes(&source, "0:a"), &frame_hashes(&hls, "0:a"));
+    // ffmpeg's HLS reader only opens segment names with known extensions unless told otherwise
+    // (over HTTP the query string would not count; on files it is part of the name).
+    let hls = [
+        "-allowed_extensions",
+        "ALL",
+        "-allowed_segment_extensions",
+        "ALL",
+        "-extension_picky",
+        "0",
+        "-i",
+        path_str(&master),
+    ];
+    let pictures = source_hashes(&source, "0:v");
+    let sound = source_hashes(&source, "0:a");
+    assert_eq!(frame_hashes(&hls, "0:v"), pictures);
+    assert_audio_close(&sound, &frame_hashes(&hls, "0:a"));
+
+    let dash = ["-allowed_extensions", "ALL", "-i", "getDASHManifest.mpd"];
+    assert_eq!(frame_hashes_in(&dir, &dash, "0:v"), pictures);
+    assert_audio_close(&sound, &frame_hashes_in(&dir, &dash, "0:a"));
 }
 
 #[test]
