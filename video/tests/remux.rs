@@ -601,3 +601,52 @@ fn unsupported_codecs_and_bad_codec_private_map_to_kvs_errors() {
     let error = MediaTracks::parse(&invalid).expect_err("bad avcC");
     assert_eq!(error.kvs_error_type(), "InvalidCodecPrivateData", "{error}");
 }
+
+/// Guards the timing of independently requested media fragments: each `tfdt` must come from the
+/// producer timestamp (epoch time, not zero), and each fragment must start where the previous
+/// one ended, or players stall or skip at every fragment boundary.
+#[test]
+fn media_fragments_start_at_their_producer_time_and_continue_each_other() {
+    use mp4_atom::{Decode, Moof, TrunSamples};
+
+    let dir = scratch_dir("timing");
+    let source = encode(&dir, Some("libx264"), true, 4);
+    let remuxed = remux(&split(&std::fs::read(&source).expect("read")));
+    for track in [1u64, 2] {
+        let timescale = u64::from(remuxed.tracks.track(track).expect("track").timescale);
+        let mut previous_end: Option<u64> = None;
+        for (index, fragment) in remuxed.fragments.iter().enumerate() {
+            let sequence = u32::try_from(index + 1).expect("few fragments");
+            let segment =
+                media_segment(&remuxed.tracks, fragment, sequence, Some(track)).expect("segment");
+            let moof = Moof::decode(&mut segment.as_slice()).expect("moof decodes");
+            assert_eq!(moof.mfhd.sequence_number, sequence);
+            let [traf] = moof.traf.as_slice() else {
+                panic!("one traf per single-track segment")
+            };
+            assert_eq!(u64::from(traf.tfhd.track_id), track);
+            let start = traf.tfdt.as_ref().expect("tfdt").base_media_decode_time;
+            assert!(
+                start >= PRODUCER_START_MS * timescale / 1000,
+                "epoch-based tfdt"
+            );
+            let TrunSamples::Explicit(samples) = &traf.trun[0].samples else {
+                panic!("per-sample trun")
+            };
+            let duration: u64 = samples
+                .iter()
+                .map(|sample| u64::from(sample.duration.expect("duration")))
+                .sum();
+            if let Some(end) = previous_end {
+                // Only the estimated duration of the previous fragment's last frame may be off,
+                // and by at most one AAC frame (1024 samples) or a rounding tick of video.
+                let tolerance = if track == 1 { 1 } else { 1024 };
+                assert!(
+                    start.abs_diff(end) <= tolerance,
+                    "track {track} fragment {index}: starts at {start}, previous ended at {end}"
+                );
+            }
+            previous_end = Some(start + duration);
+        }
+    }
+}
