@@ -169,6 +169,7 @@ fn parse_track(entry: &TrackEntry) -> Result<MediaTrack, RemuxError> {
         reason,
     };
     let default_duration_ns = entry.default_duration().map(|duration| duration.get());
+    // Each arm below sets `codec`, `codec_string` and the fields of its kind (video or audio).
     let mut track = MediaTrack {
         track_number,
         codec: Codec::Aac(DecoderSpecific::default()),
