@@ -26,4 +26,5 @@ pub mod media;
 pub mod mkv;
 pub mod model;
 pub mod registry;
+pub mod remux;
 pub mod store;
