@@ -178,6 +178,10 @@ pub struct ServeArgs {
     /// PEM private key matching --tls-cert.
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// hls.js (its `dist/hls.min.js`) for the video player page at `/video/<stream>`, which
+    /// serves it at `/video/hls.min.js` [default: none; the page then cannot play].
+    #[arg(long, value_name = "FILE")]
+    pub hls_js: Option<PathBuf>,
 }
 
 /// The config file: the same settings as the flags.
@@ -213,6 +217,7 @@ struct FileSettings {
     shard_limit: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    hls_js: Option<PathBuf>,
 }
 
 /// `--binary-addr`: a socket address, or `off` to serve no binary protocol.
@@ -309,6 +314,8 @@ pub struct Settings {
     /// (access key id, secret) pairs both wires verify signatures against.
     pub credentials: Vec<(String, String)>,
     pub http_addr: SocketAddr,
+    /// hls.js for the video player page.
+    pub hls_js: Option<PathBuf>,
     /// `None` when the binary protocol is off.
     pub binary: Option<BinarySettings>,
     pub admission: AdmissionSettings,
@@ -515,6 +522,7 @@ impl Settings {
             tls,
             credentials,
             http_addr,
+            hls_js: args.hls_js.or(file.hls_js),
             binary,
             admission,
             engine,

@@ -101,6 +101,9 @@ pub struct ServeOptions {
         Option<sluice_analytics::api::AnalyticsService<sluice_io::storage::StorageHandle>>,
     /// `Some`: Firehose calls (`X-Amz-Target: Firehose_20150804.*`) go to this service.
     pub firehose: Option<sluice_sinks::Firehose<sluice_io::storage::StorageHandle>>,
+    /// `Some`: Kinesis Video Streams (its `POST /<operation>` paths, the streaming sessions'
+    /// resources and the player page) is served on this port.
+    pub video: Option<sluice_video::service::VideoService<sluice_io::storage::StorageHandle>>,
 }
 
 /// hyper's per-connection read buffer at most. A connection whose request waits for budget holds
@@ -586,6 +589,8 @@ async fn serve_http<A, R, I>(
 pub enum ResponseBody<S> {
     Full(Full<Bytes>),
     Events(EventBody<S>),
+    /// A body produced as it is sent (PutMedia's acknowledgements, GetMedia's chunks).
+    Stream(Pin<Box<dyn futures_lite::Stream<Item = Bytes>>>),
     /// A whole answer that keeps its request's budget until it has been sent (or the client went
     /// away): hyper drops the body then.
     Admitted(
@@ -615,6 +620,10 @@ impl<S: Subscription + 'static> Body for ResponseBody<S> {
         match self.get_mut() {
             Self::Full(full) | Self::Admitted(full, _) => Pin::new(full).poll_frame(cx),
             Self::Events(events) => Pin::new(events).poll_frame(cx),
+            Self::Stream(stream) => stream
+                .as_mut()
+                .poll_next(cx)
+                .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes)))),
         }
     }
 
@@ -622,13 +631,14 @@ impl<S: Subscription + 'static> Body for ResponseBody<S> {
         match self {
             Self::Full(full) | Self::Admitted(full, _) => full.is_end_stream(),
             Self::Events(events) => events.is_end_stream(),
+            Self::Stream(_) => false,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             Self::Full(full) | Self::Admitted(full, _) => full.size_hint(),
-            Self::Events(_) => SizeHint::default(),
+            Self::Events(_) | Self::Stream(_) => SizeHint::default(),
         }
     }
 }
@@ -780,6 +790,11 @@ async fn respond<A: KinesisApi + Clone + 'static, R: RecordLog>(
             None => plain(StatusCode::NOT_FOUND, "text/plain", Bytes::new()),
         };
     }
+    if let Some(video) = &options.video
+        && sluice_video::service::is_video_path(request.uri().path())
+    {
+        return respond_video(api, video, auth, request).await;
+    }
 
     let declared_length = request
         .headers()
@@ -925,6 +940,85 @@ async fn respond<A: KinesisApi + Clone + 'static, R: RecordLog>(
     let mut response = Response::new(match permit {
         Some(permit) => ResponseBody::Admitted(full, permit),
         None => ResponseBody::Full(full),
+    });
+    apply_head(&mut response, reply.status, reply.headers);
+    response
+}
+
+/// A Kinesis Video Streams request. Its memory is bounded without the admission budget: a
+/// PutMedia body is read as it arrives (at most one fragment held), other bodies are capped at
+/// the API's request size, and long answers stream one fragment at a time.
+async fn respond_video<A: KinesisApi, S>(
+    api: &A,
+    video: &sluice_video::service::VideoService<sluice_io::storage::StorageHandle>,
+    auth: &AuthConfig,
+    request: Request<Incoming>,
+) -> Response<ResponseBody<S>> {
+    use futures_lite::StreamExt as _;
+
+    let (parts, body) = request.into_parts();
+    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    let mut all_headers: Vec<(&str, &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .collect();
+    if !parts.headers.contains_key(hyper::header::HOST)
+        && let Some(authority) = &authority
+    {
+        all_headers.push(("host", authority.as_bytes()));
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let has_query_auth = parts.uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair.split('=').next() == Some("X-Amz-Algorithm"))
+    });
+    let request_of = |body: &'static [u8]| HttpRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        target: header("x-amz-target"),
+        content_type: header("content-type"),
+        has_auth: parts.headers.contains_key(hyper::header::AUTHORIZATION) || has_query_auth,
+        authorization: header("authorization"),
+        query: parts.uri.query(),
+        has_date: parts.headers.contains_key("x-amz-date")
+            || parts.headers.contains_key(hyper::header::DATE),
+        origin: header("origin"),
+        access_control_request_headers: header("access-control-request-headers"),
+        access_control_request_method: header("access-control-request-method"),
+        headers: &all_headers,
+        body,
+    };
+    let reply = if sluice_video::service::is_put_media(parts.uri.path()) {
+        let upload = http_body_util::BodyStream::new(body).filter_map(|frame| match frame {
+            Ok(frame) => frame.into_data().ok().map(Ok),
+            Err(error) => Some(Err(error.to_string())),
+        });
+        let (reply, ingest) = video
+            .put_media(api, &request_of(&[]), auth, SystemTime::now(), Box::pin(upload))
+            .await;
+        if let Some(ingest) = ingest {
+            glommio::spawn_local(ingest).detach();
+        }
+        reply
+    } else {
+        let body = match Limited::new(body, REQUEST_BODY_BYTES_MAX).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
+            Err(error) => {
+                tracing::debug!(%error, "Reading a request body failed.");
+                return plain(StatusCode::BAD_REQUEST, "text/plain", Bytes::new());
+            }
+        };
+        let req = HttpRequest {
+            body: &body,
+            ..request_of(&[])
+        };
+        video.handle(api, req, auth, SystemTime::now()).await
+    };
+    let mut response = Response::new(match reply.body {
+        sluice_video::service::VideoBody::Full(body) => ResponseBody::Full(Full::new(Bytes::from(body))),
+        sluice_video::service::VideoBody::Stream(stream) => ResponseBody::Stream(stream),
     });
     apply_head(&mut response, reply.status, reply.headers);
     response

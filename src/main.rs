@@ -162,8 +162,33 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             .context("cannot load the Firehose delivery streams")?,
     );
     let services = service_core_tasks(analytics.clone(), firehose.clone());
+    // Kinesis Video Streams: stream definitions load before any core starts; every core's HTTP
+    // port serves the API, ingest and playback, sharing fragment indexes and sessions.
+    let video_registry = Arc::new(
+        sluice_video::registry::Registry::open_in(
+            &engine_config.data_dir,
+            sluice_video::registry::ArnScope {
+                region: engine_config.catalog.region.clone(),
+                account_id: engine_config.catalog.account_id.clone(),
+            },
+        )
+        .context("cannot load the Kinesis Video streams")?,
+    );
+    let hls_js = match &settings.hls_js {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read hls.js (--hls-js) {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let video = sluice_video::service::VideoShared::new(
+        video_registry,
+        &format!("{scheme}://{http_addr}"),
+        hls_js,
+    );
     let per_core = move |engine: sluice_io::engine::Engine| {
         let firehose = firehose.clone();
+        let video = video.clone();
         let bound = bound.clone();
         let subscription_leases = subscription_leases.clone();
         let summary = summary.clone();
@@ -261,6 +286,16 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 admission: Some(core_admission),
                 analytics: Some(analytics),
                 firehose: Some(sluice_sinks::Firehose::new(firehose, engine.storage())),
+                video: Some(sluice_video::service::VideoService::new(
+                    &video,
+                    engine.storage(),
+                    Arc::new(|duration| Box::pin(glommio::timer::sleep(duration))),
+                    Arc::new(|| {
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                    }),
+                )),
             };
             let fan_out = sluice_protocols::kinesis::efo::EnhancedFanOut::new(
                 engine.storage(),

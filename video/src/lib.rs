@@ -27,4 +27,5 @@ pub mod mkv;
 pub mod model;
 pub mod registry;
 pub mod remux;
+pub mod service;
 pub mod store;

@@ -171,6 +171,8 @@ where
     let mut pending: Option<Pending> = None;
     // The end of the last accepted fragment, in TimecodeScale units (absolute producer time).
     let mut last_end: Option<i128> = None;
+    // The tracks that had a frame in an accepted fragment of this session.
+    let mut tracks_with_frames = std::collections::BTreeSet::new();
     let mut silent = Duration::ZERO;
     loop {
         let next = futures_lite::future::or(async { Some(body.next().await) }, async {
@@ -193,7 +195,7 @@ where
                     Ok(events) => {
                         handle_events(
                             &storage, &definition, &index, &options, &limits, events,
-                            &mut header, &mut pending, &mut last_end, &mut summary, &send, &clock,
+                            &mut header, &mut pending, &mut last_end, &mut tracks_with_frames, &mut summary, &send, &clock,
                         )
                         .await;
                     }
@@ -221,7 +223,7 @@ where
             Ok(events) => {
                 let stop = handle_events(
                     &storage, &definition, &index, &options, &limits, events, &mut header,
-                    &mut pending, &mut last_end, &mut summary, &send, &clock,
+                    &mut pending, &mut last_end, &mut tracks_with_frames, &mut summary, &send, &clock,
                 )
                 .await;
                 if stop {
@@ -254,6 +256,7 @@ async fn handle_events<R: RecordLog, F: Future<Output = ()>>(
     header: &mut Option<mkv::Header>,
     pending: &mut Option<Pending>,
     last_end: &mut Option<i128>,
+    tracks_with_frames: &mut std::collections::BTreeSet<u64>,
     summary: &mut IngestSummary,
     send: &impl Fn(Bytes) -> F,
     clock: &Clock,
@@ -300,7 +303,13 @@ async fn handle_events<R: RecordLog, F: Future<Output = ()>>(
                 let declared: Vec<u64> = header.tracks.iter().map(|t| t.number).collect();
                 let check = if cluster.tracks_seen.iter().any(|t| !declared.contains(t)) {
                     Err(4010)
-                } else if declared.iter().any(|t| !cluster.tracks_seen.contains(t)) {
+                } else if declared
+                    .iter()
+                    .any(|t| !cluster.tracks_seen.contains(t) && !tracks_with_frames.contains(t))
+                {
+                    // A declared track that has had no frame in the session yet. (A fragment
+                    // without one track, such as the audio a muxer flushes after the last video
+                    // frame, is taken.)
                     Err(4011)
                 } else if last_end.is_some_and(|end| i128::from(cluster.first_block) < end) {
                     Err(4004)
@@ -334,6 +343,7 @@ async fn handle_events<R: RecordLog, F: Future<Output = ()>>(
                     }
                 };
                 *last_end = Some(i128::from(cluster.last_block));
+                tracks_with_frames.extend(cluster.tracks_seen.iter().copied());
                 if options.acks {
                     send(ack_line(
                         AckEvent::Received,

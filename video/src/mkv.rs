@@ -318,6 +318,8 @@ pub struct MkvReader {
     header_sent: bool,
     cluster: Option<OpenCluster>,
     cluster_bytes_max: u64,
+    /// Bytes of a skipped element still to come.
+    skip: u64,
 }
 
 impl MkvReader {
@@ -333,6 +335,7 @@ impl MkvReader {
             header_sent: false,
             cluster: None,
             cluster_bytes_max,
+            skip: 0,
         }
     }
 
@@ -348,7 +351,7 @@ impl MkvReader {
 
     /// Whether the reader is between elements (nothing partial is held).
     pub fn at_boundary(&self) -> bool {
-        self.buffer.is_empty() && self.cluster.is_none()
+        self.buffer.is_empty() && self.cluster.is_none() && self.skip == 0
     }
 
     /// Takes `bytes` and returns what they completed. After an error the reader is unusable.
@@ -371,7 +374,7 @@ impl MkvReader {
             let len = self.buffer.len();
             self.complete_cluster(len, &mut events)?;
         }
-        if !self.buffer.is_empty() || self.cluster.is_some() {
+        if !self.buffer.is_empty() || self.cluster.is_some() || self.skip > 0 {
             return Err(MkvError::Truncated);
         }
         Ok(events)
@@ -386,6 +389,17 @@ impl MkvReader {
     /// Makes one step of progress if the buffered bytes allow it; `false` when more bytes are
     /// needed.
     fn step(&mut self, events: &mut Vec<MkvEvent>) -> Result<bool, MkvError> {
+        if self.skip > 0 {
+            let n = usize::try_from(self.skip)
+                .unwrap_or(usize::MAX)
+                .min(self.buffer.len());
+            if n == 0 {
+                return Ok(false);
+            }
+            self.consume(n);
+            self.skip -= n as u64;
+            return Ok(true);
+        }
         if self.cluster.is_some() {
             return self.step_cluster(events);
         }
@@ -463,11 +477,9 @@ impl MkvReader {
                     ID_INFO | ID_TRACKS => {
                         let size = head.size.ok_or(MkvError::BadSize { offset })?;
                         let total = head.len as u64 + size;
-                        if total > 1 << 20 {
-                            return Err(MkvError::TooLarge {
-                                size: total,
-                                limit: 1 << 20,
-                            });
+                        let limit = self.cluster_bytes_max.min(1 << 20);
+                        if total > limit {
+                            return Err(MkvError::TooLarge { size: total, limit });
                         }
                         let total = total as usize;
                         if self.buffer.len() < total {
@@ -506,22 +518,13 @@ impl MkvReader {
                     }
                     _ => {
                         // Anything else at this level (SeekHead, Cues, Tags, Void, CRC, …) is
-                        // skipped; an unknown size is only allowed for a Cluster.
+                        // skipped as it arrives, never held; an unknown size is only allowed
+                        // for a Cluster.
                         let size = head
                             .size
                             .ok_or(MkvError::Unexpected { id: head.id, offset })?;
-                        let total = head.len as u64 + size;
-                        if total > 16 << 20 {
-                            return Err(MkvError::TooLarge {
-                                size: total,
-                                limit: 16 << 20,
-                            });
-                        }
-                        let total = total as usize;
-                        if self.buffer.len() < total {
-                            return Ok(false);
-                        }
-                        self.consume(total);
+                        self.consume(head.len);
+                        self.skip = size;
                         Ok(true)
                     }
                 }
@@ -545,10 +548,25 @@ impl MkvReader {
         }
         if !cluster.started_sent {
             // The Timecode is the Cluster's first child in every muxer we know; wait for it.
-            let at = cluster.head_len;
-            let Some(child) = element_head(&self.buffer[at..], start + at as u64)? else {
+            let mut at = cluster.head_len;
+            let Some(mut child) = element_head(&self.buffer[at..], start + at as u64)? else {
                 return Ok(false);
             };
+            // A CRC-32 or Void may come first (ffmpeg writes a CRC-32 into every cluster).
+            while matches!(child.id, ID_CRC32 | ID_VOID) {
+                let size = child.size.ok_or(MkvError::BadSize {
+                    offset: start + at as u64,
+                })?;
+                let next = at as u64 + child.len as u64 + size;
+                if next > 1 << 20 || (self.buffer.len() as u64) < next {
+                    return Ok(false);
+                }
+                at = next as usize;
+                let Some(following) = element_head(&self.buffer[at..], start + at as u64)? else {
+                    return Ok(false);
+                };
+                child = following;
+            }
             if child.id != ID_TIMECODE {
                 return Err(MkvError::Unexpected {
                     id: child.id,
@@ -788,6 +806,46 @@ mod tests {
                 assert_eq!(head.id, ID_CLUSTER);
                 assert_eq!(head.len as u64 + head.size.expect("known"), second.bytes.len() as u64);
             }
+        }
+    }
+
+    /// A live MKV from ffmpeg (H.264 + AAC, 1 s clusters, CRC-32 elements, unknown sizes) reads
+    /// whole at any chunking. ffmpeg is required: the test fails without it.
+    #[test]
+    fn ffmpeg_live_matroska_reads_as_one_fragment_per_cluster() {
+        let dir = std::env::temp_dir().join(format!("sluice-mkv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("live.mkv");
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "3"])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p"])
+            .args(["-c:a", "aac", "-f", "matroska", "-live", "1", "-cluster_time_limit", "1000"])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg runs (install it: apt-get install ffmpeg)");
+        assert!(status.success());
+        let bytes = std::fs::read(&path).expect("readable");
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
+        for step in [1000, 4096, 65536] {
+            let events = read_all(&bytes, step).expect("valid");
+            let clusters: Vec<&Cluster> = events
+                .iter()
+                .filter_map(|e| match e {
+                    MkvEvent::Cluster(c) => Some(c),
+                    _ => None,
+                })
+                .collect();
+            assert!((3..=4).contains(&clusters.len()), "{} clusters", clusters.len());
+            // ffmpeg ends with a cluster of the audio left after the last video frame.
+            let (last, full) = clusters.split_last().expect("clusters");
+            assert!(full.iter().all(|c| c.tracks_seen.len() == 2));
+            assert!(!last.tracks_seen.is_empty());
+            let MkvEvent::Header(header) = &events[0] else {
+                panic!("the header comes first")
+            };
+            assert_eq!(header.tracks.len(), 2);
+            assert_eq!(header.tracks[0].codec_id, "V_MPEG4/ISO/AVC");
         }
     }
 

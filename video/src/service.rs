@@ -1,0 +1,1483 @@
+//! The Kinesis Video Streams service as the HTTP front end sees it: which paths are video's, the
+//! data plane (PutMedia, GetMedia, ListFragments, GetMediaForFragmentList, HLS and DASH sessions
+//! and their resources, GetClip), and the built-in player page. The control plane is `api`.
+//!
+//! Invariants:
+//! - Every data-plane call but the session resources is SigV4-authenticated like the control
+//!   plane; a session resource is authorised by its unguessable, expiring session token.
+//! - Bodies that can be long (PutMedia's acks, GetMedia, GetMediaForFragmentList) stream: at most
+//!   one fragment of a response is held at a time.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_lite::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_core::KinesisApi;
+use sluice_core::storage::RecordLog;
+use sluice_protocols::HttpRequest;
+use sluice_protocols::sigv4::AuthConfig;
+
+use crate::api;
+use crate::error::{ErrorKind, VideoError};
+use crate::fragments::{self, Indexes, StoredFragment, StreamIndex};
+use crate::media::{self, Clock, PutMediaLimits, PutMediaOptions, Sleep, StartSelector, TimecodeType};
+use crate::model::{FragmentEntry, StreamDefinition, StreamStatus};
+use crate::registry::Registry;
+use crate::remux::{self, MediaTracks, playlist};
+
+/// A response body: whole, or streamed chunk by chunk.
+pub enum VideoBody {
+    Full(Vec<u8>),
+    Stream(Pin<Box<dyn Stream<Item = Bytes>>>),
+}
+
+impl std::fmt::Debug for VideoBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Full(body) => write!(f, "Full({} bytes)", body.len()),
+            Self::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// What the front end sends back.
+#[derive(Debug)]
+pub struct VideoResponse {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: VideoBody,
+}
+
+impl VideoResponse {
+    fn error(error: &VideoError) -> Self {
+        let request_id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let response = error.response(&request_id);
+        Self {
+            status: response.status,
+            headers: response.headers,
+            body: VideoBody::Full(response.body),
+        }
+    }
+
+    fn ok(content_type: &str, body: VideoBody) -> Self {
+        Self {
+            status: 200,
+            headers: vec![
+                (
+                    "x-amzn-RequestId",
+                    uuid::Uuid::new_v4().hyphenated().to_string(),
+                ),
+                ("Content-Type", content_type.to_owned()),
+            ],
+            body,
+        }
+    }
+
+    fn json(value: &Value) -> Self {
+        Self::ok(
+            "application/json",
+            VideoBody::Full(value.to_string().into_bytes()),
+        )
+    }
+
+    /// Adds `Access-Control-Allow-Origin: *` (players on other origins may fetch sessions).
+    fn cors(mut self) -> Self {
+        self.headers
+            .push(("Access-Control-Allow-Origin", "*".to_owned()));
+        self
+    }
+}
+
+/// The data plane's operations (`POST /<op>`).
+const DATA_PATHS: &[&str] = &[
+    "/putMedia",
+    "/getMedia",
+    "/listFragments",
+    "/getMediaForFragmentList",
+    "/getHLSStreamingSessionURL",
+    "/getDASHStreamingSessionURL",
+    "/getClip",
+    "/getImages",
+];
+
+/// Whether `path` is Kinesis Video Streams' (control plane, data plane, session resources, or
+/// the player page).
+pub fn is_video_path(path: &str) -> bool {
+    api::is_control_path(path)
+        || DATA_PATHS.contains(&path)
+        || path.starts_with("/hls/v1/")
+        || path.starts_with("/dash/v1/")
+        || path.starts_with("/video/")
+}
+
+/// Whether `path` is PutMedia, whose body streams in (the front end must not collect it).
+pub fn is_put_media(path: &str) -> bool {
+    path == "/putMedia"
+}
+
+/// How long a GetMedia waits for a new fragment before its response ends.
+pub const GET_MEDIA_IDLE_END: Duration = Duration::from_secs(5);
+/// At most this many HLS or DASH sessions per stream; the oldest is revoked for a new one.
+const SESSIONS_PER_STREAM_MAX: usize = 10;
+/// GetClip's output holds at most this many fragments and bytes.
+const CLIP_FRAGMENTS_MAX: usize = 200;
+const CLIP_BYTES_MAX: u64 = 100 * 1000 * 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SessionKind {
+    Hls,
+    Dash,
+}
+
+/// One HLS or DASH streaming session.
+#[derive(Clone, Debug)]
+struct Session {
+    kind: SessionKind,
+    stream_name: String,
+    internal_stream: String,
+    mode: playlist::PlaybackMode,
+    source: playlist::TimestampSource,
+    start_ms: Option<u64>,
+    end_ms: Option<u64>,
+    discontinuity: playlist::DiscontinuityMode,
+    display_timestamp: bool,
+    display_number: bool,
+    max_results: usize,
+    created_ms: u64,
+    expires_ms: u64,
+}
+
+/// The live sessions, by token.
+#[derive(Debug, Default)]
+struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn create(&self, session: Session, now_ms: u64) -> String {
+        let token = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut map = self.lock();
+        map.retain(|_, s| s.expires_ms > now_ms);
+        let mut of_stream: Vec<(u64, String)> = map
+            .iter()
+            .filter(|(_, s)| s.internal_stream == session.internal_stream)
+            .map(|(t, s)| (s.created_ms, t.clone()))
+            .collect();
+        of_stream.sort();
+        while of_stream.len() >= SESSIONS_PER_STREAM_MAX {
+            let (_, oldest) = of_stream.remove(0);
+            map.remove(&oldest);
+        }
+        map.insert(token.clone(), session);
+        token
+    }
+
+    fn get(&self, token: &str, now_ms: u64) -> Option<Session> {
+        self.lock()
+            .get(token)
+            .filter(|s| s.expires_ms > now_ms)
+            .cloned()
+    }
+}
+
+/// What every core's [`VideoService`] shares: the streams, their fragment indexes, the
+/// streaming sessions, and the server's own URL.
+#[derive(Clone, Debug)]
+pub struct VideoShared {
+    registry: Arc<Registry>,
+    indexes: Arc<Indexes>,
+    sessions: Arc<Sessions>,
+    /// The base URL this server's data plane answers on (GetDataEndpoint, session URLs).
+    endpoint: Arc<str>,
+    /// hls.js for the player page, when configured.
+    hls_js: Option<Arc<Vec<u8>>>,
+}
+
+impl VideoShared {
+    /// The shared state over `registry`; `endpoint` is this server's base URL, `hls_js` the
+    /// hls.js library the player page loads.
+    pub fn new(registry: Arc<Registry>, endpoint: &str, hls_js: Option<Vec<u8>>) -> Self {
+        Self {
+            registry,
+            indexes: Arc::default(),
+            sessions: Arc::default(),
+            endpoint: Arc::from(endpoint.trim_end_matches('/')),
+            hls_js: hls_js.map(Arc::new),
+        }
+    }
+}
+
+/// The video service as one core's front end holds it.
+#[derive(Clone)]
+pub struct VideoService<R: RecordLog> {
+    registry: Arc<Registry>,
+    storage: R,
+    indexes: Arc<Indexes>,
+    sessions: Arc<Sessions>,
+    endpoint: Arc<str>,
+    hls_js: Option<Arc<Vec<u8>>>,
+    sleep: Sleep,
+    clock: Clock,
+    pub put_media_limits: PutMediaLimits,
+    pub get_media_idle_end: Duration,
+}
+
+impl<R: RecordLog> std::fmt::Debug for VideoService<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VideoService")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+fn epoch_ms(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Seconds (rest-json timestamps) to epoch milliseconds.
+fn seconds_to_ms(seconds: f64) -> Option<u64> {
+    (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
+}
+
+fn ms_to_seconds(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// A rest-json timestamp member: epoch seconds as a number (what the SDKs send), or an ISO 8601
+/// string is refused as AWS's parser would not send it for this protocol.
+fn timestamp_ms(value: &Value, member: &str) -> Result<u64, VideoError> {
+    value
+        .as_f64()
+        .and_then(seconds_to_ms)
+        .ok_or_else(|| VideoError::invalid(format!("{member} must be a timestamp in epoch seconds.")))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StreamRef {
+    stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    stream_arn: Option<String>,
+}
+
+fn decode(body: &[u8]) -> Result<Value, VideoError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| VideoError::new(ErrorKind::Serialization, e.to_string()))
+}
+
+fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    value.get(name).filter(|v| !v.is_null())
+}
+
+fn string_field(value: &Value, name: &str) -> Result<Option<String>, VideoError> {
+    match field(value, name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(VideoError::new(
+            ErrorKind::Serialization,
+            format!("{name} must be a string."),
+        )),
+    }
+}
+
+fn int_field(value: &Value, name: &str, min: i64, max: i64) -> Result<Option<i64>, VideoError> {
+    match field(value, name) {
+        None => Ok(None),
+        Some(v) => {
+            let n = v.as_i64().ok_or_else(|| {
+                VideoError::new(ErrorKind::Serialization, format!("{name} must be an integer."))
+            })?;
+            if n < min || n > max {
+                return Err(VideoError::validation(
+                    &n.to_string(),
+                    &lower_camel(name),
+                    &format!("Member must have value between {min} and {max}"),
+                ));
+            }
+            Ok(Some(n))
+        }
+    }
+}
+
+fn lower_camel(name: &str) -> String {
+    let mut chars = name.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
+}
+
+fn enum_field<'a>(
+    value: &Value,
+    name: &str,
+    allowed: &[&'a str],
+) -> Result<Option<&'a str>, VideoError> {
+    match string_field(value, name)? {
+        None => Ok(None),
+        Some(s) => allowed
+            .iter()
+            .find(|a| **a == s)
+            .copied()
+            .map(Some)
+            .ok_or_else(|| {
+                VideoError::validation(
+                    &s,
+                    &lower_camel(name),
+                    &format!("Member must satisfy enum value set: [{}]", allowed.join(", ")),
+                )
+            }),
+    }
+}
+
+/// A fragment selector's type and time range.
+#[derive(Clone, Copy, Debug)]
+struct Selection {
+    source: playlist::TimestampSource,
+    start_ms: Option<u64>,
+    end_ms: Option<u64>,
+}
+
+fn selection(value: Option<&Value>, required: bool) -> Result<Option<Selection>, VideoError> {
+    let Some(value) = value else {
+        return if required {
+            Err(VideoError::missing("FragmentSelector"))
+        } else {
+            Ok(None)
+        };
+    };
+    let kind = enum_field(
+        value,
+        "FragmentSelectorType",
+        &["PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"],
+    )?;
+    let source = match kind {
+        Some("PRODUCER_TIMESTAMP") => playlist::TimestampSource::ProducerTimestamp,
+        Some(_) => playlist::TimestampSource::ServerTimestamp,
+        None if required => return Err(VideoError::missing("FragmentSelectorType")),
+        None => playlist::TimestampSource::ServerTimestamp,
+    };
+    let range = field(value, "TimestampRange");
+    let start_ms = range
+        .and_then(|r| field(r, "StartTimestamp"))
+        .map(|v| timestamp_ms(v, "StartTimestamp"))
+        .transpose()?;
+    let end_ms = range
+        .and_then(|r| field(r, "EndTimestamp"))
+        .map(|v| timestamp_ms(v, "EndTimestamp"))
+        .transpose()?;
+    if let (Some(start), Some(end)) = (start_ms, end_ms)
+        && end < start
+    {
+        return Err(VideoError::invalid(
+            "EndTimestamp must be later than StartTimestamp.",
+        ));
+    }
+    Ok(Some(Selection {
+        source,
+        start_ms,
+        end_ms,
+    }))
+}
+
+fn key(entry: &FragmentEntry, source: playlist::TimestampSource) -> u64 {
+    match source {
+        playlist::TimestampSource::ProducerTimestamp => entry.producer_ms,
+        playlist::TimestampSource::ServerTimestamp => entry.server_ms,
+    }
+}
+
+fn playlist_fragment(entry: &FragmentEntry) -> playlist::PlaylistFragment {
+    playlist::PlaylistFragment {
+        fragment_number: entry.number.clone(),
+        producer_ms: entry.producer_ms,
+        server_ms: entry.server_ms,
+        duration_ms: entry.duration_ms,
+    }
+}
+
+fn remux_error(error: &remux::RemuxError) -> VideoError {
+    let kind = match error.kvs_error_type() {
+        "UnsupportedStreamMediaType" => ErrorKind::UnsupportedStreamMediaType,
+        "MissingCodecPrivateData" => ErrorKind::MissingCodecPrivateData,
+        "InvalidCodecPrivateData" => ErrorKind::InvalidCodecPrivateData,
+        "InvalidMediaFrame" => ErrorKind::InvalidMediaFrame,
+        "ResourceNotFound" => ErrorKind::ResourceNotFound,
+        _ => ErrorKind::InvalidArgument,
+    };
+    VideoError::new(kind, error.to_string())
+}
+
+fn fragment_error(error: &fragments::FragmentError) -> VideoError {
+    VideoError::internal(error.to_string())
+}
+
+/// The query parameter `name` of `query`.
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl<R: RecordLog> VideoService<R> {
+    /// One core's service over `shared`, reading and writing through `storage`; `sleep` and
+    /// `clock` are the core's timer and the wall clock.
+    pub fn new(shared: &VideoShared, storage: R, sleep: Sleep, clock: Clock) -> Self {
+        Self {
+            registry: shared.registry.clone(),
+            storage,
+            indexes: shared.indexes.clone(),
+            sessions: shared.sessions.clone(),
+            endpoint: shared.endpoint.clone(),
+            hls_js: shared.hls_js.clone(),
+            sleep,
+            clock,
+            put_media_limits: PutMediaLimits::default(),
+            get_media_idle_end: GET_MEDIA_IDLE_END,
+        }
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// An ACTIVE stream by name or ARN, its internal stream brought in line first.
+    async fn active<A: KinesisApi>(
+        &self,
+        api: &A,
+        name: Option<&str>,
+        arn: Option<&str>,
+    ) -> Result<StreamDefinition, VideoError> {
+        let (definition, status) = self.registry.resolve(name, arn)?;
+        let status = if status == StreamStatus::Creating {
+            self.registry.refresh(api, &definition.name).await?
+        } else {
+            status
+        };
+        if status == StreamStatus::Deleting || status == StreamStatus::Creating {
+            return Err(VideoError::new(
+                ErrorKind::ResourceNotFound,
+                crate::error::STREAM_NOT_FOUND,
+            ));
+        }
+        Ok(definition)
+    }
+
+    async fn index(&self, definition: &StreamDefinition) -> Result<Arc<StreamIndex>, VideoError> {
+        let index = self.indexes.of(definition);
+        index
+            .ensure_loaded(&self.storage, definition)
+            .await
+            .map_err(|e| fragment_error(&e))?;
+        Ok(index)
+    }
+
+    /// The stream's fragments within its retention, in storage order with their storage index.
+    fn retained(
+        &self,
+        definition: &StreamDefinition,
+        index: &StreamIndex,
+        now_ms: u64,
+    ) -> Vec<(usize, FragmentEntry)> {
+        let hours = u64::from(crate::registry::internal_retention_hours(
+            definition.data_retention_hours,
+        ));
+        let horizon = now_ms.saturating_sub(hours * 3_600_000);
+        index
+            .entries()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, e)| e.server_ms >= horizon)
+            .collect()
+    }
+
+    /// PutMedia. `req` carries the headers (its body is ignored); `body` is the upload as it
+    /// arrives. Returns the response (an ack stream on success) and, on success, the ingest task
+    /// the caller must spawn on its executor: it reads the body and feeds the ack stream.
+    pub async fn put_media<A, B>(
+        &self,
+        api: &A,
+        req: &HttpRequest<'_>,
+        auth: &AuthConfig,
+        now: SystemTime,
+        body: B,
+    ) -> (VideoResponse, Option<Pin<Box<dyn Future<Output = ()>>>>)
+    where
+        A: KinesisApi,
+        B: Stream<Item = Result<Bytes, String>> + Unpin + 'static,
+    {
+        match self.start_put_media(api, req, auth, now).await {
+            Ok((definition, options)) => {
+                let (sender, receiver) = async_channel::bounded::<Bytes>(256);
+                let index = self.indexes.of(&definition);
+                let task = media::ingest(
+                    self.storage.clone(),
+                    definition,
+                    index,
+                    options,
+                    self.put_media_limits,
+                    body,
+                    sender,
+                    self.sleep.clone(),
+                    self.clock.clone(),
+                );
+                let task: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
+                    let summary = task.await;
+                    tracing::debug!(?summary, "A PutMedia session ended.");
+                });
+                (
+                    VideoResponse::ok("application/json", VideoBody::Stream(Box::pin(receiver))),
+                    Some(task),
+                )
+            }
+            Err(error) => (VideoResponse::error(&error), None),
+        }
+    }
+
+    async fn start_put_media<A: KinesisApi>(
+        &self,
+        api: &A,
+        req: &HttpRequest<'_>,
+        auth: &AuthConfig,
+        now: SystemTime,
+    ) -> Result<(StreamDefinition, PutMediaOptions), VideoError> {
+        if req.method != "POST" {
+            return Err(VideoError::new(ErrorKind::UnknownOperation, "Only POST is served."));
+        }
+        api::authenticate_headers(req, auth, self.registry.region(), now)?;
+        let header = |name: &str| {
+            req.headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                .map(str::trim)
+        };
+        let name = header("x-amzn-stream-name");
+        let arn = header("x-amzn-stream-arn");
+        let definition = self.active(api, name, arn).await?;
+        let timecode_type = match header("x-amzn-fragment-timecode-type") {
+            Some("ABSOLUTE") => TimecodeType::Absolute,
+            Some("RELATIVE") => TimecodeType::Relative,
+            Some(other) => {
+                return Err(VideoError::invalid(format!(
+                    "x-amzn-fragment-timecode-type must be ABSOLUTE or RELATIVE, not {other}."
+                )));
+            }
+            None => {
+                return Err(VideoError::invalid(
+                    "The x-amzn-fragment-timecode-type header is required.",
+                ));
+            }
+        };
+        let producer_start_ms = match header("x-amzn-producer-start-timestamp") {
+            Some(text) => Some(
+                text.parse::<f64>()
+                    .ok()
+                    .and_then(seconds_to_ms)
+                    .ok_or_else(|| {
+                        VideoError::invalid(
+                            "x-amzn-producer-start-timestamp must be epoch seconds, such as 1732012345.678.",
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        if timecode_type == TimecodeType::Relative && producer_start_ms.is_none() {
+            return Err(VideoError::invalid(
+                "RELATIVE timecodes need the x-amzn-producer-start-timestamp header.",
+            ));
+        }
+        let acks = header("x-amzn-fragment-acknowledgment-required") != Some("0");
+        self.index(&definition).await?;
+        Ok((
+            definition,
+            PutMediaOptions {
+                timecode_type,
+                producer_start_ms,
+                acks,
+            },
+        ))
+    }
+
+    /// Every video request but PutMedia, with its whole body.
+    pub async fn handle<A: KinesisApi>(
+        &self,
+        api: &A,
+        req: HttpRequest<'_>,
+        auth: &AuthConfig,
+        now: SystemTime,
+    ) -> VideoResponse {
+        if api::is_control_path(req.path) {
+            let response =
+                api::handle_control(&self.registry, api, req, auth, &self.endpoint, now).await;
+            return VideoResponse {
+                status: response.status,
+                headers: response.headers,
+                body: VideoBody::Full(response.body),
+            };
+        }
+        let result = if req.path.starts_with("/hls/v1/") || req.path.starts_with("/dash/v1/") {
+            self.session_resource(&req, now).await.map(VideoResponse::cors)
+        } else if req.path.starts_with("/video/") {
+            self.page(api, &req, auth, now).await
+        } else {
+            self.data_plane(api, &req, auth, now).await
+        };
+        result.unwrap_or_else(|error| {
+            if error.kind == ErrorKind::InternalFailure {
+                tracing::warn!(message = %error.message, "A Kinesis Video Streams call failed.");
+            }
+            VideoResponse::error(&error)
+        })
+    }
+
+    async fn data_plane<A: KinesisApi>(
+        &self,
+        api: &A,
+        req: &HttpRequest<'_>,
+        auth: &AuthConfig,
+        now: SystemTime,
+    ) -> Result<VideoResponse, VideoError> {
+        if req.method != "POST" {
+            return Err(VideoError::new(ErrorKind::UnknownOperation, "Only POST is served."));
+        }
+        api::authenticate(req, auth, self.registry.region(), now)?;
+        let input = decode(req.body)?;
+        let stream: StreamRef = serde_json::from_value(input.clone()).unwrap_or_default();
+        let definition = self
+            .active(api, stream.stream_name.as_deref(), stream.stream_arn.as_deref())
+            .await?;
+        let now_ms = epoch_ms(now);
+        match req.path {
+            "/getMedia" => self.get_media(&definition, &input).await,
+            "/getMediaForFragmentList" => self.get_media_for_fragment_list(&definition, &input).await,
+            "/getImages" => Err(VideoError::invalid(
+                "GetImages is not available: Sluice has no H.264/H.265 decoder to make images with.",
+            )),
+            path => {
+                if definition.data_retention_hours == 0 {
+                    return Err(VideoError::new(
+                        ErrorKind::NoDataRetention,
+                        "The stream does not keep data (DataRetentionInHours is 0).",
+                    ));
+                }
+                match path {
+                    "/listFragments" => self.list_fragments(&definition, &input, now_ms).await,
+                    "/getHLSStreamingSessionURL" => {
+                        self.create_session(&definition, &input, SessionKind::Hls, now_ms)
+                            .await
+                    }
+                    "/getDASHStreamingSessionURL" => {
+                        self.create_session(&definition, &input, SessionKind::Dash, now_ms)
+                            .await
+                    }
+                    "/getClip" => self.get_clip(&definition, &input, now_ms).await,
+                    _ => Err(VideoError::new(ErrorKind::UnknownOperation, "Unknown operation.")),
+                }
+            }
+        }
+    }
+
+    async fn get_media(
+        &self,
+        definition: &StreamDefinition,
+        input: &Value,
+    ) -> Result<VideoResponse, VideoError> {
+        let selector = field(input, "StartSelector").ok_or_else(|| VideoError::missing("StartSelector"))?;
+        let kind = enum_field(
+            selector,
+            "StartSelectorType",
+            &[
+                "FRAGMENT_NUMBER",
+                "SERVER_TIMESTAMP",
+                "PRODUCER_TIMESTAMP",
+                "NOW",
+                "EARLIEST",
+                "CONTINUATION_TOKEN",
+            ],
+        )?
+        .ok_or_else(|| VideoError::missing("StartSelectorType"))?;
+        let text = |name: &str| -> Result<String, VideoError> {
+            string_field(selector, name)?.ok_or_else(|| {
+                VideoError::invalid(format!("StartSelectorType {kind} needs {name}."))
+            })
+        };
+        let time = |name: &str| -> Result<u64, VideoError> {
+            let value = field(selector, name).ok_or_else(|| {
+                VideoError::invalid(format!("StartSelectorType {kind} needs {name}."))
+            })?;
+            timestamp_ms(value, name)
+        };
+        let start = match kind {
+            "NOW" => StartSelector::Now,
+            "EARLIEST" => StartSelector::Earliest,
+            "FRAGMENT_NUMBER" => StartSelector::AfterFragment(text("AfterFragmentNumber")?),
+            "CONTINUATION_TOKEN" => StartSelector::ContinuationToken(text("ContinuationToken")?),
+            "SERVER_TIMESTAMP" => StartSelector::ServerTimestamp(time("StartTimestamp")?),
+            _ => StartSelector::ProducerTimestamp(time("StartTimestamp")?),
+        };
+        let index = self.index(definition).await?;
+        let entries = index.entries();
+        let at = match media::start_index(&entries, &start) {
+            Ok(at) => at,
+            Err(media::StartError::FragmentNotFound(number)) => {
+                return Err(VideoError::invalid(format!(
+                    "Fragment {number} was not found in the stream."
+                )));
+            }
+            Err(media::StartError::Fragment(e)) => return Err(fragment_error(&e)),
+        };
+        let body = media::get_media(
+            self.storage.clone(),
+            definition.clone(),
+            index,
+            at,
+            self.get_media_idle_end,
+            self.sleep.clone(),
+            self.clock.clone(),
+        );
+        Ok(VideoResponse::ok(
+            "video/webm",
+            VideoBody::Stream(Box::pin(body)),
+        ))
+    }
+
+    async fn get_media_for_fragment_list(
+        &self,
+        definition: &StreamDefinition,
+        input: &Value,
+    ) -> Result<VideoResponse, VideoError> {
+        let numbers: Vec<String> = match field(input, "Fragments") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| VideoError::new(ErrorKind::Serialization, "Fragments holds strings."))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => {
+                return Err(VideoError::new(
+                    ErrorKind::Serialization,
+                    "Fragments must be a list.",
+                ));
+            }
+            None => return Err(VideoError::missing("Fragments")),
+        };
+        if numbers.is_empty() || numbers.len() > 1000 {
+            return Err(VideoError::validation(
+                &format!("{} fragments", numbers.len()),
+                "fragments",
+                "Member must have length between 1 and 1000",
+            ));
+        }
+        let index = self.index(definition).await?;
+        let mut entries = Vec::with_capacity(numbers.len());
+        for number in &numbers {
+            if number.is_empty() || number.len() > 128 || !number.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(VideoError::validation(
+                    number,
+                    "fragments",
+                    "Member must satisfy regular expression pattern: ^[0-9]+$",
+                ));
+            }
+            let (_, entry) = index.find(number).ok_or_else(|| {
+                VideoError::new(
+                    ErrorKind::ResourceNotFound,
+                    format!("Fragment {number} was not found in the stream."),
+                )
+            })?;
+            entries.push(entry);
+        }
+        let storage = self.storage.clone();
+        let definition = definition.clone();
+        let body = futures_lite::stream::unfold(entries.into_iter(), move |mut rest| {
+            let storage = storage.clone();
+            let definition = definition.clone();
+            async move {
+                let entry = rest.next()?;
+                match fragments::load(&storage, &definition, &entry).await {
+                    Ok(fragment) => Some((
+                        Bytes::from(media::chunk(&fragment, media::ChunkTags::FragmentList, 0, 0)),
+                        rest,
+                    )),
+                    Err(error) => {
+                        tracing::warn!(%error, "GetMediaForFragmentList could not read a fragment.");
+                        let tags = crate::mkv::tags_element(&[
+                            ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", entry.number.clone()),
+                            ("AWS_KINESISVIDEO_EXCEPTION_ERROR_CODE", "FRAGMENT_NOT_FOUND".to_owned()),
+                            ("AWS_KINESISVIDEO_EXCEPTION_MESSAGE", error.to_string()),
+                        ]);
+                        Some((Bytes::from(tags), Vec::new().into_iter()))
+                    }
+                }
+            }
+        });
+        Ok(VideoResponse::ok("video/webm", VideoBody::Stream(Box::pin(body))))
+    }
+
+    async fn list_fragments(
+        &self,
+        definition: &StreamDefinition,
+        input: &Value,
+        now_ms: u64,
+    ) -> Result<VideoResponse, VideoError> {
+        let max = int_field(input, "MaxResults", 1, 1000)?.unwrap_or(100) as usize;
+        let token = string_field(input, "NextToken")?;
+        let selection = selection(field(input, "FragmentSelector"), false)?;
+        let (selection, offset) = match &token {
+            Some(token) => decode_token(token)?,
+            None => (selection, 0),
+        };
+        let index = self.index(definition).await?;
+        let matching: Vec<FragmentEntry> = self
+            .retained(definition, &index, now_ms)
+            .into_iter()
+            .map(|(_, e)| e)
+            .filter(|e| {
+                selection.is_none_or(|s| {
+                    let k = key(e, s.source);
+                    s.start_ms.is_none_or(|start| k >= start) && s.end_ms.is_none_or(|end| k <= end)
+                })
+            })
+            .collect();
+        let page: Vec<Value> = matching
+            .iter()
+            .skip(offset)
+            .take(max)
+            .map(|e| {
+                json!({
+                    "FragmentNumber": e.number,
+                    "FragmentSizeInBytes": e.size_bytes,
+                    "ProducerTimestamp": ms_to_seconds(e.producer_ms),
+                    "ServerTimestamp": ms_to_seconds(e.server_ms),
+                    "FragmentLengthInMilliseconds": e.duration_ms,
+                })
+            })
+            .collect();
+        let mut out = json!({ "Fragments": page });
+        if offset + max < matching.len() {
+            out["NextToken"] = Value::String(encode_token(selection, offset + max));
+        }
+        Ok(VideoResponse::json(&out))
+    }
+
+    async fn create_session(
+        &self,
+        definition: &StreamDefinition,
+        input: &Value,
+        kind: SessionKind,
+        now_ms: u64,
+    ) -> Result<VideoResponse, VideoError> {
+        let mode = match enum_field(input, "PlaybackMode", &["LIVE", "LIVE_REPLAY", "ON_DEMAND"])? {
+            Some("LIVE_REPLAY") => playlist::PlaybackMode::LiveReplay,
+            Some("ON_DEMAND") => playlist::PlaybackMode::OnDemand,
+            _ => playlist::PlaybackMode::Live,
+        };
+        let selector_name = match kind {
+            SessionKind::Hls => "HLSFragmentSelector",
+            SessionKind::Dash => "DASHFragmentSelector",
+        };
+        let selection = selection(field(input, selector_name), false)?.unwrap_or(Selection {
+            source: playlist::TimestampSource::ServerTimestamp,
+            start_ms: None,
+            end_ms: None,
+        });
+        match mode {
+            playlist::PlaybackMode::Live if selection.start_ms.is_some() => {
+                return Err(VideoError::invalid(
+                    "TimestampRange must not be set for PlaybackMode LIVE.",
+                ));
+            }
+            playlist::PlaybackMode::LiveReplay if selection.start_ms.is_none() => {
+                return Err(VideoError::invalid(
+                    "PlaybackMode LIVE_REPLAY needs a TimestampRange with a StartTimestamp.",
+                ));
+            }
+            playlist::PlaybackMode::OnDemand
+                if selection.start_ms.is_none() || selection.end_ms.is_none() =>
+            {
+                return Err(VideoError::invalid(
+                    "PlaybackMode ON_DEMAND needs a TimestampRange with StartTimestamp and EndTimestamp.",
+                ));
+            }
+            playlist::PlaybackMode::OnDemand
+                if selection.end_ms.unwrap_or(0) - selection.start_ms.unwrap_or(0)
+                    > 24 * 3_600_000 =>
+            {
+                return Err(VideoError::invalid(
+                    "An ON_DEMAND TimestampRange must be shorter than 24 hours.",
+                ));
+            }
+            _ => {}
+        }
+        if kind == SessionKind::Hls
+            && enum_field(input, "ContainerFormat", &["FRAGMENTED_MP4", "MPEG_TS"])?
+                == Some("MPEG_TS")
+        {
+            return Err(VideoError::invalid(
+                "ContainerFormat MPEG_TS is not available in Sluice; use FRAGMENTED_MP4.",
+            ));
+        }
+        let discontinuity = match enum_field(
+            input,
+            "DiscontinuityMode",
+            &["ALWAYS", "NEVER", "ON_DISCONTINUITY"],
+        )? {
+            Some("ALWAYS") => playlist::DiscontinuityMode::Always,
+            Some("NEVER") => playlist::DiscontinuityMode::Never,
+            Some(_) => playlist::DiscontinuityMode::OnDiscontinuity,
+            None => match selection.source {
+                playlist::TimestampSource::ServerTimestamp => playlist::DiscontinuityMode::Always,
+                playlist::TimestampSource::ProducerTimestamp => playlist::DiscontinuityMode::Never,
+            },
+        };
+        let display_timestamp =
+            enum_field(input, "DisplayFragmentTimestamp", &["ALWAYS", "NEVER"])? == Some("ALWAYS");
+        let display_number =
+            enum_field(input, "DisplayFragmentNumber", &["ALWAYS", "NEVER"])? == Some("ALWAYS");
+        let expires_s = int_field(input, "Expires", 300, 43_200)?.unwrap_or(300);
+        let max_name = match kind {
+            SessionKind::Hls => "MaxMediaPlaylistFragmentResults",
+            SessionKind::Dash => "MaxManifestFragmentResults",
+        };
+        let default_max = if mode == playlist::PlaybackMode::OnDemand { 1000 } else { 5 };
+        let max_results = int_field(input, max_name, 1, 5000)?.unwrap_or(default_max) as usize;
+        let session = Session {
+            kind,
+            stream_name: definition.name.clone(),
+            internal_stream: definition.internal_stream.clone(),
+            mode,
+            source: selection.source,
+            start_ms: selection.start_ms,
+            end_ms: selection.end_ms,
+            discontinuity,
+            display_timestamp,
+            display_number,
+            max_results,
+            created_ms: now_ms,
+            expires_ms: now_ms + u64::try_from(expires_s).unwrap_or(300) * 1000,
+        };
+        // AWS refuses a session with nothing to play, and checks the media's codecs.
+        let index = self.index(definition).await?;
+        let listed = self.session_fragments(definition, &index, &session, now_ms);
+        let Some((_, first)) = listed.first() else {
+            return Err(VideoError::new(
+                ErrorKind::ResourceNotFound,
+                "No fragments were found for the requested stream and time range.",
+            ));
+        };
+        let fragment = fragments::load(&self.storage, definition, first)
+            .await
+            .map_err(|e| fragment_error(&e))?;
+        MediaTracks::parse(&fragment.header).map_err(|e| remux_error(&e))?;
+        let token = self.sessions.create(session, now_ms);
+        let (member, url) = match kind {
+            SessionKind::Hls => (
+                "HLSStreamingSessionURL",
+                format!(
+                    "{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}",
+                    self.endpoint
+                ),
+            ),
+            SessionKind::Dash => (
+                "DASHStreamingSessionURL",
+                format!(
+                    "{}/dash/v1/getDASHManifest.mpd?SessionToken={token}",
+                    self.endpoint
+                ),
+            ),
+        };
+        Ok(VideoResponse::json(&json!({ member: url })))
+    }
+
+    /// The fragments a session's playlist lists now, with their storage index.
+    fn session_fragments(
+        &self,
+        definition: &StreamDefinition,
+        index: &StreamIndex,
+        session: &Session,
+        now_ms: u64,
+    ) -> Vec<(usize, FragmentEntry)> {
+        let retained = self.retained(definition, index, now_ms);
+        match session.mode {
+            playlist::PlaybackMode::Live => {
+                let skip = retained.len().saturating_sub(session.max_results);
+                retained.into_iter().skip(skip).collect()
+            }
+            playlist::PlaybackMode::LiveReplay => {
+                let start = session.start_ms.unwrap_or(0);
+                let reached = start + now_ms.saturating_sub(session.created_ms);
+                let until = session.end_ms.map_or(reached, |end| end.min(reached));
+                let mut within: Vec<(usize, FragmentEntry)> = retained
+                    .into_iter()
+                    .filter(|(_, e)| {
+                        let k = key(e, session.source);
+                        k >= start && k <= until
+                    })
+                    .collect();
+                within.sort_by_key(|(_, e)| key(e, session.source));
+                let skip = within.len().saturating_sub(session.max_results);
+                within.into_iter().skip(skip).collect()
+            }
+            playlist::PlaybackMode::OnDemand => {
+                let (start, end) = (session.start_ms.unwrap_or(0), session.end_ms.unwrap_or(u64::MAX));
+                let mut within: Vec<(usize, FragmentEntry)> = retained
+                    .into_iter()
+                    .filter(|(_, e)| {
+                        let k = key(e, session.source);
+                        k >= start && k <= end
+                    })
+                    .collect();
+                within.sort_by_key(|(_, e)| key(e, session.source));
+                // Duplicate start times: the highest fragment number wins.
+                within.dedup_by(|later, earlier| {
+                    if key(&later.1, session.source) == key(&earlier.1, session.source) {
+                        *earlier = later.clone();
+                        true
+                    } else {
+                        false
+                    }
+                });
+                within.truncate(session.max_results);
+                within
+            }
+        }
+    }
+
+    async fn session_resource(
+        &self,
+        req: &HttpRequest<'_>,
+        now: SystemTime,
+    ) -> Result<VideoResponse, VideoError> {
+        if req.method != "GET" && req.method != "HEAD" {
+            return Err(VideoError::new(ErrorKind::UnknownOperation, "Only GET is served."));
+        }
+        let now_ms = epoch_ms(now);
+        let token = query_param(req.query, "SessionToken")
+            .ok_or_else(|| VideoError::missing("SessionToken"))?;
+        let session = self.sessions.get(token, now_ms).ok_or_else(|| {
+            VideoError::new(
+                ErrorKind::NotAuthorized,
+                "The session token is not valid or has expired.",
+            )
+        })?;
+        let expected = match session.kind {
+            SessionKind::Hls => "/hls/v1/",
+            SessionKind::Dash => "/dash/v1/",
+        };
+        let resource = req.path.strip_prefix(expected).ok_or_else(|| {
+            VideoError::new(ErrorKind::NotAuthorized, "The session token is for another protocol.")
+        })?;
+        let (definition, _) = self
+            .registry
+            .get(&session.stream_name)
+            .filter(|(d, _)| d.internal_stream == session.internal_stream)
+            .ok_or_else(|| VideoError::new(ErrorKind::ResourceNotFound, crate::error::STREAM_NOT_FOUND))?;
+        let index = self.index(&definition).await?;
+        let track = match query_param(req.query, "TrackNumber") {
+            Some(text) => Some(text.parse::<u64>().map_err(|_| {
+                VideoError::invalid("TrackNumber must be a positive integer.")
+            })?),
+            None => None,
+        };
+        let listed = self.session_fragments(&definition, &index, &session, now_ms);
+        match resource {
+            "getHLSMasterPlaylist.m3u8" | "getDASHManifest.mpd" => {
+                let (_, first) = listed.first().ok_or_else(|| {
+                    VideoError::new(ErrorKind::ResourceNotFound, "No fragments are available yet.")
+                })?;
+                let tracks = self.tracks_of(&definition, first).await?;
+                let bandwidth = bandwidth_bps(listed.iter().map(|(_, e)| e));
+                let token = token.to_owned();
+                if resource == "getDASHManifest.mpd" {
+                    let fragments: Vec<playlist::PlaylistFragment> =
+                        listed.iter().map(|(_, e)| playlist_fragment(e)).collect();
+                    let text = playlist::dash_manifest(
+                        &tracks,
+                        &fragments,
+                        &playlist::DashManifestOptions {
+                            session_token: &token,
+                            playback_mode: session.mode,
+                            timestamp_source: session.source,
+                            bandwidth_bps: bandwidth,
+                            display_fragment_number: session.display_number,
+                            display_fragment_timestamp: session.display_timestamp,
+                            now_ms,
+                        },
+                    );
+                    return Ok(VideoResponse::ok(
+                        "application/dash+xml",
+                        VideoBody::Full(text.into_bytes()),
+                    ));
+                }
+                let text = playlist::hls_master_playlist(
+                    &tracks,
+                    &playlist::MasterPlaylistOptions {
+                        session_token: &token,
+                        bandwidth_bps: bandwidth,
+                    },
+                );
+                Ok(VideoResponse::ok(
+                    "application/vnd.apple.mpegurl",
+                    VideoBody::Full(text.into_bytes()),
+                ))
+            }
+            "getHLSMediaPlaylist.m3u8" => {
+                let track = track.ok_or_else(|| VideoError::missing("TrackNumber"))?;
+                let fragments: Vec<playlist::PlaylistFragment> =
+                    listed.iter().map(|(_, e)| playlist_fragment(e)).collect();
+                let mut text = playlist::hls_media_playlist(
+                    &fragments,
+                    &playlist::MediaPlaylistOptions {
+                        session_token: token,
+                        track_number: track,
+                        playback_mode: session.mode,
+                        timestamp_source: session.source,
+                        discontinuity_mode: session.discontinuity,
+                        display_fragment_timestamp: session.display_timestamp,
+                        media_sequence: listed.first().map_or(0, |(at, _)| *at as u64),
+                    },
+                );
+                if session.mode == playlist::PlaybackMode::LiveReplay
+                    && session.end_ms.is_some_and(|end| {
+                        session.start_ms.unwrap_or(0) + now_ms.saturating_sub(session.created_ms)
+                            >= end
+                    })
+                    && !text.contains("#EXT-X-ENDLIST")
+                {
+                    text.push_str("#EXT-X-ENDLIST\n");
+                }
+                Ok(VideoResponse::ok(
+                    "application/vnd.apple.mpegurl",
+                    VideoBody::Full(text.into_bytes()),
+                ))
+            }
+            "getMP4InitFragment.mp4" => {
+                let (_, first) = listed.first().ok_or_else(|| {
+                    VideoError::new(ErrorKind::ResourceNotFound, "No fragments are available yet.")
+                })?;
+                let tracks = self.tracks_of(&definition, first).await?;
+                let init = remux::init_segment(&tracks, track).map_err(|e| remux_error(&e))?;
+                Ok(VideoResponse::ok("video/mp4", VideoBody::Full(init)))
+            }
+            "getMP4MediaFragment.mp4" => {
+                let number = query_param(req.query, "FragmentNumber")
+                    .ok_or_else(|| VideoError::missing("FragmentNumber"))?;
+                let (at, entry) = index.find(number).ok_or_else(|| {
+                    VideoError::new(
+                        ErrorKind::ResourceNotFound,
+                        format!("Fragment {number} was not found in the stream."),
+                    )
+                })?;
+                let fragment = fragments::load(&self.storage, &definition, &entry)
+                    .await
+                    .map_err(|e| fragment_error(&e))?;
+                let tracks = MediaTracks::parse(&fragment.header).map_err(|e| remux_error(&e))?;
+                let frames = frames_of(&tracks, &fragment)?;
+                let segment = remux::media_segment(
+                    &tracks,
+                    &frames,
+                    u32::try_from(at + 1).unwrap_or(u32::MAX),
+                    track,
+                )
+                .map_err(|e| remux_error(&e))?;
+                Ok(VideoResponse::ok("video/mp4", VideoBody::Full(segment)))
+            }
+            _ => Err(VideoError::new(
+                ErrorKind::ResourceNotFound,
+                format!("{} is not a resource of a streaming session.", req.path),
+            )),
+        }
+    }
+
+    async fn tracks_of(
+        &self,
+        definition: &StreamDefinition,
+        entry: &FragmentEntry,
+    ) -> Result<MediaTracks, VideoError> {
+        let fragment = fragments::load(&self.storage, definition, entry)
+            .await
+            .map_err(|e| fragment_error(&e))?;
+        MediaTracks::parse(&fragment.header).map_err(|e| remux_error(&e))
+    }
+
+    async fn get_clip(
+        &self,
+        definition: &StreamDefinition,
+        input: &Value,
+        now_ms: u64,
+    ) -> Result<VideoResponse, VideoError> {
+        let selection = selection(field(input, "ClipFragmentSelector"), true)?
+            .ok_or_else(|| VideoError::missing("ClipFragmentSelector"))?;
+        let (Some(start), Some(end)) = (selection.start_ms, selection.end_ms) else {
+            return Err(VideoError::missing("TimestampRange"));
+        };
+        let index = self.index(definition).await?;
+        let mut within: Vec<FragmentEntry> = self
+            .retained(definition, &index, now_ms)
+            .into_iter()
+            .map(|(_, e)| e)
+            .filter(|e| {
+                let k = key(e, selection.source);
+                k >= start && k <= end
+            })
+            .collect();
+        within.sort_by_key(|e| key(e, selection.source));
+        within.dedup_by_key(|e| key(e, selection.source));
+        if within.is_empty() {
+            return Err(VideoError::new(
+                ErrorKind::ResourceNotFound,
+                "No fragments were found for the requested stream and time range.",
+            ));
+        }
+        let mut tracks: Option<MediaTracks> = None;
+        let mut frames = Vec::new();
+        let mut bytes = 0u64;
+        for entry in within.iter().take(CLIP_FRAGMENTS_MAX) {
+            if bytes + entry.size_bytes > CLIP_BYTES_MAX {
+                break;
+            }
+            bytes += entry.size_bytes;
+            let fragment = fragments::load(&self.storage, definition, entry)
+                .await
+                .map_err(|e| fragment_error(&e))?;
+            let parsed = MediaTracks::parse(&fragment.header).map_err(|e| remux_error(&e))?;
+            frames.push(frames_of(&parsed, &fragment)?);
+            tracks.get_or_insert(parsed);
+        }
+        let tracks = tracks.ok_or_else(|| VideoError::internal("no tracks"))?;
+        let mp4 = remux::clip_mp4(&tracks, &frames).map_err(|e| remux_error(&e))?;
+        Ok(VideoResponse::ok("video/mp4", VideoBody::Full(mp4)))
+    }
+
+    /// The player page (`/video/<stream>`), its session (`/video/<stream>/session`) and hls.js
+    /// (`/video/hls.min.js`). The page and its session are as open as the listener when the
+    /// server checks no credentials; with credentials they are refused (a browser cannot sign).
+    async fn page<A: KinesisApi>(
+        &self,
+        api: &A,
+        req: &HttpRequest<'_>,
+        auth: &AuthConfig,
+        now: SystemTime,
+    ) -> Result<VideoResponse, VideoError> {
+        if req.method != "GET" {
+            return Err(VideoError::new(ErrorKind::UnknownOperation, "Only GET is served."));
+        }
+        let rest = req.path.trim_start_matches("/video/");
+        if rest == "hls.min.js" {
+            let js = self.hls_js.as_ref().ok_or_else(|| {
+                VideoError::new(
+                    ErrorKind::ResourceNotFound,
+                    "hls.js is not configured: start Sluice with --hls-js <path to hls.min.js>.",
+                )
+            })?;
+            return Ok(VideoResponse::ok(
+                "text/javascript",
+                VideoBody::Full(js.as_ref().clone()),
+            ));
+        }
+        if matches!(auth.mode, sluice_protocols::sigv4::AuthMode::Verify { .. }) {
+            return Err(VideoError::new(
+                ErrorKind::AccessDenied,
+                "The player page is off when Sluice checks credentials; use GetHLSStreamingSessionURL.",
+            ));
+        }
+        let (name, session) = match rest.strip_suffix("/session") {
+            Some(name) => (name, true),
+            None => (rest, false),
+        };
+        let definition = self.active(api, Some(name), None).await?;
+        if !session {
+            let page = PLAYER_PAGE.replace("{{STREAM}}", &html_escape(&definition.name));
+            return Ok(VideoResponse::ok(
+                "text/html; charset=utf-8",
+                VideoBody::Full(page.into_bytes()),
+            ));
+        }
+        if definition.data_retention_hours == 0 {
+            return Err(VideoError::new(
+                ErrorKind::NoDataRetention,
+                "The stream does not keep data (DataRetentionInHours is 0).",
+            ));
+        }
+        self.create_session(&definition, &json!({"PlaybackMode": "LIVE"}), SessionKind::Hls, epoch_ms(now))
+            .await
+    }
+}
+
+fn frames_of(
+    tracks: &MediaTracks,
+    fragment: &StoredFragment,
+) -> Result<remux::FragmentFrames, VideoError> {
+    remux::fragment_frames(
+        tracks,
+        remux::StoredFragment {
+            header: &fragment.header,
+            cluster: &fragment.cluster,
+            producer_ms: fragment.entry.producer_ms,
+        },
+    )
+    .map_err(|e| remux_error(&e))
+}
+
+/// The peak bit rate of `entries`, for BANDWIDTH.
+fn bandwidth_bps<'a>(entries: impl Iterator<Item = &'a FragmentEntry>) -> u64 {
+    entries
+        .map(|e| e.size_bytes * 8 * 1000 / e.duration_ms.max(1))
+        .max()
+        .unwrap_or(1_000_000)
+        .max(1)
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// ListFragments' NextToken: the selection and the offset, base64url of JSON.
+fn encode_token(selection: Option<Selection>, offset: usize) -> String {
+    let value = json!({
+        "o": offset,
+        "s": selection.map(|s| json!({
+            "p": s.source == playlist::TimestampSource::ProducerTimestamp,
+            "a": s.start_ms,
+            "b": s.end_ms,
+        })),
+    });
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+fn decode_token(token: &str) -> Result<(Option<Selection>, usize), VideoError> {
+    let bad = || VideoError::invalid("NextToken is not valid.");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    let offset = value.get("o").and_then(Value::as_u64).ok_or_else(bad)? as usize;
+    let selection = match value.get("s").filter(|s| !s.is_null()) {
+        None => None,
+        Some(s) => Some(Selection {
+            source: if s.get("p").and_then(Value::as_bool).unwrap_or(false) {
+                playlist::TimestampSource::ProducerTimestamp
+            } else {
+                playlist::TimestampSource::ServerTimestamp
+            },
+            start_ms: s.get("a").and_then(Value::as_u64),
+            end_ms: s.get("b").and_then(Value::as_u64),
+        }),
+    };
+    Ok((selection, offset))
+}
+
+/// The built-in player: asks for a LIVE session (retrying until the stream has fragments) and
+/// plays it with hls.js.
+const PLAYER_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{{STREAM}} · Sluice video</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2rem; background: #111; color: #eee; }
+video { max-width: 100%; background: #000; }
+#status { color: #aaa; }
+</style>
+</head>
+<body>
+<h1>{{STREAM}}</h1>
+<video id="video" controls muted autoplay playsinline></video>
+<p id="status">Waiting for the stream…</p>
+<script src="/video/hls.min.js"></script>
+<script>
+const stream = "{{STREAM}}";
+const video = document.getElementById("video");
+const status = document.getElementById("status");
+async function start() {
+  for (;;) {
+    const answer = await fetch("/video/" + encodeURIComponent(stream) + "/session");
+    if (answer.ok) {
+      const body = await answer.json();
+      return body.HLSStreamingSessionURL;
+    }
+    status.textContent = "Waiting for the stream (" + answer.status + ")…";
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+start().then((url) => {
+  status.textContent = "Playing live.";
+  if (window.Hls && Hls.isSupported()) {
+    const hls = new Hls({ liveSyncDurationCount: 2 });
+    hls.loadSource(url);
+    hls.attachMedia(video);
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      if (data.fatal) { status.textContent = "Playback error: " + data.details; }
+    });
+  } else {
+    video.src = url;
+  }
+  video.play().catch(() => {});
+});
+</script>
+</body>
+</html>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_tokens_round_trip_their_selection_and_offset() {
+        let selection = Selection {
+            source: playlist::TimestampSource::ProducerTimestamp,
+            start_ms: Some(5),
+            end_ms: None,
+        };
+        let (back, offset) = decode_token(&encode_token(Some(selection), 7)).expect("valid");
+        assert_eq!(offset, 7);
+        let back = back.expect("selection");
+        assert_eq!(back.source, playlist::TimestampSource::ProducerTimestamp);
+        assert_eq!((back.start_ms, back.end_ms), (Some(5), None));
+        assert!(decode_token("not a token!").is_err());
+    }
+
+    #[test]
+    fn video_paths_are_recognised_and_kinesis_paths_are_not() {
+        for path in ["/createStream", "/putMedia", "/getMedia", "/hls/v1/getHLSMasterPlaylist.m3u8", "/video/cam"] {
+            assert!(is_video_path(path), "{path}");
+        }
+        for path in ["/", "/health", "/metrics"] {
+            assert!(!is_video_path(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn query_parameters_are_found_by_name() {
+        let query = Some("SessionToken=abc&TrackNumber=2");
+        assert_eq!(query_param(query, "TrackNumber"), Some("2"));
+        assert_eq!(query_param(query, "SessionToken"), Some("abc"));
+        assert_eq!(query_param(query, "FragmentNumber"), None);
+    }
+}
