@@ -278,6 +278,8 @@ class PutMedia:
         self.acks: "list[dict]" = []
         self.raw_lines: "list[str]" = []
         self.sent_clusters = 0
+        # For each entry of `acks`: how many Clusters had been sent when it arrived.
+        self.sent_at_ack: "list[int]" = []
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self.curl = subprocess.Popen(
@@ -337,6 +339,7 @@ class PutMedia:
             with self._arrived:
                 self.raw_lines.append(line)
                 if line.startswith("{"):
+                    self.sent_at_ack.append(self.sent_clusters)
                     try:
                         self.acks.append(json.loads(line))
                     except ValueError:
