@@ -23,9 +23,9 @@ from botocore.exceptions import ClientError
 
 from conftest import SluiceProcess
 from video_support import (
-    CLIP_FPS, HLS_INPUT_FLAGS, Chunk, PutMedia, check_ack_sequence, children, client, create_stream, element_head,
-    ffprobe, fragment_acks, frame_md5s, http_get, make_clip, persisted, put_clip, read_streaming, read_varint,
-    single_mkv, split_mkv, write, ID_SIMPLE_BLOCK,
+    CLIP_FPS, HLS_INPUT_FLAGS, ID_SIMPLE_BLOCK, Chunk, PutMedia, check_ack_sequence, children,
+    chunk_frame_md5s, client, create_stream, element_head, ffprobe, fragment_acks, frame_md5s, http_get,
+    make_clip, persisted, put_clip, read_streaming, read_varint, single_mkv, split_mkv, write,
 )
 
 CLIP_SECONDS = 5
@@ -216,7 +216,7 @@ def test_get_media_for_fragment_list_returns_chunks_in_the_requested_order(inges
         assert abs(float(producer) - ingested.producer_time(i)) < 0.0015
     per_fragment = CLIP_FPS
     expected = [md5 for i in order for md5 in source_md5s[i * per_fragment:(i + 1) * per_fragment]]
-    assert frame_md5s(write(tmp_path / "list.mkv", single_mkv(chunks))) == expected
+    assert chunk_frame_md5s(chunks, tmp_path) == expected
 
 
 def list_all(archived, name, selector, max_results=None):

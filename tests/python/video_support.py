@@ -255,6 +255,18 @@ def single_mkv(chunks: "list[Chunk]") -> bytes:
     return chunks[0].header + b"".join(cluster for chunk in chunks for cluster in chunk.clusters)
 
 
+def chunk_frame_md5s(chunks: "list[Chunk]", directory: pathlib.Path) -> "list[str]":
+    """The video frame MD5s of each chunk decoded on its own, concatenated. Chunks out of time
+    order (GetMediaForFragmentList in a chosen order) cannot go through one ffmpeg run: it drops
+    frames whose timestamps go backwards."""
+    md5s = []
+    for i, chunk in enumerate(chunks):
+        path = directory / f"chunk-{i}.mkv"
+        path.write_bytes(single_mkv([chunk]))
+        md5s += frame_md5s(str(path))
+    return md5s
+
+
 # --- PutMedia ----------------------------------------------------------------------------------
 
 @dataclass
