@@ -995,7 +995,13 @@ async fn respond_video<A: KinesisApi, S>(
             Err(error) => Some(Err(error.to_string())),
         });
         let (reply, ingest) = video
-            .put_media(api, &request_of(&[]), auth, SystemTime::now(), Box::pin(upload))
+            .put_media(
+                api,
+                &request_of(&[]),
+                auth,
+                SystemTime::now(),
+                Box::pin(upload),
+            )
             .await;
         if let Some(ingest) = ingest {
             glommio::spawn_local(ingest).detach();
@@ -1017,7 +1023,9 @@ async fn respond_video<A: KinesisApi, S>(
         video.handle(api, req, auth, SystemTime::now()).await
     };
     let mut response = Response::new(match reply.body {
-        sluice_video::service::VideoBody::Full(body) => ResponseBody::Full(Full::new(Bytes::from(body))),
+        sluice_video::service::VideoBody::Full(body) => {
+            ResponseBody::Full(Full::new(Bytes::from(body)))
+        }
         sluice_video::service::VideoBody::Stream(stream) => ResponseBody::Stream(stream),
     });
     apply_head(&mut response, reply.status, reply.headers);
