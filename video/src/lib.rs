@@ -22,6 +22,7 @@
 pub mod api;
 pub mod error;
 pub mod fragments;
+pub mod images;
 pub mod media;
 pub mod mkv;
 pub mod model;

@@ -210,6 +210,8 @@ pub struct VideoShared {
     endpoint: Arc<str>,
     /// hls.js for the player page, when configured.
     hls_js: Option<Arc<Vec<u8>>>,
+    /// The ffmpeg that decodes GetImages' frames.
+    ffmpeg: Arc<std::path::PathBuf>,
 }
 
 impl VideoShared {
@@ -222,7 +224,15 @@ impl VideoShared {
             sessions: Arc::default(),
             endpoint: Arc::from(endpoint.trim_end_matches('/')),
             hls_js: hls_js.map(Arc::new),
+            ffmpeg: Arc::new("ffmpeg".into()),
         }
+    }
+
+    /// GetImages decodes with this ffmpeg (default: `ffmpeg` on PATH).
+    #[must_use]
+    pub fn with_ffmpeg(mut self, ffmpeg: std::path::PathBuf) -> Self {
+        self.ffmpeg = Arc::new(ffmpeg);
+        self
     }
 }
 
@@ -235,6 +245,7 @@ pub struct VideoService<R: RecordLog> {
     sessions: Arc<Sessions>,
     endpoint: Arc<str>,
     hls_js: Option<Arc<Vec<u8>>>,
+    ffmpeg: Arc<std::path::PathBuf>,
     sleep: Sleep,
     clock: Clock,
     pub put_media_limits: PutMediaLimits,
@@ -458,6 +469,7 @@ impl<R: RecordLog> VideoService<R> {
             sessions: shared.sessions.clone(),
             endpoint: shared.endpoint.clone(),
             hls_js: shared.hls_js.clone(),
+            ffmpeg: shared.ffmpeg.clone(),
             sleep,
             clock,
             put_media_limits: PutMediaLimits::default(),
@@ -693,9 +705,6 @@ impl<R: RecordLog> VideoService<R> {
             "/getMediaForFragmentList" => {
                 self.get_media_for_fragment_list(&definition, &input).await
             }
-            "/getImages" => Err(VideoError::invalid(
-                "GetImages is not available: Sluice has no H.264/H.265 decoder to make images with.",
-            )),
             path => {
                 if definition.data_retention_hours == 0 {
                     return Err(VideoError::new(
@@ -714,6 +723,7 @@ impl<R: RecordLog> VideoService<R> {
                             .await
                     }
                     "/getClip" => self.get_clip(&definition, &input, now_ms).await,
+                    "/getImages" => self.get_images(&definition, &input, now_ms).await,
                     _ => Err(VideoError::new(
                         ErrorKind::UnknownOperation,
                         "Unknown operation.",
@@ -1271,6 +1281,134 @@ impl<R: RecordLog> VideoService<R> {
                 format!("{} is not a resource of a streaming session.", req.path),
             )),
         }
+    }
+
+    async fn get_images(
+        &self,
+        definition: &StreamDefinition,
+        input: &Value,
+        now_ms: u64,
+    ) -> Result<VideoResponse, VideoError> {
+        let source = match enum_field(
+            input,
+            "ImageSelectorType",
+            &["PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"],
+        )?
+        .ok_or_else(|| VideoError::missing("ImageSelectorType"))?
+        {
+            "PRODUCER_TIMESTAMP" => playlist::TimestampSource::ProducerTimestamp,
+            _ => playlist::TimestampSource::ServerTimestamp,
+        };
+        let time = |name: &str| -> Result<u64, VideoError> {
+            timestamp_ms(field(input, name).ok_or_else(|| VideoError::missing(name))?, name)
+        };
+        let (start, end) = (time("StartTimestamp")?, time("EndTimestamp")?);
+        if end < start {
+            return Err(VideoError::invalid(
+                "EndTimestamp must be later than StartTimestamp.",
+            ));
+        }
+        if end - start > 300_000 {
+            return Err(VideoError::invalid(
+                "The range between StartTimestamp and EndTimestamp must not exceed 300 seconds.",
+            ));
+        }
+        let interval = int_field(input, "SamplingInterval", 200, 20_000)?.unwrap_or(3000) as u64;
+        let format = match enum_field(input, "Format", &["JPEG", "PNG"])?
+            .ok_or_else(|| VideoError::missing("Format"))?
+        {
+            "JPEG" => crate::images::ImageFormat::Jpeg,
+            _ => crate::images::ImageFormat::Png,
+        };
+        let jpeg_quality = match field(input, "FormatConfig").and_then(|c| field(c, "JPEGQuality")) {
+            None => 80,
+            Some(value) => value
+                .as_str()
+                .and_then(|q| q.parse::<u8>().ok())
+                .filter(|q| (1..=100).contains(q))
+                .ok_or_else(|| VideoError::invalid("JPEGQuality must be a number from 1 to 100."))?,
+        };
+        let width = int_field(input, "WidthPixels", 1, 3840)?.map(|w| w as u32);
+        let height = int_field(input, "HeightPixels", 1, 2160)?.map(|h| h as u32);
+        let max = int_field(input, "MaxResults", 1, 100)?.unwrap_or(25) as usize;
+        let mut at = match string_field(input, "NextToken")? {
+            Some(token) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|t| t.parse::<u64>().ok())
+                .filter(|t| *t >= start)
+                .ok_or_else(|| VideoError::invalid("NextToken is not valid."))?,
+            None => start,
+        };
+        let spec = crate::images::ImageSpec {
+            format,
+            jpeg_quality,
+            width,
+            height,
+        };
+        let index = self.index(definition).await?;
+        let mut entries: Vec<FragmentEntry> = self
+            .retained(definition, &index, now_ms)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        entries.sort_by_key(|e| key(e, source));
+        let mut images = Vec::new();
+        let mut loaded: Option<(String, Vec<u8>)> = None;
+        while at <= end && images.len() < max {
+            let holding = entries
+                .iter()
+                .rev()
+                .find(|e| key(e, source) <= at && at < key(e, source) + e.duration_ms.max(1));
+            let mut image = json!({ "TimeStamp": ms_to_seconds(at) });
+            match holding {
+                None => image["Error"] = json!("NO_MEDIA"),
+                Some(entry) => {
+                    if loaded.as_ref().is_none_or(|(n, _)| *n != entry.number) {
+                        let fragment = fragments::load(&self.storage, definition, entry)
+                            .await
+                            .map_err(|e| fragment_error(&e))?;
+                        let mut mkv = fragment.header;
+                        mkv.extend_from_slice(&fragment.cluster);
+                        loaded = Some((entry.number.clone(), mkv));
+                    }
+                    let mkv = loaded.as_ref().map(|(_, m)| m.clone()).unwrap_or_default();
+                    let offset = at - key(entry, source);
+                    match crate::images::decode_image_off_thread(
+                        self.ffmpeg.as_ref().clone(),
+                        mkv,
+                        offset,
+                        spec,
+                    )
+                    .await
+                    {
+                        Ok(bytes) => {
+                            image["ImageContent"] =
+                                json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+                        }
+                        Err(error @ crate::images::ImageError::NoDecoder { .. }) => {
+                            return Err(VideoError::invalid(format!(
+                                "GetImages needs ffmpeg to decode frames: {error}"
+                            )));
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, "GetImages could not decode a frame.");
+                            image["Error"] = json!("MEDIA_ERROR");
+                        }
+                    }
+                }
+            }
+            images.push(image);
+            at += interval;
+        }
+        let mut out = json!({ "Images": images });
+        if at <= end {
+            out["NextToken"] = json!(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(at.to_string())
+            );
+        }
+        Ok(VideoResponse::json(&out))
     }
 
     async fn tracks_of(
