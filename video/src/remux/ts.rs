@@ -16,9 +16,13 @@
 //!   ADTS header built from the AudioSpecificConfig.
 //! - the last packet of each PES is padded with adaptation-field stuffing.
 //!
-//! Timing: PTS and DTS are the frames' absolute times (see [`super`]) at 90 kHz, wrapped to
-//! 33 bits, so consecutive fragments continue each other exactly as their fMP4 segments do.
-//! The PCR runs [`PCR_LEAD_TICKS`] behind the DTS of the PES that carries it, so every access
+//! Timing: PTS are the frames' absolute presentation times (see [`super`]) at 90 kHz, wrapped
+//! to 33 bits, so consecutive fragments continue each other exactly as their fMP4 segments do.
+//! Our decode times are the sorted presentation times, which put a B-frame's DTS after its
+//! PTS; fMP4 says that with a negative composition offset, but TS requires PTS >= DTS. So a
+//! video DTS is written [`VIDEO_DTS_SHIFT_TICKS`] earlier, a constant so that DTS stays
+//! continuous across fragments, and is capped at the PTS should a stream reorder by more.
+//! Audio carries its PTS alone. The PCR runs [`PCR_LEAD_TICKS`] behind the DTS of the PES that carries it, so every access
 //! unit arrives before it is due, and it rises across fragment boundaries as the DTS does.
 //!
 //! Continuity counters: a fragment is requested on its own, by number, so the counters of the
@@ -39,8 +43,9 @@ use mpeg2ts::pes::PesHeader;
 use mpeg2ts::time::{ClockReference, Timestamp};
 use mpeg2ts::ts::payload::{Bytes, Pat, Pes, Pmt};
 use mpeg2ts::ts::{
-    AdaptationField, ContinuityCounter, EsInfo, Pid, ProgramAssociation, TransportScramblingControl,
-    TsHeader, TsPacket, TsPacketWriter, TsPayload, VersionNumber, WriteTsPacket,
+    AdaptationField, ContinuityCounter, EsInfo, Pid, ProgramAssociation,
+    TransportScramblingControl, TsHeader, TsPacket, TsPacketWriter, TsPayload, VersionNumber,
+    WriteTsPacket,
 };
 
 use super::frames::{FragmentFrames, Frame};
@@ -57,6 +62,9 @@ pub const AUDIO_PID: u16 = 0x101;
 const PROGRAM_NUMBER: u16 = 1;
 /// How far the PCR runs behind the DTS of the PES that carries it: 100 ms.
 pub const PCR_LEAD_TICKS: u64 = 9_000;
+/// How much earlier than our decode time a video DTS is written: 300 ms, more than the
+/// reorder delay of B-frame pyramids at common frame rates.
+pub const VIDEO_DTS_SHIFT_TICKS: u64 = 27_000;
 /// AAC frames bundled into one PES (about 100 ms at 48 kHz), to bound per-frame overhead.
 pub const AUDIO_FRAMES_PER_PES_MAX: usize = 5;
 /// PTS, DTS and the PCR base are 33-bit counts of 90 kHz ticks.
@@ -175,7 +183,12 @@ fn empty_adaptation_field() -> AdaptationField {
 /// The adaptation field's size in the packet (length byte included), as the writer lays it out.
 fn adaptation_field_bytes(field: Option<&AdaptationField>) -> usize {
     field.map_or(0, |field| {
-        ADAPTATION_FLAGS_BYTES + if field.pcr.is_some() { ADAPTATION_PCR_BYTES } else { 0 }
+        ADAPTATION_FLAGS_BYTES
+            + if field.pcr.is_some() {
+                ADAPTATION_PCR_BYTES
+            } else {
+                0
+            }
     })
 }
 
@@ -261,12 +274,26 @@ pub fn ts_segment(
                 data.extend_from_slice(&adts_header(track, config, frame.data.len())?);
                 data.extend_from_slice(&frame.data);
             }
-            write_pes(&mut out, &mut streams[index], &frames[first], true, with_pcr, &data);
+            write_pes(
+                &mut out,
+                &mut streams[index],
+                &frames[first],
+                true,
+                with_pcr,
+                &data,
+            );
         } else {
             let frame = &frames[next[index]];
             next[index] += 1;
             let data = annex_b_access_unit(track, frame)?;
-            write_pes(&mut out, &mut streams[index], frame, frame.keyframe, with_pcr, &data);
+            write_pes(
+                &mut out,
+                &mut streams[index],
+                frame,
+                frame.keyframe,
+                with_pcr,
+                &data,
+            );
         }
     }
 
@@ -336,10 +363,20 @@ fn write_program_tables(
     );
 }
 
-/// A 90 kHz time of `ns` (absolute), wrapped to 33 bits.
-fn timestamp(ns: u64) -> Timestamp {
-    Timestamp::new(ns_to_ticks(ns, super::VIDEO_TIMESCALE) % TIMESTAMP_MODULUS)
-        .expect("wrapped to 33 bits")
+/// A 90 kHz time in ticks, wrapped to 33 bits.
+fn timestamp(ticks: u64) -> Timestamp {
+    Timestamp::new(ticks % TIMESTAMP_MODULUS).expect("wrapped to 33 bits")
+}
+
+/// The PTS and DTS of a PES starting with `frame`, in 90 kHz ticks before the 33-bit wrap.
+fn pes_times(frame: &Frame, video: bool) -> (u64, u64) {
+    let pts = ns_to_ticks(frame.pts_ns, super::VIDEO_TIMESCALE);
+    if !video {
+        return (pts, pts);
+    }
+    let dts =
+        ns_to_ticks(frame.dts_ns, super::VIDEO_TIMESCALE).saturating_sub(VIDEO_DTS_SHIFT_TICKS);
+    (pts, dts.min(pts))
 }
 
 /// Writes one PES packet holding `data`, timed by `frame`, cut into TS packets.
@@ -351,8 +388,10 @@ fn write_pes(
     with_pcr: bool,
     data: &[u8],
 ) {
-    let pts = timestamp(frame.pts_ns);
-    let dts = timestamp(frame.dts_ns);
+    let (pts_ticks, dts_ticks) = pes_times(frame, stream.track.is_video());
+    assert!(dts_ticks <= pts_ticks);
+    let pts = timestamp(pts_ticks);
+    let dts = timestamp(dts_ticks);
     let header = PesHeader {
         stream_id: stream.stream_id,
         priority: false,
@@ -363,8 +402,8 @@ fn write_pes(
         dts: (dts != pts).then_some(dts),
         escr: None,
     };
-    let optional_bytes = PES_FLAGS_BYTES
-        + PES_TIMESTAMP_BYTES * (1 + usize::from(header.dts.is_some()));
+    let optional_bytes =
+        PES_FLAGS_BYTES + PES_TIMESTAMP_BYTES * (1 + usize::from(header.dts.is_some()));
     // PES_packet_length counts the bytes after it; 0 ("unbounded") is allowed for video only.
     let pes_packet_len = u16::try_from(optional_bytes + data.len()).unwrap_or_else(|_| {
         assert!(stream.track.is_video(), "audio PES packets are bounded");
@@ -374,9 +413,7 @@ fn write_pes(
     let mut first_field = empty_adaptation_field();
     first_field.random_access_indicator = random_access;
     if with_pcr {
-        let base = (ns_to_ticks(frame.dts_ns, super::VIDEO_TIMESCALE) + TIMESTAMP_MODULUS
-            - PCR_LEAD_TICKS)
-            % TIMESTAMP_MODULUS;
+        let base = (dts_ticks + TIMESTAMP_MODULUS - PCR_LEAD_TICKS) % TIMESTAMP_MODULUS;
         first_field.pcr =
             Some(ClockReference::new(base * 300).expect("a 33-bit base times 300 fits"));
     }
