@@ -22,8 +22,9 @@
 //! PTS; fMP4 says that with a negative composition offset, but TS requires PTS >= DTS. So a
 //! video DTS is written [`VIDEO_DTS_SHIFT_TICKS`] earlier, a constant so that DTS stays
 //! continuous across fragments, and is capped at the PTS should a stream reorder by more.
-//! Audio carries its PTS alone. The PCR runs [`PCR_LEAD_TICKS`] behind the DTS of the PES that carries it, so every access
-//! unit arrives before it is due, and it rises across fragment boundaries as the DTS does.
+//! Audio carries its PTS alone. The PCR runs [`PCR_LEAD_TICKS`] behind the DTS of the PES
+//! that carries it, so every access unit arrives before it is due, and it rises across
+//! fragment boundaries as the DTS does.
 //!
 //! Continuity counters: a fragment is requested on its own, by number, so the counters of the
 //! fragment a player read before are unknown. [`TsContinuity::restart`] starts every PID at 0
@@ -32,10 +33,12 @@
 //! seamless stream.
 //!
 //! Crates: TS packets, PAT/PMT sections (with their CRC), PES headers and adaptation fields
-//! are encoded by `mpeg2ts` (sile); this module only cuts PES packets into TS packets and
-//! builds the elementary streams. No maintained crate muxes access units into TS: `xmpegts`
-//! depends on the deprecated `failure`, `mpeg-ts-core` calls itself early development, and
-//! `mpeg-ts` (fishloa) frames packets and PSI but does not write PES.
+//! are encoded by `mpeg2ts` (sile; no dependencies, maintained through 0.6); this module only
+//! cuts PES packets into TS packets and builds the elementary streams. The muxers on
+//! crates.io do not fit: `xmpegts` depends on the deprecated `failure`, `mpeg-ts-core` calls
+//! itself early development, `mpeg-ts` (fishloa) frames packets and PSI only, and
+//! `libmpegts`'s `Multiplexer` schedules PAT/PMT/PCR itself and keeps its continuity counters
+//! private, where a fragment served on its own must set the discontinuity indicator (above).
 
 use mp4_atom::esds::DecoderSpecific;
 use mpeg2ts::es::{StreamId, StreamType};
