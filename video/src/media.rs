@@ -194,19 +194,8 @@ where
                 match reader.finish() {
                     Ok(events) => {
                         handle_events(
-                            &storage,
-                            &definition,
-                            &index,
-                            &options,
-                            &limits,
-                            events,
-                            &mut header,
-                            &mut pending,
-                            &mut last_end,
-                            &mut tracks_with_frames,
-                            &mut summary,
-                            &send,
-                            &clock,
+                            &storage, &definition, &index, &options, &limits, events,
+                            &mut header, &mut pending, &mut last_end, &mut tracks_with_frames, &mut summary, &send, &clock,
                         )
                         .await;
                     }
@@ -233,19 +222,8 @@ where
         match reader.push(&chunk) {
             Ok(events) => {
                 let stop = handle_events(
-                    &storage,
-                    &definition,
-                    &index,
-                    &options,
-                    &limits,
-                    events,
-                    &mut header,
-                    &mut pending,
-                    &mut last_end,
-                    &mut tracks_with_frames,
-                    &mut summary,
-                    &send,
-                    &clock,
+                    &storage, &definition, &index, &options, &limits, events, &mut header,
+                    &mut pending, &mut last_end, &mut tracks_with_frames, &mut summary, &send, &clock,
                 )
                 .await;
                 if stop {
@@ -442,20 +420,14 @@ pub fn chunk(fragment: &StoredFragment, tags: ChunkTags, now_ms: u64, newest_ms:
     let pairs: Vec<(&str, String)> = match tags {
         ChunkTags::GetMedia => vec![
             ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", entry.number.clone()),
-            (
-                "AWS_KINESISVIDEO_SERVER_TIMESTAMP",
-                seconds_text(entry.server_ms),
-            ),
+            ("AWS_KINESISVIDEO_SERVER_TIMESTAMP", seconds_text(entry.server_ms)),
             (
                 "AWS_KINESISVIDEO_PRODUCER_TIMESTAMP",
                 seconds_text(entry.producer_ms),
             ),
             (
                 "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW",
-                newest_ms
-                    .min(now_ms)
-                    .saturating_sub(entry.server_ms)
-                    .to_string(),
+                newest_ms.min(now_ms).saturating_sub(entry.server_ms).to_string(),
             ),
             ("AWS_KINESISVIDEO_CONTINUATION_TOKEN", entry.number.clone()),
         ],
@@ -502,10 +474,7 @@ pub enum StartError {
 }
 
 /// Where in `entries` (storage order) a GetMedia with `selector` starts.
-pub fn start_index(
-    entries: &[FragmentEntry],
-    selector: &StartSelector,
-) -> Result<usize, StartError> {
+pub fn start_index(entries: &[FragmentEntry], selector: &StartSelector) -> Result<usize, StartError> {
     let after = |number: &str| {
         entries
             .iter()
@@ -522,16 +491,9 @@ pub fn start_index(
             }
         }
         match best {
-            Some(at)
-                if key(&entries[at]) + entries[at].duration_ms > ts || at + 1 == entries.len() =>
-            {
-                at
-            }
+            Some(at) if key(&entries[at]) + entries[at].duration_ms > ts || at + 1 == entries.len() => at,
             Some(at) => at + 1,
-            None => entries
-                .iter()
-                .position(|e| key(e) >= ts)
-                .unwrap_or(entries.len()),
+            None => entries.iter().position(|e| key(e) >= ts).unwrap_or(entries.len()),
         }
     };
     Ok(match selector {
@@ -597,10 +559,7 @@ pub fn get_media<R: RecordLog>(
                     tracing::warn!(%error, "GetMedia could not read a fragment.");
                     // The stream ends with an error chunk's tags, as KVS does.
                     let tags = mkv::tags_element(&[
-                        (
-                            "AWS_KINESISVIDEO_ERROR_CODE",
-                            "FRAGMENT_NOT_FOUND".to_owned(),
-                        ),
+                        ("AWS_KINESISVIDEO_ERROR_CODE", "FRAGMENT_NOT_FOUND".to_owned()),
                         ("AWS_KINESISVIDEO_ERROR_ID", "4000".to_owned()),
                     ]);
                     let mut out = Vec::new();
@@ -654,9 +613,7 @@ mod tests {
     fn ack_lines_carry_only_the_keys_that_apply() {
         assert_eq!(
             ack_line(AckEvent::Persisted, Some(40), Some("7"), None),
-            Bytes::from_static(
-                b"{\"EventType\":\"PERSISTED\",\"FragmentTimecode\":40,\"FragmentNumber\":\"7\"}\n"
-            )
+            Bytes::from_static(b"{\"EventType\":\"PERSISTED\",\"FragmentTimecode\":40,\"FragmentNumber\":\"7\"}\n")
         );
         assert_eq!(
             ack_line(AckEvent::Error, None, None, Some(4006)),

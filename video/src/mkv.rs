@@ -137,19 +137,13 @@ pub struct Cluster {
 pub enum MkvEvent {
     Header(Header),
     /// A Cluster began; its Timecode (TimecodeScale units) is known.
-    ClusterStarted {
-        timecode: u64,
-    },
+    ClusterStarted { timecode: u64 },
     Cluster(Cluster),
 }
 
 /// Reads an EBML varint at the start of `bytes`: `Ok(None)` when more bytes are needed.
 /// Returns (value without the marker for sizes / with it for IDs, length, all ones).
-fn varint(
-    bytes: &[u8],
-    keep_marker: bool,
-    max_len: usize,
-) -> Result<Option<(u64, usize, bool)>, ()> {
+fn varint(bytes: &[u8], keep_marker: bool, max_len: usize) -> Result<Option<(u64, usize, bool)>, ()> {
     let Some(&first) = bytes.first() else {
         return Ok(None);
     };
@@ -185,8 +179,8 @@ fn element_head(bytes: &[u8], offset: u64) -> Result<Option<ElementHead>, MkvErr
     else {
         return Ok(None);
     };
-    let Some((size, size_len, unknown)) =
-        varint(&bytes[id_len..], false, 8).map_err(|()| MkvError::BadSize {
+    let Some((size, size_len, unknown)) = varint(&bytes[id_len..], false, 8)
+        .map_err(|()| MkvError::BadSize {
             offset: offset + id_len as u64,
         })?
     else {
@@ -428,10 +422,7 @@ impl MkvReader {
                 }
                 let total = total as usize;
                 // The Segment's head must follow the EBML header.
-                let Some(segment) = element_head(
-                    &self.buffer[total.min(self.buffer.len())..],
-                    offset + total as u64,
-                )?
+                let Some(segment) = element_head(&self.buffer[total.min(self.buffer.len())..], offset + total as u64)?
                 else {
                     return Ok(false);
                 };
@@ -507,10 +498,7 @@ impl MkvReader {
                         } else {
                             if self.header_sent {
                                 // Tracks sent again mid-stream.
-                                return Err(MkvError::Unexpected {
-                                    id: head.id,
-                                    offset,
-                                });
+                                return Err(MkvError::Unexpected { id: head.id, offset });
                             }
                             self.tracks = Some(parse_tracks(body)?);
                         }
@@ -532,10 +520,9 @@ impl MkvReader {
                         // Anything else at this level (SeekHead, Cues, Tags, Void, CRC, …) is
                         // skipped as it arrives, never held; an unknown size is only allowed
                         // for a Cluster.
-                        let size = head.size.ok_or(MkvError::Unexpected {
-                            id: head.id,
-                            offset,
-                        })?;
+                        let size = head
+                            .size
+                            .ok_or(MkvError::Unexpected { id: head.id, offset })?;
                         self.consume(head.len);
                         self.skip = size;
                         Ok(true)
@@ -709,10 +696,7 @@ pub fn cluster_children(
 ) -> Result<(), MkvError> {
     let head = element_head(cluster, 0)?.ok_or(MkvError::BadSize { offset: 0 })?;
     if head.id != ID_CLUSTER {
-        return Err(MkvError::Unexpected {
-            id: head.id,
-            offset: 0,
-        });
+        return Err(MkvError::Unexpected { id: head.id, offset: 0 });
     }
     for_each_child(&cluster[head.len..], f)
 }
@@ -741,11 +725,7 @@ mod tests {
 
     /// A tiny MKV: EBML header, unknown-size Segment, Info, Tracks with `tracks`, and clusters
     /// (timecode, blocks as (track, relative time)), each of unknown size when `unknown`.
-    pub(crate) fn sample(
-        tracks: &[u64],
-        clusters: &[(u64, Vec<(u64, i16)>)],
-        unknown: bool,
-    ) -> Vec<u8> {
+    pub(crate) fn sample(tracks: &[u64], clusters: &[(u64, Vec<(u64, i16)>)], unknown: bool) -> Vec<u8> {
         let mut out = Vec::new();
         let mut ebml = Vec::new();
         write_element(&mut ebml, 0x4282, b"matroska");
@@ -813,11 +793,7 @@ mod tests {
                         MkvEvent::Cluster(_) => "C",
                     })
                     .collect();
-                assert_eq!(
-                    kinds,
-                    ["H", "S", "C", "S", "C"],
-                    "step {step} unknown {unknown}"
-                );
+                assert_eq!(kinds, ["H", "S", "C", "S", "C"], "step {step} unknown {unknown}");
                 let MkvEvent::Cluster(second) = &events[4] else {
                     panic!("cluster")
                 };
@@ -828,10 +804,7 @@ mod tests {
                 // The stored cluster is a complete element of known size.
                 let head = element_head(&second.bytes, 0).expect("ok").expect("head");
                 assert_eq!(head.id, ID_CLUSTER);
-                assert_eq!(
-                    head.len as u64 + head.size.expect("known"),
-                    second.bytes.len() as u64
-                );
+                assert_eq!(head.len as u64 + head.size.expect("known"), second.bytes.len() as u64);
             }
         }
     }
@@ -844,43 +817,10 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("live.mkv");
         let status = std::process::Command::new("ffmpeg")
-            .args([
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=size=160x120:rate=25",
-            ])
-            .args([
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:sample_rate=48000",
-                "-t",
-                "3",
-            ])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "25",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .args([
-                "-c:a",
-                "aac",
-                "-f",
-                "matroska",
-                "-live",
-                "1",
-                "-cluster_time_limit",
-                "1000",
-            ])
+            .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "3"])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p"])
+            .args(["-c:a", "aac", "-f", "matroska", "-live", "1", "-cluster_time_limit", "1000"])
             .arg(&path)
             .status()
             .expect("ffmpeg runs (install it: apt-get install ffmpeg)");
@@ -896,11 +836,7 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            assert!(
-                (3..=4).contains(&clusters.len()),
-                "{} clusters",
-                clusters.len()
-            );
+            assert!((3..=4).contains(&clusters.len()), "{} clusters", clusters.len());
             // ffmpeg ends with a cluster of the audio left after the last video frame.
             let (last, full) = clusters.split_last().expect("clusters");
             assert!(full.iter().all(|c| c.tracks_seen.len() == 2));
@@ -918,10 +854,7 @@ mod tests {
         assert_eq!(read_all(b"hello world, not mkv", 4), Err(MkvError::NotEbml));
         let mut bytes = sample(&[1], &[], false);
         // A cluster before Tracks: build a stream whose Tracks is replaced by a cluster.
-        let cut = bytes
-            .windows(4)
-            .position(|w| w == [0x16, 0x54, 0xAE, 0x6B])
-            .expect("tracks");
+        let cut = bytes.windows(4).position(|w| w == [0x16, 0x54, 0xAE, 0x6B]).expect("tracks");
         bytes.truncate(cut);
         write_element(&mut bytes, ID_CLUSTER, &[0xE7, 0x81, 0x00]);
         assert_eq!(read_all(&bytes, 5), Err(MkvError::ClusterBeforeTracks));

@@ -27,9 +27,7 @@ use sluice_protocols::sigv4::AuthConfig;
 use crate::api;
 use crate::error::{ErrorKind, VideoError};
 use crate::fragments::{self, Indexes, StoredFragment, StreamIndex};
-use crate::media::{
-    self, Clock, PutMediaLimits, PutMediaOptions, Sleep, StartSelector, TimecodeType,
-};
+use crate::media::{self, Clock, PutMediaLimits, PutMediaOptions, Sleep, StartSelector, TimecodeType};
 use crate::model::{FragmentEntry, StreamDefinition, StreamStatus};
 use crate::registry::Registry;
 use crate::remux::{self, MediaTracks, playlist};
@@ -268,9 +266,10 @@ fn ms_to_seconds(ms: u64) -> f64 {
 /// A rest-json timestamp member: epoch seconds as a number (what the SDKs send), or an ISO 8601
 /// string is refused as AWS's parser would not send it for this protocol.
 fn timestamp_ms(value: &Value, member: &str) -> Result<u64, VideoError> {
-    value.as_f64().and_then(seconds_to_ms).ok_or_else(|| {
-        VideoError::invalid(format!("{member} must be a timestamp in epoch seconds."))
-    })
+    value
+        .as_f64()
+        .and_then(seconds_to_ms)
+        .ok_or_else(|| VideoError::invalid(format!("{member} must be a timestamp in epoch seconds.")))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,8 +284,7 @@ fn decode(body: &[u8]) -> Result<Value, VideoError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body)
-        .map_err(|e| VideoError::new(ErrorKind::Serialization, e.to_string()))
+    serde_json::from_slice(body).map_err(|e| VideoError::new(ErrorKind::Serialization, e.to_string()))
 }
 
 fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
@@ -309,10 +307,7 @@ fn int_field(value: &Value, name: &str, min: i64, max: i64) -> Result<Option<i64
         None => Ok(None),
         Some(v) => {
             let n = v.as_i64().ok_or_else(|| {
-                VideoError::new(
-                    ErrorKind::Serialization,
-                    format!("{name} must be an integer."),
-                )
+                VideoError::new(ErrorKind::Serialization, format!("{name} must be an integer."))
             })?;
             if n < min || n > max {
                 return Err(VideoError::validation(
@@ -349,10 +344,7 @@ fn enum_field<'a>(
                 VideoError::validation(
                     &s,
                     &lower_camel(name),
-                    &format!(
-                        "Member must satisfy enum value set: [{}]",
-                        allowed.join(", ")
-                    ),
+                    &format!("Member must satisfy enum value set: [{}]", allowed.join(", ")),
                 )
             }),
     }
@@ -572,10 +564,7 @@ impl<R: RecordLog> VideoService<R> {
         now: SystemTime,
     ) -> Result<(StreamDefinition, PutMediaOptions), VideoError> {
         if req.method != "POST" {
-            return Err(VideoError::new(
-                ErrorKind::UnknownOperation,
-                "Only POST is served.",
-            ));
+            return Err(VideoError::new(ErrorKind::UnknownOperation, "Only POST is served."));
         }
         api::authenticate_headers(req, auth, self.registry.region(), now)?;
         let header = |name: &str| {
@@ -650,9 +639,7 @@ impl<R: RecordLog> VideoService<R> {
             };
         }
         let result = if req.path.starts_with("/hls/v1/") || req.path.starts_with("/dash/v1/") {
-            self.session_resource(&req, now)
-                .await
-                .map(VideoResponse::cors)
+            self.session_resource(&req, now).await.map(VideoResponse::cors)
         } else if req.path.starts_with("/video/") {
             self.page(api, &req, auth, now).await
         } else {
@@ -674,27 +661,18 @@ impl<R: RecordLog> VideoService<R> {
         now: SystemTime,
     ) -> Result<VideoResponse, VideoError> {
         if req.method != "POST" {
-            return Err(VideoError::new(
-                ErrorKind::UnknownOperation,
-                "Only POST is served.",
-            ));
+            return Err(VideoError::new(ErrorKind::UnknownOperation, "Only POST is served."));
         }
         api::authenticate(req, auth, self.registry.region(), now)?;
         let input = decode(req.body)?;
         let stream: StreamRef = serde_json::from_value(input.clone()).unwrap_or_default();
         let definition = self
-            .active(
-                api,
-                stream.stream_name.as_deref(),
-                stream.stream_arn.as_deref(),
-            )
+            .active(api, stream.stream_name.as_deref(), stream.stream_arn.as_deref())
             .await?;
         let now_ms = epoch_ms(now);
         match req.path {
             "/getMedia" => self.get_media(&definition, &input).await,
-            "/getMediaForFragmentList" => {
-                self.get_media_for_fragment_list(&definition, &input).await
-            }
+            "/getMediaForFragmentList" => self.get_media_for_fragment_list(&definition, &input).await,
             "/getImages" => Err(VideoError::invalid(
                 "GetImages is not available: Sluice has no H.264/H.265 decoder to make images with.",
             )),
@@ -716,10 +694,7 @@ impl<R: RecordLog> VideoService<R> {
                             .await
                     }
                     "/getClip" => self.get_clip(&definition, &input, now_ms).await,
-                    _ => Err(VideoError::new(
-                        ErrorKind::UnknownOperation,
-                        "Unknown operation.",
-                    )),
+                    _ => Err(VideoError::new(ErrorKind::UnknownOperation, "Unknown operation.")),
                 }
             }
         }
@@ -730,8 +705,7 @@ impl<R: RecordLog> VideoService<R> {
         definition: &StreamDefinition,
         input: &Value,
     ) -> Result<VideoResponse, VideoError> {
-        let selector =
-            field(input, "StartSelector").ok_or_else(|| VideoError::missing("StartSelector"))?;
+        let selector = field(input, "StartSelector").ok_or_else(|| VideoError::missing("StartSelector"))?;
         let kind = enum_field(
             selector,
             "StartSelectorType",
@@ -799,9 +773,9 @@ impl<R: RecordLog> VideoService<R> {
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| {
-                    v.as_str().map(str::to_owned).ok_or_else(|| {
-                        VideoError::new(ErrorKind::Serialization, "Fragments holds strings.")
-                    })
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| VideoError::new(ErrorKind::Serialization, "Fragments holds strings."))
                 })
                 .collect::<Result<_, _>>()?,
             Some(_) => {
@@ -822,10 +796,7 @@ impl<R: RecordLog> VideoService<R> {
         let index = self.index(definition).await?;
         let mut entries = Vec::with_capacity(numbers.len());
         for number in &numbers {
-            if number.is_empty()
-                || number.len() > 128
-                || !number.bytes().all(|b| b.is_ascii_digit())
-            {
+            if number.is_empty() || number.len() > 128 || !number.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(VideoError::validation(
                     number,
                     "fragments",
@@ -849,22 +820,14 @@ impl<R: RecordLog> VideoService<R> {
                 let entry = rest.next()?;
                 match fragments::load(&storage, &definition, &entry).await {
                     Ok(fragment) => Some((
-                        Bytes::from(media::chunk(
-                            &fragment,
-                            media::ChunkTags::FragmentList,
-                            0,
-                            0,
-                        )),
+                        Bytes::from(media::chunk(&fragment, media::ChunkTags::FragmentList, 0, 0)),
                         rest,
                     )),
                     Err(error) => {
                         tracing::warn!(%error, "GetMediaForFragmentList could not read a fragment.");
                         let tags = crate::mkv::tags_element(&[
                             ("AWS_KINESISVIDEO_FRAGMENT_NUMBER", entry.number.clone()),
-                            (
-                                "AWS_KINESISVIDEO_EXCEPTION_ERROR_CODE",
-                                "FRAGMENT_NOT_FOUND".to_owned(),
-                            ),
+                            ("AWS_KINESISVIDEO_EXCEPTION_ERROR_CODE", "FRAGMENT_NOT_FOUND".to_owned()),
                             ("AWS_KINESISVIDEO_EXCEPTION_MESSAGE", error.to_string()),
                         ]);
                         Some((Bytes::from(tags), Vec::new().into_iter()))
@@ -872,10 +835,7 @@ impl<R: RecordLog> VideoService<R> {
                 }
             }
         });
-        Ok(VideoResponse::ok(
-            "video/webm",
-            VideoBody::Stream(Box::pin(body)),
-        ))
+        Ok(VideoResponse::ok("video/webm", VideoBody::Stream(Box::pin(body))))
     }
 
     async fn list_fragments(
@@ -1004,11 +964,7 @@ impl<R: RecordLog> VideoService<R> {
             SessionKind::Hls => "MaxMediaPlaylistFragmentResults",
             SessionKind::Dash => "MaxManifestFragmentResults",
         };
-        let default_max = if mode == playlist::PlaybackMode::OnDemand {
-            1000
-        } else {
-            5
-        };
+        let default_max = if mode == playlist::PlaybackMode::OnDemand { 1000 } else { 5 };
         let max_results = int_field(input, max_name, 1, 5000)?.unwrap_or(default_max) as usize;
         let session = Session {
             kind,
@@ -1089,10 +1045,7 @@ impl<R: RecordLog> VideoService<R> {
                 within.into_iter().skip(skip).collect()
             }
             playlist::PlaybackMode::OnDemand => {
-                let (start, end) = (
-                    session.start_ms.unwrap_or(0),
-                    session.end_ms.unwrap_or(u64::MAX),
-                );
+                let (start, end) = (session.start_ms.unwrap_or(0), session.end_ms.unwrap_or(u64::MAX));
                 let mut within: Vec<(usize, FragmentEntry)> = retained
                     .into_iter()
                     .filter(|(_, e)| {
@@ -1122,10 +1075,7 @@ impl<R: RecordLog> VideoService<R> {
         now: SystemTime,
     ) -> Result<VideoResponse, VideoError> {
         if req.method != "GET" && req.method != "HEAD" {
-            return Err(VideoError::new(
-                ErrorKind::UnknownOperation,
-                "Only GET is served.",
-            ));
+            return Err(VideoError::new(ErrorKind::UnknownOperation, "Only GET is served."));
         }
         let now_ms = epoch_ms(now);
         let token = query_param(req.query, "SessionToken")
@@ -1141,34 +1091,25 @@ impl<R: RecordLog> VideoService<R> {
             SessionKind::Dash => "/dash/v1/",
         };
         let resource = req.path.strip_prefix(expected).ok_or_else(|| {
-            VideoError::new(
-                ErrorKind::NotAuthorized,
-                "The session token is for another protocol.",
-            )
+            VideoError::new(ErrorKind::NotAuthorized, "The session token is for another protocol.")
         })?;
         let (definition, _) = self
             .registry
             .get(&session.stream_name)
             .filter(|(d, _)| d.internal_stream == session.internal_stream)
-            .ok_or_else(|| {
-                VideoError::new(ErrorKind::ResourceNotFound, crate::error::STREAM_NOT_FOUND)
-            })?;
+            .ok_or_else(|| VideoError::new(ErrorKind::ResourceNotFound, crate::error::STREAM_NOT_FOUND))?;
         let index = self.index(&definition).await?;
         let track = match query_param(req.query, "TrackNumber") {
-            Some(text) => Some(
-                text.parse::<u64>()
-                    .map_err(|_| VideoError::invalid("TrackNumber must be a positive integer."))?,
-            ),
+            Some(text) => Some(text.parse::<u64>().map_err(|_| {
+                VideoError::invalid("TrackNumber must be a positive integer.")
+            })?),
             None => None,
         };
         let listed = self.session_fragments(&definition, &index, &session, now_ms);
         match resource {
             "getHLSMasterPlaylist.m3u8" | "getDASHManifest.mpd" => {
                 let (_, first) = listed.first().ok_or_else(|| {
-                    VideoError::new(
-                        ErrorKind::ResourceNotFound,
-                        "No fragments are available yet.",
-                    )
+                    VideoError::new(ErrorKind::ResourceNotFound, "No fragments are available yet.")
                 })?;
                 let tracks = self.tracks_of(&definition, first).await?;
                 let bandwidth = bandwidth_bps(listed.iter().map(|(_, e)| e));
@@ -1246,16 +1187,19 @@ impl<R: RecordLog> VideoService<R> {
             }
             "getMP4InitFragment.mp4" => {
                 let (_, first) = listed.first().ok_or_else(|| {
-                    VideoError::new(
-                        ErrorKind::ResourceNotFound,
-                        "No fragments are available yet.",
-                    )
+                    VideoError::new(ErrorKind::ResourceNotFound, "No fragments are available yet.")
                 })?;
                 let tracks = self.tracks_of(&definition, first).await?;
                 let init = remux::init_segment(&tracks, track).map_err(|e| remux_error(&e))?;
                 Ok(VideoResponse::ok("video/mp4", VideoBody::Full(init)))
             }
             "getMP4MediaFragment.mp4" | "getTSFragment.ts" => {
+                if resource == "getTSFragment.ts" && session.kind != SessionKind::Hls {
+                    return Err(VideoError::new(
+                        ErrorKind::ResourceNotFound,
+                        "getTSFragment.ts is a resource of HLS sessions.",
+                    ));
+                }
                 let number = query_param(req.query, "FragmentNumber")
                     .ok_or_else(|| VideoError::missing("FragmentNumber"))?;
                 let (at, entry) = index.find(number).ok_or_else(|| {
@@ -1264,12 +1208,6 @@ impl<R: RecordLog> VideoService<R> {
                         format!("Fragment {number} was not found in the stream."),
                     )
                 })?;
-                if resource == "getTSFragment.ts" && session.kind != SessionKind::Hls {
-                    return Err(VideoError::new(
-                        ErrorKind::ResourceNotFound,
-                        "getTSFragment.ts is a resource of HLS sessions.",
-                    ));
-                }
                 let fragment = fragments::load(&self.storage, &definition, &entry)
                     .await
                     .map_err(|e| fragment_error(&e))?;
@@ -1277,9 +1215,12 @@ impl<R: RecordLog> VideoService<R> {
                 let frames = frames_of(&tracks, &fragment)?;
                 if resource == "getTSFragment.ts" {
                     // Each fragment is served on its own, so its continuity counters restart.
-                    let segment =
-                        remux::ts_segment(&tracks, &frames, &mut remux::TsContinuity::restart())
-                            .map_err(|e| remux_error(&e))?;
+                    let segment = remux::ts_segment(
+                        &tracks,
+                        &frames,
+                        &mut remux::TsContinuity::restart(),
+                    )
+                    .map_err(|e| remux_error(&e))?;
                     return Ok(VideoResponse::ok("video/mp2t", VideoBody::Full(segment)));
                 }
                 let segment = remux::media_segment(
@@ -1369,10 +1310,7 @@ impl<R: RecordLog> VideoService<R> {
         now: SystemTime,
     ) -> Result<VideoResponse, VideoError> {
         if req.method != "GET" {
-            return Err(VideoError::new(
-                ErrorKind::UnknownOperation,
-                "Only GET is served.",
-            ));
+            return Err(VideoError::new(ErrorKind::UnknownOperation, "Only GET is served."));
         }
         let rest = req.path.trim_start_matches("/video/");
         if rest == "hls.min.js" {
@@ -1411,13 +1349,8 @@ impl<R: RecordLog> VideoService<R> {
                 "The stream does not keep data (DataRetentionInHours is 0).",
             ));
         }
-        self.create_session(
-            &definition,
-            &json!({"PlaybackMode": "LIVE"}),
-            SessionKind::Hls,
-            epoch_ms(now),
-        )
-        .await
+        self.create_session(&definition, &json!({"PlaybackMode": "LIVE"}), SessionKind::Hls, epoch_ms(now))
+            .await
     }
 }
 
@@ -1560,13 +1493,7 @@ mod tests {
 
     #[test]
     fn video_paths_are_recognised_and_kinesis_paths_are_not() {
-        for path in [
-            "/createStream",
-            "/putMedia",
-            "/getMedia",
-            "/hls/v1/getHLSMasterPlaylist.m3u8",
-            "/video/cam",
-        ] {
+        for path in ["/createStream", "/putMedia", "/getMedia", "/hls/v1/getHLSMasterPlaylist.m3u8", "/video/cam"] {
             assert!(is_video_path(path), "{path}");
         }
         for path in ["/", "/health", "/metrics"] {
