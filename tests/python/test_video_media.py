@@ -277,8 +277,8 @@ def test_list_fragments_by_producer_and_server_time_with_ranges_and_paging(archi
 
 def hls_session(ingested, **kwargs):
     archived = client("kinesis-video-archived-media", ingested.endpoint("GET_HLS_STREAMING_SESSION_URL"))
-    url = archived.get_hls_streaming_session_url(StreamName=ingested.name, ContainerFormat="FRAGMENTED_MP4",
-                                                 **kwargs)["HLSStreamingSessionURL"]
+    kwargs.setdefault("ContainerFormat", "FRAGMENTED_MP4")
+    url = archived.get_hls_streaming_session_url(StreamName=ingested.name, **kwargs)["HLSStreamingSessionURL"]
     prefix = ingested.endpoint("GET_HLS_STREAMING_SESSION_URL").rstrip("/") + "/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken="
     assert url.startswith(prefix), url
     return url
@@ -324,6 +324,33 @@ def test_hls_on_demand_decodes_to_the_source_frames(ingested, source_md5s):
     segments = [line for line in playlist.splitlines() if "getMP4MediaFragment.mp4" in line and not line.startswith("#")]
     assert len(segments) == len(ingested.numbers), playlist
     assert all(f"FragmentNumber={n}" in s for n, s in zip(ingested.numbers, segments)), playlist
+    assert frame_md5s(url, HLS_INPUT_FLAGS) == source_md5s
+
+
+def test_hls_mpeg_ts_on_demand_decodes_to_the_source_frames(ingested, source_md5s):
+    """ContainerFormat MPEG_TS: one variant muxing every track, a media playlist of
+    getTSFragment.ts segments without EXT-X-MAP, served as video/mp2t. Guards the TS muxer and
+    the session plumbing end to end: a lost byte, a missing parameter set or a timestamp jump
+    between independently muxed fragments changes or drops a decoded frame."""
+    start = ingested.producer_start_s
+    url = hls_session(ingested, ContainerFormat="MPEG_TS", PlaybackMode="ON_DEMAND", HLSFragmentSelector={
+        "FragmentSelectorType": "PRODUCER_TIMESTAMP",
+        "TimestampRange": {"StartTimestamp": utc(start - 1), "EndTimestamp": utc(start + 60)}})
+    status, _, body = http_get(url)
+    assert status == 200, body
+    master = body.decode()
+    assert "#EXT-X-MEDIA:" not in master, master
+    status, _, body = http_get(video_playlist(url))
+    assert status == 200, body
+    playlist = body.decode()
+    assert "#EXT-X-ENDLIST" in playlist and "#EXT-X-MAP" not in playlist, playlist
+    segments = [line for line in playlist.splitlines() if line.startswith("getTSFragment.ts?")]
+    assert len(segments) == len(ingested.numbers), playlist
+    assert all(f"FragmentNumber={n}" in s for n, s in zip(ingested.numbers, segments)), playlist
+    status, headers, body = http_get(resolve(url, segments[0]))
+    assert status == 200, body
+    assert {k.lower(): v for k, v in headers.items()}.get("content-type") == "video/mp2t", headers
+    assert len(body) % 188 == 0 and body[0] == 0x47 and body[188] == 0x47
     assert frame_md5s(url, HLS_INPUT_FLAGS) == source_md5s
 
 

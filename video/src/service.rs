@@ -142,6 +142,8 @@ enum SessionKind {
 #[derive(Clone, Debug)]
 struct Session {
     kind: SessionKind,
+    /// ContainerFormat: FRAGMENTED_MP4 for every DASH session.
+    container: playlist::HlsContainer,
     stream_name: String,
     internal_stream: String,
     mode: playlist::PlaybackMode,
@@ -981,14 +983,15 @@ impl<R: RecordLog> VideoService<R> {
             }
             _ => {}
         }
-        if kind == SessionKind::Hls
-            && enum_field(input, "ContainerFormat", &["FRAGMENTED_MP4", "MPEG_TS"])?
-                == Some("MPEG_TS")
-        {
-            return Err(VideoError::invalid(
-                "ContainerFormat MPEG_TS is not available in Sluice; use FRAGMENTED_MP4.",
-            ));
-        }
+        let container = match kind {
+            SessionKind::Hls
+                if enum_field(input, "ContainerFormat", &["FRAGMENTED_MP4", "MPEG_TS"])?
+                    == Some("MPEG_TS") =>
+            {
+                playlist::HlsContainer::MpegTs
+            }
+            _ => playlist::HlsContainer::FragmentedMp4,
+        };
         let discontinuity = match enum_field(
             input,
             "DiscontinuityMode",
@@ -1019,6 +1022,7 @@ impl<R: RecordLog> VideoService<R> {
         let max_results = int_field(input, max_name, 1, 5000)?.unwrap_or(default_max) as usize;
         let session = Session {
             kind,
+            container,
             stream_name: definition.name.clone(),
             internal_stream: definition.internal_stream.clone(),
             mode,
@@ -1204,6 +1208,7 @@ impl<R: RecordLog> VideoService<R> {
                     &tracks,
                     &playlist::MasterPlaylistOptions {
                         session_token: &token,
+                        container: session.container,
                         bandwidth_bps: bandwidth,
                     },
                 );
@@ -1213,13 +1218,20 @@ impl<R: RecordLog> VideoService<R> {
                 ))
             }
             "getHLSMediaPlaylist.m3u8" => {
-                let track = track.ok_or_else(|| VideoError::missing("TrackNumber"))?;
+                // An MPEG-TS playlist lists segments of every track, so it takes no TrackNumber.
+                let track = match session.container {
+                    playlist::HlsContainer::FragmentedMp4 => {
+                        track.ok_or_else(|| VideoError::missing("TrackNumber"))?
+                    }
+                    playlist::HlsContainer::MpegTs => 1,
+                };
                 let fragments: Vec<playlist::PlaylistFragment> =
                     listed.iter().map(|(_, e)| playlist_fragment(e)).collect();
                 let mut text = playlist::hls_media_playlist(
                     &fragments,
                     &playlist::MediaPlaylistOptions {
                         session_token: token,
+                        container: session.container,
                         track_number: track,
                         playback_mode: session.mode,
                         timestamp_source: session.source,
@@ -1253,7 +1265,13 @@ impl<R: RecordLog> VideoService<R> {
                 let init = remux::init_segment(&tracks, track).map_err(|e| remux_error(&e))?;
                 Ok(VideoResponse::ok("video/mp4", VideoBody::Full(init)))
             }
-            "getMP4MediaFragment.mp4" => {
+            "getMP4MediaFragment.mp4" | "getTSFragment.ts" => {
+                if resource == "getTSFragment.ts" && session.kind != SessionKind::Hls {
+                    return Err(VideoError::new(
+                        ErrorKind::ResourceNotFound,
+                        "getTSFragment.ts is a resource of HLS sessions.",
+                    ));
+                }
                 let number = query_param(req.query, "FragmentNumber")
                     .ok_or_else(|| VideoError::missing("FragmentNumber"))?;
                 let (at, entry) = index.find(number).ok_or_else(|| {
@@ -1267,6 +1285,16 @@ impl<R: RecordLog> VideoService<R> {
                     .map_err(|e| fragment_error(&e))?;
                 let tracks = MediaTracks::parse(&fragment.header).map_err(|e| remux_error(&e))?;
                 let frames = frames_of(&tracks, &fragment)?;
+                if resource == "getTSFragment.ts" {
+                    // Each fragment is served on its own, so its continuity counters restart.
+                    let segment = remux::ts_segment(
+                        &tracks,
+                        &frames,
+                        &mut remux::TsContinuity::restart(),
+                    )
+                    .map_err(|e| remux_error(&e))?;
+                    return Ok(VideoResponse::ok("video/mp2t", VideoBody::Full(segment)));
+                }
                 let segment = remux::media_segment(
                     &tracks,
                     &frames,

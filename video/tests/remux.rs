@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sluice_video::remux::playlist::{
-    DashManifestOptions, DiscontinuityMode, MasterPlaylistOptions, MediaPlaylistOptions,
-    PlaybackMode, PlaylistFragment, TimestampSource, dash_manifest, hls_master_playlist,
-    hls_media_playlist,
+    DashManifestOptions, DiscontinuityMode, HlsContainer, MasterPlaylistOptions,
+    MediaPlaylistOptions, PlaybackMode, PlaylistFragment, TimestampSource, dash_manifest,
+    hls_master_playlist, hls_media_playlist,
 };
 use sluice_video::remux::{
-    FragmentFrames, MediaTracks, RemuxError, StoredFragment, clip_mp4, fragment_frames,
-    init_segment, media_segment,
+    FragmentFrames, MediaTracks, RemuxError, StoredFragment, TsContinuity, clip_mp4,
+    fragment_frames, init_segment, media_segment, ts_segment,
 };
 
 /// Where the simulated producer started: fragments land at this epoch time plus their cluster
@@ -324,6 +324,7 @@ fn write_session(dir: &Path, remuxed: &Remuxed) {
         &remuxed.tracks,
         &MasterPlaylistOptions {
             session_token: TOKEN,
+            container: HlsContainer::FragmentedMp4,
             bandwidth_bps: 500_000,
         },
     );
@@ -334,6 +335,7 @@ fn write_session(dir: &Path, remuxed: &Remuxed) {
             &entries,
             &MediaPlaylistOptions {
                 session_token: TOKEN,
+                container: HlsContainer::FragmentedMp4,
                 track_number: number,
                 playback_mode: PlaybackMode::OnDemand,
                 timestamp_source: TimestampSource::ProducerTimestamp,
@@ -648,5 +650,174 @@ fn media_fragments_start_at_their_producer_time_and_continue_each_other() {
             }
             previous_end = Some(start + duration);
         }
+    }
+}
+
+/// Writes an MPEG_TS session: the master playlist (one variant), the media playlist (no
+/// TrackNumber) and one `getTSFragment.ts` per fragment, each muxed on its own with restarted
+/// continuity counters as the service serves them. Returns the master playlist's path.
+fn write_ts_session(dir: &Path, remuxed: &Remuxed) -> PathBuf {
+    let entries = playlist_entries(remuxed);
+    let master = hls_master_playlist(
+        &remuxed.tracks,
+        &MasterPlaylistOptions {
+            session_token: TOKEN,
+            container: HlsContainer::MpegTs,
+            bandwidth_bps: 500_000,
+        },
+    );
+    assert_eq!(master.matches("#EXT-X-STREAM-INF").count(), 1, "{master}");
+    assert!(!master.contains("EXT-X-MEDIA:"), "{master}");
+    let master_path = dir.join("getHLSMasterPlaylist.m3u8");
+    std::fs::write(&master_path, master).expect("write");
+    let playlist = hls_media_playlist(
+        &entries,
+        &MediaPlaylistOptions {
+            session_token: TOKEN,
+            container: HlsContainer::MpegTs,
+            track_number: 1,
+            playback_mode: PlaybackMode::OnDemand,
+            timestamp_source: TimestampSource::ProducerTimestamp,
+            discontinuity_mode: DiscontinuityMode::Never,
+            display_fragment_timestamp: true,
+            media_sequence: 0,
+        },
+    );
+    assert!(!playlist.contains("EXT-X-MAP"), "{playlist}");
+    let name = format!("getHLSMediaPlaylist.m3u8?SessionToken={TOKEN}");
+    std::fs::write(dir.join(name), playlist).expect("write");
+    for (fragment, entry) in remuxed.fragments.iter().zip(&entries) {
+        let segment = ts_segment(&remuxed.tracks, fragment, &mut TsContinuity::restart())
+            .expect("ts segment");
+        assert_eq!(segment.len() % 188, 0);
+        let name = format!(
+            "getTSFragment.ts?FragmentNumber={}&SessionToken={TOKEN}",
+            entry.fragment_number
+        );
+        std::fs::write(dir.join(name), segment).expect("write");
+    }
+    master_path
+}
+
+/// The ffmpeg options that open a session written to files (see the fMP4 session test).
+fn hls_input(master: &Path) -> [&str; 8] {
+    [
+        "-allowed_extensions",
+        "ALL",
+        "-allowed_segment_extensions",
+        "ALL",
+        "-extension_picky",
+        "0",
+        "-i",
+        path_str(master),
+    ]
+}
+
+/// Guards getTSFragment.ts: PES packetisation, Annex B conversion with parameter sets before
+/// keyframes, ADTS headers, and timestamps that continue across independently muxed fragments.
+/// Any lost byte, misplaced parameter set or timestamp jump changes a decoded picture's hash or
+/// drops a frame.
+#[test]
+fn hls_mpeg_ts_session_plays_through_ffmpeg_with_identical_pictures_and_all_audio() {
+    let dir = scratch_dir("hls-ts");
+    let source = encode(&dir, Some("libx264"), true, 4);
+    let remuxed = remux(&split(&std::fs::read(&source).expect("read")));
+    let master = write_ts_session(&dir, &remuxed);
+    let hls = hls_input(&master);
+    let pictures = source_hashes(&source, "0:v");
+    assert_eq!(pictures.len(), 100);
+    assert_eq!(frame_hashes(&hls, "0:v"), pictures);
+    assert_audio_close(&source_hashes(&source, "0:a"), &frame_hashes(&hls, "0:a"));
+}
+
+#[test]
+fn h265_and_audio_only_mpeg_ts_sessions_decode_like_their_sources() {
+    let dir = scratch_dir("hls-ts-h265");
+    let source = encode(&dir, Some("libx265"), false, 3);
+    let remuxed = remux(&split(&std::fs::read(&source).expect("read")));
+    let master = write_ts_session(&dir, &remuxed);
+    let pictures = source_hashes(&source, "0:v");
+    assert_eq!(pictures.len(), 75);
+    assert_eq!(frame_hashes(&hls_input(&master), "0:v"), pictures);
+
+    let dir = scratch_dir("hls-ts-aac");
+    let source = encode(&dir, None, true, 4);
+    let remuxed = remux(&split(&std::fs::read(&source).expect("read")));
+    let master = write_ts_session(&dir, &remuxed);
+    assert_audio_close(
+        &source_hashes(&source, "0:a"),
+        &frame_hashes(&hls_input(&master), "0:a"),
+    );
+}
+
+/// Guards the TS timing and continuity rules: each segment opens with PAT and PMT, its first
+/// video PES carries the producer time (90 kHz, 33-bit wrap) and a PCR behind it, and chained
+/// continuity counters never jump while restarted ones announce the jump.
+#[test]
+fn ts_segments_carry_producer_time_and_consistent_continuity_counters() {
+    use mpeg2ts::ts::{ReadTsPacket, TsPacketReader, TsPayload};
+
+    let dir = scratch_dir("ts-timing");
+    let source = encode(&dir, Some("libx264"), true, 3);
+    let remuxed = remux(&split(&std::fs::read(&source).expect("read")));
+    let mut chained = TsContinuity::restart();
+    let mut last_counter: std::collections::HashMap<u16, u8> = std::collections::HashMap::new();
+    for (index, fragment) in remuxed.fragments.iter().enumerate() {
+        let segment = ts_segment(&remuxed.tracks, fragment, &mut chained).expect("segment");
+        let mut reader = TsPacketReader::new(segment.as_slice());
+        let mut first_video_pts = None;
+        let mut first_pcr = None;
+        let mut packets = 0;
+        while let Some(packet) = reader.read_ts_packet().expect("packet parses") {
+            let pid = packet.header.pid.as_u16();
+            let counter = packet.header.continuity_counter.as_u8();
+            let discontinuity = packet
+                .adaptation_field
+                .as_ref()
+                .is_some_and(|field| field.discontinuity_indicator);
+            match last_counter.get(&pid) {
+                Some(last) => {
+                    assert_eq!(counter, (last + 1) % 16, "pid {pid:#x} in segment {index}");
+                    assert!(!discontinuity, "only a restart announces a jump");
+                }
+                None => assert!(discontinuity, "the first packet of a restart says so"),
+            }
+            last_counter.insert(pid, counter);
+            if let Some(TsPayload::PesStart(pes)) = &packet.payload {
+                let pts = pes.header.pts.expect("every PES has a PTS").as_u64();
+                let dts = pes.header.dts.map_or(pts, |dts| dts.as_u64());
+                let ahead = (pts + (1 << 33) - dts) % (1 << 33);
+                assert!(
+                    ahead < 1 << 32,
+                    "PTS {pts} before DTS {dts} in segment {index}"
+                );
+            }
+            match (packets, &packet.payload) {
+                (0, Some(TsPayload::Pat(_))) | (1, Some(TsPayload::Pmt(_))) => {}
+                (0 | 1, other) => panic!("segment {index} opens with {other:?}"),
+                (_, Some(TsPayload::PesStart(pes)))
+                    if pid == 0x100 && first_video_pts.is_none() =>
+                {
+                    first_video_pts = pes.header.pts.map(|pts| pts.as_u64());
+                    first_pcr = packet
+                        .adaptation_field
+                        .as_ref()
+                        .and_then(|field| field.pcr)
+                        .map(|pcr| pcr.as_u64());
+                }
+                _ => {}
+            }
+            packets += 1;
+        }
+        let first = &fragment.track(1)[0];
+        let expected = (first.pts_ns * 9 / 100_000) % (1 << 33);
+        assert_eq!(first_video_pts, Some(expected), "segment {index}");
+        // The DTS is written 300 ms early (B-frames) and the PCR runs 100 ms behind it.
+        let dts = (first.dts_ns * 9 / 100_000 - 27_000).min(first.pts_ns * 9 / 100_000);
+        assert_eq!(
+            first_pcr,
+            Some(((dts - 9_000) % (1 << 33)) * 300),
+            "segment {index}"
+        );
     }
 }

@@ -10,6 +10,8 @@
 //! - [`fragment_frames`] demuxes the cluster into per-track frames with absolute timestamps.
 //! - [`init_segment`] and [`media_segment`] write fragmented MP4 (`ftyp`+`moov`, `moof`+`mdat`)
 //!   for `getMP4InitFragment.mp4` and `getMP4MediaFragment.mp4`.
+//! - [`ts_segment`] writes one MPEG-TS segment of all tracks for `getTSFragment.ts`
+//!   (HLS sessions with ContainerFormat MPEG_TS).
 //! - [`clip_mp4`] writes one ordinary MP4 (sample tables in `moov`, `moov` before `mdat`) for
 //!   GetClip.
 //! - [`playlist`] prints the HLS playlists and the DASH manifest that point at those resources.
@@ -38,11 +40,13 @@ mod fmp4;
 mod frames;
 pub mod playlist;
 mod tracks;
+mod ts;
 
 pub use clip::clip_mp4;
 pub use fmp4::{init_segment, media_segment};
 pub use frames::{FragmentFrames, Frame, TrackFrames, fragment_frames};
 pub use tracks::{Codec, MediaTrack, MediaTracks};
+pub use ts::{TsContinuity, ts_segment};
 
 /// One stored fragment as the readers find it.
 #[derive(Clone, Copy, Debug)]

@@ -7,10 +7,15 @@
 //! `getMP4MediaFragment.mp4?FragmentNumber=…&SessionToken=…&TrackNumber=…`. The token must be
 //! URL-safe (ours are); it is asserted, since a token that is not is a bug of the issuer.
 //!
-//! Layout: one media playlist (and one DASH AdaptationSet) per track, each with its own init
-//! segment. With video and audio, the master playlist declares the audio track as an
-//! `EXT-X-MEDIA` rendition of the video variant (hls.js and Safari play that; a second
-//! `EXT-X-STREAM-INF` for audio alone would be a separate, audio-only variant).
+//! Layout for fragmented MP4: one media playlist (and one DASH AdaptationSet) per track, each
+//! with its own init segment. With video and audio, the master playlist declares the audio
+//! track as an `EXT-X-MEDIA` rendition of the video variant (hls.js and Safari play that; a
+//! second `EXT-X-STREAM-INF` for audio alone would be a separate, audio-only variant).
+//!
+//! Layout for MPEG-TS ([`HlsContainer::MpegTs`]): every track is muxed into each
+//! `getTSFragment.ts?FragmentNumber=…&SessionToken=…`, so the master playlist has one variant
+//! for all tracks and the one media playlist (no `TrackNumber`) has no `EXT-X-MAP` and only
+//! tags of `#EXT-X-VERSION:3`, which older TS-only players require.
 
 use std::fmt::Write as _;
 
@@ -54,10 +59,20 @@ pub enum DiscontinuityMode {
 /// The gap or overlap beyond which ON_DISCONTINUITY marks a discontinuity.
 pub const DISCONTINUITY_GAP_MS: u64 = 50;
 
+/// ContainerFormat of an HLS session: what the media playlists' segments are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HlsContainer {
+    /// FRAGMENTED_MP4: per-track `getMP4MediaFragment.mp4` behind a `getMP4InitFragment.mp4`.
+    FragmentedMp4,
+    /// MPEG_TS: `getTSFragment.ts` with every track muxed in.
+    MpegTs,
+}
+
 /// What the master playlist needs besides the tracks.
 #[derive(Clone, Copy, Debug)]
 pub struct MasterPlaylistOptions<'a> {
     pub session_token: &'a str,
+    pub container: HlsContainer,
     /// Peak bit rate of the variant (all tracks), for BANDWIDTH.
     pub bandwidth_bps: u64,
 }
@@ -66,6 +81,8 @@ pub struct MasterPlaylistOptions<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct MediaPlaylistOptions<'a> {
     pub session_token: &'a str,
+    pub container: HlsContainer,
+    /// The track listed; the MPEG-TS playlist lists every track's segments and ignores it.
     pub track_number: u64,
     pub playback_mode: PlaybackMode,
     pub timestamp_source: TimestampSource,
@@ -112,21 +129,42 @@ fn media_uri(fragment_number: &str, session_token: &str, track_number: u64) -> S
     )
 }
 
+fn ts_uri(fragment_number: &str, session_token: &str) -> String {
+    format!("getTSFragment.ts?FragmentNumber={fragment_number}&SessionToken={session_token}")
+}
+
 fn media_playlist_uri(session_token: &str, track_number: u64) -> String {
     format!("getHLSMediaPlaylist.m3u8?SessionToken={session_token}&TrackNumber={track_number}")
+}
+
+fn ts_media_playlist_uri(session_token: &str) -> String {
+    format!("getHLSMediaPlaylist.m3u8?SessionToken={session_token}")
 }
 
 /// `getHLSMasterPlaylist.m3u8`.
 pub fn hls_master_playlist(tracks: &MediaTracks, options: &MasterPlaylistOptions<'_>) -> String {
     assert_url_safe(options.session_token);
     let token = options.session_token;
-    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let codecs: Vec<&str> = tracks
         .tracks
         .iter()
         .map(|track| track.codec_string.as_str())
         .collect();
     let codecs = codecs.join(",");
+    if options.container == HlsContainer::MpegTs {
+        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let resolution = tracks.video().map_or(String::new(), |video| {
+            format!(",RESOLUTION={}x{}", video.width, video.height)
+        });
+        let _ = writeln!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={}{resolution},CODECS=\"{codecs}\"",
+            options.bandwidth_bps
+        );
+        let _ = writeln!(out, "{}", ts_media_playlist_uri(token));
+        return out;
+    }
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     match (tracks.video(), tracks.audio()) {
         (Some(video), audio) => {
             if let Some(audio) = audio {
@@ -185,14 +223,21 @@ pub fn hls_media_playlist(
         .max()
         .unwrap_or(1)
         .max(1);
-    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n");
+    let ts = options.container == HlsContainer::MpegTs;
+    let mut out = String::from(if ts {
+        "#EXTM3U\n#EXT-X-VERSION:3\n"
+    } else {
+        "#EXTM3U\n#EXT-X-VERSION:7\n"
+    });
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target_duration_s}");
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", options.media_sequence);
     if options.playback_mode == PlaybackMode::OnDemand {
         out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
     }
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
-    let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", init_uri(token, track_number));
+    if !ts {
+        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", init_uri(token, track_number));
+    }
     let mut previous_end_ms: Option<u64> = None;
     for fragment in fragments {
         let start_ms = fragment_start_ms(fragment, options.timestamp_source);
@@ -215,11 +260,12 @@ pub fn hls_media_playlist(
             fragment.duration_ms / 1000,
             fragment.duration_ms % 1000
         );
-        let _ = writeln!(
-            out,
-            "{}",
+        let uri = if ts {
+            ts_uri(&fragment.fragment_number, token)
+        } else {
             media_uri(&fragment.fragment_number, token, track_number)
-        );
+        };
+        let _ = writeln!(out, "{uri}");
         previous_end_ms = Some(start_ms + fragment.duration_ms);
     }
     if options.playback_mode == PlaybackMode::OnDemand {
@@ -425,6 +471,7 @@ mod tests {
     fn options(mode: DiscontinuityMode) -> MediaPlaylistOptions<'static> {
         MediaPlaylistOptions {
             session_token: "tok-1",
+            container: HlsContainer::FragmentedMp4,
             track_number: 1,
             playback_mode: PlaybackMode::OnDemand,
             timestamp_source: TimestampSource::ProducerTimestamp,
@@ -488,6 +535,29 @@ getMP4MediaFragment.mp4?FragmentNumber=91343852333181615800926522983015284194795
         assert!(!text.contains("ENDLIST"));
         assert!(!text.contains("PLAYLIST-TYPE"));
         assert!(!text.contains("PROGRAM-DATE-TIME"));
+    }
+
+    #[test]
+    fn mpeg_ts_media_playlist_lists_ts_fragments_without_a_map() {
+        let mut ts = options(DiscontinuityMode::Never);
+        ts.container = HlsContainer::MpegTs;
+        ts.display_fragment_timestamp = false;
+        let text = hls_media_playlist(&fragments(), &ts);
+        let expected = "#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:3
+#EXT-X-MEDIA-SEQUENCE:7
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXTINF:2.000,
+getTSFragment.ts?FragmentNumber=91343852333181615800926522983015284194795592259&SessionToken=tok-1
+#EXTINF:1.960,
+getTSFragment.ts?FragmentNumber=91343852333181615800926522983015284194795592260&SessionToken=tok-1
+#EXTINF:2.500,
+getTSFragment.ts?FragmentNumber=91343852333181615800926522983015284194795592261&SessionToken=tok-1
+#EXT-X-ENDLIST
+";
+        assert_eq!(text, expected);
     }
 
     #[test]
