@@ -182,6 +182,9 @@ pub struct ServeArgs {
     /// serves it at `/video/hls.min.js` [default: none; the page then cannot play].
     #[arg(long, value_name = "FILE")]
     pub hls_js: Option<PathBuf>,
+    /// The ffmpeg that decodes frames for Kinesis Video's GetImages [default: `ffmpeg` on PATH].
+    #[arg(long, value_name = "FILE")]
+    pub ffmpeg: Option<PathBuf>,
 }
 
 /// The config file: the same settings as the flags.
@@ -218,6 +221,7 @@ struct FileSettings {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     hls_js: Option<PathBuf>,
+    ffmpeg: Option<PathBuf>,
 }
 
 /// `--binary-addr`: a socket address, or `off` to serve no binary protocol.
@@ -316,6 +320,8 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     /// hls.js for the video player page.
     pub hls_js: Option<PathBuf>,
+    /// The ffmpeg GetImages runs.
+    pub ffmpeg: Option<PathBuf>,
     /// `None` when the binary protocol is off.
     pub binary: Option<BinarySettings>,
     pub admission: AdmissionSettings,
@@ -523,6 +529,7 @@ impl Settings {
             credentials,
             http_addr,
             hls_js: args.hls_js.or(file.hls_js),
+            ffmpeg: args.ffmpeg.or(file.ffmpeg),
             binary,
             admission,
             engine,

@@ -181,11 +181,14 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let video = sluice_video::service::VideoShared::new(
+    let mut video = sluice_video::service::VideoShared::new(
         video_registry,
         &format!("{scheme}://{http_addr}"),
         hls_js,
     );
+    if let Some(ffmpeg) = &settings.ffmpeg {
+        video = video.with_ffmpeg(ffmpeg.clone());
+    }
     let per_core = move |engine: sluice_io::engine::Engine| {
         let firehose = firehose.clone();
         let video = video.clone();

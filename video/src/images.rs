@@ -64,15 +64,31 @@ pub fn decode_image(
 ) -> Result<Vec<u8>, ImageError> {
     let mut command = Command::new(ffmpeg);
     command
-        .args(["-hide_banner", "-loglevel", "error", "-f", "matroska", "-i", "pipe:0"])
-        .args(["-ss", &format!("{}.{:03}", offset_ms / 1000, offset_ms % 1000)])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "matroska",
+            "-i",
+            "pipe:0",
+        ])
+        .args([
+            "-ss",
+            &format!("{}.{:03}", offset_ms / 1000, offset_ms % 1000),
+        ])
         .args(["-frames:v", "1", "-an"]);
     if let Some(filter) = scale_filter(spec.width, spec.height) {
         command.args(["-vf", &filter]);
     }
     match spec.format {
         ImageFormat::Jpeg => {
-            command.args(["-c:v", "mjpeg", "-q:v", &mjpeg_qscale(spec.jpeg_quality).to_string()]);
+            command.args([
+                "-c:v",
+                "mjpeg",
+                "-q:v",
+                &mjpeg_qscale(spec.jpeg_quality).to_string(),
+            ]);
         }
         ImageFormat::Png => {
             command.args(["-c:v", "png"]);
@@ -87,7 +103,10 @@ pub fn decode_image(
         path: ffmpeg.display().to_string(),
         reason: e.to_string(),
     })?;
-    let mut stdin = child.stdin.take().ok_or_else(|| ImageError::Decode("no stdin".into()))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| ImageError::Decode("no stdin".into()))?;
     // ffmpeg may stop reading early (it has its frame); a broken pipe then is no error.
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(&fragment);
@@ -102,7 +121,9 @@ pub fn decode_image(
     if let Some(mut stderr) = child.stderr.take() {
         let _ = stderr.read_to_string(&mut errors);
     }
-    let status = child.wait().map_err(|e| ImageError::Decode(e.to_string()))?;
+    let status = child
+        .wait()
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
     let _ = writer.join();
     if !status.success() || image.is_empty() {
         return Err(ImageError::Decode(if errors.trim().is_empty() {
@@ -114,7 +135,8 @@ pub fn decode_image(
     Ok(image)
 }
 
-/// [`decode_image`] on a thread of its own; the future resolves when ffmpeg is done.
+/// [`decode_image`] on a thread of its own; the future resolves when ffmpeg is done. A time past
+/// the fragment's last video frame (its audio may run on) gets the fragment's first frame.
 pub async fn decode_image_off_thread(
     ffmpeg: PathBuf,
     fragment: Vec<u8>,
@@ -123,7 +145,12 @@ pub async fn decode_image_off_thread(
 ) -> Result<Vec<u8>, ImageError> {
     let (sender, receiver) = futures_channel::oneshot::channel();
     std::thread::spawn(move || {
-        let _ = sender.send(decode_image(&ffmpeg, fragment, offset_ms, spec));
+        let first = decode_image(&ffmpeg, fragment.clone(), offset_ms, spec);
+        let answer = match first {
+            Err(ImageError::Decode(_)) if offset_ms > 0 => decode_image(&ffmpeg, fragment, 0, spec),
+            other => other,
+        };
+        let _ = sender.send(answer);
     });
     receiver
         .await
@@ -137,7 +164,10 @@ mod tests {
     #[test]
     fn scaling_keeps_the_aspect_ratio_when_one_side_is_given() {
         assert_eq!(scale_filter(None, None), None);
-        assert_eq!(scale_filter(Some(160), None).as_deref(), Some("scale=160:-2"));
+        assert_eq!(
+            scale_filter(Some(160), None).as_deref(),
+            Some("scale=160:-2")
+        );
         assert_eq!(scale_filter(None, Some(90)).as_deref(), Some("scale=-2:90"));
         assert_eq!(scale_filter(Some(4), Some(3)).as_deref(), Some("scale=4:3"));
     }

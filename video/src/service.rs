@@ -1287,12 +1287,9 @@ impl<R: RecordLog> VideoService<R> {
                 let frames = frames_of(&tracks, &fragment)?;
                 if resource == "getTSFragment.ts" {
                     // Each fragment is served on its own, so its continuity counters restart.
-                    let segment = remux::ts_segment(
-                        &tracks,
-                        &frames,
-                        &mut remux::TsContinuity::restart(),
-                    )
-                    .map_err(|e| remux_error(&e))?;
+                    let segment =
+                        remux::ts_segment(&tracks, &frames, &mut remux::TsContinuity::restart())
+                            .map_err(|e| remux_error(&e))?;
                     return Ok(VideoResponse::ok("video/mp2t", VideoBody::Full(segment)));
                 }
                 let segment = remux::media_segment(
@@ -1328,7 +1325,10 @@ impl<R: RecordLog> VideoService<R> {
             _ => playlist::TimestampSource::ServerTimestamp,
         };
         let time = |name: &str| -> Result<u64, VideoError> {
-            timestamp_ms(field(input, name).ok_or_else(|| VideoError::missing(name))?, name)
+            timestamp_ms(
+                field(input, name).ok_or_else(|| VideoError::missing(name))?,
+                name,
+            )
         };
         let (start, end) = (time("StartTimestamp")?, time("EndTimestamp")?);
         if end < start {
@@ -1348,13 +1348,16 @@ impl<R: RecordLog> VideoService<R> {
             "JPEG" => crate::images::ImageFormat::Jpeg,
             _ => crate::images::ImageFormat::Png,
         };
-        let jpeg_quality = match field(input, "FormatConfig").and_then(|c| field(c, "JPEGQuality")) {
+        let jpeg_quality = match field(input, "FormatConfig").and_then(|c| field(c, "JPEGQuality"))
+        {
             None => 80,
             Some(value) => value
                 .as_str()
                 .and_then(|q| q.parse::<u8>().ok())
                 .filter(|q| (1..=100).contains(q))
-                .ok_or_else(|| VideoError::invalid("JPEGQuality must be a number from 1 to 100."))?,
+                .ok_or_else(|| {
+                    VideoError::invalid("JPEGQuality must be a number from 1 to 100.")
+                })?,
         };
         let width = int_field(input, "WidthPixels", 1, 3840)?.map(|w| w as u32);
         let height = int_field(input, "HeightPixels", 1, 2160)?.map(|h| h as u32);
@@ -1432,9 +1435,8 @@ impl<R: RecordLog> VideoService<R> {
         }
         let mut out = json!({ "Images": images });
         if at <= end {
-            out["NextToken"] = json!(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(at.to_string())
-            );
+            out["NextToken"] =
+                json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(at.to_string()));
         }
         Ok(VideoResponse::json(&out))
     }
