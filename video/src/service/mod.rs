@@ -8,21 +8,23 @@
 //! - Bodies that can be long (PutMedia's acks, GetMedia, GetMediaForFragmentList) stream: at most
 //!   one fragment of a response is held at a time.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_lite::Stream;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_core::KinesisApi;
 use sluice_core::storage::RecordLog;
 use sluice_protocols::HttpRequest;
 use sluice_protocols::sigv4::AuthConfig;
+
+mod input;
+mod page;
+mod sessions;
 
 use crate::api;
 use crate::error::{ErrorKind, VideoError};
@@ -33,6 +35,14 @@ use crate::media::{
 use crate::model::{FragmentEntry, StreamDefinition, StreamStatus};
 use crate::registry::Registry;
 use crate::remux::{self, MediaTracks, playlist};
+
+use input::{
+    Selection, StreamRef, decode, decode_token, encode_token, enum_field, epoch_ms, field,
+    fragment_error, int_field, key, ms_to_seconds, playlist_fragment, query_param, remux_error,
+    seconds_to_ms, selection, string_field, timestamp_ms,
+};
+use page::{PLAYER_PAGE, html_escape};
+use sessions::{Session, SessionKind, Sessions};
 
 /// A response body: whole, or streamed chunk by chunk.
 pub enum VideoBody {
@@ -126,80 +136,9 @@ pub fn is_put_media(path: &str) -> bool {
 
 /// How long a GetMedia waits for a new fragment before its response ends.
 pub const GET_MEDIA_IDLE_END: Duration = Duration::from_secs(5);
-/// At most this many HLS or DASH sessions per stream; the oldest is revoked for a new one.
-const SESSIONS_PER_STREAM_MAX: usize = 10;
 /// GetClip's output holds at most this many fragments and bytes.
 const CLIP_FRAGMENTS_MAX: usize = 200;
 const CLIP_BYTES_MAX: u64 = 100 * 1000 * 1000;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SessionKind {
-    Hls,
-    Dash,
-}
-
-/// One HLS or DASH streaming session.
-#[derive(Clone, Debug)]
-struct Session {
-    kind: SessionKind,
-    /// ContainerFormat: FRAGMENTED_MP4 for every DASH session.
-    container: playlist::HlsContainer,
-    stream_name: String,
-    internal_stream: String,
-    mode: playlist::PlaybackMode,
-    source: playlist::TimestampSource,
-    start_ms: Option<u64>,
-    end_ms: Option<u64>,
-    discontinuity: playlist::DiscontinuityMode,
-    display_timestamp: bool,
-    display_number: bool,
-    max_results: usize,
-    created_ms: u64,
-    expires_ms: u64,
-}
-
-/// The live sessions, by token.
-#[derive(Debug, Default)]
-struct Sessions {
-    map: Mutex<HashMap<String, Session>>,
-}
-
-impl Sessions {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
-        self.map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn create(&self, session: Session, now_ms: u64) -> String {
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let mut map = self.lock();
-        map.retain(|_, s| s.expires_ms > now_ms);
-        let mut of_stream: Vec<(u64, String)> = map
-            .iter()
-            .filter(|(_, s)| s.internal_stream == session.internal_stream)
-            .map(|(t, s)| (s.created_ms, t.clone()))
-            .collect();
-        of_stream.sort();
-        while of_stream.len() >= SESSIONS_PER_STREAM_MAX {
-            let (_, oldest) = of_stream.remove(0);
-            map.remove(&oldest);
-        }
-        map.insert(token.clone(), session);
-        token
-    }
-
-    fn get(&self, token: &str, now_ms: u64) -> Option<Session> {
-        self.lock()
-            .get(token)
-            .filter(|s| s.expires_ms > now_ms)
-            .cloned()
-    }
-}
 
 /// What every core's [`VideoService`] shares: the streams, their fragment indexes, the
 /// streaming sessions, and the server's own URL.
@@ -260,204 +199,6 @@ impl<R: RecordLog> std::fmt::Debug for VideoService<R> {
             .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
     }
-}
-
-fn epoch_ms(now: SystemTime) -> u64 {
-    now.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Seconds (rest-json timestamps) to epoch milliseconds.
-fn seconds_to_ms(seconds: f64) -> Option<u64> {
-    (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).round() as u64)
-}
-
-fn ms_to_seconds(ms: u64) -> f64 {
-    ms as f64 / 1000.0
-}
-
-/// A rest-json timestamp member: epoch seconds as a number (what the SDKs send), or an ISO 8601
-/// string is refused as AWS's parser would not send it for this protocol.
-fn timestamp_ms(value: &Value, member: &str) -> Result<u64, VideoError> {
-    value.as_f64().and_then(seconds_to_ms).ok_or_else(|| {
-        VideoError::invalid(format!("{member} must be a timestamp in epoch seconds."))
-    })
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct StreamRef {
-    stream_name: Option<String>,
-    #[serde(rename = "StreamARN")]
-    stream_arn: Option<String>,
-}
-
-fn decode(body: &[u8]) -> Result<Value, VideoError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| VideoError::new(ErrorKind::Serialization, e.to_string()))
-}
-
-fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
-    value.get(name).filter(|v| !v.is_null())
-}
-
-fn string_field(value: &Value, name: &str) -> Result<Option<String>, VideoError> {
-    match field(value, name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(VideoError::new(
-            ErrorKind::Serialization,
-            format!("{name} must be a string."),
-        )),
-    }
-}
-
-fn int_field(value: &Value, name: &str, min: i64, max: i64) -> Result<Option<i64>, VideoError> {
-    match field(value, name) {
-        None => Ok(None),
-        Some(v) => {
-            let n = v.as_i64().ok_or_else(|| {
-                VideoError::new(
-                    ErrorKind::Serialization,
-                    format!("{name} must be an integer."),
-                )
-            })?;
-            if n < min || n > max {
-                return Err(VideoError::validation(
-                    &n.to_string(),
-                    &lower_camel(name),
-                    &format!("Member must have value between {min} and {max}"),
-                ));
-            }
-            Ok(Some(n))
-        }
-    }
-}
-
-fn lower_camel(name: &str) -> String {
-    let mut chars = name.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_lowercase().chain(chars).collect()
-    })
-}
-
-fn enum_field<'a>(
-    value: &Value,
-    name: &str,
-    allowed: &[&'a str],
-) -> Result<Option<&'a str>, VideoError> {
-    match string_field(value, name)? {
-        None => Ok(None),
-        Some(s) => allowed
-            .iter()
-            .find(|a| **a == s)
-            .copied()
-            .map(Some)
-            .ok_or_else(|| {
-                VideoError::validation(
-                    &s,
-                    &lower_camel(name),
-                    &format!(
-                        "Member must satisfy enum value set: [{}]",
-                        allowed.join(", ")
-                    ),
-                )
-            }),
-    }
-}
-
-/// A fragment selector's type and time range.
-#[derive(Clone, Copy, Debug)]
-struct Selection {
-    source: playlist::TimestampSource,
-    start_ms: Option<u64>,
-    end_ms: Option<u64>,
-}
-
-fn selection(value: Option<&Value>, required: bool) -> Result<Option<Selection>, VideoError> {
-    let Some(value) = value else {
-        return if required {
-            Err(VideoError::missing("FragmentSelector"))
-        } else {
-            Ok(None)
-        };
-    };
-    let kind = enum_field(
-        value,
-        "FragmentSelectorType",
-        &["PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"],
-    )?;
-    let source = match kind {
-        Some("PRODUCER_TIMESTAMP") => playlist::TimestampSource::ProducerTimestamp,
-        Some(_) => playlist::TimestampSource::ServerTimestamp,
-        None if required => return Err(VideoError::missing("FragmentSelectorType")),
-        None => playlist::TimestampSource::ServerTimestamp,
-    };
-    let range = field(value, "TimestampRange");
-    let start_ms = range
-        .and_then(|r| field(r, "StartTimestamp"))
-        .map(|v| timestamp_ms(v, "StartTimestamp"))
-        .transpose()?;
-    let end_ms = range
-        .and_then(|r| field(r, "EndTimestamp"))
-        .map(|v| timestamp_ms(v, "EndTimestamp"))
-        .transpose()?;
-    if let (Some(start), Some(end)) = (start_ms, end_ms)
-        && end < start
-    {
-        return Err(VideoError::invalid(
-            "EndTimestamp must be later than StartTimestamp.",
-        ));
-    }
-    Ok(Some(Selection {
-        source,
-        start_ms,
-        end_ms,
-    }))
-}
-
-fn key(entry: &FragmentEntry, source: playlist::TimestampSource) -> u64 {
-    match source {
-        playlist::TimestampSource::ProducerTimestamp => entry.producer_ms,
-        playlist::TimestampSource::ServerTimestamp => entry.server_ms,
-    }
-}
-
-fn playlist_fragment(entry: &FragmentEntry) -> playlist::PlaylistFragment {
-    playlist::PlaylistFragment {
-        fragment_number: entry.number.clone(),
-        producer_ms: entry.producer_ms,
-        server_ms: entry.server_ms,
-        duration_ms: entry.duration_ms,
-    }
-}
-
-fn remux_error(error: &remux::RemuxError) -> VideoError {
-    let kind = match error.kvs_error_type() {
-        "UnsupportedStreamMediaType" => ErrorKind::UnsupportedStreamMediaType,
-        "MissingCodecPrivateData" => ErrorKind::MissingCodecPrivateData,
-        "InvalidCodecPrivateData" => ErrorKind::InvalidCodecPrivateData,
-        "InvalidMediaFrame" => ErrorKind::InvalidMediaFrame,
-        "ResourceNotFound" => ErrorKind::ResourceNotFound,
-        _ => ErrorKind::InvalidArgument,
-    };
-    VideoError::new(kind, error.to_string())
-}
-
-fn fragment_error(error: &fragments::FragmentError) -> VideoError {
-    VideoError::internal(error.to_string())
-}
-
-/// The query parameter `name` of `query`.
-fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 impl<R: RecordLog> VideoService<R> {
@@ -1587,97 +1328,6 @@ fn bandwidth_bps<'a>(entries: impl Iterator<Item = &'a FragmentEntry>) -> u64 {
         .unwrap_or(1_000_000)
         .max(1)
 }
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// ListFragments' NextToken: the selection and the offset, base64url of JSON.
-fn encode_token(selection: Option<Selection>, offset: usize) -> String {
-    let value = json!({
-        "o": offset,
-        "s": selection.map(|s| json!({
-            "p": s.source == playlist::TimestampSource::ProducerTimestamp,
-            "a": s.start_ms,
-            "b": s.end_ms,
-        })),
-    });
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string())
-}
-
-fn decode_token(token: &str) -> Result<(Option<Selection>, usize), VideoError> {
-    let bad = || VideoError::invalid("NextToken is not valid.");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    let offset = value.get("o").and_then(Value::as_u64).ok_or_else(bad)? as usize;
-    let selection = value.get("s").filter(|s| !s.is_null()).map(|s| Selection {
-        source: if s.get("p").and_then(Value::as_bool).unwrap_or(false) {
-            playlist::TimestampSource::ProducerTimestamp
-        } else {
-            playlist::TimestampSource::ServerTimestamp
-        },
-        start_ms: s.get("a").and_then(Value::as_u64),
-        end_ms: s.get("b").and_then(Value::as_u64),
-    });
-    Ok((selection, offset))
-}
-
-/// The built-in player: asks for a LIVE session (retrying until the stream has fragments) and
-/// plays it with hls.js.
-const PLAYER_PAGE: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{{STREAM}} · Sluice video</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2rem; background: #111; color: #eee; }
-video { max-width: 100%; background: #000; }
-#status { color: #aaa; }
-</style>
-</head>
-<body>
-<h1>{{STREAM}}</h1>
-<video id="video" controls muted autoplay playsinline></video>
-<p id="status">Waiting for the stream…</p>
-<script src="/video/hls.min.js"></script>
-<script>
-const stream = "{{STREAM}}";
-const video = document.getElementById("video");
-const status = document.getElementById("status");
-async function start() {
-  for (;;) {
-    const answer = await fetch("/video/" + encodeURIComponent(stream) + "/session");
-    if (answer.ok) {
-      const body = await answer.json();
-      return body.HLSStreamingSessionURL;
-    }
-    status.textContent = "Waiting for the stream (" + answer.status + ")…";
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-}
-start().then((url) => {
-  status.textContent = "Playing live.";
-  if (window.Hls && Hls.isSupported()) {
-    const hls = new Hls({ liveSyncDurationCount: 2 });
-    hls.loadSource(url);
-    hls.attachMedia(video);
-    hls.on(Hls.Events.ERROR, (_, data) => {
-      if (data.fatal) { status.textContent = "Playback error: " + data.details; }
-    });
-  } else {
-    video.src = url;
-  }
-  video.play().catch(() => {});
-});
-</script>
-</body>
-</html>
-"#;
 
 #[cfg(test)]
 mod tests {
