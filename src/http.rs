@@ -838,55 +838,19 @@ async fn respond<A: KinesisApi + Clone + 'static, R: RecordLog>(
     };
 
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, REQUEST_BODY_BYTES_MAX).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
-        Err(error) => {
-            tracing::debug!(%error, "Reading a request body failed.");
-            return plain(StatusCode::BAD_REQUEST, "text/plain", Bytes::new());
-        }
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
     };
 
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let has_query_auth = parts.uri.query().is_some_and(|q| {
-        q.split('&')
-            .any(|pair| pair.split('=').next() == Some("X-Amz-Algorithm"))
-    });
     // Signature verification signs headers of the client's choosing, so it needs all of them.
-    // HTTP/2 carries the host in `:authority`, which hyper keeps in the URI rather than the
-    // header map; SDKs sign it as `host`.
     let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-    let mut all_headers: Vec<(&str, &[u8])> = Vec::new();
-    if auth.verifies() {
-        all_headers.reserve(parts.headers.len() + 1);
-        all_headers.extend(
-            parts
-                .headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_bytes())),
-        );
-        if !parts.headers.contains_key(hyper::header::HOST)
-            && let Some(authority) = &authority
-        {
-            all_headers.push(("host", authority.as_bytes()));
-        }
-    }
-    let kinesis_request = HttpRequest {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        target: header("x-amz-target"),
-        content_type: header("content-type"),
-        has_auth: parts.headers.contains_key(hyper::header::AUTHORIZATION) || has_query_auth,
-        authorization: header("authorization"),
-        query: parts.uri.query(),
-        has_date: parts.headers.contains_key("x-amz-date")
-            || parts.headers.contains_key(hyper::header::DATE),
-        origin: header("origin"),
-        access_control_request_headers: header("access-control-request-headers"),
-        access_control_request_method: header("access-control-request-method"),
-        headers: &all_headers,
-        body: &body,
+    let all_headers = if auth.verifies() {
+        signed_headers(&parts, authority.as_deref())
+    } else {
+        Vec::new()
     };
+    let kinesis_request = wire_request(&parts, &all_headers, &body);
     if let Some(analytics) = &options.analytics
         && sluice_analytics::api::is_analytics_target(kinesis_request.target)
     {
@@ -945,35 +909,54 @@ async fn respond<A: KinesisApi + Clone + 'static, R: RecordLog>(
     response
 }
 
-/// A Kinesis Video Streams request. Its memory is bounded without the admission budget: a
-/// PutMedia body is read as it arrives (at most one fragment held), other bodies are capped at
-/// the API's request size, and long answers stream one fragment at a time.
-async fn respond_video<A: KinesisApi, S>(
-    api: &A,
-    video: &sluice_video::service::VideoService<sluice_io::storage::StorageHandle>,
-    auth: &AuthConfig,
-    request: Request<Incoming>,
-) -> Response<ResponseBody<S>> {
-    use futures_lite::StreamExt as _;
-
-    let (parts, body) = request.into_parts();
-    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-    let mut all_headers: Vec<(&str, &[u8])> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_bytes()))
-        .collect();
-    if !parts.headers.contains_key(hyper::header::HOST)
-        && let Some(authority) = &authority
-    {
-        all_headers.push(("host", authority.as_bytes()));
+/// A request's whole body, at most the API's request size: 413 beyond it, 400 when the
+/// connection fails while it is read.
+async fn read_body<S>(body: Incoming) -> Result<Bytes, Response<ResponseBody<S>>> {
+    match Limited::new(body, REQUEST_BODY_BYTES_MAX).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(error) => {
+            tracing::debug!(%error, "Reading a request body failed.");
+            Err(plain(StatusCode::BAD_REQUEST, "text/plain", Bytes::new()))
+        }
     }
+}
+
+/// Every request header as received (SigV4 signs headers of the client's choosing), plus `host`
+/// from the URI's authority when the header is absent: HTTP/2 carries the host in
+/// `:authority`, which hyper keeps in the URI, and SDKs sign it as `host`.
+fn signed_headers<'a>(
+    parts: &'a hyper::http::request::Parts,
+    authority: Option<&'a str>,
+) -> Vec<(&'a str, &'a [u8])> {
+    let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(parts.headers.len() + 1);
+    headers.extend(
+        parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+    );
+    if !parts.headers.contains_key(hyper::header::HOST)
+        && let Some(authority) = authority
+    {
+        headers.push(("host", authority.as_bytes()));
+    }
+    headers
+}
+
+/// The protocol handlers' view of a request: its head, `headers` (see [`signed_headers`]; may be
+/// empty when no signature is checked) and its whole `body`.
+fn wire_request<'a>(
+    parts: &'a hyper::http::request::Parts,
+    headers: &'a [(&'a str, &'a [u8])],
+    body: &'a [u8],
+) -> HttpRequest<'a> {
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let has_query_auth = parts.uri.query().is_some_and(|q| {
         q.split('&')
             .any(|pair| pair.split('=').next() == Some("X-Amz-Algorithm"))
     });
-    let request_of = |body: &'static [u8]| HttpRequest {
+    HttpRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
         target: header("x-amz-target"),
@@ -986,9 +969,26 @@ async fn respond_video<A: KinesisApi, S>(
         origin: header("origin"),
         access_control_request_headers: header("access-control-request-headers"),
         access_control_request_method: header("access-control-request-method"),
-        headers: &all_headers,
+        headers,
         body,
-    };
+    }
+}
+
+/// A Kinesis Video Streams request. Its memory is bounded without the admission budget: a
+/// PutMedia body is read as it arrives (at most one fragment held), other bodies are capped at
+/// the API's request size, and long answers stream one fragment at a time.
+async fn respond_video<A: KinesisApi, S>(
+    api: &A,
+    video: &sluice_video::service::VideoService<sluice_io::storage::StorageHandle>,
+    auth: &AuthConfig,
+    request: Request<Incoming>,
+) -> Response<ResponseBody<S>> {
+    use futures_lite::StreamExt as _;
+
+    let (parts, body) = request.into_parts();
+    // PutMedia's headers are read by the service whatever the auth mode.
+    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+    let all_headers = signed_headers(&parts, authority.as_deref());
     let reply = if sluice_video::service::is_put_media(parts.uri.path()) {
         let upload = http_body_util::BodyStream::new(body).filter_map(|frame| match frame {
             Ok(frame) => frame.into_data().ok().map(Ok),
@@ -997,7 +997,7 @@ async fn respond_video<A: KinesisApi, S>(
         let (reply, ingest) = video
             .put_media(
                 api,
-                &request_of(&[]),
+                &wire_request(&parts, &all_headers, &[]),
                 auth,
                 SystemTime::now(),
                 Box::pin(upload),
@@ -1008,19 +1008,18 @@ async fn respond_video<A: KinesisApi, S>(
         }
         reply
     } else {
-        let body = match Limited::new(body, REQUEST_BODY_BYTES_MAX).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
-            Err(error) => {
-                tracing::debug!(%error, "Reading a request body failed.");
-                return plain(StatusCode::BAD_REQUEST, "text/plain", Bytes::new());
-            }
+        let body = match read_body(body).await {
+            Ok(body) => body,
+            Err(refusal) => return refusal,
         };
-        let req = HttpRequest {
-            body: &body,
-            ..request_of(&[])
-        };
-        video.handle(api, req, auth, SystemTime::now()).await
+        video
+            .handle(
+                api,
+                wire_request(&parts, &all_headers, &body),
+                auth,
+                SystemTime::now(),
+            )
+            .await
     };
     let mut response = Response::new(match reply.body {
         sluice_video::service::VideoBody::Full(body) => {

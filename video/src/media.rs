@@ -167,12 +167,20 @@ where
         return summary;
     }
     let mut reader = MkvReader::new(limits.fragment_bytes_max);
-    let mut header: Option<mkv::Header> = None;
-    let mut pending: Option<Pending> = None;
-    // The end of the last accepted fragment, in TimecodeScale units (absolute producer time).
-    let mut last_end: Option<i128> = None;
-    // The tracks that had a frame in an accepted fragment of this session.
-    let mut tracks_with_frames = std::collections::BTreeSet::new();
+    let mut session = Session {
+        storage: &storage,
+        definition: &definition,
+        index: &index,
+        options,
+        limits,
+        header: None,
+        pending: None,
+        last_end: None,
+        tracks_with_frames: std::collections::BTreeSet::new(),
+        summary,
+        send,
+        clock,
+    };
     let mut silent = Duration::ZERO;
     loop {
         let next = futures_lite::future::or(async { Some(body.next().await) }, async {
@@ -186,45 +194,30 @@ where
                 if silent >= limits.silence_max {
                     break;
                 }
-                send(ack_line(AckEvent::Idle, None, None, None)).await;
+                (session.send)(ack_line(AckEvent::Idle, None, None, None)).await;
                 continue;
             }
             Some(None) => {
                 // The body ended: an unknown-size cluster still open ends with it.
                 match reader.finish() {
                     Ok(events) => {
-                        handle_events(
-                            &storage,
-                            &definition,
-                            &index,
-                            &options,
-                            &limits,
-                            events,
-                            &mut header,
-                            &mut pending,
-                            &mut last_end,
-                            &mut tracks_with_frames,
-                            &mut summary,
-                            &send,
-                            &clock,
-                        )
-                        .await;
+                        session.handle_events(events).await;
                     }
                     Err(_) if reader.at_boundary() => {}
                     Err(error) => {
-                        let timecode = pending.as_ref().map(|p| p.timecode);
-                        send(ack_line(AckEvent::Error, timecode, None, Some(4000))).await;
+                        let timecode = session.pending.as_ref().map(|p| p.timecode);
+                        (session.send)(ack_line(AckEvent::Error, timecode, None, Some(4000))).await;
                         tracing::debug!(%error, "A PutMedia body ended inside an element.");
-                        summary.ended_by = Some(4000);
+                        session.summary.ended_by = Some(4000);
                     }
                 }
                 break;
             }
             Some(Some(Err(error))) => {
                 tracing::debug!(%error, "Reading a PutMedia body failed.");
-                let timecode = pending.as_ref().map(|p| p.timecode);
-                send(ack_line(AckEvent::Error, timecode, None, Some(4000))).await;
-                summary.ended_by = Some(4000);
+                let timecode = session.pending.as_ref().map(|p| p.timecode);
+                (session.send)(ack_line(AckEvent::Error, timecode, None, Some(4000))).await;
+                session.summary.ended_by = Some(4000);
                 break;
             }
             Some(Some(Ok(chunk))) => chunk,
@@ -232,194 +225,200 @@ where
         silent = Duration::ZERO;
         match reader.push(&chunk) {
             Ok(events) => {
-                let stop = handle_events(
-                    &storage,
-                    &definition,
-                    &index,
-                    &options,
-                    &limits,
-                    events,
-                    &mut header,
-                    &mut pending,
-                    &mut last_end,
-                    &mut tracks_with_frames,
-                    &mut summary,
-                    &send,
-                    &clock,
-                )
-                .await;
+                let stop = session.handle_events(events).await;
                 if stop {
                     break;
                 }
             }
             Err(error) => {
-                let timecode = pending.as_ref().map(|p| p.timecode);
+                let timecode = session.pending.as_ref().map(|p| p.timecode);
                 let id = error.error_id();
                 tracing::debug!(%error, id, "A PutMedia body is not valid MKV.");
-                send(ack_line(AckEvent::Error, timecode, None, Some(id))).await;
-                summary.ended_by = Some(id);
-                summary.rejected += 1;
+                (session.send)(ack_line(AckEvent::Error, timecode, None, Some(id))).await;
+                session.summary.ended_by = Some(id);
+                session.summary.rejected += 1;
                 break;
             }
         }
     }
-    summary
+    session.summary
 }
 
-/// Acts on what the reader found; `true` when the session must end.
-#[expect(clippy::too_many_arguments, reason = "the session's state, borrowed")]
-async fn handle_events<R: RecordLog, F: Future<Output = ()>>(
-    storage: &R,
-    definition: &StreamDefinition,
-    index: &StreamIndex,
-    options: &PutMediaOptions,
-    limits: &PutMediaLimits,
-    events: Vec<MkvEvent>,
-    header: &mut Option<mkv::Header>,
-    pending: &mut Option<Pending>,
-    last_end: &mut Option<i128>,
-    tracks_with_frames: &mut std::collections::BTreeSet<u64>,
-    summary: &mut IngestSummary,
-    send: &impl Fn(Bytes) -> F,
-    clock: &Clock,
-) -> bool {
-    for event in events {
-        match event {
-            MkvEvent::Header(new) => *header = Some(new),
-            MkvEvent::ClusterStarted { timecode } => {
-                let server_ms = clock();
-                let number = index.allocate(server_ms);
-                if options.acks {
-                    send(ack_line(
-                        AckEvent::Buffering,
-                        Some(timecode),
-                        Some(&number.to_string()),
-                        None,
-                    ))
-                    .await;
-                }
-                *pending = Some(Pending {
-                    number,
-                    timecode,
-                    server_ms,
-                });
-            }
-            MkvEvent::Cluster(cluster) => {
-                let Some(header) = header.as_ref() else {
-                    return true;
-                };
-                let Some(started) = pending.take() else {
-                    return true;
-                };
-                let number_text = started.number.to_string();
-                let error = |id: u32| {
-                    ack_line(
-                        AckEvent::Error,
-                        Some(started.timecode),
-                        Some(&number_text),
-                        Some(id),
-                    )
-                };
-                let scale = i128::from(header.timecode_scale_ns);
-                let to_ms = |units: i128| -> i128 { units * scale / 1_000_000 };
-                let declared: Vec<u64> = header.tracks.iter().map(|t| t.number).collect();
-                let check = if cluster.tracks_seen.iter().any(|t| !declared.contains(t)) {
-                    Err(4010)
-                } else if declared
-                    .iter()
-                    .any(|t| !cluster.tracks_seen.contains(t) && !tracks_with_frames.contains(t))
-                {
-                    // A declared track that has had no frame in the session yet. (A fragment
-                    // without one track, such as the audio a muxer flushes after the last video
-                    // frame, is taken.)
-                    Err(4011)
-                } else if last_end.is_some_and(|end| i128::from(cluster.first_block) < end) {
-                    Err(4004)
-                } else {
-                    Ok(())
-                };
-                let duration_units =
-                    i128::from(cluster.last_block - cluster.first_block + cluster.frame_gap);
-                let duration_ms = u64::try_from(to_ms(duration_units)).unwrap_or(0);
-                let check = check.and_then(|()| {
-                    (duration_ms <= limits.fragment_duration_ms_max)
-                        .then_some(())
-                        .ok_or(4002)
-                });
-                let start_ms = to_ms(i128::from(cluster.first_block).max(0));
-                let producer_ms = match options.timecode_type {
-                    TimecodeType::Absolute => u64::try_from(start_ms).ok(),
-                    TimecodeType::Relative => options
-                        .producer_start_ms
-                        .and_then(|start| u64::try_from(i128::from(start) + start_ms).ok()),
-                };
-                let check = check.and_then(|()| producer_ms.ok_or(4007));
-                let producer_ms = match check {
-                    Ok(ms) => ms,
-                    Err(id) => {
-                        summary.rejected += 1;
-                        send(error(id)).await;
-                        continue;
+/// One PutMedia session's context and state.
+struct Session<'a, R, S> {
+    storage: &'a R,
+    definition: &'a StreamDefinition,
+    index: &'a StreamIndex,
+    options: PutMediaOptions,
+    limits: PutMediaLimits,
+    header: Option<mkv::Header>,
+    pending: Option<Pending>,
+    /// The end of the last accepted fragment, in TimecodeScale units (absolute producer time).
+    last_end: Option<i128>,
+    /// The tracks that had a frame in an accepted fragment of this session.
+    tracks_with_frames: std::collections::BTreeSet<u64>,
+    summary: IngestSummary,
+    send: S,
+    clock: Clock,
+}
+
+impl<R: RecordLog, S: Fn(Bytes) -> F, F: Future<Output = ()>> Session<'_, R, S> {
+    /// Acts on what the reader found; `true` when the session must end.
+    async fn handle_events(&mut self, events: Vec<MkvEvent>) -> bool {
+        let Self {
+            storage,
+            definition,
+            index,
+            options,
+            limits,
+            header,
+            pending,
+            last_end,
+            tracks_with_frames,
+            summary,
+            send,
+            clock,
+        } = self;
+        let (storage, definition, index): (&R, &StreamDefinition, &StreamIndex) =
+            (*storage, *definition, *index);
+        for event in events {
+            match event {
+                MkvEvent::Header(new) => *header = Some(new),
+                MkvEvent::ClusterStarted { timecode } => {
+                    let server_ms = clock();
+                    let number = index.allocate(server_ms);
+                    if options.acks {
+                        send(ack_line(
+                            AckEvent::Buffering,
+                            Some(timecode),
+                            Some(&number.to_string()),
+                            None,
+                        ))
+                        .await;
                     }
-                };
-                *last_end = Some(i128::from(cluster.last_block));
-                tracks_with_frames.extend(cluster.tracks_seen.iter().copied());
-                if options.acks {
-                    send(ack_line(
-                        AckEvent::Received,
-                        Some(started.timecode),
-                        Some(&number_text),
-                        None,
-                    ))
-                    .await;
+                    *pending = Some(Pending {
+                        number,
+                        timecode,
+                        server_ms,
+                    });
                 }
-                let times = FragmentTimes {
-                    producer_ms,
-                    server_ms: started.server_ms,
-                    duration_ms,
-                };
-                match fragments::store(
-                    storage,
-                    definition,
-                    index,
-                    started.number,
-                    &header.bytes,
-                    &cluster.bytes,
-                    times,
-                )
-                .await
-                {
-                    Ok(_) => {
-                        summary.persisted += 1;
-                        // AWS sends PERSISTED only for streams that keep data.
-                        if options.acks && definition.data_retention_hours > 0 {
-                            send(ack_line(
-                                AckEvent::Persisted,
-                                Some(started.timecode),
-                                Some(&number_text),
-                                None,
-                            ))
-                            .await;
+                MkvEvent::Cluster(cluster) => {
+                    let Some(header) = header.as_ref() else {
+                        return true;
+                    };
+                    let Some(started) = pending.take() else {
+                        return true;
+                    };
+                    let number_text = started.number.to_string();
+                    let error = |id: u32| {
+                        ack_line(
+                            AckEvent::Error,
+                            Some(started.timecode),
+                            Some(&number_text),
+                            Some(id),
+                        )
+                    };
+                    let scale = i128::from(header.timecode_scale_ns);
+                    let to_ms = |units: i128| -> i128 { units * scale / 1_000_000 };
+                    let declared: Vec<u64> = header.tracks.iter().map(|t| t.number).collect();
+                    let check = if cluster.tracks_seen.iter().any(|t| !declared.contains(t)) {
+                        Err(4010)
+                    } else if declared.iter().any(|t| {
+                        !cluster.tracks_seen.contains(t) && !tracks_with_frames.contains(t)
+                    }) {
+                        // A declared track that has had no frame in the session yet. (A fragment
+                        // without one track, such as the audio a muxer flushes after the last video
+                        // frame, is taken.)
+                        Err(4011)
+                    } else if last_end.is_some_and(|end| i128::from(cluster.first_block) < end) {
+                        Err(4004)
+                    } else {
+                        Ok(())
+                    };
+                    let duration_units =
+                        i128::from(cluster.last_block - cluster.first_block + cluster.frame_gap);
+                    let duration_ms = u64::try_from(to_ms(duration_units)).unwrap_or(0);
+                    let check = check.and_then(|()| {
+                        (duration_ms <= limits.fragment_duration_ms_max)
+                            .then_some(())
+                            .ok_or(4002)
+                    });
+                    let start_ms = to_ms(i128::from(cluster.first_block).max(0));
+                    let producer_ms = match options.timecode_type {
+                        TimecodeType::Absolute => u64::try_from(start_ms).ok(),
+                        TimecodeType::Relative => options
+                            .producer_start_ms
+                            .and_then(|start| u64::try_from(i128::from(start) + start_ms).ok()),
+                    };
+                    let check = check.and_then(|()| producer_ms.ok_or(4007));
+                    let producer_ms = match check {
+                        Ok(ms) => ms,
+                        Err(id) => {
+                            summary.rejected += 1;
+                            send(error(id)).await;
+                            continue;
                         }
+                    };
+                    *last_end = Some(i128::from(cluster.last_block));
+                    tracks_with_frames.extend(cluster.tracks_seen.iter().copied());
+                    if options.acks {
+                        send(ack_line(
+                            AckEvent::Received,
+                            Some(started.timecode),
+                            Some(&number_text),
+                            None,
+                        ))
+                        .await;
                     }
-                    Err(FragmentError::Append(
-                        AppendError::StreamNotWritable { .. } | AppendError::ShardNotFound { .. },
-                    )) => {
-                        send(error(4008)).await;
-                        summary.ended_by = Some(4008);
-                        return true;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, stream = %definition.name, "Storing a video fragment failed.");
-                        send(error(5001)).await;
-                        summary.ended_by = Some(5001);
-                        return true;
+                    let times = FragmentTimes {
+                        producer_ms,
+                        server_ms: started.server_ms,
+                        duration_ms,
+                    };
+                    match fragments::store(
+                        storage,
+                        definition,
+                        index,
+                        started.number,
+                        &header.bytes,
+                        &cluster.bytes,
+                        times,
+                    )
+                    .await
+                    {
+                        Ok(_) => {
+                            summary.persisted += 1;
+                            // AWS sends PERSISTED only for streams that keep data.
+                            if options.acks && definition.data_retention_hours > 0 {
+                                send(ack_line(
+                                    AckEvent::Persisted,
+                                    Some(started.timecode),
+                                    Some(&number_text),
+                                    None,
+                                ))
+                                .await;
+                            }
+                        }
+                        Err(FragmentError::Append(
+                            AppendError::StreamNotWritable { .. }
+                            | AppendError::ShardNotFound { .. },
+                        )) => {
+                            send(error(4008)).await;
+                            summary.ended_by = Some(4008);
+                            return true;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, stream = %definition.name, "Storing a video fragment failed.");
+                            send(error(5001)).await;
+                            summary.ended_by = Some(5001);
+                            return true;
+                        }
                     }
                 }
             }
         }
+        false
     }
-    false
 }
 
 /// Epoch milliseconds as KVS's tag text: seconds with three decimals.

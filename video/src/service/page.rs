@@ -19,9 +19,9 @@ video { max-width: 100%; background: #000; }
 <p id="status">Waiting for the stream…</p>
 <script src="/video/hls.min.js"></script>
 <script>
-pub(super) const stream = "{{STREAM}}";
-pub(super) const video = document.getElementById("video");
-pub(super) const status = document.getElementById("status");
+const stream = "{{STREAM}}";
+const video = document.getElementById("video");
+const status = document.getElementById("status");
 async function start() {
   for (;;) {
     const answer = await fetch("/video/" + encodeURIComponent(stream) + "/session");
