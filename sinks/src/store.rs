@@ -8,7 +8,6 @@
 //! core (glommio) nor a service core (tokio) blocks on an fsync.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::model::Definition;
@@ -25,8 +24,6 @@ pub enum StoreError {
     },
     #[error("firehose definition {path} is not valid: {reason}")]
     Corrupt { path: PathBuf, reason: String },
-    #[error("the firehose store's writer thread is gone")]
-    Unavailable,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -53,7 +50,7 @@ impl Store {
         for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
             let path = entry.map_err(io_error(&dir))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.ends_with(".tmp") {
+            if sluice_durable::is_leftover(name) {
                 fs::remove_file(&path).map_err(io_error(&path))?;
                 continue;
             }
@@ -77,60 +74,35 @@ impl Store {
 
     /// Writes `definition` durably (see the module doc).
     pub async fn save(&self, definition: &Definition) -> Result<(), StoreError> {
+        let path = self.path_of(&definition.name);
         let bytes = serde_json::to_vec_pretty(definition).map_err(|e| StoreError::Corrupt {
-            path: self.path_of(&definition.name),
+            path: path.clone(),
             reason: e.to_string(),
         })?;
-        let path = self.path_of(&definition.name);
-        let dir = self.dir.clone();
-        off_thread(move || {
-            let tmp = path.with_extension("json.tmp");
-            let mut file = fs::File::create(&tmp).map_err(io_error(&tmp))?;
-            file.write_all(&bytes).map_err(io_error(&tmp))?;
-            file.sync_all().map_err(io_error(&tmp))?;
-            fs::rename(&tmp, &path).map_err(io_error(&path))?;
-            sync_dir(&dir)
-        })
-        .await
+        sluice_durable::replace("sluice-firehose-store", path, bytes)
+            .await
+            .map_err(StoreError::from)
     }
 
     /// Removes the definition of `name` durably.
     pub async fn remove(&self, name: &str) -> Result<(), StoreError> {
-        let path = self.path_of(name);
-        let dir = self.dir.clone();
-        off_thread(move || {
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error(&path)(e)),
-            }
-            sync_dir(&dir)
-        })
-        .await
+        sluice_durable::remove("sluice-firehose-store", self.path_of(name))
+            .await
+            .map_err(StoreError::from)
+    }
+}
+
+impl From<sluice_durable::FileError> for StoreError {
+    fn from(error: sluice_durable::FileError) -> Self {
+        Self::Io {
+            path: error.path,
+            source: error.source,
+        }
     }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
-}
-
-/// Runs `work` on a thread of its own and awaits its result from any executor.
-async fn off_thread<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let (tx, rx) = futures_channel::oneshot::channel();
-    std::thread::Builder::new()
-        .name("sluice-firehose-store".to_owned())
-        .spawn(move || {
-            let _ = tx.send(work());
-        })
-        .map_err(|e| StoreError::Io {
-            path: PathBuf::new(),
-            source: e,
-        })?;
-    rx.await.map_err(|_| StoreError::Unavailable)?
+    sluice_durable::sync_dir(dir).map_err(StoreError::from)
 }
 
 #[cfg(test)]
