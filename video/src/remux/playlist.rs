@@ -415,25 +415,13 @@ fn duration(ms: u64) -> String {
 /// Epoch milliseconds as ISO 8601 UTC with milliseconds: `2026-12-07T01:56:56.123Z`.
 fn iso8601_ms(epoch_ms: u64) -> String {
     let seconds = epoch_ms / 1000;
-    let days = i64::try_from(seconds / 86_400).expect("days since 1970 fit i64");
     let second_of_day = seconds % 86_400;
-    // Howard Hinnant's civil_from_days: the proleptic Gregorian date of a day count.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let date = sluice_core::time_format::civil_from_days(seconds / 86_400);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        date.year,
+        date.month,
+        date.day,
         second_of_day / 3600,
         second_of_day / 60 % 60,
         second_of_day % 60,
