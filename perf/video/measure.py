@@ -520,9 +520,8 @@ def live_hls_delay(clip, log_dir):
         listed, fetched, skipped = {}, {}, set()
         polls, first_poll = 0, True
         tick = time.monotonic()
-        while session.threads[0].is_alive() or len(fetched) + len(skipped) < len(session.fragment_numbers()):
-            if time.monotonic() > tick + 30:
-                break
+        deadline = tick + fragments * FRAGMENT_MS / 1000 + 30
+        while len(fetched) + len(skipped) < fragments and time.monotonic() < deadline:
             conn.request("GET", f"{parts.path}?{parts.query}")
             response = conn.getresponse()
             text = response.read().decode()
