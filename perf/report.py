@@ -213,6 +213,15 @@ def video_section():
         if best_level and best_level["server_cpu_pct"] > 0:
             text += f"; the server used {best_level['server_cpu_pct']:,.0f} % of its core there"
     text += "."
+    failed = next((lv for lv in v["put_media"] if not lv["sustained"]), None)
+    if failed:
+        text += (f" At {failed['streams']:,} streams the acks fell behind: PERSISTED p99 {ms(failed['persisted_ms_p99'])} ms, "
+                 f"Clusters sent up to {ms(failed['send_late_ms_max'])} ms late, {failed['fragments_persisted']:,} of "
+                 f"{failed['fragments']:,} fragments PERSISTED, with the server at {failed['server_cpu_pct']:,.0f} % of its core"
+                 + (" (so its CPU was not the limit)" if failed["server_cpu_pct"] < 90 else "") + ".")
+    elif best_level and best_level["server_cpu_pct"] > 0:
+        text += (f" If the server's CPU grew in proportion, one core would reach about "
+                 f"{best * 100 / best_level['server_cpu_pct']:,.0f} streams (an extrapolation, not a measurement).")
     if disk:
         text += (f" The disk's O_DIRECT sequential write limit measured above ({disk:,.0f} MB/s, 1 MiB) would carry "
                  f"about {disk * 8 / clip['mbit_per_s']:,.0f} such streams")
@@ -232,6 +241,10 @@ def video_section():
     w(f"| {h['clients']} | {h['fragments_per_s']:,.1f} | {h['mb_per_s']:,.1f} | {share} of {fmt_num(loop_mb, 'mb')} MB/s | "
       f"{ms(h['fetch_ms_p50'])} / {ms(h['fetch_ms_p99'])} ms | {h['server_cpu_pct']:,.0f} % | "
       f"{h['client_cpu_pct']:,.0f} % |")
+    if h["server_cpu_pct"] >= 90:
+        w("")
+        w(f"The server's one core was saturated ({h['server_cpu_pct']:,.0f} %) while the clients used "
+          f"{h['client_cpu_pct']:,.0f} % of theirs: serving is bound by the server's CPU, not by loopback TCP.")
     if h["failures"]:
         w("")
         w(f"Failures: {'; '.join(h['failures'])}.")

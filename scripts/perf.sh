@@ -24,7 +24,7 @@
 #      TRIM_HORIZON (`restart_cold_read --read-once`);
 #   7. video (issue 11), on a fresh Sluice per phase with the other servers stopped:
 #      perf/video/measure.py encodes a 2 Mbit/s 720p H.264 clip with 1 s fragments, then sends it
-#      at real time over 1, 4, 16, 64, ... concurrent PutMedia sessions until the acks fall
+#      at real time over 1, 4, 16, 64, ... 1,024 concurrent PutMedia sessions until the acks fall
 #      behind (RECEIVED/PERSISTED latency, server CPU), fetches stored HLS fragments from many
 #      clients for a while, and times LIVE HLS from a fragment's last byte sent to its fetch;
 #   8. runs the criterion benches with short measurement times;
@@ -45,7 +45,7 @@
 #                         the fill, kill, restart and cold read (the two idle RSS figures stay)
 #   SKIP_OVERLOAD=1       no scripts/overload.sh                      SKIP_BENCHES=1 no criterion
 #   SKIP_VIDEO=1          no video step (7)
-#   VIDEO_STREAMS=1,4,16,64,128,256  PutMedia session counts, stopping after the first not sustained
+#   VIDEO_STREAMS=1,4,16,64,256,512,1024  PutMedia session counts, stopping after the first not sustained
 #   VIDEO_CLIP_SECONDS=20 clip length (= fragments per session)      VIDEO_RESOLUTION=1280x720
 #   VIDEO_SERVE_SECONDS=10 VIDEO_SERVE_CLIENTS=8  HLS fragment fetching time and client threads
 #   VIDEO_G2G_FRAGMENTS=20 fragments timed through LIVE HLS          VIDEO_PYTHON=.venv/bin/python

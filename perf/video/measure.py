@@ -24,7 +24,7 @@ CLIENT_CPU. Every phase starts a fresh server on a fresh data directory.
    getMP4MediaFragment.mp4 once listed. No display is involved.
 
 Usage: SLUICE_BIN=target/release/sluice python3 perf/video/measure.py [OUT.json]
-Knobs (environment): VIDEO_STREAMS=1,4,16,64,128,256  VIDEO_CLIP_SECONDS=20  VIDEO_RESOLUTION=1280x720
+Knobs (environment): VIDEO_STREAMS=1,4,16,64,256,512,1024  VIDEO_CLIP_SECONDS=20  VIDEO_RESOLUTION=1280x720
 VIDEO_SERVE_SECONDS=10  VIDEO_SERVE_CLIENTS=8  VIDEO_G2G_FRAGMENTS=20  VIDEO_SCRATCH=/var/tmp
 SERVER_CPU=0  CLIENT_CPU=1  VIDEO_CLIP (an existing clip made by this script)
 """
@@ -48,7 +48,7 @@ import boto3
 from botocore.config import Config
 
 SLUICE_BIN = os.environ.get("SLUICE_BIN", "target/release/sluice")
-STREAM_COUNTS = [int(x) for x in os.environ.get("VIDEO_STREAMS", "1,4,16,64,128,256").split(",") if x.strip()]
+STREAM_COUNTS = [int(x) for x in os.environ.get("VIDEO_STREAMS", "1,4,16,64,256,512,1024").split(",") if x.strip()]
 CLIP_SECONDS = int(os.environ.get("VIDEO_CLIP_SECONDS", "20"))
 RESOLUTION = os.environ.get("VIDEO_RESOLUTION", "1280x720")
 SERVE_SECONDS = float(os.environ.get("VIDEO_SERVE_SECONDS", "10"))
