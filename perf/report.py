@@ -218,7 +218,8 @@ def video_section():
         text += (f" At {failed['streams']:,} streams the acks fell behind: PERSISTED p99 {ms(failed['persisted_ms_p99'])} ms, "
                  f"Clusters sent up to {ms(failed['send_late_ms_max'])} ms late, {failed['fragments_persisted']:,} of "
                  f"{failed['fragments']:,} fragments PERSISTED, with the server at {failed['server_cpu_pct']:,.0f} % of its core"
-                 + (" (so its CPU was not the limit)" if failed["server_cpu_pct"] < 90 else "") + ".")
+                 + (" (it was not busy on its core all the time: the limit lies elsewhere, or other tenants held the CPU)"
+                    if failed["server_cpu_pct"] < 90 else "") + ".")
     elif best_level and best_level["server_cpu_pct"] > 0:
         text += (f" If the server's CPU grew in proportion, one core would reach about "
                  f"{best * 100 / best_level['server_cpu_pct']:,.0f} streams (an extrapolation, not a measurement).")
