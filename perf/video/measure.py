@@ -183,8 +183,9 @@ class Server:
             if found:
                 self.port = int(found.group(1))
                 break
-            assert self.proc.poll() is None, f"sluice exited with {self.proc.returncode}; see {log_path}"
-            assert time.monotonic() < deadline, f"sluice named no address in 30 s; see {log_path}"
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"sluice did not start (exit status {self.proc.returncode}); see {log_path}")
             time.sleep(0.05)
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.kvs = client("kinesisvideo", self.endpoint)
