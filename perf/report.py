@@ -151,6 +151,145 @@ floors = [f for f in (floor_of(sync), floor_of(sync_end)) if f is not None]
 floor50 = min(floors) if floors else None
 mode_changed = len(floors) == 2 and max(floors) > 5 * min(floors)
 
+# ---- video (issue 11) ----------------------------------------------------------------------
+def video_section():
+    """The "Video (Kinesis Video Streams)" section, from perf/video/measure.py's JSON next to the
+    disk and loopback limits of the same invocation."""
+    vdir = os.path.join(out, "video")
+    v = read_json(os.path.join(vdir, "video.json"))
+    w("## Video (Kinesis Video Streams)")
+    w("")
+    if not v:
+        w("Not measured in this invocation (`SKIP_VIDEO=1`, or `perf/video/measure.py` failed: see the raw results' "
+          "`logs/video.log`).")
+        w("")
+        return
+    def ms(x):
+        return "—" if x is None else (f"{x:,.1f}" if x < 10 else f"{x:,.0f}")
+
+    clip, st = v["clip"], v["settings"]
+    command = (open(os.path.join(vdir, "command.txt")).read().strip()
+               if os.path.exists(os.path.join(vdir, "command.txt")) else "python3 perf/video/measure.py")
+    disk = bw1m[0] if bw1m else None
+    loop_mb = loop[0] if loop else None
+    w(f"`perf/video/measure.py`, run by this invocation. The clip: {clip['seconds']} s of ffmpeg `testsrc2` "
+      f"{clip['resolution']} at {clip['fps']} fps, H.264 with a keyframe every second at `-b:v {clip['bitrate']} "
+      f"-maxrate {clip['bitrate']} -bufsize {clip['bitrate']}` ({clip['mbit_per_s']:.2f} Mbit/s as stored, "
+      f"{clip['cluster_bytes_mean'] / 1e3:,.0f} kB per fragment), a live MKV with one Cluster, hence one fragment, per second. "
+      f"Every phase starts a fresh `sluice serve --cores 1` pinned to CPU {st['server_cpu']} with the default "
+      f"`--durability fsync`; the clients run in one Python process pinned to CPU {st['client_cpu']}.")
+    w("")
+    w("```bash")
+    w(command)
+    w(v["server_command"])
+    w("```")
+    w("")
+    w("### Concurrent PutMedia streams on one core")
+    w("")
+    w("N PutMedia sessions, their starts spread over one second, each send the clip at real time: a Cluster goes "
+      "out when its last frame would have been filmed. The client is the script's own HTTP/1.1 sender with a chunked "
+      "body on a raw socket; a latency is the arrival of the fragment's RECEIVED or PERSISTED ack minus the moment "
+      "the Cluster's last byte went into the socket. A level is sustained in real time when no ERROR ack came, every "
+      f"fragment was PERSISTED, PERSISTED p99 stayed within one fragment (1 s) and no Cluster left more than "
+      f"{st['send_late_ms_max']} ms late (a late send means the server pushed back through TCP). Levels stop after the "
+      "first one not sustained.")
+    w("")
+    w("| streams | sustained | total Mbit/s | share of disk write | RECEIVED p50 / p99 | PERSISTED p50 / p99 | send lateness p99 | server CPU | client CPU |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for lv in v["put_media"]:
+        share = f"{lv['mbit_per_s'] / 8 / disk * 100:,.1f} %" if disk else "—"
+        note = "" if not (lv["error_acks"] or lv["failures"]) else f" ({lv['error_acks']} ERROR acks; {'; '.join(lv['failures'])})"
+        w(f"| {lv['streams']:,} | {'yes' if lv['sustained'] else '**no**'}{note} | {lv['mbit_per_s']:,.1f} | {share} | "
+          f"{ms(lv['received_ms_p50'])} / {ms(lv['received_ms_p99'])} ms | "
+          f"{ms(lv['persisted_ms_p50'])} / {ms(lv['persisted_ms_p99'])} ms | "
+          f"{ms(lv['send_late_ms_p99'])} ms | {lv['server_cpu_pct']:,.0f} % | {lv['client_cpu_pct']:,.0f} % |")
+    w("")
+    best = v["streams_sustained_max"]
+    best_level = next((lv for lv in v["put_media"] if lv["streams"] == best), None)
+    text = f"**Largest N sustained: {best:,} streams of 2 Mbit/s on one core**"
+    if v.get("streams_cap_reached"):
+        text += (f" — the largest count tried (`VIDEO_STREAMS={','.join(map(str, st['streams']))}`), so the real limit is "
+                 "higher")
+        if best_level and best_level["server_cpu_pct"] > 0:
+            text += f"; the server used {best_level['server_cpu_pct']:,.0f} % of its core there"
+    text += "."
+    failed = next((lv for lv in v["put_media"] if not lv["sustained"]), None)
+    if failed:
+        text += (f" At {failed['streams']:,} streams the acks fell behind: PERSISTED p99 {ms(failed['persisted_ms_p99'])} ms, "
+                 f"Clusters sent up to {ms(failed['send_late_ms_max'])} ms late, {failed['fragments_persisted']:,} of "
+                 f"{failed['fragments']:,} fragments PERSISTED, with the server at {failed['server_cpu_pct']:,.0f} % of its core"
+                 + (" (it was not busy on its core all the time: the limit lies elsewhere, or other tenants held the CPU)"
+                    if failed["server_cpu_pct"] < 90 else "") + ".")
+    elif best_level and best_level["server_cpu_pct"] > 0:
+        text += (f" If the server's CPU grew in proportion, one core would reach about "
+                 f"{best * 100 / best_level['server_cpu_pct']:,.0f} streams (an extrapolation, not a measurement).")
+    if disk:
+        text += (f" The disk's O_DIRECT sequential write limit measured above ({disk:,.0f} MB/s, 1 MiB) would carry "
+                 f"about {disk * 8 / clip['mbit_per_s']:,.0f} such streams")
+        text += (f", loopback TCP ({loop_mb:,.0f} MB/s) about {loop_mb * 8 / clip['mbit_per_s']:,.0f}." if loop_mb else ".")
+    w(text)
+    w("")
+    h = v["hls_serving"]
+    w("### HLS fragment serving")
+    w("")
+    w(f"The clip ingested unpaced into one stream, an ON_DEMAND HLS session over it, then {h['clients']} client threads, "
+      f"each on one keep-alive connection, fetching `getMP4MediaFragment.mp4` for its {h['distinct_fragments']} fragments "
+      f"round-robin for {h['seconds']:.0f} s (fragments from the page cache).")
+    w("")
+    w("| clients | fragments/s | MB/s | share of loopback TCP | fetch p50 / p99 | server CPU | client CPU |")
+    w("|---|---|---|---|---|---|---|")
+    share = f"{h['mb_per_s'] / loop_mb * 100:,.1f} %" if loop_mb else "—"
+    w(f"| {h['clients']} | {h['fragments_per_s']:,.1f} | {h['mb_per_s']:,.1f} | {share} of {fmt_num(loop_mb, 'mb')} MB/s | "
+      f"{ms(h['fetch_ms_p50'])} / {ms(h['fetch_ms_p99'])} ms | {h['server_cpu_pct']:,.0f} % | "
+      f"{h['client_cpu_pct']:,.0f} % |")
+    if h["server_cpu_pct"] >= 90:
+        w("")
+        w(f"The server's one core was saturated ({h['server_cpu_pct']:,.0f} %) while the clients used "
+          f"{h['client_cpu_pct']:,.0f} % of theirs: serving is bound by the server's CPU, not by loopback TCP.")
+    if h["failures"]:
+        w("")
+        w(f"Failures: {'; '.join(h['failures'])}.")
+    w("")
+    g = v["live_hls"]
+    w("### Glass-to-glass delay of LIVE HLS")
+    w("")
+    w(f"There is no camera or display here, so the delay is defined as: from the moment the last byte of a fragment's "
+      f"Cluster goes into PutMedia to the moment its `getMP4MediaFragment.mp4` has been fetched in full, the fragment "
+      f"having been found in a LIVE HLS session's video media playlist polled every {g['poll_ms']:.0f} ms. "
+      f"One paced PutMedia session of {g['fragments_sent']} fragments; {g['fragments_measured']} fragments measured "
+      f"({g['fragments_skipped']} already listed at the first poll are left out).")
+    w("")
+    w("| | p50 | p99 |")
+    w("|---|---|---|")
+    w(f"| listed in the LIVE media playlist | {ms(g['listed_ms_p50'])} ms | {ms(g['listed_ms_p99'])} ms |")
+    w(f"| fragment fetched | **{ms(g['fetched_ms_p50'])} ms** | **{ms(g['fetched_ms_p99'])} ms** |")
+    w(f"| (PERSISTED ack, same session) | {ms(g['persisted_ms_p50'])} ms | |")
+    w("")
+    first = g["fetched_ms_p50"] + g["fragment_floor_first_frame_ms"] if g["fetched_ms_p50"] is not None else None
+    w(f"The floor implied by {g['fragment_ms']:,} ms fragments comes on top: a fragment leaves the producer only once "
+      f"its last frame is filmed, so its first frame has already waited {g['fragment_floor_first_frame_ms']:,} ms and the "
+      f"average frame {g['fragment_floor_mean_frame_ms']:,.0f} ms. A frame that opens a fragment is therefore fetchable "
+      f"about {ms(first)} ms (p50) after it was filmed, before any encoder, player buffer or display delay; "
+      "the polling interval adds up to one more period.")
+    w("")
+    w("### MediaMTX on the same clip")
+    w("")
+    mtx = {}
+    if os.path.exists(os.path.join(vdir, "mediamtx.txt")):
+        for line in open(os.path.join(vdir, "mediamtx.txt")):
+            key, _, value = line.strip().partition("=")
+            mtx[key] = value
+    if mtx.get("path", "none") != "none" or mtx.get("apt"):
+        w(f"MediaMTX is available here ({mtx.get('path') if mtx.get('path') != 'none' else 'apt ' + mtx.get('apt', '')}), "
+          "but `perf/video/measure.py` does not drive it yet: no comparison in this invocation.")
+    else:
+        w("Not measured: MediaMTX is a Go binary released on GitHub, and none of the package registries this machine "
+          "reaches ships it. This invocation found no `mediamtx` on PATH and no Debian package; PyPI's `mediamtx-py` "
+          "(0.0.4) only downloads the binary from GitHub at run time, npm has only MediaMTX clients, and the Go "
+          "module proxy lists no version of `github.com/bluenviron/mediamtx`.")
+    w("")
+
+
 # ---- criterion -----------------------------------------------------------------------------
 benches = []
 for p in sorted(glob.glob(os.path.join(out, "criterion", "*.estimates.json"))):
@@ -195,6 +334,22 @@ load_end = open(os.path.join(out, "loadavg-end.txt")).read().strip() if os.path.
 failures = open(os.path.join(out, "failures.txt")).read().split("\n") if os.path.exists(
     os.path.join(out, "failures.txt")) else []
 failures = [f for f in failures if f.strip()]
+
+if os.environ.get("REPORT_ONLY") == "video":
+    # `ONLY_VIDEO=1 scripts/perf.sh`: the video section alone, with the limits it is compared with.
+    w("# Sluice performance: the video section alone")
+    w("")
+    w(f"Generated by `ONLY_VIDEO=1 scripts/perf.sh` on {started_at} (commit `{machine.get('sluice_commit', '?')}`), "
+      f"on {machine.get('cpu_model', '?')} ({machine.get('nproc', '?')} vCPUs), load average {load_start} at the start "
+      f"and {load_end} at the end. The limits it is compared with, from the same invocation ({fio_runs} runs of "
+      f"{fio_seconds} s): O_DIRECT sequential write 1 MiB {fmt_spread(bw1m, 'mb')} MB/s, loopback TCP "
+      f"{fmt_spread(loop, 'mb')} MB/s.")
+    w("")
+    video_section()
+    with open(doc, "w") as f:
+        f.write("\n".join(L))
+    print(f"wrote {doc}")
+    sys.exit(0)
 
 w("# Sluice performance")
 w("")
@@ -831,6 +986,8 @@ if report_txt:
 else:
     w("No profile in this invocation (`SKIP_PROFILE=1`, no binary listener, or `perf record` failed: see the raw results' `logs/perf-record.log`).")
     w("")
+
+video_section()
 
 # ---- overload ------------------------------------------------------------------------------
 overload = os.path.join(out, "overload.jsonl")

@@ -22,8 +22,13 @@
 #      dropped, restart, time to /health, to the first acknowledged PutRecord and until every
 #      shard's marker is readable (perf/restart.py), VmRSS, then every shard read once from
 #      TRIM_HORIZON (`restart_cold_read --read-once`);
-#   7. runs the criterion benches with short measurement times;
-#   8. writes docs/PERFORMANCE.md: medians of the runs with [min–max], ratios computed within
+#   7. video (issue 11), on a fresh Sluice per phase with the other servers stopped:
+#      perf/video/measure.py encodes a 2 Mbit/s 720p H.264 clip with 1 s fragments, then sends it
+#      at real time over 1, 4, 16, 64, ... 1,024 concurrent PutMedia sessions until the acks fall
+#      behind (RECEIVED/PERSISTED latency, server CPU), fetches stored HLS fragments from many
+#      clients for a while, and times LIVE HLS from a fragment's last byte sent to its fetch;
+#   8. runs the criterion benches with short measurement times;
+#   9. writes docs/PERFORMANCE.md: medians of the runs with [min–max], ratios computed within
 #      the same run, and the issue-3 and issue-8 targets with how far each is from being met.
 #
 #   scripts/perf.sh                      # RUNS=3 SECONDS_PER_RUN=10, RECOVERY_GB=10
@@ -39,6 +44,15 @@
 #   RECOVERY_GB=10        data written before the kill -9 (decimal GB) SKIP_RECOVERY=1 skips
 #                         the fill, kill, restart and cold read (the two idle RSS figures stay)
 #   SKIP_OVERLOAD=1       no scripts/overload.sh                      SKIP_BENCHES=1 no criterion
+#   SKIP_VIDEO=1          no video step (7)
+#   VIDEO_STREAMS=1,4,16,64,256,512,1024  PutMedia session counts, stopping after the first not sustained
+#   VIDEO_CLIP_SECONDS=20 clip length (= fragments per session)      VIDEO_RESOLUTION=1280x720
+#   VIDEO_SERVE_SECONDS=10 VIDEO_SERVE_CLIENTS=8  HLS fragment fetching time and client threads
+#   VIDEO_G2G_FRAGMENTS=20 fragments timed through LIVE HLS          VIDEO_PYTHON=.venv/bin/python
+#   ONLY_VIDEO=1          build sluice only, record the machine, measure the physical limits, run
+#                         step 7 and write only the video section to $DOC (no peers installed):
+#   ONLY_VIDEO=1 FIO_RUNS=1 FIO_SECONDS=2 VIDEO_STREAMS=1,4,16 VIDEO_CLIP_SECONDS=8 \
+#     VIDEO_SERVE_SECONDS=3 VIDEO_G2G_FRAGMENTS=8 DOC=/tmp/video.md scripts/perf.sh   # its dry run
 #
 # Raw results (JSON, .hgrm, SVG, logs, the exact commands) go to $OUT, outside the repository.
 # Dropping the page cache needs root; if it fails the doc says so. perf record needs the right
@@ -64,6 +78,9 @@ PROFILE_SECONDS=${PROFILE_SECONDS:-5}
 SKIP_PROFILE=${SKIP_PROFILE:-0}
 RECOVERY_GB=${RECOVERY_GB:-10}
 SKIP_RECOVERY=${SKIP_RECOVERY:-0}
+SKIP_VIDEO=${SKIP_VIDEO:-0}
+ONLY_VIDEO=${ONLY_VIDEO:-0}
+VIDEO_PYTHON=${VIDEO_PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 PEERS_DIR=${PEERS_DIR:-/tmp/sluice-peers}
 OUT=${OUT:-/tmp/sluice-perf-results/$(date -u +%Y%m%dT%H%M%SZ)}
 DOC=${DOC:-docs/PERFORMANCE.md}
@@ -95,27 +112,53 @@ cleanup() {
 }
 trap cleanup EXIT
 log() { echo "[perf.sh $(date -u +%H:%M:%S)] $*" >&2; }
+# Step 7: the video measurements (issue 11). measure.py starts its own server per phase, pinned to
+# CPU 0, and pins itself to CPU 1.
+run_video() {
+  local V=$OUT/video
+  mkdir -p "$V"
+  {
+    echo "path=$(command -v mediamtx || echo none)"
+    echo "apt=$(apt-cache policy mediamtx 2>/dev/null | awk '/Candidate:/ {print $2}' | grep -v '(none)' || true)"
+  } >"$V/mediamtx.txt"
+  local knobs=()
+  for k in VIDEO_STREAMS VIDEO_CLIP_SECONDS VIDEO_RESOLUTION VIDEO_SERVE_SECONDS VIDEO_SERVE_CLIENTS VIDEO_G2G_FRAGMENTS; do
+    if [ -n "${!k:-}" ]; then knobs+=("$k=${!k}"); fi
+  done
+  echo "${knobs[*]} SLUICE_BIN=target/release/sluice VIDEO_SCRATCH=\$SCRATCH SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU python3 perf/video/measure.py \$OUT/video/video.json" \
+    | sed 's/^ //' >"$V/command.txt"
+  log "video: PutMedia streams, HLS serving, LIVE HLS delay (perf/video/measure.py)"
+  if ! SLUICE_BIN=$SLUICE VIDEO_SCRATCH=$SCRATCH SERVER_CPU=$SERVER_CPU CLIENT_CPU=$CLIENT_CPU \
+    timeout 3600 "$VIDEO_PYTHON" perf/video/measure.py "$V/video.json" >/dev/null 2>"$OUT/logs/video.log"; then
+    log "video: measure.py failed; see $OUT/logs/video.log"
+    echo "video" >>"$OUT/failures.txt"
+  fi
+}
 started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/loadavg-start.txt"
 
 # ---------------------------------------------------------------------------------------------
 log "building release binaries"
-cargo build --release -q -p sluice -p sluice-perf
+if [ "$ONLY_VIDEO" = 1 ]; then cargo build --release -q --bin sluice; else cargo build --release -q -p sluice -p sluice-perf; fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PERF=$TARGET_DIR/release/sluice-perf
 SLUICE=$TARGET_DIR/release/sluice
 
-log "installing peers into $PEERS_DIR (outside the repository)"
-mkdir -p "$PEERS_DIR"
-if [ ! -f "$PEERS_DIR/package.json" ]; then (cd "$PEERS_DIR" && npm init -y >/dev/null); fi
-need=()
-[ -d "$PEERS_DIR/node_modules/kinesalite" ] || need+=(kinesalite@3.3.3)
-[ -d "$PEERS_DIR/node_modules/kinesis-local" ] || need+=(kinesis-local@0.6.2)
-if [ ${#need[@]} -gt 0 ]; then
-  (cd "$PEERS_DIR" && npm install --no-audit --no-fund "${need[@]}" >"$OUT/logs/npm.log" 2>&1)
+KINESALITE_VERSION="not installed (ONLY_VIDEO)"
+KINESIS_LOCAL_VERSION=$KINESALITE_VERSION
+if [ "$ONLY_VIDEO" != 1 ]; then
+  log "installing peers into $PEERS_DIR (outside the repository)"
+  mkdir -p "$PEERS_DIR"
+  if [ ! -f "$PEERS_DIR/package.json" ]; then (cd "$PEERS_DIR" && npm init -y >/dev/null); fi
+  need=()
+  [ -d "$PEERS_DIR/node_modules/kinesalite" ] || need+=(kinesalite@3.3.3)
+  [ -d "$PEERS_DIR/node_modules/kinesis-local" ] || need+=(kinesis-local@0.6.2)
+  if [ ${#need[@]} -gt 0 ]; then
+    (cd "$PEERS_DIR" && npm install --no-audit --no-fund "${need[@]}" >"$OUT/logs/npm.log" 2>&1)
+  fi
+  KINESALITE_VERSION=$(node -p "require('$PEERS_DIR/node_modules/kinesalite/package.json').version")
+  KINESIS_LOCAL_VERSION=$(node -p "require('$PEERS_DIR/node_modules/kinesis-local/package.json').version")
 fi
-KINESALITE_VERSION=$(node -p "require('$PEERS_DIR/node_modules/kinesalite/package.json').version")
-KINESIS_LOCAL_VERSION=$(node -p "require('$PEERS_DIR/node_modules/kinesis-local/package.json').version")
 missing=()
 command -v fio >/dev/null || missing+=(fio)
 command -v iperf3 >/dev/null || missing+=(iperf3)
@@ -138,7 +181,8 @@ log "recording the machine"
   echo "disk=$(findmnt -no SOURCE,FSTYPE -T "$SCRATCH_BASE" | tr -s ' ')"
   echo "disk_model=$(lsblk -dno NAME,SIZE,ROTA,MODEL "$(findmnt -no SOURCE -T "$SCRATCH_BASE")" 2>/dev/null | tr -s ' ' || true)"
   echo "rustc=$(rustc --version)"
-  echo "node=$(node --version)"
+  echo "node=$(node --version 2>/dev/null || echo none)"
+  echo "ffmpeg=$(ffmpeg -version 2>/dev/null | head -1 | cut -d' ' -f1-3)"
   echo "fio=$(fio --version)"
   echo "iperf3=$(iperf3 --version | head -1)"
   echo "kinesalite=$KINESALITE_VERSION"
@@ -166,6 +210,15 @@ for i in $(seq "$FIO_RUNS"); do
   taskset -c $CLIENT_CPU iperf3 -c 127.0.0.1 -p $IPERF_PORT -t "$FIO_SECONDS" -J >"$OUT/physical/iperf3-$i.json" || true
   wait $iperf_pid 2>/dev/null || true
 done
+
+if [ "$ONLY_VIDEO" = 1 ]; then
+  run_video
+  echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/loadavg-end.txt"
+  log "writing the video section alone to $DOC"
+  REPORT_ONLY=video python3 perf/report.py "$OUT" "$DOC" "$started_at" "$RUNS" "$SECONDS_PER_RUN" "$WARMUP_S" "$FIO_RUNS" "$FIO_SECONDS" 0
+  log "done: $DOC (raw results in $OUT)"
+  exit 0
+fi
 
 # ---------------------------------------------------------------------------------------------
 BINARY=0
@@ -400,6 +453,9 @@ if [ $BINARY -eq 1 ]; then
   pids=()
   rm -rf "$SCRATCH/restart-data"
 fi
+
+# ---------------------------------------------------------------------------------------------
+if [ "$SKIP_VIDEO" != 1 ]; then run_video; fi
 
 # ---------------------------------------------------------------------------------------------
 if [ "$SKIP_BENCHES" != 1 ]; then
