@@ -50,7 +50,9 @@
 #   VIDEO_SERVE_SECONDS=10 VIDEO_SERVE_CLIENTS=8  HLS fragment fetching time and client threads
 #   VIDEO_G2G_FRAGMENTS=20 fragments timed through LIVE HLS          VIDEO_PYTHON=.venv/bin/python
 #   ONLY_VIDEO=1          build sluice only, record the machine, measure the physical limits, run
-#                         step 7 and write only the video section to $DOC (no peers installed):
+#                         step 7 and write only the video section to $DOC (no peers installed);
+#                         with SPLICE=1 that section replaces the one in the existing $DOC
+#                         (docs/PERFORMANCE.md by default), the rest of which is left as it was:
 #   ONLY_VIDEO=1 FIO_RUNS=1 FIO_SECONDS=2 VIDEO_STREAMS=1,4,16 VIDEO_CLIP_SECONDS=8 \
 #     VIDEO_SERVE_SECONDS=3 VIDEO_G2G_FRAGMENTS=8 DOC=/tmp/video.md scripts/perf.sh   # its dry run
 #
