@@ -223,7 +223,11 @@ def video_section():
                  f"Clusters sent up to {ms(failed['send_late_ms_max'])} ms late, {failed['fragments_persisted']:,} of "
                  f"{failed['fragments']:,} fragments PERSISTED, with the server at {failed['server_cpu_pct']:,.0f} % of its core"
                  + (" (it was not busy on its core all the time: the limit lies elsewhere, or other tenants held the CPU)"
-                    if failed["server_cpu_pct"] < 90 else "") + ".")
+                    if failed["server_cpu_pct"] < 90 else "")
+                 + (f"; the load generator used {failed['client_cpu_pct']:,.0f} % of its own core and sent Clusters late, "
+                    "so at this level it measures the Python sender as much as the server"
+                    if failed.get("client_cpu_pct", 0) >= 80 and (failed.get("send_late_ms_p99") or 0) >= 1000 else "")
+                 + ".")
     elif best_level and best_level["server_cpu_pct"] > 0:
         text += (f" If the server's CPU grew in proportion, one core would reach about "
                  f"{best * 100 / best_level['server_cpu_pct']:,.0f} streams (an extrapolation, not a measurement).")
