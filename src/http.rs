@@ -994,7 +994,7 @@ async fn respond_video<A: KinesisApi, S>(
             Ok(frame) => frame.into_data().ok().map(Ok),
             Err(error) => Some(Err(error.to_string())),
         });
-        let (reply, ingest) = video
+        let start = video
             .put_media(
                 api,
                 &wire_request(&parts, &all_headers, &[]),
@@ -1003,10 +1003,10 @@ async fn respond_video<A: KinesisApi, S>(
                 Box::pin(upload),
             )
             .await;
-        if let Some(ingest) = ingest {
+        if let Some(ingest) = start.ingest {
             glommio::spawn_local(ingest).detach();
         }
-        reply
+        start.response
     } else {
         let body = match read_body(body).await {
             Ok(body) => body,

@@ -79,6 +79,13 @@ impl StreamStatus {
     }
 }
 
+/// A video stream as the registry answers it: its definition and its current status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoStream {
+    pub definition: StreamDefinition,
+    pub status: StreamStatus,
+}
+
 /// One stored fragment, as ListFragments reports it and as the readers find it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FragmentEntry {

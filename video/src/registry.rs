@@ -22,7 +22,7 @@ use sluice_core::limits::{RETENTION_HOURS_MAX, RETENTION_HOURS_MIN};
 
 use crate::api::validate::{check_stream_arn, check_stream_name};
 use crate::error::{ErrorKind, VideoError};
-use crate::model::{DATA_SHARD, INDEX_SHARD, StreamDefinition, StreamStatus};
+use crate::model::{DATA_SHARD, INDEX_SHARD, StreamDefinition, StreamStatus, VideoStream};
 use crate::store::{Store, StoreError};
 
 /// The shard count of every internal stream: one for fragment data, one for the index.
@@ -172,7 +172,7 @@ impl Registry {
         &self,
         stream_name: Option<&str>,
         stream_arn: Option<&str>,
-    ) -> Result<(StreamDefinition, StreamStatus), VideoError> {
+    ) -> Result<VideoStream, VideoError> {
         match (stream_name, stream_arn) {
             (Some(name), None) => {
                 check_stream_name(name, "streamName")?;
@@ -189,29 +189,29 @@ impl Registry {
     }
 
     /// The stream whose ARN is `arn` (`member` names the field in a validation error).
-    pub fn by_arn(
-        &self,
-        arn: &str,
-        member: &str,
-    ) -> Result<(StreamDefinition, StreamStatus), VideoError> {
+    pub fn by_arn(&self, arn: &str, member: &str) -> Result<VideoStream, VideoError> {
         let name = check_stream_arn(arn, member)?;
         match self.get(name) {
-            Some((definition, status)) if definition.arn == arn => Ok((definition, status)),
+            Some(stream) if stream.definition.arn == arn => Ok(stream),
             _ => Err(VideoError::not_found()),
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<(StreamDefinition, StreamStatus)> {
-        self.lock()
-            .get(name)
-            .map(|e| (e.definition.clone(), e.status))
+    pub fn get(&self, name: &str) -> Option<VideoStream> {
+        self.lock().get(name).map(|e| VideoStream {
+            definition: e.definition.clone(),
+            status: e.status,
+        })
     }
 
     /// Every stream, by name.
-    pub fn snapshot(&self) -> Vec<(StreamDefinition, StreamStatus)> {
+    pub fn snapshot(&self) -> Vec<VideoStream> {
         self.lock()
             .values()
-            .map(|e| (e.definition.clone(), e.status))
+            .map(|e| VideoStream {
+                definition: e.definition.clone(),
+                status: e.status,
+            })
             .collect()
     }
 
@@ -301,7 +301,7 @@ impl Registry {
         if self.needs_sync(name).is_none() {
             return self
                 .get(name)
-                .map(|(_, status)| status)
+                .map(|VideoStream { status, .. }| status)
                 .ok_or_else(VideoError::not_found);
         }
         let control = self.lock_control().await;
@@ -320,7 +320,7 @@ impl Registry {
         let Some(definition) = self.needs_sync(name) else {
             return self
                 .get(name)
-                .map(|(_, status)| status)
+                .map(|VideoStream { status, .. }| status)
                 .ok_or_else(VideoError::not_found);
         };
         let internal = definition.internal_stream.clone();
@@ -336,7 +336,9 @@ impl Registry {
             Err(e) => return Err(VideoError::internal(e.message)),
         };
         if summary.stream_status != KinesisStatus::Active {
-            return Ok(self.get(name).map_or(StreamStatus::Creating, |(_, s)| s));
+            return Ok(self
+                .get(name)
+                .map_or(StreamStatus::Creating, |VideoStream { status: s, .. }| s));
         }
         let wanted = internal_retention_hours(definition.data_retention_hours);
         let current = summary.retention_period_hours;
@@ -350,7 +352,9 @@ impl Registry {
         if let Err(e) = changed {
             if e.kind == sluice_core::ErrorKind::ResourceInUse {
                 // The internal stream is busy (UPDATING): try again on the next call.
-                return Ok(self.get(name).map_or(StreamStatus::Creating, |(_, s)| s));
+                return Ok(self
+                    .get(name)
+                    .map_or(StreamStatus::Creating, |VideoStream { status: s, .. }| s));
             }
             return Err(VideoError::internal(e.message));
         }
@@ -431,14 +435,22 @@ mod tests {
         });
         let arn = "arn:aws:kinesisvideo:us-east-1:000000000000:stream/cam/1";
         assert_eq!(
-            registry.resolve(Some("cam"), None).expect("by name").0.name,
+            registry
+                .resolve(Some("cam"), None)
+                .expect("by name")
+                .definition
+                .name,
             "cam"
         );
         assert_eq!(
-            registry.resolve(None, Some(arn)).expect("by arn").0.name,
+            registry
+                .resolve(None, Some(arn))
+                .expect("by arn")
+                .definition
+                .name,
             "cam"
         );
-        let kind = |r: Result<(StreamDefinition, StreamStatus), VideoError>| {
+        let kind = |r: Result<VideoStream, VideoError>| {
             r.map(|_| ()).expect_err("the call must fail").kind
         };
         assert_eq!(
@@ -489,10 +501,13 @@ mod tests {
         let names: Vec<String> = registry
             .snapshot()
             .into_iter()
-            .map(|(d, _)| d.name)
+            .map(|VideoStream { definition: d, .. }| d.name)
             .collect();
         assert_eq!(names, vec![".".to_owned(), "a".to_owned()]);
-        assert_eq!(registry.get("a").expect("there").1, StreamStatus::Active);
+        assert_eq!(
+            registry.get("a").expect("there").status,
+            StreamStatus::Active
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -34,7 +34,7 @@ use sluice_protocols::sigv4::{self, AuthConfig, AuthMode};
 use sluice_protocols::{HttpRequest, HttpResponse};
 
 use crate::error::{CONTENT_TYPE, ErrorKind, VideoError};
-use crate::model::{StreamDefinition, StreamStatus};
+use crate::model::{StreamDefinition, StreamStatus, VideoStream};
 use crate::registry::{ControlGuard, Registry, create_internal_stream};
 use validate::{
     DATA_RETENTION_HOURS_MAX, TAGS_MAX, check_arn, check_device_name, check_enum, check_kms_key_id,
@@ -503,7 +503,7 @@ impl<A: KinesisApi> Control<'_, A> {
         }
     }
 
-    fn resolve(&self, stream: &StreamRef) -> Result<(StreamDefinition, StreamStatus), VideoError> {
+    fn resolve(&self, stream: &StreamRef) -> Result<VideoStream, VideoError> {
         self.registry
             .resolve(stream.stream_name.as_deref(), stream.stream_arn.as_deref())
     }
@@ -517,7 +517,7 @@ impl<A: KinesisApi> Control<'_, A> {
         stream: &StreamRef,
         version: Option<&str>,
     ) -> Result<StreamDefinition, VideoError> {
-        let (definition, _) = self.resolve(stream)?;
+        let VideoStream { definition, .. } = self.resolve(stream)?;
         let status = self.refresh(control, &definition.name).await;
         if status != StreamStatus::Active {
             return Err(VideoError::new(
@@ -546,7 +546,7 @@ impl<A: KinesisApi> Control<'_, A> {
                 tracing::warn!(stream = name, %error, "A video stream's internal stream could not be brought up to date.");
                 self.registry
                     .get(name)
-                    .map_or(StreamStatus::Creating, |(_, s)| s)
+                    .map_or(StreamStatus::Creating, |VideoStream { status: s, .. }| s)
             }
         }
     }
@@ -624,7 +624,9 @@ impl<A: KinesisApi> Control<'_, A> {
             .registry
             .snapshot()
             .iter()
-            .any(|(d, _)| crate::store::Store::file_name(&d.name) == file)
+            .any(|VideoStream { definition: d, .. }| {
+                crate::store::Store::file_name(&d.name) == file
+            })
         {
             // Two long names that share a file (see `store`): refuse rather than overwrite.
             return Err(VideoError::new(
@@ -674,16 +676,16 @@ impl<A: KinesisApi> Control<'_, A> {
     }
 
     async fn describe(&self, input: StreamRef) -> Result<Value, VideoError> {
-        let (definition, _) = self.resolve(&input)?;
+        let VideoStream { definition, .. } = self.resolve(&input)?;
         let status = match self.registry.refresh(self.api, &definition.name).await {
             Ok(status) => status,
             Err(error) if error.kind == ErrorKind::ResourceNotFound => return Err(error),
             Err(error) => {
                 tracing::warn!(stream = definition.name, %error, "A video stream's internal stream could not be brought up to date.");
-                self.resolve(&input)?.1
+                self.resolve(&input)?.status
             }
         };
-        let (definition, _) = self.resolve(&input)?;
+        let VideoStream { definition, .. } = self.resolve(&input)?;
         Ok(json!({ "StreamInfo": self.stream_info(&definition, status) }))
     }
 
@@ -729,33 +731,42 @@ impl<A: KinesisApi> Control<'_, A> {
             .registry
             .snapshot()
             .into_iter()
-            .filter(|(_, status)| *status == StreamStatus::Creating)
-            .map(|(d, _)| d.name)
+            .filter(|VideoStream { status, .. }| *status == StreamStatus::Creating)
+            .map(|VideoStream { definition: d, .. }| d.name)
             .collect();
         for name in creating {
             if let Err(error) = self.registry.refresh(self.api, &name).await {
                 tracing::warn!(stream = name, %error, "A video stream's internal stream could not be brought up to date.");
             }
         }
-        let matching: Vec<(StreamDefinition, StreamStatus)> = self
+        let matching: Vec<VideoStream> = self
             .registry
             .snapshot()
             .into_iter()
-            .filter(|(d, _)| {
+            .filter(|VideoStream { definition: d, .. }| {
                 prefix
                     .as_ref()
                     .is_none_or(|p| d.name.starts_with(p.as_str()))
             })
-            .filter(|(d, _)| after.as_ref().is_none_or(|a| d.name > *a))
+            .filter(|VideoStream { definition: d, .. }| after.as_ref().is_none_or(|a| d.name > *a))
             .collect();
         let more = matching.len() > limit;
         let page: Vec<Value> = matching
             .iter()
             .take(limit)
-            .map(|(d, s)| self.stream_info(d, *s))
+            .map(
+                |VideoStream {
+                     definition: d,
+                     status: s,
+                 }| self.stream_info(d, *s),
+            )
             .collect();
         let mut out = json!({ "StreamInfoList": page });
-        if more && let Some((last, _)) = matching.get(limit - 1) {
+        if more
+            && let Some(VideoStream {
+                definition: last, ..
+            }) = matching.get(limit - 1)
+        {
             out["NextToken"] = json!(encode_next_token(&last.name));
         }
         Ok(out)
@@ -798,7 +809,7 @@ impl<A: KinesisApi> Control<'_, A> {
             }
         };
         let control = self.registry.lock_control().await;
-        let (definition, status) = self.registry.by_arn(&arn, "streamARN")?;
+        let VideoStream { definition, status } = self.registry.by_arn(&arn, "streamARN")?;
         if status == StreamStatus::Deleting {
             return Err(VideoError::new(
                 ErrorKind::ResourceInUse,
@@ -904,7 +915,7 @@ impl<A: KinesisApi> Control<'_, A> {
         let status = self
             .registry
             .get(&definition.name)
-            .map_or(StreamStatus::Active, |(_, s)| s);
+            .map_or(StreamStatus::Active, |VideoStream { status: s, .. }| s);
         self.registry.save(control, definition, status).await?;
         Ok(json!({}))
     }
@@ -921,7 +932,7 @@ impl<A: KinesisApi> Control<'_, A> {
         let status = self
             .registry
             .get(&definition.name)
-            .map_or(StreamStatus::Active, |(_, s)| s);
+            .map_or(StreamStatus::Active, |VideoStream { status: s, .. }| s);
         self.registry.save(control, definition, status).await?;
         Ok(json!({}))
     }
@@ -930,7 +941,7 @@ impl<A: KinesisApi> Control<'_, A> {
         let tags = input.tags.ok_or_else(|| VideoError::missing("tags"))?;
         check_tags(&tags, "tags")?;
         let control = self.registry.lock_control().await;
-        let (definition, _) = self.resolve(&input.stream)?;
+        let VideoStream { definition, .. } = self.resolve(&input.stream)?;
         self.add_tags(&control, definition, tags).await
     }
 
@@ -940,7 +951,7 @@ impl<A: KinesisApi> Control<'_, A> {
             .ok_or_else(|| VideoError::missing("tagKeyList"))?;
         check_tag_keys(&keys, "tagKeyList")?;
         let control = self.registry.lock_control().await;
-        let (definition, _) = self.resolve(&input.stream)?;
+        let VideoStream { definition, .. } = self.resolve(&input.stream)?;
         self.remove_tags(&control, definition, &keys).await
     }
 
@@ -948,7 +959,7 @@ impl<A: KinesisApi> Control<'_, A> {
         if let Some(token) = &input.next_token {
             check_next_token(token, "nextToken")?;
         }
-        let (definition, _) = self.resolve(&input.stream)?;
+        let VideoStream { definition, .. } = self.resolve(&input.stream)?;
         // At most 50 tags: one page holds them all.
         Ok(json!({ "Tags": definition.tags }))
     }
@@ -969,7 +980,7 @@ impl<A: KinesisApi> Control<'_, A> {
                 "The requested resource is not found or not active.",
             ));
         }
-        Ok(self.registry.by_arn(arn, "resourceARN")?.0)
+        Ok(self.registry.by_arn(arn, "resourceARN")?.definition)
     }
 
     async fn tag_resource(&self, input: ResourceInput) -> Result<Value, VideoError> {
@@ -1023,7 +1034,7 @@ impl<A: KinesisApi> Control<'_, A> {
     }
 
     fn describe_storage(&self, input: StreamRef) -> Result<Value, VideoError> {
-        let (definition, _) = self.resolve(&input)?;
+        let VideoStream { definition, .. } = self.resolve(&input)?;
         Ok(json!({
             "StreamName": definition.name,
             "StreamARN": definition.arn,
@@ -1050,7 +1061,7 @@ impl<A: KinesisApi> Control<'_, A> {
     }
 
     fn describe_setting(&self, input: StreamRef, setting: Setting) -> Result<Value, VideoError> {
-        let (definition, _) = self.resolve(&input)?;
+        let VideoStream { definition, .. } = self.resolve(&input)?;
         let stored = match setting {
             Setting::ImageGeneration => definition.image_generation,
             Setting::Notification => definition.notification,

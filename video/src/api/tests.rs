@@ -104,7 +104,7 @@ impl Harness {
     }
 
     fn internal_retention(&self, name: &str) -> u32 {
-        let (definition, _) = self.registry.get(name).expect("stream");
+        let VideoStream { definition, .. } = self.registry.get(name).expect("stream");
         block_on(self.api.describe_stream_summary(definition.internal_stream))
             .expect("internal stream")
             .retention_period_hours
@@ -130,7 +130,7 @@ fn create_then_describe_answers_an_active_stream_backed_by_a_two_shard_internal_
     );
     assert_eq!(info["CreationTime"], json!(1_700_000_000.123));
     assert!(info.get("DeviceName").is_none());
-    let (definition, _) = h.registry.get("cam-1").expect("stream");
+    let VideoStream { definition, .. } = h.registry.get("cam-1").expect("stream");
     assert!(definition.internal_stream.starts_with(VIDEO_PREFIX));
     let summary = block_on(h.api.describe_stream_summary(definition.internal_stream))
         .expect("internal stream");
@@ -205,7 +205,7 @@ fn names_that_are_dots_or_256_characters_long_work_end_to_end() {
     for name in [".", "..", long.as_str()] {
         h.create(name, 0);
         assert_eq!(h.info(name)["StreamName"], name);
-        let (definition, _) = h.registry.get(name).expect("stream");
+        let VideoStream { definition, .. } = h.registry.get(name).expect("stream");
         assert!(definition.internal_stream.len() <= sluice_core::limits::STREAM_NAME_CHARS_MAX);
     }
     let reopened = Registry::open(&h.dir).expect("reopened");
@@ -433,7 +433,7 @@ fn get_data_endpoint_answers_the_endpoint_for_every_api_name() {
 fn delete_stream_by_arn_checks_the_version_and_removes_the_internal_stream() {
     let h = harness();
     let arn = h.create("cam", 24);
-    let (definition, _) = h.registry.get("cam").expect("stream");
+    let VideoStream { definition, .. } = h.registry.get("cam").expect("stream");
     assert_eq!(
         h.fail("/deleteStream", json!({ "StreamName": "cam" })),
         ("InvalidArgumentException".to_owned(), 400)
@@ -460,7 +460,9 @@ fn delete_stream_by_arn_checks_the_version_and_removes_the_internal_stream() {
     assert!(Registry::open(&h.dir).expect("reopened").is_empty());
     // A new stream of the same name is a new incarnation: the old ARN names nothing.
     h.create("cam", 0);
-    let (again, _) = h.registry.get("cam").expect("stream");
+    let VideoStream {
+        definition: again, ..
+    } = h.registry.get("cam").expect("stream");
     assert_ne!(again.internal_stream, definition.internal_stream);
     assert_ne!(again.arn, arn);
     assert_eq!(

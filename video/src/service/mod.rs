@@ -32,7 +32,7 @@ use crate::fragments::{self, Indexes, StoredFragment, StreamIndex};
 use crate::media::{
     self, Clock, PutMediaLimits, PutMediaOptions, Sleep, StartSelector, TimecodeType,
 };
-use crate::model::{FragmentEntry, StreamDefinition, StreamStatus};
+use crate::model::{FragmentEntry, StreamDefinition, StreamStatus, VideoStream};
 use crate::registry::Registry;
 use crate::remux::{self, MediaTracks, playlist};
 
@@ -104,6 +104,22 @@ impl VideoResponse {
         self.headers
             .push(("Access-Control-Allow-Origin", "*".to_owned()));
         self
+    }
+}
+
+/// What PutMedia starts: the response (the ack stream, or an error) and, when accepted, the
+/// ingest task the caller spawns on its executor (it reads the body and feeds the acks).
+pub struct PutMediaStart {
+    pub response: VideoResponse,
+    pub ingest: Option<Pin<Box<dyn Future<Output = ()>>>>,
+}
+
+impl std::fmt::Debug for PutMediaStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutMediaStart")
+            .field("response", &self.response)
+            .field("ingest", &self.ingest.is_some())
+            .finish()
     }
 }
 
@@ -231,7 +247,7 @@ impl<R: RecordLog> VideoService<R> {
         name: Option<&str>,
         arn: Option<&str>,
     ) -> Result<StreamDefinition, VideoError> {
-        let (definition, status) = self.registry.resolve(name, arn)?;
+        let VideoStream { definition, status } = self.registry.resolve(name, arn)?;
         let status = if status == StreamStatus::Creating {
             self.registry.refresh(api, &definition.name).await?
         } else {
@@ -284,7 +300,7 @@ impl<R: RecordLog> VideoService<R> {
         auth: &AuthConfig,
         now: SystemTime,
         body: B,
-    ) -> (VideoResponse, Option<Pin<Box<dyn Future<Output = ()>>>>)
+    ) -> PutMediaStart
     where
         A: KinesisApi,
         B: Stream<Item = Result<Bytes, String>> + Unpin + 'static,
@@ -308,12 +324,18 @@ impl<R: RecordLog> VideoService<R> {
                     let summary = task.await;
                     tracing::debug!(?summary, "A PutMedia session ended.");
                 });
-                (
-                    VideoResponse::ok("application/json", VideoBody::Stream(Box::pin(receiver))),
-                    Some(task),
-                )
+                PutMediaStart {
+                    response: VideoResponse::ok(
+                        "application/json",
+                        VideoBody::Stream(Box::pin(receiver)),
+                    ),
+                    ingest: Some(task),
+                }
             }
-            Err(error) => (VideoResponse::error(&error), None),
+            Err(error) => PutMediaStart {
+                response: VideoResponse::error(&error),
+                ingest: None,
+            },
         }
     }
 
@@ -897,10 +919,12 @@ impl<R: RecordLog> VideoService<R> {
                 "The session token is for another protocol.",
             )
         })?;
-        let (definition, _) = self
+        let VideoStream { definition, .. } = self
             .registry
             .get(&session.stream_name)
-            .filter(|(d, _)| d.internal_stream == session.internal_stream)
+            .filter(|VideoStream { definition: d, .. }| {
+                d.internal_stream == session.internal_stream
+            })
             .ok_or_else(|| {
                 VideoError::new(ErrorKind::ResourceNotFound, crate::error::STREAM_NOT_FOUND)
             })?;
