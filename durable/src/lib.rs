@@ -78,6 +78,52 @@ fn remove_now(path: &Path) -> Result<(), FileError> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// One file [`open_dir`] found: its path, its file name and its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredFile {
+    pub path: PathBuf,
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Opens (creating) `<parent>/<name>`, fsyncs `parent` so the directory itself survives, deletes
+/// the temporary files a crash left behind, and reads every file whose name ends in `extension`
+/// (in file-name order). Blocking: for start-up, before any executor runs.
+pub fn open_dir(
+    parent: &Path,
+    name: &str,
+    extension: &str,
+) -> Result<(PathBuf, Vec<StoredFile>), FileError> {
+    let dir = parent.join(name);
+    fs::create_dir_all(&dir).map_err(at(&dir))?;
+    sync_dir(parent)?;
+    let mut files = Vec::new();
+    for entry in fs::read_dir(&dir).map_err(at(&dir))? {
+        let path = entry.map_err(at(&dir))?.path();
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_owned();
+        if is_leftover(&file_name) {
+            fs::remove_file(&path).map_err(at(&path))?;
+            continue;
+        }
+        if !file_name.ends_with(extension) {
+            continue;
+        }
+        let bytes = fs::read(&path).map_err(at(&path))?;
+        files.push(StoredFile {
+            path,
+            file_name,
+            bytes,
+        });
+    }
+    sync_dir(&dir)?;
+    files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+    Ok((dir, files))
+}
+
 /// Runs `work` on a thread named `thread` and awaits its result from any executor.
 async fn off_thread(
     thread: &str,
@@ -137,6 +183,23 @@ mod tests {
         assert!(!path.exists());
         block_on(remove("t", path)).expect("removing an absent file is fine");
         fs::remove_dir_all(dir).expect("cleaned up");
+    }
+
+    #[test]
+    fn opening_a_directory_drops_leftovers_and_reads_the_rest() {
+        let parent = temp_dir("open");
+        let (dir, none) = open_dir(&parent, "defs", ".json").expect("created");
+        assert!(none.is_empty());
+        fs::write(dir.join("b.json"), b"2").expect("written");
+        fs::write(dir.join("a.json"), b"1").expect("written");
+        fs::write(dir.join("c.json.tmp"), b"{torn").expect("written");
+        fs::write(dir.join("notes.txt"), b"x").expect("written");
+        let (_, files) = open_dir(&parent, "defs", ".json").expect("opened");
+        let names: Vec<&str> = files.iter().map(|f| f.file_name.as_str()).collect();
+        assert_eq!(names, ["a.json", "b.json"]);
+        assert_eq!(files[1].bytes, b"2");
+        assert!(!dir.join("c.json.tmp").exists());
+        fs::remove_dir_all(parent).expect("cleaned up");
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! the store opens. The file work runs on a short-lived thread of its own, so neither a shard
 //! core (glommio) nor a service core (tokio) blocks on an fsync.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::model::Definition;
@@ -26,13 +25,6 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
 /// The directory of definitions.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -42,25 +34,13 @@ pub struct Store {
 impl Store {
     /// Opens (creating) `<data_dir>/firehose` and loads every definition in it.
     pub fn open(data_dir: &Path) -> Result<(Self, Vec<Definition>), StoreError> {
-        let dir = data_dir.join("firehose");
-        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let (dir, files) = sluice_durable::open_dir(data_dir, "firehose", ".json")?;
         crate::format::set_firehose_dir(&dir);
-        sync_dir(data_dir)?;
-        let mut definitions = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
-            let path = entry.map_err(io_error(&dir))?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if sluice_durable::is_leftover(name) {
-                fs::remove_file(&path).map_err(io_error(&path))?;
-                continue;
-            }
-            if !name.ends_with(".json") {
-                continue;
-            }
-            let bytes = fs::read(&path).map_err(io_error(&path))?;
+        let mut definitions = Vec::with_capacity(files.len());
+        for file in files {
             let definition: Definition =
-                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                    path: path.clone(),
+                serde_json::from_slice(&file.bytes).map_err(|e| StoreError::Corrupt {
+                    path: file.path,
                     reason: e.to_string(),
                 })?;
             definitions.push(definition);
@@ -101,13 +81,11 @@ impl From<sluice_durable::FileError> for StoreError {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    sluice_durable::sync_dir(dir).map_err(StoreError::from)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use std::fs;
 
     use super::*;
     use crate::model::{Compression, Encryption, S3Destination, StreamType};

@@ -14,7 +14,6 @@
 //! file and fsyncs the directory. Leftover `.tmp` files are deleted when the store opens. The
 //! file work runs on a short-lived thread of its own, so no executor blocks on an fsync.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use md5::{Digest as _, Md5};
@@ -42,13 +41,6 @@ pub enum StoreError {
     Corrupt { path: PathBuf, reason: String },
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -68,29 +60,17 @@ pub struct Store {
 impl Store {
     /// Opens (creating) `<data_dir>/video` and loads every definition in it.
     pub fn open(data_dir: &Path) -> Result<(Self, Vec<StreamDefinition>), StoreError> {
-        let dir = data_dir.join("video");
-        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        sync_dir(data_dir)?;
-        let mut definitions = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
-            let path = entry.map_err(io_error(&dir))?.path();
-            let file = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if sluice_durable::is_leftover(file) {
-                fs::remove_file(&path).map_err(io_error(&path))?;
-                continue;
-            }
-            if !file.ends_with(".json") {
-                continue;
-            }
-            let bytes = fs::read(&path).map_err(io_error(&path))?;
+        let (dir, files) = sluice_durable::open_dir(data_dir, "video", ".json")?;
+        let mut definitions = Vec::with_capacity(files.len());
+        for file in files {
             let definition: StreamDefinition =
-                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                    path: path.clone(),
+                serde_json::from_slice(&file.bytes).map_err(|e| StoreError::Corrupt {
+                    path: file.path.clone(),
                     reason: e.to_string(),
                 })?;
-            if Self::file_name(&definition.name) != file {
+            if Self::file_name(&definition.name) != file.file_name {
                 return Err(StoreError::Corrupt {
-                    path: path.clone(),
+                    path: file.path,
                     reason: format!(
                         "it holds stream {:?}, whose file would be {}",
                         definition.name,
@@ -100,7 +80,6 @@ impl Store {
             }
             definitions.push(definition);
         }
-        sync_dir(&dir)?;
         definitions.sort_by(|a, b| a.name.cmp(&b.name));
         Ok((Self { dir }, definitions))
     }
@@ -150,15 +129,13 @@ impl From<sluice_durable::FileError> for StoreError {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    sluice_durable::sync_dir(dir).map_err(StoreError::from)
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use futures_lite::future::block_on;
+
+    use std::fs;
 
     use super::*;
 
