@@ -209,11 +209,6 @@ impl Indexes {
             .or_default()
             .clone()
     }
-
-    /// Forgets a deleted stream's index.
-    pub fn forget(&self, internal_stream: &str) {
-        lock(&self.streams).remove(internal_stream);
-    }
 }
 
 /// What [`store`] records about a fragment besides its bytes.

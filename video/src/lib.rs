@@ -8,8 +8,11 @@
 //! - `fragments`: fragments stored through the narrow storage face (`sluice_core::storage`).
 //! - `media`: PutMedia (with its acknowledgement stream), GetMedia, ListFragments and
 //!   GetMediaForFragmentList.
-//! - `remux`: stored MKV fragments turned into fragmented MP4 (HLS, DASH) and MP4 (GetClip).
-//! - `playback`: HLS and DASH sessions and the resources behind their URLs.
+//! - `remux`: stored MKV fragments turned into fragmented MP4 (HLS, DASH), MPEG-TS (HLS) and MP4
+//!   (GetClip), and the playlists and manifests that list them.
+//! - `images`: GetImages' stills, decoded by ffmpeg.
+//! - `service`: what the HTTP front end calls: the data plane, HLS and DASH sessions and the
+//!   resources behind their URLs, and the player page.
 //!
 //! It reaches records only through the narrow storage face: each video stream keeps its
 //! fragments in an internal Kinesis stream (`sluice_core::internal_stream::VIDEO_PREFIX`) of two

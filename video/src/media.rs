@@ -494,8 +494,6 @@ pub enum StartSelector {
 pub enum StartError {
     #[error("fragment {0} was not found in the stream")]
     FragmentNotFound(String),
-    #[error(transparent)]
-    Fragment(#[from] FragmentError),
 }
 
 /// Where in `entries` (storage order) a GetMedia with `selector` starts.

@@ -129,7 +129,6 @@ pub struct Cluster {
     pub frame_gap: i64,
     /// The tracks that had at least one block.
     pub tracks_seen: BTreeSet<u64>,
-    pub blocks: u64,
 }
 
 /// What [`MkvReader::push`] found.
@@ -696,25 +695,8 @@ impl MkvReader {
             last_block,
             frame_gap,
             tracks_seen,
-            blocks: times.len() as u64,
         })
     }
-}
-
-/// Splits a stored chunk's Cluster element into its children, calling `f(id, body)`: for
-/// readers of stored fragments.
-pub fn cluster_children(
-    cluster: &[u8],
-    f: impl FnMut(u32, &[u8]) -> Result<(), MkvError>,
-) -> Result<(), MkvError> {
-    let head = element_head(cluster, 0)?.ok_or(MkvError::BadSize { offset: 0 })?;
-    if head.id != ID_CLUSTER {
-        return Err(MkvError::Unexpected {
-            id: head.id,
-            offset: 0,
-        });
-    }
-    for_each_child(&cluster[head.len..], f)
 }
 
 /// A `Tags` element holding one SimpleTag per `(name, value)` pair (each in its own Tag, as KVS

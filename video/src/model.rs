@@ -6,13 +6,13 @@
 //! Fragments live in the stream's internal Kinesis stream ([`StreamDefinition::internal_stream`]):
 //! shard [`DATA_SHARD`] holds each fragment as one or more records (its MKV header and cluster,
 //! split at [`PART_BYTES_MAX`]); shard [`INDEX_SHARD`] holds one [`FragmentEntry`] per fragment,
-//! appended after the fragment's data is durable. A fragment's number is the sequence number of
-//! its first data record: unique, increasing in ingest order, a decimal string like AWS's.
+//! appended after the fragment's data is durable. A fragment's number is allocated when its
+//! Cluster starts (see `fragments::StreamIndex::allocate`): unique per stream, increasing in
+//! ingest order, a decimal string like AWS's.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sluice_core::sequence_number::SequenceNumber;
 
 /// The shard of the internal stream that holds fragment data.
 pub const DATA_SHARD: u32 = 0;
@@ -89,7 +89,7 @@ pub struct VideoStream {
 /// One stored fragment, as ListFragments reports it and as the readers find it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FragmentEntry {
-    /// The fragment number: the sequence number of its first data record.
+    /// The fragment number (decimal), allocated when the fragment began arriving.
     pub number: String,
     /// The position of its first data record in [`DATA_SHARD`].
     pub data_position: u64,
@@ -102,11 +102,4 @@ pub struct FragmentEntry {
     pub duration_ms: u64,
     /// The size of the stored fragment (its cluster), bytes.
     pub size_bytes: u64,
-}
-
-impl FragmentEntry {
-    /// The fragment number as a sequence number (for reads at its position).
-    pub fn sequence_number(&self) -> Option<SequenceNumber> {
-        SequenceNumber::parse(&self.number).ok()
-    }
 }

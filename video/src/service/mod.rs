@@ -546,7 +546,6 @@ impl<R: RecordLog> VideoService<R> {
                     "Fragment {number} was not found in the stream."
                 )));
             }
-            Err(media::StartError::Fragment(e)) => return Err(fragment_error(&e)),
         };
         let body = media::get_media(
             self.storage.clone(),
