@@ -278,9 +278,9 @@ impl<R: RecordLog> VideoService<R> {
         index: &StreamIndex,
         now_ms: u64,
     ) -> Vec<(usize, FragmentEntry)> {
-        let hours = u64::from(crate::registry::internal_retention_hours(
-            definition.data_retention_hours,
-        ));
+        // The stream's own retention (the internal stream keeps at least 24 h; a 1-hour video
+        // stream still shows only its last hour). Callers answer NoDataRetention for 0 first.
+        let hours = u64::from(definition.data_retention_hours);
         let horizon = now_ms.saturating_sub(hours * 3_600_000);
         index
             .entries()
@@ -935,9 +935,12 @@ impl<R: RecordLog> VideoService<R> {
             ),
             None => None,
         };
-        let listed = self.session_fragments(&definition, &index, &session, now_ms);
+        // Only playlists and init segments list the session's fragments; a media fragment is
+        // found by its number.
+        let listed = || self.session_fragments(&definition, &index, &session, now_ms);
         match resource {
             "getHLSMasterPlaylist.m3u8" | "getDASHManifest.mpd" => {
+                let listed = listed();
                 let (_, first) = listed.first().ok_or_else(|| {
                     VideoError::new(
                         ErrorKind::ResourceNotFound,
@@ -982,6 +985,7 @@ impl<R: RecordLog> VideoService<R> {
                 ))
             }
             "getHLSMediaPlaylist.m3u8" => {
+                let listed = listed();
                 // An MPEG-TS playlist lists segments of every track, so it takes no TrackNumber.
                 let track = match session.container {
                     playlist::HlsContainer::FragmentedMp4 => {
@@ -1019,6 +1023,7 @@ impl<R: RecordLog> VideoService<R> {
                 ))
             }
             "getMP4InitFragment.mp4" => {
+                let listed = listed();
                 let (_, first) = listed.first().ok_or_else(|| {
                     VideoError::new(
                         ErrorKind::ResourceNotFound,
