@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// Microseconds an idle core keeps polling before it sleeps; trades CPU for latency [default: 0].
     #[arg(long, value_name = "US")]
     pub idle_spin_us: Option<u64>,
+    /// Group commits a core's log may have written but not yet synced: with more than one,
+    /// the next commit is written while the previous one syncs (1 to 2) [default: 2].
+    #[arg(long, value_name = "N")]
+    pub commits_in_flight: Option<usize>,
     /// Enforce AWS's provisioned throughput per shard: 1 MiB/s or 1000 records/s written,
     /// 2 MiB/s and 5 GetRecords calls/s read; excess is refused with
     /// ProvisionedThroughputExceededException [default: false].
@@ -205,6 +209,7 @@ struct FileSettings {
     segment_bytes: Option<u64>,
     io_memory_bytes: Option<usize>,
     idle_spin_us: Option<u64>,
+    commits_in_flight: Option<usize>,
     throughput_limits: Option<bool>,
     service_cores: Option<usize>,
     service_runtime: Option<ServiceRuntimeArg>,
@@ -416,6 +421,14 @@ impl Settings {
         }
         if let Some(us) = args.idle_spin_us.or(file.idle_spin_us) {
             engine.idle_spin_us = us;
+        }
+        if let Some(n) = args.commits_in_flight.or(file.commits_in_flight) {
+            let max = sluice_io::log::COMMITS_IN_FLIGHT_MAX;
+            anyhow::ensure!(
+                (1..=max).contains(&n),
+                "--commits-in-flight must be 1 to {max}"
+            );
+            engine.commits_in_flight = n;
         }
         if let Some(on) = args.throughput_limits.or(file.throughput_limits) {
             engine.throughput_limits = on;

@@ -92,6 +92,11 @@ pub use recovery::probe_direct_io;
 pub const SEGMENT_BYTES_DEFAULT: u64 = 256 << 20;
 /// Default cap on the bytes one group commit takes from the queue.
 pub const COMMIT_BYTES_MAX_DEFAULT: usize = 4 << 20;
+/// Most group commits a log may have written but not yet acknowledged. Recovery accepts a torn
+/// tail of up to this many commits, whatever the setting was when the log was written.
+pub const COMMITS_IN_FLIGHT_MAX: usize = 2;
+/// Default commits in flight: the next commit is written while the previous ones sync.
+pub const COMMITS_IN_FLIGHT_DEFAULT: usize = 2;
 /// Default bytes of recently written blocks kept in memory for tailing readers.
 pub const BLOCK_CACHE_BYTES_DEFAULT: usize = 32 << 20;
 /// Commits bigger than this are cut into several blocks written concurrently: this disk needs
@@ -122,6 +127,10 @@ pub struct LogConfig {
     pub segment_bytes: u64,
     /// Cap on one group commit; bigger batches span several blocks.
     pub commit_bytes_max: usize,
+    /// Group commits written but not yet acknowledged, at most (1 to
+    /// [`COMMITS_IN_FLIGHT_MAX`]). With more than one, the next commit is written while the
+    /// previous one syncs; 1 runs write and sync one commit at a time.
+    pub commits_in_flight: usize,
     pub durability: Durability,
     /// Told about every block write, segment sync and segment creation (tests only).
     #[cfg(any(test, feature = "fault-injection"))]
@@ -139,6 +148,7 @@ impl LogConfig {
             log_id,
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             commit_bytes_max: COMMIT_BYTES_MAX_DEFAULT,
+            commits_in_flight: COMMITS_IN_FLIGHT_DEFAULT,
             durability: Durability::Fsync,
             #[cfg(any(test, feature = "fault-injection"))]
             observer: None,
@@ -207,6 +217,10 @@ struct State {
     next_block_seq: u64,
     prev_crc: u32,
     last_arrival_ms: u64,
+    /// Every block numbered below this is durable: a completed `fdatasync` covered it (or
+    /// recovery found it). Written into each new block's header, so that recovery can tell
+    /// damage to synced blocks from a torn tail of commits in flight.
+    synced_below: u64,
     poisoned: Option<u64>,
     /// What `/health` and `/metrics` see of this log; shared with other threads.
     health: Arc<LogHealth>,
@@ -437,21 +451,31 @@ impl Log {
                 ),
             });
         }
+        if !(1..=COMMITS_IN_FLIGHT_MAX).contains(&config.commits_in_flight) {
+            return Err(OpenLogError::InvalidConfig {
+                reason: format!(
+                    "commits_in_flight must be 1 to {COMMITS_IN_FLIGHT_MAX}, not {}",
+                    config.commits_in_flight
+                ),
+            });
+        }
         if config.commit_bytes_max == 0 {
             return Err(OpenLogError::InvalidConfig {
                 reason: "commit_bytes_max must be positive".to_owned(),
             });
         }
-        // Each segment has its own encryption key; its size bounds the chunks under that key.
+        // Each segment has its own encryption key; its size bounds the chunks under that key,
+        // plus the torn tail (up to every commit in flight) that a reopen overwrites.
+        let commit_extent = damage::commit_extent_max(config.commit_bytes_max);
         let segment_key_bytes = config
             .segment_bytes
-            .max(damage::commit_extent_max(config.commit_bytes_max))
-            .saturating_add(damage::commit_extent_max(config.commit_bytes_max));
+            .max(commit_extent)
+            .saturating_add(commit_extent.saturating_mul(COMMITS_IN_FLIGHT_MAX as u64));
         if segment_key_bytes > block::SEGMENT_BYTES_MAX {
             return Err(OpenLogError::InvalidConfig {
                 reason: format!(
-                    "segment_bytes plus one commit must stay within {} bytes (one encryption \
-                     key per segment), not {segment_key_bytes}",
+                    "segment_bytes plus the commits in flight must stay within {} bytes (one \
+                     encryption key per segment), not {segment_key_bytes}",
                     block::SEGMENT_BYTES_MAX
                 ),
             });
@@ -469,6 +493,17 @@ impl Log {
             source,
         })?;
         let (mut state, _) = recovery::recover(config, recovery::RecoveryMode::Open).await?;
+        // What recovery found may sit in the device's cache only (a process killed before its
+        // sync): one sync makes all of it durable, so new blocks may say so in `synced_below`.
+        let active_file = state.active().file.clone();
+        active_file
+            .fdatasync()
+            .await
+            .map_err(|error| OpenLogError::SyncSegment {
+                segment_id: state.active_segment_id,
+                source: error.into(),
+            })?;
+        state.synced_below = state.next_block_seq;
         state.cache.bytes_max = cache_bytes_max;
         let state = Rc::new(RefCell::new(state));
         let (queue, receiver) = async_channel::unbounded();
@@ -783,6 +818,7 @@ mod tests {
                     log_id: 9,
                     segment_bytes: 24 << 10,
                     commit_bytes_max: 8 << 10,
+                    commits_in_flight: COMMITS_IN_FLIGHT_DEFAULT,
                     durability: Durability::Write,
                     observer: None,
                     faults: None,

@@ -92,6 +92,9 @@ pub struct EngineConfig {
     /// How long an idle executor polls before it parks. Waking a parked thread costs tens to
     /// hundreds of microseconds on a VM, which dominates a single durable put at low load.
     pub idle_spin_us: u64,
+    /// Group commits each log may have written but not yet synced (see
+    /// [`crate::log::LogConfig::commits_in_flight`]).
+    pub commits_in_flight: usize,
     /// Enforce AWS's provisioned throughput per shard (1 MiB/s or 1 000 records/s written, 2 MiB/s
     /// read); see [`crate::throttle`]. Off by default: an appliance usually wants all the
     /// throughput its disk gives.
@@ -119,6 +122,7 @@ impl EngineConfig {
             commit_bytes_max: 4 * 1024 * 1024,
             io_memory_bytes: 8 * 1024 * 1024,
             idle_spin_us: 0,
+            commits_in_flight: crate::log::COMMITS_IN_FLIGHT_DEFAULT,
             throughput_limits: false,
             service_cores: 1,
             service_runtime: ServiceRuntime::Tokio,

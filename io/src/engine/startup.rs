@@ -191,6 +191,7 @@ where
                     let log_config = LogConfig {
                         segment_bytes: config.segment_bytes,
                         commit_bytes_max: config.commit_bytes_max,
+                        commits_in_flight: config.commits_in_flight,
                         durability: config.durability,
                         #[cfg(any(test, feature = "fault-injection"))]
                         faults: config.faults.clone(),

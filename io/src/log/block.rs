@@ -47,7 +47,10 @@ pub const MAGIC: [u8; 8] = *b"SLUICEBK";
 /// Version 2 added encrypted chunks; version 1 blocks (no chunk flags) are still read.
 /// Version 3 added per-segment chunk keys ([`CHUNK_FLAG_SEGMENT_KEY`]); version 2 chunks
 /// encrypted under the data key itself are still read.
-pub const FORMAT_VERSION: u16 = 3;
+/// Version 4 added `synced_below` to the block header (zero, "no claim", in older blocks).
+pub const FORMAT_VERSION: u16 = 4;
+/// First format version whose block headers carry `synced_below`.
+pub const SYNCED_BELOW_VERSION: u16 = 4;
 /// Oldest block format version this code reads.
 pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Chunk flag: the payload is an encryption envelope around the rkyv archive.
@@ -195,6 +198,9 @@ pub struct BlockHeader {
     pub prev_crc: u32,
     pub crc: u32,
     pub arrival_ms: u64,
+    /// Every block numbered below this was durable (a completed `fdatasync` covered it) when
+    /// this block was planned. 0 claims nothing (always so before format version 4).
+    pub synced_below: u64,
 }
 
 impl BlockHeader {
@@ -265,6 +271,11 @@ pub fn parse_header(bytes: &[u8]) -> Result<BlockHeader, HeaderProblem> {
         prev_crc: u32_at(header, 32),
         crc: u32_at(header, 36),
         arrival_ms: u64_at(header, 40),
+        synced_below: if version >= SYNCED_BELOW_VERSION {
+            u64_at(header, 48)
+        } else {
+            0
+        },
     })
 }
 
@@ -297,6 +308,8 @@ pub struct BlockIdentity {
     pub block_seq: u64,
     pub prev_crc: u32,
     pub arrival_ms: u64,
+    /// See [`BlockHeader::synced_below`].
+    pub synced_below: u64,
 }
 
 /// Encodes a block into `out`, which must be exactly `align_up(block_len(chunks), BLOCK_ALIGN)`
@@ -334,7 +347,8 @@ pub fn encode_block(
     header[32..36].copy_from_slice(&identity.prev_crc.to_le_bytes());
     header[36..40].fill(0);
     header[40..48].copy_from_slice(&identity.arrival_ms.to_le_bytes());
-    header[48..64].fill(0);
+    header[48..56].copy_from_slice(&identity.synced_below.to_le_bytes());
+    header[56..64].fill(0);
     let crc = block_crc(&out[..unpadded]);
     out[CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
     (crc, offsets)
@@ -546,6 +560,7 @@ mod tests {
                 block_seq: 42,
                 prev_crc: 99,
                 arrival_ms: 1234,
+                synced_below: 40,
             },
             chunks,
         );
@@ -584,6 +599,7 @@ mod tests {
         assert_eq!(header.block_seq, 42);
         assert_eq!(header.log_id, 7);
         assert_eq!(header.prev_crc, 99);
+        assert_eq!(header.synced_below, 40);
         assert_eq!(header.crc, crc);
         let block = &out[..header.block_len()];
         assert_eq!(block_crc(block), crc);

@@ -120,10 +120,34 @@ pub(super) async fn enqueue(
 }
 
 /// Takes appends off the queue and commits them in groups until every sender is gone.
+///
+/// Under [`Durability::Fsync`] the committer only writes: each written commit goes to a
+/// syncer task, which runs one `fdatasync` for every commit written before it started and
+/// then acknowledges them in order. So the next commit's planning, encoding and writes overlap
+/// the previous one's sync, and a sync covers whatever was written while the one before ran.
+/// At most `commits_in_flight` commits are written but not yet acknowledged; that bounds what
+/// a power cut can tear (see [`super::damage`]) and the memory held by written blocks.
 pub(super) async fn run_committer(
     state: Rc<RefCell<State>>,
     queue: async_channel::Receiver<Pending>,
 ) {
+    let (durability, in_flight) = {
+        let state = state.borrow();
+        (state.config.durability, state.config.commits_in_flight)
+    };
+    let permits = Rc::new(glommio::sync::Semaphore::new(in_flight as u64));
+    let pipeline = Pipeline {
+        permits: permits.clone(),
+        in_flight: in_flight as u64,
+        syncer: match durability {
+            Durability::Fsync => {
+                let (sender, receiver) = async_channel::unbounded();
+                glommio::spawn_local(run_syncer(state.clone(), receiver, permits)).detach();
+                Some(sender)
+            }
+            Durability::Write => None,
+        },
+    };
     let mut carry: Option<Pending> = None;
     loop {
         let first = match carry.take() {
@@ -133,6 +157,9 @@ pub(super) async fn run_committer(
                 Err(_) => return,
             },
         };
+        // A permit is taken before the batch is gathered, so appends that arrive while every
+        // commit slot is busy join this batch instead of waiting for a later one.
+        pipeline.acquire(1).await;
         let cap = state.borrow().config.commit_bytes_max;
         let mut bytes = first.bytes;
         let mut batch = vec![first];
@@ -149,10 +176,133 @@ pub(super) async fn run_committer(
                 Err(_) => break,
             }
         }
-        commit(&state, batch).await;
+        commit(&state, &pipeline, batch).await;
     }
 }
 
+/// The commit slots of a log and the way to its syncer.
+struct Pipeline {
+    /// One permit per commit written (or being written) but not yet acknowledged.
+    permits: Rc<glommio::sync::Semaphore>,
+    in_flight: u64,
+    /// The syncer, under `Durability::Fsync`.
+    syncer: Option<async_channel::Sender<Written>>,
+}
+
+impl Pipeline {
+    async fn acquire(&self, units: u64) {
+        // The semaphore is never closed, so acquiring only waits.
+        if let Err(error) = self.permits.acquire(units).await {
+            unreachable!("the commit semaphore is never closed: {error}");
+        }
+    }
+
+    /// Waits until every commit but the caller's own is acknowledged (or failed). The caller
+    /// holds one permit.
+    async fn drain_others(&self) {
+        let others = self.in_flight - 1;
+        if others > 0 {
+            self.acquire(others).await;
+            self.permits.signal(others);
+        }
+    }
+
+    fn release(&self) {
+        self.permits.signal(1);
+    }
+}
+
+/// A commit whose blocks are written, waiting for its sync and acknowledgement.
+struct Written {
+    batch: Vec<Pending>,
+    results: Vec<Option<Appended>>,
+    encoded: Vec<plan::EncodedBlock>,
+    arrival_ms: u64,
+    segment_id: u64,
+    file: Rc<glommio::io::DmaFile>,
+}
+
+/// Syncs written commits and acknowledges them, in the order they were written. One sync
+/// covers every commit that was written before it started; commits written while it runs
+/// wait for the next one.
+async fn run_syncer(
+    state_rc: Rc<RefCell<State>>,
+    written: async_channel::Receiver<Written>,
+    permits: Rc<glommio::sync::Semaphore>,
+) {
+    // Each `Written` holds one of the committer's permits; it goes back once the commit is
+    // acknowledged or failed.
+    while let Ok(first) = written.recv().await {
+        let mut round = vec![first];
+        while let Ok(more) = written.try_recv() {
+            round.push(more);
+        }
+        let held = round.len() as u64;
+        let outcome = sync_round(&state_rc, &round).await;
+        match outcome {
+            Ok(()) => {
+                {
+                    let mut state = state_rc.borrow_mut();
+                    state.stats.fsyncs += 1;
+                    if let Some(last) = round.iter().rev().find_map(|c| c.encoded.last()) {
+                        state.synced_below = state.synced_below.max(last.block_seq + 1);
+                    }
+                }
+                for commit in round {
+                    publish(&state_rc, commit);
+                }
+            }
+            Err(error) => {
+                for commit in round {
+                    fail_all(commit.batch, &error);
+                }
+            }
+        }
+        permits.signal(held);
+    }
+}
+
+/// One `fdatasync` covering every commit of `round` (all in one segment: the committer waits
+/// for every commit in flight before it rolls over). A failed sync poisons the log.
+async fn sync_round(state_rc: &Rc<RefCell<State>>, round: &[Written]) -> Result<(), AppendError> {
+    let last = round
+        .last()
+        .expect("a sync round holds at least one commit");
+    let segment_id = last.segment_id;
+    assert!(
+        round.iter().all(|commit| commit.segment_id == segment_id),
+        "the commits of one sync round share their segment"
+    );
+    if let Some(segment_id) = state_rc.borrow().poisoned {
+        return Err(AppendError::Poisoned { segment_id });
+    }
+    #[cfg(any(test, feature = "fault-injection"))]
+    let path = super::segment_path(&state_rc.borrow().config.dir, segment_id);
+    observe!(state_rc, super::IoEvent::SyncStarted { path: &path });
+    let fsync_started = std::time::Instant::now();
+    let synced = match injected_fault(state_rc, FaultOp::Sync) {
+        Some(error) => Err(error),
+        None => last.file.fdatasync().await.map_err(std::io::Error::from),
+    };
+    crate::metrics::observe_fsync(fsync_started.elapsed());
+    match synced {
+        Ok(()) => {
+            observe!(state_rc, super::IoEvent::SyncCompleted { path: &path });
+            Ok(())
+        }
+        // Even ENOSPC poisons here: after a failed fdatasync the kernel may have dropped the
+        // error along with the dirty state, so a later sync could succeed without the data
+        // ever reaching the disk (PostgreSQL's "fsyncgate").
+        Err(error) => {
+            let error = AppendError::FsyncFailed {
+                segment_id,
+                source: Arc::new(error),
+            };
+            poison(state_rc, segment_id, &error);
+            Err(error)
+        }
+    }
+}
 fn fail_all(batch: Vec<Pending>, error: &AppendError) {
     for pending in batch {
         // A dropped receiver means the caller stopped waiting; nothing to tell it.
@@ -310,6 +460,10 @@ async fn ensure_space(state_rc: &Rc<RefCell<State>>, total: u64) -> Result<(), A
         );
         segment_index::write_in_background(state.config.dir.clone(), index);
     }
+    if sealed_durable {
+        // The sync of the sealed segment covered every block written so far.
+        state.synced_below = state.next_block_seq;
+    }
     state.active_segment_id = new_id;
     state.write_offset = 0;
     let segments_now = state.segments.len();
@@ -322,7 +476,10 @@ async fn ensure_space(state_rc: &Rc<RefCell<State>>, total: u64) -> Result<(), A
 /// append and read fails, and `/health` and `/metrics` say why.
 fn poison(state_rc: &Rc<RefCell<State>>, segment_id: u64, error: &AppendError) {
     let mut state = state_rc.borrow_mut();
-    assert!(state.poisoned.is_none(), "a poisoned log commits nothing");
+    if state.poisoned.is_some() {
+        // A commit in flight failed after another one poisoned the log: the first cause stays.
+        return;
+    }
     state.poisoned = Some(segment_id);
     state.stats.poisoned = true;
     state.health.record_poisoned(super::Poisoning {
@@ -363,10 +520,14 @@ fn give_back(state_rc: &Rc<RefCell<State>>, batch: Vec<Pending>, error: &AppendE
     fail_all(batch, error);
 }
 
-async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
+/// Plans, encodes and writes one group commit, then hands it to the syncer (or, under
+/// `Durability::Write`, acknowledges it at once). Holds one of the pipeline's permits, which
+/// goes back when the commit is acknowledged or failed.
+async fn commit(state_rc: &Rc<RefCell<State>>, pipeline: &Pipeline, mut batch: Vec<Pending>) {
     let poisoned = state_rc.borrow().poisoned;
     if let Some(segment_id) = poisoned {
         fail_all(batch, &AppendError::Poisoned { segment_id });
+        pipeline.release();
         return;
     }
     let (plans, results, arrival_ms) = plan_commit(&mut state_rc.borrow_mut(), &mut batch);
@@ -376,17 +537,24 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
         .map(serialize_block)
         .collect();
     let total: u64 = blocks.iter().map(|b| b.padded_len as u64).sum();
+    let needs_room = {
+        let state = state_rc.borrow();
+        state.write_offset + total > state.active().size
+    };
+    if needs_room {
+        // A rollover syncs and indexes the segment it leaves: every commit in it must be
+        // synced and acknowledged first, and no other sync of it may be running.
+        pipeline.drain_others().await;
+    }
     if let Err(error) = ensure_space(state_rc, total).await {
+        pipeline.drain_others().await;
         give_back(state_rc, batch, &error);
+        pipeline.release();
         return;
     }
-    let (segment_id, file, durability) = {
+    let (segment_id, file) = {
         let state = state_rc.borrow();
-        (
-            state.active_segment_id,
-            state.active().file.clone(),
-            state.config.durability,
-        )
+        (state.active_segment_id, state.active().file.clone())
     };
     let encoded = encode_blocks(&state_rc.borrow(), blocks, arrival_ms);
     #[cfg(any(test, feature = "fault-injection"))]
@@ -471,44 +639,118 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
             );
         }
     }
-    let mut synced = false;
-    if failure.is_none() && durability == Durability::Fsync {
-        observe!(state_rc, super::IoEvent::SyncStarted { path: &path });
-        let fsync_started = std::time::Instant::now();
-        let synced_result = match injected_fault(state_rc, FaultOp::Sync) {
-            Some(error) => Err(error),
-            None => file.fdatasync().await.map_err(std::io::Error::from),
-        };
-        crate::metrics::observe_fsync(fsync_started.elapsed());
-        match synced_result {
-            Ok(()) => {
-                synced = true;
-                observe!(state_rc, super::IoEvent::SyncCompleted { path: &path });
-            }
-            // Even ENOSPC poisons here: after a failed fdatasync the kernel may have dropped
-            // the error along with the dirty state, so a later sync could succeed without the
-            // data ever reaching the disk (PostgreSQL's "fsyncgate").
-            Err(error) => {
-                failure = Some(AppendError::FsyncFailed {
-                    segment_id,
-                    source: Arc::new(error),
-                })
-            }
-        }
-    }
     match failure {
         Some(error @ AppendError::DiskFull { .. }) => {
+            // Positions are handed out again from the last acknowledged commit, so every
+            // commit before this one must be acknowledged first.
+            pipeline.drain_others().await;
             give_back(state_rc, batch, &error);
+            pipeline.release();
             return;
         }
         Some(error) => {
             poison(state_rc, segment_id, &error);
             fail_all(batch, &error);
+            pipeline.release();
             return;
         }
         None => {}
     }
+    record_written(state_rc, &encoded, segment_id, arrival_ms);
+    let written = Written {
+        batch,
+        results,
+        encoded,
+        arrival_ms,
+        segment_id,
+        file,
+    };
+    match &pipeline.syncer {
+        Some(syncer) => {
+            if syncer.try_send(written).is_err() {
+                unreachable!("the syncer lives as long as the committer");
+            }
+        }
+        None => {
+            publish(state_rc, written);
+            pipeline.release();
+        }
+    }
+}
 
+/// Moves the end of the log past a commit whose blocks are written: the next commit is
+/// planned after it. Nothing becomes visible to readers until [`publish`].
+fn record_written(
+    state_rc: &Rc<RefCell<State>>,
+    encoded: &[plan::EncodedBlock],
+    segment_id: u64,
+    arrival_ms: u64,
+) {
+    let mut guard = state_rc.borrow_mut();
+    let state = &mut *guard;
+    assert_eq!(
+        state.active_segment_id, segment_id,
+        "only the committer rolls the log over"
+    );
+    if let Some(first) = encoded.first() {
+        assert_eq!(
+            first.offset, state.write_offset,
+            "a commit continues where the previous one ended"
+        );
+        assert_eq!(
+            first.block_seq, state.next_block_seq,
+            "a commit continues the block sequence"
+        );
+    }
+    let segment = state
+        .segments
+        .get_mut(&segment_id)
+        .expect("the segment being written stays open");
+    let mut bytes_written = 0;
+    if state.ledger.blocks == 0 {
+        state.ledger.first_prev_crc = Some(state.prev_crc);
+    }
+    state.ledger.blocks += encoded.len() as u64;
+    for block in encoded {
+        for (shard, chunk) in &block.chunks {
+            state.ledger.chunks.push((shard.clone(), *chunk));
+            segment
+                .shard_arrival_max
+                .entry(shard.clone())
+                .and_modify(|max| *max = (*max).max(chunk.arrival_ms))
+                .or_insert(chunk.arrival_ms);
+        }
+        bytes_written += block.buffer.len() as u64;
+        // Cached now, read only once the index points at it (after `publish`).
+        state
+            .cache
+            .insert((segment_id, block.offset), block.buffer.clone());
+    }
+    if let Some(last) = encoded.last() {
+        state.write_offset = last.offset + last.buffer.len() as u64;
+        state.next_block_seq = last.block_seq + 1;
+        state.prev_crc = last.crc;
+    }
+    assert!(
+        state.write_offset <= state.active().size,
+        "a commit ends within its segment"
+    );
+    state.last_arrival_ms = arrival_ms;
+    state.stats.blocks += encoded.len() as u64;
+    state.stats.bytes_written += bytes_written;
+}
+
+/// Makes a written (and, under `Durability::Fsync`, synced) commit visible: indexes its
+/// chunks, wakes tailing readers and acknowledges its appends. Commits are published in the
+/// order they were written.
+fn publish(state_rc: &Rc<RefCell<State>>, commit: Written) {
+    let Written {
+        batch,
+        results,
+        encoded,
+        arrival_ms,
+        ..
+    } = commit;
     let woken = {
         let mut guard = state_rc.borrow_mut();
         let state = &mut *guard;
@@ -519,61 +761,15 @@ async fn commit(state_rc: &Rc<RefCell<State>>, mut batch: Vec<Pending>) {
             );
         }
         state.health.record_commit();
-        assert_eq!(
-            state.active_segment_id, segment_id,
-            "only the committer rolls the log over"
-        );
-        if let Some(first) = encoded.first() {
-            assert_eq!(
-                first.offset, state.write_offset,
-                "a commit continues where the previous one ended"
-            );
-            assert_eq!(
-                first.block_seq, state.next_block_seq,
-                "a commit continues the block sequence"
-            );
-        }
-        let segment = state
-            .segments
-            .get_mut(&segment_id)
-            .expect("the segment being written stays open");
-        let mut bytes_written = 0;
-        if state.ledger.blocks == 0 {
-            state.ledger.first_prev_crc = Some(state.prev_crc);
-        }
-        state.ledger.blocks += encoded.len() as u64;
         for block in &encoded {
             for (shard, chunk) in &block.chunks {
-                state.ledger.chunks.push((shard.clone(), *chunk));
-                segment
-                    .shard_arrival_max
-                    .entry(shard.clone())
-                    .and_modify(|max| *max = (*max).max(chunk.arrival_ms))
-                    .or_insert(chunk.arrival_ms);
                 // A shard dropped while its commit was in flight is not indexed again.
                 if let Some(index) = state.shards.get_mut(shard) {
                     index.push(*chunk);
                 }
             }
-            bytes_written += block.buffer.len() as u64;
-            state
-                .cache
-                .insert((segment_id, block.offset), block.buffer.clone());
         }
-        if let Some(last) = encoded.last() {
-            state.write_offset = last.offset + last.buffer.len() as u64;
-            state.next_block_seq = last.block_seq + 1;
-            state.prev_crc = last.crc;
-        }
-        assert!(
-            state.write_offset <= state.active().size,
-            "a commit ends within its segment"
-        );
-        state.last_arrival_ms = arrival_ms;
         state.stats.commits += 1;
-        state.stats.blocks += encoded.len() as u64;
-        state.stats.bytes_written += bytes_written;
-        state.stats.fsyncs += u64::from(synced);
         state.stats.appends += results.iter().filter(|r| r.is_some()).count() as u64;
         let committed_records = encoded
             .iter()
@@ -741,6 +937,128 @@ mod tests {
                 .await
                 .expect("log reopens");
             assert_eq!(read_all(&log, &s, 0).await, all);
+        });
+    }
+
+    /// Counts block writes that completed while an `fdatasync` of their segment was running,
+    /// and how many syncs ran.
+    #[derive(Debug, Default)]
+    struct OverlapCounter {
+        syncing: std::cell::Cell<bool>,
+        writes_during_sync: std::cell::Cell<u64>,
+        syncs: std::cell::Cell<u64>,
+    }
+
+    impl super::super::IoObserver for OverlapCounter {
+        fn observe(&self, event: super::super::IoEvent<'_>) {
+            match event {
+                super::super::IoEvent::SyncStarted { .. } => {
+                    assert!(!self.syncing.get(), "one sync of a segment at a time");
+                    self.syncing.set(true);
+                    self.syncs.set(self.syncs.get() + 1);
+                }
+                super::super::IoEvent::SyncCompleted { .. } => self.syncing.set(false),
+                super::super::IoEvent::WriteCompleted { .. } if self.syncing.get() => {
+                    self.writes_during_sync
+                        .set(self.writes_during_sync.get() + 1);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Appends from 64 concurrent producers, each waiting for its acknowledgement before the
+    /// next append; returns the observer's counts and the log's fsync count.
+    fn pipelined_run(commits_in_flight: usize) -> (u64, u64, u64) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        run(async move {
+            let counter = Rc::new(OverlapCounter::default());
+            let mut config = config(&path, 8 << 20, Durability::Fsync);
+            config.commits_in_flight = commits_in_flight;
+            config.observer = Some(counter.clone());
+            let log = Log::open(config).await.expect("log opens");
+            let producers: Vec<_> = (0..64u32)
+                .map(|p| {
+                    let log = log.clone();
+                    glommio::spawn_local(async move {
+                        let key = shard("pipe", p % 8);
+                        for round in 0..20u64 {
+                            log.append(&key, records(5, 200, u64::from(p) * 100 + round))
+                                .await
+                                .expect("append");
+                        }
+                    })
+                })
+                .collect();
+            for producer in producers {
+                producer.await;
+            }
+            for p in 0..8u32 {
+                let key = shard("pipe", p);
+                assert_eq!(log.tip(&key).next_position, 8 * 20 * 5);
+            }
+            (
+                counter.writes_during_sync.get(),
+                counter.syncs.get(),
+                log.stats().fsyncs,
+            )
+        })
+    }
+
+    /// Guards the point of pipelining: with two commits in flight the next commit's blocks
+    /// are written while the previous commit's sync runs, and with one they never are.
+    #[test]
+    fn with_two_commits_in_flight_the_next_commit_is_written_during_the_previous_sync() {
+        let (overlapped, syncs, fsyncs) = pipelined_run(2);
+        assert!(
+            overlapped > 0,
+            "no block was written during a sync ({syncs} syncs)"
+        );
+        assert_eq!(syncs, fsyncs, "every sync round is counted once");
+        let (overlapped, syncs, _) = pipelined_run(1);
+        assert_eq!(
+            overlapped, 0,
+            "one commit in flight wrote during a sync ({syncs} syncs)"
+        );
+    }
+
+    /// Guards against acknowledging a commit that was written while the previous commit's
+    /// sync failed: neither may be acknowledged, and neither becomes visible.
+    #[test]
+    fn a_failed_sync_fails_every_commit_in_flight() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        run(async move {
+            let (config, faults) = with_faults(&path, 1 << 20);
+            let log = Log::open(config).await.expect("log opens");
+            let keys: Vec<_> = (0..32u32).map(|i| shard("inflight", i)).collect();
+            faults.fail_next(FaultOp::Sync, libc::EIO);
+            let tasks: Vec<_> = keys
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, key)| {
+                    let log = log.clone();
+                    glommio::spawn_local(async move {
+                        log.append(&key, records(3, 500, i as u64)).await
+                    })
+                })
+                .collect();
+            for task in tasks {
+                let error = task.await.expect_err("nothing is acknowledged");
+                assert!(
+                    matches!(
+                        error,
+                        AppendError::FsyncFailed { .. } | AppendError::Poisoned { .. }
+                    ),
+                    "{error}"
+                );
+            }
+            for key in &keys {
+                assert_eq!(log.tip(key).next_position, 0, "nothing became visible");
+            }
+            assert!(log.health().poisoned().is_some());
         });
     }
 

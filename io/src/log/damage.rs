@@ -1,13 +1,16 @@
 //! What lies after the end of the chain in the newest segment, and whether it may be dropped.
 //!
 //! When the chain of blocks ends and the log does not continue in a later segment, only the
-//! last commit can have been in flight there (the committer runs one commit at a time). So the
-//! bytes after the break may hold nothing but that commit's blocks: all with one commit time,
-//! numbered after the break, within [`commit_extent_max`] bytes of it. Such a tail is a
-//! [`TornTail`]: never acknowledged, and dropped on open. Any other valid block after the break
-//! is acknowledged data behind a hole: opening fails with [`OpenLogError::Corrupt`], whose
-//! [`Corruption`] report names the hole, what lies after it and which shards lost which
-//! positions, until an operator truncates with [`RecoveryMode::Repair`] (a [`Truncation`]).
+//! commits in flight can have been torn there: at most [`COMMITS_IN_FLIGHT_MAX`] group commits
+//! are written but not yet covered by a completed `fdatasync`. So the bytes after the break may
+//! hold nothing but those commits' blocks: numbered after the break, commit times never going
+//! backwards, within [`commit_extent_max`] bytes of it per commit, and none planned after a
+//! sync that covered the break (each block header's `synced_below` says what was durable when
+//! it was planned). Such a tail is a [`TornTail`]: never acknowledged, and dropped on open. Any
+//! other valid block after the break is acknowledged data behind a hole: opening fails with
+//! [`OpenLogError::Corrupt`], whose [`Corruption`] report names the hole, what lies after it and
+//! which shards lost which positions, until an operator truncates with
+//! [`RecoveryMode::Repair`] (a [`Truncation`]).
 //!
 //! This module only reads and decides; [`super::recovery`] zeroes what is dropped.
 
@@ -20,13 +23,15 @@ use glommio::io::DmaFile;
 use super::block::{self, BLOCK_ALIGN};
 use super::error::{Corruption, CorruptionEvidence, PositionRange, ShardDamage};
 use super::recovery::{ChainCursor, RecoveryMode, fill_window, window_slice};
-use super::{BLOCK_BYTES_TARGET, OpenLogError, ShardKey, State, segment_path};
+use super::{
+    BLOCK_BYTES_TARGET, COMMITS_IN_FLIGHT_MAX, OpenLogError, ShardKey, State, segment_path,
+};
 
 /// The most bytes of records one append can carry: a PutRecords request (5 MiB of data and
 /// partition keys) plus the per-record overhead the committer's estimate adds.
 const APPEND_BYTES_MAX: usize = sluice_core::limits::PUT_RECORDS_BYTES_MAX + (1 << 20);
 
-/// A torn last commit at the end of the log: never acknowledged, dropped on open.
+/// The torn commits in flight at the end of the log: never acknowledged, dropped on open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TornTail {
     pub segment_id: u64,
@@ -66,6 +71,8 @@ struct FoundBlock {
     padded: u64,
     block_seq: u64,
     arrival_ms: u64,
+    /// From the header; 0 (no claim) in blocks older than format version 4.
+    synced_below: u64,
 }
 
 /// Everything valid (and everything not zero) after the end of the chain in its segment.
@@ -149,6 +156,7 @@ async fn scan_tail(
                     padded,
                     block_seq: header.block_seq,
                     arrival_ms: header.arrival_ms,
+                    synced_below: header.synced_below,
                 });
                 offset += padded;
                 scan.nonzero_end = offset;
@@ -161,11 +169,15 @@ async fn scan_tail(
     Ok(scan)
 }
 
-/// Why the valid blocks after the end of the chain at `hole` cannot all be the torn last
-/// commit, or `None` if they can. The last commit's blocks are numbered from the first block
-/// after the last accepted one, one after another, each at least 4 KiB long; they share one
-/// commit time, no earlier than that of the last accepted block; and they all lie within
-/// `extent_max` bytes of the hole (the commit began at or before it).
+/// Why the valid blocks after the end of the chain at `hole` cannot all be the torn tail of
+/// the commits that were in flight, or `None` if they can. Up to [`COMMITS_IN_FLIGHT_MAX`]
+/// commits may be written but not yet synced; their blocks are numbered from the first block
+/// after the last accepted one, one after another, each at least 4 KiB long; their commit
+/// times never go backwards; they lie within `extent_max` bytes of the hole per commit (the
+/// first of them began at or before it); and none of them was planned after a sync that
+/// covered the block expected at the hole (`synced_below`). Blocks from before format version
+/// 4 claim nothing about syncs; they were written one commit at a time, so all of them must
+/// carry one commit time.
 fn corruption_evidence(
     scan: &TailScan,
     hole: u64,
@@ -173,33 +185,47 @@ fn corruption_evidence(
     extent_max: u64,
 ) -> Option<CorruptionEvidence> {
     let first = scan.found.first()?;
+    let reach = extent_max.saturating_mul(COMMITS_IN_FLIGHT_MAX as u64);
     let mut last_seq = cursor.expected_block_seq;
+    let mut last_arrival = cursor.arrival_ms;
+    let mut commits = 0u64;
     for found in &scan.found {
         assert!(found.offset >= hole, "the tail scan starts at the hole");
-        if found.offset + found.padded > hole.saturating_add(extent_max) {
+        if found.offset + found.padded > hole.saturating_add(reach) {
             return Some(CorruptionEvidence::BeyondLastCommit {
                 block_offset: found.offset,
+            });
+        }
+        if found.synced_below > cursor.expected_block_seq {
+            return Some(CorruptionEvidence::WrittenAfterSync {
+                block_offset: found.offset,
+                synced_below: found.synced_below,
             });
         }
         let room = (found.offset - hole) / BLOCK_ALIGN as u64;
         let fits = found.block_seq > last_seq
             && found.block_seq - cursor.expected_block_seq <= room
-            && cursor
-                .arrival_ms
-                .is_none_or(|last| found.arrival_ms >= last);
+            && last_arrival.is_none_or(|last| found.arrival_ms >= last);
         if !fits {
             return Some(CorruptionEvidence::OutOfSequence {
                 block_offset: found.offset,
                 block_seq: found.block_seq,
             });
         }
-        if found.arrival_ms != first.arrival_ms {
+        if found.synced_below == 0 && found.arrival_ms != first.arrival_ms {
             return Some(CorruptionEvidence::SeveralCommits {
                 arrival_ms_first: first.arrival_ms,
                 arrival_ms_later: found.arrival_ms,
             });
         }
+        if commits == 0 || last_arrival.is_some_and(|last| found.arrival_ms > last) {
+            commits += 1;
+            if commits > COMMITS_IN_FLIGHT_MAX as u64 {
+                return Some(CorruptionEvidence::TooManyCommits { commits });
+            }
+        }
         last_seq = found.block_seq;
+        last_arrival = Some(found.arrival_ms);
     }
     None
 }
@@ -404,8 +430,13 @@ mod tests {
         assert_eq!(report.hole_bytes, (offsets[2] - offsets[1]) as u64);
         assert_eq!(report.blocks_after_hole, 3);
         assert_eq!(report.records_after_hole, 5 + 2 + 6);
+        // Block 3 was planned after the sync that acknowledged block 2, and says so.
         assert!(
-            matches!(report.evidence, CorruptionEvidence::SeveralCommits { .. }),
+            matches!(
+                report.evidence,
+                CorruptionEvidence::WrittenAfterSync { block_offset, synced_below }
+                    if block_offset == offsets[2] as u64 && synced_below == 3
+            ),
             "{:?}",
             report.evidence
         );
@@ -543,16 +574,107 @@ mod tests {
         });
     }
 
-    /// A valid block further from the end of the chain than one commit can reach cannot be
-    /// part of a torn last commit, even with a single commit time.
+    fn found(offset: u64, block_seq: u64, arrival_ms: u64, synced_below: u64) -> FoundBlock {
+        FoundBlock {
+            offset,
+            padded: 4096,
+            block_seq,
+            arrival_ms,
+            synced_below,
+        }
+    }
+
+    fn tail(found: Vec<FoundBlock>) -> TailScan {
+        TailScan {
+            found,
+            shards: BTreeMap::new(),
+            records: 0,
+            nonzero_end: 0,
+        }
+    }
+
+    /// The chain ends at 4096 where block 2 was expected, after block 1 of commit time 5.
+    fn cursor_at_block_2() -> ChainCursor {
+        ChainCursor {
+            expected_block_seq: 2,
+            prev_crc: Some(1),
+            arrival_ms: Some(5),
+            blocks: 1,
+            blocks_in_segment: 1,
+        }
+    }
+
+    /// Two commits in flight, neither synced: the first torn, the second landed whole. Both
+    /// were planned while block 1 was the last durable one, so this is a torn tail.
     #[test]
-    fn a_valid_block_beyond_the_reach_of_one_commit_is_corruption() {
+    fn the_landed_blocks_of_every_commit_in_flight_are_a_torn_tail() {
+        let scan = tail(vec![found(8192, 3, 6, 2), found(12288, 4, 7, 2)]);
+        let extent = commit_extent_max(16 << 10);
+        assert_eq!(
+            corruption_evidence(&scan, 4096, &cursor_at_block_2(), extent),
+            None
+        );
+    }
+
+    /// A block planned after a sync had covered the block expected at the hole proves that the
+    /// hole was durable, acknowledged data.
+    #[test]
+    fn a_block_planned_after_the_hole_was_synced_is_corruption() {
+        let scan = tail(vec![found(8192, 3, 6, 3)]);
+        let extent = commit_extent_max(16 << 10);
+        assert_eq!(
+            corruption_evidence(&scan, 4096, &cursor_at_block_2(), extent),
+            Some(CorruptionEvidence::WrittenAfterSync {
+                block_offset: 8192,
+                synced_below: 3
+            })
+        );
+    }
+
+    /// More commit times after the hole than commits can be in flight: at least one of them
+    /// was acknowledged.
+    #[test]
+    fn more_commits_after_the_hole_than_can_be_in_flight_is_corruption() {
+        let times = (0..=COMMITS_IN_FLIGHT_MAX as u64).map(|i| 6 + i);
+        let blocks = times
+            .enumerate()
+            .map(|(i, t)| found(8192 + 4096 * i as u64, 3 + i as u64, t, 2))
+            .collect();
+        let extent = commit_extent_max(16 << 10);
+        assert_eq!(
+            corruption_evidence(&tail(blocks), 4096, &cursor_at_block_2(), extent),
+            Some(CorruptionEvidence::TooManyCommits {
+                commits: COMMITS_IN_FLIGHT_MAX as u64 + 1
+            })
+        );
+    }
+
+    /// Blocks from before format version 4 claim nothing about syncs, and were written one
+    /// commit at a time: two commit times after the hole are corruption, as they always were.
+    #[test]
+    fn blocks_of_older_formats_after_the_hole_must_share_one_commit_time() {
+        let scan = tail(vec![found(8192, 3, 6, 0), found(12288, 4, 7, 0)]);
+        let extent = commit_extent_max(16 << 10);
+        assert_eq!(
+            corruption_evidence(&scan, 4096, &cursor_at_block_2(), extent),
+            Some(CorruptionEvidence::SeveralCommits {
+                arrival_ms_first: 6,
+                arrival_ms_later: 7
+            })
+        );
+    }
+
+    /// A valid block further from the end of the chain than the commits in flight can reach
+    /// cannot be part of a torn tail, even with a single commit time.
+    #[test]
+    fn a_valid_block_beyond_the_reach_of_the_commits_in_flight_is_corruption() {
         let scan = TailScan {
             found: vec![FoundBlock {
-                offset: 4096 + commit_extent_max(16 << 10),
+                offset: 4096 + commit_extent_max(16 << 10) * COMMITS_IN_FLIGHT_MAX as u64,
                 padded: 4096,
                 block_seq: 9,
                 arrival_ms: 5,
+                synced_below: 1,
             }],
             shards: BTreeMap::new(),
             records: 0,

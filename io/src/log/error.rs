@@ -51,6 +51,11 @@ pub enum OpenLogError {
         offset: u64,
         source: std::io::Error,
     },
+    #[error("cannot sync segment {segment_id}, the end of the log, after opening it")]
+    SyncSegment {
+        segment_id: u64,
+        source: std::io::Error,
+    },
     #[error("cannot remove empty segment {path} found after the end of the log")]
     RemoveSegment {
         path: PathBuf,
@@ -133,6 +138,16 @@ pub enum CorruptionEvidence {
         arrival_ms_first: u64,
         arrival_ms_later: u64,
     },
+    /// A valid block after the hole was written after a completed `fdatasync` had covered the
+    /// hole (its header's `synced_below` is past the block expected there): the hole is damage
+    /// to durable, acknowledged data, not a torn write.
+    WrittenAfterSync {
+        block_offset: u64,
+        synced_below: u64,
+    },
+    /// More valid blocks after the hole carry distinct commit times than commits can be in
+    /// flight at once.
+    TooManyCommits { commits: u64 },
     /// A valid block after the hole is older than the last block before it, or its number
     /// does not fit the blocks that could lie in between.
     OutOfSequence { block_offset: u64, block_seq: u64 },

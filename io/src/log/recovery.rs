@@ -551,6 +551,7 @@ pub(super) async fn recover(
         next_block_seq: 1,
         prev_crc: 0,
         last_arrival_ms: 0,
+        synced_below: 0,
         poisoned: None,
         health,
         cache: BlockCache::default(),

@@ -41,6 +41,7 @@ pub(super) fn config(dir: &Path, segment_bytes: u64, durability: Durability) -> 
         log_id: 3,
         segment_bytes,
         commit_bytes_max: 16 << 10,
+        commits_in_flight: super::COMMITS_IN_FLIGHT_DEFAULT,
         durability,
         observer: None,
         faults: None,

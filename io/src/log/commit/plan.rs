@@ -97,7 +97,13 @@ pub(super) fn plan_commit(
                 shard: pending.shard.clone(),
                 key: None,
                 first_position: index.assigned_next,
-                arrival_ms: index.last_arrival_ms.unwrap_or(arrival_ms),
+                // With records of the shard still in flight (written, not yet indexed), the
+                // indexed arrival time is behind theirs; the commit's own is not.
+                arrival_ms: if index.assigned_next > index.next_position {
+                    arrival_ms
+                } else {
+                    index.last_arrival_ms.unwrap_or(arrival_ms)
+                },
                 records: Vec::new(),
             });
             block.bytes += block::CHUNK_HEADER_LEN + pending.shard.stream_name.len() + 32;
@@ -280,6 +286,7 @@ pub(super) fn encode_blocks(
             block_seq,
             prev_crc,
             arrival_ms,
+            synced_below: state.synced_below,
         };
         let (crc, offsets) = block::encode_block(buffer.as_bytes_mut(), identity, &inputs);
         // Paired with the check after every read: the bytes handed to the disk carry this CRC.
