@@ -11,6 +11,7 @@
 //! - `remux`: stored MKV fragments turned into fragmented MP4 (HLS, DASH), MPEG-TS (HLS) and MP4
 //!   (GetClip), and the playlists and manifests that list them.
 //! - `images`: GetImages' stills, decoded by ffmpeg.
+//! - `limits`: AWS's per-stream call rates, connection counts and bandwidths, shared by every core.
 //! - `service`: what the HTTP front end calls: the data plane, HLS and DASH sessions and the
 //!   resources behind their URLs, and the player page.
 //!
@@ -26,6 +27,7 @@ pub mod api;
 pub mod error;
 pub mod fragments;
 pub mod images;
+pub mod limits;
 pub mod media;
 pub mod mkv;
 pub mod model;
