@@ -14,6 +14,7 @@ use futures_lite::{Stream, StreamExt as _};
 use sluice_core::storage::{AppendError, RecordLog};
 
 use crate::fragments::{self, FragmentError, FragmentTimes, StoredFragment, StreamIndex};
+use crate::limits::{PutMediaPacing, TokenBucket};
 use crate::mkv::{self, MkvEvent, MkvReader};
 use crate::model::{FragmentEntry, StreamDefinition};
 
@@ -46,6 +47,10 @@ impl Default for PutMediaLimits {
         }
     }
 }
+
+/// The ErrorId of a PutMedia connection open longer than AWS allows
+/// (MAX_CONNECTION_DURATION_REACHED).
+pub const ERROR_ID_CONNECTION_DURATION: u32 = 4003;
 
 /// `x-amzn-fragment-timecode-type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,9 +134,11 @@ pub struct IngestSummary {
 
 /// Runs one PutMedia session: reads `body` as it arrives, stores each complete Cluster as a
 /// fragment, and sends the acknowledgement lines to `acks` (the response body). Returns when the
-/// body ends, when the stream can no longer be read or stored, or after `limits.silence_max`
-/// without data. Dropping the `acks` receiver (the client went away) does not stop storing what
-/// arrives.
+/// body ends, when the stream can no longer be read or stored, after `limits.silence_max`
+/// without data, or once the session has been open for `pacing.connection_duration` (ErrorId
+/// 4003). Reading waits whenever the session's bandwidth or the stream's fragment rate is spent
+/// (`pacing`), so a fast producer is slowed down by TCP rather than refused. Dropping the `acks`
+/// receiver (the client went away) does not stop storing what arrives.
 #[expect(clippy::too_many_arguments, reason = "one session's whole context")]
 pub async fn ingest<R, B>(
     storage: R,
@@ -139,6 +146,7 @@ pub async fn ingest<R, B>(
     index: Arc<StreamIndex>,
     options: PutMediaOptions,
     limits: PutMediaLimits,
+    pacing: PutMediaPacing,
     mut body: B,
     acks: async_channel::Sender<Bytes>,
     sleep: Sleep,
@@ -182,15 +190,47 @@ where
         clock,
     };
     let mut silent = Duration::ZERO;
+    let opened_ms = (session.clock)();
+    let deadline_ms = pacing
+        .connection_duration
+        .map(|d| opened_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
+    let mut bandwidth = pacing
+        .bytes_per_second
+        .map(|rate| TokenBucket::new(rate, rate, opened_ms));
     loop {
+        let now_ms = (session.clock)();
+        if deadline_ms.is_some_and(|deadline| now_ms >= deadline) {
+            // AWS rejects the fragment in progress and ends the connection.
+            let pending = session.pending.take();
+            let number = pending.as_ref().map(|p| p.number.to_string());
+            (session.send)(ack_line(
+                AckEvent::Error,
+                pending.as_ref().map(|p| p.timecode),
+                number.as_deref(),
+                Some(ERROR_ID_CONNECTION_DURATION),
+            ))
+            .await;
+            if pending.is_some() {
+                session.summary.rejected += 1;
+            }
+            session.summary.ended_by = Some(ERROR_ID_CONNECTION_DURATION);
+            break;
+        }
+        // Wake at the deadline too (a millisecond late, so that it has passed).
+        let wait = deadline_ms.map_or(limits.idle_event_interval, |deadline| {
+            limits
+                .idle_event_interval
+                .min(Duration::from_millis(deadline - now_ms + 1))
+        });
         let next = futures_lite::future::or(async { Some(body.next().await) }, async {
-            sleep(limits.idle_event_interval).await;
+            sleep(wait).await;
             None
         })
         .await;
         let chunk = match next {
+            None if deadline_ms.is_some_and(|deadline| (session.clock)() >= deadline) => continue,
             None => {
-                silent += limits.idle_event_interval;
+                silent += wait;
                 if silent >= limits.silence_max {
                     break;
                 }
@@ -225,9 +265,25 @@ where
         silent = Duration::ZERO;
         match reader.push(&chunk) {
             Ok(events) => {
+                let started = events
+                    .iter()
+                    .filter(|e| matches!(e, MkvEvent::ClusterStarted { .. }))
+                    .count() as u64;
                 let stop = session.handle_events(events).await;
                 if stop {
                     break;
+                }
+                // Back-pressure: the next read waits until this chunk fits the session's
+                // bandwidth and its new fragments fit the stream's fragment rate.
+                let now_ms = (session.clock)();
+                let mut pause = bandwidth
+                    .as_mut()
+                    .map_or(Duration::ZERO, |b| b.reserve(chunk.len() as u64, now_ms));
+                if let Some(fragments) = &pacing.fragments {
+                    pause = pause.max(fragments.reserve(started, now_ms));
+                }
+                if !pause.is_zero() {
+                    sleep(pause).await;
                 }
             }
             Err(error) => {
