@@ -668,7 +668,121 @@ pub fn get_media<R: RecordLog>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use sluice_protocols::model::Model;
+
     use super::*;
+    use crate::limits::{Limiter, VideoLimits};
+
+    /// A wall clock that only the fake timer moves, and the waits the timer was asked for.
+    fn fake_time(start_ms: u64) -> (Clock, Sleep, Arc<Mutex<Vec<u64>>>) {
+        let now = Arc::new(AtomicU64::new(start_ms));
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let clock: Clock = {
+            let now = now.clone();
+            Arc::new(move || now.load(Ordering::SeqCst))
+        };
+        let sleep: Sleep = {
+            let waits = waits.clone();
+            Arc::new(move |wait: Duration| {
+                let ms = u64::try_from(wait.as_millis()).expect("short waits");
+                now.fetch_add(ms, Ordering::SeqCst);
+                waits.lock().expect("not poisoned").push(ms);
+                Box::pin(async {})
+            })
+        };
+        (clock, sleep, waits)
+    }
+
+    fn definition(internal_stream: &str) -> StreamDefinition {
+        StreamDefinition {
+            name: "cam".into(),
+            arn: "arn:aws:kinesisvideo:us-east-1:000000000000:stream/cam/1".into(),
+            device_name: None,
+            media_type: None,
+            kms_key_id: String::new(),
+            data_retention_hours: 24,
+            version: "v".into(),
+            creation_time_ms: 0,
+            tags: std::collections::BTreeMap::new(),
+            storage_tier: "HOT".into(),
+            internal_stream: internal_stream.into(),
+            image_generation: None,
+            notification: None,
+        }
+    }
+
+    /// The guard: a producer faster than 5 fragments a second is slowed down (the ingest waits
+    /// before reading on, refusing nothing), and a session open past its connection duration ends
+    /// with ErrorId 4003 naming the fragment in progress, which is not stored. Time is fake: the
+    /// test asserts the waits asked for, never how long anything took.
+    #[test]
+    fn ingest_paces_fragments_and_ends_with_4003_at_the_connection_duration() {
+        let internal = format!("{}cam-1-x", sluice_core::internal_stream::VIDEO_PREFIX);
+        let model = Model::with_stream(&internal, 2);
+        // Unknown-size clusters: each one ends only when the next begins, so one is always in
+        // progress. One chunk per cluster, the first with the header.
+        let clusters: Vec<(u64, Vec<(u64, i16)>)> =
+            (0..8).map(|i| (i * 1000, vec![(1, 0), (1, 500)])).collect();
+        let mkv = crate::mkv::tests::sample(&[1], &clusters, true);
+        let starts: Vec<usize> = (0..mkv.len() - 3)
+            .filter(|&at| mkv[at..at + 4] == [0x1F, 0x43, 0xB6, 0x75])
+            .collect();
+        assert_eq!(starts.len(), 8);
+        let mut chunks = Vec::new();
+        let mut from = 0;
+        for &to in starts.iter().skip(1).chain(std::iter::once(&mkv.len())) {
+            chunks.push(Ok(Bytes::copy_from_slice(&mkv[from..to])));
+            from = to;
+        }
+        let (clock, sleep, waits) = fake_time(1_700_000_000_000);
+        let limiter = Arc::new(Limiter::new(VideoLimits {
+            put_media_connection_duration_ms: 500,
+            ..VideoLimits::default()
+        }));
+        let (sender, receiver) = async_channel::bounded(256);
+        let definition = definition(&internal);
+        let summary = futures_lite::future::block_on(ingest(
+            model.log(),
+            definition.clone(),
+            Arc::new(StreamIndex::default()),
+            PutMediaOptions {
+                timecode_type: TimecodeType::Relative,
+                producer_start_ms: Some(1_699_999_000_000),
+                acks: true,
+            },
+            PutMediaLimits::default(),
+            limiter.put_media_pacing(&definition.internal_stream),
+            futures_lite::stream::iter(chunks),
+            sender,
+            sleep,
+            clock,
+        ));
+        // Five fragments start at once; each later one waits for its 200 ms of the rate. After
+        // the eighth has started 600 ms have passed, past the 500 ms the connection may last.
+        assert_eq!(*waits.lock().expect("not poisoned"), vec![200, 200, 200]);
+        assert_eq!(
+            summary,
+            IngestSummary {
+                persisted: 7,
+                rejected: 1,
+                ended_by: Some(ERROR_ID_CONNECTION_DURATION),
+            }
+        );
+        let mut lines = Vec::new();
+        while let Ok(line) = receiver.try_recv() {
+            lines.push(String::from_utf8(line.to_vec()).expect("utf-8"));
+        }
+        let last: serde_json::Value =
+            serde_json::from_str(lines.last().expect("acks")).expect("json");
+        assert_eq!(last["EventType"], "ERROR");
+        assert_eq!(last["ErrorId"], 4003);
+        assert_eq!(last["FragmentTimecode"], 7000);
+        let persisted = lines.iter().filter(|l| l.contains("PERSISTED")).count();
+        assert_eq!(persisted, 7);
+    }
 
     fn entry(number: u128, producer_ms: u64, server_ms: u64) -> FragmentEntry {
         FragmentEntry {
