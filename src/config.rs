@@ -178,13 +178,6 @@ pub struct ServeArgs {
     /// PEM private key matching --tls-cert.
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
-    /// hls.js (its `dist/hls.min.js`) for the video player page at `/video/<stream>`, which
-    /// serves it at `/video/hls.min.js` [default: none; the page then cannot play].
-    #[arg(long, value_name = "FILE")]
-    pub hls_js: Option<PathBuf>,
-    /// The ffmpeg that decodes frames for Kinesis Video's GetImages [default: `ffmpeg` on PATH].
-    #[arg(long, value_name = "FILE")]
-    pub ffmpeg: Option<PathBuf>,
     /// Enforce Kinesis Video Streams' per-stream limits as AWS does (call rates, concurrent
     /// PutMedia and GetMedia connections, bandwidth, fragments a second, the 45-minute PutMedia
     /// connection); `false` turns them all off, for benchmarks [default: true].
@@ -201,6 +194,13 @@ pub struct ServeArgs {
     /// (1). In the config file: a `[video_limit]` table of these keys.
     #[arg(long = "video-limit", value_name = "KEY=VALUE")]
     pub video_limit: Vec<String>,
+    /// hls.js (its `dist/hls.min.js`) for the video player page at `/video/<stream>`, which
+    /// serves it at `/video/hls.min.js` [default: none; the page then cannot play].
+    #[arg(long, value_name = "FILE")]
+    pub hls_js: Option<PathBuf>,
+    /// The ffmpeg that decodes frames for Kinesis Video's GetImages [default: `ffmpeg` on PATH].
+    #[arg(long, value_name = "FILE")]
+    pub ffmpeg: Option<PathBuf>,
 }
 
 /// The config file: the same settings as the flags.
@@ -236,11 +236,11 @@ struct FileSettings {
     shard_limit: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
-    hls_js: Option<PathBuf>,
-    ffmpeg: Option<PathBuf>,
     video_limits: Option<bool>,
     #[serde(default)]
     video_limit: std::collections::BTreeMap<String, u64>,
+    hls_js: Option<PathBuf>,
+    ffmpeg: Option<PathBuf>,
 }
 
 /// `--binary-addr`: a socket address, or `off` to serve no binary protocol.
@@ -337,12 +337,12 @@ pub struct Settings {
     /// (access key id, secret) pairs both wires verify signatures against.
     pub credentials: Vec<(String, String)>,
     pub http_addr: SocketAddr,
+    /// Kinesis Video Streams' per-stream limits.
+    pub video_limits: sluice_video::limits::VideoLimits,
     /// hls.js for the video player page.
     pub hls_js: Option<PathBuf>,
     /// The ffmpeg GetImages runs.
     pub ffmpeg: Option<PathBuf>,
-    /// Kinesis Video Streams' per-stream limits.
-    pub video_limits: sluice_video::limits::VideoLimits,
     /// `None` when the binary protocol is off.
     pub binary: Option<BinarySettings>,
     pub admission: AdmissionSettings,
@@ -572,9 +572,9 @@ impl Settings {
             tls,
             credentials,
             http_addr,
+            video_limits,
             hls_js: args.hls_js.or(file.hls_js),
             ffmpeg: args.ffmpeg.or(file.ffmpeg),
-            video_limits,
             binary,
             admission,
             engine,

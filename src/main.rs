@@ -185,11 +185,11 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         video_registry,
         &format!("{scheme}://{http_addr}"),
         hls_js,
-    );
+    )
+    .with_limits(settings.video_limits.clone());
     if let Some(ffmpeg) = &settings.ffmpeg {
         video = video.with_ffmpeg(ffmpeg.clone());
     }
-    video = video.with_limits(settings.video_limits.clone());
     let per_core = move |engine: sluice_io::engine::Engine| {
         let firehose = firehose.clone();
         let video = video.clone();

@@ -8,10 +8,10 @@
 //! - `fragments`: fragments stored through the narrow storage face (`sluice_core::storage`).
 //! - `media`: PutMedia (with its acknowledgement stream), GetMedia, ListFragments and
 //!   GetMediaForFragmentList.
+//! - `limits`: AWS's per-stream call rates, connection counts and bandwidths, shared by every core.
 //! - `remux`: stored MKV fragments turned into fragmented MP4 (HLS, DASH), MPEG-TS (HLS) and MP4
 //!   (GetClip), and the playlists and manifests that list them.
 //! - `images`: GetImages' stills, decoded by ffmpeg.
-//! - `limits`: AWS's per-stream call rates, connection counts and bandwidths, shared by every core.
 //! - `service`: what the HTTP front end calls: the data plane, HLS and DASH sessions and the
 //!   resources behind their URLs, and the player page.
 //!
