@@ -181,7 +181,7 @@ def test_put_media_ends_with_error_4003_once_the_connection_duration_passes(shor
     assert result.status == 200, result
     acks = fragment_acks(result.acks)
     errors = [a for a in acks if a["EventType"] == "ERROR"]
-    assert [e["ErrorId"] for e in errors] == [4003], acks
+    assert [(e["ErrorId"], e["ErrorCode"]) for e in errors] == [(4003, "MAX_CONNECTION_DURATION_REACHED")], acks
     # The error is the session's last word: nothing is acknowledged after it.
     assert acks[-1] == errors[0], acks
     # Fragments that ended before the deadline were stored; the session did not run to the end

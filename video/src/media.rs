@@ -94,7 +94,29 @@ impl AckEvent {
     }
 }
 
-/// One line of the acknowledgement stream.
+/// The `ErrorCode` AWS sends beside an ErrorId (the producer SDKs' names for them), for the
+/// ErrorIds this service sends.
+pub const fn error_code(error_id: u32) -> Option<&'static str> {
+    Some(match error_id {
+        4000 => "STREAM_READ_ERROR",
+        4001 => "MAX_FRAGMENT_SIZE_REACHED",
+        4002 => "MAX_FRAGMENT_DURATION_REACHED",
+        ERROR_ID_CONNECTION_DURATION => "MAX_CONNECTION_DURATION_REACHED",
+        4004 => "FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS",
+        4006 => "INVALID_MKV_DATA",
+        4007 => "INVALID_PRODUCER_TIMESTAMP",
+        4008 => "STREAM_NOT_ACTIVE",
+        4010 => "TRACK_NUMBER_MISMATCH",
+        4011 => "FRAMES_MISSING_FOR_TRACK",
+        4012 => "MORE_THAN_ALLOWED_TRACKS_FOUND",
+        5000 => "INTERNAL_ERROR",
+        5001 => "ARCHIVAL_ERROR",
+        _ => return None,
+    })
+}
+
+/// One line of the acknowledgement stream. An ERROR carries both `ErrorCode` and `ErrorId`, as
+/// AWS's do (`{"EventType":"ERROR",…,"ErrorCode":"MAX_FRAGMENT_DURATION_REACHED","ErrorId":4002}`).
 pub fn ack_line(
     event: AckEvent,
     fragment_timecode: Option<u64>,
@@ -109,6 +131,9 @@ pub fn ack_line(
         out.push_str(&format!(r#","FragmentNumber":"{number}""#));
     }
     if let Some(id) = error_id {
+        if let Some(code) = error_code(id) {
+            out.push_str(&format!(r#","ErrorCode":"{code}""#));
+        }
         out.push_str(&format!(r#","ErrorId":{id}"#));
     }
     out.push_str("}\n");
@@ -825,7 +850,15 @@ mod tests {
         );
         assert_eq!(
             ack_line(AckEvent::Error, None, None, Some(4006)),
-            Bytes::from_static(b"{\"EventType\":\"ERROR\",\"ErrorId\":4006}\n")
+            Bytes::from_static(
+                b"{\"EventType\":\"ERROR\",\"ErrorCode\":\"INVALID_MKV_DATA\",\"ErrorId\":4006}\n"
+            )
+        );
+        assert_eq!(
+            ack_line(AckEvent::Error, Some(7), Some("9"), Some(4003)),
+            Bytes::from_static(
+                b"{\"EventType\":\"ERROR\",\"FragmentTimecode\":7,\"FragmentNumber\":\"9\",\"ErrorCode\":\"MAX_CONNECTION_DURATION_REACHED\",\"ErrorId\":4003}\n"
+            )
         );
     }
 }
