@@ -32,7 +32,24 @@ use crate::media::{Clock, Sleep};
 /// thousandths each millisecond.
 const MILLI: i128 = 1000;
 
-/// A token bucket: holds at most `burst` tokens and gains `per_second` tokens a second.
+/// How fast a bucket refills and how much it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u64,
+    pub burst: u64,
+}
+
+impl Rate {
+    /// `per_second`, holding one second's worth.
+    pub const fn per_second(per_second: u64) -> Self {
+        Self {
+            per_second,
+            burst: per_second,
+        }
+    }
+}
+
+/// A token bucket: holds at most `rate.burst` tokens and gains `rate.per_second` a second.
 ///
 /// [`TokenBucket::try_take`] refuses when the tokens are not there (call rates);
 /// [`TokenBucket::reserve`] always takes and may leave the bucket in debt, answering how long
@@ -48,12 +65,12 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket at `now_ms`.
-    pub fn new(per_second: u64, burst: u64, now_ms: u64) -> Self {
-        assert!(per_second > 0, "a token bucket refills");
-        assert!(burst > 0, "a token bucket holds at least one token");
-        let capacity_milli = i128::from(burst) * MILLI;
+    pub fn new(rate: Rate, now_ms: u64) -> Self {
+        assert!(rate.per_second > 0, "a token bucket refills");
+        assert!(rate.burst > 0, "a token bucket holds at least one token");
+        let capacity_milli = i128::from(rate.burst) * MILLI;
         Self {
-            per_second: i128::from(per_second),
+            per_second: i128::from(rate.per_second),
             capacity_milli,
             level_milli: capacity_milli,
             last_ms: now_ms,
@@ -337,23 +354,23 @@ impl VideoLimits {
         }
     }
 
-    /// (per second, burst) of a call's bucket: a second's worth of calls at once, except the
-    /// session URLs' burst of 5 over 1 a second.
-    fn call_rate(&self, kind: CallKind) -> (u64, u64) {
+    /// A call's rate: a second's worth of calls at once, except the session URLs' burst of 5
+    /// over 1 a second.
+    fn call_rate(&self, kind: CallKind) -> Rate {
         let per_second = match kind {
             CallKind::PutMedia => self.put_media_calls_per_second,
             CallKind::GetMedia => self.get_media_calls_per_second,
             CallKind::GetMediaForFragmentList => self.fragment_list_calls_per_second,
             CallKind::ListFragments => self.list_fragments_calls_per_second,
             CallKind::GetHlsStreamingSessionUrl | CallKind::GetDashStreamingSessionUrl => {
-                return (
-                    self.session_url_calls_per_second,
-                    self.session_url_calls_burst,
-                );
+                return Rate {
+                    per_second: self.session_url_calls_per_second,
+                    burst: self.session_url_calls_burst,
+                };
             }
             CallKind::GetClip => self.get_clip_calls_per_second,
         };
-        (per_second, per_second)
+        Rate::per_second(per_second)
     }
 
     fn connections_max(&self, kind: ConnectionKind) -> u32 {
@@ -461,10 +478,10 @@ impl Limiter {
         if !self.limits.enabled {
             return Ok(());
         }
-        let (per_second, burst) = self.limits.call_rate(kind);
+        let rate = self.limits.call_rate(kind);
         let admitted = self.with_stream(stream, now_ms, |limits| {
             limits.calls[kind as usize]
-                .get_or_insert_with(|| TokenBucket::new(per_second, burst, now_ms))
+                .get_or_insert_with(|| TokenBucket::new(rate, now_ms))
                 .try_take(1, now_ms)
         });
         if admitted {
@@ -472,7 +489,7 @@ impl Limiter {
         } else {
             Err(LimitExceeded::CallRate {
                 operation: kind.operation(),
-                per_second,
+                per_second: rate.per_second,
             })
         }
     }
@@ -532,7 +549,7 @@ impl Limiter {
         self.with_stream(stream, now_ms, |limits| {
             limits
                 .fragments
-                .get_or_insert_with(|| TokenBucket::new(per_second, per_second, now_ms))
+                .get_or_insert_with(|| TokenBucket::new(Rate::per_second(per_second), now_ms))
                 .reserve(fragments, now_ms)
         })
     }
@@ -630,7 +647,7 @@ pub fn paced_body<S>(
 where
     S: Stream<Item = Bytes> + 'static,
 {
-    let bucket = bytes_per_second.map(|rate| TokenBucket::new(rate, rate, clock()));
+    let bucket = bytes_per_second.map(|rate| TokenBucket::new(Rate::per_second(rate), clock()));
     futures_lite::stream::unfold(
         (Box::pin(body), bucket, slot),
         move |(mut body, mut bucket, slot)| {
@@ -656,7 +673,7 @@ mod tests {
 
     #[test]
     fn a_bucket_admits_its_burst_then_one_call_per_refill() {
-        let mut bucket = TokenBucket::new(5, 5, 1_000);
+        let mut bucket = TokenBucket::new(Rate::per_second(5), 1_000);
         for _ in 0..5 {
             assert!(bucket.try_take(1, 1_000));
         }
@@ -712,7 +729,7 @@ mod tests {
 
     #[test]
     fn a_reserving_bucket_goes_into_debt_and_answers_the_wait() {
-        let mut bucket = TokenBucket::new(5, 5, 0);
+        let mut bucket = TokenBucket::new(Rate::per_second(5), 0);
         for _ in 0..5 {
             assert_eq!(bucket.reserve(1, 0), Duration::ZERO);
         }
@@ -720,17 +737,17 @@ mod tests {
         assert_eq!(bucket.reserve(1, 0), Duration::from_millis(400));
         // Waiting out the debt clears it: the next token is again 200 ms away.
         assert_eq!(bucket.reserve(1, 400), Duration::from_millis(200));
-        let mut bytes = TokenBucket::new(12_500_000, 12_500_000, 0);
+        let mut bytes = TokenBucket::new(Rate::per_second(12_500_000), 0);
         assert_eq!(bytes.reserve(12_500_000, 0), Duration::ZERO);
         assert_eq!(bytes.reserve(1_250_000, 0), Duration::from_millis(100));
         // One byte of debt still waits a whole (rounded up) millisecond.
-        let mut slow = TokenBucket::new(1, 1, 0);
+        let mut slow = TokenBucket::new(Rate::per_second(1), 0);
         assert_eq!(slow.reserve(2, 0), Duration::from_millis(1000));
     }
 
     #[test]
     fn a_clock_that_steps_back_refills_nothing() {
-        let mut bucket = TokenBucket::new(1, 1, 10_000);
+        let mut bucket = TokenBucket::new(Rate::per_second(1), 10_000);
         assert!(bucket.try_take(1, 10_000));
         assert!(!bucket.try_take(1, 5_000));
         assert!(!bucket.try_take(1, 5_999));

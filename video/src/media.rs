@@ -14,7 +14,7 @@ use futures_lite::{Stream, StreamExt as _};
 use sluice_core::storage::{AppendError, RecordLog};
 
 use crate::fragments::{self, FragmentError, FragmentTimes, StoredFragment, StreamIndex};
-use crate::limits::{PutMediaPacing, TokenBucket};
+use crate::limits::{PutMediaPacing, Rate, TokenBucket};
 use crate::mkv::{self, MkvEvent, MkvReader};
 use crate::model::{FragmentEntry, StreamDefinition};
 
@@ -221,7 +221,7 @@ where
         .map(|d| opened_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
     let mut bandwidth = pacing
         .bytes_per_second
-        .map(|rate| TokenBucket::new(rate, rate, opened_ms));
+        .map(|rate| TokenBucket::new(Rate::per_second(rate), opened_ms));
     loop {
         let now_ms = (session.clock)();
         if deadline_ms.is_some_and(|deadline| now_ms >= deadline) {
