@@ -182,6 +182,22 @@ pub struct ServeArgs {
     /// PEM private key matching --tls-cert.
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Enforce Kinesis Video Streams' per-stream limits as AWS does (call rates, concurrent
+    /// PutMedia and GetMedia connections, bandwidth, fragments a second, the 45-minute PutMedia
+    /// connection); `false` turns them all off, for benchmarks [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub video_limits: Option<bool>,
+    /// Changes one Kinesis Video Streams limit from AWS's value, as KEY=VALUE (repeatable), e.g.
+    /// put_media_connection_duration_ms=2000. Keys: put_media_calls_per_second (5),
+    /// put_media_connections_max (1), put_media_fragments_per_second (5),
+    /// put_media_bytes_per_second (12500000), put_media_connection_duration_ms (2700000),
+    /// get_media_calls_per_second (5), get_media_connections_max (3), get_media_bytes_per_second
+    /// (25000000), fragment_list_calls_per_second (5), fragment_list_connections_max (5),
+    /// fragment_list_bytes_per_second (25000000), list_fragments_calls_per_second (5),
+    /// session_url_calls_burst (5), session_url_calls_per_second (1), get_clip_calls_per_second
+    /// (1). In the config file: a `[video_limit]` table of these keys.
+    #[arg(long = "video-limit", value_name = "KEY=VALUE")]
+    pub video_limit: Vec<String>,
     /// hls.js (its `dist/hls.min.js`) for the video player page at `/video/<stream>`, which
     /// serves it at `/video/hls.min.js` [default: none; the page then cannot play].
     #[arg(long, value_name = "FILE")]
@@ -225,6 +241,9 @@ struct FileSettings {
     shard_limit: Option<u32>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    video_limits: Option<bool>,
+    #[serde(default)]
+    video_limit: std::collections::BTreeMap<String, u64>,
     hls_js: Option<PathBuf>,
     ffmpeg: Option<PathBuf>,
 }
@@ -323,6 +342,8 @@ pub struct Settings {
     /// (access key id, secret) pairs both wires verify signatures against.
     pub credentials: Vec<(String, String)>,
     pub http_addr: SocketAddr,
+    /// Kinesis Video Streams' per-stream limits.
+    pub video_limits: sluice_video::limits::VideoLimits,
     /// hls.js for the video player page.
     pub hls_js: Option<PathBuf>,
     /// The ffmpeg GetImages runs.
@@ -537,10 +558,34 @@ impl Settings {
                 None => 10_000,
             },
         };
+        let mut video_limits = sluice_video::limits::VideoLimits {
+            enabled: args.video_limits.or(file.video_limits).unwrap_or(true),
+            ..Default::default()
+        };
+        // The file's table first, so that a flag overrides the same key.
+        for (key, value) in &file.video_limit {
+            video_limits
+                .set(key, *value)
+                .map_err(|e| anyhow::anyhow!("video_limit in the config file: {e}"))?;
+        }
+        for text in &args.video_limit {
+            let (key, value) = text
+                .split_once('=')
+                .and_then(|(key, value)| Some((key.trim(), value.trim().parse::<u64>().ok()?)))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--video-limit takes KEY=VALUE with a whole number, not {text:?}"
+                    )
+                })?;
+            video_limits
+                .set(key, value)
+                .map_err(|e| anyhow::anyhow!("--video-limit: {e}"))?;
+        }
         Ok(Self {
             tls,
             credentials,
             http_addr,
+            video_limits,
             hls_js: args.hls_js.or(file.hls_js),
             ffmpeg: args.ffmpeg.or(file.ffmpeg),
             binary,

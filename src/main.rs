@@ -185,7 +185,8 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         video_registry,
         &format!("{scheme}://{http_addr}"),
         hls_js,
-    );
+    )
+    .with_limits(settings.video_limits.clone());
     if let Some(ffmpeg) = &settings.ffmpeg {
         video = video.with_ffmpeg(ffmpeg.clone());
     }

@@ -225,6 +225,8 @@ def list_all(archived, name, selector, max_results=None):
         kwargs["MaxResults"] = max_results
     fragments, pages = [], 0
     while True:
+        # ListFragments allows 5 calls a second per stream, on AWS as here.
+        time.sleep(0.2)
         page = archived.list_fragments(**kwargs)
         pages += 1
         if max_results:

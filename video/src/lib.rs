@@ -8,6 +8,7 @@
 //! - `fragments`: fragments stored through the narrow storage face (`sluice_core::storage`).
 //! - `media`: PutMedia (with its acknowledgement stream), GetMedia, ListFragments and
 //!   GetMediaForFragmentList.
+//! - `limits`: AWS's per-stream call rates, connection counts and bandwidths, shared by every core.
 //! - `remux`: stored MKV fragments turned into fragmented MP4 (HLS, DASH), MPEG-TS (HLS) and MP4
 //!   (GetClip), and the playlists and manifests that list them.
 //! - `images`: GetImages' stills, decoded by ffmpeg.
@@ -26,6 +27,7 @@ pub mod api;
 pub mod error;
 pub mod fragments;
 pub mod images;
+pub mod limits;
 pub mod media;
 pub mod mkv;
 pub mod model;

@@ -14,6 +14,7 @@ use futures_lite::{Stream, StreamExt as _};
 use sluice_core::storage::{AppendError, RecordLog};
 
 use crate::fragments::{self, FragmentError, FragmentTimes, StoredFragment, StreamIndex};
+use crate::limits::{PutMediaPacing, Rate, TokenBucket};
 use crate::mkv::{self, MkvEvent, MkvReader};
 use crate::model::{FragmentEntry, StreamDefinition};
 
@@ -46,6 +47,10 @@ impl Default for PutMediaLimits {
         }
     }
 }
+
+/// The ErrorId of a PutMedia connection open longer than AWS allows
+/// (MAX_CONNECTION_DURATION_REACHED).
+pub const ERROR_ID_CONNECTION_DURATION: u32 = 4003;
 
 /// `x-amzn-fragment-timecode-type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +94,29 @@ impl AckEvent {
     }
 }
 
-/// One line of the acknowledgement stream.
+/// The `ErrorCode` AWS sends beside an ErrorId (the producer SDKs' names for them), for the
+/// ErrorIds this service sends.
+pub const fn error_code(error_id: u32) -> Option<&'static str> {
+    Some(match error_id {
+        4000 => "STREAM_READ_ERROR",
+        4001 => "MAX_FRAGMENT_SIZE_REACHED",
+        4002 => "MAX_FRAGMENT_DURATION_REACHED",
+        ERROR_ID_CONNECTION_DURATION => "MAX_CONNECTION_DURATION_REACHED",
+        4004 => "FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS",
+        4006 => "INVALID_MKV_DATA",
+        4007 => "INVALID_PRODUCER_TIMESTAMP",
+        4008 => "STREAM_NOT_ACTIVE",
+        4010 => "TRACK_NUMBER_MISMATCH",
+        4011 => "FRAMES_MISSING_FOR_TRACK",
+        4012 => "MORE_THAN_ALLOWED_TRACKS_FOUND",
+        5000 => "INTERNAL_ERROR",
+        5001 => "ARCHIVAL_ERROR",
+        _ => return None,
+    })
+}
+
+/// One line of the acknowledgement stream. An ERROR carries both `ErrorCode` and `ErrorId`, as
+/// AWS's do (`{"EventType":"ERROR",…,"ErrorCode":"MAX_FRAGMENT_DURATION_REACHED","ErrorId":4002}`).
 pub fn ack_line(
     event: AckEvent,
     fragment_timecode: Option<u64>,
@@ -104,6 +131,9 @@ pub fn ack_line(
         out.push_str(&format!(r#","FragmentNumber":"{number}""#));
     }
     if let Some(id) = error_id {
+        if let Some(code) = error_code(id) {
+            out.push_str(&format!(r#","ErrorCode":"{code}""#));
+        }
         out.push_str(&format!(r#","ErrorId":{id}"#));
     }
     out.push_str("}\n");
@@ -129,9 +159,11 @@ pub struct IngestSummary {
 
 /// Runs one PutMedia session: reads `body` as it arrives, stores each complete Cluster as a
 /// fragment, and sends the acknowledgement lines to `acks` (the response body). Returns when the
-/// body ends, when the stream can no longer be read or stored, or after `limits.silence_max`
-/// without data. Dropping the `acks` receiver (the client went away) does not stop storing what
-/// arrives.
+/// body ends, when the stream can no longer be read or stored, after `limits.silence_max`
+/// without data, or once the session has been open for `pacing.connection_duration` (ErrorId
+/// 4003). Reading waits whenever the session's bandwidth or the stream's fragment rate is spent
+/// (`pacing`), so a fast producer is slowed down by TCP rather than refused. Dropping the `acks`
+/// receiver (the client went away) does not stop storing what arrives.
 #[expect(clippy::too_many_arguments, reason = "one session's whole context")]
 pub async fn ingest<R, B>(
     storage: R,
@@ -139,6 +171,7 @@ pub async fn ingest<R, B>(
     index: Arc<StreamIndex>,
     options: PutMediaOptions,
     limits: PutMediaLimits,
+    pacing: PutMediaPacing,
     mut body: B,
     acks: async_channel::Sender<Bytes>,
     sleep: Sleep,
@@ -182,15 +215,47 @@ where
         clock,
     };
     let mut silent = Duration::ZERO;
+    let opened_ms = (session.clock)();
+    let deadline_ms = pacing
+        .connection_duration
+        .map(|d| opened_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)));
+    let mut bandwidth = pacing
+        .bytes_per_second
+        .map(|rate| TokenBucket::new(Rate::per_second(rate), opened_ms));
     loop {
+        let now_ms = (session.clock)();
+        if deadline_ms.is_some_and(|deadline| now_ms >= deadline) {
+            // AWS rejects the fragment in progress and ends the connection.
+            let pending = session.pending.take();
+            let number = pending.as_ref().map(|p| p.number.to_string());
+            (session.send)(ack_line(
+                AckEvent::Error,
+                pending.as_ref().map(|p| p.timecode),
+                number.as_deref(),
+                Some(ERROR_ID_CONNECTION_DURATION),
+            ))
+            .await;
+            if pending.is_some() {
+                session.summary.rejected += 1;
+            }
+            session.summary.ended_by = Some(ERROR_ID_CONNECTION_DURATION);
+            break;
+        }
+        // Wake at the deadline too (a millisecond late, so that it has passed).
+        let wait = deadline_ms.map_or(limits.idle_event_interval, |deadline| {
+            limits
+                .idle_event_interval
+                .min(Duration::from_millis(deadline - now_ms + 1))
+        });
         let next = futures_lite::future::or(async { Some(body.next().await) }, async {
-            sleep(limits.idle_event_interval).await;
+            sleep(wait).await;
             None
         })
         .await;
         let chunk = match next {
+            None if deadline_ms.is_some_and(|deadline| (session.clock)() >= deadline) => continue,
             None => {
-                silent += limits.idle_event_interval;
+                silent += wait;
                 if silent >= limits.silence_max {
                     break;
                 }
@@ -225,9 +290,25 @@ where
         silent = Duration::ZERO;
         match reader.push(&chunk) {
             Ok(events) => {
+                let started = events
+                    .iter()
+                    .filter(|e| matches!(e, MkvEvent::ClusterStarted { .. }))
+                    .count() as u64;
                 let stop = session.handle_events(events).await;
                 if stop {
                     break;
+                }
+                // Back-pressure: the next read waits until this chunk fits the session's
+                // bandwidth and its new fragments fit the stream's fragment rate.
+                let now_ms = (session.clock)();
+                let mut pause = bandwidth
+                    .as_mut()
+                    .map_or(Duration::ZERO, |b| b.reserve(chunk.len() as u64, now_ms));
+                if let Some(fragments) = &pacing.fragments {
+                    pause = pause.max(fragments.reserve(started, now_ms));
+                }
+                if !pause.is_zero() {
+                    sleep(pause).await;
                 }
             }
             Err(error) => {
@@ -612,7 +693,121 @@ pub fn get_media<R: RecordLog>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use sluice_protocols::model::Model;
+
     use super::*;
+    use crate::limits::{Limiter, VideoLimits};
+
+    /// A wall clock that only the fake timer moves, and the waits the timer was asked for.
+    fn fake_time(start_ms: u64) -> (Clock, Sleep, Arc<Mutex<Vec<u64>>>) {
+        let now = Arc::new(AtomicU64::new(start_ms));
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let clock: Clock = {
+            let now = now.clone();
+            Arc::new(move || now.load(Ordering::SeqCst))
+        };
+        let sleep: Sleep = {
+            let waits = waits.clone();
+            Arc::new(move |wait: Duration| {
+                let ms = u64::try_from(wait.as_millis()).expect("short waits");
+                now.fetch_add(ms, Ordering::SeqCst);
+                waits.lock().expect("not poisoned").push(ms);
+                Box::pin(async {})
+            })
+        };
+        (clock, sleep, waits)
+    }
+
+    fn definition(internal_stream: &str) -> StreamDefinition {
+        StreamDefinition {
+            name: "cam".into(),
+            arn: "arn:aws:kinesisvideo:us-east-1:000000000000:stream/cam/1".into(),
+            device_name: None,
+            media_type: None,
+            kms_key_id: String::new(),
+            data_retention_hours: 24,
+            version: "v".into(),
+            creation_time_ms: 0,
+            tags: std::collections::BTreeMap::new(),
+            storage_tier: "HOT".into(),
+            internal_stream: internal_stream.into(),
+            image_generation: None,
+            notification: None,
+        }
+    }
+
+    /// The guard: a producer faster than 5 fragments a second is slowed down (the ingest waits
+    /// before reading on, refusing nothing), and a session open past its connection duration ends
+    /// with ErrorId 4003 naming the fragment in progress, which is not stored. Time is fake: the
+    /// test asserts the waits asked for, never how long anything took.
+    #[test]
+    fn ingest_paces_fragments_and_ends_with_4003_at_the_connection_duration() {
+        let internal = format!("{}cam-1-x", sluice_core::internal_stream::VIDEO_PREFIX);
+        let model = Model::with_stream(&internal, 2);
+        // Unknown-size clusters: each one ends only when the next begins, so one is always in
+        // progress. One chunk per cluster, the first with the header.
+        let clusters: Vec<(u64, Vec<(u64, i16)>)> =
+            (0..8).map(|i| (i * 1000, vec![(1, 0), (1, 500)])).collect();
+        let mkv = crate::mkv::tests::sample(&[1], &clusters, true);
+        let starts: Vec<usize> = (0..mkv.len() - 3)
+            .filter(|&at| mkv[at..at + 4] == [0x1F, 0x43, 0xB6, 0x75])
+            .collect();
+        assert_eq!(starts.len(), 8);
+        let mut chunks = Vec::new();
+        let mut from = 0;
+        for &to in starts.iter().skip(1).chain(std::iter::once(&mkv.len())) {
+            chunks.push(Ok(Bytes::copy_from_slice(&mkv[from..to])));
+            from = to;
+        }
+        let (clock, sleep, waits) = fake_time(1_700_000_000_000);
+        let limiter = Arc::new(Limiter::new(VideoLimits {
+            put_media_connection_duration_ms: 500,
+            ..VideoLimits::default()
+        }));
+        let (sender, receiver) = async_channel::bounded(256);
+        let definition = definition(&internal);
+        let summary = futures_lite::future::block_on(ingest(
+            model.log(),
+            definition.clone(),
+            Arc::new(StreamIndex::default()),
+            PutMediaOptions {
+                timecode_type: TimecodeType::Relative,
+                producer_start_ms: Some(1_699_999_000_000),
+                acks: true,
+            },
+            PutMediaLimits::default(),
+            limiter.put_media_pacing(&definition.internal_stream),
+            futures_lite::stream::iter(chunks),
+            sender,
+            sleep,
+            clock,
+        ));
+        // Five fragments start at once; each later one waits for its 200 ms of the rate. After
+        // the eighth has started 600 ms have passed, past the 500 ms the connection may last.
+        assert_eq!(*waits.lock().expect("not poisoned"), vec![200, 200, 200]);
+        assert_eq!(
+            summary,
+            IngestSummary {
+                persisted: 7,
+                rejected: 1,
+                ended_by: Some(ERROR_ID_CONNECTION_DURATION),
+            }
+        );
+        let mut lines = Vec::new();
+        while let Ok(line) = receiver.try_recv() {
+            lines.push(String::from_utf8(line.to_vec()).expect("utf-8"));
+        }
+        let last: serde_json::Value =
+            serde_json::from_str(lines.last().expect("acks")).expect("json");
+        assert_eq!(last["EventType"], "ERROR");
+        assert_eq!(last["ErrorId"], 4003);
+        assert_eq!(last["FragmentTimecode"], 7000);
+        let persisted = lines.iter().filter(|l| l.contains("PERSISTED")).count();
+        assert_eq!(persisted, 7);
+    }
 
     fn entry(number: u128, producer_ms: u64, server_ms: u64) -> FragmentEntry {
         FragmentEntry {
@@ -655,7 +850,15 @@ mod tests {
         );
         assert_eq!(
             ack_line(AckEvent::Error, None, None, Some(4006)),
-            Bytes::from_static(b"{\"EventType\":\"ERROR\",\"ErrorId\":4006}\n")
+            Bytes::from_static(
+                b"{\"EventType\":\"ERROR\",\"ErrorCode\":\"INVALID_MKV_DATA\",\"ErrorId\":4006}\n"
+            )
+        );
+        assert_eq!(
+            ack_line(AckEvent::Error, Some(7), Some("9"), Some(4003)),
+            Bytes::from_static(
+                b"{\"EventType\":\"ERROR\",\"FragmentTimecode\":7,\"FragmentNumber\":\"9\",\"ErrorCode\":\"MAX_CONNECTION_DURATION_REACHED\",\"ErrorId\":4003}\n"
+            )
         );
     }
 }

@@ -718,7 +718,7 @@ pub fn tags_element(tags: &[(&str, String)]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A tiny MKV: EBML header, unknown-size Segment, Info, Tracks with `tracks`, and clusters

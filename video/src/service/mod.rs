@@ -29,6 +29,7 @@ mod sessions;
 use crate::api;
 use crate::error::{ErrorKind, VideoError};
 use crate::fragments::{self, Indexes, StoredFragment, StreamIndex};
+use crate::limits::{CallKind, ConnectionKind, Limiter, VideoLimits, paced_body};
 use crate::media::{
     self, Clock, PutMediaLimits, PutMediaOptions, Sleep, StartSelector, TimecodeType,
 };
@@ -157,12 +158,13 @@ const CLIP_FRAGMENTS_MAX: usize = 200;
 const CLIP_BYTES_MAX: u64 = 100 * 1000 * 1000;
 
 /// What every core's [`VideoService`] shares: the streams, their fragment indexes, the
-/// streaming sessions, and the server's own URL.
+/// streaming sessions, the per-stream limits, and the server's own URL.
 #[derive(Clone, Debug)]
 pub struct VideoShared {
     registry: Arc<Registry>,
     indexes: Arc<Indexes>,
     sessions: Arc<Sessions>,
+    limiter: Arc<Limiter>,
     /// The base URL this server's data plane answers on (GetDataEndpoint, session URLs).
     endpoint: Arc<str>,
     /// hls.js for the player page, when configured.
@@ -179,6 +181,7 @@ impl VideoShared {
             registry,
             indexes: Arc::default(),
             sessions: Arc::default(),
+            limiter: Arc::default(),
             endpoint: Arc::from(endpoint.trim_end_matches('/')),
             hls_js: hls_js.map(Arc::new),
             ffmpeg: Arc::new("ffmpeg".into()),
@@ -191,6 +194,13 @@ impl VideoShared {
         self.ffmpeg = Arc::new(ffmpeg);
         self
     }
+
+    /// Enforces `limits` (default: AWS's).
+    #[must_use]
+    pub fn with_limits(mut self, limits: VideoLimits) -> Self {
+        self.limiter = Arc::new(Limiter::new(limits));
+        self
+    }
 }
 
 /// The video service as one core's front end holds it.
@@ -200,6 +210,7 @@ pub struct VideoService<R: RecordLog> {
     storage: R,
     indexes: Arc<Indexes>,
     sessions: Arc<Sessions>,
+    limiter: Arc<Limiter>,
     endpoint: Arc<str>,
     hls_js: Option<Arc<Vec<u8>>>,
     ffmpeg: Arc<std::path::PathBuf>,
@@ -226,6 +237,7 @@ impl<R: RecordLog> VideoService<R> {
             storage,
             indexes: shared.indexes.clone(),
             sessions: shared.sessions.clone(),
+            limiter: shared.limiter.clone(),
             endpoint: shared.endpoint.clone(),
             hls_js: shared.hls_js.clone(),
             ffmpeg: shared.ffmpeg.clone(),
@@ -305,9 +317,20 @@ impl<R: RecordLog> VideoService<R> {
         A: KinesisApi,
         B: Stream<Item = Result<Bytes, String>> + Unpin + 'static,
     {
-        match self.start_put_media(api, req, auth, now).await {
-            Ok((definition, options)) => {
+        let started = self.start_put_media(api, req, auth, now).await;
+        let started = started.and_then(|(definition, options)| {
+            let stream = &definition.internal_stream;
+            self.limiter
+                .admit(stream, CallKind::PutMedia, epoch_ms(now))?;
+            let slot = self
+                .limiter
+                .connect(stream, ConnectionKind::PutMedia, epoch_ms(now))?;
+            Ok((definition, options, slot))
+        });
+        match started {
+            Ok((definition, options, slot)) => {
                 let (sender, receiver) = async_channel::bounded::<Bytes>(256);
+                let pacing = self.limiter.put_media_pacing(&definition.internal_stream);
                 let index = self.indexes.of(&definition);
                 let task = media::ingest(
                     self.storage.clone(),
@@ -315,12 +338,15 @@ impl<R: RecordLog> VideoService<R> {
                     index,
                     options,
                     self.put_media_limits,
+                    pacing,
                     body,
                     sender,
                     self.sleep.clone(),
                     self.clock.clone(),
                 );
                 let task: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
+                    // The stream's PutMedia connection is counted until the session ends.
+                    let _slot = slot;
                     let summary = task.await;
                     tracing::debug!(?summary, "A PutMedia session ended.");
                 });
@@ -465,6 +491,10 @@ impl<R: RecordLog> VideoService<R> {
             )
             .await?;
         let now_ms = epoch_ms(now);
+        if let Some(call) = CallKind::of_path(req.path) {
+            self.limiter
+                .admit(&definition.internal_stream, call, now_ms)?;
+        }
         match req.path {
             "/getMedia" => self.get_media(&definition, &input).await,
             "/getMediaForFragmentList" => {
@@ -547,12 +577,25 @@ impl<R: RecordLog> VideoService<R> {
                 )));
             }
         };
+        let slot = self.limiter.connect(
+            &definition.internal_stream,
+            ConnectionKind::GetMedia,
+            (self.clock)(),
+        )?;
         let body = media::get_media(
             self.storage.clone(),
             definition.clone(),
             index,
             at,
             self.get_media_idle_end,
+            self.sleep.clone(),
+            self.clock.clone(),
+        );
+        let body = paced_body(
+            body,
+            self.limiter
+                .reader_bytes_per_second(ConnectionKind::GetMedia),
+            slot,
             self.sleep.clone(),
             self.clock.clone(),
         );
@@ -612,6 +655,11 @@ impl<R: RecordLog> VideoService<R> {
             })?;
             entries.push(entry);
         }
+        let slot = self.limiter.connect(
+            &definition.internal_stream,
+            ConnectionKind::GetMediaForFragmentList,
+            (self.clock)(),
+        )?;
         let storage = self.storage.clone();
         let definition = definition.clone();
         let body = futures_lite::stream::unfold(entries.into_iter(), move |mut rest| {
@@ -644,6 +692,14 @@ impl<R: RecordLog> VideoService<R> {
                 }
             }
         });
+        let body = paced_body(
+            body,
+            self.limiter
+                .reader_bytes_per_second(ConnectionKind::GetMediaForFragmentList),
+            slot,
+            self.sleep.clone(),
+            self.clock.clone(),
+        );
         Ok(VideoResponse::ok(
             "video/webm",
             VideoBody::Stream(Box::pin(body)),
