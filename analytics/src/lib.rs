@@ -24,6 +24,7 @@ pub mod program;
 pub mod rcf;
 pub mod reference;
 pub mod run_file;
+pub mod s3;
 pub mod schema_wire;
 pub mod types;
 pub mod value;
