@@ -205,6 +205,10 @@ pub struct ServeArgs {
     /// The ffmpeg that decodes frames for Kinesis Video's GetImages [default: `ffmpeg` on PATH].
     #[arg(long, value_name = "FILE")]
     pub ffmpeg: Option<PathBuf>,
+    /// The largest S3 object a Kinesis Data Analytics reference data source may load; a larger
+    /// one stops its application [default: 1073741824, KDA's 1 GB].
+    #[arg(long, value_name = "BYTES")]
+    pub analytics_reference_bytes_max: Option<u64>,
 }
 
 /// The config file: the same settings as the flags.
@@ -246,6 +250,7 @@ struct FileSettings {
     video_limit: std::collections::BTreeMap<String, u64>,
     hls_js: Option<PathBuf>,
     ffmpeg: Option<PathBuf>,
+    analytics_reference_bytes_max: Option<u64>,
 }
 
 /// `--binary-addr`: a socket address, or `off` to serve no binary protocol.
@@ -348,6 +353,8 @@ pub struct Settings {
     pub hls_js: Option<PathBuf>,
     /// The ffmpeg GetImages runs.
     pub ffmpeg: Option<PathBuf>,
+    /// `None`: the analytics default.
+    pub analytics_reference_bytes_max: Option<u64>,
     /// `None` when the binary protocol is off.
     pub binary: Option<BinarySettings>,
     pub admission: AdmissionSettings,
@@ -588,6 +595,9 @@ impl Settings {
             video_limits,
             hls_js: args.hls_js.or(file.hls_js),
             ffmpeg: args.ffmpeg.or(file.ffmpeg),
+            analytics_reference_bytes_max: args
+                .analytics_reference_bytes_max
+                .or(file.analytics_reference_bytes_max),
             binary,
             admission,
             engine,

@@ -155,6 +155,9 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         engine_config.catalog.region.clone(),
         engine_config.catalog.account_id.clone(),
     );
+    if let Some(bytes) = settings.analytics_reference_bytes_max {
+        analytics.set_reference_bytes_max(bytes);
+    }
     // Firehose: delivery stream definitions load from the data dir before any core starts; the
     // shard cores answer its API, service core 0 delivers.
     let firehose = Arc::new(

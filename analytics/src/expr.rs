@@ -164,6 +164,78 @@ impl CExpr {
         }
     }
 
+    /// Calls `seen` with the index of every column the expression reads.
+    pub fn visit_columns(&self, seen: &mut impl FnMut(usize)) {
+        match self {
+            CExpr::Column { index, .. } => seen(*index),
+            CExpr::Literal(..) => {}
+            CExpr::Arith { left, right, .. } | CExpr::Compare { left, right, .. } => {
+                left.visit_columns(seen);
+                right.visit_columns(seen);
+            }
+            CExpr::And(a, b) | CExpr::Or(a, b) => {
+                a.visit_columns(seen);
+                b.visit_columns(seen);
+            }
+            CExpr::Not(e)
+            | CExpr::Neg(e)
+            | CExpr::IsNull { expr: e, .. }
+            | CExpr::Cast { expr: e, .. }
+            | CExpr::TimeBucket { expr: e, .. } => e.visit_columns(seen),
+            CExpr::Func { args, .. } => args.iter().for_each(|a| a.visit_columns(seen)),
+        }
+    }
+
+    /// The same expression reading column `to(i)` wherever this one reads column `i` (an
+    /// expression planned over a joined row, moved onto one side's batch).
+    pub fn remap_columns(&self, to: &impl Fn(usize) -> usize) -> CExpr {
+        let boxed = |e: &CExpr| Box::new(e.remap_columns(to));
+        match self {
+            CExpr::Column { index, kind } => CExpr::Column {
+                index: to(*index),
+                kind: *kind,
+            },
+            CExpr::Literal(..) => self.clone(),
+            CExpr::Arith {
+                op,
+                left,
+                right,
+                kind,
+            } => CExpr::Arith {
+                op: *op,
+                left: boxed(left),
+                right: boxed(right),
+                kind: *kind,
+            },
+            CExpr::Compare { op, left, right } => CExpr::Compare {
+                op: *op,
+                left: boxed(left),
+                right: boxed(right),
+            },
+            CExpr::And(a, b) => CExpr::And(boxed(a), boxed(b)),
+            CExpr::Or(a, b) => CExpr::Or(boxed(a), boxed(b)),
+            CExpr::Not(e) => CExpr::Not(boxed(e)),
+            CExpr::Neg(e) => CExpr::Neg(boxed(e)),
+            CExpr::IsNull { expr, negated } => CExpr::IsNull {
+                expr: boxed(expr),
+                negated: *negated,
+            },
+            CExpr::Cast { expr, kind } => CExpr::Cast {
+                expr: boxed(expr),
+                kind: *kind,
+            },
+            CExpr::TimeBucket { expr, width_ms } => CExpr::TimeBucket {
+                expr: boxed(expr),
+                width_ms: *width_ms,
+            },
+            CExpr::Func { func, args, kind } => CExpr::Func {
+                func: *func,
+                args: args.iter().map(|a| a.remap_columns(to)).collect(),
+                kind: *kind,
+            },
+        }
+    }
+
     /// Evaluates over every row of `batch`; the array has `batch.num_rows()` rows.
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<ArrayRef, ArrowError> {
         Ok(self.eval(batch)?.into_array(batch.num_rows()))

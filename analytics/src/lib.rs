@@ -1,9 +1,10 @@
 //! analytics: Kinesis Data Analytics for SQL. Owns the KDA SQL dialect (parse), the compiled
 //! plans over Arrow columnar batches (filters, projections, scalar functions; tumbling, stagger
-//! and sliding windows; stream joins; TOP_K/COUNT_DISTINCT; RANDOM_CUT_FOREST), in-application
-//! streams and pumps, the application catalog and its API (`KinesisAnalytics_20150814.*`), and
-//! the runner that reads an application's input through the narrow storage face and writes its
-//! outputs back through it.
+//! and sliding windows; stream joins; joins with reference tables; TOP_K/COUNT_DISTINCT;
+//! RANDOM_CUT_FOREST), in-application streams and pumps, the application catalog and its API
+//! (`KinesisAnalytics_20150814.*`), the runner that reads an application's input through the
+//! narrow storage face and writes its outputs back through it, and the reading of reference
+//! data objects from S3-compatible storage.
 //!
 //! Must not touch segments, executors' internals or the Kinesis control plane: every record goes
 //! through `sluice_core::storage::{RecordLog, CheckpointLog}`.
@@ -21,7 +22,9 @@ pub mod pipeline;
 pub mod plan;
 pub mod program;
 pub mod rcf;
+pub mod reference;
 pub mod run_file;
+pub mod s3;
 pub mod schema_wire;
 pub mod types;
 pub mod value;

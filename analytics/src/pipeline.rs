@@ -21,6 +21,7 @@ use crate::join::JoinState;
 use crate::plan::{PlanBody, PumpPlan, TumblingPlan, compile_pump};
 use crate::program::{CodeError, Program};
 use crate::rcf::RcfState;
+use crate::reference::{ParsedTable, ReferenceJoinState, ReferenceTable};
 use crate::sliding::SlidingState;
 use crate::types::Kind;
 use crate::value::Value;
@@ -51,12 +52,20 @@ pub struct PipelineInput {
     pub schema: InputSchema,
 }
 
+/// A reference data source as the pipeline sees it: its in-application table and schema.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineTable {
+    pub table: String,
+    pub schema: InputSchema,
+}
+
 struct Pump {
     plan: PumpPlan,
     window: Option<TumblingState>,
     sliding: Option<SlidingState>,
     items: Option<ItemsState>,
     join: Option<JoinState>,
+    reference: Option<ReferenceJoinState>,
     rcf: Option<RcfState>,
 }
 
@@ -92,13 +101,36 @@ fn hex(bytes: &[u8]) -> String {
 impl Pipeline {
     /// Compiles `program` for `inputs`; a program that cannot run is a [`CodeError`].
     pub fn compile(program: &Program, inputs: &[PipelineInput]) -> Result<Pipeline, CodeError> {
+        Self::compile_with_tables(program, inputs, &[])
+    }
+
+    /// Compiles `program` for `inputs` and the reference tables `tables`, which start empty
+    /// until [`Pipeline::install_table`] loads them.
+    pub fn compile_with_tables(
+        program: &Program,
+        inputs: &[PipelineInput],
+        tables: &[PipelineTable],
+    ) -> Result<Pipeline, CodeError> {
         let mut shapes = HashMap::new();
         shapes.insert(ERROR_STREAM.to_owned(), error_shape());
         for input in inputs {
             shapes.insert(input.stream.clone(), input.schema.shape());
         }
+        let table_shapes: HashMap<String, StreamShape> = tables
+            .iter()
+            .map(|t| (t.table.clone(), t.schema.shape()))
+            .collect();
+        if let Some(clash) = tables.iter().find(|t| shapes.contains_key(&t.table)) {
+            return Err(CodeError::at(
+                crate::program::Position { line: 1, column: 1 },
+                format!(
+                    "reference table \"{}\" has the name of an in-application stream",
+                    clash.table
+                ),
+            ));
+        }
         for stream in &program.streams {
-            if shapes.contains_key(&stream.name) {
+            if shapes.contains_key(&stream.name) || table_shapes.contains_key(&stream.name) {
                 return Err(CodeError::at(
                     stream.position,
                     format!("stream \"{}\" already exists", stream.name),
@@ -122,7 +154,7 @@ impl Pipeline {
                     format!("cannot insert into \"{}\"", pump.target),
                 ));
             }
-            let plan = compile_pump(pump, &shapes)?;
+            let plan = compile_pump(pump, &shapes, &table_shapes)?;
             readers
                 .entry(plan.source.clone())
                 .or_default()
@@ -131,7 +163,10 @@ impl Pipeline {
                 PlanBody::Tumbling(t) => (Some(TumblingState::new(t.clone())), None, None),
                 PlanBody::Sliding(s) => (None, Some(SlidingState::new(s.clone())), None),
                 PlanBody::Items(i) => (None, None, Some(ItemsState::new(i.clone()))),
-                PlanBody::Project(_) | PlanBody::Join(_) | PlanBody::Rcf(_) => (None, None, None),
+                PlanBody::Project(_)
+                | PlanBody::Join(_)
+                | PlanBody::ReferenceJoin(_)
+                | PlanBody::Rcf(_) => (None, None, None),
             };
             let join = match &plan.body {
                 PlanBody::Join(j) => {
@@ -151,12 +186,21 @@ impl Pipeline {
                 PlanBody::Rcf(r) => Some(RcfState::new(r.clone())),
                 _ => None,
             };
+            let reference = match &plan.body {
+                PlanBody::ReferenceJoin(r) => Some(ReferenceJoinState::new(
+                    r.clone(),
+                    shapes[&plan.source].clone(),
+                    &table_shapes[&r.table],
+                )),
+                _ => None,
+            };
             pumps.push(Pump {
                 plan,
                 window,
                 sliding,
                 items,
                 join,
+                reference,
                 rcf,
             });
         }
@@ -169,6 +213,87 @@ impl Pipeline {
             error_rows: Vec::new(),
             deferred: Vec::new(),
         })
+    }
+
+    /// Loads reference table `table` (replacing what it held) for every pump joining it. Records
+    /// of the object that did not parse, and table rows whose join key cannot be computed, go
+    /// to `error_stream` with the next emissions.
+    pub fn install_table(&mut self, table: &str, parsed: ParsedTable, now_ms: i64) {
+        let ParsedTable {
+            table: loaded,
+            rejected,
+        } = parsed;
+        for r in rejected {
+            self.reject(r, now_ms);
+        }
+        let loaded = Arc::new(loaded);
+        for index in 0..self.pumps.len() {
+            let Some(join) = self.pumps[index].reference.as_mut() else {
+                continue;
+            };
+            if join.table_name() != table {
+                continue;
+            }
+            let unindexed = join.set_table(loaded.clone());
+            for row in unindexed {
+                self.table_error(index, &loaded, row.row, row.message, now_ms);
+            }
+        }
+    }
+
+    fn reject(&mut self, r: RejectedRecord, now_ms: i64) {
+        self.error_rows.push((
+            vec![
+                Value::Time(now_ms),
+                Value::Text("ERROR".into()),
+                Value::Text(r.error_name.into()),
+                Value::Text(r.message),
+                Value::Time(r.rowtime),
+                Value::Text(hex(&r.data)),
+                Value::Null,
+            ],
+            r.rowtime,
+        ));
+    }
+
+    fn table_error(
+        &mut self,
+        index: usize,
+        table: &ReferenceTable,
+        row: usize,
+        message: String,
+        now_ms: i64,
+    ) {
+        let values: Vec<serde_json::Value> = table
+            .batch
+            .columns()
+            .iter()
+            .take(table.batch.num_columns() - 1)
+            .map(
+                |column| match value_at(column.as_ref(), kind_of(column), row) {
+                    Value::Null => serde_json::Value::Null,
+                    Value::Int(x) | Value::Time(x) => x.into(),
+                    Value::Float(x) => {
+                        serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, Into::into)
+                    }
+                    Value::Text(x) => x.into(),
+                    Value::Bool(x) => x.into(),
+                },
+            )
+            .collect();
+        let data = serde_json::to_vec(&values).unwrap_or_default();
+        self.error_rows.push((
+            vec![
+                Value::Time(now_ms),
+                Value::Text("ERROR".into()),
+                Value::Text("SQL_error".into()),
+                Value::Text(message),
+                Value::Time(now_ms),
+                Value::Text(hex(&data)),
+                Value::Text(self.pumps[index].plan.name.clone()),
+            ],
+            now_ms,
+        ));
     }
 
     /// The shape of in-application stream `name`, if it exists.
@@ -208,18 +333,7 @@ impl Pipeline {
             }
         }
         for r in rejected {
-            self.error_rows.push((
-                vec![
-                    Value::Time(now_ms),
-                    Value::Text("ERROR".into()),
-                    Value::Text(r.error_name.into()),
-                    Value::Text(r.message),
-                    Value::Time(r.rowtime),
-                    Value::Text(hex(&r.data)),
-                    Value::Null,
-                ],
-                r.rowtime,
-            ));
+            self.reject(r, now_ms);
         }
         let stream = self.inputs[input].stream.clone();
         if !rows.is_empty() {
@@ -374,6 +488,9 @@ impl Pipeline {
             return None;
         }
         let target = self.pumps[index].plan.target.clone();
+        if self.pumps[index].reference.is_some() {
+            return self.run_reference_join(index, &batch, now_ms);
+        }
         let pump = &mut self.pumps[index];
         let stateful = match (&mut pump.sliding, &mut pump.items) {
             (None, None) if pump.rcf.is_some() => {
@@ -436,6 +553,39 @@ impl Pipeline {
                 let schema = self.shapes[&target].schema();
                 let joined = arrow_select::concat::concat_batches(&schema, &pieces).ok()?;
                 Some((target, joined))
+            }
+        }
+    }
+
+    /// Joins `batch` with pump `index`'s reference table; a batch whose evaluation fails is run
+    /// row by row so only the failing rows go to `error_stream`.
+    fn run_reference_join(
+        &mut self,
+        index: usize,
+        batch: &RecordBatch,
+        now_ms: i64,
+    ) -> Option<(String, RecordBatch)> {
+        let target = self.pumps[index].plan.target.clone();
+        let shape = &self.shapes[&target];
+        let pump = &self.pumps[index];
+        let join = pump.reference.as_ref()?;
+        let columns = &pump.plan.target_columns;
+        match join.join(batch, shape, columns) {
+            Ok(b) => Some((target, b)),
+            Err(_) => {
+                let mut pieces = Vec::new();
+                let mut failed = Vec::new();
+                for row in 0..batch.num_rows() {
+                    match join.join(&batch.slice(row, 1), shape, columns) {
+                        Ok(b) => pieces.push(b),
+                        Err(e) => failed.push((row, e.to_string())),
+                    }
+                }
+                let joined = arrow_select::concat::concat_batches(&shape.schema(), &pieces).ok();
+                for (row, message) in failed {
+                    self.pump_error(index, batch, row, message, now_ms);
+                }
+                Some((target, joined?))
             }
         }
     }
@@ -581,6 +731,16 @@ impl Pipeline {
             })
             .collect();
         batch_from_rows(shape, &rows)
+    }
+}
+
+/// The kind of a column as [`crate::batch::ColumnBuilder`] builds it.
+fn kind_of(array: &ArrayRef) -> Kind {
+    match array.data_type() {
+        arrow_schema::DataType::Float64 => Kind::Float,
+        arrow_schema::DataType::Utf8 => Kind::Text,
+        arrow_schema::DataType::Boolean => Kind::Bool,
+        _ => Kind::Int,
     }
 }
 

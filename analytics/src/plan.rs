@@ -147,6 +147,7 @@ pub enum PlanBody {
     Sliding(SlidingPlan),
     Items(crate::items::ItemsPlan),
     Join(JoinPlan),
+    ReferenceJoin(ReferenceJoinPlan),
     Rcf(RcfPlan),
 }
 
@@ -171,6 +172,22 @@ pub struct JoinPlan {
     pub right_source: String,
     pub frame: Frame,
     pub on: Option<CExpr>,
+    pub filter: Option<CExpr>,
+    pub left_outer: bool,
+    pub projections: Vec<CExpr>,
+}
+
+/// A join of a stream with a reference table (`FROM s [LEFT] JOIN "table" [AS t] ON …`).
+/// `residual`, `filter` and `projections` read the combined row: the stream's columns and
+/// ROWTIME, then the table's columns (a table has no ROWTIME).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReferenceJoinPlan {
+    pub table: String,
+    /// The equality conjuncts of ON, as (an expression over the stream's batch, one over the
+    /// table's batch) of the same kind: the hash join's keys.
+    pub keys: Vec<(CExpr, CExpr)>,
+    /// The rest of ON, evaluated over the pairs the keys found.
+    pub residual: Option<CExpr>,
     pub filter: Option<CExpr>,
     pub left_outer: bool,
     pub projections: Vec<CExpr>,
@@ -202,6 +219,17 @@ struct Side<'a> {
     stream: &'a str,
     alias: Option<String>,
     shape: &'a StreamShape,
+    /// Streams have a ROWTIME; reference tables do not.
+    rowtime: bool,
+}
+
+impl Side<'_> {
+    fn index_of(&self, column: &str) -> Option<(usize, Kind)> {
+        if !self.rowtime && column == crate::batch::ROWTIME {
+            return None;
+        }
+        self.shape.index_of(column)
+    }
 }
 
 fn position_of(expr: &Expr, fallback: Position) -> Position {
@@ -213,10 +241,12 @@ fn position_of(expr: &Expr, fallback: Position) -> Position {
     }
 }
 
-/// Compiles `pump` against the shapes of every stream it may read or write.
+/// Compiles `pump` against the shapes of every stream it may read or write and of the
+/// application's reference tables.
 pub fn compile_pump(
     pump: &PumpDef,
     shapes: &HashMap<String, StreamShape>,
+    tables: &HashMap<String, StreamShape>,
 ) -> Result<PumpPlan, CodeError> {
     let at = pump.position;
     let query: &Query = &pump.query;
@@ -226,10 +256,29 @@ pub fn compile_pump(
     if select.from.len() != 1 || select.from[0].joins.len() > 1 {
         return Err(CodeError::at(
             at,
-            "FROM takes one stream, or one stream JOIN one windowed stream",
+            "FROM takes one stream, or one stream JOIN one windowed stream or reference table",
         ));
     }
-    if select.from[0].joins.len() == 1 {
+    if let TableFactor::Table { name, .. } = &select.from[0].relation
+        && let Some(table) = object_name(name).filter(|n| tables.contains_key(n))
+    {
+        return Err(CodeError::at(
+            at,
+            format!("'{table}' is a reference table, not a stream: join a stream with it"),
+        ));
+    }
+    if let Some(join) = select.from[0].joins.first() {
+        if let TableFactor::Table { name, args, .. } = &join.relation
+            && let Some(table) = object_name(name).filter(|n| tables.contains_key(n))
+        {
+            if args.is_some() {
+                return Err(CodeError::at(
+                    at,
+                    format!("reference table '{table}' takes no window: it is not a stream"),
+                ));
+            }
+            return compile_reference_join(pump, select, &table, shapes, tables);
+        }
         return compile_join(pump, select, shapes);
     }
     if let TableFactor::TableFunction { expr, .. } = &select.from[0].relation {
@@ -856,6 +905,7 @@ fn compile_join(
             stream: &right,
             alias: right_alias,
             shape: right_shape,
+            rowtime: true,
         }),
     };
     let on = match constraint {
@@ -923,6 +973,206 @@ fn compile_join(
         }),
         target_columns,
     })
+}
+
+/// A join of a stream with a reference table: `FROM "S" [AS s] [LEFT] JOIN "T" [AS t] ON …`.
+/// Equalities in ON between an expression over the stream and one over the table become the
+/// hash join's keys; the rest of ON filters the pairs they find.
+fn compile_reference_join(
+    pump: &PumpDef,
+    select: &sqlparser::ast::Select,
+    table: &str,
+    shapes: &HashMap<String, StreamShape>,
+    tables: &HashMap<String, StreamShape>,
+) -> Result<PumpPlan, CodeError> {
+    use sqlparser::ast::{JoinConstraint, JoinOperator};
+    let at = pump.position;
+    let from = &select.from[0];
+    let join = &from.joins[0];
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = &from.relation
+    else {
+        return Err(CodeError::at(
+            at,
+            "FROM must name an in-application stream joined with the table",
+        ));
+    };
+    let left = object_name(name).ok_or_else(|| CodeError::at(at, "invalid stream name"))?;
+    let left_shape = shapes
+        .get(&left)
+        .ok_or_else(|| CodeError::at(at, format!("Object '{left}' not found")))?;
+    let table_alias = match &join.relation {
+        TableFactor::Table { alias, .. } => alias.as_ref().map(|a| ident_name(&a.name)),
+        _ => None,
+    };
+    let (constraint, left_outer) = match &join.join_operator {
+        JoinOperator::Join(c) | JoinOperator::Inner(c) => (c, false),
+        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (c, true),
+        _ => {
+            return Err(CodeError::at(
+                at,
+                "only JOIN and LEFT JOIN of a stream with a reference table are supported",
+            ));
+        }
+    };
+    let scope = Scope {
+        stream: &left,
+        alias: alias.as_ref().map(|a| ident_name(&a.name)),
+        shape: left_shape,
+        right: Some(Side {
+            stream: table,
+            alias: table_alias,
+            shape: &tables[table],
+            rowtime: false,
+        }),
+    };
+    // Columns at or below this index are the stream's (its ROWTIME included).
+    let stream_last = left_shape.columns.len();
+    let mut keys = Vec::new();
+    let mut residual: Option<CExpr> = None;
+    match constraint {
+        JoinConstraint::On(on) => {
+            if compile(on, &scope, at)?.kind() != Kind::Bool {
+                return Err(CodeError::at(
+                    position_of(on, at),
+                    "ON needs a boolean condition",
+                ));
+            }
+            let mut parts = Vec::new();
+            conjuncts(on, &mut parts);
+            for part in parts {
+                let compiled = compile(part, &scope, at)?;
+                if let CExpr::Compare {
+                    op: CmpOp::Eq,
+                    left,
+                    right,
+                } = &compiled
+                {
+                    let to_table = |i: usize| i - (stream_last + 1);
+                    match (sides(left, stream_last), sides(right, stream_last)) {
+                        (Sides::Stream, Sides::Table) => {
+                            keys.push(((**left).clone(), right.remap_columns(&to_table)));
+                            continue;
+                        }
+                        (Sides::Table, Sides::Stream) => {
+                            keys.push(((**right).clone(), left.remap_columns(&to_table)));
+                            continue;
+                        }
+                        _ => {}
+                    }
+                }
+                residual = Some(match residual {
+                    None => compiled,
+                    Some(before) => CExpr::And(Box::new(before), Box::new(compiled)),
+                });
+            }
+        }
+        JoinConstraint::None => {}
+        _ => {
+            return Err(CodeError::at(
+                at,
+                "a join with a reference table takes an ON condition",
+            ));
+        }
+    }
+    let filter = match &select.selection {
+        Some(e) => {
+            let c = compile(e, &scope, at)?;
+            if c.kind() != Kind::Bool {
+                return Err(CodeError::at(
+                    position_of(e, at),
+                    "WHERE needs a boolean condition",
+                ));
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    if !matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty()) {
+        return Err(CodeError::at(
+            at,
+            "GROUP BY over a join is not supported; aggregate its output stream instead",
+        ));
+    }
+    let (target_shape, target_columns) = insert_target(pump, shapes, at)?;
+    check_insert_count(target_columns.len(), select.projection.len(), at)?;
+    let mut projections = Vec::new();
+    for (item, &column) in select.projection.iter().zip(&target_columns) {
+        let e = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => {
+                return Err(CodeError::at(
+                    at,
+                    "SELECT * is not supported: name the columns",
+                ));
+            }
+        };
+        projections.push(cast_to(
+            compile(e, &scope, at)?,
+            target_shape.columns[column].1,
+        ));
+    }
+    Ok(PumpPlan {
+        name: pump.name.clone(),
+        source: left,
+        target: pump.target.clone(),
+        filter: None,
+        body: PlanBody::ReferenceJoin(ReferenceJoinPlan {
+            table: table.to_owned(),
+            keys,
+            residual,
+            filter,
+            left_outer,
+            projections,
+        }),
+        target_columns,
+    })
+}
+
+/// The operands of a chain of ANDs.
+fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match strip_nested(e) {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// Which side of a joined row an expression reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sides {
+    /// No column: a constant.
+    Neither,
+    Stream,
+    Table,
+    Both,
+}
+
+fn sides(e: &CExpr, stream_last: usize) -> Sides {
+    let (mut stream, mut table) = (false, false);
+    e.visit_columns(&mut |i| {
+        if i <= stream_last {
+            stream = true;
+        } else {
+            table = true;
+        }
+    });
+    match (stream, table) {
+        (false, false) => Sides::Neither,
+        (true, false) => Sides::Stream,
+        (false, true) => Sides::Table,
+        (true, true) => Sides::Both,
+    }
 }
 
 fn compile_rcf(
@@ -1349,12 +1599,11 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
                     Some(q) if is_right(q) => true,
                     Some(q) => return Err(CodeError::at(at, format!("Table '{q}' not found"))),
                     None => {
-                        scope.shape.index_of(&column).is_none()
-                            && right.shape.index_of(&column).is_some()
+                        scope.shape.index_of(&column).is_none() && right.index_of(&column).is_some()
                     }
                 };
                 if use_right {
-                    let (index, kind) = right.shape.index_of(&column).ok_or_else(|| {
+                    let (index, kind) = right.index_of(&column).ok_or_else(|| {
                         CodeError::at(at, format!("Column '{column}' not found in any table"))
                     })?;
                     return Ok(CExpr::Column {

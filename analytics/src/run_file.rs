@@ -6,7 +6,7 @@
 //! Kinesis output would carry them (JSON or CSV), one per line.
 
 use crate::output::{OutputFormat, serialize};
-use crate::pipeline::{Emissions, Pipeline, PipelineInput};
+use crate::pipeline::{Emissions, Pipeline, PipelineInput, PipelineTable};
 use crate::program::{CodeError, parse_program};
 use crate::schema_wire::WireSourceSchema;
 
@@ -31,6 +31,14 @@ pub enum RunError {
     UnknownOutput(String),
 }
 
+/// A reference table of a run: its name, its `ReferenceSchema` (JSON) and the object's bytes.
+#[derive(Clone, Debug)]
+pub struct ReferenceInput<'a> {
+    pub table: &'a str,
+    pub schema_json: &'a str,
+    pub object: &'a [u8],
+}
+
 /// Runs `sql` over `records` with `schema_json` (an API `InputSchema`); returns one line per
 /// output row, `STREAM<TAB>record` when several streams are printed.
 pub fn run(
@@ -39,15 +47,49 @@ pub fn run(
     records: &[&[u8]],
     options: &RunOptions,
 ) -> Result<Vec<String>, RunError> {
+    run_with_references(sql, schema_json, records, &[], options)
+}
+
+fn schema_of(json: &str) -> Result<crate::input::InputSchema, RunError> {
     let wire: WireSourceSchema =
-        serde_json::from_str(schema_json).map_err(|e| RunError::Schema(e.to_string()))?;
-    let schema = wire.to_domain().map_err(RunError::Schema)?;
+        serde_json::from_str(json).map_err(|e| RunError::Schema(e.to_string()))?;
+    wire.to_domain().map_err(RunError::Schema)
+}
+
+/// [`run`] with reference tables, loaded before the first record.
+pub fn run_with_references(
+    sql: &str,
+    schema_json: &str,
+    records: &[&[u8]],
+    references: &[ReferenceInput<'_>],
+    options: &RunOptions,
+) -> Result<Vec<String>, RunError> {
+    let schema = schema_of(schema_json)?;
     let program = parse_program(sql)?;
     let input = PipelineInput {
         stream: format!("{}_001", options.name_prefix),
         schema,
     };
-    let mut pipeline = Pipeline::compile(&program, &[input])?;
+    let tables = references
+        .iter()
+        .map(|r| {
+            Ok(PipelineTable {
+                table: r.table.to_owned(),
+                schema: schema_of(r.schema_json)?,
+            })
+        })
+        .collect::<Result<Vec<_>, RunError>>()?;
+    let mut pipeline = Pipeline::compile_with_tables(&program, &[input], &tables)?;
+    for (reference, table) in references.iter().zip(&tables) {
+        let parsed = crate::reference::parse_table(
+            reference.table,
+            &table.schema,
+            reference.object,
+            options.start_ms,
+        )
+        .map_err(|e| RunError::Schema(e.to_string()))?;
+        pipeline.install_table(reference.table, parsed, options.start_ms);
+    }
     let outputs: Vec<String> = if options.outputs.is_empty() {
         program.streams.iter().map(|s| s.name.clone()).collect()
     } else {

@@ -29,11 +29,12 @@ use sluice_core::storage::{
 };
 
 use crate::api::AnalyticsService;
-use crate::api::catalog::{Application, Status};
+use crate::api::catalog::{Application, ReferenceConfig, Status};
 use crate::metrics::Metric;
 use crate::output::{OutputFormat, serialize};
 use crate::pipeline::{Emissions, Pipeline};
 use crate::program::parse_program;
+use crate::reference::{ParsedTable, parse_table};
 
 /// How long past a window's end the wall clock must be before an idle window is closed.
 pub const CLOSE_GRACE_MS: i64 = 1_000;
@@ -192,7 +193,8 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         let program =
             parse_program(app.code.as_deref().unwrap_or("")).map_err(|e| e.to_string())?;
         let inputs = crate::api::ops::pipeline_inputs(app)?;
-        Pipeline::compile(&program, &inputs).map_err(|e| e.to_string())
+        let tables = crate::api::ops::pipeline_tables(app)?;
+        Pipeline::compile_with_tables(&program, &inputs, &tables).map_err(|e| e.to_string())
     })();
     let mut pipeline = match compiled {
         Ok(p) => p,
@@ -202,6 +204,27 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             return Next::Stop;
         }
     };
+    // Reference data is loaded (again) every time a version starts: at StartApplication, and
+    // after an UpdateApplication or AddApplicationReferenceDataSource of a running application.
+    for reference in &app.references {
+        match load_reference(service, reference).await {
+            Ok(parsed) => {
+                tracing::info!(
+                    application = name,
+                    table = reference.table_name,
+                    rows = parsed.table.rows(),
+                    rejected = parsed.rejected.len(),
+                    "Reference table loaded."
+                );
+                pipeline.install_table(&reference.table_name, parsed, now_ms());
+            }
+            Err(error) => {
+                tracing::error!(application = name, table = reference.table_name, %error, "The reference data cannot be loaded; the application is stopped.");
+                set_status(service, name, None, Status::Ready);
+                return Next::Stop;
+            }
+        }
+    }
     let Some(input) = app.inputs.first() else {
         set_status(service, name, None, Status::Ready);
         return Next::Stop;
@@ -375,6 +398,34 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             tokio::time::sleep(IDLE_WAIT).await;
         }
     }
+}
+
+/// Reads a reference object from S3 and parses it (on tokio's blocking pool: a large object
+/// would hold the service core for seconds).
+async fn load_reference<R: RecordLog + CheckpointLog>(
+    service: &AnalyticsService<R>,
+    reference: &ReferenceConfig,
+) -> Result<ParsedTable, String> {
+    let schema = reference.schema.to_domain()?;
+    let s3 = service
+        .shared
+        .s3
+        .get_or_init(crate::s3::S3Objects::from_env)
+        .await;
+    let object = s3
+        .get(
+            reference.bucket(),
+            &reference.file_key,
+            service.reference_bytes_max(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let table = reference.table_name.clone();
+    let loaded_ms = now_ms();
+    tokio::task::spawn_blocking(move || parse_table(&table, &schema, &object, loaded_ms))
+        .await
+        .map_err(|e| format!("parsing the reference data failed: {e}"))?
+        .map_err(|e| e.to_string())
 }
 
 /// Counts a running application down when its task leaves `run_version`, however it leaves.

@@ -718,3 +718,259 @@ CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
         error.message
     );
 }
+
+const COMPANIES_SCHEMA: &str = r#"{
+  "RecordFormat": {"RecordFormatType": "CSV", "MappingParameters": {"CSVMappingParameters": {"RecordRowDelimiter": "\n", "RecordColumnDelimiter": ","}}},
+  "RecordEncoding": "UTF-8",
+  "RecordColumns": [
+    {"Name": "ticker", "SqlType": "VARCHAR(8)"},
+    {"Name": "company", "SqlType": "VARCHAR(32)"},
+    {"Name": "lot", "SqlType": "INTEGER"}
+  ]
+}"#;
+
+const COMPANIES: &[u8] = b"AMZN,Amazon,10\nIBM,IBM Corp,100\r\nORCL,Oracle,5\n";
+
+const ENRICHED: &str = r#"
+    CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8), "company" VARCHAR(32), "qty" INTEGER);"#;
+
+fn run_with_companies(sql: &str, object: &[u8], outputs: &[&str]) -> Result<Vec<String>, RunError> {
+    let refs: Vec<Vec<u8>> = records();
+    let refs: Vec<&[u8]> = refs.iter().map(Vec::as_slice).collect();
+    let reference = crate::run_file::ReferenceInput {
+        table: "companies",
+        schema_json: COMPANIES_SCHEMA,
+        object,
+    };
+    crate::run_file::run_with_references(sql, SCHEMA, &refs, &[reference], &options(outputs, 1_000))
+}
+
+#[test]
+fn a_left_join_with_a_reference_table_enriches_every_row_and_keeps_misses_with_nulls() {
+    let sql = format!(
+        r#"{ENRICHED}
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM s."sym", c."company", s."qty"
+          FROM "SRC_001" AS s LEFT JOIN "companies" AS c ON s."sym" = c."ticker";"#
+    );
+    let lines = run_with_companies(&sql, COMPANIES, &["OUT"]).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","company":"Amazon","qty":100}"#,
+            r#"{"sym":"IBM","company":"IBM Corp","qty":2}"#,
+            r#"{"sym":"AMZN","company":"Amazon","qty":50}"#,
+            r#"{"sym":"IBM","company":"IBM Corp","qty":40}"#,
+            r#"{"sym":"MSFT","company":null,"qty":1}"#,
+            r#"{"sym":"AMZN","company":"Amazon","qty":200}"#,
+        ]
+    );
+    // An inner join drops the row whose key is not in the table (MSFT).
+    let inner = sql.replace("LEFT JOIN", "JOIN");
+    let lines = run_with_companies(&inner, COMPANIES, &["OUT"]).expect("runs");
+    assert_eq!(lines.len(), 5);
+    assert!(lines.iter().all(|l| !l.contains("MSFT")));
+}
+
+#[test]
+fn other_on_predicates_filter_the_pairs_before_a_left_join_keeps_the_misses() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8), "company" VARCHAR(32), "lots" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM "sym", "company", CAST("qty" AS DOUBLE) / "lot"
+          FROM "SRC_001" LEFT JOIN "companies"
+            ON "ticker" = "sym" AND "qty" >= "lot"
+          WHERE "company" IS NULL OR "px" > 100;"#;
+    // IBM's quantities (2, 40) are under its lot of 100, so the pair is dropped by ON and the
+    // LEFT JOIN keeps the row with a NULL company; WHERE then keeps NULL companies and rows
+    // over 100, which drops none of the AMZN rows but AMZN@5 s (px 90).
+    let lines = run_with_companies(sql, COMPANIES, &["OUT"]).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","company":"Amazon","lots":10.0}"#,
+            r#"{"sym":"IBM","company":null,"lots":null}"#,
+            r#"{"sym":"AMZN","company":"Amazon","lots":5.0}"#,
+            r#"{"sym":"IBM","company":null,"lots":null}"#,
+            r#"{"sym":"MSFT","company":null,"lots":null}"#,
+        ]
+    );
+}
+
+#[test]
+fn json_reference_objects_load_by_line_or_as_one_document_and_duplicate_keys_fan_out() {
+    let schema = r#"{
+      "RecordFormat": {"RecordFormatType": "JSON", "MappingParameters": {"JSONMappingParameters": {"RecordRowPath": "$"}}},
+      "RecordColumns": [
+        {"Name": "ticker", "Mapping": "$.ticker", "SqlType": "VARCHAR(8)"},
+        {"Name": "sector", "Mapping": "$.sector", "SqlType": "VARCHAR(16)"}
+      ]
+    }"#;
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8), "sector" VARCHAR(16));
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM s."sym", r."sector"
+          FROM "SRC_001" AS s JOIN "sectors" AS r ON LOWER(s."sym") = LOWER(r."ticker")
+          WHERE s."qty" >= 50;"#;
+    let lines_object = b"{\"ticker\":\"amzn\",\"sector\":\"Retail\"}\n{\"ticker\":\"AMZN\",\"sector\":\"Cloud\"}\n{\"sector\":\"no key\"}\n{\"ticker\":\"IBM\",\"sector\":\"Tech\"}\n";
+    let array_object = br#"[{"ticker":"amzn","sector":"Retail"},{"ticker":"AMZN","sector":"Cloud"},
+        {"sector":"no key"},{"ticker":"IBM","sector":"Tech"}]"#;
+    // qty >= 50: AMZN@0 s (100), AMZN@2 s (50), AMZN@5 s (200); each meets both AMZN rows; the
+    // row without a ticker has a NULL key and matches nothing.
+    let expected = [
+        r#"{"sym":"AMZN","sector":"Retail"}"#,
+        r#"{"sym":"AMZN","sector":"Cloud"}"#,
+    ]
+    .repeat(3);
+    for object in [&lines_object[..], &array_object[..]] {
+        let input = records();
+        let input: Vec<&[u8]> = input.iter().map(Vec::as_slice).collect();
+        let reference = crate::run_file::ReferenceInput {
+            table: "sectors",
+            schema_json: schema,
+            object,
+        };
+        let lines = crate::run_file::run_with_references(
+            sql,
+            SCHEMA,
+            &input,
+            &[reference],
+            &options(&["OUT"], 1_000),
+        )
+        .expect("runs");
+        assert_eq!(lines, expected);
+    }
+}
+
+#[test]
+fn reference_records_that_do_not_parse_go_to_error_stream_and_the_rest_load() {
+    let sql = format!(
+        r#"{ENRICHED}
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM s."sym", c."company", s."qty"
+          FROM "SRC_001" AS s LEFT JOIN "companies" AS c ON s."sym" = c."ticker"
+          WHERE s."sym" <> 'AMZN';"#
+    );
+    let object = b"AMZN,Amazon,10\nIBM,IBM Corp,lots\nMSFT\n";
+    let lines = run_with_companies(&sql, object, &["OUT", "error_stream"]).expect("runs");
+    let errors: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("error_stream\t"))
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(errors.len(), 2, "{lines:?}");
+    assert_eq!(errors[0]["ERROR_NAME"], "Coercion_error");
+    assert!(
+        errors[0]["MESSAGE"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Reference table \"companies\", line 2:")),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(errors[1]["ERROR_NAME"], "Schema_mismatch");
+    let out: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("OUT\t"))
+        .collect();
+    assert_eq!(
+        out,
+        vec![
+            r#"{"sym":"IBM","company":null,"qty":2}"#,
+            r#"{"sym":"IBM","company":null,"qty":40}"#,
+            r#"{"sym":"MSFT","company":null,"qty":1}"#,
+        ]
+    );
+}
+
+#[test]
+fn reference_joins_the_planner_cannot_run_are_rejected() {
+    let cases = [
+        (
+            r#"SELECT STREAM "ticker" FROM "companies""#,
+            "is a reference table",
+        ),
+        (
+            r#"SELECT STREAM s."sym" FROM "SRC_001" AS s JOIN "companies" OVER (RANGE INTERVAL '1' SECOND PRECEDING) AS c ON s."sym" = c."ticker""#,
+            "takes no window",
+        ),
+        (
+            r#"SELECT STREAM c."nope" FROM "SRC_001" AS s JOIN "companies" AS c ON s."sym" = c."ticker""#,
+            "Column 'nope' not found",
+        ),
+        (
+            r#"SELECT STREAM s."sym" FROM "SRC_001" AS s JOIN "companies" AS c ON s."qty" = c."company""#,
+            "Cannot apply",
+        ),
+        (
+            r#"SELECT STREAM s."sym" FROM "SRC_001" AS s JOIN "companies" AS c ON s."sym" = c."ticker" AND c.ROWTIME > 0"#,
+            "Column 'ROWTIME' not found",
+        ),
+        (
+            r#"SELECT STREAM s."sym" FROM "SRC_001" AS s RIGHT JOIN "companies" AS c ON s."sym" = c."ticker""#,
+            "only JOIN and LEFT JOIN",
+        ),
+    ];
+    for (query, wanted) in cases {
+        let sql = format!(
+            r#"CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8));
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" {query};"#
+        );
+        let Err(RunError::Code(error)) = run_with_companies(&sql, COMPANIES, &["OUT"]) else {
+            panic!("{query} is rejected");
+        };
+        assert!(error.message.contains(wanted), "{query}: {}", error.message);
+    }
+    // A table may not take the name of a stream.
+    let sql = r#"CREATE OR REPLACE STREAM "companies" ("sym" VARCHAR(8));"#;
+    let Err(RunError::Code(error)) = run_with_companies(sql, COMPANIES, &[]) else {
+        panic!("rejected");
+    };
+    assert!(
+        error.message.contains("already exists"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn the_hash_join_plan_takes_equalities_as_keys_and_the_rest_as_a_residual_filter() {
+    use crate::plan::PlanBody;
+    let sql = r#"CREATE OR REPLACE STREAM "OUT" ("sym" VARCHAR(8));
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+  SELECT STREAM s."sym" FROM "SRC_001" AS s JOIN "companies" AS c
+  ON c."ticker" = UPPER(s."sym") AND (s."qty" > c."lot" AND 1 = 1) AND s."px" = c."lot";"#;
+    let program = crate::program::parse_program(sql).expect("parses");
+    let schema = |json: &str| {
+        serde_json::from_str::<crate::schema_wire::WireSourceSchema>(json)
+            .expect("schema")
+            .to_domain()
+            .expect("valid")
+    };
+    let shapes: std::collections::HashMap<String, crate::batch::StreamShape> = [
+        ("SRC_001".to_owned(), schema(SCHEMA).shape()),
+        (
+            "OUT".to_owned(),
+            crate::batch::StreamShape {
+                columns: vec![("sym".into(), crate::types::Kind::Text)],
+            },
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let tables = [("companies".to_owned(), schema(COMPANIES_SCHEMA).shape())]
+        .into_iter()
+        .collect();
+    let plan = crate::plan::compile_pump(&program.pumps[0], &shapes, &tables).expect("plans");
+    let PlanBody::ReferenceJoin(join) = plan.body else {
+        panic!("a reference join");
+    };
+    // Two keys (ticker = UPPER(sym), and lot widened to DOUBLE = px); the stream side reads the
+    // stream's batch, the table side the table's (ticker is column 0, lot column 2).
+    assert_eq!(join.keys.len(), 2);
+    let mut table_columns = Vec::new();
+    join.keys[0].1.visit_columns(&mut |i| table_columns.push(i));
+    join.keys[1].1.visit_columns(&mut |i| table_columns.push(i));
+    assert_eq!(table_columns, vec![0, 2]);
+    assert_eq!(join.keys[1].0.kind(), crate::types::Kind::Float);
+    assert!(join.residual.is_some(), "qty > lot and 1 = 1 stay in ON");
+}

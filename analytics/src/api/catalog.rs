@@ -71,6 +71,35 @@ pub struct OutputConfig {
     pub record_format_type: String,
 }
 
+/// A reference data source: an S3 object loaded into the in-application table `table_name`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceConfig {
+    pub id: String,
+    /// The in-application table, case-sensitive as the SQL quotes it.
+    pub table_name: String,
+    /// `arn:aws:s3:::bucket`.
+    pub bucket_arn: String,
+    pub file_key: String,
+    pub role_arn: String,
+    pub schema: WireSourceSchema,
+}
+
+impl ReferenceConfig {
+    /// The bucket of `bucket_arn` (checked when the source was added).
+    pub fn bucket(&self) -> &str {
+        bucket_of(&self.bucket_arn).unwrap_or_default()
+    }
+}
+
+/// The bucket name of an S3 bucket ARN (`arn:aws:s3:::bucket`).
+pub fn bucket_of(arn: &str) -> Option<&str> {
+    let rest = arn.strip_prefix("arn:")?;
+    let (_partition, rest) = rest.split_once(':')?;
+    let bucket = rest.strip_prefix("s3:::")?;
+    let bucket = bucket.strip_suffix('/').unwrap_or(bucket);
+    (!bucket.is_empty() && !bucket.contains('/')).then_some(bucket)
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tag {
     pub key: String,
@@ -90,13 +119,17 @@ pub struct Application {
     pub code: Option<String>,
     pub inputs: Vec<InputConfig>,
     pub outputs: Vec<OutputConfig>,
+    /// Reference data sources (at most one, as in KDA).
+    #[serde(default)]
+    pub references: Vec<ReferenceConfig>,
     pub tags: Vec<Tag>,
-    /// The next number handed out in input and output ids (`"1.<n>"`).
+    /// The next number handed out in input, output and reference ids (`"1.<n>"`).
     pub next_id: u64,
 }
 
 impl Application {
-    /// A fresh id for an input or output: `1.1`, `1.2`, … as AWS numbers them `[verify]`.
+    /// A fresh id for an input, output or reference data source: `1.1`, `1.2`, … as AWS numbers
+    /// them `[verify]`.
     pub fn take_id(&mut self) -> String {
         self.next_id += 1;
         format!("1.{}", self.next_id)

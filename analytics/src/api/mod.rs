@@ -10,6 +10,7 @@ pub mod catalog;
 mod discover;
 pub(crate) mod ops;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
@@ -70,6 +71,10 @@ pub(crate) struct Shared<R> {
     pub(crate) storage: OnceLock<R>,
     pub(crate) region: String,
     pub(crate) account_id: String,
+    /// The largest reference data object an application may load.
+    pub(crate) reference_bytes_max: AtomicU64,
+    /// The S3 client reference data is read with, built on first use on the service core.
+    pub(crate) s3: tokio::sync::OnceCell<crate::s3::S3Objects>,
 }
 
 /// The analytics service: API handler and runner share it. Cloning shares the state.
@@ -102,8 +107,22 @@ impl<R: RecordLog + sluice_core::storage::CheckpointLog> AnalyticsService<R> {
                 storage: OnceLock::new(),
                 region,
                 account_id,
+                reference_bytes_max: AtomicU64::new(crate::reference::REFERENCE_BYTES_MAX_DEFAULT),
+                s3: tokio::sync::OnceCell::new(),
             }),
         }
+    }
+
+    /// Bounds the size of the reference data objects applications load (default
+    /// [`crate::reference::REFERENCE_BYTES_MAX_DEFAULT`]).
+    pub fn set_reference_bytes_max(&self, bytes: u64) {
+        self.shared
+            .reference_bytes_max
+            .store(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn reference_bytes_max(&self) -> u64 {
+        self.shared.reference_bytes_max.load(Ordering::Relaxed)
     }
 
     /// Hands the service its storage (from the service core, once the engine has recovered).

@@ -3,9 +3,11 @@
 use serde_json::{Value as J, json};
 use sluice_core::storage::{CheckpointLog, RecordLog};
 
-use super::catalog::{Application, InputConfig, OutputConfig, Status, Tag};
+use super::catalog::{
+    Application, InputConfig, OutputConfig, ReferenceConfig, Status, Tag, bucket_of,
+};
 use super::{AnalyticsService, ApiError};
-use crate::pipeline::{Pipeline, PipelineInput};
+use crate::pipeline::{Pipeline, PipelineInput, PipelineTable};
 use crate::program::parse_program;
 use crate::schema_wire::WireSourceSchema;
 
@@ -13,6 +15,11 @@ use crate::schema_wire::WireSourceSchema;
 const NAME_CHARS_MAX: usize = 128;
 const CODE_CHARS_MAX: usize = 102_400;
 const OUTPUTS_MAX: usize = 3;
+/// KDA takes one streaming input and "optionally, one reference data source".
+const REFERENCES_MAX: usize = 1;
+const TABLE_NAME_CHARS_MAX: usize = 32;
+const FILE_KEY_CHARS_MAX: usize = 1024;
+const ARN_CHARS_MAX: usize = 2048;
 const TAGS_MAX: usize = 50;
 const LIST_LIMIT_MAX: usize = 50;
 
@@ -172,6 +179,108 @@ fn parse_output(doc: &J, id: String) -> Result<OutputConfig, ApiError> {
     })
 }
 
+/// Checks the fields of a reference data source, as AddApplicationReferenceDataSource takes them
+/// and as UpdateApplication leaves them.
+fn check_reference(reference: &ReferenceConfig) -> Result<(), ApiError> {
+    let table = &reference.table_name;
+    if table.is_empty() || table.chars().count() > TABLE_NAME_CHARS_MAX {
+        return Err(ApiError::invalid(format!(
+            "TableName must be 1 to {TABLE_NAME_CHARS_MAX} characters"
+        )));
+    }
+    let arn = &reference.bucket_arn;
+    if arn.len() > ARN_CHARS_MAX || bucket_of(arn).is_none() {
+        return Err(ApiError::invalid(format!(
+            "BucketARN {arn} is not a valid S3 bucket ARN (arn:aws:s3:::bucket)"
+        )));
+    }
+    let key = &reference.file_key;
+    if key.is_empty() || key.chars().count() > FILE_KEY_CHARS_MAX {
+        return Err(ApiError::invalid(format!(
+            "FileKey must be 1 to {FILE_KEY_CHARS_MAX} characters"
+        )));
+    }
+    let role = &reference.role_arn;
+    if role.is_empty() || role.len() > ARN_CHARS_MAX || !role.starts_with("arn:") {
+        return Err(ApiError::invalid(format!(
+            "ReferenceRoleARN {role} is not a valid role ARN"
+        )));
+    }
+    reference
+        .schema
+        .to_domain()
+        .map_err(|e| ApiError::invalid(format!("ReferenceSchema is invalid: {e}")))?;
+    Ok(())
+}
+
+fn parse_schema(doc: &J, what: &str) -> Result<WireSourceSchema, ApiError> {
+    serde_json::from_value(doc.clone())
+        .map_err(|e| ApiError::invalid(format!("{what} is invalid: {e}")))
+}
+
+/// A `ReferenceDataSource`: TableName, S3ReferenceDataSource, ReferenceSchema.
+fn parse_reference(doc: &J, id: String) -> Result<ReferenceConfig, ApiError> {
+    let table_name = required_str(doc, "TableName")?.to_owned();
+    // Optional in the model, since S3 is the only kind of reference source; without it there
+    // is nothing to load.
+    let s3 = field(doc, "S3ReferenceDataSource")
+        .ok_or_else(|| ApiError::invalid("S3ReferenceDataSource is required"))?;
+    let schema = field(doc, "ReferenceSchema")
+        .ok_or_else(|| ApiError::invalid("ReferenceSchema is required"))?;
+    let reference = ReferenceConfig {
+        id,
+        table_name,
+        bucket_arn: required_str(s3, "BucketARN")?.to_owned(),
+        file_key: required_str(s3, "FileKey")?.to_owned(),
+        role_arn: required_str(s3, "ReferenceRoleARN")?.to_owned(),
+        schema: parse_schema(schema, "ReferenceSchema")?,
+    };
+    check_reference(&reference)?;
+    Ok(reference)
+}
+
+/// Adds a reference data source to `app`, within KDA's limit of one and with a table name no
+/// other source uses.
+fn add_reference(app: &mut Application, doc: &J) -> Result<(), ApiError> {
+    if app.references.len() >= REFERENCES_MAX {
+        return Err(ApiError::invalid(format!(
+            "Application {} already has a reference data source (at most {REFERENCES_MAX})",
+            app.name
+        )));
+    }
+    let id = app.take_id();
+    app.references.push(parse_reference(doc, id)?);
+    Ok(())
+}
+
+/// Applies one `ReferenceDataSourceUpdate`.
+fn update_reference(app: &mut Application, update: &J) -> Result<(), ApiError> {
+    let id = required_str(update, "ReferenceId")?;
+    let reference = app
+        .references
+        .iter_mut()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("Reference data source {id} is not found")))?;
+    if let Some(table) = string(update, "TableNameUpdate")? {
+        reference.table_name = table.to_owned();
+    }
+    if let Some(s3) = field(update, "S3ReferenceDataSourceUpdate") {
+        if let Some(arn) = string(s3, "BucketARNUpdate")? {
+            reference.bucket_arn = arn.to_owned();
+        }
+        if let Some(key) = string(s3, "FileKeyUpdate")? {
+            reference.file_key = key.to_owned();
+        }
+        if let Some(role) = string(s3, "ReferenceRoleARNUpdate")? {
+            reference.role_arn = role.to_owned();
+        }
+    }
+    if let Some(schema) = field(update, "ReferenceSchemaUpdate") {
+        reference.schema = parse_schema(schema, "ReferenceSchemaUpdate")?;
+    }
+    check_reference(reference)
+}
+
 fn parse_tags(doc: &J) -> Result<Vec<Tag>, ApiError> {
     let Some(items) = field(doc, "Tags") else {
         return Ok(Vec::new());
@@ -210,6 +319,19 @@ pub(crate) fn pipeline_inputs(app: &Application) -> Result<Vec<PipelineInput>, S
     Ok(inputs)
 }
 
+/// The reference tables of `app` as the pipeline sees them.
+pub(crate) fn pipeline_tables(app: &Application) -> Result<Vec<PipelineTable>, String> {
+    app.references
+        .iter()
+        .map(|r| {
+            Ok(PipelineTable {
+                table: r.table_name.clone(),
+                schema: r.schema.to_domain()?,
+            })
+        })
+        .collect()
+}
+
 /// Checks the application code: it parses, and it compiles against the inputs when there are any.
 fn validate_code(app: &Application) -> Result<(), ApiError> {
     let Some(code) = &app.code else { return Ok(()) };
@@ -227,7 +349,8 @@ fn validate_code(app: &Application) -> Result<(), ApiError> {
         return Ok(());
     }
     let inputs = pipeline_inputs(app).map_err(ApiError::invalid)?;
-    Pipeline::compile(&program, &inputs)
+    let tables = pipeline_tables(app).map_err(ApiError::invalid)?;
+    Pipeline::compile_with_tables(&program, &inputs, &tables)
         .map_err(|e| ApiError::new("CodeValidationException", e.to_string()))?;
     Ok(())
 }
@@ -277,6 +400,22 @@ fn detail(app: &Application) -> J {
             d
         })
         .collect();
+    let references: Vec<J> = app
+        .references
+        .iter()
+        .map(|r| {
+            json!({
+                "ReferenceId": r.id,
+                "TableName": r.table_name,
+                "S3ReferenceDataSourceDescription": {
+                    "BucketARN": r.bucket_arn,
+                    "FileKey": r.file_key,
+                    "ReferenceRoleARN": r.role_arn,
+                },
+                "ReferenceSchema": r.schema,
+            })
+        })
+        .collect();
     let mut d = json!({
         "ApplicationName": app.name,
         "ApplicationARN": app.arn,
@@ -285,7 +424,7 @@ fn detail(app: &Application) -> J {
         "LastUpdateTimestamp": seconds(app.update_ms),
         "InputDescriptions": inputs,
         "OutputDescriptions": outputs,
-        "ReferenceDataSourceDescriptions": [],
+        "ReferenceDataSourceDescriptions": references,
         "CloudWatchLoggingOptionDescriptions": [],
         "ApplicationVersionId": app.version_id,
     });
@@ -412,12 +551,27 @@ pub(super) async fn dispatch<R: RecordLog + CheckpointLog>(
             }
             Ok(())
         }),
+        "AddApplicationReferenceDataSource" => modify(service, doc, now_ms, |app, doc| {
+            let reference = field(doc, "ReferenceDataSource")
+                .ok_or_else(|| ApiError::invalid("ReferenceDataSource is required"))?;
+            add_reference(app, reference)
+        }),
+        "DeleteApplicationReferenceDataSource" => modify(service, doc, now_ms, |app, doc| {
+            let id = required_str(doc, "ReferenceId")?;
+            let before = app.references.len();
+            app.references.retain(|r| r.id != id);
+            if app.references.len() == before {
+                return Err(ApiError::not_found(format!(
+                    "Reference data source {id} is not found in application {}",
+                    app.name
+                )));
+            }
+            Ok(())
+        }),
         "TagResource" | "UntagResource" | "ListTagsForResource" => tags(service, operation, doc),
         "DiscoverInputSchema" => super::discover::discover(service, doc).await,
         "AddApplicationInputProcessingConfiguration"
         | "DeleteApplicationInputProcessingConfiguration"
-        | "AddApplicationReferenceDataSource"
-        | "DeleteApplicationReferenceDataSource"
         | "AddApplicationCloudWatchLoggingOption"
         | "DeleteApplicationCloudWatchLoggingOption" => Err(ApiError::new(
             "UnsupportedOperationException",
@@ -455,6 +609,7 @@ fn create<R: RecordLog + CheckpointLog>(
         code: string(doc, "ApplicationCode")?.map(str::to_owned),
         inputs: Vec::new(),
         outputs: Vec::new(),
+        references: Vec::new(),
         tags: parse_tags(doc)?,
         next_id: 0,
     };
@@ -492,6 +647,13 @@ fn create<R: RecordLog + CheckpointLog>(
             let id = app.take_id();
             app.outputs.push(parse_output(output, id)?);
         }
+    }
+    if field(doc, "ReferenceDataSources").is_some() {
+        // Not a member of the v1 CreateApplicationRequest (botocore's kinesisanalytics
+        // 2015-08-14 model); refused rather than ignored so a reference source is never lost.
+        return Err(ApiError::invalid(
+            "CreateApplication takes no ReferenceDataSources; add one with AddApplicationReferenceDataSource",
+        ));
     }
     if field(doc, "CloudWatchLoggingOptions")
         .is_some_and(|c| c.as_array().is_some_and(|a| !a.is_empty()))
@@ -652,14 +814,19 @@ fn update<R: RecordLog + CheckpointLog>(
                 output.record_format_type = format.to_owned();
             }
         }
-        if field(&update, "ReferenceDataSourceUpdates")
+        for reference_update in field(&update, "ReferenceDataSourceUpdates")
+            .and_then(J::as_array)
+            .into_iter()
+            .flatten()
+        {
+            update_reference(app, reference_update)?;
+        }
+        if field(&update, "CloudWatchLoggingOptionUpdates")
             .is_some_and(|r| r.as_array().is_some_and(|a| !a.is_empty()))
-            || field(&update, "CloudWatchLoggingOptionUpdates")
-                .is_some_and(|r| r.as_array().is_some_and(|a| !a.is_empty()))
         {
             return Err(ApiError::new(
                 "UnsupportedOperationException",
-                "Reference data and CloudWatch logging updates are not supported by this server",
+                "CloudWatch logging updates are not supported by this server",
             ));
         }
         Ok(())
