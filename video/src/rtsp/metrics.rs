@@ -81,11 +81,6 @@ impl SourceMetrics {
     pub fn error(&self, error_type: ErrorType) {
         self.errors[error_type as usize].fetch_add(1, Ordering::Relaxed);
     }
-
-    #[cfg(test)]
-    pub fn errors_of(&self, error_type: ErrorType) -> u64 {
-        self.errors[error_type as usize].load(Ordering::Relaxed)
-    }
 }
 
 /// A series: its name, Prometheus type, help text, and how to read it.

@@ -106,20 +106,30 @@ pub(crate) async fn run<R: RecordLog>(context: SourceContext<R>) {
     // The producer time the next session may not start before.
     let mut producer_floor_ms = 0u64;
     loop {
+        let mut stored = 0u64;
         let outcome = match ready_stream(&context).await {
             Ok((definition, index)) => {
-                session(&context, &definition, &index, &mut producer_floor_ms).await
+                session(
+                    &context,
+                    &definition,
+                    &index,
+                    &mut producer_floor_ms,
+                    &mut stored,
+                )
+                .await
             }
             Err(error) => Err(error),
         };
         context.metrics.session_ended();
+        // A session that stored anything was a working camera: the next attempt comes soon,
+        // however the session ended.
+        if stored > 0 {
+            delay = BACKOFF_MIN;
+        }
         match outcome {
-            Ok(stored) => {
+            Ok(()) => {
                 tracing::info!(stream = %stream_name, %url, fragments = stored, "The RTSP session ended; connecting again.");
                 last_error = None;
-                if stored > 0 {
-                    delay = BACKOFF_MIN;
-                }
             }
             Err(error) => {
                 context.metrics.error(error.error_type());
@@ -207,13 +217,15 @@ fn current_tracks(video: Option<ParametersRef<'_>>, audio: Option<&AudioTrack>) 
     })
 }
 
-/// One RTSP session, from DESCRIBE to the end of the stream. Returns the fragments it stored.
+/// One RTSP session, from DESCRIBE to the end of the stream; `stored` counts the fragments it
+/// stored, whatever ended it.
 async fn session<R: RecordLog>(
     context: &SourceContext<R>,
     definition: &StreamDefinition,
     index: &StreamIndex,
     producer_floor_ms: &mut u64,
-) -> Result<u64, SessionError> {
+    stored: &mut u64,
+) -> Result<(), SessionError> {
     let url = context.source.display_url();
     let connect_error = |reason: String| SessionError::Connect {
         url: url.clone(),
@@ -303,7 +315,7 @@ async fn session<R: RecordLog>(
         anchor_ms: None,
         header: None,
         open_header: None,
-        stored: 0,
+        stored,
         producer_floor_ms,
     };
     let ended = loop {
@@ -348,7 +360,7 @@ async fn session<R: RecordLog>(
     if let Some(fragment) = fragmenter.finish() {
         writer.store(fragment).await?;
     }
-    ended.map(|()| writer.stored)
+    ended
 }
 
 /// A session's state between the fragmenter and storage.
@@ -362,7 +374,7 @@ struct FragmentWriter<'a, R> {
     header: Option<Arc<Vec<u8>>>,
     /// The header of the open fragment: the parameters at its keyframe.
     open_header: Option<Arc<Vec<u8>>>,
-    stored: u64,
+    stored: &'a mut u64,
     producer_floor_ms: &'a mut u64,
 }
 
@@ -437,7 +449,7 @@ impl<R: RecordLog> FragmentWriter<'_, R> {
             times,
         )
         .await?;
-        self.stored += 1;
+        *self.stored += 1;
         self.context.metrics.fragment_stored(cluster.len());
         *self.producer_floor_ms = (*self.producer_floor_ms).max(producer_ms + fragment.duration_ms);
         Ok(())
