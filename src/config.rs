@@ -185,6 +185,13 @@ pub struct ServeArgs {
     /// The ffmpeg that decodes frames for Kinesis Video's GetImages [default: `ffmpeg` on PATH].
     #[arg(long, value_name = "FILE")]
     pub ffmpeg: Option<PathBuf>,
+    /// Pull an IP camera into a Kinesis video stream (repeatable, one per stream):
+    /// STREAM=rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH. Its H.264 video (and AAC audio) is stored
+    /// as fragments cut at keyframes, as PutMedia would store them; the video stream must exist
+    /// (CreateStream), and the camera is reconnected with backoff when it drops. In the config
+    /// file: `rtsp_source = ["STREAM=URL", ...]` [default: none].
+    #[arg(long = "rtsp-source", value_name = "STREAM=URL")]
+    pub rtsp_source: Vec<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -222,6 +229,8 @@ struct FileSettings {
     tls_key: Option<PathBuf>,
     hls_js: Option<PathBuf>,
     ffmpeg: Option<PathBuf>,
+    #[serde(default)]
+    rtsp_source: Vec<String>,
 }
 
 /// `--binary-addr`: a socket address, or `off` to serve no binary protocol.
@@ -322,6 +331,8 @@ pub struct Settings {
     pub hls_js: Option<PathBuf>,
     /// The ffmpeg GetImages runs.
     pub ffmpeg: Option<PathBuf>,
+    /// The cameras RTSP ingest pulls, at most one per video stream.
+    pub rtsp_sources: Vec<sluice_video::rtsp::RtspSource>,
     /// `None` when the binary protocol is off.
     pub binary: Option<BinarySettings>,
     pub admission: AdmissionSettings,
@@ -495,6 +506,27 @@ impl Settings {
                 anyhow::bail!("--tls-key needs --tls-cert (the certificate of that key)")
             }
         };
+        // Flags replace the file's list, as for credentials.
+        let rtsp_texts = if args.rtsp_source.is_empty() {
+            file.rtsp_source
+        } else {
+            args.rtsp_source
+        };
+        let mut rtsp_sources: Vec<sluice_video::rtsp::RtspSource> = Vec::new();
+        for text in &rtsp_texts {
+            let source: sluice_video::rtsp::RtspSource = text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--rtsp-source: {e}"))?;
+            // Two cameras in one stream would interleave unrelated fragments.
+            anyhow::ensure!(
+                !rtsp_sources
+                    .iter()
+                    .any(|s| s.stream_name == source.stream_name),
+                "--rtsp-source: stream {} is given twice (one camera per video stream)",
+                source.stream_name
+            );
+            rtsp_sources.push(source);
+        }
         let admission = AdmissionSettings {
             memory_budget_bytes: match args.memory_budget_bytes.or(file.memory_budget_bytes) {
                 Some(bytes) => {
@@ -530,6 +562,7 @@ impl Settings {
             http_addr,
             hls_js: args.hls_js.or(file.hls_js),
             ffmpeg: args.ffmpeg.or(file.ffmpeg),
+            rtsp_sources,
             binary,
             admission,
             engine,
