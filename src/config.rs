@@ -581,3 +581,49 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream_names(settings: &Settings) -> Vec<&str> {
+        settings
+            .rtsp_sources
+            .iter()
+            .map(|source| source.stream_name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn rtsp_sources_come_from_the_flags_over_the_file_and_a_stream_takes_one_camera() {
+        let dir = std::env::temp_dir().join(format!("sluice-config-rtsp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("sluice.toml");
+        std::fs::write(&file, "rtsp_source = [\"door=rtsp://cam.local/1\"]\n").expect("written");
+        let from_file = Settings::resolve(ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(stream_names(&from_file), ["door"]);
+        let from_flags = Settings::resolve(ServeArgs {
+            config: Some(file),
+            rtsp_source: vec!["yard=rtsp://cam.local/2".into()],
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(stream_names(&from_flags), ["yard"]);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let twice = Settings::resolve(ServeArgs {
+            rtsp_source: vec!["a=rtsp://x/1".into(), "a=rtsp://y/2".into()],
+            ..Default::default()
+        });
+        assert!(twice.is_err_and(|e| e.to_string().contains("given twice")));
+        let not_rtsp = Settings::resolve(ServeArgs {
+            rtsp_source: vec!["a=http://x/1".into()],
+            ..Default::default()
+        });
+        assert!(not_rtsp.is_err_and(|e| e.to_string().starts_with("--rtsp-source:")));
+    }
+}
