@@ -209,6 +209,13 @@ pub struct ServeArgs {
     /// one stops its application [default: 1073741824, KDA's 1 GB].
     #[arg(long, value_name = "BYTES")]
     pub analytics_reference_bytes_max: Option<u64>,
+    /// Pull an IP camera into a Kinesis video stream (repeatable, one per stream):
+    /// STREAM=rtsp://[USER:PASSWORD@]HOST[:PORT]/PATH. Its H.264 video (and AAC audio) is stored
+    /// as fragments cut at keyframes, as PutMedia would store them; the video stream must exist
+    /// (CreateStream), and the camera is reconnected with backoff when it drops. In the config
+    /// file: `rtsp_source = ["STREAM=URL", ...]` [default: none].
+    #[arg(long = "rtsp-source", value_name = "STREAM=URL")]
+    pub rtsp_source: Vec<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -251,6 +258,8 @@ struct FileSettings {
     hls_js: Option<PathBuf>,
     ffmpeg: Option<PathBuf>,
     analytics_reference_bytes_max: Option<u64>,
+    #[serde(default)]
+    rtsp_source: Vec<String>,
 }
 
 /// `--binary-addr`: a socket address, or `off` to serve no binary protocol.
@@ -355,6 +364,8 @@ pub struct Settings {
     pub ffmpeg: Option<PathBuf>,
     /// `None`: the analytics default.
     pub analytics_reference_bytes_max: Option<u64>,
+    /// The cameras RTSP ingest pulls, at most one per video stream.
+    pub rtsp_sources: Vec<sluice_video::rtsp::RtspSource>,
     /// `None` when the binary protocol is off.
     pub binary: Option<BinarySettings>,
     pub admission: AdmissionSettings,
@@ -536,6 +547,27 @@ impl Settings {
                 anyhow::bail!("--tls-key needs --tls-cert (the certificate of that key)")
             }
         };
+        // Flags replace the file's list, as for credentials.
+        let rtsp_texts = if args.rtsp_source.is_empty() {
+            file.rtsp_source
+        } else {
+            args.rtsp_source
+        };
+        let mut rtsp_sources: Vec<sluice_video::rtsp::RtspSource> = Vec::new();
+        for text in &rtsp_texts {
+            let source: sluice_video::rtsp::RtspSource = text
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--rtsp-source: {e}"))?;
+            // Two cameras in one stream would interleave unrelated fragments.
+            anyhow::ensure!(
+                !rtsp_sources
+                    .iter()
+                    .any(|s| s.stream_name == source.stream_name),
+                "--rtsp-source: stream {} is given twice (one camera per video stream)",
+                source.stream_name
+            );
+            rtsp_sources.push(source);
+        }
         let admission = AdmissionSettings {
             memory_budget_bytes: match args.memory_budget_bytes.or(file.memory_budget_bytes) {
                 Some(bytes) => {
@@ -598,6 +630,7 @@ impl Settings {
             analytics_reference_bytes_max: args
                 .analytics_reference_bytes_max
                 .or(file.analytics_reference_bytes_max),
+            rtsp_sources,
             binary,
             admission,
             engine,
@@ -614,5 +647,51 @@ impl Settings {
             DurabilityArg::Fsync => "fsync",
             DurabilityArg::Write => "write",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream_names(settings: &Settings) -> Vec<&str> {
+        settings
+            .rtsp_sources
+            .iter()
+            .map(|source| source.stream_name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn rtsp_sources_come_from_the_flags_over_the_file_and_a_stream_takes_one_camera() {
+        let dir = std::env::temp_dir().join(format!("sluice-config-rtsp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("sluice.toml");
+        std::fs::write(&file, "rtsp_source = [\"door=rtsp://cam.local/1\"]\n").expect("written");
+        let from_file = Settings::resolve(ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(stream_names(&from_file), ["door"]);
+        let from_flags = Settings::resolve(ServeArgs {
+            config: Some(file),
+            rtsp_source: vec!["yard=rtsp://cam.local/2".into()],
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(stream_names(&from_flags), ["yard"]);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let twice = Settings::resolve(ServeArgs {
+            rtsp_source: vec!["a=rtsp://x/1".into(), "a=rtsp://y/2".into()],
+            ..Default::default()
+        });
+        assert!(twice.is_err_and(|e| e.to_string().contains("given twice")));
+        let not_rtsp = Settings::resolve(ServeArgs {
+            rtsp_source: vec!["a=http://x/1".into()],
+            ..Default::default()
+        });
+        assert!(not_rtsp.is_err_and(|e| e.to_string().starts_with("--rtsp-source:")));
     }
 }

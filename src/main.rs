@@ -193,6 +193,13 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     if let Some(ffmpeg) = &settings.ffmpeg {
         video = video.with_ffmpeg(ffmpeg.clone());
     }
+    // RTSP ingest: its own thread pulls the cameras once core 0 is up (it needs a storage
+    // handle, and core 0 answers its stream-status requests with the Kinesis API).
+    let rtsp = sluice_video::rtsp::RtspIngest::new(
+        settings.rtsp_sources.clone(),
+        &video,
+        Arc::new(wall_clock_ms),
+    );
     let per_core = move |engine: sluice_io::engine::Engine| {
         let firehose = firehose.clone();
         let video = video.clone();
@@ -204,8 +211,16 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         let binary_auth = binary_auth.clone();
         let tls = tls.clone();
         let analytics = analytics.clone();
+        let rtsp = rtsp.clone();
         async move {
             let core_id = engine.core_id();
+            if core_id == 0 && !rtsp.is_empty() {
+                if let Err(e) = rtsp.start(engine.storage()) {
+                    eprintln!("error: cannot start the RTSP ingest thread: {e}");
+                    std::process::exit(1);
+                }
+                glommio::spawn_local(rtsp.clone().answer_status_requests(engine.clone())).detach();
+            }
             let listener = match glommio::net::TcpListener::bind(http_addr) {
                 Ok(listener) => listener,
                 Err(e) => {
@@ -269,6 +284,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             }
             let metrics_engine = engine.clone();
             let metrics_firehose = firehose.clone();
+            let metrics_rtsp = rtsp.clone();
             let health_engine = engine.clone();
             let options = http::ServeOptions {
                 auth: auth.clone(),
@@ -277,6 +293,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                         + &sluice_protocols::admission::render()
                         + &sluice_analytics::metrics::render()
                         + &metrics_firehose.render_metrics()
+                        + &metrics_rtsp.render_metrics()
                 })),
                 health: Some(std::rc::Rc::new(move || {
                     let health = health_engine.health();
@@ -297,11 +314,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                     &video,
                     engine.storage(),
                     Arc::new(|duration| Box::pin(glommio::timer::sleep(duration))),
-                    Arc::new(|| {
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                    }),
+                    Arc::new(wall_clock_ms),
                 )),
             };
             let fan_out = sluice_protocols::kinesis::efo::EnhancedFanOut::new(
@@ -313,6 +326,13 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     };
     sluice_io::engine::run_with_services(engine_config, per_core, services)?;
     Ok(())
+}
+
+/// The wall clock in epoch milliseconds, as the video service stamps fragments.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What the service cores run: on service core 0, the analytics supervisor and Firehose

@@ -12,6 +12,8 @@
 //! - `remux`: stored MKV fragments turned into fragmented MP4 (HLS, DASH), MPEG-TS (HLS) and MP4
 //!   (GetClip), and the playlists and manifests that list them.
 //! - `images`: GetImages' stills, decoded by ffmpeg.
+//! - `rtsp`: RTSP ingest — Sluice pulls an IP camera and stores its video as fragments, as
+//!   PutMedia would (on a thread of its own running tokio, which retina needs).
 //! - `service`: what the HTTP front end calls: the data plane, HLS and DASH sessions and the
 //!   resources behind their URLs, and the player page.
 //!
@@ -33,5 +35,6 @@ pub mod mkv;
 pub mod model;
 pub mod registry;
 pub mod remux;
+pub mod rtsp;
 pub mod service;
 pub mod store;

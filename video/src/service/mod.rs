@@ -188,6 +188,16 @@ impl VideoShared {
         }
     }
 
+    /// The streams every core shares (RTSP ingest resolves its streams here).
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The fragment indexes every core shares (RTSP ingest adds its fragments here).
+    pub(crate) fn indexes(&self) -> &Arc<Indexes> {
+        &self.indexes
+    }
+
     /// GetImages decodes with this ffmpeg (default: `ffmpeg` on PATH).
     #[must_use]
     pub fn with_ffmpeg(mut self, ffmpeg: std::path::PathBuf) -> Self {
