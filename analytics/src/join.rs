@@ -10,12 +10,12 @@
 //! refused and reported.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::ArrowError;
 
 use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
+use crate::expr::project;
 use crate::plan::{Frame, JoinPlan};
 use crate::types::Kind;
 use crate::value::Value;
@@ -147,16 +147,11 @@ impl JoinState {
         }
         let combined = batch_from_rows(&self.combined, &combined_rows);
         let mut keep: Vec<bool> = match &self.plan.on {
-            Some(on) => {
-                let mask = on.evaluate(&combined)?;
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| ArrowError::InvalidArgumentError("ON is not boolean".into()))?;
-                (0..mask.len())
-                    .map(|i| mask.is_valid(i) && mask.value(i))
-                    .collect()
-            }
+            Some(on) => on
+                .evaluate_condition(&combined, "ON")?
+                .iter()
+                .map(|keep| keep == Some(true))
+                .collect(),
             None => vec![true; combined.num_rows()],
         };
         if self.plan.left_outer {
@@ -175,31 +170,12 @@ impl JoinState {
         let combined =
             arrow_select::filter::filter_record_batch(&combined, &BooleanArray::from(keep))?;
         let combined = match &self.plan.filter {
-            Some(filter) => {
-                let mask = filter.evaluate(&combined)?;
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| {
-                        ArrowError::InvalidArgumentError("WHERE is not boolean".into())
-                    })?;
-                arrow_select::filter::filter_record_batch(&combined, mask)?
-            }
+            Some(filter) => arrow_select::filter::filter_record_batch(
+                &combined,
+                &filter.evaluate_condition(&combined, "WHERE")?,
+            )?,
             None => combined,
         };
-        let rows = combined.num_rows();
-        let mut columns: Vec<Option<ArrayRef>> = vec![None; target.columns.len()];
-        for (expr, &column) in self.plan.projections.iter().zip(target_columns) {
-            columns[column] = Some(expr.evaluate(&combined)?);
-        }
-        let mut arrays: Vec<ArrayRef> = columns
-            .into_iter()
-            .zip(&target.columns)
-            .map(|(c, (_, kind))| {
-                c.unwrap_or_else(|| arrow_array::new_null_array(&kind.arrow(), rows))
-            })
-            .collect();
-        arrays.push(Arc::new(rowtimes(&combined).clone()));
-        RecordBatch::try_new(target.schema(), arrays)
+        project(&self.plan.projections, &combined, target, target_columns)
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 
 use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
-use crate::expr::convert;
+use crate::expr::{convert, project};
 use crate::input::{InputSchema, RejectedRecord};
 use crate::items::ItemsState;
 use crate::join::JoinState;
@@ -628,21 +628,12 @@ impl Pipeline {
         let PlanBody::Project(exprs) = &plan.body else {
             unreachable!("project runs only stateless pumps");
         };
-        let shape = &self.shapes[&plan.target];
-        let rows = batch.num_rows();
-        let mut columns: Vec<Option<ArrayRef>> = vec![None; shape.columns.len()];
-        for (expr, &column) in exprs.iter().zip(&plan.target_columns) {
-            columns[column] = Some(expr.evaluate(batch)?);
-        }
-        let mut arrays: Vec<ArrayRef> = columns
-            .into_iter()
-            .zip(&shape.columns)
-            .map(|(c, (_, kind))| {
-                c.unwrap_or_else(|| arrow_array::new_null_array(&kind.arrow(), rows))
-            })
-            .collect();
-        arrays.push(Arc::new(rowtimes(batch).clone()));
-        RecordBatch::try_new(shape.schema(), arrays)
+        project(
+            exprs,
+            batch,
+            &self.shapes[&plan.target],
+            &plan.target_columns,
+        )
     }
 
     /// Evaluates a window's HAVING and select items over its synthetic rows (see
@@ -657,18 +648,10 @@ impl Pipeline {
         let post = post.clone();
         let evaluate = |batch: &RecordBatch| -> Result<Vec<OutputRow>, arrow_schema::ArrowError> {
             let batch = match &post.having {
-                Some(having) => {
-                    let mask = having.evaluate(batch)?;
-                    let mask = mask
-                        .as_any()
-                        .downcast_ref::<BooleanArray>()
-                        .ok_or_else(|| {
-                            arrow_schema::ArrowError::InvalidArgumentError(
-                                "HAVING is not boolean".into(),
-                            )
-                        })?;
-                    arrow_select::filter::filter_record_batch(batch, mask)?
-                }
+                Some(having) => arrow_select::filter::filter_record_batch(
+                    batch,
+                    &having.evaluate_condition(batch, "HAVING")?,
+                )?,
                 None => batch.clone(),
             };
             let arrays = post
