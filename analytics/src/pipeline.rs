@@ -98,6 +98,20 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A value in the JSON of an `error_stream` row's `DATA_ROW`. Times stay epoch milliseconds,
+/// unlike an output record's (see [`crate::output`]), and a non-finite float is `null`.
+fn data_row_value(value: Value) -> serde_json::Value {
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Int(x) | Value::Time(x) => x.into(),
+        Value::Float(x) => {
+            serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, Into::into)
+        }
+        Value::Text(x) => x.into(),
+        Value::Bool(x) => x.into(),
+    }
+}
+
 impl Pipeline {
     /// Compiles `program` for `inputs`; a program that cannot run is a [`CodeError`].
     pub fn compile(program: &Program, inputs: &[PipelineInput]) -> Result<Pipeline, CodeError> {
@@ -269,30 +283,26 @@ impl Pipeline {
             .columns()
             .iter()
             .take(table.batch.num_columns() - 1)
-            .map(
-                |column| match value_at(column.as_ref(), kind_of(column), row) {
-                    Value::Null => serde_json::Value::Null,
-                    Value::Int(x) | Value::Time(x) => x.into(),
-                    Value::Float(x) => {
-                        serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, Into::into)
-                    }
-                    Value::Text(x) => x.into(),
-                    Value::Bool(x) => x.into(),
-                },
-            )
+            .map(|column| data_row_value(value_at(column.as_ref(), kind_of(column), row)))
             .collect();
         let data = serde_json::to_vec(&values).unwrap_or_default();
+        self.sql_error(index, message, &data, now_ms, now_ms);
+    }
+
+    /// An `error_stream` row for a row pump `index` could not process: `data` is the row as
+    /// JSON and `rowtime` its ROWTIME.
+    fn sql_error(&mut self, index: usize, message: String, data: &[u8], rowtime: i64, now_ms: i64) {
         self.error_rows.push((
             vec![
                 Value::Time(now_ms),
                 Value::Text("ERROR".into()),
                 Value::Text("SQL_error".into()),
                 Value::Text(message),
-                Value::Time(now_ms),
-                Value::Text(hex(&data)),
+                Value::Time(rowtime),
+                Value::Text(hex(data)),
                 Value::Text(self.pumps[index].plan.name.clone()),
             ],
-            now_ms,
+            rowtime,
         ));
     }
 
@@ -448,32 +458,13 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(i, (name, kind))| {
-                let v = match value_at(batch.column(i).as_ref(), *kind, row) {
-                    Value::Null => serde_json::Value::Null,
-                    Value::Int(x) | Value::Time(x) => x.into(),
-                    Value::Float(x) => {
-                        serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, Into::into)
-                    }
-                    Value::Text(x) => x.into(),
-                    Value::Bool(x) => x.into(),
-                };
-                (name.clone(), v)
+                let value = value_at(batch.column(i).as_ref(), *kind, row);
+                (name.clone(), data_row_value(value))
             })
             .collect();
         let rowtime = rowtimes(batch).value(row);
         let data = serde_json::to_vec(&object).unwrap_or_default();
-        self.error_rows.push((
-            vec![
-                Value::Time(now_ms),
-                Value::Text("ERROR".into()),
-                Value::Text("SQL_error".into()),
-                Value::Text(message),
-                Value::Time(rowtime),
-                Value::Text(hex(&data)),
-                Value::Text(self.pumps[index].plan.name.clone()),
-            ],
-            rowtime,
-        ));
+        self.sql_error(index, message, &data, rowtime, now_ms);
     }
 
     /// Runs pump `index` over `batch`; returns the batch for its target stream.
