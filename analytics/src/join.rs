@@ -15,7 +15,7 @@ use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::ArrowError;
 
 use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
-use crate::expr::project;
+use crate::expr::{CExpr, project};
 use crate::plan::{Frame, JoinPlan};
 use crate::types::Kind;
 use crate::value::Value;
@@ -169,13 +169,31 @@ impl JoinState {
         }
         let combined =
             arrow_select::filter::filter_record_batch(&combined, &BooleanArray::from(keep))?;
-        let combined = match &self.plan.filter {
-            Some(filter) => arrow_select::filter::filter_record_batch(
-                &combined,
-                &filter.evaluate_condition(&combined, "WHERE")?,
-            )?,
-            None => combined,
-        };
-        project(&self.plan.projections, &combined, target, target_columns)
+        joined_output(
+            combined,
+            self.plan.filter.as_ref(),
+            &self.plan.projections,
+            target,
+            target_columns,
+        )
     }
+}
+
+/// The output of a join (stream-to-stream or with a reference table): the joined rows that
+/// `filter` (the query's WHERE) keeps, projected into the target stream.
+pub fn joined_output(
+    combined: RecordBatch,
+    filter: Option<&CExpr>,
+    projections: &[CExpr],
+    target: &StreamShape,
+    target_columns: &[usize],
+) -> Result<RecordBatch, ArrowError> {
+    let combined = match filter {
+        Some(filter) => {
+            let mask = filter.evaluate_condition(&combined, "WHERE")?;
+            arrow_select::filter::filter_record_batch(&combined, &mask)?
+        }
+        None => combined,
+    };
+    project(projections, &combined, target, target_columns)
 }

@@ -289,8 +289,9 @@ impl Pipeline {
         self.sql_error(index, message, &data, now_ms, now_ms);
     }
 
-    /// An `error_stream` row for a row pump `index` could not process: `data` is the row as
-    /// JSON and `rowtime` its ROWTIME.
+    /// A `SQL_error` row of `error_stream` charged to pump `index`: `data` is the row it could
+    /// not process, as JSON, and `rowtime` that row's ROWTIME (a reference table's rows take
+    /// the time they were loaded).
     fn sql_error(&mut self, index: usize, message: String, data: &[u8], rowtime: i64, now_ms: i64) {
         self.error_rows.push((
             vec![

@@ -21,8 +21,8 @@ use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::ArrowError;
 
 use crate::batch::{StreamShape, batch_from_rows, value_at};
-use crate::expr::project;
 use crate::input::{InputSchema, RecordFormat, RejectedRecord};
+use crate::join::joined_output;
 use crate::plan::ReferenceJoinPlan;
 use crate::types::Kind;
 use crate::value::Value;
@@ -338,14 +338,13 @@ impl ReferenceJoinState {
             table_rows_of.into()
         };
         let combined = self.combine(batch, &stream_rows, &table_side)?;
-        let combined = match &self.plan.filter {
-            Some(filter) => arrow_select::filter::filter_record_batch(
-                &combined,
-                &filter.evaluate_condition(&combined, "WHERE")?,
-            )?,
-            None => combined,
-        };
-        project(&self.plan.projections, &combined, target, target_columns)
+        joined_output(
+            combined,
+            self.plan.filter.as_ref(),
+            &self.plan.projections,
+            target,
+            target_columns,
+        )
     }
 
     /// The joined rows of the pairs (`stream_rows[i]`, `table_rows[i]`): the stream's columns
