@@ -16,7 +16,7 @@ use arrow_array::{
 };
 use arrow_schema::ArrowError;
 
-use crate::batch::{ColumnBuilder, value_at};
+use crate::batch::{ColumnBuilder, StreamShape, rowtimes, value_at};
 use crate::types::Kind;
 use crate::value::{self, Value};
 
@@ -241,6 +241,20 @@ impl CExpr {
         Ok(self.eval(batch)?.into_array(batch.num_rows()))
     }
 
+    /// Evaluates a condition (`ON`, `WHERE`, `HAVING`) over every row of `batch`; `clause`
+    /// names it in the error when the expression is not boolean. A NULL row is not kept.
+    pub fn evaluate_condition(
+        &self,
+        batch: &RecordBatch,
+        clause: &str,
+    ) -> Result<BooleanArray, ArrowError> {
+        let mask = self.evaluate(batch)?;
+        mask.as_any()
+            .downcast_ref::<BooleanArray>()
+            .cloned()
+            .ok_or_else(|| ArrowError::InvalidArgumentError(format!("{clause} is not boolean")))
+    }
+
     fn eval(&self, batch: &RecordBatch) -> Result<Col, ArrowError> {
         let rows = batch.num_rows();
         Ok(match self {
@@ -330,6 +344,28 @@ impl CExpr {
             }
         })
     }
+}
+
+/// The batch of the target stream that `exprs` fill from `batch`: `exprs[i]` fills column
+/// `target_columns[i]`, every other column is NULL, and the rows keep `batch`'s ROWTIME.
+pub fn project(
+    exprs: &[CExpr],
+    batch: &RecordBatch,
+    target: &StreamShape,
+    target_columns: &[usize],
+) -> Result<RecordBatch, ArrowError> {
+    let rows = batch.num_rows();
+    let mut columns: Vec<Option<ArrayRef>> = vec![None; target.columns.len()];
+    for (expr, &column) in exprs.iter().zip(target_columns) {
+        columns[column] = Some(expr.evaluate(batch)?);
+    }
+    let mut arrays: Vec<ArrayRef> = columns
+        .into_iter()
+        .zip(&target.columns)
+        .map(|(c, (_, kind))| c.unwrap_or_else(|| arrow_array::new_null_array(&kind.arrow(), rows)))
+        .collect();
+    arrays.push(Arc::new(rowtimes(batch).clone()));
+    RecordBatch::try_new(target.schema(), arrays)
 }
 
 /// A kernel over two scalars gives a one-row array: keep it a scalar.

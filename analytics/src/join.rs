@@ -10,12 +10,12 @@
 //! refused and reported.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::ArrowError;
 
 use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
+use crate::expr::{CExpr, project};
 use crate::plan::{Frame, JoinPlan};
 use crate::types::Kind;
 use crate::value::Value;
@@ -147,16 +147,11 @@ impl JoinState {
         }
         let combined = batch_from_rows(&self.combined, &combined_rows);
         let mut keep: Vec<bool> = match &self.plan.on {
-            Some(on) => {
-                let mask = on.evaluate(&combined)?;
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| ArrowError::InvalidArgumentError("ON is not boolean".into()))?;
-                (0..mask.len())
-                    .map(|i| mask.is_valid(i) && mask.value(i))
-                    .collect()
-            }
+            Some(on) => on
+                .evaluate_condition(&combined, "ON")?
+                .iter()
+                .map(|keep| keep == Some(true))
+                .collect(),
             None => vec![true; combined.num_rows()],
         };
         if self.plan.left_outer {
@@ -174,32 +169,31 @@ impl JoinState {
         }
         let combined =
             arrow_select::filter::filter_record_batch(&combined, &BooleanArray::from(keep))?;
-        let combined = match &self.plan.filter {
-            Some(filter) => {
-                let mask = filter.evaluate(&combined)?;
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| {
-                        ArrowError::InvalidArgumentError("WHERE is not boolean".into())
-                    })?;
-                arrow_select::filter::filter_record_batch(&combined, mask)?
-            }
-            None => combined,
-        };
-        let rows = combined.num_rows();
-        let mut columns: Vec<Option<ArrayRef>> = vec![None; target.columns.len()];
-        for (expr, &column) in self.plan.projections.iter().zip(target_columns) {
-            columns[column] = Some(expr.evaluate(&combined)?);
-        }
-        let mut arrays: Vec<ArrayRef> = columns
-            .into_iter()
-            .zip(&target.columns)
-            .map(|(c, (_, kind))| {
-                c.unwrap_or_else(|| arrow_array::new_null_array(&kind.arrow(), rows))
-            })
-            .collect();
-        arrays.push(Arc::new(rowtimes(&combined).clone()));
-        RecordBatch::try_new(target.schema(), arrays)
+        joined_output(
+            combined,
+            self.plan.filter.as_ref(),
+            &self.plan.projections,
+            target,
+            target_columns,
+        )
     }
+}
+
+/// The output of a join (stream-to-stream or with a reference table): the joined rows that
+/// `filter` (the query's WHERE) keeps, projected into the target stream.
+pub fn joined_output(
+    combined: RecordBatch,
+    filter: Option<&CExpr>,
+    projections: &[CExpr],
+    target: &StreamShape,
+    target_columns: &[usize],
+) -> Result<RecordBatch, ArrowError> {
+    let combined = match filter {
+        Some(filter) => {
+            let mask = filter.evaluate_condition(&combined, "WHERE")?;
+            arrow_select::filter::filter_record_batch(&combined, &mask)?
+        }
+        None => combined,
+    };
+    project(projections, &combined, target, target_columns)
 }

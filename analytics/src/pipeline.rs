@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 
 use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
-use crate::expr::convert;
+use crate::expr::{convert, project};
 use crate::input::{InputSchema, RejectedRecord};
 use crate::items::ItemsState;
 use crate::join::JoinState;
@@ -96,6 +96,20 @@ impl std::fmt::Debug for Pipeline {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A value in the JSON of an `error_stream` row's `DATA_ROW`. Times stay epoch milliseconds,
+/// unlike an output record's (see [`crate::output`]), and a non-finite float is `null`.
+fn data_row_value(value: Value) -> serde_json::Value {
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Int(x) | Value::Time(x) => x.into(),
+        Value::Float(x) => {
+            serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, Into::into)
+        }
+        Value::Text(x) => x.into(),
+        Value::Bool(x) => x.into(),
+    }
 }
 
 impl Pipeline {
@@ -269,30 +283,27 @@ impl Pipeline {
             .columns()
             .iter()
             .take(table.batch.num_columns() - 1)
-            .map(
-                |column| match value_at(column.as_ref(), kind_of(column), row) {
-                    Value::Null => serde_json::Value::Null,
-                    Value::Int(x) | Value::Time(x) => x.into(),
-                    Value::Float(x) => {
-                        serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, Into::into)
-                    }
-                    Value::Text(x) => x.into(),
-                    Value::Bool(x) => x.into(),
-                },
-            )
+            .map(|column| data_row_value(value_at(column.as_ref(), kind_of(column), row)))
             .collect();
         let data = serde_json::to_vec(&values).unwrap_or_default();
+        self.sql_error(index, message, &data, now_ms, now_ms);
+    }
+
+    /// A `SQL_error` row of `error_stream` charged to pump `index`: `data` is the row it could
+    /// not process, as JSON, and `rowtime` that row's ROWTIME (a reference table's rows take
+    /// the time they were loaded).
+    fn sql_error(&mut self, index: usize, message: String, data: &[u8], rowtime: i64, now_ms: i64) {
         self.error_rows.push((
             vec![
                 Value::Time(now_ms),
                 Value::Text("ERROR".into()),
                 Value::Text("SQL_error".into()),
                 Value::Text(message),
-                Value::Time(now_ms),
-                Value::Text(hex(&data)),
+                Value::Time(rowtime),
+                Value::Text(hex(data)),
                 Value::Text(self.pumps[index].plan.name.clone()),
             ],
-            now_ms,
+            rowtime,
         ));
     }
 
@@ -448,32 +459,13 @@ impl Pipeline {
             .iter()
             .enumerate()
             .map(|(i, (name, kind))| {
-                let v = match value_at(batch.column(i).as_ref(), *kind, row) {
-                    Value::Null => serde_json::Value::Null,
-                    Value::Int(x) | Value::Time(x) => x.into(),
-                    Value::Float(x) => {
-                        serde_json::Number::from_f64(x).map_or(serde_json::Value::Null, Into::into)
-                    }
-                    Value::Text(x) => x.into(),
-                    Value::Bool(x) => x.into(),
-                };
-                (name.clone(), v)
+                let value = value_at(batch.column(i).as_ref(), *kind, row);
+                (name.clone(), data_row_value(value))
             })
             .collect();
         let rowtime = rowtimes(batch).value(row);
         let data = serde_json::to_vec(&object).unwrap_or_default();
-        self.error_rows.push((
-            vec![
-                Value::Time(now_ms),
-                Value::Text("ERROR".into()),
-                Value::Text("SQL_error".into()),
-                Value::Text(message),
-                Value::Time(rowtime),
-                Value::Text(hex(&data)),
-                Value::Text(self.pumps[index].plan.name.clone()),
-            ],
-            rowtime,
-        ));
+        self.sql_error(index, message, &data, rowtime, now_ms);
     }
 
     /// Runs pump `index` over `batch`; returns the batch for its target stream.
@@ -628,21 +620,12 @@ impl Pipeline {
         let PlanBody::Project(exprs) = &plan.body else {
             unreachable!("project runs only stateless pumps");
         };
-        let shape = &self.shapes[&plan.target];
-        let rows = batch.num_rows();
-        let mut columns: Vec<Option<ArrayRef>> = vec![None; shape.columns.len()];
-        for (expr, &column) in exprs.iter().zip(&plan.target_columns) {
-            columns[column] = Some(expr.evaluate(batch)?);
-        }
-        let mut arrays: Vec<ArrayRef> = columns
-            .into_iter()
-            .zip(&shape.columns)
-            .map(|(c, (_, kind))| {
-                c.unwrap_or_else(|| arrow_array::new_null_array(&kind.arrow(), rows))
-            })
-            .collect();
-        arrays.push(Arc::new(rowtimes(batch).clone()));
-        RecordBatch::try_new(shape.schema(), arrays)
+        project(
+            exprs,
+            batch,
+            &self.shapes[&plan.target],
+            &plan.target_columns,
+        )
     }
 
     /// Evaluates a window's HAVING and select items over its synthetic rows (see
@@ -657,18 +640,10 @@ impl Pipeline {
         let post = post.clone();
         let evaluate = |batch: &RecordBatch| -> Result<Vec<OutputRow>, arrow_schema::ArrowError> {
             let batch = match &post.having {
-                Some(having) => {
-                    let mask = having.evaluate(batch)?;
-                    let mask = mask
-                        .as_any()
-                        .downcast_ref::<BooleanArray>()
-                        .ok_or_else(|| {
-                            arrow_schema::ArrowError::InvalidArgumentError(
-                                "HAVING is not boolean".into(),
-                            )
-                        })?;
-                    arrow_select::filter::filter_record_batch(batch, mask)?
-                }
+                Some(having) => arrow_select::filter::filter_record_batch(
+                    batch,
+                    &having.evaluate_condition(batch, "HAVING")?,
+                )?,
                 None => batch.clone(),
             };
             let arrays = post

@@ -294,9 +294,7 @@ pub fn compile_pump(
         return Err(CodeError::at(at, "FROM must name an in-application stream"));
     };
     let source = object_name(name).ok_or_else(|| CodeError::at(at, "invalid stream name"))?;
-    let Some(shape) = shapes.get(&source) else {
-        return Err(CodeError::at(at, format!("Object '{source}' not found")));
-    };
+    let shape = stream_shape(shapes, &source, at)?;
     let scope = Scope {
         stream: &source,
         alias: alias.as_ref().map(|a| ident_name(&a.name)),
@@ -316,19 +314,7 @@ pub fn compile_pump(
         })
         .collect::<Result<_, _>>()?;
     check_insert_count(target_columns.len(), items.len(), at)?;
-    let filter = match &select.selection {
-        Some(e) => {
-            let c = compile(e, &scope, at)?;
-            if c.kind() != Kind::Bool {
-                return Err(CodeError::at(
-                    position_of(e, at),
-                    "WHERE needs a boolean condition",
-                ));
-            }
-            Some(c)
-        }
-        None => None,
-    };
+    let filter = where_condition(select, &scope, at)?;
     let group_keys: &[Expr] = match &select.group_by {
         GroupByExpr::Expressions(keys, _) => keys,
         GroupByExpr::All(_) => return Err(CodeError::at(at, "GROUP BY ALL is not supported")),
@@ -537,13 +523,7 @@ fn compile_tumbling(
     let having = match &having {
         Some(h) => {
             let c = compile(h, &group_scope, at).map_err(|err| not_grouped(h, err))?;
-            if c.kind() != Kind::Bool {
-                return Err(CodeError::at(
-                    position_of(h, at),
-                    "HAVING needs a boolean condition",
-                ));
-            }
-            Some(c)
+            Some(boolean_condition(c, h, "HAVING", at)?)
         }
         None => None,
     };
@@ -830,24 +810,15 @@ fn compile_join(
     select: &sqlparser::ast::Select,
     shapes: &HashMap<String, StreamShape>,
 ) -> Result<PumpPlan, CodeError> {
-    use sqlparser::ast::{JoinConstraint, JoinOperator};
+    use sqlparser::ast::JoinConstraint;
     let at = pump.position;
     let from = &select.from[0];
     let join = &from.joins[0];
-    let TableFactor::Table {
-        name,
-        alias,
-        args: None,
-        ..
-    } = &from.relation
-    else {
-        return Err(CodeError::at(
-            at,
-            "the window of a join goes on the joined stream: FROM a JOIN b OVER (…)",
-        ));
-    };
-    let left = object_name(name).ok_or_else(|| CodeError::at(at, "invalid stream name"))?;
-    let left_alias = alias.as_ref().map(|a| ident_name(&a.name));
+    let (left, left_alias) = join_left_stream(
+        &from.relation,
+        at,
+        "the window of a join goes on the joined stream: FROM a JOIN b OVER (…)",
+    )?;
     let TableFactor::Table {
         name,
         alias,
@@ -878,25 +849,16 @@ fn compile_join(
         )
     })?;
     let frame = frame_of(frame, at)?;
-    let (constraint, left_outer) = match &join.join_operator {
-        JoinOperator::Join(c) | JoinOperator::Inner(c) => (c, false),
-        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (c, true),
-        _ => {
-            return Err(CodeError::at(
-                at,
-                "only JOIN and LEFT JOIN are supported between streams",
-            ));
-        }
-    };
+    let (constraint, left_outer) = join_operator(
+        join,
+        at,
+        "only JOIN and LEFT JOIN are supported between streams",
+    )?;
     if left == right {
         return Err(CodeError::at(at, "a stream cannot be joined with itself"));
     }
-    let left_shape = shapes
-        .get(&left)
-        .ok_or_else(|| CodeError::at(at, format!("Object '{left}' not found")))?;
-    let right_shape = shapes
-        .get(&right)
-        .ok_or_else(|| CodeError::at(at, format!("Object '{right}' not found")))?;
+    let left_shape = stream_shape(shapes, &left, at)?;
+    let right_shape = stream_shape(shapes, &right, at)?;
     let scope = Scope {
         stream: &left,
         alias: left_alias,
@@ -909,16 +871,7 @@ fn compile_join(
         }),
     };
     let on = match constraint {
-        JoinConstraint::On(e) => {
-            let c = compile(e, &scope, at)?;
-            if c.kind() != Kind::Bool {
-                return Err(CodeError::at(
-                    position_of(e, at),
-                    "ON needs a boolean condition",
-                ));
-            }
-            Some(c)
-        }
+        JoinConstraint::On(e) => Some(boolean_condition(compile(e, &scope, at)?, e, "ON", at)?),
         JoinConstraint::None => None,
         _ => return Err(CodeError::at(at, "a stream join takes an ON condition")),
     };
@@ -926,12 +879,7 @@ fn compile_join(
         Some(e) => Some(compile(e, &scope, at)?),
         None => None,
     };
-    if !matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty()) {
-        return Err(CodeError::at(
-            at,
-            "GROUP BY over a join is not supported; aggregate its output stream instead",
-        ));
-    }
+    no_group_by_over_join(select, at)?;
     let (target_shape, target_columns) = insert_target(pump, shapes, at)?;
     let mut projections = Vec::new();
     for (i, item) in select.projection.iter().enumerate() {
@@ -985,43 +933,28 @@ fn compile_reference_join(
     shapes: &HashMap<String, StreamShape>,
     tables: &HashMap<String, StreamShape>,
 ) -> Result<PumpPlan, CodeError> {
-    use sqlparser::ast::{JoinConstraint, JoinOperator};
+    use sqlparser::ast::JoinConstraint;
     let at = pump.position;
     let from = &select.from[0];
     let join = &from.joins[0];
-    let TableFactor::Table {
-        name,
-        alias,
-        args: None,
-        ..
-    } = &from.relation
-    else {
-        return Err(CodeError::at(
-            at,
-            "FROM must name an in-application stream joined with the table",
-        ));
-    };
-    let left = object_name(name).ok_or_else(|| CodeError::at(at, "invalid stream name"))?;
-    let left_shape = shapes
-        .get(&left)
-        .ok_or_else(|| CodeError::at(at, format!("Object '{left}' not found")))?;
+    let (left, left_alias) = join_left_stream(
+        &from.relation,
+        at,
+        "FROM must name an in-application stream joined with the table",
+    )?;
+    let left_shape = stream_shape(shapes, &left, at)?;
     let table_alias = match &join.relation {
         TableFactor::Table { alias, .. } => alias.as_ref().map(|a| ident_name(&a.name)),
         _ => None,
     };
-    let (constraint, left_outer) = match &join.join_operator {
-        JoinOperator::Join(c) | JoinOperator::Inner(c) => (c, false),
-        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (c, true),
-        _ => {
-            return Err(CodeError::at(
-                at,
-                "only JOIN and LEFT JOIN of a stream with a reference table are supported",
-            ));
-        }
-    };
+    let (constraint, left_outer) = join_operator(
+        join,
+        at,
+        "only JOIN and LEFT JOIN of a stream with a reference table are supported",
+    )?;
     let scope = Scope {
         stream: &left,
-        alias: alias.as_ref().map(|a| ident_name(&a.name)),
+        alias: left_alias,
         shape: left_shape,
         right: Some(Side {
             stream: table,
@@ -1036,12 +969,7 @@ fn compile_reference_join(
     let mut residual: Option<CExpr> = None;
     match constraint {
         JoinConstraint::On(on) => {
-            if compile(on, &scope, at)?.kind() != Kind::Bool {
-                return Err(CodeError::at(
-                    position_of(on, at),
-                    "ON needs a boolean condition",
-                ));
-            }
+            boolean_condition(compile(on, &scope, at)?, on, "ON", at)?;
             let mut parts = Vec::new();
             conjuncts(on, &mut parts);
             for part in parts {
@@ -1079,25 +1007,8 @@ fn compile_reference_join(
             ));
         }
     }
-    let filter = match &select.selection {
-        Some(e) => {
-            let c = compile(e, &scope, at)?;
-            if c.kind() != Kind::Bool {
-                return Err(CodeError::at(
-                    position_of(e, at),
-                    "WHERE needs a boolean condition",
-                ));
-            }
-            Some(c)
-        }
-        None => None,
-    };
-    if !matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty()) {
-        return Err(CodeError::at(
-            at,
-            "GROUP BY over a join is not supported; aggregate its output stream instead",
-        ));
-    }
+    let filter = where_condition(select, &scope, at)?;
+    no_group_by_over_join(select, at)?;
     let (target_shape, target_columns) = insert_target(pump, shapes, at)?;
     check_insert_count(target_columns.len(), select.projection.len(), at)?;
     let mut projections = Vec::new();
@@ -1314,8 +1225,93 @@ fn compile_rcf(
     })
 }
 
-/// The frame of a sliding or stream window: `RANGE INTERVAL … PRECEDING` or `ROWS n PRECEDING`,
-/// ending at the current row.
+/// The shape of in-application stream `name`; a stream the application does not have is the
+/// same error wherever a query names it.
+fn stream_shape<'s>(
+    shapes: &'s HashMap<String, StreamShape>,
+    name: &str,
+    at: Position,
+) -> Result<&'s StreamShape, CodeError> {
+    shapes
+        .get(name)
+        .ok_or_else(|| CodeError::at(at, format!("Object '{name}' not found")))
+}
+
+/// `condition`, compiled from `source`, if it is boolean; `clause` (`WHERE`, `ON`, `HAVING`)
+/// names it in the error otherwise.
+fn boolean_condition(
+    condition: CExpr,
+    source: &Expr,
+    clause: &str,
+    at: Position,
+) -> Result<CExpr, CodeError> {
+    if condition.kind() != Kind::Bool {
+        return Err(CodeError::at(
+            position_of(source, at),
+            format!("{clause} needs a boolean condition"),
+        ));
+    }
+    Ok(condition)
+}
+
+/// The query's WHERE, compiled against `scope`, which must be boolean.
+fn where_condition(
+    select: &sqlparser::ast::Select,
+    scope: &Scope,
+    at: Position,
+) -> Result<Option<CExpr>, CodeError> {
+    select
+        .selection
+        .as_ref()
+        .map(|e| boolean_condition(compile(e, scope, at)?, e, "WHERE", at))
+        .transpose()
+}
+
+/// The left side of a join, which must name a stream without a window: its name and alias;
+/// anything else is `not_a_stream` at `at`.
+fn join_left_stream(
+    relation: &TableFactor,
+    at: Position,
+    not_a_stream: &str,
+) -> Result<(String, Option<String>), CodeError> {
+    let TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        ..
+    } = relation
+    else {
+        return Err(CodeError::at(at, not_a_stream));
+    };
+    let stream = object_name(name).ok_or_else(|| CodeError::at(at, "invalid stream name"))?;
+    Ok((stream, alias.as_ref().map(|a| ident_name(&a.name))))
+}
+
+/// A join's ON constraint and whether it is a LEFT JOIN; any other kind of join is `unsupported`.
+fn join_operator<'j>(
+    join: &'j sqlparser::ast::Join,
+    at: Position,
+    unsupported: &str,
+) -> Result<(&'j sqlparser::ast::JoinConstraint, bool), CodeError> {
+    use sqlparser::ast::JoinOperator;
+    match &join.join_operator {
+        JoinOperator::Join(c) | JoinOperator::Inner(c) => Ok((c, false)),
+        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => Ok((c, true)),
+        _ => Err(CodeError::at(at, unsupported)),
+    }
+}
+
+/// A join's output is not aggregated in the same pump: its output stream is.
+fn no_group_by_over_join(select: &sqlparser::ast::Select, at: Position) -> Result<(), CodeError> {
+    if !matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if keys.is_empty()) {
+        return Err(CodeError::at(
+            at,
+            "GROUP BY over a join is not supported; aggregate its output stream instead",
+        ));
+    }
+    Ok(())
+}
+
 /// The stream a pump inserts into and the indexes of the columns it fills: those its INSERT
 /// names, in that order, or all of them.
 fn insert_target<'s>(
@@ -1323,9 +1319,7 @@ fn insert_target<'s>(
     shapes: &'s HashMap<String, StreamShape>,
     at: Position,
 ) -> Result<(&'s StreamShape, Vec<usize>), CodeError> {
-    let shape = shapes
-        .get(&pump.target)
-        .ok_or_else(|| CodeError::at(at, format!("Object '{}' not found", pump.target)))?;
+    let shape = stream_shape(shapes, &pump.target, at)?;
     let columns = match &pump.columns {
         Some(names) => names
             .iter()
@@ -1388,12 +1382,12 @@ fn cursor_source<'a, 's>(
         _ => None,
     }
     .ok_or_else(cursor_error)?;
-    let shape = shapes
-        .get(&source)
-        .ok_or_else(|| CodeError::at(at, format!("Object '{source}' not found")))?;
+    let shape = stream_shape(shapes, &source, at)?;
     Ok((inner, source, shape))
 }
 
+/// The frame of a sliding or stream window: `RANGE INTERVAL … PRECEDING` or `ROWS n PRECEDING`,
+/// ending at the current row.
 fn frame_of(frame: &sqlparser::ast::WindowFrame, pos: Position) -> Result<Frame, CodeError> {
     use sqlparser::ast::{WindowFrameBound, WindowFrameUnits};
     if !matches!(frame.end_bound, None | Some(WindowFrameBound::CurrentRow)) {

@@ -17,11 +17,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array};
+use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::ArrowError;
 
-use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
+use crate::batch::{StreamShape, batch_from_rows, value_at};
 use crate::input::{InputSchema, RecordFormat, RejectedRecord};
+use crate::join::joined_output;
 use crate::plan::ReferenceJoinPlan;
 use crate::types::Kind;
 use crate::value::Value;
@@ -298,13 +299,10 @@ impl ReferenceJoinState {
         }
         if let Some(residual) = &self.plan.residual {
             let pairs = self.combine(batch, &stream_rows, &table_rows_of.clone().into())?;
-            let mask = residual.evaluate(&pairs)?;
-            let mask = mask
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| ArrowError::InvalidArgumentError("ON is not boolean".into()))?;
-            let keep: Vec<bool> = (0..mask.len())
-                .map(|i| mask.is_valid(i) && mask.value(i))
+            let keep: Vec<bool> = residual
+                .evaluate_condition(&pairs, "ON")?
+                .iter()
+                .map(|keep| keep == Some(true))
                 .collect();
             let mut i = 0;
             stream_rows.retain(|_| {
@@ -340,33 +338,13 @@ impl ReferenceJoinState {
             table_rows_of.into()
         };
         let combined = self.combine(batch, &stream_rows, &table_side)?;
-        let combined = match &self.plan.filter {
-            Some(filter) => {
-                let mask = filter.evaluate(&combined)?;
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .ok_or_else(|| {
-                        ArrowError::InvalidArgumentError("WHERE is not boolean".into())
-                    })?;
-                arrow_select::filter::filter_record_batch(&combined, mask)?
-            }
-            None => combined,
-        };
-        let rows = combined.num_rows();
-        let mut columns: Vec<Option<ArrayRef>> = vec![None; target.columns.len()];
-        for (expr, &column) in self.plan.projections.iter().zip(target_columns) {
-            columns[column] = Some(expr.evaluate(&combined)?);
-        }
-        let mut arrays: Vec<ArrayRef> = columns
-            .into_iter()
-            .zip(&target.columns)
-            .map(|(c, (_, kind))| {
-                c.unwrap_or_else(|| arrow_array::new_null_array(&kind.arrow(), rows))
-            })
-            .collect();
-        arrays.push(Arc::new(rowtimes(&combined).clone()));
-        RecordBatch::try_new(target.schema(), arrays)
+        joined_output(
+            combined,
+            self.plan.filter.as_ref(),
+            &self.plan.projections,
+            target,
+            target_columns,
+        )
     }
 
     /// The joined rows of the pairs (`stream_rows[i]`, `table_rows[i]`): the stream's columns

@@ -571,6 +571,39 @@ fn a_stream_join_pairs_each_left_row_with_right_rows_in_its_range_window() {
 }
 
 #[test]
+fn stream_joins_the_planner_cannot_run_are_rejected() {
+    let cases = [
+        (
+            r#"FROM "BIG" AS b JOIN "NOPE" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym""#,
+            "Object 'NOPE' not found",
+        ),
+        (
+            r#"FROM "BIG" AS b JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."px" + s."px""#,
+            "ON needs a boolean condition",
+        ),
+        (
+            r#"FROM "BIG" AS b RIGHT JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym""#,
+            "only JOIN and LEFT JOIN are supported between streams",
+        ),
+        (
+            r#"FROM "BIG" AS b JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym" GROUP BY b."sym""#,
+            "GROUP BY over a join is not supported",
+        ),
+    ];
+    for (from, wanted) in cases {
+        let sql = format!(
+            r#"{SPLIT}
+        CREATE OR REPLACE PUMP "J" AS INSERT INTO "OUT"
+          SELECT STREAM b."sym", b."px", s."px" {from};"#
+        );
+        let Err(RunError::Code(error)) = run_on(&sql, &["OUT"], 1_000, &records()) else {
+            panic!("{from} is rejected");
+        };
+        assert!(error.message.contains(wanted), "{from}: {}", error.message);
+    }
+}
+
+#[test]
 fn a_rows_window_join_sees_the_last_n_right_rows() {
     let sql = format!(
         r#"{SPLIT}
@@ -908,6 +941,22 @@ fn reference_joins_the_planner_cannot_run_are_rejected() {
         (
             r#"SELECT STREAM s."sym" FROM "SRC_001" AS s RIGHT JOIN "companies" AS c ON s."sym" = c."ticker""#,
             "only JOIN and LEFT JOIN",
+        ),
+        (
+            r#"SELECT STREAM s."sym" FROM "NOPE" AS s JOIN "companies" AS c ON s."sym" = c."ticker""#,
+            "Object 'NOPE' not found",
+        ),
+        (
+            r#"SELECT STREAM s."sym" FROM "SRC_001" AS s JOIN "companies" AS c ON s."qty" + c."lot""#,
+            "ON needs a boolean condition",
+        ),
+        (
+            r#"SELECT STREAM s."sym" FROM "SRC_001" AS s JOIN "companies" AS c ON s."sym" = c."ticker" WHERE s."qty""#,
+            "WHERE needs a boolean condition",
+        ),
+        (
+            r#"SELECT STREAM s."sym" FROM "SRC_001" AS s JOIN "companies" AS c ON s."sym" = c."ticker" GROUP BY s."sym""#,
+            "GROUP BY over a join is not supported",
         ),
     ];
     for (query, wanted) in cases {

@@ -136,6 +136,9 @@ def wait_status(kda, name, status, timeout_s=20.0):
 
 
 def create_app(kda, name, code, source, destination, error_destination=None, schema=SCHEMA):
+    """Creates application `name` reading `source` and writing DESTINATION_SQL_STREAM to
+    `destination` (and error_stream to `error_destination`); `code` None creates it without
+    ApplicationCode, which KDA allows: the code is added with UpdateApplication."""
     outputs = [{
         "Name": "DESTINATION_SQL_STREAM",
         "KinesisStreamsOutput": {"ResourceARN": stream_arn(destination), "RoleARN": ROLE},
@@ -147,9 +150,10 @@ def create_app(kda, name, code, source, destination, error_destination=None, sch
             "KinesisStreamsOutput": {"ResourceARN": stream_arn(error_destination), "RoleARN": ROLE},
             "DestinationSchema": {"RecordFormatType": "JSON"},
         })
+    code = {} if code is None else {"ApplicationCode": code}
     return kda.create_application(
         ApplicationName=name,
-        ApplicationCode=code,
+        **code,
         Inputs=[{
             "NamePrefix": "SOURCE_SQL_STREAM",
             "KinesisStreamsInput": {"ResourceARN": stream_arn(source), "RoleARN": ROLE},
@@ -159,14 +163,16 @@ def create_app(kda, name, code, source, destination, error_destination=None, sch
     )
 
 
-def start(kda, name, position="TRIM_HORIZON"):
+def start(kda, name, position="TRIM_HORIZON", status="RUNNING"):
+    """Starts application `name` and waits until it is `status`: RUNNING, or READY again for
+    one that cannot start (its reference data cannot be loaded)."""
     detail = kda.describe_application(ApplicationName=name)["ApplicationDetail"]
     input_id = detail["InputDescriptions"][0]["InputId"]
     kda.start_application(
         ApplicationName=name,
         InputConfigurations=[{"Id": input_id, "InputStartingPositionConfiguration": {"InputStartingPosition": position}}],
     )
-    return wait_status(kda, name, "RUNNING")
+    return wait_status(kda, name, status)
 
 
 def unique(prefix):

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from conftest import ACCOUNT_ID, REGION
 from firehose_support import S3sFs, start_sluice
-from test_analytics import ROLE, SCHEMA, client, make_stream, put, read_all, stream_arn, trades, unique, wait_status
+from test_analytics import ROLE, client, create_app, make_stream, put, read_all, start, trades, unique, wait_status
 
 BUCKET = "kda-reference"
 REFERENCE_BYTES_MAX = 64 * 1024
@@ -91,38 +91,10 @@ def reference_source(key, schema=COMPANIES_SCHEMA, table="companies"):
     }
 
 
-def create_app(kda, name, code, source, destination, errors=None):
-    outputs = [{
-        "Name": "DESTINATION_SQL_STREAM",
-        "KinesisStreamsOutput": {"ResourceARN": stream_arn(destination), "RoleARN": ROLE},
-        "DestinationSchema": {"RecordFormatType": "JSON"},
-    }]
-    if errors:
-        outputs.append({
-            "Name": "error_stream",
-            "KinesisStreamsOutput": {"ResourceARN": stream_arn(errors), "RoleARN": ROLE},
-            "DestinationSchema": {"RecordFormatType": "JSON"},
-        })
-    code = {} if code is None else {"ApplicationCode": code}
-    kda.create_application(ApplicationName=name, Outputs=outputs, **code, Inputs=[{
-        "NamePrefix": "SOURCE_SQL_STREAM",
-        "KinesisStreamsInput": {"ResourceARN": stream_arn(source), "RoleARN": ROLE},
-        "InputSchema": SCHEMA,
-    }])
-
-
 def add_reference(kda, name, source):
     version = kda.describe_application(ApplicationName=name)["ApplicationDetail"]["ApplicationVersionId"]
     kda.add_application_reference_data_source(
         ApplicationName=name, CurrentApplicationVersionId=version, ReferenceDataSource=source)
-
-
-def start(kda, name):
-    detail = kda.describe_application(ApplicationName=name)["ApplicationDetail"]
-    kda.start_application(ApplicationName=name, InputConfigurations=[{
-        "Id": detail["InputDescriptions"][0]["InputId"],
-        "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"},
-    }])
 
 
 def error_of(call):
@@ -175,7 +147,6 @@ def test_a_left_join_with_an_s3_reference_table_equals_duckdb_and_describe_has_k
     assert len(set(ids)) == 3 and all(i.startswith("1.") for i in ids), ids
 
     start(kda, app)
-    wait_status(kda, app, "RUNNING")
     data = trades(200, seed=7)
     put(kinesis, source, data)
     expected = duckdb_join(data, COMPANIES)
@@ -249,12 +220,11 @@ def test_a_reference_object_that_does_not_parse_sends_its_records_to_error_strea
     source, destination, errors, app = unique("ref-in"), unique("ref-out"), unique("ref-err"), unique("ref-bad")
     for stream in (source, destination, errors):
         make_stream(kinesis, stream)
-    create_app(kda, app, None, source, destination, errors=errors)
+    create_app(kda, app, None, source, destination, error_destination=errors)
     add_reference(kda, app, reference_source("bad.json", schema=schema))
     kda.update_application(ApplicationName=app, CurrentApplicationVersionId=2,
                            ApplicationUpdate={"ApplicationCodeUpdate": JOIN_PROGRAM})
     start(kda, app)
-    wait_status(kda, app, "RUNNING")
     put(kinesis, source, [{"sym": "AMZN", "px": 1.0, "qty": 5}, {"sym": "IBM", "px": 1.0, "qty": 5}])
     got = [json.loads(r["Data"]) for r in read_all(kinesis, destination, 2, settle_s=0.5)]
     # IBM's table row did not parse, so the LEFT JOIN finds nothing for it.
@@ -304,5 +274,4 @@ def test_a_reference_object_that_cannot_be_loaded_returns_the_application_to_rea
     add_reference(kda, app, reference_source(key))
     kda.update_application(ApplicationName=app, CurrentApplicationVersionId=2,
                            ApplicationUpdate={"ApplicationCodeUpdate": JOIN_PROGRAM})
-    start(kda, app)
-    wait_status(kda, app, "READY")
+    start(kda, app, status="READY")
