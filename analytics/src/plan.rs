@@ -875,10 +875,7 @@ fn compile_join(
         JoinConstraint::None => None,
         _ => return Err(CodeError::at(at, "a stream join takes an ON condition")),
     };
-    let filter = match &select.selection {
-        Some(e) => Some(compile(e, &scope, at)?),
-        None => None,
-    };
+    let filter = where_condition(select, &scope, at)?;
     no_group_by_over_join(select, at)?;
     let (target_shape, target_columns) = insert_target(pump, shapes, at)?;
     let mut projections = Vec::new();

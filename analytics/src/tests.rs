@@ -589,6 +589,10 @@ fn stream_joins_the_planner_cannot_run_are_rejected() {
             r#"FROM "BIG" AS b JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym" GROUP BY b."sym""#,
             "GROUP BY over a join is not supported",
         ),
+        (
+            r#"FROM "BIG" AS b JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym" WHERE b."px" + 1"#,
+            "WHERE needs a boolean condition",
+        ),
     ];
     for (from, wanted) in cases {
         let sql = format!(
