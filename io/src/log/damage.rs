@@ -291,7 +291,7 @@ pub(super) struct TailVerdict {
 }
 
 /// Scans the active segment after the end of the chain (`state.write_offset`) and decides
-/// whether what lies there is a torn last commit or acknowledged data behind a hole. A
+/// whether what lies there is the torn commits in flight or acknowledged data behind a hole. A
 /// corruption is [`OpenLogError::Corrupt`] unless `mode` is [`RecoveryMode::Repair`], which
 /// truncates the log there instead. Changes nothing on disk.
 pub(super) async fn examine_tail(

@@ -126,11 +126,11 @@ pub struct ShardDamage {
     pub after_hole: PositionRange,
 }
 
-/// Why the bytes after the end of the chain cannot be a torn last commit.
+/// Why the bytes after the end of the chain cannot be the torn commits that were in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CorruptionEvidence {
-    /// A valid block lies further from the hole than one commit can reach.
+    /// A valid block lies further from the hole than the commits in flight can reach.
     BeyondLastCommit { block_offset: u64 },
     /// Valid blocks after the hole carry different commit times, so they come from several
     /// commits, and every commit but the last was acknowledged.
@@ -154,7 +154,7 @@ pub enum CorruptionEvidence {
 }
 
 /// The precise report of a hole in the middle of the log: damaged bytes followed by valid
-/// blocks that a torn write of the last commit cannot explain.
+/// blocks that a torn write of the commits in flight cannot explain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Corruption {
     /// The block number the chain expected at the hole.

@@ -11,9 +11,9 @@
 //!   deleted by retention), pass its own CRC, and belong to this log.
 //! - The first block that breaks the chain ends the chain. If the log continues in a later
 //!   segment, the bytes after the break are a tail the writer abandoned when it rolled over.
-//!   Otherwise they are the tail of the log: a torn last commit, which recovery zeroes so that
-//!   no block of it can be mistaken for data later, or acknowledged data behind a hole, which
-//!   fails opening with [`OpenLogError::Corrupt`] and changes nothing, until an operator
+//!   Otherwise they are the tail of the log: the torn commits in flight, which recovery zeroes
+//!   so that no block of them can be mistaken for data later, or acknowledged data behind a hole,
+//!   which fails opening with [`OpenLogError::Corrupt`] and changes nothing, until an operator
 //!   truncates with [`RecoveryMode::Repair`].
 //! - Beyond the end of the log a segment holds only zeros, or the blocks of the one commit
 //!   that was in flight: recovery zeroes every torn tail it drops.
