@@ -138,12 +138,13 @@ impl RecordLog for StorageHandle {
             .shared
             .ask(owner, |reply| CoreMessage::Append {
                 log_id: target.log_id,
-                shard: key,
-                records,
+                shards: vec![(key, records)],
                 reply,
             })
             .await
-            .map_err(|_| AppendError::Unavailable)?;
+            .map_err(|_| AppendError::Unavailable)?
+            .pop()
+            .expect("one outcome per shard appended to");
         let appended = |first: u64, count: u64, arrival_ms: u64| Appended {
             origin: target.origin(),
             positions: first..first + count,

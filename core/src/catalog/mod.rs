@@ -43,7 +43,7 @@ use crate::next_token::NextTokenError;
 
 pub use shard_ids::{parse_shard_id_like_aws, shard_id_as_encoded};
 pub use shard_iterators::StartingPoint;
-pub use stream::{Lifecycle, Shard, Stream, StreamModeRepr};
+pub use stream::{HashRouter, Lifecycle, Shard, Stream, StreamModeRepr};
 pub(crate) use tags::validate_consumer_tags;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

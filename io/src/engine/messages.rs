@@ -26,12 +26,17 @@ impl Engine {
         match message {
             CoreMessage::Append {
                 log_id,
-                shard,
-                records,
+                shards,
                 reply,
             } => {
-                let result = self.append_on_owner(log_id, shard.to_key(), records).await;
-                let _ = reply.send(result);
+                let keys = shard_keys(shards.iter().map(|(key, _)| key));
+                let shards = keys
+                    .into_iter()
+                    .zip(shards)
+                    .map(|(key, (_, records))| (key, records))
+                    .collect();
+                let outcomes = self.append_batch_on_owner(log_id, shards).await;
+                let _ = reply.send(outcomes);
             }
             CoreMessage::Seal { shards, reply } => {
                 let tips = self.seal_on_owner(shards).await;

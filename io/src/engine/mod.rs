@@ -29,7 +29,7 @@
 //!   along the lineage as AWS's do.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -51,7 +51,7 @@ pub use sluice_core::storage::{ReadStart, ShardPlacement};
 use crate::catalog_store::{CatalogStore, CatalogStoreError};
 use crate::log::{
     AppendRecord, Appended as LogAppended, Durability, Log, LogConfig, LogHealth, LogRead,
-    ShardKey, ShardTip, error_chain,
+    ShardKey, ShardMap, ShardSet, ShardTip, error_chain,
 };
 use crate::persist::Persister;
 use crate::service::{ServiceCoreStatus, ServiceRuntime, ServiceStarter};
@@ -165,11 +165,12 @@ pub(crate) fn now_ms() -> u64 {
 
 /// A request sent to the core that owns a log. Everything in it is `Send`.
 pub(crate) enum CoreMessage {
+    /// Appends to one or more shards of one log in one group commit; one outcome per shard,
+    /// in order.
     Append {
         log_id: u32,
-        shard: OwnedShardKey,
-        records: Vec<AppendRecord>,
-        reply: oneshot::Sender<Result<LogAppended, AppendFailure>>,
+        shards: Vec<(OwnedShardKey, Vec<AppendRecord>)>,
+        reply: oneshot::Sender<Vec<Result<LogAppended, AppendFailure>>>,
     },
     /// Seals shards this core owns for a reshard and answers their final tips, in order.
     Seal {
@@ -286,6 +287,26 @@ impl OwnedShardKey {
     }
 }
 
+/// The log's keys of `keys`, sharing one allocation of each stream name that runs on: the
+/// shards of one write all belong to one stream, so a write to 1,000 shards allocates its
+/// stream's name once rather than 1,000 times.
+pub(crate) fn shard_keys<'a>(keys: impl IntoIterator<Item = &'a OwnedShardKey>) -> Vec<ShardKey> {
+    let mut name: Option<Rc<str>> = None;
+    keys.into_iter()
+        .map(|key| {
+            let stream_name = match &name {
+                Some(name) if **name == *key.stream_name => name.clone(),
+                _ => name.insert(Rc::from(key.stream_name.as_str())).clone(),
+            };
+            ShardKey {
+                stream_name,
+                stream_created_ms: key.stream_created_ms,
+                shard_index: key.shard_index,
+            }
+        })
+        .collect()
+}
+
 /// State shared by every core.
 pub(crate) struct Shared {
     pub(crate) cores: usize,
@@ -392,12 +413,12 @@ pub(crate) struct CoreState {
     /// Shards sealed by a reshard on this core: appends to them fail with `Sealed`. Kept for the
     /// life of the process; after a restart the catalog, which records them closed, routes no
     /// write to them.
-    pub(crate) sealed: RefCell<HashSet<ShardKey>>,
+    pub(crate) sealed: RefCell<ShardSet>,
     /// Appends accepted for a shard and not yet committed or failed, and the seals waiting for
     /// that count to reach zero.
-    pub(crate) in_flight: RefCell<HashMap<ShardKey, InFlight>>,
+    pub(crate) in_flight: RefCell<ShardMap<InFlight>>,
     /// Token buckets of the shards this core owns, when throughput limits are on.
-    pub(crate) throttles: Option<RefCell<HashMap<ShardKey, crate::kds::throttle::ShardThrottle>>>,
+    pub(crate) throttles: Option<RefCell<ShardMap<crate::kds::throttle::ShardThrottle>>>,
 }
 
 #[derive(Default)]

@@ -99,70 +99,127 @@ impl CoreState {
 }
 
 impl Engine {
-    /// Appends on the core that owns `log_id`. The seal check and the in-flight count happen
-    /// before the first await, so a seal on this core orders strictly before or after the
-    /// append. The append itself runs as a detached task that keeps the count until the log
-    /// has answered, even when the caller goes away, so a seal never reports a tip that an
-    /// accepted append later moves.
+    /// Appends `records` to one shard on the core that owns `log_id`; see
+    /// [`Engine::append_batch_on_owner`].
+    #[cfg(test)]
     pub(crate) fn append_on_owner(
         &self,
         log_id: u32,
         key: ShardKey,
-        mut records: Vec<AppendRecord>,
+        records: Vec<AppendRecord>,
     ) -> impl Future<Output = Result<LogAppended, AppendFailure>> + 'static + use<> {
-        let requested = records.len();
-        // Throughput limits are checked after the seal (a sealed shard takes no tokens) and
-        // before the append, on this core, which sees every write to the shard.
-        let sealed = self.local.sealed.borrow().contains(&key);
-        let admitted = if sealed {
-            requested
-        } else {
-            self.local.admit_writes(&key, &records)
-        };
-        records.truncate(admitted);
-        let started = if sealed {
-            Err(AppendFailure::Sealed(records))
-        } else if admitted == 0 {
-            Err(AppendFailure::Throttled {
-                appended: None,
-                admitted: 0,
-            })
-        } else {
-            match self.local_log(log_id) {
-                None => Err(AppendFailure::Failed(format!(
+        let batch = self.append_batch_on_owner(log_id, vec![(key, records)]);
+        async move {
+            batch
+                .await
+                .pop()
+                .expect("one outcome per shard appended to")
+        }
+    }
+
+    /// Appends records to several shards of `log_id` on the core that owns it, in one log
+    /// append (one group commit), and answers one outcome per shard, in order. The seal checks
+    /// and the in-flight counts happen before the first await, so a seal on this core orders
+    /// strictly before or after the append. The append itself runs as one detached task that
+    /// keeps the counts until the log has answered, even when the caller goes away, so a seal
+    /// never reports a tip that an accepted append later moves.
+    pub(crate) fn append_batch_on_owner(
+        &self,
+        log_id: u32,
+        shards: Vec<(ShardKey, Vec<AppendRecord>)>,
+    ) -> impl Future<Output = Vec<Result<LogAppended, AppendFailure>>> + 'static + use<> {
+        // Per shard: the outcome known before any I/O, or how many records were admitted and
+        // go into the log append.
+        let mut outcomes: Vec<Result<usize, AppendFailure>> = Vec::with_capacity(shards.len());
+        let mut admitted_parts: Vec<(ShardKey, Vec<AppendRecord>)> = Vec::new();
+        let mut requested_counts: Vec<usize> = Vec::new();
+        let log = self.local_log(log_id).cloned();
+        for (key, mut records) in shards {
+            let requested = records.len();
+            // Throughput limits are checked after the seal (a sealed shard takes no tokens)
+            // and before the append, on this core, which sees every write to the shard.
+            if self.local.sealed.borrow().contains(&key) {
+                outcomes.push(Err(AppendFailure::Sealed(records)));
+                continue;
+            }
+            let admitted = self.local.admit_writes(&key, &records);
+            if admitted == 0 {
+                outcomes.push(Err(AppendFailure::Throttled {
+                    appended: None,
+                    admitted: 0,
+                }));
+                continue;
+            }
+            if log.is_none() {
+                outcomes.push(Err(AppendFailure::Failed(format!(
                     "log {log_id} is not open on core {}",
                     self.local.core_id
-                ))),
-                Some(log) => {
-                    let log = log.clone();
-                    let local = self.local.clone();
-                    local.begin_append(&key);
-                    Ok(glommio::spawn_local(async move {
-                        let appended = log.append(&key, records).await;
-                        local.end_append(&key);
-                        appended
-                    })
-                    .detach())
-                }
+                ))));
+                continue;
             }
-        };
+            records.truncate(admitted);
+            outcomes.push(Ok(admitted));
+            requested_counts.push(requested);
+            admitted_parts.push((key, records));
+        }
+        let task = log.filter(|_| !admitted_parts.is_empty()).map(|log| {
+            let local = self.local.clone();
+            let keys: Vec<ShardKey> = admitted_parts.iter().map(|(key, _)| key.clone()).collect();
+            for key in &keys {
+                local.begin_append(key);
+            }
+            glommio::spawn_local(async move {
+                let appended = log.append_batch(admitted_parts).await;
+                for key in &keys {
+                    local.end_append(key);
+                }
+                appended
+            })
+            .detach()
+        });
         async move {
-            match started?.await {
-                Some(Ok(appended)) if admitted < requested => Err(AppendFailure::Throttled {
-                    appended: Some(appended),
-                    admitted,
-                }),
-                Some(Ok(appended)) => Ok(appended),
-                // The log already warned once when the disk filled up.
-                Some(Err(e)) if e.is_retryable() => Err(AppendFailure::DiskFull),
-                Some(Err(e)) => {
-                    tracing::warn!(log_id, error = %e, "Append failed.");
-                    Err(AppendFailure::Failed(e.to_string()))
-                }
-                None => Err(AppendFailure::Failed(
-                    "the append task was cancelled".to_owned(),
-                )),
-            }
+            let appended = match task {
+                None => Ok(Vec::new()),
+                Some(task) => match task.await {
+                    Some(Ok(appended)) => Ok(appended),
+                    // The log already warned once when the disk filled up.
+                    Some(Err(e)) if e.is_retryable() => Err(AppendFailure::DiskFull),
+                    Some(Err(e)) => {
+                        tracing::warn!(log_id, error = %e, "Append failed.");
+                        Err(AppendFailure::Failed(e.to_string()))
+                    }
+                    None => Err(AppendFailure::Failed(
+                        "the append task was cancelled".to_owned(),
+                    )),
+                },
+            };
+            let mut appended = appended.map(Vec::into_iter);
+            let mut requested = requested_counts.into_iter();
+            outcomes
+                .into_iter()
+                .map(|outcome| {
+                    let admitted = outcome?;
+                    let requested = requested
+                        .next()
+                        .expect("a requested count per shard appended to");
+                    match &mut appended {
+                        Ok(answers) => {
+                            let done = answers
+                                .next()
+                                .expect("the log answers every shard appended to");
+                            if admitted < requested {
+                                Err(AppendFailure::Throttled {
+                                    appended: Some(done),
+                                    admitted,
+                                })
+                            } else {
+                                Ok(done)
+                            }
+                        }
+                        Err(failure) => Err(failure.clone()),
+                    }
+                })
+                .collect()
         }
     }
 

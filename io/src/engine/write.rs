@@ -21,21 +21,30 @@ pub(crate) const SEALED_RETRY_INTERVAL: Duration = Duration::from_millis(2);
 pub(crate) const DISK_FULL_MESSAGE: &str = "Internal service failure: the disk holding the shard's records is full; the record was not stored. Retry after space is freed.";
 
 impl Engine {
-    pub(crate) async fn append(
+    /// Appends to several shards of log `log_id` in one group commit, on the core that owns
+    /// it: one cross-core message per log, not one per shard. One outcome per shard, in order.
+    pub(crate) async fn append_to_log(
         &self,
-        target: &ShardTarget,
-        records: Vec<AppendRecord>,
-    ) -> Result<Result<LogAppended, AppendFailure>, KinesisError> {
-        let owner = self.owner(target.log_id);
+        log_id: u32,
+        shards: Vec<(&ShardTarget, Vec<AppendRecord>)>,
+    ) -> Result<Vec<Result<LogAppended, AppendFailure>>, KinesisError> {
+        let owner = self.owner(log_id);
         if owner == self.local.core_id {
-            Ok(self
-                .append_on_owner(target.log_id, target.key.to_key(), records)
-                .await)
+            let keys = shard_keys(shards.iter().map(|(target, _)| &target.key));
+            let shards = keys
+                .into_iter()
+                .zip(shards)
+                .map(|(key, (_, records))| (key, records))
+                .collect();
+            Ok(self.append_batch_on_owner(log_id, shards).await)
         } else {
+            let shards = shards
+                .into_iter()
+                .map(|(target, records)| (target.key.clone(), records))
+                .collect();
             self.ask(owner, |reply| CoreMessage::Append {
-                log_id: target.log_id,
-                shard: target.key.clone(),
-                records,
+                log_id,
+                shards,
                 reply,
             })
             .await
@@ -98,10 +107,11 @@ impl Engine {
                     }
                     Err(error) => return Err(error),
                 };
+                let router = stream.router();
                 let mut group_of_shard: rustc_hash::FxHashMap<u32, usize> =
                     rustc_hash::FxHashMap::default();
                 for (i, hash_key, record) in pending.drain(..) {
-                    let shard = stream.shard_for_hash_key(hash_key);
+                    let shard = router.shard_for_hash_key(hash_key);
                     let g = *group_of_shard.entry(shard.index).or_insert_with(|| {
                         groups.push((self.resolve_target(stream, shard), Vec::new(), Vec::new()));
                         groups.len() - 1
@@ -110,13 +120,42 @@ impl Engine {
                     groups[g].2.push(record);
                 }
             }
-            let appends = groups
-                .into_iter()
-                .map(|(target, indexes, records)| async move {
-                    let outcome = self.append(&target, records).await;
-                    (target, indexes, outcome)
-                });
-            for (target, indexes, outcome) in join_all(appends).await {
+            // One append per log (so per owning core) holding all of its shards.
+            let mut logs: Vec<(u32, Vec<usize>)> = Vec::new();
+            let mut records_of: Vec<Vec<AppendRecord>> = Vec::with_capacity(groups.len());
+            for (g, (target, _, records)) in groups.iter_mut().enumerate() {
+                match logs.iter_mut().find(|(log_id, _)| *log_id == target.log_id) {
+                    Some((_, members)) => members.push(g),
+                    None => logs.push((target.log_id, vec![g])),
+                }
+                records_of.push(std::mem::take(records));
+            }
+            let appends = logs.iter().map(|(log_id, members)| {
+                let shards: Vec<(&ShardTarget, Vec<AppendRecord>)> = members
+                    .iter()
+                    .map(|&g| (&groups[g].0, std::mem::take(&mut records_of[g])))
+                    .collect();
+                self.append_to_log(*log_id, shards)
+            });
+            let mut outcomes: Vec<Option<Result<Result<LogAppended, AppendFailure>, KinesisError>>> =
+                std::iter::repeat_with(|| None).take(groups.len()).collect();
+            for ((_, members), outcome) in logs.iter().zip(join_all(appends).await) {
+                match outcome {
+                    Ok(per_shard) => {
+                        assert_eq!(per_shard.len(), members.len(), "one outcome per shard");
+                        for (&g, outcome) in members.iter().zip(per_shard) {
+                            outcomes[g] = Some(Ok(outcome));
+                        }
+                    }
+                    Err(error) => {
+                        for &g in members {
+                            outcomes[g] = Some(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+            for ((target, indexes, _), outcome) in groups.into_iter().zip(outcomes) {
+                let outcome = outcome.expect("every routed group has an outcome");
                 match outcome {
                     Ok(Ok(LogAppended {
                         first_position,

@@ -20,7 +20,6 @@
 mod plan;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -30,7 +29,7 @@ use super::error::{error_chain, is_disk_full};
 use super::segment_index::{self, IndexFile};
 use super::waiter::take_waiters;
 use super::{
-    AppendError, AppendRecord, Appended, Durability, Segment, ShardKey, State, open_segment_file,
+    AppendError, AppendRecord, Appended, Durability, Segment, ShardKey, ShardMap, State, open_segment_file,
     sync_dir,
 };
 use crate::keystore::DataKey;
@@ -79,15 +78,23 @@ pub enum FaultOp {
     Preallocate,
 }
 
-/// One queued append (or retention marker) waiting for the committer.
+/// One queued append waiting for the committer: records for one or more shards (or, with
+/// `marker`, retention markers), committed together and answered together.
 pub(super) struct Pending {
-    shard: ShardKey,
-    records: Vec<AppendRecord>,
-    /// Encrypt these records under this key; `None` stores them in the clear.
-    key: Option<Arc<DataKey>>,
+    parts: Vec<Part>,
     marker: bool,
     bytes: usize,
-    done: oneshot::Sender<Result<Appended, AppendError>>,
+    /// One `Appended` per part, in order (markers get none).
+    done: oneshot::Sender<Result<Vec<Appended>, AppendError>>,
+}
+
+/// The records of one shard in a [`Pending`] append.
+pub(super) struct Part {
+    pub(super) shard: ShardKey,
+    /// Never empty, except in a marker.
+    pub(super) records: Vec<AppendRecord>,
+    /// Encrypt these records under this key; `None` stores them in the clear.
+    pub(super) key: Option<Arc<DataKey>>,
 }
 
 fn record_bytes(record: &AppendRecord) -> usize {
@@ -95,22 +102,24 @@ fn record_bytes(record: &AppendRecord) -> usize {
     record.partition_key.len() + record.data.len() + 24
 }
 
-/// Queues an append (or, with `marker`, an empty position marker) for the committer and waits
-/// for the commit holding it.
+/// Queues an append of `parts` (or, with `marker`, an empty position marker per part) for the
+/// committer and waits for the commit holding it: one message and one answer however many
+/// shards the parts touch.
 pub(super) async fn enqueue(
     queue: &async_channel::Sender<Pending>,
-    shard: ShardKey,
-    records: Vec<AppendRecord>,
-    key: Option<Arc<DataKey>>,
+    parts: Vec<Part>,
     marker: bool,
-) -> Result<Appended, AppendError> {
-    let bytes = records.iter().map(record_bytes).sum::<usize>() + shard.stream_name.len() + 64;
+) -> Result<Vec<Appended>, AppendError> {
+    let bytes = parts
+        .iter()
+        .map(|part| {
+            part.records.iter().map(record_bytes).sum::<usize>() + part.shard.stream_name.len() + 64
+        })
+        .sum();
     let (done, completion) = oneshot::channel();
     queue
         .try_send(Pending {
-            shard,
-            records,
-            key,
+            parts,
             marker,
             bytes,
             done,
@@ -215,9 +224,8 @@ impl Pipeline {
 /// A commit whose blocks are written, waiting for its sync and acknowledgement.
 struct Written {
     batch: Vec<Pending>,
-    results: Vec<Option<Appended>>,
+    results: Vec<Vec<Appended>>,
     encoded: Vec<plan::EncodedBlock>,
-    arrival_ms: u64,
     segment_id: u64,
     file: Rc<glommio::io::DmaFile>,
 }
@@ -441,7 +449,7 @@ async fn ensure_space(state_rc: &Rc<RefCell<State>>, total: u64) -> Result<(), A
         Segment {
             file: Rc::new(file),
             size: new_size,
-            shard_arrival_max: HashMap::new(),
+            shard_arrival_max: ShardMap::default(),
         },
     );
     // The segment left behind is sealed: index it, so that opening the log need not scan it.
@@ -498,8 +506,8 @@ fn poison(state_rc: &Rc<RefCell<State>>, segment_id: u64, error: &AppendError) {
 /// log's health, and fails its appends with `error`.
 fn give_back(state_rc: &Rc<RefCell<State>>, batch: Vec<Pending>, error: &AppendError) {
     let mut state = state_rc.borrow_mut();
-    for pending in &batch {
-        if let Some(index) = state.shards.get_mut(&pending.shard) {
+    for part in batch.iter().flat_map(|pending| &pending.parts) {
+        if let Some(index) = state.shards.get_mut(&part.shard) {
             index.assigned_next = index.next_position;
         }
     }
@@ -661,7 +669,6 @@ async fn commit(state_rc: &Rc<RefCell<State>>, pipeline: &Pipeline, mut batch: V
         batch,
         results,
         encoded,
-        arrival_ms,
         segment_id,
         file,
     };
@@ -748,7 +755,6 @@ fn publish(state_rc: &Rc<RefCell<State>>, commit: Written) {
         batch,
         results,
         encoded,
-        arrival_ms,
         ..
     } = commit;
     let woken = {
@@ -770,7 +776,7 @@ fn publish(state_rc: &Rc<RefCell<State>>, commit: Written) {
             }
         }
         state.stats.commits += 1;
-        state.stats.appends += results.iter().filter(|r| r.is_some()).count() as u64;
+        state.stats.appends += results.iter().map(Vec::len).sum::<usize>() as u64;
         let committed_records = encoded
             .iter()
             .flat_map(|b| b.chunks.iter())
@@ -791,12 +797,8 @@ fn publish(state_rc: &Rc<RefCell<State>>, commit: Written) {
         slot.wake();
     }
     for (pending, result) in batch.into_iter().zip(results) {
-        let appended = result.unwrap_or(Appended {
-            first_position: 0,
-            arrival_ms,
-        });
         // A dropped receiver means the caller stopped waiting; the records are committed anyway.
-        let _ = pending.done.send(Ok(appended));
+        let _ = pending.done.send(Ok(result));
     }
 }
 
@@ -861,6 +863,57 @@ mod tests {
     #[test]
     fn appends_read_back_in_order_under_write_durability() {
         both_modes_round_trip(Durability::Write);
+    }
+
+    #[test]
+    fn a_batch_append_over_many_shards_is_one_commit_answered_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().to_owned();
+        run(async move {
+            let mut config = config(&path, 64 << 20, Durability::Fsync);
+            config.commit_bytes_max = COMMIT_BYTES_MAX_DEFAULT;
+            let log = Log::open(config).await.expect("log opens");
+            let first = shard("wide", 7);
+            log.append(&first, records(3, 50, 1)).await.expect("append");
+            let before = log.stats();
+            // Shard 7 already holds three records; shard 3 gets nothing, so it is answered
+            // its tip and commits nothing.
+            let appends: Vec<(ShardKey, Vec<AppendRecord>)> = (0..1000u32)
+                .map(|i| {
+                    let count = match i {
+                        3 => 0,
+                        7 => 2,
+                        _ => 1,
+                    };
+                    (shard("wide", i), records(count, 100, u64::from(i)))
+                })
+                .collect();
+            let answers = log.append_batch(appends).await.expect("batch append");
+            assert_eq!(answers.len(), 1000);
+            let after = log.stats();
+            assert_eq!(after.commits - before.commits, 1, "one group commit");
+            assert_eq!(after.appends - before.appends, 999, "one append per shard with records");
+            for (i, answer) in answers.iter().enumerate() {
+                let expected_first = if i == 7 { 3 } else { 0 };
+                assert_eq!(answer.first_position, expected_first, "shard {i}");
+            }
+            assert!(
+                answers
+                    .iter()
+                    .enumerate()
+                    .all(|(i, a)| i == 3 || a.arrival_ms == answers[0].arrival_ms),
+                "the records of one commit share its arrival time"
+            );
+            assert_eq!(log.tip(&shard("wide", 3)).next_position, 0);
+            assert_eq!(
+                read_all(&log, &shard("wide", 7), 0).await,
+                expected(&[records(3, 50, 1), records(2, 100, 7)])
+            );
+            assert_eq!(
+                read_all(&log, &shard("wide", 999), 0).await,
+                expected(&[records(1, 100, 999)])
+            );
+        });
     }
 
     #[test]

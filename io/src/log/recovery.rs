@@ -35,7 +35,7 @@ use super::damage::{self, TornTail, Truncation};
 use super::segment_index::{self, Ledger};
 use super::shard_index::{ChunkRef, ShardIndex};
 use super::{
-    LogConfig, LogStats, OpenLogError, Segment, ShardKey, State, open_segment_file, segment_path,
+    LogConfig, LogStats, OpenLogError, Segment, ShardKey, ShardMap, State, open_segment_file, segment_path,
     sync_dir,
 };
 
@@ -151,7 +151,7 @@ impl Interner {
 #[derive(Default)]
 struct Found {
     /// The newest arrival time of each shard in the segment.
-    arrivals: HashMap<ShardKey, u64>,
+    arrivals: ShardMap<u64>,
     /// Its chain and chunks, kept as the active segment's ledger if it is the newest.
     ledger: Ledger,
 }
@@ -279,7 +279,7 @@ fn accept_chunk(
     state: &mut State,
     shard: ShardKey,
     chunk: ChunkRef,
-    arrivals: &mut HashMap<ShardKey, u64>,
+    arrivals: &mut ShardMap<u64>,
 ) -> Result<(), OpenLogError> {
     let index = state
         .shards
@@ -316,7 +316,7 @@ fn load_indexed(
     segment_id: u64,
     next_id: u64,
     cursor: &mut ChainCursor,
-    arrivals: &mut HashMap<ShardKey, u64>,
+    arrivals: &mut ShardMap<u64>,
     names: &mut Interner,
 ) -> Result<bool, OpenLogError> {
     let Some(index) = segment_index::load(&state.config.dir, state.config.log_id, segment_id)
@@ -544,7 +544,7 @@ pub(super) async fn recover(
     let health = std::sync::Arc::new(super::LogHealth::new(config.log_id));
     let mut state = State {
         config,
-        shards: HashMap::new(),
+        shards: ShardMap::default(),
         segments: BTreeMap::new(),
         active_segment_id: 1,
         write_offset: 0,
@@ -557,7 +557,7 @@ pub(super) async fn recover(
         cache: BlockCache::default(),
         ledger: Ledger::default(),
         stats: LogStats::default(),
-        waiters: HashMap::new(),
+        waiters: ShardMap::default(),
     };
 
     if ids.is_empty() {
@@ -584,7 +584,7 @@ pub(super) async fn recover(
             Segment {
                 file: Rc::new(file),
                 size,
-                shard_arrival_max: HashMap::new(),
+                shard_arrival_max: ShardMap::default(),
             },
         );
         let segments_now = 1;
@@ -615,7 +615,7 @@ pub(super) async fn recover(
             .await
             .map_err(|(path, source)| open_error(&state.config, path, source, false))?;
         let size = scanned_size(&file, segment_id).await?;
-        let mut arrivals = HashMap::new();
+        let mut arrivals = ShardMap::default();
         // A sealed segment (one that a later segment continues) with a valid index is loaded
         // from it; the newest segment, and every segment when verifying or repairing, is
         // scanned.

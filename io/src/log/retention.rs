@@ -62,14 +62,17 @@ pub(super) async fn enforce_retention(
             shards = markers.len(),
             "Writing position markers before retention."
         );
-        let waits: Vec<_> = markers
+        let parts = markers
             .into_iter()
-            .map(|shard| commit::enqueue(&log.queue, shard, Vec::new(), None, true))
+            .map(|shard| commit::Part {
+                shard,
+                records: Vec::new(),
+                key: None,
+            })
             .collect();
-        for wait in waits {
-            wait.await
-                .map_err(|source| RetentionError::Marker { source })?;
-        }
+        commit::enqueue(&log.queue, parts, true)
+            .await
+            .map_err(|source| RetentionError::Marker { source })?;
     }
     let mut removed = 0;
     for segment_id in doomed {

@@ -46,7 +46,9 @@ pub(super) static REGISTRIES: LazyLock<Mutex<Vec<Arc<CoreRegistry>>>> =
 pub(super) struct Local {
     pub registry: Arc<CoreRegistry>,
     streams: HashMap<String, Arc<StreamCounters>>,
-    shards: HashMap<(String, u32), Arc<ShardCounters>>,
+    /// By stream, then shard index: looked up with a borrowed name, so counting a write to
+    /// one of 1,000 shards allocates nothing once the shard's counters exist.
+    shards: HashMap<String, rustc_hash::FxHashMap<u32, Arc<ShardCounters>>>,
 }
 
 thread_local! {
@@ -115,8 +117,11 @@ impl Local {
         stream_name: &str,
         shard_index: u32,
     ) -> Option<Arc<ShardCounters>> {
-        let key = (stream_name.to_owned(), shard_index);
-        if let Some(c) = self.shards.get(&key) {
+        if let Some(c) = self
+            .shards
+            .get(stream_name)
+            .and_then(|shards| shards.get(&shard_index))
+        {
             return Some(c.clone());
         }
         if !self.streams.contains_key(stream_name)
@@ -125,10 +130,13 @@ impl Local {
             return None;
         }
         let counters = lock(&self.registry.shards)
-            .entry(key.clone())
+            .entry((stream_name.to_owned(), shard_index))
             .or_default()
             .clone();
-        self.shards.insert(key, counters.clone());
+        self.shards
+            .entry(stream_name.to_owned())
+            .or_default()
+            .insert(shard_index, counters.clone());
         Some(counters)
     }
 }

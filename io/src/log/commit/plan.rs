@@ -12,7 +12,6 @@
 //! - The blocks of one commit carry consecutive block sequence numbers from the log's next one,
 //!   each the CRC of the block before it, and lie back to back from the log's write offset.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -23,8 +22,8 @@ use super::super::block::{
     align_up,
 };
 use super::super::shard_index::{ChunkRef, ShardIndex};
-use super::super::{Appended, BLOCK_BYTES_TARGET, ShardKey, State, wall_clock_ms};
-use super::{Pending, record_bytes};
+use super::super::{Appended, BLOCK_BYTES_TARGET, ShardKey, ShardMap, State, wall_clock_ms};
+use super::{Part, Pending, record_bytes};
 use crate::keystore::{DataKey, SegmentKeyId};
 
 /// The records of one shard inside one planned block.
@@ -49,7 +48,7 @@ struct SerializedChunk {
 #[derive(Default)]
 pub(super) struct BlockPlan {
     chunks: Vec<ChunkPlan>,
-    open_chunk: HashMap<ShardKey, usize>,
+    open_chunk: ShardMap<usize>,
     bytes: usize,
 }
 
@@ -69,124 +68,149 @@ pub(super) struct EncodedBlock {
     pub chunks: Vec<(ShardKey, ChunkRef)>,
 }
 
-/// Assigns positions and an arrival time to a batch and splits it into blocks.
+/// Assigns positions and an arrival time to a batch and splits it into blocks. Answers one
+/// `Appended` per part of each pending append (none for markers).
 pub(super) fn plan_commit(
     state: &mut State,
     batch: &mut [Pending],
-) -> (Vec<BlockPlan>, Vec<Option<Appended>>, u64) {
+) -> (Vec<BlockPlan>, Vec<Vec<Appended>>, u64) {
     let arrival_ms = wall_clock_ms().max(state.last_arrival_ms);
     let block_target = state.config.commit_bytes_max.min(BLOCK_BYTES_TARGET);
     let mut blocks = vec![BlockPlan::default()];
     let mut results = Vec::with_capacity(batch.len());
     for pending in batch.iter_mut() {
-        let index = state
-            .shards
-            .entry(pending.shard.clone())
-            .or_insert_with(|| ShardIndex::starting_at(0));
-        assert!(
-            index.assigned_next >= index.next_position,
-            "positions are assigned before they become visible, never after"
-        );
-        if pending.marker {
-            assert!(pending.records.is_empty(), "a marker carries no records");
-            let block = blocks
-                .last_mut()
-                .expect("there is always a block being planned");
-            block.open_chunk.remove(&pending.shard);
-            block.chunks.push(ChunkPlan {
-                shard: pending.shard.clone(),
-                key: None,
-                first_position: index.assigned_next,
-                // With records of the shard still in flight (written, not yet indexed), the
-                // indexed arrival time is behind theirs; the commit's own is not.
-                arrival_ms: if index.assigned_next > index.next_position {
-                    arrival_ms
-                } else {
-                    index.last_arrival_ms.unwrap_or(arrival_ms)
-                },
-                records: Vec::new(),
-            });
-            block.bytes += block::CHUNK_HEADER_LEN + pending.shard.stream_name.len() + 32;
-            results.push(None);
-            continue;
-        }
-        assert!(
-            !pending.records.is_empty(),
-            "an empty append never reaches the committer"
-        );
-        let first_position = index.assigned_next;
-        index.assigned_next += pending.records.len() as u64;
-        assert!(
-            index.assigned_next > first_position,
-            "positions strictly increase per shard"
-        );
-        results.push(Some(Appended {
-            first_position,
-            arrival_ms,
-        }));
-        // The chunk of this append's shard in the block being planned, once looked up: the
-        // lookup hashes the shard key, which per record cost ~7 % of binary ingest.
-        let mut chunk_at: Option<usize> = None;
-        for (i, record) in std::mem::take(&mut pending.records).into_iter().enumerate() {
-            let position = first_position + i as u64;
-            let bytes = record_bytes(&record);
-            let block = blocks
-                .last_mut()
-                .expect("there is always a block being planned");
-            // A chunk is encrypted under one key or none, so records of the same shard under
-            // another key (encryption just started or stopped) go into the next block; this
-            // keeps one records chunk per shard per block.
-            let other_key = chunk_at.is_none()
-                && block.open_chunk.get(&pending.shard).is_some_and(|&at| {
-                    block.chunks[at].key.as_ref().map(|k| k.key_ref)
-                        != pending.key.as_ref().map(|k| k.key_ref)
-                });
-            if other_key || (block.bytes + bytes > block_target && !block.chunks.is_empty()) {
-                blocks.push(BlockPlan::default());
-                chunk_at = None;
-            }
-            let block = blocks
-                .last_mut()
-                .expect("there is always a block being planned");
-            let at = match chunk_at {
-                Some(at) => at,
-                None => {
-                    let at = match block.open_chunk.get(&pending.shard) {
-                        Some(&at) => at,
-                        None => {
-                            block.chunks.push(ChunkPlan {
-                                shard: pending.shard.clone(),
-                                key: pending.key.clone(),
-                                first_position: position,
-                                arrival_ms,
-                                records: Vec::new(),
-                            });
-                            block.bytes +=
-                                block::CHUNK_HEADER_LEN + pending.shard.stream_name.len() + 32;
-                            block
-                                .open_chunk
-                                .insert(pending.shard.clone(), block.chunks.len() - 1);
-                            block.chunks.len() - 1
-                        }
-                    };
-                    chunk_at = Some(at);
-                    at
-                }
-            };
-            let chunk = &mut block.chunks[at];
-            assert_eq!(
-                chunk.first_position + chunk.records.len() as u64,
-                position,
-                "records of a shard in one chunk have consecutive positions"
+        let mut appended = Vec::with_capacity(if pending.marker { 0 } else { pending.parts.len() });
+        for part in &mut pending.parts {
+            let index = state
+                .shards
+                .entry(part.shard.clone())
+                .or_insert_with(|| ShardIndex::starting_at(0));
+            assert!(
+                index.assigned_next >= index.next_position,
+                "positions are assigned before they become visible, never after"
             );
-            chunk.records.push(StoredRecord {
-                partition_key: record.partition_key,
-                data: record.data,
-            });
-            block.bytes += bytes;
+            if pending.marker {
+                plan_marker(&mut blocks, part, index, arrival_ms);
+                continue;
+            }
+            appended.push(plan_records(
+                &mut blocks,
+                part,
+                index,
+                arrival_ms,
+                block_target,
+            ));
         }
+        results.push(appended);
     }
     (blocks, results, arrival_ms)
+}
+
+/// Plans a retention marker: an empty chunk at the shard's next assigned position.
+fn plan_marker(blocks: &mut [BlockPlan], part: &Part, index: &ShardIndex, arrival_ms: u64) {
+    assert!(part.records.is_empty(), "a marker carries no records");
+    let block = blocks
+        .last_mut()
+        .expect("there is always a block being planned");
+    block.open_chunk.remove(&part.shard);
+    block.chunks.push(ChunkPlan {
+        shard: part.shard.clone(),
+        key: None,
+        first_position: index.assigned_next,
+        // With records of the shard still in flight (written, not yet indexed), the indexed
+        // arrival time is behind theirs; the commit's own is not.
+        arrival_ms: if index.assigned_next > index.next_position {
+            arrival_ms
+        } else {
+            index.last_arrival_ms.unwrap_or(arrival_ms)
+        },
+        records: Vec::new(),
+    });
+    block.bytes += block::CHUNK_HEADER_LEN + part.shard.stream_name.len() + 32;
+}
+
+/// Assigns positions to one shard's records and adds them to the blocks being planned.
+fn plan_records(
+    blocks: &mut Vec<BlockPlan>,
+    part: &mut Part,
+    index: &mut ShardIndex,
+    arrival_ms: u64,
+    block_target: usize,
+) -> Appended {
+    assert!(
+        !part.records.is_empty(),
+        "an empty append never reaches the committer"
+    );
+    let first_position = index.assigned_next;
+    index.assigned_next += part.records.len() as u64;
+    assert!(
+        index.assigned_next > first_position,
+        "positions strictly increase per shard"
+    );
+    // The chunk of this part's shard in the block being planned, once looked up: the lookup
+    // hashes the shard key, which per record cost ~7 % of binary ingest.
+    let mut chunk_at: Option<usize> = None;
+    for (i, record) in std::mem::take(&mut part.records).into_iter().enumerate() {
+        let position = first_position + i as u64;
+        let bytes = record_bytes(&record);
+        let block = blocks
+            .last_mut()
+            .expect("there is always a block being planned");
+        // A chunk is encrypted under one key or none, so records of the same shard under
+        // another key (encryption just started or stopped) go into the next block; this keeps
+        // one records chunk per shard per block.
+        let other_key = chunk_at.is_none()
+            && block.open_chunk.get(&part.shard).is_some_and(|&at| {
+                block.chunks[at].key.as_ref().map(|k| k.key_ref)
+                    != part.key.as_ref().map(|k| k.key_ref)
+            });
+        if other_key || (block.bytes + bytes > block_target && !block.chunks.is_empty()) {
+            blocks.push(BlockPlan::default());
+            chunk_at = None;
+        }
+        let block = blocks
+            .last_mut()
+            .expect("there is always a block being planned");
+        let at = match chunk_at {
+            Some(at) => at,
+            None => {
+                let at = match block.open_chunk.get(&part.shard) {
+                    Some(&at) => at,
+                    None => {
+                        block.chunks.push(ChunkPlan {
+                            shard: part.shard.clone(),
+                            key: part.key.clone(),
+                            first_position: position,
+                            arrival_ms,
+                            records: Vec::new(),
+                        });
+                        block.bytes += block::CHUNK_HEADER_LEN + part.shard.stream_name.len() + 32;
+                        block
+                            .open_chunk
+                            .insert(part.shard.clone(), block.chunks.len() - 1);
+                        block.chunks.len() - 1
+                    }
+                };
+                chunk_at = Some(at);
+                at
+            }
+        };
+        let chunk = &mut block.chunks[at];
+        assert_eq!(
+            chunk.first_position + chunk.records.len() as u64,
+            position,
+            "records of a shard in one chunk have consecutive positions"
+        );
+        chunk.records.push(StoredRecord {
+            partition_key: record.partition_key,
+            data: record.data,
+        });
+        block.bytes += bytes;
+    }
+    Appended {
+        first_position,
+        arrival_ms,
+    }
 }
 
 /// Serialized chunks of a planned block.
