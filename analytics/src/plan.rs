@@ -165,6 +165,10 @@ pub struct CursorColumns {
     pub numeric: Vec<usize>,
     /// For each select item, the index into (cursor columns, then the function's columns).
     pub outputs: Vec<usize>,
+    /// The pump's WHERE, over the function's rows (`result`).
+    pub filter: Option<CExpr>,
+    /// The function's rows: the cursor's columns, then the function's own (and ROWTIME).
+    pub result: StreamShape,
 }
 
 /// `RANDOM_CUT_FOREST(cursor [, numberOfTrees, subSampleSize, timeDecay, shingleSize])`, adding
@@ -1197,6 +1201,13 @@ fn compile_row_function(
             format!("{function} needs at least one numeric column"),
         ));
     }
+    let explained = function == "RANDOM_CUT_FOREST_WITH_EXPLANATION";
+    if explained && numeric.len() > RCF_EXPLAINED_COLUMNS_MAX {
+        return Err(CodeError::at(
+            at,
+            format!("{function} takes at most {RCF_EXPLAINED_COLUMNS_MAX} numeric columns"),
+        ));
+    }
     let literal = |e: &Expr| match e {
         Expr::Value(v) => match &v.value {
             AstValue::Number(n, _) => Some(n.clone()),
@@ -1216,11 +1227,28 @@ fn compile_row_function(
             })
     };
     let (_, target_columns) = insert_target(pump, shapes, pump.position)?;
-    // The select items over the function's columns, which the INSERT must match.
-    let outputs_of = |columns: &[(String, Kind)]| -> Result<Vec<usize>, CodeError> {
-        let outputs = select_function_columns(select, columns, at)?;
-        check_insert_count(target_columns.len(), outputs.len(), pump.position)?;
-        Ok(outputs)
+    let target_count = target_columns.len();
+    // Given the function's result columns: the select items over them, which the INSERT must
+    // match, and the WHERE over them.
+    let finish = move |columns: Vec<(String, Kind)>| -> Result<CursorColumns, CodeError> {
+        let outputs = select_function_columns(select, &columns, at)?;
+        check_insert_count(target_count, outputs.len(), pump.position)?;
+        let result = StreamShape { columns };
+        let scope = Scope {
+            stream: function,
+            alias: None,
+            shape: &result,
+            right: None,
+        };
+        let filter = where_condition(select, &scope, at)?;
+        Ok(CursorColumns {
+            cursor,
+            names,
+            numeric,
+            outputs,
+            filter,
+            result,
+        })
     };
     let body = if function == "HOTSPOTS" {
         let window_size = whole(args[1], "windowSize", 100, 1_000)?;
@@ -1236,24 +1264,12 @@ fn compile_row_function(
         let minimum_points = whole(args[3], "minimumNumberOfPointsInAHotspot", 2, window_size)?;
         columns.push(("HOTSPOTS_RESULT".into(), Kind::Text));
         PlanBody::Hotspots(HotspotsPlan {
-            columns: CursorColumns {
-                cursor,
-                names,
-                numeric,
-                outputs: outputs_of(&columns)?,
-            },
+            columns: finish(columns)?,
             window_size: window_size as usize,
             scan_radius,
             minimum_points: minimum_points as usize,
         })
     } else {
-        let explained = function == "RANDOM_CUT_FOREST_WITH_EXPLANATION";
-        if explained && numeric.len() > RCF_EXPLAINED_COLUMNS_MAX {
-            return Err(CodeError::at(
-                at,
-                format!("{function} takes at most {RCF_EXPLAINED_COLUMNS_MAX} numeric columns"),
-            ));
-        }
         let (trees, sample_size, directionality) = if given > 1 {
             let trees = whole(args[1], "numberOfTrees", 1, 1_000)? as usize;
             let sample_size = whole(args[2], "subSampleSize", 10, 1_000)?;
@@ -1296,12 +1312,7 @@ fn compile_row_function(
             columns.push(("ANOMALY_EXPLANATION".into(), Kind::Text));
         }
         PlanBody::Rcf(RcfPlan {
-            columns: CursorColumns {
-                cursor,
-                names,
-                numeric,
-                outputs: outputs_of(&columns)?,
-            },
+            columns: finish(columns)?,
             trees,
             sample_size,
             explanation: explained.then_some(Explanation { directionality }),

@@ -3,11 +3,12 @@
 //! columns after the cursor's, computed from the row's numeric columns as a point.
 //!
 //! A numeric column that is NULL (or not finite) counts as 0 in the point; the row itself keeps
-//! its NULL.
+//! its NULL. The pump's WHERE (`… FROM TABLE(f(…)) WHERE ANOMALY_SCORE > 0`) filters the
+//! function's rows after every row has been through the function.
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, BooleanArray, RecordBatch};
 
-use crate::batch::{rowtimes, value_at};
+use crate::batch::{batch_from_rows, rowtimes, value_at};
 use crate::hotspots::HotspotsState;
 use crate::plan::{CursorColumns, PlanBody};
 use crate::rcf::RcfState;
@@ -68,6 +69,7 @@ impl RowFunctionState {
         }
         let times = rowtimes(batch);
         let mut point = Vec::with_capacity(columns.numeric.len());
+        let mut results = Vec::with_capacity(rows);
         for row in 0..rows {
             let mut values: Vec<Value> = arrays
                 .iter()
@@ -83,8 +85,37 @@ impl RowFunctionState {
                 RowFunction::Rcf(state) => state.next(&point),
                 RowFunction::Hotspots(state) => state.next(&point),
             });
-            let selected = columns.outputs.iter().map(|&i| values[i].clone()).collect();
-            out.push((selected, times.value(row)));
+            results.push((values, times.value(row)));
+        }
+        // The pump's WHERE runs over the function's rows, as a batch of their shape.
+        let kept = match &columns.filter {
+            None => vec![true; results.len()],
+            Some(filter) => match filter.evaluate(&batch_from_rows(&columns.result, &results)) {
+                Ok(mask) => {
+                    let mask = mask
+                        .as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .expect("WHERE was planned boolean");
+                    (0..results.len())
+                        .map(|row| mask.is_valid(row) && mask.value(row))
+                        .collect()
+                }
+                Err(error) => {
+                    // The function has seen the rows; only their output is refused.
+                    return (0..rows)
+                        .map(|row| RefusedRow {
+                            row,
+                            message: error.to_string(),
+                        })
+                        .collect();
+                }
+            },
+        };
+        for ((values, time), keep) in results.into_iter().zip(kept) {
+            if keep {
+                let selected = columns.outputs.iter().map(|&i| values[i].clone()).collect();
+                out.push((selected, time));
+            }
         }
         Vec::new()
     }

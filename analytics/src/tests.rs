@@ -907,6 +907,43 @@ fn ml_function_parameters_out_of_kda_s_ranges_are_rejected_at_their_position() {
 }
 
 #[test]
+fn a_where_after_a_row_function_filters_its_rows_by_its_own_columns() {
+    // KDA's example form: `… FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(…)) WHERE ANOMALY_SCORE > 0`.
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("px" DOUBLE, "ANOMALY_SCORE" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM "px", ANOMALY_SCORE
+          FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM "px", "qty" FROM "SRC_001"), 10, 10, 100000, 1))
+          WHERE ANOMALY_SCORE > 0 AND "px" >= 5;"#;
+    let input: Vec<Vec<u8>> = (0..30)
+        .map(|i| format!(r#"{{"sym":"S","px":{i},"qty":{}}}"#, 30 - i).into_bytes())
+        .collect();
+    let lines = run_on(sql, &[], 1_000, &input).expect("runs");
+    // Rows 0..10 score 0 while the trees fill; the rest score above 0 and have px >= 5.
+    let px: Vec<f64> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["px"]
+                .as_f64()
+                .expect("px")
+        })
+        .collect();
+    assert_eq!(px, (10..30).map(f64::from).collect::<Vec<_>>());
+    let not_boolean = sql.replace(
+        "WHERE ANOMALY_SCORE > 0 AND \"px\" >= 5",
+        "WHERE ANOMALY_SCORE",
+    );
+    let Err(RunError::Code(error)) = run_on(&not_boolean, &[], 1_000, &input) else {
+        panic!("a WHERE that is not boolean is rejected");
+    };
+    assert!(
+        error.message.contains("WHERE needs a boolean condition"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
 fn expressions_over_aggregates_and_having_filter_each_window() {
     let sql = r#"
         CREATE OR REPLACE STREAM "VWAP" ("sym" VARCHAR(8), "vwap" DOUBLE, "n10" INTEGER, "tag" VARCHAR(8));
