@@ -240,6 +240,26 @@ pub struct PumpPlan {
     pub target_columns: Vec<usize>,
 }
 
+impl PumpPlan {
+    /// The plan of `pump`, which reads `source`.
+    fn of(
+        pump: &PumpDef,
+        source: String,
+        filter: Option<CExpr>,
+        body: PlanBody,
+        target_columns: Vec<usize>,
+    ) -> Self {
+        PumpPlan {
+            name: pump.name.clone(),
+            source,
+            target: pump.target.clone(),
+            filter,
+            body,
+            target_columns,
+        }
+    }
+}
+
 /// The stream a query reads, as its expressions see it.
 struct Scope<'a> {
     stream: &'a str,
@@ -382,14 +402,7 @@ pub fn compile_pump(
             at,
         )?)
     };
-    Ok(PumpPlan {
-        name: pump.name.clone(),
-        source,
-        target: pump.target.clone(),
-        filter,
-        body,
-        target_columns,
-    })
+    Ok(PumpPlan::of(pump, source, filter, body, target_columns))
 }
 
 fn compile_tumbling(
@@ -825,19 +838,18 @@ fn compile_items(
     }
     let (_, target_columns) = insert_target(pump, shapes, pump.position)?;
     check_insert_count(target_columns.len(), outputs.len(), pump.position)?;
-    Ok(PumpPlan {
-        name: pump.name.clone(),
+    Ok(PumpPlan::of(
+        pump,
         source,
-        target: pump.target.clone(),
         filter,
-        body: PlanBody::Items(ItemsPlan {
+        PlanBody::Items(ItemsPlan {
             func,
             column: CExpr::Column { index, kind },
             width_ms,
             outputs,
         }),
         target_columns,
-    })
+    ))
 }
 
 /// A windowed stream-to-stream join: `FROM "L" [AS l] [LEFT] JOIN "R" OVER (RANGE INTERVAL …
@@ -941,12 +953,11 @@ fn compile_join(
         target_columns.len(),
         "one projection per target column"
     );
-    Ok(PumpPlan {
-        name: pump.name.clone(),
-        source: left,
-        target: pump.target.clone(),
-        filter: None,
-        body: PlanBody::Join(JoinPlan {
+    Ok(PumpPlan::of(
+        pump,
+        left,
+        None,
+        PlanBody::Join(JoinPlan {
             right_source: right,
             frame,
             on,
@@ -955,7 +966,7 @@ fn compile_join(
             projections,
         }),
         target_columns,
-    })
+    ))
 }
 
 /// A join of a stream with a reference table: `FROM "S" [AS s] [LEFT] JOIN "T" [AS t] ON …`.
@@ -1062,12 +1073,11 @@ fn compile_reference_join(
             target_shape.columns[column].1,
         ));
     }
-    Ok(PumpPlan {
-        name: pump.name.clone(),
-        source: left,
-        target: pump.target.clone(),
-        filter: None,
-        body: PlanBody::ReferenceJoin(ReferenceJoinPlan {
+    Ok(PumpPlan::of(
+        pump,
+        left,
+        None,
+        PlanBody::ReferenceJoin(ReferenceJoinPlan {
             table: table.to_owned(),
             keys,
             residual,
@@ -1076,7 +1086,7 @@ fn compile_reference_join(
             projections,
         }),
         target_columns,
-    })
+    ))
 }
 
 /// The operands of a chain of ANDs.
@@ -1318,14 +1328,7 @@ fn compile_row_function(
             explanation: explained.then_some(Explanation { directionality }),
         })
     };
-    Ok(PumpPlan {
-        name: pump.name.clone(),
-        source,
-        target: pump.target.clone(),
-        filter,
-        body,
-        target_columns,
-    })
+    Ok(PumpPlan::of(pump, source, filter, body, target_columns))
 }
 
 /// The numeric columns RANDOM_CUT_FOREST_WITH_EXPLANATION takes (KDA: "up to 30").

@@ -58,12 +58,7 @@ impl RowFunctionState {
             match e.evaluate(batch) {
                 Ok(a) => arrays.push((a, e.kind())),
                 Err(error) => {
-                    return (0..rows)
-                        .map(|row| RefusedRow {
-                            row,
-                            message: error.to_string(),
-                        })
-                        .collect();
+                    return RefusedRow::every(rows, &error.to_string());
                 }
             }
         }
@@ -102,12 +97,7 @@ impl RowFunctionState {
                 }
                 Err(error) => {
                     // The function has seen the rows; only their output is refused.
-                    return (0..rows)
-                        .map(|row| RefusedRow {
-                            row,
-                            message: error.to_string(),
-                        })
-                        .collect();
+                    return RefusedRow::every(rows, &error.to_string());
                 }
             },
         };

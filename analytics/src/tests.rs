@@ -14,6 +14,33 @@ const SCHEMA: &str = r#"{
   ]
 }"#;
 
+/// A JSON input schema whose columns, (name, SQL type), map the record's members of that name.
+fn json_schema(columns: &[(&str, &str)]) -> String {
+    let columns: Vec<String> = columns
+        .iter()
+        .map(|(name, sql_type)| {
+            format!(r#"{{"Name": "{name}", "Mapping": "$.{name}", "SqlType": "{sql_type}"}}"#)
+        })
+        .collect();
+    format!(
+        r#"{{"RecordFormat": {{"RecordFormatType": "JSON", "MappingParameters": {{"JSONMappingParameters": {{"RecordRowPath": "$"}}}}}},
+            "RecordEncoding": "UTF-8", "RecordColumns": [{}]}}"#,
+        columns.join(", ")
+    )
+}
+
+/// Column `name` of JSON output rows, as numbers.
+fn numbers(lines: &[String], name: &str) -> Vec<f64> {
+    lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("a JSON row")[name]
+                .as_f64()
+                .expect("a number")
+        })
+        .collect()
+}
+
 fn options(outputs: &[&str], step_ms: i64) -> RunOptions {
     RunOptions {
         name_prefix: "SRC".into(),
@@ -692,14 +719,7 @@ fn random_cut_forest_scores_planted_anomalies_above_normal_rows() {
         .collect();
     let lines = run_on(sql, &[], 1_000, &input).expect("runs");
     assert_eq!(lines.len(), input.len(), "one scored row per row");
-    let scores: Vec<f64> = lines
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["ANOMALY_SCORE"]
-                .as_f64()
-                .expect("score")
-        })
-        .collect();
+    let scores = numbers(&lines, "ANOMALY_SCORE");
     let mut normal: Vec<f64> = scores[300..]
         .iter()
         .enumerate()
@@ -789,15 +809,7 @@ fn random_cut_forest_with_explanation_attributes_a_planted_spike_to_its_column()
 
 #[test]
 fn hotspots_reports_the_dense_square_of_the_window_with_each_row() {
-    let schema = r#"{
-      "RecordFormat": {"RecordFormatType": "JSON", "MappingParameters": {"JSONMappingParameters": {"RecordRowPath": "$"}}},
-      "RecordEncoding": "UTF-8",
-      "RecordColumns": [
-        {"Name": "x", "Mapping": "$.x", "SqlType": "DOUBLE"},
-        {"Name": "y", "Mapping": "$.y", "SqlType": "DOUBLE"},
-        {"Name": "is_hot", "Mapping": "$.is_hot", "SqlType": "VARCHAR(4)"}
-      ]
-    }"#;
+    let schema = json_schema(&[("x", "DOUBLE"), ("y", "DOUBLE"), ("is_hot", "VARCHAR(4)")]);
     let sql = r#"
         CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("x" DOUBLE, "y" DOUBLE, "is_hot" VARCHAR(4), HOTSPOTS_RESULT VARCHAR(10000));
         CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
@@ -819,7 +831,7 @@ fn hotspots_reports_the_dense_square_of_the_window_with_each_row() {
         })
         .collect();
     let refs: Vec<&[u8]> = input.iter().map(Vec::as_slice).collect();
-    let lines = run(sql, schema, &refs, &options(&[], 100)).expect("runs");
+    let lines = run(sql, &schema, &refs, &options(&[], 100)).expect("runs");
     assert_eq!(lines.len(), input.len(), "one row out per row in");
     let result = |i: usize| -> serde_json::Value {
         let row: serde_json::Value = serde_json::from_str(&lines[i]).expect("JSON");
@@ -920,14 +932,7 @@ fn a_where_after_a_row_function_filters_its_rows_by_its_own_columns() {
         .collect();
     let lines = run_on(sql, &[], 1_000, &input).expect("runs");
     // Rows 0..10 score 0 while the trees fill; the rest score above 0 and have px >= 5.
-    let px: Vec<f64> = lines
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["px"]
-                .as_f64()
-                .expect("px")
-        })
-        .collect();
+    let px = numbers(&lines, "px");
     assert_eq!(px, (10..30).map(f64::from).collect::<Vec<_>>());
     let not_boolean = sql.replace(
         "WHERE ANOMALY_SCORE > 0 AND \"px\" >= 5",

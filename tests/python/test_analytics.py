@@ -666,15 +666,16 @@ def test_add_application_input_then_start_reads_the_added_stream(kinesis, kda):
     wait_status(kda, app, "READY")
 
 
-HOTSPOTS_SCHEMA = {
-    "RecordFormat": SCHEMA["RecordFormat"],
-    "RecordEncoding": "UTF-8",
-    "RecordColumns": [
-        {"Name": "x", "Mapping": "$.x", "SqlType": "DOUBLE"},
-        {"Name": "y", "Mapping": "$.y", "SqlType": "DOUBLE"},
-        {"Name": "is_hot", "Mapping": "$.is_hot", "SqlType": "VARCHAR(4)"},
-    ],
-}
+def json_schema(columns):
+    """A JSON InputSchema whose columns, (name, SQL type), map the record's members of the same name."""
+    return {
+        "RecordFormat": SCHEMA["RecordFormat"],
+        "RecordEncoding": "UTF-8",
+        "RecordColumns": [{"Name": n, "Mapping": f"$.{n}", "SqlType": t} for n, t in columns],
+    }
+
+
+HOTSPOTS_SCHEMA = json_schema([("x", "DOUBLE"), ("y", "DOUBLE"), ("is_hot", "VARCHAR(4)")])
 
 
 def dbscan_hotspots(points, radius, minimum):
@@ -707,10 +708,16 @@ def dbscan_hotspots(points, radius, minimum):
     return sorted(hotspots, key=lambda h: -h["density"])
 
 
-def test_hotspots_of_kda_s_example_equal_a_from_scratch_dbscan_of_the_window(kinesis, kda):
-    source, destination, app = unique("kda-in"), unique("kda-out"), unique("hotspots")
+def source_and_destination(kinesis):
+    """Two new streams: an application's input and its output."""
+    source, destination = unique("kda-in"), unique("kda-out")
     make_stream(kinesis, source)
     make_stream(kinesis, destination)
+    return source, destination
+
+
+def test_hotspots_of_kda_s_example_equal_a_from_scratch_dbscan_of_the_window(kinesis, kda):
+    (source, destination), app = source_and_destination(kinesis), unique("hotspots")
     # The program of KDA's hotspots example, unchanged.
     code = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
     "x" DOUBLE,
@@ -757,21 +764,12 @@ CREATE OR REPLACE PUMP "STREAM_PUMP" AS
     wait_status(kda, app, "READY")
 
 
-BLOOD_PRESSURE_SCHEMA = {
-    "RecordFormat": SCHEMA["RecordFormat"],
-    "RecordEncoding": "UTF-8",
-    "RecordColumns": [
-        {"Name": "Systolic", "Mapping": "$.Systolic", "SqlType": "INTEGER"},
-        {"Name": "Diastolic", "Mapping": "$.Diastolic", "SqlType": "INTEGER"},
-        {"Name": "BloodPressureLevel", "Mapping": "$.BloodPressureLevel", "SqlType": "VARCHAR(20)"},
-    ],
-}
+BLOOD_PRESSURE_SCHEMA = json_schema(
+    [("Systolic", "INTEGER"), ("Diastolic", "INTEGER"), ("BloodPressureLevel", "VARCHAR(20)")])
 
 
 def test_random_cut_forest_with_explanation_names_the_column_and_direction_of_planted_anomalies(kinesis, kda):
-    source, destination, app = unique("kda-in"), unique("kda-out"), unique("rcfx")
-    make_stream(kinesis, source)
-    make_stream(kinesis, destination)
+    (source, destination), app = source_and_destination(kinesis), unique("rcfx")
     # The first pump of KDA's blood pressure example, writing to the output directly.
     code = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
         "Systolic"                  INTEGER,
