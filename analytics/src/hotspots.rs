@@ -14,7 +14,7 @@
 //! hotspot divided by the hotspot size"). Whether KDA's hotspots, sizes and densities are
 //! computed this way is not documented `[verify]`; KDA's example sizes (1,000 rows, 20 % of them
 //! in a unit square of a 10 × 10 plane, radius 0.2, 17 points, a density filter of 40) give one
-//! hotspot of density about 140 here and none elsewhere.
+//! hotspot of density 150 to 180 here and none elsewhere.
 //!
 //! State is the window itself: each row keeps the ids of its neighbours within `scanRadius`,
 //! updated when a row enters (one distance per row of the window) and leaves (the oldest row is

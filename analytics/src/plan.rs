@@ -22,6 +22,7 @@ use sqlparser::ast::{
 use crate::batch::StreamShape;
 use crate::expr::{ArithOp, CExpr, CmpOp, ScalarFn};
 use crate::program::{CodeError, Position, PumpDef, column_ref, ident_name, object_name};
+use crate::rcf::ForestParameters;
 use crate::types::Kind;
 use crate::value::{self, Value};
 
@@ -177,8 +178,9 @@ pub struct CursorColumns {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RcfPlan {
     pub columns: CursorColumns,
-    pub trees: usize,
-    pub sample_size: usize,
+    pub forest: ForestParameters,
+    /// shingleSize: how many consecutive rows make one point of the forest.
+    pub shingle_size: usize,
     /// Set for RANDOM_CUT_FOREST_WITH_EXPLANATION.
     pub explanation: Option<Explanation>,
 }
@@ -1280,7 +1282,7 @@ fn compile_row_function(
             minimum_points: minimum_points as usize,
         })
     } else {
-        let (trees, sample_size, directionality) = if given > 1 {
+        let (forest, shingle_size, directionality) = if given > 1 {
             let trees = whole(args[1], "numberOfTrees", 1, 1_000)? as usize;
             let sample_size = whole(args[2], "subSampleSize", 10, 1_000)?;
             let time_decay = whole(args[3], "timeDecay", 1, i64::from(i32::MAX))?;
@@ -1290,12 +1292,7 @@ fn compile_row_function(
                     "subSampleSize must be less than timeDecay",
                 ));
             }
-            if whole(args[4], "shingleSize", 1, 30)? != 1 {
-                return Err(CodeError::at(
-                    position_of(args[4], at),
-                    "only shingleSize 1 is supported",
-                ));
-            }
+            let shingle_size = whole(args[4], "shingleSize", 1, 30)? as usize;
             let directionality = if explained {
                 match args[5] {
                     Expr::Value(v) => match v.value {
@@ -1313,9 +1310,20 @@ fn compile_row_function(
             } else {
                 false
             };
-            (trees, sample_size as usize, directionality)
+            let forest = ForestParameters {
+                trees,
+                sample_size: sample_size as usize,
+                time_decay: time_decay as u64,
+            };
+            (forest, shingle_size, directionality)
         } else {
-            (100, 256, false)
+            // KDA's defaults.
+            let forest = ForestParameters {
+                trees: 100,
+                sample_size: 256,
+                time_decay: 100_000,
+            };
+            (forest, 1, false)
         };
         columns.push(("ANOMALY_SCORE".into(), Kind::Float));
         if explained {
@@ -1323,8 +1331,8 @@ fn compile_row_function(
         }
         PlanBody::Rcf(RcfPlan {
             columns: finish(columns)?,
-            trees,
-            sample_size,
+            forest,
+            shingle_size,
             explanation: explained.then_some(Explanation { directionality }),
         })
     };

@@ -3,9 +3,10 @@
 //! columns of the cursor's rows (Guha et al., "Robust Random Cut Forest Based Anomaly Detection
 //! on Streams", 2016).
 //!
-//! Each tree holds a uniform reservoir sample of the rows seen (`subSampleSize` rows) and is
-//! rebuilt from it when the sample has changed by a quarter since the last build. A row is
-//! scored before it is added, by an expected isolation depth: walking down the row's path, each
+//! Each tree holds a sample of `subSampleSize` rows, weighted towards recent rows by
+//! `timeDecay` (see [`Forest::update`]), and is rebuilt from it when the sample has changed by a
+//! quarter since the last build. A row is scored before it is added, by an expected isolation
+//! depth: walking down the row's path, each
 //! node's box extended by the row gets a random cut (a dimension in proportion to its side, a
 //! value uniform on it), which isolates the row with probability (growth of the box) / (extended
 //! box's span). Isolation at depth k is worth 1/(k + 1); reaching a leaf that holds the same
@@ -25,8 +26,13 @@
 //! a leaf's point spreads its leaf worth evenly over the columns and sides.
 //!
 //! Like KDA, the score (and every attribution and strength) is 0, and every direction LOW, for
-//! the first `subSampleSize` rows while the trees fill. Deviations from KDA: the sample is
-//! uniform (no time decay) and shingle size is 1 `[verify]`.
+//! the first `subSampleSize` rows while the trees fill (and the first shingleSize − 1 more with
+//! shingles, see [`RcfState::next`]). KDA's exact decay scheme is not published; it says older
+//! rows are more likely to be removed and that the default 100,000 keeps about the last 100,000
+//! rows in play `[verify]`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -185,16 +191,59 @@ fn attribute(root: &Node, p: &[f64], scale: f64, into: &mut Attribution) {
     }
 }
 
+/// A sample slot's priority: the sample keeps the `sample_size` highest.
+#[derive(Clone, Copy, Debug)]
+struct Priority {
+    value: f64,
+    slot: usize,
+}
+
+impl PartialEq for Priority {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Priority {}
+
+impl PartialOrd for Priority {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Priority {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.value
+            .total_cmp(&other.value)
+            .then(self.slot.cmp(&other.slot))
+    }
+}
+
 struct Tree {
     sample: Vec<Vec<f64>>,
+    /// The sample's priorities, lowest first: the next to be replaced.
+    priorities: BinaryHeap<Reverse<Priority>>,
     root: Option<Node>,
     changed: usize,
+}
+
+/// A forest's parameters, as RANDOM_CUT_FOREST takes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForestParameters {
+    /// numberOfTrees.
+    pub trees: usize,
+    /// subSampleSize: the rows each tree holds.
+    pub sample_size: usize,
+    /// timeDecay: the number of rows over which a row's weight in the sample falls by e.
+    pub time_decay: u64,
 }
 
 /// A forest over points of a fixed number of dimensions.
 pub struct Forest {
     trees: Vec<Tree>,
     sample_size: usize,
+    time_decay: u64,
     seen: u64,
     rng: StdRng,
 }
@@ -209,18 +258,21 @@ impl std::fmt::Debug for Forest {
 }
 
 impl Forest {
-    pub fn new(trees: usize, sample_size: usize, seed: u64) -> Self {
-        assert!(trees > 0);
-        assert!(sample_size > 1);
+    pub fn new(parameters: ForestParameters, seed: u64) -> Self {
+        assert!(parameters.trees > 0);
+        assert!(parameters.sample_size > 1);
+        assert!(parameters.time_decay > 0);
         Forest {
-            trees: (0..trees)
+            trees: (0..parameters.trees)
                 .map(|_| Tree {
-                    sample: Vec::new(),
+                    sample: Vec::with_capacity(parameters.sample_size),
+                    priorities: BinaryHeap::with_capacity(parameters.sample_size),
                     root: None,
                     changed: 0,
                 })
                 .collect(),
-            sample_size,
+            sample_size: parameters.sample_size,
+            time_decay: parameters.time_decay,
             seen: 0,
             rng: StdRng::seed_from_u64(seed),
         }
@@ -251,20 +303,37 @@ impl Forest {
         self.explain(p).score()
     }
 
-    /// Adds `p` to each tree's reservoir sample.
+    /// Offers `p` to each tree's sample. A row's priority is seen / timeDecay plus Gumbel noise
+    /// and each tree keeps the `sample_size` highest: a weighted sample without replacement
+    /// (Efraimidis and Spirakis) with weights e^(seen / timeDecay), so an older row is more
+    /// likely to be the one replaced, and with a large timeDecay the sample is nearly uniform.
     pub fn update(&mut self, p: &[f64]) {
         self.seen += 1;
+        let age = self.seen as f64 / self.time_decay as f64;
         for tree in &mut self.trees {
+            let uniform: f64 = self.rng.random_range(f64::MIN_POSITIVE..1.0);
+            let value = age - (-uniform.ln()).ln();
             if tree.sample.len() < self.sample_size {
+                let slot = tree.sample.len();
                 tree.sample.push(p.to_vec());
+                tree.priorities.push(Reverse(Priority { value, slot }));
                 tree.changed += 1;
-            } else {
-                let slot = self.rng.random_range(0..self.seen);
-                if (slot as usize) < self.sample_size {
-                    tree.sample[slot as usize] = p.to_vec();
-                    tree.changed += 1;
-                }
+                continue;
             }
+            let Reverse(lowest) = *tree
+                .priorities
+                .peek()
+                .expect("a full sample has priorities");
+            if value > lowest.value {
+                tree.priorities.pop();
+                tree.sample[lowest.slot] = p.to_vec();
+                tree.priorities.push(Reverse(Priority {
+                    value,
+                    slot: lowest.slot,
+                }));
+                tree.changed += 1;
+            }
+            assert!(tree.priorities.len() == tree.sample.len());
         }
     }
 }
@@ -305,12 +374,16 @@ pub struct RcfState {
     explanation: Option<Explanation>,
     /// The numeric columns' names, the keys of ANOMALY_EXPLANATION.
     names: Vec<String>,
+    shingle_size: usize,
+    /// The last `shingle_size` rows' points, oldest first.
+    shingle: VecDeque<Vec<f64>>,
 }
 
 impl RcfState {
     pub fn new(plan: &RcfPlan) -> Self {
+        assert!(plan.shingle_size >= 1);
         // A fixed seed: the same rows give the same scores, run after run.
-        let forest = Forest::new(plan.trees, plan.sample_size, 0x5eed);
+        let forest = Forest::new(plan.forest, 0x5eed);
         let columns = &plan.columns;
         RcfState {
             forest,
@@ -320,14 +393,33 @@ impl RcfState {
                 .iter()
                 .map(|&i| columns.names[i].clone())
                 .collect(),
+            shingle_size: plan.shingle_size,
+            shingle: VecDeque::with_capacity(plan.shingle_size),
         }
     }
 
     /// The function's columns for the row at `point` (ANOMALY_SCORE, then ANOMALY_EXPLANATION
-    /// if asked for), scored before the row joins the forest.
+    /// if asked for). With shingleSize s the forest's points are the last s rows' points end to
+    /// end, oldest first (KDA: "a vector over the last shingleSize number of records"); a column's
+    /// attribution is the sum of its parts at every place in the shingle `[verify]`. A shingle
+    /// is scored before it joins the forest; until s rows have come there is none, and the
+    /// row scores 0.
     pub fn next(&mut self, point: &[f64]) -> Vec<Value> {
-        let attribution = self.forest.explain(point);
-        self.forest.update(point);
+        assert!(point.len() == self.names.len());
+        if self.shingle.len() == self.shingle_size {
+            self.shingle.pop_front();
+        }
+        self.shingle.push_back(point.to_vec());
+        let mut attribution = Attribution::zero(point.len());
+        if self.shingle.len() == self.shingle_size {
+            let shingled: Vec<f64> = self.shingle.iter().flatten().copied().collect();
+            let parts = self.forest.explain(&shingled);
+            self.forest.update(&shingled);
+            for (d, (high, low)) in parts.high.iter().zip(&parts.low).enumerate() {
+                attribution.high[d % point.len()] += high;
+                attribution.low[d % point.len()] += low;
+            }
+        }
         let mut values = vec![Value::Float(attribution.score())];
         if let Some(explanation) = self.explanation {
             let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
@@ -345,11 +437,49 @@ impl RcfState {
 mod tests {
     use super::*;
 
+    /// KDA's default timeDecay.
+    fn parameters(trees: usize, sample_size: usize) -> ForestParameters {
+        ForestParameters {
+            trees,
+            sample_size,
+            time_decay: 100_000,
+        }
+    }
+
+    #[test]
+    fn a_short_time_decay_keeps_the_sample_recent_and_a_long_one_keeps_it_uniform() {
+        // 1,000 rows near 0, then 300 near 100: the share of the recent rows in the samples.
+        let recent_share = |time_decay: u64| {
+            let mut forest = Forest::new(
+                ForestParameters {
+                    trees: 10,
+                    sample_size: 64,
+                    time_decay,
+                },
+                9,
+            );
+            for i in 0..1_300u32 {
+                forest.update(&[if i < 1_000 { 0.0 } else { 100.0 } + f64::from(i % 7)]);
+            }
+            let samples: Vec<&Vec<f64>> = forest.trees.iter().flat_map(|t| &t.sample).collect();
+            let recent = samples.iter().filter(|p| p[0] >= 100.0).count();
+            recent as f64 / samples.len() as f64
+        };
+        let decayed = recent_share(50);
+        let uniform = recent_share(1_000_000);
+        assert!(decayed > 0.95, "timeDecay 50 keeps {decayed} recent");
+        // A uniform sample holds about 300 / 1,300 of them.
+        assert!(
+            (0.13..0.35).contains(&uniform),
+            "timeDecay 1e6 keeps {uniform} recent"
+        );
+    }
+
     #[test]
     fn planted_anomalies_score_clearly_higher_than_normal_points() {
         // A noisy sine wave with a few spikes planted in it.
         let mut rng = StdRng::seed_from_u64(7);
-        let mut forest = Forest::new(50, 128, 1);
+        let mut forest = Forest::new(parameters(50, 128), 1);
         let planted = [600usize, 750, 900];
         let mut normal_scores = Vec::new();
         let mut anomaly_scores = Vec::new();
@@ -384,7 +514,7 @@ mod tests {
     /// A cluster in three dimensions; a row perturbed in one column, high or low.
     fn perturbed_forest_run(column: usize, offset: f64) -> (Vec<f64>, Attribution) {
         let mut rng = StdRng::seed_from_u64(3);
-        let mut forest = Forest::new(40, 64, 5);
+        let mut forest = Forest::new(parameters(40, 64), 5);
         let mut scores = Vec::new();
         let mut planted = None;
         for i in 0..400usize {
@@ -430,7 +560,7 @@ mod tests {
 
     #[test]
     fn every_row_scores_zero_while_the_trees_fill() {
-        let mut forest = Forest::new(5, 20, 1);
+        let mut forest = Forest::new(parameters(5, 20), 1);
         for i in 0..20 {
             let p = [i as f64 * 1000.0];
             assert_eq!(forest.score(&p), 0.0);

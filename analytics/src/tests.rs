@@ -894,6 +894,11 @@ fn ml_function_parameters_out_of_kda_s_ranges_are_rejected_at_their_position() {
             None,
             "needs at least one numeric column",
         ),
+        (
+            "RANDOM_CUT_FOREST(CURSOR(SELECT STREAM * FROM \"SRC_001\"), 100, 256, 100000, 31)",
+            Some(", 31"),
+            "shingleSize must be a whole number from 1 to 30",
+        ),
     ];
     for (call, argument, wanted) in cases {
         // The call starts at column 33 of line 3.
@@ -945,6 +950,69 @@ fn a_where_after_a_row_function_filters_its_rows_by_its_own_columns() {
         error.message.contains("WHERE needs a boolean condition"),
         "{}",
         error.message
+    );
+}
+
+#[test]
+fn shingles_find_a_row_that_breaks_the_sequence_though_its_value_is_common() {
+    // px alternates low, high, low, high…; row 501 is low where a high belongs.
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+    let input: Vec<Vec<u8>> = (0..600usize)
+        .map(|i| {
+            let high = i % 2 == 1 && i != 501;
+            let px = if high { 10.0 } else { 0.0 } + rng.random::<f64>() * 0.5;
+            format!(r#"{{"sym":"S","px":{px},"qty":1}}"#).into_bytes()
+        })
+        .collect();
+    let run_shingled = |shingle_size: u32| {
+        let sql = format!(
+            r#"CREATE OR REPLACE STREAM "OUT" ("ANOMALY_SCORE" DOUBLE, "ANOMALY_EXPLANATION" VARCHAR(512));
+            CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+              SELECT STREAM ANOMALY_SCORE, ANOMALY_EXPLANATION
+              FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(
+                CURSOR(SELECT STREAM "px" FROM "SRC_001"), 50, 64, 100000, {shingle_size}, false));"#
+        );
+        run_on(&sql, &[], 1_000, &input).expect("runs")
+    };
+    let scores = |shingle_size: u32| numbers(&run_shingled(shingle_size), "ANOMALY_SCORE");
+    let normal = |scores: &[f64]| -> Vec<f64> {
+        let mut normal: Vec<f64> = (300..600)
+            .filter(|i| ![501, 502].contains(i))
+            .map(|i| scores[i])
+            .collect();
+        normal.sort_by(f64::total_cmp);
+        normal
+    };
+    let shingled = scores(2);
+    // 64 shingles fill the trees; the first shingle ends at row 1.
+    assert_eq!(shingled[64], 0.0);
+    assert!(shingled[65] > 0.0);
+    let highest = *normal(&shingled).last().expect("normal rows");
+    for i in [501, 502] {
+        assert!(
+            shingled[i] > 2.0 * highest,
+            "row {i}: {} against {highest}",
+            shingled[i]
+        );
+    }
+    // The column's attribution sums its parts over both places of the shingle: the whole score.
+    let row: serde_json::Value = serde_json::from_str(&run_shingled(2)[501]).expect("JSON");
+    let explanation: serde_json::Value =
+        serde_json::from_str(row["ANOMALY_EXPLANATION"].as_str().expect("text")).expect("JSON");
+    let attribution: f64 = explanation["px"]["ATTRIBUTION_SCORE"]
+        .as_str()
+        .expect("text")
+        .parse()
+        .expect("a number");
+    assert!((attribution - shingled[501]).abs() < 1e-4, "{explanation}");
+    let single = scores(1);
+    let single_normal = normal(&single);
+    let median = single_normal[single_normal.len() / 2];
+    assert!(
+        single[501] < 2.0 * median,
+        "{} against a median of {median}",
+        single[501]
     );
 }
 
