@@ -735,6 +735,14 @@ CREATE OR REPLACE PUMP "STREAM_PUMP" AS
             0.2,
             17)
     );"""
+    # Parameters outside KDA's ranges fail CreateApplication, pointing at the argument.
+    bad = code.replace("1000,", "99,")
+    line = bad[:bad.index("99,")].count("\n") + 1
+    column = bad.index("99,") - bad.rindex("\n", 0, bad.index("99,"))
+    error = error_of(lambda: create_app(kda, app, bad, source, destination, schema=HOTSPOTS_SCHEMA))
+    assert error["Code"] == "CodeValidationException"
+    assert f"line {line}, column {column}" in error["Message"], error["Message"]
+    assert "windowSize must be a whole number from 100 to 1000" in error["Message"], error["Message"]
     create_app(kda, app, code, source, destination, schema=HOTSPOTS_SCHEMA)
     start(kda, app)
     rng = random.Random(9)
@@ -762,6 +770,13 @@ CREATE OR REPLACE PUMP "STREAM_PUMP" AS
         assert 4.8 < got[0]["minValues"][1] < 5.2 and 5.8 < got[0]["maxValues"][1] < 6.2, got
     kda.stop_application(ApplicationName=app)
     wait_status(kda, app, "READY")
+    # And UpdateApplication.
+    version = kda.describe_application(ApplicationName=app)["ApplicationDetail"]["ApplicationVersionId"]
+    error = error_of(lambda: kda.update_application(
+        ApplicationName=app, CurrentApplicationVersionId=version,
+        ApplicationUpdate={"ApplicationCodeUpdate": code.replace("17)", "1001)")}))
+    assert error["Code"] == "CodeValidationException"
+    assert "minimumNumberOfPointsInAHotspot must be a whole number from 2 to 1000" in error["Message"], error
 
 
 BLOOD_PRESSURE_SCHEMA = json_schema(
