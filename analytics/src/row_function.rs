@@ -49,7 +49,8 @@ impl RowFunctionState {
         })
     }
 
-    /// Runs the function over each row of `batch`, in order; one output row per row.
+    /// Runs the function over each row of `batch`, in order; one output row per row the
+    /// pump's WHERE keeps.
     pub fn add(&mut self, batch: &RecordBatch, out: &mut Vec<OutputRow>) -> Vec<RefusedRow> {
         let columns = &self.columns;
         let rows = batch.num_rows();
