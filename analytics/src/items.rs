@@ -75,12 +75,7 @@ impl ItemsState {
         let values = match self.plan.column.evaluate(batch) {
             Ok(v) => v,
             Err(e) => {
-                return (0..rows)
-                    .map(|row| RefusedRow {
-                        row,
-                        message: e.to_string(),
-                    })
-                    .collect();
+                return RefusedRow::every(rows, &e.to_string());
             }
         };
         let kind = self.plan.column.kind();

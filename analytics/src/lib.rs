@@ -1,7 +1,7 @@
 //! analytics: Kinesis Data Analytics for SQL. Owns the KDA SQL dialect (parse), the compiled
 //! plans over Arrow columnar batches (filters, projections, scalar functions; tumbling, stagger
 //! and sliding windows; stream joins; joins with reference tables; TOP_K/COUNT_DISTINCT;
-//! RANDOM_CUT_FOREST), in-application streams and pumps, the application catalog and its API
+//! RANDOM_CUT_FOREST, RANDOM_CUT_FOREST_WITH_EXPLANATION and HOTSPOTS), in-application streams and pumps, the application catalog and its API
 //! (`KinesisAnalytics_20150814.*`), the runner that reads an application's input through the
 //! narrow storage face and writes its outputs back through it, and the reading of reference
 //! data objects from S3-compatible storage.
@@ -13,6 +13,7 @@
 pub mod batch;
 pub mod dialect;
 pub mod expr;
+pub mod hotspots;
 pub mod input;
 pub mod items;
 pub mod join;
@@ -23,6 +24,7 @@ pub mod plan;
 pub mod program;
 pub mod rcf;
 pub mod reference;
+pub mod row_function;
 pub mod run_file;
 pub mod s3;
 pub mod schema_wire;

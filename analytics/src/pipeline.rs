@@ -20,8 +20,8 @@ use crate::items::ItemsState;
 use crate::join::JoinState;
 use crate::plan::{PlanBody, PumpPlan, TumblingPlan, compile_pump};
 use crate::program::{CodeError, Program};
-use crate::rcf::RcfState;
 use crate::reference::{ParsedTable, ReferenceJoinState, ReferenceTable};
+use crate::row_function::RowFunctionState;
 use crate::sliding::SlidingState;
 use crate::types::Kind;
 use crate::value::Value;
@@ -66,7 +66,7 @@ struct Pump {
     items: Option<ItemsState>,
     join: Option<JoinState>,
     reference: Option<ReferenceJoinState>,
-    rcf: Option<RcfState>,
+    row_function: Option<RowFunctionState>,
 }
 
 /// Batches that entered each stream during a call, in order.
@@ -180,7 +180,8 @@ impl Pipeline {
                 PlanBody::Project(_)
                 | PlanBody::Join(_)
                 | PlanBody::ReferenceJoin(_)
-                | PlanBody::Rcf(_) => (None, None, None),
+                | PlanBody::Rcf(_)
+                | PlanBody::Hotspots(_) => (None, None, None),
             };
             let join = match &plan.body {
                 PlanBody::Join(j) => {
@@ -196,10 +197,7 @@ impl Pipeline {
                 }
                 _ => None,
             };
-            let rcf = match &plan.body {
-                PlanBody::Rcf(r) => Some(RcfState::new(r.clone())),
-                _ => None,
-            };
+            let row_function = RowFunctionState::new(&plan.body);
             let reference = match &plan.body {
                 PlanBody::ReferenceJoin(r) => Some(ReferenceJoinState::new(
                     r.clone(),
@@ -215,7 +213,7 @@ impl Pipeline {
                 items,
                 join,
                 reference,
-                rcf,
+                row_function,
             });
         }
         check_acyclic(&pumps, program)?;
@@ -485,10 +483,10 @@ impl Pipeline {
         }
         let pump = &mut self.pumps[index];
         let stateful = match (&mut pump.sliding, &mut pump.items) {
-            (None, None) if pump.rcf.is_some() => {
+            (None, None) if pump.row_function.is_some() => {
                 let mut rows = Vec::new();
                 let refused = pump
-                    .rcf
+                    .row_function
                     .as_mut()
                     .map(|r| r.add(&batch, &mut rows))
                     .unwrap_or_default();

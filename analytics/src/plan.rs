@@ -22,6 +22,7 @@ use sqlparser::ast::{
 use crate::batch::StreamShape;
 use crate::expr::{ArithOp, CExpr, CmpOp, ScalarFn};
 use crate::program::{CodeError, Position, PumpDef, column_ref, ident_name, object_name};
+use crate::rcf::ForestParameters;
 use crate::types::Kind;
 use crate::value::{self, Value};
 
@@ -149,20 +150,56 @@ pub enum PlanBody {
     Join(JoinPlan),
     ReferenceJoin(ReferenceJoinPlan),
     Rcf(RcfPlan),
+    Hotspots(HotspotsPlan),
 }
 
-/// `RANDOM_CUT_FOREST(CURSOR(SELECT STREAM … FROM s) [, numberOfTrees, subSampleSize, timeDecay,
-/// shingleSize])`: the cursor's columns and `ANOMALY_SCORE`.
+/// The columns a row-wise table function (RANDOM_CUT_FOREST, its _WITH_EXPLANATION form and
+/// HOTSPOTS) reads from its `CURSOR(SELECT STREAM … FROM s)` and what the pump selects from the
+/// rows it returns: the cursor's columns, then the function's own.
 #[derive(Clone, Debug, PartialEq)]
-pub struct RcfPlan {
+pub struct CursorColumns {
     /// The cursor's select items over the source stream.
     pub cursor: Vec<CExpr>,
-    /// Which cursor columns are numeric (the forest's dimensions).
+    /// Their names: the column's own, the alias, or `EXPR$<n>`.
+    pub names: Vec<String>,
+    /// Which cursor columns are numeric: the function's dimensions.
     pub numeric: Vec<usize>,
-    pub trees: usize,
-    pub sample_size: usize,
-    /// For each select item, the index into (cursor columns, then ANOMALY_SCORE).
+    /// For each select item, the index into (cursor columns, then the function's columns).
     pub outputs: Vec<usize>,
+    /// The pump's WHERE, over the function's rows (`result`).
+    pub filter: Option<CExpr>,
+    /// The function's rows: the cursor's columns, then the function's own (and ROWTIME).
+    pub result: StreamShape,
+}
+
+/// `RANDOM_CUT_FOREST(cursor [, numberOfTrees, subSampleSize, timeDecay, shingleSize])`, adding
+/// `ANOMALY_SCORE`, or `RANDOM_CUT_FOREST_WITH_EXPLANATION(cursor [, …, withDirectionality])`,
+/// adding `ANOMALY_SCORE` and `ANOMALY_EXPLANATION`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RcfPlan {
+    pub columns: CursorColumns,
+    pub forest: ForestParameters,
+    /// shingleSize: how many consecutive rows make one point of the forest.
+    pub shingle_size: usize,
+    /// Set for RANDOM_CUT_FOREST_WITH_EXPLANATION.
+    pub explanation: Option<Explanation>,
+}
+
+/// What RANDOM_CUT_FOREST_WITH_EXPLANATION puts in each column's explanation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    /// `withDirectionality`: DIRECTION and STRENGTH as well as ATTRIBUTION_SCORE.
+    pub directionality: bool,
+}
+
+/// `HOTSPOTS(cursor, windowSize, scanRadius, minimumNumberOfPointsInAHotspot)`, adding
+/// `HOTSPOTS_RESULT`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HotspotsPlan {
+    pub columns: CursorColumns,
+    pub window_size: usize,
+    pub scan_radius: f64,
+    pub minimum_points: usize,
 }
 
 /// A windowed stream-to-stream join. Expressions read the combined row: the left stream's
@@ -203,6 +240,26 @@ pub struct PumpPlan {
     pub body: PlanBody,
     /// For each select item, the index of the target column it fills.
     pub target_columns: Vec<usize>,
+}
+
+impl PumpPlan {
+    /// The plan of `pump`, which reads `source`.
+    fn of(
+        pump: &PumpDef,
+        source: String,
+        filter: Option<CExpr>,
+        body: PlanBody,
+        target_columns: Vec<usize>,
+    ) -> Self {
+        PumpPlan {
+            name: pump.name.clone(),
+            source,
+            target: pump.target.clone(),
+            filter,
+            body,
+            target_columns,
+        }
+    }
 }
 
 /// The stream a query reads, as its expressions see it.
@@ -347,14 +404,7 @@ pub fn compile_pump(
             at,
         )?)
     };
-    Ok(PumpPlan {
-        name: pump.name.clone(),
-        source,
-        target: pump.target.clone(),
-        filter,
-        body,
-        target_columns,
-    })
+    Ok(PumpPlan::of(pump, source, filter, body, target_columns))
 }
 
 fn compile_tumbling(
@@ -691,8 +741,11 @@ fn compile_items(
             _ => None,
         })
         .collect();
-    if name == "RANDOM_CUT_FOREST" {
-        return compile_rcf(pump, select, &args, list.args.len(), shapes, at);
+    if matches!(
+        name.as_str(),
+        "RANDOM_CUT_FOREST" | "RANDOM_CUT_FOREST_WITH_EXPLANATION" | "HOTSPOTS"
+    ) {
+        return compile_row_function(pump, select, &name, &args, list.args.len(), shapes, at);
     }
     let expected = match name.as_str() {
         "TOP_K_ITEMS_TUMBLING" => 4,
@@ -787,19 +840,18 @@ fn compile_items(
     }
     let (_, target_columns) = insert_target(pump, shapes, pump.position)?;
     check_insert_count(target_columns.len(), outputs.len(), pump.position)?;
-    Ok(PumpPlan {
-        name: pump.name.clone(),
+    Ok(PumpPlan::of(
+        pump,
         source,
-        target: pump.target.clone(),
         filter,
-        body: PlanBody::Items(ItemsPlan {
+        PlanBody::Items(ItemsPlan {
             func,
             column: CExpr::Column { index, kind },
             width_ms,
             outputs,
         }),
         target_columns,
-    })
+    ))
 }
 
 /// A windowed stream-to-stream join: `FROM "L" [AS l] [LEFT] JOIN "R" OVER (RANGE INTERVAL …
@@ -903,12 +955,11 @@ fn compile_join(
         target_columns.len(),
         "one projection per target column"
     );
-    Ok(PumpPlan {
-        name: pump.name.clone(),
-        source: left,
-        target: pump.target.clone(),
-        filter: None,
-        body: PlanBody::Join(JoinPlan {
+    Ok(PumpPlan::of(
+        pump,
+        left,
+        None,
+        PlanBody::Join(JoinPlan {
             right_source: right,
             frame,
             on,
@@ -917,7 +968,7 @@ fn compile_join(
             projections,
         }),
         target_columns,
-    })
+    ))
 }
 
 /// A join of a stream with a reference table: `FROM "S" [AS s] [LEFT] JOIN "T" [AS t] ON …`.
@@ -1024,12 +1075,11 @@ fn compile_reference_join(
             target_shape.columns[column].1,
         ));
     }
-    Ok(PumpPlan {
-        name: pump.name.clone(),
-        source: left,
-        target: pump.target.clone(),
-        filter: None,
-        body: PlanBody::ReferenceJoin(ReferenceJoinPlan {
+    Ok(PumpPlan::of(
+        pump,
+        left,
+        None,
+        PlanBody::ReferenceJoin(ReferenceJoinPlan {
             table: table.to_owned(),
             keys,
             residual,
@@ -1038,7 +1088,7 @@ fn compile_reference_join(
             projections,
         }),
         target_columns,
-    })
+    ))
 }
 
 /// The operands of a chain of ANDs.
@@ -1083,18 +1133,28 @@ fn sides(e: &CExpr, stream_last: usize) -> Sides {
     }
 }
 
-fn compile_rcf(
+/// `FROM TABLE(f(CURSOR(…), parameters…))` for the row-wise functions: RANDOM_CUT_FOREST,
+/// RANDOM_CUT_FOREST_WITH_EXPLANATION and HOTSPOTS. Each returns one row per cursor row: the
+/// cursor's columns, then its own. Parameters are checked against the ranges KDA documents.
+fn compile_row_function(
     pump: &PumpDef,
     select: &sqlparser::ast::Select,
+    function: &str,
     args: &[&Expr],
     given: usize,
     shapes: &HashMap<String, StreamShape>,
     at: Position,
 ) -> Result<PumpPlan, CodeError> {
-    if (given != 1 && given != 5) || args.len() != given {
+    // The arities KDA accepts: the cursor alone (defaults) or every parameter.
+    let arities: &[usize] = match function {
+        "RANDOM_CUT_FOREST" => &[1, 5],
+        "RANDOM_CUT_FOREST_WITH_EXPLANATION" => &[1, 6],
+        _ => &[4],
+    };
+    if !arities.contains(&given) || args.len() != given {
         return Err(CodeError::at(
             at,
-            "Invalid number of arguments to function 'RANDOM_CUT_FOREST'",
+            format!("Invalid number of arguments to function '{function}'"),
         ));
     }
     let (inner, source, shape) = cursor_source(
@@ -1114,13 +1174,13 @@ fn compile_rcf(
         None => None,
     };
     let mut columns: Vec<(String, Kind)> = Vec::new();
-    let mut cursor_exprs = Vec::new();
+    let mut cursor = Vec::new();
     for (n, item) in inner.projection.iter().enumerate() {
         match item {
             SelectItem::Wildcard(_) => {
                 for (i, (name, kind)) in shape.columns.iter().enumerate() {
                     columns.push((name.clone(), *kind));
-                    cursor_exprs.push(CExpr::Column {
+                    cursor.push(CExpr::Column {
                         index: i,
                         kind: *kind,
                     });
@@ -1130,16 +1190,17 @@ fn compile_rcf(
                 let name = column_ref(e).map_or_else(|| format!("EXPR${n}"), |(_, c)| c);
                 let c = compile(e, &scope, at)?;
                 columns.push((name, c.kind()));
-                cursor_exprs.push(c);
+                cursor.push(c);
             }
             SelectItem::ExprWithAlias { expr, alias } => {
                 let c = compile(expr, &scope, at)?;
                 columns.push((ident_name(alias), c.kind()));
-                cursor_exprs.push(c);
+                cursor.push(c);
             }
             _ => return Err(CodeError::at(at, "unsupported select item in the cursor")),
         }
     }
+    let names: Vec<String> = columns.iter().map(|(n, _)| n.clone()).collect();
     let numeric: Vec<usize> = columns
         .iter()
         .enumerate()
@@ -1149,39 +1210,145 @@ fn compile_rcf(
     if numeric.is_empty() {
         return Err(CodeError::at(
             at,
-            "RANDOM_CUT_FOREST needs at least one numeric column",
+            format!("{function} needs at least one numeric column"),
         ));
     }
-    let whole = |e: &Expr, what: &str, min: i64, max: i64| -> Result<i64, CodeError> {
-        let n = match e {
-            Expr::Value(v) => match &v.value {
-                AstValue::Number(n, _) => n.parse::<i64>().ok(),
-                _ => None,
-            },
+    let explained = function == "RANDOM_CUT_FOREST_WITH_EXPLANATION";
+    if explained && numeric.len() > RCF_EXPLAINED_COLUMNS_MAX {
+        return Err(CodeError::at(
+            at,
+            format!("{function} takes at most {RCF_EXPLAINED_COLUMNS_MAX} numeric columns"),
+        ));
+    }
+    let literal = |e: &Expr| match e {
+        Expr::Value(v) => match &v.value {
+            AstValue::Number(n, _) => Some(n.clone()),
             _ => None,
+        },
+        _ => None,
+    };
+    let whole = |e: &Expr, what: &str, min: i64, max: i64| -> Result<i64, CodeError> {
+        literal(e)
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                CodeError::at(
+                    position_of(e, at),
+                    format!("{what} must be a whole number from {min} to {max}"),
+                )
+            })
+    };
+    let (_, target_columns) = insert_target(pump, shapes, pump.position)?;
+    let target_count = target_columns.len();
+    // Given the function's result columns: the select items over them, which the INSERT must
+    // match, and the WHERE over them.
+    let finish = move |columns: Vec<(String, Kind)>| -> Result<CursorColumns, CodeError> {
+        let outputs = select_function_columns(select, &columns, at)?;
+        check_insert_count(target_count, outputs.len(), pump.position)?;
+        let result = StreamShape { columns };
+        let scope = Scope {
+            stream: function,
+            alias: None,
+            shape: &result,
+            right: None,
         };
-        n.filter(|n| (min..=max).contains(n)).ok_or_else(|| {
-            CodeError::at(
-                position_of(e, at),
-                format!("{what} must be a whole number from {min} to {max}"),
-            )
+        let filter = where_condition(select, &scope, at)?;
+        Ok(CursorColumns {
+            cursor,
+            names,
+            numeric,
+            outputs,
+            filter,
+            result,
         })
     };
-    let (trees, sample_size) = if given == 5 {
-        let trees = whole(args[1], "numberOfTrees", 1, 1_000)? as usize;
-        let sample_size = whole(args[2], "subSampleSize", 10, 1_000)? as usize;
-        whole(args[3], "timeDecay", 1, i64::MAX)?;
-        if whole(args[4], "shingleSize", 1, 30)? != 1 {
-            return Err(CodeError::at(
-                position_of(args[4], at),
-                "only shingleSize 1 is supported",
-            ));
-        }
-        (trees, sample_size)
+    let body = if function == "HOTSPOTS" {
+        let window_size = whole(args[1], "windowSize", 100, 1_000)?;
+        let scan_radius = literal(args[2])
+            .and_then(|n| n.parse::<f64>().ok())
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .ok_or_else(|| {
+                CodeError::at(
+                    position_of(args[2], at),
+                    "scanRadius must be a number greater than 0",
+                )
+            })?;
+        let minimum_points = whole(args[3], "minimumNumberOfPointsInAHotspot", 2, window_size)?;
+        columns.push(("HOTSPOTS_RESULT".into(), Kind::Text));
+        PlanBody::Hotspots(HotspotsPlan {
+            columns: finish(columns)?,
+            window_size: window_size as usize,
+            scan_radius,
+            minimum_points: minimum_points as usize,
+        })
     } else {
-        (100, 256)
+        let (forest, shingle_size, directionality) = if given > 1 {
+            let trees = whole(args[1], "numberOfTrees", 1, 1_000)? as usize;
+            let sample_size = whole(args[2], "subSampleSize", 10, 1_000)?;
+            let time_decay = whole(args[3], "timeDecay", 1, i64::from(i32::MAX))?;
+            if sample_size >= time_decay {
+                return Err(CodeError::at(
+                    position_of(args[2], at),
+                    "subSampleSize must be less than timeDecay",
+                ));
+            }
+            let shingle_size = whole(args[4], "shingleSize", 1, 30)? as usize;
+            let directionality = if explained {
+                match args[5] {
+                    Expr::Value(v) => match v.value {
+                        AstValue::Boolean(b) => Some(b),
+                        _ => None,
+                    },
+                    _ => None,
+                }
+                .ok_or_else(|| {
+                    CodeError::at(
+                        position_of(args[5], at),
+                        "withDirectionality must be TRUE or FALSE",
+                    )
+                })?
+            } else {
+                false
+            };
+            let forest = ForestParameters {
+                trees,
+                sample_size: sample_size as usize,
+                time_decay: time_decay as u64,
+            };
+            (forest, shingle_size, directionality)
+        } else {
+            // KDA's defaults.
+            let forest = ForestParameters {
+                trees: 100,
+                sample_size: 256,
+                time_decay: 100_000,
+            };
+            (forest, 1, false)
+        };
+        columns.push(("ANOMALY_SCORE".into(), Kind::Float));
+        if explained {
+            columns.push(("ANOMALY_EXPLANATION".into(), Kind::Text));
+        }
+        PlanBody::Rcf(RcfPlan {
+            columns: finish(columns)?,
+            forest,
+            shingle_size,
+            explanation: explained.then_some(Explanation { directionality }),
+        })
     };
-    columns.push(("ANOMALY_SCORE".into(), Kind::Float));
+    Ok(PumpPlan::of(pump, source, filter, body, target_columns))
+}
+
+/// The numeric columns RANDOM_CUT_FOREST_WITH_EXPLANATION takes (KDA: "up to 30").
+const RCF_EXPLAINED_COLUMNS_MAX: usize = 30;
+
+/// The indexes into `columns` (a table function's result) of the pump's select items, which
+/// name them (`*` takes them all).
+fn select_function_columns(
+    select: &sqlparser::ast::Select,
+    columns: &[(String, Kind)],
+    at: Position,
+) -> Result<Vec<usize>, CodeError> {
     let mut outputs = Vec::new();
     for item in &select.projection {
         match item {
@@ -1204,22 +1371,7 @@ fn compile_rcf(
             _ => return Err(CodeError::at(at, "unsupported select item")),
         }
     }
-    let (_, target_columns) = insert_target(pump, shapes, pump.position)?;
-    check_insert_count(target_columns.len(), outputs.len(), pump.position)?;
-    Ok(PumpPlan {
-        name: pump.name.clone(),
-        source,
-        target: pump.target.clone(),
-        filter,
-        body: PlanBody::Rcf(RcfPlan {
-            cursor: cursor_exprs,
-            numeric,
-            trees,
-            sample_size,
-            outputs,
-        }),
-        target_columns,
-    })
+    Ok(outputs)
 }
 
 /// The shape of in-application stream `name`; a stream the application does not have is the

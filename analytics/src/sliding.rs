@@ -43,14 +43,7 @@ impl SlidingState {
     /// Adds the rows of `batch`, giving one output row per row taken.
     pub fn add(&mut self, batch: &RecordBatch, out: &mut Vec<OutputRow>) -> Vec<RefusedRow> {
         let rows = batch.num_rows();
-        let fail_all = |e: arrow_schema::ArrowError| {
-            (0..rows)
-                .map(|row| RefusedRow {
-                    row,
-                    message: e.to_string(),
-                })
-                .collect::<Vec<_>>()
-        };
+        let fail_all = |e: arrow_schema::ArrowError| RefusedRow::every(rows, &e.to_string());
         let times = rowtimes(batch);
         let mut partition_arrays: Vec<Vec<(ArrayRef, Kind)>> = Vec::new();
         for window in &self.plan.windows {

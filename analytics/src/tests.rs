@@ -14,6 +14,33 @@ const SCHEMA: &str = r#"{
   ]
 }"#;
 
+/// A JSON input schema whose columns, (name, SQL type), map the record's members of that name.
+fn json_schema(columns: &[(&str, &str)]) -> String {
+    let columns: Vec<String> = columns
+        .iter()
+        .map(|(name, sql_type)| {
+            format!(r#"{{"Name": "{name}", "Mapping": "$.{name}", "SqlType": "{sql_type}"}}"#)
+        })
+        .collect();
+    format!(
+        r#"{{"RecordFormat": {{"RecordFormatType": "JSON", "MappingParameters": {{"JSONMappingParameters": {{"RecordRowPath": "$"}}}}}},
+            "RecordEncoding": "UTF-8", "RecordColumns": [{}]}}"#,
+        columns.join(", ")
+    )
+}
+
+/// Column `name` of JSON output rows, as numbers.
+fn numbers(lines: &[String], name: &str) -> Vec<f64> {
+    lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("a JSON row")[name]
+                .as_f64()
+                .expect("a number")
+        })
+        .collect()
+}
+
 fn options(outputs: &[&str], step_ms: i64) -> RunOptions {
     RunOptions {
         name_prefix: "SRC".into(),
@@ -692,14 +719,7 @@ fn random_cut_forest_scores_planted_anomalies_above_normal_rows() {
         .collect();
     let lines = run_on(sql, &[], 1_000, &input).expect("runs");
     assert_eq!(lines.len(), input.len(), "one scored row per row");
-    let scores: Vec<f64> = lines
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["ANOMALY_SCORE"]
-                .as_f64()
-                .expect("score")
-        })
-        .collect();
+    let scores = numbers(&lines, "ANOMALY_SCORE");
     let mut normal: Vec<f64> = scores[300..]
         .iter()
         .enumerate()
@@ -716,6 +736,284 @@ fn random_cut_forest_scores_planted_anomalies_above_normal_rows() {
         );
     }
     assert_eq!(scores[0], 0.0, "the forest warms up before it scores");
+}
+
+#[test]
+fn random_cut_forest_with_explanation_attributes_a_planted_spike_to_its_column() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "SCORED" ("sym" VARCHAR(8), "ANOMALY_SCORE" DOUBLE, "ANOMALY_EXPLANATION" VARCHAR(512));
+        CREATE OR REPLACE PUMP "SCORE_PUMP" AS INSERT INTO "SCORED"
+          SELECT STREAM "sym", ANOMALY_SCORE, ANOMALY_EXPLANATION
+          FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(
+            CURSOR(SELECT STREAM * FROM "SRC_001"), 60, 64, 100000, 1, true));"#;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    // A spike in px (high) at 300 and a dip in qty (low) at 400.
+    let input: Vec<Vec<u8>> = (0..500usize)
+        .map(|i| {
+            let px = if i == 300 {
+                140.0
+            } else {
+                100.0 + rng.random::<f64>() * 4.0
+            };
+            let qty = if i == 400 {
+                1
+            } else {
+                50 + rng.random_range(0..5)
+            };
+            format!(r#"{{"sym":"S","px":{px},"qty":{qty}}}"#).into_bytes()
+        })
+        .collect();
+    let lines = run_on(sql, &[], 1_000, &input).expect("runs");
+    assert_eq!(lines.len(), input.len(), "one scored row per row");
+    let rows: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let explanation = |i: usize| -> serde_json::Value {
+        serde_json::from_str(rows[i]["ANOMALY_EXPLANATION"].as_str().expect("text")).expect("JSON")
+    };
+    let number =
+        |v: &serde_json::Value| -> f64 { v.as_str().expect("text").parse().expect("number") };
+    // The first subSampleSize rows score 0, LOW and 0 strength while the trees fill.
+    assert_eq!(rows[10]["ANOMALY_SCORE"].as_f64(), Some(0.0));
+    assert_eq!(
+        explanation(10)["px"],
+        serde_json::json!({"DIRECTION": "LOW", "STRENGTH": "0.0000", "ATTRIBUTION_SCORE": "0.0000"})
+    );
+    for (i, column, other, direction) in [(300, "px", "qty", "HIGH"), (400, "qty", "px", "LOW")] {
+        let score = rows[i]["ANOMALY_SCORE"].as_f64().expect("score");
+        let highest = rows
+            .iter()
+            .filter_map(|r| r["ANOMALY_SCORE"].as_f64())
+            .enumerate()
+            .filter(|(j, _)| *j != 300 && *j != 400)
+            .map(|(_, s)| s)
+            .fold(0.0, f64::max);
+        assert!(
+            score > 1.5 * highest,
+            "row {i} scored {score} against {highest}"
+        );
+        let e = explanation(i);
+        let mine = number(&e[column]["ATTRIBUTION_SCORE"]);
+        let theirs = number(&e[other]["ATTRIBUTION_SCORE"]);
+        assert!(mine > 4.0 * theirs, "row {i}: {e}");
+        assert!(
+            (mine + theirs - score).abs() < 1e-3,
+            "row {i}: {e} against {score}"
+        );
+        assert_eq!(e[column]["DIRECTION"], direction, "row {i}: {e}");
+        assert!(number(&e[column]["STRENGTH"]) > 0.5 * mine, "row {i}: {e}");
+    }
+}
+
+#[test]
+fn hotspots_reports_the_dense_square_of_the_window_with_each_row() {
+    let schema = json_schema(&[("x", "DOUBLE"), ("y", "DOUBLE"), ("is_hot", "VARCHAR(4)")]);
+    let sql = r#"
+        CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("x" DOUBLE, "y" DOUBLE, "is_hot" VARCHAR(4), HOTSPOTS_RESULT VARCHAR(10000));
+        CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+          SELECT "x", "y", "is_hot", "HOTSPOTS_RESULT"
+          FROM TABLE(HOTSPOTS(CURSOR(SELECT STREAM * FROM "SRC_001"), 1000, 0.2, 17));"#;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    // KDA's example: a fifth of the points on the unit square at (7, 2), the rest on 10 × 10.
+    let input: Vec<Vec<u8>> = (0..1500)
+        .map(|_| {
+            let hot = rng.random::<f64>() < 0.2;
+            let (x, y) = if hot {
+                (7.0 + rng.random::<f64>(), 2.0 + rng.random::<f64>())
+            } else {
+                (rng.random::<f64>() * 10.0, rng.random::<f64>() * 10.0)
+            };
+            let is_hot = if hot { "Y" } else { "N" };
+            format!(r#"{{"x":{x},"y":{y},"is_hot":"{is_hot}"}}"#).into_bytes()
+        })
+        .collect();
+    let refs: Vec<&[u8]> = input.iter().map(Vec::as_slice).collect();
+    let lines = run(sql, &schema, &refs, &options(&[], 100)).expect("runs");
+    assert_eq!(lines.len(), input.len(), "one row out per row in");
+    let result = |i: usize| -> serde_json::Value {
+        let row: serde_json::Value = serde_json::from_str(&lines[i]).expect("JSON");
+        serde_json::from_str(row["HOTSPOTS_RESULT"].as_str().expect("text")).expect("JSON")
+    };
+    assert_eq!(result(0), serde_json::json!({"hotspots": []}));
+    let last = result(input.len() - 1);
+    let hotspots = last["hotspots"].as_array().expect("a list");
+    assert_eq!(hotspots.len(), 1, "{last}");
+    let h = &hotspots[0];
+    let at = |key: &str, d: usize| h[key][d].as_f64().expect("number");
+    assert!(at("minValues", 0) > 6.5 && at("minValues", 0) < 7.2, "{h}");
+    assert!(at("maxValues", 0) > 7.8 && at("maxValues", 0) < 8.5, "{h}");
+    assert!(at("minValues", 1) > 1.5 && at("minValues", 1) < 2.2, "{h}");
+    assert!(at("maxValues", 1) > 2.8 && at("maxValues", 1) < 3.5, "{h}");
+    assert!(h["density"].as_f64().expect("number") > 80.0, "{h}");
+}
+
+#[test]
+fn ml_function_parameters_out_of_kda_s_ranges_are_rejected_at_their_position() {
+    // (the call, ", " and the argument the error points at or None for the call, message)
+    let cases = [
+        (
+            "HOTSPOTS(CURSOR(SELECT STREAM * FROM \"SRC_001\"), 99, 0.2, 17)",
+            Some(", 99"),
+            "windowSize must be a whole number from 100 to 1000",
+        ),
+        (
+            "HOTSPOTS(CURSOR(SELECT STREAM * FROM \"SRC_001\"), 100, 0, 17)",
+            Some(", 0,"),
+            "scanRadius must be a number greater than 0",
+        ),
+        (
+            "HOTSPOTS(CURSOR(SELECT STREAM * FROM \"SRC_001\"), 100, 0.5, 101)",
+            Some(", 101"),
+            "minimumNumberOfPointsInAHotspot must be a whole number from 2 to 100",
+        ),
+        (
+            "HOTSPOTS(CURSOR(SELECT STREAM * FROM \"SRC_001\"), 100, 0.5)",
+            None,
+            "Invalid number of arguments to function 'HOTSPOTS'",
+        ),
+        (
+            "RANDOM_CUT_FOREST_WITH_EXPLANATION(CURSOR(SELECT STREAM * FROM \"SRC_001\"), 100, 256, 100000, 1, 1)",
+            Some(", 1)"),
+            "withDirectionality must be TRUE or FALSE",
+        ),
+        (
+            "RANDOM_CUT_FOREST_WITH_EXPLANATION(CURSOR(SELECT STREAM * FROM \"SRC_001\"), 100, 256, 200, 1, true)",
+            Some(", 256"),
+            "subSampleSize must be less than timeDecay",
+        ),
+        (
+            "RANDOM_CUT_FOREST_WITH_EXPLANATION(CURSOR(SELECT STREAM * FROM \"SRC_001\"), 100, 256, 100000, 1)",
+            None,
+            "Invalid number of arguments to function 'RANDOM_CUT_FOREST_WITH_EXPLANATION'",
+        ),
+        (
+            "RANDOM_CUT_FOREST_WITH_EXPLANATION(CURSOR(SELECT STREAM \"sym\" FROM \"SRC_001\"))",
+            None,
+            "needs at least one numeric column",
+        ),
+        (
+            "RANDOM_CUT_FOREST(CURSOR(SELECT STREAM * FROM \"SRC_001\"), 100, 256, 100000, 31)",
+            Some(", 31"),
+            "shingleSize must be a whole number from 1 to 30",
+        ),
+    ];
+    for (call, argument, wanted) in cases {
+        // The call starts at column 33 of line 3.
+        let column = 33
+            + argument.map_or(0, |a| {
+                call.find(a).expect("the argument is in the call") + 2
+            });
+        let column = u64::try_from(column).expect("a column fits u64");
+        let sql = format!(
+            "CREATE OR REPLACE STREAM \"OUT\" (\"px\" DOUBLE);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n  SELECT STREAM \"px\" FROM TABLE({call});"
+        );
+        let Err(RunError::Code(error)) = run_on(&sql, &["OUT"], 1_000, &records()) else {
+            panic!("{call} is rejected");
+        };
+        assert!(error.message.contains(wanted), "{call}: {}", error.message);
+        assert_eq!(
+            (error.position.line, error.position.column),
+            (3, column),
+            "{call}: {}",
+            error.message
+        );
+    }
+}
+
+#[test]
+fn a_where_after_a_row_function_filters_its_rows_by_its_own_columns() {
+    // KDA's example form: `… FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(…)) WHERE ANOMALY_SCORE > 0`.
+    let sql = r#"
+        CREATE OR REPLACE STREAM "OUT" ("px" DOUBLE, "ANOMALY_SCORE" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM "px", ANOMALY_SCORE
+          FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM "px", "qty" FROM "SRC_001"), 10, 10, 100000, 1))
+          WHERE ANOMALY_SCORE > 0 AND "px" >= 5;"#;
+    let input: Vec<Vec<u8>> = (0..30)
+        .map(|i| format!(r#"{{"sym":"S","px":{i},"qty":{}}}"#, 30 - i).into_bytes())
+        .collect();
+    let lines = run_on(sql, &[], 1_000, &input).expect("runs");
+    // Rows 0..10 score 0 while the trees fill; the rest score above 0 and have px >= 5.
+    let px = numbers(&lines, "px");
+    assert_eq!(px, (10..30).map(f64::from).collect::<Vec<_>>());
+    let not_boolean = sql.replace(
+        "WHERE ANOMALY_SCORE > 0 AND \"px\" >= 5",
+        "WHERE ANOMALY_SCORE",
+    );
+    let Err(RunError::Code(error)) = run_on(&not_boolean, &[], 1_000, &input) else {
+        panic!("a WHERE that is not boolean is rejected");
+    };
+    assert!(
+        error.message.contains("WHERE needs a boolean condition"),
+        "{}",
+        error.message
+    );
+}
+
+#[test]
+fn shingles_find_a_row_that_breaks_the_sequence_though_its_value_is_common() {
+    // px alternates low, high, low, high…; row 501 is low where a high belongs.
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+    let input: Vec<Vec<u8>> = (0..600usize)
+        .map(|i| {
+            let high = i % 2 == 1 && i != 501;
+            let px = if high { 10.0 } else { 0.0 } + rng.random::<f64>() * 0.5;
+            format!(r#"{{"sym":"S","px":{px},"qty":1}}"#).into_bytes()
+        })
+        .collect();
+    let run_shingled = |shingle_size: u32| {
+        let sql = format!(
+            r#"CREATE OR REPLACE STREAM "OUT" ("ANOMALY_SCORE" DOUBLE, "ANOMALY_EXPLANATION" VARCHAR(512));
+            CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+              SELECT STREAM ANOMALY_SCORE, ANOMALY_EXPLANATION
+              FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(
+                CURSOR(SELECT STREAM "px" FROM "SRC_001"), 50, 64, 100000, {shingle_size}, false));"#
+        );
+        run_on(&sql, &[], 1_000, &input).expect("runs")
+    };
+    let scores = |shingle_size: u32| numbers(&run_shingled(shingle_size), "ANOMALY_SCORE");
+    let normal = |scores: &[f64]| -> Vec<f64> {
+        let mut normal: Vec<f64> = (300..600)
+            .filter(|i| ![501, 502].contains(i))
+            .map(|i| scores[i])
+            .collect();
+        normal.sort_by(f64::total_cmp);
+        normal
+    };
+    let shingled = scores(2);
+    // 64 shingles fill the trees; the first shingle ends at row 1.
+    assert_eq!(shingled[64], 0.0);
+    assert!(shingled[65] > 0.0);
+    let highest = *normal(&shingled).last().expect("normal rows");
+    for i in [501, 502] {
+        assert!(
+            shingled[i] > 2.0 * highest,
+            "row {i}: {} against {highest}",
+            shingled[i]
+        );
+    }
+    // The column's attribution sums its parts over both places of the shingle: the whole score.
+    let row: serde_json::Value = serde_json::from_str(&run_shingled(2)[501]).expect("JSON");
+    let explanation: serde_json::Value =
+        serde_json::from_str(row["ANOMALY_EXPLANATION"].as_str().expect("text")).expect("JSON");
+    let attribution: f64 = explanation["px"]["ATTRIBUTION_SCORE"]
+        .as_str()
+        .expect("text")
+        .parse()
+        .expect("a number");
+    assert!((attribution - shingled[501]).abs() < 1e-4, "{explanation}");
+    let single = scores(1);
+    let single_normal = normal(&single);
+    let median = single_normal[single_normal.len() / 2];
+    assert!(
+        single[501] < 2.0 * median,
+        "{} against a median of {median}",
+        single[501]
+    );
 }
 
 #[test]

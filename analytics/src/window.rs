@@ -142,6 +142,19 @@ pub struct RefusedRow {
     pub message: String,
 }
 
+impl RefusedRow {
+    /// Every row of a batch of `rows` rows, refused for one reason: an expression over the
+    /// whole batch failed.
+    pub fn every(rows: usize, message: &str) -> Vec<RefusedRow> {
+        (0..rows)
+            .map(|row| RefusedRow {
+                row,
+                message: message.to_owned(),
+            })
+            .collect()
+    }
+}
+
 /// One key's open stagger window.
 #[derive(Debug)]
 struct StaggerGroup {
@@ -288,12 +301,7 @@ impl TumblingState {
             match key.evaluate(batch) {
                 Ok(a) => key_arrays.push((a, key.kind())),
                 Err(e) => {
-                    return (0..rows)
-                        .map(|row| RefusedRow {
-                            row,
-                            message: e.to_string(),
-                        })
-                        .collect();
+                    return RefusedRow::every(rows, &e.to_string());
                 }
             }
         }
@@ -303,12 +311,7 @@ impl TumblingState {
                 match arg.evaluate(batch) {
                     Ok(a) => arg_arrays.push(Some((a, arg.kind()))),
                     Err(e) => {
-                        return (0..rows)
-                            .map(|row| RefusedRow {
-                                row,
-                                message: e.to_string(),
-                            })
-                            .collect();
+                        return RefusedRow::every(rows, &e.to_string());
                     }
                 }
             } else {

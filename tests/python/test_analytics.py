@@ -664,3 +664,169 @@ def test_add_application_input_then_start_reads_the_added_stream(kinesis, kda):
     assert rows == [b"X,20000.0"]
     kda.stop_application(ApplicationName=app)
     wait_status(kda, app, "READY")
+
+
+def json_schema(columns):
+    """A JSON InputSchema whose columns, (name, SQL type), map the record's members of the same name."""
+    return {
+        "RecordFormat": SCHEMA["RecordFormat"],
+        "RecordEncoding": "UTF-8",
+        "RecordColumns": [{"Name": n, "Mapping": f"$.{n}", "SqlType": t} for n, t in columns],
+    }
+
+
+HOTSPOTS_SCHEMA = json_schema([("x", "DOUBLE"), ("y", "DOUBLE"), ("is_hot", "VARCHAR(4)")])
+
+
+def dbscan_hotspots(points, radius, minimum):
+    """Hotspots of `points` recomputed from scratch: core points have `minimum` points (themselves
+    included) within `radius`; connected core points and every point within reach of them form a
+    hotspot; density is its points over its box, each side at least `radius`."""
+    near = [[j for j, q in enumerate(points) if j != i and (p[0] - q[0]) ** 2 + (p[1] - q[1]) ** 2 <= radius ** 2]
+            for i, p in enumerate(points)]
+    core = [len(n) + 1 >= minimum for n in near]
+    group = {}
+    for i in range(len(points)):
+        if not core[i] or i in group:
+            continue
+        group[i] = i
+        todo = [i]
+        while todo:
+            for j in near[todo.pop()]:
+                if core[j] and j not in group:
+                    group[j] = i
+                    todo.append(j)
+    hotspots = []
+    for root in sorted(set(group.values())):
+        cores = [i for i, g in group.items() if g == root]
+        members = set(cores) | {j for i in cores for j in near[i]}
+        xs = [points[m][0] for m in members]
+        ys = [points[m][1] for m in members]
+        size = max(max(xs) - min(xs), radius) * max(max(ys) - min(ys), radius)
+        hotspots.append({"density": len(members) / size, "minValues": [min(xs), min(ys)],
+                         "maxValues": [max(xs), max(ys)]})
+    return sorted(hotspots, key=lambda h: -h["density"])
+
+
+def source_and_destination(kinesis):
+    """Two new streams: an application's input and its output."""
+    source, destination = unique("kda-in"), unique("kda-out")
+    make_stream(kinesis, source)
+    make_stream(kinesis, destination)
+    return source, destination
+
+
+def test_hotspots_of_kda_s_example_equal_a_from_scratch_dbscan_of_the_window(kinesis, kda):
+    (source, destination), app = source_and_destination(kinesis), unique("hotspots")
+    # The program of KDA's hotspots example, unchanged.
+    code = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
+    "x" DOUBLE,
+    "y" DOUBLE,
+    "is_hot" VARCHAR(4),
+    HOTSPOTS_RESULT VARCHAR(10000)
+);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS
+    INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT "x", "y", "is_hot", "HOTSPOTS_RESULT"
+    FROM TABLE (
+        HOTSPOTS(
+            CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001"),
+            1000,
+            0.2,
+            17)
+    );"""
+    # Parameters outside KDA's ranges fail CreateApplication, pointing at the argument.
+    bad = code.replace("1000,", "99,")
+    line = bad[:bad.index("99,")].count("\n") + 1
+    column = bad.index("99,") - bad.rindex("\n", 0, bad.index("99,"))
+    error = error_of(lambda: create_app(kda, app, bad, source, destination, schema=HOTSPOTS_SCHEMA))
+    assert error["Code"] == "CodeValidationException"
+    assert f"line {line}, column {column}" in error["Message"], error["Message"]
+    assert "windowSize must be a whole number from 100 to 1000" in error["Message"], error["Message"]
+    create_app(kda, app, code, source, destination, schema=HOTSPOTS_SCHEMA)
+    start(kda, app)
+    rng = random.Random(9)
+    data = []
+    for _ in range(1200):
+        if rng.random() < 0.2:
+            data.append({"x": 2.0 + rng.random(), "y": 5.0 + rng.random(), "is_hot": "Y"})
+        else:
+            data.append({"x": rng.random() * 10, "y": rng.random() * 10, "is_hot": "N"})
+    put(kinesis, source, data)
+    rows = [json.loads(r["Data"]) for r in read_all(kinesis, destination, len(data), timeout_s=60.0)]
+    assert [(r["x"], r["y"], r["is_hot"]) for r in rows] == [
+        (pytest.approx(d["x"]), pytest.approx(d["y"]), d["is_hot"]) for d in data]
+    for last in (len(data) - 1, 1050):
+        got = json.loads(rows[last]["HOTSPOTS_RESULT"])["hotspots"]
+        # The values as the application read them (its JSON parsing may round the last digit).
+        window = [(r["x"], r["y"]) for r in rows[last - 999:last + 1]]
+        expected = dbscan_hotspots(window, 0.2, 17)
+        assert len(got) == len(expected) == 1, (got, expected)
+        for g, e in zip(got, expected):
+            assert g["minValues"] == e["minValues"] and g["maxValues"] == e["maxValues"]
+            assert g["density"] == pytest.approx(e["density"])
+        # The planted unit square at (2, 5) is the hotspot.
+        assert 1.8 < got[0]["minValues"][0] < 2.2 and 2.8 < got[0]["maxValues"][0] < 3.2, got
+        assert 4.8 < got[0]["minValues"][1] < 5.2 and 5.8 < got[0]["maxValues"][1] < 6.2, got
+    kda.stop_application(ApplicationName=app)
+    wait_status(kda, app, "READY")
+    # And UpdateApplication.
+    version = kda.describe_application(ApplicationName=app)["ApplicationDetail"]["ApplicationVersionId"]
+    error = error_of(lambda: kda.update_application(
+        ApplicationName=app, CurrentApplicationVersionId=version,
+        ApplicationUpdate={"ApplicationCodeUpdate": code.replace("17)", "1001)")}))
+    assert error["Code"] == "CodeValidationException"
+    assert "minimumNumberOfPointsInAHotspot must be a whole number from 2 to 1000" in error["Message"], error
+
+
+BLOOD_PRESSURE_SCHEMA = json_schema(
+    [("Systolic", "INTEGER"), ("Diastolic", "INTEGER"), ("BloodPressureLevel", "VARCHAR(20)")])
+
+
+def test_random_cut_forest_with_explanation_names_the_column_and_direction_of_planted_anomalies(kinesis, kda):
+    (source, destination), app = source_and_destination(kinesis), unique("rcfx")
+    # The first pump of KDA's blood pressure example, writing to the output directly.
+    code = """CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
+        "Systolic"                  INTEGER,
+        "Diastolic"                 INTEGER,
+        "BloodPressureLevel"        varchar(20),
+        "ANOMALY_SCORE"             DOUBLE,
+        "ANOMALY_EXPLANATION"       varchar(512));
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS
+   INSERT INTO "DESTINATION_SQL_STREAM"
+      SELECT STREAM "Systolic", "Diastolic", "BloodPressureLevel", ANOMALY_SCORE, ANOMALY_EXPLANATION
+      FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(
+              CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001"), 100, 256, 100000, 1, true));"""
+    create_app(kda, app, code, source, destination, schema=BLOOD_PRESSURE_SCHEMA)
+    start(kda, app)
+    rng = random.Random(10)
+    data = [{"Systolic": rng.randint(100, 120), "Diastolic": rng.randint(65, 80), "BloodPressureLevel": "NORMAL"}
+            for _ in range(700)]
+    # (row, column, direction): the other column stays normal.
+    planted = [(400, "Diastolic", "HIGH"), (500, "Systolic", "LOW"), (600, "Systolic", "HIGH")]
+    data[400]["Diastolic"], data[400]["BloodPressureLevel"] = 125, "HIGH"
+    data[500]["Systolic"], data[500]["BloodPressureLevel"] = 70, "LOW"
+    data[600]["Systolic"], data[600]["BloodPressureLevel"] = 170, "HIGH"
+    put(kinesis, source, data)
+    rows = [json.loads(r["Data"]) for r in read_all(kinesis, destination, len(data), timeout_s=60.0)]
+    assert [(r["Systolic"], r["Diastolic"]) for r in rows] == [(d["Systolic"], d["Diastolic"]) for d in data]
+    explanations = [json.loads(r["ANOMALY_EXPLANATION"]) for r in rows]
+    # KDA: 0, LOW and strength 0 for the first subSampleSize rows while the model learns.
+    for r, e in zip(rows[:256], explanations[:256]):
+        assert r["ANOMALY_SCORE"] == 0
+        assert e == {c: {"DIRECTION": "LOW", "STRENGTH": "0.0000", "ATTRIBUTION_SCORE": "0.0000"}
+                     for c in ("Systolic", "Diastolic")}
+    normal = [r["ANOMALY_SCORE"] for i, r in enumerate(rows) if i >= 256 and i not in (400, 500, 600)]
+    for i, column, direction in planted:
+        score, e = rows[i]["ANOMALY_SCORE"], explanations[i]
+        assert score > 1.5 * max(normal), (i, score, max(normal))
+        other = "Systolic" if column == "Diastolic" else "Diastolic"
+        mine, theirs = float(e[column]["ATTRIBUTION_SCORE"]), float(e[other]["ATTRIBUTION_SCORE"])
+        assert mine > 3 * theirs, (i, e)
+        assert mine + theirs == pytest.approx(score, abs=2e-4), (i, e, score)
+        assert e[column]["DIRECTION"] == direction, (i, e)
+    for r, e in zip(rows[256:], explanations[256:]):
+        total = sum(float(e[c]["ATTRIBUTION_SCORE"]) for c in ("Systolic", "Diastolic"))
+        assert total == pytest.approx(r["ANOMALY_SCORE"], abs=2e-4)
+    kda.stop_application(ApplicationName=app)
+    wait_status(kda, app, "READY")
