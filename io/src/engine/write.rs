@@ -137,8 +137,9 @@ impl Engine {
                     .collect();
                 self.append_to_log(*log_id, shards)
             });
-            let mut outcomes: Vec<Option<Result<Result<LogAppended, AppendFailure>, KinesisError>>> =
-                std::iter::repeat_with(|| None).take(groups.len()).collect();
+            let mut outcomes: Vec<
+                Option<Result<Result<LogAppended, AppendFailure>, KinesisError>>,
+            > = std::iter::repeat_with(|| None).take(groups.len()).collect();
             for ((_, members), outcome) in logs.iter().zip(join_all(appends).await) {
                 match outcome {
                     Ok(per_shard) => {

@@ -29,8 +29,8 @@ use super::error::{error_chain, is_disk_full};
 use super::segment_index::{self, IndexFile};
 use super::waiter::take_waiters;
 use super::{
-    AppendError, AppendRecord, Appended, Durability, Segment, ShardKey, ShardMap, State, open_segment_file,
-    sync_dir,
+    AppendError, AppendRecord, Appended, Durability, Segment, ShardKey, ShardMap, State,
+    open_segment_file, sync_dir,
 };
 use crate::keystore::DataKey;
 use plan::{SerializedBlock, encode_blocks, plan_commit, serialize_block};
@@ -892,7 +892,11 @@ mod tests {
             assert_eq!(answers.len(), 1000);
             let after = log.stats();
             assert_eq!(after.commits - before.commits, 1, "one group commit");
-            assert_eq!(after.appends - before.appends, 999, "one append per shard with records");
+            assert_eq!(
+                after.appends - before.appends,
+                999,
+                "one append per shard with records"
+            );
             for (i, answer) in answers.iter().enumerate() {
                 let expected_first = if i == 7 { 3 } else { 0 };
                 assert_eq!(answer.first_position, expected_first, "shard {i}");

@@ -35,8 +35,8 @@ use super::damage::{self, TornTail, Truncation};
 use super::segment_index::{self, Ledger};
 use super::shard_index::{ChunkRef, ShardIndex};
 use super::{
-    LogConfig, LogStats, OpenLogError, Segment, ShardKey, ShardMap, State, open_segment_file, segment_path,
-    sync_dir,
+    LogConfig, LogStats, OpenLogError, Segment, ShardKey, ShardMap, State, open_segment_file,
+    segment_path, sync_dir,
 };
 
 /// Recovery reads segments in windows of this many bytes.

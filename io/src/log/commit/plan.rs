@@ -79,7 +79,11 @@ pub(super) fn plan_commit(
     let mut blocks = vec![BlockPlan::default()];
     let mut results = Vec::with_capacity(batch.len());
     for pending in batch.iter_mut() {
-        let mut appended = Vec::with_capacity(if pending.marker { 0 } else { pending.parts.len() });
+        let mut appended = Vec::with_capacity(if pending.marker {
+            0
+        } else {
+            pending.parts.len()
+        });
         for part in &mut pending.parts {
             let index = state
                 .shards
