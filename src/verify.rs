@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use sluice_core::shard_id::format_shard_id;
 use sluice_io::engine::{LogOfDataDir, StartError, check_data_dir};
-use sluice_io::log::{CheckMode, Corruption, LogCheck, OpenLogError};
+use sluice_io::log::{CheckMode, Corruption, CorruptionEvidence, LogCheck, OpenLogError};
 
 use crate::config::VerifyArgs;
 
@@ -78,10 +78,14 @@ fn print_log(out: &mut impl std::io::Write, log: &LogOfDataDir, data_dir: &Path)
                 path.display()
             );
             print_corruption(out, report, "after the hole");
+            let later = match report.evidence {
+                CorruptionEvidence::LaterSegment { .. } => ", removing every later segment,",
+                _ => "",
+            };
             let _ = writeln!(
                 out,
                 "  nothing was changed; `sluice verify --data-dir {} --repair` truncates the log \
-                 at offset {offset} and drops everything listed above",
+                 at offset {offset}{later} and drops everything listed above",
                 data_dir.display()
             );
             false
@@ -126,11 +130,25 @@ fn print_check(out: &mut impl std::io::Write, log_id: u32, dir: &str, check: &Lo
             torn.segment_id, torn.offset, torn.bytes
         );
     }
+    // After a repair of damage in an older segment, the segments after it went with it.
+    let cut_later = check.truncated.as_ref().is_some_and(|t| {
+        matches!(
+            t.corruption.evidence,
+            CorruptionEvidence::LaterSegment { .. }
+        )
+    });
     for segment_id in &check.leftover_segments {
-        let _ = writeln!(
-            out,
-            "  empty segment {segment_id} after the end of the log; removed on the next start"
-        );
+        let _ = if cut_later {
+            writeln!(
+                out,
+                "  segment {segment_id} after the corruption: removed by the repair"
+            )
+        } else {
+            writeln!(
+                out,
+                "  empty segment {segment_id} after the end of the log; removed on the next start"
+            )
+        };
     }
     if let Some(truncated) = &check.truncated {
         let _ = writeln!(

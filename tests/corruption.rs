@@ -239,3 +239,123 @@ async fn damage_to_the_last_commit_is_a_torn_tail_that_verify_calls_clean() {
         "every batch but the torn one survives"
     );
 }
+
+/// Damage in an older segment, with whole segments of acknowledged records after it. The
+/// server opens sealed segments from their indexes and never writes to them again, so it is
+/// `sluice verify` that finds such damage: it must say where the hole is, what the later
+/// segments held, and that a repair removes them; `--repair` must then do exactly that, and the
+/// server serve the records before the hole and take new ones.
+#[tokio::test]
+async fn damage_in_an_older_segment_is_located_and_repair_drops_the_segments_after_it() {
+    let mut server = Server::options().flag("--segment-bytes", 65536).start();
+    let client = server.client();
+    create_active_stream(&client, STREAM, 1).await;
+    let mut written = Vec::new();
+    // 12 commits of 6 records of ~3 KB: about 20 KiB each, so three per 64 KiB segment.
+    for batch in 0..12 {
+        let mut request = client.put_records().stream_name(STREAM);
+        for i in 0..6 {
+            let data = format!("batch-{batch}-{i}:{}", "y".repeat(3000)).into_bytes();
+            written.push(data.clone());
+            request = request.records(
+                PutRecordsRequestEntry::builder()
+                    .partition_key("k")
+                    .data(Blob::new(data))
+                    .build()
+                    .expect("data and key set"),
+            );
+        }
+        let output = request.send().await.expect("PutRecords succeeds");
+        assert_eq!(output.failed_record_count(), Some(0));
+    }
+    let data_dir = server.data_dir().to_owned();
+    let log_dir = data_dir.join("log").join("0");
+    // Sealed segments' indexes are written in the background; the oldest one's must exist, so
+    // that the repair is seen to remove it.
+    let oldest_index = log_dir.join(format!("{:020}.idx", 1));
+    for _ in 0..500 {
+        if oldest_index.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(oldest_index.exists(), "the oldest segment is indexed");
+    server.kill9();
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(&log_dir)
+        .expect("log 0 exists")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 3, "several segments: {segments:?}");
+
+    // Damage the second block of the oldest segment.
+    let oldest = segments[0].clone();
+    let mut bytes = std::fs::read(&oldest).expect("segment readable");
+    let blocks: Vec<usize> = (0..bytes.len())
+        .step_by(BLOCK_BYTES)
+        .filter(|&at| &bytes[at..at + 8] == b"SLUICEBK")
+        .collect();
+    assert!(blocks.len() >= 2, "{blocks:?}");
+    let hole = blocks[1];
+    bytes[hole + 300] ^= 0xFF;
+    std::fs::write(&oldest, &bytes).expect("segment writable");
+
+    let damaged = verify(&data_dir, false);
+    let stdout = text(&damaged.stdout);
+    assert_eq!(damaged.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("CORRUPT"), "{stdout}");
+    assert!(stdout.contains(&oldest.display().to_string()), "{stdout}");
+    assert!(stdout.contains(&format!("offset {hole}")), "{stdout}");
+    assert!(stdout.contains("LaterSegment"), "{stdout}");
+    assert!(
+        stdout.contains("positions 6..12 lost in the hole, 12..72 after the hole"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("removing every later segment"), "{stdout}");
+    assert_eq!(
+        std::fs::read(&oldest).expect("segment readable"),
+        bytes,
+        "verify changes nothing"
+    );
+
+    let repaired = verify(&data_dir, true);
+    let stdout = text(&repaired.stdout);
+    assert_eq!(
+        repaired.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&repaired.stderr)
+    );
+    assert!(stdout.contains("REPAIRED"), "{stdout}");
+    assert!(stdout.contains("1 shard(s), 6 record(s)"), "{stdout}");
+    assert!(stdout.contains("removed by the repair"), "{stdout}");
+    for later in &segments[1..] {
+        assert!(!later.exists(), "{} is removed", later.display());
+        assert!(!later.with_extension("idx").exists(), "and its index");
+    }
+    assert!(
+        !oldest.with_extension("idx").exists(),
+        "the truncated segment's index, written when it was sealed, is gone"
+    );
+
+    server.restart();
+    let client = server.client();
+    wait_for_status(&client, STREAM, StreamStatus::Active).await;
+    let records = read_shard_to_end(&client, STREAM, &shard_id(0)).await;
+    let data: Vec<Vec<u8>> = records.into_iter().map(|r| r.data).collect();
+    assert_eq!(
+        data,
+        written[..6].to_vec(),
+        "the records before the hole survive"
+    );
+    let put = client
+        .put_record()
+        .stream_name(STREAM)
+        .partition_key("k")
+        .data(Blob::new(b"after the repair".to_vec()))
+        .send()
+        .await
+        .expect("the repaired log takes writes");
+    assert_eq!(put.shard_id(), shard_id(0));
+}

@@ -307,7 +307,9 @@ pub struct LogCheck {
     /// A torn last commit at the end of the log. It was never acknowledged, so a log with
     /// only this is clean; opening drops it.
     pub torn_tail: Option<TornTail>,
-    /// Segments after the end of the log that hold no valid block; opening removes them.
+    /// Segments after the end of the log. Opening removes them when they hold no valid block;
+    /// a repair of damage in an older segment (see [`LogCheck::truncated`]) removed them with
+    /// their blocks.
     pub leftover_segments: Vec<u64>,
     /// Under [`CheckMode::Repair`], the corruption the log was truncated at.
     pub truncated: Option<Truncation>,

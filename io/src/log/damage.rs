@@ -357,6 +357,97 @@ pub(super) async fn examine_tail(
     Ok(verdict)
 }
 
+/// The chain ended inside segment `state.active_segment_id`, which is not the newest: the
+/// segments in `later` (numbered after it) hold valid blocks of this log. They were written
+/// after the hole, and a segment is only started once every commit of the one before it is
+/// synced and acknowledged, so the hole is damage to acknowledged data, not a torn write.
+/// Reports everything after the hole (the rest of its segment and every later segment) as
+/// [`OpenLogError::Corrupt`], or with [`RecoveryMode::Repair`] answers the [`Truncation`] that
+/// drops it all; the caller zeroes the rest of the segment and removes the later ones. Changes
+/// nothing on disk.
+pub(super) async fn examine_later_segments(
+    state: &State,
+    cursor: &ChainCursor,
+    later: &[u64],
+    mode: RecoveryMode,
+) -> Result<(Truncation, u64), OpenLogError> {
+    let segment_id = state.active_segment_id;
+    let hole = state.write_offset;
+    let log_id = state.config.log_id;
+    let (file, size) = {
+        let active = state.active();
+        (active.file.clone(), active.size)
+    };
+    let mut scan = scan_tail(&file, segment_id, log_id, hole, size).await?;
+    let drop_to = scan.nonzero_end;
+    // Bytes from the hole to the first valid block after it, and from each segment's first
+    // valid block to the end of its last one.
+    let mut hole_bytes = scan.found.first().map(|first| first.offset - hole);
+    let mut bytes_after_hole = span_of(&scan.found);
+    for &later_id in later {
+        let file = super::recovery::open_later_segment(&state.config, later_id).await?;
+        let later_size = super::recovery::scanned_size(&file, later_id).await?;
+        let later_scan = scan_tail(&file, later_id, log_id, 0, later_size).await;
+        let _ = file.close().await;
+        let later_scan = later_scan?;
+        hole_bytes.get_or_insert(size - hole);
+        bytes_after_hole += span_of(&later_scan.found);
+        scan.records += later_scan.records;
+        for (shard, range) in later_scan.shards {
+            scan.shards
+                .entry(shard)
+                .and_modify(|r| {
+                    r.starting = r.starting.min(range.starting);
+                    r.ending = r.ending.max(range.ending);
+                })
+                .or_insert(range);
+        }
+        scan.found.extend(later_scan.found);
+    }
+    let evidence = CorruptionEvidence::LaterSegment {
+        segment_id: *later
+            .first()
+            .expect("damage behind later segments has at least one of them"),
+    };
+    let mut corruption = corruption_report(state, &scan, hole, cursor.expected_block_seq, evidence);
+    corruption.hole_bytes = hole_bytes.expect("a later segment or this one has a valid block");
+    corruption.bytes_after_hole = bytes_after_hole;
+    let path = segment_path(&state.config.dir, segment_id);
+    if mode != RecoveryMode::Repair {
+        return Err(OpenLogError::Corrupt {
+            segment_id,
+            path,
+            offset: hole,
+            report: Box::new(corruption),
+        });
+    }
+    tracing::error!(
+        segment_id,
+        segment_offset = hole,
+        later_segments = later.len(),
+        blocks_dropped = corruption.blocks_after_hole,
+        records_dropped = corruption.records_after_hole,
+        "Truncated the log at a corruption in an older segment, as the operator asked; every record after it, later segments included, is dropped."
+    );
+    Ok((
+        Truncation {
+            segment_id,
+            path,
+            offset: hole,
+            corruption,
+        },
+        drop_to,
+    ))
+}
+
+/// Bytes from the first of `found` (blocks of one segment, in order) to the end of the last.
+fn span_of(found: &[FoundBlock]) -> u64 {
+    match (found.first(), found.last()) {
+        (Some(first), Some(last)) => last.offset + last.padded - first.offset,
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

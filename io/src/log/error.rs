@@ -62,14 +62,6 @@ pub enum OpenLogError {
         source: std::io::Error,
     },
     #[error(
-        "segment {segment_id} holds valid blocks but lies after the end of the log (expected block \
-         {expected_block_seq} next); earlier data is corrupt and an operator must decide"
-    )]
-    DataAfterLogEnd {
-        segment_id: u64,
-        expected_block_seq: u64,
-    },
-    #[error(
         "segment {} is corrupt at offset {offset}: {} valid block(s) holding {} record(s) \
          follow {} damaged byte(s), so this is not a torn write; nothing was truncated and an \
          operator must decide",
@@ -151,6 +143,9 @@ pub enum CorruptionEvidence {
     /// A valid block after the hole is older than the last block before it, or its number
     /// does not fit the blocks that could lie in between.
     OutOfSequence { block_offset: u64, block_seq: u64 },
+    /// The hole is in an older segment: segment `segment_id`, started after it, holds valid
+    /// blocks, and a segment is only started once every commit before it is acknowledged.
+    LaterSegment { segment_id: u64 },
 }
 
 /// The precise report of a hole in the middle of the log: damaged bytes followed by valid

@@ -18,7 +18,8 @@
 //! - Beyond the end of the log a segment holds only zeros, or the blocks of the one commit
 //!   that was in flight: recovery zeroes every torn tail it drops.
 //! - Segments after the end of the log are removed if they hold no valid block; if they do,
-//!   earlier data is corrupt and opening fails with [`OpenLogError::DataAfterLogEnd`].
+//!   earlier data is corrupt and opening fails with [`OpenLogError::Corrupt`] (evidence
+//!   `LaterSegment`), until [`RecoveryMode::Repair`] truncates at the hole and removes them.
 //! - Every chunk of a shard starts at the position where the shard's previous chunk ended, and
 //!   arrival times never go backwards; anything else fails with
 //!   [`OpenLogError::PositionMismatch`].
@@ -366,7 +367,7 @@ fn load_indexed(
 /// The bytes of a segment file that recovery scans: its size rounded down to whole 4 KiB
 /// pages. Every block is whole pages, so a trailing partial page (a file cut mid-page) holds
 /// no block.
-async fn scanned_size(file: &DmaFile, segment_id: u64) -> Result<u64, OpenLogError> {
+pub(super) async fn scanned_size(file: &DmaFile, segment_id: u64) -> Result<u64, OpenLogError> {
     let size = file
         .file_size()
         .await
@@ -385,10 +386,7 @@ async fn leftover_holds_valid_block(
     config: &LogConfig,
     segment_id: u64,
 ) -> Result<bool, OpenLogError> {
-    let file = match open_segment_file(&config.dir, segment_id, false).await {
-        Ok(file) => file,
-        Err((path, source)) => return Err(OpenLogError::OpenSegment { path, source }),
-    };
+    let file = open_later_segment(config, segment_id).await?;
     let size = scanned_size(&file, segment_id).await?;
     let mut window = None;
     let mut valid = false;
@@ -406,6 +404,16 @@ async fn leftover_holds_valid_block(
     drop(window);
     let _ = file.close().await;
     Ok(valid)
+}
+
+/// Opens a segment found after the end of the log, read only.
+pub(super) async fn open_later_segment(
+    config: &LogConfig,
+    segment_id: u64,
+) -> Result<DmaFile, OpenLogError> {
+    open_segment_file(&config.dir, segment_id, false)
+        .await
+        .map_err(|(path, source)| OpenLogError::OpenSegment { path, source })
 }
 
 /// Overwrites `from..to` of a segment with zeros and syncs it, so that no block of a dropped
@@ -690,16 +698,23 @@ pub(super) async fn recover(
 
     // A later segment with a valid block means the chain broke before acknowledged data. This
     // is checked before anything is changed on disk.
+    let mut later = Vec::new();
     for &segment_id in &report.leftover_segments {
         if leftover_holds_valid_block(&state.config, segment_id).await? {
-            return Err(OpenLogError::DataAfterLogEnd {
-                segment_id,
-                expected_block_seq: cursor.expected_block_seq,
-            });
+            later.push(segment_id);
         }
     }
-
-    let tail = damage::examine_tail(&state, &cursor, mode).await?;
+    let tail = if later.is_empty() {
+        damage::examine_tail(&state, &cursor, mode).await?
+    } else {
+        let (truncation, drop_to) =
+            damage::examine_later_segments(&state, &cursor, &later, mode).await?;
+        damage::TailVerdict {
+            torn_tail: None,
+            truncated: Some(truncation),
+            drop_to,
+        }
+    };
     report.torn_tail = tail.torn_tail;
     report.truncated = tail.truncated;
     if mode != RecoveryMode::Verify {
@@ -717,14 +732,36 @@ pub(super) async fn recover(
                 "Dropped a torn tail at the end of the log; it was never acknowledged."
             );
         }
+        if report.truncated.is_some() {
+            // The truncated segment is the active one again; an index written when it was
+            // sealed describes blocks that are gone, and must not be loaded when it is sealed
+            // anew with the same number of blocks.
+            segment_index::remove(&state.config.dir, state.active_segment_id);
+        }
         for &leftover in &report.leftover_segments {
+            segment_index::remove(&state.config.dir, leftover);
             let path = segment_path(&state.config.dir, leftover);
             std::fs::remove_file(&path)
                 .map_err(|source| OpenLogError::RemoveSegment { path, source })?;
-            tracing::warn!(
-                segment_id = leftover,
-                "Removed a segment after the end of the log that holds no valid block."
-            );
+            if later.contains(&leftover) {
+                tracing::warn!(
+                    segment_id = leftover,
+                    "Removed a segment after the corruption, as the operator asked."
+                );
+            } else {
+                tracing::warn!(
+                    segment_id = leftover,
+                    "Removed a segment after the end of the log that holds no valid block."
+                );
+            }
+        }
+        if !report.leftover_segments.is_empty() || report.truncated.is_some() {
+            // Removed for good before the log writes again: a later segment that came back
+            // after a power cut would stand after the end of the log once more, and a stale
+            // index could be loaded.
+            sync_dir(&state.config.dir)
+                .await
+                .map_err(dir_error_owned(&state.config.dir))?;
         }
     }
 
@@ -767,6 +804,7 @@ fn dir_error_owned(dir: &Path) -> impl Fn(std::io::Error) -> OpenLogError + '_ {
 
 #[cfg(test)]
 mod tests {
+    use super::super::error::CorruptionEvidence;
     use super::super::test_support::*;
     use super::super::{CheckMode, Durability, Log, check};
     use super::*;
@@ -912,17 +950,48 @@ mod tests {
             let read = log.read(&s, 0, 10, 1 << 20).await;
             assert!(read.is_err(), "the damaged block is not served");
             drop(log);
-            // Verification scans every block and finds it.
+            // Verification scans every block and finds it, with what lies after the hole:
+            // the rest of its segment and every later one.
             let checked = check(
                 config(&path, 16 << 10, Durability::Write),
                 CheckMode::Verify,
             )
             .await
             .expect_err("verification finds the damage");
-            assert!(
-                matches!(checked, OpenLogError::DataAfterLogEnd { .. }),
-                "{checked}"
+            let OpenLogError::Corrupt {
+                segment_id,
+                offset,
+                report,
+                ..
+            } = checked
+            else {
+                panic!("expected a corruption report, got {checked}");
+            };
+            let first = segment_ids(&path).expect("segments")[0];
+            assert_eq!(
+                (segment_id, offset),
+                (first, 0),
+                "the hole is the first block"
             );
+            assert_eq!(
+                report.evidence,
+                CorruptionEvidence::LaterSegment {
+                    segment_id: segment_ids(&path).expect("segments")[1]
+                }
+            );
+            assert_eq!(report.shards.len(), 1);
+            let damage = &report.shards[0];
+            assert_eq!(
+                (damage.missing.starting, damage.missing.ending),
+                (0, 2),
+                "the damaged block held the first append"
+            );
+            assert_eq!(
+                (damage.after_hole.starting, damage.after_hole.ending),
+                (2, 24),
+                "every later append lies after the hole"
+            );
+            assert_eq!(report.records_after_hole, 22);
 
             // Without the indexes the scan finds the hole and refuses to open.
             for index in &indexes {
@@ -931,10 +1000,36 @@ mod tests {
             let error = Log::open(config(&path, 16 << 10, Durability::Write))
                 .await
                 .expect_err("refuses");
-            assert!(
-                matches!(error, OpenLogError::DataAfterLogEnd { .. }),
-                "{error}"
+            assert!(matches!(error, OpenLogError::Corrupt { .. }), "{error}");
+            assert_eq!(
+                segment_files(&path).len(),
+                files.len(),
+                "nothing was removed"
             );
+
+            // The operator repairs: the log is cut at the hole, the later segments go, and
+            // the log opens and takes writes again from the first lost position.
+            let repaired = check(
+                config(&path, 16 << 10, Durability::Write),
+                CheckMode::Repair,
+            )
+            .await
+            .expect("repair truncates");
+            let truncated = repaired.truncated.expect("a truncation is reported");
+            assert_eq!((truncated.segment_id, truncated.offset), (first, 0));
+            assert_eq!(truncated.corruption, *report);
+            assert_eq!(
+                segment_files(&path).len(),
+                1,
+                "the later segments are removed"
+            );
+            let log = Log::open(config(&path, 16 << 10, Durability::Write))
+                .await
+                .expect("opens after the repair");
+            assert_eq!(log.tip(&s).next_position, 0);
+            let appended = log.append(&s, records(1, 10, 99)).await.expect("append");
+            assert_eq!(appended.first_position, 0);
+            assert_eq!(read_all(&log, &s, 0).await, expected(&[records(1, 10, 99)]));
         });
     }
 }
