@@ -63,6 +63,10 @@ pub fn consumer_name(application: &str, input_id: &str) -> String {
 /// Runs the supervisor forever on the current (tokio current-thread) service core.
 pub async fn supervise<R: RecordLog + CheckpointLog>(service: AnalyticsService<R>, storage: R) {
     service.attach_storage(storage.clone());
+    let _ = service
+        .shared
+        .service_core
+        .set(tokio::runtime::Handle::current());
     let mut tasks: HashMap<String, Rc<Cell<bool>>> = HashMap::new();
     loop {
         tasks.retain(|_, done| !done.get());

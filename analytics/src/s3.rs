@@ -82,4 +82,38 @@ impl S3Objects {
         }
         Ok(data)
     }
+
+    /// The first `bytes_max` bytes of `bucket`/`key` (all of it if shorter), by a ranged GET.
+    pub async fn get_prefix(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes_max: u64,
+    ) -> Result<Vec<u8>, LoadReferenceError> {
+        let read_error = |message: String| LoadReferenceError::Read {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let reply = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", bytes_max.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(|e| read_error(DisplayErrorContext(e).to_string()))?;
+        let mut data = Vec::new();
+        let mut body = reply.body;
+        // A server that ignores the range sends the whole object: stop reading at the bound.
+        while data.len() < bytes_max as usize
+            && let Some(chunk) = body.next().await
+        {
+            let chunk = chunk.map_err(|e| read_error(DisplayErrorContext(e).to_string()))?;
+            data.extend_from_slice(&chunk);
+        }
+        data.truncate(bytes_max as usize);
+        Ok(data)
+    }
 }

@@ -275,3 +275,57 @@ def test_a_reference_object_that_cannot_be_loaded_returns_the_application_to_rea
     kda.update_application(ApplicationName=app, CurrentApplicationVersionId=2,
                            ApplicationUpdate={"ApplicationCodeUpdate": JOIN_PROGRAM})
     start(kda, app, status="READY")
+
+
+def test_discover_input_schema_reads_the_first_lines_of_an_s3_object(env):
+    """DiscoverInputSchema with S3Configuration (what the console uses for reference data):
+    the object's lines are sampled, and the schema matches what the same records give from a
+    stream. A missing object or a bad bucket ARN is a clear error, not a hang."""
+    s3, kda = env["s3"], env["kda"]
+    s3.put_object(Bucket=BUCKET, Key="discover/companies.csv", Body=csv_object(COMPANIES))
+    lines = [json.dumps({"ticker": t, "company": c, "min_qty": q}) for t, c, q in COMPANIES]
+    s3.put_object(Bucket=BUCKET, Key="discover/companies.json", Body=("\n".join(lines) + "\n").encode())
+    bucket_arn = f"arn:aws:s3:::{BUCKET}"
+
+    reply = kda.discover_input_schema(S3Configuration={
+        "RoleARN": ROLE, "BucketARN": bucket_arn, "FileKey": "discover/companies.csv"})
+    schema = reply["InputSchema"]
+    assert schema["RecordFormat"]["RecordFormatType"] == "CSV"
+    assert [(c["Name"], c["SqlType"]) for c in schema["RecordColumns"]] == [
+        ("COL_1", "VARCHAR(4)"), ("COL_2", "VARCHAR(16)"), ("COL_3", "INTEGER")]
+    assert reply["ParsedInputRecords"] == [[t, c, str(q)] for t, c, q in COMPANIES]
+    assert reply["RawInputRecords"] == [f"{t},{c},{q}" for t, c, q in COMPANIES]
+
+    reply = kda.discover_input_schema(S3Configuration={
+        "RoleARN": ROLE, "BucketARN": bucket_arn, "FileKey": "discover/companies.json"})
+    schema = reply["InputSchema"]
+    assert schema["RecordFormat"]["RecordFormatType"] == "JSON"
+    assert [(c["Name"], c["Mapping"], c["SqlType"]) for c in schema["RecordColumns"]] == [
+        ("ticker", "$.ticker", "VARCHAR(4)"), ("company", "$.company", "VARCHAR(16)"),
+        ("min_qty", "$.min_qty", "INTEGER")]
+    assert reply["RawInputRecords"] == lines
+
+    # The discovered schema is one an application accepts as its reference data schema.
+    app = unique("kda-discovered")
+    kda.create_application(ApplicationName=app)
+    kda.add_application_reference_data_source(
+        ApplicationName=app, CurrentApplicationVersionId=1,
+        ReferenceDataSource={
+            "TableName": "companies",
+            "S3ReferenceDataSource": {"BucketARN": bucket_arn, "FileKey": "discover/companies.json",
+                                      "ReferenceRoleARN": ROLE},
+            "ReferenceSchema": schema})
+    described = kda.describe_application(ApplicationName=app)["ApplicationDetail"]
+    assert described["ReferenceDataSourceDescriptions"][0]["ReferenceSchema"]["RecordColumns"] == schema["RecordColumns"]
+
+    missing = error_of(lambda: kda.discover_input_schema(S3Configuration={
+        "RoleARN": ROLE, "BucketARN": bucket_arn, "FileKey": "discover/nothing-here.csv"}))
+    assert missing["Code"] == "InvalidArgumentException"
+    assert "nothing-here.csv" in missing["Message"]
+    bad_arn = error_of(lambda: kda.discover_input_schema(S3Configuration={
+        "RoleARN": ROLE, "BucketARN": "not-an-arn", "FileKey": "discover/companies.csv"}))
+    assert bad_arn["Code"] == "InvalidArgumentException"
+    s3.put_object(Bucket=BUCKET, Key="discover/empty.csv", Body=b"\n\n")
+    empty = error_of(lambda: kda.discover_input_schema(S3Configuration={
+        "RoleARN": ROLE, "BucketARN": bucket_arn, "FileKey": "discover/empty.csv"}))
+    assert empty["Code"] == "UnableToDetectSchemaException"

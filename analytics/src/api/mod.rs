@@ -75,6 +75,9 @@ pub(crate) struct Shared<R> {
     pub(crate) reference_bytes_max: AtomicU64,
     /// The S3 client reference data is read with, built on first use on the service core.
     pub(crate) s3: tokio::sync::OnceCell<crate::s3::S3Objects>,
+    /// The service core's tokio runtime, once the runner is up: API calls that need the S3
+    /// client (DiscoverInputSchema from an object) run there, not on the HTTP core.
+    pub(crate) service_core: OnceLock<tokio::runtime::Handle>,
 }
 
 /// The analytics service: API handler and runner share it. Cloning shares the state.
@@ -109,6 +112,7 @@ impl<R: RecordLog + sluice_core::storage::CheckpointLog> AnalyticsService<R> {
                 account_id,
                 reference_bytes_max: AtomicU64::new(crate::reference::REFERENCE_BYTES_MAX_DEFAULT),
                 s3: tokio::sync::OnceCell::new(),
+                service_core: OnceLock::new(),
             }),
         }
     }
