@@ -904,7 +904,7 @@ fn compile_join(
     let (constraint, left_outer) = join_operator(
         join,
         at,
-        "only JOIN and LEFT JOIN are supported between streams",
+        "only JOIN, LEFT JOIN and CROSS JOIN are supported between streams (not RIGHT or FULL OUTER JOIN)",
     )?;
     if left == right {
         return Err(CodeError::at(at, "a stream cannot be joined with itself"));
@@ -998,7 +998,7 @@ fn compile_reference_join(
     let (constraint, left_outer) = join_operator(
         join,
         at,
-        "only JOIN and LEFT JOIN of a stream with a reference table are supported",
+        "only JOIN, LEFT JOIN and CROSS JOIN of a stream with a reference table are supported (not RIGHT or FULL OUTER JOIN)",
     )?;
     let scope = Scope {
         stream: &left,
@@ -1436,16 +1436,19 @@ fn join_left_stream(
     Ok((stream, alias.as_ref().map(|a| ident_name(&a.name))))
 }
 
-/// A join's ON constraint and whether it is a LEFT JOIN; any other kind of join is `unsupported`.
+/// A join's ON constraint and whether it is a LEFT JOIN; a CROSS JOIN is a JOIN without ON.
+/// Any other kind of join is `unsupported`.
 fn join_operator<'j>(
     join: &'j sqlparser::ast::Join,
     at: Position,
     unsupported: &str,
 ) -> Result<(&'j sqlparser::ast::JoinConstraint, bool), CodeError> {
-    use sqlparser::ast::JoinOperator;
+    use sqlparser::ast::{JoinConstraint, JoinOperator};
     match &join.join_operator {
         JoinOperator::Join(c) | JoinOperator::Inner(c) => Ok((c, false)),
         JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => Ok((c, true)),
+        JoinOperator::CrossJoin(c @ JoinConstraint::None) => Ok((c, false)),
+        JoinOperator::CrossJoin(_) => Err(CodeError::at(at, "a CROSS JOIN takes no ON condition")),
         _ => Err(CodeError::at(at, unsupported)),
     }
 }

@@ -610,7 +610,16 @@ fn stream_joins_the_planner_cannot_run_are_rejected() {
         ),
         (
             r#"FROM "BIG" AS b RIGHT JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym""#,
-            "only JOIN and LEFT JOIN are supported between streams",
+            "only JOIN, LEFT JOIN and CROSS JOIN are supported between streams",
+        ),
+        (
+            r#"FROM "BIG" AS b FULL OUTER JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym""#,
+            "not RIGHT or FULL OUTER JOIN",
+        ),
+        (
+            r#"FROM "BIG" AS b CROSS JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym""#,
+            // The parser itself refuses ON after CROSS JOIN.
+            "found: ON",
         ),
         (
             r#"FROM "BIG" AS b JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym" GROUP BY b."sym""#,
@@ -654,6 +663,13 @@ fn a_rows_window_join_sees_the_last_n_right_rows() {
             r#"{"sym":"AMZN","left_px":90.0,"right_px":150.0}"#,
             r#"{"sym":"AMZN","left_px":90.0,"right_px":300.0}"#,
         ]
+    );
+    // KDA's CROSS JOIN is the same Cartesian product of each left row with the frame.
+    let cross = sql.replace(r#"AS s JOIN "BIG""#, r#"AS s CROSS JOIN "BIG""#);
+    assert_ne!(cross, sql);
+    assert_eq!(
+        run_on(&cross, &["OUT"], 1_000, &records()).expect("runs"),
+        lines
     );
 }
 
@@ -1081,6 +1097,27 @@ fn run_with_companies(sql: &str, object: &[u8], outputs: &[&str]) -> Result<Vec<
 }
 
 #[test]
+fn a_cross_join_with_a_reference_table_pairs_every_row_with_every_table_row() {
+    let sql = format!(
+        r#"{ENRICHED}
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+          SELECT STREAM s."sym", c."company", s."qty"
+          FROM "SRC_001" AS s CROSS JOIN "companies" AS c;"#
+    );
+    let lines = run_with_companies(&sql, COMPANIES, &["OUT"]).expect("runs");
+    // Six stream rows, three table rows, in stream order and then table order.
+    assert_eq!(lines.len(), 18, "{lines:?}");
+    assert_eq!(
+        &lines[..3],
+        &[
+            r#"{"sym":"AMZN","company":"Amazon","qty":100}"#,
+            r#"{"sym":"AMZN","company":"IBM Corp","qty":100}"#,
+            r#"{"sym":"AMZN","company":"Oracle","qty":100}"#,
+        ]
+    );
+}
+
+#[test]
 fn a_left_join_with_a_reference_table_enriches_every_row_and_keeps_misses_with_nulls() {
     let sql = format!(
         r#"{ENRICHED}
@@ -1242,7 +1279,7 @@ fn reference_joins_the_planner_cannot_run_are_rejected() {
         ),
         (
             r#"SELECT STREAM s."sym" FROM "SRC_001" AS s RIGHT JOIN "companies" AS c ON s."sym" = c."ticker""#,
-            "only JOIN and LEFT JOIN",
+            "only JOIN, LEFT JOIN and CROSS JOIN",
         ),
         (
             r#"SELECT STREAM s."sym" FROM "NOPE" AS s JOIN "companies" AS c ON s."sym" = c."ticker""#,
