@@ -370,15 +370,44 @@ impl Pipeline {
             }
         }
         self.run_deferred(now_ms, out);
+        self.settle_joins(Some(now_ms), now_ms, out);
         self.flush_errors(out);
     }
 
     /// Runs the joins' deferred left batches (and what their output feeds) until none is left.
     fn run_deferred(&mut self, now_ms: i64, out: &mut Emissions) {
         self.run_joins(now_ms, out);
-        for pump in &mut self.pumps {
-            if let Some(join) = &mut pump.join {
-                join.settle();
+        self.settle_joins(None, now_ms, out);
+    }
+
+    /// Drops the right rows of every join that no later left row can join (after an input
+    /// batch, or with `clock` once time has passed to it), routing what a RIGHT JOIN keeps of
+    /// them.
+    fn settle_joins(&mut self, clock: Option<i64>, now_ms: i64, out: &mut Emissions) {
+        for index in 0..self.pumps.len() {
+            let target = self.pumps[index].plan.target.clone();
+            let shape = self.shapes[&target].clone();
+            let columns = self.pumps[index].plan.target_columns.clone();
+            let Some(join) = self.pumps[index].join.as_mut() else {
+                continue;
+            };
+            let settled = match clock {
+                None => join.settle(&shape, &columns),
+                Some(time) => join.advance(time, &shape, &columns),
+            };
+            match settled {
+                Ok(Some(expired)) => {
+                    self.route(&target, expired, now_ms, out);
+                    // What the expired rows fed may be joins' left batches in turn.
+                    self.run_joins(now_ms, out);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // The rows came from the join's state, not from this input batch: the
+                    // error row says what failed, with no data of its own.
+                    let message = format!("the rows a RIGHT JOIN kept without a partner: {e}");
+                    self.sql_error(index, message, b"", now_ms, now_ms);
+                }
             }
         }
     }

@@ -210,7 +210,11 @@ pub struct JoinPlan {
     pub frame: Frame,
     pub on: Option<CExpr>,
     pub filter: Option<CExpr>,
+    /// LEFT or FULL OUTER JOIN: a left row with no partner is kept, the right side NULL.
     pub left_outer: bool,
+    /// RIGHT or FULL OUTER JOIN: a right row that leaves the window without a partner is kept,
+    /// the left side NULL.
+    pub right_outer: bool,
     pub projections: Vec<CExpr>,
 }
 
@@ -901,10 +905,10 @@ fn compile_join(
         )
     })?;
     let frame = frame_of(frame, at)?;
-    let (constraint, left_outer) = join_operator(
+    let (constraint, left_outer, right_outer) = join_operator(
         join,
         at,
-        "only JOIN, LEFT JOIN and CROSS JOIN are supported between streams (not RIGHT or FULL OUTER JOIN)",
+        "only INNER, LEFT, RIGHT, FULL OUTER and CROSS JOIN are supported between streams",
     )?;
     if left == right {
         return Err(CodeError::at(at, "a stream cannot be joined with itself"));
@@ -965,6 +969,7 @@ fn compile_join(
             on,
             filter,
             left_outer,
+            right_outer,
             projections,
         }),
         target_columns,
@@ -995,11 +1000,19 @@ fn compile_reference_join(
         TableFactor::Table { alias, .. } => alias.as_ref().map(|a| ident_name(&a.name)),
         _ => None,
     };
-    let (constraint, left_outer) = join_operator(
+    let (constraint, left_outer, right_outer) = join_operator(
         join,
         at,
-        "only JOIN, LEFT JOIN and CROSS JOIN of a stream with a reference table are supported (not RIGHT or FULL OUTER JOIN)",
+        "only INNER, LEFT and CROSS JOIN of a stream with a reference table are supported",
     )?;
+    if right_outer {
+        // A table row without a partner has no moment at which it is known to stay without
+        // one: the stream never ends.
+        return Err(CodeError::at(
+            at,
+            "only INNER, LEFT and CROSS JOIN of a stream with a reference table are supported (not RIGHT or FULL OUTER JOIN)",
+        ));
+    }
     let scope = Scope {
         stream: &left,
         alias: left_alias,
@@ -1436,18 +1449,20 @@ fn join_left_stream(
     Ok((stream, alias.as_ref().map(|a| ident_name(&a.name))))
 }
 
-/// A join's ON constraint and whether it is a LEFT JOIN; a CROSS JOIN is a JOIN without ON.
-/// Any other kind of join is `unsupported`.
+/// A join's ON constraint and which sides it keeps without a partner (left, right); a CROSS
+/// JOIN is a JOIN without ON. Any other kind of join is `unsupported`.
 fn join_operator<'j>(
     join: &'j sqlparser::ast::Join,
     at: Position,
     unsupported: &str,
-) -> Result<(&'j sqlparser::ast::JoinConstraint, bool), CodeError> {
+) -> Result<(&'j sqlparser::ast::JoinConstraint, bool, bool), CodeError> {
     use sqlparser::ast::{JoinConstraint, JoinOperator};
     match &join.join_operator {
-        JoinOperator::Join(c) | JoinOperator::Inner(c) => Ok((c, false)),
-        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => Ok((c, true)),
-        JoinOperator::CrossJoin(c @ JoinConstraint::None) => Ok((c, false)),
+        JoinOperator::Join(c) | JoinOperator::Inner(c) => Ok((c, false, false)),
+        JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => Ok((c, true, false)),
+        JoinOperator::Right(c) | JoinOperator::RightOuter(c) => Ok((c, false, true)),
+        JoinOperator::FullOuter(c) => Ok((c, true, true)),
+        JoinOperator::CrossJoin(c @ JoinConstraint::None) => Ok((c, false, false)),
         JoinOperator::CrossJoin(_) => Err(CodeError::at(at, "a CROSS JOIN takes no ON condition")),
         _ => Err(CodeError::at(at, unsupported)),
     }

@@ -598,6 +598,53 @@ fn a_stream_join_pairs_each_left_row_with_right_rows_in_its_range_window() {
 }
 
 #[test]
+fn right_and_full_outer_stream_joins_keep_rows_that_leave_the_window_unmatched() {
+    let right = format!(
+        r#"{SPLIT}
+        CREATE OR REPLACE PUMP "J" AS INSERT INTO "OUT"
+          SELECT STREAM s."sym", b."px", s."px"
+          FROM "BIG" AS b RIGHT JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s
+          ON b."sym" = s."sym";"#
+    );
+    // IBM@1 s meets IBM@3 s. MSFT@4 s and AMZN@5 s find no BIG row within 2 s after them and
+    // come out, left side NULL, once their window has passed (here: the end of the input).
+    let lines = run_on(&right, &["OUT"], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"IBM","left_px":300.0,"right_px":10.5}"#,
+            r#"{"sym":"MSFT","left_px":null,"right_px":1.0}"#,
+            r#"{"sym":"AMZN","left_px":null,"right_px":90.0}"#,
+        ]
+    );
+
+    // FULL keeps the unmatched rows of both sides: AMZN@0 s and AMZN@2 s of BIG too.
+    let full = right.replace("RIGHT JOIN", "FULL OUTER JOIN").replace(
+        r#"SELECT STREAM s."sym""#,
+        r#"SELECT STREAM COALESCE(b."sym", s."sym")"#,
+    );
+    let lines = run_on(&full, &["OUT"], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"sym":"AMZN","left_px":200.0,"right_px":null}"#,
+            r#"{"sym":"AMZN","left_px":150.0,"right_px":null}"#,
+            r#"{"sym":"IBM","left_px":300.0,"right_px":10.5}"#,
+            r#"{"sym":"MSFT","left_px":null,"right_px":1.0}"#,
+            r#"{"sym":"AMZN","left_px":null,"right_px":90.0}"#,
+        ]
+    );
+
+    // A matched right row is never repeated: an inner join gives exactly the pair.
+    let inner = right.replace("RIGHT JOIN", "JOIN");
+    let lines = run_on(&inner, &["OUT"], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![r#"{"sym":"IBM","left_px":300.0,"right_px":10.5}"#]
+    );
+}
+
+#[test]
 fn stream_joins_the_planner_cannot_run_are_rejected() {
     let cases = [
         (
@@ -609,12 +656,8 @@ fn stream_joins_the_planner_cannot_run_are_rejected() {
             "ON needs a boolean condition",
         ),
         (
-            r#"FROM "BIG" AS b RIGHT JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym""#,
-            "only JOIN, LEFT JOIN and CROSS JOIN are supported between streams",
-        ),
-        (
-            r#"FROM "BIG" AS b FULL OUTER JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym""#,
-            "not RIGHT or FULL OUTER JOIN",
+            r#"FROM "BIG" AS b LEFT SEMI JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym""#,
+            "only INNER, LEFT, RIGHT, FULL OUTER and CROSS JOIN are supported between streams",
         ),
         (
             r#"FROM "BIG" AS b CROSS JOIN "SMALL" OVER (RANGE INTERVAL '2' SECOND PRECEDING) AS s ON b."sym" = s."sym""#,
@@ -1279,7 +1322,7 @@ fn reference_joins_the_planner_cannot_run_are_rejected() {
         ),
         (
             r#"SELECT STREAM s."sym" FROM "SRC_001" AS s RIGHT JOIN "companies" AS c ON s."sym" = c."ticker""#,
-            "only JOIN, LEFT JOIN and CROSS JOIN",
+            "not RIGHT or FULL OUTER JOIN",
         ),
         (
             r#"SELECT STREAM s."sym" FROM "NOPE" AS s JOIN "companies" AS c ON s."sym" = c."ticker""#,
