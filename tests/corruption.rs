@@ -57,6 +57,31 @@ fn segment_and_blocks(data_dir: &Path) -> (PathBuf, Vec<usize>) {
     (segment, blocks)
 }
 
+/// Puts one PutRecords of `count` records of about `bytes` bytes each into `STREAM`, all under
+/// one partition key, and appends their data to `written`.
+async fn put_batch(
+    client: &aws_sdk_kinesis::Client,
+    batch: usize,
+    count: usize,
+    bytes: usize,
+    written: &mut Vec<Vec<u8>>,
+) {
+    let mut request = client.put_records().stream_name(STREAM);
+    for i in 0..count {
+        let data = format!("batch-{batch}-{i}:{}", "x".repeat(bytes)).into_bytes();
+        written.push(data.clone());
+        request = request.records(
+            PutRecordsRequestEntry::builder()
+                .partition_key("k")
+                .data(Blob::new(data))
+                .build()
+                .expect("data and key set"),
+        );
+    }
+    let output = request.send().await.expect("PutRecords succeeds");
+    assert_eq!(output.failed_record_count(), Some(0));
+}
+
 /// Writes `BATCHES` PutRecords, each its own commit with its own commit time, and stops the
 /// server. Returns the server (for its data dir) and every record's data in order.
 async fn write_batches() -> (Server, Vec<Vec<u8>>) {
@@ -67,20 +92,7 @@ async fn write_batches() -> (Server, Vec<Vec<u8>>) {
     create_active_stream(&client, STREAM, 1).await;
     let mut written = Vec::new();
     for batch in 0..BATCHES {
-        let mut request = client.put_records().stream_name(STREAM);
-        for i in 0..5 {
-            let data = format!("batch-{batch}-{i}:{}", "x".repeat(300)).into_bytes();
-            written.push(data.clone());
-            request = request.records(
-                PutRecordsRequestEntry::builder()
-                    .partition_key("k")
-                    .data(Blob::new(data))
-                    .build()
-                    .expect("data and key set"),
-            );
-        }
-        let output = request.send().await.expect("PutRecords succeeds");
-        assert_eq!(output.failed_record_count(), Some(0));
+        put_batch(&client, batch, 5, 300, &mut written).await;
         // Commits a few milliseconds apart carry different commit times.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -253,20 +265,7 @@ async fn damage_in_an_older_segment_is_located_and_repair_drops_the_segments_aft
     let mut written = Vec::new();
     // 12 commits of 6 records of ~3 KB: about 20 KiB each, so three per 64 KiB segment.
     for batch in 0..12 {
-        let mut request = client.put_records().stream_name(STREAM);
-        for i in 0..6 {
-            let data = format!("batch-{batch}-{i}:{}", "y".repeat(3000)).into_bytes();
-            written.push(data.clone());
-            request = request.records(
-                PutRecordsRequestEntry::builder()
-                    .partition_key("k")
-                    .data(Blob::new(data))
-                    .build()
-                    .expect("data and key set"),
-            );
-        }
-        let output = request.send().await.expect("PutRecords succeeds");
-        assert_eq!(output.failed_record_count(), Some(0));
+        put_batch(&client, batch, 6, 3000, &mut written).await;
     }
     let data_dir = server.data_dir().to_owned();
     let log_dir = data_dir.join("log").join("0");

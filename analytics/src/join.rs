@@ -172,14 +172,7 @@ impl JoinState {
             return Ok(None);
         }
         let combined = batch_from_rows(&self.combined, &unmatched);
-        joined_output(
-            combined,
-            self.plan.filter.as_ref(),
-            &self.plan.projections,
-            target,
-            target_columns,
-        )
-        .map(Some)
+        self.output(combined, target, target_columns).map(Some)
     }
 
     /// Joins left rows with the frame; the batch has the target stream's shape. Under a RIGHT
@@ -274,6 +267,16 @@ impl JoinState {
                 )?;
             }
         }
+        self.output(combined, target, target_columns)
+    }
+
+    /// Joined rows through the query's WHERE and select list, into the target stream.
+    fn output(
+        &self,
+        combined: RecordBatch,
+        target: &StreamShape,
+        target_columns: &[usize],
+    ) -> Result<RecordBatch, ArrowError> {
         joined_output(
             combined,
             self.plan.filter.as_ref(),

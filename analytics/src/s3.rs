@@ -44,11 +44,7 @@ impl S3Objects {
         key: &str,
         bytes_max: u64,
     ) -> Result<Vec<u8>, LoadReferenceError> {
-        let read_error = |message: String| LoadReferenceError::Read {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
+        let read_error = read_error(bucket, key);
         let too_large = |bytes: u64| LoadReferenceError::TooLarge {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
@@ -90,11 +86,7 @@ impl S3Objects {
         key: &str,
         bytes_max: u64,
     ) -> Result<Vec<u8>, LoadReferenceError> {
-        let read_error = |message: String| LoadReferenceError::Read {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            message,
-        };
+        let read_error = read_error(bucket, key);
         let reply = self
             .client
             .get_object()
@@ -115,5 +107,14 @@ impl S3Objects {
         }
         data.truncate(bytes_max as usize);
         Ok(data)
+    }
+}
+
+/// The error of a failed read of `bucket`/`key`, from the client's message.
+fn read_error<'a>(bucket: &'a str, key: &'a str) -> impl Fn(String) -> LoadReferenceError + 'a {
+    move |message| LoadReferenceError::Read {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        message,
     }
 }

@@ -330,28 +330,7 @@ pub(super) async fn examine_tail(
         Some(evidence) => {
             let corruption =
                 corruption_report(state, &scan, hole, cursor.expected_block_seq, evidence);
-            let path = segment_path(&state.config.dir, segment_id);
-            if mode != RecoveryMode::Repair {
-                return Err(OpenLogError::Corrupt {
-                    segment_id,
-                    path,
-                    offset: hole,
-                    report: Box::new(corruption),
-                });
-            }
-            tracing::error!(
-                segment_id,
-                segment_offset = hole,
-                blocks_dropped = corruption.blocks_after_hole,
-                records_dropped = corruption.records_after_hole,
-                "Truncated the log at a corruption, as the operator asked; every record after it is dropped."
-            );
-            verdict.truncated = Some(Truncation {
-                segment_id,
-                path,
-                offset: hole,
-                corruption,
-            });
+            verdict.truncated = Some(refuse_or_truncate(state, corruption, mode)?);
         }
     }
     Ok(verdict)
@@ -412,6 +391,19 @@ pub(super) async fn examine_later_segments(
     let mut corruption = corruption_report(state, &scan, hole, cursor.expected_block_seq, evidence);
     corruption.hole_bytes = hole_bytes.expect("a later segment or this one has a valid block");
     corruption.bytes_after_hole = bytes_after_hole;
+    Ok((refuse_or_truncate(state, corruption, mode)?, drop_to))
+}
+
+/// A corruption at the end of the chain (`state.write_offset` of the active segment):
+/// [`OpenLogError::Corrupt`], or with [`RecoveryMode::Repair`] the [`Truncation`] that drops
+/// everything it lists.
+fn refuse_or_truncate(
+    state: &State,
+    corruption: Corruption,
+    mode: RecoveryMode,
+) -> Result<Truncation, OpenLogError> {
+    let segment_id = state.active_segment_id;
+    let hole = state.write_offset;
     let path = segment_path(&state.config.dir, segment_id);
     if mode != RecoveryMode::Repair {
         return Err(OpenLogError::Corrupt {
@@ -424,20 +416,17 @@ pub(super) async fn examine_later_segments(
     tracing::error!(
         segment_id,
         segment_offset = hole,
-        later_segments = later.len(),
         blocks_dropped = corruption.blocks_after_hole,
         records_dropped = corruption.records_after_hole,
-        "Truncated the log at a corruption in an older segment, as the operator asked; every record after it, later segments included, is dropped."
+        evidence = ?corruption.evidence,
+        "Truncated the log at a corruption, as the operator asked; every record after it (and every later segment) is dropped."
     );
-    Ok((
-        Truncation {
-            segment_id,
-            path,
-            offset: hole,
-            corruption,
-        },
-        drop_to,
-    ))
+    Ok(Truncation {
+        segment_id,
+        path,
+        offset: hole,
+        corruption,
+    })
 }
 
 /// Bytes from the first of `found` (blocks of one segment, in order) to the end of the last.
