@@ -12,8 +12,10 @@
 //! - `remux`: stored MKV fragments turned into fragmented MP4 (HLS, DASH), MPEG-TS (HLS) and MP4
 //!   (GetClip), and the playlists and manifests that list them.
 //! - `images`: GetImages' stills, decoded by ffmpeg.
-//! - `rtsp`: RTSP ingest — Sluice pulls an IP camera and stores its video as fragments, as
-//!   PutMedia would (on a thread of its own running tokio, which retina needs).
+//! - `ingest`: frames from sources that are not KVS producers, cut into fragments and stored as
+//!   PutMedia would store them.
+//! - `rtsp`: RTSP ingest — Sluice pulls an IP camera and stores its video as fragments (on a
+//!   thread of its own running tokio, which retina needs).
 //! - `service`: what the HTTP front end calls: the data plane, HLS and DASH sessions and the
 //!   resources behind their URLs, and the player page.
 //!
@@ -29,6 +31,7 @@ pub mod api;
 pub mod error;
 pub mod fragments;
 pub mod images;
+pub mod ingest;
 pub mod limits;
 pub mod media;
 pub mod mkv;

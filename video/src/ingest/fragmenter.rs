@@ -1,8 +1,9 @@
-//! Cutting a camera's frames into KVS fragments, as the KVS producer SDK does: a fragment starts
+//! Cutting a source's frames into KVS fragments, as the KVS producer SDK does: a fragment starts
 //! at a video keyframe (an IDR picture) and holds every frame, video and audio, that arrives
 //! until the next one.
 //!
-//! Times are session milliseconds (the RTSP presentation time since PLAY); the caller maps them
+//! Times are session milliseconds (presentation times: RTSP's since PLAY, RTMP's FLV timestamp plus
+//! its composition offset); the caller maps them
 //! to producer timestamps. Pure: no clock (the server time of a fragment's start is passed in),
 //! no I/O.
 //!
@@ -11,7 +12,7 @@
 //!   before the session's first keyframe are dropped, as no decoder could start on them.
 //! - A fragment is also cut when its next frame would make it longer than
 //!   [`FragmenterLimits::duration_ms_max`] or larger than [`FragmenterLimits::bytes_max`] — the
-//!   limits PutMedia refuses a fragment over (ErrorId 4002 and 4001). A camera whose keyframe
+//!   limits PutMedia refuses a fragment over (ErrorId 4002 and 4001). A source whose keyframe
 //!   interval is longer than that gets fragments that start on a predicted picture; its GOP must
 //!   be shortened (KVS asks the same of producers).
 //! - Every frame's offset from its fragment's start fits a Matroska block's signed 16 bits:
@@ -19,7 +20,8 @@
 //!   clock that jumped) is dropped.
 
 /// How far before its fragment's start a frame may lie and still be kept: audio captured just
-/// before a keyframe can arrive after it (each RTP stream is its own flow).
+/// before a keyframe can arrive after it (each RTP stream is its own flow; an RTMP publisher
+/// interleaves its tracks by decode time, not presentation time).
 pub const REORDER_MS_MAX: i64 = 1_000;
 
 const _: () = assert!(REORDER_MS_MAX < i16::MAX as i64);
@@ -31,7 +33,7 @@ pub enum TrackKind {
     Audio,
 }
 
-/// One coded frame as the RTSP session delivers it.
+/// One coded frame as a session delivers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
     pub track: TrackKind,
