@@ -173,19 +173,30 @@ impl Fragmenter {
         Pushed::Added
     }
 
-    /// The session ended: the open fragment, if any, ends after its last frame.
+    /// The session ended: the open fragment, if any, ends after its last frame. A video frame
+    /// lasts the fragment's mean frame interval (its pictures' time span over their count less
+    /// one), which holds whatever order B-frames arrive in; a fragment of one picture uses the
+    /// last gap seen between pictures.
     pub fn finish(&mut self) -> Option<Fragment> {
         let open = self.open.take()?;
-        let last_video = open
-            .frames
-            .iter()
-            .filter(|f| f.track == TrackKind::Video)
-            .map(|f| f.time_ms)
-            .max();
+        let video_times = || {
+            open.frames
+                .iter()
+                .filter(|f| f.track == TrackKind::Video)
+                .map(|f| f.time_ms)
+        };
+        let pictures = video_times().count() as i64;
         let last_any = open.frames.iter().map(|f| f.time_ms).max();
-        let end_ms = match (last_video, last_any) {
-            (Some(video), Some(any)) => (video + self.video_gap_ms).max(any),
-            (None, Some(any)) => any,
+        let end_ms = match (video_times().min(), video_times().max(), last_any) {
+            (Some(first), Some(last), Some(any)) => {
+                let interval = if pictures > 1 {
+                    (last - first) / (pictures - 1)
+                } else {
+                    self.video_gap_ms
+                };
+                (last + interval).max(any)
+            }
+            (_, _, Some(any)) => any,
             _ => open.start_ms,
         };
         Some(Self::close(open, end_ms))
@@ -319,6 +330,23 @@ mod tests {
         // The last fragment of a session lasts until its last frame ends.
         assert_eq!(only.duration_ms, 80);
         assert_eq!(fragmenter.finish(), None);
+    }
+
+    #[test]
+    fn the_last_fragment_of_a_session_with_b_frames_lasts_its_pictures() {
+        let mut fragmenter = Fragmenter::new(limits());
+        // Decode order I P B B P B B P: presentation times 0, 120, 40, 80, 240, 160, 200, 280.
+        let frames = [0, 120, 40, 80, 240, 160, 200, 280]
+            .into_iter()
+            .enumerate()
+            .map(|(i, time_ms)| video(time_ms, i == 0))
+            .collect();
+        let (fragments, dropped) = cut(&mut fragmenter, frames);
+        assert_eq!(dropped, 0);
+        let [only] = fragments.as_slice() else {
+            panic!("one fragment")
+        };
+        assert_eq!(only.duration_ms, 320);
     }
 
     #[test]
