@@ -21,7 +21,8 @@
 //! for AAC byte 1 is AACPacketType (0 AudioSpecificConfig, 1 a raw AAC frame), then the bytes.
 //!
 //! Written here rather than taken from a crate: rml_rtmp hands over tag bodies without parsing
-//! them, its sibling FLV crates are unmaintained, and what is read is these few header bytes.
+//! them, and what is read is these few header bytes (an FLV crate would bring a file demuxer
+//! for them).
 
 use crate::ingest::muxer::{AudioTrack, VideoTrack};
 
