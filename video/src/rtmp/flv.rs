@@ -157,6 +157,11 @@ pub fn audio_tag(body: &[u8]) -> Result<AudioTag<'_>, FlvError> {
 pub fn video_track(avcc: &[u8]) -> Result<VideoTrack, FlvError> {
     let (_, width, height) =
         crate::remux::parse_avcc(avcc).map_err(|reason| FlvError::BadAvcConfig { reason })?;
+    if width == 0 || height == 0 {
+        return Err(FlvError::BadAvcConfig {
+            reason: format!("its SPS describes a {width}x{height} picture"),
+        });
+    }
     Ok(VideoTrack {
         avcc: avcc.to_vec(),
         width,
@@ -195,6 +200,10 @@ pub fn audio_track(config: &[u8]) -> Result<AudioTrack, FlvError> {
             .get(index as usize)
             .ok_or_else(|| bad("a reserved sampling frequency index"))?,
     };
+    // The track's MP4 timescale is its sampling frequency: 0 would divide by zero in remux.
+    if sample_rate == 0 {
+        return Err(bad("an explicit sampling frequency of 0 Hz"));
+    }
     let channels = match bits.read(4).ok_or_else(|| bad("too short"))? {
         // 0: defined in-band by a program config element; stereo is what encoders mean by it
         // in practice, and the decoder reads the real layout from the stream.
@@ -339,5 +348,7 @@ mod tests {
         assert!(audio_track(&[0x00, 0x00]).is_err());
         assert!(audio_track(&[0x16, 0x88]).is_err(), "index 13 is reserved");
         assert!(audio_track(&[0x11]).is_err());
+        // An explicit frequency of 0 Hz: 00010 1111 then 24 zero bits, mono.
+        assert!(audio_track(&[0x17, 0x80, 0x00, 0x00, 0x08]).is_err());
     }
 }

@@ -504,7 +504,124 @@ async fn write(socket: &mut TcpStream, bytes: &[u8]) -> Result<(), ConnectionErr
 
 #[cfg(test)]
 mod tests {
+    use rml_rtmp::sessions::{
+        ClientSession, ClientSessionConfig, ClientSessionEvent, ClientSessionResult,
+        PublishRequestType,
+    };
+    use rml_rtmp::time::RtmpTimestamp;
+
     use super::*;
+
+    /// Feeds `bytes` to a server session that accepts every request; answers the bytes it sends
+    /// back and the video tag bodies it raised, or where it failed.
+    fn serve_bytes(
+        server: &mut ServerSession,
+        bytes: &[u8],
+    ) -> Result<(Vec<u8>, Vec<Vec<u8>>), ServerSessionError> {
+        let mut out = Vec::new();
+        let mut videos = Vec::new();
+        let mut pending: VecDeque<ServerSessionResult> = server.handle_input(bytes)?.into();
+        while let Some(result) = pending.pop_front() {
+            match result {
+                ServerSessionResult::OutboundResponse(packet) => out.extend(packet.bytes),
+                ServerSessionResult::RaisedEvent(
+                    ServerSessionEvent::ConnectionRequested { request_id, .. }
+                    | ServerSessionEvent::PublishStreamRequested { request_id, .. },
+                ) => pending.extend(server.accept_request(request_id)?),
+                ServerSessionResult::RaisedEvent(ServerSessionEvent::VideoDataReceived {
+                    data,
+                    ..
+                }) => videos.push(data.to_vec()),
+                _ => {}
+            }
+        }
+        Ok((out, videos))
+    }
+
+    /// What a publisher sends after the handshake, in the pieces it sends them (each after the
+    /// answer to the one before): connect, createStream and publish (rml_rtmp's own client,
+    /// answered by its server session), then `tags` video tags.
+    fn publisher_pieces(tags: u8) -> Vec<Vec<u8>> {
+        let (mut server, initial) =
+            ServerSession::new(ServerSessionConfig::new()).expect("a server session starts");
+        let (mut client, _) =
+            ClientSession::new(ClientSessionConfig::new()).expect("a client session starts");
+        let mut to_client: Vec<u8> = initial
+            .into_iter()
+            .filter_map(|r| match r {
+                ServerSessionResult::OutboundResponse(packet) => Some(packet.bytes),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let outbound = |result: ClientSessionResult| match result {
+            ClientSessionResult::OutboundResponse(packet) => packet.bytes,
+            _ => Vec::new(),
+        };
+        let mut sent = Vec::new();
+        let mut to_server = outbound(
+            client
+                .request_connection("live".to_owned())
+                .expect("connect request"),
+        );
+        while !to_server.is_empty() {
+            sent.push(to_server.clone());
+            let (answer, _) = serve_bytes(&mut server, &to_server).expect("the server takes it");
+            to_server = Vec::new();
+            to_client.extend(answer);
+            for result in client
+                .handle_input(&to_client)
+                .expect("the client takes it")
+            {
+                match result {
+                    ClientSessionResult::RaisedEvent(
+                        ClientSessionEvent::ConnectionRequestAccepted,
+                    ) => {
+                        to_server.extend(outbound(
+                            client
+                                .request_publishing("cam".to_owned(), PublishRequestType::Live)
+                                .expect("publish request"),
+                        ));
+                    }
+                    ClientSessionResult::RaisedEvent(
+                        ClientSessionEvent::PublishRequestAccepted,
+                    ) => {
+                        for tag in 0..tags {
+                            let body = [0x17, 1, 0, 0, 0, 0, 0, 0, 1, tag];
+                            to_server.extend(outbound(
+                                client
+                                    .publish_video_data(
+                                        bytes::Bytes::copy_from_slice(&body),
+                                        RtmpTimestamp::new(u32::from(tag) * 40),
+                                        false,
+                                    )
+                                    .expect("video data"),
+                            ));
+                        }
+                    }
+                    other => to_server.extend(outbound(other)),
+                }
+            }
+            to_client.clear();
+        }
+        sent
+    }
+
+    #[test]
+    fn a_publish_through_rml_rtmp_raises_every_video_tag_sent() {
+        let (mut server, _) = ServerSession::new(ServerSessionConfig::new()).expect("starts");
+        let mut videos = Vec::new();
+        for piece in publisher_pieces(5) {
+            videos.extend(serve_bytes(&mut server, &piece).expect("a valid publish").1);
+        }
+        let tags: Vec<u8> = videos.iter().map(|v| v[9]).collect();
+        assert_eq!(tags, [0, 1, 2, 3, 4]);
+        assert_eq!(
+            flv::video_tag(&videos[0])
+                .map(|tag| matches!(tag, VideoTag::AvcFrame { keyframe: true, .. })),
+            Ok(true)
+        );
+    }
 
     #[test]
     fn message_timestamps_unwrap_across_the_32_bit_boundary_and_small_reorderings() {
