@@ -8,6 +8,8 @@
 //! unknown or not-yet-active stream, or into a stream another publisher is feeding, is refused
 //! (`NetStream.Publish.BadName`), logged and counted.
 //!
+//! - `chunk`: a check of the publisher's chunk stream before rml_rtmp parses it (pure): rml_rtmp
+//!   panics on some malformed input, which would abort a release build.
 //! - `flv`: the FLV tag bodies RTMP carries (pure).
 //! - `server`: the listener and one task per connection: the RTMP handshake and chunk stream
 //!   (rml_rtmp's sans-I/O `ServerSession`), the publish, and its frames into fragments.
@@ -24,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sluice_core::KinesisApi;
 use sluice_core::storage::RecordLog;
 
+pub mod chunk;
 pub mod flv;
 mod server;
 
