@@ -20,6 +20,7 @@ fail, never skip, without it.
 """
 
 import pathlib
+import socket
 import subprocess
 import time
 import uuid
@@ -87,6 +88,9 @@ def pushed(tmp_path_factory):
     setup = Listening(tmp)
     try:
         setup.clip = make_clip(tmp / "encoder.mp4", CLIP_SECONDS)
+        # A port probe (a health check connecting and closing without a byte) is no error:
+        # test_metrics_count_the_publish_and_its_fragments finds none counted.
+        socket.create_connection(("127.0.0.1", setup.port), timeout=5).close()
         publisher = push(setup.clip, setup.url(setup.name), tmp / "ffmpeg-push.log")
         assert publisher.wait(timeout=WAIT_S) == 0, (tmp / "ffmpeg-push.log").read_text(errors="replace")
         setup.pushed = wait_until(
@@ -130,7 +134,8 @@ def test_metrics_count_the_publish_and_its_fragments(pushed):
     assert metric(text, "video_rtmp_sessions_total") == 1
     assert metric(text, "video_rtmp_fragments_total") == CLIP_SECONDS
     assert metric(text, "video_rtmp_fragment_bytes_total") == sum(f["FragmentSizeInBytes"] for f in pushed.pushed)
-    # ffmpeg unpublished cleanly: nothing is counted as an error, nothing is connected.
+    # ffmpeg unpublished cleanly and the probe sent nothing: no error is counted, nothing is
+    # connected.
     assert metric(text, "video_rtmp_connected") == 0
     for error_type in ("stream", "connect", "unsupported", "media", "storage"):
         assert metric(text, "video_rtmp_errors_total", error_type=error_type) == 0, (error_type, text)

@@ -205,7 +205,10 @@ async fn connection<R: RecordLog>(
     peer: SocketAddr,
     publishing: &mut bool,
 ) -> Result<(), ConnectionError> {
-    let mut rtmp = Rtmp::open(socket).await?;
+    let Some(mut rtmp) = Rtmp::open(socket).await? else {
+        // A port probe or health check: connected and closed without a byte.
+        return Ok(());
+    };
     let (stream_key, stream_name, definition, index, claim) = loop {
         match rtmp.next_event().await? {
             None => return Ok(()),
@@ -412,17 +415,23 @@ struct Rtmp {
 }
 
 impl Rtmp {
-    /// Does the handshake on `socket` and starts the session.
-    async fn open(mut socket: TcpStream) -> Result<Self, ConnectionError> {
+    /// Does the handshake on `socket` and starts the session; `None` when the client closed the
+    /// connection without sending a byte.
+    async fn open(mut socket: TcpStream) -> Result<Option<Self>, ConnectionError> {
         let mut buffer = vec![0; READ_BYTES];
         let mut handshake = Handshake::new(PeerType::Server);
+        let mut received = 0;
         let remaining = loop {
             let read = read(&mut socket, &mut buffer).await?;
+            if read == 0 && received == 0 {
+                return Ok(None);
+            }
             if read == 0 {
                 return Err(ConnectionError::Handshake(
                     "the client closed the connection".to_owned(),
                 ));
             }
+            received += read;
             match handshake
                 .process_bytes(&buffer[..read])
                 .map_err(|error| ConnectionError::Handshake(error.to_string()))?
@@ -450,7 +459,7 @@ impl Rtmp {
         rtmp.guard.check(&remaining)?;
         let more = rtmp.session.handle_input(&remaining)?;
         rtmp.pending.extend(more);
-        Ok(rtmp)
+        Ok(Some(rtmp))
     }
 
     /// The next event, after sending every response before it; `None` once the client closed
