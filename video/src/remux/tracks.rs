@@ -239,6 +239,11 @@ pub(crate) fn parse_avcc(bytes: &[u8]) -> Result<(Avcc, u32, u32), String> {
         .sequence_parameter_sets
         .first()
         .ok_or_else(|| "avcC holds no SPS".to_owned())?;
+    // h264-reader's `decode_nal` underflows on a NAL unit under 2 bytes (found by the flv_tags
+    // fuzz target); an SPS holds at least its NAL header, profile, constraints and level.
+    if sps_nal.len() < 4 {
+        return Err(format!("its SPS is {} bytes long", sps_nal.len()));
+    }
     let rbsp = decode_nal(sps_nal).map_err(|error| format!("SPS: {error}"))?;
     let sps = SeqParameterSet::from_bits(BitReader::new(&*rbsp))
         .map_err(|error| format!("SPS: {error:?}"))?;

@@ -308,6 +308,11 @@ mod tests {
             video_track(&[1, 2, 3]),
             Err(FlvError::BadAvcConfig { .. })
         ));
+        // An avcC whose SPS is empty (h264-reader would panic on it).
+        assert!(matches!(
+            video_track(&[1, 1, 1, 0xAA, 0, 1, 0, 0, 0]),
+            Err(FlvError::BadAvcConfig { .. })
+        ));
     }
 
     #[test]
