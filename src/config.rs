@@ -216,6 +216,13 @@ pub struct ServeArgs {
     /// file: `rtsp_source = ["STREAM=URL", ...]` [default: none].
     #[arg(long = "rtsp-source", value_name = "STREAM=URL")]
     pub rtsp_source: Vec<String>,
+    /// Listen for RTMP publishers (ffmpeg, OBS, encoders) on ADDR, e.g. 127.0.0.1:1935: a push
+    /// to rtmp://ADDR/APP/STREAM stores its H.264 video (and AAC audio) in the existing video
+    /// stream STREAM as fragments cut at keyframes, as PutMedia would store them; a publish to a
+    /// stream that does not exist is refused. Publishers are not authenticated, so keep it on a
+    /// trusted network [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub rtmp_addr: Option<SocketAddr>,
 }
 
 /// The config file: the same settings as the flags.
@@ -260,6 +267,7 @@ struct FileSettings {
     analytics_reference_bytes_max: Option<u64>,
     #[serde(default)]
     rtsp_source: Vec<String>,
+    rtmp_addr: Option<SocketAddr>,
 }
 
 /// `--binary-addr`: a socket address, or `off` to serve no binary protocol.
@@ -366,6 +374,8 @@ pub struct Settings {
     pub analytics_reference_bytes_max: Option<u64>,
     /// The cameras RTSP ingest pulls, at most one per video stream.
     pub rtsp_sources: Vec<sluice_video::rtsp::RtspSource>,
+    /// Where RTMP ingest listens; `None` when it is off.
+    pub rtmp_addr: Option<SocketAddr>,
     /// `None` when the binary protocol is off.
     pub binary: Option<BinarySettings>,
     pub admission: AdmissionSettings,
@@ -631,6 +641,7 @@ impl Settings {
                 .analytics_reference_bytes_max
                 .or(file.analytics_reference_bytes_max),
             rtsp_sources,
+            rtmp_addr: args.rtmp_addr.or(file.rtmp_addr),
             binary,
             admission,
             engine,
@@ -693,5 +704,39 @@ mod tests {
             ..Default::default()
         });
         assert!(not_rtsp.is_err_and(|e| e.to_string().starts_with("--rtsp-source:")));
+    }
+
+    #[test]
+    fn rtmp_ingest_is_off_unless_an_address_is_given_and_the_flag_beats_the_file() {
+        assert_eq!(
+            Settings::resolve(ServeArgs::default())
+                .expect("valid")
+                .rtmp_addr,
+            None
+        );
+        let dir = std::env::temp_dir().join(format!("sluice-config-rtmp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("sluice.toml");
+        std::fs::write(&file, "rtmp_addr = \"127.0.0.1:1935\"\n").expect("written");
+        let from_file = Settings::resolve(ServeArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            from_file.rtmp_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 1935)))
+        );
+        let from_flag = Settings::resolve(ServeArgs {
+            config: Some(file),
+            rtmp_addr: Some(SocketAddr::from(([0, 0, 0, 0], 1936))),
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(
+            from_flag.rtmp_addr,
+            Some(SocketAddr::from(([0, 0, 0, 0], 1936)))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

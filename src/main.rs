@@ -200,6 +200,9 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         &video,
         Arc::new(wall_clock_ms),
     );
+    // RTMP ingest: its own thread listens for publishers once core 0 is up (the same needs).
+    let rtmp =
+        sluice_video::rtmp::RtmpIngest::new(settings.rtmp_addr, &video, Arc::new(wall_clock_ms));
     let per_core = move |engine: sluice_io::engine::Engine| {
         let firehose = firehose.clone();
         let video = video.clone();
@@ -212,6 +215,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         let tls = tls.clone();
         let analytics = analytics.clone();
         let rtsp = rtsp.clone();
+        let rtmp = rtmp.clone();
         async move {
             let core_id = engine.core_id();
             if core_id == 0 && !rtsp.is_empty() {
@@ -220,6 +224,13 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
                 glommio::spawn_local(rtsp.clone().answer_status_requests(engine.clone())).detach();
+            }
+            if core_id == 0 && rtmp.is_enabled() {
+                if let Err(e) = rtmp.start(engine.storage()) {
+                    eprintln!("error: cannot start RTMP ingest (--rtmp-addr): {e}");
+                    std::process::exit(1);
+                }
+                glommio::spawn_local(rtmp.clone().answer_status_requests(engine.clone())).detach();
             }
             let listener = match glommio::net::TcpListener::bind(http_addr) {
                 Ok(listener) => listener,
@@ -285,6 +296,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             let metrics_engine = engine.clone();
             let metrics_firehose = firehose.clone();
             let metrics_rtsp = rtsp.clone();
+            let metrics_rtmp = rtmp.clone();
             let health_engine = engine.clone();
             let options = http::ServeOptions {
                 auth: auth.clone(),
@@ -294,6 +306,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                         + &sluice_analytics::metrics::render()
                         + &metrics_firehose.render_metrics()
                         + &metrics_rtsp.render_metrics()
+                        + &metrics_rtmp.render_metrics()
                 })),
                 health: Some(std::rc::Rc::new(move || {
                     let health = health_engine.health();

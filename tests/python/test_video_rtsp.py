@@ -21,10 +21,8 @@ The server needs Debian's python3-gi and gir1.2-gst-rtsp-server-1.0 (scripts/tes
 these tests fail, never skip, without them.
 """
 
-import datetime
 import pathlib
 import re
-import socket
 import subprocess
 import time
 import uuid
@@ -33,8 +31,9 @@ import pytest
 
 from conftest import SluiceProcess
 from video_support import (
-    HLS_INPUT_FLAGS, client, create_stream, frame_md5s, http_get, read_streaming, single_mkv, split_mkv,
-    tool, write,
+    check_fragment_a_second, check_ingested_media, client, create_stream, frame_md5s, free_port,
+    HLS_INPUT_FLAGS, http_get, IngestedStream, make_source_clip, metric, read_streaming, single_mkv,
+    source_frame_md5s, split_mkv, wait_until, write, x264_flags,
 )
 
 CLIP_SECONDS = 4
@@ -44,30 +43,10 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 WAIT_S = 90
 
 
-def utc(seconds: float) -> datetime.datetime:
-    return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
-
-
 def make_camera_clip(path: pathlib.Path) -> pathlib.Path:
-    """What the camera films: H.264 320x240 at 25 fps with an IDR every second (so one fragment a
-    second) and no B-frames, as cameras encode, plus AAC audio; a plain (not live) MKV file."""
-    subprocess.run([
-        tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-        "-f", "lavfi", "-i", f"testsrc=size=320x240:rate={CLIP_FPS}",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-        "-t", str(CLIP_SECONDS),
-        "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p",
-        "-g", str(CLIP_FPS), "-keyint_min", str(CLIP_FPS), "-sc_threshold", "0",
-        "-c:a", "aac", "-b:a", "64k",
-        str(path),
-    ], check=True, timeout=120)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """What the camera films: H.264 with an IDR every second and no B-frames, as cameras encode,
+    plus AAC audio; a plain (not live) MKV file."""
+    return make_source_clip(path, CLIP_SECONDS, x264_flags(b_frames=0))
 
 
 class RtspServer:
@@ -102,26 +81,7 @@ class RtspServer:
         self._log.close()
 
 
-def metric(text: str, name: str, **labels) -> float:
-    rendered = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    match = re.search(rf"^{re.escape(name)}\{{{re.escape(rendered)}\}} (\S+)$", text, re.MULTILINE)
-    assert match, f"{name}{{{rendered}}} is not in /metrics:\n{text[-3000:]}"
-    return float(match.group(1))
-
-
-def wait_until(predicate, what: str, timeout_s: float = WAIT_S, sluice: "SluiceProcess | None" = None):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            stderr = sluice.stderr()[-6000:] if sluice is not None else ""
-            raise AssertionError(f"{what} did not happen in {timeout_s} s\n{stderr}")
-        time.sleep(0.2)
-
-
-class Pulled:
+class Pulled(IngestedStream):
     """The shared setup: one Sluice pulling one camera into one stream."""
 
     def __init__(self, tmp: pathlib.Path):
@@ -139,28 +99,6 @@ class Pulled:
         create_stream(self.kvs, self.name)
         self.archived = client("kinesis-video-archived-media", self.endpoint("LIST_FRAGMENTS"))
         self.media = client("kinesis-video-media", self.endpoint("GET_MEDIA"))
-
-    def endpoint(self, api_name: str) -> str:
-        return self.kvs.get_data_endpoint(StreamName=self.name, APIName=api_name)["DataEndpoint"]
-
-    def fragments(self) -> "list[dict]":
-        """Every fragment, sorted by producer timestamp."""
-        fragments, kwargs = [], {"StreamName": self.name, "FragmentSelector": {
-            "FragmentSelectorType": "PRODUCER_TIMESTAMP",
-            "TimestampRange": {"StartTimestamp": utc(self.test_start_s - 60),
-                               "EndTimestamp": utc(time.time() + 60)}}}
-        while True:
-            page = self.archived.list_fragments(**kwargs)
-            fragments += page["Fragments"]
-            if not page.get("NextToken"):
-                break
-            kwargs["NextToken"] = page["NextToken"]
-        return sorted(fragments, key=lambda f: f["ProducerTimestamp"])
-
-    def metrics(self) -> str:
-        status, _, body = http_get(self.sluice.endpoint.rstrip("/") + "/metrics")
-        assert status == 200, body
-        return body.decode()
 
     def close(self):
         self.camera.kill()
@@ -183,66 +121,23 @@ def pulled(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def source_md5s(pulled):
-    md5s = frame_md5s(str(pulled.clip))
-    assert len(md5s) == CLIP_SECONDS * CLIP_FPS
-    return md5s
+    return source_frame_md5s(pulled.clip, CLIP_SECONDS * CLIP_FPS)
 
 
 def test_list_fragments_shows_one_fragment_per_keyframe_with_increasing_numbers_and_times(pulled):
-    fragments = pulled.first_session
-    assert len(fragments) == CLIP_SECONDS, fragments
-    numbers = [int(f["FragmentNumber"]) for f in fragments]
-    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), numbers
-    producer = [f["ProducerTimestamp"].timestamp() for f in fragments]
-    server = [f["ServerTimestamp"].timestamp() for f in fragments]
-    # One fragment per second of the camera's timeline (an IDR every 25 frames at 25 fps), each
-    # starting where the previous one ended.
-    assert [f["FragmentLengthInMilliseconds"] for f in fragments] == [1000] * CLIP_SECONDS, fragments
-    for earlier, later in zip(producer, producer[1:]):
-        assert abs(later - earlier - 1.0) < 0.002, producer
-    # Producer timestamps are the server's clock when the camera's first frame arrived, plus the
-    # camera's own timeline; server timestamps are when each fragment's first frame arrived.
-    assert pulled.test_start_s - 1 < producer[0] < time.time(), producer
-    assert server == sorted(server), server
-    assert all(pulled.test_start_s - 1 < s < time.time() for s in server), server
-    assert all(f["FragmentSizeInBytes"] > 0 for f in fragments), fragments
+    # An IDR every 25 frames at 25 fps: one fragment a second of the camera's timeline.
+    check_fragment_a_second(pulled.first_session, CLIP_SECONDS, pulled.test_start_s)
 
 
 def test_get_media_earliest_decodes_to_every_frame_the_camera_sent(pulled, source_md5s, tmp_path):
-    response = pulled.media.get_media(StreamName=pulled.name, StartSelector={"StartSelectorType": "EARLIEST"})
-    assert response["ContentType"] == "video/webm", response["ContentType"]
-    chunks = split_mkv(read_streaming(response["Payload"]))
-    numbers = [chunk.tags["AWS_KINESISVIDEO_FRAGMENT_NUMBER"] for chunk in chunks]
-    assert numbers == [f["FragmentNumber"] for f in pulled.first_session], numbers
-    for chunk, fragment in zip(chunks, pulled.first_session):
-        assert len(chunk.clusters) == 1, chunk.tags
-        producer = float(chunk.tags["AWS_KINESISVIDEO_PRODUCER_TIMESTAMP"])
-        assert abs(producer - fragment["ProducerTimestamp"].timestamp()) < 0.0015, (chunk.tags, fragment)
-        # The Cluster's Timecode is the producer timestamp (ms), as a KVS producer writes it.
-        assert chunk.timecodes[0] == round(producer * 1000), (chunk.timecodes, producer)
-        # The header declares H.264 on track 1 (CodecPrivate: the camera's avcC) and AAC on 2.
-        assert b"V_MPEG4/ISO/AVC" in chunk.header and b"A_AAC" in chunk.header
-    whole = write(tmp_path / "camera-from-sluice.mkv", single_mkv(chunks))
-    assert frame_md5s(whole) == source_md5s
-    audio = subprocess.run(
-        [tool("ffprobe"), "-v", "error", "-count_frames", "-select_streams", "a:0",
-         "-show_entries", "stream=codec_name,sample_rate,nb_read_frames", "-of", "csv=p=0", whole],
-        capture_output=True, text=True, timeout=120)
-    assert audio.returncode == 0, audio.stderr
-    codec, sample_rate, frames = audio.stdout.strip().split(",")
-    assert (codec, sample_rate) == ("aac", "48000"), audio.stdout
-    # 4 s of 48 kHz AAC is 187.5 frames of 1024 samples; a few before the first keyframe are gone.
-    assert 150 <= int(frames) <= 190, audio.stdout
+    chunks = pulled.get_media_earliest()
+    # A few AAC frames before the first keyframe are dropped, as a KVS producer drops them.
+    check_ingested_media(chunks, pulled.first_session, tmp_path / "camera-from-sluice.mkv", source_md5s,
+                         audio_frames_min=150)
 
 
 def test_hls_on_demand_plays_the_camera_with_the_source_frames(pulled, source_md5s):
-    archived = client("kinesis-video-archived-media", pulled.endpoint("GET_HLS_STREAMING_SESSION_URL"))
-    first = pulled.first_session[0]["ProducerTimestamp"].timestamp()
-    url = archived.get_hls_streaming_session_url(
-        StreamName=pulled.name, PlaybackMode="ON_DEMAND", ContainerFormat="FRAGMENTED_MP4",
-        HLSFragmentSelector={"FragmentSelectorType": "PRODUCER_TIMESTAMP", "TimestampRange": {
-            "StartTimestamp": utc(first - 0.5), "EndTimestamp": utc(first + CLIP_SECONDS - 0.5)}},
-    )["HLSStreamingSessionURL"]
+    url = pulled.hls_on_demand_url(pulled.first_session[0]["ProducerTimestamp"].timestamp(), CLIP_SECONDS)
     status, _, body = http_get(url)
     assert status == 200, body
     assert re.search(r"#EXT-X-MEDIA:.*TYPE=AUDIO", body.decode()), body

@@ -8,11 +8,14 @@ curl fed by a file paced cluster by cluster or by a live ffmpeg encoder. Every t
 required: a missing ffmpeg, ffprobe or curl fails the test loudly (scripts/test installs them).
 """
 
+import datetime
 import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -73,6 +76,144 @@ def create_stream(kvs, name: str, retention_hours: int = 24, timeout_s: float = 
     return kvs.get_data_endpoint(StreamName=name, APIName="PUT_MEDIA")["DataEndpoint"]
 
 
+def utc(seconds: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def list_all_fragments(archived, name: str, start_s: float) -> "list[dict]":
+    """Every fragment of `name` whose producer time is after `start_s` - 60, sorted by producer
+    timestamp (ListFragments pages through them)."""
+    fragments, kwargs = [], {"StreamName": name, "FragmentSelector": {
+        "FragmentSelectorType": "PRODUCER_TIMESTAMP",
+        "TimestampRange": {"StartTimestamp": utc(start_s - 60), "EndTimestamp": utc(time.time() + 60)}}}
+    while True:
+        page = archived.list_fragments(**kwargs)
+        fragments += page["Fragments"]
+        if not page.get("NextToken"):
+            break
+        kwargs["NextToken"] = page["NextToken"]
+    return sorted(fragments, key=lambda f: f["ProducerTimestamp"])
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """The value of one series of a /metrics text (no labels: the unlabelled series)."""
+    rendered = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    selector = re.escape("{" + rendered + "}") if labels else ""
+    match = re.search(rf"^{re.escape(name)}{selector} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name}{{{rendered}}} is not in /metrics:\n{text[-3000:]}"
+    return float(match.group(1))
+
+
+def wait_until(predicate, what: str, timeout_s: float = 90, sluice=None):
+    """Polls `predicate` until it returns something true, and returns that; fails after
+    `timeout_s` with the server's stderr tail when `sluice` (a SluiceProcess) is given."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            stderr = sluice.stderr()[-6000:] if sluice is not None else ""
+            raise AssertionError(f"{what} did not happen in {timeout_s} s\n{stderr}")
+        time.sleep(0.2)
+
+
+class IngestedStream:
+    """What the RTSP and RTMP ingest tests read a stream through; a subclass sets `sluice` (a
+    SluiceProcess), `kvs` (its kinesisvideo client), `name`, `archived` and `media` (its
+    kinesis-video-archived-media and kinesis-video-media clients) and `test_start_s`."""
+
+    def endpoint(self, api_name: str) -> str:
+        return self.kvs.get_data_endpoint(StreamName=self.name, APIName=api_name)["DataEndpoint"]
+
+    def fragments(self) -> "list[dict]":
+        """Every fragment, sorted by producer timestamp."""
+        return list_all_fragments(self.archived, self.name, self.test_start_s)
+
+    def get_media_earliest(self) -> "list[Chunk]":
+        """GetMedia from the first fragment to the live end (`media`: a kinesis-video-media
+        client), split into its chunks."""
+        response = self.media.get_media(StreamName=self.name, StartSelector={"StartSelectorType": "EARLIEST"})
+        assert response["ContentType"] == "video/webm", response["ContentType"]
+        return split_mkv(read_streaming(response["Payload"]))
+
+    def hls_on_demand_url(self, first_s: float, seconds: float) -> str:
+        """An ON_DEMAND fMP4 HLS session over the fragments whose producer time lies within
+        `seconds` from about `first_s` (half a second of slack on either end)."""
+        archived = client("kinesis-video-archived-media", self.endpoint("GET_HLS_STREAMING_SESSION_URL"))
+        return archived.get_hls_streaming_session_url(
+            StreamName=self.name, PlaybackMode="ON_DEMAND", ContainerFormat="FRAGMENTED_MP4",
+            HLSFragmentSelector={"FragmentSelectorType": "PRODUCER_TIMESTAMP", "TimestampRange": {
+                "StartTimestamp": utc(first_s - 0.5), "EndTimestamp": utc(first_s + seconds - 0.5)}},
+        )["HLSStreamingSessionURL"]
+
+    def metrics(self) -> str:
+        status, _, body = http_get(self.sluice.endpoint.rstrip("/") + "/metrics")
+        assert status == 200, body
+        return body.decode()
+
+
+def source_frame_md5s(clip: pathlib.Path, frames: int) -> "list[str]":
+    """The decoded frame MD5s of a source clip, which must hold `frames` frames."""
+    md5s = frame_md5s(str(clip))
+    assert len(md5s) == frames, len(md5s)
+    return md5s
+
+
+def check_fragment_a_second(fragments: "list[dict]", count: int, start_s: float):
+    """ListFragments' view of `count` seconds of ingested (RTSP or RTMP) media with an IDR every
+    second: one fragment per second of the source's timeline, each starting where the previous
+    one ended, with increasing unique numbers; producer timestamps from the server's clock at the
+    first frame (after `start_s`) plus the source's timeline; server timestamps in arrival order."""
+    assert len(fragments) == count, fragments
+    numbers = [int(f["FragmentNumber"]) for f in fragments]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers), numbers
+    assert [f["FragmentLengthInMilliseconds"] for f in fragments] == [1000] * count, fragments
+    producer = [f["ProducerTimestamp"].timestamp() for f in fragments]
+    for earlier, later in zip(producer, producer[1:]):
+        assert abs(later - earlier - 1.0) < 0.002, producer
+    assert start_s - 1 < producer[0] < time.time(), producer
+    server = [f["ServerTimestamp"].timestamp() for f in fragments]
+    assert server == sorted(server), server
+    assert all(start_s - 1 < s < time.time() for s in server), server
+    assert all(f["FragmentSizeInBytes"] > 0 for f in fragments), fragments
+
+
+def check_ingested_media(chunks: "list[Chunk]", fragments: "list[dict]", path: pathlib.Path,
+                         source_md5s: "list[str]", audio_frames_min: int):
+    """GetMedia's `chunks` of ingested (RTSP or RTMP) fragments: one per listed fragment, in order,
+    tagged with its number and producer time, with the Cluster Timecode at that time and a header
+    declaring H.264 and AAC; together they decode to `source_md5s`, and their 48 kHz AAC track to
+    between `audio_frames_min` and 190 frames (4 s)."""
+    numbers = [chunk.tags["AWS_KINESISVIDEO_FRAGMENT_NUMBER"] for chunk in chunks]
+    assert numbers == [f["FragmentNumber"] for f in fragments], numbers
+    for chunk, fragment in zip(chunks, fragments):
+        assert len(chunk.clusters) == 1, chunk.tags
+        producer = float(chunk.tags["AWS_KINESISVIDEO_PRODUCER_TIMESTAMP"])
+        assert abs(producer - fragment["ProducerTimestamp"].timestamp()) < 0.0015, (chunk.tags, fragment)
+        # The Cluster's Timecode is the producer timestamp (ms), as a KVS producer writes it.
+        assert chunk.timecodes[0] == round(producer * 1000), (chunk.timecodes, producer)
+        # The header declares H.264 on track 1 (CodecPrivate: the source's avcC) and AAC on 2.
+        assert b"V_MPEG4/ISO/AVC" in chunk.header and b"A_AAC" in chunk.header
+    whole = write(path, single_mkv(chunks))
+    assert frame_md5s(whole) == source_md5s
+    audio = subprocess.run(
+        [tool("ffprobe"), "-v", "error", "-count_frames", "-select_streams", "a:0",
+         "-show_entries", "stream=codec_name,sample_rate,nb_read_frames", "-of", "csv=p=0", whole],
+        capture_output=True, text=True, timeout=120)
+    assert audio.returncode == 0, audio.stderr
+    codec, sample_rate, frames = audio.stdout.strip().split(",")
+    assert (codec, sample_rate) == ("aac", "48000"), audio.stdout
+    # 4 s of 48 kHz AAC is 187.5 frames of 1024 samples; those before the first keyframe are gone.
+    assert audio_frames_min <= int(frames) <= 190, audio.stdout
+
+
 # --- Test media --------------------------------------------------------------------------------
 
 def clip_command(seconds: float, output: str, realtime: bool = False) -> "list[str]":
@@ -97,6 +238,27 @@ def clip_command(seconds: float, output: str, realtime: bool = False) -> "list[s
         "-f", "matroska", "-live", "1", "-cluster_time_limit", "1100",
         output,
     ]
+
+
+def make_source_clip(path: pathlib.Path, seconds: int, video_flags: "list[str]") -> pathlib.Path:
+    """What a camera or encoder sends to ingest: testsrc 320x240 at 25 fps encoded with
+    `video_flags`, plus a 440 Hz tone as AAC at 48 kHz, `seconds` long, in the container `path`
+    names."""
+    subprocess.run([
+        tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+        "-f", "lavfi", "-i", f"testsrc=size={CLIP_WIDTH}x{CLIP_HEIGHT}:rate={CLIP_FPS}",
+        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+        "-t", str(seconds), *video_flags, "-c:a", "aac", "-b:a", "64k", str(path),
+    ], check=True, timeout=120)
+    return path
+
+
+def x264_flags(b_frames: int) -> "list[str]":
+    """libx264 with an IDR every second (so one fragment a second) and `b_frames` B-frames
+    between references (0: presentation order is decode order, as cameras encode)."""
+    return ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-bf", str(b_frames),
+            *(["-tune", "zerolatency"] if b_frames == 0 else []),
+            "-g", str(CLIP_FPS), "-keyint_min", str(CLIP_FPS), "-sc_threshold", "0"]
 
 
 def make_clip(path: pathlib.Path, seconds: float = 5) -> pathlib.Path:

@@ -12,8 +12,12 @@
 //! - `remux`: stored MKV fragments turned into fragmented MP4 (HLS, DASH), MPEG-TS (HLS) and MP4
 //!   (GetClip), and the playlists and manifests that list them.
 //! - `images`: GetImages' stills, decoded by ffmpeg.
-//! - `rtsp`: RTSP ingest — Sluice pulls an IP camera and stores its video as fragments, as
-//!   PutMedia would (on a thread of its own running tokio, which retina needs).
+//! - `ingest`: what RTSP and RTMP ingest share — frames cut into fragments and stored as PutMedia
+//!   would store them.
+//! - `rtsp`: RTSP ingest — Sluice pulls an IP camera and stores its video as fragments (on a
+//!   thread of its own running tokio, which retina needs).
+//! - `rtmp`: RTMP ingest — Sluice listens for RTMP publishers (ffmpeg, OBS, cameras) and stores
+//!   what they push into the video stream their stream key names (also on a tokio thread).
 //! - `service`: what the HTTP front end calls: the data plane, HLS and DASH sessions and the
 //!   resources behind their URLs, and the player page.
 //!
@@ -29,12 +33,14 @@ pub mod api;
 pub mod error;
 pub mod fragments;
 pub mod images;
+pub mod ingest;
 pub mod limits;
 pub mod media;
 pub mod mkv;
 pub mod model;
 pub mod registry;
 pub mod remux;
+pub mod rtmp;
 pub mod rtsp;
 pub mod service;
 pub mod store;

@@ -45,6 +45,7 @@ mod ts;
 pub use clip::clip_mp4;
 pub use fmp4::{init_segment, media_segment};
 pub use frames::{FragmentFrames, Frame, TrackFrames, fragment_frames};
+pub(crate) use tracks::parse_avcc;
 pub use tracks::{Codec, MediaTrack, MediaTracks};
 pub use ts::{TsContinuity, ts_segment};
 

@@ -184,18 +184,7 @@ fn parse_track(entry: &TrackEntry) -> Result<MediaTrack, RemuxError> {
     };
     match codec_id {
         "V_MPEG4/ISO/AVC" => {
-            let avcc = Avcc::decode_body(&mut codec_private.as_slice())
-                .map_err(|error| invalid(format!("avcC: {error}")))?;
-            let sps_nal = avcc
-                .sequence_parameter_sets
-                .first()
-                .ok_or_else(|| invalid("avcC holds no SPS".to_owned()))?;
-            let rbsp = decode_nal(sps_nal).map_err(|error| invalid(format!("SPS: {error}")))?;
-            let sps = SeqParameterSet::from_bits(BitReader::new(&*rbsp))
-                .map_err(|error| invalid(format!("SPS: {error:?}")))?;
-            let (width, height) = sps
-                .pixel_dimensions()
-                .map_err(|error| invalid(format!("SPS dimensions: {error:?}")))?;
+            let (avcc, width, height) = parse_avcc(&codec_private).map_err(invalid)?;
             track.codec_string = format!(
                 "avc1.{:02x}{:02x}{:02x}",
                 avcc.avc_profile_indication, avcc.profile_compatibility, avcc.avc_level_indication
@@ -240,6 +229,28 @@ fn parse_track(entry: &TrackEntry) -> Result<MediaTrack, RemuxError> {
         }
     }
     Ok(track)
+}
+
+/// An avcC record (AVCDecoderConfigurationRecord), with the coded picture size (width, height)
+/// its first SPS gives; the error says what is wrong with it.
+pub(crate) fn parse_avcc(bytes: &[u8]) -> Result<(Avcc, u32, u32), String> {
+    let avcc = Avcc::decode_body(&mut &*bytes).map_err(|error| format!("avcC: {error}"))?;
+    let sps_nal = avcc
+        .sequence_parameter_sets
+        .first()
+        .ok_or_else(|| "avcC holds no SPS".to_owned())?;
+    // h264-reader's `decode_nal` underflows on a NAL unit under 2 bytes (found by the flv_tags
+    // fuzz target); an SPS holds at least its NAL header, profile, constraints and level.
+    if sps_nal.len() < 4 {
+        return Err(format!("its SPS is {} bytes long", sps_nal.len()));
+    }
+    let rbsp = decode_nal(sps_nal).map_err(|error| format!("SPS: {error}"))?;
+    let sps = SeqParameterSet::from_bits(BitReader::new(&*rbsp))
+        .map_err(|error| format!("SPS: {error:?}"))?;
+    let (width, height) = sps
+        .pixel_dimensions()
+        .map_err(|error| format!("SPS dimensions: {error:?}"))?;
+    Ok((avcc, width, height))
 }
 
 /// ISO/IEC 14496-15 Annex E: `hvc1.<space><profile>.<compat reversed>.<tier><level>.<constraints>`.

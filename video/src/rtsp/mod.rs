@@ -6,10 +6,9 @@
 //! (or `rtsp_source = [...]` in the config file); the video stream must exist (CreateStream)
 //! and the source waits for it.
 //!
-//! - `fragmenter`: frames in, fragments out, cut at IDR pictures (pure).
-//! - `muxer`: the MKV header and Clusters (pure).
 //! - `source`: one camera's session loop on retina, with reconnects and backoff.
-//! - `metrics`: `video_rtsp_*` on `/metrics`.
+//! - `crate::ingest`: what it shares with RTMP ingest — the fragmenter, the MKV muxer, the
+//!   fragment writer and the `video_rtsp_*` metrics.
 //!
 //! Threads: retina is built on tokio, so every source runs as a task of one current-thread
 //! tokio runtime on a thread of its own (`sluice-rtsp`), never on a shard core. It reaches
@@ -25,24 +24,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sluice_core::KinesisApi;
 use sluice_core::storage::RecordLog;
 
-mod fragmenter;
-mod metrics;
-mod muxer;
 mod source;
 
-pub use fragmenter::FragmenterLimits;
-pub use metrics::{ErrorType, SourceMetrics};
 pub use source::SessionError;
 
-use crate::error::VideoError;
-use crate::fragments::Indexes;
+use crate::ingest::metrics::{self, IngestMetrics, Protocol};
+use crate::ingest::{IngestContext, spawn_thread};
 use crate::media::Clock;
-use crate::model::StreamStatus;
-use crate::registry::Registry;
 use crate::service::VideoShared;
-
-/// How many status requests may wait for core 0 (one per source at a time).
-const STATUS_REQUESTS_MAX: usize = 64;
 
 /// One configured camera: the video stream it feeds and the URL Sluice pulls.
 #[derive(Clone, PartialEq, Eq)]
@@ -166,14 +155,6 @@ impl RtspSource {
     }
 }
 
-/// A request from the RTSP thread to core 0: bring the stream's internal stream in line with
-/// its definition (`Registry::refresh`) and answer its status.
-#[derive(Debug)]
-pub struct StatusRequest {
-    stream_name: String,
-    reply: futures_channel::oneshot::Sender<Result<StreamStatus, VideoError>>,
-}
-
 /// The RTSP ingest of the server: its sources, their metrics, and the thread that pulls them.
 #[derive(Clone)]
 pub struct RtspIngest {
@@ -181,13 +162,8 @@ pub struct RtspIngest {
 }
 
 struct Inner {
-    sources: Vec<(RtspSource, Arc<SourceMetrics>)>,
-    registry: Arc<Registry>,
-    indexes: Arc<Indexes>,
-    clock: Clock,
-    limits: FragmenterLimits,
-    status_sender: async_channel::Sender<StatusRequest>,
-    status_receiver: async_channel::Receiver<StatusRequest>,
+    sources: Vec<(RtspSource, Arc<IngestMetrics>)>,
+    context: IngestContext,
     started: AtomicBool,
 }
 
@@ -203,19 +179,13 @@ impl RtspIngest {
     /// The ingest of `sources` into the streams of `shared`; `clock` is the wall clock that
     /// stamps fragments (epoch milliseconds).
     pub fn new(sources: Vec<RtspSource>, shared: &VideoShared, clock: Clock) -> Self {
-        let (status_sender, status_receiver) = async_channel::bounded(STATUS_REQUESTS_MAX);
         Self {
             inner: Arc::new(Inner {
                 sources: sources
                     .into_iter()
                     .map(|source| (source, Arc::default()))
                     .collect(),
-                registry: shared.registry().clone(),
-                indexes: shared.indexes().clone(),
-                clock,
-                limits: FragmenterLimits::put_media(),
-                status_sender,
-                status_receiver,
+                context: IngestContext::new(shared, clock),
                 started: AtomicBool::new(false),
             }),
         }
@@ -237,51 +207,21 @@ impl RtspIngest {
             .iter()
             .map(|(source, metrics)| source::SourceContext {
                 source: source.clone(),
-                storage: storage.clone(),
-                registry: self.inner.registry.clone(),
-                indexes: self.inner.indexes.clone(),
-                status: self.inner.status_sender.clone(),
+                target: self.inner.context.target(storage.clone()),
                 metrics: metrics.clone(),
-                limits: self.inner.limits,
-                clock: self.inner.clock.clone(),
             })
             .collect();
-        std::thread::Builder::new()
-            .name("sluice-rtsp".to_owned())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        tracing::error!(%error, "RTSP ingest cannot start its tokio runtime; no RTSP source is pulled.");
-                        return;
-                    }
-                };
-                // A LocalSet: the sources' futures stay on this thread and need not be Send.
-                let local = tokio::task::LocalSet::new();
-                for context in contexts {
-                    local.spawn_local(source::run(context));
-                }
-                runtime.block_on(local);
-            })?;
-        Ok(())
+        spawn_thread("sluice-rtsp", move |local| {
+            for context in contexts {
+                local.spawn_local(source::run(context));
+            }
+        })
     }
 
     /// Answers the RTSP thread's status requests with `api` (a shard core's Kinesis API); core
     /// 0 runs this for the server's life.
     pub async fn answer_status_requests<A: KinesisApi>(self, api: A) {
-        let receiver = self.inner.status_receiver.clone();
-        while let Ok(request) = receiver.recv().await {
-            let status = self
-                .inner
-                .registry
-                .refresh(&api, &request.stream_name)
-                .await;
-            // The source gave up waiting (it asks again on its next attempt).
-            let _ = request.reply.send(status);
-        }
+        self.inner.context.answer_status_requests(api).await;
     }
 
     /// `video_rtsp_*` for every source, as Prometheus text.
@@ -290,15 +230,16 @@ impl RtspIngest {
             return String::new();
         }
         metrics::render(
+            Protocol::Rtsp,
             self.inner
                 .sources
                 .iter()
-                .map(|(source, metrics)| (source.stream_name.as_str(), metrics.as_ref())),
+                .map(|(source, metrics)| (Some(source.stream_name.as_str()), metrics.as_ref())),
         )
     }
 
     /// The metrics of the source feeding `stream_name`.
-    pub fn metrics(&self, stream_name: &str) -> Option<Arc<SourceMetrics>> {
+    pub fn metrics(&self, stream_name: &str) -> Option<Arc<IngestMetrics>> {
         self.inner
             .sources
             .iter()

@@ -1,18 +1,13 @@
 //! One RTSP source: connect, play, cut fragments, store them; on any failure, back off and
 //! connect again, for as long as the server runs.
 //!
-//! Runs on the RTSP thread's tokio runtime (retina is tokio-based). Storage is reached only
-//! through the narrow face: each fragment goes through `fragments::store`, PutMedia's own
-//! store, whose appends travel to the shard core that owns the stream's internal stream and
-//! return once durable; the fragment is then in the shared index, where GetMedia, ListFragments,
-//! HLS and GetClip find it.
+//! Runs on the RTSP thread's tokio runtime (retina is tokio-based). Frames go through
+//! `ingest::FragmentWriter`, which stores each fragment with `fragments::store`, PutMedia's own
+//! store (see `ingest` for the invariants of numbers, headers and producer timestamps).
 //!
 //! Invariants:
-//! - A session stores its fragments in order, one at a time; a fragment's number is allocated
-//!   from the stream's index like PutMedia's (at the server time its first frame arrived).
-//! - Producer timestamps are the server's wall clock at the session's first frame plus the
-//!   camera's presentation times, and never go back across reconnects: a new session starts no
-//!   earlier than the end of the last fragment stored from this source.
+//! - Producer timestamps never go back across reconnects: a new session starts no earlier than
+//!   the end of the last fragment stored from this source.
 //! - The error that ended a session is counted once in `video_rtsp_errors_total`, and logged at
 //!   WARN when it differs from the previous one (at DEBUG when it repeats), so a camera that
 //!   stays down costs one line, not one per attempt.
@@ -25,24 +20,21 @@ use retina::client::{
     InitialTimestampPolicy, PlayOptions, Session, SessionOptions, SetupOptions, Transport,
 };
 use retina::codec::{CodecItem, FrameFormat, ParametersRef};
-use sluice_core::storage::{AppendError, RecordLog};
+use sluice_core::storage::RecordLog;
 
-use super::fragmenter::{Fragment, Fragmenter, FragmenterLimits, Frame, Pushed, TrackKind};
-use super::metrics::{ErrorType, SourceMetrics};
-use super::muxer::{self, AUDIO_TRACK, AudioTrack, Block, Tracks, VIDEO_TRACK, VideoTrack};
-use super::{RtspSource, StatusRequest};
-use crate::fragments::{self, FragmentError, FragmentTimes, Indexes, StreamIndex};
-use crate::media::Clock;
-use crate::model::{StreamDefinition, StreamStatus, VideoStream};
-use crate::registry::Registry;
+use super::RtspSource;
+use crate::fragments::StreamIndex;
+use crate::ingest::fragmenter::{Frame, TrackKind};
+use crate::ingest::metrics::{ErrorType, IngestMetrics};
+use crate::ingest::muxer::{AudioTrack, Tracks, VideoTrack};
+use crate::ingest::{FragmentWriter, IngestError, IngestTarget, ready_stream};
+use crate::model::StreamDefinition;
 
 /// DESCRIBE, SETUP and PLAY together must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// A playing session with no frame for this long is broken (a camera sends 1 to 60 frames a
 /// second; RTSP keepalives alone do not count).
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long core 0 may take to bring the stream's status up to date.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Reconnect backoff: doubling from the first delay up to the last.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -51,36 +43,23 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    #[error(
-        "video stream {stream_name} does not exist; create it (CreateStream) and RTSP ingest starts"
-    )]
-    StreamNotFound { stream_name: String },
-    #[error("video stream {stream_name} is {status}")]
-    StreamNotReady {
-        stream_name: String,
-        status: &'static str,
-    },
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
     #[error("cannot connect to {url}: {reason}")]
     Connect { url: String, reason: String },
     #[error("{url} offers no H.264 video ({offered})")]
     NoVideo { url: String, offered: String },
     #[error("the RTSP session with {url} broke: {reason}")]
     Media { url: String, reason: String },
-    #[error("cannot store a fragment: {0}")]
-    Storage(#[from] FragmentError),
 }
 
 impl SessionError {
     const fn error_type(&self) -> ErrorType {
         match self {
-            Self::StreamNotFound { .. } | Self::StreamNotReady { .. } => ErrorType::Stream,
+            Self::Ingest(error) => error.error_type(),
             Self::Connect { .. } => ErrorType::Connect,
             Self::NoVideo { .. } => ErrorType::Unsupported,
             Self::Media { .. } => ErrorType::Media,
-            Self::Storage(FragmentError::Append(
-                AppendError::StreamNotWritable { .. } | AppendError::ShardNotFound { .. },
-            )) => ErrorType::Stream,
-            Self::Storage(_) => ErrorType::Storage,
         }
     }
 }
@@ -88,13 +67,8 @@ impl SessionError {
 /// Everything one source's task holds.
 pub(crate) struct SourceContext<R> {
     pub source: RtspSource,
-    pub storage: R,
-    pub registry: Arc<Registry>,
-    pub indexes: Arc<Indexes>,
-    pub status: async_channel::Sender<StatusRequest>,
-    pub metrics: Arc<SourceMetrics>,
-    pub limits: FragmenterLimits,
-    pub clock: Clock,
+    pub target: IngestTarget<R>,
+    pub metrics: Arc<IngestMetrics>,
 }
 
 /// Pulls the source for ever.
@@ -107,7 +81,7 @@ pub(crate) async fn run<R: RecordLog>(context: SourceContext<R>) {
     let mut producer_floor_ms = 0u64;
     loop {
         let mut stored = 0u64;
-        let outcome = match ready_stream(&context).await {
+        let outcome = match ready_stream(&context.target, &stream_name).await {
             Ok((definition, index)) => {
                 session(
                     &context,
@@ -118,9 +92,8 @@ pub(crate) async fn run<R: RecordLog>(context: SourceContext<R>) {
                 )
                 .await
             }
-            Err(error) => Err(error),
+            Err(error) => Err(error.into()),
         };
-        context.metrics.session_ended();
         // A session that stored anything was a working camera: the next attempt comes soon,
         // however the session ended.
         if stored > 0 {
@@ -145,53 +118,6 @@ pub(crate) async fn run<R: RecordLog>(context: SourceContext<R>) {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(BACKOFF_MAX);
     }
-}
-
-/// The stream's definition and index, once it exists, is ACTIVE (or UPDATING) and its internal
-/// stream is in line with it (core 0 refreshes it, as a data-plane call would).
-async fn ready_stream<R: RecordLog>(
-    context: &SourceContext<R>,
-) -> Result<(StreamDefinition, Arc<StreamIndex>), SessionError> {
-    let stream_name = &context.source.stream_name;
-    let not_found = || SessionError::StreamNotFound {
-        stream_name: stream_name.clone(),
-    };
-    let (reply, answer) = futures_channel::oneshot::channel();
-    let asked = context
-        .status
-        .send(StatusRequest {
-            stream_name: stream_name.clone(),
-            reply,
-        })
-        .await
-        .is_ok();
-    let refreshed = if asked {
-        tokio::time::timeout(STATUS_TIMEOUT, answer)
-            .await
-            .ok()
-            .and_then(Result::ok)
-    } else {
-        None
-    };
-    let VideoStream { definition, status } =
-        context.registry.get(stream_name).ok_or_else(not_found)?;
-    let status = match refreshed {
-        Some(Ok(status)) => status,
-        Some(Err(error)) if error.kind == crate::error::ErrorKind::ResourceNotFound => {
-            return Err(not_found());
-        }
-        // The refresh failed or did not answer: go by what the registry says.
-        _ => status,
-    };
-    if matches!(status, StreamStatus::Creating | StreamStatus::Deleting) {
-        return Err(SessionError::StreamNotReady {
-            stream_name: stream_name.clone(),
-            status: status.as_str(),
-        });
-    }
-    let index = context.indexes.of(&definition);
-    index.ensure_loaded(&context.storage, &definition).await?;
-    Ok((definition, index))
 }
 
 /// Session milliseconds of an RTP timestamp, rounded to nearest.
@@ -291,7 +217,7 @@ async fn session<R: RecordLog>(
         .map_err(|_| {
         connect_error(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()))
     })??;
-    context.metrics.session_started();
+    let _connected = context.metrics.session_started();
     let audio = audio_i.and_then(|i| match demuxed.streams()[i].parameters() {
         Some(ParametersRef::Audio(parameters)) => Some(AudioTrack {
             audio_specific_config: parameters.extra_data().to_vec(),
@@ -307,17 +233,13 @@ async fn session<R: RecordLog>(
         "RTSP session playing; storing fragments."
     );
 
-    let mut fragmenter = Fragmenter::new(context.limits);
-    let mut writer = FragmentWriter {
-        context,
+    let mut writer = FragmentWriter::new(
+        &context.target,
+        &context.metrics,
         definition,
         index,
-        anchor_ms: None,
-        header: None,
-        open_header: None,
-        stored,
-        producer_floor_ms,
-    };
+        *producer_floor_ms,
+    );
     let ended = loop {
         let item = match tokio::time::timeout(FRAME_TIMEOUT, demuxed.next()).await {
             Err(_) => {
@@ -332,10 +254,11 @@ async fn session<R: RecordLog>(
         };
         let frame = match item {
             CodecItem::VideoFrame(frame) if frame.stream_id() == video_i => {
-                if frame.has_new_parameters() || writer.header.is_none() {
-                    writer.header =
+                if (frame.has_new_parameters() || !writer.has_tracks())
+                    && let Some(tracks) =
                         current_tracks(demuxed.streams()[video_i].parameters(), audio.as_ref())
-                            .map(|tracks| Arc::new(muxer::header(&tracks)));
+                {
+                    writer.set_tracks(&tracks);
                 }
                 Frame {
                     track: TrackKind::Video,
@@ -352,108 +275,16 @@ async fn session<R: RecordLog>(
             },
             _ => continue,
         };
-        if let Err(error) = writer.push(&mut fragmenter, frame).await {
-            break Err(error);
+        if let Err(error) = writer.push(frame).await {
+            break Err(error.into());
         }
     };
     // What arrived before the end is stored whatever ended the session.
-    if let Some(fragment) = fragmenter.finish() {
-        writer.store(fragment).await?;
-    }
+    let finished = writer.finish().await;
+    *stored += writer.stored;
+    *producer_floor_ms = writer.producer_floor_ms;
+    finished?;
     ended
-}
-
-/// A session's state between the fragmenter and storage.
-struct FragmentWriter<'a, R> {
-    context: &'a SourceContext<R>,
-    definition: &'a StreamDefinition,
-    index: &'a StreamIndex,
-    /// The producer time (epoch ms) of session time 0, fixed at the first frame.
-    anchor_ms: Option<i64>,
-    /// The header of the camera's current parameters (`None` until they are known).
-    header: Option<Arc<Vec<u8>>>,
-    /// The header of the open fragment: the parameters at its keyframe.
-    open_header: Option<Arc<Vec<u8>>>,
-    stored: &'a mut u64,
-    producer_floor_ms: &'a mut u64,
-}
-
-impl<R: RecordLog> FragmentWriter<'_, R> {
-    async fn push(
-        &mut self,
-        fragmenter: &mut Fragmenter,
-        frame: Frame,
-    ) -> Result<(), SessionError> {
-        if self.header.is_none() {
-            // No SPS/PPS yet: nothing can describe this frame.
-            self.context.metrics.frames_dropped(1);
-            return Ok(());
-        }
-        let now_ms = (self.context.clock)();
-        if self.anchor_ms.is_none() {
-            let now = i64::try_from(now_ms).unwrap_or(i64::MAX);
-            let floor = i64::try_from(*self.producer_floor_ms).unwrap_or(i64::MAX);
-            self.anchor_ms = Some(now.max(floor) - frame.time_ms);
-        }
-        let was_open = fragmenter.is_open();
-        match fragmenter.push(frame, now_ms) {
-            Pushed::Added => {
-                if !was_open {
-                    self.open_header = self.header.clone();
-                }
-            }
-            Pushed::Dropped => self.context.metrics.frames_dropped(1),
-            Pushed::Cut(fragment) => {
-                self.store(fragment).await?;
-                self.open_header = self.header.clone();
-            }
-        }
-        Ok(())
-    }
-
-    /// Stores a finished fragment exactly as PutMedia stores a Cluster.
-    async fn store(&mut self, fragment: Fragment) -> Result<(), SessionError> {
-        let header = self
-            .open_header
-            .clone()
-            .expect("a fragment opens only once the header is known");
-        let anchor_ms = self
-            .anchor_ms
-            .expect("the anchor is fixed at the first frame");
-        let producer_ms = u64::try_from(anchor_ms + fragment.start_ms).unwrap_or(0);
-        let cluster = muxer::cluster(
-            producer_ms,
-            fragment.frames.iter().map(|frame| Block {
-                track_number: match frame.track {
-                    TrackKind::Video => VIDEO_TRACK,
-                    TrackKind::Audio => AUDIO_TRACK,
-                },
-                offset_ms: fragment.offset_ms(frame),
-                keyframe: frame.keyframe,
-                data: &frame.data,
-            }),
-        );
-        let number = self.index.allocate(fragment.server_ms);
-        let times = FragmentTimes {
-            producer_ms,
-            server_ms: fragment.server_ms,
-            duration_ms: fragment.duration_ms,
-        };
-        fragments::store(
-            &self.context.storage,
-            self.definition,
-            self.index,
-            number,
-            &header,
-            &cluster,
-            times,
-        )
-        .await?;
-        *self.stored += 1;
-        self.context.metrics.fragment_stored(cluster.len());
-        *self.producer_floor_ms = (*self.producer_floor_ms).max(producer_ms + fragment.duration_ms);
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -479,9 +310,9 @@ mod tests {
 
     #[test]
     fn session_errors_count_under_their_kind() {
-        let stream = SessionError::Storage(FragmentError::Append(AppendError::StreamNotWritable {
+        let stream = SessionError::Ingest(IngestError::StreamNotFound {
             stream_name: "s".into(),
-        }));
+        });
         assert_eq!(stream.error_type(), ErrorType::Stream);
         let media = SessionError::Media {
             url: "rtsp://cam/".into(),

@@ -1,4 +1,5 @@
-//! The MKV a KVS producer would send, written from an RTSP source's frames: the stream header
+//! The MKV a KVS producer would send, written from an ingest source's frames (RTSP or RTMP): the
+//! stream header
 //! (EBML header, a Segment of unknown size, Info, Tracks) and one Cluster per fragment.
 //!
 //! Layout, as the KVS producer SDK writes it and as `remux::MediaTracks` reads it:
@@ -7,7 +8,7 @@
 //! - Segment of unknown size (the 8-byte all-ones size, like every live producer).
 //! - Info: TimecodeScale [`TIMECODE_SCALE_NS`] (1 ms), SegmentUID, MuxingApp, WritingApp.
 //! - Tracks: track 1 is H.264 video (`V_MPEG4/ISO/AVC`, CodecPrivate = the avcC record,
-//!   PixelWidth/PixelHeight); track 2, when the camera sends audio, is AAC (`A_AAC`,
+//!   PixelWidth/PixelHeight); track 2, when the source sends audio, is AAC (`A_AAC`,
 //!   CodecPrivate = AudioSpecificConfig, SamplingFrequency, Channels).
 //! - Cluster of known size: Timecode (absolute producer time in ms), then one SimpleBlock per
 //!   frame in arrival order (video in decode order), each with its signed 16-bit offset from the
@@ -59,7 +60,7 @@ pub const AUDIO_TRACK: u64 = 2;
 /// SimpleBlock flags: the keyframe bit.
 const FLAG_KEYFRAME: u8 = 0x80;
 
-/// The H.264 track as the camera describes it.
+/// The H.264 track as the source describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VideoTrack {
     /// The AVCDecoderConfigurationRecord (avcC) built from the camera's SPS and PPS; frames are
@@ -69,10 +70,11 @@ pub struct VideoTrack {
     pub height: u32,
 }
 
-/// The AAC track as the camera describes it.
+/// The AAC track as the source describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AudioTrack {
-    /// The AudioSpecificConfig from the SDP's `config=`; frames are raw AAC access units.
+    /// The AudioSpecificConfig (the SDP's `config=`, or FLV's AAC sequence header); frames are raw
+    /// AAC access units.
     pub audio_specific_config: Vec<u8>,
     pub sample_rate: u32,
     pub channels: u16,
@@ -143,8 +145,8 @@ pub fn header(tracks: &Tracks) -> Vec<u8> {
     let mut segment_uid = uid(tracks, 1).to_be_bytes().to_vec();
     segment_uid.extend_from_slice(&uid(tracks, 2).to_be_bytes());
     write_element(&mut info, ID_SEGMENT_UID, &segment_uid);
-    write_element(&mut info, ID_MUXING_APP, b"sluice-rtsp");
-    write_element(&mut info, ID_WRITING_APP, b"sluice-rtsp");
+    write_element(&mut info, ID_MUXING_APP, b"sluice");
+    write_element(&mut info, ID_WRITING_APP, b"sluice");
     write_element(&mut out, ID_INFO, &info);
 
     let mut entries = Vec::new();

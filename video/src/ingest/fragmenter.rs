@@ -1,8 +1,9 @@
-//! Cutting a camera's frames into KVS fragments, as the KVS producer SDK does: a fragment starts
+//! Cutting a source's frames into KVS fragments, as the KVS producer SDK does: a fragment starts
 //! at a video keyframe (an IDR picture) and holds every frame, video and audio, that arrives
 //! until the next one.
 //!
-//! Times are session milliseconds (the RTSP presentation time since PLAY); the caller maps them
+//! Times are session milliseconds (presentation times: RTSP's since PLAY, RTMP's FLV timestamp plus
+//! its composition offset); the caller maps them
 //! to producer timestamps. Pure: no clock (the server time of a fragment's start is passed in),
 //! no I/O.
 //!
@@ -11,7 +12,7 @@
 //!   before the session's first keyframe are dropped, as no decoder could start on them.
 //! - A fragment is also cut when its next frame would make it longer than
 //!   [`FragmenterLimits::duration_ms_max`] or larger than [`FragmenterLimits::bytes_max`] — the
-//!   limits PutMedia refuses a fragment over (ErrorId 4002 and 4001). A camera whose keyframe
+//!   limits PutMedia refuses a fragment over (ErrorId 4002 and 4001). A source whose keyframe
 //!   interval is longer than that gets fragments that start on a predicted picture; its GOP must
 //!   be shortened (KVS asks the same of producers).
 //! - Every frame's offset from its fragment's start fits a Matroska block's signed 16 bits:
@@ -19,7 +20,8 @@
 //!   clock that jumped) is dropped.
 
 /// How far before its fragment's start a frame may lie and still be kept: audio captured just
-/// before a keyframe can arrive after it (each RTP stream is its own flow).
+/// before a keyframe can arrive after it (each RTP stream is its own flow; an RTMP publisher
+/// interleaves its tracks by decode time, not presentation time).
 pub const REORDER_MS_MAX: i64 = 1_000;
 
 const _: () = assert!(REORDER_MS_MAX < i16::MAX as i64);
@@ -31,7 +33,7 @@ pub enum TrackKind {
     Audio,
 }
 
-/// One coded frame as the RTSP session delivers it.
+/// One coded frame as a session delivers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Frame {
     pub track: TrackKind,
@@ -171,19 +173,30 @@ impl Fragmenter {
         Pushed::Added
     }
 
-    /// The session ended: the open fragment, if any, ends after its last frame.
+    /// The session ended: the open fragment, if any, ends after its last frame. A video frame
+    /// lasts the fragment's mean frame interval (its pictures' time span over their count less
+    /// one), which holds whatever order B-frames arrive in; a fragment of one picture uses the
+    /// last gap seen between pictures.
     pub fn finish(&mut self) -> Option<Fragment> {
         let open = self.open.take()?;
-        let last_video = open
-            .frames
-            .iter()
-            .filter(|f| f.track == TrackKind::Video)
-            .map(|f| f.time_ms)
-            .max();
+        let video_times = || {
+            open.frames
+                .iter()
+                .filter(|f| f.track == TrackKind::Video)
+                .map(|f| f.time_ms)
+        };
+        let pictures = video_times().count() as i64;
         let last_any = open.frames.iter().map(|f| f.time_ms).max();
-        let end_ms = match (last_video, last_any) {
-            (Some(video), Some(any)) => (video + self.video_gap_ms).max(any),
-            (None, Some(any)) => any,
+        let end_ms = match (video_times().min(), video_times().max(), last_any) {
+            (Some(first), Some(last), Some(any)) => {
+                let interval = if pictures > 1 {
+                    (last - first) / (pictures - 1)
+                } else {
+                    self.video_gap_ms
+                };
+                (last + interval).max(any)
+            }
+            (_, _, Some(any)) => any,
             _ => open.start_ms,
         };
         Some(Self::close(open, end_ms))
@@ -317,6 +330,23 @@ mod tests {
         // The last fragment of a session lasts until its last frame ends.
         assert_eq!(only.duration_ms, 80);
         assert_eq!(fragmenter.finish(), None);
+    }
+
+    #[test]
+    fn the_last_fragment_of_a_session_with_b_frames_lasts_its_pictures() {
+        let mut fragmenter = Fragmenter::new(limits());
+        // Decode order I P B B P B B P: presentation times 0, 120, 40, 80, 240, 160, 200, 280.
+        let frames = [0, 120, 40, 80, 240, 160, 200, 280]
+            .into_iter()
+            .enumerate()
+            .map(|(i, time_ms)| video(time_ms, i == 0))
+            .collect();
+        let (fragments, dropped) = cut(&mut fragmenter, frames);
+        assert_eq!(dropped, 0);
+        let [only] = fragments.as_slice() else {
+            panic!("one fragment")
+        };
+        assert_eq!(only.duration_ms, 320);
     }
 
     #[test]
