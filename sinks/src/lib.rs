@@ -16,6 +16,7 @@ pub mod buffer;
 pub mod compression;
 pub mod delivery;
 pub mod error;
+pub mod failure;
 pub mod format;
 pub mod http_delivery;
 pub mod http_endpoint;

@@ -100,7 +100,8 @@ def test_kill_9_mid_delivery_loses_no_acknowledged_record(tmp_path):
 
 def test_delivery_retries_while_s3_is_down_and_delivers_once_it_is_back(tmp_path):
     """The destination fails (its server is gone) and recovers on the same address: delivery
-    retries with backoff meanwhile and loses nothing."""
+    retries with backoff meanwhile and loses nothing, DescribeDeliveryStream shows the failure as
+    FailureDescription while it lasts, and the FailureDescription is gone once S3 took the object."""
     s3s = S3sFs(tmp_path / "s3root", tmp_path / "s3s-fs.log")
     server = start_sluice(tmp_path / "data", s3s)
     try:
@@ -116,12 +117,25 @@ def test_delivery_retries_while_s3_is_down_and_delivers_once_it_is_back(tmp_path
                 "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0},
             },
         )
-        wait_active(firehose, name)
+        assert "FailureDescription" not in wait_active(firehose, name)
         s3s.stop()
         records = [f"retry-{i}\n".encode() for i in range(50)]
         assert firehose.put_record_batch(
             DeliveryStreamName=name, Records=[{"Data": r} for r in records])["FailedPutCount"] == 0
-        time.sleep(2.5)
+        acknowledged_at = time.monotonic()
+        # From the first failed attempt on, DescribeDeliveryStream shows it, and the delivery
+        # stream stays ACTIVE (AWS keeps it ACTIVE while deliveries fail).
+        deadline = time.monotonic() + 60
+        while True:
+            description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+            if "FailureDescription" in description:
+                break
+            assert time.monotonic() < deadline, f"no FailureDescription while S3 is down: {description}"
+            time.sleep(0.1)
+        assert description["DeliveryStreamStatus"] == "ACTIVE"
+        assert description["FailureDescription"]["Type"] == "UNKNOWN_ERROR"
+        assert description["FailureDescription"]["Details"].startswith("S3.ServiceUnavailable: "), description
+        time.sleep(max(0.0, 2.5 - (time.monotonic() - acknowledged_at)))
         s3s = S3sFs(tmp_path / "s3root", tmp_path / "s3s-fs.log", port=s3s.port)
         s3 = s3s.client()
         deadline = time.monotonic() + 60
@@ -160,6 +174,10 @@ def test_delivery_retries_while_s3_is_down_and_delivers_once_it_is_back(tmp_path
         # The records waited out the outage: the object was at least 2.5 s stale when written.
         assert series("sinks_firehose_delivery_to_s3_data_freshness_seconds") >= 2.5
         assert "Firehose DeliveryToS3.DataFreshness" in metrics and "Firehose IncomingRecords" in metrics
+        # Delivered again: the FailureDescription is gone.
+        description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+        assert "FailureDescription" not in description, description
+        assert description["DeliveryStreamStatus"] == "ACTIVE"
     finally:
         server.kill()
         s3s.stop()

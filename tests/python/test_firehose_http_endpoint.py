@@ -198,3 +198,54 @@ def test_an_endpoint_that_never_recovers_sends_error_records_to_the_s3_backup(se
         assert line["attemptsMade"] == attempts
         assert line["attemptEndingTimestamp"] >= line["arrivalTimestamp"]
     firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+def test_an_endpoint_answering_500_shows_in_failure_description_until_it_recovers(setup):
+    """While an HTTP endpoint answers 500, its request is retried for RetryOptions' duration. The
+    delivery stream stays ACTIVE and DescribeDeliveryStream shows the latest failed attempt (the
+    endpoint's errorMessage) as FailureDescription from the first failed attempt on, not only
+    once the retries are exhausted; when the endpoint answers 200 again the records arrive, none
+    goes to the backup, and the FailureDescription is gone."""
+    server, s3s, endpoint = setup
+    firehose = firehose_client(server.endpoint)
+    s3 = s3s.client()
+    bucket = f"recover-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    name = f"http-recover-{uuid.uuid4().hex[:8]}"
+    config = http_config(endpoint.url, bucket, RetryOptions={"DurationInSeconds": 300})
+    config["RequestConfiguration"] = {"ContentEncoding": "NONE"}
+    firehose.create_delivery_stream(DeliveryStreamName=name, HttpEndpointDestinationConfiguration=config)
+    assert "FailureDescription" not in wait_active(firehose, name)
+    with endpoint.lock:
+        endpoint.requests.clear()
+        endpoint.failures = 1_000_000
+    records = [f"held-{i}".encode() for i in range(7)]
+    assert firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": r} for r in records])["FailedPutCount"] == 0
+    deadline = time.monotonic() + 30
+    while True:
+        description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+        if "FailureDescription" in description:
+            break
+        assert time.monotonic() < deadline, f"no FailureDescription while the endpoint fails: {description}"
+        time.sleep(0.1)
+    with endpoint.lock:
+        failed_requests = len(endpoint.requests)
+        endpoint.failures = 0
+    assert failed_requests >= 1
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert description["FailureDescription"] == {
+        "Type": "UNKNOWN_ERROR", "Details": "HttpEndpoint.ResponseErrorStatus: not now"}
+
+    deadline = time.monotonic() + 60
+    while True:
+        with endpoint.lock:
+            delivered = [json.loads(body) for _, body in endpoint.requests[failed_requests:]]
+        description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+        if delivered and "FailureDescription" not in description:
+            break
+        assert time.monotonic() < deadline, f"the endpoint recovered but {description} after {len(delivered)} requests"
+        time.sleep(0.2)
+    assert [base64.b64decode(r["data"]) for r in delivered[-1]["records"]] == records
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert list_keys(s3, bucket) == [], "nothing was backed up: the request was delivered"
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
