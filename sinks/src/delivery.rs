@@ -11,6 +11,10 @@
 //! doubling to 60 s) for as long as the delivery stream exists; nothing is dropped. Each failed
 //! attempt (a source read, a Lambda invocation, an object, a request, a COPY) becomes its stage's
 //! latest error for DescribeDeliveryStream (`failure`), and the stage's next success clears it.
+//!
+//! A shard with no checkpoint is read from the TRIM_HORIZON of a DirectPut delivery stream's
+//! internal stream, and from [`Definition::delivery_start_ms`] (AT_TIMESTAMP) of a Kinesis
+//! source.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -204,7 +208,12 @@ async fn deliver_shard<S: RecordLog + CheckpointLog>(
     let mut start = loop {
         match storage.load_checkpoint(&key).await {
             Ok(Some(position)) => break ReadStart::AtPosition(position),
-            Ok(None) => break ReadStart::TrimHorizon,
+            Ok(None) => {
+                break match definition.delivery_start_ms() {
+                    Some(timestamp_ms) => ReadStart::AtTimestamp { timestamp_ms },
+                    None => ReadStart::TrimHorizon,
+                };
+            }
             Err(error) => {
                 tracing::warn!(delivery_stream = %name, %error, "Loading the delivery checkpoint failed; retrying.");
                 tokio::time::sleep(RETRY_FIRST).await;

@@ -11,7 +11,9 @@ import urllib.request
 import time
 import uuid
 
-from conftest import ACCOUNT_ID
+import boto3
+
+from conftest import ACCESS_KEY_ID, ACCOUNT_ID, REGION, SECRET_ACCESS_KEY
 from firehose_support import S3sFs, firehose_client, list_keys, start_sluice, wait_active
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/firehose"
@@ -179,6 +181,74 @@ def test_delivery_retries_while_s3_is_down_and_delivers_once_it_is_back(tmp_path
         assert "FailureDescription" not in description, description
         assert description["DeliveryStreamStatus"] == "ACTIVE"
     finally:
+        server.kill()
+        s3s.stop()
+
+
+def test_a_kinesis_source_restarted_before_its_first_checkpoint_still_delivers_from_its_start(tmp_path):
+    """A KinesisStreamAsSource delivery stream reads from its DeliveryStartTimestamp, not from
+    whatever LATEST is when its reader (re)starts. The failure this guards against: records
+    written after CreateDeliveryStream, not yet delivered (S3 is down, so no checkpoint exists)
+    when the process is killed, and skipped after the restart because the new reader began at
+    the stream's tip. Records written before the delivery stream existed stay undelivered. While
+    S3 is down, DescribeDeliveryStream shows the S3 error and keeps the stream ACTIVE."""
+    s3s = S3sFs(tmp_path / "s3root", tmp_path / "s3s-fs.log")
+    data_dir = tmp_path / "data"
+    server = start_sluice(data_dir, s3s)
+    restarted = None
+    try:
+        s3 = s3s.client()
+        bucket = f"kstart-{uuid.uuid4().hex[:10]}"
+        s3.create_bucket(Bucket=bucket)
+        kinesis = boto3.client("kinesis", endpoint_url=server.endpoint, region_name=REGION,
+                               aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY)
+        source = f"kstart-src-{uuid.uuid4().hex[:8]}"
+        kinesis.create_stream(StreamName=source, ShardCount=1)
+        kinesis.get_waiter("stream_exists").wait(StreamName=source, WaiterConfig={"Delay": 0.2})
+        kinesis.put_records(StreamName=source, Records=[
+            {"Data": f"history-{i}\n".encode(), "PartitionKey": "p"} for i in range(10)])
+        source_arn = kinesis.describe_stream_summary(StreamName=source)["StreamDescriptionSummary"]["StreamARN"]
+        firehose = firehose_client(server.endpoint)
+        name = f"kstart-{uuid.uuid4().hex[:8]}"
+        firehose.create_delivery_stream(
+            DeliveryStreamName=name, DeliveryStreamType="KinesisStreamAsSource",
+            KinesisStreamSourceConfiguration={"KinesisStreamARN": source_arn, "RoleARN": ROLE},
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": ROLE, "BucketARN": f"arn:aws:s3:::{bucket}",
+                "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0},
+            },
+        )
+        start = wait_active(firehose, name)["Source"]["KinesisStreamSourceDescription"]["DeliveryStartTimestamp"]
+        s3s.stop()
+        fresh = [f"fresh-{i}\n".encode() for i in range(20)]
+        kinesis.put_records(StreamName=source, Records=[{"Data": r, "PartitionKey": "p"} for r in fresh])
+        deadline = time.monotonic() + 60
+        while True:
+            description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+            if "FailureDescription" in description:
+                break
+            assert time.monotonic() < deadline, f"no FailureDescription while S3 is down: {description}"
+            time.sleep(0.2)
+        assert description["DeliveryStreamStatus"] == "ACTIVE"
+        assert description["FailureDescription"]["Type"] == "UNKNOWN_ERROR"
+        assert description["FailureDescription"]["Details"].startswith("S3."), description
+        server.kill()
+
+        s3s = S3sFs(tmp_path / "s3root", tmp_path / "s3s-fs.log", port=s3s.port)
+        s3 = s3s.client()
+        restarted = start_sluice(data_dir, s3s)
+        firehose = firehose_client(restarted.endpoint)
+        description = wait_active(firehose, name)
+        assert description["Source"]["KinesisStreamSourceDescription"]["DeliveryStartTimestamp"] == start
+        deadline = time.monotonic() + 60
+        while sorted(delivered_records(s3, bucket)) != sorted(r.rstrip(b"\n") for r in fresh):
+            assert time.monotonic() < deadline, f"delivered after the restart: {delivered_records(s3, bucket)}"
+            time.sleep(0.2)
+        assert "FailureDescription" not in firehose.describe_delivery_stream(
+            DeliveryStreamName=name)["DeliveryStreamDescription"]
+    finally:
+        if restarted is not None:
+            restarted.kill()
         server.kill()
         s3s.stop()
 

@@ -131,11 +131,11 @@ pub(crate) fn description(
     if let Some(ms) = d.last_update_ms {
         out["LastUpdateTimestamp"] = epoch_seconds(ms);
     }
-    if let Some(source) = &d.kinesis_source {
+    if let (Some(source), Some(start_ms)) = (&d.kinesis_source, d.delivery_start_ms()) {
         out["Source"] = json!({ "KinesisStreamSourceDescription": {
             "KinesisStreamARN": source.stream_arn,
             "RoleARN": source.role_arn,
-            "DeliveryStartTimestamp": epoch_seconds(d.create_ms),
+            "DeliveryStartTimestamp": epoch_seconds(start_ms),
         }});
     }
     out
