@@ -557,9 +557,12 @@ async fn deliver_http(
             .and_then(|d| d.http_endpoint)
             .unwrap_or_else(|| endpoint.clone());
         let attempt_failed = |error_code: &str, error_message: &str| {
-            metrics
-                .errors
-                .failed(Stage::HttpEndpoint, error_code, error_message, now_ms());
+            metrics.errors.failed(
+                Destination::HttpEndpoint,
+                error_code,
+                error_message,
+                now_ms(),
+            );
         };
         let outcome = match &sinks.http {
             Some(http) => {
@@ -576,7 +579,7 @@ async fn deliver_http(
         match outcome {
             None => return false,
             Some(Ok(attempts)) => {
-                metrics.errors.succeeded(Stage::HttpEndpoint);
+                metrics.errors.succeeded(Destination::HttpEndpoint);
                 metrics.delivery_failures(Destination::HttpEndpoint, attempts.saturating_sub(1));
                 metrics.delivered(
                     Destination::HttpEndpoint,
@@ -785,7 +788,7 @@ async fn deliver_converted(
                 metrics.delivery_failed(Destination::S3);
                 // AWS's error code for a schema it cannot read is not documented [verify].
                 metrics.errors.failed(
-                    Stage::S3,
+                    Destination::S3,
                     "DataFormatConversion.SchemaUnavailable",
                     error.to_string(),
                     now_ms(),
@@ -873,9 +876,12 @@ async fn deliver_opensearch(
     let (failed, attempts) = match &sinks.http {
         Some(http) => {
             match crate::opensearch::deliver(http, os, &documents, &alive, &|code, message| {
-                metrics
-                    .errors
-                    .failed(Stage::AmazonOpenSearchService, code, message, now_ms());
+                metrics.errors.failed(
+                    Destination::AmazonOpenSearchService,
+                    code,
+                    message,
+                    now_ms(),
+                );
             })
             .await
             {
@@ -900,12 +906,14 @@ async fn deliver_opensearch(
         .find(|f| f.error_code != crate::opensearch::MALFORMED_DOCUMENT)
     {
         Some(f) => metrics.errors.failed(
-            Stage::AmazonOpenSearchService,
+            Destination::AmazonOpenSearchService,
             f.error_code.clone(),
             f.error_message.clone(),
             now_ms(),
         ),
-        None => metrics.errors.succeeded(Stage::AmazonOpenSearchService),
+        None => metrics
+            .errors
+            .succeeded(Destination::AmazonOpenSearchService),
     }
     if delivered > 0 {
         metrics.delivered(
@@ -994,7 +1002,7 @@ async fn deliver_redshift(
         };
         let error = match outcome {
             Ok(_) => {
-                metrics.errors.succeeded(Stage::Redshift);
+                metrics.errors.succeeded(Destination::Redshift);
                 metrics.delivered(
                     Destination::Redshift,
                     records,
@@ -1007,7 +1015,7 @@ async fn deliver_redshift(
         };
         metrics.delivery_failed(Destination::Redshift);
         metrics.errors.failed(
-            Stage::Redshift,
+            Destination::Redshift,
             error.error_code,
             error.error_message.clone(),
             now_ms(),
@@ -1120,16 +1128,19 @@ async fn write_object_key(
         let object_key = format!("{key_prefix}{object}");
         match sinks.s3.put(destination.bucket(), &object_key, body).await {
             Ok(()) => {
-                metrics.errors.succeeded(Stage::S3);
+                metrics.errors.succeeded(Destination::S3);
                 tracing::debug!(delivery_stream = %definition.name, key = %object_key, "Object delivered.");
                 return Some(object_key);
             }
             Err(error) => {
                 metrics.delivery_failed(Destination::S3);
                 tracing::warn!(delivery_stream = %definition.name, bucket = destination.bucket(), %error, "Writing an object to S3 failed; retrying.");
-                metrics
-                    .errors
-                    .failed(Stage::S3, error.error_code, error.error_message, now_ms());
+                metrics.errors.failed(
+                    Destination::S3,
+                    error.error_code,
+                    error.error_message,
+                    now_ms(),
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(RETRY_MAX);
             }

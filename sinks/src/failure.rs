@@ -15,43 +15,44 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::metrics::Destination;
+use crate::metrics::{DESTINATIONS, Destination};
 
 /// A step of the delivery pipeline that can fail on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
     /// Reading the source stream.
-    Source = 0,
+    Source,
     /// Invoking the Lambda processor.
-    Lambda = 1,
-    S3 = 2,
-    HttpEndpoint = 3,
-    Redshift = 4,
-    AmazonOpenSearchService = 5,
+    Lambda,
+    /// Writing to a destination (S3 also as the backup or staging area of another one).
+    Destination(Destination),
 }
 
-const STAGES: usize = 6;
+const STAGES: usize = 2 + DESTINATIONS.len();
 const _: () = assert!(STAGES <= u8::BITS as usize);
 
 impl From<Destination> for Stage {
     fn from(destination: Destination) -> Self {
-        match destination {
-            Destination::S3 => Self::S3,
-            Destination::HttpEndpoint => Self::HttpEndpoint,
-            Destination::Redshift => Self::Redshift,
-            Destination::AmazonOpenSearchService => Self::AmazonOpenSearchService,
-        }
+        Self::Destination(destination)
     }
 }
 
 impl Stage {
+    const fn index(self) -> usize {
+        match self {
+            Self::Source => 0,
+            Self::Lambda => 1,
+            Self::Destination(destination) => 2 + destination as usize,
+        }
+    }
+
     const fn bit(self) -> u8 {
-        1 << self as u8
+        1 << self.index()
     }
 }
 
 /// One failed attempt: the error code and message Firehose writes to its CloudWatch error log
-/// (`S3.NoSuchBucket`, `HttpEndpoint.ResponseErrorCode`, `Lambda.FunctionError`, …), and when.
+/// (`S3.NoSuchBucket`, `HttpEndpoint.ResponseErrorStatus`, `Lambda.FunctionError`, …), and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeliveryError {
     pub stage: Stage,
@@ -85,13 +86,14 @@ impl LatestErrors {
     /// Records a failed attempt of `stage`, replacing the stage's older error.
     pub fn failed(
         &self,
-        stage: Stage,
+        stage: impl Into<Stage>,
         error_code: impl Into<String>,
         error_message: impl Into<String>,
         at_ms: u64,
     ) {
+        let stage = stage.into();
         let mut errors = self.lock();
-        errors[stage as usize] = Some(DeliveryError {
+        errors[stage.index()] = Some(DeliveryError {
             stage,
             error_code: error_code.into(),
             error_message: error_message.into(),
@@ -101,12 +103,13 @@ impl LatestErrors {
     }
 
     /// Records that an attempt of `stage` succeeded: its error, if any, is cleared.
-    pub fn succeeded(&self, stage: Stage) {
+    pub fn succeeded(&self, stage: impl Into<Stage>) {
+        let stage = stage.into();
         if self.failing.load(Ordering::Relaxed) & stage.bit() == 0 {
             return;
         }
         let mut errors = self.lock();
-        errors[stage as usize] = None;
+        errors[stage.index()] = None;
         self.failing.fetch_and(!stage.bit(), Ordering::Relaxed);
     }
 
@@ -132,7 +135,7 @@ mod tests {
         let errors = LatestErrors::default();
         assert_eq!(errors.latest(), None);
         errors.failed(
-            Stage::S3,
+            Destination::S3,
             "S3.NoSuchBucket",
             "The specified bucket does not exist",
             10,
@@ -141,14 +144,17 @@ mod tests {
         assert_eq!(errors.latest().map(|e| e.stage), Some(Stage::Lambda));
         errors.succeeded(Stage::Lambda);
         let latest = errors.latest().expect("S3 is still failing");
-        assert_eq!(latest.stage, Stage::S3);
+        assert_eq!(latest.stage, Stage::Destination(Destination::S3));
         assert_eq!(
             latest.details(),
             "S3.NoSuchBucket: The specified bucket does not exist"
         );
-        errors.succeeded(Stage::HttpEndpoint);
-        assert_eq!(errors.latest().map(|e| e.stage), Some(Stage::S3));
-        errors.succeeded(Stage::S3);
+        errors.succeeded(Destination::HttpEndpoint);
+        assert_eq!(
+            errors.latest().map(|e| e.stage),
+            Some(Stage::Destination(Destination::S3))
+        );
+        errors.succeeded(Destination::S3);
         assert_eq!(errors.latest(), None);
     }
 
@@ -156,13 +162,13 @@ mod tests {
     fn a_stage_that_keeps_failing_keeps_its_newest_error() {
         let errors = LatestErrors::default();
         errors.failed(
-            Stage::HttpEndpoint,
+            Destination::HttpEndpoint,
             "HttpEndpoint.ResponseErrorCode",
             "500",
             1,
         );
         errors.failed(
-            Stage::HttpEndpoint,
+            Destination::HttpEndpoint,
             "HttpEndpoint.RequestTimeout",
             "timed out",
             2,
@@ -173,19 +179,16 @@ mod tests {
     }
 
     #[test]
-    fn destinations_map_onto_their_own_stages() {
-        let all = [
-            Destination::S3,
-            Destination::HttpEndpoint,
-            Destination::Redshift,
-            Destination::AmazonOpenSearchService,
-        ];
-        let bits: Vec<u8> = all.iter().map(|d| Stage::from(*d).bit()).collect();
-        for (i, a) in bits.iter().enumerate() {
-            assert_eq!(a & (Stage::Source.bit() | Stage::Lambda.bit()), 0);
-            for b in &bits[i + 1..] {
-                assert_eq!(a & b, 0);
-            }
-        }
+    fn every_stage_has_its_own_bit() {
+        let stages: Vec<Stage> = [Stage::Source, Stage::Lambda]
+            .into_iter()
+            .chain(DESTINATIONS.map(Stage::from))
+            .collect();
+        assert_eq!(stages.len(), STAGES);
+        let all = stages.iter().fold(0u8, |all, stage| {
+            assert_eq!(all & stage.bit(), 0, "{stage:?} shares a bit");
+            all | stage.bit()
+        });
+        assert_eq!(all.count_ones() as usize, STAGES);
     }
 }

@@ -18,7 +18,7 @@ pub enum Destination {
     AmazonOpenSearchService = 3,
 }
 
-const DESTINATIONS: [Destination; 4] = [
+pub(crate) const DESTINATIONS: [Destination; 4] = [
     Destination::S3,
     Destination::HttpEndpoint,
     Destination::Redshift,

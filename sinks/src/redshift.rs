@@ -460,9 +460,14 @@ pub async fn copy(redshift: &Redshift, rows: Vec<u8>) -> Result<u64, CopyError> 
             tracing::debug!(%error, "A PostgreSQL connection ended with an error.");
         }
     });
+    // tokio-postgres' own Display of a server error is only "db error"; the server's message
+    // (`ERROR: relation "t" does not exist`) is what the user needs to act on.
     let refused = |e: tokio_postgres::Error| CopyError {
         error_code: DATA_LOAD_FAILED,
-        error_message: format!("COPY failed: {e}"),
+        error_message: match e.as_db_error() {
+            Some(db) => format!("COPY failed: {db}"),
+            None => format!("COPY failed: {e}"),
+        },
     };
     let result = async {
         let sink = client
