@@ -14,7 +14,9 @@ import uuid
 import boto3
 
 from conftest import ACCESS_KEY_ID, ACCOUNT_ID, REGION, SECRET_ACCESS_KEY
-from firehose_support import S3sFs, firehose_client, list_keys, start_sluice, wait_active
+from firehose_support import (
+    S3sFs, firehose_client, list_keys, start_sluice, wait_active, wait_failure_description,
+)
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/firehose"
 
@@ -27,15 +29,21 @@ def delivered_records(s3, bucket):
     return records
 
 
-def test_kill_9_mid_delivery_loses_no_acknowledged_record(tmp_path):
+def start_with_bucket(tmp_path, bucket_prefix):
+    """s3s-fs, a Sluice delivering to it, and a fresh bucket: (s3s, data_dir, server, s3, bucket)."""
     s3s = S3sFs(tmp_path / "s3root", tmp_path / "s3s-fs.log")
     data_dir = tmp_path / "data"
     server = start_sluice(data_dir, s3s)
+    s3 = s3s.client()
+    bucket = f"{bucket_prefix}-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    return s3s, data_dir, server, s3, bucket
+
+
+def test_kill_9_mid_delivery_loses_no_acknowledged_record(tmp_path):
+    s3s, data_dir, server, s3, bucket = start_with_bucket(tmp_path, "crash")
     restarted = None
     try:
-        s3 = s3s.client()
-        bucket = f"crash-{uuid.uuid4().hex[:10]}"
-        s3.create_bucket(Bucket=bucket)
         firehose = firehose_client(server.endpoint)
         name = f"crash-{uuid.uuid4().hex[:8]}"
         firehose.create_delivery_stream(
@@ -127,13 +135,7 @@ def test_delivery_retries_while_s3_is_down_and_delivers_once_it_is_back(tmp_path
         acknowledged_at = time.monotonic()
         # From the first failed attempt on, DescribeDeliveryStream shows it, and the delivery
         # stream stays ACTIVE (AWS keeps it ACTIVE while deliveries fail).
-        deadline = time.monotonic() + 60
-        while True:
-            description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
-            if "FailureDescription" in description:
-                break
-            assert time.monotonic() < deadline, f"no FailureDescription while S3 is down: {description}"
-            time.sleep(0.1)
+        description = wait_failure_description(firehose, name)
         assert description["DeliveryStreamStatus"] == "ACTIVE"
         assert description["FailureDescription"]["Type"] == "UNKNOWN_ERROR"
         assert description["FailureDescription"]["Details"].startswith("S3.ServiceUnavailable: "), description
@@ -192,14 +194,9 @@ def test_a_kinesis_source_restarted_before_its_first_checkpoint_still_delivers_f
     when the process is killed, and skipped after the restart because the new reader began at
     the stream's tip. Records written before the delivery stream existed stay undelivered. While
     S3 is down, DescribeDeliveryStream shows the S3 error and keeps the stream ACTIVE."""
-    s3s = S3sFs(tmp_path / "s3root", tmp_path / "s3s-fs.log")
-    data_dir = tmp_path / "data"
-    server = start_sluice(data_dir, s3s)
+    s3s, data_dir, server, s3, bucket = start_with_bucket(tmp_path, "kstart")
     restarted = None
     try:
-        s3 = s3s.client()
-        bucket = f"kstart-{uuid.uuid4().hex[:10]}"
-        s3.create_bucket(Bucket=bucket)
         kinesis = boto3.client("kinesis", endpoint_url=server.endpoint, region_name=REGION,
                                aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY)
         source = f"kstart-src-{uuid.uuid4().hex[:8]}"
@@ -222,13 +219,7 @@ def test_a_kinesis_source_restarted_before_its_first_checkpoint_still_delivers_f
         s3s.stop()
         fresh = [f"fresh-{i}\n".encode() for i in range(20)]
         kinesis.put_records(StreamName=source, Records=[{"Data": r, "PartitionKey": "p"} for r in fresh])
-        deadline = time.monotonic() + 60
-        while True:
-            description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
-            if "FailureDescription" in description:
-                break
-            assert time.monotonic() < deadline, f"no FailureDescription while S3 is down: {description}"
-            time.sleep(0.2)
+        description = wait_failure_description(firehose, name)
         assert description["DeliveryStreamStatus"] == "ACTIVE"
         assert description["FailureDescription"]["Type"] == "UNKNOWN_ERROR"
         assert description["FailureDescription"]["Details"].startswith("S3."), description
