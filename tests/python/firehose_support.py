@@ -123,14 +123,15 @@ def wait_active(firehose, name: str, timeout_s: float = 20) -> dict:
         time.sleep(0.05)
 
 
-def wait_failure_description(firehose, name: str, timeout_s: float = 60) -> dict:
-    """Polls DescribeDeliveryStream until it shows a FailureDescription; the description."""
+def wait_failure_description(firehose, name: str, shown: bool = True, timeout_s: float = 60) -> dict:
+    """Polls DescribeDeliveryStream until it shows a FailureDescription (with `shown=False`: until
+    it no longer does); the description."""
     deadline = time.monotonic() + timeout_s
     while True:
         description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
-        if "FailureDescription" in description:
+        if ("FailureDescription" in description) == shown:
             return description
-        assert time.monotonic() < deadline, f"no FailureDescription in {timeout_s} s: {description}"
+        assert time.monotonic() < deadline, f"FailureDescription shown is not {shown} after {timeout_s} s: {description}"
         time.sleep(0.1)
 
 

@@ -23,7 +23,8 @@ from botocore.exceptions import ClientError
 
 from conftest import ACCOUNT_ID, REGION, aws_cli_env
 from firehose_support import (
-    UUID, S3sFs, default_key_pattern, firehose_client, list_keys, start_sluice, wait_active, wait_for_keys,
+    UUID, S3sFs, default_key_pattern, firehose_client, list_keys, start_sluice, wait_active,
+    wait_failure_description, wait_for_keys,
 )
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/firehose"
@@ -653,3 +654,32 @@ def test_json_records_are_converted_to_parquet_by_a_local_table_schema(firehose,
     assert base64.b64decode(line["rawData"]) == records[2]
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 
+
+
+def test_a_deleted_source_stream_shows_in_failure_description_until_it_is_readable_again(
+        firehose, server, name, bucket):
+    """Firehose retries GetRecords on a Kinesis source indefinitely (troubleshooting guide) and the
+    delivery stream stays ACTIVE. Guards against a source that cannot be read going unseen: the
+    read error is the stream's FailureDescription until a read succeeds again."""
+    kinesis = server_kinesis(server)
+    source = name + "-src"
+    kinesis.create_stream(StreamName=source, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=source, WaiterConfig={"Delay": 0.2})
+    source_arn = kinesis.describe_stream_summary(StreamName=source)["StreamDescriptionSummary"]["StreamARN"]
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name, DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={"KinesisStreamARN": source_arn, "RoleARN": ROLE},
+        ExtendedS3DestinationConfiguration=s3_config(bucket, BufferingHints={"SizeInMBs": 1, "IntervalInSeconds": 0}))
+    assert "FailureDescription" not in wait_active(firehose, name)
+    kinesis.delete_stream(StreamName=source)
+    description = wait_failure_description(firehose, name)
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert description["FailureDescription"]["Type"] == "UNKNOWN_ERROR"
+    assert description["FailureDescription"]["Details"].startswith("Kinesis.GetRecordsFailed: "), description
+    assert source in description["FailureDescription"]["Details"]
+
+    kinesis.create_stream(StreamName=source, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=source, WaiterConfig={"Delay": 0.2})
+    assert wait_failure_description(firehose, name, shown=False)["DeliveryStreamStatus"] == "ACTIVE"
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+    kinesis.delete_stream(StreamName=source)

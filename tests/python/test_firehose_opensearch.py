@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import ACCOUNT_ID
-from firehose_support import S3sFs, firehose_client, list_keys, start_sluice, wait_active
+from firehose_support import (
+    S3sFs, firehose_client, list_keys, start_sluice, wait_active, wait_failure_description,
+)
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/firehose"
 
@@ -134,11 +136,7 @@ def test_documents_are_bulk_indexed_with_stable_ids_and_refused_ones_are_backed_
     assert description["FailureDescription"] == {
         "Type": "UNKNOWN_ERROR", "Details": "OS.mapper_parsing_exception: failed to parse field"}
     assert firehose.put_record(DeliveryStreamName=name, Record={"Data": b'{"n":5}'})["RecordId"]
-    deadline = time.monotonic() + 30
-    while "FailureDescription" in firehose.describe_delivery_stream(
-            DeliveryStreamName=name)["DeliveryStreamDescription"]:
-        assert time.monotonic() < deadline, "the FailureDescription stayed after a clean _bulk request"
-        time.sleep(0.1)
+    assert wait_failure_description(firehose, name, shown=False)["DeliveryStreamStatus"] == "ACTIVE"
     with bulk.lock:
         assert 5 in [doc["n"] for doc in bulk.indexed.values()]
     firehose.delete_delivery_stream(DeliveryStreamName=name)

@@ -14,7 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import ACCOUNT_ID, REGION
-from firehose_support import S3sFs, default_key_pattern, firehose_client, list_keys, start_sluice, wait_active
+from firehose_support import (
+    S3sFs, default_key_pattern, firehose_client, list_keys, start_sluice, wait_active,
+    wait_failure_description,
+)
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/firehose"
 
@@ -170,11 +173,7 @@ def test_a_function_that_keeps_failing_turns_records_into_processing_failed_erro
         ExtendedS3DestinationUpdate={"ProcessingConfiguration": processing("shout")})
     assert firehose.put_record(DeliveryStreamName=name, Record={"Data": b"three"})["RecordId"]
     wait_keys(s3, bucket, 2)
-    deadline = time.monotonic() + 30
-    while "FailureDescription" in firehose.describe_delivery_stream(
-            DeliveryStreamName=name)["DeliveryStreamDescription"]:
-        assert time.monotonic() < deadline, "the FailureDescription stayed after the function worked again"
-        time.sleep(0.1)
+    assert wait_failure_description(firehose, name, shown=False)["DeliveryStreamStatus"] == "ACTIVE"
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 
 
