@@ -8,7 +8,13 @@
 //! The supervisor ([`run`]) follows the registry: it starts a task for every delivery stream,
 //! stops the task of a deleted (or deleted and re-created) one, and a stream's task marks it
 //! ACTIVE once its source is readable. S3 failures are retried with exponential backoff (1 s
-//! doubling to 60 s) for as long as the delivery stream exists; nothing is dropped.
+//! doubling to 60 s) for as long as the delivery stream exists; nothing is dropped. Each failed
+//! attempt (a source read, a Lambda invocation, an object, a request, a COPY) becomes its stage's
+//! latest error for DescribeDeliveryStream (`failure`), and the stage's next success clears it.
+//!
+//! A shard with no checkpoint is read from the TRIM_HORIZON of a DirectPut delivery stream's
+//! internal stream, and from [`Definition::delivery_start_ms`] (AT_TIMESTAMP) of a Kinesis
+//! source.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,6 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::buffer::{Buffer, Hints};
 use crate::compression;
+use crate::failure::Stage;
 use crate::http_delivery::{self, HttpSender};
 use crate::metrics::{Destination, StreamMetrics};
 use crate::model::{self, Definition, StreamType};
@@ -201,7 +208,12 @@ async fn deliver_shard<S: RecordLog + CheckpointLog>(
     let mut start = loop {
         match storage.load_checkpoint(&key).await {
             Ok(Some(position)) => break ReadStart::AtPosition(position),
-            Ok(None) => break ReadStart::TrimHorizon,
+            Ok(None) => {
+                break match definition.delivery_start_ms() {
+                    Some(timestamp_ms) => ReadStart::AtTimestamp { timestamp_ms },
+                    None => ReadStart::TrimHorizon,
+                };
+            }
             Err(error) => {
                 tracing::warn!(delivery_stream = %name, %error, "Loading the delivery checkpoint failed; retrying.");
                 tokio::time::sleep(RETRY_FIRST).await;
@@ -253,6 +265,7 @@ async fn deliver_shard<S: RecordLog + CheckpointLog>(
         };
         match storage.read(&key.shard, start, limits, Some(wait)).await {
             Ok(batch) => {
+                metrics.errors.succeeded(Stage::Source);
                 batch.for_each_positioned(&mut |position, view| {
                     if kinesis_source {
                         crate::kpl::for_each_user_record(view.data, &mut |data| {
@@ -284,6 +297,13 @@ async fn deliver_shard<S: RecordLog + CheckpointLog>(
                 }
             }
             Err(error) => {
+                // Firehose's error code for a source it cannot read is not documented [verify].
+                metrics.errors.failed(
+                    Stage::Source,
+                    "Kinesis.GetRecordsFailed",
+                    error.to_string(),
+                    now_ms(),
+                );
                 tracing::warn!(delivery_stream = %name, %error, "Reading the delivery source failed; retrying.");
                 tokio::time::sleep(RETRY_FIRST).await;
             }
@@ -340,6 +360,26 @@ async fn deliver<S: CheckpointLog>(
             .invoker
             .transform(processor, &definition.arn, region, &original)
             .await;
+        // Records the function itself marked ProcessingFailed are its verdict on them, not a
+        // failure of the stage; every other failure (invocation, response contract) is.
+        let invocation_error = outcomes.iter().find_map(|outcome| match outcome {
+            Outcome::Failed {
+                error_code,
+                error_message,
+                ..
+            } if error_code != transform::PROCESSING_FAILED => {
+                Some((error_code.clone(), error_message.clone()))
+            }
+            _ => None,
+        });
+        match invocation_error {
+            Some((error_code, error_message)) => {
+                metrics
+                    .errors
+                    .failed(Stage::Lambda, error_code, error_message, now_ms());
+            }
+            None => metrics.errors.succeeded(Stage::Lambda),
+        }
         let mut ok = Vec::with_capacity(original.len());
         let mut failed_lines = Vec::new();
         for (index, ((data, arrival_ms), outcome)) in original.iter().zip(outcomes).enumerate() {
@@ -516,9 +556,17 @@ async fn deliver_http(
         let endpoint = current(registry, &definition.name, definition.create_ms)
             .and_then(|d| d.http_endpoint)
             .unwrap_or_else(|| endpoint.clone());
+        let attempt_failed = |error_code: &str, error_message: &str| {
+            metrics.errors.failed(
+                Destination::HttpEndpoint,
+                error_code,
+                error_message,
+                now_ms(),
+            );
+        };
         let outcome = match &sinks.http {
             Some(http) => {
-                http.deliver(&endpoint, &definition.arn, &data, &alive)
+                http.deliver(&endpoint, &definition.arn, &data, &alive, &attempt_failed)
                     .await
             }
             None => Some(Err(http_delivery::Failure {
@@ -531,6 +579,7 @@ async fn deliver_http(
         match outcome {
             None => return false,
             Some(Ok(attempts)) => {
+                metrics.errors.succeeded(Destination::HttpEndpoint);
                 metrics.delivery_failures(Destination::HttpEndpoint, attempts.saturating_sub(1));
                 metrics.delivered(
                     Destination::HttpEndpoint,
@@ -540,6 +589,7 @@ async fn deliver_http(
                 );
             }
             Some(Err(failure)) => {
+                attempt_failed(failure.error_code, &failure.error_message);
                 metrics.delivery_failures(Destination::HttpEndpoint, failure.attempts);
                 for (i, (data, arrival_ms)) in chunk.iter().enumerate() {
                     failed_lines.extend(http_delivery::error_record(
@@ -736,6 +786,13 @@ async fn deliver_converted(
             Ok(converted) => break converted,
             Err(error) => {
                 metrics.delivery_failed(Destination::S3);
+                // AWS's error code for a schema it cannot read is not documented [verify].
+                metrics.errors.failed(
+                    Destination::S3,
+                    "DataFormatConversion.SchemaUnavailable",
+                    error.to_string(),
+                    now_ms(),
+                );
                 tracing::warn!(delivery_stream = %definition.name, %error, "Converting records to Parquet failed; retrying.");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(RETRY_MAX);
@@ -817,10 +874,21 @@ async fn deliver_opensearch(
         .collect();
     let alive = || current(registry, &definition.name, definition.create_ms).is_some();
     let (failed, attempts) = match &sinks.http {
-        Some(http) => match crate::opensearch::deliver(http, os, &documents, &alive).await {
-            Some(outcome) => outcome,
-            None => return false,
-        },
+        Some(http) => {
+            match crate::opensearch::deliver(http, os, &documents, &alive, &|code, message| {
+                metrics.errors.failed(
+                    Destination::AmazonOpenSearchService,
+                    code,
+                    message,
+                    now_ms(),
+                );
+            })
+            .await
+            {
+                Some(outcome) => outcome,
+                None => return false,
+            }
+        }
         None => (
             (0..documents.len())
                 .map(|index| crate::opensearch::Failed {
@@ -833,6 +901,20 @@ async fn deliver_opensearch(
         ),
     };
     let delivered: usize = documents.len() - failed.len();
+    match failed
+        .iter()
+        .find(|f| f.error_code != crate::opensearch::MALFORMED_DOCUMENT)
+    {
+        Some(f) => metrics.errors.failed(
+            Destination::AmazonOpenSearchService,
+            f.error_code.clone(),
+            f.error_message.clone(),
+            now_ms(),
+        ),
+        None => metrics
+            .errors
+            .succeeded(Destination::AmazonOpenSearchService),
+    }
     if delivered > 0 {
         metrics.delivered(
             Destination::AmazonOpenSearchService,
@@ -913,10 +995,14 @@ async fn deliver_redshift(
         };
         let outcome = match crate::redshift::copy_rows(&redshift, data) {
             Ok(rows) => crate::redshift::copy(&redshift, rows).await,
-            Err(error) => Err(error),
+            Err(error_message) => Err(crate::redshift::CopyError {
+                error_code: crate::redshift::DATA_LOAD_FAILED,
+                error_message,
+            }),
         };
         let error = match outcome {
             Ok(_) => {
+                metrics.errors.succeeded(Destination::Redshift);
                 metrics.delivered(
                     Destination::Redshift,
                     records,
@@ -928,6 +1014,12 @@ async fn deliver_redshift(
             Err(error) => error,
         };
         metrics.delivery_failed(Destination::Redshift);
+        metrics.errors.failed(
+            Destination::Redshift,
+            error.error_code,
+            error.error_message.clone(),
+            now_ms(),
+        );
         tracing::warn!(delivery_stream = %definition.name, %error, "A COPY into PostgreSQL failed.");
         let failed_at = *first_failure.get_or_insert_with(std::time::Instant::now);
         if failed_at.elapsed() >= Duration::from_secs(u64::from(redshift.retry_duration_s)) {
@@ -1036,12 +1128,19 @@ async fn write_object_key(
         let object_key = format!("{key_prefix}{object}");
         match sinks.s3.put(destination.bucket(), &object_key, body).await {
             Ok(()) => {
+                metrics.errors.succeeded(Destination::S3);
                 tracing::debug!(delivery_stream = %definition.name, key = %object_key, "Object delivered.");
                 return Some(object_key);
             }
             Err(error) => {
                 metrics.delivery_failed(Destination::S3);
                 tracing::warn!(delivery_stream = %definition.name, bucket = destination.bucket(), %error, "Writing an object to S3 failed; retrying.");
+                metrics.errors.failed(
+                    Destination::S3,
+                    error.error_code,
+                    error.error_message,
+                    now_ms(),
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(RETRY_MAX);
             }

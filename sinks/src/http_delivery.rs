@@ -83,13 +83,15 @@ impl HttpSender {
     }
 
     /// Sends `records` (at most [`REQUEST_RECORDS_MAX`]) as one request, retrying by the
-    /// contract above. `alive` is asked before each attempt; `None` when it said no.
+    /// contract above. `alive` is asked before each attempt; `None` when it said no. Each failed
+    /// attempt is told to `attempt_failed` (error code, message) as it happens.
     pub async fn deliver(
         &self,
         endpoint: &HttpEndpoint,
         source_arn: &str,
         records: &[&[u8]],
         alive: &dyn Fn() -> bool,
+        attempt_failed: &dyn Fn(&str, &str),
     ) -> Option<Result<u32, Failure>> {
         assert!(records.len() <= REQUEST_RECORDS_MAX);
         let request_id = uuid::Uuid::new_v4().hyphenated().to_string();
@@ -109,6 +111,7 @@ impl HttpSender {
                 Err(e) => e,
             };
             tracing::warn!(url = %endpoint.url, request_id, attempts, error_code, %error_message, "An HTTP endpoint delivery failed.");
+            attempt_failed(error_code, &error_message);
             let failed_at = *first_failure.get_or_insert_with(Instant::now);
             let window = Duration::from_secs(u64::from(endpoint.retry_duration_s));
             if !retryable || failed_at.elapsed() >= window {

@@ -1,7 +1,8 @@
 //! sinks: Amazon Data Firehose on Sluice. Owns the Firehose API (control plane and DirectPut,
 //! `api`), delivery stream definitions and their persistence (`registry`, `store`), and
 //! delivery: buffering, compression, the S3 key grammar, the S3 destination and at-least-once
-//! checkpoints (`delivery`).
+//! checkpoints (`delivery`), with the latest error of each delivery stage that is failing
+//! (`failure`, shown by DescribeDeliveryStream).
 //!
 //! It reaches records only through the narrow storage face (`sluice_core::storage`): a DirectPut
 //! delivery stream's records are appended to an internal Kinesis stream
@@ -16,6 +17,7 @@ pub mod buffer;
 pub mod compression;
 pub mod delivery;
 pub mod error;
+pub mod failure;
 pub mod format;
 pub mod http_delivery;
 pub mod http_endpoint;

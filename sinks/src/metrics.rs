@@ -18,7 +18,7 @@ pub enum Destination {
     AmazonOpenSearchService = 3,
 }
 
-const DESTINATIONS: [Destination; 4] = [
+pub(crate) const DESTINATIONS: [Destination; 4] = [
     Destination::S3,
     Destination::HttpEndpoint,
     Destination::Redshift,
@@ -60,6 +60,9 @@ pub struct StreamMetrics {
     incoming_bytes: AtomicU64,
     incoming_put_requests: AtomicU64,
     delivery: [Delivery; 4],
+    /// The latest delivery error per stage. It lives beside the counters because the same
+    /// calls of the pipeline bump both, and this one per-stream handle reaches all of them.
+    pub errors: crate::failure::LatestErrors,
 }
 
 impl StreamMetrics {

@@ -190,6 +190,19 @@ pub struct Definition {
     pub opensearch: Option<crate::opensearch::OpenSearch>,
 }
 
+impl Definition {
+    /// KinesisStreamAsSource: DeliveryStartTimestamp, the instant from which the source stream
+    /// is read. Firehose "starts reading data from the LATEST position" of the stream (its
+    /// developer guide), so records written before the delivery stream existed are not
+    /// delivered. The latest position is pinned to the creation instant and read as
+    /// AT_TIMESTAMP rather than LATEST, so that records written while the delivery stream was
+    /// CREATING, or before a restart that came before the first checkpoint, are not skipped.
+    /// `None` for DirectPut, whose internal stream holds only the delivery stream's records.
+    pub fn delivery_start_ms(&self) -> Option<u64> {
+        self.kinesis_source.as_ref().map(|_| self.create_ms)
+    }
+}
+
 /// An HTTP endpoint destination (HttpEndpointDestinationConfiguration), defaults filled in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpEndpoint {

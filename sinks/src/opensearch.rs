@@ -363,14 +363,19 @@ fn document_line(data: &[u8]) -> Result<Vec<u8>, String> {
     })
 }
 
+/// The error code of a record that is not a JSON document (never sent, never retried).
+pub const MALFORMED_DOCUMENT: &str = "OS.MalformedDocument";
+
 /// Indexes `documents` with `_bulk`, retrying failures by the module's rules; the documents that
 /// finally failed (by their position in `documents`) and the number of attempts. `None` when
-/// `alive` said the delivery stream is gone.
+/// `alive` said the delivery stream is gone. Each attempt that left documents unindexed is told
+/// to `attempt_failed` (the first such document's error code and message) as it happens.
 pub async fn deliver(
     http: &crate::http_delivery::HttpSender,
     os: &OpenSearch,
     documents: &[Document<'_>],
     alive: &dyn Fn() -> bool,
+    attempt_failed: &dyn Fn(&str, &str),
 ) -> Option<(Vec<Failed>, u32)> {
     let mut failed = Vec::new();
     let mut pending: Vec<(usize, Vec<u8>, String)> = Vec::with_capacity(documents.len());
@@ -383,7 +388,7 @@ pub async fn deliver(
             )),
             Err(message) => failed.push(Failed {
                 index: i,
-                error_code: "OS.MalformedDocument".to_owned(),
+                error_code: MALFORMED_DOCUMENT.to_owned(),
                 error_message: message,
             }),
         }
@@ -478,6 +483,9 @@ pub async fn deliver(
         pending = still;
         if pending.is_empty() {
             break;
+        }
+        if let Some((_, error_code, error_message)) = last_errors.first() {
+            attempt_failed(error_code, error_message);
         }
         let failed_at = *first_failure.get_or_insert_with(Instant::now);
         let window = Duration::from_secs(u64::from(os.retry_duration_s));

@@ -419,8 +419,22 @@ pub fn description(redshift: &Redshift, staging: &S3Destination) -> Value {
     })
 }
 
+/// The error code of a COPY PostgreSQL refused, or of rows that could not be made for it
+/// [verify: AWS's Redshift error codes are per cause, such as Redshift.TableNotFound].
+pub const DATA_LOAD_FAILED: &str = "Redshift.DataLoadFailed";
+/// The error code of a database that could not be reached [verify].
+pub const CONNECTION_FAILED: &str = "Redshift.ConnectionFailed";
+
+/// Why a load failed: Firehose's error code and a message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{error_code}: {error_message}")]
+pub struct CopyError {
+    pub error_code: &'static str,
+    pub error_message: String,
+}
+
 /// Loads `rows` with one COPY; the number of rows copied.
-pub async fn copy(redshift: &Redshift, rows: Vec<u8>) -> Result<u64, String> {
+pub async fn copy(redshift: &Redshift, rows: Vec<u8>) -> Result<u64, CopyError> {
     use futures_util::SinkExt as _;
     let mut config = tokio_postgres::Config::new();
     config
@@ -430,30 +444,39 @@ pub async fn copy(redshift: &Redshift, rows: Vec<u8>) -> Result<u64, String> {
         .user(&redshift.username)
         .password(&redshift.password)
         .connect_timeout(std::time::Duration::from_secs(10));
-    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
-        format!(
-            "connecting to {}:{} failed: {e}",
-            redshift.host, redshift.port
-        )
-    })?;
+    let (client, connection) =
+        config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| CopyError {
+                error_code: CONNECTION_FAILED,
+                error_message: format!(
+                    "connecting to {}:{} failed: {e}",
+                    redshift.host, redshift.port
+                ),
+            })?;
     let driver = tokio::task::spawn_local(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, "A PostgreSQL connection ended with an error.");
         }
     });
+    // tokio-postgres' own Display of a server error is only "db error"; the server's message
+    // (`ERROR: relation "t" does not exist`) is what the user needs to act on.
+    let refused = |e: tokio_postgres::Error| CopyError {
+        error_code: DATA_LOAD_FAILED,
+        error_message: match e.as_db_error() {
+            Some(db) => format!("COPY failed: {db}"),
+            None => format!("COPY failed: {e}"),
+        },
+    };
     let result = async {
         let sink = client
             .copy_in(&redshift.copy_statement())
             .await
-            .map_err(|e| format!("COPY failed: {e}"))?;
+            .map_err(refused)?;
         futures_util::pin_mut!(sink);
-        sink.send(bytes::Bytes::from(rows))
-            .await
-            .map_err(|e| format!("COPY failed: {e}"))?;
-        sink.as_mut()
-            .finish()
-            .await
-            .map_err(|e| format!("COPY failed: {e}"))
+        sink.send(bytes::Bytes::from(rows)).await.map_err(refused)?;
+        sink.as_mut().finish().await.map_err(refused)
     }
     .await;
     drop(client);

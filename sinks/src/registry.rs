@@ -123,6 +123,17 @@ impl Registry {
             .clone()
     }
 
+    /// The newest delivery error of delivery stream `name` that is still failing.
+    pub fn delivery_error(&self, name: &str) -> Option<crate::failure::DeliveryError> {
+        let metrics = self
+            .metrics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        metrics.and_then(|m| m.errors.latest())
+    }
+
     /// Prometheus text of every delivery stream's metrics.
     pub fn render_metrics(&self) -> String {
         let streams: Vec<(String, Arc<StreamMetrics>)> = self

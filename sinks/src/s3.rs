@@ -10,7 +10,7 @@
 //! Content-MD5-free body is what every one of them takes.
 
 use aws_sdk_s3::config::{BehaviorVersion, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
@@ -18,6 +18,37 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 pub const MULTIPART_THRESHOLD_BYTES: usize = 16 * 1024 * 1024;
 /// The size of each part but the last (S3's minimum is 5 MiB).
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Why S3 did not store an object: Firehose's error code for it (`S3.` and S3's own code,
+/// `S3.NoSuchBucket`, `S3.AccessDenied`; `S3.ServiceUnavailable` when S3 gave no answer
+/// [verify]) and a message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{error_code}: {error_message}")]
+pub struct PutError {
+    pub error_code: String,
+    pub error_message: String,
+}
+
+impl<E, R> From<SdkError<E, R>> for PutError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    fn from(error: SdkError<E, R>) -> Self {
+        let error_code = match error.code() {
+            Some(code) => format!("S3.{code}"),
+            None => "S3.ServiceUnavailable".to_owned(),
+        };
+        let error_message = match error.message() {
+            Some(message) => message.to_owned(),
+            None => DisplayErrorContext(&error).to_string(),
+        };
+        Self {
+            error_code,
+            error_message,
+        }
+    }
+}
 
 /// A handle to the S3 endpoint; cheap to clone.
 #[derive(Clone, Debug)]
@@ -46,7 +77,7 @@ impl S3Sink {
 
     /// Stores `body` as `bucket`/`key`; `Ok` once S3 answered success. Bodies over
     /// [`MULTIPART_THRESHOLD_BYTES`] go up as a multipart upload of [`PART_BYTES`] parts.
-    pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), String> {
+    pub async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), PutError> {
         if body.len() > MULTIPART_THRESHOLD_BYTES {
             return self.put_multipart(bucket, key, body).await;
         }
@@ -58,12 +89,12 @@ impl S3Sink {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| DisplayErrorContext(e).to_string())
+            .map_err(PutError::from)
     }
 
     /// A multipart upload; a failed one is aborted so no parts are left behind, and the caller
     /// retries the whole object.
-    async fn put_multipart(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), String> {
+    async fn put_multipart(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), PutError> {
         let created = self
             .client
             .create_multipart_upload()
@@ -71,15 +102,18 @@ impl S3Sink {
             .key(key)
             .send()
             .await
-            .map_err(|e| DisplayErrorContext(e).to_string())?;
+            .map_err(PutError::from)?;
         let upload_id = created
             .upload_id()
-            .ok_or("CreateMultipartUpload returned no UploadId")?
+            .ok_or_else(|| PutError {
+                error_code: "S3.InternalError".to_owned(),
+                error_message: "CreateMultipartUpload returned no UploadId".to_owned(),
+            })?
             .to_owned();
         let uploaded = async {
             let mut parts = Vec::new();
             for (i, chunk) in body.chunks(PART_BYTES).enumerate() {
-                let number = i32::try_from(i + 1).map_err(|_| "too many parts".to_owned())?;
+                let number = i32::try_from(i + 1).expect("a 128 MiB buffer has few 8 MiB parts");
                 let part = self
                     .client
                     .upload_part()
@@ -90,7 +124,7 @@ impl S3Sink {
                     .body(ByteStream::from(chunk.to_vec()))
                     .send()
                     .await
-                    .map_err(|e| DisplayErrorContext(e).to_string())?;
+                    .map_err(PutError::from)?;
                 parts.push(
                     CompletedPart::builder()
                         .part_number(number)
@@ -111,7 +145,7 @@ impl S3Sink {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| DisplayErrorContext(e).to_string())
+                .map_err(PutError::from)
         }
         .await;
         if uploaded.is_err() {
@@ -125,5 +159,47 @@ impl S3Sink {
                 .await;
         }
         uploaded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::put_object::PutObjectError;
+    use aws_sdk_s3::primitives::SdkBody;
+
+    use super::*;
+
+    #[test]
+    fn s3_error_codes_become_firehose_error_codes_with_s3_message() {
+        let answer = HttpResponse::new(
+            404.try_into().expect("404 is a status code"),
+            SdkBody::empty(),
+        );
+        let error = SdkError::service_error(
+            PutObjectError::generic(
+                ErrorMetadata::builder()
+                    .code("NoSuchBucket")
+                    .message("The specified bucket does not exist")
+                    .build(),
+            ),
+            answer,
+        );
+        assert_eq!(
+            PutError::from(error),
+            PutError {
+                error_code: "S3.NoSuchBucket".to_owned(),
+                error_message: "The specified bucket does not exist".to_owned(),
+            }
+        );
+    }
+
+    #[test]
+    fn an_s3_that_does_not_answer_is_service_unavailable() {
+        let error = SdkError::<PutObjectError, HttpResponse>::timeout_error("no answer in time");
+        let put = PutError::from(error);
+        assert_eq!(put.error_code, "S3.ServiceUnavailable");
+        assert!(!put.error_message.is_empty());
     }
 }

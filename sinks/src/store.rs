@@ -88,7 +88,7 @@ mod tests {
     use std::fs;
 
     use super::*;
-    use crate::model::{Compression, Encryption, S3Destination, StreamType};
+    use crate::model::{Compression, Encryption, KinesisSource, S3Destination, StreamType};
 
     fn definition(name: &str, version_id: u64) -> Definition {
         Definition {
@@ -144,6 +144,28 @@ mod tests {
         let (_, loaded) = Store::open(&dir).expect("reopened");
         assert_eq!(loaded, vec![definition("a", 2)]);
         assert!(!dir.join("firehose").join("a.json.tmp").exists());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_kinesis_source_starts_at_its_creation_and_keeps_that_start_after_a_reload() {
+        let direct_put = definition("direct", 1);
+        assert_eq!(direct_put.delivery_start_ms(), None);
+        let mut kinesis = definition("kinesis", 1);
+        kinesis.create_ms = 1_765_000_000_123;
+        kinesis.stream_type = StreamType::KinesisStreamAsSource;
+        kinesis.source_stream = "clicks".to_owned();
+        kinesis.kinesis_source = Some(KinesisSource {
+            stream_arn: "arn:aws:kinesis:us-east-1:000000000000:stream/clicks".to_owned(),
+            role_arn: "arn:aws:iam::000000000000:role/firehose".to_owned(),
+        });
+        assert_eq!(kinesis.delivery_start_ms(), Some(1_765_000_000_123));
+        let dir = std::env::temp_dir().join(format!("sluice-store-{}", uuid::Uuid::new_v4()));
+        let (store, _) = Store::open(&dir).expect("opened");
+        block_on(store.save(&kinesis)).expect("saved");
+        let (_, loaded) = Store::open(&dir).expect("reopened");
+        let starts: Vec<Option<u64>> = loaded.iter().map(Definition::delivery_start_ms).collect();
+        assert_eq!(starts, vec![Some(1_765_000_000_123)]);
         let _ = fs::remove_dir_all(&dir);
     }
 }

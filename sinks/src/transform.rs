@@ -205,6 +205,9 @@ pub fn function_name(arn: &str) -> Option<&str> {
     }
 }
 
+/// The error code of a record the function itself answered ProcessingFailed for.
+pub const PROCESSING_FAILED: &str = "Lambda.ProcessingFailed";
+
 /// What became of one record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -437,7 +440,7 @@ impl Invoker {
                 }
                 Some("Dropped") => Outcome::Dropped,
                 Some("ProcessingFailed") => Outcome::Failed {
-                    error_code: "Lambda.ProcessingFailed".to_owned(),
+                    error_code: PROCESSING_FAILED.to_owned(),
                     error_message: "The function reported ProcessingFailed for the record."
                         .to_owned(),
                     attempts: 1,

@@ -123,6 +123,18 @@ def wait_active(firehose, name: str, timeout_s: float = 20) -> dict:
         time.sleep(0.05)
 
 
+def wait_failure_description(firehose, name: str, shown: bool = True, timeout_s: float = 60) -> dict:
+    """Polls DescribeDeliveryStream until it shows a FailureDescription (with `shown=False`: until
+    it no longer does); the description."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+        if ("FailureDescription" in description) == shown:
+            return description
+        assert time.monotonic() < deadline, f"FailureDescription shown is not {shown} after {timeout_s} s: {description}"
+        time.sleep(0.1)
+
+
 def list_keys(s3, bucket: str, prefix: str = "") -> list:
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

@@ -23,7 +23,8 @@ from botocore.exceptions import ClientError
 
 from conftest import ACCOUNT_ID, REGION, aws_cli_env
 from firehose_support import (
-    UUID, S3sFs, default_key_pattern, firehose_client, list_keys, start_sluice, wait_active, wait_for_keys,
+    UUID, S3sFs, default_key_pattern, firehose_client, list_keys, start_sluice, wait_active,
+    wait_failure_description, wait_for_keys,
 )
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/firehose"
@@ -435,16 +436,20 @@ def kpl_aggregate(records, partition_key="pk"):
     return b"\xf3\x89\x9a\xc2" + body + hashlib.md5(body).digest()
 
 
-def test_kinesis_stream_as_source_reads_from_trim_horizon_and_deaggregates_kpl(firehose, server, s3, name, bucket):
+def test_kinesis_stream_as_source_starts_at_its_delivery_start_timestamp_and_deaggregates_kpl(
+        firehose, server, s3, name, bucket):
+    """Firehose "starts reading data from the LATEST position" of a Kinesis source (developer
+    guide), and describes that instant as Source.KinesisStreamSourceDescription's
+    DeliveryStartTimestamp. Guards against delivering the stream's history (records written
+    before the delivery stream existed), against skipping records written after it, and against
+    KPL aggregates delivered without being split into their user records."""
     kinesis = server_kinesis(server)
     source = name + "-src"
     kinesis.create_stream(StreamName=source, ShardCount=2)
     kinesis.get_waiter("stream_exists").wait(StreamName=source, WaiterConfig={"Delay": 0.2})
-    plain = [f"plain-{i}\n".encode() for i in range(20)]
-    for i, record in enumerate(plain):
+    history = [f"history-{i}\n".encode() for i in range(20)]
+    for i, record in enumerate(history):
         kinesis.put_record(StreamName=source, Data=record, PartitionKey=f"k{i}")
-    user_records = [f"user-{i}\n".encode() for i in range(5)]
-    kinesis.put_record(StreamName=source, Data=kpl_aggregate(user_records), PartitionKey="agg")
     source_arn = kinesis.describe_stream_summary(StreamName=source)["StreamDescriptionSummary"]["StreamARN"]
 
     code, _ = error_of(
@@ -452,15 +457,21 @@ def test_kinesis_stream_as_source_reads_from_trim_horizon_and_deaggregates_kpl(f
         KinesisStreamSourceConfiguration={"KinesisStreamARN": source_arn + "-missing", "RoleARN": ROLE},
         ExtendedS3DestinationConfiguration=s3_config(bucket))
     assert code == "InvalidArgumentException"
+    before_create = time.time()
     firehose.create_delivery_stream(
         DeliveryStreamName=name, DeliveryStreamType="KinesisStreamAsSource",
         KinesisStreamSourceConfiguration={"KinesisStreamARN": source_arn, "RoleARN": ROLE},
         ExtendedS3DestinationConfiguration=s3_config(
             bucket, BufferingHints={"SizeInMBs": 1, "IntervalInSeconds": 0}),
     )
+    after_create = time.time()
     description = wait_active(firehose, name)
     assert description["DeliveryStreamType"] == "KinesisStreamAsSource"
-    assert description["Source"]["KinesisStreamSourceDescription"]["KinesisStreamARN"] == source_arn
+    source_description = description["Source"]["KinesisStreamSourceDescription"]
+    assert source_description["KinesisStreamARN"] == source_arn
+    assert source_description["RoleARN"] == ROLE
+    start = source_description["DeliveryStartTimestamp"].timestamp()
+    assert before_create - 0.001 <= start <= after_create + 0.001, (before_create, start, after_create)
     code, message = error_of(firehose.put_record, DeliveryStreamName=name, Record={"Data": b"x"})
     assert code == "InvalidArgumentException", message
     assert name in firehose.list_delivery_streams(DeliveryStreamType="KinesisStreamAsSource")["DeliveryStreamNames"]
@@ -468,7 +479,9 @@ def test_kinesis_stream_as_source_reads_from_trim_horizon_and_deaggregates_kpl(f
     later = [f"later-{i}\n".encode() for i in range(10)]
     for i, record in enumerate(later):
         kinesis.put_record(StreamName=source, Data=record, PartitionKey=f"l{i}")
-    expected = sorted(plain + user_records + later)
+    user_records = [f"user-{i}\n".encode() for i in range(5)]
+    kinesis.put_record(StreamName=source, Data=kpl_aggregate(user_records), PartitionKey="agg")
+    expected = sorted(later + user_records)
 
     def delivered():
         out = []
@@ -482,6 +495,9 @@ def test_kinesis_stream_as_source_reads_from_trim_horizon_and_deaggregates_kpl(f
     while delivered() != expected:
         assert time.monotonic() < deadline, f"delivered {delivered()} != {expected}"
         time.sleep(0.2)
+    # Reading on for a moment still finds no history: it was never read, not merely late.
+    time.sleep(2)
+    assert delivered() == expected
     firehose.delete_delivery_stream(DeliveryStreamName=name)
     # The user's stream is not the delivery stream's to delete.
     assert kinesis.describe_stream_summary(StreamName=source)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
@@ -637,3 +653,33 @@ def test_json_records_are_converted_to_parquet_by_a_local_table_schema(firehose,
     import base64
     assert base64.b64decode(line["rawData"]) == records[2]
     firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+
+def test_a_deleted_source_stream_shows_in_failure_description_until_it_is_readable_again(
+        firehose, server, name, bucket):
+    """Firehose retries GetRecords on a Kinesis source indefinitely (troubleshooting guide) and the
+    delivery stream stays ACTIVE. Guards against a source that cannot be read going unseen: the
+    read error is the stream's FailureDescription until a read succeeds again."""
+    kinesis = server_kinesis(server)
+    source = name + "-src"
+    kinesis.create_stream(StreamName=source, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=source, WaiterConfig={"Delay": 0.2})
+    source_arn = kinesis.describe_stream_summary(StreamName=source)["StreamDescriptionSummary"]["StreamARN"]
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name, DeliveryStreamType="KinesisStreamAsSource",
+        KinesisStreamSourceConfiguration={"KinesisStreamARN": source_arn, "RoleARN": ROLE},
+        ExtendedS3DestinationConfiguration=s3_config(bucket, BufferingHints={"SizeInMBs": 1, "IntervalInSeconds": 0}))
+    assert "FailureDescription" not in wait_active(firehose, name)
+    kinesis.delete_stream(StreamName=source)
+    description = wait_failure_description(firehose, name)
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert description["FailureDescription"]["Type"] == "UNKNOWN_ERROR"
+    assert description["FailureDescription"]["Details"].startswith("Kinesis.GetRecordsFailed: "), description
+    assert source in description["FailureDescription"]["Details"]
+
+    kinesis.create_stream(StreamName=source, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=source, WaiterConfig={"Delay": 0.2})
+    assert wait_failure_description(firehose, name, shown=False)["DeliveryStreamStatus"] == "ACTIVE"
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+    kinesis.delete_stream(StreamName=source)

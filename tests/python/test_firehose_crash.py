@@ -11,8 +11,12 @@ import urllib.request
 import time
 import uuid
 
-from conftest import ACCOUNT_ID
-from firehose_support import S3sFs, firehose_client, list_keys, start_sluice, wait_active
+import boto3
+
+from conftest import ACCESS_KEY_ID, ACCOUNT_ID, REGION, SECRET_ACCESS_KEY
+from firehose_support import (
+    S3sFs, firehose_client, list_keys, start_sluice, wait_active, wait_failure_description,
+)
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/firehose"
 
@@ -25,15 +29,21 @@ def delivered_records(s3, bucket):
     return records
 
 
-def test_kill_9_mid_delivery_loses_no_acknowledged_record(tmp_path):
+def start_with_bucket(tmp_path, bucket_prefix):
+    """s3s-fs, a Sluice delivering to it, and a fresh bucket: (s3s, data_dir, server, s3, bucket)."""
     s3s = S3sFs(tmp_path / "s3root", tmp_path / "s3s-fs.log")
     data_dir = tmp_path / "data"
     server = start_sluice(data_dir, s3s)
+    s3 = s3s.client()
+    bucket = f"{bucket_prefix}-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=bucket)
+    return s3s, data_dir, server, s3, bucket
+
+
+def test_kill_9_mid_delivery_loses_no_acknowledged_record(tmp_path):
+    s3s, data_dir, server, s3, bucket = start_with_bucket(tmp_path, "crash")
     restarted = None
     try:
-        s3 = s3s.client()
-        bucket = f"crash-{uuid.uuid4().hex[:10]}"
-        s3.create_bucket(Bucket=bucket)
         firehose = firehose_client(server.endpoint)
         name = f"crash-{uuid.uuid4().hex[:8]}"
         firehose.create_delivery_stream(
@@ -100,7 +110,8 @@ def test_kill_9_mid_delivery_loses_no_acknowledged_record(tmp_path):
 
 def test_delivery_retries_while_s3_is_down_and_delivers_once_it_is_back(tmp_path):
     """The destination fails (its server is gone) and recovers on the same address: delivery
-    retries with backoff meanwhile and loses nothing."""
+    retries with backoff meanwhile and loses nothing, DescribeDeliveryStream shows the failure as
+    FailureDescription while it lasts, and the FailureDescription is gone once S3 took the object."""
     s3s = S3sFs(tmp_path / "s3root", tmp_path / "s3s-fs.log")
     server = start_sluice(tmp_path / "data", s3s)
     try:
@@ -116,12 +127,19 @@ def test_delivery_retries_while_s3_is_down_and_delivers_once_it_is_back(tmp_path
                 "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0},
             },
         )
-        wait_active(firehose, name)
+        assert "FailureDescription" not in wait_active(firehose, name)
         s3s.stop()
         records = [f"retry-{i}\n".encode() for i in range(50)]
         assert firehose.put_record_batch(
             DeliveryStreamName=name, Records=[{"Data": r} for r in records])["FailedPutCount"] == 0
-        time.sleep(2.5)
+        acknowledged_at = time.monotonic()
+        # From the first failed attempt on, DescribeDeliveryStream shows it, and the delivery
+        # stream stays ACTIVE (AWS keeps it ACTIVE while deliveries fail).
+        description = wait_failure_description(firehose, name)
+        assert description["DeliveryStreamStatus"] == "ACTIVE"
+        assert description["FailureDescription"]["Type"] == "UNKNOWN_ERROR"
+        assert description["FailureDescription"]["Details"].startswith("S3.ServiceUnavailable: "), description
+        time.sleep(max(0.0, 2.5 - (time.monotonic() - acknowledged_at)))
         s3s = S3sFs(tmp_path / "s3root", tmp_path / "s3s-fs.log", port=s3s.port)
         s3 = s3s.client()
         deadline = time.monotonic() + 60
@@ -160,7 +178,68 @@ def test_delivery_retries_while_s3_is_down_and_delivers_once_it_is_back(tmp_path
         # The records waited out the outage: the object was at least 2.5 s stale when written.
         assert series("sinks_firehose_delivery_to_s3_data_freshness_seconds") >= 2.5
         assert "Firehose DeliveryToS3.DataFreshness" in metrics and "Firehose IncomingRecords" in metrics
+        # Delivered again: the FailureDescription is gone.
+        description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+        assert "FailureDescription" not in description, description
+        assert description["DeliveryStreamStatus"] == "ACTIVE"
     finally:
+        server.kill()
+        s3s.stop()
+
+
+def test_a_kinesis_source_restarted_before_its_first_checkpoint_still_delivers_from_its_start(tmp_path):
+    """A KinesisStreamAsSource delivery stream reads from its DeliveryStartTimestamp, not from
+    whatever LATEST is when its reader (re)starts. The failure this guards against: records
+    written after CreateDeliveryStream, not yet delivered (S3 is down, so no checkpoint exists)
+    when the process is killed, and skipped after the restart because the new reader began at
+    the stream's tip. Records written before the delivery stream existed stay undelivered. While
+    S3 is down, DescribeDeliveryStream shows the S3 error and keeps the stream ACTIVE."""
+    s3s, data_dir, server, s3, bucket = start_with_bucket(tmp_path, "kstart")
+    restarted = None
+    try:
+        kinesis = boto3.client("kinesis", endpoint_url=server.endpoint, region_name=REGION,
+                               aws_access_key_id=ACCESS_KEY_ID, aws_secret_access_key=SECRET_ACCESS_KEY)
+        source = f"kstart-src-{uuid.uuid4().hex[:8]}"
+        kinesis.create_stream(StreamName=source, ShardCount=1)
+        kinesis.get_waiter("stream_exists").wait(StreamName=source, WaiterConfig={"Delay": 0.2})
+        kinesis.put_records(StreamName=source, Records=[
+            {"Data": f"history-{i}\n".encode(), "PartitionKey": "p"} for i in range(10)])
+        source_arn = kinesis.describe_stream_summary(StreamName=source)["StreamDescriptionSummary"]["StreamARN"]
+        firehose = firehose_client(server.endpoint)
+        name = f"kstart-{uuid.uuid4().hex[:8]}"
+        firehose.create_delivery_stream(
+            DeliveryStreamName=name, DeliveryStreamType="KinesisStreamAsSource",
+            KinesisStreamSourceConfiguration={"KinesisStreamARN": source_arn, "RoleARN": ROLE},
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": ROLE, "BucketARN": f"arn:aws:s3:::{bucket}",
+                "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0},
+            },
+        )
+        start = wait_active(firehose, name)["Source"]["KinesisStreamSourceDescription"]["DeliveryStartTimestamp"]
+        s3s.stop()
+        fresh = [f"fresh-{i}\n".encode() for i in range(20)]
+        kinesis.put_records(StreamName=source, Records=[{"Data": r, "PartitionKey": "p"} for r in fresh])
+        description = wait_failure_description(firehose, name)
+        assert description["DeliveryStreamStatus"] == "ACTIVE"
+        assert description["FailureDescription"]["Type"] == "UNKNOWN_ERROR"
+        assert description["FailureDescription"]["Details"].startswith("S3."), description
+        server.kill()
+
+        s3s = S3sFs(tmp_path / "s3root", tmp_path / "s3s-fs.log", port=s3s.port)
+        s3 = s3s.client()
+        restarted = start_sluice(data_dir, s3s)
+        firehose = firehose_client(restarted.endpoint)
+        description = wait_active(firehose, name)
+        assert description["Source"]["KinesisStreamSourceDescription"]["DeliveryStartTimestamp"] == start
+        deadline = time.monotonic() + 60
+        while sorted(delivered_records(s3, bucket)) != sorted(r.rstrip(b"\n") for r in fresh):
+            assert time.monotonic() < deadline, f"delivered after the restart: {delivered_records(s3, bucket)}"
+            time.sleep(0.2)
+        assert "FailureDescription" not in firehose.describe_delivery_stream(
+            DeliveryStreamName=name)["DeliveryStreamDescription"]
+    finally:
+        if restarted is not None:
+            restarted.kill()
         server.kill()
         s3s.stop()
 

@@ -16,7 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import ACCOUNT_ID, REGION
-from firehose_support import S3sFs, firehose_client, list_keys, start_sluice, wait_active
+from firehose_support import (
+    S3sFs, firehose_client, list_keys, start_sluice, wait_active, wait_failure_description,
+)
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/firehose"
 
@@ -164,20 +166,28 @@ def test_http_endpoint_gets_aws_headers_and_body_and_retries_with_the_same_reque
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 
 
-def test_an_endpoint_that_never_recovers_sends_error_records_to_the_s3_backup(setup):
+def failing_delivery_stream(setup, retry_duration_s):
+    """An ACTIVE delivery stream to the endpoint with a fresh backup bucket, the endpoint set to
+    answer 500 from now on; (firehose, s3, bucket, name)."""
     server, s3s, endpoint = setup
     firehose = firehose_client(server.endpoint)
     s3 = s3s.client()
     bucket = f"failed-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     name = f"http-fail-{uuid.uuid4().hex[:8]}"
-    config = http_config(endpoint.url, bucket, RetryOptions={"DurationInSeconds": 2})
+    config = http_config(endpoint.url, bucket, RetryOptions={"DurationInSeconds": retry_duration_s})
     config["RequestConfiguration"] = {"ContentEncoding": "NONE"}
     firehose.create_delivery_stream(DeliveryStreamName=name, HttpEndpointDestinationConfiguration=config)
-    wait_active(firehose, name)
+    assert "FailureDescription" not in wait_active(firehose, name)
     with endpoint.lock:
         endpoint.requests.clear()
         endpoint.failures = 1_000_000
+    return firehose, s3, bucket, name
+
+
+def test_an_endpoint_that_never_recovers_sends_error_records_to_the_s3_backup(setup):
+    _, _, endpoint = setup
+    firehose, s3, bucket, name = failing_delivery_stream(setup, retry_duration_s=2)
     records = [f"lost-{i}\n".encode() for i in range(5)]
     assert firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": r} for r in records])["FailedPutCount"] == 0
     deadline = time.monotonic() + 30
@@ -197,4 +207,38 @@ def test_an_endpoint_that_never_recovers_sends_error_records_to_the_s3_backup(se
         assert line["errorMessage"] == "not now"
         assert line["attemptsMade"] == attempts
         assert line["attemptEndingTimestamp"] >= line["arrivalTimestamp"]
+    firehose.delete_delivery_stream(DeliveryStreamName=name)
+
+
+def test_an_endpoint_answering_500_shows_in_failure_description_until_it_recovers(setup):
+    """While an HTTP endpoint answers 500, its request is retried for RetryOptions' duration. The
+    delivery stream stays ACTIVE and DescribeDeliveryStream shows the latest failed attempt (the
+    endpoint's errorMessage) as FailureDescription from the first failed attempt on, not only
+    once the retries are exhausted; when the endpoint answers 200 again the records arrive, none
+    goes to the backup, and the FailureDescription is gone."""
+    _, _, endpoint = setup
+    firehose, s3, bucket, name = failing_delivery_stream(setup, retry_duration_s=300)
+    records = [f"held-{i}".encode() for i in range(7)]
+    assert firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": r} for r in records])["FailedPutCount"] == 0
+    description = wait_failure_description(firehose, name)
+    with endpoint.lock:
+        failed_requests = len(endpoint.requests)
+        endpoint.failures = 0
+    assert failed_requests >= 1
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert description["FailureDescription"] == {
+        "Type": "UNKNOWN_ERROR", "Details": "HttpEndpoint.ResponseErrorStatus: not now"}
+
+    deadline = time.monotonic() + 60
+    while True:
+        with endpoint.lock:
+            delivered = [json.loads(body) for _, body in endpoint.requests[failed_requests:]]
+        description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+        if delivered and "FailureDescription" not in description:
+            break
+        assert time.monotonic() < deadline, f"the endpoint recovered but {description} after {len(delivered)} requests"
+        time.sleep(0.2)
+    assert [base64.b64decode(r["data"]) for r in delivered[-1]["records"]] == records
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert list_keys(s3, bucket) == [], "nothing was backed up: the request was delivered"
     firehose.delete_delivery_stream(DeliveryStreamName=name)

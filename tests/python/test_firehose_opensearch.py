@@ -14,7 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import ACCOUNT_ID
-from firehose_support import S3sFs, firehose_client, list_keys, start_sluice, wait_active
+from firehose_support import (
+    S3sFs, firehose_client, list_keys, start_sluice, wait_active, wait_failure_description,
+)
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/firehose"
 
@@ -127,6 +129,16 @@ def test_documents_are_bulk_indexed_with_stable_ids_and_refused_ones_are_backed_
     assert by_data[records[2]]["osIndexName"] == index
     assert by_data[records[2]]["attemptsMade"] >= 2
     assert by_data[records[3]]["errorCode"] == "OS.MalformedDocument"
+    # The cluster's refusal is the stream's FailureDescription (a record that is not JSON never
+    # reached the cluster and is not), until a _bulk request indexes everything it carries.
+    description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert description["FailureDescription"] == {
+        "Type": "UNKNOWN_ERROR", "Details": "OS.mapper_parsing_exception: failed to parse field"}
+    assert firehose.put_record(DeliveryStreamName=name, Record={"Data": b'{"n":5}'})["RecordId"]
+    assert wait_failure_description(firehose, name, shown=False)["DeliveryStreamStatus"] == "ACTIVE"
+    with bulk.lock:
+        assert 5 in [doc["n"] for doc in bulk.indexed.values()]
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 
 

@@ -144,4 +144,11 @@ def test_csv_records_are_copied_and_a_copy_that_keeps_failing_leaves_a_manifest(
     assert entry["mandatory"] is True
     staged_key = entry["url"].removeprefix(f"s3://{bucket}/")
     assert s3.get_object(Bucket=bucket, Key=staged_key)["Body"].read() == b"lost?\n"
+    # The refused COPY is the stream's FailureDescription; the stream stays ACTIVE.
+    description = firehose.describe_delivery_stream(DeliveryStreamName=failing)["DeliveryStreamDescription"]
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert description["FailureDescription"]["Type"] == "UNKNOWN_ERROR"
+    details = description["FailureDescription"]["Details"]
+    assert details.startswith("Redshift.DataLoadFailed: COPY failed"), details
+    assert "no_such_table" in details, details
     firehose.delete_delivery_stream(DeliveryStreamName=failing)

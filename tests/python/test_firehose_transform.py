@@ -14,7 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import ACCOUNT_ID, REGION
-from firehose_support import S3sFs, default_key_pattern, firehose_client, list_keys, start_sluice, wait_active
+from firehose_support import (
+    S3sFs, default_key_pattern, firehose_client, list_keys, start_sluice, wait_active,
+    wait_failure_description,
+)
 
 ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/firehose"
 
@@ -124,6 +127,9 @@ def test_a_transform_rewrites_drops_and_fails_records_by_the_lambda_contract(set
     assert base64.b64decode(line["rawData"]) == b"fail this"
     assert line["errorCode"] == "Lambda.ProcessingFailed"
     assert line["lambdaArn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:shout"
+    # A record the function itself failed is the data's fault: the stream shows no failure.
+    assert "FailureDescription" not in firehose.describe_delivery_stream(
+        DeliveryStreamName=name)["DeliveryStreamDescription"]
 
     path, event = [e for e in functions.events if e[1]["deliveryStreamArn"] == arn][0]
     assert event["region"] == REGION and event["invocationId"]
@@ -155,6 +161,19 @@ def test_a_function_that_keeps_failing_turns_records_into_processing_failed_erro
     assert [base64.b64decode(l["rawData"]) for l in lines] == records
     assert all(l["errorCode"] == "Lambda.FunctionError" and l["attemptsMade"] == 2 for l in lines)
     assert len([e for e in functions.events if e[1]["deliveryStreamArn"] == arn]) == 2, "1 try + NumberOfRetries 1"
+    # A function that cannot be invoked by the contract shows as the stream's FailureDescription
+    # (the stream stays ACTIVE) until an invocation works again.
+    description = firehose.describe_delivery_stream(DeliveryStreamName=name)["DeliveryStreamDescription"]
+    assert description["DeliveryStreamStatus"] == "ACTIVE"
+    assert description["FailureDescription"]["Type"] == "UNKNOWN_ERROR"
+    assert description["FailureDescription"]["Details"].startswith("Lambda.FunctionError: "), description
+    firehose.update_destination(
+        DeliveryStreamName=name, CurrentDeliveryStreamVersionId=description["VersionId"],
+        DestinationId="destinationId-000000000001",
+        ExtendedS3DestinationUpdate={"ProcessingConfiguration": processing("shout")})
+    assert firehose.put_record(DeliveryStreamName=name, Record={"Data": b"three"})["RecordId"]
+    wait_keys(s3, bucket, 2)
+    assert wait_failure_description(firehose, name, shown=False)["DeliveryStreamStatus"] == "ACTIVE"
     firehose.delete_delivery_stream(DeliveryStreamName=name)
 
 

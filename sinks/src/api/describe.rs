@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::failure::DeliveryError;
 use crate::model::{DESTINATION_ID, Definition, S3Destination, Status};
 
 fn epoch_seconds(ms: u64) -> Value {
@@ -89,7 +90,17 @@ pub(crate) fn destination_description(definition: &Definition) -> Value {
     })
 }
 
-pub(crate) fn description(d: &Definition, status: Status, destinations: Vec<Value>) -> Value {
+/// The delivery stream's description. `failure` is the newest delivery error still standing; it
+/// is shown as FailureDescription with Type UNKNOWN_ERROR, the one member of
+/// DeliveryStreamFailureType that is not about KMS, ENIs or VPC endpoints, and Details naming
+/// Firehose's error code and message [verify: AWS documents FailureDescription only for the
+/// failures of those resources, and reports delivery errors in CloudWatch Logs].
+pub(crate) fn description(
+    d: &Definition,
+    status: Status,
+    destinations: Vec<Value>,
+    failure: Option<&DeliveryError>,
+) -> Value {
     let encryption = if d.encryption.enabled {
         let mut e = json!({ "Status": "ENABLED" });
         if let Some(t) = &d.encryption.key_type {
@@ -113,14 +124,18 @@ pub(crate) fn description(d: &Definition, status: Status, destinations: Vec<Valu
         "Destinations": destinations,
         "HasMoreDestinations": false,
     });
+    if let Some(failure) = failure {
+        out["FailureDescription"] =
+            json!({ "Type": "UNKNOWN_ERROR", "Details": failure.details() });
+    }
     if let Some(ms) = d.last_update_ms {
         out["LastUpdateTimestamp"] = epoch_seconds(ms);
     }
-    if let Some(source) = &d.kinesis_source {
+    if let (Some(source), Some(start_ms)) = (&d.kinesis_source, d.delivery_start_ms()) {
         out["Source"] = json!({ "KinesisStreamSourceDescription": {
             "KinesisStreamARN": source.stream_arn,
             "RoleARN": source.role_arn,
-            "DeliveryStartTimestamp": epoch_seconds(d.create_ms),
+            "DeliveryStartTimestamp": epoch_seconds(start_ms),
         }});
     }
     out

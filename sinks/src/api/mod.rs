@@ -425,9 +425,13 @@ impl<R: RecordLog> Firehose<R> {
             } else {
                 vec![destination_description(&stream.definition)]
             };
-        Ok(
-            json!({ "DeliveryStreamDescription": description(&stream.definition, stream.status, destinations) }),
-        )
+        let failure = self.registry.delivery_error(&name);
+        Ok(json!({ "DeliveryStreamDescription": description(
+            &stream.definition,
+            stream.status,
+            destinations,
+            failure.as_ref(),
+        ) }))
     }
 
     fn list(&self, input: wire::ListDeliveryStreams) -> Result<Value, FirehoseError> {
