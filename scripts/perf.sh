@@ -466,7 +466,9 @@ if [ "$SKIP_BENCHES" != 1 ]; then
   cargo bench -q --bench protocols_json --bench core_routing --bench io_segment_append -- \
     --warm-up-time 1 --measurement-time 2 >"$OUT/logs/bench.log" 2>&1 || log "cargo bench failed; see $OUT/logs/bench.log"
   mkdir -p "$OUT/criterion"
-  find "$TARGET_DIR/criterion" -path '*/new/estimates.json' -newer "$OUT/bench-marker" | while read -r f; do
+  # No criterion directory when every bench failed to build: the report then says so, and the
+  # script must not stop here.
+  [ -d "$TARGET_DIR/criterion" ] && find "$TARGET_DIR/criterion" -path '*/new/estimates.json' -newer "$OUT/bench-marker" | while read -r f; do
     d=$(dirname "$f")
     name=$(echo "$d" | sed "s|^$TARGET_DIR/criterion/||; s|/new\$||; s|/|__|g")
     cp "$f" "$OUT/criterion/$name.estimates.json"
