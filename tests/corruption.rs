@@ -82,6 +82,16 @@ async fn put_batch(
     assert_eq!(output.failed_record_count(), Some(0));
 }
 
+/// Restarts the server and reads every record of `STREAM`'s only shard; answers the client
+/// with the records' data in order.
+async fn restart_and_read(server: &mut Server) -> (aws_sdk_kinesis::Client, Vec<Vec<u8>>) {
+    server.restart();
+    let client = server.client();
+    wait_for_status(&client, STREAM, StreamStatus::Active).await;
+    let records = read_shard_to_end(&client, STREAM, &shard_id(0)).await;
+    (client, records.into_iter().map(|r| r.data).collect())
+}
+
 /// Writes `BATCHES` PutRecords, each its own commit with its own commit time, and stops the
 /// server. Returns the server (for its data dir) and every record's data in order.
 async fn write_batches() -> (Server, Vec<Vec<u8>>) {
@@ -197,11 +207,7 @@ async fn damage_before_acknowledged_blocks_stops_the_server_until_an_operator_re
     assert!(stdout.contains("3 block(s), 15 record(s)"), "{stdout}");
     assert!(stdout.contains("1 shard(s), 10 record(s)"), "{stdout}");
 
-    server.restart();
-    let client = server.client();
-    wait_for_status(&client, STREAM, StreamStatus::Active).await;
-    let records = read_shard_to_end(&client, STREAM, &shard_id(0)).await;
-    let data: Vec<Vec<u8>> = records.into_iter().map(|r| r.data).collect();
+    let (_, data) = restart_and_read(&mut server).await;
     assert_eq!(
         data,
         written[..10].to_vec(),
@@ -240,11 +246,7 @@ async fn damage_to_the_last_commit_is_a_torn_tail_that_verify_calls_clean() {
         "verify changes nothing"
     );
 
-    server.restart();
-    let client = server.client();
-    wait_for_status(&client, STREAM, StreamStatus::Active).await;
-    let records = read_shard_to_end(&client, STREAM, &shard_id(0)).await;
-    let data: Vec<Vec<u8>> = records.into_iter().map(|r| r.data).collect();
+    let (_, data) = restart_and_read(&mut server).await;
     assert_eq!(
         data,
         written[..25].to_vec(),
@@ -338,11 +340,7 @@ async fn damage_in_an_older_segment_is_located_and_repair_drops_the_segments_aft
         "the truncated segment's index, written when it was sealed, is gone"
     );
 
-    server.restart();
-    let client = server.client();
-    wait_for_status(&client, STREAM, StreamStatus::Active).await;
-    let records = read_shard_to_end(&client, STREAM, &shard_id(0)).await;
-    let data: Vec<Vec<u8>> = records.into_iter().map(|r| r.data).collect();
+    let (client, data) = restart_and_read(&mut server).await;
     assert_eq!(
         data,
         written[..6].to_vec(),
