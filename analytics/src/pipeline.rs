@@ -385,18 +385,24 @@ impl Pipeline {
     /// them.
     fn settle_joins(&mut self, clock: Option<i64>, now_ms: i64, out: &mut Emissions) {
         for index in 0..self.pumps.len() {
-            let target = self.pumps[index].plan.target.clone();
-            let shape = self.shapes[&target].clone();
-            let columns = self.pumps[index].plan.target_columns.clone();
-            let Some(join) = self.pumps[index].join.as_mut() else {
+            // Runs after every input batch: nothing is cloned for pumps without a join, nor
+            // for joins with nothing to emit.
+            let Pump {
+                plan,
+                join: Some(join),
+                ..
+            } = &mut self.pumps[index]
+            else {
                 continue;
             };
+            let shape = &self.shapes[&plan.target];
             let settled = match clock {
-                None => join.settle(&shape, &columns),
-                Some(time) => join.advance(time, &shape, &columns),
+                None => join.settle(shape, &plan.target_columns),
+                Some(time) => join.advance(time, shape, &plan.target_columns),
             };
             match settled {
                 Ok(Some(expired)) => {
+                    let target = self.pumps[index].plan.target.clone();
                     self.route(&target, expired, now_ms, out);
                     // What the expired rows fed may be joins' left batches in turn.
                     self.run_joins(now_ms, out);
