@@ -268,6 +268,9 @@ struct FileSettings {
     #[serde(default)]
     rtsp_source: Vec<String>,
     rtmp_addr: Option<SocketAddr>,
+    /// `[firehose_s3."NAME"]`: delivery stream NAME's own S3 endpoint, keys or region.
+    #[serde(default)]
+    firehose_s3: std::collections::BTreeMap<String, sluice_sinks::s3::S3Endpoint>,
 }
 
 /// `--binary-addr`: a socket address, or `off` to serve no binary protocol.
@@ -376,6 +379,8 @@ pub struct Settings {
     pub rtsp_sources: Vec<sluice_video::rtsp::RtspSource>,
     /// Where RTMP ingest listens; `None` when it is off.
     pub rtmp_addr: Option<SocketAddr>,
+    /// Delivery streams whose S3 settings the config file overrides, by name.
+    pub firehose_s3: std::collections::BTreeMap<String, sluice_sinks::s3::S3Endpoint>,
     /// `None` when the binary protocol is off.
     pub binary: Option<BinarySettings>,
     pub admission: AdmissionSettings,
@@ -630,6 +635,21 @@ impl Settings {
                 .set(key, value)
                 .map_err(|e| anyhow::anyhow!("--video-limit: {e}"))?;
         }
+        for (name, endpoint) in &file.firehose_s3 {
+            // A delivery stream name as Firehose accepts it: 1–64 of [a-zA-Z0-9_.-].
+            let valid_name = (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !valid_name {
+                anyhow::bail!(
+                    "firehose_s3 in the config file: {name:?} is not a delivery stream name (1 to 64 letters, digits, '_', '.' or '-')"
+                );
+            }
+            endpoint
+                .check()
+                .map_err(|e| anyhow::anyhow!("firehose_s3.{name:?} in the config file: {e}"))?;
+        }
         Ok(Self {
             tls,
             credentials,
@@ -642,6 +662,7 @@ impl Settings {
                 .or(file.analytics_reference_bytes_max),
             rtsp_sources,
             rtmp_addr: args.rtmp_addr.or(file.rtmp_addr),
+            firehose_s3: file.firehose_s3,
             binary,
             admission,
             engine,
@@ -737,6 +758,37 @@ mod tests {
             from_flag.rtmp_addr,
             Some(SocketAddr::from(([0, 0, 0, 0], 1936)))
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_delivery_stream_s3_override_is_read_from_the_file_and_checked() {
+        let dir = std::env::temp_dir().join(format!("sluice-config-fh-s3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("sluice.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&file, text).expect("written");
+            Settings::resolve(ServeArgs {
+                config: Some(file.clone()),
+                ..Default::default()
+            })
+        };
+        let settings = resolve(
+            "[firehose_s3.\"orders.v2\"]\nendpoint_url = \"http://127.0.0.1:9000\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\nregion = \"eu-west-1\"\n",
+        )
+        .expect("valid");
+        let endpoint = &settings.firehose_s3["orders.v2"];
+        assert_eq!(endpoint.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(endpoint.access_key_id.as_deref(), Some("k"));
+        assert_eq!(endpoint.region.as_deref(), Some("eu-west-1"));
+        let refused = |text: &str, wanted: &str| {
+            let error = resolve(text).expect_err(text).to_string();
+            assert!(error.contains(wanted), "{error:?} should contain {wanted:?}");
+        };
+        refused("[firehose_s3.a]\naccess_key_id = \"k\"\n", "must be given together");
+        refused("[firehose_s3.a]\nendpoint_url = \"127.0.0.1:9000\"\n", "not an http");
+        refused("[firehose_s3.\"a b\"]\nregion = \"x\"\n", "not a delivery stream name");
+        refused("[firehose_s3.a]\nbucket = \"x\"\n", "unknown field");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

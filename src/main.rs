@@ -164,7 +164,11 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         sluice_sinks::Registry::open(&engine_config.data_dir)
             .context("cannot load the Firehose delivery streams")?,
     );
-    let services = service_core_tasks(analytics.clone(), firehose.clone());
+    let services = service_core_tasks(
+        analytics.clone(),
+        firehose.clone(),
+        settings.firehose_s3.clone(),
+    );
     // Kinesis Video Streams: stream definitions load before any core starts; every core's HTTP
     // port serves the API, ingest and playback, sharing fragment indexes and sessions.
     let video_registry = Arc::new(
@@ -354,11 +358,13 @@ fn wall_clock_ms() -> u64 {
 fn service_core_tasks(
     analytics: sluice_analytics::api::AnalyticsService<sluice_io::storage::StorageHandle>,
     firehose: Arc<sluice_sinks::Registry>,
+    firehose_s3: std::collections::BTreeMap<String, sluice_sinks::s3::S3Endpoint>,
 ) -> sluice_io::service::ServiceStarter {
     use sluice_io::service::{ServiceContext, ServiceRuntime};
     Arc::new(move |context: ServiceContext| {
         let analytics = analytics.clone();
         let firehose = firehose.clone();
+        let firehose_s3 = firehose_s3.clone();
         Box::pin(async move {
             if context.service_core_id != 0 {
                 return std::future::pending::<()>().await;
@@ -372,7 +378,7 @@ fn service_core_tasks(
             let storage = context.storage;
             futures_lite::future::zip(
                 sluice_analytics::runner::supervise(analytics, storage.clone()),
-                sluice_sinks::delivery::run(firehose, storage),
+                sluice_sinks::delivery::run(firehose, storage, firehose_s3),
             )
             .await;
             std::future::pending::<()>().await

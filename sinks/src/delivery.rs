@@ -34,7 +34,7 @@ use crate::model::{self, Definition, StreamType};
 use crate::partition::{Keys, Query};
 use crate::prefix;
 use crate::registry::Registry;
-use crate::s3::S3Sink;
+use crate::s3::{S3Endpoint, S3Sink};
 use crate::transform::{self, Invoker, Outcome};
 
 /// How long one read waits for records when the buffer has no deadline sooner; also how
@@ -54,7 +54,10 @@ type TransformedRecord = (Vec<u8>, u64, Keys, usize);
 /// The destinations' clients of a service core.
 #[derive(Clone, Debug)]
 struct Sinks {
+    /// The S3 client of this delivery stream: the environment's, or its own from the config file.
     s3: S3Sink,
+    /// The clients of the delivery streams the config file gives their own S3 settings.
+    s3_by_stream: Arc<HashMap<String, S3Sink>>,
     http: Option<HttpSender>,
     invoker: Invoker,
 }
@@ -66,10 +69,20 @@ fn now_ms() -> u64 {
 }
 
 /// Runs delivery for every delivery stream of `registry`, forever. Must run inside a tokio
-/// `LocalSet` (a tokio service core).
-pub async fn run<S: RecordLog + CheckpointLog>(registry: Arc<Registry>, storage: S) {
+/// `LocalSet` (a tokio service core). A delivery stream named in `s3_endpoints` delivers to S3
+/// with those settings in place of the environment's.
+pub async fn run<S: RecordLog + CheckpointLog>(
+    registry: Arc<Registry>,
+    storage: S,
+    s3_endpoints: BTreeMap<String, S3Endpoint>,
+) {
+    let mut s3_by_stream = HashMap::new();
+    for (name, settings) in &s3_endpoints {
+        s3_by_stream.insert(name.clone(), S3Sink::with_overrides(settings).await);
+    }
     let sinks = Sinks {
         s3: S3Sink::from_env().await,
+        s3_by_stream: Arc::new(s3_by_stream),
         http: match HttpSender::new() {
             Ok(http) => Some(http),
             Err(error) => {
@@ -130,6 +143,10 @@ async fn deliver_stream<S: RecordLog + CheckpointLog>(
     definition: Definition,
 ) {
     let name = definition.name.clone();
+    let mut sinks = sinks;
+    if let Some(own) = sinks.s3_by_stream.get(&name) {
+        sinks.s3 = own.clone();
+    }
     let source = definition.source_stream.clone();
     // The source is readable once its stream is ACTIVE (a new internal stream is CREATING for
     // a moment); a zero-wait read of shard 0 says so.

@@ -1,7 +1,8 @@
 //! The S3-compatible destination: AWS's own Rust client (aws-sdk-s3), path-style addressing, with
 //! the endpoint, keys and region from the standard environment (`AWS_ENDPOINT_URL_S3` or
 //! `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`; region
-//! `us-east-1` when none is set).
+//! `us-east-1` when none is set). The config file can override any of them for one delivery
+//! stream (`[firehose_s3."NAME"]`, see [`S3Endpoint`]).
 //!
 //! Objects over 16 MiB go up as multipart uploads of 8 MiB parts (buffers reach 128 MiB).
 //!
@@ -56,22 +57,85 @@ pub struct S3Sink {
     client: aws_sdk_s3::Client,
 }
 
+/// One delivery stream's S3 settings from the config file, `[firehose_s3."NAME"]`: each field
+/// given replaces the environment's for that delivery stream only; the rest still come from the
+/// environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Endpoint {
+    /// The S3-compatible server's URL (`http://host:port`), instead of `AWS_ENDPOINT_URL_S3`.
+    pub endpoint_url: Option<String>,
+    /// Given together with `secret_access_key`, instead of the environment's keys.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// The signing region, instead of `AWS_REGION`.
+    pub region: Option<String>,
+}
+
+impl S3Endpoint {
+    /// Why the settings cannot work, if they cannot: a key without its secret (or the
+    /// reverse), or an endpoint that is not an http(s) URL.
+    pub fn check(&self) -> Result<(), String> {
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return Err(
+                "access_key_id and secret_access_key must be given together".to_owned()
+            );
+        }
+        if let Some(url) = &self.endpoint_url {
+            let rest = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"));
+            if rest.is_none_or(|host| host.is_empty()) {
+                return Err(format!(
+                    "endpoint_url {url:?} is not an http:// or https:// URL"
+                ));
+            }
+        }
+        if self.region.as_deref() == Some("") {
+            return Err("region must not be empty".to_owned());
+        }
+        Ok(())
+    }
+}
+
 impl S3Sink {
     /// Builds the client from the environment. Must run inside a tokio runtime.
     pub async fn from_env() -> Self {
-        let region = aws_config::meta::region::RegionProviderChain::default_provider()
-            .or_else(aws_config::Region::new("us-east-1"));
-        let shared = aws_config::defaults(BehaviorVersion::latest())
-            .region(region)
-            .load()
-            .await;
-        let config = aws_sdk_s3::config::Builder::from(&shared)
+        Self::with_overrides(&S3Endpoint::default()).await
+    }
+
+    /// Builds the client from the environment, with `settings`' fields in place of the
+    /// environment's. Must run inside a tokio runtime.
+    pub async fn with_overrides(settings: &S3Endpoint) -> Self {
+        let region = match &settings.region {
+            Some(region) => aws_config::meta::region::RegionProviderChain::first_try(
+                aws_config::Region::new(region.clone()),
+            ),
+            None => aws_config::meta::region::RegionProviderChain::default_provider()
+                .or_else(aws_config::Region::new("us-east-1")),
+        };
+        let mut shared = aws_config::defaults(BehaviorVersion::latest()).region(region);
+        if let (Some(key), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key)
+        {
+            shared = shared.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                key.clone(),
+                secret.clone(),
+                None,
+                None,
+                "sluice-config-file",
+            ));
+        }
+        let shared = shared.load().await;
+        let mut config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .build();
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        // Set on the service's own config, so it wins over AWS_ENDPOINT_URL_S3 too.
+        if let Some(url) = &settings.endpoint_url {
+            config = config.endpoint_url(url.clone());
+        }
         Self {
-            client: aws_sdk_s3::Client::from_conf(config),
+            client: aws_sdk_s3::Client::from_conf(config.build()),
         }
     }
 

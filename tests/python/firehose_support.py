@@ -41,7 +41,8 @@ def free_port() -> int:
 class S3sFs:
     """s3s-fs on a free loopback port, storing objects as files under `root`."""
 
-    def __init__(self, root: pathlib.Path, log: pathlib.Path, port: "int | None" = None):
+    def __init__(self, root: pathlib.Path, log: pathlib.Path, port: "int | None" = None,
+                 access_key: str = S3_ACCESS_KEY, secret_key: str = S3_SECRET_KEY):
         binary = shutil.which("s3s-fs")
         if binary is None:
             raise RuntimeError(
@@ -52,10 +53,11 @@ class S3sFs:
         self.root = root
         self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.access_key, self.secret_key = access_key, secret_key
         self._log = open(log, "ab")
         self.proc = subprocess.Popen(
             [binary, "--host", "127.0.0.1", "--port", str(self.port),
-             "--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY, str(root)],
+             "--access-key", access_key, "--secret-key", secret_key, str(root)],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 20
@@ -69,7 +71,7 @@ class S3sFs:
     def client(self):
         return boto3.client(
             "s3", endpoint_url=self.endpoint, region_name=REGION,
-            aws_access_key_id=S3_ACCESS_KEY, aws_secret_access_key=S3_SECRET_KEY,
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
         )
 

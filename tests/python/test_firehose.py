@@ -21,7 +21,7 @@ import cramjam
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT_ID, REGION, aws_cli_env
+from conftest import ACCOUNT_ID, REGION, aws_cli_env, sluice_bin
 from firehose_support import (
     UUID, S3sFs, default_key_pattern, firehose_client, list_keys, start_sluice, wait_active,
     wait_failure_description, wait_for_keys,
@@ -683,3 +683,64 @@ def test_a_deleted_source_stream_shows_in_failure_description_until_it_is_readab
     assert wait_failure_description(firehose, name, shown=False)["DeliveryStreamStatus"] == "ACTIVE"
     firehose.delete_delivery_stream(DeliveryStreamName=name)
     kinesis.delete_stream(StreamName=source)
+
+
+def test_a_delivery_stream_named_in_the_config_file_delivers_to_its_own_s3_endpoint(s3s, tmp_path):
+    """`[firehose_s3."NAME"]` gives one delivery stream its own endpoint and keys; the others
+    keep the environment's. Two real s3s-fs servers with different keys: each object must be in
+    the server its delivery stream was configured for, and only there."""
+    other = S3sFs(tmp_path / "other-root", tmp_path / "other-s3s.log",
+                  access_key="AKIDOTHERS3", secret_key="other-s3-secret")
+    config = tmp_path / "sluice.toml"
+    config.write_text(
+        '[firehose_s3."to-other"]\n'
+        f'endpoint_url = "{other.endpoint}"\n'
+        f'access_key_id = "{other.access_key}"\n'
+        f'secret_access_key = "{other.secret_key}"\n'
+        'region = "eu-west-1"\n'
+    )
+    process = start_sluice(tmp_path / "data", s3s, extra_args=["--config", str(config)])
+    try:
+        firehose = firehose_client(process.endpoint)
+        default_s3, other_s3 = s3s.client(), other.client()
+        bucket = f"b-{uuid.uuid4().hex[:12]}"
+        # The same bucket name on both servers, so a wrong endpoint would succeed silently.
+        default_s3.create_bucket(Bucket=bucket)
+        other_s3.create_bucket(Bucket=bucket)
+        hints = {"SizeInMBs": 1, "IntervalInSeconds": 0}
+        for stream in ("to-other", "to-default"):
+            firehose.create_delivery_stream(
+                DeliveryStreamName=stream,
+                ExtendedS3DestinationConfiguration=s3_config(
+                    bucket, Prefix=f"{stream}/", BufferingHints=hints))
+        for stream in ("to-other", "to-default"):
+            wait_active(firehose, stream)
+            firehose.put_record_batch(DeliveryStreamName=stream, Records=[
+                {"Data": f"{stream}-{i}\n".encode()} for i in range(20)])
+
+        def contents(s3, prefix):
+            def lines(keys):
+                body = b"".join(s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys)
+                return body.decode().split()
+            return lines(wait_for_keys(s3, bucket, prefix, lambda keys: len(lines(keys)) >= 20))
+
+        assert sorted(contents(other_s3, "to-other/")) == sorted(f"to-other-{i}" for i in range(20))
+        assert sorted(contents(default_s3, "to-default/")) == sorted(f"to-default-{i}" for i in range(20))
+        # Neither stream wrote anything into the other server.
+        time.sleep(1.5)
+        assert list_keys(default_s3, bucket, "to-other/") == []
+        assert list_keys(other_s3, bucket, "to-default/") == []
+    finally:
+        process.kill()
+        other.stop()
+
+
+def test_a_bad_firehose_s3_table_in_the_config_file_stops_the_server_with_a_clear_message(tmp_path):
+    config = tmp_path / "sluice.toml"
+    config.write_text('[firehose_s3."x"]\naccess_key_id = "only-the-key"\n')
+    run = subprocess.run(
+        [str(sluice_bin()), "serve", "--config", str(config), "--data-dir", str(tmp_path / "d"),
+         "--http-addr", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert "access_key_id and secret_access_key must be given together" in run.stderr
