@@ -63,6 +63,29 @@ impl InputSchema {
         rowtime: i64,
         rows: &mut Vec<(Vec<Value>, i64)>,
     ) -> Result<(), RejectedRecord> {
+        self.decoder().decode(data, rowtime, rows)
+    }
+
+    /// A decoder for many records of this schema (it works out the fast path once).
+    pub fn decoder(&self) -> Decoder<'_> {
+        Decoder {
+            schema: self,
+            fast: match &self.format {
+                RecordFormat::Json { row_path } => {
+                    crate::json_row::FastJson::new(row_path, &self.columns)
+                }
+                RecordFormat::Csv { .. } => None,
+            },
+        }
+    }
+
+    /// [`Self::decode`] without the fast path: the whole document, then each mapping.
+    pub(crate) fn decode_general(
+        &self,
+        data: &[u8],
+        rowtime: i64,
+        rows: &mut Vec<(Vec<Value>, i64)>,
+    ) -> Result<(), RejectedRecord> {
         let reject = |error_name: &'static str, message: String| RejectedRecord {
             error_name,
             message,
@@ -182,6 +205,30 @@ impl InputSchema {
             rows.push((values, rowtime));
         }
         Ok(())
+    }
+}
+
+/// Decodes records of one schema; see [`InputSchema::decode`].
+pub struct Decoder<'a> {
+    schema: &'a InputSchema,
+    fast: Option<crate::json_row::FastJson<'a>>,
+}
+
+impl Decoder<'_> {
+    /// [`InputSchema::decode`]: a JSON record whose columns all map top-level keys of the
+    /// whole record is read in one pass (`json_row`); any other, or one that pass cannot take
+    /// whole, the general way.
+    pub fn decode(
+        &self,
+        data: &[u8],
+        rowtime: i64,
+        rows: &mut Vec<(Vec<Value>, i64)>,
+    ) -> Result<(), RejectedRecord> {
+        if let Some(row) = self.fast.as_ref().and_then(|fast| fast.decode(data)) {
+            rows.push((row, rowtime));
+            return Ok(());
+        }
+        self.schema.decode_general(data, rowtime, rows)
     }
 }
 

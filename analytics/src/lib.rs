@@ -16,6 +16,7 @@ pub mod expr;
 pub mod hotspots;
 pub mod input;
 pub mod items;
+mod json_row;
 pub mod join;
 pub mod metrics;
 pub mod output;

@@ -333,11 +333,11 @@ impl Pipeline {
         now_ms: i64,
         out: &mut Emissions,
     ) {
-        let schema = &self.inputs[input].schema;
+        let decoder = self.inputs[input].schema.decoder();
         let mut rows = Vec::with_capacity(records.len());
         let mut rejected: Vec<RejectedRecord> = Vec::new();
         for (data, rowtime) in records {
-            if let Err(r) = schema.decode(data, *rowtime, &mut rows) {
+            if let Err(r) = decoder.decode(data, *rowtime, &mut rows) {
                 rejected.push(r);
             }
         }

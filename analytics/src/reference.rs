@@ -105,12 +105,13 @@ pub fn parse_table(
     };
     let mut rows = Vec::new();
     let mut rejected = Vec::new();
+    let decoder = schema.decoder();
     for (line, record) in records.iter().enumerate() {
         let trimmed = record.strip_suffix(b"\r").unwrap_or(record);
         if trimmed.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if let Err(mut r) = schema.decode(trimmed, loaded_ms, &mut rows) {
+        if let Err(mut r) = decoder.decode(trimmed, loaded_ms, &mut rows) {
             r.message = if whole_json {
                 format!("Reference table \"{name}\": {}", r.message)
             } else {
