@@ -318,6 +318,151 @@ for p in sorted(glob.glob(os.path.join(out, "criterion", "*.estimates.json"))):
     benches.append((name, median_ns, lo, hi, rate))
 
 
+
+def services_command(sub):
+    path = os.path.join(out, sub, "command.txt")
+    return open(path).read().strip() if os.path.exists(path) else f"python3 perf/{sub}/measure.py"
+
+
+def firehose_section():
+    """The Firehose section (issue 9), from perf/firehose/measure.py's JSON."""
+    f = read_json(os.path.join(out, "firehose", "firehose.json"))
+    w("## Firehose: DirectPut to S3 (issue 9)")
+    w("")
+    if not f:
+        w("Not measured in this invocation (`SKIP_FIREHOSE=1`, or `perf/firehose/measure.py` failed: see the raw "
+          "results' `logs/firehose.log`).")
+        w("")
+        return
+    w(f"`perf/firehose/measure.py`, run by this invocation: a fresh `sluice serve --cores 1` pinned to CPU 0 (its "
+      f"shard core and the service core that reads, compresses and uploads), s3s-fs 0.14.1 pinned to CPU 1, and "
+      f"{f['producers']} boto3 producer threads on CPU 1 sending PutRecordBatch calls of {f['batch']} JSON records "
+      f"of {f['record_bytes_mean']:,.0f} B (request-log-like, a random token in each). **Live**: {f['seconds']:.0f} s "
+      f"into a delivery stream with 5 MiB / 1 s buffering hints; a record's freshness is the write time of the "
+      f"object holding it minus its send time (AWS's DataFreshness counts from arrival, so it is a little lower). "
+      f"**Backlog**: {f['backlog_mb']:.0f} MB sent while the bucket does not exist (delivery retries), then the "
+      f"bucket is created; the drain rate is the uncompressed data of every object after the first over the time "
+      f"from the first object to the last, delivery with work always waiting. **Limits**, same run, same CPUs: the "
+      f"compressor alone (`sluice-perf compress`: the function delivery calls, over 5 MiB objects of the same "
+      f"records) and s3s-fs's PUT rate for objects of the backlog's mean size from one client thread (delivery "
+      f"uploads one object at a time per shard). Compress and upload run one after the other, so the serial bound "
+      f"is 1 / (1 / compressor + 1 / PUT).")
+    w("")
+    w("```bash")
+    w(services_command("firehose"))
+    w("```")
+    w("")
+    w("| format | live: acked records/s | live: acked MB/s | freshness p50 / p99 | backlog drain MB/s | compressor alone MB/s | s3s-fs PUT MB/s (object size) | serial bound MB/s | drain ÷ serial bound |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    verdicts = []
+    for name, r in f["formats"].items():
+        live, back, comp, put = r["live"], r["backlog"], r["compressor"], r["s3_put"]
+        bound = 1 / (1 / comp["mb_per_s"] + 1 / put["mb_per_s"]) if comp["mb_per_s"] and put["mb_per_s"] else None
+        drain = back.get("drain_mb_per_s")
+        share = f"{drain / bound * 100:,.0f} %" if drain and bound else "—"
+        w(f"| {name} | {live['records_per_s']:,.0f} | {live['mb_per_s']:,.1f} | "
+          f"{live['freshness_p50_s']:.2f} / {live['freshness_p99_s']:.2f} s | "
+          f"{drain:,.1f} | {comp['mb_per_s']:,.1f} | {put['mb_per_s']:,.1f} ({put['object_bytes'] / 1e6:,.2f} MB) | "
+          f"{bound:,.1f} | {share} |" if drain and bound else
+          f"| {name} | {live['records_per_s']:,.0f} | {live['mb_per_s']:,.1f} | "
+          f"{live['freshness_p50_s']:.2f} / {live['freshness_p99_s']:.2f} s | — | {comp['mb_per_s']:,.1f} | "
+          f"{put['mb_per_s']:,.1f} | — | — |")
+        if drain and bound:
+            verdicts.append((name, drain / bound, comp["mb_per_s"] < put["mb_per_s"]))
+    w("")
+    for name, share, comp_slower in verdicts:
+        limit = "the compressor" if comp_slower else "the S3 server's PUT rate"
+        w(f"- {name}: the backlog drained at {share * 100:,.0f} % of the serial bound, whose larger part is {limit}. "
+          + ("Delivery is limited by compression and the destination, not by Sluice's own pipeline."
+             if share >= 0.8 else
+             f"**Goal missed**: {100 - share * 100:,.0f} % of the bound is lost in Sluice's own pipeline (reading "
+             f"the internal stream, buffering, the checkpoint after each object)."))
+    live_rates = [r["live"]["mb_per_s"] for r in f["formats"].values()]
+    drains = [r["backlog"].get("drain_mb_per_s") or 0 for r in f["formats"].values()]
+    if live_rates and drains and max(live_rates) < min(drains):
+        w(f"- The live rate ({max(live_rates):,.1f} MB/s at most) is what {f['producers']} Python producers send; "
+          f"delivery kept up with it, which the freshness shows, and the backlog shows how much more it takes.")
+    w("")
+
+
+def analytics_section():
+    """The Analytics section (issue 10), from perf/analytics/measure.py's JSON."""
+    a = read_json(os.path.join(out, "analytics", "analytics.json"))
+    w("## Analytics: KDA SQL vs DuckDB on one core (issue 10)")
+    w("")
+    if not a:
+        w("Not measured in this invocation (`SKIP_ANALYTICS=1`, or `perf/analytics/measure.py` failed: see the raw "
+          "results' `logs/analytics.log`).")
+        w("")
+        return
+    w(f"`perf/analytics/measure.py`, run by this invocation: {a['records']:,} JSON records "
+      f"({a['bytes'] / a['records']:,.0f} B each, {a['bytes'] / 1e6:,.0f} MB; the stock-ticker rows of KDA's "
+      f"examples), {a['runs']} runs per query, engines alternating, each pinned to CPU {a['cpu']}. Sluice runs the "
+      f"KDA program with `sluice sql run --measure`: one thread, the records already in memory, output rows counted "
+      f"but not serialized. In the same process it times, over the same records, three floors: `serde_json` "
+      f"parsing each record into a document (`serde_json::Value`, the usual meaning of \"parsing JSON\"), "
+      f"`serde_json` only scanning and validating each record without keeping anything (`IgnoredAny`, the least "
+      f"any decoder must do), and the program's own input decoder alone (records to rows of typed values). DuckDB "
+      f"{a.get('duckdb_version', '?')} (PyPI, `threads = 1`) runs the same query with `read_json` over the same "
+      f"file (page cache) into a temporary table. Both engines' output row counts are checked equal. Medians "
+      f"[min–max].")
+    w("")
+    w("```bash")
+    w(services_command("analytics"))
+    w("```")
+    w("")
+    w("| query | Sluice records/s | Sluice GB/s of JSON | DuckDB records/s | Sluice ÷ DuckDB (speed) | parse into documents, records/s | scan only, records/s | input decoder alone, records/s | Sluice time ÷ document parse time | Sluice time ÷ scan time |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
+    notes = []
+    for name, q in a["queries"].items():
+        runs_ = q["runs"]
+        S = [r["sluice"] for r in runs_]
+        sl = [a["records"] / r["program_seconds"] for r in S]
+        gb = [a["bytes"] / 1e9 / r["program_seconds"] for r in S]
+        dk = [a["records"] / r["duckdb"]["seconds"] for r in runs_]
+        ratio = [r["duckdb"]["seconds"] / r["sluice"]["program_seconds"] for r in runs_]
+        doc_ = [a["records"] / r["document_seconds"] for r in S]
+        scan = [a["records"] / r["parse_seconds"] for r in S]
+        dec = [a["records"] / r["decode_seconds"] for r in S]
+        over_doc = [r["program_seconds"] / r["document_seconds"] for r in S]
+        over_scan = [r["program_seconds"] / r["parse_seconds"] for r in S]
+        def sp(xs, fmt):
+            xs = sorted(xs)
+            return f"{fmt(statistics.median(xs))} [{fmt(xs[0])}–{fmt(xs[-1])}]"
+        n = lambda x: f"{x:,.0f}"
+        t = lambda x: f"{x:.2f}×"
+        w(f"| {name.replace('_', ' ')} ({S[0]['rows_out']:,} rows out) | {sp(sl, n)} | "
+          f"{sp(gb, lambda x: f'{x:.3f}')} | {sp(dk, n)} | {sp(ratio, t)} | {sp(doc_, n)} | {sp(scan, n)} | "
+          f"{sp(dec, n)} | {sp(over_doc, t)} | {sp(over_scan, t)} |")
+        notes.append((name, statistics.median(over_doc), statistics.median(over_scan),
+                      statistics.median(ratio), statistics.median([r["decode_seconds"] / r["program_seconds"] for r in S])))
+    w("")
+    for name, over_doc, over_scan, ratio, decode_share in notes:
+        label = name.replace('_', ' ')
+        verdict = (f"- {label}: the whole program takes {over_doc:.2f}× the time of parsing its input into documents, "
+                   f"and {over_scan:.2f}× a bare validating scan; the input decoder is {decode_share * 100:,.0f} % of its "
+                   f"time. ")
+        if over_doc <= 1.0:
+            verdict += ("Against a document parse the goal holds (the SQL costs less than parsing the JSON once); "
+                        "against the bare scan, what is left is the decoder's own work (strings checked as UTF-8 and "
+                        "copied, a row of values per record) and the plan.")
+        else:
+            verdict += "**Goal missed**: the program costs more than parsing its input into documents."
+        verdict += (f" DuckDB is {1 / ratio:.2f}× as fast as Sluice here." if ratio < 1 else
+                    f" Sluice is {ratio:.2f}× as fast as DuckDB here.")
+        w(verdict)
+    w("")
+    w("The queries (KDA program, then DuckDB's):")
+    w("")
+    for name, q in a["queries"].items():
+        w("```sql")
+        w(q["sql"])
+        w("-- DuckDB, over src = read_json(...):")
+        w(q["duckdb"])
+        w("```")
+        w("")
+
+
 def bench_ns(prefix):
     for name, median_ns, *_ in benches:
         if name.startswith(prefix):
@@ -1027,6 +1172,9 @@ w(VIDEO_BEGIN)
 video_section()
 w(VIDEO_END)
 w("")
+
+firehose_section()
+analytics_section()
 
 # ---- overload ------------------------------------------------------------------------------
 overload = os.path.join(out, "overload.jsonl")

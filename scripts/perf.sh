@@ -27,6 +27,13 @@
 #      at real time over 1, 4, 16, 64, ... 1,024 concurrent PutMedia sessions until the acks fall
 #      behind (RECEIVED/PERSISTED latency, server CPU), fetches stored HLS fragments from many
 #      clients for a while, and times LIVE HLS from a fragment's last byte sent to its fetch;
+#   7b. Firehose (issue 9), on its own Sluice and s3s-fs: perf/firehose/measure.py sends DirectPut
+#      records for $FIREHOSE_SECONDS s per compression format (GZIP, ZSTD) and times their
+#      freshness, drains a $FIREHOSE_BACKLOG_MB MB backlog, and measures the compressor alone and
+#      s3s-fs's PUT rate beside them;
+#   7c. Analytics (issue 10): perf/analytics/measure.py runs a filter + projection and a tumbling
+#      aggregate over $ANALYTICS_RECORDS JSON records with `sluice sql run --measure` and with
+#      DuckDB (threads=1) on the same CPU, and a bare JSON parse of the same records;
 #   8. runs the criterion benches with short measurement times;
 #   9. writes docs/PERFORMANCE.md: medians of the runs with [min–max], ratios computed within
 #      the same run, and the issue-3 and issue-8 targets with how far each is from being met.
@@ -45,6 +52,10 @@
 #                         the fill, kill, restart and cold read (the two idle RSS figures stay)
 #   SKIP_OVERLOAD=1       no scripts/overload.sh                      SKIP_BENCHES=1 no criterion
 #   SKIP_VIDEO=1          no video step (7)
+#   SKIP_FIREHOSE=1       no step 7b; FIREHOSE_SECONDS=15 FIREHOSE_BACKLOG_MB=100 FIREHOSE_LIMIT_SECONDS=5
+#   SKIP_ANALYTICS=1      no step 7c; ANALYTICS_RECORDS=2000000 ANALYTICS_RUNS=$RUNS
+#                         (7b and 7c use $VIDEO_PYTHON, which needs scripts/test's .venv: boto3,
+#                         cramjam, duckdb; 7b needs s3s-fs, installed here if missing)
 #   VIDEO_STREAMS=1,4,16,64,256,512,1024  PutMedia session counts, stopping after the first not sustained
 #   VIDEO_CLIP_SECONDS=20 clip length (= fragments per session)      VIDEO_RESOLUTION=1280x720
 #   VIDEO_SERVE_SECONDS=10 VIDEO_SERVE_CLIENTS=8  HLS fragment fetching time and client threads
@@ -81,6 +92,13 @@ SKIP_PROFILE=${SKIP_PROFILE:-0}
 RECOVERY_GB=${RECOVERY_GB:-10}
 SKIP_RECOVERY=${SKIP_RECOVERY:-0}
 SKIP_VIDEO=${SKIP_VIDEO:-0}
+SKIP_FIREHOSE=${SKIP_FIREHOSE:-0}
+FIREHOSE_SECONDS=${FIREHOSE_SECONDS:-15}
+FIREHOSE_BACKLOG_MB=${FIREHOSE_BACKLOG_MB:-100}
+FIREHOSE_LIMIT_SECONDS=${FIREHOSE_LIMIT_SECONDS:-5}
+SKIP_ANALYTICS=${SKIP_ANALYTICS:-0}
+ANALYTICS_RECORDS=${ANALYTICS_RECORDS:-2000000}
+ANALYTICS_RUNS=${ANALYTICS_RUNS:-$RUNS}
 ONLY_VIDEO=${ONLY_VIDEO:-0}
 VIDEO_PYTHON=${VIDEO_PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 PEERS_DIR=${PEERS_DIR:-/tmp/sluice-peers}
@@ -134,6 +152,37 @@ run_video() {
     timeout 3600 "$VIDEO_PYTHON" perf/video/measure.py "$V/video.json" >/dev/null 2>"$OUT/logs/video.log"; then
     log "video: measure.py failed; see $OUT/logs/video.log"
     echo "video" >>"$OUT/failures.txt"
+  fi
+}
+# Step 7b: Firehose DirectPut -> S3 (issue 9). measure.py starts its own s3s-fs (CPU 1) and Sluice
+# (CPU 0), and produces from CPU 1.
+run_firehose() {
+  local F=$OUT/firehose
+  mkdir -p "$F"
+  if ! command -v s3s-fs >/dev/null; then
+    log "firehose: installing s3s-fs 0.14.1 (as scripts/test does)"
+    cargo install -q s3s-fs@0.14.1 --locked --features binary >"$OUT/logs/s3s-fs-install.log" 2>&1 ||
+      { log "firehose: installing s3s-fs failed"; echo "firehose" >>"$OUT/failures.txt"; return; }
+  fi
+  echo "FIREHOSE_SECONDS=$FIREHOSE_SECONDS FIREHOSE_BACKLOG_MB=$FIREHOSE_BACKLOG_MB FIREHOSE_LIMIT_SECONDS=$FIREHOSE_LIMIT_SECONDS SLUICE_BIN=target/release/sluice SLUICE_PERF_BIN=target/release/sluice-perf python3 perf/firehose/measure.py \$OUT/firehose/firehose.json" >"$F/command.txt"
+  log "firehose: DirectPut -> S3 with GZIP and ZSTD, backlog drain, compressor and S3 PUT limits (perf/firehose/measure.py)"
+  if ! FIREHOSE_SECONDS=$FIREHOSE_SECONDS FIREHOSE_BACKLOG_MB=$FIREHOSE_BACKLOG_MB \
+    FIREHOSE_LIMIT_SECONDS=$FIREHOSE_LIMIT_SECONDS SLUICE_BIN=$SLUICE SLUICE_PERF_BIN=$PERF timeout 1800 "$VIDEO_PYTHON" perf/firehose/measure.py "$F/firehose.json" \
+    >"$OUT/logs/firehose.log" 2>&1; then
+    log "firehose: measure.py failed; see $OUT/logs/firehose.log"
+    echo "firehose" >>"$OUT/failures.txt"
+  fi
+}
+# Step 7c: Kinesis Data Analytics SQL vs DuckDB on one core (issue 10).
+run_analytics() {
+  local A=$OUT/analytics
+  mkdir -p "$A"
+  echo "RECORDS=$ANALYTICS_RECORDS RUNS=$ANALYTICS_RUNS CPU=$SERVER_CPU SLUICE_BIN=target/release/sluice python3 perf/analytics/measure.py \$OUT/analytics/analytics.json" >"$A/command.txt"
+  log "analytics: filter + projection and tumbling aggregate, Sluice vs DuckDB (perf/analytics/measure.py)"
+  if ! RECORDS=$ANALYTICS_RECORDS RUNS=$ANALYTICS_RUNS CPU=$SERVER_CPU SLUICE_BIN=$SLUICE \
+    timeout 1800 "$VIDEO_PYTHON" perf/analytics/measure.py "$A/analytics.json" >"$OUT/logs/analytics.log" 2>&1; then
+    log "analytics: measure.py failed; see $OUT/logs/analytics.log"
+    echo "analytics" >>"$OUT/failures.txt"
   fi
 }
 started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -458,6 +507,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 if [ "$SKIP_VIDEO" != 1 ]; then run_video; fi
+if [ "$SKIP_FIREHOSE" != 1 ]; then run_firehose; fi
+if [ "$SKIP_ANALYTICS" != 1 ]; then run_analytics; fi
 
 # ---------------------------------------------------------------------------------------------
 if [ "$SKIP_BENCHES" != 1 ]; then

@@ -45,6 +45,10 @@ pub struct SqlRunArgs {
     /// Output record format.
     #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
     pub format: String,
+    /// Print no rows: time the program over the records (output rows counted, not written)
+    /// and a bare JSON parse of the same records, as one JSON line (for scripts/perf.sh).
+    #[arg(long)]
+    pub measure: bool,
 }
 
 /// Runs the command; returns the process exit code.
@@ -83,6 +87,27 @@ pub fn run(args: &SqlArgs) -> i32 {
             OutputFormat::Json
         },
     };
+    if args.measure {
+        return match sluice_analytics::run_file::measure(&sql, &schema, &records, &options) {
+            Ok(m) => {
+                println!(
+                    "{{\"records\":{},\"bytes\":{},\"rows_out\":{},\"program_seconds\":{},\"parse_seconds\":{},\"document_seconds\":{},\"decode_seconds\":{}}}",
+                    m.records,
+                    m.bytes,
+                    m.rows_out,
+                    m.program_seconds,
+                    m.parse_seconds,
+                    m.document_seconds,
+                    m.decode_seconds
+                );
+                0
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                1
+            }
+        };
+    }
     match run_program(&sql, &schema, &records, &options) {
         Ok(lines) => {
             use std::io::Write as _;

@@ -129,3 +129,106 @@ pub fn run_with_references(
     }
     Ok(lines)
 }
+
+/// What [`measure`] found: the program's own time over the records, and the time the same
+/// thread takes only to parse them (the floor: its input decoding parses each record once).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measurement {
+    pub records: usize,
+    pub bytes: usize,
+    /// Rows written to the chosen output streams.
+    pub rows_out: usize,
+    /// Seconds to run the program over every record, windows closed at the end; output rows
+    /// are counted, not serialized.
+    pub program_seconds: f64,
+    /// Seconds for `serde_json` (the input decoder's parser) to read and validate every record
+    /// without keeping anything (`IgnoredAny`): the floor of any decoding of these records.
+    pub parse_seconds: f64,
+    /// Seconds to parse every record into a `serde_json::Value` document.
+    pub document_seconds: f64,
+    /// Seconds for the input decoder alone to turn every record into a row of values.
+    pub decode_seconds: f64,
+}
+
+/// Runs `sql` over `records` as [`run`] does, timing it (without serializing the output) and
+/// timing a bare JSON parse of the same records on the same thread. For `scripts/perf.sh`.
+pub fn measure(
+    sql: &str,
+    schema_json: &str,
+    records: &[&[u8]],
+    options: &RunOptions,
+) -> Result<Measurement, RunError> {
+    let schema = schema_of(schema_json)?;
+    let program = parse_program(sql)?;
+    let input = PipelineInput {
+        stream: format!("{}_001", options.name_prefix),
+        schema,
+    };
+    let mut pipeline = Pipeline::compile_with_tables(&program, &[input], &[])?;
+    let outputs: Vec<String> = if options.outputs.is_empty() {
+        program.streams.iter().map(|s| s.name.clone()).collect()
+    } else {
+        options.outputs.clone()
+    };
+    for name in &outputs {
+        if pipeline.shape(name).is_none() {
+            return Err(RunError::UnknownOutput(name.clone()));
+        }
+    }
+    let timed: Vec<(&[u8], i64)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (*r, options.start_ms + i as i64 * options.step_ms))
+        .collect();
+    let mut rows_out = 0;
+    let mut count = |emissions: &mut Emissions| {
+        for (stream, batch) in emissions.batches.drain(..) {
+            if outputs.contains(&stream) {
+                rows_out += batch.num_rows();
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut emissions = Emissions::default();
+    let end = timed.last().map_or(options.start_ms, |(_, t)| *t);
+    for chunk in timed.chunks(1024) {
+        let now = chunk.last().map_or(end, |(_, t)| *t);
+        pipeline.ingest(0, chunk, now, &mut emissions);
+        count(&mut emissions);
+    }
+    pipeline.advance(i64::MAX / 2, &mut emissions);
+    count(&mut emissions);
+    let program_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let mut valid = 0usize;
+    for record in records {
+        valid += usize::from(serde_json::from_slice::<serde::de::IgnoredAny>(record).is_ok());
+    }
+    let parse_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    for record in records {
+        if let Ok(document) = serde_json::from_slice::<serde_json::Value>(record) {
+            valid += usize::from(document.is_object());
+        }
+    }
+    let document_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let decoder = schema_of(schema_json)?;
+    let decoder = decoder.decoder();
+    let mut rows = Vec::with_capacity(1024);
+    for record in records {
+        rows.clear();
+        valid += usize::from(decoder.decode(record, 0, &mut rows).is_ok());
+    }
+    let decode_seconds = started.elapsed().as_secs_f64();
+    std::hint::black_box(valid);
+    Ok(Measurement {
+        records: records.len(),
+        bytes: records.iter().map(|r| r.len()).sum(),
+        rows_out,
+        program_seconds,
+        parse_seconds,
+        document_seconds,
+        decode_seconds,
+    })
+}

@@ -1,109 +1,234 @@
-"""Firehose DirectPut → S3 throughput and data freshness, measured end to end.
+"""Firehose DirectPut → S3: sustained throughput, data freshness, and the limits beside them.
 
-Starts s3s-fs and a Sluice (SLUICE_BIN, a release build for meaningful numbers), creates one
-delivery stream per compression format (5 MiB / 1 s buffering hints), and has producer threads
-(boto3) send PutRecordBatch calls of 500 JSON records of about 1 KiB for a fixed time. Each
-record carries its send time; once every acknowledged record is in the bucket, each record's
-freshness is the time its object was written (the object file's mtime in s3s-fs's directory)
-minus its send time. Prints acknowledged records/s and MB/s, delivered MB/s (first send to last
-object), freshness p50/p99, and the objects written.
+Starts s3s-fs (pinned to CPU 1) and a Sluice (SLUICE_BIN, a release build; pinned to CPU 0, one
+shard core and its service core, which compresses and delivers). For each of GZIP and ZSTD:
 
-Usage: SLUICE_BIN=target/release/sluice .venv/bin/python perf/firehose/measure.py [seconds]
+- live: PRODUCERS boto3 threads in this process (CPU 1) send PutRecordBatch calls of 500 JSON
+  records of about 1 KiB for SECONDS s into a delivery stream with 5 MiB / 1 s buffering hints.
+  Each record carries its send time; once every acknowledged record is in the bucket, a record's
+  freshness is its object's write time (the file's mtime in s3s-fs's directory) minus its send
+  time. Reported: acknowledged records/s and MB/s, freshness p50/p99.
+- backlog: the same producers fill a delivery stream whose bucket does not exist yet with
+  BACKLOG_MB of records (delivery fails and retries, nothing is lost), then the bucket is
+  created. The drain rate is the data of every object after the first divided by the time
+  from the first object to the last: delivery with work always waiting, which the producers
+  alone cannot show (they are slower than delivery).
+- limits, measured in the same run on the same CPUs: the compressor alone on CPU 0
+  (`sluice-perf compress`, the function delivery calls, 5 MiB objects of the same records), and
+  s3s-fs's PUT rate for objects of the size the backlog phase wrote, one client thread on CPU 0
+  (delivery sends one object at a time per shard).
+
+Usage: SLUICE_BIN=target/release/sluice SLUICE_PERF_BIN=target/release/sluice-perf \
+       .venv/bin/python perf/firehose/measure.py OUT.json
+Knobs: FIREHOSE_SECONDS=15 FIREHOSE_BACKLOG_MB=100 FIREHOSE_LIMIT_SECONDS=5 FIREHOSE_PRODUCERS=3
 """
 
-import gzip
+import base64
 import json
 import os
 import pathlib
+import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 import cramjam
+import gzip
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "python"))
 from conftest import ACCOUNT_ID  # noqa: E402
 from firehose_support import S3sFs, firehose_client, start_sluice, wait_active  # noqa: E402
 
-SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 15
-PRODUCERS = 4
+SECONDS = float(os.environ.get("FIREHOSE_SECONDS", "15"))
+BACKLOG_MB = float(os.environ.get("FIREHOSE_BACKLOG_MB", "100"))
+LIMIT_SECONDS = float(os.environ.get("FIREHOSE_LIMIT_SECONDS", "5"))
+PRODUCERS = int(os.environ.get("FIREHOSE_PRODUCERS", "3"))
 BATCH = 500
-PAD = "x" * 960
+DECOMPRESS = {"GZIP": gzip.decompress, "ZSTD": lambda b: bytes(cramjam.zstd.decompress(b))}
 
 
-def run(format_name, base, s3s, server):
-    firehose = firehose_client(server.endpoint)
-    bucket = f"perf-{format_name.lower()}"
-    s3s.client().create_bucket(Bucket=bucket)
-    name = f"perf-{format_name.lower()}"
-    firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration={
-        "RoleARN": f"arn:aws:iam::{ACCOUNT_ID}:role/r", "BucketARN": f"arn:aws:s3:::{bucket}",
-        "CompressionFormat": format_name, "BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 1}})
-    wait_active(firehose, name)
-    sent = []
-    lock = threading.Lock()
+def record_tails(count=256):
+    """Record bodies after the varying head: request-log-like JSON, about 1 KiB, that
+    compresses roughly as real logs do (repeated keys and words, a random token)."""
+    rng = random.Random(3)
+    words = ["GET", "POST", "/api/v1/items", "/api/v1/orders", "/static/app.js", "Mozilla/5.0",
+             "(X11; Linux x86_64)", "AppleWebKit/537.36", "Chrome/131.0", "Safari/537.36",
+             "eu-west-1", "us-east-1", "cache-miss", "cache-hit", "200", "404", "503"]
+    tails = []
+    for _ in range(count):
+        fields = {
+            "user": f"user-{rng.randrange(100000)}",
+            "path": f"/api/v1/items/{rng.randrange(10**6)}",
+            "status": rng.choice([200, 200, 200, 404, 503]),
+            "bytes": rng.randrange(100, 100000),
+            "agent": " ".join(rng.choice(words) for _ in range(12)),
+            "token": base64.b64encode(rng.randbytes(96)).decode(),
+        }
+        text = json.dumps(fields, separators=(",", ":"))[1:-1]
+        pad = " ".join(rng.choice(words) for _ in range(120))[: max(0, 960 - len(text))]
+        tails.append(text + f',"note":"{pad}"}}')
+    return tails
+
+
+TAILS = record_tails()
+
+
+def produce(endpoint, name, stop, sent, lock, worker):
+    """Sends batches until `stop()`; appends (records, bytes) to `sent`."""
+    client = firehose_client(endpoint)
+    n = records = size = 0
+    while not stop(records, size):
+        now = time.time()
+        batch = []
+        for i in range(BATCH):
+            head = f'{{"t":{now:.6f},"w":{worker},"n":{n + i},'
+            batch.append((head + TAILS[(n + i) % len(TAILS)] + "\n").encode())
+        out = client.put_record_batch(DeliveryStreamName=name, Records=[{"Data": r} for r in batch])
+        assert out["FailedPutCount"] == 0, out
+        n += BATCH
+        records += BATCH
+        size += sum(len(r) for r in batch)
+    with lock:
+        sent.append((records, size))
+
+
+def run_producers(endpoint, name, stop):
+    sent, lock = [], threading.Lock()
+    threads = [threading.Thread(target=produce, args=(endpoint, name, stop, sent, lock, w))
+               for w in range(PRODUCERS)]
     start = time.time()
-
-    def produce(worker):
-        client = firehose_client(server.endpoint)
-        n = 0
-        mine = 0
-        while time.time() - start < SECONDS:
-            now = time.time()
-            records = [json.dumps({"w": worker, "n": n + i, "t": now, "p": PAD}).encode() + b"\n" for i in range(BATCH)]
-            out = client.put_record_batch(DeliveryStreamName=name, Records=[{"Data": r} for r in records])
-            assert out["FailedPutCount"] == 0
-            n += BATCH
-            mine += sum(len(r) for r in records)
-        with lock:
-            sent.append((n, mine))
-
-    threads = [threading.Thread(target=produce, args=(w,)) for w in range(PRODUCERS)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    acked_s = time.time() - start
-    records_total = sum(n for n, _ in sent)
-    bytes_total = sum(b for _, b in sent)
-    root = pathlib.Path(s3s.root) / bucket
-    deadline = time.time() + 120
+    return start, time.time() - start, sum(r for r, _ in sent), sum(b for _, b in sent)
+
+
+def objects_of(root, format_name, records_total, deadline_s=180):
+    """Waits until the bucket's objects hold `records_total` records; returns
+    [(mtime, compressed bytes, [send times])] sorted by mtime."""
+    deadline = time.time() + deadline_s
     while True:
-        files = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
-        seen, fresh, last_mtime = 0, [], 0.0
-        for path in files:
-            body = path.read_bytes()
-            raw = {"GZIP": gzip.decompress, "ZSTD": lambda b: bytes(cramjam.zstd.decompress(b))}[format_name](body)
-            mtime = path.stat().st_mtime
-            last_mtime = max(last_mtime, mtime)
-            for line in raw.splitlines():
-                seen += 1
-                fresh.append(mtime - json.loads(line)["t"])
-        if seen >= records_total or time.time() > deadline:
-            break
+        objects, seen = [], 0
+        for path in (p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            raw = DECOMPRESS[format_name](path.read_bytes())
+            times = [float(line[5:line.index(b",")]) for line in raw.splitlines()]
+            seen += len(times)
+            objects.append((path.stat().st_mtime, path.stat().st_size, len(raw), times))
+        if seen >= records_total:
+            return sorted(objects)
+        if time.time() > deadline:
+            sys.exit(f"only {seen} of {records_total} acknowledged records were delivered in {deadline_s} s")
         time.sleep(0.5)
-    fresh.sort()
-    print(f"{format_name}: {records_total} records ({bytes_total / 1e6:.1f} MB) acknowledged in {acked_s:.1f} s: "
-          f"{records_total / acked_s:,.0f} records/s, {bytes_total / 1e6 / acked_s:.1f} MB/s; "
-          f"delivered {seen} records in {len(files)} objects, {bytes_total / 1e6 / (last_mtime - start):.1f} MB/s "
-          f"first send to last object; freshness p50 {statistics.median(fresh):.2f} s, "
-          f"p99 {fresh[int(len(fresh) * 0.99)]:.2f} s")
+
+
+def create(firehose, name, bucket, format_name):
+    firehose.create_delivery_stream(DeliveryStreamName=name, ExtendedS3DestinationConfiguration={
+        "RoleARN": f"arn:aws:iam::{ACCOUNT_ID}:role/r", "BucketARN": f"arn:aws:s3:::{bucket}",
+        "CompressionFormat": format_name, "BufferingHints": {"SizeInMBs": 5, "IntervalInSeconds": 1}})
+    wait_active(firehose, name)
+
+
+def live(format_name, s3s, server):
+    firehose = firehose_client(server.endpoint)
+    name = bucket = f"live-{format_name.lower()}"
+    s3s.client().create_bucket(Bucket=bucket)
+    create(firehose, name, bucket, format_name)
+    t0 = time.time()
+    start, seconds, records, size = run_producers(server.endpoint, name,
+                                                  lambda r, b: time.time() - t0 >= SECONDS)
+    objects = objects_of(pathlib.Path(s3s.root) / bucket, format_name, records)
+    fresh = sorted(mtime - t for mtime, _, _, times in objects for t in times)
+    return {"records": records, "bytes": size, "seconds": seconds,
+            "records_per_s": records / seconds, "mb_per_s": size / 1e6 / seconds,
+            "objects": len(objects),
+            "freshness_p50_s": statistics.median(fresh),
+            "freshness_p99_s": fresh[min(len(fresh) - 1, int(len(fresh) * 0.99))]}
+
+
+def backlog(format_name, s3s, server):
+    firehose = firehose_client(server.endpoint)
+    name = bucket = f"backlog-{format_name.lower()}"
+    create(firehose, name, bucket, format_name)
+    per_producer = BACKLOG_MB * 1e6 / PRODUCERS
+    _, seconds, records, size = run_producers(server.endpoint, name,
+                                              lambda r, b: b >= per_producer)
+    s3s.client().create_bucket(Bucket=bucket)
+    objects = objects_of(pathlib.Path(s3s.root) / bucket, format_name, records)
+    first, last = objects[0][0], objects[-1][0]
+    after_first = sum(raw for _, _, raw, _ in objects[1:])
+    return {"records": records, "bytes": size, "fill_seconds": seconds, "objects": len(objects),
+            "object_bytes_mean": statistics.mean(c for _, c, _, _ in objects),
+            "drain_seconds": last - first,
+            "drain_mb_per_s": after_first / 1e6 / (last - first) if last > first else None}
+
+
+def compressor_limit(format_name, sample):
+    out = subprocess.run(
+        ["taskset", "-c", "0", os.environ.get("SLUICE_PERF_BIN", "target/release/sluice-perf"),
+         "compress", "--format", format_name, "--input", str(sample), "--seconds", str(LIMIT_SECONDS)],
+        check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def s3_put_limit(s3s, object_bytes):
+    """One client thread on CPU 0 PUTting objects of `object_bytes` random bytes."""
+    result = {}
+
+    def work():
+        os.sched_setaffinity(0, {0})
+        client = s3s.client()
+        client.create_bucket(Bucket="put-limit")
+        body = random.Random(5).randbytes(int(object_bytes))
+        start = time.time()
+        puts = 0
+        while time.time() - start < LIMIT_SECONDS:
+            client.put_object(Bucket="put-limit", Key=f"o-{puts}", Body=body)
+            puts += 1
+        seconds = time.time() - start
+        result.update(puts=puts, object_bytes=len(body), seconds=seconds,
+                      puts_per_s=puts / seconds, mb_per_s=puts * len(body) / 1e6 / seconds)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    return result
+
+
+def pin(pid, cpu):
+    subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(pid)], check=True, capture_output=True)
 
 
 def main():
+    out_path = pathlib.Path(sys.argv[1])
     base = pathlib.Path(tempfile.mkdtemp(prefix="sluice-firehose-perf-"))
+    os.environ.setdefault("SLUICE_BIN", "target/release/sluice")
+    sample = base / "sample.jsonl"
+    sample.write_text("".join(f'{{"t":0.000000,"w":0,"n":{i},' + TAILS[i % len(TAILS)] + "\n"
+                              for i in range(6000)))
     s3s = S3sFs(base / "s3root", base / "s3s-fs.log")
     server = start_sluice(base / "data", s3s)
+    pin(s3s.proc.pid, 1)
+    pin(server.proc.pid, 0)
+    os.sched_setaffinity(0, {1})
+    result = {"producers": PRODUCERS, "batch": BATCH, "seconds": SECONDS, "backlog_mb": BACKLOG_MB,
+              "record_bytes_mean": sample.stat().st_size / 6000, "formats": {}}
     try:
         for format_name in ("GZIP", "ZSTD"):
-            run(format_name, base, s3s, server)
+            row = {"live": live(format_name, s3s, server),
+                   "backlog": backlog(format_name, s3s, server),
+                   "compressor": compressor_limit(format_name, sample)}
+            row["s3_put"] = s3_put_limit(s3s, row["backlog"]["object_bytes_mean"])
+            result["formats"][format_name] = row
+            print(format_name, json.dumps(row), flush=True)
     finally:
         server.kill()
         s3s.stop()
+    out_path.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("SLUICE_BIN", "target/release/sluice")
     main()

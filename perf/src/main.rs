@@ -43,6 +43,59 @@ enum Command {
     Run(Args),
     /// Draw several .hgrm files (e.g. one per server) as one latency-by-percentile SVG.
     Plot(PlotArgs),
+    /// Time Firehose's own compressor alone on this thread: the limit beside a delivery
+    /// stream's throughput. Prints one JSON object.
+    Compress(CompressArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CompressArgs {
+    /// GZIP, ZIP, Snappy, HADOOP_SNAPPY or ZSTD (Firehose's CompressionFormat names).
+    #[arg(long)]
+    format: String,
+    /// The data: its first --object-bytes bytes (repeated if shorter) form each object.
+    #[arg(long)]
+    input: PathBuf,
+    /// Bytes of one object, as a delivery stream's buffer would hand it over.
+    #[arg(long, default_value_t = 5 * 1024 * 1024)]
+    object_bytes: usize,
+    /// Compress objects for at least this long.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+}
+
+/// `sluice-perf compress`: compresses the same object over and over with the function the
+/// delivery path calls, and reports uncompressed MB/s.
+fn compress_files(args: &CompressArgs) -> anyhow::Result<()> {
+    let format = sluice_sinks::model::Compression::parse(&args.format)
+        .with_context(|| format!("unknown compression format {:?}", args.format))?;
+    let data = std::fs::read(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
+    if data.is_empty() {
+        bail!("{} is empty", args.input.display());
+    }
+    let object: Vec<u8> = data.iter().copied().cycle().take(args.object_bytes).collect();
+    let started = Instant::now();
+    let (mut objects, mut bytes_out) = (0u64, 0u64);
+    while objects == 0 || started.elapsed().as_secs_f64() < args.seconds {
+        let packed = sluice_sinks::compression::compress(format, &object, "object")?;
+        bytes_out += packed.len() as u64;
+        objects += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes_in = objects * object.len() as u64;
+    println!(
+        "{}",
+        json!({
+            "format": format.as_str(),
+            "objects": objects,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "seconds": seconds,
+            "mb_per_s": bytes_in as f64 / 1e6 / seconds,
+        })
+    );
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -125,6 +178,7 @@ fn main() -> anyhow::Result<()> {
     let args = match Command::parse() {
         Command::Run(args) => args,
         Command::Plot(plot) => return plot_files(&plot),
+        Command::Compress(compress) => return compress_files(&compress),
     };
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
