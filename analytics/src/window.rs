@@ -448,6 +448,7 @@ impl TumblingState {
         let mut refused = Vec::new();
         let width = self.plan.width_ms;
         let lateness = event.allowed_lateness_ms;
+        let mut late: u64 = 0;
         for row in 0..times.len() {
             let rowtime = times.value(row);
             let replayed = self.replayed_through_ms.is_some_and(|r| rowtime <= r);
@@ -470,6 +471,7 @@ impl TumblingState {
                 && closes_at <= watermark
             {
                 if !replayed {
+                    late += 1;
                     refused.push(RefusedRow {
                         row,
                         message: format!(
@@ -497,6 +499,7 @@ impl TumblingState {
                 self.close_before(bound, out);
             }
         }
+        crate::metrics::Metric::LateRowsTotal.add(late);
         refused
     }
 
