@@ -6,6 +6,8 @@
 //!   `parse_prefix` hook (it becomes a function call `STEP(expr, INTERVAL ...)`);
 //! - `CURSOR(SELECT STREAM …)`, the stream pointer of table functions such as
 //!   `TOP_K_ITEMS_TUMBLING`, through the same hook (a function `CURSOR` whose argument is a query);
+//! - a word followed by `BY` is never an implicit table alias, so the pump clause
+//!   `WINDOWED BY EVENT TIME (…)` ([`crate::program`]) can follow `FROM "S"`;
 //! - double-quoted identifiers that keep their case (`"SOURCE_SQL_STREAM_001"`).
 //!
 //! The statements (`CREATE STREAM`, `CREATE PUMP`, `INSERT INTO … SELECT STREAM`) are parsed by
@@ -39,6 +41,20 @@ impl Dialect for KdaDialect {
 
     fn supports_window_clause_named_window_reference(&self) -> bool {
         true
+    }
+
+    /// A word followed by `BY` starts a clause (`WINDOWED BY EVENT TIME …`), not a table alias:
+    /// without this `FROM "S" WINDOWED BY …` would read `WINDOWED` as the stream's alias.
+    fn is_table_factor_alias(&self, explicit: bool, kw: &Keyword, parser: &mut Parser) -> bool {
+        if explicit {
+            return true;
+        }
+        if *kw == Keyword::NoKeyword
+            && matches!(&parser.peek_token_ref().token, Token::Word(w) if w.keyword == Keyword::BY)
+        {
+            return false;
+        }
+        self.is_table_alias(kw, parser)
     }
 
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {

@@ -31,6 +31,7 @@ pub mod s3;
 pub mod schema_wire;
 pub mod types;
 pub mod value;
+pub mod watermark;
 pub mod window;
 
 pub mod api;

@@ -15,17 +15,19 @@ pub enum Metric {
     RowsWrittenTotal,
     ErrorRowsTotal,
     ApplicationsRunning,
+    LateRowsTotal,
 }
 
-const ALL: [Metric; 5] = [
+const ALL: [Metric; 6] = [
     Metric::RecordsReadTotal,
     Metric::RecordBytesReadTotal,
     Metric::RowsWrittenTotal,
     Metric::ErrorRowsTotal,
     Metric::ApplicationsRunning,
+    Metric::LateRowsTotal,
 ];
 
-static VALUES: [AtomicU64; 5] = [const { AtomicU64::new(0) }; 5];
+static VALUES: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];
 
 impl Metric {
     const fn index(self) -> usize {
@@ -35,6 +37,7 @@ impl Metric {
             Metric::RowsWrittenTotal => 2,
             Metric::ErrorRowsTotal => 3,
             Metric::ApplicationsRunning => 4,
+            Metric::LateRowsTotal => 5,
         }
     }
 
@@ -45,6 +48,7 @@ impl Metric {
             Metric::RowsWrittenTotal => "analytics_rows_written_total",
             Metric::ErrorRowsTotal => "analytics_error_rows_total",
             Metric::ApplicationsRunning => "analytics_applications_running",
+            Metric::LateRowsTotal => "analytics_late_rows_total",
         }
     }
 
@@ -60,6 +64,10 @@ impl Metric {
             Metric::ApplicationsRunning => (
                 "gauge",
                 "Applications whose runner task is reading its input.",
+            ),
+            Metric::LateRowsTotal => (
+                "counter",
+                "Rows of event-time windows that arrived after their window closed (sent to error_stream).",
             ),
         }
     }

@@ -25,7 +25,7 @@ use crate::row_function::RowFunctionState;
 use crate::sliding::SlidingState;
 use crate::types::Kind;
 use crate::value::Value;
-use crate::window::{OutputRow, TumblingState};
+use crate::window::{EventTimeCheckpoint, OutputRow, TumblingState};
 
 /// The in-application error stream every application has.
 pub const ERROR_STREAM: &str = "error_stream";
@@ -322,6 +322,62 @@ impl Pipeline {
             .iter()
             .filter_map(|p| p.items.as_ref()?.oldest_open_ms());
         windows.chain(items).min()
+    }
+
+    /// The checkpoint of every event-time window pump that has seen a row, by pump name.
+    pub fn event_time_checkpoints(&self) -> Vec<(String, EventTimeCheckpoint)> {
+        self.pumps
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.plan.name.clone(),
+                    p.window.as_ref()?.event_time_checkpoint()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The names of the event-time window pumps.
+    pub fn event_time_pumps(&self) -> Vec<String> {
+        self.pumps
+            .iter()
+            .filter(|p| p.window.as_ref().is_some_and(TumblingState::is_event_time))
+            .map(|p| p.plan.name.clone())
+            .collect()
+    }
+
+    /// Restores pump `pump`'s event-time checkpoint before the first record; `false` if no
+    /// event-time window pump has that name (the program changed).
+    pub fn restore_event_time(&mut self, pump: &str, checkpoint: EventTimeCheckpoint) -> bool {
+        let window = self
+            .pumps
+            .iter_mut()
+            .filter(|p| p.plan.name == pump)
+            .find_map(|p| p.window.as_mut().filter(|w| w.is_event_time()));
+        match window {
+            Some(window) => {
+                window.restore_event_time(checkpoint);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The input has ended (a file run): emits every event-time window still open.
+    pub fn finish(&mut self, now_ms: i64, out: &mut Emissions) {
+        for index in 0..self.pumps.len() {
+            let mut rows: Vec<OutputRow> = Vec::new();
+            if let Some(window) = &mut self.pumps[index].window {
+                window.finish(&mut rows);
+            }
+            if !rows.is_empty() {
+                let batch = self.window_rows_to_batch(index, rows);
+                let target = self.pumps[index].plan.target.clone();
+                self.route(&target, batch, now_ms, out);
+            }
+        }
+        self.run_deferred(now_ms, out);
+        self.flush_errors(out);
     }
 
     /// Decodes `records` (data and row time, row times non-decreasing) of input `input` and runs

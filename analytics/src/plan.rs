@@ -6,6 +6,9 @@
 //!   (`STEP(s.ROWTIME BY INTERVAL 'n' unit)` or `FLOOR(s.ROWTIME TO unit)`) plus any other keys
 //!   (which may themselves be buckets of an event-time column), with COUNT/SUM/AVG/MIN/MAX.
 //!   Each select item is an aggregate, a `GROUP BY` item, or the bucket (its window start).
+//!   With `WINDOWED BY EVENT TIME ("c") …` after the query (ours, not KDA's) the one bucket is
+//!   over the TIMESTAMP column `c` instead, and the window closes by watermark
+//!   ([`EventTimePlan`]).
 //!
 //! The select list maps positionally onto the target stream's columns (or onto the pump's
 //! column list), each cast to its column's type. Anything the planner cannot run is a
@@ -21,7 +24,9 @@ use sqlparser::ast::{
 
 use crate::batch::StreamShape;
 use crate::expr::{ArithOp, CExpr, CmpOp, ScalarFn};
-use crate::program::{CodeError, Position, PumpDef, column_ref, ident_name, object_name};
+use crate::program::{
+    CodeError, EventTimeClause, Position, PumpDef, column_ref, ident_name, object_name,
+};
 use crate::rcf::ForestParameters;
 use crate::types::Kind;
 use crate::value::{self, Value};
@@ -55,9 +60,24 @@ pub struct TumblingPlan {
     pub stagger: bool,
     pub keys: Vec<CExpr>,
     pub outputs: Vec<AggOutput>,
+    /// `WINDOWED BY EVENT TIME`: the buckets are over an event-time column, closed by a
+    /// watermark, instead of over ROWTIME.
+    pub event_time: Option<EventTimePlan>,
     /// Select items that compute over the group's values (`SUM(x) / COUNT(*)`) or a HAVING:
     /// `outputs` then give a synthetic row (keys, window start, aggregates) that these read.
     pub post: Option<PostAggregate>,
+}
+
+/// An event-time tumbling window: rows fall into buckets of `column`; the watermark is the
+/// greatest event time seen minus `watermark_delay_ms`, and a window `[s, e)` closes once the
+/// watermark reaches `e + allowed_lateness_ms`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventTimePlan {
+    /// The event-time column's index in the source stream (a TIMESTAMP column).
+    pub column: usize,
+    pub column_name: String,
+    pub watermark_delay_ms: i64,
+    pub allowed_lateness_ms: i64,
 }
 
 /// Expressions over a window's synthetic rows: columns `$K<i>` (keys), `$W` (window start) and
@@ -320,6 +340,22 @@ pub fn compile_pump(
             "FROM takes one stream, or one stream JOIN one windowed stream or reference table",
         ));
     }
+    if let Some(clause) = &pump.event_time {
+        let grouped =
+            matches!(&select.group_by, GroupByExpr::Expressions(keys, _) if !keys.is_empty());
+        if !grouped
+            || !select.from[0].joins.is_empty()
+            || !matches!(
+                select.from[0].relation,
+                TableFactor::Table { args: None, .. }
+            )
+        {
+            return Err(CodeError::at(
+                clause.position,
+                "WINDOWED BY EVENT TIME needs a GROUP BY over one stream with a bucket of the event-time column",
+            ));
+        }
+    }
     if let TableFactor::Table { name, .. } = &select.from[0].relation
         && let Some(table) = object_name(name).filter(|n| tables.contains_key(n))
     {
@@ -404,6 +440,7 @@ pub fn compile_pump(
             &items,
             group_keys,
             select.having.as_ref(),
+            pump.event_time.as_ref(),
             &scope,
             at,
         )?)
@@ -415,9 +452,14 @@ fn compile_tumbling(
     items: &[&Expr],
     group_keys: &[Expr],
     having: Option<&Expr>,
+    event_clause: Option<&EventTimeClause>,
     scope: &Scope,
     at: Position,
 ) -> Result<TumblingPlan, CodeError> {
+    let event_time = match event_clause {
+        Some(clause) => Some(compile_event_time(clause, scope)?),
+        None => None,
+    };
     let mut width_ms = None;
     let mut window_key = None;
     let mut stagger = false;
@@ -445,13 +487,31 @@ fn compile_tumbling(
                     "only one window may be grouped by",
                 ));
             }
+            if let Some(clause) = event_clause {
+                return Err(CodeError::at(
+                    clause.position,
+                    "WINDOWED BY EVENT TIME cannot be combined with a stagger window",
+                ));
+            }
             width_ms = Some(interval_ms(range, at)?);
             stagger = true;
             continue;
         }
         let compiled = compile(key, scope, at)?;
-        if let CExpr::TimeBucket { expr, width_ms: w } = &compiled
+        if let (CExpr::TimeBucket { expr, .. }, Some(_)) = (&compiled, &event_time)
             && is_rowtime(expr, scope)
+        {
+            return Err(CodeError::at(
+                position_of(key, at),
+                "an event-time window groups by a bucket of its event-time column, not of ROWTIME",
+            ));
+        }
+        let is_window = |e: &CExpr| match &event_time {
+            Some(plan) => matches!(e, CExpr::Column { index, .. } if *index == plan.column),
+            None => is_rowtime(e, scope),
+        };
+        if let CExpr::TimeBucket { expr, width_ms: w } = &compiled
+            && is_window(expr)
         {
             if width_ms.is_some() {
                 return Err(CodeError::at(
@@ -467,6 +527,15 @@ fn compile_tumbling(
         key_exprs.push(key);
     }
     let Some(width_ms) = width_ms else {
+        if let (Some(clause), Some(plan)) = (event_clause, &event_time) {
+            return Err(CodeError::at(
+                clause.position,
+                format!(
+                    "WINDOWED BY EVENT TIME needs GROUP BY STEP(\"{0}\" BY INTERVAL …) or FLOOR(\"{0}\" TO …)",
+                    plan.column_name
+                ),
+            ));
+        }
         return Err(CodeError::at(
             position_of(&group_keys[0], at),
             "GROUP BY on a stream needs a monotonic expression: STEP(s.ROWTIME BY INTERVAL …) or FLOOR(s.ROWTIME TO …)",
@@ -511,6 +580,7 @@ fn compile_tumbling(
         return Ok(TumblingPlan {
             width_ms,
             stagger,
+            event_time,
             keys,
             outputs,
             post: None,
@@ -584,6 +654,7 @@ fn compile_tumbling(
     Ok(TumblingPlan {
         width_ms,
         stagger,
+        event_time,
         keys,
         outputs,
         post: Some(PostAggregate {
@@ -592,6 +663,55 @@ fn compile_tumbling(
             having,
         }),
     })
+}
+
+/// Checks the `WINDOWED BY EVENT TIME` clause: its column is a TIMESTAMP column of the source
+/// (not ROWTIME), the watermark delay and the allowed lateness are intervals of zero or more.
+fn compile_event_time(clause: &EventTimeClause, scope: &Scope) -> Result<EventTimePlan, CodeError> {
+    let column_at = position_of(&Expr::Identifier(clause.column.clone()), clause.position);
+    let name = ident_name(&clause.column);
+    let compiled = compile(&Expr::Identifier(clause.column.clone()), scope, column_at)?;
+    let column = match compiled {
+        CExpr::Column { index, .. } if index == scope.shape.columns.len() => {
+            return Err(CodeError::at(
+                column_at,
+                "ROWTIME is the arrival time, which KDA's windows already use: name a TIMESTAMP column of the rows",
+            ));
+        }
+        CExpr::Column {
+            index,
+            kind: Kind::Time,
+        } => index,
+        _ => {
+            return Err(CodeError::at(
+                column_at,
+                format!("the event-time column \"{name}\" must be a TIMESTAMP column"),
+            ));
+        }
+    };
+    let watermark_delay_ms = interval_at_least_zero(&clause.watermark_delay, clause.position)?;
+    let allowed_lateness_ms = match &clause.allowed_lateness {
+        Some(e) => interval_at_least_zero(e, clause.position)?,
+        None => 0,
+    };
+    Ok(EventTimePlan {
+        column,
+        column_name: name,
+        watermark_delay_ms,
+        allowed_lateness_ms,
+    })
+}
+
+/// An interval that may be zero (`INTERVAL '0' SECOND`): a watermark delay or a lateness.
+fn interval_at_least_zero(e: &Expr, at: Position) -> Result<i64, CodeError> {
+    let ms = interval_value_ms(e, at)?;
+    if ms < 0 {
+        return Err(CodeError::at(
+            position_of(e, at),
+            "a watermark delay or allowed lateness must be zero or more",
+        ));
+    }
+    Ok(ms)
 }
 
 fn compile_sliding(
@@ -1678,8 +1798,20 @@ fn unify(l: CExpr, r: CExpr, at: Position) -> Result<(CExpr, CExpr), CodeError> 
     }
 }
 
-/// Milliseconds of `INTERVAL 'n' unit`.
+/// Milliseconds of `INTERVAL 'n' unit`, a window width (more than zero).
 fn interval_ms(e: &Expr, at: Position) -> Result<i64, CodeError> {
+    let ms = interval_value_ms(e, at)?;
+    if ms <= 0 {
+        return Err(CodeError::at(
+            position_of(e, at),
+            "a window width must be positive",
+        ));
+    }
+    Ok(ms)
+}
+
+/// Milliseconds of `INTERVAL 'n' unit`, any whole `n`.
+fn interval_value_ms(e: &Expr, at: Position) -> Result<i64, CodeError> {
     let Expr::Interval(interval) = e else {
         return Err(CodeError::at(position_of(e, at), "expected an INTERVAL"));
     };
@@ -1706,13 +1838,8 @@ fn interval_ms(e: &Expr, at: Position) -> Result<i64, CodeError> {
             format!("unsupported interval unit {unit}"),
         )
     })?;
-    if n <= 0 {
-        return Err(CodeError::at(
-            position_of(e, at),
-            "a window width must be positive",
-        ));
-    }
-    Ok(n * unit_ms)
+    n.checked_mul(unit_ms)
+        .ok_or_else(|| CodeError::at(position_of(e, at), "the interval is too long"))
 }
 
 fn unit_ms(unit: &DateTimeField) -> Option<i64> {

@@ -11,7 +11,13 @@
 //! statement  := CREATE [OR REPLACE] STREAM name "(" column { "," column } ")"
 //!             | CREATE [OR REPLACE] PUMP name AS INSERT INTO name [ "(" name { "," name } ")" ]
 //!               SELECT STREAM …            -- a sqlparser query
+//!               [ event_time ]
+//! event_time := WINDOWED BY EVENT TIME "(" column ")" WATERMARK interval
+//!               [ ALLOWED LATENESS interval ]
 //! ```
+//!
+//! `event_time` is ours, not KDA's: it makes the pump's tumbling window bucket an event-time
+//! column instead of ROWTIME (see [`crate::window`] for its semantics).
 //!
 //! Unquoted identifiers fold to upper case; quoted ones keep their case. Every error carries the
 //! line and column of the token where the problem is.
@@ -94,6 +100,18 @@ pub struct PumpDef {
     pub target: String,
     pub columns: Option<Vec<String>>,
     pub query: Box<Query>,
+    pub event_time: Option<EventTimeClause>,
+    pub position: Position,
+}
+
+/// `WINDOWED BY EVENT TIME (column) WATERMARK interval [ALLOWED LATENESS interval]` after a
+/// pump's query. The intervals stay expressions here; the planner checks them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventTimeClause {
+    pub column: Ident,
+    pub watermark_delay: Expr,
+    pub allowed_lateness: Option<Expr>,
+    /// Where `WINDOWED` is.
     pub position: Position,
 }
 
@@ -397,17 +415,63 @@ fn parse_statement(
         if !matches!(*query.body, SetExpr::Select(_)) {
             return parser.expected("SELECT STREAM", query_at);
         }
+        let event_time = parse_event_time(parser)?;
         program.pumps.push(PumpDef {
             name,
             target,
             columns,
             query,
+            event_time,
             position,
         });
         Ok(())
     } else {
         parser.expected("STREAM or PUMP", kind)
     }
+}
+
+fn is_word(token: &Token, word: &str) -> bool {
+    matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+fn expect_word(parser: &mut Parser, word: &str) -> Result<(), ParserError> {
+    let token = parser.next_token();
+    if is_word(&token.token, word) {
+        Ok(())
+    } else {
+        parser.expected(word, token)
+    }
+}
+
+/// The optional `WINDOWED BY EVENT TIME …` clause after a pump's query (see the module doc).
+/// `WINDOWED BY STAGGER` never reaches here: the token pass has rewritten it into GROUP BY.
+fn parse_event_time(parser: &mut Parser) -> Result<Option<EventTimeClause>, ParserError> {
+    let at = parser.peek_token();
+    if !is_word(&at.token, "WINDOWED") {
+        return Ok(None);
+    }
+    parser.next_token();
+    expect_word(parser, "BY")?;
+    expect_word(parser, "EVENT")?;
+    expect_word(parser, "TIME")?;
+    parser.expect_token(&Token::LParen)?;
+    let column = parser.parse_identifier()?;
+    parser.expect_token(&Token::RParen)?;
+    expect_word(parser, "WATERMARK")?;
+    let watermark_delay = parser.parse_expr()?;
+    let allowed_lateness = if is_word(&parser.peek_token_ref().token, "ALLOWED") {
+        parser.next_token();
+        expect_word(parser, "LATENESS")?;
+        Some(parser.parse_expr()?)
+    } else {
+        None
+    };
+    Ok(Some(EventTimeClause {
+        column,
+        watermark_delay,
+        allowed_lateness,
+        position: at.span.start.into(),
+    }))
 }
 
 /// Stream and pump names are unique, and every pump writes into a declared stream.

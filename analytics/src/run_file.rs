@@ -112,6 +112,7 @@ pub fn run_with_references(
         pipeline.ingest(0, chunk, now, &mut emissions);
     }
     pipeline.advance(i64::MAX / 2, &mut emissions);
+    pipeline.finish(end, &mut emissions);
     let mut lines = Vec::new();
     for (stream, batch) in &emissions.batches {
         if !outputs.contains(stream) {

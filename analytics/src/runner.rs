@@ -15,7 +15,8 @@
 //! the position of the first record of the oldest open window, so a restart from
 //! LAST_STOPPED_POINT (or after kill -9) rebuilds the open windows without counting a record of a
 //! closed window twice. Rows of stateless pumps between those positions may be written again
-//! after a crash (at-least-once).
+//! after a crash (at-least-once). Event-time windows also commit their watermarks
+//! ([`crate::watermark`]).
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -284,6 +285,11 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             input_index,
         });
     }
+    if position == "LAST_STOPPED_POINT"
+        && let Some(first) = cursors.first()
+    {
+        crate::watermark::restore(storage, &consumer, &first.address, &mut pipeline).await;
+    }
     set_status(service, name, Some(Status::Starting), Status::Running);
     Metric::ApplicationsRunning.add(1);
     let _running = RunningGuard;
@@ -448,6 +454,10 @@ async fn commit<R: RecordLog + CheckpointLog>(
     cursors: &[ShardCursor],
     pipeline: &Pipeline,
 ) {
+    // Event-time watermarks go first (see `watermark.rs` for why).
+    if let Some(first) = cursors.first() {
+        crate::watermark::commit(storage, consumer, &first.address, pipeline).await;
+    }
     let oldest = pipeline.oldest_open_ms();
     for cursor in cursors {
         let Some(next) = cursor.next_position else {

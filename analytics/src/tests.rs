@@ -1405,3 +1405,308 @@ CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
     assert_eq!(join.keys[1].0.kind(), crate::types::Kind::Float);
     assert!(join.residual.is_some(), "qty > lot and 1 = 1 stay in ON");
 }
+
+/// Event-time windows: `sym`, an event time `evt` (epoch ms in the record) and `qty`.
+const EVENT_SCHEMA: &str = r#"{
+  "RecordFormat": {"RecordFormatType": "JSON", "MappingParameters": {"JSONMappingParameters": {"RecordRowPath": "$"}}},
+  "RecordColumns": [{"Name": "sym", "Mapping": "$.sym", "SqlType": "VARCHAR(8)"},
+                    {"Name": "evt", "Mapping": "$.t", "SqlType": "TIMESTAMP"},
+                    {"Name": "qty", "Mapping": "$.q", "SqlType": "INTEGER"}]
+}"#;
+
+/// 10-second event-time windows per sym; watermark 2 s behind the greatest event time; a
+/// window [s, s + 10 s) closes once the watermark reaches s + 10 s + 3 s.
+const EVENT_PROGRAM: &str = r#"CREATE OR REPLACE STREAM "OUT" ("w" TIMESTAMP, "sym" VARCHAR(8), "n" BIGINT, "q" BIGINT);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT"
+  SELECT STREAM STEP("SRC_001"."evt" BY INTERVAL '10' SECOND), "sym", COUNT(*), SUM("qty")
+  FROM "SRC_001"
+  GROUP BY "sym", STEP("SRC_001"."evt" BY INTERVAL '10' SECOND)
+  WINDOWED BY EVENT TIME ("evt") WATERMARK INTERVAL '2' SECOND ALLOWED LATENESS INTERVAL '3' SECOND;"#;
+
+fn event_record(sym: &str, t: Option<i64>, q: i64) -> Vec<u8> {
+    match t {
+        Some(t) => format!(r#"{{"sym":"{sym}","t":{t},"q":{q}}}"#),
+        None => format!(r#"{{"sym":"{sym}","t":null,"q":{q}}}"#),
+    }
+    .into_bytes()
+}
+
+#[test]
+fn event_time_windows_take_out_of_order_rows_within_lateness_and_close_by_watermark() {
+    let input = [
+        event_record("A", Some(1_000), 1),
+        event_record("B", Some(4_000), 2),
+        event_record("A", Some(12_000), 3),
+        // Out of order, within lateness: the watermark is 10 s, window [0, 10 s) closes at 13 s.
+        event_record("A", Some(8_000), 4),
+        // The watermark reaches 14 s: [0, 10 s) closes.
+        event_record("B", Some(16_000), 5),
+        // Too late: [0, 10 s) has closed.
+        event_record("A", Some(9_000), 6),
+        event_record("A", Some(11_000), 7),
+        event_record("B", None, 8),
+        // The watermark reaches 24 s: [10 s, 20 s) closes (at 23 s).
+        event_record("A", Some(26_000), 9),
+    ];
+    let records: Vec<&[u8]> = input.iter().map(Vec::as_slice).collect();
+    let late_before = crate::metrics::Metric::LateRowsTotal.get();
+    let lines = run(
+        EVENT_PROGRAM,
+        EVENT_SCHEMA,
+        &records,
+        &options(&["OUT", "error_stream"], 1_000),
+    )
+    .expect("runs");
+    let out: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("OUT\t"))
+        .collect();
+    // By hand: [0, 10 s) holds A at 1 s and 8 s (1 + 4) and B at 4 s; [10 s, 20 s) holds A at
+    // 12 s and 11 s (3 + 7) and B at 16 s; [20 s, 30 s) is emitted at the end of the input.
+    assert_eq!(
+        out,
+        vec![
+            r#"{"w":"1970-01-01 00:00:00.000","sym":"A","n":2,"q":5}"#,
+            r#"{"w":"1970-01-01 00:00:00.000","sym":"B","n":1,"q":2}"#,
+            r#"{"w":"1970-01-01 00:00:10.000","sym":"A","n":2,"q":10}"#,
+            r#"{"w":"1970-01-01 00:00:10.000","sym":"B","n":1,"q":5}"#,
+            r#"{"w":"1970-01-01 00:00:20.000","sym":"A","n":1,"q":9}"#,
+        ]
+    );
+    let errors: Vec<serde_json::Value> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("error_stream\t"))
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    let late = errors[0]["MESSAGE"].as_str().expect("a message");
+    assert!(
+        late.starts_with("late row: event time 1970-01-01 00:00:09.000"),
+        "{late}"
+    );
+    assert!(
+        late.contains("[1970-01-01 00:00:00.000, 1970-01-01 00:00:10.000)"),
+        "{late}"
+    );
+    assert_eq!(errors[0]["PUMP_NAME"], "P");
+    assert_eq!(errors[0]["DATA_ROWTIME"], "1970-01-01 00:00:05.000");
+    let null = errors[1]["MESSAGE"].as_str().expect("a message");
+    assert!(null.contains("\"evt\" is NULL"), "{null}");
+    // Other tests may count late rows at the same time: at least this one's.
+    assert!(crate::metrics::Metric::LateRowsTotal.get() > late_before);
+}
+
+/// The rows a pipeline emitted into `stream`, as JSON lines.
+fn emitted(
+    pipeline: &crate::pipeline::Pipeline,
+    out: &crate::pipeline::Emissions,
+    stream: &str,
+) -> Vec<String> {
+    let shape = pipeline.shape(stream).expect("a stream");
+    out.batches
+        .iter()
+        .filter(|(s, _)| s == stream)
+        .flat_map(|(_, b)| crate::output::serialize(b, shape, OutputFormat::Json))
+        .map(|r| String::from_utf8(r).expect("UTF-8"))
+        .collect()
+}
+
+fn event_pipeline() -> crate::pipeline::Pipeline {
+    let program = crate::program::parse_program(EVENT_PROGRAM).expect("parses");
+    let wire: crate::schema_wire::WireSourceSchema =
+        serde_json::from_str(EVENT_SCHEMA).expect("a schema");
+    let input = crate::pipeline::PipelineInput {
+        stream: "SRC_001".into(),
+        schema: wire.to_domain().expect("a schema"),
+    };
+    crate::pipeline::Pipeline::compile(&program, &[input]).expect("compiles")
+}
+
+/// Guards against a restart that double counts or loses a window, or repeats or loses an error
+/// row: the run is cut after every record, the second pipeline restores the first one's event-time
+/// checkpoint and replays from the record the runner would resume at (the first record of the
+/// second of ROWTIME that `oldest_open_ms` names), and the rows of both together must equal an
+/// uninterrupted run's.
+#[test]
+fn a_restart_from_an_event_time_checkpoint_after_any_record_equals_an_uninterrupted_run() {
+    // Out-of-order event times (ms) over 3 keys, some too late, one NULL.
+    let events: [(usize, Option<i64>); 24] = [
+        (0, Some(1_000)),
+        (1, Some(3_500)),
+        (2, Some(12_000)),
+        (0, Some(7_000)),
+        (1, Some(15_500)),
+        (2, Some(2_000)),
+        (0, Some(9_999)),
+        (1, Some(21_000)),
+        (2, Some(14_000)),
+        (0, None),
+        (1, Some(25_000)),
+        (2, Some(8_000)),
+        (0, Some(19_000)),
+        (1, Some(33_000)),
+        (2, Some(27_000)),
+        (0, Some(31_000)),
+        (1, Some(22_000)),
+        (2, Some(44_000)),
+        (0, Some(36_000)),
+        (1, Some(41_000)),
+        (2, Some(30_500)),
+        (0, Some(52_000)),
+        (1, Some(47_000)),
+        (2, Some(49_500)),
+    ];
+    let syms = ["A", "B", "C"];
+    let data: Vec<Vec<u8>> = events
+        .iter()
+        .enumerate()
+        .map(|(i, (k, t))| event_record(syms[*k], *t, i as i64))
+        .collect();
+    // Two records per second of ROWTIME, so a replay also re-reads a record before the cut.
+    let records: Vec<(&[u8], i64)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.as_slice(), 100_000 + (i as i64) * 500))
+        .collect();
+
+    let mut whole = event_pipeline();
+    let mut out = crate::pipeline::Emissions::default();
+    for record in &records {
+        whole.ingest(0, std::slice::from_ref(record), record.1, &mut out);
+    }
+    let expected_rows = emitted(&whole, &out, "OUT");
+    let expected_errors = emitted(&whole, &out, "error_stream").len();
+    assert!(expected_rows.len() >= 8, "{expected_rows:?}");
+    assert!(expected_errors >= 3, "late rows and the NULL row");
+
+    for cut in 1..records.len() {
+        let mut first = event_pipeline();
+        let mut before = crate::pipeline::Emissions::default();
+        for record in &records[..cut] {
+            first.ingest(0, std::slice::from_ref(record), record.1, &mut before);
+        }
+        let resume = match first.oldest_open_ms() {
+            Some(oldest) => records
+                .iter()
+                .position(|(_, t)| *t >= oldest)
+                .expect("the oldest open window has a record"),
+            None => cut,
+        };
+        assert!(resume <= cut);
+        let mut second = event_pipeline();
+        for (pump, checkpoint) in first.event_time_checkpoints() {
+            assert!(second.restore_event_time(&pump, checkpoint));
+        }
+        let mut after = crate::pipeline::Emissions::default();
+        for record in &records[resume..] {
+            second.ingest(0, std::slice::from_ref(record), record.1, &mut after);
+        }
+        let mut rows = emitted(&first, &before, "OUT");
+        rows.extend(emitted(&second, &after, "OUT"));
+        assert_eq!(
+            rows, expected_rows,
+            "cut after record {cut}, resumed at {resume}"
+        );
+        let errors = emitted(&first, &before, "error_stream").len()
+            + emitted(&second, &after, "error_stream").len();
+        assert_eq!(errors, expected_errors, "cut after record {cut}");
+    }
+}
+
+#[test]
+fn event_time_clauses_the_planner_cannot_run_are_rejected_with_positions() {
+    let rejected = |sql: &str| match run(sql, EVENT_SCHEMA, &[], &options(&[], 1)) {
+        Err(RunError::Code(error)) => error,
+        other => panic!("rejected: {other:?}"),
+    };
+    let head = "CREATE OR REPLACE STREAM \"OUT\" (\"sym\" VARCHAR(8), \"n\" BIGINT);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n";
+    // Line 3 is the query, line 4 the clause.
+    let grouped = "  SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", STEP(\"evt\" BY INTERVAL '10' SECOND)\n";
+
+    let error = rejected(&format!(
+        "{head}{grouped}  WINDOWED BY EVENT TIME (\"evt\") ALLOWED LATENESS INTERVAL '1' SECOND;"
+    ));
+    assert_eq!((error.position.line, error.position.column), (4, 34));
+    assert!(error.message.contains("WATERMARK"), "{}", error.message);
+
+    let error = rejected(&format!(
+        "{head}{grouped}  WINDOWED BY EVENT TIME (\"sym\") WATERMARK INTERVAL '1' SECOND;"
+    ));
+    assert_eq!((error.position.line, error.position.column), (4, 27));
+    assert!(
+        error.message.contains("must be a TIMESTAMP column"),
+        "{}",
+        error.message
+    );
+
+    let error = rejected(&format!(
+        "{head}{grouped}  WINDOWED BY EVENT TIME (ROWTIME) WATERMARK INTERVAL '1' SECOND;"
+    ));
+    assert_eq!((error.position.line, error.position.column), (4, 27));
+    assert!(
+        error.message.contains("ROWTIME is the arrival time"),
+        "{}",
+        error.message
+    );
+
+    let error = rejected(&format!(
+        "{head}{grouped}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '-1' SECOND;"
+    ));
+    assert_eq!(error.position.line, 4);
+    assert!(error.message.contains("zero or more"), "{}", error.message);
+
+    let rowtime_bucket = "  SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", STEP(\"SRC_001\".ROWTIME BY INTERVAL '10' SECOND)\n";
+    let error = rejected(&format!(
+        "{head}{rowtime_bucket}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '1' SECOND;"
+    ));
+    // At the bucket's ROWTIME operand.
+    assert_eq!((error.position.line, error.position.column), (3, 69));
+    assert!(
+        error.message.contains("not of ROWTIME"),
+        "{}",
+        error.message
+    );
+
+    let no_bucket = "  SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", FLOOR(\"evt\" TO MINUTE), \"qty\"\n";
+    let ok = run(
+        &format!(
+            "{head}{no_bucket}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '0' SECOND;"
+        ),
+        EVENT_SCHEMA,
+        &[],
+        &options(&[], 1),
+    );
+    assert!(
+        ok.is_ok(),
+        "FLOOR over the event-time column is a window: {ok:?}"
+    );
+    let only_keys =
+        "  SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", \"qty\"\n";
+    let error = rejected(&format!(
+        "{head}{only_keys}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '1' SECOND;"
+    ));
+    assert_eq!((error.position.line, error.position.column), (4, 3));
+    assert!(
+        error.message.contains("needs GROUP BY STEP(\"evt\""),
+        "{}",
+        error.message
+    );
+
+    let ungrouped = "  SELECT STREAM \"sym\", \"qty\" FROM \"SRC_001\"\n";
+    let error = rejected(&format!(
+        "{head}{ungrouped}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '1' SECOND;"
+    ));
+    assert_eq!((error.position.line, error.position.column), (4, 3));
+    assert!(
+        error.message.contains("needs a GROUP BY"),
+        "{}",
+        error.message
+    );
+
+    let stagger = "  SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" WINDOWED BY STAGGER (PARTITION BY \"sym\" RANGE INTERVAL '1' MINUTE)\n";
+    let error = rejected(&format!(
+        "{head}{stagger}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '1' SECOND;"
+    ));
+    assert_eq!((error.position.line, error.position.column), (4, 3));
+    assert!(error.message.contains("stagger"), "{}", error.message);
+}

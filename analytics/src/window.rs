@@ -5,13 +5,33 @@
 //! when the runner declares that time has passed it ([`TumblingState::close_before`]). State is
 //! the open windows' groups and accumulators only, at most [`GROUPS_MAX`] groups: rows that
 //! would open more are refused and reported, never silently merged or dropped.
+//!
+//! **Event-time windows** (`WINDOWED BY EVENT TIME`, [`EventTimePlan`]) bucket an event-time
+//! column instead, which may arrive out of order. Row by row, in arrival order:
+//! - the watermark is the greatest event time seen so far minus the watermark delay (none before
+//!   the first row with an event time);
+//! - a row whose window `[s, e)` has closed (`e + allowed lateness <= watermark`) is refused as
+//!   too late (it goes to `error_stream`), as is a row whose event time is NULL;
+//! - otherwise it is added to its window; then the watermark moves, and every window with
+//!   `e + allowed lateness <= watermark` is emitted, oldest first, with ROWTIME = `e`.
+//!
+//! Only event times move the watermark: an idle input leaves windows open (wall-clock time never
+//! closes them) until newer rows arrive. The decisions depend on the rows' order alone, never on
+//! batch boundaries or the clock, so a replay in the same order decides the same.
+//!
+//! Restart: the open windows are rebuilt by replaying the input from the first row of the oldest
+//! one ([`TumblingState::oldest_open_ms`]); the watermark and the ROWTIME last processed travel
+//! in an [`EventTimeCheckpoint`]. With the restored watermark every replayed row of a window
+//! still open is taken again, and every replayed row of a closed window is found too late; as it
+//! was already counted (or reported) before the restart, a too-late row at or before the
+//! checkpoint's ROWTIME is skipped without an error row.
 
 use std::collections::{BTreeMap, HashMap};
 
 use arrow_array::{ArrayRef, RecordBatch};
 
 use crate::batch::{rowtimes, value_at};
-use crate::plan::{AggFn, AggOutput, TumblingPlan};
+use crate::plan::{AggFn, AggOutput, EventTimePlan, TumblingPlan};
 use crate::types::Kind;
 use crate::value::Value;
 
@@ -130,6 +150,17 @@ struct Window {
     index: HashMap<Vec<KeyPart>, usize>,
     keys: Vec<Vec<Value>>,
     accs: Vec<Vec<Acc>>,
+    /// The ROWTIME of the window's first row (event-time windows: where a replay must start).
+    first_rowtime_ms: i64,
+}
+
+/// What an event-time window pump carries over a restart besides its open windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventTimeCheckpoint {
+    /// The greatest event time seen (the watermark plus its delay), if any row had one.
+    pub max_event_ms: Option<i64>,
+    /// The ROWTIME of the last row processed: replayed rows are those at or before it.
+    pub last_rowtime_ms: i64,
 }
 
 /// One emitted row: the select items' values, and the row time (the window's end).
@@ -174,6 +205,11 @@ pub struct TumblingState {
     stagger_open: HashMap<Vec<KeyPart>, StaggerGroup>,
     stagger_closing: BTreeMap<(i64, u64), Vec<KeyPart>>,
     stagger_seq: u64,
+    /// Event-time windows: the greatest event time seen, the last ROWTIME processed, and after a
+    /// restart the checkpoint's last ROWTIME (rows at or before it are replayed).
+    max_event_ms: Option<i64>,
+    last_rowtime_ms: Option<i64>,
+    replayed_through_ms: Option<i64>,
 }
 
 impl TumblingState {
@@ -186,6 +222,50 @@ impl TumblingState {
             stagger_open: HashMap::new(),
             stagger_closing: BTreeMap::new(),
             stagger_seq: 0,
+            max_event_ms: None,
+            last_rowtime_ms: None,
+            replayed_through_ms: None,
+        }
+    }
+
+    /// Whether the window is over an event-time column (`WINDOWED BY EVENT TIME`).
+    pub fn is_event_time(&self) -> bool {
+        self.plan.event_time.is_some()
+    }
+
+    /// The watermark of an event-time window: the greatest event time seen minus the delay.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        let event = self.plan.event_time.as_ref()?;
+        Some(self.max_event_ms?.saturating_sub(event.watermark_delay_ms))
+    }
+
+    /// The state an event-time window needs after a restart, once it has seen a row.
+    pub fn event_time_checkpoint(&self) -> Option<EventTimeCheckpoint> {
+        self.plan.event_time.as_ref()?;
+        Some(EventTimeCheckpoint {
+            max_event_ms: self.max_event_ms,
+            last_rowtime_ms: self.last_rowtime_ms?,
+        })
+    }
+
+    /// Restores an event-time window's checkpoint before the replay from
+    /// [`TumblingState::oldest_open_ms`] (see the module doc).
+    pub fn restore_event_time(&mut self, checkpoint: EventTimeCheckpoint) {
+        assert!(self.plan.event_time.is_some());
+        assert!(
+            self.open.is_empty(),
+            "a checkpoint is restored before any row"
+        );
+        self.max_event_ms = checkpoint.max_event_ms;
+        self.last_rowtime_ms = Some(checkpoint.last_rowtime_ms);
+        self.replayed_through_ms = Some(checkpoint.last_rowtime_ms);
+    }
+
+    /// Emits every open event-time window: the input has ended (`sluice sql run` over a file),
+    /// as a bounded source's final watermark does.
+    pub fn finish(&mut self, out: &mut Vec<OutputRow>) {
+        if self.plan.event_time.is_some() {
+            self.close_before(i64::MAX, out);
         }
     }
 
@@ -193,8 +273,17 @@ impl TumblingState {
         self.plan.width_ms
     }
 
-    /// The start of the oldest open window, if any.
+    /// The start of the oldest open window, if any. For event-time windows it is the ROWTIME a
+    /// replay must start from: the first row of any open window, down to its whole second (the
+    /// runner keeps one replay position per second of ROWTIME).
     pub fn oldest_open_ms(&self) -> Option<i64> {
+        if self.plan.event_time.is_some() {
+            return self
+                .open
+                .values()
+                .map(|w| w.first_rowtime_ms.div_euclid(1000) * 1000)
+                .min();
+        }
         if self.plan.stagger {
             return self
                 .stagger_closing
@@ -323,17 +412,117 @@ impl TumblingState {
             refused.append(&mut more);
             return refused;
         }
+        if let Some(event) = self.plan.event_time.clone() {
+            let events = batch.column(event.column).clone();
+            let mut more = self.add_event_time(
+                &event,
+                events.as_ref(),
+                times,
+                &key_arrays,
+                &arg_arrays,
+                out,
+            );
+            refused.append(&mut more);
+            return refused;
+        }
         let width = self.plan.width_ms;
         for row in 0..rows {
             let time = times.value(row);
             let start = time.div_euclid(width) * width;
             self.close_before(start, out);
+            self.add_row(start, time, row, &key_arrays, &arg_arrays, &mut refused);
+        }
+        refused
+    }
+
+    /// Event-time windows (see the module doc), row by row.
+    fn add_event_time(
+        &mut self,
+        event: &EventTimePlan,
+        events: &dyn arrow_array::Array,
+        times: &arrow_array::Int64Array,
+        key_arrays: &[(ArrayRef, Kind)],
+        arg_arrays: &[Option<(ArrayRef, Kind)>],
+        out: &mut Vec<OutputRow>,
+    ) -> Vec<RefusedRow> {
+        let mut refused = Vec::new();
+        let width = self.plan.width_ms;
+        let lateness = event.allowed_lateness_ms;
+        let mut late: u64 = 0;
+        for row in 0..times.len() {
+            let rowtime = times.value(row);
+            let replayed = self.replayed_through_ms.is_some_and(|r| rowtime <= r);
+            self.last_rowtime_ms = Some(self.last_rowtime_ms.map_or(rowtime, |t| t.max(rowtime)));
+            let Value::Time(event_ms) = value_at(events, Kind::Time, row) else {
+                if !replayed {
+                    refused.push(RefusedRow {
+                        row,
+                        message: format!(
+                            "the event-time column \"{}\" is NULL: the row has no window",
+                            event.column_name
+                        ),
+                    });
+                }
+                continue;
+            };
+            let start = event_ms.div_euclid(width) * width;
+            let closes_at = start.saturating_add(width).saturating_add(lateness);
+            if let Some(watermark) = self.watermark_ms()
+                && closes_at <= watermark
+            {
+                if !replayed {
+                    late += 1;
+                    refused.push(RefusedRow {
+                        row,
+                        message: format!(
+                            "late row: event time {} (\"{}\") is in window [{}, {}), closed when the watermark reached {} (window end + allowed lateness {} ms); the watermark is {}",
+                            crate::value::format_timestamp(event_ms),
+                            event.column_name,
+                            crate::value::format_timestamp(start),
+                            crate::value::format_timestamp(start.saturating_add(width)),
+                            crate::value::format_timestamp(closes_at),
+                            lateness,
+                            crate::value::format_timestamp(watermark),
+                        ),
+                    });
+                }
+                continue;
+            }
+            self.add_row(start, rowtime, row, key_arrays, arg_arrays, &mut refused);
+            self.max_event_ms = Some(self.max_event_ms.map_or(event_ms, |m| m.max(event_ms)));
+            if let Some(watermark) = self.watermark_ms() {
+                // [s, s + w) closes once s + w + lateness <= watermark.
+                let bound = watermark
+                    .saturating_sub(width)
+                    .saturating_sub(lateness)
+                    .saturating_add(1);
+                self.close_before(bound, out);
+            }
+        }
+        crate::metrics::Metric::LateRowsTotal.add(late);
+        refused
+    }
+
+    /// Adds row `row` (ROWTIME `rowtime`) to its group of the window starting at `start`.
+    fn add_row(
+        &mut self,
+        start: i64,
+        rowtime: i64,
+        row: usize,
+        key_arrays: &[(ArrayRef, Kind)],
+        arg_arrays: &[Option<(ArrayRef, Kind)>],
+        refused: &mut Vec<RefusedRow>,
+    ) {
+        {
             let key: Vec<Value> = key_arrays
                 .iter()
                 .map(|(a, k)| value_at(a.as_ref(), *k, row))
                 .collect();
             let hashed: Vec<KeyPart> = key.iter().map(key_part).collect();
-            let window = self.open.entry(start).or_default();
+            let window = self.open.entry(start).or_insert_with(|| Window {
+                first_rowtime_ms: rowtime,
+                ..Window::default()
+            });
             let slot = match window.index.get(&hashed) {
                 Some(slot) => *slot,
                 None => {
@@ -342,7 +531,10 @@ impl TumblingState {
                             row,
                             message: format!("window state is full ({GROUPS_MAX} groups)"),
                         });
-                        continue;
+                        if window.keys.is_empty() {
+                            self.open.remove(&start);
+                        }
+                        return;
                     }
                     self.groups += 1;
                     let accs = self
@@ -363,7 +555,7 @@ impl TumblingState {
                 }
             };
             let mut acc_index = 0;
-            for (output, arg) in self.plan.outputs.iter().zip(&arg_arrays) {
+            for (output, arg) in self.plan.outputs.iter().zip(arg_arrays) {
                 if let AggOutput::Aggregate { .. } = output {
                     let value = arg.as_ref().map(|(a, k)| value_at(a.as_ref(), *k, row));
                     if let Err(message) = window.accs[slot][acc_index].add(value.as_ref()) {
@@ -373,7 +565,6 @@ impl TumblingState {
                 }
             }
         }
-        refused
     }
 
     /// Emits every open window that starts before `start_ms` (so ends at or before it when
@@ -406,8 +597,12 @@ impl TumblingState {
         }
     }
 
-    /// Emits the windows that end at or before `time_ms`.
+    /// Emits the windows that end at or before `time_ms`. Event-time windows close by their
+    /// watermark only, never by the clock: this leaves them open.
     pub fn close_ended_by(&mut self, time_ms: i64, out: &mut Vec<OutputRow>) {
+        if self.plan.event_time.is_some() {
+            return;
+        }
         if self.plan.stagger {
             while let Some(entry) = self.stagger_closing.first_entry() {
                 if entry.key().0 > time_ms {
@@ -445,6 +640,7 @@ mod tests {
         let plan = TumblingPlan {
             width_ms: 10_000,
             stagger: false,
+            event_time: None,
             post: None,
             keys: vec![CExpr::Column {
                 index: 0,
