@@ -337,6 +337,41 @@ impl Pipeline {
             .collect()
     }
 
+    /// The replay floor of every ROWTIME window pump with a window open, by pump name (see
+    /// [`TumblingState::replay_floor_ms`]).
+    pub fn replay_floors(&self) -> Vec<(String, i64)> {
+        self.pumps
+            .iter()
+            .filter_map(|p| Some((p.plan.name.clone(), p.window.as_ref()?.replay_floor_ms()?)))
+            .collect()
+    }
+
+    /// The names of the ROWTIME window pumps (tumbling and stagger).
+    pub fn rowtime_window_pumps(&self) -> Vec<String> {
+        self.pumps
+            .iter()
+            .filter(|p| p.window.as_ref().is_some_and(|w| !w.is_event_time()))
+            .map(|p| p.plan.name.clone())
+            .collect()
+    }
+
+    /// Restores pump `pump`'s replay floor before the first record; `false` if no ROWTIME
+    /// window pump has that name (the program changed).
+    pub fn restore_replay_floor(&mut self, pump: &str, floor_ms: i64) -> bool {
+        let window = self
+            .pumps
+            .iter_mut()
+            .filter(|p| p.plan.name == pump)
+            .find_map(|p| p.window.as_mut().filter(|w| !w.is_event_time()));
+        match window {
+            Some(window) => {
+                window.restore_replay_floor(floor_ms);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The names of the event-time window pumps.
     pub fn event_time_pumps(&self) -> Vec<String> {
         self.pumps

@@ -289,6 +289,8 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         && let Some(first) = cursors.first()
     {
         crate::watermark::restore(storage, &consumer, &first.address, &mut pipeline).await;
+        crate::watermark::restore_replay_floors(storage, &consumer, &first.address, &mut pipeline)
+            .await;
     }
     set_status(service, name, Some(Status::Starting), Status::Running);
     Metric::ApplicationsRunning.add(1);
@@ -457,6 +459,7 @@ async fn commit<R: RecordLog + CheckpointLog>(
     // Event-time watermarks go first (see `watermark.rs` for why).
     if let Some(first) = cursors.first() {
         crate::watermark::commit(storage, consumer, &first.address, pipeline).await;
+        crate::watermark::commit_replay_floors(storage, consumer, &first.address, pipeline).await;
     }
     let oldest = pipeline.oldest_open_ms();
     for cursor in cursors {

@@ -13,6 +13,14 @@
 //! reopen a window that was already emitted. Between the two numbers, a crash can leave the
 //! newer watermark with the older ROWTIME: rows between the two ROWTIMEs of already-emitted
 //! windows are then reported to `error_stream` again instead of skipped, never counted twice.
+//!
+//! ROWTIME windows (tumbling and stagger) keep one number the same way: their replay floor
+//! (`/replay-floor/<pump>`), the exact start of their oldest open window. The runner replays
+//! from the first row of that ROWTIME's second, and the pump skips the rows before the floor,
+//! which belong to windows already emitted. Committed first as well: a newer floor with older
+//! positions skips only rows of windows emitted before the crash. A pump with no window open
+//! commits none, and the floor it committed last is at or before every row after it (ROWTIME
+//! never decreases), so it skips nothing.
 
 use sluice_core::storage::{CheckpointKey, CheckpointLog, ShardAddress};
 
@@ -51,6 +59,52 @@ pub async fn commit<R: CheckpointLog>(
             let key = key(consumer, &pump, field, shard);
             if let Err(error) = storage.commit_checkpoint(&key, to_stored(value)).await {
                 tracing::warn!(consumer, pump, %error, "Committing an event-time checkpoint failed.");
+            }
+        }
+    }
+}
+
+fn floor_key(consumer: &str, pump: &str, shard: &ShardAddress) -> CheckpointKey {
+    CheckpointKey {
+        consumer: format!("{consumer}/replay-floor/{pump}"),
+        shard: shard.clone(),
+    }
+}
+
+/// Commits the replay floor of every ROWTIME window pump with a window open; call before the
+/// input positions.
+pub async fn commit_replay_floors<R: CheckpointLog>(
+    storage: &R,
+    consumer: &str,
+    shard: &ShardAddress,
+    pipeline: &Pipeline,
+) {
+    for (pump, floor) in pipeline.replay_floors() {
+        let key = floor_key(consumer, &pump, shard);
+        if let Err(error) = storage.commit_checkpoint(&key, to_stored(floor)).await {
+            tracing::warn!(consumer, pump, %error, "Committing a window's replay floor failed.");
+        }
+    }
+}
+
+/// Restores the replay floors of `pipeline`'s ROWTIME window pumps (before its first record).
+pub async fn restore_replay_floors<R: CheckpointLog>(
+    storage: &R,
+    consumer: &str,
+    shard: &ShardAddress,
+    pipeline: &mut Pipeline,
+) {
+    for pump in pipeline.rowtime_window_pumps() {
+        match storage
+            .load_checkpoint(&floor_key(consumer, &pump, shard))
+            .await
+        {
+            Ok(Some(floor)) => {
+                pipeline.restore_replay_floor(&pump, from_stored(floor));
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(consumer, pump, %error, "Loading a window's replay floor failed; its replay is not trimmed.");
             }
         }
     }

@@ -210,6 +210,9 @@ pub struct TumblingState {
     max_event_ms: Option<i64>,
     last_rowtime_ms: Option<i64>,
     replayed_through_ms: Option<i64>,
+    /// ROWTIME windows after a restart: rows before this ROWTIME are replayed rows of windows
+    /// already emitted (see [`TumblingState::replay_floor_ms`]), skipped.
+    skip_before_ms: Option<i64>,
 }
 
 impl TumblingState {
@@ -225,6 +228,7 @@ impl TumblingState {
             max_event_ms: None,
             last_rowtime_ms: None,
             replayed_through_ms: None,
+            skip_before_ms: None,
         }
     }
 
@@ -284,6 +288,20 @@ impl TumblingState {
                 .map(|w| w.first_rowtime_ms.div_euclid(1000) * 1000)
                 .min();
         }
+        // The runner replays from the first row of a second of ROWTIME; rows of that second
+        // before the window are skipped by the replay floor.
+        self.replay_floor_ms().map(|ms| ms.div_euclid(1000) * 1000)
+    }
+
+    /// A ROWTIME window's exact replay floor: the start of its oldest open window (a stagger
+    /// window opens at its first row). Every row before it belongs to a window already emitted,
+    /// so after a restart that replays from [`TumblingState::oldest_open_ms`] (its whole
+    /// second) those rows are skipped instead of opening partial windows again. `None` for
+    /// event-time windows (their watermark checkpoint does this) or with no window open.
+    pub fn replay_floor_ms(&self) -> Option<i64> {
+        if self.plan.event_time.is_some() {
+            return None;
+        }
         if self.plan.stagger {
             return self
                 .stagger_closing
@@ -292,6 +310,17 @@ impl TumblingState {
                 .map(|(end, _)| end - self.plan.width_ms);
         }
         self.open.keys().next().copied()
+    }
+
+    /// Restores a ROWTIME window's replay floor before the replay (see
+    /// [`TumblingState::replay_floor_ms`]).
+    pub fn restore_replay_floor(&mut self, floor_ms: i64) {
+        assert!(self.plan.event_time.is_none());
+        self.skip_before_ms = Some(floor_ms);
+    }
+
+    fn replayed(&self, time: i64) -> bool {
+        self.skip_before_ms.is_some_and(|floor| time < floor)
     }
 
     fn new_accs(&self) -> Vec<Acc> {
@@ -334,6 +363,9 @@ impl TumblingState {
         let mut refused = Vec::new();
         for row in 0..times.len() {
             let time = times.value(row);
+            if self.replayed(time) {
+                continue;
+            }
             self.close_ended_by(time, out);
             let key: Vec<Value> = key_arrays
                 .iter()
@@ -428,6 +460,9 @@ impl TumblingState {
         let width = self.plan.width_ms;
         for row in 0..rows {
             let time = times.value(row);
+            if self.replayed(time) {
+                continue;
+            }
             let start = time.div_euclid(width) * width;
             self.close_before(start, out);
             self.add_row(start, time, row, &key_arrays, &arg_arrays, &mut refused);
