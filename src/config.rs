@@ -778,16 +778,31 @@ mod tests {
         )
         .expect("valid");
         let endpoint = &settings.firehose_s3["orders.v2"];
-        assert_eq!(endpoint.endpoint_url.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            endpoint.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
         assert_eq!(endpoint.access_key_id.as_deref(), Some("k"));
         assert_eq!(endpoint.region.as_deref(), Some("eu-west-1"));
         let refused = |text: &str, wanted: &str| {
             let error = resolve(text).expect_err(text).to_string();
-            assert!(error.contains(wanted), "{error:?} should contain {wanted:?}");
+            assert!(
+                error.contains(wanted),
+                "{error:?} should contain {wanted:?}"
+            );
         };
-        refused("[firehose_s3.a]\naccess_key_id = \"k\"\n", "must be given together");
-        refused("[firehose_s3.a]\nendpoint_url = \"127.0.0.1:9000\"\n", "not an http");
-        refused("[firehose_s3.\"a b\"]\nregion = \"x\"\n", "not a delivery stream name");
+        refused(
+            "[firehose_s3.a]\naccess_key_id = \"k\"\n",
+            "must be given together",
+        );
+        refused(
+            "[firehose_s3.a]\nendpoint_url = \"127.0.0.1:9000\"\n",
+            "not an http",
+        );
+        refused(
+            "[firehose_s3.\"a b\"]\nregion = \"x\"\n",
+            "not a delivery stream name",
+        );
         refused("[firehose_s3.a]\nbucket = \"x\"\n", "unknown field");
         let _ = std::fs::remove_dir_all(&dir);
     }

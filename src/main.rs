@@ -5,6 +5,7 @@
 mod binary;
 mod config;
 mod http;
+mod peers;
 mod sql;
 mod verify;
 
@@ -164,6 +165,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         sluice_sinks::Registry::open(&engine_config.data_dir)
             .context("cannot load the Firehose delivery streams")?,
     );
+    analytics.attach_delivery_streams(Arc::new(peers::FirehoseDeliveryStreams(firehose.clone())));
     let services = service_core_tasks(
         analytics.clone(),
         firehose.clone(),
@@ -376,6 +378,10 @@ fn service_core_tasks(
                 return std::future::pending::<()>().await;
             }
             let storage = context.storage;
+            // The invoker's HTTP client is built here, inside the service core's runtime.
+            analytics.attach_functions(Arc::new(peers::LambdaFunctions(
+                sluice_sinks::transform::Invoker::from_env(),
+            )));
             futures_lite::future::zip(
                 sluice_analytics::runner::supervise(analytics, storage.clone()),
                 sluice_sinks::delivery::run(firehose, storage, firehose_s3),

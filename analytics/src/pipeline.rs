@@ -444,6 +444,20 @@ impl Pipeline {
         self.flush_errors(out);
     }
 
+    /// Writes records that never reached the input schema (a pre-processing function failed
+    /// them) to `error_stream`.
+    pub fn reject_records(
+        &mut self,
+        rejected: Vec<RejectedRecord>,
+        now_ms: i64,
+        out: &mut Emissions,
+    ) {
+        for r in rejected {
+            self.reject(r, now_ms);
+        }
+        self.flush_errors(out);
+    }
+
     /// Emits every window that ended at or before `now_ms` (time passing with no new rows).
     pub fn advance(&mut self, now_ms: i64, out: &mut Emissions) {
         for index in 0..self.pumps.len() {

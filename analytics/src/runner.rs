@@ -21,18 +21,25 @@
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sluice_core::hash_key::partition_key_hash;
+use sluice_core::internal_stream::FIREHOSE_PARTITION_KEY;
 use sluice_core::storage::{
     AppendError, CheckpointKey, CheckpointLog, NewRecord, ReadLimits, ReadStart, RecordLog,
     ShardAddress,
 };
 
 use crate::api::AnalyticsService;
-use crate::api::catalog::{Application, ReferenceConfig, Status};
+use crate::api::catalog::{
+    Application, InputConfig, LambdaProcessor, OutputConfig, ReferenceConfig, Status,
+};
+use crate::input::RejectedRecord;
+use crate::lambda::{DeliveryRecord, Processed, SourceMetadata, SourceRecord};
 use crate::metrics::Metric;
 use crate::output::{OutputFormat, serialize};
+use crate::peers::{Functions, InvokeError, Resource, resource_of};
 use crate::pipeline::{Emissions, Pipeline};
 use crate::program::parse_program;
 use crate::reference::{ParsedTable, parse_table};
@@ -47,6 +54,9 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 const READ_RECORDS_MAX: usize = 1_000;
 const READ_BYTES_MAX: usize = 4 << 20;
 const APPEND_RECORDS_MAX: usize = 500;
+/// PutRecordBatch's limits, which rows put into a delivery stream keep to.
+const DELIVERY_BATCH_RECORDS_MAX: usize = 500;
+const DELIVERY_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Position marks kept per shard for window checkpoints (one per second of row time).
 const MARKS_MAX: usize = 100_000;
 
@@ -186,6 +196,87 @@ async fn run_application<R: RecordLog + CheckpointLog>(
     }
 }
 
+/// What one running version works with.
+struct Context<'a, R> {
+    service: &'a AnalyticsService<R>,
+    storage: &'a R,
+    app: &'a Application,
+    functions: Option<Arc<dyn Functions>>,
+}
+
+impl<R: RecordLog + CheckpointLog> Context<'_, R> {
+    fn next(&self) -> Next {
+        next(self.service, &self.app.name, self.app.version_id)
+    }
+
+    fn running(&self) -> bool {
+        matches!(self.next(), Next::Continue)
+    }
+
+    /// Writes an error KDA would send to the application's CloudWatch log streams. There is no
+    /// CloudWatch here: each message goes through `tracing`, once per configured log stream with
+    /// its ARN (or once without one when the application has none).
+    fn log_error(&self, message: &str) {
+        log_error(self.app, message);
+    }
+
+    async fn invoke(&self, function_arn: &str, event: String) -> Result<Vec<u8>, InvokeError> {
+        match &self.functions {
+            Some(functions) => functions.invoke(function_arn, event).await,
+            None => Err(InvokeError {
+                code: "Lambda.InvokeAccessDenied",
+                message: "This server has no Lambda functions attached.".to_owned(),
+            }),
+        }
+    }
+}
+
+/// See [`Context::log_error`].
+fn log_error(app: &Application, message: &str) {
+    let application = app.name.as_str();
+    if app.cloudwatch_logging_options.is_empty() {
+        tracing::warn!(application, message, "Application error.");
+    }
+    for option in &app.cloudwatch_logging_options {
+        tracing::warn!(
+            target: "sluice_analytics::cloudwatch",
+            application,
+            log_stream_arn = option.log_stream_arn,
+            message,
+            "Application error (CloudWatch log stream)."
+        );
+    }
+}
+
+/// The stream an input reads: a Kinesis stream, or the stream holding a delivery stream's
+/// records; `Err` with a message while it does not exist.
+fn input_stream<R: RecordLog + CheckpointLog>(
+    ctx: &Context<'_, R>,
+    input: &InputConfig,
+) -> Result<(String, Vec<sluice_core::storage::ShardPlacement>), String> {
+    let stream = match resource_of(&input.resource_arn) {
+        Some(Resource::KinesisStream(name)) => name.to_owned(),
+        Some(Resource::DeliveryStream(name)) => match ctx.service.delivery_stream(name) {
+            Some(target) if target.active => target.source_stream,
+            Some(_) => return Err(format!("Delivery stream {name} is not ACTIVE yet.")),
+            None => {
+                return Err(format!(
+                    "Delivery stream {} does not exist.",
+                    input.resource_arn
+                ));
+            }
+        },
+        None => return Err(format!("{} is not a stream ARN.", input.resource_arn)),
+    };
+    match ctx.storage.shards(&stream) {
+        Ok(placements) => Ok((stream, placements)),
+        Err(error) => Err(format!(
+            "The input {} cannot be read: {error}",
+            input.resource_arn
+        )),
+    }
+}
+
 /// Runs one version of the application until it is stopped, deleted or reconfigured.
 async fn run_version<R: RecordLog + CheckpointLog>(
     service: &AnalyticsService<R>,
@@ -194,6 +285,12 @@ async fn run_version<R: RecordLog + CheckpointLog>(
     resume: bool,
 ) -> Next {
     let name = app.name.as_str();
+    let ctx = Context {
+        service,
+        storage,
+        app,
+        functions: service.shared.functions.get().cloned(),
+    };
     let compiled = (|| {
         let program =
             parse_program(app.code.as_deref().unwrap_or("")).map_err(|e| e.to_string())?;
@@ -205,6 +302,7 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         Ok(p) => p,
         Err(error) => {
             tracing::error!(application = name, %error, "The application cannot run; it is stopped.");
+            ctx.log_error(&format!("The application cannot run: {error}"));
             set_status(service, name, None, Status::Ready);
             return Next::Stop;
         }
@@ -225,6 +323,10 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             }
             Err(error) => {
                 tracing::error!(application = name, table = reference.table_name, %error, "The reference data cannot be loaded; the application is stopped.");
+                ctx.log_error(&format!(
+                    "The reference data of table {} cannot be loaded: {error}",
+                    reference.table_name
+                ));
                 set_status(service, name, None, Status::Ready);
                 return Next::Stop;
             }
@@ -234,18 +336,22 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         set_status(service, name, None, Status::Ready);
         return Next::Stop;
     };
-    let stream = crate::api::ops::stream_name_of(&input.resource_arn)
-        .unwrap_or_default()
-        .to_owned();
     let consumer = consumer_name(name, &input.id);
     // Wait for the input stream to exist (it may be created after the application starts).
-    let placements = loop {
-        match storage.shards(&stream) {
-            Ok(p) => break p,
-            Err(_) => match next(service, name, app.version_id) {
-                Next::Continue => tokio::time::sleep(Duration::from_secs(1)).await,
-                other => return other,
-            },
+    let mut waiting_logged = false;
+    let (stream, placements) = loop {
+        match input_stream(&ctx, input) {
+            Ok(found) => break found,
+            Err(message) => {
+                if !waiting_logged {
+                    ctx.log_error(&message);
+                    waiting_logged = true;
+                }
+                match ctx.next() {
+                    Next::Continue => tokio::time::sleep(Duration::from_secs(1)).await,
+                    other => return other,
+                }
+            }
         }
     };
     let position = if resume {
@@ -302,27 +408,16 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         position,
         "Application running."
     );
-    let outputs: Vec<(String, String, OutputFormat)> = app
-        .outputs
-        .iter()
-        .filter_map(|o| {
-            let format = if o.record_format_type == "CSV" {
-                OutputFormat::Csv
-            } else {
-                OutputFormat::Json
-            };
-            Some((
-                o.name.clone(),
-                crate::api::ops::stream_name_of(&o.resource_arn)?.to_owned(),
-                format,
-            ))
-        })
-        .collect();
+    let outputs: Vec<OutputTarget> = app.outputs.iter().filter_map(OutputTarget::of).collect();
+    let from_delivery_stream = matches!(
+        resource_of(&input.resource_arn),
+        Some(Resource::DeliveryStream(_))
+    );
+    let mut counters = Counters::default();
     let mut last_rowtime = i64::MIN;
-    let mut key_counter: u64 = 0;
     let single = cursors.len() == 1;
     loop {
-        match next(service, name, app.version_id) {
+        match ctx.next() {
             Next::Continue => {}
             other => {
                 commit(storage, &consumer, &cursors, &pipeline).await;
@@ -348,12 +443,45 @@ async fn run_version<R: RecordLog + CheckpointLog>(
                     continue;
                 }
             };
-            let mut records: Vec<(&[u8], i64)> = Vec::new();
             let mut owned: Vec<(Vec<u8>, i64, u64)> = Vec::new();
+            let mut sources: Vec<(u64, SourceMetadata)> = Vec::new();
+            let shard_id = shard_id(cursor.address.shard_index);
             batch.for_each_positioned(&mut |position, view| {
                 last_rowtime = last_rowtime.max(view.approximate_arrival_timestamp_ms as i64);
                 owned.push((view.data.to_vec(), last_rowtime, position));
+                if input.processing.is_some() {
+                    let metadata = if from_delivery_stream {
+                        SourceMetadata::DeliveryStream
+                    } else {
+                        SourceMetadata::KinesisStream {
+                            sequence_number: view.sequence_number.to_string(),
+                            partition_key: view.partition_key.to_owned(),
+                            shard_id: shard_id.clone(),
+                        }
+                    };
+                    sources.push((view.approximate_arrival_timestamp_ms, metadata));
+                }
             });
+            let read = owned.len();
+            Metric::RecordsReadTotal.add(read as u64);
+            Metric::RecordBytesReadTotal.add(batch.data_bytes() as u64);
+            if let Some(processor) = &input.processing
+                && !owned.is_empty()
+            {
+                let Some((kept, rejected)) =
+                    preprocess(&ctx, input, processor, owned, &sources).await
+                else {
+                    // Stopped while the function failed. The records of this round are not in
+                    // the pipeline and nothing of it is committed: the last checkpoint is the
+                    // end of the previous round, whose rows were all written.
+                    return ctx.next();
+                };
+                owned = kept;
+                if !rejected.is_empty() {
+                    any = true;
+                    pipeline.reject_records(rejected, now_ms(), &mut emissions);
+                }
+            }
             for (_, rowtime, position) in &owned {
                 if cursor
                     .marks
@@ -366,12 +494,16 @@ async fn run_version<R: RecordLog + CheckpointLog>(
                     cursor.marks.push_back((*rowtime, *position));
                 }
             }
-            records.extend(owned.iter().map(|(d, t, _)| (d.as_slice(), *t)));
-            Metric::RecordsReadTotal.add(owned.len() as u64);
-            Metric::RecordBytesReadTotal.add(batch.data_bytes() as u64);
-            cursor.caught_up = batch.millis_behind_latest == 0 && owned.len() < READ_RECORDS_MAX;
+            let records: Vec<(&[u8], i64)> =
+                owned.iter().map(|(d, t, _)| (d.as_slice(), *t)).collect();
+            cursor.caught_up = batch.millis_behind_latest == 0 && read < READ_RECORDS_MAX;
             if let Some(next) = batch.next_position {
                 cursor.next_position = Some(next);
+            }
+            // Records that were all dropped by a pre-processing function still move the
+            // checkpoint.
+            if read > 0 {
+                any = true;
             }
             if !records.is_empty() {
                 any = true;
@@ -388,20 +520,9 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             .map(|(_, b)| b.num_rows())
             .sum();
         Metric::ErrorRowsTotal.add(error_rows as u64);
-        if !write_outputs(
-            service,
-            storage,
-            name,
-            app.version_id,
-            &pipeline,
-            &outputs,
-            &emissions,
-            &mut key_counter,
-        )
-        .await
-        {
+        if !write_outputs(&ctx, &pipeline, &outputs, &emissions, &mut counters).await {
             commit(storage, &consumer, &cursors, &pipeline).await;
-            return next(service, name, app.version_id);
+            return ctx.next();
         }
         if any || !emissions.batches.is_empty() {
             commit(storage, &consumer, &cursors, &pipeline).await;
@@ -484,92 +605,385 @@ async fn commit<R: RecordLog + CheckpointLog>(
     }
 }
 
-/// Appends the rows of output-mapped streams to their destination streams. Retries until the
+/// `shardId-000000000007` for shard index 7.
+fn shard_id(shard_index: u32) -> String {
+    format!("shardId-{shard_index:012}")
+}
+
+/// Where an output's rows go.
+enum Destination {
+    KinesisStream(String),
+    /// A Firehose delivery stream by name, resolved at every write (it may be recreated).
+    DeliveryStream(String),
+    Lambda(String),
+}
+
+/// An output of the running version.
+struct OutputTarget {
+    in_app: String,
+    destination: Destination,
+    format: OutputFormat,
+}
+
+impl OutputTarget {
+    fn of(output: &OutputConfig) -> Option<Self> {
+        let format = if output.record_format_type == "CSV" {
+            OutputFormat::Csv
+        } else {
+            OutputFormat::Json
+        };
+        let destination = match output.destination_kind.as_str() {
+            "Lambda" => Destination::Lambda(output.resource_arn.clone()),
+            _ => match resource_of(&output.resource_arn)? {
+                Resource::KinesisStream(name) => Destination::KinesisStream(name.to_owned()),
+                Resource::DeliveryStream(name) => Destination::DeliveryStream(name.to_owned()),
+            },
+        };
+        Some(OutputTarget {
+            in_app: output.name.clone(),
+            destination,
+            format,
+        })
+    }
+}
+
+/// Numbers the running version hands out.
+#[derive(Default)]
+struct Counters {
+    /// Partition keys of rows written to Kinesis streams.
+    partition_key: u64,
+    /// Record ids of rows sent to output functions.
+    record_id: u64,
+}
+
+/// Pre-processes `records` (data, row time, position) with the input's function: the records
+/// to parse (their data replaced by the function's), and the failed ones for `error_stream`.
+/// `None` when the application stopped while the function could not be invoked.
+async fn preprocess<R: RecordLog + CheckpointLog>(
+    ctx: &Context<'_, R>,
+    input: &InputConfig,
+    processor: &LambdaProcessor,
+    records: Vec<(Vec<u8>, i64, u64)>,
+    sources: &[(u64, SourceMetadata)],
+) -> Option<(Vec<(Vec<u8>, i64, u64)>, Vec<RejectedRecord>)> {
+    assert_eq!(records.len(), sources.len());
+    let mut kept = Vec::with_capacity(records.len());
+    let mut rejected = Vec::new();
+    let mut start = 0;
+    while start < records.len() {
+        let len = crate::lambda::invocation_len(records[start..].iter().map(|r| r.0.len()));
+        let chunk = &records[start..start + len];
+        let event_records: Vec<SourceRecord<'_>> = chunk
+            .iter()
+            .zip(&sources[start..start + len])
+            .map(|((data, _, _), (arrival_ms, metadata))| SourceRecord {
+                data,
+                arrival_ms: *arrival_ms,
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let event = crate::lambda::preprocess_event(
+            &uuid::Uuid::new_v4().to_string(),
+            &ctx.app.arn,
+            &input.resource_arn,
+            &event_records,
+        );
+        let mut attempts: u32 = 0;
+        let answer = loop {
+            attempts += 1;
+            match ctx.invoke(&processor.resource_arn, event.clone()).await {
+                Ok(answer) => break answer,
+                Err(error) => {
+                    // A function that cannot be invoked holds the input back (nothing is
+                    // skipped), as an output that cannot be written does.
+                    ctx.log_error(&format!(
+                        "Invoking the pre-processing function {} failed (attempt {attempts}): {error}",
+                        processor.resource_arn
+                    ));
+                    if !ctx.running() {
+                        return None;
+                    }
+                    tokio::time::sleep(retry_delay(attempts)).await;
+                }
+            }
+        };
+        for ((data, rowtime, position), outcome) in
+            chunk.iter().zip(crate::lambda::processed(&answer, len))
+        {
+            match outcome {
+                Processed::Ok(new) => kept.push((new, *rowtime, *position)),
+                Processed::Dropped => {}
+                Processed::Failed {
+                    error_name,
+                    message,
+                } => rejected.push(RejectedRecord {
+                    error_name,
+                    message,
+                    data: data.clone(),
+                    rowtime: *rowtime,
+                }),
+            }
+        }
+        start += len;
+    }
+    if !rejected.is_empty() {
+        ctx.log_error(&format!(
+            "The pre-processing function {} failed {} records; they are in error_stream.",
+            processor.resource_arn,
+            rejected.len()
+        ));
+    }
+    Some((kept, rejected))
+}
+
+/// The wait before retry `attempts` + 1 of a function or destination: 200 ms growing to 5 s.
+fn retry_delay(attempts: u32) -> Duration {
+    Duration::from_millis(200 * u64::from(attempts.clamp(1, 25)))
+}
+
+/// Ends of consecutive runs of `records` holding at most `count_max` records and `bytes_max`
+/// bytes each (and at least one record).
+fn chunk_ends(records: &[Vec<u8>], count_max: usize, bytes_max: usize) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let (mut count, mut bytes) = (0, 0);
+    for (i, record) in records.iter().enumerate() {
+        if count > 0 && (count == count_max || bytes + record.len() > bytes_max) {
+            ends.push(i);
+            count = 0;
+            bytes = 0;
+        }
+        count += 1;
+        bytes += record.len();
+    }
+    if count > 0 {
+        ends.push(records.len());
+    }
+    ends
+}
+
+/// Writes the rows of output-mapped streams to their destinations. Retries until each
 /// destination takes them (KDA's backpressure) or the application is stopped; `false` then.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; the pieces are unrelated"
-)]
 async fn write_outputs<R: RecordLog + CheckpointLog>(
-    service: &AnalyticsService<R>,
-    storage: &R,
-    name: &str,
-    version: u64,
+    ctx: &Context<'_, R>,
     pipeline: &Pipeline,
-    outputs: &[(String, String, OutputFormat)],
+    outputs: &[OutputTarget],
     emissions: &Emissions,
-    key_counter: &mut u64,
+    counters: &mut Counters,
 ) -> bool {
     for (stream, batch) in &emissions.batches {
-        for (in_app, destination, format) in outputs {
-            if in_app != stream {
+        for output in outputs {
+            if output.in_app != *stream {
                 continue;
             }
             let Some(shape) = pipeline.shape(stream) else {
                 continue;
             };
-            let records = serialize(batch, shape, *format);
+            let records = serialize(batch, shape, output.format);
             Metric::RowsWrittenTotal.add(records.len() as u64);
-            for chunk in records.chunks(APPEND_RECORDS_MAX) {
-                // Records not yet stored; a retry re-routes only these, so nothing is written twice.
-                let mut pending: Vec<NewRecord> = chunk
-                    .iter()
-                    .map(|data| {
-                        *key_counter += 1;
-                        NewRecord {
-                            partition_key: format!("{name}-{key_counter}"),
-                            data: data.clone(),
-                        }
-                    })
-                    .collect();
-                while !pending.is_empty() {
-                    match storage.shards(destination) {
-                        Ok(placements) => {
-                            let mut by_shard: Vec<(u32, Vec<NewRecord>)> = Vec::new();
-                            let mut unroutable = Vec::new();
-                            for record in pending.drain(..) {
-                                let hash = partition_key_hash(&record.partition_key);
-                                match placements.iter().find(|p| {
-                                    p.open
-                                        && p.hash_range.starting <= hash
-                                        && hash <= p.hash_range.ending
-                                }) {
-                                    Some(shard) => match by_shard
-                                        .iter_mut()
-                                        .find(|(i, _)| *i == shard.shard_index)
-                                    {
-                                        Some((_, records)) => records.push(record),
-                                        None => by_shard.push((shard.shard_index, vec![record])),
-                                    },
-                                    None => unroutable.push(record),
-                                }
-                            }
-                            pending = unroutable;
-                            for (shard, records) in by_shard {
-                                let address = ShardAddress::new(destination.clone(), shard);
-                                if let Err(error) = storage.append(&address, records.clone()).await
-                                {
-                                    if !matches!(error, AppendError::Throttled { .. }) {
-                                        tracing::warn!(application = name, destination, %error, "Writing output failed; retrying.");
-                                    }
-                                    pending.extend(records);
-                                }
-                            }
-                            if pending.is_empty() {
-                                break;
-                            }
-                        }
-                        Err(error) => {
-                            tracing::warn!(application = name, destination, %error, "The output stream is not available; retrying.");
-                        }
-                    }
-                    if !matches!(next(service, name, version), Next::Continue) {
-                        return false;
-                    }
-                    tokio::time::sleep(IDLE_WAIT).await;
+            let written = match &output.destination {
+                Destination::KinesisStream(destination) => {
+                    append_to_stream(ctx, destination, &records, &mut counters.partition_key).await
                 }
+                Destination::DeliveryStream(name) => {
+                    append_to_delivery_stream(ctx, name, &records).await
+                }
+                Destination::Lambda(function_arn) => {
+                    deliver_to_function(ctx, function_arn, records, &mut counters.record_id).await
+                }
+            };
+            if !written {
+                return false;
             }
         }
+    }
+    true
+}
+
+/// Appends `records` to the Kinesis stream `destination`, each routed by a fresh partition key.
+async fn append_to_stream<R: RecordLog + CheckpointLog>(
+    ctx: &Context<'_, R>,
+    destination: &str,
+    records: &[Vec<u8>],
+    key_counter: &mut u64,
+) -> bool {
+    let name = ctx.app.name.as_str();
+    for chunk in records.chunks(APPEND_RECORDS_MAX) {
+        // Records not yet stored; a retry re-routes only these, so nothing is written twice.
+        let mut pending: Vec<NewRecord> = chunk
+            .iter()
+            .map(|data| {
+                *key_counter += 1;
+                NewRecord {
+                    partition_key: format!("{name}-{key_counter}"),
+                    data: data.clone(),
+                }
+            })
+            .collect();
+        while !pending.is_empty() {
+            match ctx.storage.shards(destination) {
+                Ok(placements) => {
+                    let mut by_shard: Vec<(u32, Vec<NewRecord>)> = Vec::new();
+                    let mut unroutable = Vec::new();
+                    for record in pending.drain(..) {
+                        let hash = partition_key_hash(&record.partition_key);
+                        match placements.iter().find(|p| {
+                            p.open && p.hash_range.starting <= hash && hash <= p.hash_range.ending
+                        }) {
+                            Some(shard) => {
+                                match by_shard.iter_mut().find(|(i, _)| *i == shard.shard_index) {
+                                    Some((_, records)) => records.push(record),
+                                    None => by_shard.push((shard.shard_index, vec![record])),
+                                }
+                            }
+                            None => unroutable.push(record),
+                        }
+                    }
+                    pending = unroutable;
+                    for (shard, records) in by_shard {
+                        let address = ShardAddress::new(destination.to_owned(), shard);
+                        if let Err(error) = ctx.storage.append(&address, records.clone()).await {
+                            if !matches!(error, AppendError::Throttled { .. }) {
+                                tracing::warn!(application = name, destination, %error, "Writing output failed; retrying.");
+                            }
+                            pending.extend(records);
+                        }
+                    }
+                    if pending.is_empty() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(application = name, destination, %error, "The output stream is not available; retrying.");
+                }
+            }
+            if !ctx.running() {
+                return false;
+            }
+            tokio::time::sleep(IDLE_WAIT).await;
+        }
+    }
+    true
+}
+
+/// Puts `records` into the DirectPut delivery stream `name`: appended to its internal stream in
+/// PutRecordBatch-sized calls, exactly as its PutRecordBatch stores them, so it delivers them
+/// like any record put into it.
+async fn append_to_delivery_stream<R: RecordLog + CheckpointLog>(
+    ctx: &Context<'_, R>,
+    name: &str,
+    records: &[Vec<u8>],
+) -> bool {
+    let mut start = 0;
+    for end in chunk_ends(
+        records,
+        DELIVERY_BATCH_RECORDS_MAX,
+        DELIVERY_BATCH_BYTES_MAX,
+    ) {
+        let chunk = &records[start..end];
+        start = end;
+        let bytes: usize = chunk.iter().map(Vec::len).sum();
+        let mut attempts: u32 = 0;
+        loop {
+            attempts += 1;
+            let failure = match ctx.service.delivery_stream(name) {
+                Some(target) if target.direct_put && target.active => {
+                    let address = ShardAddress::new(target.source_stream.clone(), 0);
+                    let new: Vec<NewRecord> = chunk
+                        .iter()
+                        .map(|data| NewRecord {
+                            partition_key: FIREHOSE_PARTITION_KEY.to_owned(),
+                            data: data.clone(),
+                        })
+                        .collect();
+                    match ctx.storage.append(&address, new).await {
+                        Ok(_) => {
+                            if let Some(streams) = ctx.service.shared.delivery_streams.get() {
+                                streams.record_incoming(name, chunk.len(), bytes);
+                            }
+                            break;
+                        }
+                        Err(AppendError::Throttled { .. }) => None,
+                        Err(error) => {
+                            Some(format!("Writing to delivery stream {name} failed: {error}"))
+                        }
+                    }
+                }
+                Some(target) if !target.direct_put => Some(format!(
+                    "Delivery stream {name} is not a DirectPut delivery stream; rows cannot be put into it."
+                )),
+                Some(_) => Some(format!("Delivery stream {name} is not ACTIVE.")),
+                None => Some(format!("Delivery stream {name} does not exist.")),
+            };
+            if let Some(message) = failure
+                && attempts == 1
+            {
+                ctx.log_error(&message);
+            }
+            if !ctx.running() {
+                return false;
+            }
+            tokio::time::sleep(retry_delay(attempts)).await;
+        }
+    }
+    true
+}
+
+/// Sends `records` to the output function until it answers Ok for each (see [`crate::lambda`]).
+async fn deliver_to_function<R: RecordLog + CheckpointLog>(
+    ctx: &Context<'_, R>,
+    function_arn: &str,
+    records: Vec<Vec<u8>>,
+    record_counter: &mut u64,
+) -> bool {
+    let mut pending: VecDeque<DeliveryRecord> = records
+        .into_iter()
+        .map(|data| {
+            *record_counter += 1;
+            DeliveryRecord {
+                record_id: record_counter.to_string(),
+                retry_hint: 0,
+                data,
+            }
+        })
+        .collect();
+    let mut failures: u32 = 0;
+    while !pending.is_empty() {
+        let len = crate::lambda::invocation_len(pending.iter().map(|r| r.data.len()));
+        let batch: Vec<DeliveryRecord> = pending.drain(..len).collect();
+        let event =
+            crate::lambda::output_event(&uuid::Uuid::new_v4().to_string(), &ctx.app.arn, &batch);
+        let outcome = match ctx.invoke(function_arn, event).await {
+            Ok(answer) => crate::lambda::delivered_ids(&answer),
+            Err(error) => Err(format!("Invoking the output function failed: {error}")),
+        };
+        let failed: Vec<DeliveryRecord> = match outcome {
+            Ok(delivered) => batch
+                .into_iter()
+                .filter(|r| !delivered.contains(&r.record_id))
+                .collect(),
+            Err(message) => {
+                ctx.log_error(&format!("{function_arn}: {message}"));
+                batch
+            }
+        };
+        if failed.is_empty() {
+            failures = 0;
+            continue;
+        }
+        failures += 1;
+        ctx.log_error(&format!(
+            "{} records were not delivered to {function_arn}; retrying.",
+            failed.len()
+        ));
+        // Failed records go first again, in their order, with the hint one higher.
+        for mut record in failed.into_iter().rev() {
+            record.retry_hint += 1;
+            pending.push_front(record);
+        }
+        if !ctx.running() {
+            return false;
+        }
+        tokio::time::sleep(retry_delay(failures)).await;
     }
     true
 }

@@ -11,6 +11,11 @@
 /// The name prefix of a DirectPut delivery stream's internal stream.
 pub const FIREHOSE_PREFIX: &str = "__sluice_firehose__";
 
+/// The partition key of every record in a DirectPut delivery stream's internal stream: the
+/// stream has one shard, and whoever puts records into the delivery stream (its PutRecord, an
+/// analytics application's output) writes them the same way.
+pub const FIREHOSE_PARTITION_KEY: &str = "firehose";
+
 /// The name prefix of a Kinesis video stream's internal stream.
 pub const VIDEO_PREFIX: &str = "__sluice_video__";
 

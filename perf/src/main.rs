@@ -74,7 +74,12 @@ fn compress_files(args: &CompressArgs) -> anyhow::Result<()> {
     if data.is_empty() {
         bail!("{} is empty", args.input.display());
     }
-    let object: Vec<u8> = data.iter().copied().cycle().take(args.object_bytes).collect();
+    let object: Vec<u8> = data
+        .iter()
+        .copied()
+        .cycle()
+        .take(args.object_bytes)
+        .collect();
     let started = Instant::now();
     let (mut objects, mut bytes_out) = (0u64, 0u64);
     while objects == 0 || started.elapsed().as_secs_f64() < args.seconds {

@@ -77,9 +77,7 @@ impl S3Endpoint {
     /// reverse), or an endpoint that is not an http(s) URL.
     pub fn check(&self) -> Result<(), String> {
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {
-            return Err(
-                "access_key_id and secret_access_key must be given together".to_owned()
-            );
+            return Err("access_key_id and secret_access_key must be given together".to_owned());
         }
         if let Some(url) = &self.endpoint_url {
             let rest = url
@@ -115,8 +113,7 @@ impl S3Sink {
                 .or_else(aws_config::Region::new("us-east-1")),
         };
         let mut shared = aws_config::defaults(BehaviorVersion::latest()).region(region);
-        if let (Some(key), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key)
-        {
+        if let (Some(key), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key) {
             shared = shared.credentials_provider(aws_sdk_s3::config::Credentials::new(
                 key.clone(),
                 secret.clone(),

@@ -311,33 +311,24 @@ impl Invoker {
         }
     }
 
-    async fn invoke(
+    /// One synchronous Invoke of the function `function_arn` with the JSON `event`: the
+    /// function's answer, or the error code and message of a failed invocation (no function
+    /// server configured, a payload over 6 MB either way, a connection failure, a timeout, an
+    /// HTTP status other than 200 or an `X-Amz-Function-Error` header). Analytics invokes its
+    /// output and pre-processing functions through this too, so every Lambda of the server is
+    /// reached the same way.
+    pub async fn invoke_function(
         &self,
-        transform: &LambdaTransform,
-        delivery_stream_arn: &str,
-        region: &str,
-        records: &[(&[u8], u64)],
-    ) -> Result<Vec<Outcome>, (&'static str, String)> {
+        function_arn: &str,
+        event: String,
+    ) -> Result<Bytes, (&'static str, String)> {
         let Some(base) = &self.base else {
             return Err((
                 "Lambda.InvokeAccessDenied",
                 "AWS_ENDPOINT_URL_LAMBDA is not set: no function server to invoke.".to_owned(),
             ));
         };
-        let name = function_name(&transform.lambda_arn).unwrap_or("");
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let ids: Vec<String> = (0..records.len()).map(|i| format!("{:020}", i)).collect();
-        let event = json!({
-            "invocationId": uuid::Uuid::new_v4().to_string(),
-            "deliveryStreamArn": delivery_stream_arn,
-            "region": region,
-            "records": records.iter().zip(&ids).map(|((data, arrival), id)| json!({
-                "recordId": id,
-                "approximateArrivalTimestamp": arrival,
-                "data": b64.encode(data),
-            })).collect::<Vec<_>>(),
-        })
-        .to_string();
+        let name = function_name(function_arn).unwrap_or("");
         if event.len() > PAYLOAD_BYTES_MAX {
             return Err((
                 "Lambda.PayloadTooLarge",
@@ -382,6 +373,30 @@ impl Invoker {
                 ),
             ));
         }
+        Ok(body)
+    }
+
+    async fn invoke(
+        &self,
+        transform: &LambdaTransform,
+        delivery_stream_arn: &str,
+        region: &str,
+        records: &[(&[u8], u64)],
+    ) -> Result<Vec<Outcome>, (&'static str, String)> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let ids: Vec<String> = (0..records.len()).map(|i| format!("{:020}", i)).collect();
+        let event = json!({
+            "invocationId": uuid::Uuid::new_v4().to_string(),
+            "deliveryStreamArn": delivery_stream_arn,
+            "region": region,
+            "records": records.iter().zip(&ids).map(|((data, arrival), id)| json!({
+                "recordId": id,
+                "approximateArrivalTimestamp": arrival,
+                "data": b64.encode(data),
+            })).collect::<Vec<_>>(),
+        })
+        .to_string();
+        let body = self.invoke_function(&transform.lambda_arn, event).await?;
         let answer: Value = serde_json::from_slice(&body)
             .map_err(|e| ("Lambda.JsonProcessingException", e.to_string()))?;
         let returned = answer

@@ -55,6 +55,25 @@ pub struct InputConfig {
     /// The starting position given at the last StartApplication.
     #[serde(default)]
     pub starting_position: Option<String>,
+    /// InputProcessingConfiguration: the pre-processing Lambda.
+    #[serde(default)]
+    pub processing: Option<LambdaProcessor>,
+}
+
+/// An `InputLambdaProcessor`: the function records go through before the input schema.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LambdaProcessor {
+    pub resource_arn: String,
+    pub role_arn: String,
+}
+
+/// A `CloudWatchLoggingOption`. There is no CloudWatch here: the application's error messages
+/// are written through `tracing` with `log_stream_arn` as a field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CloudWatchLoggingOption {
+    pub id: String,
+    pub log_stream_arn: String,
+    pub role_arn: String,
 }
 
 /// An output (`KinesisStreamsOutput`, `KinesisFirehoseOutput` or `LambdaOutput`).
@@ -123,12 +142,14 @@ pub struct Application {
     #[serde(default)]
     pub references: Vec<ReferenceConfig>,
     pub tags: Vec<Tag>,
+    #[serde(default)]
+    pub cloudwatch_logging_options: Vec<CloudWatchLoggingOption>,
     /// The next number handed out in input, output and reference ids (`"1.<n>"`).
     pub next_id: u64,
 }
 
 impl Application {
-    /// A fresh id for an input, output or reference data source: `1.1`, `1.2`, … as AWS numbers
+    /// A fresh id for an input, output, reference data source or CloudWatch logging option: `1.1`, `1.2`, … as AWS numbers
     /// them `[verify]`.
     pub fn take_id(&mut self) -> String {
         self.next_id += 1;

@@ -18,6 +18,7 @@ use sluice_core::storage::RecordLog;
 use sluice_protocols::auth::{AuthConfig, AuthMode};
 use sluice_protocols::{HttpRequest, HttpResponse, sigv4};
 
+use crate::peers::{DeliveryStreamTarget, DeliveryStreams, Functions};
 use catalog::Catalog;
 
 /// The `X-Amz-Target` prefix of the v1 API.
@@ -78,6 +79,10 @@ pub(crate) struct Shared<R> {
     /// The service core's tokio runtime, once the runner is up: API calls that need the S3
     /// client (DiscoverInputSchema from an object) run there, not on the HTTP core.
     pub(crate) service_core: OnceLock<tokio::runtime::Handle>,
+    /// The server's Firehose delivery streams (outputs and inputs that name one).
+    pub(crate) delivery_streams: OnceLock<Arc<dyn DeliveryStreams>>,
+    /// The server's Lambda functions (output and pre-processing functions).
+    pub(crate) functions: OnceLock<Arc<dyn Functions>>,
 }
 
 /// The analytics service: API handler and runner share it. Cloning shares the state.
@@ -113,6 +118,8 @@ impl<R: RecordLog + sluice_core::storage::CheckpointLog> AnalyticsService<R> {
                 reference_bytes_max: AtomicU64::new(crate::reference::REFERENCE_BYTES_MAX_DEFAULT),
                 s3: tokio::sync::OnceCell::new(),
                 service_core: OnceLock::new(),
+                delivery_streams: OnceLock::new(),
+                functions: OnceLock::new(),
             }),
         }
     }
@@ -127,6 +134,21 @@ impl<R: RecordLog + sluice_core::storage::CheckpointLog> AnalyticsService<R> {
 
     pub(crate) fn reference_bytes_max(&self) -> u64 {
         self.shared.reference_bytes_max.load(Ordering::Relaxed)
+    }
+
+    /// Hands the service the server's delivery streams (before the API is served).
+    pub fn attach_delivery_streams(&self, delivery_streams: Arc<dyn DeliveryStreams>) {
+        let _ = self.shared.delivery_streams.set(delivery_streams);
+    }
+
+    /// Hands the service the server's Lambda functions (on the service core, before the runner).
+    pub fn attach_functions(&self, functions: Arc<dyn Functions>) {
+        let _ = self.shared.functions.set(functions);
+    }
+
+    /// The delivery stream `name`; none when the server has no Firehose attached.
+    pub(crate) fn delivery_stream(&self, name: &str) -> Option<DeliveryStreamTarget> {
+        self.shared.delivery_streams.get()?.lookup(name)
     }
 
     /// Hands the service its storage (from the service core, once the engine has recovered).

@@ -4,9 +4,11 @@ use serde_json::{Value as J, json};
 use sluice_core::storage::{CheckpointLog, RecordLog};
 
 use super::catalog::{
-    Application, InputConfig, OutputConfig, ReferenceConfig, Status, Tag, bucket_of,
+    Application, CloudWatchLoggingOption, InputConfig, LambdaProcessor, OutputConfig,
+    ReferenceConfig, Status, Tag, bucket_of,
 };
 use super::{AnalyticsService, ApiError};
+use crate::peers::{Resource, function_name, is_log_stream_arn, is_role_arn, resource_of};
 use crate::pipeline::{Pipeline, PipelineInput, PipelineTable};
 use crate::program::parse_program;
 use crate::schema_wire::WireSourceSchema;
@@ -100,11 +102,7 @@ fn parse_input(doc: &J, id: String) -> Result<InputConfig, ApiError> {
         ));
     };
     let resource_arn = required_str(source, "ResourceARN")?.to_owned();
-    if stream_name_of(&resource_arn).is_none() {
-        return Err(ApiError::invalid(format!(
-            "ResourceARN {resource_arn} is not a valid stream ARN"
-        )));
-    }
+    check_source_arn(source_kind, &resource_arn)?;
     let role_arn = string(source, "RoleARN")?.unwrap_or("").to_owned();
     let schema_doc =
         field(doc, "InputSchema").ok_or_else(|| ApiError::invalid("InputSchema is required"))?;
@@ -118,12 +116,9 @@ fn parse_input(doc: &J, id: String) -> Result<InputConfig, ApiError> {
                 ApiError::invalid("InputParallelism Count must be between 1 and 64")
             })? as u32,
         };
-    if field(doc, "InputProcessingConfiguration").is_some() {
-        return Err(ApiError::new(
-            "UnsupportedOperationException",
-            "InputProcessingConfiguration (a pre-processing Lambda) is not supported by this server",
-        ));
-    }
+    let processing = field(doc, "InputProcessingConfiguration")
+        .map(parse_processing)
+        .transpose()?;
     Ok(InputConfig {
         id,
         name_prefix,
@@ -133,34 +128,219 @@ fn parse_input(doc: &J, id: String) -> Result<InputConfig, ApiError> {
         schema,
         parallelism,
         starting_position: None,
+        processing,
     })
 }
 
-fn parse_output(doc: &J, id: String) -> Result<OutputConfig, ApiError> {
+/// Checks that `arn` names the kind of resource `kind` (`KinesisStreams`, `KinesisFirehose`)
+/// says: a Kinesis stream ARN or a Firehose delivery stream ARN.
+fn check_source_arn(kind: &str, arn: &str) -> Result<(), ApiError> {
+    if arn.len() > ARN_CHARS_MAX {
+        return Err(ApiError::invalid(format!(
+            "ResourceARN is longer than {ARN_CHARS_MAX} characters"
+        )));
+    }
+    if matches!(
+        (kind, resource_of(arn)),
+        ("KinesisStreams", Some(Resource::KinesisStream(_)))
+            | ("KinesisFirehose", Some(Resource::DeliveryStream(_)))
+    ) {
+        return Ok(());
+    }
+    let what = if kind == "KinesisStreams" {
+        "Kinesis stream"
+    } else {
+        "Kinesis Firehose delivery stream"
+    };
+    Err(ApiError::invalid(format!(
+        "ResourceARN {arn} is not a valid {what} ARN"
+    )))
+}
+
+/// Checks a RoleARN that the model requires.
+fn check_role(member: &str, arn: &str) -> Result<(), ApiError> {
+    if arn.len() <= ARN_CHARS_MAX && is_role_arn(arn) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{member} {arn} is not a valid IAM role ARN"
+        )))
+    }
+}
+
+/// Checks a Lambda function ARN (`ResourceARN` of a LambdaOutput or InputLambdaProcessor).
+fn check_function(arn: &str) -> Result<(), ApiError> {
+    if arn.len() <= ARN_CHARS_MAX && function_name(arn).is_some() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "ResourceARN {arn} is not a valid Lambda function ARN"
+        )))
+    }
+}
+
+/// An `InputProcessingConfiguration`: `{InputLambdaProcessor: {ResourceARN, RoleARN}}`.
+fn parse_processing(doc: &J) -> Result<LambdaProcessor, ApiError> {
+    let lambda = field(doc, "InputLambdaProcessor")
+        .ok_or_else(|| ApiError::invalid("InputLambdaProcessor is required"))?;
+    let resource_arn = required_str(lambda, "ResourceARN")?;
+    check_function(resource_arn)?;
+    let role_arn = required_str(lambda, "RoleARN")?;
+    check_role("RoleARN", role_arn)?;
+    Ok(LambdaProcessor {
+        resource_arn: resource_arn.to_owned(),
+        role_arn: role_arn.to_owned(),
+    })
+}
+
+/// A `CloudWatchLoggingOption`: `{LogStreamARN, RoleARN}`.
+fn parse_logging_option(doc: &J, id: String) -> Result<CloudWatchLoggingOption, ApiError> {
+    let option = CloudWatchLoggingOption {
+        id,
+        log_stream_arn: required_str(doc, "LogStreamARN")?.to_owned(),
+        role_arn: required_str(doc, "RoleARN")?.to_owned(),
+    };
+    check_logging_option(&option)?;
+    Ok(option)
+}
+
+fn check_logging_option(option: &CloudWatchLoggingOption) -> Result<(), ApiError> {
+    let arn = &option.log_stream_arn;
+    if arn.len() > ARN_CHARS_MAX || !is_log_stream_arn(arn) {
+        return Err(ApiError::invalid(format!(
+            "LogStreamARN {arn} is not a valid CloudWatch Logs log stream ARN"
+        )));
+    }
+    check_role("RoleARN", &option.role_arn)
+}
+
+/// Adds a CloudWatch logging option to `app`; a log stream is named at most once.
+fn add_logging_option(app: &mut Application, doc: &J) -> Result<(), ApiError> {
+    let id = app.take_id();
+    let option = parse_logging_option(doc, id)?;
+    check_distinct_log_streams(app, &option)?;
+    app.cloudwatch_logging_options.push(option);
+    Ok(())
+}
+
+fn check_distinct_log_streams(
+    app: &Application,
+    option: &CloudWatchLoggingOption,
+) -> Result<(), ApiError> {
+    if app
+        .cloudwatch_logging_options
+        .iter()
+        .any(|o| o.id != option.id && o.log_stream_arn == option.log_stream_arn)
+    {
+        return Err(ApiError::invalid(format!(
+            "Application {} already has a CloudWatch logging option for log stream {}",
+            app.name, option.log_stream_arn
+        )));
+    }
+    Ok(())
+}
+
+/// Applies one `CloudWatchLoggingOptionUpdate`.
+fn update_logging_option(app: &mut Application, update: &J) -> Result<(), ApiError> {
+    let id = required_str(update, "CloudWatchLoggingOptionId")?;
+    let mut option = app
+        .cloudwatch_logging_options
+        .iter()
+        .find(|o| o.id == id)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::not_found(format!("CloudWatch logging option {id} is not found"))
+        })?;
+    if let Some(arn) = string(update, "LogStreamARNUpdate")? {
+        option.log_stream_arn = arn.to_owned();
+    }
+    if let Some(role) = string(update, "RoleARNUpdate")? {
+        option.role_arn = role.to_owned();
+    }
+    check_logging_option(&option)?;
+    check_distinct_log_streams(app, &option)?;
+    for existing in &mut app.cloudwatch_logging_options {
+        if existing.id == option.id {
+            *existing = option.clone();
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a `KinesisFirehoseOutput` names a delivery stream of this server that records
+/// can be put into (DirectPut), as Firehose's PutRecordBatch would require.
+fn check_delivery_destination<R: RecordLog + CheckpointLog>(
+    service: &AnalyticsService<R>,
+    arn: &str,
+) -> Result<(), ApiError> {
+    let Some(Resource::DeliveryStream(name)) = resource_of(arn) else {
+        return Err(ApiError::invalid(format!(
+            "ResourceARN {arn} is not a valid Kinesis Firehose delivery stream ARN"
+        )));
+    };
+    let Some(stream) = service.delivery_stream(name) else {
+        return Err(ApiError::invalid(format!(
+            "Kinesis Firehose delivery stream {arn} does not exist"
+        )));
+    };
+    if stream.arn != arn {
+        return Err(ApiError::invalid(format!(
+            "Kinesis Firehose delivery stream {arn} does not exist"
+        )));
+    }
+    if !stream.direct_put {
+        return Err(ApiError::invalid(format!(
+            "Kinesis Firehose delivery stream {arn} has a Kinesis stream as its source; an application can only write to a DirectPut delivery stream"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_output<R: RecordLog + CheckpointLog>(
+    service: &AnalyticsService<R>,
+    doc: &J,
+    id: String,
+) -> Result<OutputConfig, ApiError> {
     let name = required_str(doc, "Name")?.to_owned();
     if name.is_empty() || name.len() > 32 {
         return Err(ApiError::invalid("Output Name must be 1 to 32 characters"));
     }
-    let (destination_kind, dest) = if let Some(d) = field(doc, "KinesisStreamsOutput") {
-        ("KinesisStreams", d)
-    } else if field(doc, "KinesisFirehoseOutput").is_some() || field(doc, "LambdaOutput").is_some()
-    {
-        return Err(ApiError::new(
-            "UnsupportedOperationException",
-            "Only KinesisStreamsOutput destinations are supported by this server",
-        ));
-    } else {
-        return Err(ApiError::invalid(
-            "Output needs KinesisStreamsOutput, KinesisFirehoseOutput or LambdaOutput",
-        ));
+    let kinds = [
+        ("KinesisStreams", "KinesisStreamsOutput"),
+        ("KinesisFirehose", "KinesisFirehoseOutput"),
+        ("Lambda", "LambdaOutput"),
+    ];
+    let given: Vec<(&str, &J)> = kinds
+        .iter()
+        .filter_map(|(kind, member)| Some((*kind, field(doc, member)?)))
+        .collect();
+    let (destination_kind, dest) = match given[..] {
+        [one] => one,
+        [] => {
+            return Err(ApiError::invalid(
+                "Output needs KinesisStreamsOutput, KinesisFirehoseOutput or LambdaOutput",
+            ));
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "Output takes only one of KinesisStreamsOutput, KinesisFirehoseOutput and LambdaOutput",
+            ));
+        }
     };
     let resource_arn = required_str(dest, "ResourceARN")?.to_owned();
-    if stream_name_of(&resource_arn).is_none() {
-        return Err(ApiError::invalid(format!(
-            "ResourceARN {resource_arn} is not a valid stream ARN"
-        )));
-    }
-    let role_arn = string(dest, "RoleARN")?.unwrap_or("").to_owned();
+    let role_arn = match destination_kind {
+        "KinesisStreams" => string(dest, "RoleARN")?.unwrap_or("").to_owned(),
+        _ => required_str(dest, "RoleARN")?.to_owned(),
+    };
+    let mut output = OutputConfig {
+        id,
+        name,
+        destination_kind: destination_kind.to_owned(),
+        resource_arn,
+        role_arn,
+        record_format_type: String::new(),
+    };
+    check_destination(service, &output)?;
     let format = field(doc, "DestinationSchema")
         .and_then(|d| string(d, "RecordFormatType").ok().flatten())
         .ok_or_else(|| ApiError::invalid("DestinationSchema with RecordFormatType is required"))?;
@@ -169,14 +349,26 @@ fn parse_output(doc: &J, id: String) -> Result<OutputConfig, ApiError> {
             "RecordFormatType {format} is not one of JSON, CSV"
         )));
     }
-    Ok(OutputConfig {
-        id,
-        name,
-        destination_kind: destination_kind.to_owned(),
-        resource_arn,
-        role_arn,
-        record_format_type: format.to_owned(),
-    })
+    output.record_format_type = format.to_owned();
+    Ok(output)
+}
+
+/// Checks an output's destination ARN (and role) for its kind.
+fn check_destination<R: RecordLog + CheckpointLog>(
+    service: &AnalyticsService<R>,
+    output: &OutputConfig,
+) -> Result<(), ApiError> {
+    match output.destination_kind.as_str() {
+        "KinesisStreams" => check_source_arn("KinesisStreams", &output.resource_arn),
+        "KinesisFirehose" => {
+            check_role("RoleARN", &output.role_arn)?;
+            check_delivery_destination(service, &output.resource_arn)
+        }
+        _ => {
+            check_role("RoleARN", &output.role_arn)?;
+            check_function(&output.resource_arn)
+        }
+    }
 }
 
 /// Checks the fields of a reference data source, as AddApplicationReferenceDataSource takes them
@@ -383,6 +575,14 @@ fn detail(app: &Application) -> J {
             if let Some(p) = &i.starting_position {
                 d["InputStartingPositionConfiguration"] = json!({"InputStartingPosition": p});
             }
+            if let Some(lambda) = &i.processing {
+                d["InputProcessingConfigurationDescription"] = json!({
+                    "InputLambdaProcessorDescription": {
+                        "ResourceARN": lambda.resource_arn,
+                        "RoleARN": lambda.role_arn,
+                    }
+                });
+            }
             d
         })
         .collect();
@@ -425,7 +625,15 @@ fn detail(app: &Application) -> J {
         "InputDescriptions": inputs,
         "OutputDescriptions": outputs,
         "ReferenceDataSourceDescriptions": references,
-        "CloudWatchLoggingOptionDescriptions": [],
+        "CloudWatchLoggingOptionDescriptions": app
+            .cloudwatch_logging_options
+            .iter()
+            .map(|o| json!({
+                "CloudWatchLoggingOptionId": o.id,
+                "LogStreamARN": o.log_stream_arn,
+                "RoleARN": o.role_arn,
+            }))
+            .collect::<Vec<J>>(),
         "ApplicationVersionId": app.version_id,
     });
     if let Some(desc) = &app.description {
@@ -536,7 +744,7 @@ pub(super) async fn dispatch<R: RecordLog + CheckpointLog>(
             let output_doc =
                 field(doc, "Output").ok_or_else(|| ApiError::invalid("Output is required"))?;
             let id = app.take_id();
-            app.outputs.push(parse_output(output_doc, id)?);
+            app.outputs.push(parse_output(service, output_doc, id)?);
             Ok(())
         }),
         "DeleteApplicationOutput" => modify(service, doc, now_ms, |app, doc| {
@@ -570,13 +778,55 @@ pub(super) async fn dispatch<R: RecordLog + CheckpointLog>(
         }),
         "TagResource" | "UntagResource" | "ListTagsForResource" => tags(service, operation, doc),
         "DiscoverInputSchema" => super::discover::discover(service, doc).await,
-        "AddApplicationInputProcessingConfiguration"
-        | "DeleteApplicationInputProcessingConfiguration"
-        | "AddApplicationCloudWatchLoggingOption"
-        | "DeleteApplicationCloudWatchLoggingOption" => Err(ApiError::new(
-            "UnsupportedOperationException",
-            format!("{operation} is not supported by this server"),
-        )),
+        "AddApplicationInputProcessingConfiguration" => modify(service, doc, now_ms, |app, doc| {
+            let id = required_str(doc, "InputId")?;
+            let config = field(doc, "InputProcessingConfiguration")
+                .ok_or_else(|| ApiError::invalid("InputProcessingConfiguration is required"))?;
+            let processing = parse_processing(config)?;
+            let name = app.name.clone();
+            let input = app.inputs.iter_mut().find(|i| i.id == id).ok_or_else(|| {
+                ApiError::not_found(format!("Input {id} is not found in application {name}"))
+            })?;
+            if input.processing.is_some() {
+                return Err(ApiError::invalid(format!(
+                    "Input {id} of application {name} already has an input processing configuration"
+                )));
+            }
+            input.processing = Some(processing);
+            Ok(())
+        }),
+        "DeleteApplicationInputProcessingConfiguration" => {
+            modify(service, doc, now_ms, |app, doc| {
+                let id = required_str(doc, "InputId")?;
+                let name = app.name.clone();
+                let input = app.inputs.iter_mut().find(|i| i.id == id).ok_or_else(|| {
+                    ApiError::not_found(format!("Input {id} is not found in application {name}"))
+                })?;
+                if input.processing.take().is_none() {
+                    return Err(ApiError::not_found(format!(
+                        "Input {id} of application {name} has no input processing configuration"
+                    )));
+                }
+                Ok(())
+            })
+        }
+        "AddApplicationCloudWatchLoggingOption" => modify(service, doc, now_ms, |app, doc| {
+            let option = field(doc, "CloudWatchLoggingOption")
+                .ok_or_else(|| ApiError::invalid("CloudWatchLoggingOption is required"))?;
+            add_logging_option(app, option)
+        }),
+        "DeleteApplicationCloudWatchLoggingOption" => modify(service, doc, now_ms, |app, doc| {
+            let id = required_str(doc, "CloudWatchLoggingOptionId")?;
+            let before = app.cloudwatch_logging_options.len();
+            app.cloudwatch_logging_options.retain(|o| o.id != id);
+            if app.cloudwatch_logging_options.len() == before {
+                return Err(ApiError::not_found(format!(
+                    "CloudWatch logging option {id} is not found in application {}",
+                    app.name
+                )));
+            }
+            Ok(())
+        }),
         _ => Err(ApiError::new("UnknownOperationException", "")),
     }
 }
@@ -611,6 +861,7 @@ fn create<R: RecordLog + CheckpointLog>(
         outputs: Vec::new(),
         references: Vec::new(),
         tags: parse_tags(doc)?,
+        cloudwatch_logging_options: Vec::new(),
         next_id: 0,
     };
     if app.tags.len() > TAGS_MAX {
@@ -645,7 +896,7 @@ fn create<R: RecordLog + CheckpointLog>(
         }
         for output in outputs {
             let id = app.take_id();
-            app.outputs.push(parse_output(output, id)?);
+            app.outputs.push(parse_output(service, output, id)?);
         }
     }
     if field(doc, "ReferenceDataSources").is_some() {
@@ -655,13 +906,13 @@ fn create<R: RecordLog + CheckpointLog>(
             "CreateApplication takes no ReferenceDataSources; add one with AddApplicationReferenceDataSource",
         ));
     }
-    if field(doc, "CloudWatchLoggingOptions")
-        .is_some_and(|c| c.as_array().is_some_and(|a| !a.is_empty()))
-    {
-        return Err(ApiError::new(
-            "UnsupportedOperationException",
-            "CloudWatchLoggingOptions are not supported by this server",
-        ));
+    if let Some(options) = field(doc, "CloudWatchLoggingOptions") {
+        let options = options
+            .as_array()
+            .ok_or_else(|| ApiError::invalid("CloudWatchLoggingOptions must be a list"))?;
+        for option in options {
+            add_logging_option(&mut app, option)?;
+        }
     }
     validate_code(&app)?;
     let mut catalog = service.catalog();
@@ -742,15 +993,44 @@ fn update<R: RecordLog + CheckpointLog>(
             if let Some(prefix) = string(input_update, "NamePrefixUpdate")? {
                 input.name_prefix = prefix.to_owned();
             }
-            if let Some(arn) = field(input_update, "KinesisStreamsInputUpdate")
-                .and_then(|u| string(u, "ResourceARNUpdate").ok().flatten())
-            {
-                if stream_name_of(arn).is_none() {
+            for (kind, member) in [
+                ("KinesisStreams", "KinesisStreamsInputUpdate"),
+                ("KinesisFirehose", "KinesisFirehoseInputUpdate"),
+            ] {
+                let Some(source) = field(input_update, member) else {
+                    continue;
+                };
+                if let Some(arn) = string(source, "ResourceARNUpdate")? {
+                    check_source_arn(kind, arn)?;
+                    input.resource_arn = arn.to_owned();
+                    input.source_kind = kind.to_owned();
+                } else if input.source_kind != kind {
                     return Err(ApiError::invalid(format!(
-                        "ResourceARN {arn} is not a valid stream ARN"
+                        "{member} needs ResourceARNUpdate: input {id} reads a {} source",
+                        input.source_kind
                     )));
                 }
-                input.resource_arn = arn.to_owned();
+                if let Some(role) = string(source, "RoleARNUpdate")? {
+                    input.role_arn = role.to_owned();
+                }
+            }
+            if let Some(processing) = field(input_update, "InputProcessingConfigurationUpdate") {
+                let lambda = field(processing, "InputLambdaProcessorUpdate")
+                    .ok_or_else(|| ApiError::invalid("InputLambdaProcessorUpdate is required"))?;
+                let mut current = input.processing.clone().ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "Input {id} has no input processing configuration to update"
+                    ))
+                })?;
+                if let Some(arn) = string(lambda, "ResourceARNUpdate")? {
+                    check_function(arn)?;
+                    current.resource_arn = arn.to_owned();
+                }
+                if let Some(role) = string(lambda, "RoleARNUpdate")? {
+                    check_role("RoleARNUpdate", role)?;
+                    current.role_arn = role.to_owned();
+                }
+                input.processing = Some(current);
             }
             if let Some(schema_update) = field(input_update, "InputSchemaUpdate") {
                 let mut schema = serde_json::to_value(&input.schema).expect("a schema serializes");
@@ -793,16 +1073,35 @@ fn update<R: RecordLog + CheckpointLog>(
             if let Some(name) = string(output_update, "NameUpdate")? {
                 output.name = name.to_owned();
             }
-            if let Some(arn) = field(output_update, "KinesisStreamsOutputUpdate")
-                .and_then(|u| string(u, "ResourceARNUpdate").ok().flatten())
-            {
-                if stream_name_of(arn).is_none() {
+            let mut changed = output.clone();
+            for (kind, member) in [
+                ("KinesisStreams", "KinesisStreamsOutputUpdate"),
+                ("KinesisFirehose", "KinesisFirehoseOutputUpdate"),
+                ("Lambda", "LambdaOutputUpdate"),
+            ] {
+                let Some(destination) = field(output_update, member) else {
+                    continue;
+                };
+                if let Some(arn) = string(destination, "ResourceARNUpdate")? {
+                    changed.resource_arn = arn.to_owned();
+                    changed.destination_kind = kind.to_owned();
+                } else if changed.destination_kind != kind {
                     return Err(ApiError::invalid(format!(
-                        "ResourceARN {arn} is not a valid stream ARN"
+                        "{member} needs ResourceARNUpdate: output {id} writes to a {} destination",
+                        changed.destination_kind
                     )));
                 }
-                output.resource_arn = arn.to_owned();
+                if let Some(role) = string(destination, "RoleARNUpdate")? {
+                    changed.role_arn = role.to_owned();
+                }
             }
+            if changed.destination_kind != output.destination_kind
+                || changed.resource_arn != output.resource_arn
+                || changed.role_arn != output.role_arn
+            {
+                check_destination(service, &changed)?;
+            }
+            *output = changed;
             if let Some(format) = field(output_update, "DestinationSchemaUpdate")
                 .and_then(|d| string(d, "RecordFormatType").ok().flatten())
             {
@@ -821,13 +1120,12 @@ fn update<R: RecordLog + CheckpointLog>(
         {
             update_reference(app, reference_update)?;
         }
-        if field(&update, "CloudWatchLoggingOptionUpdates")
-            .is_some_and(|r| r.as_array().is_some_and(|a| !a.is_empty()))
+        for option_update in field(&update, "CloudWatchLoggingOptionUpdates")
+            .and_then(J::as_array)
+            .into_iter()
+            .flatten()
         {
-            return Err(ApiError::new(
-                "UnsupportedOperationException",
-                "CloudWatch logging updates are not supported by this server",
-            ));
+            update_logging_option(app, option_update)?;
         }
         Ok(())
     })

@@ -48,7 +48,7 @@ pub const TAGS_MAX: usize = 50;
 /// AWS's default quota of delivery streams per region.
 pub const DELIVERY_STREAMS_MAX: usize = 5000;
 /// The partition key of records in an internal stream (the shard is chosen directly).
-const INTERNAL_PARTITION_KEY: &str = "firehose";
+const INTERNAL_PARTITION_KEY: &str = sluice_core::internal_stream::FIREHOSE_PARTITION_KEY;
 
 /// Whether `target` names a Firehose operation.
 pub fn is_firehose_target(target: Option<&str>) -> bool {
