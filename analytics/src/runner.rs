@@ -521,7 +521,9 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             .sum();
         Metric::ErrorRowsTotal.add(error_rows as u64);
         if !write_outputs(&ctx, &pipeline, &outputs, &emissions, &mut counters).await {
-            commit(storage, &consumer, &cursors, &pipeline).await;
+            // Stopped before every destination took this batch's rows: no checkpoint past
+            // them, so the next start (LAST_STOPPED_POINT) reads the batch again and its rows
+            // are delivered at least once (those already written, twice).
             return ctx.next();
         }
         if any || !emissions.batches.is_empty() {

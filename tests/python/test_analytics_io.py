@@ -74,6 +74,8 @@ class FunctionServer:
     - `flaky-<tag>` (output): its first invocation fails (HTTP 500), its second answers
       DeliveryFailed for its first record and Ok for the rest, later ones Ok for everything;
       `delivered[tag]` holds the data of every record answered Ok.
+    - `down-<tag>` (output): fails (HTTP 500) while `down[tag]` is true, then answers Ok for
+      every record; `delivered[tag]` holds the data of every record answered Ok.
     - `pre` (pre-processing): `sym` DROP is Dropped, FAIL is ProcessingFailed, BAD comes back
       Ok with data that is not base64; anything else comes back Ok with `sym` lower-cased and
       `qty` plus 1000.
@@ -83,6 +85,7 @@ class FunctionServer:
         self.events = []
         self.delivered = {}
         self.invocations = {}
+        self.down = {}
         self.lock = threading.Lock()
         server = self
 
@@ -109,6 +112,16 @@ class FunctionServer:
                                     server.delivered.setdefault(tag, []).append(
                                         base64.b64decode(record["data"]))
                         answer = {"records": out}
+                elif name.startswith("down-"):
+                    tag = name[len("down-"):]
+                    if server.down.get(tag, False):
+                        status, answer = 500, {"errorMessage": "down"}
+                    else:
+                        with server.lock:
+                            server.delivered.setdefault(tag, []).extend(
+                                base64.b64decode(r["data"]) for r in event["records"])
+                        answer = {"records": [{"recordId": r["recordId"], "result": "Ok"}
+                                              for r in event["records"]]}
                 else:
                     assert name == "pre", name
                     out = []
@@ -330,6 +343,46 @@ def test_a_lambda_output_gets_the_rows_of_a_failed_invocation_and_of_delivery_fa
     refused = second["records"][0]
     later = [r for e in events[2:] for r in e["records"] if r["data"] == refused["data"]]
     assert later and later[0]["lambdaDeliveryRecordMetadata"]["retryHint"] == 2
+    stop(kda, app)
+
+
+def test_rows_an_output_never_took_before_a_stop_are_delivered_after_a_restart_from_the_last_stopped_point(
+        clients, setup):
+    """A stop while an output keeps failing must not checkpoint past the rows it never took."""
+    kda, kinesis, _, _ = clients
+    functions = setup["functions"]
+    source, app, tag = unique("io-src"), unique("io-stop"), uuid.uuid4().hex[:8]
+    functions.down[tag] = True
+    make_stream(kinesis, source)
+    kda.create_application(
+        ApplicationName=app, ApplicationCode=PASS_PROGRAM,
+        Inputs=[{"NamePrefix": "SOURCE_SQL_STREAM",
+                 "KinesisStreamsInput": {"ResourceARN": kinesis_arn(source), "RoleARN": ROLE},
+                 "InputSchema": SCHEMA}],
+        Outputs=[{"Name": "DESTINATION_SQL_STREAM",
+                  "LambdaOutput": {"ResourceARN": function_arn(f"down-{tag}"), "RoleARN": ROLE},
+                  "DestinationSchema": {"RecordFormatType": "CSV"}}])
+    start(kda, app)
+    data = rows_of(30, seed=9)
+    put(kinesis, source, data)
+    expected = sorted(f"{r['sym']},{r['qty']}".encode() for r in data)
+    deadline = time.monotonic() + 30
+    while functions.invocations.get(f"down-{tag}", 0) < 2:
+        assert time.monotonic() < deadline, "the output function was never retried"
+        time.sleep(0.1)
+    stop(kda, app)
+    assert functions.delivered.get(tag, []) == []
+    functions.down[tag] = False
+    detail = kda.describe_application(ApplicationName=app)["ApplicationDetail"]
+    kda.start_application(ApplicationName=app, InputConfigurations=[{
+        "Id": detail["InputDescriptions"][0]["InputId"],
+        "InputStartingPositionConfiguration": {"InputStartingPosition": "LAST_STOPPED_POINT"}}])
+    wait_status(kda, app, "RUNNING")
+    deadline = time.monotonic() + 30
+    while len(functions.delivered.get(tag, [])) < len(expected):
+        assert time.monotonic() < deadline, f"rows lost across the stop: {functions.delivered.get(tag)}"
+        time.sleep(0.1)
+    assert sorted(functions.delivered[tag]) == expected
     stop(kda, app)
 
 
