@@ -340,39 +340,38 @@ def firehose_section():
       f"of {f['record_bytes_mean']:,.0f} B (request-log-like, a random token in each). **Live**: {f['seconds']:.0f} s "
       f"into a delivery stream with 5 MiB / 1 s buffering hints; a record's freshness is the write time of the "
       f"object holding it minus its send time (AWS's DataFreshness counts from arrival, so it is a little lower). "
-      f"**Backlog**: {f['backlog_mb']:.0f} MB sent while the bucket does not exist (delivery retries), then the "
-      f"bucket is created; the drain rate is the uncompressed data of every object after the first over the time "
+      f"**Backlog**: {f['backlog_mb']:.0f} MB sent while s3s-fs is stopped (delivery retries), then s3s-fs "
+      f"starts again on the same port and directory; the drain rate is the uncompressed data of every object after the first over the time "
       f"from the first object to the last, delivery with work always waiting. **Limits**, same run, same CPUs: the "
       f"compressor alone (`sluice-perf compress`: the function delivery calls, over 5 MiB objects of the same "
-      f"records) and s3s-fs's PUT rate for objects of the backlog's mean size from one client thread (delivery "
-      f"uploads one object at a time per shard). Compress and upload run one after the other, so the serial bound "
+      f"records) and s3s-fs's PUT rate for objects of the backlog's mean size, one at a time through the S3 client "
+      f"delivery uses (`sluice-perf s3-put`; delivery uploads one object at a time per shard). Compress and upload run one after the other, so the serial bound "
       f"is 1 / (1 / compressor + 1 / PUT).")
     w("")
     w("```bash")
     w(services_command("firehose"))
     w("```")
     w("")
-    w("| format | live: acked records/s | live: acked MB/s | freshness p50 / p99 | backlog drain MB/s | compressor alone MB/s | s3s-fs PUT MB/s (object size) | serial bound MB/s | drain ÷ serial bound |")
-    w("|---|---|---|---|---|---|---|---|---|")
+    w("| format | live: acked records/s | live: acked MB/s | freshness p50 / p99 | backlog drain MB/s | compressor alone MB/s | s3s-fs PUT MB/s (object size) | serial bound MB/s | drain ÷ serial bound | drain ÷ slower limit |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
     verdicts = []
     for name, r in f["formats"].items():
         live, back, comp, put = r["live"], r["backlog"], r["compressor"], r["s3_put"]
-        bound = 1 / (1 / comp["mb_per_s"] + 1 / put["mb_per_s"]) if comp["mb_per_s"] and put["mb_per_s"] else None
+        c, p_ = comp["mb_per_s"], put["mb_per_s"]
+        bound = 1 / (1 / c + 1 / p_)
         drain = back.get("drain_mb_per_s")
-        share = f"{drain / bound * 100:,.0f} %" if drain and bound else "—"
+        cells = ([f"{drain:,.1f}", f"{c:,.1f}", f"{p_:,.1f} ({put['object_bytes'] / 1e6:,.2f} MB)", f"{bound:,.1f}",
+                  f"{drain / bound * 100:,.0f} %", f"{drain / min(c, p_) * 100:,.0f} %"] if drain else
+                 ["— (one object)", f"{c:,.1f}", f"{p_:,.1f}", f"{bound:,.1f}", "—", "—"])
         w(f"| {name} | {live['records_per_s']:,.0f} | {live['mb_per_s']:,.1f} | "
-          f"{live['freshness_p50_s']:.2f} / {live['freshness_p99_s']:.2f} s | "
-          f"{drain:,.1f} | {comp['mb_per_s']:,.1f} | {put['mb_per_s']:,.1f} ({put['object_bytes'] / 1e6:,.2f} MB) | "
-          f"{bound:,.1f} | {share} |" if drain and bound else
-          f"| {name} | {live['records_per_s']:,.0f} | {live['mb_per_s']:,.1f} | "
-          f"{live['freshness_p50_s']:.2f} / {live['freshness_p99_s']:.2f} s | — | {comp['mb_per_s']:,.1f} | "
-          f"{put['mb_per_s']:,.1f} | — | — |")
-        if drain and bound:
-            verdicts.append((name, drain / bound, comp["mb_per_s"] < put["mb_per_s"]))
+          f"{live['freshness_p50_s']:.2f} / {live['freshness_p99_s']:.2f} s | " + " | ".join(cells) + " |")
+        if drain:
+            verdicts.append((name, drain / bound, c < p_, back["objects"]))
     w("")
-    for name, share, comp_slower in verdicts:
+    for name, share, comp_slower, objects in verdicts:
         limit = "the compressor" if comp_slower else "the S3 server's PUT rate"
-        w(f"- {name}: the backlog drained at {share * 100:,.0f} % of the serial bound, whose larger part is {limit}. "
+        w(f"- {name}: the backlog ({objects} objects) drained at {share * 100:,.0f} % of the serial bound, whose "
+          f"larger part is {limit}. "
           + ("Delivery is limited by compression and the destination, not by Sluice's own pipeline."
              if share >= 0.8 else
              f"**Goal missed**: {100 - share * 100:,.0f} % of the bound is lost in Sluice's own pipeline (reading "

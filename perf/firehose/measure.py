@@ -8,15 +8,16 @@ shard core and its service core, which compresses and delivers). For each of GZI
   Each record carries its send time; once every acknowledged record is in the bucket, a record's
   freshness is its object's write time (the file's mtime in s3s-fs's directory) minus its send
   time. Reported: acknowledged records/s and MB/s, freshness p50/p99.
-- backlog: the same producers fill a delivery stream whose bucket does not exist yet with
-  BACKLOG_MB of records (delivery fails and retries, nothing is lost), then the bucket is
-  created. The drain rate is the data of every object after the first divided by the time
+- backlog: the same producers fill a delivery stream with BACKLOG_MB of records while s3s-fs
+  is stopped (delivery fails and retries, nothing is lost), then s3s-fs starts again on the
+  same port and directory. The drain rate is the data of every object after the first divided by the time
   from the first object to the last: delivery with work always waiting, which the producers
   alone cannot show (they are slower than delivery).
 - limits, measured in the same run on the same CPUs: the compressor alone on CPU 0
   (`sluice-perf compress`, the function delivery calls, 5 MiB objects of the same records), and
-  s3s-fs's PUT rate for objects of the size the backlog phase wrote, one client thread on CPU 0
-  (delivery sends one object at a time per shard).
+  s3s-fs's PUT rate for objects of the size the backlog phase wrote, one at a time from CPU 0
+  through the S3 client delivery uses (`sluice-perf s3-put`; delivery sends one object at a
+  time per shard).
 
 Usage: SLUICE_BIN=target/release/sluice SLUICE_PERF_BIN=target/release/sluice-perf \
        .venv/bin/python perf/firehose/measure.py OUT.json
@@ -50,7 +51,7 @@ BATCH = 500
 DECOMPRESS = {"GZIP": gzip.decompress, "ZSTD": lambda b: bytes(cramjam.zstd.decompress(b))}
 
 
-def record_tails(count=256):
+def record_tails(count=4096):
     """Record bodies after the varying head: request-log-like JSON, about 1 KiB, that
     compresses roughly as real logs do (repeated keys and words, a random token)."""
     rng = random.Random(3)
@@ -76,6 +77,13 @@ def record_tails(count=256):
 TAILS = record_tails()
 
 
+def make_record(now, worker, n):
+    """One record: its send time first (freshness reads it back), a random request id that no
+    other record shares (so no compressor finds whole repeated records), then a tail."""
+    rid = base64.b64encode(os.urandom(18)).decode()
+    return f'{{"t":{now:.6f},"w":{worker},"n":{n},"rid":"{rid}",' + TAILS[n % len(TAILS)] + "\n"
+
+
 def produce(endpoint, name, stop, sent, lock, worker):
     """Sends batches until `stop()`; appends (records, bytes) to `sent`."""
     client = firehose_client(endpoint)
@@ -84,8 +92,7 @@ def produce(endpoint, name, stop, sent, lock, worker):
         now = time.time()
         batch = []
         for i in range(BATCH):
-            head = f'{{"t":{now:.6f},"w":{worker},"n":{n + i},'
-            batch.append((head + TAILS[(n + i) % len(TAILS)] + "\n").encode())
+            batch.append(make_record(now, worker, n + i).encode())
         out = client.put_record_batch(DeliveryStreamName=name, Records=[{"Data": r} for r in batch])
         assert out["FailedPutCount"] == 0, out
         n += BATCH
@@ -150,20 +157,26 @@ def live(format_name, s3s, server):
 
 
 def backlog(format_name, s3s, server):
+    """Fills a delivery stream while s3s-fs is down (delivery retries), then starts s3s-fs
+    again on the same port and directory; returns the result and the new s3s-fs."""
     firehose = firehose_client(server.endpoint)
     name = bucket = f"backlog-{format_name.lower()}"
+    s3s.client().create_bucket(Bucket=bucket)
     create(firehose, name, bucket, format_name)
+    root, port = s3s.root, s3s.port
+    s3s.stop()
     per_producer = BACKLOG_MB * 1e6 / PRODUCERS
     _, seconds, records, size = run_producers(server.endpoint, name,
                                               lambda r, b: b >= per_producer)
-    s3s.client().create_bucket(Bucket=bucket)
-    objects = objects_of(pathlib.Path(s3s.root) / bucket, format_name, records)
+    s3s = S3sFs(root, root.parent / f"s3s-fs-{format_name.lower()}.log", port=port)
+    pin(s3s.proc.pid, 1)
+    objects = objects_of(pathlib.Path(root) / bucket, format_name, records)
     first, last = objects[0][0], objects[-1][0]
     after_first = sum(raw for _, _, raw, _ in objects[1:])
     return {"records": records, "bytes": size, "fill_seconds": seconds, "objects": len(objects),
             "object_bytes_mean": statistics.mean(c for _, c, _, _ in objects),
             "drain_seconds": last - first,
-            "drain_mb_per_s": after_first / 1e6 / (last - first) if last > first else None}
+            "drain_mb_per_s": after_first / 1e6 / (last - first) if last > first else None}, s3s
 
 
 def compressor_limit(format_name, sample):
@@ -174,28 +187,17 @@ def compressor_limit(format_name, sample):
     return json.loads(out.stdout)
 
 
-def s3_put_limit(s3s, object_bytes):
-    """One client thread on CPU 0 PUTting objects of `object_bytes` random bytes."""
-    result = {}
-
-    def work():
-        os.sched_setaffinity(0, {0})
-        client = s3s.client()
-        client.create_bucket(Bucket="put-limit")
-        body = random.Random(5).randbytes(int(object_bytes))
-        start = time.time()
-        puts = 0
-        while time.time() - start < LIMIT_SECONDS:
-            client.put_object(Bucket="put-limit", Key=f"o-{puts}", Body=body)
-            puts += 1
-        seconds = time.time() - start
-        result.update(puts=puts, object_bytes=len(body), seconds=seconds,
-                      puts_per_s=puts / seconds, mb_per_s=puts * len(body) / 1e6 / seconds)
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    thread.join()
-    return result
+def s3_put_limit(s3s, bucket, object_bytes):
+    """PUTs of `object_bytes` random bytes, one at a time from CPU 0, through the S3 client
+    delivery uses (`sluice-perf s3-put`)."""
+    s3s.client().create_bucket(Bucket=bucket)
+    out = subprocess.run(
+        ["taskset", "-c", "0", os.environ.get("SLUICE_PERF_BIN", "target/release/sluice-perf"),
+         "s3-put", "--endpoint", s3s.endpoint, "--access-key-id", s3s.access_key,
+         "--secret-access-key", s3s.secret_key, "--bucket", bucket,
+         "--object-bytes", str(int(object_bytes)), "--seconds", str(LIMIT_SECONDS)],
+        check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
 
 
 def pin(pid, cpu):
@@ -207,8 +209,7 @@ def main():
     base = pathlib.Path(tempfile.mkdtemp(prefix="sluice-firehose-perf-"))
     os.environ.setdefault("SLUICE_BIN", "target/release/sluice")
     sample = base / "sample.jsonl"
-    sample.write_text("".join(f'{{"t":0.000000,"w":0,"n":{i},' + TAILS[i % len(TAILS)] + "\n"
-                              for i in range(6000)))
+    sample.write_text("".join(make_record(time.time(), 0, i) for i in range(6000)))
     s3s = S3sFs(base / "s3root", base / "s3s-fs.log")
     server = start_sluice(base / "data", s3s)
     pin(s3s.proc.pid, 1)
@@ -218,10 +219,11 @@ def main():
               "record_bytes_mean": sample.stat().st_size / 6000, "formats": {}}
     try:
         for format_name in ("GZIP", "ZSTD"):
-            row = {"live": live(format_name, s3s, server),
-                   "backlog": backlog(format_name, s3s, server),
-                   "compressor": compressor_limit(format_name, sample)}
-            row["s3_put"] = s3_put_limit(s3s, row["backlog"]["object_bytes_mean"])
+            row = {"live": live(format_name, s3s, server)}
+            row["backlog"], s3s = backlog(format_name, s3s, server)
+            row["compressor"] = compressor_limit(format_name, sample)
+            row["s3_put"] = s3_put_limit(s3s, f"put-limit-{format_name.lower()}",
+                                         row["backlog"]["object_bytes_mean"])
             result["formats"][format_name] = row
             print(format_name, json.dumps(row), flush=True)
     finally:

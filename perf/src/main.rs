@@ -46,6 +46,66 @@ enum Command {
     /// Time Firehose's own compressor alone on this thread: the limit beside a delivery
     /// stream's throughput. Prints one JSON object.
     Compress(CompressArgs),
+    /// Time PUTs of one object size into an S3-compatible server through the S3 client
+    /// Firehose delivery uses, one at a time: the destination's limit beside a delivery
+    /// stream's throughput. Prints one JSON object.
+    S3Put(S3PutArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct S3PutArgs {
+    /// The server's URL (`http://127.0.0.1:9000`).
+    #[arg(long)]
+    endpoint: String,
+    #[arg(long)]
+    access_key_id: String,
+    #[arg(long)]
+    secret_access_key: String,
+    /// An existing bucket.
+    #[arg(long)]
+    bucket: String,
+    #[arg(long)]
+    object_bytes: usize,
+    /// PUT objects for at least this long.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+}
+
+/// `sluice-perf s3-put`: PUTs objects of random bytes one after the other, as delivery does.
+fn s3_put(args: &S3PutArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let sink = sluice_sinks::s3::S3Sink::with_overrides(&sluice_sinks::s3::S3Endpoint {
+            endpoint_url: Some(args.endpoint.clone()),
+            access_key_id: Some(args.access_key_id.clone()),
+            secret_access_key: Some(args.secret_access_key.clone()),
+            region: Some("us-east-1".to_owned()),
+        })
+        .await;
+        let body: Vec<u8> = (0..args.object_bytes).map(|_| rand::random::<u8>()).collect();
+        let started = Instant::now();
+        let mut puts = 0u64;
+        while puts == 0 || started.elapsed().as_secs_f64() < args.seconds {
+            sink.put(&args.bucket, &format!("o-{puts}"), body.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("PUT failed: {e}"))?;
+            puts += 1;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "{}",
+            json!({
+                "puts": puts,
+                "object_bytes": args.object_bytes,
+                "seconds": seconds,
+                "puts_per_s": puts as f64 / seconds,
+                "mb_per_s": (puts * args.object_bytes as u64) as f64 / 1e6 / seconds,
+            })
+        );
+        Ok(())
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -184,6 +244,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => args,
         Command::Plot(plot) => return plot_files(&plot),
         Command::Compress(compress) => return compress_files(&compress),
+        Command::S3Put(put) => return s3_put(&put),
     };
     let runtime = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
