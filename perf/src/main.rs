@@ -84,7 +84,9 @@ fn s3_put(args: &S3PutArgs) -> anyhow::Result<()> {
             region: Some("us-east-1".to_owned()),
         })
         .await;
-        let body: Vec<u8> = (0..args.object_bytes).map(|_| rand::random::<u8>()).collect();
+        let body: Vec<u8> = (0..args.object_bytes)
+            .map(|_| rand::random::<u8>())
+            .collect();
         let started = Instant::now();
         let mut puts = 0u64;
         while puts == 0 || started.elapsed().as_secs_f64() < args.seconds {

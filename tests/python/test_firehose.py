@@ -744,3 +744,79 @@ def test_a_bad_firehose_s3_table_in_the_config_file_stops_the_server_with_a_clea
         capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "access_key_id and secret_access_key must be given together" in run.stderr
+
+
+CBOR = "application/x-amz-cbor-1.1"
+
+
+def cbor_call(endpoint, operation, body):
+    """A Firehose request in CBOR 1.1 (the Java SDK's Kinesis conventions), encoded by cbor2 and
+    signed by botocore's own SigV4 signer; returns (status, content type, decoded body)."""
+    import botocore.auth
+    import botocore.awsrequest
+    import botocore.credentials
+    import cbor2
+    import urllib3
+
+    from conftest import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+
+    request = botocore.awsrequest.AWSRequest(
+        method="POST", url=endpoint + "/", data=cbor2.dumps(body),
+        headers={"Content-Type": CBOR, "X-Amz-Target": f"Firehose_20150804.{operation}"})
+    botocore.auth.SigV4Auth(
+        botocore.credentials.Credentials(ACCESS_KEY_ID, SECRET_ACCESS_KEY), "firehose", REGION,
+    ).add_auth(request)
+    prepared = request.prepare()
+    response = urllib3.PoolManager().request(
+        "POST", prepared.url, body=prepared.body, headers=dict(prepared.headers))
+    # Keep tag 1 raw: its value is epoch milliseconds, not RFC 8949's seconds.
+    decoded = cbor2.loads(response.data, semantic_decoders={1: lambda v, _i: cbor2.CBORTag(1, v)}) \
+        if response.data else None
+    return response.status, response.headers.get("Content-Type"), decoded
+
+
+def test_the_firehose_api_speaks_cbor_with_binary_records_and_millisecond_timestamps(server, s3, name, bucket):
+    import cbor2
+
+    before_ms = int(time.time() * 1000)
+    status, content_type, created = cbor_call(server.endpoint, "CreateDeliveryStream", {
+        "DeliveryStreamName": name, "DeliveryStreamType": "DirectPut",
+        "ExtendedS3DestinationConfiguration": s3_config(
+            bucket, BufferingHints={"SizeInMBs": 1, "IntervalInSeconds": 0})})
+    assert (status, content_type) == (200, CBOR), created
+    assert created["DeliveryStreamARN"].endswith(f":deliverystream/{name}")
+    deadline = time.monotonic() + 20
+    while True:
+        status, _, described = cbor_call(server.endpoint, "DescribeDeliveryStream", {"DeliveryStreamName": name})
+        assert status == 200, described
+        description = described["DeliveryStreamDescription"]
+        if description["DeliveryStreamStatus"] == "ACTIVE":
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    created_at = description["CreateTimestamp"]
+    assert isinstance(created_at, cbor2.CBORTag) and created_at.tag == 1
+    assert before_ms - 1000 <= created_at.value <= int(time.time() * 1000) + 1000
+    # Records are byte strings, every byte value included.
+    one = bytes(range(256))
+    batch = [bytes([i]) * (i + 1) for i in range(10)]
+    status, _, put = cbor_call(server.endpoint, "PutRecord", {"DeliveryStreamName": name, "Record": {"Data": one}})
+    assert status == 200 and put["RecordId"], put
+    status, _, put = cbor_call(server.endpoint, "PutRecordBatch", {
+        "DeliveryStreamName": name, "Records": [{"Data": d} for d in batch]})
+    assert status == 200 and put["FailedPutCount"] == 0 and len(put["RequestResponses"]) == 10, put
+    expected = one + b"".join(batch)
+
+    def bodies(keys):
+        return [s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys]
+    keys = wait_for_keys(s3, bucket, "", lambda keys: sum(map(len, bodies(keys))) >= len(expected))
+    # Objects written in the same second have no order by name: some order of them holds the
+    # records exactly as sent.
+    import itertools
+    assert any(b"".join(p) == expected for p in itertools.permutations(bodies(keys))), bodies(keys)
+    # Errors come back in CBOR too, with AWS's type.
+    status, content_type, error = cbor_call(server.endpoint, "DescribeDeliveryStream", {"DeliveryStreamName": "nope"})
+    assert (status, content_type) == (400, CBOR)
+    assert error["__type"] == "ResourceNotFoundException" and error["message"]
+    status, _, error = cbor_call(server.endpoint, "PutRecord", {"DeliveryStreamName": name, "Record": {"Data": "not bytes"}})
+    assert status == 400, error

@@ -8,6 +8,7 @@
 //! engine's group commit under `durability = "fsync"`), so an acknowledged record survives a
 //! crash; its RecordId is the record's sequence number in that stream.
 
+mod cbor;
 mod describe;
 mod s3_config;
 mod validate;
@@ -81,21 +82,46 @@ impl<R: RecordLog> Firehose<R> {
         now: SystemTime,
     ) -> HttpResponse {
         let request_id = uuid::Uuid::new_v4().hyphenated().to_string();
-        let result = self.dispatch(api, &req, auth, now).await;
+        let is_cbor = req
+            .content_type
+            .is_some_and(|t| t.eq_ignore_ascii_case(cbor::CONTENT_TYPE));
+        // A CBOR body is checked as the JSON document it maps to (`cbor.rs`); its signature is
+        // still verified over the bytes that were sent.
+        let converted = if is_cbor && !req.body.is_empty() {
+            cbor::to_json(req.body).map(|json| json.to_string().into_bytes())
+        } else {
+            Ok(req.body.to_vec())
+        };
+        let result = match converted {
+            Ok(json_body) => self.dispatch(api, &req, &json_body, auth, now).await,
+            Err(message) => Err(FirehoseError::new(ErrorKind::Serialization, message)),
+        };
         let (status, body) = match result {
+            Ok(body) if is_cbor => (200, cbor::from_json(&body)),
             Ok(body) => (200, body.to_string().into_bytes()),
             Err(error) => {
                 if error.kind == ErrorKind::InternalFailure {
                     tracing::warn!(message = %error.message, "A Firehose call failed.");
                 }
-                error.body()
+                let (status, body) = error.body();
+                if is_cbor {
+                    let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    (status, cbor::from_json(&json))
+                } else {
+                    (status, body)
+                }
             }
+        };
+        let content_type = if is_cbor {
+            cbor::CONTENT_TYPE
+        } else {
+            CONTENT_TYPE
         };
         HttpResponse {
             status,
             headers: vec![
                 ("x-amzn-RequestId", request_id),
-                ("Content-Type", CONTENT_TYPE.to_owned()),
+                ("Content-Type", content_type.to_owned()),
             ],
             body,
         }
@@ -105,6 +131,7 @@ impl<R: RecordLog> Firehose<R> {
         &self,
         api: &A,
         req: &HttpRequest<'_>,
+        json_body: &[u8],
         auth: &AuthConfig,
         now: SystemTime,
     ) -> Result<Value, FirehoseError> {
@@ -135,7 +162,11 @@ impl<R: RecordLog> Firehose<R> {
             };
             return Err(FirehoseError::new(kind, error.message));
         }
-        let body: &[u8] = if req.body.is_empty() { b"{}" } else { req.body };
+        let body: &[u8] = if json_body.is_empty() {
+            b"{}"
+        } else {
+            json_body
+        };
         let now_ms = now_ms(now);
         macro_rules! decode {
             () => {
