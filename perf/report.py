@@ -352,30 +352,43 @@ def firehose_section():
     w(services_command("firehose"))
     w("```")
     w("")
-    w("| format | live: acked records/s | live: acked MB/s | freshness p50 / p99 | backlog drain MB/s | compressor alone MB/s | s3s-fs PUT MB/s (object size) | serial bound MB/s | drain ÷ serial bound | drain ÷ slower limit |")
-    w("|---|---|---|---|---|---|---|---|---|---|")
+    w("| format | live: acked records/s | live: acked MB/s | freshness p50 / p99 | backlog drain MB/s | compressor alone MB/s | compression ratio | s3s-fs PUT MB/s of objects (size) | PUT limit in MB/s of records | serial bound MB/s | drain ÷ serial bound | drain ÷ slower limit |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
     verdicts = []
     for name, r in f["formats"].items():
         live, back, comp, put = r["live"], r["backlog"], r["compressor"], r["s3_put"]
-        c, p_ = comp["mb_per_s"], put["mb_per_s"]
+        # Rates of records (uncompressed MB/s); an object of 1 MB of records is `ratio` MB sent.
+        ratio = comp["bytes_out"] / comp["bytes_in"]
+        c, p_ = comp["mb_per_s"], put["mb_per_s"] / ratio
         bound = 1 / (1 / c + 1 / p_)
         drain = back.get("drain_mb_per_s")
-        cells = ([f"{drain:,.1f}", f"{c:,.1f}", f"{p_:,.1f} ({put['object_bytes'] / 1e6:,.2f} MB)", f"{bound:,.1f}",
-                  f"{drain / bound * 100:,.0f} %", f"{drain / min(c, p_) * 100:,.0f} %"] if drain else
-                 ["— (one object)", f"{c:,.1f}", f"{p_:,.1f}", f"{bound:,.1f}", "—", "—"])
-        w(f"| {name} | {live['records_per_s']:,.0f} | {live['mb_per_s']:,.1f} | "
-          f"{live['freshness_p50_s']:.2f} / {live['freshness_p99_s']:.2f} s | " + " | ".join(cells) + " |")
+        head = (f"| {name} | {live['records_per_s']:,.0f} | {live['mb_per_s']:,.1f} | "
+                f"{live['freshness_p50_s']:.2f} / {live['freshness_p99_s']:.2f} s | ")
+        limits = [f"{c:,.1f}", f"{ratio:.3f}", f"{put['mb_per_s']:,.1f} ({put['object_bytes'] / 1e6:,.2f} MB)",
+                  f"{p_:,.1f}", f"{bound:,.1f}"]
         if drain:
-            verdicts.append((name, drain / bound, c < p_, back["objects"]))
+            w(head + " | ".join([f"{drain:,.1f}"] + limits + [f"{drain / bound * 100:,.0f} %",
+                                                            f"{drain / min(c, p_) * 100:,.0f} %"]) + " |")
+            verdicts.append((name, drain / bound, c < p_, back["objects"], live))
+        else:
+            w(head + " | ".join(["— (one object)"] + limits + ["—", "—"]) + " |")
     w("")
-    for name, share, comp_slower, objects in verdicts:
+    w("Compressing an object and uploading it run one after the other within a shard, so the serial bound adds "
+      "their times per MB of records: 1 / (1 / compressor + 1 / PUT limit), the PUT limit being s3s-fs's rate "
+      "divided by the compression ratio.")
+    w("")
+    for name, share, comp_slower, objects, live in verdicts:
         limit = "the compressor" if comp_slower else "the S3 server's PUT rate"
-        w(f"- {name}: the backlog ({objects} objects) drained at {share * 100:,.0f} % of the serial bound, whose "
-          f"larger part is {limit}. "
-          + ("Delivery is limited by compression and the destination, not by Sluice's own pipeline."
-             if share >= 0.8 else
-             f"**Goal missed**: {100 - share * 100:,.0f} % of the bound is lost in Sluice's own pipeline (reading "
-             f"the internal stream, buffering, the checkpoint after each object)."))
+        text = (f"- {name}: the backlog ({objects} objects) drained at {share * 100:,.0f} % of the serial bound, most "
+                f"of which is {limit}. ")
+        text += ("Delivery is limited by compression and the destination, not by Sluice's own pipeline."
+                 if share >= 0.8 else
+                 f"**Goal missed**: {100 - share * 100:,.0f} % of the bound is lost in Sluice's own pipeline (reading "
+                 f"the internal stream, buffering, the checkpoint after each object).")
+        if live["freshness_p50_s"] > 2:
+            text += (f" The live producers sent {live['mb_per_s']:,.1f} MB/s, more than this delivery drains, so the "
+                     f"backlog grew for the whole run: hence freshness p50 {live['freshness_p50_s']:.1f} s.")
+        w(text)
     live_rates = [r["live"]["mb_per_s"] for r in f["formats"].values()]
     drains = [r["backlog"].get("drain_mb_per_s") or 0 for r in f["formats"].values()]
     if live_rates and drains and max(live_rates) < min(drains):

@@ -51,7 +51,7 @@ BATCH = 500
 DECOMPRESS = {"GZIP": gzip.decompress, "ZSTD": lambda b: bytes(cramjam.zstd.decompress(b))}
 
 
-def record_tails(count=4096):
+def record_tails(count=16384):
     """Record bodies after the varying head: request-log-like JSON, about 1 KiB, that
     compresses roughly as real logs do (repeated keys and words, a random token)."""
     rng = random.Random(3)
@@ -79,9 +79,12 @@ TAILS = record_tails()
 
 def make_record(now, worker, n):
     """One record: its send time first (freshness reads it back), a random request id that no
-    other record shares (so no compressor finds whole repeated records), then a tail."""
+    other record shares, then a tail. Each worker starts at its own place in the pool, so no
+    two workers send the same tails together: an object (about 5,000 records) holds no tail
+    twice, and a compressor with a long window (ZSTD) finds no whole repeated records."""
     rid = base64.b64encode(os.urandom(18)).decode()
-    return f'{{"t":{now:.6f},"w":{worker},"n":{n},"rid":"{rid}",' + TAILS[n % len(TAILS)] + "\n"
+    tail = TAILS[(n + worker * 5003) % len(TAILS)]
+    return f'{{"t":{now:.6f},"w":{worker},"n":{n},"rid":"{rid}",' + tail + "\n"
 
 
 def produce(endpoint, name, stop, sent, lock, worker):
@@ -209,14 +212,18 @@ def main():
     base = pathlib.Path(tempfile.mkdtemp(prefix="sluice-firehose-perf-"))
     os.environ.setdefault("SLUICE_BIN", "target/release/sluice")
     sample = base / "sample.jsonl"
-    sample.write_text("".join(make_record(time.time(), 0, i) for i in range(6000)))
+    # The compressor's sample is made as the producers make records: batches of BATCH from each
+    # worker in turn.
+    sample.write_text("".join(make_record(time.time(), w, k * BATCH + i)
+                              for k in range(6000 // (BATCH * PRODUCERS) + 1)
+                              for w in range(PRODUCERS) for i in range(BATCH)))
     s3s = S3sFs(base / "s3root", base / "s3s-fs.log")
     server = start_sluice(base / "data", s3s)
     pin(s3s.proc.pid, 1)
     pin(server.proc.pid, 0)
     os.sched_setaffinity(0, {1})
     result = {"producers": PRODUCERS, "batch": BATCH, "seconds": SECONDS, "backlog_mb": BACKLOG_MB,
-              "record_bytes_mean": sample.stat().st_size / 6000, "formats": {}}
+              "record_bytes_mean": sample.stat().st_size / sample.read_text().count("\n"), "formats": {}}
     try:
         for format_name in ("GZIP", "ZSTD"):
             row = {"live": live(format_name, s3s, server)}
