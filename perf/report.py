@@ -761,7 +761,7 @@ if benches:
     for name, median_ns, lo, hi, rate in benches:
         w(f"| `{name}` | {fmt_ns(median_ns)} | {fmt_ns(lo)} – {fmt_ns(hi)} | {rate} |")
 else:
-    w("Not run in this invocation (`SKIP_BENCHES=1`, or `cargo bench` failed: see the raw results' `logs/bench.log`).")
+    w("Not run in this invocation (`SKIP_BENCHES=1`, or `cargo bench` failed or was stopped: see the raw results' `logs/bench.log`).")
 w("")
 
 # ---- targets -------------------------------------------------------------------------------
