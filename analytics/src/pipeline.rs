@@ -346,56 +346,56 @@ impl Pipeline {
             .collect()
     }
 
-    /// The names of the ROWTIME window pumps (tumbling and stagger).
-    pub fn rowtime_window_pumps(&self) -> Vec<String> {
+    /// The names of the window pumps over event time (`true`) or over ROWTIME (`false`:
+    /// tumbling and stagger).
+    fn window_pumps(&self, event_time: bool) -> Vec<String> {
         self.pumps
             .iter()
-            .filter(|p| p.window.as_ref().is_some_and(|w| !w.is_event_time()))
+            .filter(|p| {
+                p.window
+                    .as_ref()
+                    .is_some_and(|w| w.is_event_time() == event_time)
+            })
             .map(|p| p.plan.name.clone())
             .collect()
+    }
+
+    /// Pump `pump`'s window if it is over event time (`true`) or over ROWTIME (`false`).
+    fn window_of(&mut self, pump: &str, event_time: bool) -> Option<&mut TumblingState> {
+        self.pumps
+            .iter_mut()
+            .filter(|p| p.plan.name == pump)
+            .find_map(|p| {
+                p.window
+                    .as_mut()
+                    .filter(|w| w.is_event_time() == event_time)
+            })
+    }
+
+    /// The names of the ROWTIME window pumps (tumbling and stagger).
+    pub fn rowtime_window_pumps(&self) -> Vec<String> {
+        self.window_pumps(false)
     }
 
     /// Restores pump `pump`'s replay floor before the first record; `false` if no ROWTIME
     /// window pump has that name (the program changed).
     pub fn restore_replay_floor(&mut self, pump: &str, floor_ms: i64) -> bool {
-        let window = self
-            .pumps
-            .iter_mut()
-            .filter(|p| p.plan.name == pump)
-            .find_map(|p| p.window.as_mut().filter(|w| !w.is_event_time()));
-        match window {
-            Some(window) => {
-                window.restore_replay_floor(floor_ms);
-                true
-            }
-            None => false,
-        }
+        self.window_of(pump, false)
+            .map(|window| window.restore_replay_floor(floor_ms))
+            .is_some()
     }
 
     /// The names of the event-time window pumps.
     pub fn event_time_pumps(&self) -> Vec<String> {
-        self.pumps
-            .iter()
-            .filter(|p| p.window.as_ref().is_some_and(TumblingState::is_event_time))
-            .map(|p| p.plan.name.clone())
-            .collect()
+        self.window_pumps(true)
     }
 
     /// Restores pump `pump`'s event-time checkpoint before the first record; `false` if no
     /// event-time window pump has that name (the program changed).
     pub fn restore_event_time(&mut self, pump: &str, checkpoint: EventTimeCheckpoint) -> bool {
-        let window = self
-            .pumps
-            .iter_mut()
-            .filter(|p| p.plan.name == pump)
-            .find_map(|p| p.window.as_mut().filter(|w| w.is_event_time()));
-        match window {
-            Some(window) => {
-                window.restore_event_time(checkpoint);
-                true
-            }
-            None => false,
-        }
+        self.window_of(pump, true)
+            .map(|window| window.restore_event_time(checkpoint))
+            .is_some()
     }
 
     /// The input has ended (a file run): emits every event-time window still open.

@@ -56,6 +56,32 @@ fn schema_of(json: &str) -> Result<crate::input::InputSchema, RunError> {
     wire.to_domain().map_err(RunError::Schema)
 }
 
+/// The streams whose rows a run reports: the chosen ones, or every stream the program creates.
+fn output_streams(
+    program: &crate::program::Program,
+    pipeline: &Pipeline,
+    options: &RunOptions,
+) -> Result<Vec<String>, RunError> {
+    let outputs: Vec<String> = if options.outputs.is_empty() {
+        program.streams.iter().map(|s| s.name.clone()).collect()
+    } else {
+        options.outputs.clone()
+    };
+    match outputs.iter().find(|name| pipeline.shape(name).is_none()) {
+        Some(name) => Err(RunError::UnknownOutput(name.clone())),
+        None => Ok(outputs),
+    }
+}
+
+/// Each record with its ROWTIME: `start_ms`, then one `step_ms` more per record.
+fn timed<'a>(records: &[&'a [u8]], options: &RunOptions) -> Vec<(&'a [u8], i64)> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (*r, options.start_ms + i as i64 * options.step_ms))
+        .collect()
+}
+
 /// [`run`] with reference tables, loaded before the first record.
 pub fn run_with_references(
     sql: &str,
@@ -90,21 +116,8 @@ pub fn run_with_references(
         .map_err(|e| RunError::Schema(e.to_string()))?;
         pipeline.install_table(reference.table, parsed, options.start_ms);
     }
-    let outputs: Vec<String> = if options.outputs.is_empty() {
-        program.streams.iter().map(|s| s.name.clone()).collect()
-    } else {
-        options.outputs.clone()
-    };
-    for name in &outputs {
-        if pipeline.shape(name).is_none() {
-            return Err(RunError::UnknownOutput(name.clone()));
-        }
-    }
-    let timed: Vec<(&[u8], i64)> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (*r, options.start_ms + i as i64 * options.step_ms))
-        .collect();
+    let outputs = output_streams(&program, &pipeline, options)?;
+    let timed = timed(records, options);
     let mut emissions = Emissions::default();
     let end = timed.last().map_or(options.start_ms, |(_, t)| *t);
     for chunk in timed.chunks(1024) {
@@ -166,21 +179,8 @@ pub fn measure(
         schema,
     };
     let mut pipeline = Pipeline::compile_with_tables(&program, &[input], &[])?;
-    let outputs: Vec<String> = if options.outputs.is_empty() {
-        program.streams.iter().map(|s| s.name.clone()).collect()
-    } else {
-        options.outputs.clone()
-    };
-    for name in &outputs {
-        if pipeline.shape(name).is_none() {
-            return Err(RunError::UnknownOutput(name.clone()));
-        }
-    }
-    let timed: Vec<(&[u8], i64)> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (*r, options.start_ms + i as i64 * options.step_ms))
-        .collect();
+    let outputs = output_streams(&program, &pipeline, options)?;
+    let timed = timed(records, options);
     let mut rows_out = 0;
     let mut count = |emissions: &mut Emissions| {
         for (stream, batch) in emissions.batches.drain(..) {

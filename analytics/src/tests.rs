@@ -1615,100 +1615,85 @@ fn a_restart_from_an_event_time_checkpoint_after_any_record_equals_an_uninterrup
 
 #[test]
 fn event_time_clauses_the_planner_cannot_run_are_rejected_with_positions() {
-    let rejected = |sql: &str| match run(sql, EVENT_SCHEMA, &[], &options(&[], 1)) {
-        Err(RunError::Code(error)) => error,
-        other => panic!("rejected: {other:?}"),
+    let compile = |query: &str, clause: &str| {
+        let head = "CREATE OR REPLACE STREAM \"OUT\" (\"sym\" VARCHAR(8), \"n\" BIGINT);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n";
+        // Line 3 is the query, line 4 the clause.
+        let sql = format!("{head}  {query}\n  WINDOWED BY EVENT TIME {clause};");
+        run(&sql, EVENT_SCHEMA, &[], &options(&[], 1))
     };
-    let head = "CREATE OR REPLACE STREAM \"OUT\" (\"sym\" VARCHAR(8), \"n\" BIGINT);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"OUT\"\n";
-    // Line 3 is the query, line 4 the clause.
-    let grouped = "  SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", STEP(\"evt\" BY INTERVAL '10' SECOND)\n";
-
-    let error = rejected(&format!(
-        "{head}{grouped}  WINDOWED BY EVENT TIME (\"evt\") ALLOWED LATENESS INTERVAL '1' SECOND;"
-    ));
-    assert_eq!((error.position.line, error.position.column), (4, 34));
-    assert!(error.message.contains("WATERMARK"), "{}", error.message);
-
-    let error = rejected(&format!(
-        "{head}{grouped}  WINDOWED BY EVENT TIME (\"sym\") WATERMARK INTERVAL '1' SECOND;"
-    ));
-    assert_eq!((error.position.line, error.position.column), (4, 27));
-    assert!(
-        error.message.contains("must be a TIMESTAMP column"),
-        "{}",
-        error.message
-    );
-
-    let error = rejected(&format!(
-        "{head}{grouped}  WINDOWED BY EVENT TIME (ROWTIME) WATERMARK INTERVAL '1' SECOND;"
-    ));
-    assert_eq!((error.position.line, error.position.column), (4, 27));
-    assert!(
-        error.message.contains("ROWTIME is the arrival time"),
-        "{}",
-        error.message
-    );
-
-    let error = rejected(&format!(
-        "{head}{grouped}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '-1' SECOND;"
-    ));
-    assert_eq!(error.position.line, 4);
-    assert!(error.message.contains("zero or more"), "{}", error.message);
-
-    let rowtime_bucket = "  SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", STEP(\"SRC_001\".ROWTIME BY INTERVAL '10' SECOND)\n";
-    let error = rejected(&format!(
-        "{head}{rowtime_bucket}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '1' SECOND;"
-    ));
-    // At the bucket's ROWTIME operand.
-    assert_eq!((error.position.line, error.position.column), (3, 69));
-    assert!(
-        error.message.contains("not of ROWTIME"),
-        "{}",
-        error.message
-    );
-
-    let no_bucket = "  SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", FLOOR(\"evt\" TO MINUTE), \"qty\"\n";
-    let ok = run(
-        &format!(
-            "{head}{no_bucket}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '0' SECOND;"
+    let grouped = "SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", STEP(\"evt\" BY INTERVAL '10' SECOND)";
+    let watermark = "(\"evt\") WATERMARK INTERVAL '1' SECOND";
+    // (query, clause, line and column, or only the line, of the error; what it says)
+    let cases: [(&str, &str, (u64, Option<u64>), &str); 8] = [
+        (
+            grouped,
+            "(\"evt\") ALLOWED LATENESS INTERVAL '1' SECOND",
+            (4, Some(34)),
+            "WATERMARK",
         ),
-        EVENT_SCHEMA,
-        &[],
-        &options(&[], 1),
+        (
+            grouped,
+            "(\"sym\") WATERMARK INTERVAL '1' SECOND",
+            (4, Some(27)),
+            "must be a TIMESTAMP column",
+        ),
+        (
+            grouped,
+            "(ROWTIME) WATERMARK INTERVAL '1' SECOND",
+            (4, Some(27)),
+            "ROWTIME is the arrival time",
+        ),
+        (
+            grouped,
+            "(\"evt\") WATERMARK INTERVAL '-1' SECOND",
+            (4, None),
+            "zero or more",
+        ),
+        // At the bucket's ROWTIME operand.
+        (
+            "SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", STEP(\"SRC_001\".ROWTIME BY INTERVAL '10' SECOND)",
+            watermark,
+            (3, Some(69)),
+            "not of ROWTIME",
+        ),
+        (
+            "SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", \"qty\"",
+            watermark,
+            (4, Some(3)),
+            "needs GROUP BY STEP(\"evt\"",
+        ),
+        (
+            "SELECT STREAM \"sym\", \"qty\" FROM \"SRC_001\"",
+            watermark,
+            (4, Some(3)),
+            "needs a GROUP BY",
+        ),
+        (
+            "SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" WINDOWED BY STAGGER (PARTITION BY \"sym\" RANGE INTERVAL '1' MINUTE)",
+            watermark,
+            (4, Some(3)),
+            "stagger",
+        ),
+    ];
+    for (query, clause, (line, column), needle) in cases {
+        let error = match compile(query, clause) {
+            Err(RunError::Code(error)) => error,
+            other => panic!("{clause} after {query} should be rejected: {other:?}"),
+        };
+        assert_eq!(error.position.line, line, "{clause}: {}", error.message);
+        if let Some(column) = column {
+            assert_eq!(error.position.column, column, "{clause}: {}", error.message);
+        }
+        assert!(error.message.contains(needle), "{}", error.message);
+    }
+    let floor = compile(
+        "SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", FLOOR(\"evt\" TO MINUTE), \"qty\"",
+        "(\"evt\") WATERMARK INTERVAL '0' SECOND",
     );
     assert!(
-        ok.is_ok(),
-        "FLOOR over the event-time column is a window: {ok:?}"
+        floor.is_ok(),
+        "FLOOR over the event-time column is a window: {floor:?}"
     );
-    let only_keys =
-        "  SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", \"qty\"\n";
-    let error = rejected(&format!(
-        "{head}{only_keys}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '1' SECOND;"
-    ));
-    assert_eq!((error.position.line, error.position.column), (4, 3));
-    assert!(
-        error.message.contains("needs GROUP BY STEP(\"evt\""),
-        "{}",
-        error.message
-    );
-
-    let ungrouped = "  SELECT STREAM \"sym\", \"qty\" FROM \"SRC_001\"\n";
-    let error = rejected(&format!(
-        "{head}{ungrouped}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '1' SECOND;"
-    ));
-    assert_eq!((error.position.line, error.position.column), (4, 3));
-    assert!(
-        error.message.contains("needs a GROUP BY"),
-        "{}",
-        error.message
-    );
-
-    let stagger = "  SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" WINDOWED BY STAGGER (PARTITION BY \"sym\" RANGE INTERVAL '1' MINUTE)\n";
-    let error = rejected(&format!(
-        "{head}{stagger}  WINDOWED BY EVENT TIME (\"evt\") WATERMARK INTERVAL '1' SECOND;"
-    ));
-    assert_eq!((error.position.line, error.position.column), (4, 3));
-    assert!(error.message.contains("stagger"), "{}", error.message);
 }
 
 /// Guards against a restart that loses rows of a ROWTIME tumbling window or reopens one already

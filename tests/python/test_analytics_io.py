@@ -303,10 +303,8 @@ def test_rows_written_to_a_delivery_stream_reach_its_s3_bucket_as_put_records_wo
     stop(kda, app)
 
 
-def test_a_lambda_output_gets_the_rows_of_a_failed_invocation_and_of_delivery_failures_again(clients, setup):
-    kda, kinesis, _, _ = clients
-    functions = setup["functions"]
-    source, app, tag = unique("io-src"), unique("io-lambda-out"), uuid.uuid4().hex[:8]
+def lambda_output_application(kda, kinesis, source, app, function):
+    """A new stream `source` and application `app` passing its rows, as CSV, to `function`."""
     make_stream(kinesis, source)
     kda.create_application(
         ApplicationName=app, ApplicationCode=PASS_PROGRAM,
@@ -314,8 +312,15 @@ def test_a_lambda_output_gets_the_rows_of_a_failed_invocation_and_of_delivery_fa
                  "KinesisStreamsInput": {"ResourceARN": kinesis_arn(source), "RoleARN": ROLE},
                  "InputSchema": SCHEMA}],
         Outputs=[{"Name": "DESTINATION_SQL_STREAM",
-                  "LambdaOutput": {"ResourceARN": function_arn(f"flaky-{tag}"), "RoleARN": ROLE},
+                  "LambdaOutput": {"ResourceARN": function_arn(function), "RoleARN": ROLE},
                   "DestinationSchema": {"RecordFormatType": "CSV"}}])
+
+
+def test_a_lambda_output_gets_the_rows_of_a_failed_invocation_and_of_delivery_failures_again(clients, setup):
+    kda, kinesis, _, _ = clients
+    functions = setup["functions"]
+    source, app, tag = unique("io-src"), unique("io-lambda-out"), uuid.uuid4().hex[:8]
+    lambda_output_application(kda, kinesis, source, app, f"flaky-{tag}")
     detail = kda.describe_application(ApplicationName=app)["ApplicationDetail"]
     assert detail["OutputDescriptions"][0]["LambdaOutputDescription"] == {
         "ResourceARN": function_arn(f"flaky-{tag}"), "RoleARN": ROLE}
@@ -353,15 +358,7 @@ def test_rows_an_output_never_took_before_a_stop_are_delivered_after_a_restart_f
     functions = setup["functions"]
     source, app, tag = unique("io-src"), unique("io-stop"), uuid.uuid4().hex[:8]
     functions.down[tag] = True
-    make_stream(kinesis, source)
-    kda.create_application(
-        ApplicationName=app, ApplicationCode=PASS_PROGRAM,
-        Inputs=[{"NamePrefix": "SOURCE_SQL_STREAM",
-                 "KinesisStreamsInput": {"ResourceARN": kinesis_arn(source), "RoleARN": ROLE},
-                 "InputSchema": SCHEMA}],
-        Outputs=[{"Name": "DESTINATION_SQL_STREAM",
-                  "LambdaOutput": {"ResourceARN": function_arn(f"down-{tag}"), "RoleARN": ROLE},
-                  "DestinationSchema": {"RecordFormatType": "CSV"}}])
+    lambda_output_application(kda, kinesis, source, app, f"down-{tag}")
     start(kda, app)
     data = rows_of(30, seed=9)
     put(kinesis, source, data)
