@@ -1496,6 +1496,18 @@ fn event_time_windows_take_out_of_order_rows_within_lateness_and_close_by_waterm
     assert!(crate::metrics::Metric::LateRowsTotal.get() > late_before);
 }
 
+/// Feeds `records` to input 0 one at a time, each at its own ROWTIME; what the pipeline emitted.
+fn feed(
+    pipeline: &mut crate::pipeline::Pipeline,
+    records: &[(&[u8], i64)],
+) -> crate::pipeline::Emissions {
+    let mut out = crate::pipeline::Emissions::default();
+    for record in records {
+        pipeline.ingest(0, std::slice::from_ref(record), record.1, &mut out);
+    }
+    out
+}
+
 /// The rows a pipeline emitted into `stream`, as JSON lines.
 fn emitted(
     pipeline: &crate::pipeline::Pipeline,
@@ -1581,10 +1593,7 @@ fn a_restart_from_an_event_time_checkpoint_after_any_record_equals_an_uninterrup
 
     for cut in 1..records.len() {
         let mut first = event_pipeline();
-        let mut before = crate::pipeline::Emissions::default();
-        for record in &records[..cut] {
-            first.ingest(0, std::slice::from_ref(record), record.1, &mut before);
-        }
+        let before = feed(&mut first, &records[..cut]);
         let resume = match first.oldest_open_ms() {
             Some(oldest) => records
                 .iter()
@@ -1597,10 +1606,7 @@ fn a_restart_from_an_event_time_checkpoint_after_any_record_equals_an_uninterrup
         for (pump, checkpoint) in first.event_time_checkpoints() {
             assert!(second.restore_event_time(&pump, checkpoint));
         }
-        let mut after = crate::pipeline::Emissions::default();
-        for record in &records[resume..] {
-            second.ingest(0, std::slice::from_ref(record), record.1, &mut after);
-        }
+        let after = feed(&mut second, &records[resume..]);
         let mut rows = emitted(&first, &before, "OUT");
         rows.extend(emitted(&second, &after, "OUT"));
         assert_eq!(
@@ -1749,10 +1755,7 @@ fn a_restart_of_tumbling_windows_after_any_record_equals_an_uninterrupted_run() 
 
         for cut in 1..records.len() {
             let mut first = compile();
-            let mut before = crate::pipeline::Emissions::default();
-            for record in &records[..cut] {
-                first.ingest(0, std::slice::from_ref(record), record.1, &mut before);
-            }
+            let before = feed(&mut first, &records[..cut]);
             let resume = match first.oldest_open_ms() {
                 Some(oldest) => marks
                     .iter()
@@ -1765,10 +1768,7 @@ fn a_restart_of_tumbling_windows_after_any_record_equals_an_uninterrupted_run() 
             for (pump, floor) in first.replay_floors() {
                 assert!(second.restore_replay_floor(&pump, floor));
             }
-            let mut after = crate::pipeline::Emissions::default();
-            for record in &records[resume..] {
-                second.ingest(0, std::slice::from_ref(record), record.1, &mut after);
-            }
+            let after = feed(&mut second, &records[resume..]);
             let mut rows = emitted(&first, &before, "OUT");
             rows.extend(emitted(&second, &after, "OUT"));
             rows.sort();
