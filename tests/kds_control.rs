@@ -518,9 +518,11 @@ async fn warm_throughput_and_account_settings_round_trip() {
 
 #[tokio::test]
 async fn consumers_register_describe_list_and_deregister() {
+    // DELETING must still be seen right after the deregistration on a loaded machine: a delete
+    // delay well beyond one slow round trip, and a wait for the end that polls.
     let server = Server::options()
         .flag("--create-delay-ms", 100)
-        .flag("--delete-delay-ms", 100)
+        .flag("--delete-delay-ms", 1500)
         .start();
     let client = server.client();
     create_active_stream(&client, "efo", 1).await;
@@ -619,14 +621,20 @@ async fn consumers_register_describe_list_and_deregister() {
             .map(|d| d.consumer_status().clone()),
         Some(ConsumerStatus::Deleting)
     );
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let (code, message) = expect_error(
-        client
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (code, message) = loop {
+        match client
             .describe_stream_consumer()
             .consumer_arn(&arn)
             .send()
-            .await,
-    );
+            .await
+        {
+            Ok(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => break expect_error(result),
+        }
+    };
     assert_eq!(code, "ResourceNotFoundException");
     assert!(message.contains(ACCOUNT_ID), "{message}");
     client
