@@ -269,19 +269,25 @@ def error_code(excinfo):
     return excinfo.value.response["Error"]["Code"]
 
 
-def test_rows_written_to_a_delivery_stream_reach_its_s3_bucket_as_put_records_would(clients):
-    kda, kinesis, firehose, s3 = clients
-    source, delivery, app = unique("io-src"), unique("io-ds"), unique("io-fh-out")
+def stream_application(kda, kinesis, source, app, program, output):
+    """A new stream `source` and application `app` running `program` over it, whose
+    DESTINATION_SQL_STREAM goes to `output` (an Outputs member without its Name)."""
     make_stream(kinesis, source)
-    bucket = make_delivery_stream(firehose, s3, delivery)
     kda.create_application(
-        ApplicationName=app, ApplicationCode=FILTER_PROGRAM,
+        ApplicationName=app, ApplicationCode=program,
         Inputs=[{"NamePrefix": "SOURCE_SQL_STREAM",
                  "KinesisStreamsInput": {"ResourceARN": kinesis_arn(source), "RoleARN": ROLE},
                  "InputSchema": SCHEMA}],
-        Outputs=[{"Name": "DESTINATION_SQL_STREAM",
-                  "KinesisFirehoseOutput": {"ResourceARN": firehose_arn(delivery), "RoleARN": ROLE},
-                  "DestinationSchema": {"RecordFormatType": "JSON"}}])
+        Outputs=[{"Name": "DESTINATION_SQL_STREAM", **output}])
+
+
+def test_rows_written_to_a_delivery_stream_reach_its_s3_bucket_as_put_records_would(clients):
+    kda, kinesis, firehose, s3 = clients
+    source, delivery, app = unique("io-src"), unique("io-ds"), unique("io-fh-out")
+    bucket = make_delivery_stream(firehose, s3, delivery)
+    stream_application(kda, kinesis, source, app, FILTER_PROGRAM, {
+        "KinesisFirehoseOutput": {"ResourceARN": firehose_arn(delivery), "RoleARN": ROLE},
+        "DestinationSchema": {"RecordFormatType": "JSON"}})
     detail = kda.describe_application(ApplicationName=app)["ApplicationDetail"]
     assert detail["OutputDescriptions"][0]["KinesisFirehoseOutputDescription"] == {
         "ResourceARN": firehose_arn(delivery), "RoleARN": ROLE}
@@ -305,15 +311,9 @@ def test_rows_written_to_a_delivery_stream_reach_its_s3_bucket_as_put_records_wo
 
 def lambda_output_application(kda, kinesis, source, app, function):
     """A new stream `source` and application `app` passing its rows, as CSV, to `function`."""
-    make_stream(kinesis, source)
-    kda.create_application(
-        ApplicationName=app, ApplicationCode=PASS_PROGRAM,
-        Inputs=[{"NamePrefix": "SOURCE_SQL_STREAM",
-                 "KinesisStreamsInput": {"ResourceARN": kinesis_arn(source), "RoleARN": ROLE},
-                 "InputSchema": SCHEMA}],
-        Outputs=[{"Name": "DESTINATION_SQL_STREAM",
-                  "LambdaOutput": {"ResourceARN": function_arn(function), "RoleARN": ROLE},
-                  "DestinationSchema": {"RecordFormatType": "CSV"}}])
+    stream_application(kda, kinesis, source, app, PASS_PROGRAM, {
+        "LambdaOutput": {"ResourceARN": function_arn(function), "RoleARN": ROLE},
+        "DestinationSchema": {"RecordFormatType": "CSV"}})
 
 
 def test_a_lambda_output_gets_the_rows_of_a_failed_invocation_and_of_delivery_failures_again(clients, setup):
