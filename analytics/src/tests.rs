@@ -1630,7 +1630,8 @@ fn event_time_clauses_the_planner_cannot_run_are_rejected_with_positions() {
     let grouped = "SELECT STREAM \"sym\", COUNT(*) FROM \"SRC_001\" GROUP BY \"sym\", STEP(\"evt\" BY INTERVAL '10' SECOND)";
     let watermark = "(\"evt\") WATERMARK INTERVAL '1' SECOND";
     // (query, clause, line and column, or only the line, of the error; what it says)
-    let cases: [(&str, &str, (u64, Option<u64>), &str); 8] = [
+    type Case<'a> = (&'a str, &'a str, (u64, Option<u64>), &'a str);
+    let cases: [Case<'_>; 8] = [
         (
             grouped,
             "(\"evt\") ALLOWED LATENESS INTERVAL '1' SECOND",
