@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::builder::{
+    ArrayBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
 };
@@ -78,6 +80,28 @@ impl ColumnBuilder {
         }
     }
 
+    pub fn push_null(&mut self) {
+        match self {
+            ColumnBuilder::Int(b) => b.append_null(),
+            ColumnBuilder::Float(b) => b.append_null(),
+            ColumnBuilder::Text(b) => b.append_null(),
+            ColumnBuilder::Bool(b) => b.append_null(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnBuilder::Int(b) => b.len(),
+            ColumnBuilder::Float(b) => b.len(),
+            ColumnBuilder::Text(b) => b.len(),
+            ColumnBuilder::Bool(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn finish(self) -> ArrayRef {
         match self {
             ColumnBuilder::Int(mut b) => Arc::new(b.finish()),
@@ -88,24 +112,92 @@ impl ColumnBuilder {
     }
 }
 
-/// Builds a batch of `shape` from rows of values (declared columns, then the row time).
-pub fn batch_from_rows(shape: &StreamShape, rows: &[(Vec<Value>, i64)]) -> RecordBatch {
-    let mut builders: Vec<ColumnBuilder> = shape
-        .columns
-        .iter()
-        .map(|(_, kind)| ColumnBuilder::new(*kind, rows.len()))
-        .collect();
-    let mut rowtime = Int64Builder::with_capacity(rows.len());
-    for (values, time) in rows {
-        assert_eq!(values.len(), builders.len());
-        for (builder, value) in builders.iter_mut().zip(values) {
+/// Builds a batch of one shape row by row, each value appended straight to its column.
+///
+/// Invariant: between calls every column builder holds as many values as the row-time builder,
+/// so a row is either wholly in the batch or not at all.
+pub struct BatchBuilder {
+    schema: SchemaRef,
+    columns: Vec<ColumnBuilder>,
+    rowtime: Int64Builder,
+}
+
+impl BatchBuilder {
+    pub fn new(shape: &StreamShape, capacity: usize) -> Self {
+        BatchBuilder {
+            schema: shape.schema(),
+            columns: shape
+                .columns
+                .iter()
+                .map(|(_, kind)| ColumnBuilder::new(*kind, capacity))
+                .collect(),
+            rowtime: Int64Builder::with_capacity(capacity),
+        }
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.rowtime.len()
+    }
+
+    /// Appends a row of values (declared columns, in order).
+    pub fn push_row(&mut self, values: &[Value], rowtime: i64) {
+        assert_eq!(values.len(), self.columns.len());
+        for (builder, value) in self.columns.iter_mut().zip(values) {
             builder.push(value);
         }
-        rowtime.append_value(*time);
+        self.rowtime.append_value(rowtime);
     }
-    let mut columns: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
-    columns.push(Arc::new(rowtime.finish()));
-    RecordBatch::try_new(shape.schema(), columns).expect("builders follow the shape's kinds")
+
+    /// Appends a row whose values `append` writes, one call per column in order, each call
+    /// appending exactly one value to the builder it is given.
+    pub(crate) fn push_row_with(
+        &mut self,
+        rowtime: i64,
+        mut append: impl FnMut(usize, &mut ColumnBuilder),
+    ) {
+        for (index, builder) in self.columns.iter_mut().enumerate() {
+            append(index, builder);
+        }
+        self.rowtime.append_value(rowtime);
+        debug_assert!(self.columns.iter().all(|c| c.len() == self.rowtime.len()));
+    }
+
+    pub fn finish(self) -> RecordBatch {
+        let mut columns: Vec<ArrayRef> = self
+            .columns
+            .into_iter()
+            .map(ColumnBuilder::finish)
+            .collect();
+        let mut rowtime = self.rowtime;
+        columns.push(Arc::new(rowtime.finish()));
+        RecordBatch::try_new(self.schema, columns).expect("builders follow the shape's kinds")
+    }
+}
+
+/// Builds a batch of `shape` from rows of values (declared columns, then the row time).
+pub fn batch_from_rows(shape: &StreamShape, rows: &[(Vec<Value>, i64)]) -> RecordBatch {
+    let mut builder = BatchBuilder::new(shape, rows.len());
+    for (values, time) in rows {
+        builder.push_row(values, *time);
+    }
+    builder.finish()
+}
+
+/// The rows of a batch of `shape`, as values (the inverse of [`batch_from_rows`]).
+#[cfg(test)]
+pub(crate) fn rows_of(shape: &StreamShape, batch: &RecordBatch) -> Vec<(Vec<Value>, i64)> {
+    let times = rowtimes(batch);
+    (0..batch.num_rows())
+        .map(|row| {
+            let values = shape
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, (_, kind))| value_at(batch.column(i).as_ref(), *kind, row))
+                .collect();
+            (values, times.value(row))
+        })
+        .collect()
 }
 
 /// The value at `row` of `array`, read as `kind`.

@@ -5,7 +5,7 @@
 //! stops the application: the record becomes a row of `error_stream` instead (see
 //! [`crate::errors`]). A mapped field that is missing is NULL, as in KDA.
 
-use crate::batch::StreamShape;
+use crate::batch::{BatchBuilder, StreamShape};
 use crate::types::SqlType;
 use crate::value::{self, Value};
 
@@ -55,18 +55,8 @@ impl InputSchema {
         }
     }
 
-    /// Decodes one record into rows (one, or several for CSV records holding several lines or
-    /// JSON row paths naming an array), appending them to `rows`; a bad record is returned.
-    pub fn decode(
-        &self,
-        data: &[u8],
-        rowtime: i64,
-        rows: &mut Vec<(Vec<Value>, i64)>,
-    ) -> Result<(), RejectedRecord> {
-        self.decoder().decode(data, rowtime, rows)
-    }
-
-    /// A decoder for many records of this schema (it works out the fast path once).
+    /// A decoder for many records of this schema (it works out the fast path once); see
+    /// [`Decoder::decode`].
     pub fn decoder(&self) -> Decoder<'_> {
         Decoder {
             schema: self,
@@ -76,6 +66,7 @@ impl InputSchema {
                 }
                 RecordFormat::Csv { .. } => None,
             },
+            rows: Vec::new(),
         }
     }
 
@@ -208,27 +199,37 @@ impl InputSchema {
     }
 }
 
-/// Decodes records of one schema; see [`InputSchema::decode`].
+/// Decodes records of one schema into batches of its shape ([`InputSchema::shape`]).
 pub struct Decoder<'a> {
     schema: &'a InputSchema,
     fast: Option<crate::json_row::FastJson<'a>>,
+    /// The general path's rows of the record being decoded.
+    rows: Vec<(Vec<Value>, i64)>,
 }
 
 impl Decoder<'_> {
-    /// [`InputSchema::decode`]: a JSON record whose columns all map top-level keys of the
-    /// whole record is read in one pass (`json_row`); any other, or one that pass cannot take
-    /// whole, the general way.
+    /// Decodes one record into rows (one, or several for CSV records holding several lines or
+    /// JSON row paths naming an array), appending them to `out`; a bad record is returned and
+    /// adds no row. A JSON record whose columns all map top-level keys of the whole record is
+    /// read in one pass straight into `out`'s columns (`json_row`); any other, or one that pass
+    /// cannot take whole, the general way.
     pub fn decode(
-        &self,
+        &mut self,
         data: &[u8],
         rowtime: i64,
-        rows: &mut Vec<(Vec<Value>, i64)>,
+        out: &mut BatchBuilder,
     ) -> Result<(), RejectedRecord> {
-        if let Some(row) = self.fast.as_ref().and_then(|fast| fast.decode(data)) {
-            rows.push((row, rowtime));
+        if let Some(fast) = &mut self.fast
+            && fast.decode(data, rowtime, out)
+        {
             return Ok(());
         }
-        self.schema.decode_general(data, rowtime, rows)
+        self.rows.clear();
+        self.schema.decode_general(data, rowtime, &mut self.rows)?;
+        for (values, rowtime) in &self.rows {
+            out.push_row(values, *rowtime);
+        }
+        Ok(())
     }
 }
 
@@ -263,6 +264,23 @@ pub fn json_path<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a ser
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::rows_of;
+
+    /// Decodes `records` (data, ROWTIME) with one decoder: the rows of the batch, and each
+    /// rejection.
+    fn decode_all(
+        schema: &InputSchema,
+        records: &[(&[u8], i64)],
+    ) -> (Vec<(Vec<Value>, i64)>, Vec<RejectedRecord>) {
+        let shape = schema.shape();
+        let mut out = BatchBuilder::new(&shape, records.len());
+        let mut decoder = schema.decoder();
+        let rejected = records
+            .iter()
+            .filter_map(|(data, rowtime)| decoder.decode(data, *rowtime, &mut out).err())
+            .collect();
+        (rows_of(&shape, &out.finish()), rejected)
+    }
 
     fn schema(format: RecordFormat) -> InputSchema {
         InputSchema {
@@ -287,13 +305,14 @@ mod tests {
         let schema = schema(RecordFormat::Json {
             row_path: "$".into(),
         });
-        let mut rows = Vec::new();
-        schema
-            .decode(br#"{"ticker":"AMZN","price":{"last":12.5}}"#, 7, &mut rows)
-            .expect("decodes");
-        schema
-            .decode(br#"{"ticker":"X"}"#, 8, &mut rows)
-            .expect("decodes");
+        let (rows, rejected) = decode_all(
+            &schema,
+            &[
+                (br#"{"ticker":"AMZN","price":{"last":12.5}}"#, 7),
+                (br#"{"ticker":"X"}"#, 8),
+            ],
+        );
+        assert_eq!(rejected, []);
         assert_eq!(
             rows[0],
             (vec![Value::Text("AMZN".into()), Value::Float(12.5)], 7)
@@ -306,15 +325,16 @@ mod tests {
         let schema = schema(RecordFormat::Json {
             row_path: "$".into(),
         });
-        let mut rows = Vec::new();
-        let bad = schema
-            .decode(b"{not json", 1, &mut rows)
-            .expect_err("rejected");
-        assert_eq!(bad.error_name, "Invalid_JSON");
-        let bad = schema
-            .decode(br#"{"ticker":"A","price":{"last":"abc"}}"#, 1, &mut rows)
-            .expect_err("rejected");
-        assert_eq!(bad.error_name, "Coercion_error");
+        let (rows, rejected) = decode_all(
+            &schema,
+            &[
+                (b"{not json", 1),
+                (br#"{"ticker":"A","price":{"last":"abc"}}"#, 1),
+            ],
+        );
+        assert_eq!(rejected.len(), 2);
+        assert_eq!(rejected[0].error_name, "Invalid_JSON");
+        assert_eq!(rejected[1].error_name, "Coercion_error");
         assert!(rows.is_empty());
     }
 
@@ -324,13 +344,11 @@ mod tests {
             row_delimiter: "\n".into(),
             column_delimiter: ",".into(),
         });
-        let mut rows = Vec::new();
-        schema
-            .decode(b"A,1.5\nB,2\n", 3, &mut rows)
-            .expect("decodes");
+        let (rows, rejected) = decode_all(&schema, &[(b"A,1.5\nB,2\n", 3), (b"C", 3)]);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].0, vec![Value::Text("B".into()), Value::Float(2.0)]);
-        assert!(schema.decode(b"C", 3, &mut rows).is_err());
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].data, b"C");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 
-use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
+use crate::batch::{BatchBuilder, StreamShape, batch_from_rows, rowtimes, value_at};
 use crate::expr::{convert, project};
 use crate::input::{InputSchema, RejectedRecord};
 use crate::items::ItemsState;
@@ -424,8 +424,9 @@ impl Pipeline {
         now_ms: i64,
         out: &mut Emissions,
     ) {
-        let decoder = self.inputs[input].schema.decoder();
-        let mut rows = Vec::with_capacity(records.len());
+        let stream = self.inputs[input].stream.clone();
+        let mut decoder = self.inputs[input].schema.decoder();
+        let mut rows = BatchBuilder::new(&self.shapes[&stream], records.len());
         let mut rejected: Vec<RejectedRecord> = Vec::new();
         for (data, rowtime) in records {
             if let Err(r) = decoder.decode(data, *rowtime, &mut rows) {
@@ -435,10 +436,8 @@ impl Pipeline {
         for r in rejected {
             self.reject(r, now_ms);
         }
-        let stream = self.inputs[input].stream.clone();
-        if !rows.is_empty() {
-            let batch = batch_from_rows(&self.shapes[&stream], &rows);
-            self.route(&stream, batch, now_ms, out);
+        if rows.num_rows() > 0 {
+            self.route(&stream, rows.finish(), now_ms, out);
         }
         self.run_deferred(now_ms, out);
         self.flush_errors(out);

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, RecordBatch, UInt32Array};
 use arrow_schema::ArrowError;
 
-use crate::batch::{StreamShape, batch_from_rows, value_at};
+use crate::batch::{BatchBuilder, StreamShape, batch_from_rows, value_at};
 use crate::input::{InputSchema, RecordFormat, RejectedRecord};
 use crate::join::joined_output;
 use crate::plan::ReferenceJoinPlan;
@@ -103,9 +103,10 @@ pub fn parse_table(
         };
         split(object, delimiter)
     };
-    let mut rows = Vec::new();
+    let shape = schema.shape();
+    let mut rows = BatchBuilder::new(&shape, 0);
     let mut rejected = Vec::new();
-    let decoder = schema.decoder();
+    let mut decoder = schema.decoder();
     for (line, record) in records.iter().enumerate() {
         let trimmed = record.strip_suffix(b"\r").unwrap_or(record);
         if trimmed.iter().all(u8::is_ascii_whitespace) {
@@ -123,7 +124,7 @@ pub fn parse_table(
             };
             rejected.push(r);
         }
-        if rows.len() > REFERENCE_ROWS_MAX {
+        if rows.num_rows() > REFERENCE_ROWS_MAX {
             return Err(LoadReferenceError::TooManyRows {
                 table: name.to_owned(),
                 rows_max: REFERENCE_ROWS_MAX,
@@ -132,7 +133,7 @@ pub fn parse_table(
     }
     Ok(ParsedTable {
         table: ReferenceTable {
-            batch: batch_from_rows(&schema.shape(), &rows),
+            batch: rows.finish(),
         },
         rejected,
     })
