@@ -75,8 +75,15 @@ impl<'a> FastJson<'a> {
     /// Appends the row of `data` to `out` and returns `true`, or returns `false` with `out`
     /// unchanged when the general path must decide.
     pub(crate) fn decode(&mut self, data: &[u8], rowtime: i64, out: &mut BatchBuilder) -> bool {
+        // The general path refuses a record with bytes that are not UTF-8 anywhere (its
+        // document keeps every string), but serde skips the strings nobody reads without
+        // checking them: so the record is checked whole first, which also spares checking each
+        // string it reads again.
+        let Ok(text) = std::str::from_utf8(data) else {
+            return false;
+        };
         self.cells.fill(Cell::Null);
-        let mut de = serde_json::Deserializer::from_slice(data);
+        let mut de = serde_json::Deserializer::from_str(text);
         let read = de
             .deserialize_map(RowVisitor {
                 keys: &self.keys,
@@ -390,7 +397,7 @@ mod tests {
     #[test]
     fn the_fast_path_reads_what_the_general_path_reads() {
         let s = schema();
-        let records: [&[u8]; 13] = [
+        let records: [&[u8]; 15] = [
             br#"{"sym":"A","px":1.5,"qty":3,"ok":true,"ts":"2026-01-01 00:00:01","note":"x"}"#,
             br#"{"px":2,"extra":{"deep":[1,2,{"x":null}]},"sym":"B\u00e9\n"}"#,
             br#"{"sym":"A","sym":"B"}"#,
@@ -404,6 +411,9 @@ mod tests {
             br#"{"qty":9223372036854775808,"px":18446744073709551615,"ts":-5}"#,
             br#"{"qty":4.0,"px":-0.0,"note":12.50,"sym":true,"ts":2.5}"#,
             br#"{"qty":null,"px":null,"sym":null,"ok":null,"ts":null,"note":null}"#,
+            // Bytes that are not UTF-8, in a field no column reads and in a key.
+            b"{\"sym\":\"A\",\"other\":\"\xff\"}",
+            b"{\"sym\":\"A\",\"\xc3\":{\"x\":1}}",
         ];
         for record in records {
             assert_eq!(
@@ -425,6 +435,7 @@ mod tests {
         assert!(fast_row(&s, records[6]).is_none());
         assert!(fast_row(&s, records[7]).is_none());
         assert!(fast_row(&s, records[12]).is_some());
+        assert!(fast_row(&s, records[13]).is_none());
         let shared = schema_with_shared_key();
         assert!(fast_row(&shared, records[1]).is_none());
         assert!(fast_row(&shared, br#"{"sym":"A"}"#).is_some());
@@ -441,6 +452,7 @@ mod tests {
                 .prop_filter("finite", |f| f.is_finite())
                 .prop_map(|f| f.into()),
             "[a-zA-Z0-9 :.\\-é\"\\\\]{0,12}".prop_map(serde_json::Value::String),
+            "[a~]{1,3}".prop_map(serde_json::Value::String),
             // Texts that coerce to the other kinds.
             prop_oneof![
                 Just("2026-01-01 00:00:01"),
@@ -455,13 +467,14 @@ mod tests {
         leaf.prop_recursive(2, 8, 3, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..3).prop_map(serde_json::Value::Array),
-                prop::collection::btree_map("[a-z]{1,3}", inner, 0..3)
+                prop::collection::btree_map("[a-z~]{1,3}", inner, 0..3)
                     .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
             ]
         })
     }
 
-    /// A record: usually an object whose keys may repeat, sometimes not one, or cut short.
+    /// A record: usually an object whose keys may repeat, sometimes not one, cut short, or
+    /// with bytes that are not UTF-8 (each `~` of its strings).
     fn record() -> impl Strategy<Value = Vec<u8>> {
         let fields = prop::collection::vec(
             (
@@ -479,7 +492,7 @@ mod tests {
             ),
             0..8,
         );
-        (fields, 0..10usize, any::<prop::sample::Index>()).prop_map(|(fields, damage, at)| {
+        (fields, 0..12usize, any::<prop::sample::Index>()).prop_map(|(fields, damage, at)| {
             // Built by hand so that keys can repeat and hold escapes.
             let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
             let record = format!("{{ {} }}", body.join(" , "));
@@ -487,6 +500,11 @@ mod tests {
                 0 => record.as_bytes()[..at.index(record.len() + 1)].to_vec(),
                 1 => format!("[{record}]").into_bytes(),
                 2 => format!("{record} x").into_bytes(),
+                // In any string, read by a column or not.
+                3 => record
+                    .bytes()
+                    .map(|b| if b == b'~' { 0xff } else { b })
+                    .collect(),
                 _ => record.into_bytes(),
             }
         })
