@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use arrow_array::{ArrayRef, RecordBatch};
 
-use crate::batch::{rowtimes, value_at};
+use crate::batch::{append_group_key, rowtimes, value_at};
 use crate::plan::{AggFn, AggOutput, EventTimePlan, TumblingPlan};
 use crate::types::Kind;
 use crate::value::Value;
@@ -147,7 +147,10 @@ fn as_f64(v: &Value) -> f64 {
 /// The groups of one open window, in first-seen order.
 #[derive(Debug, Default)]
 struct Window {
-    index: HashMap<Vec<KeyPart>, usize>,
+    /// Each group's key as [`append_group_key`] writes it, to its slot.
+    index: HashMap<Vec<u8>, usize>,
+    /// The key of the row being added, kept to spare an allocation per row.
+    key_bytes: Vec<u8>,
     keys: Vec<Vec<Value>>,
     accs: Vec<Vec<Acc>>,
     /// The ROWTIME of the window's first row (event-time windows: where a replay must start).
@@ -549,16 +552,15 @@ impl TumblingState {
         refused: &mut Vec<RefusedRow>,
     ) {
         {
-            let key: Vec<Value> = key_arrays
-                .iter()
-                .map(|(a, k)| value_at(a.as_ref(), *k, row))
-                .collect();
-            let hashed: Vec<KeyPart> = key.iter().map(key_part).collect();
             let window = self.open.entry(start).or_insert_with(|| Window {
                 first_rowtime_ms: rowtime,
                 ..Window::default()
             });
-            let slot = match window.index.get(&hashed) {
+            window.key_bytes.clear();
+            for (a, k) in key_arrays {
+                append_group_key(a.as_ref(), *k, row, &mut window.key_bytes);
+            }
+            let slot = match window.index.get(window.key_bytes.as_slice()) {
                 Some(slot) => *slot,
                 None => {
                     if self.groups >= GROUPS_MAX {
@@ -583,7 +585,13 @@ impl TumblingState {
                             _ => None,
                         })
                         .collect();
-                    window.index.insert(hashed, window.keys.len());
+                    let key: Vec<Value> = key_arrays
+                        .iter()
+                        .map(|(a, k)| value_at(a.as_ref(), *k, row))
+                        .collect();
+                    window
+                        .index
+                        .insert(window.key_bytes.clone(), window.keys.len());
                     window.keys.push(key);
                     window.accs.push(accs);
                     window.keys.len() - 1
