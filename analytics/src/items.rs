@@ -5,12 +5,15 @@
 //! KDA computes both approximately (a sketch; HyperLogLog for the distinct count, exact up to
 //! 10,000 items). These count exactly, within a bound of [`ITEMS_MAX`] distinct values per pump
 //! in open windows: rows with new values beyond it are refused and reported.
+//!
+//! The pump's WHERE (`… FROM TABLE(TOP_K_ITEMS_TUMBLING(…)) WHERE ITEM_COUNT > 5`) filters the
+//! function's rows of a closing window; a WHERE inside the cursor filters its input rows.
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, BooleanArray, RecordBatch};
 
-use crate::batch::{rowtimes, value_at};
+use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
 use crate::expr::{CExpr, convert};
 use crate::types::Kind;
 use crate::value::Value;
@@ -34,6 +37,8 @@ pub struct ItemsPlan {
     pub width_ms: i64,
     /// For each select item, the index of the function's output column it takes.
     pub outputs: Vec<usize>,
+    /// The pump's WHERE, over the function's columns ([`ItemsPlan::columns`]).
+    pub filter: Option<CExpr>,
 }
 
 impl ItemsPlan {
@@ -106,6 +111,33 @@ impl ItemsState {
         refused
     }
 
+    /// Which of a closing window's function rows the pump's WHERE keeps. A WHERE that fails
+    /// to evaluate (a conversion error, say) keeps none: the rows' input is long gone, so
+    /// there is nothing to report them against but the log.
+    fn kept(&self, rows: &[(Vec<Value>, i64)]) -> Vec<bool> {
+        let Some(filter) = &self.plan.filter else {
+            return vec![true; rows.len()];
+        };
+        let shape = StreamShape {
+            columns: ItemsPlan::columns(self.plan.func),
+        };
+        match filter.evaluate(&batch_from_rows(&shape, rows)) {
+            Ok(mask) => {
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .expect("WHERE was planned boolean");
+                (0..rows.len())
+                    .map(|row| mask.is_valid(row) && mask.value(row))
+                    .collect()
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the WHERE over a closing window's items failed; its rows are dropped");
+                vec![false; rows.len()]
+            }
+        }
+    }
+
     pub fn close_ended_by(&mut self, time_ms: i64, out: &mut Vec<OutputRow>) {
         self.close_before(time_ms - self.plan.width_ms + 1, out);
     }
@@ -130,9 +162,13 @@ impl ItemsState {
                         .collect()
                 }
             };
-            for row in rows {
-                let values = self.plan.outputs.iter().map(|&i| row[i].clone()).collect();
-                out.push((values, end));
+            let rows: Vec<(Vec<Value>, i64)> = rows.into_iter().map(|row| (row, end)).collect();
+            let kept = self.kept(&rows);
+            for ((row, end), keep) in rows.into_iter().zip(kept) {
+                if keep {
+                    let values = self.plan.outputs.iter().map(|&i| row[i].clone()).collect();
+                    out.push((values, end));
+                }
             }
         }
     }

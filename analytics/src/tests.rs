@@ -330,6 +330,46 @@ fn top_k_items_tumbling_ranks_the_most_frequent_values_of_each_window() {
 }
 
 #[test]
+fn a_where_after_top_k_items_filters_the_ranked_rows() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "TOP" ("ITEM" VARCHAR(8), "ITEM_COUNT" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "TOP"
+          SELECT STREAM "ITEM", "ITEM_COUNT" FROM TABLE(TOP_K_ITEMS_TUMBLING(
+            CURSOR(SELECT STREAM * FROM "SRC_001"), 'sym', 2, 3))
+          WHERE "ITEM_COUNT" > 1 OR "ITEM" = 'IBM';"#;
+    // The same windows as the test above; AMZN's single count in [3,6 s) is filtered out.
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(
+        lines,
+        vec![
+            r#"{"ITEM":"AMZN","ITEM_COUNT":2.0}"#,
+            r#"{"ITEM":"IBM","ITEM_COUNT":1.0}"#,
+            r#"{"ITEM":"IBM","ITEM_COUNT":1.0}"#,
+        ]
+    );
+}
+
+#[test]
+fn a_where_after_count_distinct_items_filters_the_counts_and_names_unknown_columns() {
+    let sql = r#"
+        CREATE OR REPLACE STREAM "D" ("NUMBER_OF_DISTINCT_ITEMS" BIGINT);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "D"
+          SELECT STREAM "NUMBER_OF_DISTINCT_ITEMS" FROM TABLE(COUNT_DISTINCT_ITEMS_TUMBLING(
+            CURSOR(SELECT STREAM * FROM "SRC_001"), 'sym', 3))
+          WHERE "NUMBER_OF_DISTINCT_ITEMS" >= 3;"#;
+    // [0,3 s): AMZN, IBM (2, filtered out); [3,6 s): IBM, MSFT, AMZN (3).
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    assert_eq!(lines, vec![r#"{"NUMBER_OF_DISTINCT_ITEMS":3}"#]);
+
+    let unknown = sql.replace(r#"WHERE "NUMBER_OF_DISTINCT_ITEMS""#, r#"WHERE "qty""#);
+    let Err(RunError::Code(error)) = run_on(&unknown, &[], 1_000, &records()) else {
+        panic!("a WHERE over a cursor column after the function is rejected");
+    };
+    assert!(error.message.contains("qty"), "{}", error.message);
+    assert_eq!(error.position.line, 6, "{error:?}");
+}
+
+#[test]
 fn count_distinct_items_tumbling_counts_values_per_window() {
     let sql = r#"
         CREATE OR REPLACE STREAM "D" ("NUMBER_OF_DISTINCT_ITEMS" BIGINT);
