@@ -8,10 +8,14 @@
 //!
 //! The pump's WHERE (`… FROM TABLE(TOP_K_ITEMS_TUMBLING(…)) WHERE ITEM_COUNT > 5`) filters the
 //! function's rows of a closing window; a WHERE inside the cursor filters its input rows.
+//!
+//! A pump fed by a stagger pump keeps its open windows in the application's window snapshot
+//! ([`ItemsSnapshot`], see [`crate::snapshot`]) instead of rebuilding them by a replay.
 
 use std::collections::{BTreeMap, HashMap};
 
 use arrow_array::{Array, BooleanArray, RecordBatch};
+use serde::{Deserialize, Serialize};
 
 use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
 use crate::expr::{CExpr, convert};
@@ -54,6 +58,28 @@ impl ItemsPlan {
     }
 }
 
+/// An items pump's open windows, each with its values' counts in value order.
+///
+/// Serialized in window snapshot files ([`crate::snapshot`]): no field is renamed, removed or
+/// retyped without a format version bump and a compatibility fixture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemsSnapshot {
+    width_ms: i64,
+    windows: Vec<(i64, Vec<(String, i64)>)>,
+}
+
+/// Why an [`ItemsSnapshot`] cannot be restored into a pump. The pump is then left empty.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreItemsError {
+    #[error("the pump's window changed from {stored} ms to {planned} ms")]
+    WidthChanged { stored: i64, planned: i64 },
+    #[error("the snapshot holds {items} items, over the {limit} one pump may hold")]
+    ItemsOverMax { items: usize, limit: usize },
+    #[error("the snapshot holds window {start_ms} or one of its values twice")]
+    Duplicate { start_ms: i64 },
+}
+
 #[derive(Debug)]
 pub struct ItemsState {
     plan: ItemsPlan,
@@ -69,6 +95,56 @@ impl ItemsState {
             open: BTreeMap::new(),
             items: 0,
         }
+    }
+
+    /// The open windows (see [`ItemsSnapshot`]).
+    pub fn snapshot(&self) -> ItemsSnapshot {
+        let windows = self
+            .open
+            .iter()
+            .map(|(start, counts)| {
+                let mut counts: Vec<(String, i64)> =
+                    counts.iter().map(|(v, n)| (v.clone(), *n)).collect();
+                counts.sort();
+                (*start, counts)
+            })
+            .collect();
+        ItemsSnapshot {
+            width_ms: self.plan.width_ms,
+            windows,
+        }
+    }
+
+    /// Restores `snapshot` into this pump, which has seen no row.
+    pub fn restore(&mut self, snapshot: ItemsSnapshot) -> Result<(), RestoreItemsError> {
+        assert!(
+            self.open.is_empty(),
+            "a snapshot is restored before any row"
+        );
+        if snapshot.width_ms != self.plan.width_ms {
+            return Err(RestoreItemsError::WidthChanged {
+                stored: snapshot.width_ms,
+                planned: self.plan.width_ms,
+            });
+        }
+        let items: usize = snapshot.windows.iter().map(|(_, c)| c.len()).sum();
+        if items > ITEMS_MAX {
+            return Err(RestoreItemsError::ItemsOverMax {
+                items,
+                limit: ITEMS_MAX,
+            });
+        }
+        let mut open = BTreeMap::new();
+        for (start_ms, counts) in snapshot.windows {
+            let len = counts.len();
+            let counts: HashMap<String, i64> = counts.into_iter().collect();
+            if counts.len() != len || open.insert(start_ms, counts).is_some() {
+                return Err(RestoreItemsError::Duplicate { start_ms });
+            }
+        }
+        self.open = open;
+        self.items = items;
+        Ok(())
     }
 
     pub fn oldest_open_ms(&self) -> Option<i64> {
