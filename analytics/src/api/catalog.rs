@@ -1,5 +1,6 @@
 //! The application catalog: every application's configuration and status, persisted in
-//! `<data-dir>/analytics/applications.json`.
+//! `<data-dir>/analytics/applications.json`. The running applications' window snapshots live
+//! beside it, in `<data-dir>/analytics/snapshots` ([`crate::snapshot_store`]).
 //!
 //! Invariants:
 //! - Every change is written to a temporary file, fsynced, renamed over the catalog and the
@@ -179,6 +180,9 @@ pub enum CatalogError {
     },
 }
 
+/// The directory of window snapshots, beside the catalog file.
+const SNAPSHOT_DIR: &str = "snapshots";
+
 /// The applications in name order, with their file.
 #[derive(Debug)]
 pub struct Catalog {
@@ -222,10 +226,22 @@ impl Catalog {
                 });
             }
         };
+        let snapshots = dir.join(SNAPSHOT_DIR);
+        std::fs::create_dir_all(&snapshots).map_err(|source| CatalogError::Io {
+            action: "create",
+            path: snapshots,
+            source,
+        })?;
         Ok(Catalog {
             path: Some(path),
             applications,
         })
+    }
+
+    /// Where running applications keep their window snapshots ([`crate::snapshot_store`]):
+    /// `<data-dir>/analytics/snapshots`; `None` for a catalog kept in memory.
+    pub fn snapshot_dir(&self) -> Option<PathBuf> {
+        Some(self.path.as_ref()?.parent()?.join(SNAPSHOT_DIR))
     }
 
     pub fn get(&self, name: &str) -> Option<&Application> {
