@@ -16,15 +16,21 @@ pub enum Metric {
     ErrorRowsTotal,
     ApplicationsRunning,
     LateRowsTotal,
+    SnapshotsWrittenTotal,
+    SnapshotBytesWrittenTotal,
+    SnapshotWriteFailuresTotal,
 }
 
-const ALL: [Metric; 6] = [
+const ALL: [Metric; 9] = [
     Metric::RecordsReadTotal,
     Metric::RecordBytesReadTotal,
     Metric::RowsWrittenTotal,
     Metric::ErrorRowsTotal,
     Metric::ApplicationsRunning,
     Metric::LateRowsTotal,
+    Metric::SnapshotsWrittenTotal,
+    Metric::SnapshotBytesWrittenTotal,
+    Metric::SnapshotWriteFailuresTotal,
 ];
 
 static VALUES: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];
@@ -38,6 +44,9 @@ impl Metric {
             Metric::ErrorRowsTotal => 3,
             Metric::ApplicationsRunning => 4,
             Metric::LateRowsTotal => 5,
+            Metric::SnapshotsWrittenTotal => 6,
+            Metric::SnapshotBytesWrittenTotal => 7,
+            Metric::SnapshotWriteFailuresTotal => 8,
         }
     }
 
@@ -49,6 +58,9 @@ impl Metric {
             Metric::ErrorRowsTotal => "analytics_error_rows_total",
             Metric::ApplicationsRunning => "analytics_applications_running",
             Metric::LateRowsTotal => "analytics_late_rows_total",
+            Metric::SnapshotsWrittenTotal => "analytics_snapshots_written_total",
+            Metric::SnapshotBytesWrittenTotal => "analytics_snapshot_bytes_written_total",
+            Metric::SnapshotWriteFailuresTotal => "analytics_snapshot_write_failures_total",
         }
     }
 
@@ -68,6 +80,17 @@ impl Metric {
             Metric::LateRowsTotal => (
                 "counter",
                 "Rows of event-time windows that arrived after their window closed (sent to error_stream).",
+            ),
+            Metric::SnapshotsWrittenTotal => (
+                "counter",
+                "Window snapshots made durable (file and marker) by applications with stagger windows.",
+            ),
+            Metric::SnapshotBytesWrittenTotal => {
+                ("counter", "Bytes of the window snapshots written.")
+            }
+            Metric::SnapshotWriteFailuresTotal => (
+                "counter",
+                "Window snapshots whose file or marker could not be written (the positions then wait).",
             ),
         }
     }

@@ -437,7 +437,7 @@ async fn run_version<R: RecordLog + CheckpointLog>(
                 Ok(Some(restored)) => {
                     for cursor in &mut cursors {
                         cursor.replay_below = restored
-                            .body_cut
+                            .cut
                             .iter()
                             .find(|c| c.shard_index == cursor.address.shard_index)
                             .map(|c| c.position);

@@ -32,6 +32,7 @@ use std::path::PathBuf;
 
 use sluice_core::storage::{CheckpointError, CheckpointKey, CheckpointLog};
 
+use crate::metrics::Metric;
 use crate::pipeline::{Pipeline, RestorePumpError};
 use crate::snapshot::{DecodeSnapshotError, ShardCut, SnapshotBody, decode, encode};
 
@@ -65,7 +66,7 @@ pub enum RestoreSnapshotError {
 #[derive(Debug)]
 pub struct Restored {
     pub generation: u64,
-    pub body_cut: Vec<ShardCut>,
+    pub cut: Vec<ShardCut>,
     pub last_rowtime_ms: i64,
     /// Pumps of the snapshot that were not restored (the program changed); they start empty.
     pub not_restored: Vec<RestorePumpError>,
@@ -125,6 +126,7 @@ impl SnapshotStore {
     /// Warns of a failed write: the first of a run of failures and every 100th after it (the
     /// runner tries again with every checkpoint).
     fn failed(&mut self, what: &str, error: &dyn std::fmt::Display) {
+        Metric::SnapshotWriteFailuresTotal.add(1);
         if self.failures.is_multiple_of(100) {
             tracing::warn!(%error, failures = self.failures + 1, "{what} failed; the input positions stay at the previous window snapshot's cut.");
         }
@@ -171,7 +173,7 @@ impl SnapshotStore {
         self.durable_cut.clone_from(&body.cut);
         Ok(Some(Restored {
             generation,
-            body_cut: body.cut,
+            cut: body.cut,
             last_rowtime_ms: body.last_rowtime_ms,
             not_restored,
         }))
@@ -234,9 +236,10 @@ impl SnapshotStore {
             pumps: pipeline.snapshot_pumps(),
         };
         let bytes = encode(generation, &body);
+        let len = bytes.len();
         self.last_write = Some(LastWrite {
             at_ms: now_ms,
-            bytes: bytes.len(),
+            bytes: len,
         });
         let path = self.path(generation);
         if let Err(error) = sluice_durable::replace(FILE_THREAD, path, bytes).await {
@@ -248,6 +251,8 @@ impl SnapshotStore {
             return;
         }
         self.failures = 0;
+        Metric::SnapshotsWrittenTotal.add(1);
+        Metric::SnapshotBytesWrittenTotal.add(len as u64);
         let previous = self.durable_generation.replace(generation);
         self.durable_cut = body.cut;
         if let Some(previous) = previous
@@ -407,7 +412,7 @@ mod tests {
             .expect("restores")
             .expect("a snapshot");
         assert_eq!(restored.generation, 1);
-        assert_eq!(restored.body_cut, cut(1));
+        assert_eq!(restored.cut, cut(1));
         assert!(restored.not_restored.is_empty());
         // Generation 1 holds A's window with one row, no B.
         let pumps = second.snapshot_pumps();
