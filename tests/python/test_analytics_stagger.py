@@ -18,7 +18,8 @@ import tempfile
 import time
 
 from conftest import SluiceProcess
-from test_analytics import ROLE, client, make_stream, put, read_all, start, stream_arn, wait_status
+from test_analytics import (ROLE, client, make_stream, metric_values, put, read_all, start, stream_arn,
+                            wait_status)
 
 SYM_RANGE_MS, QTY_RANGE_MS = 10_000, 4_000
 
@@ -166,6 +167,9 @@ def test_stagger_windows_survive_kill_9_without_repeating_or_moving_a_window():
         rows = [json.loads(r["Data"]) for r in
                 read_all(kinesis, "qty", len(by_qty), timeout_s=20.0, settle_s=2.0)]
         assert [(r["qty"], r["n"], r["lo"], r["hi"], r["total"]) for r in rows] == by_qty
+        metrics = metric_values(server.endpoint)
+        assert metrics["analytics_snapshots_written_total"] >= 1
+        assert metrics["analytics_snapshot_write_failures_total"] == 0
     finally:
         server.kill()
         shutil.rmtree(base, ignore_errors=True)
