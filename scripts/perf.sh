@@ -319,6 +319,8 @@ perf_run() { # label protocol endpoint scenario server-pid [more sluice-perf fla
     cmd+=(--preload-records "$KINESIS_LOCAL_PRELOAD")
   fi
   if [ "$2" = binary ]; then cmd+=(--binary-addr "$3"); else cmd+=(--endpoint "$3"); fi
+  # Sluice's own commit counters over the measured window (fdatasyncs, records per commit).
+  if [[ "$1" == sluice-* ]]; then cmd+=(--server-metrics "http://127.0.0.1:$SLUICE_PORT/metrics"); fi
   cmd+=("perf/scenarios/$4.toml")
   echo "${cmd[*]}" | sed "s|$TARGET_DIR/|target/|g; s|$ROOT/||g; s|$OUT|\$OUT|g; s|--server-pid [0-9]*|--server-pid \$PID|" >>"$OUT/commands.txt"
   if ! timeout 600 "${cmd[@]}" >>"$OUT/runs/summaries.jsonl" 2>>"$OUT/logs/perf-$1-$4-$2.log"; then
