@@ -96,13 +96,16 @@ pub async fn supervise<R: RecordLog + CheckpointLog>(service: AnalyticsService<R
             .collect();
         for (name, status) in wanted {
             match status {
-                Status::Starting | Status::Running if !tasks.contains_key(&name) => {
+                Status::Starting | Status::Running | Status::Updating
+                    if !tasks.contains_key(&name) =>
+                {
                     let done = Rc::new(Cell::new(false));
                     tasks.insert(name.clone(), done.clone());
                     let (service, storage) = (service.clone(), storage.clone());
-                    // An application found RUNNING (the server restarted under it) continues
-                    // from its checkpoint; a STARTING one from the position StartApplication gave.
-                    let resume = status == Status::Running;
+                    // An application found RUNNING or UPDATING (the server restarted under it)
+                    // continues from its checkpoint; a STARTING one from the position
+                    // StartApplication gave.
+                    let resume = status != Status::Starting;
                     tokio::task::spawn_local(async move {
                         run_application(&service, &storage, &name, resume).await;
                         done.set(true);
@@ -201,7 +204,10 @@ async fn run_application<R: RecordLog + CheckpointLog>(
         let Some(app) = service.catalog().get(name).cloned() else {
             return;
         };
-        if !matches!(app.status, Status::Starting | Status::Running) {
+        if !matches!(
+            app.status,
+            Status::Starting | Status::Running | Status::Updating
+        ) {
             set_status(service, name, Some(Status::Stopping), Status::Ready);
             return;
         }
@@ -480,7 +486,10 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         }
         _ => None,
     };
+    // A new version of a running application (UPDATING) runs once it has been built and its
+    // checkpoint restored, as a started one does.
     set_status(service, name, Some(Status::Starting), Status::Running);
+    set_status(service, name, Some(Status::Updating), Status::Running);
     Metric::ApplicationsRunning.add(1);
     let _running = RunningGuard;
     tracing::info!(

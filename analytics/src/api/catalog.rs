@@ -6,10 +6,11 @@
 //! - Every change is written to a temporary file, fsynced, renamed over the catalog and the
 //!   directory fsynced before the API answers, so an acknowledged change survives a crash.
 //! - `version_id` grows by one on every configuration change; status changes do not bump it.
-//! - Statuses move READY → STARTING → RUNNING → STOPPING → READY (and DELETING): the API moves
-//!   READY → STARTING and RUNNING/STARTING → STOPPING; the runner moves STARTING → RUNNING and
-//!   STOPPING → READY. A server that restarts finds STARTING/RUNNING applications and runs them
-//!   again, and finishes STOPPING ones.
+//! - Statuses move READY → STARTING → RUNNING → STOPPING → READY, RUNNING → UPDATING → RUNNING
+//!   (and DELETING): the API moves READY → STARTING, RUNNING/STARTING → STOPPING and, on a
+//!   configuration change, RUNNING → UPDATING; the runner moves STARTING and UPDATING → RUNNING
+//!   and STOPPING → READY. A server that restarts finds STARTING/RUNNING/UPDATING applications
+//!   and runs them again, and finishes STOPPING ones.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
