@@ -5,7 +5,7 @@
 //! Counters are bumped once per batch, never per row.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Every analytics metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +108,30 @@ impl Metric {
     }
 }
 
+/// The most service cores whose running applications are counted apart.
+const SERVICE_CORES_MAX: usize = 64;
+
+/// Running applications per service core, and how many service cores run applications.
+static RUNNING_ON_CORE: [AtomicU64; SERVICE_CORES_MAX] =
+    [const { AtomicU64::new(0) }; SERVICE_CORES_MAX];
+static SERVICE_CORES: AtomicUsize = AtomicUsize::new(0);
+
+/// Notes that `count` service cores run applications (each core's supervisor says so).
+pub fn service_cores_are(count: usize) {
+    SERVICE_CORES.store(count.min(SERVICE_CORES_MAX), Ordering::Relaxed);
+}
+
+/// One more (`delta` 1) or one fewer (-1) application running on service core `core`.
+pub fn running_on_core(core: usize, delta: i64) {
+    if let Some(slot) = RUNNING_ON_CORE.get(core) {
+        if delta >= 0 {
+            slot.fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
+        } else {
+            slot.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Prometheus text of every metric.
 pub fn render() -> String {
     let mut out = String::new();
@@ -118,6 +142,22 @@ pub fn render() -> String {
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
             metric.get()
+        );
+    }
+    let name = "analytics_applications_running_by_service_core";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Applications whose runner task is reading its input, by the service core it runs on.\n# TYPE {name} gauge"
+    );
+    for (core, running) in RUNNING_ON_CORE
+        .iter()
+        .take(SERVICE_CORES.load(Ordering::Relaxed))
+        .enumerate()
+    {
+        let _ = writeln!(
+            out,
+            "{name}{{service_core=\"{core}\"}} {}",
+            running.load(Ordering::Relaxed)
         );
     }
     out

@@ -78,13 +78,37 @@ pub fn consumer_name(application: &str, input_id: &str) -> String {
     format!("kinesisanalytics/{application}/{input_id}")
 }
 
-/// Runs the supervisor forever on the current (tokio current-thread) service core.
-pub async fn supervise<R: RecordLog + CheckpointLog>(service: AnalyticsService<R>, storage: R) {
-    service.attach_storage(storage.clone());
-    let _ = service
-        .shared
-        .service_core
-        .set(tokio::runtime::Handle::current());
+/// The service core an application runs on, of `cores` that run applications: a stable hash of
+/// its name, so that every supervisor agrees without talking to the others, and an application
+/// comes back to the same core after a restart.
+pub fn placement(application: &str, cores: usize) -> usize {
+    (crc32c::crc32c(application.as_bytes()) as usize) % cores.max(1)
+}
+
+thread_local! {
+    /// The service core this thread is (set by [`supervise`]), for the per-core gauge.
+    static SERVICE_CORE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs the supervisor of service core `core` (of `cores` that run applications) forever on
+/// the current (tokio current-thread) service core: it runs the applications placed on it
+/// ([`placement`]) and finishes their stops. Service core 0 also serves the API's work that
+/// needs a service core (DiscoverInputSchema from S3).
+pub async fn supervise<R: RecordLog + CheckpointLog>(
+    service: AnalyticsService<R>,
+    storage: R,
+    core: usize,
+    cores: usize,
+) {
+    SERVICE_CORE.with(|c| c.set(core));
+    crate::metrics::service_cores_are(cores);
+    if core == 0 {
+        service.attach_storage(storage.clone());
+        let _ = service
+            .shared
+            .service_core
+            .set(tokio::runtime::Handle::current());
+    }
     let mut tasks: HashMap<String, Rc<Cell<bool>>> = HashMap::new();
     loop {
         tasks.retain(|_, done| !done.get());
@@ -92,6 +116,7 @@ pub async fn supervise<R: RecordLog + CheckpointLog>(service: AnalyticsService<R
             .catalog()
             .applications
             .iter()
+            .filter(|a| placement(&a.name, cores) == core)
             .map(|a| (a.name.clone(), a.status))
             .collect();
         for (name, status) in wanted {
@@ -486,12 +511,13 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         }
         _ => None,
     };
+    // Counted before the status says so, so that a RUNNING application is always counted.
+    Metric::ApplicationsRunning.add(1);
+    let _running = RunningGuard::new();
     // A new version of a running application (UPDATING) runs once it has been built and its
     // checkpoint restored, as a started one does.
     set_status(service, name, Some(Status::Starting), Status::Running);
     set_status(service, name, Some(Status::Updating), Status::Running);
-    Metric::ApplicationsRunning.add(1);
-    let _running = RunningGuard;
     tracing::info!(
         application = name,
         stream,
@@ -695,11 +721,22 @@ async fn load_reference<R: RecordLog + CheckpointLog>(
 }
 
 /// Counts a running application down when its task leaves `run_version`, however it leaves.
-struct RunningGuard;
+struct RunningGuard {
+    core: usize,
+}
+
+impl RunningGuard {
+    fn new() -> Self {
+        let core = SERVICE_CORE.with(Cell::get);
+        crate::metrics::running_on_core(core, 1);
+        RunningGuard { core }
+    }
+}
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
         Metric::ApplicationsRunning.sub(1);
+        crate::metrics::running_on_core(self.core, -1);
     }
 }
 

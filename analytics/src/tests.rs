@@ -2122,3 +2122,27 @@ fn a_restart_of_stagger_windows_over_two_input_shards_equals_an_uninterrupted_ru
         assert_restarts_equal_an_uninterrupted_run(sql, 2, &records, &["ONE", "TWO", "TUMBLED"]);
     assert!(replayed > 0, "the tumbling pump holds the replay back");
 }
+
+#[test]
+fn applications_are_placed_on_service_cores_by_a_stable_hash_of_their_name() {
+    use crate::runner::placement;
+    let names: Vec<String> = (0..64).map(|i| format!("app-{i}")).collect();
+    // One core (or none configured) runs everything.
+    assert!(
+        names
+            .iter()
+            .all(|n| placement(n, 1) == 0 && placement(n, 0) == 0)
+    );
+    // Several cores: every core gets some of 64 names, and a name's core does not change.
+    for cores in [2, 3, 4] {
+        let mut used = vec![0; cores];
+        for name in &names {
+            let core = placement(name, cores);
+            assert_eq!(core, placement(name, cores));
+            used[core] += 1;
+        }
+        assert!(used.iter().all(|&n| n > 0), "{cores} cores: {used:?}");
+    }
+    // CRC-32C of the name, as tests/python/test_analytics_cores.py computes it independently.
+    assert_eq!(placement("123456789", 1 << 31), 0xE306_9283 % (1 << 31));
+}
