@@ -66,6 +66,8 @@
 #                         (docs/PERFORMANCE.md by default), the rest of which is left as it was:
 #   ONLY_VIDEO=1 FIO_RUNS=1 FIO_SECONDS=2 VIDEO_STREAMS=1,4,16 VIDEO_CLIP_SECONDS=8 \
 #     VIDEO_SERVE_SECONDS=3 VIDEO_G2G_FRAGMENTS=8 DOC=/tmp/video.md scripts/perf.sh   # its dry run
+#   ONLY_ANALYTICS=1      the same for the Analytics section (step 7c); with SPLICE=1 it replaces
+#                         that section of the existing $DOC and says which invocation it comes from
 #
 # Raw results (JSON, .hgrm, SVG, logs, the exact commands) go to $OUT, outside the repository.
 # Dropping the page cache needs root; if it fails the doc says so. perf record needs the right
@@ -100,6 +102,7 @@ SKIP_ANALYTICS=${SKIP_ANALYTICS:-0}
 ANALYTICS_RECORDS=${ANALYTICS_RECORDS:-2000000}
 ANALYTICS_RUNS=${ANALYTICS_RUNS:-$RUNS}
 ONLY_VIDEO=${ONLY_VIDEO:-0}
+ONLY_ANALYTICS=${ONLY_ANALYTICS:-0}
 VIDEO_PYTHON=${VIDEO_PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 PEERS_DIR=${PEERS_DIR:-/tmp/sluice-peers}
 OUT=${OUT:-/tmp/sluice-perf-results/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -190,14 +193,14 @@ echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/loadavg-start.txt"
 
 # ---------------------------------------------------------------------------------------------
 log "building release binaries"
-if [ "$ONLY_VIDEO" = 1 ]; then cargo build --release -q --bin sluice; else cargo build --release -q -p sluice -p sluice-perf; fi
+if [ "$ONLY_VIDEO" = 1 ] || [ "$ONLY_ANALYTICS" = 1 ]; then cargo build --release -q --bin sluice; else cargo build --release -q -p sluice -p sluice-perf; fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 PERF=$TARGET_DIR/release/sluice-perf
 SLUICE=$TARGET_DIR/release/sluice
 
-KINESALITE_VERSION="not installed (ONLY_VIDEO)"
+KINESALITE_VERSION="not installed (ONLY_VIDEO or ONLY_ANALYTICS)"
 KINESIS_LOCAL_VERSION=$KINESALITE_VERSION
-if [ "$ONLY_VIDEO" != 1 ]; then
+if [ "$ONLY_VIDEO" != 1 ] && [ "$ONLY_ANALYTICS" != 1 ]; then
   log "installing peers into $PEERS_DIR (outside the repository)"
   mkdir -p "$PEERS_DIR"
   if [ ! -f "$PEERS_DIR/package.json" ]; then (cd "$PEERS_DIR" && npm init -y >/dev/null); fi
@@ -262,6 +265,14 @@ for i in $(seq "$FIO_RUNS"); do
   wait $iperf_pid 2>/dev/null || true
 done
 
+if [ "$ONLY_ANALYTICS" = 1 ]; then
+  run_analytics
+  echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/loadavg-end.txt"
+  log "writing the analytics section alone to $DOC"
+  REPORT_ONLY=analytics python3 perf/report.py "$OUT" "$DOC" "$started_at" "$RUNS" "$SECONDS_PER_RUN" "$WARMUP_S" "$FIO_RUNS" "$FIO_SECONDS" 0
+  log "done: $DOC (raw results in $OUT)"
+  exit 0
+fi
 if [ "$ONLY_VIDEO" = 1 ]; then
   run_video
   echo "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/loadavg-end.txt"
@@ -319,6 +330,8 @@ perf_run() { # label protocol endpoint scenario server-pid [more sluice-perf fla
     cmd+=(--preload-records "$KINESIS_LOCAL_PRELOAD")
   fi
   if [ "$2" = binary ]; then cmd+=(--binary-addr "$3"); else cmd+=(--endpoint "$3"); fi
+  # Sluice's own commit counters over the measured window (fdatasyncs, records per commit).
+  if [[ "$1" == sluice-* ]]; then cmd+=(--server-metrics "http://127.0.0.1:$SLUICE_PORT/metrics"); fi
   cmd+=("perf/scenarios/$4.toml")
   echo "${cmd[*]}" | sed "s|$TARGET_DIR/|target/|g; s|$ROOT/||g; s|$OUT|\$OUT|g; s|--server-pid [0-9]*|--server-pid \$PID|" >>"$OUT/commands.txt"
   if ! timeout 600 "${cmd[@]}" >>"$OUT/runs/summaries.jsonl" 2>>"$OUT/logs/perf-$1-$4-$2.log"; then

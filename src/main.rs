@@ -170,6 +170,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         analytics.clone(),
         firehose.clone(),
         settings.firehose_s3.clone(),
+        engine_config.service_cores,
     );
     // Kinesis Video Streams: stream definitions load before any core starts; every core's HTTP
     // port serves the API, ingest and playback, sharing fragment indexes and sessions.
@@ -354,13 +355,15 @@ fn wall_clock_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// What the service cores run: on service core 0, the analytics supervisor and Firehose
-/// delivery side by side (both need the tokio runtime, the default: aws-sdk-s3 and the
-/// applications' clocks are tokio's); other service cores stay idle.
+/// What the service cores run: on every service core, the analytics supervisor of the
+/// applications placed on it (`sluice_analytics::runner::placement`); on service core 0 also
+/// Firehose delivery. Both need the tokio runtime, the default: aws-sdk-s3 and the
+/// applications' clocks are tokio's.
 fn service_core_tasks(
     analytics: sluice_analytics::api::AnalyticsService<sluice_io::storage::StorageHandle>,
     firehose: Arc<sluice_sinks::Registry>,
     firehose_s3: std::collections::BTreeMap<String, sluice_sinks::s3::S3Endpoint>,
+    service_cores: usize,
 ) -> sluice_io::service::ServiceStarter {
     use sluice_io::service::{ServiceContext, ServiceRuntime};
     Arc::new(move |context: ServiceContext| {
@@ -368,10 +371,11 @@ fn service_core_tasks(
         let firehose = firehose.clone();
         let firehose_s3 = firehose_s3.clone();
         Box::pin(async move {
-            if context.service_core_id != 0 {
-                return std::future::pending::<()>().await;
-            }
+            let core = context.service_core_id;
             if context.runtime != ServiceRuntime::Tokio {
+                if core != 0 {
+                    return std::future::pending::<()>().await;
+                }
                 tracing::error!(
                     "Analytics applications and Firehose delivery run on a tokio service core (--service-runtime tokio); with glommio they do not run."
                 );
@@ -382,11 +386,21 @@ fn service_core_tasks(
             analytics.attach_functions(Arc::new(peers::LambdaFunctions(
                 sluice_sinks::transform::Invoker::from_env(),
             )));
-            futures_lite::future::zip(
-                sluice_analytics::runner::supervise(analytics, storage.clone()),
-                sluice_sinks::delivery::run(firehose, storage, firehose_s3),
-            )
-            .await;
+            let supervisor = sluice_analytics::runner::supervise(
+                analytics,
+                storage.clone(),
+                core,
+                service_cores,
+            );
+            if core == 0 {
+                futures_lite::future::zip(
+                    supervisor,
+                    sluice_sinks::delivery::run(firehose, storage, firehose_s3),
+                )
+                .await;
+            } else {
+                supervisor.await;
+            }
             std::future::pending::<()>().await
         })
     })

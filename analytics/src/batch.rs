@@ -246,41 +246,75 @@ pub fn value_at(array: &dyn Array, kind: Kind, row: usize) -> Value {
 /// row, where building a `Value` per key column did.
 pub fn append_group_key(array: &dyn Array, kind: Kind, row: usize, out: &mut Vec<u8>) {
     if array.is_null(row) {
-        out.push(0);
-        return;
+        return write_group_key(KeyValue::Null, out);
     }
     let any = array.as_any();
-    match kind {
-        Kind::Int | Kind::Time => {
-            let v = any
-                .downcast_ref::<Int64Array>()
+    let value = match kind {
+        Kind::Int | Kind::Time => KeyValue::Int(
+            any.downcast_ref::<Int64Array>()
                 .expect("int and time columns are Int64")
-                .value(row);
+                .value(row),
+        ),
+        Kind::Float => KeyValue::Float(
+            any.downcast_ref::<Float64Array>()
+                .expect("float columns are Float64")
+                .value(row),
+        ),
+        Kind::Text => KeyValue::Text(
+            any.downcast_ref::<StringArray>()
+                .expect("text columns are Utf8")
+                .value(row),
+        ),
+        Kind::Bool => KeyValue::Bool(
+            any.downcast_ref::<BooleanArray>()
+                .expect("boolean columns are Boolean")
+                .value(row),
+        ),
+    };
+    write_group_key(value, out);
+}
+
+/// Appends the group-key bytes of `value` to `out`: the bytes [`append_group_key`] appends for
+/// the same value in a column (for a window restored from its values).
+pub fn append_group_key_of(value: &Value, out: &mut Vec<u8>) {
+    let value = match value {
+        Value::Null => KeyValue::Null,
+        Value::Int(v) | Value::Time(v) => KeyValue::Int(*v),
+        Value::Float(v) => KeyValue::Float(*v),
+        Value::Text(v) => KeyValue::Text(v),
+        Value::Bool(v) => KeyValue::Bool(*v),
+    };
+    write_group_key(value, out);
+}
+
+/// One value of a group key, borrowed from a column or a [`Value`].
+enum KeyValue<'a> {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(&'a str),
+    Bool(bool),
+}
+
+/// The one encoding of group keys (see [`append_group_key`]): a tag, then a fixed-size payload
+/// or, for a text, its length and bytes.
+fn write_group_key(value: KeyValue<'_>, out: &mut Vec<u8>) {
+    match value {
+        KeyValue::Null => out.push(0),
+        KeyValue::Int(v) => {
             out.push(1);
             out.extend_from_slice(&v.to_le_bytes());
         }
-        Kind::Float => {
-            let v = any
-                .downcast_ref::<Float64Array>()
-                .expect("float columns are Float64")
-                .value(row);
+        KeyValue::Float(v) => {
             out.push(2);
             out.extend_from_slice(&v.to_bits().to_le_bytes());
         }
-        Kind::Text => {
-            let v = any
-                .downcast_ref::<StringArray>()
-                .expect("text columns are Utf8")
-                .value(row);
+        KeyValue::Text(v) => {
             out.push(3);
             out.extend_from_slice(&(v.len() as u64).to_le_bytes());
             out.extend_from_slice(v.as_bytes());
         }
-        Kind::Bool => {
-            let v = any
-                .downcast_ref::<BooleanArray>()
-                .expect("boolean columns are Boolean")
-                .value(row);
+        KeyValue::Bool(v) => {
             out.push(4);
             out.push(u8::from(v));
         }
@@ -340,7 +374,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn group_key_bytes_are_equal_exactly_when_the_key_parts_are(
+        fn group_key_bytes_are_equal_exactly_when_the_key_parts_are_and_the_same_from_values(
             (kinds, rows) in kinds_and_rows(),
         ) {
             let shape = StreamShape {
@@ -357,6 +391,13 @@ mod tests {
                     out
                 })
                 .collect();
+            for (row, (values, _)) in rows.iter().enumerate() {
+                let mut of_values = Vec::new();
+                for value in values {
+                    append_group_key_of(value, &mut of_values);
+                }
+                prop_assert_eq!(&of_values, &bytes[row], "{:?}", values);
+            }
             for a in 0..rows.len() {
                 for b in 0..rows.len() {
                     let parts = |row: usize| rows[row].0.iter().map(key_part).collect::<Vec<_>>();

@@ -5,12 +5,19 @@
 //! KDA computes both approximately (a sketch; HyperLogLog for the distinct count, exact up to
 //! 10,000 items). These count exactly, within a bound of [`ITEMS_MAX`] distinct values per pump
 //! in open windows: rows with new values beyond it are refused and reported.
+//!
+//! The pump's WHERE (`… FROM TABLE(TOP_K_ITEMS_TUMBLING(…)) WHERE ITEM_COUNT > 5`) filters the
+//! function's rows of a closing window; a WHERE inside the cursor filters its input rows.
+//!
+//! A pump fed by a stagger pump keeps its open windows in the application's window snapshot
+//! ([`ItemsSnapshot`], see [`crate::snapshot`]) instead of rebuilding them by a replay.
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use serde::{Deserialize, Serialize};
 
-use crate::batch::{rowtimes, value_at};
+use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
 use crate::expr::{CExpr, convert};
 use crate::types::Kind;
 use crate::value::Value;
@@ -34,6 +41,8 @@ pub struct ItemsPlan {
     pub width_ms: i64,
     /// For each select item, the index of the function's output column it takes.
     pub outputs: Vec<usize>,
+    /// The pump's WHERE, over the function's columns ([`ItemsPlan::columns`]).
+    pub filter: Option<CExpr>,
 }
 
 impl ItemsPlan {
@@ -47,6 +56,28 @@ impl ItemsPlan {
             ItemsFn::CountDistinct => vec![("NUMBER_OF_DISTINCT_ITEMS".into(), Kind::Int)],
         }
     }
+}
+
+/// An items pump's open windows, each with its values' counts in value order.
+///
+/// Serialized in window snapshot files ([`crate::snapshot`]): no field is renamed, removed or
+/// retyped without a format version bump and a compatibility fixture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemsSnapshot {
+    width_ms: i64,
+    windows: Vec<(i64, Vec<(String, i64)>)>,
+}
+
+/// Why an [`ItemsSnapshot`] cannot be restored into a pump. The pump is then left empty.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreItemsError {
+    #[error("the pump's window changed from {stored} ms to {planned} ms")]
+    WidthChanged { stored: i64, planned: i64 },
+    #[error("the snapshot holds {items} items, over the {limit} one pump may hold")]
+    ItemsOverMax { items: usize, limit: usize },
+    #[error("the snapshot holds window {start_ms} or one of its values twice")]
+    Duplicate { start_ms: i64 },
 }
 
 #[derive(Debug)]
@@ -64,6 +95,56 @@ impl ItemsState {
             open: BTreeMap::new(),
             items: 0,
         }
+    }
+
+    /// The open windows (see [`ItemsSnapshot`]).
+    pub fn snapshot(&self) -> ItemsSnapshot {
+        let windows = self
+            .open
+            .iter()
+            .map(|(start, counts)| {
+                let mut counts: Vec<(String, i64)> =
+                    counts.iter().map(|(v, n)| (v.clone(), *n)).collect();
+                counts.sort();
+                (*start, counts)
+            })
+            .collect();
+        ItemsSnapshot {
+            width_ms: self.plan.width_ms,
+            windows,
+        }
+    }
+
+    /// Restores `snapshot` into this pump, which has seen no row.
+    pub fn restore(&mut self, snapshot: ItemsSnapshot) -> Result<(), RestoreItemsError> {
+        assert!(
+            self.open.is_empty(),
+            "a snapshot is restored before any row"
+        );
+        if snapshot.width_ms != self.plan.width_ms {
+            return Err(RestoreItemsError::WidthChanged {
+                stored: snapshot.width_ms,
+                planned: self.plan.width_ms,
+            });
+        }
+        let items: usize = snapshot.windows.iter().map(|(_, c)| c.len()).sum();
+        if items > ITEMS_MAX {
+            return Err(RestoreItemsError::ItemsOverMax {
+                items,
+                limit: ITEMS_MAX,
+            });
+        }
+        let mut open = BTreeMap::new();
+        for (start_ms, counts) in snapshot.windows {
+            let len = counts.len();
+            let counts: HashMap<String, i64> = counts.into_iter().collect();
+            if counts.len() != len || open.insert(start_ms, counts).is_some() {
+                return Err(RestoreItemsError::Duplicate { start_ms });
+            }
+        }
+        self.open = open;
+        self.items = items;
+        Ok(())
     }
 
     pub fn oldest_open_ms(&self) -> Option<i64> {
@@ -106,6 +187,33 @@ impl ItemsState {
         refused
     }
 
+    /// Which of a closing window's function rows the pump's WHERE keeps. A WHERE that fails
+    /// to evaluate (a conversion error, say) keeps none: the rows' input is long gone, so
+    /// there is nothing to report them against but the log.
+    fn kept(&self, rows: &[(Vec<Value>, i64)]) -> Vec<bool> {
+        let Some(filter) = &self.plan.filter else {
+            return vec![true; rows.len()];
+        };
+        let shape = StreamShape {
+            columns: ItemsPlan::columns(self.plan.func),
+        };
+        match filter.evaluate(&batch_from_rows(&shape, rows)) {
+            Ok(mask) => {
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .expect("WHERE was planned boolean");
+                (0..rows.len())
+                    .map(|row| mask.is_valid(row) && mask.value(row))
+                    .collect()
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the WHERE over a closing window's items failed; its rows are dropped");
+                vec![false; rows.len()]
+            }
+        }
+    }
+
     pub fn close_ended_by(&mut self, time_ms: i64, out: &mut Vec<OutputRow>) {
         self.close_before(time_ms - self.plan.width_ms + 1, out);
     }
@@ -130,9 +238,13 @@ impl ItemsState {
                         .collect()
                 }
             };
-            for row in rows {
-                let values = self.plan.outputs.iter().map(|&i| row[i].clone()).collect();
-                out.push((values, end));
+            let rows: Vec<(Vec<Value>, i64)> = rows.into_iter().map(|row| (row, end)).collect();
+            let kept = self.kept(&rows);
+            for ((row, end), keep) in rows.into_iter().zip(kept) {
+                if keep {
+                    let values = self.plan.outputs.iter().map(|&i| row[i].clone()).collect();
+                    out.push((values, end));
+                }
             }
         }
     }

@@ -3,8 +3,9 @@
 //! and sliding windows; stream joins; joins with reference tables; TOP_K/COUNT_DISTINCT;
 //! RANDOM_CUT_FOREST, RANDOM_CUT_FOREST_WITH_EXPLANATION and HOTSPOTS), in-application streams and pumps, the application catalog and its API
 //! (`KinesisAnalytics_20150814.*`), the runner that reads an application's input through the
-//! narrow storage face and writes its outputs back through it, and the reading of reference
-//! data objects from S3-compatible storage.
+//! narrow storage face and writes its outputs back through it, the window snapshots that carry
+//! stagger windows over a restart (files beside the catalog), and the reading of reference data
+//! objects from S3-compatible storage.
 //!
 //! Must not touch segments, executors' internals or the Kinesis control plane: every record goes
 //! through `sluice_core::storage::{RecordLog, CheckpointLog}`.
@@ -31,6 +32,8 @@ pub mod row_function;
 pub mod run_file;
 pub mod s3;
 pub mod schema_wire;
+pub mod snapshot;
+pub mod snapshot_store;
 pub mod types;
 pub mod value;
 pub mod watermark;

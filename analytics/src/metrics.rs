@@ -5,7 +5,7 @@
 //! Counters are bumped once per batch, never per row.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Every analytics metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,15 +16,21 @@ pub enum Metric {
     ErrorRowsTotal,
     ApplicationsRunning,
     LateRowsTotal,
+    SnapshotsWrittenTotal,
+    SnapshotBytesWrittenTotal,
+    SnapshotWriteFailuresTotal,
 }
 
-const ALL: [Metric; 6] = [
+const ALL: [Metric; 9] = [
     Metric::RecordsReadTotal,
     Metric::RecordBytesReadTotal,
     Metric::RowsWrittenTotal,
     Metric::ErrorRowsTotal,
     Metric::ApplicationsRunning,
     Metric::LateRowsTotal,
+    Metric::SnapshotsWrittenTotal,
+    Metric::SnapshotBytesWrittenTotal,
+    Metric::SnapshotWriteFailuresTotal,
 ];
 
 static VALUES: [AtomicU64; ALL.len()] = [const { AtomicU64::new(0) }; ALL.len()];
@@ -38,6 +44,9 @@ impl Metric {
             Metric::ErrorRowsTotal => 3,
             Metric::ApplicationsRunning => 4,
             Metric::LateRowsTotal => 5,
+            Metric::SnapshotsWrittenTotal => 6,
+            Metric::SnapshotBytesWrittenTotal => 7,
+            Metric::SnapshotWriteFailuresTotal => 8,
         }
     }
 
@@ -49,6 +58,9 @@ impl Metric {
             Metric::ErrorRowsTotal => "analytics_error_rows_total",
             Metric::ApplicationsRunning => "analytics_applications_running",
             Metric::LateRowsTotal => "analytics_late_rows_total",
+            Metric::SnapshotsWrittenTotal => "analytics_snapshots_written_total",
+            Metric::SnapshotBytesWrittenTotal => "analytics_snapshot_bytes_written_total",
+            Metric::SnapshotWriteFailuresTotal => "analytics_snapshot_write_failures_total",
         }
     }
 
@@ -69,6 +81,17 @@ impl Metric {
                 "counter",
                 "Rows of event-time windows that arrived after their window closed (sent to error_stream).",
             ),
+            Metric::SnapshotsWrittenTotal => (
+                "counter",
+                "Window snapshots made durable (file and marker) by applications with stagger windows.",
+            ),
+            Metric::SnapshotBytesWrittenTotal => {
+                ("counter", "Bytes of the window snapshots written.")
+            }
+            Metric::SnapshotWriteFailuresTotal => (
+                "counter",
+                "Window snapshots whose file or marker could not be written (the positions then wait).",
+            ),
         }
     }
 
@@ -85,6 +108,30 @@ impl Metric {
     }
 }
 
+/// The most service cores whose running applications are counted apart.
+const SERVICE_CORES_MAX: usize = 64;
+
+/// Running applications per service core, and how many service cores run applications.
+static RUNNING_ON_CORE: [AtomicU64; SERVICE_CORES_MAX] =
+    [const { AtomicU64::new(0) }; SERVICE_CORES_MAX];
+static SERVICE_CORES: AtomicUsize = AtomicUsize::new(0);
+
+/// Notes that `count` service cores run applications (each core's supervisor says so).
+pub fn service_cores_are(count: usize) {
+    SERVICE_CORES.store(count.min(SERVICE_CORES_MAX), Ordering::Relaxed);
+}
+
+/// One more (`delta` 1) or one fewer (-1) application running on service core `core`.
+pub fn running_on_core(core: usize, delta: i64) {
+    if let Some(slot) = RUNNING_ON_CORE.get(core) {
+        if delta >= 0 {
+            slot.fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
+        } else {
+            slot.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+}
+
 /// Prometheus text of every metric.
 pub fn render() -> String {
     let mut out = String::new();
@@ -95,6 +142,22 @@ pub fn render() -> String {
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
             metric.get()
+        );
+    }
+    let name = "analytics_applications_running_by_service_core";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Applications whose runner task is reading its input, by the service core it runs on.\n# TYPE {name} gauge"
+    );
+    for (core, running) in RUNNING_ON_CORE
+        .iter()
+        .take(SERVICE_CORES.load(Ordering::Relaxed))
+        .enumerate()
+    {
+        let _ = writeln!(
+            out,
+            "{name}{{service_core=\"{core}\"}} {}",
+            running.load(Ordering::Relaxed)
         );
     }
     out

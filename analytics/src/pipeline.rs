@@ -7,16 +7,26 @@
 //!
 //! Invariants: the pump graph is acyclic (checked at compile time), so routing terminates;
 //! every batch of a stream has that stream's shape.
+//!
+//! **Snapshotted pumps**: every stagger pump, and every window or items pump that reads (through
+//! any chain of pumps) what a stagger pump wrote, keeps its state in the application's window
+//! snapshot ([`crate::snapshot`]) rather than rebuilding it by a replay, because a replay cannot
+//! rebuild a stagger window and so cannot rebuild what it fed either. Such pumps take no part in
+//! the replay positions ([`Pipeline::oldest_open_ms`]), replay floors or event-time checkpoints.
+//! After [`Pipeline::restore_pump`], the records a restarted runner reads again below the
+//! snapshot's cut go through [`Pipeline::ingest_replayed`], which the restored pumps ignore:
+//! their state already holds those records' rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use serde::{Deserialize, Serialize};
 
 use crate::batch::{BatchBuilder, StreamShape, batch_from_rows, rowtimes, value_at};
 use crate::expr::{convert, project};
 use crate::input::{InputSchema, RejectedRecord};
-use crate::items::ItemsState;
+use crate::items::{ItemsSnapshot, ItemsState, RestoreItemsError};
 use crate::join::JoinState;
 use crate::plan::{PlanBody, PumpPlan, TumblingPlan, compile_pump};
 use crate::program::{CodeError, Program};
@@ -25,7 +35,9 @@ use crate::row_function::RowFunctionState;
 use crate::sliding::SlidingState;
 use crate::types::Kind;
 use crate::value::Value;
-use crate::window::{EventTimeCheckpoint, OutputRow, TumblingState};
+use crate::window::{
+    EventTimeCheckpoint, OutputRow, RestoreWindowError, TumblingState, WindowSnapshot,
+};
 
 /// The in-application error stream every application has.
 pub const ERROR_STREAM: &str = "error_stream";
@@ -67,6 +79,45 @@ struct Pump {
     join: Option<JoinState>,
     reference: Option<ReferenceJoinState>,
     row_function: Option<RowFunctionState>,
+    /// Keeps its state in window snapshots (see the module doc).
+    snapshotted: bool,
+    /// Restored from a snapshot: ignores the rows of [`Pipeline::ingest_replayed`].
+    restored: bool,
+}
+
+/// A snapshotted pump's state, by pump name.
+///
+/// Serialized in window snapshot files ([`crate::snapshot`]): no field or variant is renamed,
+/// removed or retyped without a format version bump and a compatibility fixture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PumpSnapshot {
+    pub pump: String,
+    pub state: PumpState,
+}
+
+/// The state of one snapshotted pump.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PumpState {
+    Window(WindowSnapshot),
+    Items(ItemsSnapshot),
+}
+
+/// Why a [`PumpSnapshot`] was not restored; the pump (if any) starts empty.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestorePumpError {
+    #[error("the program has no pump {pump} that keeps its state in snapshots")]
+    NoSuchPump { pump: String },
+    #[error("pump {pump}: {source}")]
+    Window {
+        pump: String,
+        source: RestoreWindowError,
+    },
+    #[error("pump {pump}: {source}")]
+    Items {
+        pump: String,
+        source: RestoreItemsError,
+    },
 }
 
 /// Batches that entered each stream during a call, in order.
@@ -84,6 +135,8 @@ pub struct Pipeline {
     error_rows: Vec<(Vec<Value>, i64)>,
     /// Left batches of joins, run once every pump has seen the input batch they came from.
     deferred: Vec<(usize, RecordBatch)>,
+    /// Inside [`Pipeline::ingest_replayed`].
+    replaying: bool,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -214,9 +267,12 @@ impl Pipeline {
                 join,
                 reference,
                 row_function,
+                snapshotted: false,
+                restored: false,
             });
         }
         check_acyclic(&pumps, program)?;
+        mark_snapshotted(&mut pumps);
         Ok(Pipeline {
             shapes,
             inputs: inputs.to_vec(),
@@ -224,6 +280,7 @@ impl Pipeline {
             readers,
             error_rows: Vec::new(),
             deferred: Vec::new(),
+            replaying: false,
         })
     }
 
@@ -310,24 +367,87 @@ impl Pipeline {
         self.shapes.get(name)
     }
 
-    /// The start of the oldest tumbling window still open in any pump (sliding frames are not
-    /// counted: replaying them would repeat their output rows).
+    /// The pumps that rebuild their state by a replay: window and items pumps that are not
+    /// snapshotted.
+    fn replayed_pumps(&self) -> impl Iterator<Item = &Pump> {
+        self.pumps.iter().filter(|p| !p.snapshotted)
+    }
+
+    /// The start of the oldest tumbling window still open in any pump that a replay rebuilds
+    /// (sliding frames are not counted: replaying them would repeat their output rows; nor are
+    /// snapshotted pumps).
     pub fn oldest_open_ms(&self) -> Option<i64> {
         let windows = self
-            .pumps
-            .iter()
+            .replayed_pumps()
             .filter_map(|p| p.window.as_ref()?.oldest_open_ms());
         let items = self
-            .pumps
-            .iter()
+            .replayed_pumps()
             .filter_map(|p| p.items.as_ref()?.oldest_open_ms());
         windows.chain(items).min()
     }
 
-    /// The checkpoint of every event-time window pump that has seen a row, by pump name.
-    pub fn event_time_checkpoints(&self) -> Vec<(String, EventTimeCheckpoint)> {
+    /// Whether any pump keeps its state in window snapshots.
+    pub fn has_snapshotted_pumps(&self) -> bool {
+        self.pumps.iter().any(|p| p.snapshotted)
+    }
+
+    /// The state of every snapshotted pump, in program order.
+    pub fn snapshot_pumps(&self) -> Vec<PumpSnapshot> {
         self.pumps
             .iter()
+            .filter(|p| p.snapshotted)
+            .filter_map(|p| {
+                let state = match (&p.window, &p.items) {
+                    (Some(window), _) => PumpState::Window(window.snapshot()),
+                    (None, Some(items)) => PumpState::Items(items.snapshot()),
+                    (None, None) => return None,
+                };
+                Some(PumpSnapshot {
+                    pump: p.plan.name.clone(),
+                    state,
+                })
+            })
+            .collect()
+    }
+
+    /// Restores one pump's state before the first record; from then on that pump ignores the
+    /// rows of [`Pipeline::ingest_replayed`].
+    pub fn restore_pump(&mut self, snapshot: PumpSnapshot) -> Result<(), RestorePumpError> {
+        let PumpSnapshot { pump, state } = snapshot;
+        let Some(target) = self
+            .pumps
+            .iter_mut()
+            .find(|p| p.snapshotted && p.plan.name == pump)
+        else {
+            return Err(RestorePumpError::NoSuchPump { pump });
+        };
+        assert!(!target.restored, "pump {pump} is restored once");
+        match (state, &mut target.window, &mut target.items) {
+            (PumpState::Window(state), Some(window), _) => {
+                window
+                    .restore(state)
+                    .map_err(|source| RestorePumpError::Window {
+                        pump: pump.clone(),
+                        source,
+                    })?
+            }
+            (PumpState::Items(state), None, Some(items)) => {
+                items
+                    .restore(state)
+                    .map_err(|source| RestorePumpError::Items {
+                        pump: pump.clone(),
+                        source,
+                    })?
+            }
+            _ => return Err(RestorePumpError::NoSuchPump { pump }),
+        }
+        target.restored = true;
+        Ok(())
+    }
+
+    /// The checkpoint of every event-time window pump that has seen a row, by pump name.
+    pub fn event_time_checkpoints(&self) -> Vec<(String, EventTimeCheckpoint)> {
+        self.replayed_pumps()
             .filter_map(|p| {
                 Some((
                     p.plan.name.clone(),
@@ -340,17 +460,15 @@ impl Pipeline {
     /// The replay floor of every ROWTIME window pump with a window open, by pump name (see
     /// [`TumblingState::replay_floor_ms`]).
     pub fn replay_floors(&self) -> Vec<(String, i64)> {
-        self.pumps
-            .iter()
+        self.replayed_pumps()
             .filter_map(|p| Some((p.plan.name.clone(), p.window.as_ref()?.replay_floor_ms()?)))
             .collect()
     }
 
     /// The names of the window pumps over event time (`true`) or over ROWTIME (`false`:
-    /// tumbling and stagger).
+    /// tumbling and stagger) that a replay rebuilds.
     fn window_pumps(&self, event_time: bool) -> Vec<String> {
-        self.pumps
-            .iter()
+        self.replayed_pumps()
             .filter(|p| {
                 p.window
                     .as_ref()
@@ -360,11 +478,12 @@ impl Pipeline {
             .collect()
     }
 
-    /// Pump `pump`'s window if it is over event time (`true`) or over ROWTIME (`false`).
+    /// Pump `pump`'s window if it is over event time (`true`) or over ROWTIME (`false`) and a
+    /// replay rebuilds it.
     fn window_of(&mut self, pump: &str, event_time: bool) -> Option<&mut TumblingState> {
         self.pumps
             .iter_mut()
-            .filter(|p| p.plan.name == pump)
+            .filter(|p| p.plan.name == pump && !p.snapshotted)
             .find_map(|p| {
                 p.window
                     .as_mut()
@@ -372,7 +491,7 @@ impl Pipeline {
             })
     }
 
-    /// The names of the ROWTIME window pumps (tumbling and stagger).
+    /// The names of the ROWTIME window pumps that a replay rebuilds.
     pub fn rowtime_window_pumps(&self) -> Vec<String> {
         self.window_pumps(false)
     }
@@ -441,6 +560,23 @@ impl Pipeline {
         }
         self.run_deferred(now_ms, out);
         self.flush_errors(out);
+    }
+
+    /// Like [`Pipeline::ingest`], for records a restarted runner reads again that the restored
+    /// snapshot already holds (below its cut): the restored pumps ignore their rows, and so
+    /// everything downstream of them sees none; the other pumps rebuild their state from them
+    /// as after any restart.
+    pub fn ingest_replayed(
+        &mut self,
+        input: usize,
+        records: &[(&[u8], i64)],
+        now_ms: i64,
+        out: &mut Emissions,
+    ) {
+        assert!(!self.replaying);
+        self.replaying = true;
+        self.ingest(input, records, now_ms, out);
+        self.replaying = false;
     }
 
     /// Writes records that never reached the input schema (a pre-processing function failed
@@ -559,6 +695,9 @@ impl Pipeline {
         out.batches.push((stream.to_owned(), batch.clone()));
         let readers = self.readers.get(stream).cloned().unwrap_or_default();
         for index in readers {
+            if self.replaying && self.pumps[index].restored {
+                continue;
+            }
             if self.pumps[index].join.is_some() {
                 if self.pumps[index].plan.source == stream {
                     if let Some(kept) = self.filter(index, &batch, now_ms) {
@@ -853,6 +992,37 @@ fn kind_of(array: &ArrayRef) -> Kind {
         arrow_schema::DataType::Utf8 => Kind::Text,
         arrow_schema::DataType::Boolean => Kind::Bool,
         _ => Kind::Int,
+    }
+}
+
+/// Marks the pumps that keep their state in snapshots (see the module doc): stagger pumps, and
+/// window and items pumps that read a stream reached from a stagger pump's output.
+fn mark_snapshotted(pumps: &mut [Pump]) {
+    let mut reached: HashSet<String> = pumps
+        .iter()
+        .filter(|p| p.window.as_ref().is_some_and(TumblingState::is_stagger))
+        .map(|p| p.plan.target.clone())
+        .collect();
+    // The graph is acyclic, so this ends after at most one round per pump.
+    loop {
+        let before = reached.len();
+        for pump in pumps.iter() {
+            let right = match &pump.plan.body {
+                PlanBody::Join(j) => Some(j.right_source.as_str()),
+                _ => None,
+            };
+            if reached.contains(&pump.plan.source) || right.is_some_and(|r| reached.contains(r)) {
+                reached.insert(pump.plan.target.clone());
+            }
+        }
+        if reached.len() == before {
+            break;
+        }
+    }
+    for pump in pumps.iter_mut() {
+        let stagger = pump.window.as_ref().is_some_and(TumblingState::is_stagger);
+        let stateful = pump.window.is_some() || pump.items.is_some();
+        pump.snapshotted = stagger || (stateful && reached.contains(&pump.plan.source));
     }
 }
 

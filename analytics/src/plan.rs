@@ -964,6 +964,18 @@ fn compile_items(
     }
     let (_, target_columns) = insert_target(pump, shapes, pump.position)?;
     check_insert_count(target_columns.len(), outputs.len(), pump.position)?;
+    // The WHERE after `FROM TABLE(…)` is over the function's columns.
+    let result = StreamShape { columns };
+    let post_filter = where_condition(
+        select,
+        &Scope {
+            stream: &name,
+            alias: None,
+            shape: &result,
+            right: None,
+        },
+        at,
+    )?;
     Ok(PumpPlan::of(
         pump,
         source,
@@ -973,6 +985,7 @@ fn compile_items(
             column: CExpr::Column { index, kind },
             width_ms,
             outputs,
+            filter: post_filter,
         }),
         target_columns,
     ))

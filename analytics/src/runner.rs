@@ -17,6 +17,11 @@
 //! closed window twice. Rows of stateless pumps between those positions may be written again
 //! after a crash (at-least-once). Event-time windows also commit their watermarks
 //! ([`crate::watermark`]).
+//!
+//! Stagger windows, and the window pumps they feed, are not rebuilt by a replay: their state is
+//! written as a window snapshot before the positions ([`crate::snapshot_store`]), and the
+//! positions never pass the snapshot's cut. A restart restores it, and the records it reads
+//! again below the cut go through [`Pipeline::ingest_replayed`], which those pumps ignore.
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -43,6 +48,8 @@ use crate::peers::{Functions, InvokeError, Resource, resource_of};
 use crate::pipeline::{Emissions, Pipeline};
 use crate::program::parse_program;
 use crate::reference::{ParsedTable, parse_table};
+use crate::snapshot::ShardCut;
+use crate::snapshot_store::SnapshotStore;
 
 /// How long past a window's end the wall clock must be before an idle window is closed.
 pub const CLOSE_GRACE_MS: i64 = 1_000;
@@ -71,13 +78,37 @@ pub fn consumer_name(application: &str, input_id: &str) -> String {
     format!("kinesisanalytics/{application}/{input_id}")
 }
 
-/// Runs the supervisor forever on the current (tokio current-thread) service core.
-pub async fn supervise<R: RecordLog + CheckpointLog>(service: AnalyticsService<R>, storage: R) {
-    service.attach_storage(storage.clone());
-    let _ = service
-        .shared
-        .service_core
-        .set(tokio::runtime::Handle::current());
+/// The service core an application runs on, of `cores` that run applications: a stable hash of
+/// its name, so that every supervisor agrees without talking to the others, and an application
+/// comes back to the same core after a restart.
+pub fn placement(application: &str, cores: usize) -> usize {
+    (crc32c::crc32c(application.as_bytes()) as usize) % cores.max(1)
+}
+
+thread_local! {
+    /// The service core this thread is (set by [`supervise`]), for the per-core gauge.
+    static SERVICE_CORE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs the supervisor of service core `core` (of `cores` that run applications) forever on
+/// the current (tokio current-thread) service core: it runs the applications placed on it
+/// ([`placement`]) and finishes their stops. Service core 0 also serves the API's work that
+/// needs a service core (DiscoverInputSchema from S3).
+pub async fn supervise<R: RecordLog + CheckpointLog>(
+    service: AnalyticsService<R>,
+    storage: R,
+    core: usize,
+    cores: usize,
+) {
+    SERVICE_CORE.with(|c| c.set(core));
+    crate::metrics::service_cores_are(cores);
+    if core == 0 {
+        service.attach_storage(storage.clone());
+        let _ = service
+            .shared
+            .service_core
+            .set(tokio::runtime::Handle::current());
+    }
     let mut tasks: HashMap<String, Rc<Cell<bool>>> = HashMap::new();
     loop {
         tasks.retain(|_, done| !done.get());
@@ -85,17 +116,21 @@ pub async fn supervise<R: RecordLog + CheckpointLog>(service: AnalyticsService<R
             .catalog()
             .applications
             .iter()
+            .filter(|a| placement(&a.name, cores) == core)
             .map(|a| (a.name.clone(), a.status))
             .collect();
         for (name, status) in wanted {
             match status {
-                Status::Starting | Status::Running if !tasks.contains_key(&name) => {
+                Status::Starting | Status::Running | Status::Updating
+                    if !tasks.contains_key(&name) =>
+                {
                     let done = Rc::new(Cell::new(false));
                     tasks.insert(name.clone(), done.clone());
                     let (service, storage) = (service.clone(), storage.clone());
-                    // An application found RUNNING (the server restarted under it) continues
-                    // from its checkpoint; a STARTING one from the position StartApplication gave.
-                    let resume = status == Status::Running;
+                    // An application found RUNNING or UPDATING (the server restarted under it)
+                    // continues from its checkpoint; a STARTING one from the position
+                    // StartApplication gave.
+                    let resume = status != Status::Starting;
                     tokio::task::spawn_local(async move {
                         run_application(&service, &storage, &name, resume).await;
                         done.set(true);
@@ -166,6 +201,21 @@ struct ShardCursor {
     caught_up: bool,
     /// The in-application input stream (`_001` … `_00N`) the shard's records enter.
     input_index: usize,
+    /// The restored window snapshot's cut on this shard: the records below it are in the
+    /// snapshot already, and go through [`Pipeline::ingest_replayed`].
+    replay_below: Option<u64>,
+}
+
+impl ShardCursor {
+    /// The position after the last of this shard's records the pipeline's snapshotted pumps
+    /// hold: the restored cut until the shard has been read past it.
+    fn cut(&self) -> Option<ShardCut> {
+        let position = self.next_position.max(self.replay_below)?;
+        Some(ShardCut {
+            shard_index: self.address.shard_index,
+            position,
+        })
+    }
 }
 
 async fn run_application<R: RecordLog + CheckpointLog>(
@@ -179,7 +229,10 @@ async fn run_application<R: RecordLog + CheckpointLog>(
         let Some(app) = service.catalog().get(name).cloned() else {
             return;
         };
-        if !matches!(app.status, Status::Starting | Status::Running) {
+        if !matches!(
+            app.status,
+            Status::Starting | Status::Running | Status::Updating
+        ) {
             set_status(service, name, Some(Status::Stopping), Status::Ready);
             return;
         }
@@ -389,6 +442,7 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             marks: VecDeque::new(),
             caught_up: false,
             input_index,
+            replay_below: None,
         });
     }
     if position == "LAST_STOPPED_POINT"
@@ -398,9 +452,72 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         crate::watermark::restore_replay_floors(storage, &consumer, &first.address, &mut pipeline)
             .await;
     }
-    set_status(service, name, Some(Status::Starting), Status::Running);
+    // Records after the restored snapshot's cut get at least its ROWTIME (see `snapshot.rs`).
+    let mut rowtime_floor = i64::MIN;
+    // A catalog kept in memory (no data directory) keeps no snapshots either.
+    let snapshot_dir = service.catalog().snapshot_dir();
+    let mut snapshots = match (cursors.first(), snapshot_dir) {
+        (Some(first), Some(dir)) if pipeline.has_snapshotted_pumps() => {
+            let marker = CheckpointKey {
+                consumer: format!("{consumer}/snapshot"),
+                shard: first.address.clone(),
+            };
+            let mut store = SnapshotStore::new(dir, name, &input.id, app.create_ms, marker);
+            let restore = position == "LAST_STOPPED_POINT";
+            match store.open(storage, &mut pipeline, restore).await {
+                Ok(Some(restored)) => {
+                    for cursor in &mut cursors {
+                        cursor.replay_below = restored
+                            .cut
+                            .iter()
+                            .find(|c| c.shard_index == cursor.address.shard_index)
+                            .map(|c| c.position);
+                        if let (ReadStart::AtPosition(start), Some(cut)) =
+                            (cursor.start, cursor.replay_below)
+                            && start > cut
+                        {
+                            // The positions are committed only at or below a durable
+                            // snapshot's cut; this one is not the snapshot they belong to.
+                            tracing::error!(
+                                application = name,
+                                shard = cursor.address.shard_index,
+                                start,
+                                cut,
+                                "The input position is past the window snapshot's cut; rows between them are missing from the stagger windows."
+                            );
+                        }
+                    }
+                    rowtime_floor = restored.last_rowtime_ms;
+                    for error in &restored.not_restored {
+                        ctx.log_error(&format!(
+                            "A window could not be restored from the snapshot and starts empty: {error}"
+                        ));
+                    }
+                    tracing::info!(
+                        application = name,
+                        generation = restored.generation,
+                        "Windows restored from their snapshot."
+                    );
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(application = name, %error, "The window snapshot cannot be restored; the stagger windows open at the checkpoint are lost.");
+                    ctx.log_error(&format!(
+                        "The window snapshot cannot be restored; the windows open at the checkpoint are lost: {error}"
+                    ));
+                }
+            }
+            Some(store)
+        }
+        _ => None,
+    };
+    // Counted before the status says so, so that a RUNNING application is always counted.
     Metric::ApplicationsRunning.add(1);
-    let _running = RunningGuard;
+    let _running = RunningGuard::new();
+    // A new version of a running application (UPDATING) runs once it has been built and its
+    // checkpoint restored, as a started one does.
+    set_status(service, name, Some(Status::Starting), Status::Running);
+    set_status(service, name, Some(Status::Updating), Status::Running);
     tracing::info!(
         application = name,
         stream,
@@ -420,7 +537,20 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         match ctx.next() {
             Next::Continue => {}
             other => {
-                commit(storage, &consumer, &cursors, &pipeline).await;
+                let last = Rowtimes {
+                    last_ms: last_rowtime,
+                    floor_ms: rowtime_floor,
+                };
+                commit(
+                    storage,
+                    &consumer,
+                    &cursors,
+                    &pipeline,
+                    snapshots.as_mut(),
+                    last,
+                    true,
+                )
+                .await;
                 return other;
             }
         }
@@ -446,7 +576,11 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             let mut owned: Vec<(Vec<u8>, i64, u64)> = Vec::new();
             let mut sources: Vec<(u64, SourceMetadata)> = Vec::new();
             let shard_id = shard_id(cursor.address.shard_index);
+            let replay_below = cursor.replay_below;
             batch.for_each_positioned(&mut |position, view| {
+                if replay_below.is_none_or(|below| position >= below) {
+                    last_rowtime = last_rowtime.max(rowtime_floor);
+                }
                 last_rowtime = last_rowtime.max(view.approximate_arrival_timestamp_ms as i64);
                 owned.push((view.data.to_vec(), last_rowtime, position));
                 if input.processing.is_some() {
@@ -496,6 +630,10 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             }
             let records: Vec<(&[u8], i64)> =
                 owned.iter().map(|(d, t, _)| (d.as_slice(), *t)).collect();
+            // Positions grow within a batch: the records the restored snapshot holds come first.
+            let replayed = cursor
+                .replay_below
+                .map_or(0, |below| owned.partition_point(|(_, _, p)| *p < below));
             cursor.caught_up = batch.millis_behind_latest == 0 && read < READ_RECORDS_MAX;
             if let Some(next) = batch.next_position {
                 cursor.next_position = Some(next);
@@ -507,7 +645,13 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             }
             if !records.is_empty() {
                 any = true;
-                pipeline.ingest(cursor.input_index, &records, now_ms(), &mut emissions);
+                let (again, new) = records.split_at(replayed);
+                if !again.is_empty() {
+                    pipeline.ingest_replayed(cursor.input_index, again, now_ms(), &mut emissions);
+                }
+                if !new.is_empty() {
+                    pipeline.ingest(cursor.input_index, new, now_ms(), &mut emissions);
+                }
             }
         }
         if cursors.iter().all(|c| c.caught_up) {
@@ -527,7 +671,20 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             return ctx.next();
         }
         if any || !emissions.batches.is_empty() {
-            commit(storage, &consumer, &cursors, &pipeline).await;
+            let last = Rowtimes {
+                last_ms: last_rowtime,
+                floor_ms: rowtime_floor,
+            };
+            commit(
+                storage,
+                &consumer,
+                &cursors,
+                &pipeline,
+                snapshots.as_mut(),
+                last,
+                false,
+            )
+            .await;
         }
         if !any && !single {
             tokio::time::sleep(IDLE_WAIT).await;
@@ -564,26 +721,60 @@ async fn load_reference<R: RecordLog + CheckpointLog>(
 }
 
 /// Counts a running application down when its task leaves `run_version`, however it leaves.
-struct RunningGuard;
+struct RunningGuard {
+    core: usize,
+}
+
+impl RunningGuard {
+    fn new() -> Self {
+        let core = SERVICE_CORE.with(Cell::get);
+        crate::metrics::running_on_core(core, 1);
+        RunningGuard { core }
+    }
+}
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
         Metric::ApplicationsRunning.sub(1);
+        crate::metrics::running_on_core(self.core, -1);
     }
 }
 
-/// Commits each shard's checkpoint (see the module doc for which position).
+/// The runner's ROWTIME: the last one given, and the restored snapshot's (see `snapshot.rs`).
+#[derive(Clone, Copy, Debug)]
+struct Rowtimes {
+    last_ms: i64,
+    floor_ms: i64,
+}
+
+/// Commits each shard's checkpoint (see the module doc for which position), after the window
+/// snapshot (`force`: regardless of its throttle, as the application stops).
 async fn commit<R: RecordLog + CheckpointLog>(
     storage: &R,
     consumer: &str,
     cursors: &[ShardCursor],
     pipeline: &Pipeline,
+    snapshots: Option<&mut SnapshotStore>,
+    rowtimes: Rowtimes,
+    force: bool,
 ) {
     // Event-time watermarks go first (see `watermark.rs` for why).
     if let Some(first) = cursors.first() {
         crate::watermark::commit(storage, consumer, &first.address, pipeline).await;
         crate::watermark::commit_replay_floors(storage, consumer, &first.address, pipeline).await;
     }
+    // Then the snapshot, whose cut bounds the positions (see `snapshot_store.rs`).
+    let durable_cut: Option<Vec<ShardCut>> = match snapshots {
+        Some(store) => {
+            let cut = cursors.iter().filter_map(ShardCursor::cut).collect();
+            let last_rowtime_ms = rowtimes.last_ms.max(rowtimes.floor_ms);
+            let durable = store
+                .commit(storage, pipeline, cut, last_rowtime_ms, now_ms(), force)
+                .await;
+            Some(durable.to_vec())
+        }
+        None => None,
+    };
     let oldest = pipeline.oldest_open_ms();
     for cursor in cursors {
         let Some(next) = cursor.next_position else {
@@ -596,6 +787,17 @@ async fn commit<R: RecordLog + CheckpointLog>(
                 .find(|(t, _)| *t >= oldest)
                 .map_or(next, |(_, p)| *p),
             None => next,
+        };
+        let position = match &durable_cut {
+            None => position,
+            Some(cut) => match cut
+                .iter()
+                .find(|c| c.shard_index == cursor.address.shard_index)
+            {
+                Some(c) => position.min(c.position),
+                // The snapshot a restart would restore holds none of this shard's records.
+                None => continue,
+            },
         };
         let key = CheckpointKey {
             consumer: consumer.to_owned(),

@@ -5,11 +5,13 @@
 //! renders `YYYY-MM-DD HH:MM:SS.fff`, the form KDA's JSON output uses `[verify]`.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use serde::{Deserialize, Serialize};
 
 use crate::types::Kind;
 
-/// One value of a row, by kind.
-#[derive(Clone, Debug, PartialEq)]
+/// One value of a row, by kind. Serialized only inside window snapshots ([`crate::snapshot`]):
+/// no variant is removed, reordered or retyped without a snapshot format version bump.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     Null,
     Int(i64),

@@ -14,7 +14,9 @@
 //! newer watermark with the older ROWTIME: rows between the two ROWTIMEs of already-emitted
 //! windows are then reported to `error_stream` again instead of skipped, never counted twice.
 //!
-//! ROWTIME windows (tumbling and stagger) keep one number the same way: their replay floor
+//! ROWTIME windows that a replay rebuilds (tumbling windows not fed by a stagger pump; stagger
+//! pumps and what they feed are in window snapshots, [`crate::snapshot_store`]) keep one number
+//! the same way: their replay floor
 //! (`/replay-floor/<pump>`), the exact start of their oldest open window. The runner replays
 //! from the first row of that ROWTIME's second, and the pump skips the rows before the floor,
 //! which belong to windows already emitted. Committed first as well: a newer floor with older

@@ -25,12 +25,20 @@
 //! still open is taken again, and every replayed row of a closed window is found too late; as it
 //! was already counted (or reported) before the restart, a too-late row at or before the
 //! checkpoint's ROWTIME is skipped without an error row.
+//!
+//! **Snapshots** ([`WindowSnapshot`]): a stagger window cannot be rebuilt by a replay (where a
+//! key's window opened depends on every earlier row of that key), so stagger pumps, and the
+//! window pumps they feed, put their whole state in the application's window snapshot instead
+//! ([`crate::snapshot`]): every open window with its groups' keys and accumulators, each stagger
+//! window's opening ROWTIME and opening order, and the counters that decide the next ones.
+//! [`TumblingState::restore`] rebuilds exactly that state, hash indexes included.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use arrow_array::{ArrayRef, RecordBatch};
+use serde::{Deserialize, Serialize};
 
-use crate::batch::{append_group_key, rowtimes, value_at};
+use crate::batch::{append_group_key, append_group_key_of, rowtimes, value_at};
 use crate::plan::{AggFn, AggOutput, EventTimePlan, TumblingPlan};
 use crate::types::Kind;
 use crate::value::Value;
@@ -58,7 +66,9 @@ pub(crate) fn key_part(v: &Value) -> KeyPart {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// An aggregate's running value. Serialized inside window snapshots: no variant is renamed,
+/// removed or retyped without a snapshot format version bump ([`crate::snapshot`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Acc {
     Count(i64),
     SumInt(Option<i64>),
@@ -117,6 +127,18 @@ impl Acc {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The variant's name, which a snapshot's window shape records.
+    fn name(&self) -> &'static str {
+        match self {
+            Acc::Count(_) => "COUNT",
+            Acc::SumInt(_) => "SUM(BIGINT)",
+            Acc::SumFloat(_) => "SUM(DOUBLE)",
+            Acc::Avg { .. } => "AVG",
+            Acc::Min(_) => "MIN",
+            Acc::Max(_) => "MAX",
+        }
     }
 
     pub(crate) fn result(&self) -> Value {
@@ -189,6 +211,65 @@ impl RefusedRow {
     }
 }
 
+/// One group of a window in a snapshot: its key values and its accumulators.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupSnapshot {
+    key: Vec<Value>,
+    accs: Vec<Acc>,
+}
+
+/// An open ROWTIME or event-time window in a snapshot, groups in first-seen order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpenWindowSnapshot {
+    start_ms: i64,
+    first_rowtime_ms: i64,
+    groups: Vec<GroupSnapshot>,
+}
+
+/// An open stagger window in a snapshot: it closes at `opened_ms` + the range, after the
+/// windows closing at the same time with a smaller `seq` (opening order).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StaggerWindowSnapshot {
+    opened_ms: i64,
+    seq: u64,
+    group: GroupSnapshot,
+}
+
+/// A window pump's whole state (see the module doc): restoring it into a pump of the same plan
+/// gives a pump that computes what the snapshotted one would have, row for row.
+///
+/// Serialized in window snapshot files ([`crate::snapshot`]): no field is renamed, removed or
+/// retyped without a format version bump and a compatibility fixture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WindowSnapshot {
+    /// The plan's shape ([`TumblingState::shape`]): a restore into a pump whose window changed
+    /// (another range, other keys or aggregates) is refused.
+    shape: String,
+    /// Open ROWTIME and event-time windows, oldest first.
+    windows: Vec<OpenWindowSnapshot>,
+    /// Open stagger windows, in opening order.
+    stagger: Vec<StaggerWindowSnapshot>,
+    stagger_seq: u64,
+    max_event_ms: Option<i64>,
+    last_rowtime_ms: Option<i64>,
+    replayed_through_ms: Option<i64>,
+    skip_before_ms: Option<i64>,
+}
+
+/// Why a snapshot cannot be restored into a pump. The pump is then left empty.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreWindowError {
+    #[error("the pump's window changed: the snapshot holds a {stored}, the program a {planned}")]
+    PlanChanged { stored: String, planned: String },
+    #[error("the snapshot holds {groups} groups, over the {limit} one pump may hold")]
+    GroupsOverMax { groups: usize, limit: usize },
+    #[error("the snapshot holds the window or group {what} twice")]
+    Duplicate { what: String },
+    #[error("a stagger window's opening order {seq} is past the pump's counter {counter}")]
+    SeqAhead { seq: u64, counter: u64 },
+}
+
 /// One key's open stagger window.
 #[derive(Debug)]
 struct StaggerGroup {
@@ -233,6 +314,174 @@ impl TumblingState {
             replayed_through_ms: None,
             skip_before_ms: None,
         }
+    }
+
+    /// Whether this is a stagger window (`WINDOWED BY STAGGER`).
+    pub fn is_stagger(&self) -> bool {
+        self.plan.stagger
+    }
+
+    /// What a snapshot must match to be restored here: the kind of window, its width, and the
+    /// number of keys and the aggregates of each group.
+    fn shape(&self) -> String {
+        let kind = if self.plan.stagger {
+            "stagger window"
+        } else if self.plan.event_time.is_some() {
+            "event-time window"
+        } else {
+            "ROWTIME window"
+        };
+        let accs: Vec<&str> = self.new_accs().iter().map(Acc::name).collect();
+        format!(
+            "{kind} of {} ms by {} keys with [{}]",
+            self.plan.width_ms,
+            self.plan.keys.len(),
+            accs.join(", ")
+        )
+    }
+
+    /// The pump's whole state (see [`WindowSnapshot`]).
+    pub fn snapshot(&self) -> WindowSnapshot {
+        let group = |key: &[Value], accs: &[Acc]| GroupSnapshot {
+            key: key.to_vec(),
+            accs: accs.to_vec(),
+        };
+        let windows = self
+            .open
+            .iter()
+            .map(|(start, w)| OpenWindowSnapshot {
+                start_ms: *start,
+                first_rowtime_ms: w.first_rowtime_ms,
+                groups: w
+                    .keys
+                    .iter()
+                    .zip(&w.accs)
+                    .map(|(key, accs)| group(key, accs))
+                    .collect(),
+            })
+            .collect();
+        let mut stagger: Vec<StaggerWindowSnapshot> = self
+            .stagger_open
+            .values()
+            .map(|g| StaggerWindowSnapshot {
+                opened_ms: g.opened_ms,
+                seq: g.seq,
+                group: group(&g.key, &g.accs),
+            })
+            .collect();
+        stagger.sort_by_key(|w| w.seq);
+        WindowSnapshot {
+            shape: self.shape(),
+            windows,
+            stagger,
+            stagger_seq: self.stagger_seq,
+            max_event_ms: self.max_event_ms,
+            last_rowtime_ms: self.last_rowtime_ms,
+            replayed_through_ms: self.replayed_through_ms,
+            skip_before_ms: self.skip_before_ms,
+        }
+    }
+
+    /// Restores `snapshot` into this pump, which has seen no row. On an error the pump is left
+    /// as it was (empty).
+    pub fn restore(&mut self, snapshot: WindowSnapshot) -> Result<(), RestoreWindowError> {
+        assert!(
+            self.open.is_empty(),
+            "a snapshot is restored before any row"
+        );
+        assert!(
+            self.stagger_open.is_empty(),
+            "a snapshot is restored before any row"
+        );
+        let planned = self.shape();
+        let fresh = self.new_accs();
+        let fits = |g: &GroupSnapshot| {
+            g.key.len() == self.plan.keys.len()
+                && g.accs.len() == fresh.len()
+                && g.accs
+                    .iter()
+                    .zip(&fresh)
+                    .all(|(a, b)| std::mem::discriminant(a) == std::mem::discriminant(b))
+        };
+        let all_fit = snapshot.windows.iter().flat_map(|w| &w.groups).all(fits)
+            && snapshot.stagger.iter().map(|w| &w.group).all(fits);
+        if snapshot.shape != planned || !all_fit {
+            return Err(RestoreWindowError::PlanChanged {
+                stored: snapshot.shape,
+                planned,
+            });
+        }
+        let groups: usize = snapshot.windows.iter().map(|w| w.groups.len()).sum();
+        for count in [groups, snapshot.stagger.len()] {
+            if count > GROUPS_MAX {
+                return Err(RestoreWindowError::GroupsOverMax {
+                    groups: count,
+                    limit: GROUPS_MAX,
+                });
+            }
+        }
+        let mut open = BTreeMap::new();
+        for w in snapshot.windows {
+            let mut window = Window {
+                first_rowtime_ms: w.first_rowtime_ms,
+                ..Window::default()
+            };
+            for g in w.groups {
+                let mut key_bytes = Vec::new();
+                for value in &g.key {
+                    append_group_key_of(value, &mut key_bytes);
+                }
+                if window.index.insert(key_bytes, window.keys.len()).is_some() {
+                    return Err(RestoreWindowError::Duplicate {
+                        what: format!("{:?} of window {}", g.key, w.start_ms),
+                    });
+                }
+                window.keys.push(g.key);
+                window.accs.push(g.accs);
+            }
+            if open.insert(w.start_ms, window).is_some() {
+                return Err(RestoreWindowError::Duplicate {
+                    what: format!("window {}", w.start_ms),
+                });
+            }
+        }
+        let mut stagger_open = HashMap::with_capacity(snapshot.stagger.len());
+        let mut stagger_closing = BTreeMap::new();
+        let mut seqs = HashSet::with_capacity(snapshot.stagger.len());
+        for w in snapshot.stagger {
+            if w.seq > snapshot.stagger_seq {
+                return Err(RestoreWindowError::SeqAhead {
+                    seq: w.seq,
+                    counter: snapshot.stagger_seq,
+                });
+            }
+            let hashed: Vec<KeyPart> = w.group.key.iter().map(key_part).collect();
+            if !seqs.insert(w.seq) || stagger_open.contains_key(&hashed) {
+                return Err(RestoreWindowError::Duplicate {
+                    what: format!("{:?} opened at {}", w.group.key, w.opened_ms),
+                });
+            }
+            stagger_closing.insert((w.opened_ms + self.plan.width_ms, w.seq), hashed.clone());
+            stagger_open.insert(
+                hashed,
+                StaggerGroup {
+                    opened_ms: w.opened_ms,
+                    key: w.group.key,
+                    accs: w.group.accs,
+                    seq: w.seq,
+                },
+            );
+        }
+        self.open = open;
+        self.groups = groups;
+        self.stagger_open = stagger_open;
+        self.stagger_closing = stagger_closing;
+        self.stagger_seq = snapshot.stagger_seq;
+        self.max_event_ms = snapshot.max_event_ms;
+        self.last_rowtime_ms = snapshot.last_rowtime_ms;
+        self.replayed_through_ms = snapshot.replayed_through_ms;
+        self.skip_before_ms = snapshot.skip_before_ms;
+        Ok(())
     }
 
     /// Whether the window is over an event-time column (`WINDOWED BY EVENT TIME`).
@@ -296,21 +545,15 @@ impl TumblingState {
         self.replay_floor_ms().map(|ms| ms.div_euclid(1000) * 1000)
     }
 
-    /// A ROWTIME window's exact replay floor: the start of its oldest open window (a stagger
-    /// window opens at its first row). Every row before it belongs to a window already emitted,
-    /// so after a restart that replays from [`TumblingState::oldest_open_ms`] (its whole
-    /// second) those rows are skipped instead of opening partial windows again. `None` for
-    /// event-time windows (their watermark checkpoint does this) or with no window open.
+    /// A ROWTIME window's exact replay floor: the start of its oldest open window. Every row
+    /// before it belongs to a window already emitted, so after a restart that replays from
+    /// [`TumblingState::oldest_open_ms`] (its whole second) those rows are skipped instead of
+    /// opening partial windows again. `None` for event-time windows (their watermark checkpoint
+    /// does this), for stagger windows (a replay cannot rebuild them: they are restored from
+    /// a snapshot, see the module doc) and with no window open.
     pub fn replay_floor_ms(&self) -> Option<i64> {
-        if self.plan.event_time.is_some() {
+        if self.plan.event_time.is_some() || self.plan.stagger {
             return None;
-        }
-        if self.plan.stagger {
-            return self
-                .stagger_closing
-                .keys()
-                .next()
-                .map(|(end, _)| end - self.plan.width_ms);
         }
         self.open.keys().next().copied()
     }

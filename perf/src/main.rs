@@ -18,6 +18,7 @@ mod cpu;
 mod drive;
 mod report;
 mod scenario;
+mod server_metrics;
 mod target;
 
 use std::path::PathBuf;
@@ -216,6 +217,10 @@ struct Args {
     /// (read from /proc, so only for a server on this machine).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Sluice's `/metrics` URL, to report its fdatasyncs (count, mean time) and records per
+    /// group commit over the measured window (`server_commits` in the summary).
+    #[arg(long, value_name = "URL")]
+    server_metrics: Option<String>,
     /// Override a read scenario's preloaded record count.
     #[arg(long)]
     preload_records: Option<usize>,
@@ -401,16 +406,30 @@ async fn measure(args: &Args, run: &Run<'_>, shards: &[target::ShardRef]) -> any
     let progress = Progress::start(label, rec.clone(), started, !args.quiet);
     // CPU time is sampled when the warm-up ends and when the run does.
     let server_pid = args.server_pid;
+    let metrics_url = args.server_metrics.clone();
     let first_sample = tokio::spawn(async move {
         tokio::time::sleep_until(tokio::time::Instant::from_std(started + scenario_warmup)).await;
-        cpu::Sample::take(server_pid)
+        let cpu = cpu::Sample::take(server_pid);
+        let commits = match &metrics_url {
+            Some(url) => server_metrics::Commits::take(url).await,
+            None => None,
+        };
+        (cpu, commits)
     });
     let outcome = drive::execute(run, shards, rec.clone()).await?;
     let last_sample = cpu::Sample::take(server_pid);
+    let last_commits = match &args.server_metrics {
+        Some(url) => server_metrics::Commits::take(url).await,
+        None => None,
+    };
     drop(progress);
-    let (client_cpu_pct, server_cpu_pct) = match first_sample.await {
-        Ok(first) => first.utilisation(&last_sample),
+    let (first_sample, first_commits) = match first_sample.await {
+        Ok((cpu, commits)) => (Some(cpu), commits),
         Err(_) => (None, None),
+    };
+    let (client_cpu_pct, server_cpu_pct) = match first_sample {
+        Some(first) => first.utilisation(&last_sample),
+        None => (None, None),
     };
 
     let records = rec.records_ok.load(Ordering::Relaxed);
@@ -444,6 +463,9 @@ async fn measure(args: &Args, run: &Run<'_>, shards: &[target::ShardRef]) -> any
         "client_cpu_pct": client_cpu_pct,
         "server_cpu_pct": server_cpu_pct,
     });
+    if let (Some(first), Some(last)) = (first_commits, last_commits) {
+        summary["server_commits"] = first.since(&last, outcome.measured_s);
+    }
     if let Some(service) = &outcome.service {
         summary["service_time"] = latency_summary(&service.total());
     }

@@ -242,6 +242,14 @@ def test_a_reference_object_that_does_not_parse_sends_its_records_to_error_strea
     kda.update_application(ApplicationName=app, CurrentApplicationVersionId=3, ApplicationUpdate={
         "ReferenceDataSourceUpdates": [{"ReferenceId": reference_id,
                                         "S3ReferenceDataSourceUpdate": {"FileKeyUpdate": "good.json"}}]})
+    # As on AWS, the application is UPDATING until the new version runs, and takes no other
+    # change meanwhile.
+    assert kda.describe_application(ApplicationName=app)["ApplicationDetail"]["ApplicationStatus"] == "UPDATING"
+    with pytest.raises(kda.exceptions.ResourceInUseException):
+        kda.update_application(ApplicationName=app, CurrentApplicationVersionId=4, ApplicationUpdate={
+            "ReferenceDataSourceUpdates": [{"ReferenceId": reference_id,
+                                            "S3ReferenceDataSourceUpdate": {"FileKeyUpdate": "good.json"}}]})
+    assert wait_status(kda, app, "RUNNING")["ApplicationVersionId"] == 4
     # The update takes effect when the runner sees the new version; probe until a row shows it.
     seen = 2
     deadline = time.monotonic() + 20

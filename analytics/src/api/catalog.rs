@@ -1,14 +1,16 @@
 //! The application catalog: every application's configuration and status, persisted in
-//! `<data-dir>/analytics/applications.json`.
+//! `<data-dir>/analytics/applications.json`. The running applications' window snapshots live
+//! beside it, in `<data-dir>/analytics/snapshots` ([`crate::snapshot_store`]).
 //!
 //! Invariants:
 //! - Every change is written to a temporary file, fsynced, renamed over the catalog and the
 //!   directory fsynced before the API answers, so an acknowledged change survives a crash.
 //! - `version_id` grows by one on every configuration change; status changes do not bump it.
-//! - Statuses move READY → STARTING → RUNNING → STOPPING → READY (and DELETING): the API moves
-//!   READY → STARTING and RUNNING/STARTING → STOPPING; the runner moves STARTING → RUNNING and
-//!   STOPPING → READY. A server that restarts finds STARTING/RUNNING applications and runs them
-//!   again, and finishes STOPPING ones.
+//! - Statuses move READY → STARTING → RUNNING → STOPPING → READY, RUNNING → UPDATING → RUNNING
+//!   (and DELETING): the API moves READY → STARTING, RUNNING/STARTING → STOPPING and, on a
+//!   configuration change, RUNNING → UPDATING; the runner moves STARTING and UPDATING → RUNNING
+//!   and STOPPING → READY. A server that restarts finds STARTING/RUNNING/UPDATING applications
+//!   and runs them again, and finishes STOPPING ones.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -179,6 +181,9 @@ pub enum CatalogError {
     },
 }
 
+/// The directory of window snapshots, beside the catalog file.
+const SNAPSHOT_DIR: &str = "snapshots";
+
 /// The applications in name order, with their file.
 #[derive(Debug)]
 pub struct Catalog {
@@ -222,10 +227,22 @@ impl Catalog {
                 });
             }
         };
+        let snapshots = dir.join(SNAPSHOT_DIR);
+        std::fs::create_dir_all(&snapshots).map_err(|source| CatalogError::Io {
+            action: "create",
+            path: snapshots,
+            source,
+        })?;
         Ok(Catalog {
             path: Some(path),
             applications,
         })
+    }
+
+    /// Where running applications keep their window snapshots ([`crate::snapshot_store`]):
+    /// `<data-dir>/analytics/snapshots`; `None` for a catalog kept in memory.
+    pub fn snapshot_dir(&self) -> Option<PathBuf> {
+        Some(self.path.as_ref()?.parent()?.join(SNAPSHOT_DIR))
     }
 
     pub fn get(&self, name: &str) -> Option<&Application> {

@@ -962,6 +962,10 @@ fn modify<R: RecordLog + CheckpointLog>(
     validate_code(&changed)?;
     changed.version_id += 1;
     changed.update_ms = now_ms;
+    // A running application shows UPDATING until the runner has the new version running.
+    if changed.status == Status::Running {
+        changed.status = Status::Updating;
+    }
     *app = changed;
     save(&mut catalog)?;
     Ok(json!({}))
