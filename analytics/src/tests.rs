@@ -545,6 +545,47 @@ mod front_end_robustness {
     }
 }
 
+mod front_end_limits {
+    //! Programs deep enough to overflow the stack of the thread that parses or runs them,
+    //! which would abort the appliance. An IN list compiles to one node, not to a chain of ORs
+    //! as long as the list. Each program here, run through the `analytics_sql` fuzz target,
+    //! crashed it.
+
+    #[test]
+    fn an_in_list_of_twenty_thousand_values_is_compared_once_per_value_not_nested() {
+        let values: Vec<String> = (0..20_000).map(|i| format!("'v{i}'")).collect();
+        for (negated, expected) in [
+            ("", vec!["IBM", "IBM"]),
+            ("NOT ", vec!["AMZN", "AMZN", "MSFT", "AMZN"]),
+        ] {
+            let sql = format!(
+                "CREATE OR REPLACE STREAM \"S\" (\"sym\" VARCHAR(8));\n\
+                 CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"S\" SELECT STREAM \"sym\" FROM \"SRC_001\" \
+                 WHERE \"sym\" {negated}IN ({}, 'IBM');",
+                values.join(", ")
+            );
+            let lines = super::run_on(&sql, &[], 1_000, &super::records()).expect("runs");
+            let expected: Vec<String> = expected
+                .iter()
+                .map(|s| format!(r#"{{"sym":"{s}"}}"#))
+                .collect();
+            assert_eq!(lines, expected, "{negated}IN");
+        }
+    }
+
+    #[test]
+    fn an_in_list_compares_as_each_value_s_kind() {
+        // px is DOUBLE and qty INTEGER: 2 matches IBM's qty, 10.5 IBM's px as a DOUBLE.
+        let sql = r#"CREATE OR REPLACE STREAM "S" ("sym" VARCHAR(8), "a" BOOLEAN, "b" BOOLEAN);
+            CREATE OR REPLACE PUMP "P" AS INSERT INTO "S"
+              SELECT STREAM "sym", "qty" IN (3, 2.0, 7), "px" IN (1, 10.5, NULL) FROM "SRC_001";"#;
+        let lines = super::run_on(sql, &[], 1_000, &super::records()).expect("runs");
+        assert_eq!(lines[1], r#"{"sym":"IBM","a":true,"b":true}"#);
+        assert_eq!(lines[0], r#"{"sym":"AMZN","a":false,"b":null}"#);
+        assert_eq!(lines[4], r#"{"sym":"MSFT","a":false,"b":true}"#);
+    }
+}
+
 /// 1.2785641882898677 is the shortest text of its double, but serde_json's fast float parser
 /// (without `float_roundtrip`) reads it one ULP low, as 1.2785641882898675. Both JSON decoders
 /// of the input (the one-pass fast path and the document path of a nested mapping) must give
