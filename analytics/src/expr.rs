@@ -91,6 +91,14 @@ pub enum CExpr {
     },
     And(Box<CExpr>, Box<CExpr>),
     Or(Box<CExpr>, Box<CExpr>),
+    /// `expr IN (v, …)`: `expr` is evaluated once and compared, as the paired kind, with each
+    /// value (already of that kind); true when one is equal, NULL when none is but a comparison
+    /// was NULL. A chain of ORs would copy `expr` once per value and nest as deep as the list
+    /// is long, and the evaluation recurses once per level.
+    In {
+        expr: Box<CExpr>,
+        list: Vec<(Kind, CExpr)>,
+    },
     Not(Box<CExpr>),
     Neg(Box<CExpr>),
     IsNull {
@@ -157,6 +165,7 @@ impl CExpr {
             CExpr::Compare { .. }
             | CExpr::And(..)
             | CExpr::Or(..)
+            | CExpr::In { .. }
             | CExpr::Not(_)
             | CExpr::IsNull { .. } => Kind::Bool,
             CExpr::Neg(e) => e.kind(),
@@ -176,6 +185,10 @@ impl CExpr {
             CExpr::And(a, b) | CExpr::Or(a, b) => {
                 a.visit_columns(seen);
                 b.visit_columns(seen);
+            }
+            CExpr::In { expr, list } => {
+                expr.visit_columns(seen);
+                list.iter().for_each(|(_, v)| v.visit_columns(seen));
             }
             CExpr::Not(e)
             | CExpr::Neg(e)
@@ -214,6 +227,13 @@ impl CExpr {
             },
             CExpr::And(a, b) => CExpr::And(boxed(a), boxed(b)),
             CExpr::Or(a, b) => CExpr::Or(boxed(a), boxed(b)),
+            CExpr::In { expr, list } => CExpr::In {
+                expr: boxed(expr),
+                list: list
+                    .iter()
+                    .map(|(kind, v)| (*kind, v.remap_columns(to)))
+                    .collect(),
+            },
             CExpr::Not(e) => CExpr::Not(boxed(e)),
             CExpr::Neg(e) => CExpr::Neg(boxed(e)),
             CExpr::IsNull { expr, negated } => CExpr::IsNull {
@@ -298,6 +318,30 @@ impl CExpr {
                 } else {
                     or_kleene(l, r)?
                 }))
+            }
+            CExpr::In { expr, list } => {
+                let x = expr.evaluate(batch)?;
+                // `x` as each kind it is compared as; a list rarely needs more than one.
+                let mut as_kind: Vec<(Kind, ArrayRef)> = vec![(expr.kind(), x.clone())];
+                let mut any: Option<BooleanArray> = None;
+                for (kind, value) in list {
+                    let left = match as_kind.iter().find(|(k, _)| k == kind) {
+                        Some((_, array)) => array.clone(),
+                        None => {
+                            let array = cast(x.clone(), expr.kind(), *kind)?;
+                            as_kind.push((*kind, array.clone()));
+                            array
+                        }
+                    };
+                    let right = value.eval(batch)?;
+                    let equal = arrow_ord::cmp::eq(&left, right.datum().as_ref())?;
+                    any = Some(match any {
+                        None => equal,
+                        Some(before) => or_kleene(&before, &equal)?,
+                    });
+                }
+                let any = any.expect("the planner compiles IN with at least one value");
+                Col::Array(Arc::new(any))
             }
             CExpr::Not(e) => Col::Array(Arc::new(not(as_bool(&e.evaluate(batch)?))?)),
             CExpr::Neg(e) => Col::Array(arrow_arith::numeric::neg(e.evaluate(batch)?.as_ref())?),

@@ -21,6 +21,7 @@ pub mod join;
 mod json_row;
 pub mod lambda;
 pub mod metrics;
+mod nesting;
 pub mod output;
 pub mod peers;
 pub mod pipeline;

@@ -2049,20 +2049,40 @@ fn compile(e: &Expr, scope: &Scope, fallback: Position) -> Result<CExpr, CodeErr
             ..
         } => {
             let x = sub(expr)?;
-            let mut any: Option<CExpr> = None;
-            for item in list {
-                let (l, r) = unify(x.clone(), sub(item)?, at)?;
-                let eq = CExpr::Compare {
+            if list.is_empty() {
+                return Err(CodeError::at(at, "IN needs at least one value"));
+            }
+            // Each value is paired with `x` as `=` would pair them, but `x` is compiled and
+            // evaluated once: only its kind matters to `unify`, unless it is a literal, which
+            // is cheap to copy.
+            let stand_in = match &x {
+                CExpr::Literal(..) => x.clone(),
+                _ => CExpr::Column {
+                    index: 0,
+                    kind: x.kind(),
+                },
+            };
+            let mut list = list
+                .iter()
+                .map(|item| {
+                    let (l, r) = unify(stand_in.clone(), sub(item)?, at)?;
+                    Ok((l.kind(), r))
+                })
+                .collect::<Result<Vec<_>, CodeError>>()?;
+            // One value is a plain `=`, which a reference join can take as a hash key.
+            let any = if list.len() == 1 {
+                let (l, r) = unify(x, list.remove(0).1, at)?;
+                CExpr::Compare {
                     op: CmpOp::Eq,
                     left: Box::new(l),
                     right: Box::new(r),
-                };
-                any = Some(match any {
-                    None => eq,
-                    Some(prev) => CExpr::Or(Box::new(prev), Box::new(eq)),
-                });
-            }
-            let any = any.ok_or_else(|| CodeError::at(at, "IN needs at least one value"))?;
+                }
+            } else {
+                CExpr::In {
+                    expr: Box::new(x),
+                    list,
+                }
+            };
             if *negated {
                 CExpr::Not(Box::new(any))
             } else {

@@ -164,6 +164,7 @@ pub fn parse_program(sql: &str) -> Result<Program, CodeError> {
                 e.message,
             )
         })?;
+    crate::nesting::check(&tokens)?;
     let tokens = strip_select_stream(tokens);
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut program = Program::default();

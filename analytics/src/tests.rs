@@ -545,6 +545,150 @@ mod front_end_robustness {
     }
 }
 
+mod front_end_limits {
+    //! Programs deep enough to overflow the stack of the thread that parses or runs them,
+    //! which would abort the appliance. sqlparser builds a chain of infix or postfix operators
+    //! as a tree as deep as the chain is long, so `crate::nesting` refuses a program before
+    //! such a tree is built; an IN list compiles to one node, not to a chain of ORs as long as
+    //! the list. Without those bounds each long program here crashes the `analytics_sql` fuzz
+    //! target.
+
+    use crate::nesting::EXPRESSION_PATH_TOKENS_MAX;
+    use crate::run_file::{RunError, run};
+
+    /// A pump on line 2 whose query starts with `chain`, at column 61.
+    fn pump_selecting(chain: &str, sql_type: &str) -> String {
+        format!(
+            "CREATE OR REPLACE STREAM \"S\" (\"v\" {sql_type});\n\
+             CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"S\" SELECT STREAM {chain} FROM \"SRC_001\";"
+        )
+    }
+
+    fn rejection(sql: &str) -> crate::program::CodeError {
+        let records = super::records();
+        let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        match run(sql, super::SCHEMA, &refs, &super::options(&[], 1_000)) {
+            Err(RunError::Code(e)) => e,
+            other => panic!("expected a CodeValidationException, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_chain_of_twenty_thousand_additions_is_refused_where_it_passes_the_bound() {
+        let e = rejection(&pump_selecting(
+            &format!("1{}", "+1".repeat(20_000)),
+            "BIGINT",
+        ));
+        assert!(e.message.contains("nested too deeply"), "{e}");
+        // Eleven words before the chain and its first `1` are 12 tokens; token 513 is the
+        // 501st character after that `1`.
+        assert_eq!(EXPRESSION_PATH_TOKENS_MAX, 512);
+        assert_eq!((e.position.line, e.position.column), (2, 61 + 501));
+    }
+
+    #[test]
+    fn a_deep_chain_in_a_statement_that_does_not_parse_is_refused_before_it_is_built() {
+        // sqlparser would build the chain, fail at the stray `)` and drop the tree recursively.
+        // 100,000 characters: within ApplicationCode's 102,400.
+        let sql = format!(
+            "CREATE OR REPLACE STREAM \"S\" (\"v\" BIGINT);\n\
+             CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"S\" SELECT STREAM 1{} );",
+            "+1".repeat(50_000)
+        );
+        let e = rejection(&sql);
+        assert!(e.message.contains("nested too deeply"), "{e}");
+    }
+
+    #[test]
+    fn a_chain_of_postfix_operators_is_refused() {
+        let chain = format!("\"qty\"{}", " IS NULL".repeat(20_000));
+        let e = rejection(&pump_selecting(&chain, "BOOLEAN"));
+        assert!(e.message.contains("nested too deeply"), "{e}");
+    }
+
+    #[test]
+    fn a_sum_just_under_the_bound_still_runs() {
+        // 11 words, `1`, 248 times `+ "qty"` and `FROM "SRC_001"`: 511 tokens. A debug build
+        // needs about 6 MiB of stack for it (see EXPRESSION_PATH_TOKENS_MAX), more than a test
+        // thread's 2 MiB.
+        let sql = pump_selecting(&format!("1{}", "+\"qty\"".repeat(248)), "BIGINT");
+        let lines = std::thread::Builder::new()
+            .stack_size(32 << 20)
+            .spawn(move || {
+                let records = super::records();
+                let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+                run(&sql, super::SCHEMA, &refs, &super::options(&[], 1_000))
+            })
+            .expect("spawns")
+            .join()
+            .expect("does not panic")
+            .expect("runs");
+        // qty: 100, 2, 50, 40, 1, 200.
+        let expected: Vec<String> = [100, 2, 50, 40, 1, 200]
+            .iter()
+            .map(|q| format!(r#"{{"v":{}}}"#, 1 + 248 * q))
+            .collect();
+        assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn an_in_list_of_twenty_thousand_values_is_compared_once_per_value_not_nested() {
+        let values: Vec<String> = (0..20_000).map(|i| format!("'v{i}'")).collect();
+        for (negated, expected) in [
+            ("", vec!["IBM", "IBM"]),
+            ("NOT ", vec!["AMZN", "AMZN", "MSFT", "AMZN"]),
+        ] {
+            let sql = format!(
+                "CREATE OR REPLACE STREAM \"S\" (\"sym\" VARCHAR(8));\n\
+                 CREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"S\" SELECT STREAM \"sym\" FROM \"SRC_001\" \
+                 WHERE \"sym\" {negated}IN ({}, 'IBM');",
+                values.join(", ")
+            );
+            let lines = super::run_on(&sql, &[], 1_000, &super::records()).expect("runs");
+            let expected: Vec<String> = expected
+                .iter()
+                .map(|s| format!(r#"{{"sym":"{s}"}}"#))
+                .collect();
+            assert_eq!(lines, expected, "{negated}IN");
+        }
+    }
+
+    #[test]
+    fn an_in_list_compares_as_each_value_s_kind() {
+        // px is DOUBLE and qty INTEGER: 2 matches IBM's qty, 10.5 IBM's px as a DOUBLE.
+        let sql = r#"CREATE OR REPLACE STREAM "S" ("sym" VARCHAR(8), "a" BOOLEAN, "b" BOOLEAN);
+            CREATE OR REPLACE PUMP "P" AS INSERT INTO "S"
+              SELECT STREAM "sym", "qty" IN (3, 2.0, 7), "px" IN (1, 10.5, NULL) FROM "SRC_001";"#;
+        let lines = super::run_on(sql, &[], 1_000, &super::records()).expect("runs");
+        assert_eq!(lines[1], r#"{"sym":"IBM","a":true,"b":true}"#);
+        assert_eq!(lines[0], r#"{"sym":"AMZN","a":false,"b":null}"#);
+        assert_eq!(lines[4], r#"{"sym":"MSFT","a":false,"b":true}"#);
+    }
+}
+
+/// 1.2785641882898677 is the shortest text of its double, but serde_json's fast float parser
+/// (without `float_roundtrip`) reads it one ULP low, as 1.2785641882898675. Both JSON decoders
+/// of the input (the one-pass fast path and the document path of a nested mapping) must give
+/// back the double the text names, so a DOUBLE column passes through unchanged.
+#[test]
+fn a_json_double_comes_out_exactly_as_its_input_text() {
+    let text = "1.2785641882898677";
+    let sql = r#"CREATE OR REPLACE STREAM "OUT" ("px" DOUBLE);
+        CREATE OR REPLACE PUMP "P" AS INSERT INTO "OUT" SELECT STREAM "px" FROM "SRC_001";"#;
+    let nested = SCHEMA.replace("\"$.px\"", "\"$.trade.px\"");
+    for (schema, record) in [
+        (SCHEMA, format!(r#"{{"sym":"A","px":{text},"qty":1}}"#)),
+        (
+            &nested,
+            format!(r#"{{"sym":"A","trade":{{"px":{text}}},"qty":1}}"#),
+        ),
+    ] {
+        let lines =
+            run(sql, schema, &[record.as_bytes()], &options(&["OUT"], 1_000)).expect("runs");
+        assert_eq!(lines, vec![format!(r#"{{"px":{text}}}"#)], "{schema}");
+    }
+}
+
 #[test]
 fn csv_records_in_and_csv_rows_out() {
     let schema = r#"{
