@@ -548,18 +548,22 @@ fn apply(func: ScalarFn, args: &[Value], kind: Kind) -> Result<Value, String> {
             let s = text(&args[0]).ok_or_else(bad)?;
             let start = int(&args[1]).ok_or_else(bad)?;
             let chars: Vec<char> = s.chars().collect();
-            let from = (start - 1).max(0) as usize;
+            // `start` is 1-based and may lie anywhere in BIGINT's range (a DOUBLE argument
+            // saturates to it), so the bounds are worked out in i128, where they cannot
+            // overflow, then clamped to the string.
+            let last = chars.len() as i128;
+            let first = i128::from(start) - 1;
+            let from = first.clamp(0, last) as usize;
             let end = match args.get(2) {
                 Some(len) => {
                     let len = int(len).ok_or_else(bad)?;
                     if len < 0 {
                         return Err("negative substring length".to_owned());
                     }
-                    ((start - 1).saturating_add(len)).max(0) as usize
+                    (first + i128::from(len)).clamp(0, last) as usize
                 }
                 None => chars.len(),
             };
-            let end = end.min(chars.len());
             Value::Text(if from >= end {
                 String::new()
             } else {

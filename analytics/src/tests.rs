@@ -545,6 +545,24 @@ mod front_end_robustness {
     }
 }
 
+/// The first program is a crash of the `analytics_sql` fuzz target minimised by `cargo fuzz
+/// tmin`: a SUBSTRING start of BIGINT's least value (here a DOUBLE beyond it, which saturates
+/// to it) overflowed `start - 1`, a panic that aborts the appliance.
+#[test]
+fn substring_bounds_at_the_ends_of_bigint_clamp_to_the_string() {
+    let sql = r#"CREATE STREAM"S"("a" CHAR(8), "b" CHAR(8), "c" CHAR(8), "d" CHAR(8));
+        CREATE PUMP""AS INSERT INTO"S"SELECT
+          SUBSTR("sym"FROM-9223720363720367755),
+          SUBSTRING("sym" FROM -9223372036854775808 FOR 9223372036854775807),
+          SUBSTRING("sym" FROM 9223372036854775807 FOR 9223372036854775807),
+          SUBSTRING("sym" FROM -1 FOR 4)
+        FROM"SRC_001";"#;
+    let lines = run_on(sql, &[], 1_000, &records()).expect("runs");
+    // -9223372036854775808 + 9223372036854775807 ends before the string; FROM -1 FOR 4 covers
+    // positions -1 to 2.
+    assert_eq!(lines[1], r#"{"a":"IBM","b":"","c":"","d":"IB"}"#);
+}
+
 mod front_end_limits {
     //! Programs deep enough to overflow the stack of the thread that parses or runs them,
     //! which would abort the appliance. sqlparser builds a chain of infix or postfix operators
