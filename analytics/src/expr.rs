@@ -275,6 +275,19 @@ impl CExpr {
             .ok_or_else(|| ArrowError::InvalidArgumentError(format!("{clause} is not boolean")))
     }
 
+    /// Which rows of `rows` (built into a batch of `shape`) a `WHERE` over them keeps: the
+    /// pump's WHERE after a table function, run over the function's own rows.
+    pub fn keeps_rows(
+        &self,
+        shape: &crate::batch::StreamShape,
+        rows: &[(Vec<crate::value::Value>, i64)],
+    ) -> Result<Vec<bool>, ArrowError> {
+        let mask = self.evaluate_condition(&crate::batch::batch_from_rows(shape, rows), "WHERE")?;
+        Ok((0..rows.len())
+            .map(|row| mask.is_valid(row) && mask.value(row))
+            .collect())
+    }
+
     fn eval(&self, batch: &RecordBatch) -> Result<Col, ArrowError> {
         let rows = batch.num_rows();
         Ok(match self {

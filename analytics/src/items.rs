@@ -14,10 +14,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{StreamShape, batch_from_rows, rowtimes, value_at};
+use crate::batch::{StreamShape, rowtimes, value_at};
 use crate::expr::{CExpr, convert};
 use crate::types::Kind;
 use crate::value::Value;
@@ -197,16 +197,8 @@ impl ItemsState {
         let shape = StreamShape {
             columns: ItemsPlan::columns(self.plan.func),
         };
-        match filter.evaluate(&batch_from_rows(&shape, rows)) {
-            Ok(mask) => {
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .expect("WHERE was planned boolean");
-                (0..rows.len())
-                    .map(|row| mask.is_valid(row) && mask.value(row))
-                    .collect()
-            }
+        match filter.keeps_rows(&shape, rows) {
+            Ok(kept) => kept,
             Err(error) => {
                 tracing::warn!(%error, "the WHERE over a closing window's items failed; its rows are dropped");
                 vec![false; rows.len()]

@@ -6,9 +6,9 @@
 //! its NULL. The pump's WHERE (`… FROM TABLE(f(…)) WHERE ANOMALY_SCORE > 0`) filters the
 //! function's rows after every row has been through the function.
 
-use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_array::RecordBatch;
 
-use crate::batch::{batch_from_rows, rowtimes, value_at};
+use crate::batch::{rowtimes, value_at};
 use crate::hotspots::HotspotsState;
 use crate::plan::{CursorColumns, PlanBody};
 use crate::rcf::RcfState;
@@ -86,16 +86,8 @@ impl RowFunctionState {
         // The pump's WHERE runs over the function's rows, as a batch of their shape.
         let kept = match &columns.filter {
             None => vec![true; results.len()],
-            Some(filter) => match filter.evaluate(&batch_from_rows(&columns.result, &results)) {
-                Ok(mask) => {
-                    let mask = mask
-                        .as_any()
-                        .downcast_ref::<BooleanArray>()
-                        .expect("WHERE was planned boolean");
-                    (0..results.len())
-                        .map(|row| mask.is_valid(row) && mask.value(row))
-                        .collect()
-                }
+            Some(filter) => match filter.keeps_rows(&columns.result, &results) {
+                Ok(kept) => kept,
                 Err(error) => {
                     // The function has seen the rows; only their output is refused.
                     return RefusedRow::every(rows, &error.to_string());
