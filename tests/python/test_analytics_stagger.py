@@ -159,7 +159,12 @@ def test_stagger_windows_survive_kill_9_without_repeating_or_moving_a_window():
         assert [d for _, d in stored] == sent
         by_sym = stagger([(t, d["sym"], d["i"]) for t, d in stored if d["qty"] < 9], SYM_RANGE_MS)
         by_qty = stagger([(t, d["qty"], d["i"]) for t, d in stored], QTY_RANGE_MS)
-        assert len(by_sym) >= 8 and len(by_qty) >= 8
+        # How many windows there are depends on how long the restart took (A's and D's first
+        # windows take the rows after the kill only if it was quick), so the floors are the counts
+        # any timing gives: B, C closed before the kill; A, D open at it; C's and B's next windows.
+        # The five qty keys each open at least one window. The model, fed the arrival times, says
+        # which windows exist; the assertions below check the output against it.
+        assert len(by_sym) >= 6 and len(by_qty) >= 5, (by_sym, by_qty)
         # Every window closes within its range and the 1 s grace after the last record.
         rows = [json.loads(r["Data"]) for r in
                 read_all(kinesis, "dst", len(by_sym), timeout_s=40.0, settle_s=3.0)]
