@@ -269,7 +269,9 @@ pub struct PutRecordOutput {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutRecordsResultEntry {
-    pub shard_id: String,
+    /// Shared by every record of a call stored in the same shard: one allocation per shard,
+    /// not per record (a `String` per record cost ~1.5 % of binary ingest's server CPU).
+    pub shard_id: std::sync::Arc<str>,
     pub sequence_number: SequenceNumber,
 }
 

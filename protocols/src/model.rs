@@ -598,7 +598,7 @@ impl KinesisApi for Model {
                     });
                 }
                 records.push(Ok(PutRecordsResultEntry {
-                    shard_id: s.shard_ids[index].clone(),
+                    shard_id: s.shard_ids[index].as_str().into(),
                     sequence_number,
                 }));
             }
@@ -789,7 +789,7 @@ impl KinesisApi for Model {
             .next()
             .expect("one entry in, one result out")?;
         Ok(PutRecordOutput {
-            shard_id: entry.shard_id,
+            shard_id: entry.shard_id.to_string(),
             sequence_number: entry.sequence_number,
             encryption_type: output.encryption_type,
         })

@@ -63,14 +63,30 @@ pub struct HashRouter<'a> {
 impl<'a> HashRouter<'a> {
     /// The open shard whose hash range holds `hash_key`: the last one starting at or before it.
     pub fn shard_for_hash_key(&self, hash_key: u128) -> &'a Shard {
+        self.open[self.slot_for_hash_key(hash_key)]
+    }
+
+    /// Where the open shard holding `hash_key` is among the open shards (`0..open_count()`),
+    /// so that a caller can keep per-shard state in a plain vector instead of a map.
+    pub fn slot_for_hash_key(&self, hash_key: u128) -> usize {
         let after = self
             .open
             .partition_point(|shard| shard.hash_range.starting <= hash_key);
-        let shard = self.open[after
+        let slot = after
             .checked_sub(1)
-            .expect("the open shards of a stream cover the whole hash key space")];
-        debug_assert!(shard.hash_range.contains(hash_key));
-        shard
+            .expect("the open shards of a stream cover the whole hash key space");
+        debug_assert!(self.open[slot].hash_range.contains(hash_key));
+        slot
+    }
+
+    /// The open shard at `slot` (see [`Self::slot_for_hash_key`]).
+    pub fn shard_at(&self, slot: usize) -> &'a Shard {
+        self.open[slot]
+    }
+
+    /// How many shards are open.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
     }
 }
 
@@ -312,7 +328,11 @@ mod tests {
                 stream.shard_for_hash_key(key).index,
                 "the router and the scan agree on {key}"
             );
+            let slot = router.slot_for_hash_key(key);
+            assert!(slot < router.open_count());
+            assert_eq!(router.shard_at(slot).index, stream.shard_for_hash_key(key).index);
         }
+        assert_eq!(router.open_count(), 3, "the split shard is no longer a slot");
         assert_eq!(stream.open_shard_count(), 3);
         assert_eq!(stream.shard(3).map(|s| s.index), Some(3));
         assert_eq!(stream.shard(4), None);

@@ -60,7 +60,7 @@ impl Engine {
     ) -> Result<Vec<Result<PutRecordsResultEntry, KinesisError>>, KinesisError> {
         let count = records.len();
         let mut results: Vec<Option<Result<PutRecordsResultEntry, KinesisError>>> =
-            vec![None; count];
+            std::iter::repeat_with(|| None).take(count).collect();
         // The keys without an explicit hash key are hashed together, in SIMD lanes.
         let keys: Vec<&str> = records
             .iter()
@@ -108,16 +108,39 @@ impl Engine {
                     Err(error) => return Err(error),
                 };
                 let router = stream.router();
-                let mut group_of_shard: rustc_hash::FxHashMap<u32, usize> =
-                    rustc_hash::FxHashMap::default();
-                for (i, hash_key, record) in pending.drain(..) {
-                    let shard = router.shard_for_hash_key(hash_key);
-                    let g = *group_of_shard.entry(shard.index).or_insert_with(|| {
-                        groups.push((self.resolve_target(stream, shard), Vec::new(), Vec::new()));
-                        groups.len() - 1
-                    });
-                    groups[g].1.push((i, hash_key));
-                    groups[g].2.push(record);
+                // Two passes: route every record, then move each into a group allocated at its
+                // exact size. Growing the groups push by push, with a hash map from shard to
+                // group, cost ~10 % of binary ingest's server CPU (`perf record`, 500 × 100 B).
+                let mut group_of_slot = vec![u32::MAX; router.open_count()];
+                let mut counts: Vec<usize> = Vec::new();
+                let route: Vec<u32> = pending
+                    .iter()
+                    .map(|(_, hash_key, _)| {
+                        let slot = router.slot_for_hash_key(*hash_key);
+                        if group_of_slot[slot] == u32::MAX {
+                            let shard = router.shard_at(slot);
+                            groups.push((
+                                self.resolve_target(stream, shard),
+                                Vec::new(),
+                                Vec::new(),
+                            ));
+                            counts.push(0);
+                            group_of_slot[slot] = u32::try_from(groups.len() - 1)
+                                .expect("a write touches fewer than 2^32 shards");
+                        }
+                        let g = group_of_slot[slot];
+                        counts[g as usize] += 1;
+                        g
+                    })
+                    .collect();
+                for ((_, indexes, records), &n) in groups.iter_mut().zip(&counts) {
+                    indexes.reserve_exact(n);
+                    records.reserve_exact(n);
+                }
+                for ((i, hash_key, record), g) in pending.drain(..).zip(route) {
+                    let (_, indexes, records) = &mut groups[g as usize];
+                    indexes.push((i, hash_key));
+                    records.push(record);
                 }
             }
             // One append per log (so per owning core) holding all of its shards.
@@ -163,7 +186,7 @@ impl Engine {
                         arrival_ms,
                     })) => {
                         // Formatted once per shard: per record it cost ~5 % of binary ingest.
-                        let shard_id = format_shard_id(target.key.shard_index);
+                        let shard_id: Arc<str> = format_shard_id(target.key.shard_index).into();
                         for (k, (i, _)) in indexes.into_iter().enumerate() {
                             results[i] = Some(Ok(PutRecordsResultEntry {
                                 shard_id: shard_id.clone(),
@@ -183,7 +206,7 @@ impl Engine {
                         );
                     }
                     Ok(Err(AppendFailure::Throttled { appended, admitted })) => {
-                        let shard_id = format_shard_id(target.key.shard_index);
+                        let shard_id: Arc<str> = format_shard_id(target.key.shard_index).into();
                         for (k, (i, _)) in indexes.into_iter().enumerate() {
                             results[i] = Some(match appended {
                                 Some(LogAppended {

@@ -320,7 +320,7 @@ impl KinesisApi for Engine {
             .next()
             .expect("one record in, one result out")?;
         Ok(PutRecordOutput {
-            shard_id: entry.shard_id,
+            shard_id: entry.shard_id.to_string(),
             sequence_number: entry.sequence_number,
             encryption_type,
         })

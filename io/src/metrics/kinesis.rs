@@ -2,7 +2,6 @@
 //! gauges, and the shard-level metrics EnableEnhancedMonitoring turns on, with the calls the
 //! Kinesis API records them through (once per call or event, never per record).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sluice_core::api::{PutRecordsEntry, PutRecordsResultEntry, RecordBatch};
@@ -240,8 +239,10 @@ pub fn record_writes(
     let mut stored_bytes = 0u64;
     let mut stored = 0u64;
     let mut throttled = 0u64;
-    // Per-shard sums first, so each shard costs one atomic add per batch.
-    let mut per_shard: BTreeMap<u32, (u64, u64, u64)> = BTreeMap::new();
+    // Per-shard sums first, so each shard costs one atomic add per batch. FxHash: a BTreeMap
+    // here cost ~3 % of binary ingest's server CPU (`perf record`, 500 × 100 B records).
+    let mut per_shard: rustc_hash::FxHashMap<u32, (u64, u64, u64)> =
+        rustc_hash::FxHashMap::default();
     for (size, result) in sizes.iter().zip(results) {
         match result {
             Ok(entry) => {

@@ -1213,7 +1213,7 @@ fn put_records_output_reports_failures_with_their_codes() {
         encryption_type: sluice_core::api::EncryptionType::None,
         records: vec![
             Ok(PutRecordsResultEntry {
-                shard_id: "shardId-000000000000".to_owned(),
+                shard_id: "shardId-000000000000".into(),
                 sequence_number,
             }),
             Err(KinesisError::internal("boom")),
