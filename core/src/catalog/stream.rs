@@ -330,9 +330,16 @@ mod tests {
             );
             let slot = router.slot_for_hash_key(key);
             assert!(slot < router.open_count());
-            assert_eq!(router.shard_at(slot).index, stream.shard_for_hash_key(key).index);
+            assert_eq!(
+                router.shard_at(slot).index,
+                stream.shard_for_hash_key(key).index
+            );
         }
-        assert_eq!(router.open_count(), 3, "the split shard is no longer a slot");
+        assert_eq!(
+            router.open_count(),
+            3,
+            "the split shard is no longer a slot"
+        );
         assert_eq!(stream.open_shard_count(), 3);
         assert_eq!(stream.shard(3).map(|s| s.index), Some(3));
         assert_eq!(stream.shard(4), None);
