@@ -291,6 +291,20 @@ sluice_args=(serve --cores 1 --pin-cores false --data-dir "$SCRATCH/sluice-data"
 [ $BINARY -eq 1 ] && sluice_args+=(--binary-addr 127.0.0.1:$BINARY_PORT)
 taskset -c $SERVER_CPU "$SLUICE" "${sluice_args[@]}" >"$OUT/logs/sluice.log" 2>&1 &
 pids+=($!)
+# Starts Sluice again on an empty data directory (its pid stays first in `pids`). Called before
+# each block of Sluice runs: at ~2 M records/s a run round writes ~6 GB that nothing deletes
+# (the streams keep their 24-hour retention), and a whole invocation once filled the disk. The
+# peers keep everything in memory, so only Sluice needs this.
+restart_sluice() {
+  kill "${pids[0]}" 2>/dev/null || true
+  wait "${pids[0]}" 2>/dev/null || true
+  rm -rf "$SCRATCH/sluice-data"
+  taskset -c $SERVER_CPU "$SLUICE" "${sluice_args[@]}" >>"$OUT/logs/sluice.log" 2>&1 &
+  pids[0]=$!
+  local ok=0
+  for _ in $(seq 300); do if (exec 3<>/dev/tcp/127.0.0.1/$SLUICE_PORT) 2>/dev/null; then ok=1; break; fi; sleep 0.1; done
+  [ $ok -eq 1 ] || { log "Sluice did not come back on 127.0.0.1:$SLUICE_PORT; see $OUT/logs/sluice.log"; exit 1; }
+}
 (cd "$PEERS_DIR" && exec taskset -c $SERVER_CPU node -e \
   "require('kinesalite')({createStreamMs:0,deleteStreamMs:0,updateStreamMs:0,shardLimit:10000}).listen($KINESALITE_PORT,'127.0.0.1')") \
   >"$OUT/logs/kinesalite.log" 2>&1 &
@@ -344,6 +358,7 @@ for run in $(seq "$RUNS"); do
   offset=$(( (run - 1) % ${#servers[@]} ))
   order=("${servers[@]:$offset}" "${servers[@]:0:$offset}")
   for server in "${order[@]}"; do
+    if [ "$server" = sluice ]; then restart_sluice; fi
     for scenario in "${SCENARIOS[@]}"; do
       if [ "$server" = kinesis-local ] && [[ "$KINESIS_LOCAL_SKIP" == *" $scenario "* ]]; then continue; fi
       log "run $run/$RUNS: $server http $scenario"
@@ -368,6 +383,7 @@ done >"$OUT/server-rss.txt"
 # ---------------------------------------------------------------------------------------------
 # Issue 8's sustained, half-load and profile runs, on the same Sluice with the peers idle.
 if [ $BINARY -eq 1 ]; then
+  restart_sluice
   sluice_pid=$(pid_of sluice)
   if [ "$SKIP_ONE_KB" != 1 ]; then
     log "sluice binary producer_throughput_1k for ${ONE_KB_SECONDS}s"
@@ -387,6 +403,8 @@ EOF
   if [ "$SKIP_HALF_LOAD" != 1 ] && [ -n "$saturation" ]; then
     half_rate=$(python3 -c "print(f'{$saturation / 2 / 500:.3f}')")
     echo "saturation_records_per_s=$saturation rate_requests_per_s=$half_rate" >"$OUT/half-load.txt"
+    restart_sluice
+    sluice_pid=$(pid_of sluice)
     for i in $(seq "$HALF_LOAD_RUNS"); do
       log "half load $i/$HALF_LOAD_RUNS: $half_rate batches/s (saturation $saturation rec/s)"
       RUN_SECONDS=$HALF_LOAD_SECONDS perf_run "sluice-r$i" binary 127.0.0.1:$BINARY_PORT ack_latency_half_load "$sluice_pid" \
@@ -396,6 +414,8 @@ EOF
   if [ "$SKIP_PROFILE" != 1 ]; then
     # A run of its own: sampling slows the server, so its figures stay out of the tables. perf
     # runs on the load generator's CPU and starts once the warm-up is over.
+    restart_sluice
+    sluice_pid=$(pid_of sluice)
     log "profiling the server for ${PROFILE_SECONDS}s during binary producer_throughput"
     mkdir -p "$OUT/profile"
     RUN_SECONDS=$((PROFILE_SECONDS + 2)) perf_run sluice-profile binary 127.0.0.1:$BINARY_PORT producer_throughput "$sluice_pid" &
