@@ -83,31 +83,21 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
-    // Bind once without SO_REUSEPORT: this fails when anything (another Sluice included, whose
-    // sockets all use SO_REUSEPORT) holds the port, and resolves port 0 to a concrete port that
-    // every core then binds with SO_REUSEPORT.
-    let http_addr: SocketAddr = {
-        let probe = std::net::TcpListener::bind(settings.http_addr).with_context(|| {
-            format!(
-                "cannot listen on {}: is another server using that port?",
-                settings.http_addr
-            )
-        })?;
-        probe
-            .local_addr()
-            .context("cannot read the bound address")?
-    };
+    // Probe once without SO_REUSEPORT: this fails when anything (another Sluice included, whose
+    // sockets all use SO_REUSEPORT) listens on the port, and resolves port 0 to a concrete port
+    // that every core then binds with SO_REUSEPORT.
+    let http_addr: SocketAddr = probe_port(settings.http_addr, "HTTP")?;
 
     // The binary protocol's shared port is probed like the HTTP port. Fixed per-core ports are
     // probed too, so a clash is one clear error instead of a core failing after startup.
     let binary = match settings.binary {
         None => None,
         Some(binary) => {
-            let addr = probe_binary_port(binary.addr, "binary protocol")?;
+            let addr = probe_port(binary.addr, "binary protocol")?;
             if binary.core_port_base != 0 {
                 for core_id in 0..settings.engine_config().cores {
                     let core_addr = binary::core_addr(addr, binary.core_port_base, core_id);
-                    probe_binary_port(core_addr, &format!("binary protocol, core {core_id}"))?;
+                    probe_port(core_addr, &format!("binary protocol, core {core_id}"))?;
                 }
             }
             Some((addr, binary.core_port_base, binary.ingest_credit_bytes))
@@ -414,7 +404,7 @@ fn service_core_tasks(
 /// io_uring that still held an accept on it. Refusing to restart after a crash would be wrong,
 /// so when the plain bind fails a listener counts as a clash only if it still accepts
 /// connections after [`PROBE_GRACE`].
-fn probe_binary_port(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr> {
+fn probe_port(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr> {
     let in_use = || format!("cannot listen on {addr} ({what}): is another server using that port?");
     let target = if addr.ip().is_unspecified() {
         let loopback: std::net::IpAddr = if addr.is_ipv4() {
@@ -446,7 +436,7 @@ fn probe_binary_port(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr>
     }
 }
 
-/// How long a listener found on a binary port may take to go away (a killed predecessor's).
+/// How long a listener found on a port may take to go away (a killed predecessor's).
 const PROBE_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 const PROBE_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 const PROBE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);

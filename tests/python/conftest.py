@@ -62,14 +62,15 @@ def parse_ready_line(line: str) -> str:
 
 
 class SluiceProcess:
-    def __init__(self, data_dir: pathlib.Path, extra_args: "list[str] | None" = None):
+    def __init__(self, data_dir: pathlib.Path, extra_args: "list[str] | None" = None,
+                 http_addr: str = "127.0.0.1:0"):
         self.data_dir = data_dir
         self.stderr_path = data_dir.parent / "stderr.log"
         self._stderr = open(self.stderr_path, "wb")
         args = [
             str(sluice_bin()), "serve",
             "--data-dir", str(data_dir),
-            "--http-addr", "127.0.0.1:0",
+            "--http-addr", http_addr,
             "--cores", "1",
             "--pin-cores", "false",
             "--create-delay-ms", "0",
