@@ -291,6 +291,25 @@ sluice_args=(serve --cores 1 --pin-cores false --data-dir "$SCRATCH/sluice-data"
 [ $BINARY -eq 1 ] && sluice_args+=(--binary-addr 127.0.0.1:$BINARY_PORT)
 taskset -c $SERVER_CPU "$SLUICE" "${sluice_args[@]}" >"$OUT/logs/sluice.log" 2>&1 &
 pids+=($!)
+# Waits (up to 30 s) until 127.0.0.1:PORT can be bound the way Sluice's own start-up probe binds
+# it. A listening socket can outlive the Sluice process that made it by a moment (its io_uring
+# is torn down after the exit), refusing connections while it still holds the port.
+wait_port_free() {
+  python3 - "$1" <<'EOF'
+import socket, sys, time
+for _ in range(300):
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind(("127.0.0.1", int(sys.argv[1])))
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+    finally:
+        probe.close()
+sys.exit(1)
+EOF
+}
 # Starts Sluice again on an empty data directory (its pid stays first in `pids`). Called before
 # each block of Sluice runs: at ~2 M records/s a run round writes ~6 GB that nothing deletes
 # (the streams keep their 24-hour retention), and a whole invocation once filled the disk. The
@@ -298,12 +317,29 @@ pids+=($!)
 restart_sluice() {
   kill "${pids[0]}" 2>/dev/null || true
   wait "${pids[0]}" 2>/dev/null || true
+  wait_port_free $SLUICE_PORT || log "127.0.0.1:$SLUICE_PORT is still taken after 30 s"
+  wait_port_free $BINARY_PORT || log "127.0.0.1:$BINARY_PORT is still taken after 30 s"
   rm -rf "$SCRATCH/sluice-data"
   taskset -c $SERVER_CPU "$SLUICE" "${sluice_args[@]}" >>"$OUT/logs/sluice.log" 2>&1 &
   pids[0]=$!
-  local ok=0
-  for _ in $(seq 300); do if (exec 3<>/dev/tcp/127.0.0.1/$SLUICE_PORT) 2>/dev/null; then ok=1; break; fi; sleep 0.1; done
-  [ $ok -eq 1 ] || { log "Sluice did not come back on 127.0.0.1:$SLUICE_PORT; see $OUT/logs/sluice.log"; exit 1; }
+  # Ready means /health answers 200 (a port that accepts is not enough: in one invocation the
+  # first request after such a check was refused).
+  if ! python3 - "http://127.0.0.1:$SLUICE_PORT/health" <<'EOF'
+import sys, time, urllib.request
+for _ in range(300):
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=1) as answer:
+            if answer.status == 200:
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.1)
+sys.exit(1)
+EOF
+  then
+    log "Sluice did not come back on 127.0.0.1:$SLUICE_PORT; see $OUT/logs/sluice.log"
+    exit 1
+  fi
 }
 (cd "$PEERS_DIR" && exec taskset -c $SERVER_CPU node -e \
   "require('kinesalite')({createStreamMs:0,deleteStreamMs:0,updateStreamMs:0,shardLimit:10000}).listen($KINESALITE_PORT,'127.0.0.1')") \
@@ -433,6 +469,13 @@ EOF
   fi
 fi
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+# Their ports must be free before the restart step starts a server on Sluice's ports again.
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+if [ $BINARY -eq 1 ]; then
+  for port in $SLUICE_PORT $BINARY_PORT; do
+    wait_port_free $port || log "127.0.0.1:$port is still taken after 30 s: $(ss -tlnp 2>/dev/null | grep ":$port " | tr -s ' ')"
+  done
+fi
 pids=()
 
 # The disk's flush latency changes mode with other tenants' I/O: measure it again after the
