@@ -14,8 +14,10 @@
 #      (`producer_throughput_1000_shards`), compared with that run's 4-shard figure;
 #   5. with the servers still up, on Sluice over the binary protocol: 1 KB records for
 #      $ONE_KB_SECONDS s (`producer_throughput_1k`); open-loop batches at half the binary
-#      `producer_throughput` median just measured (`ack_latency_half_load --rate`); and a
-#      `perf record -e cpu-clock` profile of the server during `producer_throughput`;
+#      `producer_throughput` median just measured (`ack_latency_half_load --rate`);
+#      `put_record_latency` over both wires on a Sluice whose core polls $SPIN_US µs before it
+#      sleeps (`--idle-spin-us`); and a `perf record -e cpu-clock` profile of the server during
+#      `producer_throughput`;
 #   6. restart: a fresh Sluice on its own data directory, VmRSS before any stream and with one
 #      idle 1,000-shard stream; $RECOVERY_GB GB of 1,000 B records into 100 shards
 #      (`restart_cold_read --preload-only`), one marker record per shard, kill -9, page cache
@@ -47,6 +49,7 @@
 #   HALF_LOAD_RUNS=$RUNS  HALF_LOAD_SECONDS=$SECONDS_PER_RUN          SKIP_HALF_LOAD=1 skips it
 #                         (it needs the binary producer_throughput runs of step 4)
 #   SKIP_SHARDS_1000=1    no 1,000-shard runs in step 4
+#   SPIN_US=10000         --idle-spin-us of the polling-core single puts   SKIP_SPIN=1 skips them
 #   PROFILE_SECONDS=5     seconds sampled by perf record              SKIP_PROFILE=1 skips it
 #   RECOVERY_GB=10        data written before the kill -9 (decimal GB) SKIP_RECOVERY=1 skips
 #                         the fill, kill, restart and cold read (the two idle RSS figures stay)
@@ -88,6 +91,8 @@ SKIP_ONE_KB=${SKIP_ONE_KB:-0}
 HALF_LOAD_RUNS=${HALF_LOAD_RUNS:-$RUNS}
 HALF_LOAD_SECONDS=${HALF_LOAD_SECONDS:-$SECONDS_PER_RUN}
 SKIP_HALF_LOAD=${SKIP_HALF_LOAD:-0}
+SPIN_US=${SPIN_US:-10000}
+SKIP_SPIN=${SKIP_SPIN:-0}
 SKIP_SHARDS_1000=${SKIP_SHARDS_1000:-0}
 PROFILE_SECONDS=${PROFILE_SECONDS:-5}
 SKIP_PROFILE=${SKIP_PROFILE:-0}
@@ -300,7 +305,8 @@ wait_port_free() {
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null || return 0; sleep 0.1; done
   return 1
 }
-# Starts Sluice again on an empty data directory (its pid stays first in `pids`). Called before
+# Starts Sluice again on an empty data directory (its pid stays first in `pids`), with
+# `sluice_args` and any extra arguments given. Called before
 # each block of Sluice runs: at ~2 M records/s a run round writes ~6 GB that nothing deletes
 # (the streams keep their 24-hour retention), and a whole invocation once filled the disk. The
 # peers keep everything in memory, so only Sluice needs this.
@@ -310,7 +316,7 @@ restart_sluice() {
   wait_port_free $SLUICE_PORT || log "something still listens on 127.0.0.1:$SLUICE_PORT after 10 s"
   wait_port_free $BINARY_PORT || log "something still listens on 127.0.0.1:$BINARY_PORT after 10 s"
   rm -rf "$SCRATCH/sluice-data"
-  taskset -c $SERVER_CPU "$SLUICE" "${sluice_args[@]}" >>"$OUT/logs/sluice.log" 2>&1 &
+  taskset -c $SERVER_CPU "$SLUICE" "${sluice_args[@]}" "$@" >>"$OUT/logs/sluice.log" 2>&1 &
   pids[0]=$!
   # Ready means /health answers 200 (a port that accepts is not enough: in one invocation the
   # first request after such a check was refused).
@@ -435,6 +441,22 @@ EOF
       log "half load $i/$HALF_LOAD_RUNS: $half_rate batches/s (saturation $saturation rec/s)"
       RUN_SECONDS=$HALF_LOAD_SECONDS perf_run "sluice-r$i" binary 127.0.0.1:$BINARY_PORT ack_latency_half_load "$sluice_pid" \
         --rate "$half_rate"
+    done
+  fi
+  if [ "$SKIP_SPIN" != 1 ]; then
+    # Single puts on a core that polls for SPIN_US after its last event before it sleeps: the
+    # wake-ups of a parked core (request arrival, write and fdatasync completions) cost tens to
+    # hundreds of µs each on this VM. With SPIN_US above the 5 ms between puts the core never
+    # sleeps, so the server's CPU is its whole core; the default (parking) rows are above.
+    echo "spin_us=$SPIN_US" >"$OUT/spin.txt"
+    restart_sluice --idle-spin-us "$SPIN_US"
+    sluice_pid=$(pid_of sluice)
+    for i in $(seq "$RUNS"); do
+      for protocol in binary http; do
+        if [ $protocol = binary ]; then addr=127.0.0.1:$BINARY_PORT; else addr=http://127.0.0.1:$SLUICE_PORT; fi
+        log "polling core ($SPIN_US µs) $i/$RUNS: sluice $protocol put_record_latency"
+        perf_run "sluice-spin-r$i" $protocol "$addr" put_record_latency "$sluice_pid"
+      done
     done
   fi
   if [ "$SKIP_PROFILE" != 1 ]; then

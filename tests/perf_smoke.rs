@@ -3,7 +3,11 @@
 //!
 //! `sluice-perf` is another package of the workspace, so cargo does not build it for this test
 //! binary; the test builds it once (same profile, same target directory) with the cargo that
-//! runs the tests, then runs it as a child process and checks its three output files.
+//! runs the tests, then runs it as a child process and checks its three output files. It asks
+//! for `--workspace --all-targets`, the build `scripts/test` has already made: dependencies
+//! then resolve to the features the tests use, so nothing is compiled a second time (`-p
+//! sluice-perf` alone resolved other features and compiled a second copy of most dependencies,
+//! which once filled CI's disk).
 //!
 //! Every scenario runs twice: over the Kinesis HTTP API and over the binary protocol (the server
 //! gets a binary listener on a free port chosen here).
@@ -27,7 +31,7 @@ fn perf_binary() -> &'static Path {
             .expect("the sluice binary lives in a profile directory");
         let mut build = Command::new(env!("CARGO"));
         build
-            .args(["build", "--quiet", "-p", "sluice-perf"])
+            .args(["build", "--quiet", "--workspace", "--all-targets"])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         match dir.file_name().and_then(|n| n.to_str()) {
             Some("debug") => {}

@@ -4,6 +4,41 @@
 use super::*;
 use crate::log::{CheckMode, LogCheck, OpenLogError};
 
+/// Where shard core `core_id`'s executor runs. Pinned, on CPU `core_id`. Unpinned, anywhere
+/// the process may run; but glommio silently drops `spin_before_park` for an executor without
+/// a CPU binding, so an unpinned core that is asked to spin is fenced to the process's own
+/// affinity mask: the same CPUs it could run on anyway, and a binding that lets it spin.
+/// (Before this, `--idle-spin-us` did nothing under `--pin-cores false`, the way every
+/// benchmark here runs the server under `taskset`.)
+pub(crate) fn shard_core_placement(core_id: usize, pin_cores: bool, idle_spin_us: u64) -> Placement {
+    if pin_cores {
+        return Placement::Fixed(core_id);
+    }
+    if idle_spin_us == 0 {
+        return Placement::Unbound;
+    }
+    let allowed: std::collections::HashSet<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|core| core.id)
+        .collect();
+    match glommio::CpuSet::online() {
+        Ok(online) => {
+            let fenced = online.filter(|cpu| allowed.contains(&cpu.cpu));
+            if fenced.is_empty() {
+                tracing::warn!("Could not read this process's CPU affinity; --idle-spin-us is ignored on unpinned cores.");
+                Placement::Unbound
+            } else {
+                Placement::Fenced(fenced)
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Could not list the online CPUs; --idle-spin-us is ignored on unpinned cores.");
+            Placement::Unbound
+        }
+    }
+}
+
 pub(crate) fn log_dir(data_dir: &Path, log_id: u32) -> PathBuf {
     data_dir.join("log").join(log_id.to_string())
 }
@@ -159,11 +194,7 @@ where
 
     let mut handles = Vec::with_capacity(config.cores);
     for (core_id, inbox) in receivers.into_iter().enumerate() {
-        let placement = if config.pin_cores {
-            Placement::Fixed(core_id)
-        } else {
-            Placement::Unbound
-        };
+        let placement = shard_core_placement(core_id, config.pin_cores, config.idle_spin_us);
         let shared = shared.clone();
         let keys = keys.clone();
         let per_core = per_core.clone();

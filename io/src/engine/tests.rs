@@ -221,3 +221,57 @@ fn a_full_disk_fails_puts_with_internal_failure_and_the_next_put_succeeds() {
         }
     });
 }
+
+/// CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec, and CLOCK_THREAD_CPUTIME_ID exists on every
+    // Linux this runs on.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(
+        u64::try_from(now.tv_sec).expect("a thread's CPU time is not negative"),
+        u32::try_from(now.tv_nsec).expect("nanoseconds fit u32"),
+    )
+}
+
+/// glommio silently drops `spin_before_park` for an executor with no CPU binding, so
+/// `--idle-spin-us` once did nothing under `--pin-cores false`. An unpinned shard core asked to
+/// spin must poll while it waits (its thread burns CPU through 300 ms of idle timers); one not
+/// asked to must park (and burn next to none).
+#[test]
+fn an_unpinned_shard_core_asked_to_spin_polls_while_idle() {
+    fn cpu_while_idle(idle_spin_us: u64) -> Duration {
+        let placement = startup::shard_core_placement(0, false, idle_spin_us);
+        let mut builder = LocalExecutorBuilder::new(placement).io_memory(1 << 20);
+        if idle_spin_us > 0 {
+            builder = builder.spin_before_park(Duration::from_micros(idle_spin_us));
+        }
+        builder
+            .spawn(|| async move {
+                let before = thread_cpu_time();
+                for _ in 0..6 {
+                    glommio::timer::sleep(Duration::from_millis(50)).await;
+                }
+                thread_cpu_time() - before
+            })
+            .expect("an executor can be spawned")
+            .join()
+            .expect("the executor ran to the end")
+    }
+    let spinning = cpu_while_idle(1_000_000);
+    let parked = cpu_while_idle(0);
+    // A spinning thread shares its CPU with the rest of a parallel test run, so it is only
+    // required to get a tenth of the 300 ms; a parked one uses well under a millisecond.
+    assert!(
+        spinning >= Duration::from_millis(30),
+        "an unpinned core asked to spin used only {spinning:?} of CPU in 300 ms of idle timers"
+    );
+    assert!(
+        parked * 4 < spinning,
+        "a core not asked to spin used {parked:?} of CPU while idle, against {spinning:?} spinning"
+    );
+}
