@@ -10,7 +10,11 @@ use crate::log::{CheckMode, LogCheck, OpenLogError};
 /// affinity mask: the same CPUs it could run on anyway, and a binding that lets it spin.
 /// (Before this, `--idle-spin-us` did nothing under `--pin-cores false`, the way every
 /// benchmark here runs the server under `taskset`.)
-pub(crate) fn shard_core_placement(core_id: usize, pin_cores: bool, idle_spin_us: u64) -> Placement {
+pub(crate) fn shard_core_placement(
+    core_id: usize,
+    pin_cores: bool,
+    idle_spin_us: u64,
+) -> Placement {
     if pin_cores {
         return Placement::Fixed(core_id);
     }
@@ -26,7 +30,9 @@ pub(crate) fn shard_core_placement(core_id: usize, pin_cores: bool, idle_spin_us
         Ok(online) => {
             let fenced = online.filter(|cpu| allowed.contains(&cpu.cpu));
             if fenced.is_empty() {
-                tracing::warn!("Could not read this process's CPU affinity; --idle-spin-us is ignored on unpinned cores.");
+                tracing::warn!(
+                    "Could not read this process's CPU affinity; --idle-spin-us is ignored on unpinned cores."
+                );
                 Placement::Unbound
             } else {
                 Placement::Fenced(fenced)
