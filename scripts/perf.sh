@@ -453,7 +453,7 @@ EOF
     sluice_pid=$(pid_of sluice)
     for i in $(seq "$RUNS"); do
       for protocol in binary http; do
-        if [ $protocol = binary ]; then addr=127.0.0.1:$BINARY_PORT; else addr=http://127.0.0.1:$SLUICE_PORT; fi
+        if [ $protocol = binary ]; then addr=127.0.0.1:$BINARY_PORT; else addr=$(endpoint_of sluice); fi
         log "polling core ($SPIN_US µs) $i/$RUNS: sluice $protocol put_record_latency"
         perf_run "sluice-spin-r$i" $protocol "$addr" put_record_latency "$sluice_pid"
       done

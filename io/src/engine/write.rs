@@ -60,7 +60,7 @@ impl Engine {
     ) -> Result<Vec<Result<PutRecordsResultEntry, KinesisError>>, KinesisError> {
         let count = records.len();
         let mut results: Vec<Option<Result<PutRecordsResultEntry, KinesisError>>> =
-            std::iter::repeat_with(|| None).take(count).collect();
+            vec![None; count];
         // The keys without an explicit hash key are hashed together, in SIMD lanes.
         let keys: Vec<&str> = records
             .iter()
