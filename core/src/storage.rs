@@ -198,6 +198,11 @@ impl ReadBatch {
         self.records.last().map(|r| r.arrival_ms)
     }
 
+    /// Partition key plus data bytes of every record.
+    pub fn payload_bytes(&self) -> usize {
+        self.buffer.len()
+    }
+
     /// Data bytes of every record (partition keys excluded).
     pub fn data_bytes(&self) -> usize {
         self.records.iter().map(|r| r.data.len()).sum()

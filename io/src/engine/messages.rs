@@ -11,10 +11,15 @@ pub(crate) fn batch_of(
     start_position: u64,
     tip: ShardTip,
 ) -> ReadBatch {
-    let mut batch = ReadBatch::new(origin, read.len(), read.data_bytes() + read.len() * 16);
+    let mut batch = ReadBatch::new(origin, read.len(), read.data_bytes() + read.key_bytes());
     read.for_each(&mut |position, arrival_ms, partition_key, data| {
         batch.push(position, arrival_ms, partition_key, data);
     });
+    debug_assert_eq!(
+        batch.payload_bytes(),
+        read.data_bytes() + read.key_bytes(),
+        "the batch was sized exactly"
+    );
     batch.start_position = start_position;
     batch.tip_position = tip.next_position;
     batch.tip_arrival_ms = tip.last_arrival_ms;

@@ -72,6 +72,7 @@ pub struct LogRead {
     pieces: Vec<Piece>,
     len: usize,
     data_bytes: usize,
+    key_bytes: usize,
     tip: ShardTip,
 }
 
@@ -81,6 +82,7 @@ impl LogRead {
             pieces: Vec::new(),
             len: 0,
             data_bytes: 0,
+            key_bytes: 0,
             tip,
         }
     }
@@ -96,6 +98,11 @@ impl LogRead {
     /// Sum of the data bytes of the records (partition keys not included).
     pub fn data_bytes(&self) -> usize {
         self.data_bytes
+    }
+
+    /// Sum of the partition keys' bytes of the records.
+    pub fn key_bytes(&self) -> usize {
+        self.key_bytes
     }
 
     pub fn first_position(&self) -> Option<u64> {
@@ -247,6 +254,7 @@ pub(super) async fn read(
                 }
                 out.len += 1;
                 out.data_bytes += len;
+                out.key_bytes += record.partition_key.len();
                 take += 1;
             }
             if take > 0 {
@@ -568,6 +576,7 @@ mod tests {
             let read = log.read(&s, 0, 100, 250).await.expect("read");
             assert_eq!(read.len(), 2);
             assert_eq!(read.data_bytes(), 200);
+            assert_eq!(read.key_bytes(), "pk-1-0".len() + "pk-1-1".len());
             let read = log.read(&s, 0, 100, 10).await.expect("read");
             assert_eq!(
                 read.len(),

@@ -538,6 +538,21 @@ impl<'o> RecordsWriter<'o> {
         }
     }
 
+    /// Makes room for `records` more records of `payload_bytes` partition key plus data bytes
+    /// in all, capped at what one frame may hold, so that a large answer is encoded into one
+    /// allocation instead of a buffer that doubles (and copies itself) as it grows.
+    pub fn reserve(&mut self, records: usize, payload_bytes: usize) {
+        let wanted = records * record_wire_bytes(0, 0) + payload_bytes;
+        let room = FRAME_BYTES_MAX.saturating_sub(self.out.len() - self.frame_start);
+        self.out.reserve(wanted.min(room));
+    }
+
+    /// Where the buffer lives and how much it can hold, to see that it did not move.
+    #[cfg(test)]
+    pub(super) fn buffer(&self) -> (*const u8, usize) {
+        (self.out.as_ptr(), self.out.capacity())
+    }
+
     /// Records written so far.
     pub fn len(&self) -> u32 {
         self.count

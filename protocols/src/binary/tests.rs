@@ -709,6 +709,35 @@ fn a_records_writer_dropped_unfinished_leaves_no_partial_frame() {
 }
 
 #[test]
+fn a_records_writer_reserved_for_its_records_writes_them_into_one_allocation() {
+    let key = "0123456789abcdef0123456789abcdef";
+    let data = vec![7u8; 1000];
+    let count = 2_000;
+    let mut out = Vec::new();
+    let mut writer = RecordsWriter::read_response(&mut out, 1, 2, 3);
+    writer.reserve(count, count * (key.len() + data.len()));
+    let reserved = writer.buffer();
+    for position in 0..count as u64 {
+        writer.push(position, 1, 1, key, &data).expect("fits");
+        assert_eq!(
+            writer.buffer(),
+            reserved,
+            "the buffer grew at record {position}"
+        );
+    }
+    writer.finish(None, 0);
+    let Body::ReadOk(records) = decode_whole(&out).body else {
+        panic!("a read response")
+    };
+    assert_eq!(records.records.len(), count);
+    // A reservation never asks for more than one frame may hold.
+    let mut out = Vec::new();
+    let mut writer = RecordsWriter::read_response(&mut out, 1, 2, 3);
+    writer.reserve(limits::READ_RECORDS_MAX as usize, 1 << 40);
+    assert!(writer.buffer().1 <= FRAME_BYTES_MAX + HEADER_BYTES);
+}
+
+#[test]
 fn a_records_writer_refuses_a_record_that_would_overflow_the_frame() {
     let mut out = Vec::new();
     let mut writer = RecordsWriter::read_response(&mut out, 1, 2, 3);

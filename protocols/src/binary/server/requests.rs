@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sluice_core::api::{
     self, CreateStreamInput, DescribeStreamInput, ListStreamsInput, PutRecordsEntry,
-    PutRecordsInput, StreamStatus,
+    PutRecordsInput, RecordBatch as _, StreamStatus,
 };
 use sluice_core::shard_id::format_shard_id;
 use sluice_core::storage::{
@@ -508,6 +508,10 @@ pub(super) fn write_records(
     let mut first_position = None;
     let mut last_written = None;
     let mut truncated = false;
+    writer.reserve(
+        batch.len().min(limits.records_max),
+        batch.payload_bytes().min(limits.bytes_max),
+    );
     batch.for_each_positioned(&mut |position, record| {
         first_position.get_or_insert(position);
         if truncated {
