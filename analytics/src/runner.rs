@@ -255,6 +255,8 @@ struct Context<'a, R> {
     storage: &'a R,
     app: &'a Application,
     functions: Option<Arc<dyn Functions>>,
+    /// The application's own series on `/metrics`.
+    series: Arc<crate::metrics::ApplicationSeries>,
 }
 
 impl<R: RecordLog + CheckpointLog> Context<'_, R> {
@@ -343,6 +345,7 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         storage,
         app,
         functions: service.shared.functions.get().cloned(),
+        series: crate::metrics::application(&app.name),
     };
     let compiled = (|| {
         let program =
@@ -556,6 +559,7 @@ async fn run_version<R: RecordLog + CheckpointLog>(
         }
         let mut emissions = Emissions::default();
         let mut any = false;
+        let mut behind_ms = 0;
         for cursor in &mut cursors {
             let start = cursor
                 .next_position
@@ -597,8 +601,11 @@ async fn run_version<R: RecordLog + CheckpointLog>(
                 }
             });
             let read = owned.len();
+            let bytes = batch.data_bytes() as u64;
             Metric::RecordsReadTotal.add(read as u64);
-            Metric::RecordBytesReadTotal.add(batch.data_bytes() as u64);
+            Metric::RecordBytesReadTotal.add(bytes);
+            ctx.series.read(read as u64, bytes);
+            behind_ms = behind_ms.max(batch.millis_behind_latest);
             if let Some(processor) = &input.processing
                 && !owned.is_empty()
             {
@@ -664,6 +671,8 @@ async fn run_version<R: RecordLog + CheckpointLog>(
             .map(|(_, b)| b.num_rows())
             .sum();
         Metric::ErrorRowsTotal.add(error_rows as u64);
+        ctx.series.errors(error_rows as u64);
+        ctx.series.behind(behind_ms);
         if !write_outputs(&ctx, &pipeline, &outputs, &emissions, &mut counters).await {
             // Stopped before every destination took this batch's rows: no checkpoint past
             // them, so the next start (LAST_STOPPED_POINT) reads the batch again and its rows
@@ -984,6 +993,7 @@ async fn write_outputs<R: RecordLog + CheckpointLog>(
             };
             let records = serialize(batch, shape, output.format);
             Metric::RowsWrittenTotal.add(records.len() as u64);
+            ctx.series.wrote(records.len() as u64);
             let written = match &output.destination {
                 Destination::KinesisStream(destination) => {
                     append_to_stream(ctx, destination, &records, &mut counters.partition_key).await

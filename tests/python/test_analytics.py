@@ -278,8 +278,20 @@ CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
     assert metrics["analytics_records_read_total"] >= 4
     assert metrics["analytics_rows_written_total"] >= 4
     assert metrics["analytics_applications_running"] >= 1
+    # The application's own series (KDA's per-application CloudWatch metrics), exact: this
+    # application read 4 records, sent 2 to error_stream and wrote 2 + 2 rows.
+    label = f'{{application="{app}"}}'
+    assert metrics[f"analytics_application_records_read_total{label}"] == 4
+    assert metrics[f"analytics_application_record_bytes_read_total{label}"] == 26 + 15 + 31 + 26
+    assert metrics[f"analytics_application_error_rows_total{label}"] == 2
+    assert metrics[f"analytics_application_rows_written_total{label}"] == 4
+    assert metrics[f"analytics_application_millis_behind_latest{label}"] >= 0
     kda.stop_application(ApplicationName=app)
     wait_status(kda, app, "READY")
+    created = kda.describe_application(ApplicationName=app)["ApplicationDetail"]["CreateTimestamp"]
+    kda.delete_application(ApplicationName=app, CreateTimestamp=created)
+    after = metric_values(kda.meta.endpoint_url)
+    assert not [name for name in after if label in name], "a deleted application's series are gone"
 
 
 def metric_values(endpoint):

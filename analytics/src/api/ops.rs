@@ -700,6 +700,7 @@ pub(super) async fn dispatch<R: RecordLog + CheckpointLog>(
             }
             catalog.applications.retain(|a| a.name != name);
             save(&mut catalog)?;
+            crate::metrics::forget_application(name);
             Ok(json!({}))
         }
         "StartApplication" => start(service, doc),
