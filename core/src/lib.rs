@@ -18,6 +18,7 @@ pub mod control;
 pub mod error;
 pub mod hash_key;
 pub mod internal_stream;
+pub mod large_buffers;
 pub mod limits;
 pub mod next_token;
 pub mod policy;

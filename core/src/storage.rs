@@ -160,8 +160,12 @@ impl ReadBatch {
         Self {
             origin: Some(origin),
             records: Vec::with_capacity(records),
-            buffer: Vec::with_capacity(bytes),
-            ..Self::default()
+            buffer: crate::large_buffers::take(bytes),
+            start_position: 0,
+            next_position: None,
+            millis_behind_latest: 0,
+            tip_position: 0,
+            tip_arrival_ms: None,
         }
     }
 
@@ -228,6 +232,13 @@ impl ReadBatch {
                 },
             );
         }
+    }
+}
+
+impl Drop for ReadBatch {
+    /// A large buffer goes back to [`crate::large_buffers`] for the next read.
+    fn drop(&mut self) {
+        crate::large_buffers::give_back(std::mem::take(&mut self.buffer));
     }
 }
 

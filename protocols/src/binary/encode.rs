@@ -541,10 +541,22 @@ impl<'o> RecordsWriter<'o> {
     /// Makes room for `records` more records of `payload_bytes` partition key plus data bytes
     /// in all, capped at what one frame may hold, so that a large answer is encoded into one
     /// allocation instead of a buffer that doubles (and copies itself) as it grows.
+    ///
+    /// A buffer that must grow by a large answer is swapped for one of
+    /// [`sluice_core::large_buffers`] (what it holds is copied over), whose pages are already
+    /// mapped.
     pub fn reserve(&mut self, records: usize, payload_bytes: usize) {
         let wanted = records * record_wire_bytes(0, 0) + payload_bytes;
         let room = FRAME_BYTES_MAX.saturating_sub(self.out.len() - self.frame_start);
-        self.out.reserve(wanted.min(room));
+        let wanted = wanted.min(room);
+        if self.out.capacity() - self.out.len() < wanted {
+            let mut bigger = sluice_core::large_buffers::take(self.out.len() + wanted);
+            if bigger.capacity() - self.out.len() >= wanted {
+                bigger.extend_from_slice(self.out);
+                sluice_core::large_buffers::give_back(std::mem::replace(self.out, bigger));
+            }
+        }
+        self.out.reserve(wanted);
     }
 
     /// Where the buffer lives and how much it can hold, to see that it did not move.

@@ -161,9 +161,11 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(mut socket: W, outbox: Rc<
         }
         held.clear();
         sending.clear();
-        // A burst of a huge push should not keep its memory for the connection's lifetime.
+        // A burst of a huge push should not keep its memory for the connection's lifetime:
+        // it goes to the pool of large buffers, which gives it back to the allocator when
+        // no answer takes it within a second.
         if sending.capacity() > OUTBOX_BYTES_MAX {
-            sending = Vec::new();
+            sluice_core::large_buffers::give_back(std::mem::take(&mut sending));
         }
     }
 }
