@@ -551,12 +551,9 @@ impl<'o> RecordsWriter<'o> {
         let wanted = wanted.min(room);
         if self.out.capacity() - self.out.len() < wanted {
             let mut bigger = sluice_core::large_buffers::take(self.out.len() + wanted);
-            if bigger.capacity() - self.out.len() >= wanted {
-                bigger.extend_from_slice(self.out);
-                sluice_core::large_buffers::give_back(std::mem::replace(self.out, bigger));
-            }
+            bigger.extend_from_slice(self.out);
+            sluice_core::large_buffers::give_back(std::mem::replace(self.out, bigger));
         }
-        self.out.reserve(wanted);
     }
 
     /// Where the buffer lives and how much it can hold, to see that it did not move.
