@@ -12,6 +12,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use sluice_core::prometheus::label_value as label;
+
 /// Every analytics metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {
@@ -185,14 +187,6 @@ pub fn application(name: &str) -> Arc<ApplicationSeries> {
 /// Drops the series of a deleted application.
 pub fn forget_application(name: &str) {
     applications().remove(name);
-}
-
-/// A Prometheus label value: backslash, double quote and newline escaped.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 fn render_applications(out: &mut String) {

@@ -22,6 +22,7 @@ pub mod large_buffers;
 pub mod limits;
 pub mod next_token;
 pub mod policy;
+pub mod prometheus;
 pub mod reshard;
 pub mod resource;
 pub mod sequence_number;

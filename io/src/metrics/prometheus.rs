@@ -8,19 +8,13 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use sluice_core::prometheus::label_value as label;
+
 use super::engine::{FSYNC_BUCKETS_S, GROUP_COMMIT_BUCKETS, Histogram, SEGMENTS};
 use super::kinesis::{ShardMetric, StreamGauge, StreamMetric};
 use super::registry::{CoreRegistry, REGISTRIES, lock};
 use crate::engine::Engine;
 use crate::log::LogHealth;
-
-/// Escapes a label value for the text format.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
 
 fn render_histogram<const N: usize>(
     out: &mut String,
