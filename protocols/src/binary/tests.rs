@@ -744,6 +744,44 @@ fn a_records_writer_reserved_for_its_records_writes_them_into_one_allocation() {
 }
 
 #[test]
+fn a_put_batch_is_encoded_into_one_allocation_of_its_exact_size() {
+    let data = vec![7u8; 1000];
+    let keys: Vec<String> = (0..500).map(|i| format!("key-{i}")).collect();
+    let routes = [
+        WireRoute::PartitionKey,
+        WireRoute::ExplicitHashKey(u128::MAX / 3),
+        WireRoute::ShardIndex(4),
+    ];
+    let body = Body::PutBatch(WirePutBatch {
+        stream_name: "orders",
+        records: keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| WirePutRecord {
+                route: routes[i % routes.len()],
+                partition_key: key,
+                data: &data[..i % data.len()],
+            })
+            .collect(),
+    });
+    let mut out = Vec::new();
+    encode_frame(
+        &Frame {
+            request_id: 9,
+            body: body.clone(),
+        },
+        &mut out,
+    )
+    .expect("fits");
+    assert_eq!(
+        out.capacity(),
+        out.len(),
+        "reserved exactly what was written"
+    );
+    assert_eq!(decode_whole(&out).body, body);
+}
+
+#[test]
 fn a_records_writer_refuses_a_record_that_would_overflow_the_frame() {
     let mut out = Vec::new();
     let mut writer = RecordsWriter::read_response(&mut out, 1, 2, 3);

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use glommio::io::DmaBuffer;
 
 use super::super::block::{
-    self, BLOCK_ALIGN, BlockIdentity, ChunkEncryption, ChunkInput, StoredChunk, StoredRecord,
-    align_up,
+    self, BLOCK_ALIGN, BlockIdentity, ChunkEncryption, ChunkInput, ChunkPayload, StoredChunk,
+    StoredRecord, align_up,
 };
 use super::super::shard_index::{ChunkRef, ShardIndex};
 use super::super::{Appended, BLOCK_BYTES_TARGET, ShardKey, ShardMap, State, wall_clock_ms};
@@ -35,14 +35,16 @@ struct ChunkPlan {
     records: Vec<StoredRecord>,
 }
 
-/// A planned chunk whose records have been serialized into `payload`.
+/// A planned chunk whose archive has been measured: `payload_len` bytes, serialized straight
+/// into its block by [`encode_blocks`].
 struct SerializedChunk {
     shard: ShardKey,
     key: Option<Arc<DataKey>>,
     first_position: u64,
     arrival_ms: u64,
     record_count: u32,
-    payload: rkyv::util::AlignedVec,
+    records: StoredChunk,
+    payload_len: usize,
 }
 
 #[derive(Default)]
@@ -231,16 +233,18 @@ pub(super) fn serialize_block(plan: BlockPlan) -> SerializedBlock {
         .map(|chunk| {
             let record_count =
                 u32::try_from(chunk.records.len()).expect("a chunk's record count fits u32");
-            let payload = block::serialize_payload(&StoredChunk {
+            let records = StoredChunk {
                 records: chunk.records,
-            });
+            };
+            let payload_len = ChunkPayload::new(&records).len();
             SerializedChunk {
                 shard: chunk.shard,
                 key: chunk.key,
                 first_position: chunk.first_position,
                 arrival_ms: chunk.arrival_ms,
                 record_count,
-                payload,
+                records,
+                payload_len,
             }
         })
         .collect();
@@ -250,7 +254,7 @@ pub(super) fn serialize_block(plan: BlockPlan) -> SerializedBlock {
             .map(|c| {
                 block::chunk_encoded_len(
                     c.shard.stream_name.len(),
-                    block::stored_payload_len(c.payload.len(), c.key.is_some()),
+                    block::stored_payload_len(c.payload_len, c.key.is_some()),
                 )
             })
             .sum::<usize>();
@@ -298,7 +302,10 @@ pub(super) fn encode_blocks(
                 first_position: c.first_position,
                 arrival_ms: c.arrival_ms,
                 record_count: c.record_count,
-                payload: &c.payload,
+                payload: ChunkPayload {
+                    chunk: &c.records,
+                    len: c.payload_len,
+                },
                 encryption: c.key.as_deref().map(|key| ChunkEncryption {
                     key,
                     segment: SegmentKeyId {
