@@ -60,7 +60,7 @@ fn per_core_log(c: &mut Criterion) {
                             glommio::spawn_local(async move {
                                 let record = AppendRecord {
                                     partition_key: "k".into(),
-                                    data: vec![7; 100],
+                                    data: vec![7; 100].into(),
                                 };
                                 log.append(&key, vec![record]).await
                             })

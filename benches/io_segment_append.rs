@@ -20,7 +20,7 @@ fn batch(record_bytes: usize, shard: u32) -> Vec<AppendRecord> {
     (0..RECORDS_PER_APPEND)
         .map(|i| AppendRecord {
             partition_key: format!("partition-key-{shard}-{i:06}"),
-            data: vec![(i % 251) as u8; record_bytes],
+            data: vec![(i % 251) as u8; record_bytes].into(),
         })
         .collect()
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use sluice_core::hash_key::{partition_key_hash, partition_key_hashes};
+use sluice_core::hash_key::partition_key_hashes;
 use sluice_core::sequence_number::SequenceNumber;
 use sluice_protocols::binary::{
     Body, Frame, WireCreateStream, WireListStreams, WirePutBatch, WirePutRecord, WireRead,
@@ -576,6 +576,7 @@ fn sends_hash_key(record: &PutRecord<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_core::hash_key::partition_key_hash;
 
     #[test]
     fn records_with_a_valid_partition_key_are_sent_with_its_md5_and_others_as_they_are() {

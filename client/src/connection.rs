@@ -40,6 +40,8 @@ use crate::types::{
 const READ_CHUNK_BYTES: usize = 256 * 1024;
 /// The writer stops coalescing queued frames into one write past this many bytes.
 const WRITE_COALESCE_BYTES_MAX: usize = 1024 * 1024;
+/// At most this many frames go out in one vectored write (Linux takes up to 1,024 slices).
+const WRITE_COALESCE_FRAMES_MAX: usize = 256;
 
 /// An owned answer to one request.
 #[derive(Debug)]
@@ -557,24 +559,46 @@ async fn write_loop(
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
     state: Arc<State>,
 ) {
-    let mut buffer = Vec::new();
+    let mut frames: Vec<Vec<u8>> = Vec::new();
     while let Some(first) = queue.recv().await {
-        buffer.clear();
-        buffer.extend_from_slice(&first);
-        // Everything queued meanwhile goes out in the same write: pipelined requests cost one
-        // system call per burst rather than one per frame.
-        while buffer.len() < WRITE_COALESCE_BYTES_MAX {
+        frames.clear();
+        let mut bytes = first.len();
+        frames.push(first);
+        // Everything queued meanwhile goes out in the same system call: pipelined requests
+        // cost one per burst rather than one per frame. The write is vectored, so a burst is
+        // not copied into one buffer first (that copy was ~10 % of the load generator's core
+        // with 500 KB frames).
+        while bytes < WRITE_COALESCE_BYTES_MAX && frames.len() < WRITE_COALESCE_FRAMES_MAX {
             match queue.try_recv() {
-                Ok(more) => buffer.extend_from_slice(&more),
+                Ok(more) => {
+                    bytes += more.len();
+                    frames.push(more);
+                }
                 Err(_) => break,
             }
         }
-        if let Err(error) = write.write_all(&buffer).await {
+        if let Err(error) = write_all_vectored(&mut write, &frames).await {
             tracing::debug!(addr = %state.addr, %error, "Write failed; closing the connection.");
             state.close(CloseReason::Lost);
             return;
         }
     }
+}
+
+/// Writes every byte of `frames`, in order, in as few vectored writes as the socket takes.
+async fn write_all_vectored(write: &mut OwnedWriteHalf, frames: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        frames.iter().map(|f| std::io::IoSlice::new(f)).collect();
+    let mut rest = &mut slices[..];
+    std::io::IoSlice::advance_slices(&mut rest, 0);
+    while !rest.is_empty() {
+        let written = write.write_vectored(rest).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut rest, written);
+    }
+    Ok(())
 }
 
 async fn read_loop(

@@ -240,7 +240,9 @@ pub struct ListShardsOutput {
 /// One record to append. `explicit_hash_key` was already parsed and range-checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutRecordsEntry {
-    pub data: Vec<u8>,
+    /// Shared, not copied: a binary PutBatch's records are slices of its frame, kept until
+    /// they are stored.
+    pub data: bytes::Bytes,
     pub partition_key: String,
     pub explicit_hash_key: Option<u128>,
 }
@@ -652,7 +654,7 @@ mod tests {
 
     fn entry(partition_key: &str, data_bytes: usize) -> PutRecordsEntry {
         PutRecordsEntry {
-            data: vec![0; data_bytes],
+            data: vec![0; data_bytes].into(),
             partition_key: partition_key.to_owned(),
             explicit_hash_key: None,
         }

@@ -175,7 +175,7 @@ pub struct ShardKey {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendRecord {
     pub partition_key: String,
-    pub data: Vec<u8>,
+    pub data: bytes::Bytes,
 }
 
 /// The records of one append got positions `first_position..` in order, all with this arrival
@@ -892,7 +892,11 @@ mod tests {
                                 .expect("append");
                             let entries = &mut model.records[shard as usize];
                             assert_eq!(got.first_position, entries.len() as u64);
-                            entries.extend(batch.into_iter().map(|r| (r.partition_key, r.data)));
+                            entries.extend(
+                                batch
+                                    .into_iter()
+                                    .map(|r| (r.partition_key, r.data.to_vec())),
+                            );
                         }
                         Op::Read {
                             shard,

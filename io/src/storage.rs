@@ -129,7 +129,7 @@ impl RecordLog for StorageHandle {
             .into_iter()
             .map(|r| AppendRecord {
                 partition_key: r.partition_key,
-                data: r.data,
+                data: r.data.into(),
             })
             .collect();
         let owner = self.shared.owner(target.log_id);

@@ -594,7 +594,7 @@ impl KinesisApi for Model {
                         sequence_number,
                         approximate_arrival_timestamp_ms: now,
                         partition_key: entry.partition_key,
-                        data: entry.data,
+                        data: entry.data.to_vec(),
                     });
                 }
                 records.push(Ok(PutRecordsResultEntry {

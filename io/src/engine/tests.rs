@@ -6,7 +6,7 @@ fn records(n: usize) -> Vec<AppendRecord> {
     (0..n)
         .map(|i| AppendRecord {
             partition_key: format!("k{i}"),
-            data: vec![1; 10],
+            data: vec![1; 10].into(),
         })
         .collect()
 }
@@ -93,7 +93,7 @@ fn put_input(count: usize) -> PutRecordsInput {
         stream_name: "s".into(),
         records: (0..count)
             .map(|i| PutRecordsEntry {
-                data: vec![7; 10],
+                data: vec![7; 10].into(),
                 partition_key: format!("k{i}"),
                 explicit_hash_key: None,
             })

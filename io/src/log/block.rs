@@ -94,11 +94,13 @@ const CHUNK_CRC_FIELD: Range<usize> = 4..8;
 ///
 /// WARNING: this struct is part of the on-disk format. Do not add, remove, reorder or retype
 /// fields without bumping [`FORMAT_VERSION`] and adding a compatibility fixture for the old
-/// version.
+/// version. `data` is `Bytes` (shared with the request it came in) but archives exactly as the
+/// `Vec<u8>` it was before: both are an rkyv `ArchivedVec<u8>` serialized from the same slice
+/// (checked by `records_archive_as_they_did_with_vec_data`).
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
     pub partition_key: String,
-    pub data: Vec<u8>,
+    pub data: bytes::Bytes,
 }
 
 /// The rkyv root of a chunk payload: the records of one shard in one block, in position order.
@@ -598,9 +600,46 @@ mod tests {
             records: (0..n)
                 .map(|i| StoredRecord {
                     partition_key: format!("key-{i}"),
-                    data: vec![i as u8; i * 7],
+                    data: vec![i as u8; i * 7].into(),
                 })
                 .collect(),
+        }
+    }
+
+    /// The record as it was declared before `data` became `Bytes`.
+    #[derive(rkyv::Archive, rkyv::Serialize)]
+    struct VecRecord {
+        partition_key: String,
+        data: Vec<u8>,
+    }
+
+    #[derive(rkyv::Archive, rkyv::Serialize)]
+    struct VecChunk {
+        records: Vec<VecRecord>,
+    }
+
+    /// Guards the on-disk format: a chunk of records whose data is `Bytes` archives to exactly
+    /// the bytes it did when the data was a `Vec<u8>`, so segments written before and after
+    /// read the same.
+    #[test]
+    fn records_archive_as_they_did_with_vec_data() {
+        for chunk in [sample_chunk(0), sample_chunk(1), sample_chunk(33)] {
+            let old = VecChunk {
+                records: chunk
+                    .records
+                    .iter()
+                    .map(|r| VecRecord {
+                        partition_key: r.partition_key.clone(),
+                        data: r.data.to_vec(),
+                    })
+                    .collect(),
+            };
+            let old = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(
+                &old,
+                rkyv::util::AlignedVec::<16>::new(),
+            )
+            .expect("serializing into memory");
+            assert_eq!(&serialize_payload(&chunk)[..], &old[..]);
         }
     }
 
@@ -614,15 +653,15 @@ mod tests {
                 records: vec![
                     StoredRecord {
                         partition_key: String::new(),
-                        data: vec![],
+                        data: vec![].into(),
                     },
                     StoredRecord {
                         partition_key: "k".repeat(256),
-                        data: vec![3; 1_000_000],
+                        data: vec![3; 1_000_000].into(),
                     },
                     StoredRecord {
                         partition_key: "12345678".into(),
-                        data: vec![9; 13],
+                        data: vec![9; 13].into(),
                     },
                 ],
             },
@@ -962,7 +1001,7 @@ mod tests {
         let smallest = StoredChunk {
             records: vec![StoredRecord {
                 partition_key: String::new(),
-                data: Vec::new(),
+                data: Vec::new().into(),
             }],
         };
         // An empty archive cannot be written; it bounds the smallest one from below.

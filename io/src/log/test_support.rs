@@ -76,7 +76,7 @@ pub(super) fn expected(batches: &[Vec<AppendRecord>]) -> Vec<Owned> {
         .iter()
         .flatten()
         .enumerate()
-        .map(|(i, r)| (i as u64, r.partition_key.clone(), r.data.clone()))
+        .map(|(i, r)| (i as u64, r.partition_key.clone(), r.data.to_vec()))
         .collect()
 }
 
@@ -95,7 +95,7 @@ pub(super) fn marked(count: usize, tag: u64) -> Vec<AppendRecord> {
     (0..count)
         .map(|i| AppendRecord {
             partition_key: format!("pk-{tag}-{i}"),
-            data: [MARKER, format!("-{tag}-{i}").as_bytes()].concat(),
+            data: [MARKER, format!("-{tag}-{i}").as_bytes()].concat().into(),
         })
         .collect()
 }

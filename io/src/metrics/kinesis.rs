@@ -390,12 +390,12 @@ mod tests {
     fn writes_are_summed_per_stream_and_unknown_shard_levels_stay_hidden() {
         let entries = vec![
             PutRecordsEntry {
-                data: vec![0; 10],
+                data: vec![0; 10].into(),
                 partition_key: "ab".into(),
                 explicit_hash_key: None,
             },
             PutRecordsEntry {
-                data: vec![0; 5],
+                data: vec![0; 5].into(),
                 partition_key: "c".into(),
                 explicit_hash_key: None,
             },

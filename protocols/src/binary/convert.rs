@@ -3,6 +3,7 @@
 //! indexes; the domain model (shaped by the JSON API) carries decimal strings and shard ids, so
 //! some directions can fail.
 
+use bytes::Bytes;
 use sluice_core::KinesisError;
 use sluice_core::api::{
     PutRecordsEntry, PutRecordsOutput, ShardDescription, ShardIteratorType, StreamDescription,
@@ -227,11 +228,16 @@ pub fn wire_stream_description<'a>(
 }
 
 impl WirePutRecord<'_> {
-    /// The domain entry for this record. A record routed by shard index is sent to the starting
-    /// hash key of that shard, which `starting_hash_key_of` looks up (`None` if the stream has no
+    /// The domain entry for this record, its data a slice of `frame` (the frame the record was
+    /// decoded from), not a copy. A record routed by shard index is sent to the starting hash
+    /// key of that shard, which `starting_hash_key_of` looks up (`None` if the stream has no
     /// such open shard, answered with `InvalidArgument`).
+    ///
+    /// # Panics
+    /// When the record's data does not lie inside `frame`.
     pub fn to_put_records_entry(
         &self,
+        frame: &Bytes,
         starting_hash_key_of: impl Fn(u32) -> Option<u128>,
     ) -> Result<PutRecordsEntry, WireStatus> {
         let explicit_hash_key = match self.route {
@@ -242,7 +248,7 @@ impl WirePutRecord<'_> {
             ),
         };
         Ok(PutRecordsEntry {
-            data: self.data.to_vec(),
+            data: frame.slice_ref(self.data),
             partition_key: self.partition_key.to_owned(),
             explicit_hash_key,
         })
@@ -342,16 +348,23 @@ mod tests {
 
     #[test]
     fn shard_index_routes_use_the_shards_starting_hash_key() {
+        let frame = Bytes::from_static(b"..x..");
         let record = WirePutRecord {
             route: WireRoute::ShardIndex(2),
             partition_key: "",
-            data: b"x",
+            data: &frame[2..3],
         };
         let entry = record
-            .to_put_records_entry(|i| (i == 2).then_some(77))
+            .to_put_records_entry(&frame, |i| (i == 2).then_some(77))
             .expect("shard 2 exists");
         assert_eq!(entry.explicit_hash_key, Some(77));
-        let missing = record.to_put_records_entry(|_| None);
+        assert_eq!(entry.data, Bytes::from_static(b"x"));
+        assert_eq!(
+            entry.data.as_ptr(),
+            frame[2..].as_ptr(),
+            "a slice, not a copy"
+        );
+        let missing = record.to_put_records_entry(&frame, |_| None);
         assert_eq!(missing, Err(StatusCode::InvalidArgument.into()));
     }
 

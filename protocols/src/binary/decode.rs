@@ -7,6 +7,8 @@
 //! must be closed. A bad payload spoils only its own frame: the length is trusted, the frame is
 //! skipped, and the peer can be answered by request id.
 
+use bytes::{Buf, Bytes, BytesMut};
+
 use crate::binary::encode::shard_presence;
 use crate::binary::frame::*;
 use crate::binary::limits::{
@@ -682,16 +684,21 @@ impl<'a> Reader<'a> {
 /// Reassembles frames from bytes as they arrive.
 ///
 /// `push` appends what the socket delivered; `next_frame` returns each complete frame in turn,
-/// borrowing from the decoder's buffer until the next call. After a fatal error every later call
-/// returns the same error: the connection is to be closed.
+/// borrowing from the decoder until the next call. After a fatal error every later call returns
+/// the same error: the connection is to be closed.
+///
+/// Each complete frame is split off the buffer as its own shared [`Bytes`]
+/// ([`FrameDecoder::next_frame_shared`]), so a server can keep slices of a frame (a put's
+/// records) without copying them; the buffer's allocation is reused once no frame holds it.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
-    buf: Vec<u8>,
-    /// Bytes at the front of `buf` already handed out as frames.
-    consumed: usize,
+    /// Bytes received and not yet handed out as frames.
+    buf: BytesMut,
     /// Bytes of a skipped frame that have not arrived yet; they are dropped as they come.
     skipping: usize,
     fatal: Option<DecodeError>,
+    /// The frame `next_frame` returned last; its body borrows from it.
+    current: Bytes,
 }
 
 impl FrameDecoder {
@@ -701,7 +708,6 @@ impl FrameDecoder {
 
     /// Appends bytes received from the peer.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.compact();
         let skipped = self.skipping.min(bytes.len());
         self.skipping -= skipped;
         self.buf.extend_from_slice(&bytes[skipped..]);
@@ -713,7 +719,7 @@ impl FrameDecoder {
         if self.fatal.is_some() || self.skipping > 0 {
             return None;
         }
-        let header = decode_header(&self.buf[self.consumed..])?;
+        let header = decode_header(&self.buf)?;
         check_length(header.frame_bytes).ok()?;
         Some(header)
     }
@@ -729,33 +735,30 @@ impl FrameDecoder {
             .peek_header()
             .expect("a frame is skipped only after its header was peeked");
         let frame_bytes = header.frame_bytes as usize;
-        let buffered = self.buffered_bytes();
-        let skipped_now = frame_bytes.min(buffered);
-        self.consumed += skipped_now;
+        let skipped_now = frame_bytes.min(self.buf.len());
+        self.buf.advance(skipped_now);
         self.skipping = frame_bytes - skipped_now;
     }
 
     /// Bytes received but not yet returned as frames.
     pub fn buffered_bytes(&self) -> usize {
-        self.buf.len() - self.consumed
-    }
-
-    /// Drops consumed bytes so the buffer does not grow with the connection's lifetime.
-    fn compact(&mut self) {
-        if self.consumed > 0 {
-            self.buf.drain(..self.consumed);
-            self.consumed = 0;
-        }
+        self.buf.len()
     }
 
     /// The next complete frame, `Ok(None)` when more bytes are needed. A frame with a bad payload
     /// is consumed and reported; decoding then continues with the frame after it.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, DecodeError> {
+        Ok(self.next_frame_shared()?.map(|(frame, _)| frame))
+    }
+
+    /// [`FrameDecoder::next_frame`], with the whole frame (header included) as shared bytes
+    /// that the frame's borrowed fields are slices of ([`Bytes::slice_ref`] turns them into
+    /// owned bytes without a copy).
+    pub fn next_frame_shared(&mut self) -> Result<Option<(Frame<'_>, Bytes)>, DecodeError> {
         if let Some(error) = &self.fatal {
             return Err(error.clone());
         }
-        let rest = &self.buf[self.consumed..];
-        let Some(header) = decode_header(rest) else {
+        let Some(header) = decode_header(&self.buf) else {
             return Ok(None);
         };
         let frame_bytes = match check_length(header.frame_bytes) {
@@ -765,18 +768,19 @@ impl FrameDecoder {
                 return Err(error);
             }
         };
-        if rest.len() < frame_bytes {
+        if self.buf.len() < frame_bytes {
             // Reserve once for the whole frame rather than growing with each read.
-            self.buf.reserve(frame_bytes - rest.len());
+            self.buf.reserve(frame_bytes - self.buf.len());
             return Ok(None);
         }
-        let start = self.consumed;
-        self.consumed += frame_bytes;
-        let payload = &self.buf[start + HEADER_BYTES..start + frame_bytes];
-        let body = decode_body(&header, payload)?;
-        Ok(Some(Frame {
-            request_id: header.request_id,
-            body,
-        }))
+        self.current = self.buf.split_to(frame_bytes).freeze();
+        let body = decode_body(&header, &self.current[HEADER_BYTES..])?;
+        Ok(Some((
+            Frame {
+                request_id: header.request_id,
+                body,
+            },
+            self.current.clone(),
+        )))
     }
 }

@@ -152,8 +152,8 @@ fn cbor2_vectors_decode_into_the_same_inputs_json_would_give() {
 
     let puts = decode::put_records(HOME, Obj::new_cbor(&cbor_doc("put_records"))).expect("valid");
     assert_eq!(puts.records.len(), 2);
-    assert_eq!(puts.records[0].data, b"first");
-    assert_eq!(puts.records[1].data, b"");
+    assert_eq!(puts.records[0].data, &b"first"[..]);
+    assert_eq!(puts.records[1].data, &b""[..]);
     assert_eq!(puts.records[1].explicit_hash_key, Some(0));
 
     let it = decode::get_shard_iterator(
@@ -169,7 +169,7 @@ fn cbor2_vectors_decode_into_the_same_inputs_json_would_give() {
     // Base64 text for a blob is still accepted, as Jackson would read it.
     let text_data =
         decode::put_record(HOME, Obj::new_cbor(&cbor_doc("put_record_text_data"))).expect("valid");
-    assert_eq!(text_data.record.data, b"\x00\x01hello");
+    assert_eq!(text_data.record.data, &b"\x00\x01hello"[..]);
     let float =
         decode::create_stream(Obj::new_cbor(&cbor_doc("float_shard_count"))).expect("valid");
     assert_eq!(float.shard_count, Some(2));

@@ -422,7 +422,7 @@ mod tests {
                 .put_records(PutRecordsInput {
                     stream_name: "s".into(),
                     records: vec![PutRecordsEntry {
-                        data: b"hello".to_vec(),
+                        data: b"hello".to_vec().into(),
                         partition_key: "k".into(),
                         explicit_hash_key: None,
                     }],

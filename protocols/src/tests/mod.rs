@@ -1159,7 +1159,7 @@ fn put_records_decodes_escaped_keys_and_explicit_hash_keys() {
     let doc = parse(body).expect("valid JSON");
     let input = decode::put_records(HOME, Obj::new(&doc)).expect("valid input");
     assert_eq!(input.stream_name, "s");
-    assert_eq!(input.records[0].data, b"hi");
+    assert_eq!(input.records[0].data, &b"hi"[..]);
     assert_eq!(input.records[0].partition_key, "a\"bé");
     assert_eq!(input.records[0].explicit_hash_key, None);
     assert_eq!(input.records[1].explicit_hash_key, Some(42));

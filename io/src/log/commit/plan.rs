@@ -396,7 +396,7 @@ mod tests {
             on.set(false);
             let clear = vec![AppendRecord {
                 partition_key: "pk".to_owned(),
-                data: b"CLEAR-TEXT-AFTER-STOP".to_vec(),
+                data: b"CLEAR-TEXT-AFTER-STOP".to_vec().into(),
             }];
             // Encrypted and clear records of one shard queued into the same commit.
             // The key is chosen when an append is first polled; `join` polls both before the

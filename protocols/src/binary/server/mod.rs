@@ -54,6 +54,7 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use sluice_core::storage::RecordLog;
 use sluice_core::{KinesisApi, KinesisError};
@@ -370,8 +371,10 @@ where
                         Admit::Close => return,
                     }
                 }
-                let next = match decoder.next_frame() {
-                    Ok(Some(frame)) => self.on_frame(frame, &mut handshake, &mut admitted),
+                let next = match decoder.next_frame_shared() {
+                    Ok(Some((frame, bytes))) => {
+                        self.on_frame(frame, &bytes, &mut handshake, &mut admitted)
+                    }
                     Ok(None) => break,
                     Err(error) => {
                         // A PutBatch whose payload is bad is answered here: its credit and
@@ -535,9 +538,11 @@ where
         }
     }
 
+    /// `bytes` is the whole frame, which `frame`'s fields borrow from.
     fn on_frame(
         self: &Rc<Self>,
         frame: Frame<'_>,
+        bytes: &Bytes,
         handshake: &mut Handshake,
         admitted: &mut Option<AdmittedPut>,
     ) -> Next {
@@ -557,7 +562,7 @@ where
                 let put = admitted
                     .take()
                     .expect("a PutBatch is admitted from its header before it is decoded");
-                self.on_put_batch(request_id, &batch, put);
+                self.on_put_batch(request_id, &batch, bytes, put);
             }
             Body::Read(read) => return Next::Read(PendingRead::new(request_id, &read)),
             Body::Subscribe(subscribe) => self.on_subscribe(request_id, &subscribe),

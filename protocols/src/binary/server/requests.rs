@@ -3,6 +3,7 @@
 //! request's own validation, then the call. Control-plane calls and PutBatch go to
 //! [`KinesisApi`]; shard maps and reads go to the storage face ([`RecordLog`]).
 
+use bytes::Bytes;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -200,13 +201,14 @@ where
         self: &Rc<Self>,
         request_id: u64,
         batch: &WirePutBatch<'_>,
+        frame: &Bytes,
         put: AdmittedPut,
     ) {
         // Validated here, while the records borrow the frame; a refusal is answered only after
         // the policy check, so a denied request is AccessDenied whatever else is wrong with
         // it, as over HTTP.
         let stream_name = batch.stream_name.to_owned();
-        let prepared = self.prepare_put_batch(batch);
+        let prepared = self.prepare_put_batch(batch, frame);
         self.spawn(move |c| async move {
             c.put_batch(request_id, stream_name, prepared).await;
             c.finish_put(put);
@@ -215,8 +217,14 @@ where
 
     /// Applies the partition-key rule to every record (refusing the whole batch, as the HTTP
     /// API does) and resolves routes by shard index to that shard's starting hash key, so that
-    /// `put_records` routes them exactly as HTTP records with that explicit hash key.
-    fn prepare_put_batch(&self, batch: &WirePutBatch<'_>) -> Result<PreparedPut, KinesisError> {
+    /// `put_records` routes them exactly as HTTP records with that explicit hash key. The
+    /// records' data stay in `frame`, the frame `batch` was decoded from: the entries hold
+    /// slices of it, so a record's bytes are copied only into their block.
+    fn prepare_put_batch(
+        &self,
+        batch: &WirePutBatch<'_>,
+        frame: &Bytes,
+    ) -> Result<PreparedPut, KinesisError> {
         // Record sizes are checked by `put_records` against the stream's own maximum
         // (`sluice_core::api::check_record_sizes`), as for HTTP requests.
         for (i, record) in batch.records.iter().enumerate() {
@@ -244,7 +252,7 @@ where
         let mut entries = Vec::with_capacity(batch.records.len());
         let mut slots = Vec::with_capacity(batch.records.len());
         for record in &batch.records {
-            match record.to_put_records_entry(starting_hash_key_of) {
+            match record.to_put_records_entry(frame, starting_hash_key_of) {
                 Ok(entry) => {
                     slots.push(Ok(entries.len()));
                     entries.push(entry);

@@ -131,7 +131,7 @@ impl RawEntry<'_> {
             )));
         }
         Ok(PutRecordsEntry {
-            data,
+            data: data.into(),
             partition_key: partition_key.to_owned(),
             explicit_hash_key,
         })
