@@ -550,21 +550,17 @@ type CoreGroup = (Arc<Connection>, Vec<usize>);
 /// together in SIMD lanes ([`partition_key_hashes`]: about a ninth of MD5's cost one key at a
 /// time, which took 7 % of the load generator's core at 1 KB records).
 fn hash_keys_to_send(records: &[PutRecord<'_>]) -> Vec<Option<u128>> {
+    let sends: Vec<bool> = records.iter().map(sends_hash_key).collect();
     let keyed: Vec<&str> = records
         .iter()
-        .filter(|record| sends_hash_key(record))
-        .map(|record| record.partition_key)
+        .zip(&sends)
+        .filter(|(_, sends)| **sends)
+        .map(|(record, _)| record.partition_key)
         .collect();
     let mut hashes = partition_key_hashes(&keyed).into_iter();
-    records
-        .iter()
-        .map(|record| {
-            if sends_hash_key(record) {
-                hashes.next()
-            } else {
-                None
-            }
-        })
+    sends
+        .into_iter()
+        .map(|sends| if sends { hashes.next() } else { None })
         .collect()
 }
 

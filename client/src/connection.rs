@@ -590,7 +590,6 @@ async fn write_all_vectored(write: &mut OwnedWriteHalf, frames: &[Vec<u8>]) -> s
     let mut slices: Vec<std::io::IoSlice<'_>> =
         frames.iter().map(|f| std::io::IoSlice::new(f)).collect();
     let mut rest = &mut slices[..];
-    std::io::IoSlice::advance_slices(&mut rest, 0);
     while !rest.is_empty() {
         let written = write.write_vectored(rest).await?;
         if written == 0 {

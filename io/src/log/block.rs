@@ -177,12 +177,7 @@ impl<'a> ChunkPayload<'a> {
         }
     }
 
-    /// Bytes of the archive.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Writes the archive into `out`, which is exactly [`ChunkPayload::len`] bytes long.
+    /// Writes the archive into `out`, which is exactly `len` bytes long.
     fn write_into(&self, out: &mut [u8]) {
         let written = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(
             self.chunk,
@@ -244,7 +239,7 @@ impl ChunkInput<'_> {
     pub fn encoded_len(&self) -> usize {
         chunk_encoded_len(
             self.stream_name.len(),
-            stored_payload_len(self.payload.len(), self.encryption.is_some()),
+            stored_payload_len(self.payload.len, self.encryption.is_some()),
         )
     }
 }
@@ -422,7 +417,7 @@ pub fn encode_block(
 
 fn encode_chunk(out: &mut [u8], chunk: &ChunkInput<'_>) {
     let name_len = u16::try_from(chunk.stream_name.len()).expect("a stream name fits u16 bytes");
-    let stored_len = stored_payload_len(chunk.payload.len(), chunk.encryption.is_some());
+    let stored_len = stored_payload_len(chunk.payload.len, chunk.encryption.is_some());
     let payload_len = u32::try_from(stored_len).expect("a chunk payload fits u32 bytes");
     let chunk_len = u32::try_from(out.len()).expect("a chunk fits u32 bytes");
     let flags = if chunk.encryption.is_some() {
@@ -451,7 +446,7 @@ fn encode_chunk(out: &mut [u8], chunk: &ChunkInput<'_>) {
             .write_into(&mut out[payload_start..payload_end]),
         Some(encryption) => {
             let text_start = payload_start + ENVELOPE_LEN;
-            let text_end = text_start + chunk.payload.len();
+            let text_end = text_start + chunk.payload.len;
             out[payload_start..payload_start + 4]
                 .copy_from_slice(&encryption.key.key_ref.to_le_bytes());
             out[payload_start + 4..text_start].copy_from_slice(&encryption.nonce);
@@ -464,7 +459,7 @@ fn encode_chunk(out: &mut [u8], chunk: &ChunkInput<'_>) {
                 .encrypt_in_place_detached(
                     Nonce::from_slice(&encryption.nonce),
                     aad,
-                    &mut text[..chunk.payload.len()],
+                    &mut text[..chunk.payload.len],
                 )
                 .expect("AES-GCM encrypts any payload shorter than 64 GiB");
             out[text_end..payload_end].copy_from_slice(&tag);

@@ -236,7 +236,7 @@ pub(super) fn serialize_block(plan: BlockPlan) -> SerializedBlock {
             let records = StoredChunk {
                 records: chunk.records,
             };
-            let payload_len = ChunkPayload::new(&records).len();
+            let payload_len = ChunkPayload::new(&records).len;
             SerializedChunk {
                 shard: chunk.shard,
                 key: chunk.key,
